@@ -1,0 +1,83 @@
+//! `cargo bench -p dta-crypto`: the figures the foundation issue asks for.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use dta_crypto::bls::{self, PopVerifiedKey, SecretKey};
+use dta_crypto::seal::{self, KemPublicKey, KemSecretKey};
+use dta_crypto::threshold::{self, SecretScalar};
+
+fn signatures(c: &mut Criterion) {
+    let key = SecretKey::random();
+    let public = key.public_key();
+    let message = [7u8; 32];
+    let signature = key.sign(&message);
+    let proof = key.prove_possession();
+    c.bench_function("bls/sign", |b| b.iter(|| key.sign(black_box(&message))));
+    c.bench_function("bls/verify", |b| {
+        b.iter(|| public.verify(black_box(&message), &signature))
+    });
+    c.bench_function("bls/pop_verify", |b| {
+        b.iter(|| public.verify_pop(black_box(&proof)))
+    });
+
+    let mut group = c.benchmark_group("bls/fast_aggregate_verify");
+    for n in [3usize, 10, 64] {
+        let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::random()).collect();
+        let verified: Vec<PopVerifiedKey> = keys
+            .iter()
+            .map(|k| k.public_key().verify_pop(&k.prove_possession()).unwrap())
+            .collect();
+        let sigs: Vec<bls::Signature> = keys.iter().map(|k| k.sign(&message)).collect();
+        let aggregate = bls::aggregate_signatures(&sigs).unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| bls::fast_aggregate_verify(&verified, black_box(&message), &aggregate))
+        });
+    }
+    group.finish();
+}
+
+fn shamir(c: &mut Criterion) {
+    let secret = SecretScalar::random();
+    let mut split = c.benchmark_group("shamir/split");
+    for (t, n) in [(2, 3), (3, 5), (5, 7), (7, 10)] {
+        split.bench_with_input(BenchmarkId::new(format!("t{t}"), n), &n, |b, &n| {
+            b.iter(|| threshold::split(&secret, t, n))
+        });
+    }
+    split.finish();
+    let mut recover = c.benchmark_group("shamir/recover");
+    for (t, n) in [(2, 3), (3, 5), (5, 7), (7, 10)] {
+        let (shares, _) = threshold::split(&secret, t, n).unwrap();
+        recover.bench_with_input(BenchmarkId::new(format!("t{t}"), n), &n, |b, _| {
+            b.iter(|| threshold::recover(black_box(&shares), t))
+        });
+    }
+    recover.finish();
+}
+
+fn sealing(c: &mut Criterion) {
+    let body = vec![0x42u8; 1024];
+    let mut group = c.benchmark_group("seal_open_1KiB");
+    for n in [1usize, 3, 10] {
+        let keys: Vec<KemSecretKey> = (0..n).map(|_| KemSecretKey::random()).collect();
+        let publics: Vec<KemPublicKey> = keys.iter().map(KemSecretKey::public_key).collect();
+        let refs: Vec<&KemPublicKey> = publics.iter().collect();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let sealed = seal::seal(b"header", black_box(&body), &refs).unwrap();
+                seal::open(
+                    b"header",
+                    &sealed.ciphertext,
+                    &sealed.encapsulations[0],
+                    &keys[0],
+                )
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, signatures, shamir, sealing);
+criterion_main!(benches);

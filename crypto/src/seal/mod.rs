@@ -1,0 +1,247 @@
+//! Sealing a body to several recipients with a post-quantum hybrid KEM.
+//!
+//! Construction:
+//! 1. A fresh 32-byte content key `K` encrypts the body once with ChaCha20-Poly1305; the
+//!    caller's header bytes are the associated data, so the body cannot be moved under another
+//!    header.
+//! 2. For each recipient, X-Wing (ML-KEM-768 + X25519, the combiner of
+//!    draft-connolly-cfrg-xwing-kem) encapsulates a shared secret `ss`, and `K` is wrapped
+//!    with ChaCha20-Poly1305 under `ss`, the same header again as associated data.
+//!
+//! Both AEAD keys are used exactly once (`K` is fresh per envelope, `ss` fresh per
+//! encapsulation), which is why a fixed all-zero nonce is safe here.
+//!
+//! Sealing only hides the body. Who sent it is proven by the envelope's BLS signature, which
+//! the caller must check before calling [`open`].
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use x_wing::{Decapsulate, Decapsulator, Encapsulate, KeyExport};
+use zeroize::Zeroizing;
+
+use crate::Secret;
+
+/// Length of an encoded X-Wing public (encapsulation) key.
+pub const KEM_PUBLIC_KEY_LEN: usize = x_wing::ENCAPSULATION_KEY_SIZE;
+/// Length of an X-Wing ciphertext.
+pub const KEM_CIPHERTEXT_LEN: usize = x_wing::CIPHERTEXT_SIZE;
+/// Length of the wrapped content key (32 bytes plus a 16-byte tag).
+pub const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
+/// Length of the AEAD tag the ciphertext carries after the body.
+pub const TAG_LEN: usize = 16;
+/// Most recipients of one sealed body.
+pub const MAX_RECIPIENTS: usize = 64;
+
+/// Why a body could not be sealed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum SealError {
+    /// Nobody to seal to.
+    #[error("no recipients")]
+    NoRecipients,
+    /// Too many recipients.
+    #[error("{0} recipients; at most {MAX_RECIPIENTS} are allowed")]
+    TooManyRecipients(usize),
+    /// The body is too long for the AEAD.
+    #[error("body too long to encrypt")]
+    BodyTooLong,
+}
+
+/// Why a sealed body could not be opened. None of these says anything about the plaintext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum OpenError {
+    /// The encapsulation has the wrong size.
+    #[error("malformed key encapsulation")]
+    MalformedEncapsulation,
+    /// The wrapped key did not authenticate: not sealed to this key, or altered.
+    #[error("the content key is not sealed to this recipient, or was altered")]
+    NotForThisKey,
+    /// The body did not authenticate under its header.
+    #[error("the body or its header was altered")]
+    BodyAltered,
+}
+
+/// Why bytes are not a KEM public key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+#[error("not a valid X-Wing public key ({len} bytes; {KEM_PUBLIC_KEY_LEN} expected)")]
+pub struct KemKeyError {
+    /// Length given.
+    pub len: usize,
+}
+
+/// An X-Wing decapsulation key (a 32-byte seed). Zeroized on drop; `Debug` prints nothing.
+#[derive(Clone)]
+pub struct KemSecretKey(x_wing::DecapsulationKey);
+
+impl KemSecretKey {
+    /// The key expanded from a 32-byte seed (X-Wing's own secret-key format).
+    pub fn from_seed(seed: &Secret<32>) -> Self {
+        Self(x_wing::DecapsulationKey::from(*seed.expose()))
+    }
+
+    /// A fresh key from the operating system's randomness.
+    pub fn random() -> Self {
+        Self::from_seed(&Secret::random())
+    }
+
+    /// The 32-byte seed, in zeroizing memory.
+    pub fn to_seed(&self) -> Secret<32> {
+        Secret::new(*self.0.as_bytes())
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> KemPublicKey {
+        KemPublicKey(self.0.encapsulation_key().clone())
+    }
+}
+
+impl fmt::Debug for KemSecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KemSecretKey(<redacted>)")
+    }
+}
+
+/// An X-Wing encapsulation key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KemPublicKey(x_wing::EncapsulationKey);
+
+impl KemPublicKey {
+    /// Decodes the 1216-byte encoding (ML-KEM-768 key then X25519 key).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KemKeyError> {
+        x_wing::EncapsulationKey::try_from(bytes)
+            .map(Self)
+            .map_err(|_| KemKeyError { len: bytes.len() })
+    }
+
+    /// The 1216-byte encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.to_bytes().to_vec()
+    }
+}
+
+impl fmt::Debug for KemPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KemPublicKey({})",
+            crate::bls::hex_prefix(&self.0.to_bytes())
+        )
+    }
+}
+
+/// The content key sealed to one recipient.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encapsulation {
+    /// The X-Wing ciphertext ([`KEM_CIPHERTEXT_LEN`] bytes).
+    pub kem_ciphertext: Vec<u8>,
+    /// The content key under the encapsulated secret ([`WRAPPED_KEY_LEN`] bytes).
+    pub wrapped_key: Vec<u8>,
+}
+
+impl fmt::Debug for Encapsulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encapsulation")
+            .field("kem_ciphertext_len", &self.kem_ciphertext.len())
+            .field("wrapped_key_len", &self.wrapped_key.len())
+            .finish()
+    }
+}
+
+/// A sealed body: one ciphertext, one encapsulation per recipient in the order given.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Sealed {
+    /// ChaCha20-Poly1305 of the body under the content key, tag appended.
+    pub ciphertext: Vec<u8>,
+    /// Per-recipient encapsulations, in the order of the recipients passed to [`seal`].
+    pub encapsulations: Vec<Encapsulation>,
+}
+
+const ZERO_NONCE: [u8; 12] = [0; 12];
+
+/// Encrypts `body` once and seals the content key to each recipient.
+pub fn seal(header: &[u8], body: &[u8], recipients: &[&KemPublicKey]) -> Result<Sealed, SealError> {
+    if recipients.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(SealError::TooManyRecipients(recipients.len()));
+    }
+    let content_key = Secret::<32>::random();
+    let ciphertext = aead_seal(&content_key, header, body)?;
+    let encapsulations = recipients
+        .iter()
+        .map(|recipient| {
+            let (kem_ciphertext, shared) = recipient.0.encapsulate();
+            let shared = Secret::new(shared.into());
+            Ok(Encapsulation {
+                kem_ciphertext: kem_ciphertext.to_vec(),
+                wrapped_key: aead_seal(&shared, header, content_key.expose())?,
+            })
+        })
+        .collect::<Result<_, SealError>>()?;
+    Ok(Sealed {
+        ciphertext,
+        encapsulations,
+    })
+}
+
+/// Opens a sealed body with the recipient's key and its encapsulation.
+pub fn open(
+    header: &[u8],
+    ciphertext: &[u8],
+    encapsulation: &Encapsulation,
+    key: &KemSecretKey,
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    if encapsulation.kem_ciphertext.len() != KEM_CIPHERTEXT_LEN
+        || encapsulation.wrapped_key.len() != WRAPPED_KEY_LEN
+    {
+        return Err(OpenError::MalformedEncapsulation);
+    }
+    let kem_ciphertext = x_wing::Ciphertext::try_from(encapsulation.kem_ciphertext.as_slice())
+        .map_err(|_| OpenError::MalformedEncapsulation)?;
+    let shared = Secret::new(key.0.decapsulate(&kem_ciphertext).into());
+    let unwrapped = aead_open(&shared, header, &encapsulation.wrapped_key)
+        .map_err(|()| OpenError::NotForThisKey)?;
+    let content_key: [u8; 32] = unwrapped
+        .as_slice()
+        .try_into()
+        .map_err(|_| OpenError::NotForThisKey)?;
+    let content_key = Secret::new(content_key);
+    aead_open(&content_key, header, ciphertext).map_err(|()| OpenError::BodyAltered)
+}
+
+fn cipher(key: &Secret<32>) -> ChaCha20Poly1305 {
+    match ChaCha20Poly1305::new_from_slice(key.expose()) {
+        Ok(cipher) => cipher,
+        Err(_) => unreachable!("a 32-byte key is a valid ChaCha20-Poly1305 key"),
+    }
+}
+
+fn aead_seal(key: &Secret<32>, header: &[u8], body: &[u8]) -> Result<Vec<u8>, SealError> {
+    cipher(key)
+        .encrypt(
+            &Nonce::from(ZERO_NONCE),
+            Payload {
+                msg: body,
+                aad: header,
+            },
+        )
+        .map_err(|_| SealError::BodyTooLong)
+}
+
+fn aead_open(key: &Secret<32>, header: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
+    cipher(key)
+        .decrypt(
+            &Nonce::from(ZERO_NONCE),
+            Payload {
+                msg: sealed,
+                aad: header,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+
+fn shares_of(t: usize, n: usize) -> (SecretScalar, Vec<Share>, Commitments) {
+    let secret = SecretScalar::random();
+    let (shares, commitments) = split(&secret, t, n).unwrap();
+    (secret, shares, commitments)
+}
+
+#[test]
+fn any_t_shares_recover_the_secret() {
+    for t in 1..=7 {
+        for n in t.max(3)..=10 {
+            let (secret, shares, commitments) = shares_of(t, n);
+            assert_eq!(shares.len(), n);
+            assert_eq!(commitments.threshold(), t);
+            for share in &shares {
+                commitments.verify_share(share).unwrap();
+            }
+            // The first t, the last t, and every other share from the back.
+            let last: Vec<Share> = shares[n - t..].to_vec();
+            let spread: Vec<Share> = shares.iter().rev().step_by(2).cloned().collect();
+            assert_eq!(recover(&shares, t).unwrap(), secret, "t={t} n={n} first");
+            assert_eq!(recover(&last, t).unwrap(), secret, "t={t} n={n} last");
+            if spread.len() >= t {
+                assert_eq!(recover(&spread, t).unwrap(), secret, "t={t} n={n} spread");
+            }
+        }
+    }
+}
+
+#[test]
+fn fewer_than_t_shares_do_not_recover() {
+    let (secret, shares, _) = shares_of(3, 5);
+    assert_eq!(
+        recover(&shares[..2], 3),
+        Err(CombineError::NotEnoughShares { have: 2, need: 3 })
+    );
+    // Interpolating a degree-2 polynomial through 2 points gives some other value.
+    assert_ne!(recover(&shares[..2], 2).unwrap(), secret);
+}
+
+#[test]
+fn duplicate_and_zero_indices_are_refused() {
+    let (_, shares, _) = shares_of(2, 3);
+    let doubled = vec![shares[0].clone(), shares[0].clone(), shares[1].clone()];
+    assert_eq!(recover(&doubled, 2), Err(CombineError::DuplicateIndex(1)));
+    assert_eq!(
+        Share::from_parts(0, shares[0].value_bytes().expose()).unwrap_err(),
+        ShareError::ZeroIndex
+    );
+    let partial = partial_sign(&shares[0], b"m").unwrap();
+    let zero = PartialSignature {
+        index: 0,
+        ..partial
+    };
+    assert_eq!(
+        combine_signatures(&[zero, partial], 2),
+        Err(CombineError::ZeroIndex)
+    );
+    assert_eq!(recover(&shares, 0), Err(CombineError::ZeroThreshold));
+}
+
+#[test]
+fn split_parameters_are_checked() {
+    let secret = SecretScalar::random();
+    assert_eq!(split(&secret, 0, 3).unwrap_err(), SplitError::ZeroThreshold);
+    assert_eq!(
+        split(&secret, 4, 3).unwrap_err(),
+        SplitError::ThresholdAboveShares {
+            threshold: 4,
+            shares: 3
+        }
+    );
+    assert_eq!(
+        split(&secret, 2, MAX_SHARES + 1).unwrap_err(),
+        SplitError::TooManyShares {
+            shares: MAX_SHARES + 1
+        }
+    );
+}
+
+#[test]
+fn a_tampered_or_foreign_share_fails_feldman() {
+    let (_, shares, commitments) = shares_of(2, 3);
+    let mut value = *shares[1].value_bytes().expose();
+    value[31] ^= 1;
+    let tampered = Share::from_parts(2, &value).unwrap();
+    assert_eq!(
+        commitments.verify_share(&tampered),
+        Err(ShareError::Mismatch(2))
+    );
+    let moved = Share::from_parts(3, shares[1].value_bytes().expose()).unwrap();
+    assert_eq!(
+        commitments.verify_share(&moved),
+        Err(ShareError::Mismatch(3))
+    );
+    let (_, other, _) = shares_of(2, 3);
+    assert!(commitments.verify_share(&other[0]).is_err());
+}
+
+#[test]
+fn group_public_key_matches_the_secret() {
+    let (secret, _, commitments) = shares_of(3, 4);
+    assert_eq!(
+        commitments.group_public_key(),
+        secret.to_bls().unwrap().public_key()
+    );
+}
+
+#[test]
+fn commitments_round_trip_and_reject_garbage() {
+    let (_, _, commitments) = shares_of(3, 4);
+    let bytes = commitments.to_bytes();
+    assert_eq!(Commitments::from_bytes(&bytes).unwrap(), commitments);
+    assert_eq!(
+        Commitments::from_bytes::<[u8; 48]>(&[]),
+        Err(CommitmentError::Empty)
+    );
+    let mut bad = bytes.clone();
+    bad[1] = [0x9f; 48];
+    assert_eq!(
+        Commitments::from_bytes(&bad),
+        Err(CommitmentError::BadPoint(1))
+    );
+    let mut identity = bytes;
+    identity[0] = [0; 48];
+    identity[0][0] = 0xc0;
+    assert_eq!(
+        Commitments::from_bytes(&identity),
+        Err(CommitmentError::IdentitySecret)
+    );
+}
+
+#[test]
+fn threshold_signature_equals_the_group_keys_signature() {
+    let (secret, shares, commitments) = shares_of(3, 5);
+    let message = b"release order 42";
+    let partials: Vec<PartialSignature> = shares
+        .iter()
+        .map(|s| partial_sign(s, message).unwrap())
+        .collect();
+    for partial in &partials {
+        verify_partial(&commitments, partial, message).unwrap();
+        assert_eq!(
+            commitments.share_public_key(partial.index).unwrap(),
+            shares[partial.index as usize - 1].public_key().unwrap()
+        );
+    }
+    let combined = combine_signatures(&partials[2..], 3).unwrap();
+    commitments
+        .group_public_key()
+        .verify(message, &combined)
+        .unwrap();
+    // BLS signing is deterministic, so the combination is exactly the group key's signature.
+    assert_eq!(combined, secret.to_bls().unwrap().sign(message));
+    let two = combine_signatures(&partials[..2], 2).unwrap();
+    assert!(
+        commitments
+            .group_public_key()
+            .verify(message, &two)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_forged_partial_is_caught() {
+    let (_, shares, commitments) = shares_of(2, 3);
+    let mut partial = partial_sign(&shares[0], b"m").unwrap();
+    partial.index = 2;
+    assert!(verify_partial(&commitments, &partial, b"m").is_err());
+}
+
+#[test]
+fn bls_keys_and_scalars_convert_both_ways() {
+    let key = bls::SecretKey::random();
+    let scalar = SecretScalar::from(&key);
+    assert_eq!(scalar.to_bls().unwrap().public_key(), key.public_key());
+    let again = SecretScalar::from_bytes(scalar.to_bytes().expose()).unwrap();
+    assert_eq!(again, scalar);
+    assert_eq!(
+        SecretScalar::from_bytes(&[0xff; 32]).unwrap_err(),
+        ShareError::BadScalar
+    );
+}
+
+#[test]
+fn debug_output_redacts_share_values() {
+    let (secret, shares, _) = shares_of(2, 2);
+    let value_hex: String = shares[0]
+        .value_bytes()
+        .expose()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let shown = format!("{:?} {:?}", shares[0], secret);
+    assert!(shown.contains("redacted"));
+    assert!(!shown.contains(&value_hex[..12]));
+}

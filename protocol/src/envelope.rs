@@ -1,0 +1,393 @@
+//! Signed envelopes: every step of an order, as a block hash-linked to the previous one.
+//!
+//! An envelope names its sender (identity CID), its kind, the order it belongs to and the
+//! previous envelope of that order (`prev`). It may carry a public payload in the clear and a
+//! secret payload sealed to listed recipients. The sender's BLS signature covers the canonical
+//! encoding of everything else; the seal's associated data is the [`Header`], so a
+//! ciphertext cannot be moved to another envelope.
+//!
+//! Checks run cheapest first: [`SignedEnvelope::check_structure`] (no cryptography), then
+//! [`SignedEnvelope::verify`] (the signature, against an already verified identity). Only a
+//! [`VerifiedEnvelope`] can be opened.
+
+use std::fmt;
+
+use cid::Cid;
+use dta_crypto::bls;
+use dta_crypto::seal::{self, Encapsulation, KemPublicKey, OpenError, SealError};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use zeroize::Zeroizing;
+
+use crate::block::Block;
+use crate::dagcbor::{self, DecodeError, EncodeError, Limits};
+use crate::identity::{LocalIdentity, VerifiedIdentity, signing_message};
+
+/// Version of the envelope layout.
+pub const ENVELOPE_VERSION: u64 = 1;
+/// What an envelope signature signs: this prefix, then the canonical envelope.
+pub const ENVELOPE_CONTEXT: &[u8] = b"dta/envelope/v1\0";
+/// Longest order reference, in bytes.
+pub const MAX_ORDER_REF_LEN: usize = 128;
+/// Most recipients of one envelope.
+pub const MAX_RECIPIENTS: usize = seal::MAX_RECIPIENTS;
+/// Largest encoded envelope.
+pub const MAX_ENVELOPE_SIZE: usize = 1024 * 1024;
+
+/// What step of a flow an envelope records.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A principal asks fiduciaries to take custody.
+    OrderRequest,
+    /// A principal hands one fiduciary its share.
+    ShareDeal,
+    /// The public commitment to an order's secret or key.
+    Commitment,
+    /// A fiduciary's signature over the commitment.
+    CommitmentSignature,
+    /// The aggregated custody certificate.
+    Certificate,
+    /// A principal asks for a release to a beneficiary.
+    ReleaseRequest,
+    /// A fiduciary's share, sealed to the beneficiary.
+    ShareRelease,
+    /// The beneficiary's signed receipt.
+    Receipt,
+}
+
+/// One recipient of the sealed payload.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The recipient's identity CID.
+    pub identity: Cid,
+    /// X-Wing ciphertext.
+    #[serde(with = "serde_bytes")]
+    pub kem_ciphertext: Vec<u8>,
+    /// The content key wrapped under the encapsulated secret.
+    #[serde(with = "serde_bytes")]
+    pub wrapped_key: Vec<u8>,
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Recipient({})", self.identity)
+    }
+}
+
+/// Everything the signature covers.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Layout version, [`ENVELOPE_VERSION`].
+    pub version: u64,
+    /// The sender's identity CID.
+    pub sender: Cid,
+    /// What this envelope records.
+    pub kind: Kind,
+    /// The order it belongs to.
+    pub order: String,
+    /// The previous envelope of this order, if any.
+    pub prev: Option<Cid>,
+    /// Milliseconds since the Unix epoch, by the sender's clock.
+    pub timestamp: u64,
+    /// A payload anyone may read (canonical DAG-CBOR).
+    pub public: Option<ByteBuf>,
+    /// Who can open the sealed payload.
+    pub recipients: Vec<Recipient>,
+    /// The sealed payload, present exactly when there are recipients.
+    pub ciphertext: Option<ByteBuf>,
+}
+
+/// An envelope and its sender's signature: the block that is stored and exchanged.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SignedEnvelope {
+    /// The signed content.
+    pub envelope: Envelope,
+    /// BLS signature over [`ENVELOPE_CONTEXT`] followed by the canonical envelope.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The seal's associated data: the envelope minus key material, ciphertext and signature.
+#[derive(Serialize)]
+struct Header<'a> {
+    version: u64,
+    sender: &'a Cid,
+    kind: Kind,
+    order: &'a str,
+    prev: &'a Option<Cid>,
+    timestamp: u64,
+    public: &'a Option<ByteBuf>,
+    recipients: Vec<&'a Cid>,
+}
+
+impl Envelope {
+    /// The seal's associated data, for the given recipient list.
+    fn header<'a>(&'a self, recipients: Vec<&'a Cid>) -> Result<Vec<u8>, EncodeError> {
+        dagcbor::encode(&Header {
+            version: self.version,
+            sender: &self.sender,
+            kind: self.kind,
+            order: &self.order,
+            prev: &self.prev,
+            timestamp: self.timestamp,
+            public: &self.public,
+            recipients,
+        })
+    }
+}
+
+/// What to put in a new envelope.
+#[derive(Debug)]
+pub struct Draft<'a> {
+    /// What it records.
+    pub kind: Kind,
+    /// The order.
+    pub order: &'a str,
+    /// The previous envelope of the order.
+    pub prev: Option<Cid>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Readable by anyone.
+    pub public: Option<Vec<u8>>,
+    /// Sealed to `recipients`; needs at least one recipient.
+    pub secret: Option<&'a [u8]>,
+    /// Who can open `secret`.
+    pub recipients: &'a [&'a VerifiedIdentity],
+}
+
+/// Why an envelope could not be made, checked or opened.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum EnvelopeError {
+    /// Not canonical DAG-CBOR of the right shape.
+    #[error("envelope does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// Could not be encoded.
+    #[error("envelope does not encode: {0}")]
+    Encode(#[from] EncodeError),
+    /// Unknown layout version.
+    #[error("unsupported envelope version {0}")]
+    Version(u64),
+    /// Empty or oversized order reference.
+    #[error("order reference must be 1 to {MAX_ORDER_REF_LEN} bytes")]
+    OrderRef,
+    /// The public payload is not canonical DAG-CBOR.
+    #[error("public payload is not canonical DAG-CBOR: {0}")]
+    PublicPayload(DecodeError),
+    /// Recipients without ciphertext, or ciphertext without recipients.
+    #[error("a sealed payload needs recipients and recipients need a sealed payload")]
+    SealMismatch,
+    /// Too many recipients.
+    #[error("{0} recipients; at most {MAX_RECIPIENTS} are allowed")]
+    TooManyRecipients(usize),
+    /// The same recipient twice.
+    #[error("recipient {0} is listed twice")]
+    DuplicateRecipient(String),
+    /// A recipient entry of the wrong size.
+    #[error("recipient {0} has a malformed key encapsulation")]
+    MalformedRecipient(String),
+    /// The signature has the wrong size or does not decode.
+    #[error("malformed signature")]
+    MalformedSignature,
+    /// The identity given is not the envelope's sender.
+    #[error("envelope is from {claimed}, not from {given}")]
+    WrongSender {
+        /// Sender named in the envelope.
+        claimed: String,
+        /// Identity it was checked against.
+        given: String,
+    },
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Sealing failed.
+    #[error("cannot seal: {0}")]
+    Seal(#[from] SealError),
+    /// This node is not among the recipients.
+    #[error("{0} is not a recipient of this envelope")]
+    NotARecipient(String),
+    /// There is nothing sealed in this envelope.
+    #[error("envelope has no sealed payload")]
+    NothingSealed,
+    /// Opening failed.
+    #[error("cannot open: {0}")]
+    Open(#[from] OpenError),
+}
+
+impl SignedEnvelope {
+    /// Builds, seals and signs an envelope from `sender`.
+    pub fn create(sender: &LocalIdentity, draft: Draft<'_>) -> Result<Self, EnvelopeError> {
+        if draft.secret.is_some() == draft.recipients.is_empty() {
+            return Err(EnvelopeError::SealMismatch);
+        }
+        let mut envelope = Envelope {
+            version: ENVELOPE_VERSION,
+            sender: sender.cid(),
+            kind: draft.kind,
+            order: draft.order.to_owned(),
+            prev: draft.prev,
+            timestamp: draft.timestamp,
+            public: draft.public.map(ByteBuf::from),
+            recipients: Vec::new(),
+            ciphertext: None,
+        };
+        if let Some(secret) = draft.secret {
+            let cids: Vec<Cid> = draft.recipients.iter().map(|r| r.cid()).collect();
+            let header = envelope.header(cids.iter().collect())?;
+            let keys: Vec<&KemPublicKey> = draft.recipients.iter().map(|r| r.kem_key()).collect();
+            let sealed = seal::seal(&header, secret, &keys)?;
+            envelope.recipients = cids
+                .into_iter()
+                .zip(sealed.encapsulations)
+                .map(|(identity, encapsulation)| Recipient {
+                    identity,
+                    kem_ciphertext: encapsulation.kem_ciphertext,
+                    wrapped_key: encapsulation.wrapped_key,
+                })
+                .collect();
+            envelope.ciphertext = Some(ByteBuf::from(sealed.ciphertext));
+        }
+        let signed = Self {
+            signature: Vec::new(),
+            envelope,
+        };
+        signed.check_structure()?;
+        let message = signing_message(ENVELOPE_CONTEXT, &dagcbor::encode(&signed.envelope)?);
+        Ok(Self {
+            signature: sender.keys().bls().sign(&message).to_bytes().to_vec(),
+            ..signed
+        })
+    }
+
+    /// Decodes an envelope strictly and checks its structure (no signature check yet).
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let limits = Limits {
+            max_size: MAX_ENVELOPE_SIZE,
+            ..Limits::default()
+        };
+        let signed: Self = dagcbor::decode(bytes, limits)?;
+        signed.check_structure()?;
+        if signed.signature.len() != bls::SIGNATURE_LEN {
+            return Err(EnvelopeError::MalformedSignature);
+        }
+        Ok(signed)
+    }
+
+    /// The envelope as a block.
+    pub fn to_block(&self) -> Result<Block, EnvelopeError> {
+        Ok(Block::encode(self)?)
+    }
+
+    /// Structural checks that need no cryptography, cheap enough for the network loop.
+    pub fn check_structure(&self) -> Result<(), EnvelopeError> {
+        let envelope = &self.envelope;
+        if envelope.version != ENVELOPE_VERSION {
+            return Err(EnvelopeError::Version(envelope.version));
+        }
+        if envelope.order.is_empty() || envelope.order.len() > MAX_ORDER_REF_LEN {
+            return Err(EnvelopeError::OrderRef);
+        }
+        if let Some(public) = &envelope.public {
+            dagcbor::validate(public, Limits::default()).map_err(EnvelopeError::PublicPayload)?;
+        }
+        if envelope.ciphertext.is_some() == envelope.recipients.is_empty() {
+            return Err(EnvelopeError::SealMismatch);
+        }
+        if envelope.recipients.len() > MAX_RECIPIENTS {
+            return Err(EnvelopeError::TooManyRecipients(envelope.recipients.len()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for recipient in &envelope.recipients {
+            if !seen.insert(recipient.identity) {
+                return Err(EnvelopeError::DuplicateRecipient(
+                    recipient.identity.to_string(),
+                ));
+            }
+            if recipient.kem_ciphertext.len() != seal::KEM_CIPHERTEXT_LEN
+                || recipient.wrapped_key.len() != seal::WRAPPED_KEY_LEN
+            {
+                return Err(EnvelopeError::MalformedRecipient(
+                    recipient.identity.to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks structure and the signature against the sender's verified identity.
+    pub fn verify(self, sender: &VerifiedIdentity) -> Result<VerifiedEnvelope, EnvelopeError> {
+        self.check_structure()?;
+        if self.envelope.sender != sender.cid() {
+            return Err(EnvelopeError::WrongSender {
+                claimed: self.envelope.sender.to_string(),
+                given: sender.cid().to_string(),
+            });
+        }
+        let signature = bls::Signature::from_bytes(&self.signature)
+            .map_err(|_| EnvelopeError::MalformedSignature)?;
+        let message = signing_message(ENVELOPE_CONTEXT, &dagcbor::encode(&self.envelope)?);
+        sender
+            .bls_key()
+            .public_key()
+            .verify(&message, &signature)
+            .map_err(|_| EnvelopeError::BadSignature)?;
+        Ok(VerifiedEnvelope { signed: self })
+    }
+}
+
+/// An envelope whose structure and signature have been checked.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VerifiedEnvelope {
+    signed: SignedEnvelope,
+}
+
+impl VerifiedEnvelope {
+    /// The envelope's content.
+    pub fn envelope(&self) -> &Envelope {
+        &self.signed.envelope
+    }
+
+    /// The signed envelope, for storing or forwarding.
+    pub fn signed(&self) -> &SignedEnvelope {
+        &self.signed
+    }
+
+    /// Decodes the public payload as `T`.
+    pub fn public_payload<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, DecodeError> {
+        self.signed
+            .envelope
+            .public
+            .as_ref()
+            .map(|bytes| dagcbor::decode(bytes, Limits::default()))
+            .transpose()
+    }
+
+    /// Opens the sealed payload as `me`.
+    pub fn open(&self, me: &LocalIdentity) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        let envelope = &self.signed.envelope;
+        let ciphertext = envelope
+            .ciphertext
+            .as_ref()
+            .ok_or(EnvelopeError::NothingSealed)?;
+        let recipient = envelope
+            .recipients
+            .iter()
+            .find(|r| r.identity == me.cid())
+            .ok_or_else(|| EnvelopeError::NotARecipient(me.cid().to_string()))?;
+        let encapsulation = Encapsulation {
+            kem_ciphertext: recipient.kem_ciphertext.clone(),
+            wrapped_key: recipient.wrapped_key.clone(),
+        };
+        let header = envelope.header(envelope.recipients.iter().map(|r| &r.identity).collect())?;
+        Ok(seal::open(
+            &header,
+            ciphertext,
+            &encapsulation,
+            me.keys().kem(),
+        )?)
+    }
+}
+
+#[cfg(test)]
+#[path = "envelope_tests.rs"]
+mod tests;

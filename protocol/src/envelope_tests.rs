@@ -1,0 +1,213 @@
+use dta_crypto::Secret;
+use proptest::prelude::*;
+
+use super::*;
+use crate::identity::LocalIdentity;
+
+fn node(name: &str, seed: u8) -> LocalIdentity {
+    LocalIdentity::create(&Secret::new([seed; 32]), name, name.as_bytes(), 1).unwrap()
+}
+
+struct World {
+    principal: LocalIdentity,
+    fiduciaries: Vec<LocalIdentity>,
+    outsider: LocalIdentity,
+}
+
+fn world() -> World {
+    World {
+        principal: node("principal", 1),
+        fiduciaries: (0..3)
+            .map(|i| node(&format!("fiduciary-{i}"), 10 + i))
+            .collect(),
+        outsider: node("outsider", 99),
+    }
+}
+
+fn sealed_envelope(w: &World, secret: &[u8], public: Option<Vec<u8>>) -> SignedEnvelope {
+    let recipients: Vec<&VerifiedIdentity> = w.fiduciaries.iter().map(|f| f.identity()).collect();
+    SignedEnvelope::create(
+        &w.principal,
+        Draft {
+            kind: Kind::ShareDeal,
+            order: "order-1",
+            prev: Some(w.principal.cid()),
+            timestamp: 1_700_000_000_000,
+            public,
+            secret: Some(secret),
+            recipients: &recipients,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn recipients_open_and_outsiders_cannot() {
+    let w = world();
+    let signed = sealed_envelope(&w, b"share bytes", None);
+    let block = signed.to_block().unwrap();
+    let decoded = SignedEnvelope::decode(block.bytes()).unwrap();
+    let verified = decoded.verify(w.principal.identity()).unwrap();
+    for fiduciary in &w.fiduciaries {
+        assert_eq!(verified.open(fiduciary).unwrap().as_slice(), b"share bytes");
+    }
+    assert_eq!(
+        verified.open(&w.outsider),
+        Err(EnvelopeError::NotARecipient(w.outsider.cid().to_string()))
+    );
+    assert_eq!(
+        verified.open(&w.principal),
+        Err(EnvelopeError::NotARecipient(w.principal.cid().to_string()))
+    );
+}
+
+#[test]
+fn a_recipient_list_that_was_rewritten_does_not_open() {
+    // An attacker with a valid signature cannot relabel an encapsulation to another node:
+    // the signature breaks, and even a re-signed copy fails the AEAD header check.
+    let w = world();
+    let mut signed = sealed_envelope(&w, b"s", None);
+    signed.envelope.recipients[0].identity = w.outsider.cid();
+    assert_eq!(
+        signed.clone().verify(w.principal.identity()),
+        Err(EnvelopeError::BadSignature)
+    );
+}
+
+#[test]
+fn verification_needs_the_right_sender() {
+    let w = world();
+    let signed = sealed_envelope(&w, b"s", None);
+    assert_eq!(
+        signed.verify(w.outsider.identity()),
+        Err(EnvelopeError::WrongSender {
+            claimed: w.principal.cid().to_string(),
+            given: w.outsider.cid().to_string()
+        })
+    );
+}
+
+#[test]
+fn public_only_envelopes_carry_no_seal() {
+    let w = world();
+    let payload = crate::dagcbor::encode(&vec![1u64, 2, 3]).unwrap();
+    let signed = SignedEnvelope::create(
+        &w.principal,
+        Draft {
+            kind: Kind::OrderRequest,
+            order: "order-1",
+            prev: None,
+            timestamp: 5,
+            public: Some(payload),
+            secret: None,
+            recipients: &[],
+        },
+    )
+    .unwrap();
+    let verified = signed.verify(w.principal.identity()).unwrap();
+    assert_eq!(
+        verified.public_payload::<Vec<u64>>().unwrap(),
+        Some(vec![1, 2, 3])
+    );
+    assert_eq!(
+        verified.open(&w.principal),
+        Err(EnvelopeError::NothingSealed)
+    );
+}
+
+#[test]
+fn malformed_drafts_are_refused() {
+    let w = world();
+    let draft =
+        |secret: Option<&'static [u8]>, order: &'static str, public: Option<Vec<u8>>| Draft {
+            kind: Kind::Receipt,
+            order,
+            prev: None,
+            timestamp: 0,
+            public,
+            secret,
+            recipients: &[],
+        };
+    assert_eq!(
+        SignedEnvelope::create(&w.principal, draft(Some(b"x"), "o", None)),
+        Err(EnvelopeError::SealMismatch)
+    );
+    assert_eq!(
+        SignedEnvelope::create(&w.principal, draft(None, "", None)),
+        Err(EnvelopeError::OrderRef)
+    );
+    assert!(matches!(
+        SignedEnvelope::create(&w.principal, draft(None, "o", Some(vec![0xff]))),
+        Err(EnvelopeError::PublicPayload(_))
+    ));
+    let twice = [w.fiduciaries[0].identity(), w.fiduciaries[0].identity()];
+    assert_eq!(
+        SignedEnvelope::create(
+            &w.principal,
+            Draft {
+                secret: Some(b"x"),
+                recipients: &twice,
+                ..draft(None, "o", None)
+            }
+        ),
+        Err(EnvelopeError::DuplicateRecipient(
+            w.fiduciaries[0].cid().to_string()
+        ))
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Encoding then decoding gives back the same envelope, and the CID depends only on it.
+    #[test]
+    fn round_trip_and_cid_stability(secret in proptest::collection::vec(any::<u8>(), 0..512),
+                                    public in proptest::option::of(proptest::collection::vec(any::<u64>(), 0..8))) {
+        let w = world();
+        let public = public.map(|p| crate::dagcbor::encode(&p).unwrap());
+        let signed = sealed_envelope(&w, &secret, public);
+        let block = signed.to_block().unwrap();
+        let decoded = SignedEnvelope::decode(block.bytes()).unwrap();
+        prop_assert_eq!(&decoded, &signed);
+        prop_assert_eq!(decoded.to_block().unwrap().cid(), block.cid());
+        let verified = decoded.verify(w.principal.identity()).unwrap();
+        let opened = verified.open(&w.fiduciaries[2]).unwrap();
+        prop_assert_eq!(opened.as_slice(), secret.as_slice());
+    }
+
+    /// Flipping any single bit of a signed envelope's block makes it fail: it no longer
+    /// decodes, no longer verifies, or no longer opens.
+    #[test]
+    fn any_flipped_byte_is_rejected(position in any::<proptest::sample::Index>(), bit in 0u8..8) {
+        let w = world();
+        let signed = sealed_envelope(&w, b"a secret share", Some(crate::dagcbor::encode(&7u64).unwrap()));
+        let mut bytes = signed.to_block().unwrap().into_bytes();
+        let at = position.index(bytes.len());
+        bytes[at] ^= 1 << bit;
+        let accepted = SignedEnvelope::decode(&bytes)
+            .ok()
+            .and_then(|e| e.verify(w.principal.identity()).ok())
+            .and_then(|v| v.open(&w.fiduciaries[0]).ok());
+        prop_assert!(accepted.is_none(), "flipped bit {} of byte {} was accepted", bit, at);
+    }
+
+    /// Whoever is not listed cannot open, whatever the payload.
+    #[test]
+    fn unlisted_nodes_cannot_open(secret in proptest::collection::vec(any::<u8>(), 1..256), seed in 100u8..200) {
+        let w = world();
+        let stranger = node("stranger", seed);
+        let verified = sealed_envelope(&w, &secret, None).verify(w.principal.identity()).unwrap();
+        prop_assert_eq!(verified.open(&stranger), Err(EnvelopeError::NotARecipient(stranger.cid().to_string())));
+        // Even claiming a listed CID does not help without the listed node's key.
+        let header_as_listed = verified.envelope().header(
+            verified.envelope().recipients.iter().map(|r| &r.identity).collect()).unwrap();
+        let entry = &verified.envelope().recipients[0];
+        let attempt = seal::open(
+            &header_as_listed,
+            verified.envelope().ciphertext.as_ref().unwrap(),
+            &Encapsulation { kem_ciphertext: entry.kem_ciphertext.clone(), wrapped_key: entry.wrapped_key.clone() },
+            stranger.keys().kem(),
+        );
+        prop_assert_eq!(attempt, Err(OpenError::NotForThisKey));
+    }
+}

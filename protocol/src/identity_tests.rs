@@ -1,0 +1,158 @@
+use super::*;
+
+fn local(name: &str, seed: u8) -> LocalIdentity {
+    LocalIdentity::create(
+        &Secret::new([seed; 32]),
+        name,
+        b"peer-id-bytes",
+        1_700_000_000,
+    )
+    .unwrap()
+}
+
+fn resign(keys: &IdentityKeys, claims: IdentityClaims) -> IdentityDocument {
+    let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(&claims).unwrap());
+    IdentityDocument {
+        claims,
+        signature: keys.bls().sign(&message).to_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn a_document_verifies_and_its_cid_is_stable() {
+    let me = local("alice", 1);
+    let block = Block::encode(me.identity().document()).unwrap();
+    assert_eq!(block.cid(), me.cid());
+    let decoded = IdentityDocument::decode_verified(block.bytes()).unwrap();
+    assert_eq!(decoded, *me.identity());
+    // The same seed gives the same keys, hence the same document and CID.
+    assert_eq!(local("alice", 1).cid(), me.cid());
+    assert_ne!(local("alice", 2).cid(), me.cid());
+    assert_eq!(me.cid().codec(), crate::block::DAG_CBOR);
+}
+
+#[test]
+fn tampered_claims_break_the_self_signature() {
+    let me = local("alice", 1);
+    let mut document = me.identity().document().clone();
+    document.claims.name = "mallory".into();
+    assert_eq!(document.verify(), Err(IdentityError::Signature));
+    let mut document = me.identity().document().clone();
+    document.claims.created_at += 1;
+    assert_eq!(document.verify(), Err(IdentityError::Signature));
+}
+
+#[test]
+fn a_foreign_pop_is_refused_even_when_signed() {
+    let me = local("alice", 1);
+    let other = local("bob", 2);
+    let mut claims = me.identity().document().claims.clone();
+    claims.bls_pop = other.identity().document().claims.bls_pop.clone();
+    assert_eq!(resign(me.keys(), claims).verify(), Err(IdentityError::Pop));
+}
+
+#[test]
+fn structural_problems_are_named() {
+    let me = local("alice", 1);
+    let base = me.identity().document().claims.clone();
+    let cases: Vec<(IdentityClaims, IdentityError)> = vec![
+        (
+            IdentityClaims {
+                version: 2,
+                ..base.clone()
+            },
+            IdentityError::Version(2),
+        ),
+        (
+            IdentityClaims {
+                name: String::new(),
+                ..base.clone()
+            },
+            IdentityError::Name,
+        ),
+        (
+            IdentityClaims {
+                name: "x".repeat(65),
+                ..base.clone()
+            },
+            IdentityError::Name,
+        ),
+        (
+            IdentityClaims {
+                name: "a\nb".into(),
+                ..base.clone()
+            },
+            IdentityError::Name,
+        ),
+        (
+            IdentityClaims {
+                peer_id: vec![],
+                ..base.clone()
+            },
+            IdentityError::PeerId(0),
+        ),
+        (
+            IdentityClaims {
+                bls_public_key: vec![1; 47],
+                ..base.clone()
+            },
+            IdentityError::BlsKey(bls::DecodeError::WrongLength {
+                expected: 48,
+                actual: 47,
+            }),
+        ),
+        (
+            IdentityClaims {
+                kem_public_key: vec![1; 5],
+                ..base.clone()
+            },
+            IdentityError::KemKey,
+        ),
+        (
+            IdentityClaims {
+                secp256k1_public_key: me
+                    .keys()
+                    .secp256k1()
+                    .public_key()
+                    .to_uncompressed()
+                    .to_vec(),
+                ..base.clone()
+            },
+            IdentityError::Secp256k1Key,
+        ),
+    ];
+    for (claims, expected) in cases {
+        assert_eq!(
+            resign(me.keys(), claims).verify(),
+            Err(expected.clone()),
+            "{expected}"
+        );
+    }
+}
+
+#[test]
+fn non_canonical_and_oversized_documents_are_refused() {
+    let me = local("alice", 1);
+    let mut bytes = Block::encode(me.identity().document())
+        .unwrap()
+        .into_bytes();
+    bytes.push(0);
+    assert!(matches!(
+        IdentityDocument::decode_verified(&bytes),
+        Err(IdentityError::Decode(DecodeError::TrailingBytes { .. }))
+    ));
+    let big = vec![0u8; MAX_IDENTITY_SIZE + 1];
+    assert!(matches!(
+        IdentityDocument::decode_verified(&big),
+        Err(IdentityError::Decode(DecodeError::TooLarge { .. }))
+    ));
+}
+
+#[test]
+fn keys_are_redacted_in_debug() {
+    let me = local("alice", 1);
+    let shown = format!("{me:?}");
+    assert!(shown.contains("redacted"));
+    let seed_hex = hex::encode(me.keys().bls().to_bytes().expose());
+    assert!(!shown.contains(&seed_hex[..16]));
+}

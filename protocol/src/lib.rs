@@ -1,0 +1,27 @@
+//! dta's documents and how they travel: canonical DAG-CBOR blocks addressed by CIDv1.
+//!
+//! What this crate owns:
+//! - [`dagcbor`]: a strict DAG-CBOR codec (canonical encodings only, size and depth limits).
+//! - [`block`]: CIDs (v1 with sha2-256; v0 parsed) and blocks checked against their CID.
+//! - [`identity`]: a node's identity document, self-signed, with a BLS key and its proof of
+//!   possession, an X-Wing KEM key and a secp256k1 key; its CID is the node's identity.
+//! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
+//! - [`order`]: the payloads the custody flow carries in envelopes.
+//!
+//! Verification comes before use: a document is only trusted through the `Verified…` value
+//! its verifier returns, and an envelope can only be opened once its signature has been
+//! checked.
+//!
+//! What it does not do: no networking yet (libp2p behaviours and codecs arrive with the node
+//! runtime), no storage, no actors. It never depends on ractor, rocksdb or clap.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod block;
+pub mod dagcbor;
+pub mod envelope;
+pub mod identity;
+pub mod order;
+
+pub use cid::Cid;

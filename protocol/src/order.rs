@@ -1,0 +1,251 @@
+//! The payloads of the custody flow, carried inside envelopes.
+//!
+//! Public payloads go in an envelope's `public` part; anything with a share in it
+//! ([`ShareDeal`], [`ShareRelease`]) only ever travels sealed, and its share bytes are a
+//! [`SecretBytes`] that zeroizes and never prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use cid::Cid;
+use dta_crypto::bls::{self, PopVerifiedKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+use zeroize::Zeroizing;
+
+use crate::identity::VerifiedIdentity;
+
+/// What every fiduciary signs to certify custody: this prefix, then the commitment's CID.
+pub const CUSTODY_CONTEXT: &[u8] = b"dta/custody/v1\0";
+
+/// Secret bytes inside a payload: zeroized on drop, redacted in `Debug`, encoded as a CBOR
+/// byte string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The bytes. Keep the borrow short and never log it.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl Serialize for SecretBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ByteBuf::deserialize(deserializer).map(|b| Self::new(b.into_vec()))
+    }
+}
+
+/// How often a secret may be released.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ReleasePolicy {
+    /// Most releases allowed; 1 (one-time) by default.
+    pub max_releases: u32,
+}
+
+impl Default for ReleasePolicy {
+    fn default() -> Self {
+        Self { max_releases: 1 }
+    }
+}
+
+/// A principal's request for custody (public payload of [`crate::envelope::Kind::OrderRequest`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OrderRequest {
+    /// Plugin that handles the order (`safeguardsecret`, `bitcoinwallet`, `milagro`).
+    pub plugin: String,
+    /// The principal's identity.
+    pub principal: Cid,
+    /// The fiduciaries, in share-index order (the first holds index 1).
+    pub fiduciaries: Vec<Cid>,
+    /// Shares needed to release.
+    pub threshold: u32,
+    /// Beneficiary, if known when ordering.
+    pub beneficiary: Option<Cid>,
+    /// Release rules.
+    pub policy: ReleasePolicy,
+    /// Plugin input.
+    pub input: BTreeMap<String, String>,
+}
+
+/// One fiduciary's share of a principal-provided secret (sealed payload of
+/// [`crate::envelope::Kind::ShareDeal`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ShareDeal {
+    /// The order request envelope.
+    pub order: Cid,
+    /// Share index (x-coordinate).
+    pub index: u32,
+    /// The share value, 32 big-endian bytes.
+    pub share: SecretBytes,
+    /// Feldman commitments, constant term first (48 bytes each).
+    pub commitments: Vec<ByteBuf>,
+}
+
+/// The public commitment to an order's secret or key: what the certificate certifies.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Commitment {
+    /// The order request envelope.
+    pub order: Cid,
+    /// Plugin that made it.
+    pub plugin: String,
+    /// Shares needed to release.
+    pub threshold: u32,
+    /// Fiduciaries, in share-index order.
+    pub fiduciaries: Vec<Cid>,
+    /// Feldman commitments for a dealt secret; empty for fiduciary-generated keys.
+    pub feldman: Vec<ByteBuf>,
+    /// The public key of the whole secret or key.
+    pub public_key: ByteBuf,
+    /// Plugin output (for example a wallet address).
+    pub output: BTreeMap<String, String>,
+}
+
+/// A fiduciary's BLS signature over [`custody_message`] of a commitment.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CommitmentSignature {
+    /// The commitment block.
+    pub commitment: Cid,
+    /// The signing fiduciary.
+    pub fiduciary: Cid,
+    /// 96-byte BLS signature.
+    pub signature: ByteBuf,
+}
+
+/// The custody certificate: one aggregate signature by every fiduciary over the commitment.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Certificate {
+    /// The commitment block.
+    pub commitment: Cid,
+    /// Fiduciaries whose signatures are aggregated, in order.
+    pub signers: Vec<Cid>,
+    /// 96-byte aggregate BLS signature.
+    pub signature: ByteBuf,
+}
+
+/// Why a certificate could not be made or does not hold.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum CertificateError {
+    /// The signer list differs from the identities given.
+    #[error("certificate signers do not match the expected fiduciaries")]
+    Signers,
+    /// It certifies another commitment.
+    #[error("certificate is for commitment {0}, not the one expected")]
+    Commitment(String),
+    /// The signature does not decode or does not verify.
+    #[error("certificate signature does not verify")]
+    Signature,
+    /// A fiduciary signature does not verify.
+    #[error("signature of {0} does not verify")]
+    SignerSignature(String),
+}
+
+/// The bytes fiduciaries sign to certify custody of `commitment`.
+pub fn custody_message(commitment: &Cid) -> Vec<u8> {
+    let mut message = CUSTODY_CONTEXT.to_vec();
+    message.extend_from_slice(&commitment.to_bytes());
+    message
+}
+
+impl Certificate {
+    /// Checks each fiduciary signature, then aggregates them into a certificate.
+    pub fn aggregate(
+        commitment: Cid,
+        signatures: &[(&VerifiedIdentity, bls::Signature)],
+    ) -> Result<Self, CertificateError> {
+        let message = custody_message(&commitment);
+        for (signer, signature) in signatures {
+            signer
+                .bls_key()
+                .public_key()
+                .verify(&message, signature)
+                .map_err(|_| CertificateError::SignerSignature(signer.cid().to_string()))?;
+        }
+        let sigs: Vec<bls::Signature> = signatures.iter().map(|(_, s)| *s).collect();
+        let aggregate =
+            bls::aggregate_signatures(&sigs).map_err(|_| CertificateError::Signature)?;
+        Ok(Self {
+            commitment,
+            signers: signatures.iter().map(|(i, _)| i.cid()).collect(),
+            signature: ByteBuf::from(aggregate.to_bytes().to_vec()),
+        })
+    }
+
+    /// One pairing check that every listed fiduciary signed `commitment`.
+    pub fn verify(
+        &self,
+        commitment: Cid,
+        signers: &[&VerifiedIdentity],
+    ) -> Result<(), CertificateError> {
+        if self.commitment != commitment {
+            return Err(CertificateError::Commitment(self.commitment.to_string()));
+        }
+        if self.signers.len() != signers.len()
+            || self.signers.iter().zip(signers).any(|(c, i)| *c != i.cid())
+        {
+            return Err(CertificateError::Signers);
+        }
+        let keys: Vec<PopVerifiedKey> = signers.iter().map(|i| *i.bls_key()).collect();
+        let signature =
+            bls::Signature::from_bytes(&self.signature).map_err(|_| CertificateError::Signature)?;
+        bls::fast_aggregate_verify(&keys, &custody_message(&commitment), &signature)
+            .map_err(|_| CertificateError::Signature)
+    }
+}
+
+/// A principal's signed request to release an order to a beneficiary.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// The order request envelope.
+    pub order: Cid,
+    /// The certificate envelope the release relies on.
+    pub certificate: Cid,
+    /// Who receives the shares.
+    pub beneficiary: Cid,
+    /// 1 for the first release, counting up; checked against the policy.
+    pub sequence: u32,
+}
+
+/// A fiduciary's share released to the beneficiary (sealed payload of
+/// [`crate::envelope::Kind::ShareRelease`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ShareRelease {
+    /// The release request envelope.
+    pub release: Cid,
+    /// Share index.
+    pub index: u32,
+    /// The share value.
+    pub share: SecretBytes,
+}
+
+/// The beneficiary's receipt: which shares it used and the public key of what it rebuilt.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The release request envelope.
+    pub release: Cid,
+    /// Fiduciaries whose shares were combined.
+    pub shares_from: Vec<Cid>,
+    /// Public key of the reconstructed secret; equals the commitment's.
+    pub public_key: ByteBuf,
+}
+
+#[cfg(test)]
+#[path = "order_tests.rs"]
+mod tests;

@@ -1,0 +1,100 @@
+use dta_crypto::Secret;
+
+use super::*;
+use crate::block::Block;
+use crate::dagcbor::{self, Limits};
+use crate::identity::LocalIdentity;
+
+fn fiduciaries(n: u8) -> Vec<LocalIdentity> {
+    (0..n)
+        .map(|i| {
+            LocalIdentity::create(&Secret::new([i + 1; 32]), &format!("f{i}"), &[i], 0).unwrap()
+        })
+        .collect()
+}
+
+fn commitment_cid() -> Cid {
+    Block::raw(b"a commitment".to_vec()).cid()
+}
+
+#[test]
+fn certificate_of_n_fiduciaries_verifies_in_one_check() {
+    let nodes = fiduciaries(5);
+    let commitment = commitment_cid();
+    let message = custody_message(&commitment);
+    let signatures: Vec<(&VerifiedIdentity, bls::Signature)> = nodes
+        .iter()
+        .map(|n| (n.identity(), n.keys().bls().sign(&message)))
+        .collect();
+    let certificate = Certificate::aggregate(commitment, &signatures).unwrap();
+    let signers: Vec<&VerifiedIdentity> = nodes.iter().map(LocalIdentity::identity).collect();
+    certificate.verify(commitment, &signers).unwrap();
+
+    // It survives encoding as a block.
+    let block = Block::encode(&certificate).unwrap();
+    let decoded: Certificate = block.decode(Limits::default()).unwrap();
+    decoded.verify(commitment, &signers).unwrap();
+
+    assert_eq!(
+        certificate.verify(commitment, &signers[1..]),
+        Err(CertificateError::Signers)
+    );
+    let other = Block::raw(b"other".to_vec()).cid();
+    assert_eq!(
+        certificate.verify(other, &signers),
+        Err(CertificateError::Commitment(commitment.to_string()))
+    );
+    let mut forged = certificate.clone();
+    forged.signature = ByteBuf::from(nodes[0].keys().bls().sign(&message).to_bytes().to_vec());
+    assert_eq!(
+        forged.verify(commitment, &signers),
+        Err(CertificateError::Signature)
+    );
+}
+
+#[test]
+fn a_wrong_fiduciary_signature_is_named() {
+    let nodes = fiduciaries(3);
+    let commitment = commitment_cid();
+    let message = custody_message(&commitment);
+    let mut signatures: Vec<(&VerifiedIdentity, bls::Signature)> = nodes
+        .iter()
+        .map(|n| (n.identity(), n.keys().bls().sign(&message)))
+        .collect();
+    signatures[1].1 = nodes[1].keys().bls().sign(b"something else");
+    assert_eq!(
+        Certificate::aggregate(commitment, &signatures),
+        Err(CertificateError::SignerSignature(
+            nodes[1].cid().to_string()
+        ))
+    );
+}
+
+#[test]
+fn payloads_round_trip_and_secrets_stay_redacted() {
+    let deal = ShareDeal {
+        order: commitment_cid(),
+        index: 2,
+        share: SecretBytes::new(vec![0xab; 32]),
+        commitments: vec![ByteBuf::from(vec![1u8; 48])],
+    };
+    let bytes = dagcbor::encode(&deal).unwrap();
+    let back: ShareDeal = dagcbor::decode(&bytes, Limits::default()).unwrap();
+    assert_eq!(back, deal);
+    let shown = format!("{deal:?}");
+    assert!(shown.contains("redacted") && !shown.contains("abab"));
+
+    let request = OrderRequest {
+        plugin: "safeguardsecret".into(),
+        principal: commitment_cid(),
+        fiduciaries: vec![commitment_cid()],
+        threshold: 1,
+        beneficiary: None,
+        policy: ReleasePolicy::default(),
+        input: [("coin".to_owned(), "1".to_owned())].into(),
+    };
+    let back: OrderRequest =
+        dagcbor::decode(&dagcbor::encode(&request).unwrap(), Limits::default()).unwrap();
+    assert_eq!(back, request);
+    assert_eq!(request.policy.max_releases, 1);
+}

@@ -1,0 +1,3 @@
+//! One integration-test binary: each module drives dta the way a user would.
+
+mod demo;
