@@ -8,10 +8,16 @@ fn cid_versions_parse() {
     assert_eq!(v0.codec(), DAG_PB);
     let v1 = parse_cid("bafkreiebzrnroamgos2adnbpgw5apo3z4iishhbdx77gldnbk57d4zdio4").unwrap();
     assert_eq!(v1.codec(), RAW);
-    assert!(matches!(parse_cid("not a cid"), Err(CidError::Malformed(_))));
+    assert!(matches!(
+        parse_cid("not a cid"),
+        Err(CidError::Malformed(_))
+    ));
     // A CIDv1 with a blake2b-256 multihash (0xb220) is not something dta can check.
     let blake = "bafk2bzacecmhnbmcvj3mq2ke5xsjhcwmuwudzeyboffsu4ceyojqqpixbu2te";
-    assert!(matches!(parse_cid(blake), Err(CidError::UnsupportedHash(0xb220))));
+    assert!(matches!(
+        parse_cid(blake),
+        Err(CidError::UnsupportedHash(0xb220))
+    ));
 }
 
 #[test]
@@ -33,5 +39,10 @@ fn received_blocks_must_match_their_cid() {
         Err(BlockError::NotCanonical { .. })
     ));
     // The same bytes as a raw block are just bytes.
-    Block::verified(cid_of(RAW, &non_canonical), non_canonical, Limits::default()).unwrap();
+    Block::verified(
+        cid_of(RAW, &non_canonical),
+        non_canonical,
+        Limits::default(),
+    )
+    .unwrap();
 }
