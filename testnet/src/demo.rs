@@ -124,6 +124,17 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DemoError> {
     dagcbor::decode(bytes, Limits::default()).map_err(|e| DemoError::Payload(e.to_string()))
 }
 
+/// A share as it arrives in a payload: index and 32 secret value bytes.
+fn share_from(index: u32, value: &SecretBytes) -> Result<Share, DemoError> {
+    let value = Secret::<32>::new(
+        value
+            .expose()
+            .try_into()
+            .map_err(|_| DemoError::Threshold("share is not 32 bytes".into()))?,
+    );
+    Share::from_parts(index, value.expose()).map_err(|e| DemoError::Threshold(e.to_string()))
+}
+
 /// Runs the demo and reports each step.
 pub fn run() -> Result<DemoReport, DemoError> {
     let mut steps = Vec::new();
@@ -265,13 +276,7 @@ pub fn run() -> Result<DemoReport, DemoError> {
     for (fiduciary, deal_cid) in fiduciaries.iter().zip(&deal_cids) {
         let opened = ledger.receive(*deal_cid)?.open(fiduciary)?;
         let deal: ShareDeal = parse(&opened)?;
-        let value: [u8; 32] = deal
-            .share
-            .expose()
-            .try_into()
-            .map_err(|_| DemoError::Threshold("share is not 32 bytes".into()))?;
-        let share = Share::from_parts(deal.index, &value)
-            .map_err(|e| DemoError::Threshold(e.to_string()))?;
+        let share = share_from(deal.index, &deal.share)?;
         Commitments::from_bytes(&deal.commitments)
             .map_err(|e| DemoError::Threshold(e.to_string()))?
             .verify_share(&share)
@@ -340,13 +345,7 @@ pub fn run() -> Result<DemoReport, DemoError> {
     for cid in &release_cids {
         let opened = ledger.receive(*cid)?.open(&beneficiary)?;
         let released: ShareRelease = parse(&opened)?;
-        let value: [u8; 32] = released
-            .share
-            .expose()
-            .try_into()
-            .map_err(|_| DemoError::Threshold("share is not 32 bytes".into()))?;
-        let share = Share::from_parts(released.index, &value)
-            .map_err(|e| DemoError::Threshold(e.to_string()))?;
+        let share = share_from(released.index, &released.share)?;
         commitments
             .verify_share(&share)
             .map_err(|e| DemoError::Threshold(e.to_string()))?;
