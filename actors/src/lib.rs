@@ -1,8 +1,27 @@
-//! The actors of a dta node. Not built yet: this crate is the place for them.
+//! The actors of a dta node.
 //!
-//! It will own the ractor supervision tree: a node supervisor, the network actor that owns
-//! the single libp2p swarm task, the rocksdb store, the keystore actor, and the Principal,
-//! Fiduciary and Beneficiary role actors with their plugins.
+//! ```text
+//! NodeSupervisor
+//!  ├─ StoreActor        the single writer of acknowledged state (rocksdb, synced writes)
+//!  ├─ KeystoreActor     wraps, stores and unwraps secrets (dta_hsm::Keystore)
+//!  ├─ IdentitiesActor   verifies received identity documents, keeps the directory
+//!  ├─ NetworkActor ──── owns the swarm task (commands in, events out, snapshots by watch)
+//!  └─ RoleActor ×n      principal, fiduciary, beneficiary (thin until the custody flow)
+//! ```
 //!
-//! It will be the only crate that depends on ractor and rocksdb, and it will not parse command
-//! lines or manage processes.
+//! The supervisor restarts any child that fails or stops unexpectedly, and gives up (failing
+//! the node) after too many restarts in a short time.
+//!
+//! This is the only crate that depends on ractor and rocksdb. It parses no command lines and
+//! manages no processes.
+
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod identities;
+pub mod keystore;
+pub mod metrics;
+pub mod network;
+pub mod roles;
+pub mod store;
+pub mod supervisor;

@@ -1,7 +1,23 @@
-//! A dta node as a library. Not built yet beyond this doc: this crate is the place for it.
+//! A dta node as a library.
 //!
-//! It will own configuration, logging setup, the HTTP API (axum; `/v1` compatible with the
-//! original D-TA, `/v2` native, `/metrics`) and `run(config, shutdown)`, which starts the actor
-//! tree and returns when `shutdown` fires, so tests can run whole nodes in one process.
+//! - [`home`]: creating and opening a node's home directory (config, node key, keystore,
+//!   identity, database).
+//! - [`config`]: the `config.toml` file.
+//! - [`run`]: [`Node::start`], [`Node::stop`] and [`run()`], which runs a node until its
+//!   shutdown token fires, so tests start whole nodes in one process.
+//! - [`http`]: the HTTP API (axum) and `/metrics`.
+//! - [`logging`]: tracing-subscriber setup.
 //!
-//! It will not contain protocol internals or the testnet harness.
+//! What it does not do: protocol internals (dta-protocol), actors (dta-actors), the testnet
+//! harness (dta-testnet), argument parsing (the `dta` binary).
+
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+pub mod home;
+pub mod http;
+pub mod logging;
+pub mod run;
+
+pub use run::{Node, NodeFile, RunError, RunOptions, run};

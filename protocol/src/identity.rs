@@ -95,6 +95,9 @@ pub enum IdentityError {
     /// The self-signature does not decode or does not verify.
     #[error("self-signature does not verify")]
     Signature,
+    /// A stored document whose keys are not the ones the seed derives.
+    #[error("the identity document does not belong to this seed")]
+    NotOurs,
 }
 
 /// An identity whose document has been fully checked. The only form the rest of dta trusts.
@@ -298,6 +301,21 @@ impl LocalIdentity {
         let identity = keys
             .identity_document(name, peer_id, created_at)?
             .verify()?;
+        Ok(Self { keys, identity })
+    }
+
+    /// Reopens an identity: derives the keys from `seed` and checks that `document` is the
+    /// valid document of exactly those keys, so a node keeps its CID across restarts.
+    pub fn from_document(seed: &Secret<32>, document: &[u8]) -> Result<Self, IdentityError> {
+        let keys = IdentityKeys::from_seed(seed);
+        let identity = IdentityDocument::decode_verified(document)?;
+        let claims = &identity.document().claims;
+        if claims.bls_public_key != keys.bls.public_key().to_bytes()
+            || claims.kem_public_key != keys.kem.public_key().to_bytes()
+            || claims.secp256k1_public_key != keys.secp256k1.public_key().to_compressed()
+        {
+            return Err(IdentityError::NotOurs);
+        }
         Ok(Self { keys, identity })
     }
 

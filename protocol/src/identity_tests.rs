@@ -156,3 +156,16 @@ fn keys_are_redacted_in_debug() {
     let seed_hex = hex::encode(me.keys().bls().to_bytes().expose());
     assert!(!shown.contains(&seed_hex[..16]));
 }
+
+#[test]
+fn an_identity_reopens_from_its_seed_and_document() {
+    let seed = Secret::new([5; 32]);
+    let me = LocalIdentity::create(&seed, "alice", b"peer", 1).unwrap();
+    let bytes = dagcbor::encode(me.identity().document()).unwrap();
+    let again = LocalIdentity::from_document(&seed, &bytes).unwrap();
+    assert_eq!(again.cid(), me.cid());
+    assert_eq!(
+        LocalIdentity::from_document(&Secret::new([6; 32]), &bytes).unwrap_err(),
+        IdentityError::NotOurs
+    );
+}

@@ -7,13 +7,14 @@
 //!   possession, an X-Wing KEM key and a secp256k1 key; its CID is the node's identity.
 //! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
 //! - [`order`]: the payloads the custody flow carries in envelopes.
+//! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
 //!
 //! Verification comes before use: a document is only trusted through the `Verified…` value
 //! its verifier returns, and an envelope can only be opened once its signature has been
 //! checked.
 //!
-//! What it does not do: no networking yet (libp2p behaviours and codecs arrive with the node
-//! runtime), no storage, no actors. It never depends on ractor, rocksdb or clap.
+//! What it does not do: it runs no swarm (the network actor does), stores nothing and has no
+//! actors. It never depends on ractor, rocksdb or clap.
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -22,6 +23,7 @@ pub mod block;
 pub mod dagcbor;
 pub mod envelope;
 pub mod identity;
+pub mod network;
 pub mod order;
 
 pub use cid::Cid;

@@ -1,21 +1,83 @@
 //! `dta`: the command-line front of a dta node. Thin by design: it parses arguments and calls
 //! the libraries (`dta-node`, `dta-testnet`), which hold all the logic.
 
+mod client;
+
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dta_node::config::LogFormat;
+use dta_node::{RunOptions, home, logging};
+use tokio_util::sync::CancellationToken;
 
 /// dta: a peer-to-peer Decentralized Trust Authority.
 #[derive(Debug, Parser)]
 #[command(name = "dta", version, about)]
 struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormatArg,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Walk one custody order end to end: deal 2-of-3, certify, lose a fiduciary, release,
-    /// rebuild, audit.
+    /// Create a node home: config, node key, keystore and identity.
+    Init {
+        /// The home directory.
+        #[arg(long, env = "DTA_HOME")]
+        home: PathBuf,
+        /// Node name.
+        #[arg(long, default_value = "dta-node")]
+        name: String,
+        /// Replace an existing home (its identity is lost).
+        #[arg(long)]
+        force: bool,
+        /// Read the keystore passphrase from this file (else DTA_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a node until SIGINT or SIGTERM.
+    Run {
+        /// The home directory.
+        #[arg(long, env = "DTA_HOME")]
+        home: PathBuf,
+        /// libp2p listen multiaddr (repeatable; replaces the configured ones).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// HTTP API address, HOST:PORT.
+        #[arg(long)]
+        api: Option<String>,
+        /// Peer multiaddr to dial at start (repeatable; replaces the configured ones).
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        /// Do not discover peers on the LAN.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// This node's identity, peer id, addresses and roles.
+    Status(client::ClientArgs),
+    /// Connected peers.
+    Peers(client::ClientArgs),
+    /// Known identities.
+    Identities(client::ClientArgs),
+    /// One identity.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// Walk one custody order end to end on documents alone.
     Demo {
         /// Print the report as JSON.
         #[arg(long)]
@@ -23,9 +85,113 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Show one identity by CID.
+    Show {
+        /// The identity CID.
+        cid: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    logging::init(match cli.log_format {
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", describe(&err));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line. Library errors often already quote their cause, so
+/// a cause that the previous message contains is not repeated.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let message = cause.to_string();
+        if !previous.contains(&message) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&message);
+        }
+        previous = message;
+    }
+    out
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init {
+            home,
+            name,
+            force,
+            passphrase_file,
+            json,
+        } => {
+            let report = tokio::task::spawn_blocking(move || {
+                home::init(
+                    &home,
+                    &name,
+                    force,
+                    passphrase_file,
+                    dta_hsm::KdfParams::recommended(),
+                )
+            })
+            .await??;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "identity": report.identity, "peer_id": report.peer_id })
+                );
+            } else {
+                println!("{}", report.identity);
+            }
+        }
+        Command::Run {
+            home,
+            listen,
+            api,
+            bootstrap,
+            no_mdns,
+        } => {
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                trigger.cancel();
+            });
+            let options = RunOptions {
+                home,
+                listen: (!listen.is_empty()).then_some(listen),
+                api,
+                bootstrap: (!bootstrap.is_empty()).then_some(bootstrap),
+                no_mdns,
+            };
+            dta_node::run(options, shutdown).await?;
+        }
+        Command::Status(args) => client::status(&args).await?,
+        Command::Peers(args) => client::peers(&args).await?,
+        Command::Identities(args) => client::identities(&args).await?,
+        Command::Identity {
+            command: IdentityCommand::Show { cid, client },
+        } => client::identity(&client, &cid).await?,
         Command::Demo { json } => {
             let report = dta_testnet::demo::run().context("the demo failed")?;
             if json {
@@ -39,4 +205,19 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

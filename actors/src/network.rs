@@ -1,0 +1,530 @@
+//! The network actor and the one task that owns the libp2p swarm.
+//!
+//! Commands come in over a bounded channel behind [`NetworkHandle`]; events go out to the
+//! actors that subscribed (as `DerivedActorRef<NetworkEvent>`); read-only state (peer id,
+//! listen addresses, connected peers) is published through a `watch` channel. Cheap checks
+//! (size caps in the codec, envelope structure, identity dedupe) happen in the loop;
+//! signature checks happen in the actors.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dta_protocol::envelope::SignedEnvelope;
+use dta_protocol::network::{
+    self, Behaviour, BehaviourEvent, IDENTITY_TOPIC, KAD_PROTOCOL, Request, Response, SwarmConfig,
+};
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+
+/// Capacity of the command channel into the swarm task.
+pub const COMMAND_CAPACITY: usize = 256;
+/// How many identity-document digests the loop remembers to drop repeats.
+pub const SEEN_IDENTITIES_CAPACITY: usize = 4096;
+/// How often the node re-announces its identity.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What other parts of the node ask of the network.
+#[derive(Debug)]
+pub enum NetworkCommand {
+    /// Dial an address.
+    Dial(Multiaddr),
+    /// Send a request; the answer (or the failure, or the timeout) comes back on `reply`.
+    SendRequest {
+        /// The peer.
+        peer: PeerId,
+        /// The request.
+        request: Request,
+        /// Always answered.
+        reply: oneshot::Sender<Result<Response, String>>,
+    },
+    /// Route events to another subscriber (for example a restarted actor).
+    Subscribe(DerivedActorRef<NetworkEvent>),
+}
+
+/// What the network tells subscribers.
+#[derive(Debug, Clone)]
+pub enum NetworkEvent {
+    /// A peer sent (or gossiped) an identity document, unverified.
+    IdentityReceived {
+        /// The connection's or the gossip publisher's peer id.
+        peer: PeerId,
+        /// The document's bytes.
+        document: Vec<u8>,
+    },
+    /// A peer delivered an envelope that passed the structural checks.
+    EnvelopeReceived {
+        /// Who delivered it.
+        peer: PeerId,
+        /// The block's bytes.
+        block: Vec<u8>,
+    },
+}
+
+/// Read-only network state, published after every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSnapshot {
+    /// This node's peer id.
+    pub peer_id: Option<PeerId>,
+    /// Addresses the node listens on, as resolved.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with at least one open connection.
+    pub connected: BTreeSet<PeerId>,
+}
+
+/// Why the network could not take a command.
+#[derive(Debug, thiserror::Error)]
+#[error("the network task is not running")]
+pub struct NetworkClosed;
+
+/// A cloneable way in to the network. It follows restarts of the network actor.
+#[derive(Clone, Debug)]
+pub struct NetworkHandle {
+    commands: watch::Receiver<mpsc::Sender<NetworkCommand>>,
+    snapshot: watch::Receiver<NetworkSnapshot>,
+}
+
+impl NetworkHandle {
+    /// Sends a command, waiting while the channel is full.
+    pub async fn send(&self, command: NetworkCommand) -> Result<(), NetworkClosed> {
+        let sender = self.commands.borrow().clone();
+        sender.send(command).await.map_err(|_| NetworkClosed)
+    }
+
+    /// Sends a request and waits for its answer.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(NetworkCommand::SendRequest {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        answer.await.map_err(|_| NetworkClosed.to_string())?
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> NetworkSnapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver to wait for snapshot changes.
+    pub fn watch(&self) -> watch::Receiver<NetworkSnapshot> {
+        self.snapshot.clone()
+    }
+}
+
+/// The shared ends the supervisor keeps so the network can restart behind the same handle.
+#[derive(Debug, Clone)]
+pub struct NetworkChannels {
+    commands: Arc<watch::Sender<mpsc::Sender<NetworkCommand>>>,
+    snapshot: Arc<watch::Sender<NetworkSnapshot>>,
+}
+
+impl NetworkChannels {
+    /// New channels and the handle that reads them.
+    pub fn new() -> (Self, NetworkHandle) {
+        // A placeholder sender whose receiver is dropped: commands fail until the actor runs.
+        let (placeholder, _) = mpsc::channel(1);
+        let (commands, commands_rx) = watch::channel(placeholder);
+        let (snapshot, snapshot_rx) = watch::channel(NetworkSnapshot::default());
+        (
+            Self {
+                commands: Arc::new(commands),
+                snapshot: Arc::new(snapshot),
+            },
+            NetworkHandle {
+                commands: commands_rx,
+                snapshot: snapshot_rx,
+            },
+        )
+    }
+}
+
+/// Everything the network actor needs to start (and restart).
+#[derive(Debug, Clone)]
+pub struct NetworkArgs {
+    /// The node's libp2p key.
+    pub keypair: Keypair,
+    /// Swarm options (mDNS, allow-list).
+    pub swarm: SwarmConfig,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to dial at start.
+    pub bootstrap: Vec<Multiaddr>,
+    /// This node's identity document, served on request and announced on gossip.
+    pub identity_document: Vec<u8>,
+    /// Where events go.
+    pub subscribers: Vec<DerivedActorRef<NetworkEvent>>,
+    /// Channels shared with the handle.
+    pub channels: NetworkChannels,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The actor that owns the swarm task's lifecycle.
+#[derive(Debug)]
+pub struct NetworkActor;
+
+/// The network actor's state: the running swarm task.
+#[derive(Debug)]
+pub struct NetworkState {
+    /// Cancels the swarm task.
+    cancel: CancellationToken,
+    /// The swarm task.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Actor for NetworkActor {
+    type Msg = ();
+    type State = NetworkState;
+    type Arguments = NetworkArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: NetworkArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut swarm = network::build_swarm(args.keypair.clone(), &args.swarm)?;
+        for address in &args.listen {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        }
+        let (sender, commands) = mpsc::channel(COMMAND_CAPACITY);
+        args.channels.commands.send_replace(sender);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(
+            SwarmLoop {
+                swarm,
+                commands,
+                cancel: cancel.clone(),
+                snapshot: args.channels.snapshot.clone(),
+                subscribers: args.subscribers,
+                identity_document: args.identity_document,
+                metrics: args.metrics,
+                pending: HashMap::new(),
+                identity_requests: HashSet::new(),
+                seen_identities: HashSet::new(),
+                announce_due: true,
+            }
+            .run(args.bootstrap),
+        );
+        Ok(NetworkState {
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _message: (),
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.cancel.cancel();
+        if let Some(task) = state.task.take() {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+struct SwarmLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<NetworkCommand>,
+    cancel: CancellationToken,
+    snapshot: Arc<watch::Sender<NetworkSnapshot>>,
+    subscribers: Vec<DerivedActorRef<NetworkEvent>>,
+    identity_document: Vec<u8>,
+    metrics: Arc<Metrics>,
+    /// Requests sent for a command, answered on its reply port, with their start time.
+    pending: HashMap<OutboundRequestId, (oneshot::Sender<Result<Response, String>>, Instant)>,
+    /// Identity requests the loop sent on its own.
+    identity_requests: HashSet<OutboundRequestId>,
+    /// Digests of identity documents already handed on.
+    seen_identities: HashSet<[u8; 32]>,
+    /// Whether the identity should be (re)announced at the next tick.
+    announce_due: bool,
+}
+
+impl SwarmLoop {
+    async fn run(mut self, bootstrap: Vec<Multiaddr>) {
+        let local = *self.swarm.local_peer_id();
+        self.snapshot.send_modify(|s| {
+            *s = NetworkSnapshot {
+                peer_id: Some(local),
+                ..NetworkSnapshot::default()
+            }
+        });
+        for address in bootstrap {
+            if let Err(err) = self.swarm.dial(address.clone()) {
+                warn!(%address, %err, "cannot dial bootstrap address");
+            }
+        }
+        let mut announce = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = announce.tick() => {
+                    ticks += 1;
+                    // Kademlia bootstraps itself; the identity is re-announced for late joiners.
+                    if ticks.is_multiple_of(ANNOUNCE_INTERVAL.as_secs()) {
+                        self.announce_due = true;
+                    }
+                    if self.announce_due {
+                        self.announce();
+                    }
+                }
+            }
+        }
+        // Every pending command is answered, even on the way out.
+        for (_, (reply, _)) in self.pending.drain() {
+            let _ = reply.send(Err("the network is shutting down".into()));
+        }
+        debug!("swarm loop stopped");
+    }
+
+    fn announce(&mut self) {
+        let topic = gossipsub::IdentTopic::new(IDENTITY_TOPIC);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, self.identity_document.clone())
+        {
+            Ok(_) => {
+                Metrics::bump(&self.metrics.gossip_published);
+                self.announce_due = false;
+            }
+            // No subscribed peers yet: try again at the next tick.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(err) => {
+                debug!(%err, "identity announcement not published");
+                self.announce_due = false;
+            }
+        }
+    }
+
+    fn emit(&self, event: NetworkEvent) {
+        for subscriber in &self.subscribers {
+            if subscriber.send_message(event.clone()).is_err() {
+                debug!("a network subscriber is gone");
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: NetworkCommand) {
+        match command {
+            NetworkCommand::Dial(address) => {
+                if let Err(err) = self.swarm.dial(address.clone()) {
+                    warn!(%address, %err, "dial failed");
+                }
+            }
+            NetworkCommand::SendRequest {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                Metrics::bump(&self.metrics.rpc_requests_sent);
+                self.pending.insert(id, (reply, Instant::now()));
+            }
+            NetworkCommand::Subscribe(subscriber) => self.subscribers.push(subscriber),
+        }
+    }
+
+    fn publish_snapshot(&self) {
+        let listen_addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+        let connected: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        self.snapshot.send_if_modified(|s| {
+            let changed = s.listen_addrs != listen_addrs || s.connected != connected;
+            s.listen_addrs = listen_addrs;
+            s.connected = connected;
+            changed
+        });
+    }
+
+    fn on_identity(&mut self, peer: PeerId, document: Vec<u8>) {
+        let digest: [u8; 32] = Sha256::digest(&document).into();
+        if self.seen_identities.contains(&digest) {
+            return;
+        }
+        if self.seen_identities.len() >= SEEN_IDENTITIES_CAPACITY {
+            self.seen_identities.clear();
+        }
+        self.seen_identities.insert(digest);
+        self.emit(NetworkEvent::IdentityReceived { peer, document });
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.publish_snapshot();
+            }
+            SwarmEvent::ExpiredListenAddr { .. } | SwarmEvent::ListenerClosed { .. } => {
+                self.publish_snapshot();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                self.publish_snapshot();
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected");
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_request(&peer_id, Request::Identity);
+                    Metrics::bump(&self.metrics.rpc_requests_sent);
+                    self.identity_requests.insert(id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { .. } => self.publish_snapshot(),
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Rpc(event) => self.on_rpc(event),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+                Metrics::bump(&self.metrics.gossip_received);
+                if message.topic.as_str() == IDENTITY_TOPIC {
+                    // Strict validation means `source` is the signed publisher.
+                    if let Some(source) = message.source {
+                        self.on_identity(source, message.data);
+                    }
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
+                self.announce_due = true;
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                Metrics::bump(&self.metrics.identify_received);
+                // Only dta peers go into dta's DHT.
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for address in info.listen_addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, address);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, address) in found {
+                    debug!(%peer, %address, "found on the LAN");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, address.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(address);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
+                if !self.swarm.is_connected(&peer) =>
+            {
+                let _ = self.swarm.dial(peer);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    Metrics::bump(&self.metrics.rpc_requests_received);
+                    let response = match request {
+                        Request::Identity => Response::Identity {
+                            document: self.identity_document.clone(),
+                        },
+                        Request::Deliver { block } => match SignedEnvelope::decode(&block) {
+                            Ok(_) => {
+                                self.emit(NetworkEvent::EnvelopeReceived { peer, block });
+                                Response::Accepted
+                            }
+                            Err(err) => Response::Rejected {
+                                reason: err.to_string(),
+                            },
+                        },
+                    };
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        debug!(%peer, "response not sent: connection closed");
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((reply, started)) = self.pending.remove(&request_id) {
+                        self.metrics.observe_latency(started.elapsed());
+                        let _ = reply.send(Ok(response));
+                    } else if self.identity_requests.remove(&request_id)
+                        && let Response::Identity { document } = response
+                    {
+                        self.on_identity(peer, document);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                Metrics::bump(&self.metrics.rpc_outbound_failures);
+                self.identity_requests.remove(&request_id);
+                if let Some((reply, _)) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                Metrics::bump(&self.metrics.rpc_inbound_failures);
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

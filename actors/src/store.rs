@@ -1,0 +1,226 @@
+//! The node's rocksdb database and the actor that writes to it.
+//!
+//! Column families: `blocks` (CID → block bytes), `identities` (identity CID → document),
+//! `orders` (order state, from the custody flow on), `keystore` (name → wrapped secret) and
+//! `metadata`. Reads go straight through a [`Store`] handle (rocksdb is thread-safe); writes
+//! that acknowledge a state change are synced to disk before they return.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteOptions};
+
+/// The column families, in creation order.
+pub const COLUMN_FAMILIES: [Column; 5] = [
+    Column::Blocks,
+    Column::Identities,
+    Column::Orders,
+    Column::Keystore,
+    Column::Metadata,
+];
+
+/// One column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// Content-addressed blocks.
+    Blocks,
+    /// Verified identity documents by CID.
+    Identities,
+    /// Order state.
+    Orders,
+    /// Wrapped secrets.
+    Keystore,
+    /// Everything else (format version, passphrase check, ...).
+    Metadata,
+}
+
+impl Column {
+    /// The column family's name in rocksdb.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blocks => "blocks",
+            Self::Identities => "identities",
+            Self::Orders => "orders",
+            Self::Keystore => "keystore",
+            Self::Metadata => "metadata",
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// rocksdb reported an error (the database may be locked by another process).
+    #[error("database error: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A column family is missing: not a dta database.
+    #[error("column family {0} is missing")]
+    MissingColumn(&'static str),
+}
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A handle on the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.db.path().display())
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` with every column family.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Small nodes: keep memory modest.
+        options.set_max_open_files(256);
+        options.set_keep_log_file_num(4);
+        let families = COLUMN_FAMILIES
+            .iter()
+            .map(|c| ColumnFamilyDescriptor::new(c.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn cf(&self, column: Column) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(column.name())
+            .ok_or(StoreError::MissingColumn(column.name()))
+    }
+
+    /// Reads one value.
+    pub fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(column)?, key)?)
+    }
+
+    /// Writes one value and syncs it to disk before returning.
+    pub fn put_durable(&self, column: Column, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.put_cf_opt(self.cf(column)?, key, value, &options)?)
+    }
+
+    /// Deletes one key, synced.
+    pub fn delete_durable(&self, column: Column, key: &[u8]) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.delete_cf_opt(self.cf(column)?, key, &options)?)
+    }
+
+    /// Every key and value of a column family, in key order.
+    pub fn scan(&self, column: Column) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(column)?, rocksdb::IteratorMode::Start)
+        {
+            let (key, value) = item?;
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// rocksdb's estimate of the number of keys in a column family.
+    pub fn estimated_keys(&self, column: Column) -> u64 {
+        self.cf(column)
+            .ok()
+            .and_then(|cf| {
+                self.db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Flushes memtables and the write-ahead log to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for column in COLUMN_FAMILIES {
+            self.db.flush_cf(self.cf(column)?)?;
+        }
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+}
+
+/// Messages to the [`StoreActor`].
+#[derive(Debug)]
+pub enum StoreMsg {
+    /// Write durably, then answer.
+    Put {
+        /// Column family.
+        column: Column,
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// Answered once the write is on disk.
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// Flush everything to disk (on shutdown).
+    Flush(RpcReplyPort<Result<(), String>>),
+}
+
+/// The single writer of acknowledged state. Other actors read through a [`Store`] handle.
+#[derive(Debug)]
+pub struct StoreActor;
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = Store;
+    type Arguments = Store;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        store: Store,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(store)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        store: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            StoreMsg::Put {
+                column,
+                key,
+                value,
+                reply,
+            } => {
+                let store = store.clone();
+                // A synced write blocks on the disk: keep it off the async workers.
+                let result =
+                    tokio::task::spawn_blocking(move || store.put_durable(column, &key, &value))
+                        .await?;
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            StoreMsg::Flush(reply) => {
+                let store = store.clone();
+                let result = tokio::task::spawn_blocking(move || store.flush()).await?;
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        store: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        store.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! `config.toml`: what a node is and how it runs. Holds paths and addresses, never keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// The home layout this code reads and writes.
+pub const HOME_VERSION: u32 = 1;
+/// Default HTTP API address.
+pub const DEFAULT_API: &str = "127.0.0.1:7070";
+/// Default libp2p listen addresses (TCP and QUIC on the same port).
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/7071", "/ip4/0.0.0.0/udp/7071/quic-v1"];
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The contents of `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Home layout version, [`HOME_VERSION`].
+    pub version: u32,
+    /// Node name (shown to peers; not unique).
+    pub name: String,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// HTTP API address.
+    pub api: String,
+    /// Peers to dial at start.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// LAN discovery.
+    #[serde(default = "default_true")]
+    pub mdns: bool,
+    /// If set, only these peer ids may connect.
+    #[serde(default)]
+    pub allow_list: Option<Vec<String>>,
+    /// Roles this node plays.
+    pub roles: Vec<String>,
+    /// A file holding the keystore passphrase (used when `DTA_PASSPHRASE` is not set).
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The home has no config.
+    #[error("{0} is not a dta home (no config.toml); run `dta init --home {0}` first")]
+    NotInitialised(String),
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the right shape.
+    #[error("invalid {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another layout version.
+    #[error("{path} is a version {found} home; this dta reads version {HOME_VERSION}")]
+    Version {
+        /// The file.
+        path: String,
+        /// Version found.
+        found: u32,
+    },
+    /// A listen or bootstrap address is not a multiaddr.
+    #[error("invalid multiaddr {value:?}: {message}")]
+    Multiaddr {
+        /// The text.
+        value: String,
+        /// Why.
+        message: String,
+    },
+    /// The API address is not HOST:PORT.
+    #[error("invalid API address {0:?}: expected HOST:PORT, for example 127.0.0.1:7070")]
+    Api(String),
+    /// An allow-list entry is not a peer id.
+    #[error("invalid peer id {0:?} in allow_list")]
+    PeerId(String),
+    /// An unknown role.
+    #[error("unknown role {0:?}: use principal, fiduciary or beneficiary")]
+    Role(String),
+}
+
+impl Config {
+    /// A new node's configuration.
+    pub fn new(name: &str) -> Self {
+        Self {
+            version: HOME_VERSION,
+            name: name.to_owned(),
+            listen: DEFAULT_LISTEN.iter().map(|s| (*s).to_owned()).collect(),
+            api: DEFAULT_API.to_owned(),
+            bootstrap: Vec::new(),
+            mdns: true,
+            allow_list: None,
+            roles: ["principal", "fiduciary", "beneficiary"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            passphrase_file: None,
+        }
+    }
+
+    /// Reads `HOME/config.toml`.
+    pub fn load(home: &Path) -> Result<Self, ConfigError> {
+        let path = home.join("config.toml");
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(ConfigError::NotInitialised(home.display().to_string()));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        // Check the version first, so that another layout gets the right message.
+        let version = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| t.get("version").and_then(|v| v.as_integer()));
+        if let Some(found) = version
+            && found != i64::from(HOME_VERSION)
+        {
+            return Err(ConfigError::Version {
+                path: shown,
+                found: found.try_into().unwrap_or(u32::MAX),
+            });
+        }
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.message().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes `HOME/config.toml`.
+    pub fn save(&self, home: &Path) -> std::io::Result<()> {
+        let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(home.join("config.toml"), text)
+    }
+
+    /// Checks every address, peer id and role.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_multiaddrs(&self.listen)?;
+        parse_multiaddrs(&self.bootstrap)?;
+        parse_api(&self.api)?;
+        self.allow_list()?;
+        self.roles()?;
+        Ok(())
+    }
+
+    /// The allow-list as peer ids.
+    pub fn allow_list(&self) -> Result<Option<Vec<PeerId>>, ConfigError> {
+        self.allow_list
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|p| p.parse().map_err(|_| ConfigError::PeerId(p.clone())))
+                    .collect()
+            })
+            .transpose()
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> Result<Vec<dta_actors::roles::Role>, ConfigError> {
+        self.roles
+            .iter()
+            .map(|r| dta_actors::roles::Role::parse(r).ok_or_else(|| ConfigError::Role(r.clone())))
+            .collect()
+    }
+}
+
+/// Parses multiaddrs, naming the first bad one.
+pub fn parse_multiaddrs(values: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+    values
+        .iter()
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|e: libp2p::multiaddr::Error| ConfigError::Multiaddr {
+                    value: value.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Parses `HOST:PORT`.
+pub fn parse_api(value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::Api(value.to_owned()))
+}

@@ -1,0 +1,315 @@
+//! Starting and stopping a node: `Node::start`, `Node::stop` and `run(options, shutdown)`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dta_actors::identities::Directory;
+use dta_actors::metrics::Metrics;
+use dta_actors::network::{NetworkArgs, NetworkChannels, NetworkHandle};
+use dta_actors::store::Store;
+use dta_actors::supervisor::{NodeArgs, NodeSupervisor, SupervisorMsg};
+use dta_protocol::network::SwarmConfig;
+use libp2p::PeerId;
+use ractor::{Actor, ActorRef};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{self, ConfigError};
+use crate::home::{self, HomeError};
+use crate::http::{self, ApiState};
+
+/// How long the node waits for its listeners before it gives up starting.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How to run a node: its home and the command-line overrides of its config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The home directory.
+    pub home: PathBuf,
+    /// Replaces the configured listen addresses.
+    pub listen: Option<Vec<String>>,
+    /// Replaces the configured API address.
+    pub api: Option<String>,
+    /// Replaces the configured bootstrap addresses.
+    pub bootstrap: Option<Vec<String>>,
+    /// Turns mDNS off.
+    pub no_mdns: bool,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The home.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The API port.
+    #[error("cannot listen for the API on {address}: {source}")]
+    Api {
+        /// The address.
+        address: String,
+        /// Why (for example the port is in use).
+        source: std::io::Error,
+    },
+    /// The actors.
+    #[error("cannot start the node: {0}")]
+    Actors(String),
+    /// The listeners never came up.
+    #[error("the node did not start listening within {READY_TIMEOUT:?}")]
+    NotReady,
+    /// node.json.
+    #[error("cannot write {path}: {source}")]
+    NodeFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What `HOME/node.json` says about a running node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFile {
+    /// Identity CID.
+    pub identity: String,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// The HTTP API's base URL.
+    pub api: String,
+    /// Actual listen multiaddrs.
+    pub listen_addrs: Vec<String>,
+    /// Process id.
+    pub pid: u32,
+    /// Node name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    home: PathBuf,
+    info: NodeFile,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_task: tokio::task::JoinHandle<()>,
+    network: NetworkHandle,
+    directory: watch::Receiver<Directory>,
+    store: Store,
+    http_stop: CancellationToken,
+    http_task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+impl Node {
+    /// Opens the home, starts the actors and the API, waits until listening, and writes
+    /// `node.json`.
+    pub async fn start(options: RunOptions) -> Result<Self, RunError> {
+        let started = Instant::now();
+        let home_dir = options.home.clone();
+        let opened = tokio::task::spawn_blocking(move || home::open(&home_dir))
+            .await
+            .map_err(|e| RunError::Actors(e.to_string()))??;
+        let mut config = opened.config;
+        if let Some(listen) = options.listen {
+            config.listen = listen;
+        }
+        if let Some(api) = options.api {
+            config.api = api;
+        }
+        if let Some(bootstrap) = options.bootstrap {
+            config.bootstrap = bootstrap;
+        }
+        if options.no_mdns {
+            config.mdns = false;
+        }
+        config.validate()?;
+        let listen = config::parse_multiaddrs(&config.listen)?;
+        let bootstrap = config::parse_multiaddrs(&config.bootstrap)?;
+        let api_address: SocketAddr = config::parse_api(&config.api)?;
+        let roles = config.roles()?;
+
+        // Bind the API first: a port in use should fail before anything else starts.
+        let listener = tokio::net::TcpListener::bind(api_address)
+            .await
+            .map_err(|source| RunError::Api {
+                address: config.api.clone(),
+                source,
+            })?;
+        let api = listener.local_addr().map_err(|source| RunError::Api {
+            address: config.api.clone(),
+            source,
+        })?;
+
+        let peer_id = opened.keypair.public().to_peer_id();
+        let metrics = Arc::new(Metrics::default());
+        let (channels, network) = NetworkChannels::new();
+        let (directory_tx, directory) = watch::channel(Directory::default());
+        let identity_document =
+            dta_protocol::dagcbor::encode(opened.identity.identity().document())
+                .map_err(|e| RunError::Actors(e.to_string()))?;
+        let args = NodeArgs {
+            prefix: format!("{peer_id}"),
+            store: opened.store.clone(),
+            keystore: Arc::new(opened.keystore),
+            local: opened.identity.identity().clone(),
+            network: NetworkArgs {
+                keypair: opened.keypair,
+                swarm: SwarmConfig {
+                    mdns: config.mdns,
+                    allow_list: config.allow_list()?,
+                },
+                listen: listen.clone(),
+                bootstrap,
+                identity_document,
+                subscribers: Vec::new(),
+                channels,
+                metrics: metrics.clone(),
+            },
+            network_handle: network.clone(),
+            roles: roles.clone(),
+            directory: Arc::new(directory_tx),
+            metrics: metrics.clone(),
+        };
+        let (supervisor, supervisor_task) =
+            Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)
+                .await
+                .map_err(|e| RunError::Actors(e.to_string()))?;
+
+        // Ready once every listener reported an address.
+        let mut snapshot = network.watch();
+        let ready = tokio::time::timeout(
+            READY_TIMEOUT,
+            snapshot.wait_for(|s| s.listen_addrs.len() >= listen.len()),
+        )
+        .await;
+        if !matches!(ready, Ok(Ok(_))) {
+            supervisor.stop(None);
+            return Err(RunError::NotReady);
+        }
+
+        let http_stop = CancellationToken::new();
+        let state = ApiState {
+            identity: opened.identity.cid().to_string(),
+            name: config.name.clone(),
+            roles: roles.iter().map(|r| r.name().to_owned()).collect(),
+            network: network.clone(),
+            directory: directory.clone(),
+            store: opened.store.clone(),
+            metrics,
+        };
+        let stop = http_stop.clone();
+        let http_task = tokio::spawn(async move {
+            let server = axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(err) = server.await {
+                tracing::error!(%err, "HTTP API stopped");
+            }
+        });
+
+        let info = NodeFile {
+            identity: opened.identity.cid().to_string(),
+            peer_id: peer_id.to_string(),
+            api: format!("http://{api}"),
+            listen_addrs: network
+                .snapshot()
+                .listen_addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            pid: std::process::id(),
+            name: config.name.clone(),
+            roles: roles.iter().map(|r| r.name().to_owned()).collect(),
+        };
+        let node_file = options.home.join("node.json");
+        let text = serde_json::to_string_pretty(&info).map_err(|e| RunError::NodeFile {
+            path: node_file.display().to_string(),
+            source: e.into(),
+        })?;
+        std::fs::write(&node_file, text).map_err(|source| RunError::NodeFile {
+            path: node_file.display().to_string(),
+            source,
+        })?;
+        info!(
+            identity = %info.identity,
+            peer_id = %info.peer_id,
+            api = %info.api,
+            ready_in_ms = started.elapsed().as_millis() as u64,
+            "node ready"
+        );
+        Ok(Self {
+            home: options.home,
+            info,
+            supervisor,
+            supervisor_task,
+            network,
+            directory,
+            store: opened.store,
+            http_stop,
+            http_task,
+            started,
+        })
+    }
+
+    /// What `node.json` says.
+    pub fn info(&self) -> &NodeFile {
+        &self.info
+    }
+
+    /// The peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.network.snapshot().peer_id.unwrap_or(PeerId::random())
+    }
+
+    /// The network handle.
+    pub fn network(&self) -> &NetworkHandle {
+        &self.network
+    }
+
+    /// The identity directory.
+    pub fn directory(&self) -> watch::Receiver<Directory> {
+        self.directory.clone()
+    }
+
+    /// The supervisor, for tests that check restarts.
+    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+        &self.supervisor
+    }
+
+    /// How long the node has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the API and the actors, flushes the database and removes `node.json`.
+    pub async fn stop(self) {
+        self.http_stop.cancel();
+        let _ = self.http_task.await;
+        let _ = self.supervisor.stop_and_wait(None, None).await;
+        if let Err(err) = self.store.flush() {
+            tracing::error!(%err, "flushing the database failed");
+        }
+        let _ = std::fs::remove_file(self.home.join("node.json"));
+        info!("node stopped");
+    }
+}
+
+/// Runs a node until `shutdown` is cancelled.
+pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(), RunError> {
+    let mut node = Node::start(options).await?;
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {}
+        _ = &mut node.supervisor_task => {
+            tracing::error!("the node's supervisor stopped; shutting down");
+        }
+    }
+    node.stop().await;
+    Ok(())
+}

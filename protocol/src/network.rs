@@ -1,0 +1,193 @@
+//! dta's libp2p wire: the composed behaviour, the request-response protocol and its limits.
+//!
+//! This module defines what goes over the wire and how big it may be; it does not run a
+//! swarm (the network actor in `dta-actors` owns the one swarm task).
+
+use std::time::Duration;
+
+use libp2p::allow_block_list::{self, AllowedPeers};
+use libp2p::identity::Keypair;
+use libp2p::{PeerId, StreamProtocol, Swarm, gossipsub, identify, kad, mdns, noise, ping};
+use libp2p::{request_response, tcp, yamux};
+use serde::{Deserialize, Serialize};
+
+/// Gossipsub topic on which nodes announce their identity documents.
+pub const IDENTITY_TOPIC: &str = "dta/identities/v1";
+/// dta's own Kademlia protocol, so that dta nodes form their own DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dta/kad/1.0.0");
+/// The request-response protocol.
+pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/dta/rpc/1.0.0");
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/dta/1.0.0";
+/// Largest request accepted: one envelope plus framing.
+pub const MAX_REQUEST_SIZE: u64 = 1024 * 1024 + 4096;
+/// Largest response accepted.
+pub const MAX_RESPONSE_SIZE: u64 = 1024 * 1024 + 4096;
+/// Largest gossip message (identity documents are under 2 KiB).
+pub const MAX_GOSSIP_SIZE: usize = 64 * 1024;
+/// How long a request may wait for its response.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent inbound plus outbound request streams per connection.
+pub const MAX_CONCURRENT_STREAMS: usize = 64;
+
+/// A request from one node to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// "Send me your identity document."
+    Identity,
+    /// "Take this envelope block." Checked for structure on arrival.
+    Deliver {
+        /// The encoded signed envelope.
+        #[serde(with = "serde_bytes")]
+        block: Vec<u8>,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The responder's identity document (canonical DAG-CBOR).
+    Identity {
+        /// The document's bytes.
+        #[serde(with = "serde_bytes")]
+        document: Vec<u8>,
+    },
+    /// The delivered block was taken.
+    Accepted,
+    /// The delivered block was refused, and why.
+    Rejected {
+        /// A readable reason.
+        reason: String,
+    },
+}
+
+pub use composed::{Behaviour, BehaviourEvent};
+
+/// The derive macro generates `BehaviourEvent` without docs, hence the module-level allow.
+mod composed {
+    #![allow(missing_docs)]
+
+    use libp2p::allow_block_list::{self, AllowedPeers};
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::swarm::behaviour::toggle::Toggle;
+    use libp2p::{gossipsub, identify, kad, mdns, ping, request_response};
+
+    use super::{Request, Response};
+
+    /// Every protocol a dta node speaks, in one behaviour.
+    #[derive(NetworkBehaviour)]
+    #[allow(missing_debug_implementations)]
+    pub struct Behaviour {
+        /// With an allow-list configured, connections with any other peer are denied.
+        pub allow: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
+        /// Exchanges listen addresses and protocols.
+        pub identify: identify::Behaviour,
+        /// Keeps connections alive and measures round trips.
+        pub ping: ping::Behaviour,
+        /// LAN discovery; off when configured so (and always in tests outside namespaces).
+        pub mdns: Toggle<mdns::tokio::Behaviour>,
+        /// Peer routing beyond the LAN.
+        pub kad: kad::Behaviour<kad::store::MemoryStore>,
+        /// Identity announcements (and later, log heads).
+        pub gossipsub: gossipsub::Behaviour,
+        /// dta requests, CBOR-encoded, size-capped.
+        pub rpc: request_response::cbor::Behaviour<Request, Response>,
+    }
+}
+
+/// How to build a swarm.
+#[derive(Debug, Clone, Default)]
+pub struct SwarmConfig {
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Only these peers may connect, if set.
+    pub allow_list: Option<Vec<PeerId>>,
+}
+
+/// Why a swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// The transport could not be set up.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A behaviour could not be set up.
+    #[error("behaviour: {0}")]
+    Behaviour(String),
+}
+
+/// Builds the swarm: TCP and QUIC, noise, yamux, and [`Behaviour`].
+pub fn build_swarm(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| SwarmError::Transport(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| behaviour(key, config))
+        .map_err(|e| SwarmError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}
+
+fn behaviour(
+    key: &Keypair,
+    config: &SwarmConfig,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let peer_id = key.public().to_peer_id();
+    let allow = config.allow_list.as_ref().map(|peers| {
+        let mut allow = allow_block_list::Behaviour::<AllowedPeers>::default();
+        for peer in peers {
+            allow.allow_peer(*peer);
+        }
+        allow
+    });
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
+    } else {
+        None
+    };
+    let mut kad = kad::Behaviour::with_config(
+        peer_id,
+        kad::store::MemoryStore::new(peer_id),
+        kad::Config::new(KAD_PROTOCOL),
+    );
+    kad.set_mode(Some(kad::Mode::Server));
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(MAX_GOSSIP_SIZE)
+        .build()?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossipsub_config,
+    )?;
+    gossipsub.subscribe(&gossipsub::IdentTopic::new(IDENTITY_TOPIC))?;
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(MAX_REQUEST_SIZE)
+        .set_response_size_maximum(MAX_RESPONSE_SIZE);
+    let rpc = request_response::Behaviour::with_codec(
+        codec,
+        [(RPC_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+    );
+    Ok(Behaviour {
+        allow: allow.into(),
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+        mdns: mdns.into(),
+        kad,
+        gossipsub,
+        rpc,
+    })
+}
