@@ -1,3 +1,5 @@
 //! One integration-test binary: each module drives dta the way a user would.
 
 mod demo;
+mod network;
+mod process;

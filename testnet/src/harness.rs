@@ -1,0 +1,271 @@
+//! In-process testnets: n full nodes in one process, on 127.0.0.1 with port 0, temporary
+//! homes, mDNS off and explicit bootstrap dials.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), dta_testnet::harness::HarnessError> {
+//! let net = dta_testnet::harness::Testnet::builder().nodes(5).build().await?;
+//! assert_eq!(net.node(0).directory().borrow().identities.len(), 5);
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dta_hsm::KdfParams;
+use dta_node::config::Config;
+use dta_node::{Node, RunError, RunOptions, home};
+use libp2p::PeerId;
+
+/// How long `build` waits for every node to know every identity.
+pub const DEFAULT_KNOWLEDGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Test homes use cheap Argon2id settings: the harness tests networking, not the KDF.
+fn test_kdf() -> KdfParams {
+    KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+        salt: [0x5a; 16],
+    }
+}
+
+/// Why a testnet could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A file problem.
+    #[error("testnet files: {0}")]
+    Io(#[from] std::io::Error),
+    /// A home could not be created.
+    #[error("node {index}: {source}")]
+    Home {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: home::HomeError,
+    },
+    /// A node could not start.
+    #[error("node {index}: {source}")]
+    Start {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: RunError,
+    },
+    /// The nodes did not all learn each other's identities in time.
+    #[error("after {0:?} not every node knows every identity")]
+    Knowledge(Duration),
+}
+
+/// Builds a [`Testnet`].
+#[derive(Debug, Clone)]
+pub struct TestnetBuilder {
+    nodes: usize,
+    allow_lists: Vec<(usize, Vec<usize>)>,
+    wait_for_knowledge: bool,
+}
+
+/// One node of a testnet: its home and, while running, the node.
+#[derive(Debug)]
+pub struct TestNode {
+    home: PathBuf,
+    options: RunOptions,
+    node: Option<Node>,
+}
+
+impl TestNode {
+    /// The running node.
+    ///
+    /// # Panics
+    /// If the node is stopped.
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect("node to be running")
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Stops the node (its home stays).
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+
+    /// Starts the node again from its home.
+    pub async fn start(&mut self) -> Result<(), RunError> {
+        if self.node.is_none() {
+            self.node = Some(Node::start(self.options.clone()).await?);
+        }
+        Ok(())
+    }
+
+    /// The address others dial: first listen address plus `/p2p/PEER`.
+    pub fn dial_address(&self) -> String {
+        let info = self.node().info();
+        format!("{}/p2p/{}", info.listen_addrs[0], info.peer_id)
+    }
+}
+
+/// A running in-process testnet. Dropping it deletes the homes; call [`Testnet::stop`] first
+/// for a clean shutdown.
+#[derive(Debug)]
+pub struct Testnet {
+    nodes: Vec<TestNode>,
+    _root: tempfile::TempDir,
+    /// Time from the first node's start until every node knew every identity.
+    pub knowledge_time: Option<Duration>,
+}
+
+impl Testnet {
+    /// A builder with 3 nodes.
+    pub fn builder() -> TestnetBuilder {
+        TestnetBuilder {
+            nodes: 3,
+            allow_lists: Vec::new(),
+            wait_for_knowledge: true,
+        }
+    }
+
+    /// Node `i`'s running node.
+    pub fn node(&self, i: usize) -> &Node {
+        self.nodes[i].node()
+    }
+
+    /// Node `i`.
+    pub fn test_node(&mut self, i: usize) -> &mut TestNode {
+        &mut self.nodes[i]
+    }
+
+    /// Node `i`'s first listen address with its `/p2p/` suffix.
+    ///
+    /// # Panics
+    /// If the address does not parse (it was printed by the node itself).
+    pub fn test_node_address(&self, i: usize) -> libp2p::Multiaddr {
+        self.nodes[i]
+            .dial_address()
+            .parse()
+            .expect("a node's own address to parse")
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the testnet has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Waits until every running node knows every identity of the testnet.
+    pub async fn wait_for_full_knowledge(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let expected = self.nodes.len();
+        let all = async {
+            for node in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
+                let mut directory = node.directory();
+                let _ = directory.wait_for(|d| d.identities.len() >= expected).await;
+            }
+        };
+        tokio::time::timeout(timeout, all)
+            .await
+            .map_err(|_| HarnessError::Knowledge(timeout))
+    }
+
+    /// Stops every node cleanly.
+    pub async fn stop(mut self) {
+        for node in &mut self.nodes {
+            node.stop().await;
+        }
+    }
+}
+
+impl TestnetBuilder {
+    /// How many nodes.
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Node `index` only accepts connections from the nodes in `allowed`.
+    pub fn allow_list(mut self, index: usize, allowed: &[usize]) -> Self {
+        self.allow_lists.push((index, allowed.to_vec()));
+        self
+    }
+
+    /// Return as soon as the nodes run, without waiting for full identity knowledge.
+    pub fn no_wait(mut self) -> Self {
+        self.wait_for_knowledge = false;
+        self
+    }
+
+    /// Creates the homes, starts node 0, then the others bootstrapping from it, and waits
+    /// until every node knows every identity.
+    pub async fn build(self) -> Result<Testnet, HarnessError> {
+        let root = tempfile::Builder::new().prefix("dta-testnet-").tempdir()?;
+        let passphrase = root.path().join("passphrase");
+        std::fs::write(&passphrase, "testnet passphrase")?;
+        let mut peers: Vec<PeerId> = Vec::new();
+        let mut homes = Vec::new();
+        for index in 0..self.nodes {
+            let home = root.path().join(format!("node-{index}"));
+            let report = home::init(
+                &home,
+                &format!("node-{index}"),
+                false,
+                Some(passphrase.clone()),
+                test_kdf(),
+            )
+            .map_err(|source| HarnessError::Home { index, source })?;
+            peers.push(report.peer_id.parse().map_err(|_| HarnessError::Home {
+                index,
+                source: home::HomeError::Damaged {
+                    path: home.display().to_string(),
+                    message: "bad peer id".into(),
+                },
+            })?);
+            homes.push(home);
+        }
+        for (index, allowed) in &self.allow_lists {
+            let mut config = Config::load(&homes[*index]).map_err(|e| HarnessError::Home {
+                index: *index,
+                source: e.into(),
+            })?;
+            config.allow_list = Some(allowed.iter().map(|i| peers[*i].to_string()).collect());
+            config.save(&homes[*index])?;
+        }
+        let started = Instant::now();
+        let mut nodes: Vec<TestNode> = Vec::new();
+        for (index, home) in homes.into_iter().enumerate() {
+            let bootstrap = nodes.first().map(|first| vec![first.dial_address()]);
+            let options = RunOptions {
+                home: home.clone(),
+                listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
+                api: Some("127.0.0.1:0".into()),
+                bootstrap: Some(bootstrap.unwrap_or_default()),
+                no_mdns: true,
+            };
+            let node = Node::start(options.clone())
+                .await
+                .map_err(|source| HarnessError::Start { index, source })?;
+            nodes.push(TestNode {
+                home,
+                options,
+                node: Some(node),
+            });
+        }
+        let mut testnet = Testnet {
+            nodes,
+            _root: root,
+            knowledge_time: None,
+        };
+        if self.wait_for_knowledge {
+            testnet
+                .wait_for_full_knowledge(DEFAULT_KNOWLEDGE_TIMEOUT)
+                .await?;
+            testnet.knowledge_time = Some(started.elapsed());
+        }
+        Ok(testnet)
+    }
+}

@@ -1,0 +1,263 @@
+//! In-process multi-node tests over the testnet harness.
+
+use std::time::Duration;
+
+use dta_actors::identities::verify_received;
+use dta_actors::network::NetworkEvent;
+use dta_actors::roles::Role;
+use dta_actors::supervisor::{Child, SupervisorMsg};
+use dta_crypto::Secret;
+use dta_protocol::network::{MAX_REQUEST_SIZE, Request, Response};
+use dta_testnet::harness::Testnet;
+use libp2p::PeerId;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_learn_every_identity() {
+    let net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let elapsed = net.knowledge_time.expect("waited for knowledge");
+    println!("5 in-process nodes reached full identity knowledge in {elapsed:?}");
+    for i in 0..5 {
+        let directory = net.node(i).directory().borrow().clone();
+        assert_eq!(directory.identities.len(), 5, "node {i}");
+        // Every identity's peer id is the one that node runs with.
+        for j in 0..5 {
+            let other = net.node(j).info();
+            let known = &directory.identities[&other.identity];
+            assert_eq!(known.peer_id.to_string(), other.peer_id);
+        }
+    }
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_or_misattributed_identities_are_rejected_and_not_stored() {
+    let net = Testnet::builder().nodes(2).build().await.expect("testnet");
+    let victim = net.node(0);
+    let sender: PeerId = net.node(1).info().peer_id.parse().unwrap();
+    let genuine = net.node(1).directory().borrow().identities[&net.node(1).info().identity]
+        .document
+        .clone();
+
+    // A flipped byte anywhere breaks the document.
+    let mut tampered = genuine.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    assert!(verify_received(sender, &tampered).is_err());
+    // A genuine document relayed by someone else as if it were theirs is refused too.
+    let impostor = PeerId::random();
+    assert!(verify_received(impostor, &genuine).is_err());
+
+    // Fed through the same path the network uses, neither is stored.
+    let stranger = dta_protocol::identity::LocalIdentity::create(
+        &Secret::new([9; 32]),
+        "stranger",
+        &PeerId::random().to_bytes(),
+        1,
+    )
+    .unwrap();
+    let stranger_doc = dta_protocol::dagcbor::encode(stranger.identity().document()).unwrap();
+    let identities = ractor::registry::where_is(format!("{}/identities", victim.info().peer_id))
+        .expect("identities actor registered");
+    for (peer, document) in [(impostor, stranger_doc.clone()), (sender, tampered)] {
+        identities
+            .send_message(dta_actors::identities::IdentitiesMsg::Network(
+                NetworkEvent::IdentityReceived { peer, document },
+            ))
+            .unwrap();
+    }
+    // A valid document from its own (unconnected) peer is accepted: proof the path works,
+    // and a point after which the rejected ones have certainly been handled.
+    let stranger_peer = PeerId::from_bytes(stranger.identity().peer_id()).unwrap();
+    identities
+        .send_message(dta_actors::identities::IdentitiesMsg::Network(
+            NetworkEvent::IdentityReceived {
+                peer: stranger_peer,
+                document: stranger_doc,
+            },
+        ))
+        .unwrap();
+    let mut directory = victim.directory();
+    tokio::time::timeout(
+        TIMEOUT,
+        directory.wait_for(|d| d.identities.contains_key(&stranger.cid().to_string())),
+    )
+    .await
+    .expect("valid document accepted")
+    .unwrap();
+    let directory = victim.directory().borrow().clone();
+    assert_eq!(
+        directory.identities.len(),
+        3,
+        "only the valid stranger was added"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", victim.info().api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dta_identity_documents_total{outcome=\"rejected\"} 2"),
+        "{metrics}"
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_outside_the_allow_list_cannot_connect() {
+    // Node 2 only accepts node 0.
+    let net = Testnet::builder()
+        .nodes(3)
+        .allow_list(2, &[0])
+        .no_wait()
+        .build()
+        .await
+        .expect("testnet");
+    let node2: PeerId = net.node(2).info().peer_id.parse().unwrap();
+    let address: libp2p::Multiaddr = net.test_node_address(2);
+    // The allowed peer gets an answer.
+    net.node(0)
+        .network()
+        .send(dta_actors::network::NetworkCommand::Dial(address.clone()))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(
+        TIMEOUT,
+        net.node(0).network().request(node2, Request::Identity),
+    )
+    .await
+    .expect("answer in time");
+    assert!(
+        matches!(answer, Ok(Response::Identity { .. })),
+        "{answer:?}"
+    );
+    // The other one is refused at the connection.
+    net.node(1)
+        .network()
+        .send(dta_actors::network::NetworkCommand::Dial(address))
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(
+        TIMEOUT,
+        net.node(1).network().request(node2, Request::Identity),
+    )
+    .await
+    .expect("failure in time");
+    assert!(refused.is_err(), "{refused:?}");
+    let node1: PeerId = net.node(1).info().peer_id.parse().unwrap();
+    assert!(!net.node(2).network().snapshot().connected.contains(&node1));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_keeps_its_identity_and_peer_id() {
+    let mut net = Testnet::builder().nodes(2).build().await.expect("testnet");
+    let before = net.node(1).info().clone();
+    net.test_node(1).stop().await;
+    assert!(
+        !net.test_node(1).home().join("node.json").exists(),
+        "node.json removed on stop"
+    );
+    net.test_node(1).start().await.expect("restart");
+    let after = net.node(1).info().clone();
+    assert_eq!(after.identity, before.identity);
+    assert_eq!(after.peer_id, before.peer_id);
+    assert!(net.test_node(1).home().join("node.json").exists());
+    // It still knows the identities it had stored.
+    assert_eq!(net.node(1).directory().borrow().identities.len(), 2);
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_and_the_receiver_survives() {
+    let net = Testnet::builder().nodes(2).build().await.expect("testnet");
+    let receiver: PeerId = net.node(1).info().peer_id.parse().unwrap();
+    let block = vec![0u8; MAX_REQUEST_SIZE as usize + 1024];
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        net.node(0)
+            .network()
+            .request(receiver, Request::Deliver { block }),
+    )
+    .await
+    .expect("answer in time");
+    assert!(
+        result.is_err(),
+        "an oversized request must fail: {result:?}"
+    );
+    // A garbage envelope within the limit is answered with a reason.
+    let rejected = net
+        .node(0)
+        .network()
+        .request(
+            receiver,
+            Request::Deliver {
+                block: vec![0xff; 16],
+            },
+        )
+        .await
+        .expect("answered");
+    assert!(
+        matches!(rejected, Response::Rejected { .. }),
+        "{rejected:?}"
+    );
+    // The receiver still serves requests.
+    let answer = tokio::time::timeout(
+        TIMEOUT,
+        net.node(0).network().request(receiver, Request::Identity),
+    )
+    .await
+    .expect("answer in time");
+    assert!(
+        matches!(answer, Ok(Response::Identity { .. })),
+        "{answer:?}"
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_child_is_restarted_by_its_supervisor() {
+    let net = Testnet::builder().nodes(1).build().await.expect("testnet");
+    let supervisor = net.node(0).supervisor().clone();
+    let child = |c| {
+        let supervisor = supervisor.clone();
+        async move {
+            ractor::call_t!(supervisor, |reply| SupervisorMsg::Child(c, reply), 5_000)
+                .unwrap()
+                .expect("child running")
+        }
+    };
+    for kind in [Child::Role(Role::Fiduciary), Child::Identities] {
+        let before = child(kind).await;
+        before.kill();
+        let restarted = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let now = child(kind).await;
+                if now.get_id() != before.get_id() {
+                    return now;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("restarted in time");
+        assert!(matches!(
+            restarted.get_status(),
+            ractor::ActorStatus::Running
+        ));
+    }
+    let restarts = ractor::call_t!(supervisor, SupervisorMsg::Restarts, 5_000).unwrap();
+    assert_eq!(restarts, 2);
+    // The restarted identity directory still serves the API.
+    let identities: serde_json::Value =
+        reqwest::get(format!("{}/v2/identities", net.node(0).info().api))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(identities.as_array().unwrap().len(), 1);
+    net.stop().await;
+}

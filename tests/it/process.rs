@@ -1,0 +1,190 @@
+//! Real `dta` processes on 127.0.0.1, driven through the CLI and the HTTP API.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use dta_node::NodeFile;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `dta` binary: `DTA_BIN`, or the one cargo built next to this test.
+fn dta_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("DTA_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/it-HASH -> target/<profile>/dta
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("dta");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p dta-cli`) or set DTA_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn dta(home: &Path) -> Command {
+    let mut command = Command::new(dta_bin());
+    command
+        .env("DTA_PASSPHRASE", "process test passphrase")
+        .env("RUST_LOG", "warn")
+        .env_remove("DTA_API")
+        .arg("--log-format")
+        .arg("json");
+    command.env("DTA_HOME", home);
+    command
+}
+
+/// Kills the process group member on drop, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_node_file(home: &Path) -> NodeFile {
+    let path = home.join("node.json");
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(node) = serde_json::from_str::<NodeFile>(&text)
+            {
+                return node;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("node.json appears")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_find_each_other_through_bootstrap() {
+    let root = tempfile::tempdir().unwrap();
+    let homes: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("p{i}"))).collect();
+    let mut identities = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let output = dta(home)
+            .args(["init", "--name", &format!("proc-{i}"), "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        identities.push(report["identity"].as_str().unwrap().to_owned());
+    }
+    // A second init on the same home is refused and changes nothing.
+    let again = dta(&homes[0])
+        .args(["init", "--name", "x"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    let run = |home: &Path, bootstrap: Option<&str>| {
+        let mut command = dta(home);
+        command.args([
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+            "--no-mdns",
+        ]);
+        if let Some(address) = bootstrap {
+            command.args(["--bootstrap", address]);
+        }
+        Running(
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut processes = vec![run(&homes[0], None)];
+    let first = wait_for_node_file(&homes[0]).await;
+    assert_eq!(first.identity, identities[0]);
+    let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
+    processes.push(run(&homes[1], Some(&bootstrap)));
+    processes.push(run(&homes[2], Some(&bootstrap)));
+    let mut apis = vec![first.api];
+    for home in &homes[1..] {
+        apis.push(wait_for_node_file(home).await.api);
+    }
+
+    for (i, api) in apis.iter().enumerate() {
+        let listed = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let body: serde_json::Value = reqwest::get(format!("{api}/v2/identities"))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let cids: Vec<String> = body
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["cid"].as_str().unwrap().to_owned())
+                    .collect();
+                if cids.len() == 3 {
+                    return cids;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {i} never listed all three identities"));
+        for identity in &identities {
+            assert!(listed.contains(identity), "node {i} lacks {identity}");
+        }
+    }
+
+    // The CLI reads the same API through node.json.
+    let output = dta(&homes[1])
+        .args(["identities", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    let missing = dta(&homes[1])
+        .args(["identity", "show", "bafyreiaaaa", "--json"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
+    // SIGTERM shuts a node down cleanly: node.json goes away and the process exits 0.
+    for (mut running, home) in processes.drain(..).zip(&homes) {
+        let pid = running.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::task::spawn_blocking(move || {
+            let status = running.0.wait();
+            std::mem::forget(running);
+            status
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(status.success(), "{status:?}");
+        assert!(!home.join("node.json").exists());
+    }
+}
