@@ -112,12 +112,27 @@ fn keys_round_trip_and_bad_keys_are_refused() {
 /// Where cargo unpacked the x-wing crate; its package ships the draft's official vectors.
 fn x_wing_vectors() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Only this platform's packages are downloaded, so metadata must be filtered to it to
+    // work offline.
+    let version = std::process::Command::new(&cargo)
+        .arg("-vV")
+        .output()
+        .expect("cargo -vV runs");
+    let host = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("cargo reports its host");
     let output = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "cargo metadata failed");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let manifest = metadata["packages"]
         .as_array()
