@@ -188,3 +188,90 @@ async fn three_processes_find_each_other_through_bootstrap() {
         assert!(!home.join("node.json").exists());
     }
 }
+
+/// Runs `dta` to completion and returns (success, stderr).
+fn run_to_end(command: &mut Command) -> (bool, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    let (ok, stderr) = run_to_end(dta(&home).args(["init", "--name", "bad-input"]));
+    assert!(ok, "{stderr}");
+    let config_before = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    let run_args = ["run", "--api", "127.0.0.1:0", "--no-mdns"];
+
+    // A malformed multiaddr.
+    let (ok, stderr) = run_to_end(
+        dta(&home)
+            .args(run_args)
+            .args(["--listen", "/ip4/1.2.3/tcp"]),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("invalid multiaddr \"/ip4/1.2.3/tcp\""),
+        "{stderr}"
+    );
+
+    // A wrong passphrase.
+    let (ok, stderr) = run_to_end(
+        dta(&home)
+            .env("DTA_PASSPHRASE", "not the passphrase")
+            .args(run_args)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"]),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+
+    // The API port is in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let (ok, stderr) = run_to_end(dta(&home).args([
+        "run",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        &address,
+    ]));
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("cannot listen for the API on {address}")),
+        "{stderr}"
+    );
+    assert!(!home.join("node.json").exists());
+
+    // Nothing above changed the home.
+    assert_eq!(
+        std::fs::read_to_string(home.join("config.toml")).unwrap(),
+        config_before
+    );
+
+    // A home of another version, and an unreadable config.
+    std::fs::write(
+        home.join("config.toml"),
+        config_before.replace("version = 1", "version = 7"),
+    )
+    .unwrap();
+    let (ok, stderr) = run_to_end(dta(&home).args(run_args));
+    assert!(!ok);
+    assert!(stderr.contains("is a version 7 home"), "{stderr}");
+    std::fs::write(home.join("config.toml"), "version = 1\nname = [").unwrap();
+    let (ok, stderr) = run_to_end(dta(&home).args(run_args));
+    assert!(!ok);
+    assert!(
+        stderr.contains("invalid") && stderr.contains("config.toml"),
+        "{stderr}"
+    );
+
+    // A directory that is not a home.
+    let (ok, stderr) = run_to_end(dta(&root.path().join("nowhere")).args(run_args));
+    assert!(!ok);
+    assert!(stderr.contains("is not a dta home"), "{stderr}");
+}
