@@ -11,7 +11,6 @@ use dta_actors::network::{NetworkArgs, NetworkChannels, NetworkHandle};
 use dta_actors::store::Store;
 use dta_actors::supervisor::{NodeArgs, NodeSupervisor, SupervisorMsg};
 use dta_protocol::network::SwarmConfig;
-use libp2p::PeerId;
 use ractor::{Actor, ActorRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -104,7 +103,6 @@ pub struct Node {
     store: Store,
     http_stop: CancellationToken,
     http_task: tokio::task::JoinHandle<()>,
-    started: Instant,
 }
 
 impl Node {
@@ -253,18 +251,12 @@ impl Node {
             store: opened.store,
             http_stop,
             http_task,
-            started,
         })
     }
 
     /// What `node.json` says.
     pub fn info(&self) -> &NodeFile {
         &self.info
-    }
-
-    /// The peer id.
-    pub fn peer_id(&self) -> PeerId {
-        self.network.snapshot().peer_id.unwrap_or(PeerId::random())
     }
 
     /// The network handle.
@@ -280,11 +272,6 @@ impl Node {
     /// The supervisor, for tests that check restarts.
     pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
         &self.supervisor
-    }
-
-    /// How long the node has run.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Stops the API and the actors, flushes the database and removes `node.json`.
