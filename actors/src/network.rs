@@ -332,12 +332,10 @@ impl SwarmLoop {
         }
     }
 
-    fn emit(&self, event: NetworkEvent) {
-        for subscriber in &self.subscribers {
-            if subscriber.send_message(event.clone()).is_err() {
-                debug!("a network subscriber is gone");
-            }
-        }
+    fn emit(&mut self, event: NetworkEvent) {
+        // A subscriber that is gone (a restarted actor) is dropped; its successor subscribes.
+        self.subscribers
+            .retain(|subscriber| subscriber.send_message(event.clone()).is_ok());
     }
 
     fn on_command(&mut self, command: NetworkCommand) {
@@ -346,6 +344,14 @@ impl SwarmLoop {
                 if let Err(err) = self.swarm.dial(address.clone()) {
                     warn!(%address, %err, "dial failed");
                 }
+            }
+            NetworkCommand::SendRequest {
+                peer,
+                request,
+                reply,
+            } if peer == *self.swarm.local_peer_id() => {
+                // A node playing several roles in one order talks to itself without the wire.
+                let _ = reply.send(Ok(self.answer(peer, request)));
             }
             NetworkCommand::SendRequest {
                 peer,
@@ -463,6 +469,24 @@ impl SwarmLoop {
         }
     }
 
+    /// The answer to a request, from a peer or from this node itself.
+    fn answer(&mut self, peer: PeerId, request: Request) -> Response {
+        match request {
+            Request::Identity => Response::Identity {
+                document: self.identity_document.clone(),
+            },
+            Request::Deliver { block } => match SignedEnvelope::decode(&block) {
+                Ok(_) => {
+                    self.emit(NetworkEvent::EnvelopeReceived { peer, block });
+                    Response::Accepted
+                }
+                Err(err) => Response::Rejected {
+                    reason: err.to_string(),
+                },
+            },
+        }
+    }
+
     fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -470,20 +494,7 @@ impl SwarmLoop {
                     request, channel, ..
                 } => {
                     Metrics::bump(&self.metrics.rpc_requests_received);
-                    let response = match request {
-                        Request::Identity => Response::Identity {
-                            document: self.identity_document.clone(),
-                        },
-                        Request::Deliver { block } => match SignedEnvelope::decode(&block) {
-                            Ok(_) => {
-                                self.emit(NetworkEvent::EnvelopeReceived { peer, block });
-                                Response::Accepted
-                            }
-                            Err(err) => Response::Rejected {
-                                reason: err.to_string(),
-                            },
-                        },
-                    };
+                    let response = self.answer(peer, request);
                     if self
                         .swarm
                         .behaviour_mut()

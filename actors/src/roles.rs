@@ -1,7 +1,18 @@
-//! The role actors. Thin for now: they exist, are supervised and report what they are; the
-//! custody flow gives them their work.
+//! The role actors: principal, fiduciary and beneficiary. Each takes the network events of
+//! its part of the custody flow (see [`crate::custody`]); the principal also takes orders and
+//! releases from the API.
+//!
+//! Handlers never wait on the network: deliveries run in spawned tasks, and a release's answer
+//! goes to its reply port from that task.
 
+use dta_protocol::Cid;
+use dta_protocol::envelope::{Kind, SignedEnvelope};
+use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::warn;
+
+use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
+use crate::network::{NetworkEvent, NetworkHandle};
 
 /// The roles a node can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,6 +42,29 @@ impl Role {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
+
+    /// Whether envelopes of `kind` are this role's business.
+    fn handles(self, kind: Kind) -> bool {
+        match self {
+            Self::Principal => matches!(kind, Kind::CommitmentSignature | Kind::Receipt),
+            Self::Fiduciary => matches!(
+                kind,
+                Kind::OrderRequest
+                    | Kind::Commitment
+                    | Kind::ShareDeal
+                    | Kind::Certificate
+                    | Kind::ReleaseRequest
+            ),
+            Self::Beneficiary => matches!(
+                kind,
+                Kind::OrderRequest
+                    | Kind::Commitment
+                    | Kind::Certificate
+                    | Kind::ReleaseRequest
+                    | Kind::ShareRelease
+            ),
+        }
+    }
 }
 
 /// Messages to a role actor.
@@ -38,36 +72,218 @@ impl Role {
 pub enum RoleMsg {
     /// Which role this actor plays.
     Describe(RpcReplyPort<Role>),
+    /// Something arrived from the network.
+    Network(NetworkEvent),
+    /// Principal: start an order.
+    CreateOrder {
+        /// The order.
+        order: NewOrder,
+        /// The stored record, once the deals are sent off.
+        reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
+    },
+    /// Principal: release an order.
+    Release {
+        /// The order reference.
+        reference: String,
+        /// Overrides the order's beneficiary.
+        beneficiary: Option<Cid>,
+        /// Answered once the fiduciaries took the request (or too few could).
+        reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
+    },
+}
+
+impl From<NetworkEvent> for RoleMsg {
+    fn from(event: NetworkEvent) -> Self {
+        Self::Network(event)
+    }
+}
+
+impl TryFrom<RoleMsg> for NetworkEvent {
+    type Error = ();
+    fn try_from(message: RoleMsg) -> Result<Self, ()> {
+        match message {
+            RoleMsg::Network(event) => Ok(event),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Start-up arguments.
+#[derive(Debug, Clone)]
+pub struct RoleArgs {
+    /// Which role.
+    pub role: Role,
+    /// Shared context.
+    pub context: RoleContext,
 }
 
 /// One role actor.
 #[derive(Debug)]
 pub struct RoleActor;
 
+fn send_all(network: &NetworkHandle, deliveries: Vec<(PeerId, Vec<Vec<u8>>)>) {
+    for (peer, blocks) in deliveries {
+        let network = network.clone();
+        tokio::spawn(async move {
+            RoleContext::deliver(&network, peer, blocks).await;
+        });
+    }
+}
+
+impl RoleActor {
+    async fn on_envelope(
+        args: &RoleArgs,
+        peer: PeerId,
+        block: Vec<u8>,
+    ) -> Result<(), CustodyError> {
+        let kind = match SignedEnvelope::decode(&block) {
+            Ok(envelope) => envelope.envelope.kind,
+            Err(_) => return Ok(()),
+        };
+        if !args.role.handles(kind) {
+            return Ok(());
+        }
+        let ctx = &args.context;
+        let envelope = ctx.verify(&block)?;
+        let cid = custody::keep_block(ctx, &block).await?;
+        let me = ctx.local.cid();
+        match (args.role, kind) {
+            (Role::Principal, Kind::CommitmentSignature) => {
+                let deliveries = custody::on_commitment_signature(ctx, &envelope).await?;
+                send_all(&ctx.network, deliveries);
+            }
+            (Role::Principal, Kind::Receipt) => custody::on_receipt(ctx, &envelope, cid).await?,
+            (Role::Fiduciary, Kind::ShareDeal)
+                if envelope
+                    .envelope()
+                    .recipients
+                    .iter()
+                    .any(|r| r.identity == me) =>
+            {
+                let delivery = custody::on_share_deal(ctx, &envelope, cid).await?;
+                send_all(&ctx.network, vec![delivery]);
+            }
+            (Role::Fiduciary, Kind::Certificate) => {
+                custody::on_certificate(ctx, &envelope, cid).await?
+            }
+            // A node that is also the beneficiary gets the request too; only holders act.
+            (Role::Fiduciary, Kind::ReleaseRequest)
+                if ctx
+                    .record(Role::Fiduciary, &envelope.envelope().order)?
+                    .is_some() =>
+            {
+                let delivery = custody::on_release_request(ctx, &envelope, cid).await?;
+                send_all(&ctx.network, vec![delivery]);
+            }
+            (Role::Beneficiary, Kind::ShareRelease)
+                if envelope
+                    .envelope()
+                    .recipients
+                    .iter()
+                    .any(|r| r.identity == me) =>
+            {
+                if let Some(delivery) = custody::on_share_release(ctx, &envelope, cid).await? {
+                    send_all(&ctx.network, vec![delivery]);
+                }
+            }
+            // Order requests, commitments and the rest are kept for later steps and audits.
+            _ => {}
+        }
+        tracing::debug!(%peer, ?kind, %cid, "envelope handled");
+        Ok(())
+    }
+}
+
 impl Actor for RoleActor {
     type Msg = RoleMsg;
-    type State = Role;
-    type Arguments = Role;
+    type State = RoleArgs;
+    type Arguments = RoleArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        role: Role,
+        args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(role)
+        Ok(args)
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        role: &mut Self::State,
+        args: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RoleMsg::Describe(reply) => {
-                let _ = reply.send(*role);
+                let _ = reply.send(args.role);
             }
+            RoleMsg::Network(NetworkEvent::EnvelopeReceived { peer, block }) => {
+                if let Err(reason) = Self::on_envelope(args, peer, block).await {
+                    warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
+                }
+            }
+            RoleMsg::Network(_) => {}
+            RoleMsg::CreateOrder { order, reply } => {
+                let result = custody::create_order(&args.context, order).await;
+                let _ = reply.send(result.map(|prepared| {
+                    send_all(&args.context.network, prepared.deliveries);
+                    prepared.record
+                }));
+            }
+            RoleMsg::Release {
+                reference,
+                beneficiary,
+                reply,
+            } => match custody::create_release(&args.context, &reference, beneficiary).await {
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+                Ok(plan) => {
+                    let network = args.context.network.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(release(network, plan).await);
+                    });
+                }
+            },
         }
         Ok(())
     }
+}
+
+/// Delivers a release: the chain to the beneficiary first, then the request to every
+/// fiduciary at once. Fails unless at least t fiduciaries took it.
+async fn release(
+    network: NetworkHandle,
+    plan: custody::ReleasePlan,
+) -> Result<OrderRecord, CustodyError> {
+    let record = plan.record;
+    let (peer, blocks) = plan.beneficiary;
+    if !RoleContext::deliver(&network, peer, blocks).await {
+        return Err(CustodyError::Conflict(format!(
+            "the beneficiary of {} cannot be reached",
+            record.reference
+        )));
+    }
+    let tasks: Vec<_> = plan
+        .fiduciaries
+        .into_iter()
+        .map(|(peer, blocks)| {
+            let network = network.clone();
+            tokio::spawn(async move { RoleContext::deliver(&network, peer, blocks).await })
+        })
+        .collect();
+    let mut reached = 0;
+    for task in tasks {
+        if task.await.unwrap_or(false) {
+            reached += 1;
+        }
+    }
+    if reached < record.threshold as usize {
+        return Err(CustodyError::Unreachable {
+            reached,
+            fiduciaries: record.fiduciaries.len(),
+            threshold: record.threshold as usize,
+        });
+    }
+    Ok(record)
 }

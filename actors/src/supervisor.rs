@@ -5,18 +5,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dta_hsm::Keystore;
-use dta_protocol::identity::VerifiedIdentity;
+use dta_protocol::identity::LocalIdentity;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::custody::RoleContext;
 use crate::identities::{Directory, IdentitiesActor, IdentitiesArgs, IdentitiesMsg};
 use crate::keystore::{KeystoreActor, KeystoreArgs, KeystoreMsg};
 use crate::metrics::Metrics;
 use crate::network::{NetworkActor, NetworkArgs, NetworkCommand, NetworkHandle};
-use crate::roles::{Role, RoleActor, RoleMsg};
+use crate::roles::{Role, RoleActor, RoleArgs, RoleMsg};
 use crate::store::{Store, StoreActor, StoreMsg};
 
 /// More restarts than this within [`RESTART_WINDOW`] means something is persistently broken:
@@ -61,8 +62,8 @@ pub struct NodeArgs {
     pub store: Store,
     /// The keystore backend.
     pub keystore: Arc<dyn Keystore>,
-    /// This node's identity.
-    pub local: VerifiedIdentity,
+    /// This node's identity and keys.
+    pub local: LocalIdentity,
     /// Network start-up arguments (the supervisor adds the subscribers).
     pub network: NetworkArgs,
     /// The handle that follows the network across restarts.
@@ -132,7 +133,7 @@ impl NodeSupervisor {
                 let args = IdentitiesArgs {
                     store: state.args.store.clone(),
                     store_actor,
-                    local: state.args.local.clone(),
+                    local: state.args.local.identity().clone(),
                     directory: state.args.directory.clone(),
                     metrics: state.args.metrics.clone(),
                 };
@@ -155,12 +156,31 @@ impl NodeSupervisor {
                 if let Some(identities) = &state.identities {
                     args.subscribers.push(identities.get_derived());
                 }
+                args.subscribers
+                    .extend(state.roles.values().map(|r| r.get_derived()));
                 let (actor, _) = Actor::spawn_linked(name, NetworkActor, args, supervisor).await?;
                 state.network = Some(actor.clone());
                 actor.get_cell()
             }
             Child::Role(role) => {
-                let (actor, _) = Actor::spawn_linked(name, RoleActor, role, supervisor).await?;
+                let args = RoleArgs {
+                    role,
+                    context: RoleContext {
+                        local: state.args.local.clone(),
+                        directory: state.args.directory.subscribe(),
+                        store: state.args.store.clone(),
+                        network: state.args.network_handle.clone(),
+                        keystore: state.args.keystore.clone(),
+                    },
+                };
+                let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;
+                if state.network.is_some() {
+                    let _ = state
+                        .args
+                        .network_handle
+                        .send(NetworkCommand::Subscribe(actor.get_derived()))
+                        .await;
+                }
                 state.roles.insert(role, actor.clone());
                 actor.get_cell()
             }

@@ -152,11 +152,12 @@ impl Node {
         let identity_document =
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;
+        let keystore: Arc<dyn dta_hsm::Keystore> = Arc::new(opened.keystore);
         let args = NodeArgs {
             prefix: format!("{peer_id}"),
             store: opened.store.clone(),
-            keystore: Arc::new(opened.keystore),
-            local: opened.identity.identity().clone(),
+            keystore: keystore.clone(),
+            local: opened.identity.clone(),
             network: NetworkArgs {
                 keypair: opened.keypair,
                 swarm: SwarmConfig {
@@ -194,6 +195,8 @@ impl Node {
 
         let http_stop = CancellationToken::new();
         let state = ApiState {
+            prefix: format!("{peer_id}"),
+            keystore,
             identity: opened.identity.cid().to_string(),
             name: config.name.clone(),
             roles: roles.iter().map(|r| r.name().to_owned()).collect(),

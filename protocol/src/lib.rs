@@ -7,6 +7,7 @@
 //!   possession, an X-Wing KEM key and a secp256k1 key; its CID is the node's identity.
 //! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
 //! - [`order`]: the payloads the custody flow carries in envelopes.
+//! - [`audit`]: offline verification of an order's whole log.
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
 //!
 //! Verification comes before use: a document is only trusted through the `Verified…` value
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod block;
 pub mod dagcbor;
 pub mod envelope;

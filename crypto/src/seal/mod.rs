@@ -211,6 +211,25 @@ pub fn open(
     aead_open(&content_key, header, ciphertext).map_err(|()| OpenError::BodyAltered)
 }
 
+/// Encrypts `body` under a key used for this one message only (so a fixed nonce is safe),
+/// with `header` as associated data.
+pub fn seal_with_single_use_key(
+    key: &Secret<32>,
+    header: &[u8],
+    body: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    aead_seal(key, header, body)
+}
+
+/// Opens what [`seal_with_single_use_key`] made.
+pub fn open_with_single_use_key(
+    key: &Secret<32>,
+    header: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    aead_open(key, header, sealed).map_err(|()| OpenError::BodyAltered)
+}
+
 fn cipher(key: &Secret<32>) -> ChaCha20Poly1305 {
     match ChaCha20Poly1305::new_from_slice(key.expose()) {
         Ok(cipher) => cipher,

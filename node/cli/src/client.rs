@@ -150,3 +150,223 @@ pub async fn identity(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+impl ClientArgs {
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base()?);
+        let response = reqwest::Client::new()
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("{url} did not answer JSON"))?;
+        if !status.is_success() {
+            let message = body["error"].as_str().unwrap_or("unknown error");
+            bail!("{status}: {message}");
+        }
+        Ok(body)
+    }
+}
+
+/// `dta order ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum OrderCommand {
+    /// Ask fiduciaries to safeguard a secret, t-of-n.
+    Create {
+        /// A fiduciary identity CID (repeat, in share order).
+        #[arg(long = "fiduciary", required = true)]
+        fiduciaries: Vec<String>,
+        /// Shares needed to release.
+        #[arg(long)]
+        threshold: u32,
+        /// The beneficiary identity CID.
+        #[arg(long)]
+        beneficiary: Option<String>,
+        /// Order reference (generated if absent).
+        #[arg(long)]
+        reference: Option<String>,
+        /// The secret, as text (use --secret-file to keep it out of the shell history).
+        #[arg(
+            long,
+            conflicts_with = "secret_file",
+            required_unless_present = "secret_file"
+        )]
+        secret: Option<String>,
+        /// A file holding the secret.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// How many releases are allowed.
+        #[arg(long, default_value_t = 1)]
+        max_releases: u32,
+        /// Plugin.
+        #[arg(long, default_value = "safeguardsecret")]
+        plugin: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Orders this node knows.
+    List(ClientArgs),
+    /// One order, as each local role sees it.
+    Show {
+        /// The order reference.
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Release an order to its beneficiary.
+    Release {
+        /// The order reference.
+        reference: String,
+        /// Another beneficiary than the order's.
+        #[arg(long)]
+        beneficiary: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The secret a beneficiary received.
+    Secret {
+        /// The order reference.
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn order_rows(orders: &Value) {
+    let rows = orders
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            vec![
+                text(&o["reference"]),
+                text(&o["role"]),
+                text(&o["state"]),
+                format!(
+                    "{}/{}",
+                    text(&o["threshold"]),
+                    o["fiduciaries"].as_array().map_or(0, Vec::len)
+                ),
+                text(&o["head"]),
+            ]
+        })
+        .collect();
+    table(&["REFERENCE", "ROLE", "STATE", "T/N", "HEAD"], rows);
+}
+
+/// Runs an order command.
+pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
+    match command {
+        OrderCommand::Create {
+            fiduciaries,
+            threshold,
+            beneficiary,
+            reference,
+            secret,
+            secret_file,
+            max_releases,
+            plugin,
+            client,
+        } => {
+            let secret = match (secret, secret_file) {
+                (Some(secret), _) => secret,
+                (None, Some(file)) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+                (None, None) => bail!("give --secret or --secret-file"),
+            };
+            let created = client
+                .post(
+                    "/v2/orders",
+                    serde_json::json!({
+                        "reference": reference,
+                        "plugin": plugin,
+                        "fiduciaries": fiduciaries,
+                        "threshold": threshold,
+                        "beneficiary": beneficiary,
+                        "max_releases": max_releases,
+                        "secret": secret,
+                    }),
+                )
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("{}", text(&created["reference"]));
+            }
+        }
+        OrderCommand::List(client) => {
+            let orders = client.get("/v2/orders").await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&orders)?);
+            } else {
+                order_rows(&orders);
+            }
+        }
+        OrderCommand::Show { reference, client } => {
+            let orders = client.get(&format!("/v2/orders/{reference}")).await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&orders)?);
+            } else {
+                order_rows(&orders);
+            }
+        }
+        OrderCommand::Release {
+            reference,
+            beneficiary,
+            client,
+        } => {
+            let released = client
+                .post(
+                    &format!("/v2/orders/{reference}/release"),
+                    serde_json::json!({ "beneficiary": beneficiary }),
+                )
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&released)?);
+            } else {
+                println!(
+                    "release of {reference} sent; state {}",
+                    text(&released["state"])
+                );
+            }
+        }
+        OrderCommand::Secret { reference, client } => {
+            let secret = client
+                .get(&format!("/v2/orders/{reference}/secret"))
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&secret)?);
+            } else {
+                println!("{}", text(&secret["secret"]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `dta audit REF`.
+pub async fn audit(args: &ClientArgs, reference: &str) -> anyhow::Result<()> {
+    let report = args.get(&format!("/v2/orders/{reference}/audit")).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "audit of {reference}: passed; certified {}; {} receipt(s)",
+        text(&report["certified"]),
+        text(&report["receipts"])
+    );
+    for envelope in report["envelopes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<22} {}",
+            text(&envelope["kind"]),
+            text(&envelope["cid"])
+        );
+    }
+    Ok(())
+}

@@ -77,6 +77,18 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Custody orders: create, list, show, release, and a beneficiary's received secret.
+    Order {
+        #[command(subcommand)]
+        command: client::OrderCommand,
+    },
+    /// Re-verify an order's whole log (links, signatures, PoPs, certificate, receipts).
+    Audit {
+        /// The order reference.
+        reference: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// Walk one custody order end to end on documents alone.
     Demo {
         /// Print the report as JSON.
@@ -192,6 +204,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Identity {
             command: IdentityCommand::Show { cid, client },
         } => client::identity(&client, &cid).await?,
+        Command::Order { command } => client::order(command).await?,
+        Command::Audit { reference, client } => client::audit(&client, &reference).await?,
         Command::Demo { json } => {
             let report = dta_testnet::demo::run().context("the demo failed")?;
             if json {

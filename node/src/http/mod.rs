@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use dta_actors::identities::{Directory, KnownIdentity};
 use dta_actors::metrics::Metrics;
@@ -20,6 +20,8 @@ use tokio::sync::watch;
 /// What the handlers read.
 #[derive(Debug, Clone)]
 pub struct ApiState {
+    /// Actor-name prefix of this node (its peer id), to reach the role actors.
+    pub prefix: String,
     /// This node's identity CID.
     pub identity: String,
     /// Node name.
@@ -34,6 +36,8 @@ pub struct ApiState {
     pub store: Store,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The keystore, to hand a beneficiary its received secret.
+    pub keystore: Arc<dyn dta_hsm::Keystore>,
 }
 
 /// An API error: status and message.
@@ -46,6 +50,8 @@ impl IntoResponse for ApiError {
     }
 }
 
+mod orders;
+
 /// The router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -53,6 +59,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/peers", get(peers))
         .route("/v2/identities", get(identities))
         .route("/v2/identities/{cid}", get(identity))
+        .route("/v2/orders", get(orders::list).post(orders::create))
+        .route("/v2/orders/{reference}", get(orders::show))
+        .route("/v2/orders/{reference}/release", post(orders::release))
+        .route("/v2/orders/{reference}/secret", get(orders::secret))
+        .route("/v2/orders/{reference}/audit", get(orders::audit))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)

@@ -1,0 +1,1165 @@
+//! The custody flow for principal-provided secrets (`safeguardsecret`), as the three role
+//! actors run it across separate nodes.
+//!
+//! Order: the principal publishes the order request and a commitment (Feldman commitments of a
+//! fresh scalar key `k`, the group public key, and the secret sealed under a key derived from
+//! `k`), then deals one sealed share of `k` to each fiduciary. A fiduciary checks its share
+//! against the commitment, keeps it through the keystore and sends back its BLS signature on
+//! the commitment; with all n signatures the principal publishes the certificate.
+//!
+//! Release: the principal's signed release request goes to every fiduciary. Each checks the
+//! sender is the order's principal, the order is certified, the beneficiary is a verified
+//! identity and the policy allows this release, records the release durably, then seals its
+//! share to the beneficiary. The beneficiary checks each share against the commitment, rebuilds
+//! `k` from any t, checks it against the group public key, opens the secret, keeps it through
+//! its keystore and sends a signed receipt.
+//!
+//! Log: order request ← commitment ← certificate ← release request ← receipt, each `prev`
+//! linking to the one before; deals, fiduciary signatures and share releases hang off the
+//! commitment and the release request. Every block a node sends or accepts is stored.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dta_crypto::threshold::{self, Commitments, SecretScalar, Share};
+use dta_crypto::{Secret, bls, derive_key_material, seal};
+use dta_protocol::Cid;
+use dta_protocol::dagcbor::{self, Limits};
+use dta_protocol::envelope::{Draft, Kind, SignedEnvelope, VerifiedEnvelope};
+use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
+use dta_protocol::order::{
+    Certificate, Commitment, CommitmentSignature, OrderRequest, Receipt, ReleasePolicy,
+    ReleaseRequest, SecretBytes, ShareDeal, ShareRelease, custody_message,
+};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_bytes::ByteBuf;
+use tokio::sync::watch;
+
+use crate::identities::Directory;
+use crate::network::NetworkHandle;
+use crate::roles::Role;
+use crate::store::{Column, Store};
+
+/// The only plugin this flow implements so far.
+pub const SAFEGUARD_SECRET: &str = "safeguardsecret";
+/// Longest order reference.
+pub const MAX_REFERENCE_LEN: usize = 128;
+/// Largest secret a principal may hand over.
+pub const MAX_SECRET_LEN: usize = 64 * 1024;
+
+/// Why a custody operation was refused. Never carries secret material.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CustodyError {
+    /// Malformed request (bad plugin, threshold, reference, secret size...).
+    #[error("{0}")]
+    Invalid(String),
+    /// An identity the request names is not a verified identity here.
+    #[error("unknown or unverified identity {0}")]
+    UnknownIdentity(String),
+    /// The reference is already used.
+    #[error("order {0} already exists")]
+    Exists(String),
+    /// No such order (for this role) on this node.
+    #[error("no order {0} here")]
+    NotFound(String),
+    /// The order is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// Not enough fiduciaries could be reached.
+    #[error("only {reached} of {fiduciaries} fiduciaries reachable; {threshold} needed")]
+    Unreachable {
+        /// Fiduciaries that took the request.
+        reached: usize,
+        /// All fiduciaries.
+        fiduciaries: usize,
+        /// Threshold.
+        threshold: usize,
+    },
+    /// Storage or encoding failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn internal(err: impl std::fmt::Display) -> CustodyError {
+    CustodyError::Internal(err.to_string())
+}
+
+/// A principal's request for a new order.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// Unique reference; generated when absent.
+    pub reference: Option<String>,
+    /// Plugin name.
+    pub plugin: String,
+    /// Fiduciary identity CIDs, in share order.
+    pub fiduciaries: Vec<Cid>,
+    /// Shares needed to release.
+    pub threshold: u32,
+    /// Beneficiary, if known now.
+    pub beneficiary: Option<Cid>,
+    /// How many releases are allowed.
+    pub max_releases: u32,
+    /// The secret to safeguard.
+    pub secret: SecretBytes,
+}
+
+/// Everything the role actors share.
+#[derive(Debug, Clone)]
+pub struct RoleContext {
+    /// This node's identity and keys.
+    pub local: LocalIdentity,
+    /// Known identities.
+    pub directory: watch::Receiver<Directory>,
+    /// The database.
+    pub store: Store,
+    /// The network.
+    pub network: NetworkHandle,
+    /// The keystore backend, for wrapping shares and secrets.
+    pub keystore: std::sync::Arc<dyn dta_hsm::Keystore>,
+}
+
+/// What a node records about one order in one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The order reference.
+    pub reference: String,
+    /// This node's role in it.
+    pub role: String,
+    /// Where the order stands for this role.
+    pub state: String,
+    /// The order request envelope.
+    pub order: Cid,
+    /// The commitment envelope.
+    pub commitment: Option<Cid>,
+    /// The principal.
+    pub principal: Cid,
+    /// The fiduciaries, in share order.
+    pub fiduciaries: Vec<Cid>,
+    /// Threshold.
+    pub threshold: u32,
+    /// Releases allowed.
+    pub max_releases: u32,
+    /// The certificate envelope, once certified.
+    pub certificate: Option<Cid>,
+    /// Fiduciary signatures received (principal): fiduciary CID → signature bytes.
+    pub signatures: BTreeMap<String, ByteBuf>,
+    /// Release requests, by sequence number (1, 2, ...).
+    #[serde(with = "numbered")]
+    pub releases: BTreeMap<u32, Cid>,
+    /// Shares received (beneficiary) or held (fiduciary), by index.
+    #[serde(with = "numbered")]
+    pub shares: BTreeMap<u32, Cid>,
+    /// Receipts, by release sequence.
+    #[serde(with = "numbered")]
+    pub receipts: BTreeMap<u32, Cid>,
+    /// The latest envelope on the main chain, for audits.
+    pub head: Cid,
+}
+
+/// DAG-CBOR map keys must be text, so number-keyed maps are stored as `[[n, cid], ...]`.
+mod numbered {
+    use std::collections::BTreeMap;
+
+    use dta_protocol::Cid;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<u32, Cid>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u32, Cid>, D::Error> {
+        Ok(Vec::<(u32, Cid)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+fn record_key(role: Role, reference: &str) -> Vec<u8> {
+    format!("{}/{reference}", role.name()).into_bytes()
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl RoleContext {
+    /// The stored record of `reference` for `role`.
+    pub fn record(&self, role: Role, reference: &str) -> Result<Option<OrderRecord>, CustodyError> {
+        self.store
+            .get(Column::Orders, &record_key(role, reference))
+            .map_err(internal)?
+            .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+            .transpose()
+    }
+
+    /// Every record on this node.
+    pub fn records(&self) -> Result<Vec<OrderRecord>, CustodyError> {
+        self.store
+            .scan(Column::Orders)
+            .map_err(internal)?
+            .into_iter()
+            .map(|(_, bytes)| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+            .collect()
+    }
+
+    async fn save(&self, role: Role, record: &OrderRecord) -> Result<(), CustodyError> {
+        let bytes = dagcbor::encode(record).map_err(internal)?;
+        let key = record_key(role, &record.reference);
+        self.blocking(move |store| store.put_durable(Column::Orders, &key, &bytes))
+            .await
+    }
+
+    async fn save_block(&self, envelope: &SignedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
+        let block = envelope.to_block().map_err(internal)?;
+        let (cid, bytes) = (block.cid(), block.into_bytes());
+        let stored = bytes.clone();
+        self.blocking(move |store| store.put_durable(Column::Blocks, &cid.to_bytes(), &stored))
+            .await?;
+        Ok((cid, bytes))
+    }
+
+    async fn blocking<F>(&self, work: F) -> Result<(), CustodyError>
+    where
+        F: FnOnce(&Store) -> Result<(), crate::store::StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    async fn keep_secret(&self, name: String, secret: Vec<u8>) -> Result<(), CustodyError> {
+        let keystore = self.keystore.clone();
+        let secret = zeroize::Zeroizing::new(secret);
+        let blob =
+            tokio::task::spawn_blocking(move || keystore.wrap(&name, &secret).map(|b| (name, b)))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        self.blocking(move |store| store.put_durable(Column::Keystore, blob.0.as_bytes(), &blob.1))
+            .await
+    }
+
+    fn load_secret(&self, name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, CustodyError> {
+        let blob = self
+            .store
+            .get(Column::Keystore, name.as_bytes())
+            .map_err(internal)?
+            .ok_or_else(|| CustodyError::Internal(format!("secret {name} is missing")))?;
+        self.keystore.unwrap(name, &blob).map_err(internal)
+    }
+
+    /// A stored block.
+    pub fn block(&self, cid: &Cid) -> Option<Vec<u8>> {
+        self.store
+            .get(Column::Blocks, &cid.to_bytes())
+            .ok()
+            .flatten()
+    }
+
+    fn identity(&self, cid: &Cid) -> Option<VerifiedIdentity> {
+        let directory = self.directory.borrow();
+        let known = directory.identities.get(&cid.to_string())?;
+        dta_protocol::identity::IdentityDocument::decode_verified(&known.document).ok()
+    }
+
+    fn peer_of(&self, cid: &Cid) -> Option<PeerId> {
+        self.directory
+            .borrow()
+            .identities
+            .get(&cid.to_string())
+            .map(|i| i.peer_id)
+    }
+
+    fn envelope(
+        &self,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        public: Option<Vec<u8>>,
+        secret: Option<&[u8]>,
+        recipients: &[&VerifiedIdentity],
+    ) -> Result<SignedEnvelope, CustodyError> {
+        SignedEnvelope::create(
+            &self.local,
+            Draft {
+                kind,
+                order: reference,
+                prev,
+                timestamp: now_millis(),
+                public,
+                secret,
+                recipients,
+            },
+        )
+        .map_err(internal)
+    }
+
+    /// Verifies a stored block as an envelope from a known identity.
+    fn verified_block(&self, cid: &Cid) -> Result<VerifiedEnvelope, CustodyError> {
+        let bytes = self
+            .block(cid)
+            .ok_or_else(|| CustodyError::Invalid(format!("block {cid} is not here")))?;
+        self.verify(&bytes)
+    }
+
+    /// Decodes and verifies envelope bytes against the sender's verified identity.
+    pub fn verify(&self, bytes: &[u8]) -> Result<VerifiedEnvelope, CustodyError> {
+        let signed =
+            SignedEnvelope::decode(bytes).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        let sender = self
+            .identity(&signed.envelope.sender)
+            .ok_or_else(|| CustodyError::UnknownIdentity(signed.envelope.sender.to_string()))?;
+        signed
+            .verify(&sender)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))
+    }
+
+    /// Sends blocks to a peer in order; true if every one was accepted.
+    pub async fn deliver(network: &NetworkHandle, peer: PeerId, blocks: Vec<Vec<u8>>) -> bool {
+        for block in blocks {
+            match network
+                .request(peer, dta_protocol::network::Request::Deliver { block })
+                .await
+            {
+                Ok(dta_protocol::network::Response::Accepted) => {}
+                Ok(other) => {
+                    tracing::warn!(%peer, ?other, "delivery refused");
+                    return false;
+                }
+                Err(err) => {
+                    tracing::warn!(%peer, %err, "delivery failed");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn payload<T: DeserializeOwned>(envelope: &VerifiedEnvelope) -> Result<T, CustodyError> {
+        envelope
+            .public_payload()
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?
+            .ok_or_else(|| CustodyError::Invalid("envelope has no payload".into()))
+    }
+
+    fn sealed<T: DeserializeOwned>(&self, envelope: &VerifiedEnvelope) -> Result<T, CustodyError> {
+        let opened = envelope
+            .open(&self.local)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        dagcbor::decode(&opened, Limits::default())
+            .map_err(|e| CustodyError::Invalid(e.to_string()))
+    }
+}
+
+/// The key that seals the secret, derived from the shared scalar.
+fn secret_key(scalar: &SecretScalar) -> Secret<32> {
+    derive_key_material(scalar.to_bytes().expose(), b"dta/safeguardsecret/v1")
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CustodyError> {
+    dagcbor::encode(value).map_err(internal)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Principal
+
+/// What the principal prepared for a new order: the record and, per fiduciary, the blocks to
+/// deliver.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The stored record.
+    pub record: OrderRecord,
+    /// (fiduciary peer, blocks in delivery order).
+    pub deliveries: Vec<(PeerId, Vec<Vec<u8>>)>,
+}
+
+/// Principal: builds, stores and returns everything for a new order.
+pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, CustodyError> {
+    if new.plugin != SAFEGUARD_SECRET {
+        return Err(CustodyError::Invalid(format!(
+            "unknown plugin {:?}; this node supports {SAFEGUARD_SECRET}",
+            new.plugin
+        )));
+    }
+    let n = new.fiduciaries.len();
+    if new.threshold == 0 || new.threshold as usize > n {
+        return Err(CustodyError::Invalid(format!(
+            "threshold must be between 1 and the number of fiduciaries ({n})"
+        )));
+    }
+    let mut distinct = new.fiduciaries.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != n {
+        return Err(CustodyError::Invalid("a fiduciary is listed twice".into()));
+    }
+    if new.secret.expose().is_empty() || new.secret.expose().len() > MAX_SECRET_LEN {
+        return Err(CustodyError::Invalid(format!(
+            "the secret must be 1 to {MAX_SECRET_LEN} bytes"
+        )));
+    }
+    if new.max_releases == 0 {
+        return Err(CustodyError::Invalid(
+            "max_releases must be at least 1".into(),
+        ));
+    }
+    let reference = new
+        .reference
+        .clone()
+        .unwrap_or_else(|| format!("order-{}", hex::encode(Secret::<8>::random().expose())));
+    if reference.is_empty()
+        || reference.len() > MAX_REFERENCE_LEN
+        || !reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(CustodyError::Invalid(format!(
+            "reference must be 1 to {MAX_REFERENCE_LEN} characters of A-Z a-z 0-9 - _ ."
+        )));
+    }
+    if ctx.record(Role::Principal, &reference)?.is_some() {
+        return Err(CustodyError::Exists(reference));
+    }
+    let fiduciaries: Vec<VerifiedIdentity> = new
+        .fiduciaries
+        .iter()
+        .map(|c| {
+            ctx.identity(c)
+                .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(beneficiary) = &new.beneficiary {
+        ctx.identity(beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+    }
+
+    let request = OrderRequest {
+        plugin: new.plugin.clone(),
+        principal: ctx.local.cid(),
+        fiduciaries: new.fiduciaries.clone(),
+        threshold: new.threshold,
+        beneficiary: new.beneficiary,
+        policy: ReleasePolicy {
+            max_releases: new.max_releases,
+        },
+        input: BTreeMap::new(),
+    };
+    let order_envelope = ctx.envelope(
+        Kind::OrderRequest,
+        &reference,
+        None,
+        Some(encode(&request)?),
+        None,
+        &[],
+    )?;
+    let (order_cid, order_bytes) = ctx.save_block(&order_envelope).await?;
+
+    let key = SecretScalar::random();
+    let (shares, commitments) =
+        threshold::split(&key, new.threshold as usize, n).map_err(internal)?;
+    let sealed_secret = seal::seal_with_single_use_key(
+        &secret_key(&key),
+        reference.as_bytes(),
+        new.secret.expose(),
+    )
+    .map_err(internal)?;
+    let feldman: Vec<ByteBuf> = commitments
+        .to_bytes()
+        .iter()
+        .map(|c| ByteBuf::from(c.to_vec()))
+        .collect();
+    let commitment = Commitment {
+        order: order_cid,
+        plugin: new.plugin.clone(),
+        threshold: new.threshold,
+        fiduciaries: new.fiduciaries.clone(),
+        feldman: feldman.clone(),
+        public_key: ByteBuf::from(commitments.group_public_key().to_bytes().to_vec()),
+        output: [("sealed_secret".to_owned(), hex::encode(&sealed_secret))].into(),
+    };
+    let commitment_envelope = ctx.envelope(
+        Kind::Commitment,
+        &reference,
+        Some(order_cid),
+        Some(encode(&commitment)?),
+        None,
+        &[],
+    )?;
+    let (commitment_cid, commitment_bytes) = ctx.save_block(&commitment_envelope).await?;
+
+    let mut deliveries = Vec::with_capacity(n);
+    for (fiduciary, share) in fiduciaries.iter().zip(&shares) {
+        let deal = ShareDeal {
+            order: order_cid,
+            index: share.index(),
+            share: SecretBytes::new(share.value_bytes().expose().to_vec()),
+            commitments: feldman.clone(),
+        };
+        let plain = zeroize::Zeroizing::new(encode(&deal)?);
+        let envelope = ctx.envelope(
+            Kind::ShareDeal,
+            &reference,
+            Some(commitment_cid),
+            None,
+            Some(&plain),
+            &[fiduciary],
+        )?;
+        let (_, deal_bytes) = ctx.save_block(&envelope).await?;
+        let peer = ctx
+            .peer_of(&fiduciary.cid())
+            .ok_or_else(|| CustodyError::UnknownIdentity(fiduciary.cid().to_string()))?;
+        deliveries.push((
+            peer,
+            vec![order_bytes.clone(), commitment_bytes.clone(), deal_bytes],
+        ));
+    }
+    let record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Principal.name().into(),
+        state: "dealt".into(),
+        order: order_cid,
+        commitment: Some(commitment_cid),
+        principal: ctx.local.cid(),
+        fiduciaries: new.fiduciaries,
+        threshold: new.threshold,
+        max_releases: new.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::new(),
+        receipts: BTreeMap::new(),
+        head: commitment_cid,
+    };
+    ctx.save(Role::Principal, &record).await?;
+    Ok(Prepared { record, deliveries })
+}
+
+/// Principal: a fiduciary's signature arrived. Returns the certificate's deliveries once all
+/// fiduciaries have signed.
+pub async fn on_commitment_signature(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+) -> Result<Vec<(PeerId, Vec<Vec<u8>>)>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx
+        .record(Role::Principal, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let signed: CommitmentSignature = RoleContext::payload(envelope)?;
+    let sender = envelope.envelope().sender;
+    if signed.fiduciary != sender || !record.fiduciaries.contains(&sender) {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not a fiduciary of {reference}"
+        )));
+    }
+    if Some(signed.commitment) != record.commitment {
+        return Err(CustodyError::Invalid(
+            "signature for another commitment".into(),
+        ));
+    }
+    if record.certificate.is_some() {
+        return Ok(Vec::new());
+    }
+    let identity = ctx
+        .identity(&sender)
+        .ok_or_else(|| CustodyError::UnknownIdentity(sender.to_string()))?;
+    let signature = bls::Signature::from_bytes(&signed.signature)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    identity
+        .bls_key()
+        .public_key()
+        .verify(&custody_message(&signed.commitment), &signature)
+        .map_err(|_| CustodyError::Invalid("fiduciary signature does not verify".into()))?;
+    record.signatures.insert(
+        sender.to_string(),
+        ByteBuf::from(signature.to_bytes().to_vec()),
+    );
+    if record.signatures.len() < record.fiduciaries.len() {
+        ctx.save(Role::Principal, &record).await?;
+        return Ok(Vec::new());
+    }
+    let identities: Vec<VerifiedIdentity> = record
+        .fiduciaries
+        .iter()
+        .map(|c| {
+            ctx.identity(c)
+                .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let pairs: Vec<(&VerifiedIdentity, bls::Signature)> = identities
+        .iter()
+        .map(|i| {
+            let bytes = &record.signatures[&i.cid().to_string()];
+            bls::Signature::from_bytes(bytes)
+                .map(|s| (i, s))
+                .map_err(internal)
+        })
+        .collect::<Result<_, _>>()?;
+    let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
+    let certificate = Certificate::aggregate(commitment, &pairs).map_err(internal)?;
+    let envelope = ctx.envelope(
+        Kind::Certificate,
+        &reference,
+        Some(record.head),
+        Some(encode(&certificate)?),
+        None,
+        &[],
+    )?;
+    let (cid, bytes) = ctx.save_block(&envelope).await?;
+    record.certificate = Some(cid);
+    record.head = cid;
+    record.state = "certified".into();
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, certificate = %cid, "order certified");
+    Ok(identities
+        .iter()
+        .filter_map(|i| ctx.peer_of(&i.cid()))
+        .map(|peer| (peer, vec![bytes.clone()]))
+        .collect())
+}
+
+/// A release ready to deliver.
+#[derive(Debug)]
+pub struct ReleasePlan {
+    /// The stored record.
+    pub record: OrderRecord,
+    /// The beneficiary's peer and the chain it needs, delivered first.
+    pub beneficiary: (PeerId, Vec<Vec<u8>>),
+    /// Each fiduciary's peer and the release request.
+    pub fiduciaries: Vec<(PeerId, Vec<Vec<u8>>)>,
+}
+
+/// Principal: prepares the next release of an order. A release that got no receipt yet (for
+/// example because too few fiduciaries were reachable) is sent again as it was, so retrying
+/// never uses up the policy.
+pub async fn create_release(
+    ctx: &RoleContext,
+    reference: &str,
+    beneficiary: Option<Cid>,
+) -> Result<ReleasePlan, CustodyError> {
+    let mut record = ctx
+        .record(Role::Principal, reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))?;
+    let certificate = record
+        .certificate
+        .ok_or_else(|| CustodyError::Conflict(format!("order {reference} is not certified yet")))?;
+    let pending = record
+        .releases
+        .iter()
+        .next_back()
+        .filter(|(sequence, _)| !record.receipts.contains_key(sequence))
+        .map(|(_, cid)| *cid);
+    let (cid, bytes, beneficiary) = match pending {
+        Some(cid) => {
+            let request: ReleaseRequest = RoleContext::payload(&ctx.verified_block(&cid)?)?;
+            if beneficiary.is_some_and(|b| b != request.beneficiary) {
+                return Err(CustodyError::Conflict(format!(
+                    "release {} of {reference} to {} is still open",
+                    request.sequence, request.beneficiary
+                )));
+            }
+            let bytes = ctx
+                .block(&cid)
+                .ok_or_else(|| internal("release block missing"))?;
+            (cid, bytes, request.beneficiary)
+        }
+        None => {
+            let sequence = record.releases.len() as u32 + 1;
+            if sequence > record.max_releases {
+                return Err(CustodyError::Conflict(format!(
+                    "order {reference} allows {} release(s), all used",
+                    record.max_releases
+                )));
+            }
+            let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
+            let beneficiary = beneficiary
+                .or(order.beneficiary)
+                .ok_or_else(|| CustodyError::Invalid("no beneficiary named".into()))?;
+            ctx.identity(&beneficiary)
+                .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+            let release = ReleaseRequest {
+                order: record.order,
+                certificate,
+                beneficiary,
+                sequence,
+            };
+            let envelope = ctx.envelope(
+                Kind::ReleaseRequest,
+                reference,
+                Some(record.head),
+                Some(encode(&release)?),
+                None,
+                &[],
+            )?;
+            let (cid, bytes) = ctx.save_block(&envelope).await?;
+            record.releases.insert(sequence, cid);
+            record.head = cid;
+            record.state = "releasing".into();
+            ctx.save(Role::Principal, &record).await?;
+            (cid, bytes, beneficiary)
+        }
+    };
+    let beneficiary_peer = ctx
+        .peer_of(&beneficiary)
+        .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+    let fiduciaries = record
+        .fiduciaries
+        .iter()
+        .filter_map(|c| ctx.peer_of(c))
+        .map(|peer| (peer, vec![bytes.clone()]))
+        .collect();
+    // The beneficiary gets the chain it needs to check shares and open the secret.
+    let chain = [
+        Some(record.order),
+        record.commitment,
+        Some(certificate),
+        Some(cid),
+    ];
+    let blocks: Vec<Vec<u8>> = chain
+        .iter()
+        .flatten()
+        .filter_map(|c| ctx.block(c))
+        .collect();
+    Ok(ReleasePlan {
+        record,
+        beneficiary: (beneficiary_peer, blocks),
+        fiduciaries,
+    })
+}
+
+/// Principal: the beneficiary's receipt arrived.
+pub async fn on_receipt(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<(), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx
+        .record(Role::Principal, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let receipt: Receipt = RoleContext::payload(envelope)?;
+    let Some((sequence, _)) = record.releases.iter().find(|(_, c)| **c == receipt.release) else {
+        return Err(CustodyError::Invalid(
+            "receipt for an unknown release".into(),
+        ));
+    };
+    let release: ReleaseRequest = RoleContext::payload(&ctx.verified_block(&receipt.release)?)?;
+    if release.beneficiary != envelope.envelope().sender {
+        return Err(CustodyError::Invalid(
+            "receipt not from the beneficiary".into(),
+        ));
+    }
+    let sequence = *sequence;
+    record.receipts.insert(sequence, cid);
+    record.head = cid;
+    record.state = "released".into();
+    ctx.save(Role::Principal, &record).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fiduciary
+
+/// Fiduciary: a share was dealt to this node. Returns the signature's delivery to the
+/// principal.
+pub async fn on_share_deal(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    deal_cid: Cid,
+) -> Result<(PeerId, Vec<Vec<u8>>), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    if let Some(existing) = ctx.record(Role::Fiduciary, &reference)? {
+        // Idempotent: the same deal again gets the same answer.
+        return Err(CustodyError::Exists(existing.reference));
+    }
+    let commitment_cid = envelope
+        .envelope()
+        .prev
+        .ok_or_else(|| CustodyError::Invalid("deal does not link its commitment".into()))?;
+    let commitment_envelope = ctx.verified_block(&commitment_cid)?;
+    let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
+    let order_envelope = ctx.verified_block(&commitment.order)?;
+    let order: OrderRequest = RoleContext::payload(&order_envelope)?;
+    let principal = envelope.envelope().sender;
+    if order_envelope.envelope().sender != principal
+        || commitment_envelope.envelope().sender != principal
+        || order.principal != principal
+    {
+        return Err(CustodyError::Invalid(
+            "deal, commitment and order have different senders".into(),
+        ));
+    }
+    if order_envelope.envelope().order != reference
+        || commitment_envelope.envelope().order != reference
+    {
+        return Err(CustodyError::Invalid("blocks of another order".into()));
+    }
+    let deal: ShareDeal = ctx.sealed(envelope)?;
+    let me = ctx.local.cid();
+    let position = order.fiduciaries.iter().position(|f| *f == me);
+    if position.map(|p| p as u32 + 1) != Some(deal.index) || deal.order != commitment.order {
+        return Err(CustodyError::Invalid(
+            "this share is not this node's".into(),
+        ));
+    }
+    let value: [u8; 32] = deal
+        .share
+        .expose()
+        .try_into()
+        .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
+    let share =
+        Share::from_parts(deal.index, &value).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    Commitments::from_bytes(&commitment.feldman)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?
+        .verify_share(&share)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    ctx.keep_secret(format!("share/{reference}"), value.to_vec())
+        .await?;
+
+    let signature = ctx
+        .local
+        .keys()
+        .bls()
+        .sign(&custody_message(&commitment_cid));
+    let signed = CommitmentSignature {
+        commitment: commitment_cid,
+        fiduciary: me,
+        signature: ByteBuf::from(signature.to_bytes().to_vec()),
+    };
+    let reply = ctx.envelope(
+        Kind::CommitmentSignature,
+        &reference,
+        Some(deal_cid),
+        Some(encode(&signed)?),
+        None,
+        &[],
+    )?;
+    let (_, bytes) = ctx.save_block(&reply).await?;
+    let record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Fiduciary.name().into(),
+        state: "holding".into(),
+        order: commitment.order,
+        commitment: Some(commitment_cid),
+        principal,
+        fiduciaries: order.fiduciaries,
+        threshold: order.threshold,
+        max_releases: order.policy.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::from([(deal.index, deal_cid)]),
+        receipts: BTreeMap::new(),
+        head: commitment_cid,
+    };
+    ctx.save(Role::Fiduciary, &record).await?;
+    tracing::info!(order = %reference, index = deal.index, "share verified and kept");
+    let peer = ctx
+        .peer_of(&principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    Ok((peer, vec![bytes]))
+}
+
+/// Fiduciary: the certificate arrived.
+pub async fn on_certificate(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<(), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let Some(mut record) = ctx.record(Role::Fiduciary, &reference)? else {
+        return Ok(());
+    };
+    if envelope.envelope().sender != record.principal {
+        return Err(CustodyError::Invalid(
+            "certificate not from the principal".into(),
+        ));
+    }
+    let certificate: Certificate = RoleContext::payload(envelope)?;
+    check_certificate(ctx, &record, &certificate)?;
+    record.certificate = Some(cid);
+    record.head = cid;
+    record.state = "certified".into();
+    ctx.save(Role::Fiduciary, &record).await
+}
+
+fn check_certificate(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    certificate: &Certificate,
+) -> Result<(), CustodyError> {
+    let identities: Vec<VerifiedIdentity> = record
+        .fiduciaries
+        .iter()
+        .map(|c| {
+            ctx.identity(c)
+                .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&VerifiedIdentity> = identities.iter().collect();
+    let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
+    certificate
+        .verify(commitment, &refs)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))
+}
+
+/// Fiduciary: a release request arrived. Checks it, records the release durably, and returns
+/// the share's delivery to the beneficiary.
+pub async fn on_release_request(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    request_cid: Cid,
+) -> Result<(PeerId, Vec<Vec<u8>>), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx
+        .record(Role::Fiduciary, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    if envelope.envelope().sender != record.principal {
+        return Err(CustodyError::Invalid(format!(
+            "release of {reference} requested by {}, not by its principal",
+            envelope.envelope().sender
+        )));
+    }
+    let request: ReleaseRequest = RoleContext::payload(envelope)?;
+    let certificate_cid = record.certificate.ok_or_else(|| {
+        CustodyError::Conflict(format!("order {reference} is not certified here"))
+    })?;
+    if request.certificate != certificate_cid || request.order != record.order {
+        return Err(CustodyError::Invalid(
+            "release names another order or certificate".into(),
+        ));
+    }
+    if record.releases.contains_key(&request.sequence) {
+        return Err(CustodyError::Conflict(format!(
+            "release {} of {reference} was already served (replay)",
+            request.sequence
+        )));
+    }
+    if request.sequence == 0
+        || request.sequence > record.max_releases
+        || request.sequence != record.releases.len() as u32 + 1
+    {
+        return Err(CustodyError::Conflict(format!(
+            "release {} of {reference} is not allowed by its policy ({} allowed, {} served)",
+            request.sequence,
+            record.max_releases,
+            record.releases.len()
+        )));
+    }
+    let beneficiary = ctx
+        .identity(&request.beneficiary)
+        .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    let beneficiary_peer = ctx
+        .peer_of(&request.beneficiary)
+        .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    // Record first: a crash after this point never releases the same sequence twice.
+    record.releases.insert(request.sequence, request_cid);
+    record.head = request_cid;
+    record.state = "released".into();
+    ctx.save(Role::Fiduciary, &record).await?;
+
+    let value = ctx.load_secret(&format!("share/{reference}"))?;
+    let index = *record
+        .shares
+        .keys()
+        .next()
+        .ok_or_else(|| internal("no share index recorded"))?;
+    let released = ShareRelease {
+        release: request_cid,
+        index,
+        share: SecretBytes::new(value.to_vec()),
+    };
+    let plain = zeroize::Zeroizing::new(encode(&released)?);
+    let reply = ctx.envelope(
+        Kind::ShareRelease,
+        &reference,
+        Some(request_cid),
+        None,
+        Some(&plain),
+        &[&beneficiary],
+    )?;
+    let (_, bytes) = ctx.save_block(&reply).await?;
+    tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
+    Ok((beneficiary_peer, vec![bytes]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beneficiary
+
+/// Beneficiary: a share arrived. Once t valid shares are in, rebuilds and keeps the secret and
+/// returns the receipt's delivery to the principal.
+pub async fn on_share_release(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Option<(PeerId, Vec<Vec<u8>>)>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let request_cid = envelope
+        .envelope()
+        .prev
+        .ok_or_else(|| CustodyError::Invalid("share release does not link its request".into()))?;
+    let request_envelope = ctx.verified_block(&request_cid)?;
+    let request: ReleaseRequest = RoleContext::payload(&request_envelope)?;
+    if request.beneficiary != ctx.local.cid() {
+        return Err(CustodyError::Invalid(
+            "release is for another beneficiary".into(),
+        ));
+    }
+    let order_envelope = ctx.verified_block(&request.order)?;
+    let order: OrderRequest = RoleContext::payload(&order_envelope)?;
+    if request_envelope.envelope().sender != order.principal
+        || order_envelope.envelope().sender != order.principal
+    {
+        return Err(CustodyError::Invalid(
+            "release request not from the principal".into(),
+        ));
+    }
+    let sender = envelope.envelope().sender;
+    let Some(position) = order.fiduciaries.iter().position(|f| *f == sender) else {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not a fiduciary of {reference}"
+        )));
+    };
+    let released: ShareRelease = ctx.sealed(envelope)?;
+    if released.index != position as u32 + 1 || released.release != request_cid {
+        return Err(CustodyError::Invalid(format!(
+            "share from {sender} has the wrong index or release"
+        )));
+    }
+    let certificate_envelope = ctx.verified_block(&request.certificate)?;
+    let certificate: Certificate = RoleContext::payload(&certificate_envelope)?;
+    let commitment_envelope = ctx.verified_block(&certificate.commitment)?;
+    let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
+    let commitments = Commitments::from_bytes(&commitment.feldman)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    let value: [u8; 32] = released
+        .share
+        .expose()
+        .try_into()
+        .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
+    let share = Share::from_parts(released.index, &value)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    commitments.verify_share(&share).map_err(|_| {
+        CustodyError::Invalid(format!("share from {sender} does not match the commitment"))
+    })?;
+
+    let mut record = match ctx.record(Role::Beneficiary, &reference)? {
+        Some(record) => record,
+        None => OrderRecord {
+            reference: reference.clone(),
+            role: Role::Beneficiary.name().into(),
+            state: "collecting".into(),
+            order: request.order,
+            commitment: Some(certificate.commitment),
+            principal: order.principal,
+            fiduciaries: order.fiduciaries.clone(),
+            threshold: order.threshold,
+            max_releases: order.policy.max_releases,
+            certificate: Some(request.certificate),
+            signatures: BTreeMap::new(),
+            releases: BTreeMap::from([(request.sequence, request_cid)]),
+            shares: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            head: request_cid,
+        },
+    };
+    if record.receipts.contains_key(&request.sequence)
+        || record.shares.contains_key(&released.index)
+    {
+        return Ok(None);
+    }
+    ctx.keep_secret(
+        format!("received/{reference}/{}", released.index),
+        value.to_vec(),
+    )
+    .await?;
+    record.shares.insert(released.index, cid);
+    if record.shares.len() < order.threshold as usize {
+        ctx.save(Role::Beneficiary, &record).await?;
+        return Ok(None);
+    }
+    let shares: Vec<Share> = record
+        .shares
+        .keys()
+        .map(|index| {
+            let bytes = ctx.load_secret(&format!("received/{reference}/{index}"))?;
+            let value: [u8; 32] = bytes.as_slice().try_into().map_err(internal)?;
+            Share::from_parts(*index, &value).map_err(internal)
+        })
+        .collect::<Result<_, _>>()?;
+    let key = threshold::recover(&shares, order.threshold as usize).map_err(internal)?;
+    let rebuilt_key = key.to_bls().map_err(internal)?.public_key();
+    if rebuilt_key != commitments.group_public_key() {
+        return Err(CustodyError::Invalid(
+            "rebuilt key does not match the commitment".into(),
+        ));
+    }
+    let sealed = commitment
+        .output
+        .get("sealed_secret")
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(|| CustodyError::Invalid("commitment has no sealed secret".into()))?;
+    let secret = seal::open_with_single_use_key(&secret_key(&key), reference.as_bytes(), &sealed)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    ctx.keep_secret(format!("secret/{reference}"), secret.to_vec())
+        .await?;
+
+    let receipt = Receipt {
+        release: request_cid,
+        shares_from: record
+            .shares
+            .keys()
+            .map(|i| order.fiduciaries[*i as usize - 1])
+            .collect(),
+        public_key: ByteBuf::from(rebuilt_key.to_bytes().to_vec()),
+    };
+    let envelope = ctx.envelope(
+        Kind::Receipt,
+        &reference,
+        Some(request_cid),
+        Some(encode(&receipt)?),
+        None,
+        &[],
+    )?;
+    let (receipt_cid, bytes) = ctx.save_block(&envelope).await?;
+    record.receipts.insert(request.sequence, receipt_cid);
+    record.head = receipt_cid;
+    record.state = "received".into();
+    ctx.save(Role::Beneficiary, &record).await?;
+    tracing::info!(order = %reference, "secret rebuilt and kept; receipt sent");
+    let peer = ctx
+        .peer_of(&order.principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(order.principal.to_string()))?;
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// Beneficiary: the secret it received for `reference`, if any.
+pub fn received_secret(
+    ctx: &RoleContext,
+    reference: &str,
+) -> Result<Option<SecretBytes>, CustodyError> {
+    match ctx.record(Role::Beneficiary, reference)? {
+        Some(record) if !record.receipts.is_empty() => Ok(Some(SecretBytes::new(
+            ctx.load_secret(&format!("secret/{reference}"))?.to_vec(),
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Stores an envelope that passed verification, for audits and later steps.
+pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyError> {
+    let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
+    let stored = bytes.to_vec();
+    ctx.blocking(move |store| store.put_durable(Column::Blocks, &cid.to_bytes(), &stored))
+        .await?;
+    Ok(cid)
+}

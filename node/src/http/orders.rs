@@ -1,0 +1,285 @@
+//! `/v2/orders`: custody orders, releases, received secrets and audits.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use dta_actors::custody::{CustodyError, NewOrder, OrderRecord, SAFEGUARD_SECRET};
+use dta_actors::roles::{Role, RoleMsg};
+use dta_actors::store::Column;
+use dta_protocol::Cid;
+use dta_protocol::block::parse_cid;
+use dta_protocol::identity::IdentityDocument;
+use dta_protocol::order::SecretBytes;
+use ractor::ActorRef;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+
+/// How long an order or release call may take before the API answers 504.
+const CALL_TIMEOUT_MS: u64 = 60_000;
+
+fn status(err: &CustodyError) -> StatusCode {
+    match err {
+        CustodyError::Invalid(_) | CustodyError::UnknownIdentity(_) => StatusCode::BAD_REQUEST,
+        CustodyError::Exists(_) | CustodyError::Conflict(_) => StatusCode::CONFLICT,
+        CustodyError::NotFound(_) => StatusCode::NOT_FOUND,
+        CustodyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CustodyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<CustodyError> for ApiError {
+    fn from(err: CustodyError) -> Self {
+        ApiError(status(&err), err.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn cid(text: &str) -> Result<Cid, ApiError> {
+    parse_cid(text).map_err(|e| bad_request(format!("{text:?}: {e}")))
+}
+
+fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMsg>, ApiError> {
+    ractor::registry::where_is(format!("{}/{}", state.prefix, role.name()))
+        .map(Into::into)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::CONFLICT,
+                format!("this node does not play the {} role", role.name()),
+            )
+        })
+}
+
+fn record_json(record: &OrderRecord) -> Value {
+    let map = |m: &std::collections::BTreeMap<u32, Cid>| -> Value {
+        m.iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    json!({
+        "reference": record.reference,
+        "role": record.role,
+        "state": record.state,
+        "order": record.order.to_string(),
+        "commitment": record.commitment.map(|c| c.to_string()),
+        "certificate": record.certificate.map(|c| c.to_string()),
+        "principal": record.principal.to_string(),
+        "fiduciaries": record.fiduciaries.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "threshold": record.threshold,
+        "max_releases": record.max_releases,
+        "signatures": record.signatures.len(),
+        "releases": map(&record.releases),
+        "shares": map(&record.shares),
+        "receipts": map(&record.receipts),
+        "head": record.head.to_string(),
+    })
+}
+
+fn records(state: &ApiState) -> Result<Vec<OrderRecord>, ApiError> {
+    state
+        .store
+        .scan(Column::Orders)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .into_iter()
+        .map(|(_, bytes)| {
+            dta_protocol::dagcbor::decode(&bytes, Default::default())
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        })
+        .collect()
+}
+
+fn records_of(state: &ApiState, reference: &str) -> Result<Vec<OrderRecord>, ApiError> {
+    let found: Vec<OrderRecord> = records(state)?
+        .into_iter()
+        .filter(|r| r.reference == reference)
+        .collect();
+    if found.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no order {reference} here"),
+        ));
+    }
+    Ok(found)
+}
+
+/// The body of `POST /v2/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    reference: Option<String>,
+    #[serde(default = "default_plugin")]
+    plugin: String,
+    fiduciaries: Vec<String>,
+    threshold: u32,
+    beneficiary: Option<String>,
+    #[serde(default = "one")]
+    max_releases: u32,
+    /// The secret, as text.
+    secret: String,
+}
+
+fn default_plugin() -> String {
+    SAFEGUARD_SECRET.to_owned()
+}
+
+fn one() -> u32 {
+    1
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let order = NewOrder {
+        reference: body.reference,
+        plugin: body.plugin,
+        fiduciaries: body
+            .fiduciaries
+            .iter()
+            .map(|f| cid(f))
+            .collect::<Result<_, _>>()?,
+        threshold: body.threshold,
+        beneficiary: body.beneficiary.as_deref().map(cid).transpose()?,
+        max_releases: body.max_releases,
+        secret: SecretBytes::new(body.secret.into_bytes()),
+    };
+    let principal = role_actor(&state, Role::Principal)?;
+    let record = ractor::call_t!(
+        principal,
+        |reply| RoleMsg::CreateOrder { order, reply },
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(record_json(&record))))
+}
+
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Value::Array(
+        records(&state)?.iter().map(record_json).collect(),
+    )))
+}
+
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Value::Array(
+        records_of(&state, &reference)?
+            .iter()
+            .map(record_json)
+            .collect(),
+    )))
+}
+
+/// The body of `POST /v2/orders/{ref}/release`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    beneficiary: Option<String>,
+}
+
+pub async fn release(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    body: Option<Json<ReleaseBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let beneficiary = body.beneficiary.as_deref().map(cid).transpose()?;
+    let principal = role_actor(&state, Role::Principal)?;
+    let record = ractor::call_t!(
+        principal,
+        |reply| RoleMsg::Release {
+            reference,
+            beneficiary,
+            reply
+        },
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
+    Ok(Json(record_json(&record)))
+}
+
+pub async fn secret(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = records_of(&state, &reference)?
+        .into_iter()
+        .find(|r| r.role == Role::Beneficiary.name() && !r.receipts.is_empty())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no secret of {reference} received here"),
+            )
+        })?;
+    let blob = state
+        .store
+        .get(
+            Column::Keystore,
+            format!("secret/{}", record.reference).as_bytes(),
+        )
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "secret missing".into()))?;
+    let secret = state
+        .keystore
+        .unwrap(&format!("secret/{reference}"), &blob)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({
+        "reference": reference,
+        "secret": String::from_utf8_lossy(&secret),
+    })))
+}
+
+pub async fn audit(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let records = records_of(&state, &reference)?;
+    // The principal's head is the furthest along the main chain; then the beneficiary's.
+    let head = [Role::Principal, Role::Beneficiary, Role::Fiduciary]
+        .iter()
+        .find_map(|role| records.iter().find(|r| r.role == role.name()))
+        .map(|r| r.head)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no order {reference} here")))?;
+    let directory = state.directory.borrow().clone();
+    let report = dta_protocol::audit::audit(
+        &reference,
+        head,
+        |cid| {
+            state
+                .store
+                .get(Column::Blocks, &cid.to_bytes())
+                .ok()
+                .flatten()
+        },
+        |cid| {
+            directory
+                .identities
+                .get(&cid.to_string())
+                .and_then(|i| IdentityDocument::decode_verified(&i.document).ok())
+        },
+    );
+    match report {
+        Ok(report) => Ok(Json(json!({
+            "reference": reference,
+            "head": head.to_string(),
+            "passed": true,
+            "certified": report.certified,
+            "receipts": report.receipts,
+            "envelopes": report.envelopes.iter().map(|(cid, kind)| json!({
+                "cid": cid.to_string(),
+                "kind": serde_json::to_value(kind).unwrap_or(Value::Null),
+            })).collect::<Vec<_>>(),
+        }))),
+        Err(err) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("audit of {reference} failed: {err}"),
+        )),
+    }
+}

@@ -1,0 +1,178 @@
+//! Offline audit of an order's log: walk `prev` links from a head envelope back to the order
+//! request, checking every block's hash, every sender's signature, and the custody
+//! certificate against the commitment.
+//!
+//! The audit needs only blocks and identity documents, so any node can run it. Fetching
+//! blocks it lacks from peers is the block-exchange layer's job.
+
+use std::collections::BTreeMap;
+
+use cid::Cid;
+
+use crate::block::Block;
+use crate::dagcbor::Limits;
+use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
+use crate::identity::VerifiedIdentity;
+use crate::order::{Certificate, Commitment, OrderRequest};
+
+/// Longest chain the audit walks.
+pub const MAX_CHAIN: usize = 10_000;
+
+/// Why an audit failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum AuditError {
+    /// A linked block is not available.
+    #[error("block {0} is missing")]
+    Missing(String),
+    /// A block does not hash to its CID, or is not canonical.
+    #[error("block {cid} is invalid: {reason}")]
+    BadBlock {
+        /// The block.
+        cid: String,
+        /// Why.
+        reason: String,
+    },
+    /// The sender of an envelope is not a known, verified identity.
+    #[error("envelope {envelope} is from unknown identity {sender}")]
+    UnknownSender {
+        /// The envelope.
+        envelope: String,
+        /// Its claimed sender.
+        sender: String,
+    },
+    /// A signature or structure check failed.
+    #[error("envelope {envelope} does not verify: {reason}")]
+    BadEnvelope {
+        /// The envelope.
+        envelope: String,
+        /// Why.
+        reason: String,
+    },
+    /// An envelope belongs to another order.
+    #[error("envelope {0} belongs to another order")]
+    WrongOrder(String),
+    /// The chain does not start with an order request, or has more than one.
+    #[error("the chain does not start with exactly one order request")]
+    NoOrderRequest,
+    /// The certificate does not verify against the commitment and fiduciaries.
+    #[error("certificate {envelope} does not hold: {reason}")]
+    Certificate {
+        /// The envelope.
+        envelope: String,
+        /// Why.
+        reason: String,
+    },
+    /// The chain is longer than [`MAX_CHAIN`] or loops.
+    #[error("chain too long")]
+    TooLong,
+}
+
+/// What an audit established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Envelopes verified, head first.
+    pub envelopes: Vec<(Cid, Kind)>,
+    /// Whether a certificate was found and verified.
+    pub certified: bool,
+    /// Receipts found.
+    pub receipts: usize,
+}
+
+/// Audits the chain ending at `head` for order `reference`.
+pub fn audit(
+    reference: &str,
+    head: Cid,
+    block: impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<AuditReport, AuditError> {
+    let mut verified: Vec<(Cid, VerifiedEnvelope)> = Vec::new();
+    let mut next = Some(head);
+    while let Some(cid) = next {
+        if verified.len() >= MAX_CHAIN {
+            return Err(AuditError::TooLong);
+        }
+        let bytes = block(&cid).ok_or_else(|| AuditError::Missing(cid.to_string()))?;
+        Block::verified(cid, bytes.clone(), Limits::default()).map_err(|e| {
+            AuditError::BadBlock {
+                cid: cid.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let bad = |reason: String| AuditError::BadEnvelope {
+            envelope: cid.to_string(),
+            reason,
+        };
+        let signed = SignedEnvelope::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+        let sender =
+            identity(&signed.envelope.sender).ok_or_else(|| AuditError::UnknownSender {
+                envelope: cid.to_string(),
+                sender: signed.envelope.sender.to_string(),
+            })?;
+        let envelope = signed.verify(&sender).map_err(|e| bad(e.to_string()))?;
+        if envelope.envelope().order != reference {
+            return Err(AuditError::WrongOrder(cid.to_string()));
+        }
+        next = envelope.envelope().prev;
+        verified.push((cid, envelope));
+    }
+    let requests: Vec<&(Cid, VerifiedEnvelope)> = verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::OrderRequest)
+        .collect();
+    let [(_, request_envelope)] = requests.as_slice() else {
+        return Err(AuditError::NoOrderRequest);
+    };
+    if verified.last().map(|(_, e)| e.envelope().kind) != Some(Kind::OrderRequest) {
+        return Err(AuditError::NoOrderRequest);
+    }
+    let request: OrderRequest = request_envelope
+        .public_payload()
+        .ok()
+        .flatten()
+        .ok_or(AuditError::NoOrderRequest)?;
+    let commitments: BTreeMap<Cid, Commitment> = verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Commitment)
+        .filter_map(|(cid, e)| e.public_payload().ok().flatten().map(|c| (*cid, c)))
+        .collect();
+    let mut certified = false;
+    for (cid, envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Certificate)
+    {
+        let failed = |reason: String| AuditError::Certificate {
+            envelope: cid.to_string(),
+            reason,
+        };
+        let certificate: Certificate = envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("no certificate payload".into()))?;
+        if !commitments.contains_key(&certificate.commitment) {
+            return Err(failed("its commitment is not in the chain".into()));
+        }
+        let signers: Vec<VerifiedIdentity> = request
+            .fiduciaries
+            .iter()
+            .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&VerifiedIdentity> = signers.iter().collect();
+        certificate
+            .verify(certificate.commitment, &refs)
+            .map_err(|e| failed(e.to_string()))?;
+        certified = true;
+    }
+    let receipts = verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Receipt)
+        .count();
+    Ok(AuditReport {
+        envelopes: verified
+            .iter()
+            .map(|(cid, e)| (*cid, e.envelope().kind))
+            .collect(),
+        certified,
+        receipts,
+    })
+}
