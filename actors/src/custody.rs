@@ -45,6 +45,10 @@ use crate::store::{Column, Store};
 pub const SAFEGUARD_SECRET: &str = "safeguardsecret";
 /// Longest order reference.
 pub const MAX_REFERENCE_LEN: usize = 128;
+/// How many times a delivery is tried.
+pub const DELIVERY_ATTEMPTS: u32 = 4;
+/// Wait before the first retry; doubled each time.
+pub const DELIVERY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
 /// Largest secret a principal may hand over.
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
@@ -325,21 +329,36 @@ impl RoleContext {
             .map_err(|e| CustodyError::Invalid(e.to_string()))
     }
 
-    /// Sends blocks to a peer in order; true if every one was accepted.
+    /// Sends blocks to a peer in order; true if every one was accepted. A peer that cannot be
+    /// reached is tried again a few times, since a node that just restarted may not know
+    /// every address yet.
     pub async fn deliver(network: &NetworkHandle, peer: PeerId, blocks: Vec<Vec<u8>>) -> bool {
         for block in blocks {
-            match network
-                .request(peer, dta_protocol::network::Request::Deliver { block })
-                .await
-            {
-                Ok(dta_protocol::network::Response::Accepted) => {}
-                Ok(other) => {
-                    tracing::warn!(%peer, ?other, "delivery refused");
-                    return false;
-                }
-                Err(err) => {
-                    tracing::warn!(%peer, %err, "delivery failed");
-                    return false;
+            let mut attempt = 0;
+            loop {
+                match network
+                    .request(
+                        peer,
+                        dta_protocol::network::Request::Deliver {
+                            block: block.clone(),
+                        },
+                    )
+                    .await
+                {
+                    Ok(dta_protocol::network::Response::Accepted) => break,
+                    Ok(other) => {
+                        tracing::warn!(%peer, ?other, "delivery refused");
+                        return false;
+                    }
+                    Err(err) if attempt + 1 < DELIVERY_ATTEMPTS => {
+                        tracing::debug!(%peer, %err, attempt, "delivery failed; trying again");
+                        tokio::time::sleep(DELIVERY_BACKOFF * 2u32.pow(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(err) => {
+                        tracing::warn!(%peer, %err, "delivery failed");
+                        return false;
+                    }
                 }
             }
         }

@@ -31,6 +31,8 @@ use crate::metrics::Metrics;
 pub const COMMAND_CAPACITY: usize = 256;
 /// How many identity-document digests the loop remembers to drop repeats.
 pub const SEEN_IDENTITIES_CAPACITY: usize = 4096;
+/// Least time between two Kademlia bootstraps the loop starts itself.
+pub const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the node re-announces its identity.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -218,6 +220,7 @@ impl Actor for NetworkActor {
                 identity_requests: HashSet::new(),
                 seen_identities: HashSet::new(),
                 announce_due: true,
+                last_bootstrap: None,
             }
             .run(args.bootstrap),
         );
@@ -265,6 +268,8 @@ struct SwarmLoop {
     seen_identities: HashSet<[u8; 32]>,
     /// Whether the identity should be (re)announced at the next tick.
     announce_due: bool,
+    /// When Kademlia last bootstrapped on our initiative.
+    last_bootstrap: Option<Instant>,
 }
 
 impl SwarmLoop {
@@ -445,6 +450,15 @@ impl SwarmLoop {
                             .behaviour_mut()
                             .kad
                             .add_address(&peer_id, address);
+                    }
+                    // A node that just (re)joined knows nobody's address yet: look around
+                    // now rather than at Kademlia's next periodic bootstrap.
+                    if self
+                        .last_bootstrap
+                        .is_none_or(|at| at.elapsed() > BOOTSTRAP_INTERVAL)
+                    {
+                        self.last_bootstrap = Some(Instant::now());
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
             }

@@ -243,3 +243,291 @@ async fn bad_orders_get_clear_errors_and_change_nothing() {
     assert_eq!(status, 404);
     net.stop().await;
 }
+
+/// An identity with no node behind it, made known to the given nodes through the same path
+/// the network feeds. The tests sign with its keys to play a misbehaving party.
+async fn stranger(
+    net: &Testnet,
+    seed: u8,
+    known_to: &[usize],
+) -> dta_protocol::identity::LocalIdentity {
+    let peer = libp2p::PeerId::random();
+    let local = dta_protocol::identity::LocalIdentity::create(
+        &dta_crypto::Secret::new([seed; 32]),
+        "stranger",
+        &peer.to_bytes(),
+        1,
+    )
+    .unwrap();
+    let document = dta_protocol::dagcbor::encode(local.identity().document()).unwrap();
+    for node in known_to {
+        let identities =
+            ractor::registry::where_is(format!("{}/identities", net.node(*node).info().peer_id))
+                .expect("identities actor");
+        identities
+            .send_message(dta_actors::identities::IdentitiesMsg::Network(
+                dta_actors::network::NetworkEvent::IdentityReceived {
+                    peer,
+                    document: document.clone(),
+                },
+            ))
+            .unwrap();
+        let mut directory = net.node(*node).directory();
+        tokio::time::timeout(
+            TIMEOUT,
+            directory.wait_for(|d| d.identities.contains_key(&local.cid().to_string())),
+        )
+        .await
+        .expect("stranger known")
+        .unwrap();
+    }
+    local
+}
+
+fn envelope(
+    from: &dta_protocol::identity::LocalIdentity,
+    kind: dta_protocol::envelope::Kind,
+    reference: &str,
+    prev: dta_protocol::Cid,
+    public: Option<Vec<u8>>,
+    secret: Option<&[u8]>,
+    recipients: &[&dta_protocol::identity::VerifiedIdentity],
+) -> Vec<u8> {
+    dta_protocol::envelope::SignedEnvelope::create(
+        from,
+        dta_protocol::envelope::Draft {
+            kind,
+            order: reference,
+            prev: Some(prev),
+            timestamp: 1,
+            public,
+            secret,
+            recipients,
+        },
+    )
+    .unwrap()
+    .to_block()
+    .unwrap()
+    .into_bytes()
+}
+
+/// Delivers a block to `to` from `from`'s network, and waits until `to`'s role actor has
+/// handled it (a `Describe` call queues behind the delivered event).
+async fn deliver_and_settle(net: &Testnet, from: usize, to: usize, role: &str, block: Vec<u8>) {
+    let peer: libp2p::PeerId = net.node(to).info().peer_id.parse().unwrap();
+    let answer = net
+        .node(from)
+        .network()
+        .request(peer, dta_protocol::network::Request::Deliver { block })
+        .await
+        .expect("delivered");
+    assert_eq!(answer, dta_protocol::network::Response::Accepted);
+    let actor: ractor::ActorRef<dta_actors::roles::RoleMsg> =
+        ractor::registry::where_is(format!("{}/{role}", net.node(to).info().peer_id))
+            .expect("role actor")
+            .into();
+    ractor::call_t!(actor, dta_actors::roles::RoleMsg::Describe, 5_000).unwrap();
+}
+
+fn record(body: &Value, role: &str) -> Value {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == role)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_releases_are_refused() {
+    let net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    order(&api, &net, "delta", "private key").await;
+    api.wait_state(&net, 1, "delta", "fiduciary", "certified")
+        .await;
+    let mallory = stranger(&net, 0x4d, &[1]).await;
+    let (_, held) = api.get(&net, 1, "/v2/orders/delta").await;
+    let held = record(&held, "fiduciary");
+    let order_cid: dta_protocol::Cid = held["order"].as_str().unwrap().parse().unwrap();
+    let certificate: dta_protocol::Cid = held["certificate"].as_str().unwrap().parse().unwrap();
+
+    // Mallory, a verified identity but not the principal, asks fiduciary 1 for a release.
+    let forged = dta_protocol::order::ReleaseRequest {
+        order: order_cid,
+        certificate,
+        beneficiary: mallory.cid(),
+        sequence: 1,
+    };
+    let block = envelope(
+        &mallory,
+        dta_protocol::envelope::Kind::ReleaseRequest,
+        "delta",
+        certificate,
+        Some(dta_protocol::dagcbor::encode(&forged).unwrap()),
+        None,
+        &[],
+    );
+    deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", block).await;
+    let (_, after) = api.get(&net, 1, "/v2/orders/delta").await;
+    assert_eq!(
+        record(&after, "fiduciary")["releases"],
+        json!({}),
+        "nothing released"
+    );
+    assert_eq!(record(&after, "fiduciary")["state"], "certified");
+
+    // The genuine release goes through...
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/delta/release", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, BENEFICIARY, "delta", "beneficiary", "received")
+        .await;
+    // ...and the same request, replayed on the wire, is not served again.
+    let (_, held) = api.get(&net, 1, "/v2/orders/delta").await;
+    let request_cid = record(&held, "fiduciary")["releases"]["1"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bytes = api
+        .client
+        .get(format!(
+            "{}/v2/blocks/{request_cid}",
+            net.node(PRINCIPAL).info().api
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let blocks_before = held.clone();
+    deliver_and_settle(&net, PRINCIPAL, 1, "fiduciary", bytes).await;
+    let (_, held) = api.get(&net, 1, "/v2/orders/delta").await;
+    assert_eq!(held, blocks_before, "a replay changes nothing");
+    let (_, received) = api.get(&net, BENEFICIARY, "/v2/orders/delta").await;
+    assert_eq!(
+        record(&received, "beneficiary")["receipts"]
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_share_is_caught_by_the_beneficiary() {
+    let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    // Mallory is the third fiduciary; she signs the commitment like an honest one would.
+    let mallory = stranger(&net, 0x6d, &[PRINCIPAL, 1, 2, BENEFICIARY]).await;
+    let body = json!({
+        "reference": "epsilon",
+        "fiduciaries": [identity(&net, 1), identity(&net, 2), mallory.cid().to_string()],
+        "threshold": 2,
+        "beneficiary": identity(&net, BENEFICIARY),
+        "secret": "vault combination",
+    });
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 201, "{created}");
+    let commitment: dta_protocol::Cid = created["commitment"].as_str().unwrap().parse().unwrap();
+    let signature = dta_protocol::order::CommitmentSignature {
+        commitment,
+        fiduciary: mallory.cid(),
+        signature: mallory
+            .keys()
+            .bls()
+            .sign(&dta_protocol::order::custody_message(&commitment))
+            .to_bytes()
+            .to_vec()
+            .into(),
+    };
+    let block = envelope(
+        &mallory,
+        dta_protocol::envelope::Kind::CommitmentSignature,
+        "epsilon",
+        commitment,
+        Some(dta_protocol::dagcbor::encode(&signature).unwrap()),
+        None,
+        &[],
+    );
+    deliver_and_settle(&net, 1, PRINCIPAL, "principal", block).await;
+    api.wait_state(&net, PRINCIPAL, "epsilon", "principal", "certified")
+        .await;
+    api.wait_state(&net, 1, "epsilon", "fiduciary", "certified")
+        .await;
+
+    // Fiduciary 2 is down and Mallory unreachable: the release fails, fiduciary 1's share
+    // alone reaches the beneficiary.
+    net.test_node(2).stop().await;
+    let (status, _) = api
+        .post(&net, PRINCIPAL, "/v2/orders/epsilon/release", json!({}))
+        .await;
+    assert_eq!(status, 503);
+    api.wait_state(&net, BENEFICIARY, "epsilon", "beneficiary", "collecting")
+        .await;
+
+    // Mallory sends the beneficiary a share that is not on the committed polynomial.
+    let (_, principal) = api.get(&net, PRINCIPAL, "/v2/orders/epsilon").await;
+    let request: dta_protocol::Cid = record(&principal, "principal")["releases"]["1"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bogus = dta_protocol::order::ShareRelease {
+        release: request,
+        index: 3,
+        share: dta_protocol::order::SecretBytes::new(vec![7; 32]),
+    };
+    let beneficiary_identity = net.node(BENEFICIARY).directory().borrow().identities
+        [&identity(&net, BENEFICIARY)]
+        .document
+        .clone();
+    let beneficiary_identity =
+        dta_protocol::identity::IdentityDocument::decode_verified(&beneficiary_identity).unwrap();
+    let sealed = dta_protocol::dagcbor::encode(&bogus).unwrap();
+    let block = envelope(
+        &mallory,
+        dta_protocol::envelope::Kind::ShareRelease,
+        "epsilon",
+        request,
+        None,
+        Some(&sealed),
+        &[&beneficiary_identity],
+    );
+    deliver_and_settle(&net, 1, BENEFICIARY, "beneficiary", block).await;
+    let (_, received) = api.get(&net, BENEFICIARY, "/v2/orders/epsilon").await;
+    let received = record(&received, "beneficiary");
+    assert_eq!(
+        received["state"], "collecting",
+        "the bogus share was not counted"
+    );
+    assert_eq!(received["shares"].as_object().unwrap().len(), 1);
+    let (status, _) = api
+        .get(&net, BENEFICIARY, "/v2/orders/epsilon/secret")
+        .await;
+    assert_eq!(status, 404);
+
+    // Fiduciary 2 comes back; the retried release completes with two honest shares.
+    net.test_node(2).start().await.expect("restart");
+    let retried = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let (_, _) = api
+                .post(&net, PRINCIPAL, "/v2/orders/epsilon/release", json!({}))
+                .await;
+            let (status, body) = api
+                .get(&net, BENEFICIARY, "/v2/orders/epsilon/secret")
+                .await;
+            if status == 200 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("released after the retry");
+    assert_eq!(retried["secret"], "vault combination");
+    net.stop().await;
+}

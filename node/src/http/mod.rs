@@ -64,6 +64,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/release", post(orders::release))
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))
+        .route("/v2/blocks/{cid}", get(block))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
@@ -128,6 +129,24 @@ async fn identity(
     let mut body = identity_json(known);
     body["document_hex"] = Value::String(hex::encode(&known.document));
     Ok(Json(body))
+}
+
+async fn block(
+    State(state): State<ApiState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
+    let parsed = parse_cid(&cid).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let bytes = state
+        .store
+        .get(dta_actors::store::Column::Blocks, &parsed.to_bytes())
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no block {cid} here")))?;
+    let content_type = if parsed.codec() == dta_protocol::block::DAG_CBOR {
+        "application/vnd.ipld.dag-cbor"
+    } else {
+        "application/vnd.ipld.raw"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
