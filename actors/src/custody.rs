@@ -1174,6 +1174,72 @@ pub fn received_secret(
     }
 }
 
+/// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
+/// asking each connected peer in turn. Every fetched block is checked against its CID before
+/// it is stored. Returns how many blocks were fetched.
+pub async fn fetch_chain(
+    store: &Store,
+    network: &NetworkHandle,
+    head: Cid,
+) -> Result<usize, CustodyError> {
+    let mut fetched = 0;
+    let mut next = Some(head);
+    let mut steps = 0;
+    while let Some(cid) = next {
+        steps += 1;
+        if steps > dta_protocol::audit::MAX_CHAIN {
+            return Err(CustodyError::Invalid("chain too long".into()));
+        }
+        let bytes = match store
+            .get(Column::Blocks, &cid.to_bytes())
+            .map_err(internal)?
+        {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = fetch_block(network, cid).await.ok_or_else(|| {
+                    CustodyError::NotFound(format!("block {cid} (no peer has it)"))
+                })?;
+                let stored = bytes.clone();
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    store.put_durable(Column::Blocks, &cid.to_bytes(), &stored)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+                fetched += 1;
+                bytes
+            }
+        };
+        next = SignedEnvelope::decode(&bytes)
+            .map_err(|e| CustodyError::Invalid(format!("block {cid}: {e}")))?
+            .envelope
+            .prev;
+    }
+    Ok(fetched)
+}
+
+async fn fetch_block(network: &NetworkHandle, cid: Cid) -> Option<Vec<u8>> {
+    for peer in network.snapshot().connected {
+        let answer = network
+            .request(
+                peer,
+                dta_protocol::network::Request::Block {
+                    cid: cid.to_bytes(),
+                },
+            )
+            .await;
+        if let Ok(dta_protocol::network::Response::Block { bytes }) = answer {
+            // A peer that serves wrong bytes is simply not believed.
+            if dta_protocol::block::Block::verified(cid, bytes.clone(), Limits::default()).is_ok() {
+                return Some(bytes);
+            }
+            tracing::warn!(%peer, %cid, "peer served a block that does not match its CID");
+        }
+    }
+    None
+}
+
 /// Stores an envelope that passed verification, for audits and later steps.
 pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyError> {
     let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);

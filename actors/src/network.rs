@@ -173,6 +173,8 @@ pub struct NetworkArgs {
     pub channels: NetworkChannels,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Blocks served to peers that ask.
+    pub blocks: Arc<dyn dta_protocol::network::BlockSource>,
 }
 
 /// The actor that owns the swarm task's lifecycle.
@@ -216,6 +218,7 @@ impl Actor for NetworkActor {
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
                 metrics: args.metrics,
+                blocks: args.blocks,
                 pending: HashMap::new(),
                 identity_requests: HashSet::new(),
                 seen_identities: HashSet::new(),
@@ -260,6 +263,7 @@ struct SwarmLoop {
     subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     identity_document: Vec<u8>,
     metrics: Arc<Metrics>,
+    blocks: Arc<dyn dta_protocol::network::BlockSource>,
     /// Requests sent for a command, answered on its reply port, with their start time.
     pending: HashMap<OutboundRequestId, (oneshot::Sender<Result<Response, String>>, Instant)>,
     /// Identity requests the loop sent on its own.
@@ -496,6 +500,15 @@ impl SwarmLoop {
                 }
                 Err(err) => Response::Rejected {
                     reason: err.to_string(),
+                },
+            },
+            Request::Block { cid } => match dta_protocol::Cid::try_from(cid.as_slice()) {
+                Ok(cid) => match self.blocks.block(&cid) {
+                    Some(bytes) => Response::Block { bytes },
+                    None => Response::NotFound,
+                },
+                Err(_) => Response::Rejected {
+                    reason: "not a binary CID".into(),
                 },
             },
         }

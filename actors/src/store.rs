@@ -151,6 +151,12 @@ impl Store {
     }
 }
 
+impl dta_protocol::network::BlockSource for Store {
+    fn block(&self, cid: &dta_protocol::Cid) -> Option<Vec<u8>> {
+        self.get(Column::Blocks, &cid.to_bytes()).ok().flatten()
+    }
+}
+
 /// Messages to the [`StoreActor`].
 #[derive(Debug)]
 pub enum StoreMsg {

@@ -170,6 +170,7 @@ impl Node {
                 subscribers: Vec::new(),
                 channels,
                 metrics: metrics.clone(),
+                blocks: Arc::new(opened.store.clone()),
             },
             network_handle: network.clone(),
             roles: roles.clone(),
@@ -270,6 +271,11 @@ impl Node {
     /// The identity directory.
     pub fn directory(&self) -> watch::Receiver<Directory> {
         self.directory.clone()
+    }
+
+    /// The database, for tools and tests that inspect what a node stored.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The supervisor, for tests that check restarts.

@@ -41,6 +41,12 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         block: Vec<u8>,
     },
+    /// "Send me this block, if you have it."
+    Block {
+        /// The CID, in binary form.
+        #[serde(with = "serde_bytes")]
+        cid: Vec<u8>,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -59,6 +65,21 @@ pub enum Response {
         /// A readable reason.
         reason: String,
     },
+    /// The requested block. The asker checks it against the CID.
+    Block {
+        /// The block's bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The requested block is not here.
+    NotFound,
+}
+
+/// Where the network loop reads blocks that peers ask for. Reads must be quick: they run on
+/// the swarm task.
+pub trait BlockSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The block's bytes, if present.
+    fn block(&self, cid: &cid::Cid) -> Option<Vec<u8>>;
 }
 
 pub use composed::{Behaviour, BehaviourEvent};

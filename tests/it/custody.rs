@@ -531,3 +531,69 @@ async fn a_wrong_share_is_caught_by_the_beneficiary() {
     assert_eq!(retried["secret"], "vault combination");
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninvolved_node_audits_the_log_and_catches_a_tampered_block() {
+    let net = Testnet::builder().nodes(6).build().await.expect("testnet");
+    let api = Api::new();
+    const OUTSIDER: usize = 5;
+    order(&api, &net, "zeta", "recovery phrase").await;
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/zeta/release", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, PRINCIPAL, "zeta", "principal", "released")
+        .await;
+    let (_, principal) = api.get(&net, PRINCIPAL, "/v2/orders/zeta").await;
+    let head = record(&principal, "principal")["head"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The outsider holds nothing of the order, fetches the chain from its peers and checks it.
+    let path = format!("/v2/orders/zeta/audit?head={head}");
+    let (status, report) = api.get(&net, OUTSIDER, &path).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["certified"], true);
+    assert_eq!(report["receipts"], 1);
+    assert_eq!(
+        report["fetched"], 5,
+        "order, commitment, certificate, release, receipt"
+    );
+
+    // Alter one stored block (the certificate) behind the node's back: the audit fails.
+    let certificate: dta_protocol::Cid = report["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "certificate")
+        .unwrap()["cid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = net.node(OUTSIDER).store();
+    let key = certificate.to_bytes();
+    let mut bytes = store
+        .get(dta_actors::store::Column::Blocks, &key)
+        .unwrap()
+        .unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    store
+        .put_durable(dta_actors::store::Column::Blocks, &key, &bytes)
+        .unwrap();
+    let (status, report) = api.get(&net, OUTSIDER, &path).await;
+    assert_eq!(status, 422, "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("invalid"),
+        "{report}"
+    );
+    // A malformed head is a 400.
+    let (status, _) = api
+        .get(&net, OUTSIDER, "/v2/orders/zeta/audit?head=nope")
+        .await;
+    assert_eq!(status, 400);
+    net.stop().await;
+}

@@ -166,6 +166,74 @@ async fn three_processes_find_each_other_through_bootstrap() {
         .unwrap();
     assert!(!missing.status.success());
 
+    // A custody order through the CLI: p0 is principal and beneficiary, p1 and p2 hold
+    // shares 2-of-2.
+    let cli = |home: &Path, args: &[&str]| {
+        let output = dta(home).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "dta {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default()
+    };
+    let created = cli(
+        &homes[0],
+        &[
+            "order",
+            "create",
+            "--reference",
+            "proc",
+            "--fiduciary",
+            &identities[1],
+            "--fiduciary",
+            &identities[2],
+            "--threshold",
+            "2",
+            "--beneficiary",
+            &identities[0],
+            "--secret",
+            "over the wire",
+            "--json",
+        ],
+    );
+    assert_eq!(created["reference"], "proc");
+    let wait_for = |args: Vec<String>, check: fn(&serde_json::Value) -> bool| {
+        let home = homes[0].clone();
+        async move {
+            tokio::time::timeout(TIMEOUT, async {
+                loop {
+                    let output = dta(&home).args(&args).output().unwrap();
+                    if output.status.success()
+                        && let Ok(value) = serde_json::from_slice(&output.stdout)
+                        && check(&value)
+                    {
+                        return value;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("dta {args:?} never showed the expected state"))
+        }
+    };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    wait_for(args(&["order", "show", "proc", "--json"]), |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["role"] == "principal" && r["state"] == "certified")
+        })
+    })
+    .await;
+    cli(&homes[0], &["order", "release", "proc", "--json"]);
+    let secret = wait_for(args(&["order", "secret", "proc", "--json"]), |v| {
+        v["secret"].is_string()
+    })
+    .await;
+    assert_eq!(secret["secret"], "over the wire");
+    let audit = wait_for(args(&["audit", "proc", "--json"]), |v| v["receipts"] == 1).await;
+    assert_eq!(audit["passed"], true);
+
     // SIGTERM shuts a node down cleanly: node.json goes away and the process exits 0.
     for (mut running, home) in processes.drain(..).zip(&homes) {
         let pid = running.0.id().to_string();

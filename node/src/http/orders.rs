@@ -236,17 +236,35 @@ pub async fn secret(
     })))
 }
 
+/// Query of `GET /v2/orders/{ref}/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Where to start; by default the head this node recorded for the order.
+    head: Option<String>,
+}
+
 pub async fn audit(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let records = records_of(&state, &reference)?;
-    // The principal's head is the furthest along the main chain; then the beneficiary's.
-    let head = [Role::Principal, Role::Beneficiary, Role::Fiduciary]
-        .iter()
-        .find_map(|role| records.iter().find(|r| r.role == role.name()))
-        .map(|r| r.head)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no order {reference} here")))?;
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let head = match query.head {
+        Some(head) => cid(&head)?,
+        None => {
+            let records = records_of(&state, &reference)?;
+            // The principal's head is the furthest along the main chain; then the beneficiary's.
+            [Role::Principal, Role::Beneficiary, Role::Fiduciary]
+                .iter()
+                .find_map(|role| records.iter().find(|r| r.role == role.name()))
+                .map(|r| r.head)
+                .ok_or_else(|| {
+                    ApiError(StatusCode::NOT_FOUND, format!("no order {reference} here"))
+                })?
+        }
+    };
+    let fetched = dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
     let directory = state.directory.borrow().clone();
     let report = dta_protocol::audit::audit(
         &reference,
@@ -270,6 +288,7 @@ pub async fn audit(
             "reference": reference,
             "head": head.to_string(),
             "passed": true,
+            "fetched": fetched,
             "certified": report.certified,
             "receipts": report.receipts,
             "envelopes": report.envelopes.iter().map(|(cid, kind)| json!({
