@@ -121,6 +121,24 @@ pub struct RoleContext {
     pub network: NetworkHandle,
     /// The keystore backend, for wrapping shares and secrets.
     pub keystore: std::sync::Arc<dyn dta_hsm::Keystore>,
+    /// Where record changes are announced.
+    pub events: tokio::sync::broadcast::Sender<CustodyEvent>,
+    /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
+    pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
+}
+
+/// Capacity of the custody event channel; slow watchers miss events, never block custody.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// A record changed state (after it was stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyEvent {
+    /// The order reference.
+    pub reference: String,
+    /// The role whose record changed.
+    pub role: Role,
+    /// The new state.
+    pub state: String,
 }
 
 /// What a node records about one order in one role.
@@ -215,60 +233,97 @@ impl RoleContext {
             .collect()
     }
 
+    /// Stages the record with everything staged before it and writes them all in one synced
+    /// batch: the step is durable, or none of it is.
     async fn save(&self, role: Role, record: &OrderRecord) -> Result<(), CustodyError> {
         let bytes = dagcbor::encode(record).map_err(internal)?;
-        let key = record_key(role, &record.reference);
-        self.blocking(move |store| store.put_durable(Column::Orders, &key, &bytes))
-            .await
+        self.stage(Column::Orders, record_key(role, &record.reference), bytes);
+        self.commit().await?;
+        // Nobody listening is fine: the events are for watchers, the record is the truth.
+        let _ = self.events.send(CustodyEvent {
+            reference: record.reference.clone(),
+            role,
+            state: record.state.clone(),
+        });
+        Ok(())
     }
 
-    async fn save_block(&self, envelope: &SignedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
-        let block = envelope.to_block().map_err(internal)?;
-        let (cid, bytes) = (block.cid(), block.into_bytes());
-        let stored = bytes.clone();
-        self.blocking(move |store| store.put_durable(Column::Blocks, &cid.to_bytes(), &stored))
-            .await?;
-        Ok((cid, bytes))
+    fn stage(&self, column: Column, key: Vec<u8>, value: Vec<u8>) {
+        self.staged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((column, key, value));
     }
 
-    async fn blocking<F>(&self, work: F) -> Result<(), CustodyError>
-    where
-        F: FnOnce(&Store) -> Result<(), crate::store::StoreError> + Send + 'static,
-    {
+    /// Writes everything staged in one synced batch.
+    pub async fn commit(&self) -> Result<(), CustodyError> {
+        let entries = std::mem::take(
+            &mut *self
+                .staged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if entries.is_empty() {
+            return Ok(());
+        }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
+        tokio::task::spawn_blocking(move || store.write_durable(entries))
             .await
             .map_err(internal)?
             .map_err(internal)
     }
 
+    fn staged_value(&self, column: Column, key: &[u8]) -> Option<Vec<u8>> {
+        self.staged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(c, k, _)| *c == column && k.as_slice() == key)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    async fn save_block(&self, envelope: &SignedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
+        let block = envelope.to_block().map_err(internal)?;
+        let (cid, bytes) = (block.cid(), block.into_bytes());
+        self.stage(Column::Blocks, cid.to_bytes(), bytes.clone());
+        Ok((cid, bytes))
+    }
+
     async fn keep_secret(&self, name: String, secret: Vec<u8>) -> Result<(), CustodyError> {
         let keystore = self.keystore.clone();
         let secret = zeroize::Zeroizing::new(secret);
-        let blob =
+        // Wrapping may block (an HSM): keep it off the async workers.
+        let (name, blob) =
             tokio::task::spawn_blocking(move || keystore.wrap(&name, &secret).map(|b| (name, b)))
                 .await
                 .map_err(internal)?
                 .map_err(internal)?;
-        self.blocking(move |store| store.put_durable(Column::Keystore, blob.0.as_bytes(), &blob.1))
-            .await
+        self.stage(Column::Keystore, name.into_bytes(), blob);
+        Ok(())
     }
 
     fn load_secret(&self, name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, CustodyError> {
-        let blob = self
-            .store
-            .get(Column::Keystore, name.as_bytes())
-            .map_err(internal)?
-            .ok_or_else(|| CustodyError::Internal(format!("secret {name} is missing")))?;
+        let blob = match self.staged_value(Column::Keystore, name.as_bytes()) {
+            Some(blob) => blob,
+            None => self
+                .store
+                .get(Column::Keystore, name.as_bytes())
+                .map_err(internal)?
+                .ok_or_else(|| CustodyError::Internal(format!("secret {name} is missing")))?,
+        };
         self.keystore.unwrap(name, &blob).map_err(internal)
     }
 
-    /// A stored block.
+    /// A stored (or staged) block.
     pub fn block(&self, cid: &Cid) -> Option<Vec<u8>> {
-        self.store
-            .get(Column::Blocks, &cid.to_bytes())
-            .ok()
-            .flatten()
+        self.staged_value(Column::Blocks, &cid.to_bytes())
+            .or_else(|| {
+                self.store
+                    .get(Column::Blocks, &cid.to_bytes())
+                    .ok()
+                    .flatten()
+            })
     }
 
     fn identity(&self, cid: &Cid) -> Option<VerifiedIdentity> {
@@ -1007,6 +1062,7 @@ pub async fn on_release_request(
         &[&beneficiary],
     )?;
     let (_, bytes) = ctx.save_block(&reply).await?;
+    ctx.commit().await?;
     tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
     Ok((beneficiary_peer, vec![bytes]))
 }
@@ -1240,11 +1296,10 @@ async fn fetch_block(network: &NetworkHandle, cid: Cid) -> Option<Vec<u8>> {
     None
 }
 
-/// Stores an envelope that passed verification, for audits and later steps.
+/// Stages an envelope that passed verification, for audits and later steps; it is written
+/// with the step's record, or by the next [`RoleContext::commit`].
 pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyError> {
     let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
-    let stored = bytes.to_vec();
-    ctx.blocking(move |store| store.put_durable(Column::Blocks, &cid.to_bytes(), &stored))
-        .await?;
+    ctx.stage(Column::Blocks, cid.to_bytes(), bytes.to_vec());
     Ok(cid)
 }

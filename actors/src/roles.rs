@@ -221,6 +221,10 @@ impl Actor for RoleActor {
                 if let Err(reason) = Self::on_envelope(args, peer, block).await {
                     warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
                 }
+                // Verified blocks kept by a step that stopped early are still worth keeping.
+                if let Err(err) = args.context.commit().await {
+                    warn!(role = args.role.name(), %err, "cannot store received blocks");
+                }
             }
             RoleMsg::Network(_) => {}
             RoleMsg::CreateOrder { order, reply } => {

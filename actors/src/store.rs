@@ -61,6 +61,8 @@ pub enum StoreError {
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
+/// One write of a batch: column family, key, value.
+pub type Write = (Column, Vec<u8>, Vec<u8>);
 
 /// A handle on the database. Cheap to clone.
 #[derive(Clone)]
@@ -106,6 +108,17 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         Ok(self.db.put_cf_opt(self.cf(column)?, key, value, &options)?)
+    }
+
+    /// Writes several values atomically and syncs them to disk before returning.
+    pub fn write_durable(&self, entries: Vec<Write>) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (column, key, value) in &entries {
+            batch.put_cf(self.cf(*column)?, key, value);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(batch, &options)?)
     }
 
     /// Deletes one key, synced.

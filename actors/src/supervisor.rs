@@ -74,6 +74,8 @@ pub struct NodeArgs {
     pub directory: Arc<watch::Sender<Directory>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where the role actors announce record changes.
+    pub custody_events: tokio::sync::broadcast::Sender<crate::custody::CustodyEvent>,
 }
 
 /// Messages to the supervisor.
@@ -171,6 +173,8 @@ impl NodeSupervisor {
                         store: state.args.store.clone(),
                         network: state.args.network_handle.clone(),
                         keystore: state.args.keystore.clone(),
+                        events: state.args.custody_events.clone(),
+                        staged: Default::default(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;

@@ -1,13 +1,14 @@
-//! Log setup: readable lines by default, JSON on request; level from `RUST_LOG` (default
-//! `info`). Secrets never reach a log line: every secret type prints as `<redacted>`.
+//! Log setup: readable lines by default, JSON on request; level from `RUST_LOG`, else the
+//! caller's default. Secrets never reach a log line: every secret type prints as `<redacted>`.
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. A second call (tests start many nodes) is a no-op.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

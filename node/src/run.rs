@@ -103,6 +103,7 @@ pub struct Node {
     store: Store,
     http_stop: CancellationToken,
     http_task: tokio::task::JoinHandle<()>,
+    custody_events: tokio::sync::broadcast::Sender<dta_actors::custody::CustodyEvent>,
 }
 
 impl Node {
@@ -149,6 +150,8 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let (channels, network) = NetworkChannels::new();
         let (directory_tx, directory) = watch::channel(Directory::default());
+        let (custody_events, _) =
+            tokio::sync::broadcast::channel(dta_actors::custody::EVENT_CAPACITY);
         let identity_document =
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;
@@ -176,6 +179,7 @@ impl Node {
             roles: roles.clone(),
             directory: Arc::new(directory_tx),
             metrics: metrics.clone(),
+            custody_events: custody_events.clone(),
         };
         let (supervisor, supervisor_task) =
             Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)
@@ -255,6 +259,7 @@ impl Node {
             store: opened.store,
             http_stop,
             http_task,
+            custody_events,
         })
     }
 
@@ -271,6 +276,13 @@ impl Node {
     /// The identity directory.
     pub fn directory(&self) -> watch::Receiver<Directory> {
         self.directory.clone()
+    }
+
+    /// Record changes of the custody flow on this node, from now on.
+    pub fn custody_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<dta_actors::custody::CustodyEvent> {
+        self.custody_events.subscribe()
     }
 
     /// The database, for tools and tests that inspect what a node stored.

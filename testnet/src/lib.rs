@@ -12,5 +12,6 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod demo;
 pub mod harness;

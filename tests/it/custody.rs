@@ -597,3 +597,16 @@ async fn an_uninvolved_node_audits_the_log_and_catches_a_tampered_block() {
     assert_eq!(status, 400);
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custody_benchmark_runs_every_phase() {
+    let report = dta_testnet::bench::custody(dta_testnet::bench::CustodyBench {
+        orders: 3,
+        fiduciaries: 3,
+        threshold: 2,
+    })
+    .await
+    .expect("benchmark runs");
+    assert!(report.certified_p50_ms > 0.0 && report.certified_p50_ms <= report.certified_p99_ms);
+    assert!(report.certified_per_second > 0.0 && report.cycles_per_second > 0.0);
+}

@@ -89,9 +89,33 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Benchmarks on an in-process testnet.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Walk one custody order end to end on documents alone.
     Demo {
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Orders and releases: latency percentiles and throughput.
+    Custody {
+        /// Orders per phase.
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+        /// Fiduciaries.
+        #[arg(long, default_value_t = 3)]
+        fiduciaries: usize,
+        /// Threshold.
+        #[arg(long, default_value_t = 2)]
+        threshold: u32,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -110,10 +134,19 @@ enum IdentityCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(match cli.log_format {
-        LogFormatArg::Human => LogFormat::Human,
-        LogFormatArg::Json => LogFormat::Json,
-    });
+    // A benchmark's nodes would drown its report in their logs.
+    let default_level = if matches!(cli.command, Command::Bench { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    logging::init(
+        match cli.log_format {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        },
+        default_level,
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -206,6 +239,30 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => client::identity(&client, &cid).await?,
         Command::Order { command } => client::order(command).await?,
         Command::Audit { reference, client } => client::audit(&client, &reference).await?,
+        Command::Bench {
+            command:
+                BenchCommand::Custody {
+                    orders,
+                    fiduciaries,
+                    threshold,
+                    json,
+                },
+        } => {
+            if threshold == 0 || threshold as usize > fiduciaries {
+                anyhow::bail!("threshold must be between 1 and --fiduciaries ({fiduciaries})");
+            }
+            let report = dta_testnet::bench::custody(dta_testnet::bench::CustodyBench {
+                orders,
+                fiduciaries,
+                threshold,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
         Command::Demo { json } => {
             let report = dta_testnet::demo::run().context("the demo failed")?;
             if json {

@@ -1,0 +1,276 @@
+//! `dta bench custody`: orders and releases on an in-process testnet, with latency
+//! percentiles and throughput.
+//!
+//! Three phases, each on fresh orders of a principal, F fiduciaries and a beneficiary that all
+//! share the machine:
+//! 1. latency: one order at a time, from the create call to the certificate stored at the
+//!    principal;
+//! 2. certified throughput: every order at once, until all are certified;
+//! 3. cycles: every order at once until certified, then every release at once until the
+//!    principal holds every receipt.
+
+use std::time::{Duration, Instant};
+
+use dta_actors::custody::{CustodyEvent, NewOrder};
+use dta_actors::roles::{Role, RoleMsg};
+use dta_protocol::Cid;
+use dta_protocol::order::SecretBytes;
+use ractor::ActorRef;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::harness::{HarnessError, Testnet};
+
+/// Longest wait for any one phase.
+pub const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Orders kept in flight at once in the throughput phases.
+pub const IN_FLIGHT: usize = 64;
+
+/// What to run.
+#[derive(Debug, Clone, Copy)]
+pub struct CustodyBench {
+    /// Orders per phase.
+    pub orders: usize,
+    /// Fiduciaries.
+    pub fiduciaries: usize,
+    /// Threshold.
+    pub threshold: u32,
+}
+
+/// What it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustodyReport {
+    /// Orders per phase.
+    pub orders: usize,
+    /// Fiduciaries.
+    pub fiduciaries: usize,
+    /// Threshold.
+    pub threshold: u32,
+    /// Median time to a certified order, one at a time (ms).
+    pub certified_p50_ms: f64,
+    /// 99th percentile of the same (ms).
+    pub certified_p99_ms: f64,
+    /// Certified orders per second, all at once.
+    pub certified_per_second: f64,
+    /// Full order-and-release cycles per second, all at once.
+    pub cycles_per_second: f64,
+}
+
+/// Why the benchmark failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The testnet.
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    /// An order or release was refused.
+    #[error("{0}")]
+    Custody(String),
+    /// A phase took too long.
+    #[error("a phase did not finish within {PHASE_TIMEOUT:?}")]
+    Timeout,
+}
+
+struct Principal {
+    actor: ActorRef<RoleMsg>,
+    events: broadcast::Receiver<CustodyEvent>,
+    fiduciaries: Vec<Cid>,
+    beneficiary: Cid,
+    threshold: u32,
+}
+
+impl Principal {
+    fn order(&self, reference: String) -> NewOrder {
+        NewOrder {
+            reference: Some(reference),
+            plugin: dta_actors::custody::SAFEGUARD_SECRET.into(),
+            fiduciaries: self.fiduciaries.clone(),
+            threshold: self.threshold,
+            beneficiary: Some(self.beneficiary),
+            max_releases: 1,
+            secret: SecretBytes::new(vec![0x42; 32]),
+        }
+    }
+
+    async fn create(&self, reference: String) -> Result<(), BenchError> {
+        let order = self.order(reference);
+        ractor::call_t!(
+            self.actor,
+            |reply| RoleMsg::CreateOrder { order, reply },
+            60_000
+        )
+        .map_err(|e| BenchError::Custody(e.to_string()))?
+        .map(drop)
+        .map_err(|e| BenchError::Custody(e.to_string()))
+    }
+
+    async fn release(actor: ActorRef<RoleMsg>, reference: String) -> Result<(), BenchError> {
+        ractor::call_t!(
+            actor,
+            |reply| RoleMsg::Release {
+                reference,
+                beneficiary: None,
+                reply
+            },
+            60_000
+        )
+        .map_err(|e| BenchError::Custody(e.to_string()))?
+        .map(drop)
+        .map_err(|e| BenchError::Custody(e.to_string()))
+    }
+
+    /// Waits until `count` principal records of `prefix` reached `state`.
+    async fn wait(&mut self, prefix: &str, state: &str, count: usize) -> Result<(), BenchError> {
+        let mut seen = std::collections::HashSet::new();
+        tokio::time::timeout(PHASE_TIMEOUT, async {
+            while seen.len() < count {
+                match self.events.recv().await {
+                    Ok(event) => {
+                        if event.role == Role::Principal
+                            && event.state == state
+                            && event.reference.starts_with(prefix)
+                        {
+                            seen.insert(event.reference);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Err(BenchError::Custody(
+                            "the benchmark fell behind the custody events".into(),
+                        ));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(BenchError::Custody("the principal stopped".into()));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| BenchError::Timeout)?
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Runs the benchmark.
+pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> {
+    let nodes = config.fiduciaries + 2;
+    let net = Testnet::builder().nodes(nodes).build().await?;
+    let principal_node = net.node(0);
+    let actor: ActorRef<RoleMsg> =
+        ractor::registry::where_is(format!("{}/principal", principal_node.info().peer_id))
+            .ok_or_else(|| BenchError::Custody("no principal actor".into()))?
+            .into();
+    let cid = |i: usize| -> Result<Cid, BenchError> {
+        net.node(i)
+            .info()
+            .identity
+            .parse()
+            .map_err(|_| BenchError::Custody("bad identity CID".into()))
+    };
+    let mut principal = Principal {
+        actor: actor.clone(),
+        events: principal_node.custody_events(),
+        fiduciaries: (1..=config.fiduciaries)
+            .map(cid)
+            .collect::<Result<_, _>>()?,
+        beneficiary: cid(nodes - 1)?,
+        threshold: config.threshold,
+    };
+
+    // 1. Latency, one order at a time.
+    let mut latencies = Vec::with_capacity(config.orders);
+    for i in 0..config.orders {
+        let started = Instant::now();
+        let reference = format!("lat-{i}");
+        principal.create(reference.clone()).await?;
+        principal.wait(&reference, "certified", 1).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    // 2. Certified throughput.
+    let started = Instant::now();
+    run_all(&principal, "thr-", config.orders, |p, r| async move {
+        p.create(r).await
+    })
+    .await?;
+    principal.wait("thr-", "certified", config.orders).await?;
+    let certified_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
+
+    // 3. Full cycles.
+    let started = Instant::now();
+    run_all(&principal, "cyc-", config.orders, |p, r| async move {
+        p.create(r).await
+    })
+    .await?;
+    principal.wait("cyc-", "certified", config.orders).await?;
+    run_all(&principal, "cyc-", config.orders, |p, r| {
+        let actor = p.actor.clone();
+        async move { Principal::release(actor, r).await }
+    })
+    .await?;
+    principal.wait("cyc-", "released", config.orders).await?;
+    let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
+
+    net.stop().await;
+    Ok(CustodyReport {
+        orders: config.orders,
+        fiduciaries: config.fiduciaries,
+        threshold: config.threshold,
+        certified_p50_ms: percentile(&latencies, 50.0),
+        certified_p99_ms: percentile(&latencies, 99.0),
+        certified_per_second,
+        cycles_per_second,
+    })
+}
+
+/// Runs `step` for references `prefix0..prefixN`, at most [`IN_FLIGHT`] at a time.
+async fn run_all<'a, F, Fut>(
+    principal: &'a Principal,
+    prefix: &str,
+    orders: usize,
+    step: F,
+) -> Result<(), BenchError>
+where
+    F: Fn(&'a Principal, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BenchError>> + 'a,
+{
+    use futures::StreamExt;
+    let results: Vec<Result<(), BenchError>> = futures::stream::iter(0..orders)
+        .map(|i| step(principal, format!("{prefix}{i}")))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+impl std::fmt::Display for CustodyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "custody benchmark: {} orders per phase, {} fiduciaries, threshold {}",
+            self.orders, self.fiduciaries, self.threshold
+        )?;
+        writeln!(
+            f,
+            "  certified order latency   p50 {:.2} ms   p99 {:.2} ms",
+            self.certified_p50_ms, self.certified_p99_ms
+        )?;
+        writeln!(
+            f,
+            "  certified orders          {:.1} /s",
+            self.certified_per_second
+        )?;
+        write!(
+            f,
+            "  order+release cycles      {:.1} /s",
+            self.cycles_per_second
+        )
+    }
+}
