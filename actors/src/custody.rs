@@ -329,7 +329,7 @@ impl RoleContext {
     fn identity(&self, cid: &Cid) -> Option<VerifiedIdentity> {
         let directory = self.directory.borrow();
         let known = directory.identities.get(&cid.to_string())?;
-        dta_protocol::identity::IdentityDocument::decode_verified(&known.document).ok()
+        Some(known.verified.clone())
     }
 
     fn peer_of(&self, cid: &Cid) -> Option<PeerId> {

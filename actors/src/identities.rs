@@ -35,6 +35,8 @@ pub struct KnownIdentity {
     pub created_at: u64,
     /// The document's bytes.
     pub document: Vec<u8>,
+    /// The verified identity, so that users do not verify it again (two pairings each time).
+    pub verified: VerifiedIdentity,
 }
 
 /// Everything the node knows, keyed by CID (as text, for stable ordering).
@@ -134,6 +136,7 @@ fn known(identity: &VerifiedIdentity) -> Option<KnownIdentity> {
         peer_id: PeerId::from_bytes(identity.peer_id()).ok()?,
         created_at: identity.document().claims.created_at,
         document: dta_protocol::dagcbor::encode(identity.document()).ok()?,
+        verified: identity.clone(),
     })
 }
 

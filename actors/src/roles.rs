@@ -144,6 +144,18 @@ impl RoleActor {
             return Ok(());
         }
         let ctx = &args.context;
+        // Blocks are only ever stored after their signature was verified, so a block another
+        // role of this node already kept needs no second look unless this role acts on it.
+        let acts = matches!(
+            (args.role, kind),
+            (Role::Principal, _)
+                | (Role::Fiduciary, Kind::ShareDeal | Kind::Certificate | Kind::ReleaseRequest)
+                | (Role::Beneficiary, Kind::ShareRelease)
+        );
+        let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &block);
+        if !acts && ctx.block(&cid).is_some() {
+            return Ok(());
+        }
         let envelope = ctx.verify(&block)?;
         let cid = custody::keep_block(ctx, &block).await?;
         let me = ctx.local.cid();

@@ -8,7 +8,6 @@ use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
-use dta_protocol::identity::IdentityDocument;
 use dta_protocol::order::SecretBytes;
 use ractor::ActorRef;
 use serde::Deserialize;
@@ -280,7 +279,7 @@ pub async fn audit(
             directory
                 .identities
                 .get(&cid.to_string())
-                .and_then(|i| IdentityDocument::decode_verified(&i.document).ok())
+                .map(|i| i.verified.clone())
         },
     );
     match report {
