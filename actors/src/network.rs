@@ -6,7 +6,7 @@
 //! (size caps in the codec, envelope structure, identity dedupe) happen in the loop;
 //! signature checks happen in the actors.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,11 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 
+/// Requests to one peer in flight at once; more wait in a queue. Below the per-connection
+/// stream limit of the request-response protocol, so a busy peer is never asked to drop one.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 32;
+/// Requests that may wait for one peer; beyond this a request fails at once.
+pub const MAX_QUEUED_PER_PEER: usize = 4096;
 /// Capacity of the command channel into the swarm task.
 pub const COMMAND_CAPACITY: usize = 256;
 /// How many identity-document digests the loop remembers to drop repeats.
@@ -220,6 +225,8 @@ impl Actor for NetworkActor {
                 metrics: args.metrics,
                 blocks: args.blocks,
                 pending: HashMap::new(),
+                in_flight: HashMap::new(),
+                queued: HashMap::new(),
                 identity_requests: HashSet::new(),
                 seen_identities: HashSet::new(),
                 announce_due: true,
@@ -255,6 +262,15 @@ impl Actor for NetworkActor {
     }
 }
 
+type Reply = oneshot::Sender<Result<Response, String>>;
+
+/// A request sent for a command: where its answer goes.
+struct Pending {
+    reply: Reply,
+    peer: PeerId,
+    started: Instant,
+}
+
 struct SwarmLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<NetworkCommand>,
@@ -265,7 +281,11 @@ struct SwarmLoop {
     metrics: Arc<Metrics>,
     blocks: Arc<dyn dta_protocol::network::BlockSource>,
     /// Requests sent for a command, answered on its reply port, with their start time.
-    pending: HashMap<OutboundRequestId, (oneshot::Sender<Result<Response, String>>, Instant)>,
+    pending: HashMap<OutboundRequestId, Pending>,
+    /// Requests sent per peer and not answered yet.
+    in_flight: HashMap<PeerId, usize>,
+    /// Requests waiting for a peer's in-flight count to drop below the limit.
+    queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
     /// Identity requests the loop sent on its own.
     identity_requests: HashSet<OutboundRequestId>,
     /// Digests of identity documents already handed on.
@@ -314,7 +334,12 @@ impl SwarmLoop {
             }
         }
         // Every pending command is answered, even on the way out.
-        for (_, (reply, _)) in self.pending.drain() {
+        for (_, pending) in self.pending.drain() {
+            let _ = pending
+                .reply
+                .send(Err("the network is shutting down".into()));
+        }
+        for (_, reply) in self.queued.drain().flat_map(|(_, q)| q) {
             let _ = reply.send(Err("the network is shutting down".into()));
         }
         debug!("swarm loop stopped");
@@ -366,12 +391,53 @@ impl SwarmLoop {
                 peer,
                 request,
                 reply,
-            } => {
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
-                Metrics::bump(&self.metrics.rpc_requests_sent);
-                self.pending.insert(id, (reply, Instant::now()));
-            }
+            } => self.send_or_queue(peer, request, reply),
             NetworkCommand::Subscribe(subscriber) => self.subscribers.push(subscriber),
+        }
+    }
+
+    /// Sends now if the peer has room, else queues; a full queue is answered at once.
+    fn send_or_queue(&mut self, peer: PeerId, request: Request, reply: Reply) {
+        if self.in_flight.get(&peer).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_PEER {
+            self.send(peer, request, reply);
+            return;
+        }
+        let queue = self.queued.entry(peer).or_default();
+        if queue.len() >= MAX_QUEUED_PER_PEER {
+            let _ = reply.send(Err(format!("too many requests queued for {peer}")));
+        } else {
+            queue.push_back((request, reply));
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, request: Request, reply: Reply) {
+        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+        Metrics::bump(&self.metrics.rpc_requests_sent);
+        *self.in_flight.entry(peer).or_default() += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                reply,
+                peer,
+                started: Instant::now(),
+            },
+        );
+    }
+
+    /// A request to `peer` finished: make room and send the next queued one.
+    fn finished(&mut self, peer: PeerId) {
+        if let Some(count) = self.in_flight.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.in_flight.remove(&peer);
+            }
+        }
+        let next = self.queued.get_mut(&peer).and_then(VecDeque::pop_front);
+        if self.queued.get(&peer).is_some_and(VecDeque::is_empty) {
+            self.queued.remove(&peer);
+        }
+        if let Some((request, reply)) = next {
+            self.send(peer, request, reply);
         }
     }
 
@@ -536,9 +602,10 @@ impl SwarmLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some((reply, started)) = self.pending.remove(&request_id) {
-                        self.metrics.observe_latency(started.elapsed());
-                        let _ = reply.send(Ok(response));
+                    if let Some(pending) = self.pending.remove(&request_id) {
+                        self.metrics.observe_latency(pending.started.elapsed());
+                        let _ = pending.reply.send(Ok(response));
+                        self.finished(pending.peer);
                     } else if self.identity_requests.remove(&request_id)
                         && let Response::Identity { document } = response
                     {
@@ -554,8 +621,11 @@ impl SwarmLoop {
             } => {
                 Metrics::bump(&self.metrics.rpc_outbound_failures);
                 self.identity_requests.remove(&request_id);
-                if let Some((reply, _)) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                if let Some(pending) = self.pending.remove(&request_id) {
+                    let _ = pending
+                        .reply
+                        .send(Err(format!("request to {peer} failed: {error}")));
+                    self.finished(pending.peer);
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {

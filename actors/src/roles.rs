@@ -149,7 +149,10 @@ impl RoleActor {
         let acts = matches!(
             (args.role, kind),
             (Role::Principal, _)
-                | (Role::Fiduciary, Kind::ShareDeal | Kind::Certificate | Kind::ReleaseRequest)
+                | (
+                    Role::Fiduciary,
+                    Kind::ShareDeal | Kind::Certificate | Kind::ReleaseRequest
+                )
                 | (Role::Beneficiary, Kind::ShareRelease)
         );
         let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &block);

@@ -188,12 +188,16 @@ impl Node {
 
         // Ready once every listener reported an address.
         let mut snapshot = network.watch();
+        // The guard `wait_for` returns holds the channel's read lock: drop it at once, or the
+        // swarm loop's next snapshot write waits on it while this task reads again.
         let ready = tokio::time::timeout(
             READY_TIMEOUT,
             snapshot.wait_for(|s| s.listen_addrs.len() >= listen.len()),
         )
-        .await;
-        if !matches!(ready, Ok(Ok(_))) {
+        .await
+        .map(|waited| waited.is_ok())
+        .unwrap_or(false);
+        if !ready {
             supervisor.stop(None);
             return Err(RunError::NotReady);
         }
