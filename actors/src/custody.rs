@@ -332,6 +332,16 @@ impl RoleContext {
         Some(known.verified.clone())
     }
 
+    /// The verified identities of `cids`, failing on the first unknown one.
+    fn known_identities(&self, cids: &[Cid]) -> Result<Vec<VerifiedIdentity>, CustodyError> {
+        cids.iter()
+            .map(|c| {
+                self.identity(c)
+                    .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
+            })
+            .collect()
+    }
+
     fn peer_of(&self, cid: &Cid) -> Option<PeerId> {
         self.directory
             .borrow()
@@ -505,14 +515,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     if ctx.record(Role::Principal, &reference)?.is_some() {
         return Err(CustodyError::Exists(reference));
     }
-    let fiduciaries: Vec<VerifiedIdentity> = new
-        .fiduciaries
-        .iter()
-        .map(|c| {
-            ctx.identity(c)
-                .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let fiduciaries: Vec<VerifiedIdentity> = ctx.known_identities(&new.fiduciaries)?;
     if let Some(beneficiary) = &new.beneficiary {
         ctx.identity(beneficiary)
             .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
@@ -662,14 +665,7 @@ pub async fn on_commitment_signature(
         ctx.save(Role::Principal, &record).await?;
         return Ok(Vec::new());
     }
-    let identities: Vec<VerifiedIdentity> = record
-        .fiduciaries
-        .iter()
-        .map(|c| {
-            ctx.identity(c)
-                .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
     let pairs: Vec<(&VerifiedIdentity, bls::Signature)> = identities
         .iter()
         .map(|i| {
@@ -971,14 +967,7 @@ fn check_certificate(
     record: &OrderRecord,
     certificate: &Certificate,
 ) -> Result<(), CustodyError> {
-    let identities: Vec<VerifiedIdentity> = record
-        .fiduciaries
-        .iter()
-        .map(|c| {
-            ctx.identity(c)
-                .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
     let refs: Vec<&VerifiedIdentity> = identities.iter().collect();
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
     certificate
