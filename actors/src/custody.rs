@@ -123,8 +123,42 @@ pub struct RoleContext {
     pub keystore: std::sync::Arc<dyn dta_hsm::Keystore>,
     /// Where record changes are announced.
     pub events: tokio::sync::broadcast::Sender<CustodyEvent>,
+    /// Envelopes this node already verified, shared by its role actors.
+    pub verified: VerifiedCache,
     /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
     pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
+}
+
+/// How many verified envelopes a node remembers.
+pub const VERIFIED_CACHE_CAPACITY: usize = 8192;
+
+/// Envelopes whose signatures were checked, by CID. Checking an envelope costs a pairing; the
+/// custody steps read the same order, commitment and certificate again and again.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedCache(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, VerifiedEnvelope>>>,
+);
+
+impl VerifiedCache {
+    fn get(&self, cid: &Cid) -> Option<VerifiedEnvelope> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(cid)
+            .cloned()
+    }
+
+    fn insert(&self, cid: Cid, envelope: VerifiedEnvelope) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Crude but bounded: start over when full.
+        if map.len() >= VERIFIED_CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(cid, envelope);
+    }
 }
 
 /// Capacity of the custody event channel; slow watchers miss events, never block custody.
@@ -376,22 +410,32 @@ impl RoleContext {
 
     /// Verifies a stored block as an envelope from a known identity.
     fn verified_block(&self, cid: &Cid) -> Result<VerifiedEnvelope, CustodyError> {
+        if let Some(envelope) = self.verified.get(cid) {
+            return Ok(envelope);
+        }
         let bytes = self
             .block(cid)
             .ok_or_else(|| CustodyError::Invalid(format!("block {cid} is not here")))?;
         self.verify(&bytes)
     }
 
-    /// Decodes and verifies envelope bytes against the sender's verified identity.
+    /// Decodes and verifies envelope bytes against the sender's verified identity, and
+    /// remembers the result so later steps do not verify the same block again.
     pub fn verify(&self, bytes: &[u8]) -> Result<VerifiedEnvelope, CustodyError> {
+        let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
+        if let Some(envelope) = self.verified.get(&cid) {
+            return Ok(envelope);
+        }
         let signed =
             SignedEnvelope::decode(bytes).map_err(|e| CustodyError::Invalid(e.to_string()))?;
         let sender = self
             .identity(&signed.envelope.sender)
             .ok_or_else(|| CustodyError::UnknownIdentity(signed.envelope.sender.to_string()))?;
-        signed
+        let envelope = signed
             .verify(&sender)
-            .map_err(|e| CustodyError::Invalid(e.to_string()))
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        self.verified.insert(cid, envelope.clone());
+        Ok(envelope)
     }
 
     /// Sends blocks to a peer in order; true if every one was accepted. A peer that cannot be
@@ -676,7 +720,7 @@ pub async fn on_commitment_signature(
         })
         .collect::<Result<_, _>>()?;
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
-    let certificate = Certificate::aggregate(commitment, &pairs).map_err(internal)?;
+    let certificate = Certificate::aggregate_verified(commitment, &pairs).map_err(internal)?;
     let envelope = ctx.envelope(
         Kind::Certificate,
         &reference,

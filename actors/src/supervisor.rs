@@ -99,6 +99,8 @@ pub struct SupervisorState {
     roles: HashMap<Role, ActorRef<RoleMsg>>,
     recent_restarts: Vec<Instant>,
     total_restarts: usize,
+    /// Envelopes verified on this node, shared by the role actors.
+    verified: crate::custody::VerifiedCache,
 }
 
 /// The root of a node's actor tree.
@@ -175,6 +177,7 @@ impl NodeSupervisor {
                         keystore: state.args.keystore.clone(),
                         events: state.args.custody_events.clone(),
                         staged: Default::default(),
+                        verified: state.verified.clone(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;
@@ -225,6 +228,7 @@ impl Actor for NodeSupervisor {
             roles: HashMap::new(),
             recent_restarts: Vec::new(),
             total_restarts: 0,
+            verified: Default::default(),
         };
         // Order matters: the store before anything that writes, the identity directory
         // before the network that feeds it.

@@ -188,6 +188,25 @@ impl Certificate {
         })
     }
 
+    /// Aggregates signatures each already verified on arrival, and checks the result once
+    /// (one pairing check instead of one per signer).
+    pub fn aggregate_verified(
+        commitment: Cid,
+        signatures: &[(&VerifiedIdentity, bls::Signature)],
+    ) -> Result<Self, CertificateError> {
+        let sigs: Vec<bls::Signature> = signatures.iter().map(|(_, s)| *s).collect();
+        let aggregate =
+            bls::aggregate_signatures(&sigs).map_err(|_| CertificateError::Signature)?;
+        let certificate = Self {
+            commitment,
+            signers: signatures.iter().map(|(i, _)| i.cid()).collect(),
+            signature: ByteBuf::from(aggregate.to_bytes().to_vec()),
+        };
+        let signers: Vec<&VerifiedIdentity> = signatures.iter().map(|(i, _)| *i).collect();
+        certificate.verify(commitment, &signers)?;
+        Ok(certificate)
+    }
+
     /// One pairing check that every listed fiduciary signed `commitment`.
     pub fn verify(
         &self,

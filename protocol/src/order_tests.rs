@@ -98,3 +98,25 @@ fn payloads_round_trip_and_secrets_stay_redacted() {
     assert_eq!(back, request);
     assert_eq!(request.policy.max_releases, 1);
 }
+
+#[test]
+fn pre_verified_signatures_aggregate_with_one_check() {
+    let nodes = fiduciaries(3);
+    let commitment = commitment_cid();
+    let message = custody_message(&commitment);
+    let mut signatures: Vec<(&VerifiedIdentity, bls::Signature)> = nodes
+        .iter()
+        .map(|n| (n.identity(), n.keys().bls().sign(&message)))
+        .collect();
+    let certificate = Certificate::aggregate_verified(commitment, &signatures).unwrap();
+    assert_eq!(
+        certificate,
+        Certificate::aggregate(commitment, &signatures).unwrap()
+    );
+    // A bad signature slipped in is still caught by the check of the whole.
+    signatures[2].1 = nodes[2].keys().bls().sign(b"not the commitment");
+    assert_eq!(
+        Certificate::aggregate_verified(commitment, &signatures),
+        Err(CertificateError::Signature)
+    );
+}
