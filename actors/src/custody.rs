@@ -32,11 +32,13 @@ use dta_protocol::order::{
     ReleaseRequest, SecretBytes, ShareDeal, ShareRelease, custody_message,
 };
 use libp2p::PeerId;
+use ractor::ActorRef;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_bytes::ByteBuf;
 use tokio::sync::watch;
 
 use crate::identities::Directory;
+use crate::keystore::KeystoreMsg;
 use crate::network::NetworkHandle;
 use crate::roles::Role;
 use crate::store::{Column, Store};
@@ -119,8 +121,8 @@ pub struct RoleContext {
     pub store: Store,
     /// The network.
     pub network: NetworkHandle,
-    /// The keystore backend, for wrapping shares and secrets.
-    pub keystore: std::sync::Arc<dyn dta_hsm::Keystore>,
+    /// The registered name of this node's keystore actor, which wraps shares and secrets.
+    pub keystore: String,
     /// Where record changes are announced.
     pub events: tokio::sync::broadcast::Sender<CustodyEvent>,
     /// Envelopes this node already verified, shared by its role actors.
@@ -128,6 +130,9 @@ pub struct RoleContext {
     /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
     pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
 }
+
+/// How long a keystore call may take (an HSM can be slow, never this slow).
+pub const KEYSTORE_TIMEOUT_MS: u64 = 30_000;
 
 /// How many verified envelopes a node remembers.
 pub const VERIFIED_CACHE_CAPACITY: usize = 8192;
@@ -324,20 +329,33 @@ impl RoleContext {
         Ok((cid, bytes))
     }
 
+    fn keystore_actor(&self) -> Result<ActorRef<KeystoreMsg>, CustodyError> {
+        ractor::registry::where_is(self.keystore.clone())
+            .map(Into::into)
+            .ok_or_else(|| internal("the keystore actor is not running"))
+    }
+
+    /// Wraps a secret through the keystore actor and stages the blob with the step.
     async fn keep_secret(&self, name: String, secret: Vec<u8>) -> Result<(), CustodyError> {
-        let keystore = self.keystore.clone();
-        let secret = zeroize::Zeroizing::new(secret);
-        // Wrapping may block (an HSM): keep it off the async workers.
-        let (name, blob) =
-            tokio::task::spawn_blocking(move || keystore.wrap(&name, &secret).map(|b| (name, b)))
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
+        let keystore = self.keystore_actor()?;
+        let wrap_name = name.clone();
+        let blob = ractor::call_t!(
+            keystore,
+            |reply| KeystoreMsg::Wrap {
+                name: wrap_name,
+                secret: SecretBytes::new(secret),
+                reply
+            },
+            KEYSTORE_TIMEOUT_MS
+        )
+        .map_err(internal)?
+        .map_err(CustodyError::Internal)?;
         self.stage(Column::Keystore, name.into_bytes(), blob);
         Ok(())
     }
 
-    fn load_secret(&self, name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, CustodyError> {
+    /// Loads (staged or stored) and unwraps a secret through the keystore actor.
+    async fn load_secret(&self, name: &str) -> Result<SecretBytes, CustodyError> {
         let blob = match self.staged_value(Column::Keystore, name.as_bytes()) {
             Some(blob) => blob,
             None => self
@@ -346,7 +364,18 @@ impl RoleContext {
                 .map_err(internal)?
                 .ok_or_else(|| CustodyError::Internal(format!("secret {name} is missing")))?,
         };
-        self.keystore.unwrap(name, &blob).map_err(internal)
+        let keystore = self.keystore_actor()?;
+        ractor::call_t!(
+            keystore,
+            |reply| KeystoreMsg::Unwrap {
+                name: name.to_owned(),
+                blob,
+                reply
+            },
+            KEYSTORE_TIMEOUT_MS
+        )
+        .map_err(internal)?
+        .map_err(CustodyError::Internal)
     }
 
     /// A stored (or staged) block.
@@ -1074,7 +1103,7 @@ pub async fn on_release_request(
     record.state = "released".into();
     ctx.save(Role::Fiduciary, &record).await?;
 
-    let value = ctx.load_secret(&format!("share/{reference}"))?;
+    let value = ctx.load_secret(&format!("share/{reference}")).await?;
     let index = *record
         .shares
         .keys()
@@ -1083,7 +1112,7 @@ pub async fn on_release_request(
     let released = ShareRelease {
         release: request_cid,
         index,
-        share: SecretBytes::new(value.to_vec()),
+        share: value,
     };
     let plain = zeroize::Zeroizing::new(encode(&released)?);
     let reply = ctx.envelope(
@@ -1195,15 +1224,14 @@ pub async fn on_share_release(
         ctx.save(Role::Beneficiary, &record).await?;
         return Ok(None);
     }
-    let shares: Vec<Share> = record
-        .shares
-        .keys()
-        .map(|index| {
-            let bytes = ctx.load_secret(&format!("received/{reference}/{index}"))?;
-            let value: [u8; 32] = bytes.as_slice().try_into().map_err(internal)?;
-            Share::from_parts(*index, &value).map_err(internal)
-        })
-        .collect::<Result<_, _>>()?;
+    let mut shares: Vec<Share> = Vec::with_capacity(record.shares.len());
+    for index in record.shares.keys() {
+        let bytes = ctx
+            .load_secret(&format!("received/{reference}/{index}"))
+            .await?;
+        let value: [u8; 32] = bytes.expose().try_into().map_err(internal)?;
+        shares.push(Share::from_parts(*index, &value).map_err(internal)?);
+    }
     let key = threshold::recover(&shares, order.threshold as usize).map_err(internal)?;
     let rebuilt_key = key.to_bls().map_err(internal)?.public_key();
     if rebuilt_key != commitments.group_public_key() {
@@ -1248,19 +1276,6 @@ pub async fn on_share_release(
         .peer_of(&order.principal)
         .ok_or_else(|| CustodyError::UnknownIdentity(order.principal.to_string()))?;
     Ok(Some((peer, vec![bytes])))
-}
-
-/// Beneficiary: the secret it received for `reference`, if any.
-pub fn received_secret(
-    ctx: &RoleContext,
-    reference: &str,
-) -> Result<Option<SecretBytes>, CustodyError> {
-    match ctx.record(Role::Beneficiary, reference)? {
-        Some(record) if !record.receipts.is_empty() => Ok(Some(SecretBytes::new(
-            ctx.load_secret(&format!("secret/{reference}"))?.to_vec(),
-        ))),
-        _ => Ok(None),
-    }
 }
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and

@@ -1,4 +1,6 @@
-//! The keystore actor: the one place secrets are wrapped, stored and unwrapped.
+//! The keystore actor: the one place secrets are wrapped and unwrapped. A PKCS#11 token
+//! answers one call at a time and may block, so every call runs here, on the blocking pool,
+//! in order. Wrapped blobs are stored by the caller, with the rest of its step.
 
 use std::sync::Arc;
 
@@ -20,21 +22,23 @@ pub struct KeystoreStatus {
 /// Messages to the [`KeystoreActor`].
 #[derive(Debug)]
 pub enum KeystoreMsg {
-    /// Wrap and store a secret durably.
-    Put {
+    /// Wrap a secret under its name.
+    Wrap {
         /// Its name.
         name: String,
         /// The secret.
         secret: SecretBytes,
-        /// Answered once stored.
-        reply: RpcReplyPort<Result<(), String>>,
+        /// The wrapped blob.
+        reply: RpcReplyPort<Result<Vec<u8>, String>>,
     },
-    /// Load and unwrap a secret.
-    Get {
+    /// Unwrap a blob made under `name`.
+    Unwrap {
         /// Its name.
         name: String,
-        /// The secret, if present.
-        reply: RpcReplyPort<Result<Option<SecretBytes>, String>>,
+        /// The wrapped blob.
+        blob: Vec<u8>,
+        /// The secret.
+        reply: RpcReplyPort<Result<SecretBytes, String>>,
     },
     /// Backend and count.
     Status(RpcReplyPort<Result<KeystoreStatus, String>>),
@@ -45,11 +49,11 @@ pub enum KeystoreMsg {
 pub struct KeystoreArgs {
     /// The backend.
     pub keystore: Arc<dyn Keystore>,
-    /// Where wrapped blobs live.
+    /// Where wrapped blobs live (for the count).
     pub store: Store,
 }
 
-/// The keystore actor. Wrapping may block (an HSM), so it runs on the blocking pool.
+/// The keystore actor.
 #[derive(Debug)]
 pub struct KeystoreActor;
 
@@ -72,40 +76,33 @@ impl Actor for KeystoreActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (keystore, store) = (state.keystore.clone(), state.store.clone());
+        let keystore = state.keystore.clone();
         match message {
-            KeystoreMsg::Put {
+            KeystoreMsg::Wrap {
                 name,
                 secret,
                 reply,
             } => {
                 let result = tokio::task::spawn_blocking(move || {
-                    let blob = keystore
+                    keystore
                         .wrap(&name, secret.expose())
-                        .map_err(|e| e.to_string())?;
-                    store
-                        .put_durable(Column::Keystore, name.as_bytes(), &blob)
                         .map_err(|e| e.to_string())
                 })
                 .await?;
                 let _ = reply.send(result);
             }
-            KeystoreMsg::Get { name, reply } => {
+            KeystoreMsg::Unwrap { name, blob, reply } => {
                 let result = tokio::task::spawn_blocking(move || {
-                    let Some(blob) = store
-                        .get(Column::Keystore, name.as_bytes())
-                        .map_err(|e| e.to_string())?
-                    else {
-                        return Ok(None);
-                    };
-                    let secret = keystore.unwrap(&name, &blob).map_err(|e| e.to_string())?;
-                    Ok(Some(SecretBytes::new(secret.to_vec())))
+                    keystore
+                        .unwrap(&name, &blob)
+                        .map(|secret| SecretBytes::new(secret.to_vec()))
+                        .map_err(|e| e.to_string())
                 })
                 .await?;
                 let _ = reply.send(result);
             }
             KeystoreMsg::Status(reply) => {
-                let secrets = store.scan(Column::Keystore).map(|all| all.len());
+                let secrets = state.store.scan(Column::Keystore).map(|all| all.len());
                 let _ = reply.send(
                     secrets
                         .map(|secrets| KeystoreStatus {

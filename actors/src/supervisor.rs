@@ -174,7 +174,7 @@ impl NodeSupervisor {
                         directory: state.args.directory.subscribe(),
                         store: state.args.store.clone(),
                         network: state.args.network_handle.clone(),
-                        keystore: state.args.keystore.clone(),
+                        keystore: format!("{}/{}", state.args.prefix, Child::Keystore.name()),
                         events: state.args.custody_events.clone(),
                         staged: Default::default(),
                         verified: state.verified.clone(),

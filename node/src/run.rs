@@ -205,7 +205,6 @@ impl Node {
         let http_stop = CancellationToken::new();
         let state = ApiState {
             prefix: format!("{peer_id}"),
-            keystore,
             identity: opened.identity.cid().to_string(),
             name: config.name.clone(),
             roles: roles.iter().map(|r| r.name().to_owned()).collect(),

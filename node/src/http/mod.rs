@@ -36,8 +36,6 @@ pub struct ApiState {
     pub store: Store,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The keystore, to hand a beneficiary its received secret.
-    pub keystore: Arc<dyn dta_hsm::Keystore>,
 }
 
 /// An API error: status and message.

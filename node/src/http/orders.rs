@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dta_actors::custody::{CustodyError, NewOrder, OrderRecord, SAFEGUARD_SECRET};
+use dta_actors::keystore::KeystoreMsg;
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
 use dta_protocol::Cid;
@@ -225,13 +226,29 @@ pub async fn secret(
         )
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "secret missing".into()))?;
-    let secret = state
-        .keystore
-        .unwrap(&format!("secret/{reference}"), &blob)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let keystore: ActorRef<KeystoreMsg> =
+        ractor::registry::where_is(format!("{}/keystore", state.prefix))
+            .map(Into::into)
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "keystore not running".into(),
+                )
+            })?;
+    let secret = ractor::call_t!(
+        keystore,
+        |reply| KeystoreMsg::Unwrap {
+            name: format!("secret/{reference}"),
+            blob,
+            reply
+        },
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(Json(json!({
         "reference": reference,
-        "secret": String::from_utf8_lossy(&secret),
+        "secret": String::from_utf8_lossy(secret.expose()),
     })))
 }
 
