@@ -278,6 +278,18 @@ impl RoleContext {
         let bytes = dagcbor::encode(record).map_err(internal)?;
         self.stage(Column::Orders, record_key(role, &record.reference), bytes);
         self.commit().await?;
+        if role == Role::Principal {
+            // A full channel only delays the announcement; it is a hint for auditors.
+            let _ = self
+                .network
+                .send(crate::network::NetworkCommand::AnnounceHead(
+                    dta_protocol::network::HeadAnnouncement {
+                        reference: record.reference.clone(),
+                        head: record.head,
+                    },
+                ))
+                .await;
+        }
         // Nobody listening is fine: the events are for watchers, the record is the truth.
         let _ = self.events.send(CustodyEvent {
             reference: record.reference.clone(),

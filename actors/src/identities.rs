@@ -44,6 +44,9 @@ pub struct KnownIdentity {
 pub struct Directory {
     /// Known identities, this node's own included.
     pub identities: BTreeMap<String, KnownIdentity>,
+    /// The last head announced for each order reference, with who announced it. Only a hint
+    /// of where to start an audit: the audit itself checks everything.
+    pub heads: BTreeMap<String, (Cid, Cid)>,
 }
 
 impl Directory {
@@ -177,8 +180,20 @@ impl Actor for IdentitiesActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let IdentitiesMsg::Network(event) = message;
-        let NetworkEvent::IdentityReceived { peer, document } = event else {
-            return Ok(());
+        let (peer, document) = match event {
+            NetworkEvent::IdentityReceived { peer, document } => (peer, document),
+            NetworkEvent::HeadAnnounced { peer, announcement } => {
+                // Heads count only from known identities; unknown announcers are ignored.
+                let announcer = state.directory.borrow().cid_of(&peer);
+                if let Some(announcer) = announcer {
+                    state.directory.send_modify(|d| {
+                        d.heads
+                            .insert(announcement.reference, (announcement.head, announcer));
+                    });
+                }
+                return Ok(());
+            }
+            NetworkEvent::EnvelopeReceived { .. } => return Ok(()),
         };
         let identity = match verify_received(peer, &document) {
             Ok(identity) => identity,

@@ -57,6 +57,8 @@ pub enum NetworkCommand {
     },
     /// Route events to another subscriber (for example a restarted actor).
     Subscribe(DerivedActorRef<NetworkEvent>),
+    /// Gossip an order's new head.
+    AnnounceHead(dta_protocol::network::HeadAnnouncement),
 }
 
 /// What the network tells subscribers.
@@ -68,6 +70,13 @@ pub enum NetworkEvent {
         peer: PeerId,
         /// The document's bytes.
         document: Vec<u8>,
+    },
+    /// A peer gossiped the head of an order's log.
+    HeadAnnounced {
+        /// The signed gossip publisher.
+        peer: PeerId,
+        /// The announcement.
+        announcement: dta_protocol::network::HeadAnnouncement,
     },
     /// A peer delivered an envelope that passed the structural checks.
     EnvelopeReceived {
@@ -393,6 +402,16 @@ impl SwarmLoop {
                 reply,
             } => self.send_or_queue(peer, request, reply),
             NetworkCommand::Subscribe(subscriber) => self.subscribers.push(subscriber),
+            NetworkCommand::AnnounceHead(announcement) => {
+                let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
+                match dta_protocol::dagcbor::encode(&announcement) {
+                    Ok(data) => match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                        Ok(_) => Metrics::bump(&self.metrics.gossip_published),
+                        Err(err) => debug!(%err, "head announcement not published"),
+                    },
+                    Err(err) => warn!(%err, "cannot encode a head announcement"),
+                }
+            }
         }
     }
 
@@ -501,10 +520,21 @@ impl SwarmLoop {
             BehaviourEvent::Rpc(event) => self.on_rpc(event),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
                 Metrics::bump(&self.metrics.gossip_received);
-                if message.topic.as_str() == IDENTITY_TOPIC {
-                    // Strict validation means `source` is the signed publisher.
-                    if let Some(source) = message.source {
+                // Strict validation means `source` is the signed publisher.
+                if let Some(source) = message.source {
+                    if message.topic.as_str() == IDENTITY_TOPIC {
                         self.on_identity(source, message.data);
+                    } else if message.topic.as_str() == dta_protocol::network::HEADS_TOPIC {
+                        match dta_protocol::dagcbor::decode(
+                            &message.data,
+                            dta_protocol::dagcbor::Limits::default(),
+                        ) {
+                            Ok(announcement) => self.emit(NetworkEvent::HeadAnnounced {
+                                peer: source,
+                                announcement,
+                            }),
+                            Err(err) => debug!(%source, %err, "malformed head announcement"),
+                        }
                     }
                 }
             }

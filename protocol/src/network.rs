@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// Gossipsub topic on which nodes announce their identity documents.
 pub const IDENTITY_TOPIC: &str = "dta/identities/v1";
+/// Gossipsub topic on which principals announce the newest envelope of each order's log.
+pub const HEADS_TOPIC: &str = "dta/heads/v1";
 /// dta's own Kademlia protocol, so that dta nodes form their own DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dta/kad/1.0.0");
 /// The request-response protocol.
@@ -73,6 +75,16 @@ pub enum Response {
     },
     /// The requested block is not here.
     NotFound,
+}
+
+/// "The log of order `reference` now ends at `head`", gossiped by the order's principal so
+/// that any node can audit the order by its reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadAnnouncement {
+    /// The order reference.
+    pub reference: String,
+    /// The newest envelope of its main chain.
+    pub head: cid::Cid,
 }
 
 /// Where the network loop reads blocks that peers ask for. Reads must be quick: they run on
@@ -189,6 +201,7 @@ fn behaviour(
         gossipsub_config,
     )?;
     gossipsub.subscribe(&gossipsub::IdentTopic::new(IDENTITY_TOPIC))?;
+    gossipsub.subscribe(&gossipsub::IdentTopic::new(HEADS_TOPIC))?;
     let codec = request_response::cbor::codec::Codec::default()
         .set_request_size_maximum(MAX_REQUEST_SIZE)
         .set_response_size_maximum(MAX_RESPONSE_SIZE);

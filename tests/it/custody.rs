@@ -561,6 +561,23 @@ async fn an_uninvolved_node_audits_the_log_and_catches_a_tampered_block() {
         report["fetched"], 5,
         "order, commitment, certificate, release, receipt"
     );
+    // The principal announces heads on gossipsub, so the reference alone is enough.
+    let by_reference = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let (status, report) = api.get(&net, OUTSIDER, "/v2/orders/zeta/audit").await;
+            if status == 200 && report["head"] == head.as_str() {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the announced head reaches the outsider");
+    assert_eq!(by_reference["passed"], true);
+    let (status, _) = api
+        .get(&net, OUTSIDER, "/v2/orders/nosuchorder/audit")
+        .await;
+    assert_eq!(status, 404);
 
     // Alter one stored block (the certificate) behind the node's back: the audit fails.
     let certificate: dta_protocol::Cid = report["envelopes"]

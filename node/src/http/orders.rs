@@ -269,14 +269,30 @@ pub async fn audit(
     let head = match query.head {
         Some(head) => cid(&head)?,
         None => {
-            let records = records_of(&state, &reference)?;
-            // The principal's head is the furthest along the main chain; then the beneficiary's.
+            let records = records(&state)?;
+            // The principal's head is the furthest along the main chain; then the beneficiary's;
+            // a node with no part in the order uses the head its principal announced.
             [Role::Principal, Role::Beneficiary, Role::Fiduciary]
                 .iter()
-                .find_map(|role| records.iter().find(|r| r.role == role.name()))
+                .find_map(|role| {
+                    records
+                        .iter()
+                        .find(|r| r.reference == reference && r.role == role.name())
+                })
                 .map(|r| r.head)
+                .or_else(|| {
+                    state
+                        .directory
+                        .borrow()
+                        .heads
+                        .get(&reference)
+                        .map(|(head, _)| *head)
+                })
                 .ok_or_else(|| {
-                    ApiError(StatusCode::NOT_FOUND, format!("no order {reference} here"))
+                    ApiError(
+                        StatusCode::NOT_FOUND,
+                        format!("no order {reference} known here"),
+                    )
                 })?
         }
     };
