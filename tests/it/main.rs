@@ -4,3 +4,4 @@ mod custody;
 mod demo;
 mod network;
 mod process;
+mod v1;

@@ -49,6 +49,7 @@ impl IntoResponse for ApiError {
 }
 
 mod orders;
+mod v1;
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
@@ -63,6 +64,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))
         .route("/v2/blocks/{cid}", get(block))
+        .route("/v1/status", get(v1::status))
+        .route("/v1/identity", get(v1::identities))
+        .route("/v1/identity/{cid}", get(v1::identity))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
