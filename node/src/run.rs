@@ -37,6 +37,12 @@ pub struct RunOptions {
     pub bootstrap: Option<Vec<String>>,
     /// Turns mDNS off.
     pub no_mdns: bool,
+    /// The plugin `/v1` orders use (only `safeguardsecret` so far).
+    pub plugin: Option<String>,
+    /// Fiduciaries of `/v1` orders; none means this node alone.
+    pub fiduciaries: Vec<String>,
+    /// Threshold of `/v1` orders.
+    pub threshold: Option<u32>,
 }
 
 /// Why a node could not start.
@@ -147,6 +153,25 @@ impl Node {
         })?;
 
         let peer_id = opened.keypair.public().to_peer_id();
+        if let Some(plugin) = &options.plugin
+            && plugin != dta_actors::custody::SAFEGUARD_SECRET
+        {
+            return Err(RunError::Actors(format!(
+                "plugin {plugin:?} is not available; this node supports {}",
+                dta_actors::custody::SAFEGUARD_SECRET
+            )));
+        }
+        let order_defaults = crate::http::OrderDefaults {
+            fiduciaries: options
+                .fiduciaries
+                .iter()
+                .map(|f| {
+                    dta_protocol::block::parse_cid(f)
+                        .map_err(|e| RunError::Actors(format!("--fiduciary {f}: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+            threshold: options.threshold,
+        };
         let metrics = Arc::new(Metrics::default());
         let (channels, network) = NetworkChannels::new();
         let (directory_tx, directory) = watch::channel(Directory::default());
@@ -212,6 +237,8 @@ impl Node {
             directory: directory.clone(),
             store: opened.store.clone(),
             metrics,
+            custody_events: custody_events.clone(),
+            order_defaults,
         };
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {

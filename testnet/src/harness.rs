@@ -245,6 +245,7 @@ impl TestnetBuilder {
                 api: Some("127.0.0.1:0".into()),
                 bootstrap: Some(bootstrap.unwrap_or_default()),
                 no_mdns: true,
+                ..RunOptions::default()
             };
             let node = Node::start(options.clone())
                 .await

@@ -65,6 +65,15 @@ enum Command {
         /// Do not discover peers on the LAN.
         #[arg(long)]
         no_mdns: bool,
+        /// Plugin of orders made through the original /v1 API.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Fiduciary of /v1 orders (repeatable); none means this node plays every role.
+        #[arg(long = "fiduciary")]
+        fiduciaries: Vec<String>,
+        /// Threshold of /v1 orders (default: all fiduciaries).
+        #[arg(long)]
+        threshold: Option<u32>,
     },
     /// This node's identity, peer id, addresses and roles.
     Status(client::ClientArgs),
@@ -215,6 +224,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             api,
             bootstrap,
             no_mdns,
+            plugin,
+            fiduciaries,
+            threshold,
         } => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -228,6 +240,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 api,
                 bootstrap: (!bootstrap.is_empty()).then_some(bootstrap),
                 no_mdns,
+                plugin,
+                fiduciaries,
+                threshold,
             };
             dta_node::run(options, shutdown).await?;
         }

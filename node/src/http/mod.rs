@@ -36,6 +36,20 @@ pub struct ApiState {
     pub store: Store,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Custody record changes, for calls that wait for a step (the `/v1` order calls).
+    pub custody_events: tokio::sync::broadcast::Sender<dta_actors::custody::CustodyEvent>,
+    /// Fiduciaries and threshold for `/v1` orders, which do not name them.
+    pub order_defaults: OrderDefaults,
+}
+
+/// Fiduciaries and threshold that `/v1` orders use (the original configured one master
+/// fiduciary per node; `dta run --fiduciary CID --threshold T` sets these).
+#[derive(Debug, Clone, Default)]
+pub struct OrderDefaults {
+    /// Fiduciary identity CIDs; empty means this node alone, as the original's multi mode.
+    pub fiduciaries: Vec<dta_protocol::Cid>,
+    /// Threshold; by default every fiduciary.
+    pub threshold: Option<u32>,
 }
 
 /// An API error: status and message.
@@ -65,6 +79,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/audit", get(orders::audit))
         .route("/v2/blocks/{cid}", get(block))
         .route("/v1/status", get(v1::status))
+        .route("/v1/order", get(v1::orders).post(v1::order))
+        .route("/v1/order/secret", post(v1::order_secret))
+        .route("/v1/order/{reference}", get(v1::get_order))
         .route("/v1/identity", get(v1::identities))
         .route("/v1/identity/{cid}", get(v1::identity))
         .route("/metrics", get(metrics))

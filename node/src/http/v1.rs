@@ -1,13 +1,28 @@
-//! The read-only part of the original D-TA's `/v1` API, with its JSON field names, so that its
-//! clients keep working: `GET /v1/status`, `GET /v1/identity`, `GET /v1/identity/{cid}`.
-//! Orders over `/v1` (`POST /v1/order`, `/v1/order/secret`) need the plugin framework and come
-//! with it.
+//! The original D-TA's `/v1` API, with its JSON field names, so that its clients keep
+//! working: `GET /v1/status`, `GET /v1/identity`, `GET /v1/identity/{cid}`, and for the
+//! `safeguardsecret` plugin `POST /v1/order`, `GET /v1/order`, `GET /v1/order/{ref}` and
+//! `POST /v1/order/secret`.
+//!
+//! A `/v1` order is a native order underneath: the fiduciaries and threshold come from
+//! `dta run --fiduciary/--threshold` (this node alone by default, like the original's multi
+//! mode), and the calls wait for the step they stand for (certified, or secret received). The
+//! `extension` fields keep the original's names; their contents are dta's: `cypherText` is the
+//! sealed secret, `v` the commitment CID and `t` the order request CID, and `/v1/order/secret`
+//! checks all three.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord, SAFEGUARD_SECRET};
 use dta_actors::identities::KnownIdentity;
+use dta_actors::keystore::KeystoreMsg;
+use dta_actors::roles::{Role, RoleMsg};
+use dta_actors::store::Column;
+use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
+use dta_protocol::dagcbor::{self, Limits};
+use dta_protocol::envelope::SignedEnvelope;
+use dta_protocol::order::{Commitment, SecretBytes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -104,6 +119,320 @@ pub async fn identity(
         .get(&parsed.to_string())
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown identity {cid}")))?;
     Ok(Json(identity_json(known)))
+}
+
+/// How long a `/v1` order call waits for its step.
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(status, message.into())
+}
+
+/// The body of `POST /v1/order`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBody {
+    #[serde(default, alias = "BeneficiaryIDDocumentCID")]
+    beneficiary_id_document_cid: Option<String>,
+    #[serde(default, alias = "Extension")]
+    extension: std::collections::BTreeMap<String, String>,
+}
+
+/// Waits until `reference`'s record for `role` on this node reaches `state`.
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<CustodyEvent>,
+    reference: &str,
+    role: Role,
+    state: &str,
+) -> Result<(), ApiError> {
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            match events.recv().await {
+                Ok(event)
+                    if event.reference == reference
+                        && event.role == role
+                        && event.state == state =>
+                {
+                    return Ok(());
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the node is stopping",
+                    ));
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| {
+        error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("order {reference} did not reach {state} in time"),
+        )
+    })?
+}
+
+fn principal_record(state: &ApiState, reference: &str) -> Result<OrderRecord, ApiError> {
+    let key = format!("{}/{reference}", Role::Principal.name());
+    let bytes = state
+        .store
+        .get(Column::Orders, key.as_bytes())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no order {reference} here")))?;
+    dagcbor::decode(&bytes, Limits::default())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn commitment(state: &ApiState, record: &OrderRecord) -> Result<Commitment, ApiError> {
+    let cid = record
+        .commitment
+        .ok_or_else(|| error(StatusCode::CONFLICT, "the order has no commitment yet"))?;
+    let bytes = state
+        .store
+        .get(Column::Blocks, &cid.to_bytes())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "commitment block missing",
+            )
+        })?;
+    let envelope = SignedEnvelope::decode(&bytes)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let public = envelope.envelope.public.ok_or_else(|| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "commitment has no payload",
+        )
+    })?;
+    dagcbor::decode(&public, Limits::default())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn principal(state: &ApiState) -> Result<ractor::ActorRef<RoleMsg>, ApiError> {
+    ractor::registry::where_is(format!("{}/principal", state.prefix))
+        .map(Into::into)
+        .ok_or_else(|| {
+            error(
+                StatusCode::CONFLICT,
+                "this node does not play the principal role",
+            )
+        })
+}
+
+pub async fn order(
+    State(state): State<ApiState>,
+    body: Result<Json<OrderBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let plain_text = body
+        .extension
+        .get("plainText")
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "extension.plainText is required"))?;
+    let me: Cid = state
+        .identity
+        .parse()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
+    let beneficiary = match &body.beneficiary_id_document_cid {
+        Some(cid) if !cid.is_empty() => {
+            parse_cid(cid).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?
+        }
+        _ => me,
+    };
+    let defaults = &state.order_defaults;
+    let fiduciaries = if defaults.fiduciaries.is_empty() {
+        vec![me]
+    } else {
+        defaults.fiduciaries.clone()
+    };
+    let threshold = defaults.threshold.unwrap_or(fiduciaries.len() as u32);
+    let reference = format!(
+        "v1-{}",
+        hex::encode(dta_crypto::Secret::<16>::random().expose())
+    );
+    let mut events = state.custody_events.subscribe();
+    let new = NewOrder {
+        reference: Some(reference.clone()),
+        plugin: SAFEGUARD_SECRET.into(),
+        fiduciaries,
+        threshold,
+        beneficiary: Some(beneficiary),
+        max_releases: 1,
+        secret: SecretBytes::new(plain_text.as_bytes().to_vec()),
+    };
+    ractor::call_t!(
+        principal(&state)?,
+        |reply| RoleMsg::CreateOrder { order: new, reply },
+        60_000
+    )
+    .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+    .map_err(ApiError::from)?;
+    wait_for(&mut events, &reference, Role::Principal, "certified").await?;
+    let record = principal_record(&state, &reference)?;
+    let commitment = commitment(&state, &record)?;
+    Ok(Json(json!({
+        "orderReference": reference,
+        "commitment": hex::encode(&commitment.public_key),
+        "createdAt": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "extension": {
+            "cypherText": commitment.output.get("sealed_secret").cloned().unwrap_or_default(),
+            "v": record.commitment.map(|c| c.to_string()),
+            "t": record.order.to_string(),
+        },
+    })))
+}
+
+/// The body of `POST /v1/order/secret`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretBody {
+    #[serde(alias = "OrderReference")]
+    order_reference: String,
+    #[serde(default, alias = "BeneficiaryIDDocumentCID")]
+    beneficiary_id_document_cid: Option<String>,
+    #[serde(default, alias = "Extension")]
+    extension: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn order_secret(
+    State(state): State<ApiState>,
+    body: Result<Json<SecretBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let reference = body.order_reference;
+    let record = principal_record(&state, &reference)?;
+    let commitment = commitment(&state, &record)?;
+    let expected = [
+        (
+            "cypherText",
+            commitment.output.get("sealed_secret").cloned(),
+        ),
+        ("v", record.commitment.map(|c| c.to_string())),
+        ("t", Some(record.order.to_string())),
+    ];
+    for (field, value) in expected {
+        if body.extension.get(field) != value.as_ref() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("extension.{field} does not match order {reference}"),
+            ));
+        }
+    }
+    let me = state.identity.clone();
+    if let Some(other) = body
+        .beneficiary_id_document_cid
+        .filter(|b| !b.is_empty() && *b != me)
+    {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("the secret goes to {other}; ask that node for it"),
+        ));
+    }
+    let mut events = state.custody_events.subscribe();
+    let already = received(&state, &reference).await?;
+    if already.is_none() {
+        let release_reference = reference.clone();
+        ractor::call_t!(
+            principal(&state)?,
+            |reply| RoleMsg::Release {
+                reference: release_reference,
+                beneficiary: None,
+                reply
+            },
+            60_000
+        )
+        .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+        .map_err(ApiError::from)?;
+        wait_for(&mut events, &reference, Role::Beneficiary, "received").await?;
+    }
+    let secret = match already {
+        Some(secret) => secret,
+        None => received(&state, &reference)
+            .await?
+            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
+    };
+    Ok(Json(json!({
+        "orderReference": reference,
+        "secret": hex::encode(secret.expose()),
+        "commitment": hex::encode(&commitment.public_key),
+        "extension": { "plainText": String::from_utf8_lossy(secret.expose()) },
+    })))
+}
+
+/// The secret this node received as beneficiary of `reference`, if any.
+async fn received(state: &ApiState, reference: &str) -> Result<Option<SecretBytes>, ApiError> {
+    let name = format!("secret/{reference}");
+    let Some(blob) = state
+        .store
+        .get(Column::Keystore, name.as_bytes())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let keystore: ractor::ActorRef<KeystoreMsg> =
+        ractor::registry::where_is(format!("{}/keystore", state.prefix))
+            .map(Into::into)
+            .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "keystore not running"))?;
+    ractor::call_t!(
+        keystore,
+        |reply| KeystoreMsg::Unwrap { name, blob, reply },
+        30_000
+    )
+    .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+    .map(Some)
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+pub async fn orders(
+    State(state): State<ApiState>,
+    query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(paging) = query.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let per_page = paging.per_page.unwrap_or(10).clamp(1, 1000);
+    let mut records: Vec<OrderRecord> = state
+        .store
+        .scan(Column::Orders)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .into_iter()
+        .filter_map(|(_, bytes)| dagcbor::decode::<OrderRecord>(&bytes, Limits::default()).ok())
+        .filter(|r| r.role == Role::Principal.name())
+        .collect();
+    if paging.sort_by.as_deref() == Some("dateCreatedAsc") {
+        records.reverse();
+    }
+    let page: Vec<String> = records
+        .iter()
+        .skip(paging.page.unwrap_or(0) * per_page)
+        .take(per_page)
+        .map(|r| r.reference.clone())
+        .collect();
+    Ok(Json(json!({ "orderReference": page, "extension": {} })))
+}
+
+pub async fn get_order(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = principal_record(&state, &reference)?;
+    let order = json!({
+        "reference": record.reference,
+        "state": record.state,
+        "principal": record.principal.to_string(),
+        "fiduciaries": record.fiduciaries.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "threshold": record.threshold,
+        "commitment": record.commitment.map(|c| c.to_string()),
+        "certificate": record.certificate.map(|c| c.to_string()),
+    });
+    Ok(Json(json!({
+        "orderCID": record.head.to_string(),
+        "order": order.to_string(),
+        "extension": {},
+    })))
 }
 
 /// The current time as RFC 3339 (UTC, seconds), like Go's `time.Time` JSON.
