@@ -6,7 +6,7 @@
 //!  ├─ KeystoreActor     wraps, stores and unwraps secrets (dta_hsm::Keystore)
 //!  ├─ IdentitiesActor   verifies received identity documents, keeps the directory
 //!  ├─ NetworkActor ──── owns the swarm task (commands in, events out, snapshots by watch)
-//!  └─ RoleActor ×n      principal, fiduciary, beneficiary (thin until the custody flow)
+//!  └─ RoleActor ×n      principal, fiduciary, beneficiary: the custody flow (see `custody`)
 //! ```
 //!
 //! The supervisor restarts any child that fails or stops unexpectedly, and gives up (failing
