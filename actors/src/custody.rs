@@ -54,6 +54,9 @@ pub const DELIVERY_BACKOFF: std::time::Duration = std::time::Duration::from_mill
 /// Largest secret a principal may hand over.
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
+/// Blocks for one peer, in the order they must arrive.
+pub type Delivery = (PeerId, Vec<Vec<u8>>);
+
 /// Why a custody operation was refused. Never carries secret material.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CustodyError {
@@ -550,7 +553,7 @@ pub struct Prepared {
     /// The stored record.
     pub record: OrderRecord,
     /// (fiduciary peer, blocks in delivery order).
-    pub deliveries: Vec<(PeerId, Vec<Vec<u8>>)>,
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Principal: builds, stores and returns everything for a new order.
@@ -661,6 +664,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     let (commitment_cid, commitment_bytes) = ctx.save_block(&commitment_envelope).await?;
 
     let mut deliveries = Vec::with_capacity(n);
+    let mut deals = BTreeMap::new();
     for (fiduciary, share) in fiduciaries.iter().zip(&shares) {
         let deal = ShareDeal {
             order: order_cid,
@@ -677,7 +681,8 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
             Some(&plain),
             &[fiduciary],
         )?;
-        let (_, deal_bytes) = ctx.save_block(&envelope).await?;
+        let (deal_cid, deal_bytes) = ctx.save_block(&envelope).await?;
+        deals.insert(share.index(), deal_cid);
         let peer = ctx
             .peer_of(&fiduciary.cid())
             .ok_or_else(|| CustodyError::UnknownIdentity(fiduciary.cid().to_string()))?;
@@ -699,7 +704,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         certificate: None,
         signatures: BTreeMap::new(),
         releases: BTreeMap::new(),
-        shares: BTreeMap::new(),
+        shares: deals,
         receipts: BTreeMap::new(),
         head: commitment_cid,
     };
@@ -707,12 +712,59 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     Ok(Prepared { record, deliveries })
 }
 
+/// Principal: what to send again so that stalled orders move on: the deal of every fiduciary
+/// that has not signed yet, and the certificate of certified orders still being released
+/// (a fiduciary that missed it cannot serve the release). Deliveries are idempotent on the
+/// receiving side, so sending too often costs only bandwidth.
+pub fn resume(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
+    let mut deliveries = Vec::new();
+    for record in ctx.records()? {
+        if record.role != Role::Principal.name() {
+            continue;
+        }
+        match (record.state.as_str(), record.commitment) {
+            ("dealt", Some(commitment)) => {
+                for (position, fiduciary) in record.fiduciaries.iter().enumerate() {
+                    if record.signatures.contains_key(&fiduciary.to_string()) {
+                        continue;
+                    }
+                    let index = position as u32 + 1;
+                    let blocks: Option<Vec<Vec<u8>>> = [
+                        Some(record.order),
+                        Some(commitment),
+                        record.shares.get(&index).copied(),
+                    ]
+                    .iter()
+                    .map(|cid| cid.and_then(|c| ctx.block(&c)))
+                    .collect();
+                    if let (Some(peer), Some(blocks)) = (ctx.peer_of(fiduciary), blocks) {
+                        deliveries.push((peer, blocks));
+                    }
+                }
+            }
+            ("releasing", _) => {
+                if let Some(certificate) = record.certificate.and_then(|c| ctx.block(&c)) {
+                    deliveries.extend(
+                        record
+                            .fiduciaries
+                            .iter()
+                            .filter_map(|f| ctx.peer_of(f))
+                            .map(|peer| (peer, vec![certificate.clone()])),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(deliveries)
+}
+
 /// Principal: a fiduciary's signature arrived. Returns the certificate's deliveries once all
 /// fiduciaries have signed.
 pub async fn on_commitment_signature(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
-) -> Result<Vec<(PeerId, Vec<Vec<u8>>)>, CustodyError> {
+) -> Result<Vec<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let mut record = ctx
         .record(Role::Principal, &reference)?
@@ -789,9 +841,9 @@ pub struct ReleasePlan {
     /// The stored record.
     pub record: OrderRecord,
     /// The beneficiary's peer and the chain it needs, delivered first.
-    pub beneficiary: (PeerId, Vec<Vec<u8>>),
+    pub beneficiary: Delivery,
     /// Each fiduciary's peer and the release request.
-    pub fiduciaries: Vec<(PeerId, Vec<Vec<u8>>)>,
+    pub fiduciaries: Vec<Delivery>,
 }
 
 /// Principal: prepares the next release of an order. A release that got no receipt yet (for
@@ -930,10 +982,19 @@ pub async fn on_share_deal(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
     deal_cid: Cid,
-) -> Result<(PeerId, Vec<Vec<u8>>), CustodyError> {
+) -> Result<Delivery, CustodyError> {
     let reference = envelope.envelope().order.clone();
     if let Some(existing) = ctx.record(Role::Fiduciary, &reference)? {
-        // Idempotent: the same deal again gets the same answer.
+        // The same deal again (the principal did not get our signature): sign again.
+        if existing.shares.values().any(|c| *c == deal_cid)
+            && envelope.envelope().sender == existing.principal
+        {
+            let commitment = existing
+                .commitment
+                .ok_or_else(|| internal("held order without commitment"))?;
+            return sign_commitment(ctx, &reference, commitment, deal_cid, existing.principal)
+                .await;
+        }
         return Err(CustodyError::Exists(existing.reference));
     }
     let commitment_cid = envelope
@@ -980,25 +1041,6 @@ pub async fn on_share_deal(
     ctx.keep_secret(format!("share/{reference}"), value.to_vec())
         .await?;
 
-    let signature = ctx
-        .local
-        .keys()
-        .bls()
-        .sign(&custody_message(&commitment_cid));
-    let signed = CommitmentSignature {
-        commitment: commitment_cid,
-        fiduciary: me,
-        signature: ByteBuf::from(signature.to_bytes().to_vec()),
-    };
-    let reply = ctx.envelope(
-        Kind::CommitmentSignature,
-        &reference,
-        Some(deal_cid),
-        Some(encode(&signed)?),
-        None,
-        &[],
-    )?;
-    let (_, bytes) = ctx.save_block(&reply).await?;
     let record = OrderRecord {
         reference: reference.clone(),
         role: Role::Fiduciary.name().into(),
@@ -1018,6 +1060,37 @@ pub async fn on_share_deal(
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index = deal.index, "share verified and kept");
+    sign_commitment(ctx, &reference, commitment_cid, deal_cid, principal).await
+}
+
+/// Fiduciary: signs the commitment and returns the signature's delivery to the principal.
+async fn sign_commitment(
+    ctx: &RoleContext,
+    reference: &str,
+    commitment_cid: Cid,
+    deal_cid: Cid,
+    principal: Cid,
+) -> Result<Delivery, CustodyError> {
+    let signature = ctx
+        .local
+        .keys()
+        .bls()
+        .sign(&custody_message(&commitment_cid));
+    let signed = CommitmentSignature {
+        commitment: commitment_cid,
+        fiduciary: ctx.local.cid(),
+        signature: ByteBuf::from(signature.to_bytes().to_vec()),
+    };
+    let reply = ctx.envelope(
+        Kind::CommitmentSignature,
+        reference,
+        Some(deal_cid),
+        Some(encode(&signed)?),
+        None,
+        &[],
+    )?;
+    let (_, bytes) = ctx.save_block(&reply).await?;
+    ctx.commit().await?;
     let peer = ctx
         .peer_of(&principal)
         .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
@@ -1034,6 +1107,10 @@ pub async fn on_certificate(
     let Some(mut record) = ctx.record(Role::Fiduciary, &reference)? else {
         return Ok(());
     };
+    // Sent again by a resuming principal: already recorded, and the state may have moved on.
+    if record.certificate == Some(cid) {
+        return Ok(());
+    }
     if envelope.envelope().sender != record.principal {
         return Err(CustodyError::Invalid(
             "certificate not from the principal".into(),
@@ -1066,7 +1143,7 @@ pub async fn on_release_request(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
     request_cid: Cid,
-) -> Result<(PeerId, Vec<Vec<u8>>), CustodyError> {
+) -> Result<Delivery, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let mut record = ctx
         .record(Role::Fiduciary, &reference)?
@@ -1150,7 +1227,7 @@ pub async fn on_share_release(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
     cid: Cid,
-) -> Result<Option<(PeerId, Vec<Vec<u8>>)>, CustodyError> {
+) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let request_cid = envelope
         .envelope()

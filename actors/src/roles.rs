@@ -14,6 +14,9 @@ use tracing::warn;
 use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
 use crate::network::{NetworkEvent, NetworkHandle};
 
+/// How often a principal sends again what its stalled orders still need.
+pub const RESUME_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The roles a node can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -81,6 +84,8 @@ pub enum RoleMsg {
         /// The stored record, once the deals are sent off.
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
+    /// Principal: send again what stalled orders still need (see [`custody::resume`]).
+    Resume,
     /// Principal: release an order.
     Release {
         /// The order reference.
@@ -121,7 +126,7 @@ pub struct RoleArgs {
 #[derive(Debug)]
 pub struct RoleActor;
 
-fn send_all(network: &NetworkHandle, deliveries: Vec<(PeerId, Vec<Vec<u8>>)>) {
+fn send_all(network: &NetworkHandle, deliveries: Vec<custody::Delivery>) {
     for (peer, blocks) in deliveries {
         let network = network.clone();
         tokio::spawn(async move {
@@ -216,9 +221,14 @@ impl Actor for RoleActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        if args.role == Role::Principal {
+            // Orders interrupted by a restart or by an unreachable fiduciary move on by
+            // themselves; the timer stops with the actor.
+            myself.send_interval(RESUME_INTERVAL, || RoleMsg::Resume);
+        }
         Ok(args)
     }
 
@@ -242,6 +252,10 @@ impl Actor for RoleActor {
                 }
             }
             RoleMsg::Network(_) => {}
+            RoleMsg::Resume => match custody::resume(&args.context) {
+                Ok(deliveries) => send_all(&args.context.network, deliveries),
+                Err(err) => warn!(%err, "cannot resume stalled orders"),
+            },
             RoleMsg::CreateOrder { order, reply } => {
                 let result = custody::create_order(&args.context, order).await;
                 let _ = reply.send(result.map(|prepared| {

@@ -86,9 +86,11 @@ impl TestNode {
         &self.home
     }
 
-    /// Stops the node (its home stays).
+    /// Stops the node (its home stays). A later [`TestNode::start`] listens on the same
+    /// addresses, as a real node with configured ports would, so peers find it again.
     pub async fn stop(&mut self) {
         if let Some(node) = self.node.take() {
+            self.options.listen = Some(node.info().listen_addrs.clone());
             node.stop().await;
         }
     }

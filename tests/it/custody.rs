@@ -627,3 +627,46 @@ async fn the_custody_benchmark_runs_every_phase() {
     assert!(report.certified_p50_ms > 0.0 && report.certified_p50_ms <= report.certified_p99_ms);
     assert!(report.certified_per_second > 0.0 && report.cycles_per_second > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_made_while_a_fiduciary_is_down_completes_when_it_returns() {
+    let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    let body = json!({
+        "reference": "eta",
+        "fiduciaries": FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect::<Vec<_>>(),
+        "threshold": 2,
+        "beneficiary": identity(&net, BENEFICIARY),
+        "secret": "patience",
+    });
+    net.test_node(3).stop().await;
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, 1, "eta", "fiduciary", "holding").await;
+    let (_, principal) = api.get(&net, PRINCIPAL, "/v2/orders/eta").await;
+    assert_eq!(
+        record(&principal, "principal")["state"],
+        "dealt",
+        "not certified without node 3"
+    );
+
+    // The principal restarts too; then the fiduciary comes back. The principal sends the
+    // missing deal again by itself and the order is certified.
+    net.test_node(PRINCIPAL).stop().await;
+    net.test_node(PRINCIPAL)
+        .start()
+        .await
+        .expect("principal restarts");
+    net.test_node(3).start().await.expect("fiduciary restarts");
+    api.wait_state(&net, PRINCIPAL, "eta", "principal", "certified")
+        .await;
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/eta/release", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, BENEFICIARY, "eta", "beneficiary", "received")
+        .await;
+    let (_, secret) = api.get(&net, BENEFICIARY, "/v2/orders/eta/secret").await;
+    assert_eq!(secret["secret"], "patience");
+    net.stop().await;
+}
