@@ -37,19 +37,16 @@ impl ClientArgs {
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base()?);
-        let response = reqwest::get(&url)
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .with_context(|| format!("{url} did not answer JSON"))?;
-        if !status.is_success() {
-            let message = body["error"].as_str().unwrap_or("unknown error");
-            bail!("{url}: {status}: {message}");
-        }
-        Ok(body)
+        answer(&url, reqwest::get(&url).await).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base()?);
+        answer(
+            &url,
+            reqwest::Client::new().post(&url).json(&body).send().await,
+        )
+        .await
     }
 }
 
@@ -151,26 +148,22 @@ pub async fn identity(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl ClientArgs {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base()?);
-        let response = reqwest::Client::new()
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .with_context(|| format!("{url} did not answer JSON"))?;
-        if !status.is_success() {
-            let message = body["error"].as_str().unwrap_or("unknown error");
-            bail!("{status}: {message}");
-        }
-        Ok(body)
+/// The JSON body of a successful answer, or the API's `{"error": ...}` as an error.
+async fn answer(
+    url: &str,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> anyhow::Result<Value> {
+    let response = response.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    if !status.is_success() {
+        let message = body["error"].as_str().unwrap_or("unknown error");
+        bail!("{url}: {status}: {message}");
     }
+    Ok(body)
 }
 
 /// `dta order ...`.

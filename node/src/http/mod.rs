@@ -135,17 +135,24 @@ async fn identities(State(state): State<ApiState>) -> Json<Value> {
     ))
 }
 
+/// A known identity by CID text: 400 if it is not a CID, 404 if it is not known here.
+fn known_identity(state: &ApiState, cid: &str) -> Result<KnownIdentity, ApiError> {
+    let parsed = parse_cid(cid).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    state
+        .directory
+        .borrow()
+        .identities
+        .get(&parsed.to_string())
+        .cloned()
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown identity {cid}")))
+}
+
 async fn identity(
     State(state): State<ApiState>,
     Path(cid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let parsed = parse_cid(&cid).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let directory = state.directory.borrow().clone();
-    let known = directory
-        .identities
-        .get(&parsed.to_string())
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown identity {cid}")))?;
-    let mut body = identity_json(known);
+    let known = known_identity(&state, &cid)?;
+    let mut body = identity_json(&known);
     body["document_hex"] = Value::String(hex::encode(&known.document));
     Ok(Json(body))
 }

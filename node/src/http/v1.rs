@@ -112,13 +112,7 @@ pub async fn identity(
     State(state): State<ApiState>,
     Path(cid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let parsed = parse_cid(&cid).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let directory = state.directory.borrow().clone();
-    let known = directory
-        .identities
-        .get(&parsed.to_string())
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown identity {cid}")))?;
-    Ok(Json(identity_json(known)))
+    Ok(Json(identity_json(&super::known_identity(&state, &cid)?)))
 }
 
 /// How long a `/v1` order call waits for its step.
