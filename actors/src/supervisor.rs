@@ -143,15 +143,7 @@ impl NodeSupervisor {
                 };
                 let (actor, _) =
                     Actor::spawn_linked(name, IdentitiesActor, args, supervisor).await?;
-                // A running network must route to the new actor; a network started later
-                // gets it in its arguments.
-                if state.network.is_some() {
-                    let _ = state
-                        .args
-                        .network_handle
-                        .send(NetworkCommand::Subscribe(actor.get_derived()))
-                        .await;
-                }
+                Self::subscribe(state, actor.get_derived()).await;
                 state.identities = Some(actor.clone());
                 actor.get_cell()
             }
@@ -181,19 +173,28 @@ impl NodeSupervisor {
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;
-                if state.network.is_some() {
-                    let _ = state
-                        .args
-                        .network_handle
-                        .send(NetworkCommand::Subscribe(actor.get_derived()))
-                        .await;
-                }
+                Self::subscribe(state, actor.get_derived()).await;
                 state.roles.insert(role, actor.clone());
                 actor.get_cell()
             }
         };
         state.children.insert(cell.get_id(), child);
         Ok(())
+    }
+
+    /// A running network must route to a new (or restarted) actor; a network started later
+    /// gets its subscribers in its arguments instead.
+    async fn subscribe(
+        state: &SupervisorState,
+        subscriber: ractor::DerivedActorRef<crate::network::NetworkEvent>,
+    ) {
+        if state.network.is_some() {
+            let _ = state
+                .args
+                .network_handle
+                .send(NetworkCommand::Subscribe(subscriber))
+                .await;
+        }
     }
 
     fn current(state: &SupervisorState, child: Child) -> Option<ActorCell> {
