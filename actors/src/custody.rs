@@ -1,34 +1,45 @@
-//! The custody flow for principal-provided secrets (`safeguardsecret`), as the three role
-//! actors run it across separate nodes.
+//! The custody flow, as the three role actors run it across separate nodes. What differs
+//! between plugins (where the key comes from, what it protects) is in [`crate::plugin`].
 //!
-//! Order: the principal publishes the order request and a commitment (Feldman commitments of a
-//! fresh scalar key `k`, the group public key, and the secret sealed under a key derived from
-//! `k`), then deals one sealed share of `k` to each fiduciary. A fiduciary checks its share
-//! against the commitment, keeps it through the keystore and sends back its BLS signature on
-//! the commitment; with all n signatures the principal publishes the certificate.
+//! Order of a dealt secret (`safeguardsecret`): the principal publishes the order request and a
+//! commitment (Feldman commitments of a fresh scalar key `k`, the group public key, and the
+//! plugin's outputs, such as the secret sealed under a key derived from `k`), then deals one
+//! sealed share of `k` to each fiduciary. A fiduciary checks its share against the commitment
+//! and keeps it through the keystore.
+//!
+//! Order of a generated key (`bitcoinwallet`, `milagro`): the principal sends the order request;
+//! each fiduciary generates a secp256k1 share in its keystore and answers with its public half.
+//! With all of them the principal publishes the commitment (every public share, their sum plus
+//! the beneficiary's identity key where the plugin includes it, and the outputs such as an
+//! address); each fiduciary checks its own share is listed and the sum and outputs follow.
+//!
+//! Either way each fiduciary then sends back its BLS signature on the commitment; with all n
+//! signatures the principal publishes the certificate.
 //!
 //! Release: the principal's signed release request goes to every fiduciary. Each checks the
 //! sender is the order's principal, the order is certified, the beneficiary is a verified
-//! identity and the policy allows this release, records the release durably, then seals its
-//! share to the beneficiary. The beneficiary checks each share against the commitment, rebuilds
-//! `k` from any t, checks it against the group public key, opens the secret, keeps it through
-//! its keystore and sends a signed receipt.
+//! identity (and the one whose share the key includes, if any) and the policy allows this
+//! release, records the release durably, then seals its share to the beneficiary. The
+//! beneficiary checks each share against the commitment, rebuilds the key from any t, checks it
+//! against the commitment's public key, lets the plugin turn it into the secret, keeps that
+//! through its keystore and sends a signed receipt.
 //!
 //! Log: order request ← commitment ← certificate ← release request ← receipt, each `prev`
-//! linking to the one before; deals, fiduciary signatures and share releases hang off the
-//! commitment and the release request. Every block a node sends or accepts is stored.
+//! linking to the one before; key shares hang off the order request, deals and fiduciary
+//! signatures off the commitment, share releases off the release request. Every block a node
+//! sends or accepts is stored.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dta_crypto::threshold::{self, Commitments, SecretScalar, Share};
-use dta_crypto::{Secret, bls, derive_key_material, seal};
+use dta_crypto::{Secret, bls, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{Draft, Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
 use dta_protocol::order::{
-    Certificate, Commitment, CommitmentSignature, OrderRequest, Receipt, ReleasePolicy,
+    Certificate, Commitment, CommitmentSignature, KeyShare, OrderRequest, Receipt, ReleasePolicy,
     ReleaseRequest, SecretBytes, ShareDeal, ShareRelease, custody_message,
 };
 use libp2p::PeerId;
@@ -40,19 +51,17 @@ use tokio::sync::watch;
 use crate::identities::Directory;
 use crate::keystore::KeystoreMsg;
 use crate::network::NetworkHandle;
+pub use crate::plugin::SAFEGUARD_SECRET;
+use crate::plugin::{self, KeySource, Plugin, RebuiltKey};
 use crate::roles::Role;
 use crate::store::{Column, Store};
 
-/// The only plugin this flow implements so far.
-pub const SAFEGUARD_SECRET: &str = "safeguardsecret";
 /// Longest order reference.
 pub const MAX_REFERENCE_LEN: usize = 128;
 /// How many times a delivery is tried.
 pub const DELIVERY_ATTEMPTS: u32 = 4;
 /// Wait before the first retry; doubled each time.
 pub const DELIVERY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
-/// Largest secret a principal may hand over.
-pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
 /// Blocks for one peer, in the order they must arrive.
 pub type Delivery = (PeerId, Vec<Vec<u8>>);
@@ -109,8 +118,10 @@ pub struct NewOrder {
     pub beneficiary: Option<Cid>,
     /// How many releases are allowed.
     pub max_releases: u32,
-    /// The secret to safeguard.
-    pub secret: SecretBytes,
+    /// Plugin input (for example `coin` for `bitcoinwallet`).
+    pub input: BTreeMap<String, String>,
+    /// The secret to safeguard, for plugins that take one.
+    pub secret: Option<SecretBytes>,
 }
 
 /// Everything the role actors share.
@@ -518,6 +529,20 @@ impl RoleContext {
         true
     }
 
+    /// The public payload of a block this node stored; stored blocks were verified before
+    /// they were kept, so this skips the signature check.
+    fn stored_payload<T: DeserializeOwned>(&self, cid: &Cid) -> Result<T, CustodyError> {
+        let bytes = self
+            .block(cid)
+            .ok_or_else(|| internal(format!("block {cid} is missing")))?;
+        SignedEnvelope::decode(&bytes)
+            .map_err(internal)?
+            .envelope
+            .public
+            .ok_or_else(|| internal(format!("block {cid} has no payload")))
+            .and_then(|public| dagcbor::decode(&public, Limits::default()).map_err(internal))
+    }
+
     fn payload<T: DeserializeOwned>(envelope: &VerifiedEnvelope) -> Result<T, CustodyError> {
         envelope
             .public_payload()
@@ -532,11 +557,6 @@ impl RoleContext {
         dagcbor::decode(&opened, Limits::default())
             .map_err(|e| CustodyError::Invalid(e.to_string()))
     }
-}
-
-/// The key that seals the secret, derived from the shared scalar.
-fn secret_key(scalar: &SecretScalar) -> Secret<32> {
-    derive_key_material(scalar.to_bytes().expose(), b"dta/safeguardsecret/v1")
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CustodyError> {
@@ -558,12 +578,13 @@ pub struct Prepared {
 
 /// Principal: builds, stores and returns everything for a new order.
 pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, CustodyError> {
-    if new.plugin != SAFEGUARD_SECRET {
-        return Err(CustodyError::Invalid(format!(
-            "unknown plugin {:?}; this node supports {SAFEGUARD_SECRET}",
-            new.plugin
-        )));
-    }
+    let plugin = plugin::find(&new.plugin).ok_or_else(|| {
+        CustodyError::Invalid(format!(
+            "unknown plugin {:?}; this node supports {}",
+            new.plugin,
+            plugin::names()
+        ))
+    })?;
     let n = new.fiduciaries.len();
     if new.threshold == 0 || new.threshold as usize > n {
         return Err(CustodyError::Invalid(format!(
@@ -575,11 +596,6 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     distinct.dedup();
     if distinct.len() != n {
         return Err(CustodyError::Invalid("a fiduciary is listed twice".into()));
-    }
-    if new.secret.expose().is_empty() || new.secret.expose().len() > MAX_SECRET_LEN {
-        return Err(CustodyError::Invalid(format!(
-            "the secret must be 1 to {MAX_SECRET_LEN} bytes"
-        )));
     }
     if new.max_releases == 0 {
         return Err(CustodyError::Invalid(
@@ -600,15 +616,6 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
             "reference must be 1 to {MAX_REFERENCE_LEN} characters of A-Z a-z 0-9 - _ ."
         )));
     }
-    if ctx.record(Role::Principal, &reference)?.is_some() {
-        return Err(CustodyError::Exists(reference));
-    }
-    let fiduciaries: Vec<VerifiedIdentity> = ctx.known_identities(&new.fiduciaries)?;
-    if let Some(beneficiary) = &new.beneficiary {
-        ctx.identity(beneficiary)
-            .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
-    }
-
     let request = OrderRequest {
         plugin: new.plugin.clone(),
         principal: ctx.local.cid(),
@@ -618,8 +625,36 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         policy: ReleasePolicy {
             max_releases: new.max_releases,
         },
-        input: BTreeMap::new(),
+        input: new.input.clone(),
     };
+    plugin
+        .check_order(&request)
+        .and_then(|()| plugin.check_secret(new.secret.as_ref()))
+        .map_err(CustodyError::Invalid)?;
+    if ctx.record(Role::Principal, &reference)?.is_some() {
+        return Err(CustodyError::Exists(reference));
+    }
+    let fiduciaries: Vec<VerifiedIdentity> = ctx.known_identities(&new.fiduciaries)?;
+    if let Some(beneficiary) = &new.beneficiary {
+        ctx.identity(beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+    }
+    let fiduciary_peers: Vec<PeerId> = fiduciaries
+        .iter()
+        .map(|f| {
+            ctx.peer_of(&f.cid())
+                .ok_or_else(|| CustodyError::UnknownIdentity(f.cid().to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    // Plugins seal before anything is staged, so a refusal leaves nothing behind.
+    let key = SecretScalar::random();
+    let sealed_output = match plugin.key_source() {
+        KeySource::Dealt => plugin
+            .seal(&reference, &key, new.secret.as_ref())
+            .map_err(CustodyError::Invalid)?,
+        KeySource::Generated => BTreeMap::new(),
+    };
+
     let order_envelope = ctx.envelope(
         Kind::OrderRequest,
         &reference,
@@ -629,16 +664,35 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         &[],
     )?;
     let (order_cid, order_bytes) = ctx.save_block(&order_envelope).await?;
+    let mut record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Principal.name().into(),
+        state: "ordered".into(),
+        order: order_cid,
+        commitment: None,
+        principal: ctx.local.cid(),
+        fiduciaries: new.fiduciaries.clone(),
+        threshold: new.threshold,
+        max_releases: new.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::new(),
+        receipts: BTreeMap::new(),
+        head: order_cid,
+    };
+    if plugin.key_source() == KeySource::Generated {
+        // Each fiduciary answers the request with the public half of a share it generates.
+        ctx.save(Role::Principal, &record).await?;
+        let deliveries = fiduciary_peers
+            .into_iter()
+            .map(|peer| (peer, vec![order_bytes.clone()]))
+            .collect();
+        return Ok(Prepared { record, deliveries });
+    }
 
-    let key = SecretScalar::random();
     let (shares, commitments) =
         threshold::split(&key, new.threshold as usize, n).map_err(internal)?;
-    let sealed_secret = seal::seal_with_single_use_key(
-        &secret_key(&key),
-        reference.as_bytes(),
-        new.secret.expose(),
-    )
-    .map_err(internal)?;
     let feldman: Vec<ByteBuf> = commitments
         .to_bytes()
         .iter()
@@ -650,8 +704,10 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         threshold: new.threshold,
         fiduciaries: new.fiduciaries.clone(),
         feldman: feldman.clone(),
+        key_shares: Vec::new(),
+        beneficiary_share: None,
         public_key: ByteBuf::from(commitments.group_public_key().to_bytes().to_vec()),
-        output: [("sealed_secret".to_owned(), hex::encode(&sealed_secret))].into(),
+        output: sealed_output,
     };
     let commitment_envelope = ctx.envelope(
         Kind::Commitment,
@@ -664,8 +720,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     let (commitment_cid, commitment_bytes) = ctx.save_block(&commitment_envelope).await?;
 
     let mut deliveries = Vec::with_capacity(n);
-    let mut deals = BTreeMap::new();
-    for (fiduciary, share) in fiduciaries.iter().zip(&shares) {
+    for ((fiduciary, share), peer) in fiduciaries.iter().zip(&shares).zip(fiduciary_peers) {
         let deal = ShareDeal {
             order: order_cid,
             index: share.index(),
@@ -682,39 +737,23 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
             &[fiduciary],
         )?;
         let (deal_cid, deal_bytes) = ctx.save_block(&envelope).await?;
-        deals.insert(share.index(), deal_cid);
-        let peer = ctx
-            .peer_of(&fiduciary.cid())
-            .ok_or_else(|| CustodyError::UnknownIdentity(fiduciary.cid().to_string()))?;
+        record.shares.insert(share.index(), deal_cid);
         deliveries.push((
             peer,
             vec![order_bytes.clone(), commitment_bytes.clone(), deal_bytes],
         ));
     }
-    let record = OrderRecord {
-        reference: reference.clone(),
-        role: Role::Principal.name().into(),
-        state: "dealt".into(),
-        order: order_cid,
-        commitment: Some(commitment_cid),
-        principal: ctx.local.cid(),
-        fiduciaries: new.fiduciaries,
-        threshold: new.threshold,
-        max_releases: new.max_releases,
-        certificate: None,
-        signatures: BTreeMap::new(),
-        releases: BTreeMap::new(),
-        shares: deals,
-        receipts: BTreeMap::new(),
-        head: commitment_cid,
-    };
+    record.state = "dealt".into();
+    record.commitment = Some(commitment_cid);
+    record.head = commitment_cid;
     ctx.save(Role::Principal, &record).await?;
     Ok(Prepared { record, deliveries })
 }
 
-/// Principal: what to send again so that stalled orders move on: the deal of every fiduciary
-/// that has not signed yet, and the certificate of certified orders still being released
-/// (a fiduciary that missed it cannot serve the release). Deliveries are idempotent on the
+/// Principal: what to send again so that stalled orders move on: the order request to every
+/// fiduciary that has not sent its key share, the deal or commitment to every fiduciary that
+/// has not signed yet, and the certificate of certified orders still being released (a
+/// fiduciary that missed it cannot serve the release). Deliveries are idempotent on the
 /// receiving side, so sending too often costs only bandwidth.
 pub fn resume(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
@@ -722,41 +761,162 @@ pub fn resume(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
         if record.role != Role::Principal.name() {
             continue;
         }
-        match (record.state.as_str(), record.commitment) {
-            ("dealt", Some(commitment)) => {
-                for (position, fiduciary) in record.fiduciaries.iter().enumerate() {
-                    if record.signatures.contains_key(&fiduciary.to_string()) {
-                        continue;
-                    }
-                    let index = position as u32 + 1;
-                    let blocks: Option<Vec<Vec<u8>>> = [
-                        Some(record.order),
-                        Some(commitment),
-                        record.shares.get(&index).copied(),
-                    ]
-                    .iter()
-                    .map(|cid| cid.and_then(|c| ctx.block(&c)))
-                    .collect();
-                    if let (Some(peer), Some(blocks)) = (ctx.peer_of(fiduciary), blocks) {
-                        deliveries.push((peer, blocks));
-                    }
+        let waiting = |have: &dyn Fn(u32, &Cid) -> bool| {
+            record
+                .fiduciaries
+                .iter()
+                .enumerate()
+                .filter(move |(position, fiduciary)| !have(*position as u32 + 1, fiduciary))
+                .map(|(position, fiduciary)| (position as u32 + 1, *fiduciary))
+                .collect::<Vec<_>>()
+        };
+        let mut send = |fiduciary: &Cid, cids: &[Option<Cid>]| {
+            let blocks: Option<Vec<Vec<u8>>> = cids
+                .iter()
+                .map(|cid| cid.and_then(|c| ctx.block(&c)))
+                .collect();
+            if let (Some(peer), Some(blocks)) = (ctx.peer_of(fiduciary), blocks) {
+                deliveries.push((peer, blocks));
+            }
+        };
+        let signed = |_: u32, f: &Cid| record.signatures.contains_key(&f.to_string());
+        match record.state.as_str() {
+            "ordered" => {
+                for (_, fiduciary) in waiting(&|index, _| record.shares.contains_key(&index)) {
+                    send(&fiduciary, &[Some(record.order)]);
                 }
             }
-            ("releasing", _) => {
-                if let Some(certificate) = record.certificate.and_then(|c| ctx.block(&c)) {
-                    deliveries.extend(
-                        record
-                            .fiduciaries
-                            .iter()
-                            .filter_map(|f| ctx.peer_of(f))
-                            .map(|peer| (peer, vec![certificate.clone()])),
-                    );
+            "dealt" => {
+                for (index, fiduciary) in waiting(&signed) {
+                    let deal = record.shares.get(&index).copied();
+                    send(&fiduciary, &[Some(record.order), record.commitment, deal]);
+                }
+            }
+            "committed" => {
+                for (_, fiduciary) in waiting(&signed) {
+                    send(&fiduciary, &[record.commitment]);
+                }
+            }
+            "releasing" => {
+                for fiduciary in &record.fiduciaries {
+                    send(fiduciary, &[record.certificate]);
                 }
             }
             _ => {}
         }
     }
     Ok(deliveries)
+}
+
+/// Principal: a fiduciary's key share arrived. Once every fiduciary's is in, publishes the
+/// commitment to the whole key and returns its deliveries.
+pub async fn on_key_share(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx
+        .record(Role::Principal, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let share: KeyShare = RoleContext::payload(envelope)?;
+    let sender = envelope.envelope().sender;
+    if share.index == 0 || record.fiduciaries.get(share.index as usize - 1) != Some(&sender) {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not fiduciary {} of {reference}",
+            share.index
+        )));
+    }
+    if share.order != record.order || envelope.envelope().prev != Some(record.order) {
+        return Err(CustodyError::Invalid("key share for another order".into()));
+    }
+    secp256k1::PublicKey::from_sec1(&share.public_key)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    if record.state != "ordered" || record.shares.contains_key(&share.index) {
+        return Ok(Vec::new());
+    }
+    record.shares.insert(share.index, cid);
+    if record.shares.len() < record.fiduciaries.len() {
+        ctx.save(Role::Principal, &record).await?;
+        return Ok(Vec::new());
+    }
+    let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
+    let plugin = order_plugin(&order)?;
+    let key_shares: Vec<ByteBuf> = record
+        .shares
+        .values()
+        .map(|cid| {
+            let share: KeyShare = ctx.stored_payload(cid)?;
+            Ok(share.public_key)
+        })
+        .collect::<Result<_, CustodyError>>()?;
+    let beneficiary_share = plugin.beneficiary_share(&order);
+    let public_key = combined_key(ctx, &key_shares, beneficiary_share)?;
+    let commitment = Commitment {
+        order: record.order,
+        plugin: order.plugin.clone(),
+        threshold: order.threshold,
+        fiduciaries: order.fiduciaries.clone(),
+        feldman: Vec::new(),
+        key_shares,
+        beneficiary_share,
+        public_key: ByteBuf::from(public_key.to_compressed().to_vec()),
+        output: plugin
+            .key_output(&order, &public_key)
+            .map_err(CustodyError::Invalid)?,
+    };
+    let envelope = ctx.envelope(
+        Kind::Commitment,
+        &reference,
+        Some(record.order),
+        Some(encode(&commitment)?),
+        None,
+        &[],
+    )?;
+    let (commitment_cid, bytes) = ctx.save_block(&envelope).await?;
+    record.commitment = Some(commitment_cid);
+    record.head = commitment_cid;
+    record.state = "committed".into();
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, commitment = %commitment_cid, "key shares combined");
+    Ok(record
+        .fiduciaries
+        .iter()
+        .filter_map(|f| ctx.peer_of(f))
+        .map(|peer| (peer, vec![bytes.clone()]))
+        .collect())
+}
+
+/// The plugin an order names.
+fn order_plugin(order: &OrderRequest) -> Result<&'static dyn Plugin, CustodyError> {
+    plugin::find(&order.plugin)
+        .ok_or_else(|| CustodyError::Invalid(format!("unknown plugin {:?}", order.plugin)))
+}
+
+/// `Σ S_i`, plus the beneficiary's identity key when it holds a share.
+fn combined_key(
+    ctx: &RoleContext,
+    key_shares: &[ByteBuf],
+    beneficiary: Option<Cid>,
+) -> Result<secp256k1::PublicKey, CustodyError> {
+    let mut keys: Vec<secp256k1::PublicKey> = key_shares
+        .iter()
+        .map(|k| {
+            secp256k1::PublicKey::from_sec1(k).map_err(|e| CustodyError::Invalid(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(beneficiary) = beneficiary {
+        let identity = ctx
+            .identity(&beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+        keys.push(*identity.secp256k1_key());
+    }
+    let (first, rest) = keys
+        .split_first()
+        .ok_or_else(|| CustodyError::Invalid("no key shares".into()))?;
+    rest.iter().try_fold(*first, |sum, k| {
+        sum.add(k).map_err(|e| CustodyError::Invalid(e.to_string()))
+    })
 }
 
 /// Principal: a fiduciary's signature arrived. Returns the certificate's deliveries once all
@@ -894,6 +1054,10 @@ pub async fn create_release(
                 .ok_or_else(|| CustodyError::Invalid("no beneficiary named".into()))?;
             ctx.identity(&beneficiary)
                 .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+            let commitment = record
+                .commitment
+                .ok_or_else(|| internal("certified order without commitment"))?;
+            check_beneficiary(ctx, &commitment, &beneficiary)?;
             let release = ReleaseRequest {
                 order: record.order,
                 certificate,
@@ -944,6 +1108,22 @@ pub async fn create_release(
     })
 }
 
+/// A key that includes a beneficiary's own share is useless to anyone else: refuses to
+/// release it elsewhere.
+fn check_beneficiary(
+    ctx: &RoleContext,
+    commitment: &Cid,
+    beneficiary: &Cid,
+) -> Result<(), CustodyError> {
+    let commitment: Commitment = ctx.stored_payload(commitment)?;
+    match commitment.beneficiary_share {
+        Some(holder) if holder != *beneficiary => Err(CustodyError::Invalid(format!(
+            "the key includes the share of beneficiary {holder}; only it can receive the key"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Principal: the beneficiary's receipt arrived.
 pub async fn on_receipt(
     ctx: &RoleContext,
@@ -976,6 +1156,171 @@ pub async fn on_receipt(
 // ---------------------------------------------------------------------------------------------
 // Fiduciary
 
+/// Fiduciary: an order request arrived. For a plugin whose fiduciaries generate the key, this
+/// node generates its share, keeps it through the keystore and returns the delivery of the
+/// share's public half to the principal. Orders of dealt secrets wait for their deal.
+pub async fn on_order_request(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    order_cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let order: OrderRequest = RoleContext::payload(envelope)?;
+    let plugin = order_plugin(&order)?;
+    let me = ctx.local.cid();
+    let Some(position) = order.fiduciaries.iter().position(|f| *f == me) else {
+        return Ok(None);
+    };
+    if plugin.key_source() != KeySource::Generated {
+        return Ok(None);
+    }
+    let principal = envelope.envelope().sender;
+    if order.principal != principal || envelope.envelope().prev.is_some() {
+        return Err(CustodyError::Invalid(
+            "order request not from its principal".into(),
+        ));
+    }
+    let index = position as u32 + 1;
+    let peer = ctx
+        .peer_of(&principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    if let Some(existing) = ctx.record(Role::Fiduciary, &reference)? {
+        // Asked again (our key share was lost on the way): send the same one.
+        if existing.order == order_cid {
+            let share = existing
+                .shares
+                .get(&index)
+                .and_then(|cid| ctx.block(cid))
+                .ok_or_else(|| internal("key share block missing"))?;
+            return Ok(Some((peer, vec![share])));
+        }
+        return Err(CustodyError::Exists(existing.reference));
+    }
+    plugin
+        .accept_custody(&order)
+        .map_err(CustodyError::Invalid)?;
+    let key = secp256k1::SecretKey::random();
+    ctx.keep_secret(
+        format!("share/{reference}"),
+        key.to_bytes().expose().to_vec(),
+    )
+    .await?;
+    let share = KeyShare {
+        order: order_cid,
+        index,
+        public_key: ByteBuf::from(key.public_key().to_compressed().to_vec()),
+    };
+    let reply = ctx.envelope(
+        Kind::KeyShare,
+        &reference,
+        Some(order_cid),
+        Some(encode(&share)?),
+        None,
+        &[],
+    )?;
+    let (share_cid, bytes) = ctx.save_block(&reply).await?;
+    let record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Fiduciary.name().into(),
+        state: "generated".into(),
+        order: order_cid,
+        commitment: None,
+        principal,
+        fiduciaries: order.fiduciaries,
+        threshold: order.threshold,
+        max_releases: order.policy.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::from([(index, share_cid)]),
+        receipts: BTreeMap::new(),
+        head: order_cid,
+    };
+    ctx.save(Role::Fiduciary, &record).await?;
+    tracing::info!(order = %reference, index, "key share generated and kept");
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// Fiduciary: the commitment to a generated key arrived. Checks that it lists this node's key
+/// share, that the key is the sum of the shares it lists and that the outputs follow from it,
+/// then signs it. Commitments of dealt secrets are checked with their deal instead.
+pub async fn on_commitment(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    commitment_cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let commitment: Commitment = RoleContext::payload(envelope)?;
+    if commitment.key_shares.is_empty() {
+        return Ok(None);
+    }
+    let Some(mut record) = ctx.record(Role::Fiduciary, &reference)? else {
+        return Ok(None);
+    };
+    if envelope.envelope().sender != record.principal || commitment.order != record.order {
+        return Err(CustodyError::Invalid(
+            "commitment not from the order's principal".into(),
+        ));
+    }
+    match record.commitment {
+        // Sent again (the principal did not get our signature): sign again.
+        Some(signed) if signed == commitment_cid => {
+            return sign_commitment(ctx, &reference, commitment_cid, record.principal)
+                .await
+                .map(Some);
+        }
+        Some(_) => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} already has another commitment"
+            )));
+        }
+        None => {}
+    }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    let plugin = order_plugin(&order)?;
+    let (index, share_cid) = record
+        .shares
+        .iter()
+        .next()
+        .map(|(i, c)| (*i, *c))
+        .ok_or_else(|| internal("no key share recorded"))?;
+    let mine: KeyShare = ctx.stored_payload(&share_cid)?;
+    let expected_shape = commitment.plugin == order.plugin
+        && commitment.threshold == order.threshold
+        && commitment.fiduciaries == order.fiduciaries
+        && commitment.feldman.is_empty()
+        && commitment.key_shares.len() == order.fiduciaries.len()
+        && commitment.beneficiary_share == plugin.beneficiary_share(&order);
+    if !expected_shape {
+        return Err(CustodyError::Invalid(
+            "commitment does not match the order".into(),
+        ));
+    }
+    if commitment.key_shares.get(index as usize - 1) != Some(&mine.public_key) {
+        return Err(CustodyError::Invalid(
+            "commitment does not list this node's key share".into(),
+        ));
+    }
+    let public_key = combined_key(ctx, &commitment.key_shares, commitment.beneficiary_share)?;
+    let output = plugin
+        .key_output(&order, &public_key)
+        .map_err(CustodyError::Invalid)?;
+    if commitment.public_key.as_slice() != public_key.to_compressed().as_slice()
+        || commitment.output != output
+    {
+        return Err(CustodyError::Invalid(
+            "commitment key or outputs do not follow from its key shares".into(),
+        ));
+    }
+    record.commitment = Some(commitment_cid);
+    record.head = commitment_cid;
+    record.state = "holding".into();
+    ctx.save(Role::Fiduciary, &record).await?;
+    sign_commitment(ctx, &reference, commitment_cid, record.principal)
+        .await
+        .map(Some)
+}
+
 /// Fiduciary: a share was dealt to this node. Returns the signature's delivery to the
 /// principal.
 pub async fn on_share_deal(
@@ -992,8 +1337,7 @@ pub async fn on_share_deal(
             let commitment = existing
                 .commitment
                 .ok_or_else(|| internal("held order without commitment"))?;
-            return sign_commitment(ctx, &reference, commitment, deal_cid, existing.principal)
-                .await;
+            return sign_commitment(ctx, &reference, commitment, existing.principal).await;
         }
         return Err(CustodyError::Exists(existing.reference));
     }
@@ -1060,7 +1404,7 @@ pub async fn on_share_deal(
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index = deal.index, "share verified and kept");
-    sign_commitment(ctx, &reference, commitment_cid, deal_cid, principal).await
+    sign_commitment(ctx, &reference, commitment_cid, principal).await
 }
 
 /// Fiduciary: signs the commitment and returns the signature's delivery to the principal.
@@ -1068,7 +1412,6 @@ async fn sign_commitment(
     ctx: &RoleContext,
     reference: &str,
     commitment_cid: Cid,
-    deal_cid: Cid,
     principal: Cid,
 ) -> Result<Delivery, CustodyError> {
     let signature = ctx
@@ -1084,7 +1427,7 @@ async fn sign_commitment(
     let reply = ctx.envelope(
         Kind::CommitmentSignature,
         reference,
-        Some(deal_cid),
+        Some(commitment_cid),
         Some(encode(&signed)?),
         None,
         &[],
@@ -1183,6 +1526,10 @@ pub async fn on_release_request(
     let beneficiary = ctx
         .identity(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    let commitment_cid = record
+        .commitment
+        .ok_or_else(|| internal("held order without commitment"))?;
+    check_beneficiary(ctx, &commitment_cid, &request.beneficiary)?;
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
@@ -1265,18 +1612,28 @@ pub async fn on_share_release(
     let certificate: Certificate = RoleContext::payload(&certificate_envelope)?;
     let commitment_envelope = ctx.verified_block(&certificate.commitment)?;
     let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
-    let commitments = Commitments::from_bytes(&commitment.feldman)
-        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    let plugin = order_plugin(&order)?;
     let value: [u8; 32] = released
         .share
         .expose()
         .try_into()
         .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
-    let share = Share::from_parts(released.index, &value)
-        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    commitments.verify_share(&share).map_err(|_| {
-        CustodyError::Invalid(format!("share from {sender} does not match the commitment"))
-    })?;
+    let mismatch =
+        || CustodyError::Invalid(format!("share from {sender} does not match the commitment"));
+    if commitment.key_shares.is_empty() {
+        let share = Share::from_parts(released.index, &value)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        Commitments::from_bytes(&commitment.feldman)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?
+            .verify_share(&share)
+            .map_err(|_| mismatch())?;
+    } else {
+        let key = secp256k1::SecretKey::from_bytes(&value).map_err(|_| mismatch())?;
+        let expected = commitment.key_shares.get(released.index as usize - 1);
+        if expected.map(|k| k.as_slice()) != Some(key.public_key().to_compressed().as_slice()) {
+            return Err(mismatch());
+        }
+    }
 
     let mut record = match ctx.record(Role::Beneficiary, &reference)? {
         Some(record) => record,
@@ -1313,29 +1670,19 @@ pub async fn on_share_release(
         ctx.save(Role::Beneficiary, &record).await?;
         return Ok(None);
     }
-    let mut shares: Vec<Share> = Vec::with_capacity(record.shares.len());
+    let mut values = Vec::with_capacity(record.shares.len());
     for index in record.shares.keys() {
         let bytes = ctx
             .load_secret(&format!("received/{reference}/{index}"))
             .await?;
         let value: [u8; 32] = bytes.expose().try_into().map_err(internal)?;
-        shares.push(Share::from_parts(*index, &value).map_err(internal)?);
+        values.push((*index, value));
     }
-    let key = threshold::recover(&shares, order.threshold as usize).map_err(internal)?;
-    let rebuilt_key = key.to_bls().map_err(internal)?.public_key();
-    if rebuilt_key != commitments.group_public_key() {
-        return Err(CustodyError::Invalid(
-            "rebuilt key does not match the commitment".into(),
-        ));
-    }
-    let sealed = commitment
-        .output
-        .get("sealed_secret")
-        .and_then(|h| hex::decode(h).ok())
-        .ok_or_else(|| CustodyError::Invalid("commitment has no sealed secret".into()))?;
-    let secret = seal::open_with_single_use_key(&secret_key(&key), reference.as_bytes(), &sealed)
-        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    ctx.keep_secret(format!("secret/{reference}"), secret.to_vec())
+    let key = rebuild(ctx, &commitment, &order, &values)?;
+    let secret = plugin
+        .finish(&reference, &commitment, key)
+        .map_err(CustodyError::Invalid)?;
+    ctx.keep_secret(format!("secret/{reference}"), secret.expose().to_vec())
         .await?;
 
     let receipt = Receipt {
@@ -1345,7 +1692,7 @@ pub async fn on_share_release(
             .keys()
             .map(|i| order.fiduciaries[*i as usize - 1])
             .collect(),
-        public_key: ByteBuf::from(rebuilt_key.to_bytes().to_vec()),
+        public_key: commitment.public_key.clone(),
     };
     let envelope = ctx.envelope(
         Kind::Receipt,
@@ -1365,6 +1712,54 @@ pub async fn on_share_release(
         .peer_of(&order.principal)
         .ok_or_else(|| CustodyError::UnknownIdentity(order.principal.to_string()))?;
     Ok(Some((peer, vec![bytes])))
+}
+
+/// Rebuilds an order's key from released shares (index, value) and checks it against the
+/// commitment: Lagrange interpolation of a dealt scalar, or the sum of generated secp256k1
+/// shares plus this beneficiary's own share where the key includes it.
+fn rebuild(
+    ctx: &RoleContext,
+    commitment: &Commitment,
+    order: &OrderRequest,
+    values: &[(u32, [u8; 32])],
+) -> Result<RebuiltKey, CustodyError> {
+    let mismatch = || CustodyError::Invalid("rebuilt key does not match the commitment".into());
+    if commitment.key_shares.is_empty() {
+        let shares: Vec<Share> = values
+            .iter()
+            .map(|(index, value)| Share::from_parts(*index, value).map_err(internal))
+            .collect::<Result<_, _>>()?;
+        let key = threshold::recover(&shares, order.threshold as usize).map_err(internal)?;
+        let rebuilt = key.to_bls().map_err(internal)?.public_key();
+        if rebuilt.to_bytes().as_slice() != commitment.public_key.as_slice() {
+            return Err(mismatch());
+        }
+        return Ok(RebuiltKey::Scalar(key));
+    }
+    let mut keys: Vec<secp256k1::SecretKey> = values
+        .iter()
+        .map(|(_, value)| secp256k1::SecretKey::from_bytes(value).map_err(internal))
+        .collect::<Result<_, _>>()?;
+    match commitment.beneficiary_share {
+        Some(holder) if holder == ctx.local.cid() => {
+            keys.push(ctx.local.keys().secp256k1().clone())
+        }
+        Some(holder) => {
+            return Err(CustodyError::Invalid(format!(
+                "the key includes the share of {holder}, not of this node"
+            )));
+        }
+        None => {}
+    }
+    let (first, rest) = keys.split_first().ok_or_else(mismatch)?;
+    let key = rest
+        .iter()
+        .try_fold(first.clone(), |sum, k| sum.add(k))
+        .map_err(|_| mismatch())?;
+    if key.public_key().to_compressed().as_slice() != commitment.public_key.as_slice() {
+        return Err(mismatch());
+    }
+    Ok(RebuiltKey::Secp256k1(key))
 }
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and

@@ -23,6 +23,7 @@ pub mod identities;
 pub mod keystore;
 pub mod metrics;
 pub mod network;
+pub mod plugin;
 pub mod roles;
 pub mod store;
 pub mod supervisor;

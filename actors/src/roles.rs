@@ -49,7 +49,10 @@ impl Role {
     /// Whether envelopes of `kind` are this role's business.
     fn handles(self, kind: Kind) -> bool {
         match self {
-            Self::Principal => matches!(kind, Kind::CommitmentSignature | Kind::Receipt),
+            Self::Principal => matches!(
+                kind,
+                Kind::KeyShare | Kind::CommitmentSignature | Kind::Receipt
+            ),
             Self::Fiduciary => matches!(
                 kind,
                 Kind::OrderRequest
@@ -156,7 +159,11 @@ impl RoleActor {
             (Role::Principal, _)
                 | (
                     Role::Fiduciary,
-                    Kind::ShareDeal | Kind::Certificate | Kind::ReleaseRequest
+                    Kind::OrderRequest
+                        | Kind::Commitment
+                        | Kind::ShareDeal
+                        | Kind::Certificate
+                        | Kind::ReleaseRequest
                 )
                 | (Role::Beneficiary, Kind::ShareRelease)
         );
@@ -172,7 +179,21 @@ impl RoleActor {
                 let deliveries = custody::on_commitment_signature(ctx, &envelope).await?;
                 send_all(&ctx.network, deliveries);
             }
+            (Role::Principal, Kind::KeyShare) => {
+                let deliveries = custody::on_key_share(ctx, &envelope, cid).await?;
+                send_all(&ctx.network, deliveries);
+            }
             (Role::Principal, Kind::Receipt) => custody::on_receipt(ctx, &envelope, cid).await?,
+            (Role::Fiduciary, Kind::OrderRequest) => {
+                if let Some(delivery) = custody::on_order_request(ctx, &envelope, cid).await? {
+                    send_all(&ctx.network, vec![delivery]);
+                }
+            }
+            (Role::Fiduciary, Kind::Commitment) => {
+                if let Some(delivery) = custody::on_commitment(ctx, &envelope, cid).await? {
+                    send_all(&ctx.network, vec![delivery]);
+                }
+            }
             (Role::Fiduciary, Kind::ShareDeal)
                 if envelope
                     .envelope()

@@ -37,7 +37,7 @@ pub struct RunOptions {
     pub bootstrap: Option<Vec<String>>,
     /// Turns mDNS off.
     pub no_mdns: bool,
-    /// The plugin `/v1` orders use (only `safeguardsecret` so far).
+    /// The plugin `/v1` orders use (`milagro`, the original's default, when absent).
     pub plugin: Option<String>,
     /// Fiduciaries of `/v1` orders; none means this node alone.
     pub fiduciaries: Vec<String>,
@@ -153,12 +153,14 @@ impl Node {
         })?;
 
         let peer_id = opened.keypair.public().to_peer_id();
-        if let Some(plugin) = &options.plugin
-            && plugin != dta_actors::custody::SAFEGUARD_SECRET
-        {
+        let plugin = options
+            .plugin
+            .clone()
+            .unwrap_or_else(|| dta_actors::plugin::MILAGRO.to_owned());
+        if dta_actors::plugin::find(&plugin).is_none() {
             return Err(RunError::Actors(format!(
                 "plugin {plugin:?} is not available; this node supports {}",
-                dta_actors::custody::SAFEGUARD_SECRET
+                dta_actors::plugin::names()
             )));
         }
         let order_defaults = crate::http::OrderDefaults {
@@ -171,6 +173,7 @@ impl Node {
                 })
                 .collect::<Result<_, _>>()?,
             threshold: options.threshold,
+            plugin,
         };
         let metrics = Arc::new(Metrics::default());
         let (channels, network) = NetworkChannels::new();

@@ -42,6 +42,8 @@ pub enum Kind {
     OrderRequest,
     /// A principal hands one fiduciary its share.
     ShareDeal,
+    /// A fiduciary publishes the public half of a key share it generated.
+    KeyShare,
     /// The public commitment to an order's secret or key.
     Commitment,
     /// A fiduciary's signature over the commitment.

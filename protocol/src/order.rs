@@ -112,10 +112,29 @@ pub struct Commitment {
     pub fiduciaries: Vec<Cid>,
     /// Feldman commitments for a dealt secret; empty for fiduciary-generated keys.
     pub feldman: Vec<ByteBuf>,
+    /// Each fiduciary's public key share (compressed secp256k1), in share-index order, for
+    /// fiduciary-generated keys; empty for a dealt secret.
+    pub key_shares: Vec<ByteBuf>,
+    /// The beneficiary whose identity secp256k1 key is a share of the key, if any: only that
+    /// beneficiary can rebuild it.
+    pub beneficiary_share: Option<Cid>,
     /// The public key of the whole secret or key.
     pub public_key: ByteBuf,
     /// Plugin output (for example a wallet address).
     pub output: BTreeMap<String, String>,
+}
+
+/// The public half of a key share a fiduciary generated itself (public payload of
+/// [`crate::envelope::Kind::KeyShare`]); the secret half never leaves its keystore before a
+/// release.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct KeyShare {
+    /// The order request envelope.
+    pub order: Cid,
+    /// Share index (the fiduciary's position, from 1).
+    pub index: u32,
+    /// The share's public key (compressed secp256k1, 33 bytes).
+    pub public_key: ByteBuf,
 }
 
 /// A fiduciary's BLS signature over [`custody_message`] of a commitment.

@@ -87,7 +87,8 @@ impl Principal {
             threshold: self.threshold,
             beneficiary: Some(self.beneficiary),
             max_releases: 1,
-            secret: SecretBytes::new(vec![0x42; 32]),
+            input: Default::default(),
+            secret: Some(SecretBytes::new(vec![0x42; 32])),
         }
     }
 

@@ -251,6 +251,8 @@ pub fn run() -> Result<DemoReport, DemoError> {
         threshold: request.threshold,
         fiduciaries: request.fiduciaries.clone(),
         feldman,
+        key_shares: Vec::new(),
+        beneficiary_share: None,
         public_key: ByteBuf::from(commitments.group_public_key().to_bytes().to_vec()),
         output: Default::default(),
     };

@@ -62,6 +62,7 @@ pub struct TestnetBuilder {
     nodes: usize,
     allow_lists: Vec<(usize, Vec<usize>)>,
     wait_for_knowledge: bool,
+    plugin: Option<String>,
 }
 
 /// One node of a testnet: its home and, while running, the node.
@@ -127,6 +128,7 @@ impl Testnet {
             nodes: 3,
             allow_lists: Vec::new(),
             wait_for_knowledge: true,
+            plugin: None,
         }
     }
 
@@ -196,6 +198,12 @@ impl TestnetBuilder {
         self
     }
 
+    /// The plugin of every node's `/v1` orders (`dta run --plugin`).
+    pub fn plugin(mut self, plugin: &str) -> Self {
+        self.plugin = Some(plugin.to_owned());
+        self
+    }
+
     /// Return as soon as the nodes run, without waiting for full identity knowledge.
     pub fn no_wait(mut self) -> Self {
         self.wait_for_knowledge = false;
@@ -247,6 +255,7 @@ impl TestnetBuilder {
                 api: Some("127.0.0.1:0".into()),
                 bootstrap: Some(bootstrap.unwrap_or_default()),
                 no_mdns: true,
+                plugin: self.plugin.clone(),
                 ..RunOptions::default()
             };
             let node = Node::start(options.clone())

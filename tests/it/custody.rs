@@ -214,7 +214,9 @@ async fn bad_orders_get_clear_errors_and_change_nothing() {
             400,
             "unknown or unverified identity",
         ),
-        (with("secret", json!("")), 400, "secret"),
+        (with("secret", Value::Null), 400, "needs a secret"),
+        (with("plugin", json!("milagro")), 400, "takes no secret"),
+        (with("input", json!({ "coin": "0" })), 400, "takes no input"),
         (with("reference", json!("has space")), 400, "reference"),
         (with("colour", json!("blue")), 400, "unknown field"),
     ];
@@ -668,5 +670,168 @@ async fn an_order_made_while_a_fiduciary_is_down_completes_when_it_returns() {
         .await;
     let (_, secret) = api.get(&net, BENEFICIARY, "/v2/orders/eta/secret").await;
     assert_eq!(secret["secret"], "patience");
+    net.stop().await;
+}
+
+/// The public key of a hex secp256k1 private key (compressed).
+fn public_of(secret_hex: &Value) -> String {
+    let bytes: [u8; 32] = hex::decode(secret_hex.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = dta_crypto::secp256k1::SecretKey::from_bytes(&bytes).unwrap();
+    hex::encode(key.public_key().to_compressed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_key_generated_by_three_fiduciaries_reaches_only_its_beneficiary() {
+    let net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let base = json!({
+        "reference": "wallet",
+        "plugin": "bitcoinwallet",
+        "fiduciaries": fiduciaries,
+        "threshold": 3,
+        "beneficiary": identity(&net, BENEFICIARY),
+        "input": { "coin": "1" },
+    });
+    let with = |key: &str, value: Value| {
+        let mut body = base.clone();
+        body[key] = value;
+        body
+    };
+    for (body, needle) in [
+        (with("threshold", json!(2)), "n-of-n"),
+        (with("input", json!({ "coin": "7" })), "unsupported coin"),
+        (with("input", json!({})), "needs input coin"),
+        (with("secret", json!("x")), "takes no secret"),
+    ] {
+        let (status, answer) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{answer}"
+        );
+    }
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", base).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, PRINCIPAL, "wallet", "principal", "certified")
+        .await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/wallet").await;
+    let principal = record(&shown, "principal");
+    let public_key = principal["public_key"].as_str().unwrap().to_owned();
+    let address = principal["output"]["address"].as_str().unwrap().to_owned();
+    assert!(
+        address.starts_with('m') || address.starts_with('n'),
+        "{shown}"
+    );
+    for fiduciary in FIDUCIARIES {
+        api.wait_state(&net, fiduciary, "wallet", "fiduciary", "certified")
+            .await;
+        let (_, held) = api.get(&net, fiduciary, "/v2/orders/wallet").await;
+        assert_eq!(
+            record(&held, "fiduciary")["public_key"],
+            public_key.as_str()
+        );
+    }
+
+    // The key includes the beneficiary's own share: releasing it elsewhere is refused.
+    let (status, body) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/wallet/release",
+            json!({ "beneficiary": identity(&net, 1) }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/wallet/release", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, BENEFICIARY, "wallet", "beneficiary", "received")
+        .await;
+    let (status, secret) = api.get(&net, BENEFICIARY, "/v2/orders/wallet/secret").await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(
+        public_of(&secret["secret_hex"]),
+        public_key,
+        "key·G is the commitment"
+    );
+    let (status, report) = api.get(&net, BENEFICIARY, "/v2/orders/wallet/audit").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["receipts"], 1, "{report}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_milagro_key_needs_every_fiduciary_and_goes_to_the_beneficiary_named_at_release() {
+    let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    let body = json!({
+        "reference": "mpin-key",
+        "plugin": "milagro",
+        "fiduciaries": FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect::<Vec<_>>(),
+        "threshold": 3,
+    });
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, PRINCIPAL, "mpin-key", "principal", "certified")
+        .await;
+    for fiduciary in FIDUCIARIES {
+        api.wait_state(&net, fiduciary, "mpin-key", "fiduciary", "certified")
+            .await;
+    }
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/mpin-key").await;
+    let public_key = record(&shown, "principal")["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let release = json!({ "beneficiary": identity(&net, BENEFICIARY) });
+
+    // n-of-n: with one fiduciary down the release fails and reveals nothing.
+    net.test_node(2).stop().await;
+    let (status, body) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/mpin-key/release",
+            release.clone(),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = api
+        .get(&net, BENEFICIARY, "/v2/orders/mpin-key/secret")
+        .await;
+    assert_eq!(status, 404);
+
+    net.test_node(2).start().await.expect("fiduciary restarts");
+    let waited = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let (status, _) = api
+                .post(
+                    &net,
+                    PRINCIPAL,
+                    "/v2/orders/mpin-key/release",
+                    release.clone(),
+                )
+                .await;
+            if status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the retried release never went through");
+    api.wait_state(&net, BENEFICIARY, "mpin-key", "beneficiary", "received")
+        .await;
+    let (_, secret) = api
+        .get(&net, BENEFICIARY, "/v2/orders/mpin-key/secret")
+        .await;
+    assert_eq!(public_of(&secret["secret_hex"]), public_key);
+    assert!(secret["secret"].is_null() || secret["secret"].is_string());
     net.stop().await;
 }

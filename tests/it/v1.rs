@@ -52,7 +52,12 @@ async fn status_and_identities_answer_in_the_original_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip() {
-    let net = Testnet::builder().nodes(1).build().await.expect("testnet");
+    let net = Testnet::builder()
+        .nodes(1)
+        .plugin("safeguardsecret")
+        .build()
+        .await
+        .expect("testnet");
     let api = net.node(0).info().api.clone();
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| {
@@ -131,5 +136,177 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
     assert_eq!(again["extension"]["plainText"], "let me in");
     let (status, _) = post("/v1/order", serde_json::json!({ "extension": {} })).await;
     assert_eq!(status, 400);
+    net.stop().await;
+}
+
+async fn post(api: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{api}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The public key of a hex secp256k1 private key, in the SEC1 form of `like`.
+fn public_of(secret_hex: &Value, like: &Value) -> String {
+    let bytes: [u8; 32] = hex::decode(secret_hex.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = dta_crypto::secp256k1::SecretKey::from_bytes(&bytes)
+        .unwrap()
+        .public_key();
+    match like.as_str().unwrap().len() {
+        66 => hex::encode(key.to_compressed()),
+        _ => hex::encode(key.to_uncompressed()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
+    let net = Testnet::builder()
+        .nodes(2)
+        .plugin("bitcoinwallet")
+        .build()
+        .await
+        .expect("testnet");
+    let api = net.node(0).info().api.clone();
+    let me = net.node(0).info().identity.clone();
+    let other = net.node(1).info().identity.clone();
+    let (_, status) = get(format!("{api}/v1/status")).await;
+    assert_eq!(status["plugin"], "bitcoinwallet");
+
+    // A: the beneficiary is named at secret time.
+    let (status, order) = post(
+        &api,
+        "/v1/order",
+        serde_json::json!({ "beneficiaryIDDocumentCID": "", "extension": { "coin": "0" } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["commitment"].as_str().unwrap().len(), 66, "{order}");
+    let address = order["extension"]["address"].as_str().unwrap().to_owned();
+    assert!(address.starts_with('1'), "mainnet address: {address}");
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, body) = post(
+        &api,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference }),
+    )
+    .await;
+    assert_eq!(status, 400, "no beneficiary anywhere: {body}");
+    let (status, secret) = post(
+        &api,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference, "beneficiaryIDDocumentCID": me }),
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(secret["commitment"], order["commitment"]);
+    assert_eq!(secret["extension"]["address"], address.as_str());
+    assert_eq!(
+        public_of(&secret["secret"], &secret["commitment"]),
+        secret["commitment"].as_str().unwrap(),
+        "secret·G is the commitment"
+    );
+
+    // B: the beneficiary is named at order time, on testnet; its own key is a share.
+    let (status, order) = post(
+        &api,
+        "/v1/order",
+        serde_json::json!({ "beneficiaryIDDocumentCID": me, "extension": { "coin": "1" } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let address = order["extension"]["address"].as_str().unwrap();
+    assert!(
+        address.starts_with('m') || address.starts_with('n'),
+        "{address}"
+    );
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, body) = post(
+        &api,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference, "beneficiaryIDDocumentCID": other }),
+    )
+    .await;
+    assert_eq!(status, 400, "mismatched beneficiaries: {body}");
+    let (status, secret) = post(
+        &api,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference }),
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(secret["commitment"], order["commitment"]);
+    assert_eq!(
+        public_of(&secret["secret"], &secret["commitment"]),
+        secret["commitment"].as_str().unwrap()
+    );
+
+    // Bad coins change nothing.
+    for coin in ["x", "2", ""] {
+        let (status, body) = post(
+            &api,
+            "/v1/order",
+            serde_json::json!({ "extension": { "coin": coin } }),
+        )
+        .await;
+        assert_eq!(status, 400, "coin {coin:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("coin"), "{body}");
+    }
+    let (_, listed) = get(format!("{api}/v1/order?page=0&perPage=10")).await;
+    assert_eq!(listed["orderReference"].as_array().unwrap().len(), 2);
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
+    let net = Testnet::builder().nodes(1).build().await.expect("testnet");
+    let api = net.node(0).info().api.clone();
+    let me = net.node(0).info().identity.clone();
+    let (_, status) = get(format!("{api}/v1/status")).await;
+    assert_eq!(status["plugin"], "milagro");
+    let (status, order) = post(
+        &api,
+        "/v1/order",
+        serde_json::json!({ "beneficiaryIDDocumentCID": me, "extension": {} }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let commitment = order["commitment"].as_str().unwrap().to_owned();
+    assert!(
+        commitment.len() == 130 && commitment.starts_with("04"),
+        "{order}"
+    );
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, secret) = post(
+        &api,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference, "beneficiaryIDDocumentCID": me }),
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(secret["commitment"], commitment.as_str());
+    assert_eq!(secret["secret"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        public_of(&secret["secret"], &secret["commitment"]),
+        commitment
+    );
+    let (status, shown) = get(format!("{api}/v1/order/{reference}")).await;
+    assert_eq!(status, 200, "{shown}");
+    // The receipt may still be on its way to the principal.
+    let order = shown["order"].as_str().unwrap();
+    assert!(order.contains("\"state\":\"releas"), "{shown}");
+    let (status, body) = post(
+        &api,
+        "/v1/order",
+        serde_json::json!({ "extension": { "plainText": "no" } }),
+    )
+    .await;
+    assert_eq!(status, 400, "milagro takes no input: {body}");
     net.stop().await;
 }

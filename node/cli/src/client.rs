@@ -169,7 +169,8 @@ async fn answer(
 /// `dta order ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum OrderCommand {
-    /// Ask fiduciaries to safeguard a secret, t-of-n.
+    /// Ask fiduciaries to take custody: of a secret, t-of-n (`safeguardsecret`), or of a key
+    /// they generate, n-of-n (`bitcoinwallet`, `milagro`).
     Create {
         /// A fiduciary identity CID (repeat, in share order).
         #[arg(long = "fiduciary", required = true)]
@@ -183,16 +184,16 @@ pub enum OrderCommand {
         /// Order reference (generated if absent).
         #[arg(long)]
         reference: Option<String>,
-        /// The secret, as text (use --secret-file to keep it out of the shell history).
-        #[arg(
-            long,
-            conflicts_with = "secret_file",
-            required_unless_present = "secret_file"
-        )]
+        /// The secret, as text, for `safeguardsecret` (use --secret-file to keep it out of
+        /// the shell history).
+        #[arg(long, conflicts_with = "secret_file")]
         secret: Option<String>,
         /// A file holding the secret.
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// Plugin input as KEY=VALUE (repeatable), for example `coin=1` for `bitcoinwallet`.
+        #[arg(long = "input", value_parser = key_value)]
+        input: Vec<(String, String)>,
         /// How many releases are allowed.
         #[arg(long, default_value_t = 1)]
         max_releases: u32,
@@ -252,6 +253,13 @@ fn order_rows(orders: &Value) {
     table(&["REFERENCE", "ROLE", "STATE", "T/N", "HEAD"], rows);
 }
 
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
 /// Runs an order command.
 pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
     match command {
@@ -264,14 +272,18 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             secret_file,
             max_releases,
             plugin,
+            input,
             client,
         } => {
             let secret = match (secret, secret_file) {
-                (Some(secret), _) => secret,
-                (None, Some(file)) => std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?,
-                (None, None) => bail!("give --secret or --secret-file"),
+                (Some(secret), _) => Some(secret),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                ),
+                (None, None) => None,
             };
+            let input: std::collections::BTreeMap<String, String> = input.into_iter().collect();
             let created = client
                 .post(
                     "/v2/orders",
@@ -282,6 +294,7 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                         "threshold": threshold,
                         "beneficiary": beneficiary,
                         "max_releases": max_releases,
+                        "input": input,
                         "secret": secret,
                     }),
                 )
@@ -334,8 +347,10 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 .await?;
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&secret)?);
-            } else {
+            } else if secret["secret"].is_string() {
                 println!("{}", text(&secret["secret"]));
+            } else {
+                println!("{}", text(&secret["secret_hex"]));
             }
         }
     }

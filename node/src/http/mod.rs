@@ -44,12 +44,14 @@ pub struct ApiState {
 
 /// Fiduciaries and threshold that `/v1` orders use (the original configured one master
 /// fiduciary per node; `dta run --fiduciary CID --threshold T` sets these).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OrderDefaults {
     /// Fiduciary identity CIDs; empty means this node alone, as the original's multi mode.
     pub fiduciaries: Vec<dta_protocol::Cid>,
     /// Threshold; by default every fiduciary.
     pub threshold: Option<u32>,
+    /// The plugin of `/v1` orders.
+    pub plugin: String,
 }
 
 /// An API error: status and message.
@@ -64,6 +66,25 @@ impl IntoResponse for ApiError {
 
 mod orders;
 mod v1;
+
+/// The payload of a stored commitment block (stored blocks were verified on arrival).
+fn stored_commitment(
+    state: &ApiState,
+    cid: &dta_protocol::Cid,
+) -> Result<dta_protocol::order::Commitment, ApiError> {
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let bytes = state
+        .store
+        .get(dta_actors::store::Column::Blocks, &cid.to_bytes())
+        .map_err(|e| internal(e.to_string()))?
+        .ok_or_else(|| internal(format!("commitment block {cid} missing")))?;
+    let public = dta_protocol::envelope::SignedEnvelope::decode(&bytes)
+        .map_err(|e| internal(e.to_string()))?
+        .envelope
+        .public
+        .ok_or_else(|| internal("commitment has no payload".into()))?;
+    dta_protocol::dagcbor::decode(&public, Default::default()).map_err(|e| internal(e.to_string()))
+}
 
 /// The router.
 pub fn router(state: ApiState) -> Router {

@@ -119,8 +119,11 @@ pub struct CreateBody {
     beneficiary: Option<String>,
     #[serde(default = "one")]
     max_releases: u32,
-    /// The secret, as text.
-    secret: String,
+    /// Plugin input (for example `{"coin": "0"}` for `bitcoinwallet`).
+    #[serde(default)]
+    input: std::collections::BTreeMap<String, String>,
+    /// The secret, as text, for plugins that take one.
+    secret: Option<String>,
 }
 
 fn default_plugin() -> String {
@@ -147,7 +150,8 @@ pub async fn create(
         threshold: body.threshold,
         beneficiary: body.beneficiary.as_deref().map(cid).transpose()?,
         max_releases: body.max_releases,
-        secret: SecretBytes::new(body.secret.into_bytes()),
+        input: body.input,
+        secret: body.secret.map(|s| SecretBytes::new(s.into_bytes())),
     };
     let principal = role_actor(&state, Role::Principal)?;
     let record = ractor::call_t!(
@@ -169,12 +173,19 @@ pub async fn show(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(Value::Array(
-        records_of(&state, &reference)?
-            .iter()
-            .map(record_json)
-            .collect(),
-    )))
+    let mut shown = Vec::new();
+    for record in records_of(&state, &reference)? {
+        let mut json = record_json(&record);
+        // What the order is for: the plugin, the key's public half and its outputs.
+        if let Some(cid) = record.commitment {
+            let commitment = super::stored_commitment(&state, &cid)?;
+            json["plugin"] = json!(commitment.plugin);
+            json["public_key"] = json!(hex::encode(&commitment.public_key));
+            json["output"] = json!(commitment.output);
+        }
+        shown.push(json);
+    }
+    Ok(Json(Value::Array(shown)))
 }
 
 /// The body of `POST /v2/orders/{ref}/release`.
@@ -246,9 +257,11 @@ pub async fn secret(
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    // Text secrets read as text; keys (and any other bytes) as hex.
     Ok(Json(json!({
         "reference": reference,
-        "secret": String::from_utf8_lossy(secret.expose()),
+        "secret": std::str::from_utf8(secret.expose()).ok(),
+        "secret_hex": hex::encode(secret.expose()),
     })))
 }
 

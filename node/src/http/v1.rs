@@ -1,28 +1,37 @@
 //! The original D-TA's `/v1` API, with its JSON field names, so that its clients keep
-//! working: `GET /v1/status`, `GET /v1/identity`, `GET /v1/identity/{cid}`, and for the
-//! `safeguardsecret` plugin `POST /v1/order`, `GET /v1/order`, `GET /v1/order/{ref}` and
-//! `POST /v1/order/secret`.
+//! working: `GET /v1/status`, `GET /v1/identity`, `GET /v1/identity/{cid}`, and for each plugin
+//! `POST /v1/order`, `GET /v1/order`, `GET /v1/order/{ref}` and `POST /v1/order/secret`.
 //!
-//! A `/v1` order is a native order underneath: the fiduciaries and threshold come from
-//! `dta run --fiduciary/--threshold` (this node alone by default, like the original's multi
-//! mode), and the calls wait for the step they stand for (certified, or secret received). The
-//! `extension` fields keep the original's names; their contents are dta's: `cypherText` is the
-//! sealed secret, `v` the commitment CID and `t` the order request CID, and `/v1/order/secret`
-//! checks all three.
+//! A `/v1` order is a native order underneath: the plugin, fiduciaries and threshold come from
+//! `dta run --plugin/--fiduciary/--threshold` (by default `milagro` with this node alone, like
+//! the original's multi mode), and the calls wait for the step they stand for (certified, or
+//! secret received). The `extension` fields keep the original's names:
+//! - `safeguardsecret`: the order takes `plainText` and answers `cypherText` (dta's sealed
+//!   secret), `v` (the commitment CID) and `t` (the order request CID); the secret call checks
+//!   all three and answers `plainText`.
+//! - `bitcoinwallet`: the order takes `coin` (0 mainnet, 1 testnet); both calls answer
+//!   `address`, and `commitment` is the compressed public key.
+//! - `milagro`: `commitment` is the uncompressed public key.
+//!
+//! `secret` is the hex of what the beneficiary rebuilt (the private key for the key plugins).
+//! Only a node that is the beneficiary answers it; a release to another node answers without
+//! it, and that node reads it from `/v2/orders/{ref}/secret`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord, SAFEGUARD_SECRET};
+use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord};
 use dta_actors::identities::KnownIdentity;
 use dta_actors::keystore::KeystoreMsg;
+use dta_actors::plugin::{ADDRESS, BITCOIN_WALLET, MILAGRO, SAFEGUARD_SECRET};
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
+use dta_crypto::secp256k1;
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::SignedEnvelope;
-use dta_protocol::order::{Commitment, SecretBytes};
+use dta_protocol::order::{Commitment, OrderRequest, SecretBytes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,7 +55,7 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
         "apiVersion": "v1",
         "nodeCID": state.identity,
         "extensionVendor": "dta",
-        "plugin": dta_actors::custody::SAFEGUARD_SECRET,
+        "plugin": state.order_defaults.plugin,
         "nodeType": node_type(&state.roles),
         "extension": {},
     }))
@@ -126,7 +135,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderBody {
-    #[serde(default, alias = "BeneficiaryIDDocumentCID")]
+    #[serde(
+        default,
+        rename = "beneficiaryIDDocumentCID",
+        alias = "BeneficiaryIDDocumentCID"
+    )]
     beneficiary_id_document_cid: Option<String>,
     #[serde(default, alias = "Extension")]
     extension: std::collections::BTreeMap<String, String>,
@@ -183,26 +196,40 @@ fn commitment(state: &ApiState, record: &OrderRecord) -> Result<Commitment, ApiE
     let cid = record
         .commitment
         .ok_or_else(|| error(StatusCode::CONFLICT, "the order has no commitment yet"))?;
-    let bytes = state
-        .store
-        .get(Column::Blocks, &cid.to_bytes())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "commitment block missing",
-            )
-        })?;
-    let envelope = SignedEnvelope::decode(&bytes)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let public = envelope.envelope.public.ok_or_else(|| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "commitment has no payload",
-        )
-    })?;
-    dagcbor::decode(&public, Limits::default())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    super::stored_commitment(state, &cid)
+}
+
+/// The `commitment` field as the original's plugins wrote it: `milagro` the uncompressed
+/// public key, the others the compressed one (or, for a dealt secret, its group key).
+fn commitment_hex(commitment: &Commitment) -> String {
+    if commitment.plugin == MILAGRO
+        && let Ok(key) = secp256k1::PublicKey::from_sec1(&commitment.public_key)
+    {
+        return hex::encode(key.to_uncompressed());
+    }
+    hex::encode(&commitment.public_key)
+}
+
+/// The plugin's `extension` of an order or secret answer.
+fn extension(record: &OrderRecord, commitment: &Commitment) -> Value {
+    match commitment.plugin.as_str() {
+        SAFEGUARD_SECRET => json!({
+            "cypherText": commitment.output.get("sealed_secret").cloned().unwrap_or_default(),
+            "v": record.commitment.map(|c| c.to_string()),
+            "t": record.order.to_string(),
+        }),
+        BITCOIN_WALLET => json!({ "address": commitment.output.get(ADDRESS) }),
+        _ => json!({}),
+    }
+}
+
+fn optional_cid(text: Option<&str>) -> Result<Option<Cid>, ApiError> {
+    match text {
+        Some(cid) if !cid.is_empty() => parse_cid(cid)
+            .map(Some)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{cid:?}: {e}"))),
+        _ => Ok(None),
+    }
 }
 
 fn principal(state: &ApiState) -> Result<ractor::ActorRef<RoleMsg>, ApiError> {
@@ -221,27 +248,36 @@ pub async fn order(
     body: Result<Json<OrderBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let plain_text = body
-        .extension
-        .get("plainText")
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "extension.plainText is required"))?;
+    let defaults = &state.order_defaults;
+    let plugin = defaults.plugin.clone();
+    let mut input = body.extension;
+    // The original's safeguardsecret took its secret as `extension.plainText`.
+    let secret = if plugin == SAFEGUARD_SECRET {
+        let plain_text = input
+            .remove("plainText")
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "extension.plainText is required"))?;
+        input.clear();
+        Some(SecretBytes::new(plain_text.into_bytes()))
+    } else {
+        None
+    };
     let me: Cid = state
         .identity
         .parse()
         .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
-    let beneficiary = match &body.beneficiary_id_document_cid {
-        Some(cid) if !cid.is_empty() => {
-            parse_cid(cid).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?
-        }
-        _ => me,
-    };
-    let defaults = &state.order_defaults;
+    let beneficiary = optional_cid(body.beneficiary_id_document_cid.as_deref())?;
     let fiduciaries = if defaults.fiduciaries.is_empty() {
         vec![me]
     } else {
         defaults.fiduciaries.clone()
     };
-    let threshold = defaults.threshold.unwrap_or(fiduciaries.len() as u32);
+    let generated = dta_actors::plugin::find(&plugin)
+        .is_some_and(|p| p.key_source() == dta_actors::plugin::KeySource::Generated);
+    // Generated keys are n-of-n.
+    let threshold = match defaults.threshold {
+        Some(threshold) if !generated => threshold,
+        _ => fiduciaries.len() as u32,
+    };
     let reference = format!(
         "v1-{}",
         hex::encode(dta_crypto::Secret::<16>::random().expose())
@@ -249,12 +285,13 @@ pub async fn order(
     let mut events = state.custody_events.subscribe();
     let new = NewOrder {
         reference: Some(reference.clone()),
-        plugin: SAFEGUARD_SECRET.into(),
+        plugin,
         fiduciaries,
         threshold,
-        beneficiary: Some(beneficiary),
+        beneficiary,
         max_releases: 1,
-        secret: SecretBytes::new(plain_text.as_bytes().to_vec()),
+        input,
+        secret,
     };
     ractor::call_t!(
         principal(&state)?,
@@ -268,16 +305,12 @@ pub async fn order(
     let commitment = commitment(&state, &record)?;
     Ok(Json(json!({
         "orderReference": reference,
-        "commitment": hex::encode(&commitment.public_key),
+        "commitment": commitment_hex(&commitment),
         "createdAt": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        "extension": {
-            "cypherText": commitment.output.get("sealed_secret").cloned().unwrap_or_default(),
-            "v": record.commitment.map(|c| c.to_string()),
-            "t": record.order.to_string(),
-        },
+        "extension": extension(&record, &commitment),
     })))
 }
 
@@ -287,7 +320,11 @@ pub async fn order(
 pub struct SecretBody {
     #[serde(alias = "OrderReference")]
     order_reference: String,
-    #[serde(default, alias = "BeneficiaryIDDocumentCID")]
+    #[serde(
+        default,
+        rename = "beneficiaryIDDocumentCID",
+        alias = "BeneficiaryIDDocumentCID"
+    )]
     beneficiary_id_document_cid: Option<String>,
     #[serde(default, alias = "Extension")]
     extension: std::collections::BTreeMap<String, String>,
@@ -301,61 +338,105 @@ pub async fn order_secret(
     let reference = body.order_reference;
     let record = principal_record(&state, &reference)?;
     let commitment = commitment(&state, &record)?;
-    let expected = [
-        (
-            "cypherText",
-            commitment.output.get("sealed_secret").cloned(),
-        ),
-        ("v", record.commitment.map(|c| c.to_string())),
-        ("t", Some(record.order.to_string())),
-    ];
-    for (field, value) in expected {
-        if body.extension.get(field) != value.as_ref() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("extension.{field} does not match order {reference}"),
-            ));
+    if commitment.plugin == SAFEGUARD_SECRET {
+        let expected = extension(&record, &commitment);
+        for field in ["cypherText", "v", "t"] {
+            if body.extension.get(field).map(String::as_str) != expected[field].as_str() {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("extension.{field} does not match order {reference}"),
+                ));
+            }
         }
     }
-    let me = state.identity.clone();
-    if let Some(other) = body
-        .beneficiary_id_document_cid
-        .filter(|b| !b.is_empty() && *b != me)
-    {
-        return Err(error(
-            StatusCode::CONFLICT,
-            format!("the secret goes to {other}; ask that node for it"),
-        ));
-    }
+    let me: Cid = state
+        .identity
+        .parse()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
+    let ordered = record_beneficiary(&state, &record)?;
+    let requested = optional_cid(body.beneficiary_id_document_cid.as_deref())?;
+    let beneficiary = match (ordered, requested) {
+        (Some(ordered), Some(requested)) if ordered != requested => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("order {reference} is for beneficiary {ordered}, not {requested}"),
+            ));
+        }
+        (Some(beneficiary), _) | (None, Some(beneficiary)) => beneficiary,
+        // As the original: bitcoinwallet needs a beneficiary; the others default to this node.
+        (None, None) if commitment.plugin == BITCOIN_WALLET => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "no beneficiary: name beneficiaryIDDocumentCID in the order or here",
+            ));
+        }
+        (None, None) => me,
+    };
     let mut events = state.custody_events.subscribe();
-    let already = received(&state, &reference).await?;
-    if already.is_none() {
+    let already = if beneficiary == me {
+        received(&state, &reference).await?
+    } else {
+        None
+    };
+    let done = match beneficiary == me {
+        true => already.is_some(),
+        false => !record.receipts.is_empty(),
+    };
+    if !done {
         let release_reference = reference.clone();
         ractor::call_t!(
             principal(&state)?,
             |reply| RoleMsg::Release {
                 reference: release_reference,
-                beneficiary: None,
+                beneficiary: Some(beneficiary),
                 reply
             },
             60_000
         )
         .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
         .map_err(ApiError::from)?;
-        wait_for(&mut events, &reference, Role::Beneficiary, "received").await?;
+        if beneficiary == me {
+            wait_for(&mut events, &reference, Role::Beneficiary, "received").await?;
+        } else {
+            wait_for(&mut events, &reference, Role::Principal, "released").await?;
+        }
     }
-    let secret = match already {
-        Some(secret) => secret,
-        None => received(&state, &reference)
-            .await?
-            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
-    };
-    Ok(Json(json!({
+    let mut answer = json!({
         "orderReference": reference,
-        "secret": hex::encode(secret.expose()),
-        "commitment": hex::encode(&commitment.public_key),
-        "extension": { "plainText": String::from_utf8_lossy(secret.expose()) },
-    })))
+        "commitment": commitment_hex(&commitment),
+        "extension": extension(&record, &commitment),
+    });
+    // Only a beneficiary holds the secret; another beneficiary reads it from its own node.
+    if beneficiary == me {
+        let secret = match already {
+            Some(secret) => secret,
+            None => received(&state, &reference)
+                .await?
+                .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
+        };
+        answer["secret"] = json!(hex::encode(secret.expose()));
+        if commitment.plugin == SAFEGUARD_SECRET {
+            answer["extension"] = json!({ "plainText": String::from_utf8_lossy(secret.expose()) });
+        }
+    }
+    Ok(Json(answer))
+}
+
+/// The beneficiary an order named when it was made.
+fn record_beneficiary(state: &ApiState, record: &OrderRecord) -> Result<Option<Cid>, ApiError> {
+    let bytes = state
+        .store
+        .get(Column::Blocks, &record.order.to_bytes())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "order block missing"))?;
+    let public = SignedEnvelope::decode(&bytes)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .envelope
+        .public
+        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "order has no payload"))?;
+    let order: OrderRequest = dagcbor::decode(&public, Limits::default())
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(order.beneficiary)
 }
 
 /// The secret this node received as beneficiary of `reference`, if any.
