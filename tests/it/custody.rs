@@ -776,8 +776,16 @@ async fn a_milagro_key_needs_every_fiduciary_and_goes_to_the_beneficiary_named_a
         "fiduciaries": FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect::<Vec<_>>(),
         "threshold": 3,
     });
+    // A fiduciary is down when the order is made: the others generate their shares, and the
+    // order waits for it, then completes when it returns.
+    net.test_node(3).stop().await;
     let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
     assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, 1, "mpin-key", "fiduciary", "generated")
+        .await;
+    let (_, principal) = api.get(&net, PRINCIPAL, "/v2/orders/mpin-key").await;
+    assert_eq!(record(&principal, "principal")["state"], "ordered");
+    net.test_node(3).start().await.expect("fiduciary restarts");
     api.wait_state(&net, PRINCIPAL, "mpin-key", "principal", "certified")
         .await;
     for fiduciary in FIDUCIARIES {
