@@ -36,7 +36,9 @@ use dta_crypto::threshold::{self, Commitments, SecretScalar, Share};
 use dta_crypto::{Secret, bls, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
-use dta_protocol::envelope::{Draft, Kind, SignedEnvelope, VerifiedEnvelope};
+use dta_protocol::envelope::{
+    Bundle, Draft, Kind, MAX_BUNDLE, SignedEnvelope, VerifiedEnvelope,
+};
 use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
 use dta_protocol::order::{
     Certificate, Commitment, CommitmentSignature, KeyShare, OrderRequest, Receipt, ReleasePolicy,
@@ -493,18 +495,39 @@ impl RoleContext {
         Ok(envelope)
     }
 
-    /// Sends blocks to a peer in order; true if every one was accepted. A peer that cannot be
-    /// reached is tried again a few times, since a node that just restarted may not know
-    /// every address yet.
+    /// Verifies a delivered bundle with one signature check (none if its newest envelope was
+    /// verified before) and remembers every envelope in it as verified.
+    pub fn verify_bundle(&self, blocks: &[Vec<u8>]) -> Result<(), CustodyError> {
+        let bundle = Bundle::decode(blocks).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        let verified = if self.verified.get(&bundle.newest().0).is_some() {
+            bundle.vouched()
+        } else {
+            let sender = self
+                .identity(&bundle.sender())
+                .ok_or_else(|| CustodyError::UnknownIdentity(bundle.sender().to_string()))?;
+            bundle
+                .verify(&sender)
+                .map_err(|e| CustodyError::Invalid(e.to_string()))?
+        };
+        for (cid, envelope) in verified {
+            self.verified.insert(cid, envelope);
+        }
+        Ok(())
+    }
+
+    /// Sends blocks to a peer in order; true if every one was accepted. Runs of blocks that
+    /// form one sender's `prev` chain go as one bundle, checked with one signature. A peer that
+    /// cannot be reached is tried again a few times, since a node that just restarted may not
+    /// know every address yet.
     pub async fn deliver(network: &NetworkHandle, peer: PeerId, blocks: Vec<Vec<u8>>) -> bool {
-        for block in blocks {
+        for bundle in bundles(blocks) {
             let mut attempt = 0;
             loop {
                 match network
                     .request(
                         peer,
                         dta_protocol::network::Request::Deliver {
-                            block: block.clone(),
+                            blocks: bundle.clone(),
                         },
                     )
                     .await
@@ -557,6 +580,24 @@ impl RoleContext {
         dagcbor::decode(&opened, Limits::default())
             .map_err(|e| CustodyError::Invalid(e.to_string()))
     }
+}
+
+/// Splits blocks, in order, into bundles: each run of blocks where every one links to the one
+/// before (same sender, `prev` pointing to it) goes together.
+fn bundles(blocks: Vec<Vec<u8>>) -> Vec<Vec<ByteBuf>> {
+    let mut bundles: Vec<Vec<ByteBuf>> = Vec::new();
+    for block in blocks {
+        match bundles.last_mut() {
+            Some(bundle)
+                if bundle.len() < MAX_BUNDLE
+                    && bundle.last().is_some_and(|last| Bundle::links(last, &block)) =>
+            {
+                bundle.push(ByteBuf::from(block));
+            }
+            _ => bundles.push(vec![ByteBuf::from(block)]),
+        }
+    }
+    bundles
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CustodyError> {
@@ -944,16 +985,10 @@ pub async fn on_commitment_signature(
     if record.certificate.is_some() {
         return Ok(Vec::new());
     }
-    let identity = ctx
-        .identity(&sender)
-        .ok_or_else(|| CustodyError::UnknownIdentity(sender.to_string()))?;
+    // Each signature is checked only inside the aggregate below: one pairing check per order
+    // instead of one per fiduciary.
     let signature = bls::Signature::from_bytes(&signed.signature)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    identity
-        .bls_key()
-        .public_key()
-        .verify(&custody_message(&signed.commitment), &signature)
-        .map_err(|_| CustodyError::Invalid("fiduciary signature does not verify".into()))?;
     record.signatures.insert(
         sender.to_string(),
         ByteBuf::from(signature.to_bytes().to_vec()),
@@ -973,7 +1008,30 @@ pub async fn on_commitment_signature(
         })
         .collect::<Result<_, _>>()?;
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
-    let certificate = Certificate::aggregate_verified(commitment, &pairs).map_err(internal)?;
+    let certificate = match Certificate::aggregate_verified(commitment, &pairs) {
+        Ok(certificate) => certificate,
+        Err(_) => {
+            // Some signature is bad: find it, drop it, and let resuming ask that fiduciary
+            // again. The good ones stay.
+            let message = custody_message(&commitment);
+            let bad: Vec<Cid> = pairs
+                .iter()
+                .filter(|(i, s)| i.bls_key().public_key().verify(&message, s).is_err())
+                .map(|(i, _)| i.cid())
+                .collect();
+            for fiduciary in &bad {
+                record.signatures.remove(&fiduciary.to_string());
+            }
+            ctx.save(Role::Principal, &record).await?;
+            return Err(CustodyError::Invalid(format!(
+                "custody signature of {} does not verify",
+                bad.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
     let envelope = ctx.envelope(
         Kind::Certificate,
         &reference,
@@ -1459,8 +1517,15 @@ pub async fn on_certificate(
             "certificate not from the principal".into(),
         ));
     }
+    // The aggregate signature is checked when a release relies on it (one pairing check per
+    // release instead of one per order at every fiduciary); until then the principal's
+    // signed word that the order is certified is enough to record it.
     let certificate: Certificate = RoleContext::payload(envelope)?;
-    check_certificate(ctx, &record, &certificate)?;
+    if Some(certificate.commitment) != record.commitment {
+        return Err(CustodyError::Invalid(
+            "certificate for another commitment".into(),
+        ));
+    }
     record.certificate = Some(cid);
     record.head = cid;
     record.state = "certified".into();
@@ -1523,6 +1588,8 @@ pub async fn on_release_request(
             record.releases.len()
         )));
     }
+    let certificate: Certificate = ctx.stored_payload(&certificate_cid)?;
+    check_certificate(ctx, &record, &certificate)?;
     let beneficiary = ctx
         .identity(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;

@@ -193,7 +193,7 @@ impl Actor for IdentitiesActor {
                 }
                 return Ok(());
             }
-            NetworkEvent::EnvelopeReceived { .. } => return Ok(()),
+            NetworkEvent::EnvelopesReceived { .. } => return Ok(()),
         };
         let identity = match verify_received(peer, &document) {
             Ok(identity) => identity,

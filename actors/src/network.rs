@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dta_protocol::envelope::SignedEnvelope;
+use dta_protocol::envelope::Bundle;
 use dta_protocol::network::{
     self, Behaviour, BehaviourEvent, IDENTITY_TOPIC, KAD_PROTOCOL, Request, Response, SwarmConfig,
 };
@@ -78,12 +78,12 @@ pub enum NetworkEvent {
         /// The announcement.
         announcement: dta_protocol::network::HeadAnnouncement,
     },
-    /// A peer delivered an envelope that passed the structural checks.
-    EnvelopeReceived {
+    /// A peer delivered a bundle of envelopes that passed the structural and link checks.
+    EnvelopesReceived {
         /// Who delivered it.
         peer: PeerId,
-        /// The block's bytes.
-        block: Vec<u8>,
+        /// The blocks' bytes, oldest first.
+        blocks: Vec<Vec<u8>>,
     },
 }
 
@@ -589,9 +589,10 @@ impl SwarmLoop {
             Request::Identity => Response::Identity {
                 document: self.identity_document.clone(),
             },
-            Request::Deliver { block } => match SignedEnvelope::decode(&block) {
+            Request::Deliver { blocks } => match Bundle::decode(&blocks) {
                 Ok(_) => {
-                    self.emit(NetworkEvent::EnvelopeReceived { peer, block });
+                    let blocks = blocks.into_iter().map(|b| b.into_vec()).collect();
+                    self.emit(NetworkEvent::EnvelopesReceived { peer, blocks });
                     Response::Accepted
                 }
                 Err(err) => Response::Rejected {

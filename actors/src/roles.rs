@@ -139,21 +139,17 @@ fn send_all(network: &NetworkHandle, deliveries: Vec<custody::Delivery>) {
 }
 
 impl RoleActor {
-    async fn on_envelope(
-        args: &RoleArgs,
-        peer: PeerId,
-        block: Vec<u8>,
-    ) -> Result<(), CustodyError> {
-        let kind = match SignedEnvelope::decode(&block) {
-            Ok(envelope) => envelope.envelope.kind,
-            Err(_) => return Ok(()),
+    /// Whether this role needs to look at a delivered block: it is this role's business and
+    /// either this role acts on it or no role of this node has kept it yet. Blocks are only
+    /// ever stored after their signature was verified, so a kept block needs no second look.
+    fn wants(args: &RoleArgs, block: &[u8]) -> bool {
+        let Ok(envelope) = SignedEnvelope::decode(block) else {
+            return false;
         };
+        let kind = envelope.envelope.kind;
         if !args.role.handles(kind) {
-            return Ok(());
+            return false;
         }
-        let ctx = &args.context;
-        // Blocks are only ever stored after their signature was verified, so a block another
-        // role of this node already kept needs no second look unless this role acts on it.
         let acts = matches!(
             (args.role, kind),
             (Role::Principal, _)
@@ -167,10 +163,40 @@ impl RoleActor {
                 )
                 | (Role::Beneficiary, Kind::ShareRelease)
         );
-        let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &block);
-        if !acts && ctx.block(&cid).is_some() {
-            return Ok(());
+        let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, block);
+        acts || args.context.block(&cid).is_none()
+    }
+
+    /// A delivered bundle: one signature check for all of it, then each block in order.
+    async fn on_bundle(args: &RoleArgs, peer: PeerId, blocks: Vec<Vec<u8>>) {
+        let wanted: Vec<bool> = blocks.iter().map(|b| Self::wants(args, b)).collect();
+        if !wanted.contains(&true) {
+            return;
         }
+        if let Err(reason) = args.context.verify_bundle(&blocks) {
+            warn!(role = args.role.name(), %peer, %reason, "delivery rejected");
+            return;
+        }
+        for (block, wanted) in blocks.into_iter().zip(wanted) {
+            if !wanted {
+                continue;
+            }
+            if let Err(reason) = Self::on_envelope(args, peer, block).await {
+                warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
+            }
+        }
+    }
+
+    async fn on_envelope(
+        args: &RoleArgs,
+        peer: PeerId,
+        block: Vec<u8>,
+    ) -> Result<(), CustodyError> {
+        let ctx = &args.context;
+        let kind = SignedEnvelope::decode(&block)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?
+            .envelope
+            .kind;
         let envelope = ctx.verify(&block)?;
         let cid = custody::keep_block(ctx, &block).await?;
         let me = ctx.local.cid();
@@ -263,10 +289,8 @@ impl Actor for RoleActor {
             RoleMsg::Describe(reply) => {
                 let _ = reply.send(args.role);
             }
-            RoleMsg::Network(NetworkEvent::EnvelopeReceived { peer, block }) => {
-                if let Err(reason) = Self::on_envelope(args, peer, block).await {
-                    warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
-                }
+            RoleMsg::Network(NetworkEvent::EnvelopesReceived { peer, blocks }) => {
+                Self::on_bundle(args, peer, blocks).await;
                 // Verified blocks kept by a step that stopped early are still worth keeping.
                 if let Err(err) = args.context.commit().await {
                     warn!(role = args.role.name(), %err, "cannot store received blocks");

@@ -214,6 +214,92 @@ pub enum EnvelopeError {
     /// Opening failed.
     #[error("cannot open: {0}")]
     Open(#[from] OpenError),
+    /// A bundle that is empty, too long, or not one sender's `prev` chain.
+    #[error("bad bundle: {0}")]
+    Bundle(&'static str),
+}
+
+/// Most envelopes in one bundle.
+pub const MAX_BUNDLE: usize = 8;
+
+/// Envelopes sent together: a segment of one sender's `prev` chain, oldest first. Only the
+/// newest needs a signature check; it commits to the one before by hash, which commits to the
+/// one before it, and so on. A principal's order request, commitment and deal reach a
+/// fiduciary this way for one pairing instead of three.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    envelopes: Vec<(Cid, SignedEnvelope)>,
+}
+
+impl Bundle {
+    /// Decodes blocks and checks their structure and links (no signature check yet).
+    pub fn decode(blocks: &[impl AsRef<[u8]>]) -> Result<Self, EnvelopeError> {
+        if blocks.is_empty() || blocks.len() > MAX_BUNDLE {
+            return Err(EnvelopeError::Bundle("1 to 8 envelopes"));
+        }
+        let envelopes = blocks
+            .iter()
+            .map(|bytes| {
+                let bytes = bytes.as_ref();
+                Ok((
+                    crate::block::cid_of(crate::block::DAG_CBOR, bytes),
+                    SignedEnvelope::decode(bytes)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, EnvelopeError>>()?;
+        for pair in envelopes.windows(2) {
+            let [(older_cid, older), (_, newer)] = pair else {
+                continue;
+            };
+            if newer.envelope.prev != Some(*older_cid)
+                || newer.envelope.sender != older.envelope.sender
+            {
+                return Err(EnvelopeError::Bundle(
+                    "envelopes are not one sender's prev chain",
+                ));
+            }
+        }
+        Ok(Self { envelopes })
+    }
+
+    /// Whether `newer` extends a bundle whose newest envelope is `older` (block bytes).
+    pub fn links(older: &[u8], newer: &[u8]) -> bool {
+        let older_cid = crate::block::cid_of(crate::block::DAG_CBOR, older);
+        match (SignedEnvelope::decode(older), SignedEnvelope::decode(newer)) {
+            (Ok(older), Ok(newer)) => {
+                newer.envelope.prev == Some(older_cid)
+                    && newer.envelope.sender == older.envelope.sender
+            }
+            _ => false,
+        }
+    }
+
+    /// The sender of every envelope in the bundle.
+    pub fn sender(&self) -> Cid {
+        self.newest().1.envelope.sender
+    }
+
+    /// The newest envelope, the one whose signature vouches for the rest.
+    pub fn newest(&self) -> &(Cid, SignedEnvelope) {
+        // Never empty: `decode` refuses empty bundles.
+        &self.envelopes[self.envelopes.len() - 1]
+    }
+
+    /// Checks the newest envelope's signature against the sender's identity; the rest are
+    /// then authentic by their links.
+    pub fn verify(self, sender: &VerifiedIdentity) -> Result<Vec<(Cid, VerifiedEnvelope)>, EnvelopeError> {
+        let (_, newest) = self.newest().clone();
+        newest.verify(sender)?;
+        Ok(self.vouched())
+    }
+
+    /// The envelopes as verified, when the newest one already was (by its CID, elsewhere).
+    pub fn vouched(self) -> Vec<(Cid, VerifiedEnvelope)> {
+        self.envelopes
+            .into_iter()
+            .map(|(cid, signed)| (cid, VerifiedEnvelope { signed }))
+            .collect()
+    }
 }
 
 impl SignedEnvelope {

@@ -211,3 +211,80 @@ proptest! {
         prop_assert_eq!(attempt, Err(OpenError::NotForThisKey));
     }
 }
+
+fn chained(sender: &LocalIdentity, prev: Option<Cid>, kind: Kind) -> Vec<u8> {
+    SignedEnvelope::create(
+        sender,
+        Draft {
+            kind,
+            order: "order-1",
+            prev,
+            timestamp: 1_700_000_000_000,
+            public: None,
+            secret: None,
+            recipients: &[],
+        },
+    )
+    .unwrap()
+    .to_block()
+    .unwrap()
+    .into_bytes()
+}
+
+fn cid(bytes: &[u8]) -> Cid {
+    crate::block::cid_of(crate::block::DAG_CBOR, bytes)
+}
+
+#[test]
+fn a_bundle_is_one_senders_prev_chain_checked_by_its_newest_signature() {
+    let w = world();
+    let order = chained(&w.principal, None, Kind::OrderRequest);
+    let commitment = chained(&w.principal, Some(cid(&order)), Kind::Commitment);
+    let deal = chained(&w.principal, Some(cid(&commitment)), Kind::ShareDeal);
+    let blocks = vec![order.clone(), commitment.clone(), deal.clone()];
+    assert!(Bundle::links(&order, &commitment) && Bundle::links(&commitment, &deal));
+    assert!(!Bundle::links(&order, &deal));
+
+    let bundle = Bundle::decode(&blocks).unwrap();
+    assert_eq!(bundle.sender(), w.principal.cid());
+    let verified = bundle.verify(w.principal.identity()).unwrap();
+    let cids: Vec<Cid> = verified.iter().map(|(c, _)| *c).collect();
+    assert_eq!(cids, vec![cid(&order), cid(&commitment), cid(&deal)]);
+    assert_eq!(
+        Bundle::decode(&blocks)
+            .unwrap()
+            .verify(w.outsider.identity())
+            .unwrap_err(),
+        EnvelopeError::WrongSender {
+            claimed: w.principal.cid().to_string(),
+            given: w.outsider.cid().to_string(),
+        }
+    );
+
+    // Out of order, with a gap, or from two senders: refused before any signature check.
+    let refused = |blocks: Vec<Vec<u8>>| {
+        assert!(matches!(
+            Bundle::decode(&blocks),
+            Err(EnvelopeError::Bundle(_))
+        ));
+    };
+    refused(vec![commitment.clone(), order.clone()]);
+    refused(vec![order.clone(), deal.clone()]);
+    let foreign = chained(&w.fiduciaries[0], Some(cid(&deal)), Kind::CommitmentSignature);
+    refused(vec![deal.clone(), foreign]);
+    refused(Vec::new());
+    refused(vec![order.clone(); MAX_BUNDLE + 1]);
+
+    // An older block swapped for another one breaks the link to it.
+    let other_order = chained(&w.principal, None, Kind::Receipt);
+    refused(vec![other_order, commitment.clone(), deal.clone()]);
+    // A forged newest signature fails the whole bundle.
+    let mut forged = SignedEnvelope::decode(&deal).unwrap();
+    forged.signature = SignedEnvelope::decode(&commitment).unwrap().signature;
+    let forged = forged.to_block().unwrap().into_bytes();
+    let bundle = Bundle::decode(&[order, commitment, forged]).unwrap();
+    assert_eq!(
+        bundle.verify(w.principal.identity()).unwrap_err(),
+        EnvelopeError::BadSignature
+    );
+}

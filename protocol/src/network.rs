@@ -37,11 +37,11 @@ pub const MAX_CONCURRENT_STREAMS: usize = 64;
 pub enum Request {
     /// "Send me your identity document."
     Identity,
-    /// "Take this envelope block." Checked for structure on arrival.
+    /// "Take these envelope blocks": a [`crate::envelope::Bundle`], one sender's `prev` chain
+    /// segment, oldest first. Checked for structure and links on arrival.
     Deliver {
-        /// The encoded signed envelope.
-        #[serde(with = "serde_bytes")]
-        block: Vec<u8>,
+        /// The encoded signed envelopes.
+        blocks: Vec<serde_bytes::ByteBuf>,
     },
     /// "Send me this block, if you have it."
     Block {

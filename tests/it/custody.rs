@@ -320,7 +320,12 @@ async fn deliver_and_settle(net: &Testnet, from: usize, to: usize, role: &str, b
     let answer = net
         .node(from)
         .network()
-        .request(peer, dta_protocol::network::Request::Deliver { block })
+        .request(
+            peer,
+            dta_protocol::network::Request::Deliver {
+                blocks: vec![block.into()],
+            },
+        )
         .await
         .expect("delivered");
     assert_eq!(answer, dta_protocol::network::Response::Accepted);
@@ -435,6 +440,46 @@ async fn a_wrong_share_is_caught_by_the_beneficiary() {
     let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
     assert_eq!(status, 201, "{created}");
     let commitment: dta_protocol::Cid = created["commitment"].as_str().unwrap().parse().unwrap();
+
+    // First Mallory signs something else. It is caught when the signatures are aggregated:
+    // hers is dropped, the honest ones stay, and the order is not certified.
+    let waited = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let (_, body) = api.get(&net, PRINCIPAL, "/v2/orders/epsilon").await;
+            if record(&body, "principal")["signatures"] == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the honest fiduciaries never signed");
+    let wrong = dta_protocol::order::CommitmentSignature {
+        commitment,
+        fiduciary: mallory.cid(),
+        signature: mallory
+            .keys()
+            .bls()
+            .sign(b"something else")
+            .to_bytes()
+            .to_vec()
+            .into(),
+    };
+    let block = envelope(
+        &mallory,
+        dta_protocol::envelope::Kind::CommitmentSignature,
+        "epsilon",
+        commitment,
+        Some(dta_protocol::dagcbor::encode(&wrong).unwrap()),
+        None,
+        &[],
+    );
+    deliver_and_settle(&net, 1, PRINCIPAL, "principal", block).await;
+    let (_, body) = api.get(&net, PRINCIPAL, "/v2/orders/epsilon").await;
+    let principal = record(&body, "principal");
+    assert_eq!(principal["state"], "dealt", "{body}");
+    assert_eq!(principal["signatures"], 2, "{body}");
+
     let signature = dta_protocol::order::CommitmentSignature {
         commitment,
         fiduciary: mallory.cid(),

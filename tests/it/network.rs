@@ -179,7 +179,12 @@ async fn oversized_requests_are_refused_and_the_receiver_survives() {
         TIMEOUT,
         net.node(0)
             .network()
-            .request(receiver, Request::Deliver { block }),
+            .request(
+                receiver,
+                Request::Deliver {
+                    blocks: vec![block.into()],
+                },
+            ),
     )
     .await
     .expect("answer in time");
@@ -194,7 +199,7 @@ async fn oversized_requests_are_refused_and_the_receiver_survives() {
         .request(
             receiver,
             Request::Deliver {
-                block: vec![0xff; 16],
+                blocks: vec![vec![0xff; 16].into()],
             },
         )
         .await
