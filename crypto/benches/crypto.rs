@@ -54,6 +54,19 @@ fn shamir(c: &mut Criterion) {
         });
     }
     recover.finish();
+    let mut verify = c.benchmark_group("shamir/verify_share");
+    for (t, n) in [(2, 3), (3, 5), (5, 7), (7, 10)] {
+        let (shares, commitments) = threshold::split(&secret, t, n).unwrap();
+        let bytes = commitments.to_bytes();
+        verify.bench_with_input(BenchmarkId::new(format!("t{t}"), n), &n, |b, _| {
+            b.iter(|| {
+                threshold::Commitments::from_bytes(black_box(&bytes))
+                    .unwrap()
+                    .verify_share(&shares[n - 1])
+            })
+        });
+    }
+    verify.finish();
 }
 
 fn sealing(c: &mut Criterion) {

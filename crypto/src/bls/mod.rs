@@ -197,6 +197,11 @@ impl PublicKey {
         self.0.compress()
     }
 
+    /// The 96-byte uncompressed encoding (decodes without a square root).
+    pub fn to_uncompressed(&self) -> [u8; 2 * PUBLIC_KEY_LEN] {
+        self.0.serialize()
+    }
+
     /// Verifies a signature on `message` by this key.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), VerifyError> {
         // Both points were group-checked when they were decoded or made.

@@ -224,12 +224,23 @@ impl Commitments {
                 .as_ref()
                 .try_into()
                 .map_err(|_| CommitmentError::BadPoint(i))?;
-            let point = Option::<G1Affine>::from(G1Affine::from_compressed(bytes))
+            if *bytes == G1Affine::identity().to_compressed() {
+                if i == 0 {
+                    return Err(CommitmentError::IdentitySecret);
+                }
+                decoded.push(G1Affine::identity());
+                continue;
+            }
+            // blst decompresses and checks the subgroup faster than bls12_381 does.
+            let point = bls::PublicKey::from_bytes(bytes)
+                .ok()
+                .and_then(|key| {
+                    Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(
+                        &key.to_uncompressed(),
+                    ))
+                })
                 .ok_or(CommitmentError::BadPoint(i))?;
             decoded.push(point);
-        }
-        if bool::from(decoded[0].is_identity()) {
-            return Err(CommitmentError::IdentitySecret);
         }
         Ok(Self(decoded))
     }
@@ -266,21 +277,30 @@ impl Commitments {
         if share.index == 0 {
             return Err(ShareError::ZeroIndex);
         }
-        let expected = self.evaluate(share.index);
-        if G1Projective::generator() * share.value == expected {
+        let expected = G1Affine::from(self.evaluate(share.index)).to_compressed();
+        // `value · G1` through blst, several times faster than the generic multiplication.
+        let actual = share
+            .signing_key()
+            .map_err(|_| ShareError::Mismatch(share.index))?
+            .public_key()
+            .to_bytes();
+        if actual == expected {
             Ok(())
         } else {
             Err(ShareError::Mismatch(share.index))
         }
     }
 
-    /// Horner evaluation of the committed polynomial in the exponent.
+    /// Horner evaluation of the committed polynomial in the exponent. The index is public
+    /// and small, so each step multiplies by it with a few variable-time doublings instead of
+    /// a full-width constant-time multiplication.
     fn evaluate(&self, index: u32) -> G1Projective {
-        let x = Scalar::from(u64::from(index));
         self.0
             .iter()
             .rev()
-            .fold(G1Projective::identity(), |acc, c| acc * x + c)
+            .fold(G1Projective::identity(), |acc, c| {
+                times_public(acc, index) + c
+            })
     }
 }
 
@@ -293,6 +313,33 @@ impl fmt::Debug for Commitments {
             bls::hex_prefix(&self.0[0].to_compressed())
         )
     }
+}
+
+/// `point · k` for a public `k`, by double-and-add over its bits (variable time).
+fn times_public(point: G1Projective, k: u32) -> G1Projective {
+    let mut result = G1Projective::identity();
+    for bit in (0..u32::BITS - k.leading_zeros()).rev() {
+        result = result.double();
+        if (k >> bit) & 1 == 1 {
+            result += point;
+        }
+    }
+    result
+}
+
+/// `a · G1` for a secret scalar, through blst (constant time, and faster than the generic
+/// multiplication); the uncompressed encoding decodes without a square root.
+fn commit(a: &Scalar) -> G1Affine {
+    bls::SecretKey::from_bytes(scalar_to_be(a).expose())
+        .ok()
+        .and_then(|key| {
+            Option::from(G1Affine::from_uncompressed_unchecked(
+                &key.public_key().to_uncompressed(),
+            ))
+        })
+        // Only a zero coefficient gets here (probability 2^-255): its commitment is the
+        // identity.
+        .unwrap_or_else(|| G1Affine::from(G1Projective::generator() * a))
 }
 
 /// Splits `secret` into `shares` shares, any `threshold` of which recover it.
@@ -314,12 +361,7 @@ pub fn split(
     coefficients.push(secret.0);
     coefficients.extend((1..threshold).map(|_| random_scalar()));
 
-    let commitments = Commitments(
-        coefficients
-            .iter()
-            .map(|a| G1Affine::from(G1Projective::generator() * a))
-            .collect(),
-    );
+    let commitments = Commitments(coefficients.iter().map(commit).collect());
     let out = (1..=shares as u32)
         .map(|index| {
             let x = Scalar::from(u64::from(index));

@@ -196,3 +196,24 @@ fn debug_output_redacts_share_values() {
     assert!(shown.contains("redacted"));
     assert!(!shown.contains(&value_hex[..12]));
 }
+
+#[test]
+fn public_multiplication_matches_the_generic_one() {
+    let point = G1Projective::generator() * random_scalar();
+    for k in [0u32, 1, 2, 3, 7, 255, 1024, 65_537, u32::MAX] {
+        assert_eq!(
+            times_public(point, k),
+            point * Scalar::from(u64::from(k)),
+            "k = {k}"
+        );
+    }
+}
+
+#[test]
+fn commitments_made_through_blst_match_the_generic_ones() {
+    for _ in 0..8 {
+        let a = random_scalar();
+        assert_eq!(commit(&a), G1Affine::from(G1Projective::generator() * a));
+    }
+    assert_eq!(commit(&Scalar::zero()), G1Affine::identity());
+}
