@@ -36,13 +36,11 @@ use dta_crypto::threshold::{self, Commitments, SecretScalar, Share};
 use dta_crypto::{Secret, bls, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
-use dta_protocol::envelope::{
-    Bundle, Draft, Kind, MAX_BUNDLE, SignedEnvelope, VerifiedEnvelope,
-};
+use dta_protocol::envelope::{Bundle, Draft, Kind, MAX_BUNDLE, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
 use dta_protocol::order::{
-    Certificate, Commitment, CommitmentSignature, KeyShare, OrderRequest, Receipt, ReleasePolicy,
-    ReleaseRequest, SecretBytes, ShareDeal, ShareRelease, custody_message,
+    Certificate, Commitment, KeyShare, OrderRequest, Receipt, ReleasePolicy, ReleaseRequest,
+    SecretBytes, ShareDeal, ShareRelease, custody_message,
 };
 use libp2p::PeerId;
 use ractor::ActorRef;
@@ -257,6 +255,15 @@ mod numbered {
     }
 }
 
+/// Whether a write waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Synced before it returns: for steps whose results are sent to others.
+    Synced,
+    /// In the log, synced by the next synced write: for what can be had again.
+    Buffered,
+}
+
 fn record_key(role: Role, reference: &str) -> Vec<u8> {
     format!("{}/{reference}", role.name()).into_bytes()
 }
@@ -291,9 +298,24 @@ impl RoleContext {
     /// Stages the record with everything staged before it and writes them all in one synced
     /// batch: the step is durable, or none of it is.
     async fn save(&self, role: Role, record: &OrderRecord) -> Result<(), CustodyError> {
+        self.save_as(role, record, Durability::Synced).await
+    }
+
+    /// Like [`RoleContext::save`], for steps that send nothing and can be repeated: the batch
+    /// is written without waiting for the disk.
+    async fn save_buffered(&self, role: Role, record: &OrderRecord) -> Result<(), CustodyError> {
+        self.save_as(role, record, Durability::Buffered).await
+    }
+
+    async fn save_as(
+        &self,
+        role: Role,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<(), CustodyError> {
         let bytes = dagcbor::encode(record).map_err(internal)?;
         self.stage(Column::Orders, record_key(role, &record.reference), bytes);
-        self.commit().await?;
+        self.write_staged(durability).await?;
         if role == Role::Principal {
             // A full channel only delays the announcement; it is a hint for auditors.
             let _ = self
@@ -324,6 +346,16 @@ impl RoleContext {
 
     /// Writes everything staged in one synced batch.
     pub async fn commit(&self) -> Result<(), CustodyError> {
+        self.write_staged(Durability::Synced).await
+    }
+
+    /// Writes everything staged (blocks kept for audits and later steps) without waiting for
+    /// the disk; the next synced write makes it durable too.
+    pub async fn flush(&self) -> Result<(), CustodyError> {
+        self.write_staged(Durability::Buffered).await
+    }
+
+    async fn write_staged(&self, durability: Durability) -> Result<(), CustodyError> {
         let entries = std::mem::take(
             &mut *self
                 .staged
@@ -334,10 +366,14 @@ impl RoleContext {
             return Ok(());
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.write_durable(entries))
-            .await
-            .map_err(internal)?
-            .map_err(internal)
+        match durability {
+            // A synced write blocks on the disk: keep it off the async workers.
+            Durability::Synced => tokio::task::spawn_blocking(move || store.write_durable(entries))
+                .await
+                .map_err(internal)?
+                .map_err(internal),
+            Durability::Buffered => store.write_buffered(entries).map_err(internal),
+        }
     }
 
     fn staged_value(&self, column: Column, key: &[u8]) -> Option<Vec<u8>> {
@@ -590,7 +626,9 @@ fn bundles(blocks: Vec<Vec<u8>>) -> Vec<Vec<ByteBuf>> {
         match bundles.last_mut() {
             Some(bundle)
                 if bundle.len() < MAX_BUNDLE
-                    && bundle.last().is_some_and(|last| Bundle::links(last, &block)) =>
+                    && bundle
+                        .last()
+                        .is_some_and(|last| Bundle::links(last, &block)) =>
             {
                 bundle.push(ByteBuf::from(block));
             }
@@ -838,11 +876,6 @@ pub fn resume(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
                     send(&fiduciary, &[record.commitment]);
                 }
             }
-            "releasing" => {
-                for fiduciary in &record.fiduciaries {
-                    send(fiduciary, &[record.certificate]);
-                }
-            }
             _ => {}
         }
     }
@@ -878,7 +911,7 @@ pub async fn on_key_share(
     }
     record.shares.insert(share.index, cid);
     if record.shares.len() < record.fiduciaries.len() {
-        ctx.save(Role::Principal, &record).await?;
+        ctx.save_buffered(Role::Principal, &record).await?;
         return Ok(Vec::new());
     }
     let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
@@ -960,42 +993,51 @@ fn combined_key(
     })
 }
 
-/// Principal: a fiduciary's signature arrived. Returns the certificate's deliveries once all
-/// fiduciaries have signed.
+/// Principal: a fiduciary's custody signature arrived (a commitment signature envelope,
+/// whose signature is the custody signature). Once every fiduciary's is in, aggregates them and
+/// stores the certificate.
+///
+/// A signature delivered by the fiduciary's own node (the connection authenticates it) is
+/// checked only inside the aggregate: one pairing check per order instead of one per
+/// fiduciary. One delivered by any other peer is checked on its own at once, so nobody can
+/// slip a bad signature in for someone else. If the aggregate fails anyway, each is checked
+/// and the bad ones are dropped, to be asked for again.
 pub async fn on_commitment_signature(
     ctx: &RoleContext,
-    envelope: &VerifiedEnvelope,
-) -> Result<Vec<Delivery>, CustodyError> {
-    let reference = envelope.envelope().order.clone();
+    peer: PeerId,
+    signed: &SignedEnvelope,
+) -> Result<(), CustodyError> {
+    let reference = signed.envelope.order.clone();
     let mut record = ctx
         .record(Role::Principal, &reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
-    let signed: CommitmentSignature = RoleContext::payload(envelope)?;
-    let sender = envelope.envelope().sender;
-    if signed.fiduciary != sender || !record.fiduciaries.contains(&sender) {
+    let sender = signed.envelope.sender;
+    if signed.envelope.kind != Kind::CommitmentSignature || !record.fiduciaries.contains(&sender) {
         return Err(CustodyError::Invalid(format!(
             "{sender} is not a fiduciary of {reference}"
         )));
     }
-    if Some(signed.commitment) != record.commitment {
+    if signed.envelope.prev != record.commitment {
         return Err(CustodyError::Invalid(
             "signature for another commitment".into(),
         ));
     }
     if record.certificate.is_some() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    // Each signature is checked only inside the aggregate below: one pairing check per order
-    // instead of one per fiduciary.
     let signature = bls::Signature::from_bytes(&signed.signature)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    if ctx.peer_of(&sender) != Some(peer) {
+        ctx.verify(&signed.to_block().map_err(internal)?.into_bytes())?;
+    }
     record.signatures.insert(
         sender.to_string(),
         ByteBuf::from(signature.to_bytes().to_vec()),
     );
+    // Partial signatures need not survive a crash: resuming asks for missing ones again.
     if record.signatures.len() < record.fiduciaries.len() {
-        ctx.save(Role::Principal, &record).await?;
-        return Ok(Vec::new());
+        ctx.save_buffered(Role::Principal, &record).await?;
+        return Ok(());
     }
     let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
     let pairs: Vec<(&VerifiedIdentity, bls::Signature)> = identities
@@ -1022,7 +1064,7 @@ pub async fn on_commitment_signature(
             for fiduciary in &bad {
                 record.signatures.remove(&fiduciary.to_string());
             }
-            ctx.save(Role::Principal, &record).await?;
+            ctx.save_buffered(Role::Principal, &record).await?;
             return Err(CustodyError::Invalid(format!(
                 "custody signature of {} does not verify",
                 bad.iter()
@@ -1032,6 +1074,17 @@ pub async fn on_commitment_signature(
             )));
         }
     };
+    // The fiduciaries' signature envelopes, rebuilt from their parts, are kept for audits.
+    for (identity, signature) in &pairs {
+        let rebuilt = SignedEnvelope::custody_signature(
+            identity.cid(),
+            &reference,
+            commitment,
+            signature.to_bytes().to_vec(),
+        )
+        .map_err(internal)?;
+        ctx.save_block(&rebuilt).await?;
+    }
     let envelope = ctx.envelope(
         Kind::Certificate,
         &reference,
@@ -1040,17 +1093,13 @@ pub async fn on_commitment_signature(
         None,
         &[],
     )?;
-    let (cid, bytes) = ctx.save_block(&envelope).await?;
+    let (cid, _) = ctx.save_block(&envelope).await?;
     record.certificate = Some(cid);
     record.head = cid;
     record.state = "certified".into();
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, certificate = %cid, "order certified");
-    Ok(identities
-        .iter()
-        .filter_map(|i| ctx.peer_of(&i.cid()))
-        .map(|peer| (peer, vec![bytes.clone()]))
-        .collect())
+    Ok(())
 }
 
 /// A release ready to deliver.
@@ -1141,11 +1190,16 @@ pub async fn create_release(
     let beneficiary_peer = ctx
         .peer_of(&beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+    // Fiduciaries learn of the certificate with the first release that relies on it, in one
+    // bundle with the request (the request links to it).
+    let certificate_bytes = ctx
+        .block(&certificate)
+        .ok_or_else(|| internal("certificate block missing"))?;
     let fiduciaries = record
         .fiduciaries
         .iter()
         .filter_map(|c| ctx.peer_of(c))
-        .map(|peer| (peer, vec![bytes.clone()]))
+        .map(|peer| (peer, vec![certificate_bytes.clone(), bytes.clone()]))
         .collect();
     // The beneficiary gets the chain it needs to check shares and open the secret.
     let chain = [
@@ -1373,10 +1427,9 @@ pub async fn on_commitment(
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
     record.state = "holding".into();
+    let delivery = sign_commitment(ctx, &reference, commitment_cid, record.principal).await?;
     ctx.save(Role::Fiduciary, &record).await?;
-    sign_commitment(ctx, &reference, commitment_cid, record.principal)
-        .await
-        .map(Some)
+    Ok(Some(delivery))
 }
 
 /// Fiduciary: a share was dealt to this node. Returns the signature's delivery to the
@@ -1460,9 +1513,10 @@ pub async fn on_share_deal(
         receipts: BTreeMap::new(),
         head: commitment_cid,
     };
+    let delivery = sign_commitment(ctx, &reference, commitment_cid, principal).await?;
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index = deal.index, "share verified and kept");
-    sign_commitment(ctx, &reference, commitment_cid, principal).await
+    Ok(delivery)
 }
 
 /// Fiduciary: signs the commitment and returns the signature's delivery to the principal.
@@ -1472,26 +1526,17 @@ async fn sign_commitment(
     commitment_cid: Cid,
     principal: Cid,
 ) -> Result<Delivery, CustodyError> {
-    let signature = ctx
-        .local
-        .keys()
-        .bls()
-        .sign(&custody_message(&commitment_cid));
-    let signed = CommitmentSignature {
-        commitment: commitment_cid,
-        fiduciary: ctx.local.cid(),
-        signature: ByteBuf::from(signature.to_bytes().to_vec()),
-    };
+    // The envelope's signature is the custody signature over the commitment.
     let reply = ctx.envelope(
         Kind::CommitmentSignature,
         reference,
         Some(commitment_cid),
-        Some(encode(&signed)?),
+        None,
         None,
         &[],
     )?;
+    // Staged: it goes to disk with the caller's record, or with the blocks of the event.
     let (_, bytes) = ctx.save_block(&reply).await?;
-    ctx.commit().await?;
     let peer = ctx
         .peer_of(&principal)
         .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
@@ -1529,7 +1574,8 @@ pub async fn on_certificate(
     record.certificate = Some(cid);
     record.head = cid;
     record.state = "certified".into();
-    ctx.save(Role::Fiduciary, &record).await
+    // The release that brought it syncs it before anything is sent.
+    ctx.save_buffered(Role::Fiduciary, &record).await
 }
 
 fn check_certificate(
@@ -1634,6 +1680,23 @@ pub async fn on_release_request(
 
 // ---------------------------------------------------------------------------------------------
 // Beneficiary
+
+/// Beneficiary: whether a share release comes after its release was already rebuilt (with
+/// n > t, the last shares always do), so it needs no signature check or opening.
+pub fn share_is_late(ctx: &RoleContext, signed: &SignedEnvelope) -> bool {
+    let Some(release) = signed.envelope.prev else {
+        return false;
+    };
+    ctx.record(Role::Beneficiary, &signed.envelope.order)
+        .ok()
+        .flatten()
+        .is_some_and(|record| {
+            record
+                .releases
+                .iter()
+                .any(|(sequence, cid)| *cid == release && record.receipts.contains_key(sequence))
+        })
+}
 
 /// Beneficiary: a share arrived. Once t valid shares are in, rebuilds and keeps the secret and
 /// returns the receipt's delivery to the principal.

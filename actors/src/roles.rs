@@ -163,14 +163,33 @@ impl RoleActor {
                 )
                 | (Role::Beneficiary, Kind::ShareRelease)
         );
+        if args.role == Role::Beneficiary
+            && kind == Kind::ShareRelease
+            && custody::share_is_late(&args.context, &envelope)
+        {
+            return false;
+        }
         let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, block);
         acts || args.context.block(&cid).is_none()
     }
 
     /// A delivered bundle: one signature check for all of it, then each block in order.
+    /// A principal checks custody signatures in the aggregate instead.
     async fn on_bundle(args: &RoleArgs, peer: PeerId, blocks: Vec<Vec<u8>>) {
         let wanted: Vec<bool> = blocks.iter().map(|b| Self::wants(args, b)).collect();
         if !wanted.contains(&true) {
+            return;
+        }
+        if args.role == Role::Principal
+            && let [block] = blocks.as_slice()
+            && let Ok(signed) = SignedEnvelope::decode(block)
+            && signed.envelope.kind == Kind::CommitmentSignature
+        {
+            if let Err(reason) =
+                custody::on_commitment_signature(&args.context, peer, &signed).await
+            {
+                warn!(role = args.role.name(), %peer, %reason, "custody signature rejected");
+            }
             return;
         }
         if let Err(reason) = args.context.verify_bundle(&blocks) {
@@ -201,10 +220,6 @@ impl RoleActor {
         let cid = custody::keep_block(ctx, &block).await?;
         let me = ctx.local.cid();
         match (args.role, kind) {
-            (Role::Principal, Kind::CommitmentSignature) => {
-                let deliveries = custody::on_commitment_signature(ctx, &envelope).await?;
-                send_all(&ctx.network, deliveries);
-            }
             (Role::Principal, Kind::KeyShare) => {
                 let deliveries = custody::on_key_share(ctx, &envelope, cid).await?;
                 send_all(&ctx.network, deliveries);
@@ -292,7 +307,7 @@ impl Actor for RoleActor {
             RoleMsg::Network(NetworkEvent::EnvelopesReceived { peer, blocks }) => {
                 Self::on_bundle(args, peer, blocks).await;
                 // Verified blocks kept by a step that stopped early are still worth keeping.
-                if let Err(err) = args.context.commit().await {
+                if let Err(err) = args.context.flush().await {
                     warn!(role = args.role.name(), %err, "cannot store received blocks");
                 }
             }

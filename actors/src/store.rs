@@ -121,6 +121,17 @@ impl Store {
         Ok(self.db.write_opt(batch, &options)?)
     }
 
+    /// Writes several values atomically to the log without waiting for the disk: they
+    /// survive the process crashing, not the machine losing power, until the next synced
+    /// write (which syncs everything before it).
+    pub fn write_buffered(&self, entries: Vec<Write>) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (column, key, value) in &entries {
+            batch.put_cf(self.cf(*column)?, key, value);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
     /// Deletes one key, synced.
     pub fn delete_durable(&self, column: Column, key: &[u8]) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();

@@ -46,7 +46,10 @@ pub enum Kind {
     KeyShare,
     /// The public commitment to an order's secret or key.
     Commitment,
-    /// A fiduciary's signature over the commitment.
+    /// A fiduciary's signature over the commitment. Its envelope signature *is* the custody
+    /// signature (over [`crate::order::custody_message`] of `prev`, the commitment), so it
+    /// carries no payload and no timestamp: every field follows from sender, order and
+    /// commitment, and one signature serves both the log and the certificate.
     CommitmentSignature,
     /// The aggregated custody certificate.
     Certificate,
@@ -105,7 +108,8 @@ pub struct Envelope {
 pub struct SignedEnvelope {
     /// The signed content.
     pub envelope: Envelope,
-    /// BLS signature over [`ENVELOPE_CONTEXT`] followed by the canonical envelope.
+    /// BLS signature over [`ENVELOPE_CONTEXT`] followed by the canonical envelope (for a
+    /// [`Kind::CommitmentSignature`], over the custody message of its commitment).
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
@@ -214,6 +218,9 @@ pub enum EnvelopeError {
     /// Opening failed.
     #[error("cannot open: {0}")]
     Open(#[from] OpenError),
+    /// A custody signature envelope with a payload, a timestamp or no commitment.
+    #[error("a commitment signature names its commitment and carries nothing else")]
+    CustodySignatureShape,
     /// A bundle that is empty, too long, or not one sender's `prev` chain.
     #[error("bad bundle: {0}")]
     Bundle(&'static str),
@@ -287,7 +294,10 @@ impl Bundle {
 
     /// Checks the newest envelope's signature against the sender's identity; the rest are
     /// then authentic by their links.
-    pub fn verify(self, sender: &VerifiedIdentity) -> Result<Vec<(Cid, VerifiedEnvelope)>, EnvelopeError> {
+    pub fn verify(
+        self,
+        sender: &VerifiedIdentity,
+    ) -> Result<Vec<(Cid, VerifiedEnvelope)>, EnvelopeError> {
         let (_, newest) = self.newest().clone();
         newest.verify(sender)?;
         Ok(self.vouched())
@@ -335,16 +345,58 @@ impl SignedEnvelope {
                 .collect();
             envelope.ciphertext = Some(ByteBuf::from(sealed.ciphertext));
         }
+        if envelope.kind == Kind::CommitmentSignature {
+            envelope.timestamp = 0;
+        }
         let signed = Self {
             signature: Vec::new(),
             envelope,
         };
         signed.check_structure()?;
-        let message = signing_message(ENVELOPE_CONTEXT, &dagcbor::encode(&signed.envelope)?);
+        let message = signed.signed_message()?;
         Ok(Self {
             signature: sender.keys().bls().sign(&message).to_bytes().to_vec(),
             ..signed
         })
+    }
+
+    /// The envelope a fiduciary's custody signature over `commitment` stands for: every
+    /// field follows from these, so the envelope can be rebuilt from a certificate's parts.
+    pub fn custody_signature(
+        fiduciary: Cid,
+        order: &str,
+        commitment: Cid,
+        signature: Vec<u8>,
+    ) -> Result<Self, EnvelopeError> {
+        let signed = Self {
+            envelope: Envelope {
+                version: ENVELOPE_VERSION,
+                sender: fiduciary,
+                kind: Kind::CommitmentSignature,
+                order: order.to_owned(),
+                prev: Some(commitment),
+                timestamp: 0,
+                public: None,
+                recipients: Vec::new(),
+                ciphertext: None,
+            },
+            signature,
+        };
+        signed.check_structure()?;
+        Ok(signed)
+    }
+
+    /// What the signature signs.
+    fn signed_message(&self) -> Result<Vec<u8>, EnvelopeError> {
+        match (self.envelope.kind, self.envelope.prev) {
+            (Kind::CommitmentSignature, Some(commitment)) => {
+                Ok(crate::order::custody_message(&commitment))
+            }
+            _ => Ok(signing_message(
+                ENVELOPE_CONTEXT,
+                &dagcbor::encode(&self.envelope)?,
+            )),
+        }
     }
 
     /// Decodes an envelope strictly and checks its structure (no signature check yet).
@@ -381,6 +433,14 @@ impl SignedEnvelope {
         if envelope.ciphertext.is_some() == envelope.recipients.is_empty() {
             return Err(EnvelopeError::SealMismatch);
         }
+        if envelope.kind == Kind::CommitmentSignature
+            && (envelope.prev.is_none()
+                || envelope.public.is_some()
+                || envelope.ciphertext.is_some()
+                || envelope.timestamp != 0)
+        {
+            return Err(EnvelopeError::CustodySignatureShape);
+        }
         if envelope.recipients.len() > MAX_RECIPIENTS {
             return Err(EnvelopeError::TooManyRecipients(envelope.recipients.len()));
         }
@@ -413,7 +473,7 @@ impl SignedEnvelope {
         }
         let signature = bls::Signature::from_bytes(&self.signature)
             .map_err(|_| EnvelopeError::MalformedSignature)?;
-        let message = signing_message(ENVELOPE_CONTEXT, &dagcbor::encode(&self.envelope)?);
+        let message = self.signed_message()?;
         sender
             .bls_key()
             .public_key()

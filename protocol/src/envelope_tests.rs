@@ -270,7 +270,11 @@ fn a_bundle_is_one_senders_prev_chain_checked_by_its_newest_signature() {
     };
     refused(vec![commitment.clone(), order.clone()]);
     refused(vec![order.clone(), deal.clone()]);
-    let foreign = chained(&w.fiduciaries[0], Some(cid(&deal)), Kind::CommitmentSignature);
+    let foreign = chained(
+        &w.fiduciaries[0],
+        Some(cid(&deal)),
+        Kind::CommitmentSignature,
+    );
     refused(vec![deal.clone(), foreign]);
     refused(Vec::new());
     refused(vec![order.clone(); MAX_BUNDLE + 1]);
@@ -286,5 +290,78 @@ fn a_bundle_is_one_senders_prev_chain_checked_by_its_newest_signature() {
     assert_eq!(
         bundle.verify(w.principal.identity()).unwrap_err(),
         EnvelopeError::BadSignature
+    );
+}
+
+#[test]
+fn a_commitment_signature_envelope_is_the_custody_signature() {
+    let w = world();
+    let commitment = cid(&chained(&w.principal, None, Kind::Commitment));
+    let fiduciary = &w.fiduciaries[0];
+    let signed = SignedEnvelope::create(
+        fiduciary,
+        Draft {
+            kind: Kind::CommitmentSignature,
+            order: "order-1",
+            prev: Some(commitment),
+            timestamp: 1_700_000_000_000,
+            public: None,
+            secret: None,
+            recipients: &[],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        signed.envelope.timestamp, 0,
+        "nothing but the commitment is signed"
+    );
+    let signature = bls::Signature::from_bytes(&signed.signature).unwrap();
+    fiduciary
+        .identity()
+        .bls_key()
+        .public_key()
+        .verify(&crate::order::custody_message(&commitment), &signature)
+        .unwrap();
+    // Rebuilt from its parts, it is the same block, and it verifies as an envelope.
+    let rebuilt = SignedEnvelope::custody_signature(
+        fiduciary.cid(),
+        "order-1",
+        commitment,
+        signed.signature.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        rebuilt.to_block().unwrap().bytes(),
+        signed.to_block().unwrap().bytes()
+    );
+    rebuilt.clone().verify(fiduciary.identity()).unwrap();
+    assert_eq!(
+        rebuilt
+            .clone()
+            .verify(w.fiduciaries[1].identity())
+            .unwrap_err(),
+        EnvelopeError::WrongSender {
+            claimed: fiduciary.cid().to_string(),
+            given: w.fiduciaries[1].cid().to_string(),
+        }
+    );
+    // Another commitment, a payload or a timestamp: refused.
+    let mut moved = rebuilt.clone();
+    moved.envelope.prev = Some(cid(b"other"));
+    assert_eq!(
+        moved.verify(fiduciary.identity()).unwrap_err(),
+        EnvelopeError::BadSignature
+    );
+    let mut padded = rebuilt.clone();
+    padded.envelope.public = Some(ByteBuf::from(vec![0xa0]));
+    assert_eq!(
+        padded.check_structure().unwrap_err(),
+        EnvelopeError::CustodySignatureShape
+    );
+    let mut dated = rebuilt;
+    dated.envelope.timestamp = 1;
+    assert_eq!(
+        dated.check_structure().unwrap_err(),
+        EnvelopeError::CustodySignatureShape
     );
 }

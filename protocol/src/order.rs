@@ -137,17 +137,6 @@ pub struct KeyShare {
     pub public_key: ByteBuf,
 }
 
-/// A fiduciary's BLS signature over [`custody_message`] of a commitment.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct CommitmentSignature {
-    /// The commitment block.
-    pub commitment: Cid,
-    /// The signing fiduciary.
-    pub fiduciary: Cid,
-    /// 96-byte BLS signature.
-    pub signature: ByteBuf,
-}
-
 /// The custody certificate: one aggregate signature by every fiduciary over the commitment.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Certificate {

@@ -177,14 +177,12 @@ async fn oversized_requests_are_refused_and_the_receiver_survives() {
     let block = vec![0u8; MAX_REQUEST_SIZE as usize + 1024];
     let result = tokio::time::timeout(
         TIMEOUT,
-        net.node(0)
-            .network()
-            .request(
-                receiver,
-                Request::Deliver {
-                    blocks: vec![block.into()],
-                },
-            ),
+        net.node(0).network().request(
+            receiver,
+            Request::Deliver {
+                blocks: vec![block.into()],
+            },
+        ),
     )
     .await
     .expect("answer in time");
