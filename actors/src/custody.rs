@@ -316,7 +316,8 @@ impl RoleContext {
         let bytes = dagcbor::encode(record).map_err(internal)?;
         self.stage(Column::Orders, record_key(role, &record.reference), bytes);
         self.write_staged(durability).await?;
-        if role == Role::Principal {
+        // Buffered saves record partial progress; the head moves only with synced steps.
+        if role == Role::Principal && durability == Durability::Synced {
             // A full channel only delays the announcement; it is a hint for auditors.
             let _ = self
                 .network
