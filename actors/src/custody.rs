@@ -151,32 +151,47 @@ pub const KEYSTORE_TIMEOUT_MS: u64 = 30_000;
 /// How many verified envelopes a node remembers.
 pub const VERIFIED_CACHE_CAPACITY: usize = 8192;
 
-/// Envelopes whose signatures were checked, by CID. Checking an envelope costs a pairing; the
-/// custody steps read the same order, commitment and certificate again and again.
+/// Envelopes whose signatures were checked (or that this node signed), by CID. Checking an
+/// envelope costs a pairing; the custody steps read the same order, commitment and certificate
+/// again and again.
 #[derive(Debug, Clone, Default)]
-pub struct VerifiedCache(
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Cid, VerifiedEnvelope>>>,
-);
+pub struct VerifiedCache(std::sync::Arc<std::sync::Mutex<CacheGenerations>>);
+
+/// Two generations: when the newer is full it becomes the older and the older is dropped, so
+/// what was used recently stays and the size stays bounded.
+#[derive(Debug, Default)]
+pub struct CacheGenerations {
+    newer: std::collections::HashMap<Cid, VerifiedEnvelope>,
+    older: std::collections::HashMap<Cid, VerifiedEnvelope>,
+}
 
 impl VerifiedCache {
     fn get(&self, cid: &Cid) -> Option<VerifiedEnvelope> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(cid)
-            .cloned()
-    }
-
-    fn insert(&self, cid: Cid, envelope: VerifiedEnvelope) {
-        let mut map = self
+        let mut cache = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Crude but bounded: start over when full.
-        if map.len() >= VERIFIED_CACHE_CAPACITY {
-            map.clear();
+        if let Some(envelope) = cache.newer.get(cid) {
+            return Some(envelope.clone());
         }
-        map.insert(cid, envelope);
+        let envelope = cache.older.remove(cid)?;
+        Self::put(&mut cache, *cid, envelope.clone());
+        Some(envelope)
+    }
+
+    fn insert(&self, cid: Cid, envelope: VerifiedEnvelope) {
+        let mut cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::put(&mut cache, cid, envelope);
+    }
+
+    fn put(cache: &mut CacheGenerations, cid: Cid, envelope: VerifiedEnvelope) {
+        if cache.newer.len() >= VERIFIED_CACHE_CAPACITY / 2 {
+            cache.older = std::mem::take(&mut cache.newer);
+        }
+        cache.newer.insert(cid, envelope);
     }
 }
 
@@ -387,7 +402,15 @@ impl RoleContext {
             .map(|(_, _, v)| v.clone())
     }
 
-    async fn save_block(&self, envelope: &SignedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
+    /// Stages an envelope this node made, and remembers it as verified.
+    async fn save_block(&self, envelope: &VerifiedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
+        let (cid, bytes) = self.save_signed(envelope.signed())?;
+        self.verified.insert(cid, envelope.clone());
+        Ok((cid, bytes))
+    }
+
+    /// Stages an envelope checked by other means (custody signatures, in the aggregate).
+    fn save_signed(&self, envelope: &SignedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
         let block = envelope.to_block().map_err(internal)?;
         let (cid, bytes) = (block.cid(), block.into_bytes());
         self.stage(Column::Blocks, cid.to_bytes(), bytes.clone());
@@ -486,8 +509,8 @@ impl RoleContext {
         public: Option<Vec<u8>>,
         secret: Option<&[u8]>,
         recipients: &[&VerifiedIdentity],
-    ) -> Result<SignedEnvelope, CustodyError> {
-        SignedEnvelope::create(
+    ) -> Result<VerifiedEnvelope, CustodyError> {
+        VerifiedEnvelope::create(
             &self.local,
             Draft {
                 kind,
@@ -1084,7 +1107,7 @@ pub async fn on_commitment_signature(
             signature.to_bytes().to_vec(),
         )
         .map_err(internal)?;
-        ctx.save_block(&rebuilt).await?;
+        ctx.save_signed(&rebuilt)?;
     }
     let envelope = ctx.envelope(
         Kind::Certificate,
@@ -1647,12 +1670,6 @@ pub async fn on_release_request(
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
-    // Record first: a crash after this point never releases the same sequence twice.
-    record.releases.insert(request.sequence, request_cid);
-    record.head = request_cid;
-    record.state = "released".into();
-    ctx.save(Role::Fiduciary, &record).await?;
-
     let value = ctx.load_secret(&format!("share/{reference}")).await?;
     let index = *record
         .shares
@@ -1673,8 +1690,14 @@ pub async fn on_release_request(
         Some(&plain),
         &[&beneficiary],
     )?;
+    // The release is recorded with the sealed share in one synced batch before the share is
+    // sent: after a crash either both are on disk (and the sequence is used) or neither is
+    // (and nothing was sent), so the same sequence is never released twice.
     let (_, bytes) = ctx.save_block(&reply).await?;
-    ctx.commit().await?;
+    record.releases.insert(request.sequence, request_cid);
+    record.head = request_cid;
+    record.state = "released".into();
+    ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
     Ok((beneficiary_peer, vec![bytes]))
 }

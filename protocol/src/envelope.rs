@@ -490,6 +490,12 @@ pub struct VerifiedEnvelope {
 }
 
 impl VerifiedEnvelope {
+    /// Builds, seals and signs an envelope from `sender`: verified by construction, since it
+    /// was just signed with the sender's own key.
+    pub fn create(sender: &LocalIdentity, draft: Draft<'_>) -> Result<Self, EnvelopeError> {
+        SignedEnvelope::create(sender, draft).map(|signed| Self { signed })
+    }
+
     /// The envelope's content.
     pub fn envelope(&self) -> &Envelope {
         &self.signed.envelope
