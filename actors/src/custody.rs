@@ -157,12 +157,17 @@ pub const VERIFIED_CACHE_CAPACITY: usize = 8192;
 #[derive(Debug, Clone, Default)]
 pub struct VerifiedCache(std::sync::Arc<std::sync::Mutex<CacheGenerations>>);
 
+/// Checks in progress, by CID, so that a check is done once however many ask at once.
+type InFlight =
+    std::collections::HashMap<Cid, std::sync::Arc<std::sync::OnceLock<Result<(), CustodyError>>>>;
+
 /// Two generations: when the newer is full it becomes the older and the older is dropped, so
 /// what was used recently stays and the size stays bounded.
 #[derive(Debug, Default)]
 pub struct CacheGenerations {
     newer: std::collections::HashMap<Cid, VerifiedEnvelope>,
     older: std::collections::HashMap<Cid, VerifiedEnvelope>,
+    in_flight: InFlight,
 }
 
 impl VerifiedCache {
@@ -177,6 +182,30 @@ impl VerifiedCache {
         let envelope = cache.older.remove(cid)?;
         Self::put(&mut cache, *cid, envelope.clone());
         Some(envelope)
+    }
+
+    /// Runs `check` for `cid` once: callers that come while it runs wait for its result
+    /// (a signature check, well under a millisecond) and share it.
+    fn once(
+        &self,
+        cid: Cid,
+        check: impl FnOnce() -> Result<(), CustodyError>,
+    ) -> Result<(), CustodyError> {
+        let cell = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .in_flight
+            .entry(cid)
+            .or_default()
+            .clone();
+        let result = cell.get_or_init(check).clone();
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .in_flight
+            .remove(&cid);
+        result
     }
 
     fn insert(&self, cid: Cid, envelope: VerifiedEnvelope) {
@@ -403,7 +432,10 @@ impl RoleContext {
     }
 
     /// Stages an envelope this node made, and remembers it as verified.
-    async fn save_block(&self, envelope: &VerifiedEnvelope) -> Result<(Cid, Vec<u8>), CustodyError> {
+    async fn save_block(
+        &self,
+        envelope: &VerifiedEnvelope,
+    ) -> Result<(Cid, Vec<u8>), CustodyError> {
         let (cid, bytes) = self.save_signed(envelope.signed())?;
         self.verified.insert(cid, envelope.clone());
         Ok((cid, bytes))
@@ -559,17 +591,28 @@ impl RoleContext {
     /// verified before) and remembers every envelope in it as verified.
     pub fn verify_bundle(&self, blocks: &[Vec<u8>]) -> Result<(), CustodyError> {
         let bundle = Bundle::decode(blocks).map_err(|e| CustodyError::Invalid(e.to_string()))?;
-        let verified = if self.verified.get(&bundle.newest().0).is_some() {
-            bundle.vouched()
-        } else {
+        let newest = bundle.newest().0;
+        // Several role actors of this node get the same delivery at the same time: the first
+        // checks the signature, the others wait for its answer instead of checking it again.
+        let checked = self.verified.once(newest, || {
+            if self.verified.get(&newest).is_some() {
+                return Ok(());
+            }
             let sender = self
                 .identity(&bundle.sender())
                 .ok_or_else(|| CustodyError::UnknownIdentity(bundle.sender().to_string()))?;
-            bundle
+            let verified = bundle
+                .newest()
+                .1
+                .clone()
                 .verify(&sender)
-                .map_err(|e| CustodyError::Invalid(e.to_string()))?
-        };
-        for (cid, envelope) in verified {
+                .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+            // Cached before the check counts as done, so nobody checks it again.
+            self.verified.insert(newest, verified);
+            Ok(())
+        });
+        checked?;
+        for (cid, envelope) in bundle.vouched() {
             self.verified.insert(cid, envelope);
         }
         Ok(())
