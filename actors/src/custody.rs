@@ -141,6 +141,8 @@ pub struct RoleContext {
     pub events: tokio::sync::broadcast::Sender<CustodyEvent>,
     /// Envelopes this node already verified, shared by its role actors.
     pub verified: VerifiedCache,
+    /// Identities this node hosts (it acts as their beneficiary).
+    pub hosted: crate::identities::Hosted,
     /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
     pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
 }
@@ -533,6 +535,14 @@ impl RoleContext {
             .map(|i| i.peer_id)
     }
 
+    /// This node's identity or one it hosts, with its keys.
+    pub fn own(&self, cid: &Cid) -> Option<LocalIdentity> {
+        if *cid == self.local.cid() {
+            return Some(self.local.clone());
+        }
+        self.hosted.get(cid)
+    }
+
     fn envelope(
         &self,
         kind: Kind,
@@ -542,8 +552,29 @@ impl RoleContext {
         secret: Option<&[u8]>,
         recipients: &[&VerifiedIdentity],
     ) -> Result<VerifiedEnvelope, CustodyError> {
-        VerifiedEnvelope::create(
+        Self::envelope_as(
             &self.local,
+            kind,
+            reference,
+            prev,
+            public,
+            recipients,
+            secret,
+        )
+    }
+
+    /// An envelope signed by `sender`: this node's identity or one it hosts.
+    fn envelope_as(
+        sender: &LocalIdentity,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        public: Option<Vec<u8>>,
+        recipients: &[&VerifiedIdentity],
+        secret: Option<&[u8]>,
+    ) -> Result<VerifiedEnvelope, CustodyError> {
+        VerifiedEnvelope::create(
+            sender,
             Draft {
                 kind,
                 order: reference,
@@ -677,8 +708,16 @@ impl RoleContext {
     }
 
     fn sealed<T: DeserializeOwned>(&self, envelope: &VerifiedEnvelope) -> Result<T, CustodyError> {
+        Self::sealed_for(envelope, &self.local)
+    }
+
+    /// Opens the sealed payload as `me` (this node's identity or one it hosts).
+    fn sealed_for<T: DeserializeOwned>(
+        envelope: &VerifiedEnvelope,
+        me: &LocalIdentity,
+    ) -> Result<T, CustodyError> {
         let opened = envelope
-            .open(&self.local)
+            .open(me)
             .map_err(|e| CustodyError::Invalid(e.to_string()))?;
         dagcbor::decode(&opened, Limits::default())
             .map_err(|e| CustodyError::Invalid(e.to_string()))
@@ -1779,11 +1818,10 @@ pub async fn on_share_release(
         .ok_or_else(|| CustodyError::Invalid("share release does not link its request".into()))?;
     let request_envelope = ctx.verified_block(&request_cid)?;
     let request: ReleaseRequest = RoleContext::payload(&request_envelope)?;
-    if request.beneficiary != ctx.local.cid() {
-        return Err(CustodyError::Invalid(
-            "release is for another beneficiary".into(),
-        ));
-    }
+    // The beneficiary is this node's identity or one it hosts.
+    let me = ctx
+        .own(&request.beneficiary)
+        .ok_or_else(|| CustodyError::Invalid("release is for another beneficiary".into()))?;
     let order_envelope = ctx.verified_block(&request.order)?;
     let order: OrderRequest = RoleContext::payload(&order_envelope)?;
     if request_envelope.envelope().sender != order.principal
@@ -1799,7 +1837,7 @@ pub async fn on_share_release(
             "{sender} is not a fiduciary of {reference}"
         )));
     };
-    let released: ShareRelease = ctx.sealed(envelope)?;
+    let released: ShareRelease = RoleContext::sealed_for(envelope, &me)?;
     if released.index != position as u32 + 1 || released.release != request_cid {
         return Err(CustodyError::Invalid(format!(
             "share from {sender} has the wrong index or release"
@@ -1875,7 +1913,7 @@ pub async fn on_share_release(
         let value: [u8; 32] = bytes.expose().try_into().map_err(internal)?;
         values.push((*index, value));
     }
-    let key = rebuild(ctx, &commitment, &order, &values)?;
+    let key = rebuild(&me, &commitment, &order, &values)?;
     let secret = plugin
         .finish(&reference, &commitment, key)
         .map_err(CustodyError::Invalid)?;
@@ -1891,13 +1929,14 @@ pub async fn on_share_release(
             .collect(),
         public_key: commitment.public_key.clone(),
     };
-    let envelope = ctx.envelope(
+    let envelope = RoleContext::envelope_as(
+        &me,
         Kind::Receipt,
         &reference,
         Some(request_cid),
         Some(encode(&receipt)?),
-        None,
         &[],
+        None,
     )?;
     let (receipt_cid, bytes) = ctx.save_block(&envelope).await?;
     record.receipts.insert(request.sequence, receipt_cid);
@@ -1915,7 +1954,7 @@ pub async fn on_share_release(
 /// commitment: Lagrange interpolation of a dealt scalar, or the sum of generated secp256k1
 /// shares plus this beneficiary's own share where the key includes it.
 fn rebuild(
-    ctx: &RoleContext,
+    me: &LocalIdentity,
     commitment: &Commitment,
     order: &OrderRequest,
     values: &[(u32, [u8; 32])],
@@ -1938,9 +1977,7 @@ fn rebuild(
         .map(|(_, value)| secp256k1::SecretKey::from_bytes(value).map_err(internal))
         .collect::<Result<_, _>>()?;
     match commitment.beneficiary_share {
-        Some(holder) if holder == ctx.local.cid() => {
-            keys.push(ctx.local.keys().secp256k1().clone())
-        }
+        Some(holder) if holder == me.cid() => keys.push(me.keys().secp256k1().clone()),
         Some(holder) => {
             return Err(CustodyError::Invalid(format!(
                 "the key includes the share of {holder}, not of this node"

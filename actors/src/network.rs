@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::identities::Hosted;
 use crate::metrics::Metrics;
 
 /// Requests to one peer in flight at once; more wait in a queue. Below the per-connection
@@ -59,6 +60,8 @@ pub enum NetworkCommand {
     Subscribe(DerivedActorRef<NetworkEvent>),
     /// Gossip an order's new head.
     AnnounceHead(dta_protocol::network::HeadAnnouncement),
+    /// Announce this node's identities again (one was added).
+    AnnounceIdentities,
 }
 
 /// What the network tells subscribers.
@@ -181,6 +184,8 @@ pub struct NetworkArgs {
     pub bootstrap: Vec<Multiaddr>,
     /// This node's identity document, served on request and announced on gossip.
     pub identity_document: Vec<u8>,
+    /// Identities this node hosts, served and announced with its own.
+    pub hosted: Hosted,
     /// Where events go.
     pub subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     /// Channels shared with the handle.
@@ -231,6 +236,7 @@ impl Actor for NetworkActor {
                 snapshot: args.channels.snapshot.clone(),
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
+                hosted: args.hosted,
                 metrics: args.metrics,
                 blocks: args.blocks,
                 pending: HashMap::new(),
@@ -280,6 +286,9 @@ struct Pending {
     started: Instant,
 }
 
+/// Most hosted identity documents taken from one peer's answer.
+pub const MAX_HOSTED_IDENTITIES: usize = 64;
+
 struct SwarmLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<NetworkCommand>,
@@ -287,6 +296,7 @@ struct SwarmLoop {
     snapshot: Arc<watch::Sender<NetworkSnapshot>>,
     subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     identity_document: Vec<u8>,
+    hosted: Hosted,
     metrics: Arc<Metrics>,
     blocks: Arc<dyn dta_protocol::network::BlockSource>,
     /// Requests sent for a command, answered on its reply port, with their start time.
@@ -356,6 +366,14 @@ impl SwarmLoop {
 
     fn announce(&mut self) {
         let topic = gossipsub::IdentTopic::new(IDENTITY_TOPIC);
+        // Hosted identities first: once the node's own document is out, the round is done.
+        for document in self.hosted.documents() {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), document);
+        }
         match self
             .swarm
             .behaviour_mut()
@@ -366,7 +384,7 @@ impl SwarmLoop {
                 Metrics::bump(&self.metrics.gossip_published);
                 self.announce_due = false;
             }
-            // No subscribed peers yet: try again at the next tick.
+            // No subscribed peers yet (or the same document again): try again at the next tick.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
             Err(err) => {
                 debug!(%err, "identity announcement not published");
@@ -402,6 +420,10 @@ impl SwarmLoop {
                 reply,
             } => self.send_or_queue(peer, request, reply),
             NetworkCommand::Subscribe(subscriber) => self.subscribers.push(subscriber),
+            NetworkCommand::AnnounceIdentities => {
+                self.announce_due = true;
+                self.announce();
+            }
             NetworkCommand::AnnounceHead(announcement) => {
                 let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
                 match dta_protocol::dagcbor::encode(&announcement) {
@@ -588,6 +610,12 @@ impl SwarmLoop {
         match request {
             Request::Identity => Response::Identity {
                 document: self.identity_document.clone(),
+                hosted: self
+                    .hosted
+                    .documents()
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
             },
             Request::Deliver { blocks } => match Bundle::decode(&blocks) {
                 Ok(_) => {
@@ -638,9 +666,12 @@ impl SwarmLoop {
                         let _ = pending.reply.send(Ok(response));
                         self.finished(pending.peer);
                     } else if self.identity_requests.remove(&request_id)
-                        && let Response::Identity { document } = response
+                        && let Response::Identity { document, hosted } = response
                     {
                         self.on_identity(peer, document);
+                        for document in hosted.into_iter().take(MAX_HOSTED_IDENTITIES) {
+                            self.on_identity(peer, document.into_vec());
+                        }
                     }
                 }
             },

@@ -262,7 +262,7 @@ impl RoleActor {
                     .envelope()
                     .recipients
                     .iter()
-                    .any(|r| r.identity == me) =>
+                    .any(|r| ctx.own(&r.identity).is_some()) =>
             {
                 if let Some(delivery) = custody::on_share_release(ctx, &envelope, cid).await? {
                     send_all(&ctx.network, vec![delivery]);

@@ -170,6 +170,7 @@ impl NodeSupervisor {
                         events: state.args.custody_events.clone(),
                         staged: Default::default(),
                         verified: state.verified.clone(),
+                        hosted: state.args.network.hosted.clone(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;

@@ -210,7 +210,13 @@ pub struct OpenHome {
     pub keystore: SoftKeystore,
     /// This node's identity and keys.
     pub identity: LocalIdentity,
+    /// The identities this node hosts (`POST /v1/identity`).
+    pub hosted: Vec<LocalIdentity>,
 }
+
+/// Key prefix of hosted identities: their wrapped seeds in the keystore column, their
+/// documents in the metadata column.
+pub const HOSTED_PREFIX: &str = "hosted/";
 
 /// Opens a home: reads the config and node key, unlocks the keystore, loads the identity.
 pub fn open(home: &Path) -> Result<OpenHome, HomeError> {
@@ -270,12 +276,33 @@ pub fn open(home: &Path) -> Result<OpenHome, HomeError> {
             message: "node key does not match the identity document".into(),
         });
     }
+    let mut hosted = Vec::new();
+    for (key, document) in store.scan(Column::Metadata)? {
+        let Some(name) = std::str::from_utf8(&key)
+            .ok()
+            .filter(|k| k.starts_with(HOSTED_PREFIX))
+        else {
+            continue;
+        };
+        let blob = store
+            .get(Column::Keystore, name.as_bytes())?
+            .ok_or_else(|| missing(&format!("the seed of {name}")))?;
+        let seed_bytes = keystore.unwrap(name, &blob)?;
+        let seed = Secret::<32>::new(
+            seed_bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| missing(&format!("a 32-byte seed for {name}")))?,
+        );
+        hosted.push(LocalIdentity::from_document(&seed, &document)?);
+    }
     Ok(OpenHome {
         config,
         keypair,
         store,
         keystore,
         identity,
+        hosted,
     })
 }
 

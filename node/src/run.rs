@@ -184,12 +184,14 @@ impl Node {
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;
         let keystore: Arc<dyn dta_hsm::Keystore> = Arc::new(opened.keystore);
+        let hosted = dta_actors::identities::Hosted::new(opened.hosted);
         let args = NodeArgs {
             prefix: format!("{peer_id}"),
             store: opened.store.clone(),
             keystore: keystore.clone(),
             local: opened.identity.clone(),
             network: NetworkArgs {
+                hosted: hosted.clone(),
                 keypair: opened.keypair,
                 swarm: SwarmConfig {
                     mdns: config.mdns,
@@ -241,6 +243,7 @@ impl Node {
             store: opened.store.clone(),
             metrics,
             custody_events: custody_events.clone(),
+            hosted,
             order_defaults,
         };
         let stop = http_stop.clone();

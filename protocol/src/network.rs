@@ -54,11 +54,15 @@ pub enum Request {
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// The responder's identity document (canonical DAG-CBOR).
+    /// The responder's identity document (canonical DAG-CBOR), and the documents of the
+    /// identities it hosts (same peer id, keys in its keystore).
     Identity {
         /// The document's bytes.
         #[serde(with = "serde_bytes")]
         document: Vec<u8>,
+        /// Hosted identities' documents.
+        #[serde(default)]
+        hosted: Vec<serde_bytes::ByteBuf>,
     },
     /// The delivered block was taken.
     Accepted,

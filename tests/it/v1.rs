@@ -310,3 +310,102 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     assert_eq!(status, 400, "milagro takes no input: {body}");
     net.stop().await;
 }
+
+/// Polls `url` until it answers 200.
+async fn until_ok(url: String) -> Value {
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (status, body) = get(url.clone()).await;
+            if status == 200 {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{url} never answered 200"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
+    let mut net = Testnet::builder()
+        .nodes(2)
+        .plugin("safeguardsecret")
+        .build()
+        .await
+        .expect("testnet");
+    let principal = net.node(0).info().api.clone();
+    let host = net.node(1).info().api.clone();
+
+    // Bad names change nothing.
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({ "name": "" }),
+        serde_json::json!({ "name": "a b" }),
+    ] {
+        let (status, answer) = post(&host, "/v1/identity", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+    }
+    // Identities are listed newest first by their creation second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, created) = post(&host, "/v1/identity", serde_json::json!({ "Name": "AA" })).await;
+    assert_eq!(status, 200, "{created}");
+    let cid = created["idDocumentCID"].as_str().unwrap().to_owned();
+    let (status, shown) = get(format!("{host}/v1/identity/{cid}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["authenticationReference"], "AA");
+    assert_eq!(shown["beneficiaryECPublicKey"].as_str().unwrap().len(), 66);
+    assert_eq!(shown["blsPublicKey"].as_str().unwrap().len(), 96);
+    let (_, newest) = get(format!(
+        "{host}/v1/identity?page=0&perPage=1&sortBy=dateCreatedDsc"
+    ))
+    .await;
+    assert_eq!(newest["idDocumentList"][0]["idDocumentCID"], cid.as_str());
+
+    // The principal's node learns it from the host, and a secret released to it is received
+    // by the host, not by the principal's node.
+    until_ok(format!("{principal}/v1/identity/{cid}")).await;
+    let (status, order) = post(
+        &principal,
+        "/v1/order",
+        serde_json::json!({ "beneficiaryIDDocumentCID": cid, "extension": { "plainText": "for AA" } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, answer) = post(
+        &principal,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference, "extension": order["extension"] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("secret").is_none(), "{answer}");
+    let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
+    assert_eq!(received["secret"], "for AA");
+
+    // After a restart the host still holds the identity and still receives for it.
+    net.test_node(1).stop().await;
+    net.test_node(1).start().await.expect("host restarts");
+    let host = net.node(1).info().api.clone();
+    let (status, _) = get(format!("{host}/v1/identity/{cid}")).await;
+    assert_eq!(status, 200);
+    let (status, order) = post(
+        &principal,
+        "/v1/order",
+        serde_json::json!({ "beneficiaryIDDocumentCID": cid, "extension": { "plainText": "again" } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, answer) = post(
+        &principal,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference, "extension": order["extension"] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
+    assert_eq!(received["secret"], "again");
+    net.stop().await;
+}

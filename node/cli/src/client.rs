@@ -148,6 +148,19 @@ pub async fn identity(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `dta identity create NAME`.
+pub async fn create_identity(args: &ClientArgs, name: &str) -> anyhow::Result<()> {
+    let created = args
+        .post("/v2/identities", serde_json::json!({ "name": name }))
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&created)?);
+    } else {
+        println!("{}", text(&created["cid"]));
+    }
+    Ok(())
+}
+
 /// The JSON body of a successful answer, or the API's `{"error": ...}` as an error.
 async fn answer(
     url: &str,

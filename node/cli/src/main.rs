@@ -132,6 +132,14 @@ enum BenchCommand {
 
 #[derive(Debug, Subcommand)]
 enum IdentityCommand {
+    /// Create an identity this node hosts (its keys stay in this node's keystore; releases to
+    /// it are received here). Prints its CID.
+    Create {
+        /// The identity's name.
+        name: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// Show one identity by CID.
     Show {
         /// The identity CID.
@@ -252,6 +260,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Identity {
             command: IdentityCommand::Show { cid, client },
         } => client::identity(&client, &cid).await?,
+        Command::Identity {
+            command: IdentityCommand::Create { name, client },
+        } => client::create_identity(&client, &name).await?,
         Command::Order { command } => client::order(command).await?,
         Command::Audit { reference, client } => client::audit(&client, &reference).await?,
         Command::Bench {

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Custody record changes, for calls that wait for a step (the `/v1` order calls).
     pub custody_events: tokio::sync::broadcast::Sender<dta_actors::custody::CustodyEvent>,
+    /// Identities this node hosts.
+    pub hosted: dta_actors::identities::Hosted,
     /// Fiduciaries and threshold for `/v1` orders, which do not name them.
     pub order_defaults: OrderDefaults,
 }
@@ -91,7 +93,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
-        .route("/v2/identities", get(identities))
+        .route("/v2/identities", get(identities).post(create_identity))
         .route("/v2/identities/{cid}", get(identity))
         .route("/v2/orders", get(orders::list).post(orders::create))
         .route("/v2/orders/{reference}", get(orders::show))
@@ -103,7 +105,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/order", get(v1::orders).post(v1::order))
         .route("/v1/order/secret", post(v1::order_secret))
         .route("/v1/order/{reference}", get(v1::get_order))
-        .route("/v1/identity", get(v1::identities))
+        .route(
+            "/v1/identity",
+            get(v1::identities).post(v1::create_identity),
+        )
         .route("/v1/identity/{cid}", get(v1::identity))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
@@ -176,6 +181,128 @@ async fn identity(
     let mut body = identity_json(&known);
     body["document_hex"] = Value::String(hex::encode(&known.document));
     Ok(Json(body))
+}
+
+/// Longest hosted identity name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Creates an identity this node hosts: a fresh seed wrapped by the keystore, a document naming
+/// this node's peer id, stored (seed, document) in one synced batch, then put in the directory
+/// and announced. Returns the known identity once the directory has it.
+pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownIdentity, ApiError> {
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let internal = |m: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m);
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(bad(format!(
+            "name must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 - _ ."
+        )));
+    }
+    let peer: libp2p::PeerId = state
+        .prefix
+        .parse()
+        .map_err(|_| internal("bad own peer id".into()))?;
+    let seed = dta_crypto::Secret::<32>::random();
+    let created_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let identity =
+        dta_protocol::identity::LocalIdentity::create(&seed, name, &peer.to_bytes(), created_at)
+            .map_err(|e| internal(e.to_string()))?;
+    let key = format!("{}{}", crate::home::HOSTED_PREFIX, identity.cid());
+    let document = dta_protocol::dagcbor::encode(identity.identity().document())
+        .map_err(|e| internal(e.to_string()))?;
+    let keystore: ractor::ActorRef<dta_actors::keystore::KeystoreMsg> =
+        ractor::registry::where_is(format!("{}/keystore", state.prefix))
+            .map(Into::into)
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "keystore not running".into(),
+                )
+            })?;
+    let wrap_name = key.clone();
+    let blob = ractor::call_t!(
+        keystore,
+        |reply| dta_actors::keystore::KeystoreMsg::Wrap {
+            name: wrap_name,
+            secret: dta_protocol::order::SecretBytes::new(seed.expose().to_vec()),
+            reply
+        },
+        30_000
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+    .map_err(internal)?;
+    let store = state.store.clone();
+    let entries = vec![
+        (
+            dta_actors::store::Column::Keystore,
+            key.clone().into_bytes(),
+            blob,
+        ),
+        (
+            dta_actors::store::Column::Metadata,
+            key.into_bytes(),
+            document.clone(),
+        ),
+    ];
+    tokio::task::spawn_blocking(move || store.write_durable(entries))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+    let cid = identity.cid();
+    state.hosted.add(identity);
+    // Into the directory the way peers' documents come in, and out to the peers.
+    let identities = ractor::registry::where_is(format!("{}/identities", state.prefix))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "identities actor not running".into(),
+            )
+        })?;
+    identities
+        .send_message(dta_actors::identities::IdentitiesMsg::Network(
+            dta_actors::network::NetworkEvent::IdentityReceived { peer, document },
+        ))
+        .map_err(|e| internal(e.to_string()))?;
+    let _ = state
+        .network
+        .send(dta_actors::network::NetworkCommand::AnnounceIdentities)
+        .await;
+    let mut directory = state.directory.clone();
+    let known = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        directory.wait_for(|d| d.identities.contains_key(&cid.to_string())),
+    )
+    .await
+    .map_err(|_| internal(format!("identity {cid} did not reach the directory")))?
+    .map_err(|e| internal(e.to_string()))?
+    .identities
+    .get(&cid.to_string())
+    .cloned()
+    .ok_or_else(|| internal(format!("identity {cid} missing")))?;
+    Ok(known)
+}
+
+/// The body of `POST /v2/identities`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostBody {
+    name: String,
+}
+
+async fn create_identity(
+    State(state): State<ApiState>,
+    body: Result<Json<HostBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let known = host_identity(&state, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(identity_json(&known))))
 }
 
 async fn block(

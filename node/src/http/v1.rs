@@ -1,5 +1,7 @@
 //! The original D-TA's `/v1` API, with its JSON field names, so that its clients keep
-//! working: `GET /v1/status`, `GET /v1/identity`, `GET /v1/identity/{cid}`, and for each plugin
+//! working: `GET /v1/status`, `POST /v1/identity` (an identity this node hosts: its keys stay
+//! in this node's keystore and releases to it are received here), `GET /v1/identity`,
+//! `GET /v1/identity/{cid}`, and for each plugin
 //! `POST /v1/order`, `GET /v1/order`, `GET /v1/order/{ref}` and `POST /v1/order/secret`.
 //!
 //! A `/v1` order is a native order underneath: the plugin, fiduciaries and threshold come from
@@ -14,8 +16,8 @@
 //! - `milagro`: `commitment` is the uncompressed public key.
 //!
 //! `secret` is the hex of what the beneficiary rebuilt (the private key for the key plugins).
-//! Only a node that is the beneficiary answers it; a release to another node answers without
-//! it, and that node reads it from `/v2/orders/{ref}/secret`.
+//! Only the node that is (or hosts) the beneficiary answers it; a release to another node
+//! answers without it, and that node reads it from `/v2/orders/{ref}/secret`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -122,6 +124,34 @@ pub async fn identity(
     Path(cid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(identity_json(&super::known_identity(&state, &cid)?)))
+}
+
+/// The body of `POST /v1/identity` (the original 0.1.0 API; Go matched `Name` too).
+#[derive(Debug, Deserialize)]
+pub struct IdentityBody {
+    #[serde(alias = "Name")]
+    name: Option<String>,
+}
+
+/// Creates an identity this node hosts, as the original's `POST /v1/identity` did: its keys
+/// stay in this node's keystore, and releases to it are received here.
+pub async fn create_identity(
+    State(state): State<ApiState>,
+    body: Result<Json<IdentityBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let name = body
+        .name
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "name is required"))?;
+    // The original accepted letters and digits only.
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "name must be letters and digits",
+        ));
+    }
+    let known = super::host_identity(&state, &name).await?;
+    Ok(Json(json!({ "idDocumentCID": known.cid.to_string() })))
 }
 
 /// How long a `/v1` order call waits for its step.
@@ -372,13 +402,15 @@ pub async fn order_secret(
         }
         (None, None) => me,
     };
+    // This node receives for its own identity and for those it hosts.
+    let here = beneficiary == me || state.hosted.get(&beneficiary).is_some();
     let mut events = state.custody_events.subscribe();
-    let already = if beneficiary == me {
+    let already = if here {
         received(&state, &reference).await?
     } else {
         None
     };
-    let done = match beneficiary == me {
+    let done = match here {
         true => already.is_some(),
         false => !record.receipts.is_empty(),
     };
@@ -395,7 +427,7 @@ pub async fn order_secret(
         )
         .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
         .map_err(ApiError::from)?;
-        if beneficiary == me {
+        if here {
             wait_for(&mut events, &reference, Role::Beneficiary, "received").await?;
         } else {
             wait_for(&mut events, &reference, Role::Principal, "released").await?;
@@ -407,7 +439,7 @@ pub async fn order_secret(
         "extension": extension(&record, &commitment),
     });
     // Only a beneficiary holds the secret; another beneficiary reads it from its own node.
-    if beneficiary == me {
+    if here {
         let secret = match already {
             Some(secret) => secret,
             None => received(&state, &reference)
