@@ -326,6 +326,31 @@ async fn until_ok(url: String) -> Value {
     waited.unwrap_or_else(|_| panic!("{url} never answered 200"))
 }
 
+/// A `/v1` safeguardsecret order for `beneficiary`, released through `/v1/order/secret` on the
+/// principal's node, which does not hold the secret and answers without it.
+async fn order_and_release(principal: &str, beneficiary: &str, text: &str) -> String {
+    let (status, order) = post(
+        principal,
+        "/v1/order",
+        serde_json::json!({
+            "beneficiaryIDDocumentCID": beneficiary,
+            "extension": { "plainText": text },
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, answer) = post(
+        principal,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": reference, "extension": order["extension"] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("secret").is_none(), "{answer}");
+    reference
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
     let mut net = Testnet::builder()
@@ -365,22 +390,7 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
     // The principal's node learns it from the host, and a secret released to it is received
     // by the host, not by the principal's node.
     until_ok(format!("{principal}/v1/identity/{cid}")).await;
-    let (status, order) = post(
-        &principal,
-        "/v1/order",
-        serde_json::json!({ "beneficiaryIDDocumentCID": cid, "extension": { "plainText": "for AA" } }),
-    )
-    .await;
-    assert_eq!(status, 200, "{order}");
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
-    let (status, answer) = post(
-        &principal,
-        "/v1/order/secret",
-        serde_json::json!({ "orderReference": reference, "extension": order["extension"] }),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    assert!(answer.get("secret").is_none(), "{answer}");
+    let reference = order_and_release(&principal, &cid, "for AA").await;
     let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
     assert_eq!(received["secret"], "for AA");
 
@@ -390,21 +400,7 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
     let host = net.node(1).info().api.clone();
     let (status, _) = get(format!("{host}/v1/identity/{cid}")).await;
     assert_eq!(status, 200);
-    let (status, order) = post(
-        &principal,
-        "/v1/order",
-        serde_json::json!({ "beneficiaryIDDocumentCID": cid, "extension": { "plainText": "again" } }),
-    )
-    .await;
-    assert_eq!(status, 200, "{order}");
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
-    let (status, answer) = post(
-        &principal,
-        "/v1/order/secret",
-        serde_json::json!({ "orderReference": reference, "extension": order["extension"] }),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    let reference = order_and_release(&principal, &cid, "again").await;
     let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
     assert_eq!(received["secret"], "again");
     net.stop().await;

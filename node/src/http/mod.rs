@@ -183,6 +183,43 @@ async fn identity(
     Ok(Json(body))
 }
 
+fn keystore_actor(
+    state: &ApiState,
+) -> Result<ractor::ActorRef<dta_actors::keystore::KeystoreMsg>, ApiError> {
+    ractor::registry::where_is(format!("{}/keystore", state.prefix))
+        .map(Into::into)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keystore not running".into(),
+            )
+        })
+}
+
+/// The secret this node received as beneficiary of `reference` (for its own identity or one
+/// it hosts), if any, unwrapped by the keystore.
+async fn received_secret(
+    state: &ApiState,
+    reference: &str,
+) -> Result<Option<dta_protocol::order::SecretBytes>, ApiError> {
+    let name = format!("secret/{reference}");
+    let Some(blob) = state
+        .store
+        .get(dta_actors::store::Column::Keystore, name.as_bytes())
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    ractor::call_t!(
+        keystore_actor(state)?,
+        |reply| dta_actors::keystore::KeystoreMsg::Unwrap { name, blob, reply },
+        30_000
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+    .map(Some)
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
 /// Longest hosted identity name.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -217,18 +254,9 @@ pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownI
     let key = format!("{}{}", crate::home::HOSTED_PREFIX, identity.cid());
     let document = dta_protocol::dagcbor::encode(identity.identity().document())
         .map_err(|e| internal(e.to_string()))?;
-    let keystore: ractor::ActorRef<dta_actors::keystore::KeystoreMsg> =
-        ractor::registry::where_is(format!("{}/keystore", state.prefix))
-            .map(Into::into)
-            .ok_or_else(|| {
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "keystore not running".into(),
-                )
-            })?;
     let wrap_name = key.clone();
     let blob = ractor::call_t!(
-        keystore,
+        keystore_actor(state)?,
         |reply| dta_actors::keystore::KeystoreMsg::Wrap {
             name: wrap_name,
             secret: dta_protocol::order::SecretBytes::new(seed.expose().to_vec()),

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dta_actors::custody::{CustodyError, NewOrder, OrderRecord, SAFEGUARD_SECRET};
-use dta_actors::keystore::KeystoreMsg;
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
 use dta_protocol::Cid;
@@ -229,34 +228,9 @@ pub async fn secret(
                 format!("no secret of {reference} received here"),
             )
         })?;
-    let blob = state
-        .store
-        .get(
-            Column::Keystore,
-            format!("secret/{}", record.reference).as_bytes(),
-        )
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    let secret = super::received_secret(&state, &record.reference)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "secret missing".into()))?;
-    let keystore: ActorRef<KeystoreMsg> =
-        ractor::registry::where_is(format!("{}/keystore", state.prefix))
-            .map(Into::into)
-            .ok_or_else(|| {
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "keystore not running".into(),
-                )
-            })?;
-    let secret = ractor::call_t!(
-        keystore,
-        |reply| KeystoreMsg::Unwrap {
-            name: format!("secret/{reference}"),
-            blob,
-            reply
-        },
-        CALL_TIMEOUT_MS
-    )
-    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     // Text secrets read as text; keys (and any other bytes) as hex.
     Ok(Json(json!({
         "reference": reference,

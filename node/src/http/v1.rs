@@ -24,7 +24,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord};
 use dta_actors::identities::KnownIdentity;
-use dta_actors::keystore::KeystoreMsg;
 use dta_actors::plugin::{ADDRESS, BITCOIN_WALLET, MILAGRO, SAFEGUARD_SECRET};
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
@@ -406,7 +405,7 @@ pub async fn order_secret(
     let here = beneficiary == me || state.hosted.get(&beneficiary).is_some();
     let mut events = state.custody_events.subscribe();
     let already = if here {
-        received(&state, &reference).await?
+        super::received_secret(&state, &reference).await?
     } else {
         None
     };
@@ -442,7 +441,7 @@ pub async fn order_secret(
     if here {
         let secret = match already {
             Some(secret) => secret,
-            None => received(&state, &reference)
+            None => super::received_secret(&state, &reference)
                 .await?
                 .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
         };
@@ -469,30 +468,6 @@ fn record_beneficiary(state: &ApiState, record: &OrderRecord) -> Result<Option<C
     let order: OrderRequest = dagcbor::decode(&public, Limits::default())
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(order.beneficiary)
-}
-
-/// The secret this node received as beneficiary of `reference`, if any.
-async fn received(state: &ApiState, reference: &str) -> Result<Option<SecretBytes>, ApiError> {
-    let name = format!("secret/{reference}");
-    let Some(blob) = state
-        .store
-        .get(Column::Keystore, name.as_bytes())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    let keystore: ractor::ActorRef<KeystoreMsg> =
-        ractor::registry::where_is(format!("{}/keystore", state.prefix))
-            .map(Into::into)
-            .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "keystore not running"))?;
-    ractor::call_t!(
-        keystore,
-        |reply| KeystoreMsg::Unwrap { name, blob, reply },
-        30_000
-    )
-    .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
-    .map(Some)
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 pub async fn orders(
