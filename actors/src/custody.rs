@@ -145,6 +145,10 @@ pub struct RoleContext {
     pub hosted: crate::identities::Hosted,
     /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
     pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
+    /// When each order still being made last moved on here, so that resuming leaves alone
+    /// the orders that are not stalled. In memory: after a restart everything is resumed once.
+    pub progress:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).
@@ -362,6 +366,17 @@ impl RoleContext {
         let bytes = dagcbor::encode(record).map_err(internal)?;
         self.stage(Column::Orders, record_key(role, &record.reference), bytes);
         self.write_staged(durability).await?;
+        if role == Role::Principal {
+            let mut progress = self
+                .progress
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if RESUMABLE.contains(&record.state.as_str()) {
+                progress.insert(record.reference.clone(), std::time::Instant::now());
+            } else {
+                progress.remove(&record.reference);
+            }
+        }
         // Buffered saves record partial progress; the head moves only with synced steps.
         if role == Role::Principal && durability == Durability::Synced {
             // A full channel only delays the announcement; it is a hint for auditors.
@@ -935,15 +950,30 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     Ok(Prepared { record, deliveries })
 }
 
-/// Principal: what to send again so that stalled orders move on: the order request to every
+/// Principal states in which an order waits for fiduciaries, and may need resuming.
+const RESUMABLE: [&str; 3] = ["ordered", "dealt", "committed"];
+
+/// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move on: the order request to every
 /// fiduciary that has not sent its key share, the deal or commitment to every fiduciary that
 /// has not signed yet, and the certificate of certified orders still being released (a
 /// fiduciary that missed it cannot serve the release). Deliveries are idempotent on the
 /// receiving side, so sending too often costs only bandwidth.
-pub fn resume(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
+pub fn resume(
+    ctx: &RoleContext,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
     for record in ctx.records()? {
-        if record.role != Role::Principal.name() {
+        if record.role != Role::Principal.name() || !RESUMABLE.contains(&record.state.as_str()) {
+            continue;
+        }
+        let recent = ctx
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&record.reference)
+            .is_some_and(|at| at.elapsed() < quiet_for);
+        if recent {
             continue;
         }
         let waiting = |have: &dyn Fn(u32, &Cid) -> bool| {

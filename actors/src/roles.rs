@@ -312,7 +312,7 @@ impl Actor for RoleActor {
                 }
             }
             RoleMsg::Network(_) => {}
-            RoleMsg::Resume => match custody::resume(&args.context) {
+            RoleMsg::Resume => match custody::resume(&args.context, RESUME_INTERVAL) {
                 Ok(deliveries) => send_all(&args.context.network, deliveries),
                 Err(err) => warn!(%err, "cannot resume stalled orders"),
             },

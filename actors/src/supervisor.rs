@@ -169,6 +169,7 @@ impl NodeSupervisor {
                         keystore: format!("{}/{}", state.args.prefix, Child::Keystore.name()),
                         events: state.args.custody_events.clone(),
                         staged: Default::default(),
+                        progress: Default::default(),
                         verified: state.verified.clone(),
                         hosted: state.args.network.hosted.clone(),
                     },
