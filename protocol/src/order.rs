@@ -205,14 +205,14 @@ impl Certificate {
         let sigs: Vec<bls::Signature> = signatures.iter().map(|(_, s)| *s).collect();
         let aggregate =
             bls::aggregate_signatures(&sigs).map_err(|_| CertificateError::Signature)?;
-        let certificate = Self {
+        let keys: Vec<PopVerifiedKey> = signatures.iter().map(|(i, _)| *i.bls_key()).collect();
+        bls::fast_aggregate_verify(&keys, &custody_message(&commitment), &aggregate)
+            .map_err(|_| CertificateError::Signature)?;
+        Ok(Self {
             commitment,
             signers: signatures.iter().map(|(i, _)| i.cid()).collect(),
             signature: ByteBuf::from(aggregate.to_bytes().to_vec()),
-        };
-        let signers: Vec<&VerifiedIdentity> = signatures.iter().map(|(i, _)| *i).collect();
-        certificate.verify(commitment, &signers)?;
-        Ok(certificate)
+        })
     }
 
     /// One pairing check that every listed fiduciary signed `commitment`.

@@ -293,3 +293,17 @@ fn debug_output_redacts_secrets() {
     assert!(shown.contains("redacted"));
     assert!(!shown.contains(&secret_hex[..16]));
 }
+
+#[test]
+fn the_point_at_infinity_is_told_by_its_encoding() {
+    let mut g1 = [0u8; PUBLIC_KEY_LEN];
+    g1[0] = 0xc0;
+    let mut g2 = [0u8; SIGNATURE_LEN];
+    g2[0] = 0xc0;
+    assert!(is_infinity(&g1) && is_infinity(&g2));
+    let key = SecretKey::from_bytes(&[7; 32]).unwrap();
+    assert!(!is_infinity(&key.public_key().to_bytes()));
+    assert!(!is_infinity(&key.sign(b"m").to_bytes()));
+    g2[95] = 1;
+    assert!(!is_infinity(&g2));
+}
