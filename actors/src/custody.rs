@@ -377,8 +377,12 @@ impl RoleContext {
                 progress.remove(&record.reference);
             }
         }
-        // Buffered saves record partial progress; the head moves only with synced steps.
-        if role == Role::Principal && durability == Durability::Synced {
+        // Auditors only need a hint of where an order's log ends: announce the heads that
+        // settle a step (certified, released), not every one on the way.
+        if role == Role::Principal
+            && durability == Durability::Synced
+            && ["certified", "released"].contains(&record.state.as_str())
+        {
             // A full channel only delays the announcement; it is a hint for auditors.
             let _ = self
                 .network
