@@ -9,6 +9,7 @@
 //! - [`order`]: the payloads the custody flow carries in envelopes.
 //! - [`audit`]: offline verification of an order's whole log.
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
+//! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
 //!
 //! Verification comes before use: a document is only trusted through the `Verified…` value
 //! its verifier returns, and an envelope can only be opened once its signature has been
@@ -21,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod audit;
+pub mod bitswap;
 pub mod block;
 pub mod dagcbor;
 pub mod envelope;
