@@ -10,6 +10,7 @@
 //! - [`audit`]: offline verification of an order's whole log.
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
 //! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
+//! - [`car`]: CAR v1 archives, every block checked against its CID on reading.
 //!
 //! Verification comes before use: a document is only trusted through the `Verified…` value
 //! its verifier returns, and an envelope can only be opened once its signature has been
@@ -24,6 +25,7 @@
 pub mod audit;
 pub mod bitswap;
 pub mod block;
+pub mod car;
 pub mod dagcbor;
 pub mod envelope;
 pub mod identity;

@@ -234,6 +234,45 @@ async fn three_processes_find_each_other_through_bootstrap() {
     let audit = wait_for(args(&["audit", "proc", "--json"]), |v| v["receipts"] == 1).await;
     assert_eq!(audit["passed"], true);
 
+    // The log as a CAR archive, imported on another node; a file as a block and back.
+    let files = tempfile::tempdir().unwrap();
+    let car = files.path().join("proc.car");
+    let exported = cli(
+        &homes[0],
+        &[
+            "log",
+            "export",
+            "proc",
+            "--car",
+            car.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(exported["bytes"].as_u64().unwrap() > 0, "{exported}");
+    let imported = cli(
+        &homes[1],
+        &["block", "import", car.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(imported["roots"][0], audit["head"], "{imported}");
+    let original = files.path().join("original");
+    std::fs::write(&original, b"a file as a block").unwrap();
+    let stored = cli(
+        &homes[1],
+        &["block", "put", original.to_str().unwrap(), "--json"],
+    );
+    let copy = files.path().join("copy");
+    cli(
+        &homes[1],
+        &[
+            "block",
+            "get",
+            stored["cid"].as_str().unwrap(),
+            "--out",
+            copy.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), b"a file as a block");
+
     // SIGTERM shuts a node down cleanly: node.json goes away and the process exits 0.
     for (mut running, home) in processes.drain(..).zip(&homes) {
         let pid = running.0.id().to_string();

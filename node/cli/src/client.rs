@@ -40,6 +40,41 @@ impl ClientArgs {
         answer(&url, reqwest::get(&url).await).await
     }
 
+    /// Sends bytes (PUT or POST) and reads the JSON answer.
+    async fn send_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base()?);
+        answer(
+            &url,
+            reqwest::Client::new()
+                .request(method, &url)
+                .body(body)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Reads raw bytes; an error answer's JSON message becomes the error.
+    async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base()?);
+        let response = reqwest::get(&url)
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await?.to_vec();
+        if !status.is_success() {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let message = body["error"].as_str().unwrap_or("unknown error");
+            bail!("{url}: {status}: {message}");
+        }
+        Ok(bytes)
+    }
+
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base()?);
         answer(
@@ -388,6 +423,122 @@ pub async fn audit(args: &ClientArgs, reference: &str) -> anyhow::Result<()> {
             text(&envelope["kind"]),
             text(&envelope["cid"])
         );
+    }
+    Ok(())
+}
+
+/// `dta block ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BlockCommand {
+    /// Write a stored block's bytes to a file (or standard output).
+    Get {
+        /// The block's CID.
+        cid: String,
+        /// Where to write it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Store a file as a block; prints its CID.
+    Put {
+        /// The file.
+        file: PathBuf,
+        /// `raw` or `dag-cbor` (which must be canonical).
+        #[arg(long, default_value = "raw")]
+        codec: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Store every block of a CAR v1 archive (each checked against its CID first).
+    Import {
+        /// The archive.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs a block command.
+pub async fn block(command: BlockCommand) -> anyhow::Result<()> {
+    match command {
+        BlockCommand::Get { cid, out, client } => {
+            let bytes = client.get_bytes(&format!("/v2/blocks/{cid}")).await?;
+            match out {
+                Some(path) => std::fs::write(&path, &bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                }
+            }
+        }
+        BlockCommand::Put {
+            file,
+            codec,
+            client,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let stored = client
+                .send_bytes(
+                    reqwest::Method::PUT,
+                    &format!("/v2/blocks?codec={codec}"),
+                    bytes,
+                )
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&stored)?);
+            } else {
+                println!("{}", text(&stored["cid"]));
+            }
+        }
+        BlockCommand::Import { file, client } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let imported = client
+                .send_bytes(reqwest::Method::POST, "/v2/blocks/import", bytes)
+                .await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&imported)?);
+            } else {
+                println!(
+                    "{} blocks imported; roots {}",
+                    text(&imported["blocks"]),
+                    imported["roots"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `dta log export REF --car FILE`: the order's log as a CAR v1 archive (root = head).
+pub async fn export_log(
+    client: &ClientArgs,
+    reference: &str,
+    car: &std::path::Path,
+    head: Option<&str>,
+) -> anyhow::Result<()> {
+    let path = match head {
+        Some(head) => format!("/v2/orders/{reference}/car?head={head}"),
+        None => format!("/v2/orders/{reference}/car"),
+    };
+    let bytes = client.get_bytes(&path).await?;
+    std::fs::write(car, &bytes).with_context(|| format!("cannot write {}", car.display()))?;
+    if client.json {
+        println!(
+            "{}",
+            serde_json::json!({ "reference": reference, "car": car, "bytes": bytes.len() })
+        );
+    } else {
+        println!("{} bytes written to {}", bytes.len(), car.display());
     }
     Ok(())
 }

@@ -91,6 +91,16 @@ enum Command {
         #[command(subcommand)]
         command: client::OrderCommand,
     },
+    /// Blocks: get, put, import a CAR archive.
+    Block {
+        #[command(subcommand)]
+        command: client::BlockCommand,
+    },
+    /// An order's log: export it as a CAR v1 archive.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Re-verify an order's whole log (links, signatures, PoPs, certificate, receipts).
     Audit {
         /// The order reference.
@@ -127,6 +137,23 @@ enum BenchCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Write the order's log (from its head back to the order request) as a CAR v1 archive.
+    Export {
+        /// The order reference.
+        reference: String,
+        /// The archive to write.
+        #[arg(long)]
+        car: PathBuf,
+        /// Start from this envelope instead of the newest one this node knows.
+        #[arg(long)]
+        head: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
     },
 }
 
@@ -264,6 +291,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
         Command::Order { command } => client::order(command).await?,
+        Command::Block { command } => client::block(command).await?,
+        Command::Log {
+            command:
+                LogCommand::Export {
+                    reference,
+                    car,
+                    head,
+                    client,
+                },
+        } => client::export_log(&client, &reference, &car, head.as_deref()).await?,
         Command::Audit { reference, client } => client::audit(&client, &reference).await?,
         Command::Bench {
             command:

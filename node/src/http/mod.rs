@@ -100,7 +100,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/release", post(orders::release))
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))
+        .route("/v2/blocks", axum::routing::put(put_block))
+        .route(
+            "/v2/blocks/import",
+            post(import_car).layer(axum::extract::DefaultBodyLimit::max(MAX_CAR_SIZE)),
+        )
         .route("/v2/blocks/{cid}", get(block))
+        .route("/v2/orders/{reference}/car", get(orders::car))
         .route("/v1/status", get(v1::status))
         .route("/v1/order", get(v1::orders).post(v1::order))
         .route("/v1/order/secret", post(v1::order_secret))
@@ -220,6 +226,9 @@ async fn received_secret(
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
+/// Largest CAR archive `POST /v2/blocks/import` takes.
+pub const MAX_CAR_SIZE: usize = 64 * 1024 * 1024;
+
 /// Longest hosted identity name.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -331,6 +340,76 @@ async fn create_identity(
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let known = host_identity(&state, &body.name).await?;
     Ok((StatusCode::CREATED, Json(identity_json(&known))))
+}
+
+/// Query of `PUT /v2/blocks`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutQuery {
+    /// `raw` (default) or `dag-cbor`.
+    codec: Option<String>,
+}
+
+/// `PUT /v2/blocks[?codec=raw|dag-cbor]`: stores the body as a block and answers its CIDv1.
+/// A `dag-cbor` block must be canonical DAG-CBOR.
+async fn put_block(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<PutQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let axum::extract::Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    let codec = match query.codec.as_deref().unwrap_or("raw") {
+        "raw" => dta_protocol::block::RAW,
+        "dag-cbor" => dta_protocol::block::DAG_CBOR,
+        other => return Err(bad(format!("codec {other:?}: use raw or dag-cbor"))),
+    };
+    if body.is_empty() || body.len() > dta_protocol::bitswap::MAX_BLOCK_SIZE {
+        return Err(bad(format!(
+            "a block is 1 to {} bytes",
+            dta_protocol::bitswap::MAX_BLOCK_SIZE
+        )));
+    }
+    let cid = dta_protocol::block::cid_of(codec, &body);
+    let block = dta_protocol::block::Block::verified(cid, body.to_vec(), Default::default())
+        .map_err(|e| bad(e.to_string()))?;
+    store_blocks(&state, vec![(block.cid(), block.into_bytes())]).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "cid": cid.to_string(), "size": body.len() })),
+    ))
+}
+
+/// `POST /v2/blocks/import`: stores every block of a CAR v1 archive, all checked against
+/// their CIDs first (a damaged archive stores nothing).
+async fn import_car(
+    State(state): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let car = dta_protocol::car::read(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let count = car.blocks.len();
+    store_blocks(&state, car.blocks).await?;
+    Ok(Json(json!({
+        "roots": car.roots.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "blocks": count,
+    })))
+}
+
+/// Writes checked blocks in one synced batch.
+async fn store_blocks(
+    state: &ApiState,
+    blocks: Vec<(dta_protocol::Cid, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let entries = blocks
+        .into_iter()
+        .map(|(cid, bytes)| (dta_actors::store::Column::Blocks, cid.to_bytes(), bytes))
+        .collect();
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.write_durable(entries))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn block(

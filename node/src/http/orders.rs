@@ -247,18 +247,14 @@ pub struct AuditQuery {
     head: Option<String>,
 }
 
-pub async fn audit(
-    State(state): State<ApiState>,
-    Path(reference): Path<String>,
-    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let head = match query.head {
+/// Where an order's log ends: the `head` asked for, else the furthest this node recorded (the
+/// principal's, then the beneficiary's, then a fiduciary's), else the head its principal
+/// announced.
+fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result<Cid, ApiError> {
+    Ok(match head {
         Some(head) => cid(&head)?,
         None => {
-            let records = records(&state)?;
-            // The principal's head is the furthest along the main chain; then the beneficiary's;
-            // a node with no part in the order uses the head its principal announced.
+            let records = records(state)?;
             [Role::Principal, Role::Beneficiary, Role::Fiduciary]
                 .iter()
                 .find_map(|role| {
@@ -272,7 +268,7 @@ pub async fn audit(
                         .directory
                         .borrow()
                         .heads
-                        .get(&reference)
+                        .get(reference)
                         .map(|(head, _)| *head)
                 })
                 .ok_or_else(|| {
@@ -282,7 +278,16 @@ pub async fn audit(
                     )
                 })?
         }
-    };
+    })
+}
+
+pub async fn audit(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let head = order_head(&state, &reference, query.head)?;
     let fetched = dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
     let directory = state.directory.borrow().clone();
     let report = dta_protocol::audit::audit(
@@ -320,4 +325,43 @@ pub async fn audit(
             format!("audit of {reference} failed: {err}"),
         )),
     }
+}
+
+/// `GET /v2/orders/{ref}/car[?head=CID]`: the order's log as a CAR v1 archive, root = head,
+/// the envelopes from the head back to the order request (missing ones fetched from peers
+/// first, as for an audit).
+pub async fn car(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let head = order_head(&state, &reference, query.head)?;
+    dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let mut blocks = Vec::new();
+    let mut next = Some(head);
+    while let Some(cid) = next {
+        if blocks.len() >= dta_protocol::audit::MAX_CHAIN {
+            return Err(bad_request("chain too long"));
+        }
+        let bytes = state
+            .store
+            .get(Column::Blocks, &cid.to_bytes())
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| internal(format!("block {cid} missing")))?;
+        next = dta_protocol::envelope::SignedEnvelope::decode(&bytes)
+            .map_err(|e| bad_request(format!("block {cid}: {e}")))?
+            .envelope
+            .prev;
+        blocks.push((cid, bytes));
+    }
+    let archive =
+        dta_protocol::car::write(&[head], &blocks).map_err(|e| internal(e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/vnd.ipld.car")],
+        archive,
+    )
+        .into_response())
 }

@@ -1,0 +1,150 @@
+//! Blocks over HTTP: put and get, CAR export of an order's log and import on another node.
+
+use dta_testnet::harness::Testnet;
+use serde_json::{Value, json};
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_are_put_and_got_and_bad_ones_refused() {
+    let net = Testnet::builder().nodes(1).build().await.expect("testnet");
+    let api = net.node(0).info().api.clone();
+    let client = reqwest::Client::new();
+    let put = |codec: &str, body: Vec<u8>| {
+        client
+            .put(format!("{api}/v2/blocks?codec={codec}"))
+            .body(body)
+            .send()
+    };
+    let (status, raw) = json_of(put("raw", b"hello blocks".to_vec()).await.unwrap()).await;
+    assert_eq!(status, 201, "{raw}");
+    assert_eq!(
+        raw["cid"],
+        dta_protocol::block::cid_of(dta_protocol::block::RAW, b"hello blocks").to_string()
+    );
+    let got = reqwest::get(format!("{api}/v2/blocks/{}", raw["cid"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"hello blocks");
+
+    let (status, cbor) =
+        json_of(put("dag-cbor", vec![0xa1, 0x61, 0x61, 0x01]).await.unwrap()).await;
+    assert_eq!(status, 201, "{cbor}");
+    assert!(
+        cbor["cid"].as_str().unwrap().starts_with("bafyrei"),
+        "{cbor}"
+    );
+    // Not canonical (keys out of order), an unknown codec, nothing at all: refused.
+    let unsorted = vec![0xa2, 0x61, 0x62, 0x01, 0x61, 0x61, 0x02];
+    for (codec, body) in [
+        ("dag-cbor", unsorted),
+        ("json", b"{}".to_vec()),
+        ("raw", Vec::new()),
+    ] {
+        let (status, answer) = json_of(put(codec, body).await.unwrap()).await;
+        assert_eq!(status, 400, "{codec}: {answer}");
+    }
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
+    let net = Testnet::builder()
+        .nodes(2)
+        .plugin("safeguardsecret")
+        .build()
+        .await
+        .expect("testnet");
+    let origin = net.node(0).info().api.clone();
+    let other = net.node(1).info().api.clone();
+    let client = reqwest::Client::new();
+    let (status, order) = json_of(
+        client
+            .post(format!("{origin}/v1/order"))
+            .json(&json!({ "extension": { "plainText": "archived" } }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let (status, secret) = json_of(
+        client
+            .post(format!("{origin}/v1/order/secret"))
+            .json(&json!({ "orderReference": reference, "extension": order["extension"] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+
+    // Wait until the receipt is the principal's head, then export.
+    let head = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (_, shown) = json_of(
+                reqwest::get(format!("{origin}/v2/orders/{reference}"))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            if let Some(principal) = shown
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["role"] == "principal"))
+                && principal["state"] == "released"
+            {
+                return principal["head"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("released");
+    let response = reqwest::get(format!("{origin}/v2/orders/{reference}/car"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let archive = response.bytes().await.unwrap().to_vec();
+    let car = dta_protocol::car::read(&archive).expect("a valid archive");
+    assert_eq!(car.roots[0].to_string(), head);
+    // Receipt, release request, certificate, commitment, order request.
+    assert_eq!(car.blocks.len(), 5);
+
+    // A damaged copy stores nothing on the other node.
+    let mut damaged = archive.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x01;
+    let import = |archive: Vec<u8>| {
+        client
+            .post(format!("{other}/v2/blocks/import"))
+            .body(archive)
+            .send()
+    };
+    let (status, answer) = json_of(import(damaged).await.unwrap()).await;
+    assert_eq!(status, 400, "{answer}");
+    let missing = reqwest::get(format!("{other}/v2/blocks/{head}"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // The real one imports, and the log audits there from the archive alone.
+    let (status, imported) = json_of(import(archive).await.unwrap()).await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["blocks"], 5);
+    let (status, report) = json_of(
+        reqwest::get(format!("{other}/v2/orders/{reference}/audit?head={head}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["fetched"], 0, "{report}");
+    assert_eq!(report["receipts"], 1, "{report}");
+    net.stop().await;
+}
