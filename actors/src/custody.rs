@@ -2031,7 +2031,7 @@ fn rebuild(
 }
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
-/// asking each connected peer in turn. Every fetched block is checked against its CID before
+/// asking connected peers over Bitswap. Every fetched block is checked against its CID before
 /// it is stored. Returns how many blocks were fetched.
 pub async fn fetch_chain(
     store: &Store,
@@ -2052,9 +2052,10 @@ pub async fn fetch_chain(
         {
             Some(bytes) => bytes,
             None => {
-                let bytes = fetch_block(network, cid).await.ok_or_else(|| {
-                    CustodyError::NotFound(format!("block {cid} (no peer has it)"))
-                })?;
+                let bytes = network
+                    .fetch_block(cid)
+                    .await
+                    .map_err(|e| CustodyError::NotFound(e.to_string()))?;
                 let stored = bytes.clone();
                 let store = store.clone();
                 tokio::task::spawn_blocking(move || {
@@ -2073,27 +2074,6 @@ pub async fn fetch_chain(
             .prev;
     }
     Ok(fetched)
-}
-
-async fn fetch_block(network: &NetworkHandle, cid: Cid) -> Option<Vec<u8>> {
-    for peer in network.snapshot().connected {
-        let answer = network
-            .request(
-                peer,
-                dta_protocol::network::Request::Block {
-                    cid: cid.to_bytes(),
-                },
-            )
-            .await;
-        if let Ok(dta_protocol::network::Response::Block { bytes }) = answer {
-            // A peer that serves wrong bytes is simply not believed.
-            if dta_protocol::block::Block::verified(cid, bytes.clone(), Limits::default()).is_ok() {
-                return Some(bytes);
-            }
-            tracing::warn!(%peer, %cid, "peer served a block that does not match its CID");
-        }
-    }
-    None
 }
 
 /// Stages an envelope that passed verification, for audits and later steps; it is written

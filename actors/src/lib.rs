@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bitswap;
 pub mod custody;
 pub mod identities;
 pub mod keystore;

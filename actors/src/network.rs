@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::bitswap::{BitswapCommand, FetchError};
 use crate::identities::Hosted;
 use crate::metrics::Metrics;
 
@@ -110,6 +111,7 @@ pub struct NetworkClosed;
 #[derive(Clone, Debug)]
 pub struct NetworkHandle {
     commands: watch::Receiver<mpsc::Sender<NetworkCommand>>,
+    bitswap: watch::Receiver<mpsc::Sender<BitswapCommand>>,
     snapshot: watch::Receiver<NetworkSnapshot>,
 }
 
@@ -133,6 +135,18 @@ impl NetworkHandle {
         answer.await.map_err(|_| NetworkClosed.to_string())?
     }
 
+    /// Fetches a block from connected peers over Bitswap; the bytes are checked against the
+    /// CID, not stored.
+    pub async fn fetch_block(&self, cid: dta_protocol::Cid) -> Result<Vec<u8>, FetchError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.bitswap.borrow().clone();
+        sender
+            .send(BitswapCommand::Fetch { cid, reply })
+            .await
+            .map_err(|_| FetchError::Closed)?;
+        answer.await.map_err(|_| FetchError::Closed)?
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> NetworkSnapshot {
         self.snapshot.borrow().clone()
@@ -148,6 +162,7 @@ impl NetworkHandle {
 #[derive(Debug, Clone)]
 pub struct NetworkChannels {
     commands: Arc<watch::Sender<mpsc::Sender<NetworkCommand>>>,
+    bitswap: Arc<watch::Sender<mpsc::Sender<BitswapCommand>>>,
     snapshot: Arc<watch::Sender<NetworkSnapshot>>,
 }
 
@@ -157,14 +172,18 @@ impl NetworkChannels {
         // A placeholder sender whose receiver is dropped: commands fail until the actor runs.
         let (placeholder, _) = mpsc::channel(1);
         let (commands, commands_rx) = watch::channel(placeholder);
+        let (placeholder, _) = mpsc::channel(1);
+        let (bitswap, bitswap_rx) = watch::channel(placeholder);
         let (snapshot, snapshot_rx) = watch::channel(NetworkSnapshot::default());
         (
             Self {
                 commands: Arc::new(commands),
+                bitswap: Arc::new(bitswap),
                 snapshot: Arc::new(snapshot),
             },
             NetworkHandle {
                 commands: commands_rx,
+                bitswap: bitswap_rx,
                 snapshot: snapshot_rx,
             },
         )
@@ -228,6 +247,18 @@ impl Actor for NetworkActor {
         let (sender, commands) = mpsc::channel(COMMAND_CAPACITY);
         args.channels.commands.send_replace(sender);
         let cancel = CancellationToken::new();
+        let (sender, bitswap_commands) = mpsc::channel(crate::bitswap::COMMAND_CAPACITY);
+        args.channels.bitswap.send_replace(sender);
+        tokio::spawn(
+            crate::bitswap::Engine {
+                control: swarm.behaviour().stream.new_control(),
+                blocks: args.blocks.clone(),
+                snapshot: args.channels.snapshot.subscribe(),
+                commands: bitswap_commands,
+                cancel: cancel.clone(),
+            }
+            .run(),
+        );
         let task = tokio::spawn(
             SwarmLoop {
                 swarm,

@@ -129,6 +129,8 @@ mod composed {
         pub gossipsub: gossipsub::Behaviour,
         /// dta requests, CBOR-encoded, size-capped.
         pub rpc: request_response::cbor::Behaviour<Request, Response>,
+        /// Raw streams (Bitswap), driven outside the swarm task through a control.
+        pub stream: libp2p_stream::Behaviour,
     }
 }
 
@@ -227,5 +229,6 @@ fn behaviour(
         kad,
         gossipsub,
         rpc,
+        stream: libp2p_stream::Behaviour::new(),
     })
 }

@@ -417,11 +417,29 @@ async fn block(
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
     let parsed = parse_cid(&cid).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let bytes = state
+    let stored = state
         .store
         .get(dta_actors::store::Column::Blocks, &parsed.to_bytes())
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no block {cid} here")))?;
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // A block this node lacks is fetched from its peers over Bitswap (checked against the
+    // CID) and kept.
+    let bytes = match stored {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = state
+                .network
+                .fetch_block(parsed)
+                .await
+                .map_err(|e| match e {
+                    dta_actors::bitswap::FetchError::NotFound(_) => {
+                        ApiError(StatusCode::NOT_FOUND, e.to_string())
+                    }
+                    _ => ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+                })?;
+            store_blocks(&state, vec![(parsed, bytes.clone())]).await?;
+            bytes
+        }
+    };
     let content_type = if parsed.codec() == dta_protocol::block::DAG_CBOR {
         "application/vnd.ipld.dag-cbor"
     } else {
