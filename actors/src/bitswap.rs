@@ -139,7 +139,13 @@ impl Engine {
             fetches: HashMap::new(),
             cancel: self.cancel.clone(),
         };
-        let mut connected: HashSet<PeerId> = HashSet::new();
+        let mut connected: HashSet<PeerId> = self
+            .snapshot
+            .borrow_and_update()
+            .connected
+            .iter()
+            .copied()
+            .collect();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
