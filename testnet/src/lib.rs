@@ -13,5 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_bitswap;
 pub mod demo;
 pub mod harness;

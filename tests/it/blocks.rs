@@ -197,3 +197,21 @@ async fn a_node_fetches_blocks_it_lacks_from_its_peers_over_bitswap() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bitswap_benchmark_fetches_every_block() {
+    let report = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+        blocks: 20,
+        size: 4096,
+    })
+    .await
+    .expect("benchmark runs");
+    assert_eq!(report.blocks, 20);
+    assert!(report.mib_per_second > 0.0 && report.blocks_per_second > 0.0);
+    let refused = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+        blocks: 1,
+        size: dta_protocol::bitswap::MAX_BLOCK_SIZE + 1,
+    })
+    .await;
+    assert!(refused.is_err());
+}

@@ -123,6 +123,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// One node fetches blocks from another over Bitswap: throughput.
+    Bitswap {
+        /// Blocks to fetch.
+        #[arg(long, default_value_t = 1000)]
+        blocks: usize,
+        /// Bytes per block.
+        #[arg(long, default_value_t = 256 * 1024)]
+        size: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Orders and releases: latency percentiles and throughput.
     Custody {
         /// Orders per phase.
@@ -320,6 +332,21 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 threshold,
             })
             .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Bench {
+            command: BenchCommand::Bitswap { blocks, size, json },
+        } => {
+            let report =
+                dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+                    blocks,
+                    size,
+                })
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
