@@ -3,6 +3,7 @@
 mod blocks;
 mod custody;
 mod demo;
+mod interop;
 mod network;
 mod process;
 mod v1;
