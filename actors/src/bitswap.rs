@@ -89,7 +89,13 @@ struct Fetch {
     asked: HashSet<PeerId>,
     dont_have: HashSet<PeerId>,
     deadline: Instant,
+    sent: Instant,
 }
+
+/// How long a want waits for an answer before it is sent again. Streams get lost (a peer
+/// restarts, libp2p-stream drops inbound streams that arrive in a burst), and kubo resends
+/// its wantlist too.
+const RESEND_AFTER: Duration = Duration::from_secs(1);
 
 /// The engine's parts, handed over by the network actor.
 pub struct Engine {
@@ -133,6 +139,27 @@ impl Engine {
             }
         };
         let (inbox, mut inbound) = mpsc::channel(INBOX_CAPACITY);
+        // kubo answers on a new stream per message, in bursts, and libp2p-stream drops an
+        // inbound stream nobody is waiting for: a task of its own does nothing but take them.
+        let accept_inbox = inbox.clone();
+        let accept_cancel = self.cancel.clone();
+        let blocks = self.blocks.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = accept_cancel.cancelled() => break,
+                    next = incoming.next() => next,
+                };
+                let Some((peer, stream)) = next else { break };
+                tokio::spawn(read(
+                    peer,
+                    stream,
+                    blocks.clone(),
+                    accept_inbox.clone(),
+                    accept_cancel.child_token(),
+                ));
+            }
+        });
         let mut state = State {
             control: self.control.clone(),
             outboxes: HashMap::new(),
@@ -150,15 +177,6 @@ impl Engine {
         loop {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
-                Some((peer, stream)) = incoming.next() => {
-                    tokio::spawn(read(
-                        peer,
-                        stream,
-                        self.blocks.clone(),
-                        inbox.clone(),
-                        self.cancel.child_token(),
-                    ));
-                }
                 Some(inbound) = inbound.recv() => match inbound {
                     Inbound::Message(peer, message) => state.on_message(peer, message),
                     Inbound::Answer(peer, message) => state.send(peer, message),
@@ -212,6 +230,7 @@ impl State {
                 asked: peers.iter().copied().collect(),
                 dont_have: HashSet::new(),
                 deadline: Instant::now() + FETCH_TIMEOUT,
+                sent: Instant::now(),
             },
         );
         for peer in peers {
@@ -281,6 +300,22 @@ impl State {
                     let _ = reply.send(Err(error.clone()));
                 }
             }
+        }
+        // Wants still unanswered go out again to the peers that have not said no.
+        let mut again: HashMap<PeerId, Vec<Cid>> = HashMap::new();
+        for (cid, fetch) in &mut self.fetches {
+            if now.duration_since(fetch.sent) < RESEND_AFTER {
+                continue;
+            }
+            fetch.sent = now;
+            for peer in fetch.asked.difference(&fetch.dont_have) {
+                if connected.contains(peer) {
+                    again.entry(*peer).or_default().push(*cid);
+                }
+            }
+        }
+        for (peer, cids) in again {
+            self.send(peer, wants(&cids, false));
         }
     }
 

