@@ -1,12 +1,14 @@
 //! Bitswap 1.2.0 over libp2p streams: serves this node's blocks to any peer that wants them
 //! and fetches blocks from connected peers, as IPFS peers do.
 //!
-//! Streams follow kubo's practice: each node opens one long-lived outbound stream per peer
-//! and sends everything (wants, blocks, presences) on it; inbound streams are only read. The
-//! engine is one task that owns the wantlist and the outbound streams (commands in, through a
-//! bounded channel); one reader task per inbound stream decodes frames, answers that peer's
-//! wants itself (one message at a time, so a peer never has more than one request in
-//! flight), and hands blocks and presences to the engine.
+//! Streams: dta opens one long-lived outbound stream per peer and sends everything (wants,
+//! blocks, presences) on it; inbound streams are only read, however many a peer opens (kubo
+//! opens one per answer). Outbound streams come from `libp2p_stream::Control`; inbound ones
+//! from [`dta_protocol::inbound`], queued by the swarm task. The engine is one task that owns
+//! the wantlist and the outbound streams (commands in, through a bounded channel); one reader
+//! task per inbound stream decodes frames, answers that peer's wants itself (one message at a
+//! time, so a stream never has more than one request in flight), and hands blocks and
+//! presences to the engine.
 //!
 //! A fetch asks every connected peer for the block (want-block, send-dont-have) and ends with
 //! the first block whose bytes hash to the CID (the check happens as the message is decoded,
@@ -26,7 +28,7 @@ use dta_protocol::bitswap::{
     MAX_BLOCK_SIZE, MAX_MESSAGE_SIZE, Message, PROTOCOL, Presence, Want, WantType,
 };
 use dta_protocol::network::BlockSource;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -92,15 +94,19 @@ struct Fetch {
     sent: Instant,
 }
 
-/// How long a want waits for an answer before it is sent again. Streams get lost (a peer
-/// restarts, libp2p-stream drops inbound streams that arrive in a burst), and kubo resends
-/// its wantlist too.
+/// How long a want waits for an answer before it is sent again: a stream can be lost with a
+/// peer that restarts, and kubo resends its wantlist too.
 const RESEND_AFTER: Duration = Duration::from_secs(1);
+
+/// Inbound streams queued between the swarm task and the engine.
+pub const INBOUND_STREAMS: usize = 256;
 
 /// The engine's parts, handed over by the network actor.
 pub struct Engine {
-    /// Opens and accepts streams.
+    /// Opens outbound streams.
     pub control: libp2p_stream::Control,
+    /// Inbound streams, from the swarm task.
+    pub inbound: mpsc::Receiver<(PeerId, libp2p::Stream)>,
     /// Where served blocks are read (called off the async workers).
     pub blocks: Arc<dyn BlockSource>,
     /// Connected peers.
@@ -130,25 +136,25 @@ fn protocol() -> StreamProtocol {
 
 impl Engine {
     /// Runs until cancelled.
-    pub async fn run(mut self) {
-        let mut incoming = match self.control.accept(protocol()) {
-            Ok(incoming) => incoming,
-            Err(err) => {
-                warn!(%err, "bitswap cannot accept streams");
-                return;
-            }
-        };
+    pub async fn run(self) {
+        let Engine {
+            control,
+            inbound: mut streams,
+            blocks,
+            mut snapshot,
+            mut commands,
+            cancel,
+        } = self;
         let (inbox, mut inbound) = mpsc::channel(INBOX_CAPACITY);
-        // kubo answers on a new stream per message, in bursts, and libp2p-stream drops an
-        // inbound stream nobody is waiting for: a task of its own does nothing but take them.
+        // Inbound streams get a reader each, from a task of its own so none waits behind the
+        // engine's other work.
         let accept_inbox = inbox.clone();
-        let accept_cancel = self.cancel.clone();
-        let blocks = self.blocks.clone();
+        let accept_cancel = cancel.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     () = accept_cancel.cancelled() => break,
-                    next = incoming.next() => next,
+                    next = streams.recv() => next,
                 };
                 let Some((peer, stream)) = next else { break };
                 tokio::spawn(read(
@@ -161,13 +167,12 @@ impl Engine {
             }
         });
         let mut state = State {
-            control: self.control.clone(),
+            control,
             outboxes: HashMap::new(),
             fetches: HashMap::new(),
-            cancel: self.cancel.clone(),
+            cancel: cancel.clone(),
         };
-        let mut connected: HashSet<PeerId> = self
-            .snapshot
+        let mut connected: HashSet<PeerId> = snapshot
             .borrow_and_update()
             .connected
             .iter()
@@ -176,21 +181,21 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                () = self.cancel.cancelled() => break,
+                () = cancel.cancelled() => break,
                 Some(inbound) = inbound.recv() => match inbound {
                     Inbound::Message(peer, message) => state.on_message(peer, message),
                     Inbound::Answer(peer, message) => state.send(peer, message),
                 },
-                Some(command) = self.commands.recv() => match command {
+                Some(command) = commands.recv() => match command {
                     BitswapCommand::Fetch { cid, reply } => {
                         let peers: Vec<PeerId> =
-                            self.snapshot.borrow().connected.iter().copied().collect();
+                            snapshot.borrow().connected.iter().copied().collect();
                         state.fetch(cid, reply, &peers);
                     }
                 },
-                Ok(()) = self.snapshot.changed() => {
+                Ok(()) = snapshot.changed() => {
                     let now: HashSet<PeerId> =
-                        self.snapshot.borrow_and_update().connected.iter().copied().collect();
+                        snapshot.borrow_and_update().connected.iter().copied().collect();
                     for peer in now.difference(&connected) {
                         state.want_from(*peer);
                     }

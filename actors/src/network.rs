@@ -249,9 +249,11 @@ impl Actor for NetworkActor {
         let cancel = CancellationToken::new();
         let (sender, bitswap_commands) = mpsc::channel(crate::bitswap::COMMAND_CAPACITY);
         args.channels.bitswap.send_replace(sender);
+        let (bitswap_streams, inbound) = mpsc::channel(crate::bitswap::INBOUND_STREAMS);
         tokio::spawn(
             crate::bitswap::Engine {
                 control: swarm.behaviour().stream.new_control(),
+                inbound,
                 blocks: args.blocks.clone(),
                 snapshot: args.channels.snapshot.subscribe(),
                 commands: bitswap_commands,
@@ -268,6 +270,7 @@ impl Actor for NetworkActor {
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
                 hosted: args.hosted,
+                bitswap_streams,
                 metrics: args.metrics,
                 blocks: args.blocks,
                 pending: HashMap::new(),
@@ -328,6 +331,8 @@ struct SwarmLoop {
     subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     identity_document: Vec<u8>,
     hosted: Hosted,
+    /// Inbound Bitswap streams, for the engine.
+    bitswap_streams: mpsc::Sender<(PeerId, libp2p::Stream)>,
     metrics: Arc<Metrics>,
     blocks: Arc<dyn dta_protocol::network::BlockSource>,
     /// Requests sent for a command, answered on its reply port, with their start time.
@@ -524,6 +529,14 @@ impl SwarmLoop {
         });
     }
 
+    /// Hands an inbound Bitswap stream to the engine. The swarm task never waits: a full
+    /// queue drops the stream, and the peer's unanswered wants come again.
+    fn on_bitswap_stream(&self, peer: PeerId, stream: libp2p::Stream) {
+        if self.bitswap_streams.try_send((peer, stream)).is_err() {
+            warn!(%peer, "bitswap engine busy; inbound stream dropped");
+        }
+    }
+
     fn on_identity(&mut self, peer: PeerId, document: Vec<u8>) {
         let digest: [u8; 32] = Sha256::digest(&document).into();
         if self.seen_identities.contains(&digest) {
@@ -571,6 +584,7 @@ impl SwarmLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Rpc(event) => self.on_rpc(event),
+            BehaviourEvent::Bitswap((peer, stream)) => self.on_bitswap_stream(peer, stream),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
                 Metrics::bump(&self.metrics.gossip_received);
                 // Strict validation means `source` is the signed publisher.

@@ -11,6 +11,7 @@
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
 //! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
 //! - [`car`]: CAR v1 archives, every block checked against its CID on reading.
+//! - [`inbound`]: inbound streams of one protocol (Bitswap's), queued rather than dropped.
 //!
 //! Verification comes before use: a document is only trusted through the `Verified…` value
 //! its verifier returns, and an envelope can only be opened once its signature has been
@@ -29,6 +30,7 @@ pub mod car;
 pub mod dagcbor;
 pub mod envelope;
 pub mod identity;
+pub mod inbound;
 pub mod network;
 pub mod order;
 

@@ -129,8 +129,10 @@ mod composed {
         pub gossipsub: gossipsub::Behaviour,
         /// dta requests, CBOR-encoded, size-capped.
         pub rpc: request_response::cbor::Behaviour<Request, Response>,
-        /// Raw streams (Bitswap), driven outside the swarm task through a control.
+        /// Raw outbound streams (Bitswap), opened outside the swarm task through a control.
         pub stream: libp2p_stream::Behaviour,
+        /// Inbound Bitswap streams, queued and handed to the swarm owner.
+        pub bitswap: crate::inbound::Behaviour,
     }
 }
 
@@ -230,5 +232,8 @@ fn behaviour(
         gossipsub,
         rpc,
         stream: libp2p_stream::Behaviour::new(),
+        bitswap: crate::inbound::Behaviour::new(libp2p::StreamProtocol::new(
+            crate::bitswap::PROTOCOL,
+        )),
     })
 }

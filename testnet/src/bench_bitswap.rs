@@ -14,11 +14,8 @@ use crate::bench::BenchError;
 use crate::harness::Testnet;
 use crate::kubo::Kubo;
 
-/// Fetches kept in flight at once. One: kubo answers each message on a new stream, and
-/// libp2p-stream drops inbound streams that arrive faster than they are taken, so with many
-/// fetches at once most of kubo's answers would be lost (dta's own answers share one stream).
-/// Both sources are measured the same way.
-pub const IN_FLIGHT: usize = 1;
+/// Fetches kept in flight at once, the same for both sources.
+pub const IN_FLIGHT: usize = 32;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -180,7 +177,7 @@ impl std::fmt::Display for BitswapReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "bitswap benchmark: a dta node fetches {} blocks of {} bytes over loopback, one at a time",
+            "bitswap benchmark: a dta node fetches {} blocks of {} bytes over loopback, {IN_FLIGHT} at a time",
             self.blocks, self.size
         )?;
         writeln!(
