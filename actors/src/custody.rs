@@ -582,6 +582,18 @@ impl RoleContext {
         )
     }
 
+    /// Signs a public envelope (payload, no recipients) and stages it; its CID and bytes.
+    async fn publish<T: Serialize>(
+        &self,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        payload: &T,
+    ) -> Result<(Cid, Vec<u8>), CustodyError> {
+        let envelope = self.envelope(kind, reference, prev, Some(encode(payload)?), None, &[])?;
+        self.save_block(&envelope).await
+    }
+
     /// An envelope signed by `sender`: this node's identity or one it hosts.
     fn envelope_as(
         sender: &LocalIdentity,
@@ -859,15 +871,9 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         KeySource::Generated => BTreeMap::new(),
     };
 
-    let order_envelope = ctx.envelope(
-        Kind::OrderRequest,
-        &reference,
-        None,
-        Some(encode(&request)?),
-        None,
-        &[],
-    )?;
-    let (order_cid, order_bytes) = ctx.save_block(&order_envelope).await?;
+    let (order_cid, order_bytes) = ctx
+        .publish(Kind::OrderRequest, &reference, None, &request)
+        .await?;
     let mut record = OrderRecord {
         reference: reference.clone(),
         role: Role::Principal.name().into(),
@@ -913,15 +919,9 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         public_key: ByteBuf::from(commitments.group_public_key().to_bytes().to_vec()),
         output: sealed_output,
     };
-    let commitment_envelope = ctx.envelope(
-        Kind::Commitment,
-        &reference,
-        Some(order_cid),
-        Some(encode(&commitment)?),
-        None,
-        &[],
-    )?;
-    let (commitment_cid, commitment_bytes) = ctx.save_block(&commitment_envelope).await?;
+    let (commitment_cid, commitment_bytes) = ctx
+        .publish(Kind::Commitment, &reference, Some(order_cid), &commitment)
+        .await?;
 
     let mut deliveries = Vec::with_capacity(n);
     for ((fiduciary, share), peer) in fiduciaries.iter().zip(&shares).zip(fiduciary_peers) {
@@ -1079,15 +1079,14 @@ pub async fn on_key_share(
             .key_output(&order, &public_key)
             .map_err(CustodyError::Invalid)?,
     };
-    let envelope = ctx.envelope(
-        Kind::Commitment,
-        &reference,
-        Some(record.order),
-        Some(encode(&commitment)?),
-        None,
-        &[],
-    )?;
-    let (commitment_cid, bytes) = ctx.save_block(&envelope).await?;
+    let (commitment_cid, bytes) = ctx
+        .publish(
+            Kind::Commitment,
+            &reference,
+            Some(record.order),
+            &commitment,
+        )
+        .await?;
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
     record.state = "committed".into();
@@ -1225,15 +1224,14 @@ pub async fn on_commitment_signature(
         .map_err(internal)?;
         ctx.save_signed(&rebuilt)?;
     }
-    let envelope = ctx.envelope(
-        Kind::Certificate,
-        &reference,
-        Some(record.head),
-        Some(encode(&certificate)?),
-        None,
-        &[],
-    )?;
-    let (cid, _) = ctx.save_block(&envelope).await?;
+    let (cid, _) = ctx
+        .publish(
+            Kind::Certificate,
+            &reference,
+            Some(record.head),
+            &certificate,
+        )
+        .await?;
     record.certificate = Some(cid);
     record.head = cid;
     record.state = "certified".into();
@@ -1311,15 +1309,9 @@ pub async fn create_release(
                 beneficiary,
                 sequence,
             };
-            let envelope = ctx.envelope(
-                Kind::ReleaseRequest,
-                reference,
-                Some(record.head),
-                Some(encode(&release)?),
-                None,
-                &[],
-            )?;
-            let (cid, bytes) = ctx.save_block(&envelope).await?;
+            let (cid, bytes) = ctx
+                .publish(Kind::ReleaseRequest, reference, Some(record.head), &release)
+                .await?;
             record.releases.insert(sequence, cid);
             record.head = cid;
             record.state = "releasing".into();
@@ -1462,15 +1454,9 @@ pub async fn on_order_request(
         index,
         public_key: ByteBuf::from(key.public_key().to_compressed().to_vec()),
     };
-    let reply = ctx.envelope(
-        Kind::KeyShare,
-        &reference,
-        Some(order_cid),
-        Some(encode(&share)?),
-        None,
-        &[],
-    )?;
-    let (share_cid, bytes) = ctx.save_block(&reply).await?;
+    let (share_cid, bytes) = ctx
+        .publish(Kind::KeyShare, &reference, Some(order_cid), &share)
+        .await?;
     let record = OrderRecord {
         reference: reference.clone(),
         role: Role::Fiduciary.name().into(),
