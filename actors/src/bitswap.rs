@@ -10,16 +10,28 @@
 //! time, so a stream never has more than one request in flight), and hands blocks and
 //! presences to the engine.
 //!
-//! A fetch asks every connected peer for the block (want-block, send-dont-have) and ends with
-//! the first block whose bytes hash to the CID (the check happens as the message is decoded,
-//! see [`dta_protocol::bitswap`]), with `NotFound` once every asked peer said DONT_HAVE, or
-//! with `Timeout`. Blocks nobody asked for are dropped. Fetched blocks are returned, not
-//! stored: the caller decides.
+//! A fetch asks one connected peer for the block (want-block) and every other one whether it
+//! has it (want-have), all with send-dont-have, as kubo's sessions do: the block crosses the
+//! wire once, not once per peer. The peer asked for the block is the one with the best score:
+//! one point per block delivered, halved at each DONT_HAVE to a want-block, so a peer that
+//! stops having what is asked for soon loses its rank. When it says DONT_HAVE, a peer that said HAVE is asked for the block;
+//! a want unanswered for a second goes again, as want-block to every peer that may have it.
+//! A fetch ends with the first block whose bytes hash to the CID (the check happens as the
+//! message is decoded, see [`dta_protocol::bitswap`]) and cancels the want everywhere else;
+//! with `NotFound` once every asked peer said DONT_HAVE; or with `Timeout`. Fetched blocks are
+//! returned, not stored: the caller decides.
 //!
-//! What it does not do yet: sessions that rank peers, want-have before want-block, and
-//! remembering wants it cannot serve until the block arrives.
+//! A Bitswap block carries no CID, only a prefix (version, codec, hash): the CID is computed
+//! from the bytes, so a corrupted block arrives as a block nobody asked for and is dropped.
+//! When exactly one pending want from that peer has the same prefix, the block was meant for
+//! it: that peer counts as refusing, and a fetch every peer refused this way ends with
+//! `Rejected`, not `NotFound`. Duplicates of blocks fetched a moment ago are not counted.
+//!
+//! What it does not do: remember a peer's wants it cannot serve and send the block when it
+//! arrives later (peers ask again: kubo and Helia resend their wantlists), or speak Bitswap
+//! 1.0.0/1.1.0 (answers go out on dta's own 1.2.0 stream, which such peers cannot open).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +70,14 @@ pub enum FetchError {
     /// No answer in time.
     #[error("block {0} did not arrive within {1:?}")]
     Timeout(String, Duration),
+    /// Peers sent bytes for the block that do not hash to its CID; nothing was kept.
+    #[error("block {cid}: {peers} peer(s) sent bytes that do not match the CID; refused")]
+    Rejected {
+        /// The block.
+        cid: String,
+        /// How many peers sent bad bytes.
+        peers: usize,
+    },
     /// Too many fetches in progress.
     #[error("too many block fetches in progress")]
     Busy,
@@ -88,8 +108,16 @@ enum Inbound {
 
 struct Fetch {
     replies: Vec<oneshot::Sender<Result<Vec<u8>, FetchError>>>,
+    /// Every peer told about the want.
     asked: HashSet<PeerId>,
+    /// Peers asked for the block itself (want-block); the others got want-have.
+    block_asked: HashSet<PeerId>,
+    /// Peers that said HAVE.
+    have: HashSet<PeerId>,
+    /// Peers that said DONT_HAVE.
     dont_have: HashSet<PeerId>,
+    /// Peers whose block for this CID did not hash to it (also in `dont_have`).
+    rejected: HashSet<PeerId>,
     deadline: Instant,
     sent: Instant,
 }
@@ -127,7 +155,38 @@ struct State {
     control: libp2p_stream::Control,
     outboxes: HashMap<PeerId, mpsc::Sender<Message>>,
     fetches: HashMap<Cid, Fetch>,
+    /// Each connected peer's score (blocks delivered, halved at each DONT_HAVE to a
+    /// want-block): the best is asked for the block first.
+    delivered: HashMap<PeerId, u64>,
+    /// Blocks fetched lately, so late duplicates from other peers are not taken for bad ones.
+    recent: RecentBlocks,
     cancel: CancellationToken,
+}
+
+/// The last [`RECENT_BLOCKS`] fetched CIDs.
+#[derive(Default)]
+struct RecentBlocks {
+    order: VecDeque<Cid>,
+    set: HashSet<Cid>,
+}
+
+const RECENT_BLOCKS: usize = 4096;
+
+impl RecentBlocks {
+    fn insert(&mut self, cid: Cid) {
+        if self.set.insert(cid) {
+            self.order.push_back(cid);
+            if self.order.len() > RECENT_BLOCKS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, cid: &Cid) -> bool {
+        self.set.contains(cid)
+    }
 }
 
 fn protocol() -> StreamProtocol {
@@ -170,6 +229,8 @@ impl Engine {
             control,
             outboxes: HashMap::new(),
             fetches: HashMap::new(),
+            delivered: HashMap::new(),
+            recent: RecentBlocks::default(),
             cancel: cancel.clone(),
         };
         let mut connected: HashSet<PeerId> = snapshot
@@ -200,6 +261,7 @@ impl Engine {
                         state.want_from(*peer);
                     }
                     state.outboxes.retain(|peer, _| now.contains(peer));
+                    state.delivered.retain(|peer, _| now.contains(peer));
                     connected = now;
                 }
                 _ = tick.tick() => state.expire(&connected),
@@ -228,53 +290,125 @@ impl State {
             let _ = reply.send(Err(FetchError::NotFound(cid.to_string())));
             return;
         }
+        let best = self.best_of(peers.iter());
         self.fetches.insert(
             cid,
             Fetch {
                 replies: vec![reply],
                 asked: peers.iter().copied().collect(),
+                block_asked: best.into_iter().collect(),
+                have: HashSet::new(),
                 dont_have: HashSet::new(),
+                rejected: HashSet::new(),
                 deadline: Instant::now() + FETCH_TIMEOUT,
                 sent: Instant::now(),
             },
         );
         for peer in peers {
-            self.send(*peer, wants(&[cid], false));
+            let ask = if Some(*peer) == best {
+                Ask::Block
+            } else {
+                Ask::Have
+            };
+            self.send(*peer, wants(&[cid], ask));
         }
     }
 
-    /// Sends every pending want to a peer that just connected.
+    /// The peer with the best score (any, if none has one).
+    fn best_of<'a>(&self, peers: impl Iterator<Item = &'a PeerId>) -> Option<PeerId> {
+        peers
+            .max_by_key(|peer| self.delivered.get(peer).copied().unwrap_or(0))
+            .copied()
+    }
+
+    /// Sends every pending want to a peer that just connected: want-block where no other
+    /// peer is asked for the block, want-have elsewhere.
     fn want_from(&mut self, peer: PeerId) {
-        let cids: Vec<Cid> = self.fetches.keys().copied().collect();
-        for fetch in self.fetches.values_mut() {
+        let (mut block, mut have) = (Vec::new(), Vec::new());
+        for (cid, fetch) in &mut self.fetches {
             fetch.asked.insert(peer);
+            if fetch.block_holder().is_none() {
+                fetch.block_asked.insert(peer);
+                block.push(*cid);
+            } else {
+                have.push(*cid);
+            }
         }
-        if !cids.is_empty() {
-            self.send(peer, wants(&cids, false));
-        }
+        self.send(peer, wants(&block, Ask::Block));
+        self.send(peer, wants(&have, Ask::Have));
     }
 
     fn on_message(&mut self, peer: PeerId, message: Message) {
         for (cid, data) in message.blocks {
             // The CID was computed from the bytes: a block we asked for is the right one.
             let Some(fetch) = self.fetches.remove(&cid) else {
-                debug!(%peer, %cid, "unrequested block dropped");
+                self.on_unwanted_block(peer, cid);
                 continue;
             };
+            self.recent.insert(cid);
+            *self.delivered.entry(peer).or_default() += 1;
             for reply in fetch.replies {
                 let _ = reply.send(Ok(data.clone()));
             }
             for other in fetch.asked.iter().filter(|p| **p != peer) {
-                self.send(*other, wants(&[cid], true));
+                self.send(*other, wants(&[cid], Ask::Cancel));
             }
         }
+        let mut promoted: Vec<(PeerId, Cid)> = Vec::new();
         for (cid, presence) in message.presences {
-            if presence == Presence::DontHave
-                && let Some(fetch) = self.fetches.get_mut(&cid)
-                && fetch.asked.contains(&peer)
+            let Some(fetch) = self.fetches.get_mut(&cid) else {
+                continue;
+            };
+            if !fetch.asked.contains(&peer) {
+                continue;
+            }
+            match presence {
+                Presence::Have => {
+                    fetch.have.insert(peer);
+                }
+                Presence::DontHave => {
+                    fetch.dont_have.insert(peer);
+                    if fetch.block_asked.contains(&peer)
+                        && let Some(score) = self.delivered.get_mut(&peer)
+                    {
+                        *score /= 2;
+                    }
+                }
+            }
+            // Nobody left to send the block: ask a peer that has it.
+            if fetch.block_holder().is_none()
+                && let Some(next) = fetch.have.difference(&fetch.dont_have).next().copied()
             {
+                fetch.block_asked.insert(next);
+                promoted.push((next, cid));
+            }
+        }
+        for (next, cid) in promoted {
+            self.send(next, wants(&[cid], Ask::Block));
+        }
+    }
+
+    /// A block that hashes to no pending want: a late duplicate, or bad bytes for a want with
+    /// the same prefix. With a single such want from this peer, the block was meant for it.
+    fn on_unwanted_block(&mut self, peer: PeerId, cid: Cid) {
+        if self.recent.contains(&cid) {
+            return;
+        }
+        let same_prefix = |wanted: &Cid| {
+            wanted.version() == cid.version()
+                && wanted.codec() == cid.codec()
+                && wanted.hash().code() == cid.hash().code()
+        };
+        let mut candidates = self.fetches.iter_mut().filter(|(wanted, fetch)| {
+            same_prefix(wanted) && fetch.asked.contains(&peer) && !fetch.dont_have.contains(&peer)
+        });
+        match (candidates.next(), candidates.next()) {
+            (Some((wanted, fetch)), None) => {
+                warn!(%peer, %wanted, "a peer sent bytes that do not match the block; refused");
+                fetch.rejected.insert(peer);
                 fetch.dont_have.insert(peer);
             }
+            _ => debug!(%peer, %cid, "unrequested block dropped"),
         }
     }
 
@@ -290,7 +424,15 @@ impl State {
                     .iter()
                     .filter(|p| connected.contains(p))
                     .all(|p| fetch.dont_have.contains(p));
-                if refused {
+                if (refused || now >= fetch.deadline) && !fetch.rejected.is_empty() {
+                    Some((
+                        *cid,
+                        FetchError::Rejected {
+                            cid: cid.to_string(),
+                            peers: fetch.rejected.len(),
+                        },
+                    ))
+                } else if refused {
                     Some((*cid, FetchError::NotFound(cid.to_string())))
                 } else if now >= fetch.deadline {
                     Some((*cid, FetchError::Timeout(cid.to_string(), FETCH_TIMEOUT)))
@@ -306,21 +448,48 @@ impl State {
                 }
             }
         }
-        // Wants still unanswered go out again to the peers that have not said no.
-        let mut again: HashMap<PeerId, Vec<Cid>> = HashMap::new();
+        // Wants still unanswered go out again: want-block to every peer that was asked for
+        // the block or said HAVE, and to the best silent one if there is no such peer;
+        // want-have to the rest that have not said no.
+        let mut block_again: HashMap<PeerId, Vec<Cid>> = HashMap::new();
+        let mut have_again: HashMap<PeerId, Vec<Cid>> = HashMap::new();
+        let delivered = &self.delivered;
         for (cid, fetch) in &mut self.fetches {
             if now.duration_since(fetch.sent) < RESEND_AFTER {
                 continue;
             }
             fetch.sent = now;
-            for peer in fetch.asked.difference(&fetch.dont_have) {
-                if connected.contains(peer) {
-                    again.entry(*peer).or_default().push(*cid);
+            let live =
+                |peer: &&PeerId| connected.contains(*peer) && !fetch.dont_have.contains(*peer);
+            let mut holders: Vec<PeerId> = fetch
+                .block_asked
+                .union(&fetch.have)
+                .filter(live)
+                .copied()
+                .collect();
+            if holders.is_empty()
+                && let Some(best) = fetch
+                    .asked
+                    .iter()
+                    .filter(live)
+                    .max_by_key(|peer| delivered.get(peer).copied().unwrap_or(0))
+            {
+                holders.push(*best);
+            }
+            for peer in fetch.asked.iter().filter(live) {
+                if holders.contains(peer) {
+                    block_again.entry(*peer).or_default().push(*cid);
+                } else {
+                    have_again.entry(*peer).or_default().push(*cid);
                 }
             }
+            fetch.block_asked.extend(holders);
         }
-        for (peer, cids) in again {
-            self.send(peer, wants(&cids, false));
+        for (peer, cids) in block_again {
+            self.send(peer, wants(&cids, Ask::Block));
+        }
+        for (peer, cids) in have_again {
+            self.send(peer, wants(&cids, Ask::Have));
         }
     }
 
@@ -346,20 +515,42 @@ impl State {
     }
 }
 
-/// A wantlist message: want-block with send-dont-have, or cancels.
-fn wants(cids: &[Cid], cancel: bool) -> Message {
+/// What a wantlist entry asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Send the block (or DONT_HAVE).
+    Block,
+    /// Say HAVE or DONT_HAVE.
+    Have,
+    /// Forget the want.
+    Cancel,
+}
+
+/// A wantlist message asking the same of every CID (empty for no CIDs, and then not sent).
+fn wants(cids: &[Cid], ask: Ask) -> Message {
     Message {
         wants: cids
             .iter()
             .map(|cid| Want {
                 cid: *cid,
                 priority: 1,
-                cancel,
-                want_type: WantType::Block,
-                send_dont_have: !cancel,
+                cancel: ask == Ask::Cancel,
+                want_type: if ask == Ask::Have {
+                    WantType::Have
+                } else {
+                    WantType::Block
+                },
+                send_dont_have: ask != Ask::Cancel,
             })
             .collect(),
         ..Message::default()
+    }
+}
+
+impl Fetch {
+    /// A peer asked for the block that has not said DONT_HAVE.
+    fn block_holder(&self) -> Option<PeerId> {
+        self.block_asked.difference(&self.dont_have).next().copied()
     }
 }
 

@@ -254,7 +254,7 @@ impl Actor for NetworkActor {
             crate::bitswap::Engine {
                 control: swarm.behaviour().stream.new_control(),
                 inbound,
-                blocks: args.blocks.clone(),
+                blocks: args.blocks,
                 snapshot: args.channels.snapshot.subscribe(),
                 commands: bitswap_commands,
                 cancel: cancel.clone(),
@@ -272,7 +272,6 @@ impl Actor for NetworkActor {
                 hosted: args.hosted,
                 bitswap_streams,
                 metrics: args.metrics,
-                blocks: args.blocks,
                 pending: HashMap::new(),
                 in_flight: HashMap::new(),
                 queued: HashMap::new(),
@@ -334,7 +333,6 @@ struct SwarmLoop {
     /// Inbound Bitswap streams, for the engine.
     bitswap_streams: mpsc::Sender<(PeerId, libp2p::Stream)>,
     metrics: Arc<Metrics>,
-    blocks: Arc<dyn dta_protocol::network::BlockSource>,
     /// Requests sent for a command, answered on its reply port, with their start time.
     pending: HashMap<OutboundRequestId, Pending>,
     /// Requests sent per peer and not answered yet.
@@ -670,15 +668,6 @@ impl SwarmLoop {
                 }
                 Err(err) => Response::Rejected {
                     reason: err.to_string(),
-                },
-            },
-            Request::Block { cid } => match dta_protocol::Cid::try_from(cid.as_slice()) {
-                Ok(cid) => match self.blocks.block(&cid) {
-                    Some(bytes) => Response::Block { bytes },
-                    None => Response::NotFound,
-                },
-                Err(_) => Response::Rejected {
-                    reason: "not a binary CID".into(),
                 },
             },
         }

@@ -43,12 +43,6 @@ pub enum Request {
         /// The encoded signed envelopes.
         blocks: Vec<serde_bytes::ByteBuf>,
     },
-    /// "Send me this block, if you have it."
-    Block {
-        /// The CID, in binary form.
-        #[serde(with = "serde_bytes")]
-        cid: Vec<u8>,
-    },
 }
 
 /// The answer to a [`Request`].
@@ -71,14 +65,6 @@ pub enum Response {
         /// A readable reason.
         reason: String,
     },
-    /// The requested block. The asker checks it against the CID.
-    Block {
-        /// The block's bytes.
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
-    },
-    /// The requested block is not here.
-    NotFound,
 }
 
 /// "The log of order `reference` now ends at `head`", gossiped by the order's principal so
@@ -91,8 +77,8 @@ pub struct HeadAnnouncement {
     pub head: cid::Cid,
 }
 
-/// Where the network loop reads blocks that peers ask for. Reads must be quick: they run on
-/// the swarm task.
+/// Where Bitswap reads the blocks that peers ask for. Reads block on storage: callers run
+/// them off the async workers.
 pub trait BlockSource: Send + Sync + std::fmt::Debug + 'static {
     /// The block's bytes, if present.
     fn block(&self, cid: &cid::Cid) -> Option<Vec<u8>>;

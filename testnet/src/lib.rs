@@ -7,7 +7,8 @@
 //!   signs the commitment, the signatures aggregate into one custody certificate, and a
 //!   beneficiary rebuilds the secret from two released shares.
 //! - [`bench`], [`bench_bitswap`]: the `dta bench` runs.
-//! - [`kubo`]: a real kubo node beside a testnet (interop tests, the Bitswap benchmark).
+//! - [`kubo`], [`helia`]: real IPFS nodes (go-libp2p and js-libp2p) beside a testnet, for
+//!   interop tests and the Bitswap benchmark.
 //!
 //! Process-based testnets, the scenario runner and the LAN (network namespace) mode come
 //! later. This crate defines no protocol or cryptography of its own.
@@ -18,4 +19,6 @@ pub mod bench;
 pub mod bench_bitswap;
 pub mod demo;
 pub mod harness;
+pub mod helia;
 pub mod kubo;
+mod peer_process;

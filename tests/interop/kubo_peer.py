@@ -12,7 +12,8 @@ Commands:
   {"op": "create", "repo": DIR}             -> {"ok"}       (configured, not running yet)
   {"op": "start", "repo": DIR}              -> {"peer_id", "addr"}
   {"op": "connect", "addr": MULTIADDR}      -> {"ok"}
-  {"op": "put_block", "codec": N, "hex": H} -> {"cid"}      (raw 0x55, dag-cbor 0x71)
+  {"op": "put_block", "codec": N, "hex": H, "version": 0|1} -> {"cid"}
+                                            (raw 0x55, dag-cbor 0x71; CIDv0 for dag-pb 0x70)
   {"op": "add_file", "hex": H}              -> {"cid"}      (UnixFS, CIDv0)
   {"op": "fetch", "cid": C, "timeout": S}   -> {"hex"} or {"error"}
   {"op": "corrupt", "cid": C, "hex": H}     -> {"ok"}       (replaces the stored bytes)
@@ -45,13 +46,25 @@ def cid_v1(codec, data):
     return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
 
 
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def cid_v0(data):
+    """A dag-pb block's CIDv0: the base58btc of its sha2-256 multihash."""
+    n = int.from_bytes(b"\x12\x20" + hashlib.sha256(data).digest(), "big")
+    out = ""
+    while n:
+        n, digit = divmod(n, 58)
+        out = BASE58[digit] + out
+    return out
+
+
 def multihash_of(cid):
     """The sha2-256 multihash inside a CIDv0 (Qm...) or base32 CIDv1 (b...)."""
     if cid.startswith("Qm"):
-        alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
         n = 0
         for ch in cid:
-            n = n * 58 + alphabet.index(ch)
+            n = n * 58 + BASE58.index(ch)
         return n.to_bytes(34, "big")
     raw = base64.b32decode(cid[1:].upper() + "=" * (-len(cid[1:]) % 8))
     return raw[-34:]
@@ -141,7 +154,10 @@ def main():
             answer = {"ok": code == 0, "code": code}
         elif op == "put_block":
             data = bytes.fromhex(command["hex"])
-            cid = cid_v1(command["codec"], data)
+            if command.get("version") == 0:
+                cid = cid_v0(data)
+            else:
+                cid = cid_v1(command["codec"], data)
             path = block_path(cid)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:

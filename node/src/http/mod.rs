@@ -434,6 +434,9 @@ async fn block(
                     dta_actors::bitswap::FetchError::NotFound(_) => {
                         ApiError(StatusCode::NOT_FOUND, e.to_string())
                     }
+                    dta_actors::bitswap::FetchError::Rejected { .. } => {
+                        ApiError(StatusCode::BAD_GATEWAY, e.to_string())
+                    }
                     _ => ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
                 })?;
             store_blocks(&state, vec![(parsed, bytes.clone())]).await?;
