@@ -15,6 +15,8 @@ use crate::store::{Column, Store};
 pub struct KeystoreStatus {
     /// Backend name.
     pub backend: &'static str,
+    /// The token's label, for a PKCS#11 backend.
+    pub token: Option<String>,
     /// Number of stored secrets.
     pub secrets: usize,
 }
@@ -107,6 +109,7 @@ impl Actor for KeystoreActor {
                     secrets
                         .map(|secrets| KeystoreStatus {
                             backend: keystore.backend(),
+                            token: keystore.token().map(str::to_owned),
                             secrets,
                         })
                         .map_err(|e| e.to_string()),

@@ -132,6 +132,15 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 
+    /// Compacts a column family from end to end, so that overwritten and deleted values are
+    /// dropped from the files on disk rather than left until a later compaction.
+    pub fn compact(&self, column: Column) -> Result<(), StoreError> {
+        let cf = self.cf(column)?;
+        self.db.flush_cf(cf)?;
+        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
     /// Deletes one key, synced.
     pub fn delete_durable(&self, column: Column, key: &[u8]) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();

@@ -11,10 +11,6 @@ use crate::{Keystore, KeystoreError};
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
-/// The name under which [`SoftKeystore::check_blob`] wraps a fixed value, so a wrong
-/// passphrase is told apart from a damaged secret.
-const CHECK_NAME: &str = "dta/keystore/passphrase-check";
-const CHECK_VALUE: &[u8] = b"dta keystore v1";
 
 /// Argon2id parameters, kept beside the keystore so it can be reopened.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -70,20 +66,6 @@ impl SoftKeystore {
             .hash_password_into(passphrase, &params.salt, kek.expose_mut())
             .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
         Ok(Self { kek })
-    }
-
-    /// A blob that proves a passphrase: store it when creating the keystore and pass it to
-    /// [`SoftKeystore::verify_passphrase`] when reopening.
-    pub fn check_blob(&self) -> Result<Vec<u8>, KeystoreError> {
-        self.wrap(CHECK_NAME, CHECK_VALUE)
-    }
-
-    /// Fails with [`KeystoreError::WrongPassphrase`] unless this key made `check_blob`.
-    pub fn verify_passphrase(&self, check_blob: &[u8]) -> Result<(), KeystoreError> {
-        match self.unwrap(CHECK_NAME, check_blob) {
-            Ok(value) if value.as_slice() == CHECK_VALUE => Ok(()),
-            _ => Err(KeystoreError::WrongPassphrase),
-        }
     }
 
     fn cipher(&self) -> ChaCha20Poly1305 {

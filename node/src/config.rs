@@ -50,6 +50,9 @@ pub struct Config {
     /// A file holding the keystore passphrase (used when `DTA_PASSPHRASE` is not set).
     #[serde(default)]
     pub passphrase_file: Option<PathBuf>,
+    /// A file holding the PKCS#11 user PIN (used when `DTA_PKCS11_PIN` is not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_pin_file: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -121,6 +124,7 @@ impl Config {
                 .map(|s| (*s).to_owned())
                 .collect(),
             passphrase_file: None,
+            pkcs11_pin_file: None,
         }
     }
 

@@ -3,17 +3,21 @@
 //! ```text
 //! HOME/config.toml     configuration (no secrets)
 //! HOME/node.key        the libp2p Ed25519 key (protobuf encoding, mode 0600)
-//! HOME/keystore.toml   Argon2id parameters and the passphrase check blob
+//! HOME/keystore.toml   the keystore backend: Argon2id parameters (soft) or module, token and
+//!                      key label (pkcs11), and a blob that checks the key
 //! HOME/db/             rocksdb: blocks, identities, orders, keystore (wrapped), metadata
 //! HOME/node.json       written once the node is ready, removed on clean shutdown
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dta_actors::store::{Column, Store, StoreError};
 use dta_crypto::Secret;
-use dta_hsm::{KdfParams, Keystore, KeystoreError, SoftKeystore};
+use dta_hsm::{
+    KdfParams, KekPolicy, Keystore, KeystoreError, Pkcs11Config, Pkcs11Keystore, SoftKeystore,
+};
 use dta_protocol::identity::{IdentityError, LocalIdentity};
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
@@ -24,6 +28,8 @@ use crate::config::{Config, ConfigError, HOME_VERSION};
 
 /// Environment variable holding the keystore passphrase.
 pub const PASSPHRASE_ENV: &str = "DTA_PASSPHRASE";
+/// Environment variable holding the PKCS#11 user PIN.
+pub const PIN_ENV: &str = "DTA_PKCS11_PIN";
 /// Keystore name of the identity seed.
 pub const IDENTITY_SEED: &str = "identity-seed";
 /// Metadata key of this node's own identity document.
@@ -49,6 +55,12 @@ pub enum HomeError {
     /// No passphrase available.
     #[error("no keystore passphrase: set {PASSPHRASE_ENV} or passphrase_file in config.toml")]
     NoPassphrase,
+    /// No PIN available.
+    #[error("no PKCS#11 PIN: set {PIN_ENV} or pkcs11_pin_file in config.toml")]
+    NoPin,
+    /// The node holding the home is running.
+    #[error("{0}: the node is running (its database is locked); stop it first")]
+    Running(String),
     /// The keystore refused.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
@@ -75,15 +87,91 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
     }
 }
 
+/// `keystore.toml`: which backend holds the key, and a blob that checks it.
 #[derive(Serialize, Deserialize)]
-struct KeystoreFile {
-    version: u32,
-    backend: String,
-    memory_kib: u32,
-    iterations: u32,
-    parallelism: u32,
-    salt: String,
-    check: String,
+#[serde(tag = "backend", rename_all = "lowercase")]
+enum KeystoreFile {
+    Soft {
+        version: u32,
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        salt: String,
+        check: String,
+    },
+    Pkcs11 {
+        version: u32,
+        module: PathBuf,
+        token: String,
+        kek_label: String,
+        check: String,
+    },
+}
+
+/// The keystore a new home gets (or a home migrates to).
+#[derive(Debug, Clone)]
+pub enum KeystoreChoice {
+    /// A passphrase-derived key (the default).
+    Soft {
+        /// Argon2id parameters.
+        kdf: KdfParams,
+    },
+    /// A key in a PKCS#11 token; the PIN comes from `DTA_PKCS11_PIN` or the pin file.
+    Pkcs11 {
+        /// The module.
+        module: PathBuf,
+        /// The token's label.
+        token: String,
+        /// The key-encryption key's label.
+        kek_label: String,
+    },
+}
+
+impl KeystoreChoice {
+    /// A PKCS#11 choice with the default key label.
+    pub fn pkcs11(module: PathBuf, token: String) -> Self {
+        Self::Pkcs11 {
+            module,
+            token,
+            kek_label: dta_hsm::pkcs11::DEFAULT_KEK_LABEL.to_owned(),
+        }
+    }
+
+    /// Opens (creating the token key if needed) the keystore and describes it for
+    /// `keystore.toml`.
+    fn create(&self, config: &Config) -> Result<(Arc<dyn Keystore>, KeystoreFile), HomeError> {
+        match self {
+            Self::Soft { kdf } => {
+                let passphrase = passphrase(config.passphrase_file.as_deref())?;
+                let keystore = SoftKeystore::derive(&passphrase, kdf)?;
+                let file = KeystoreFile::Soft {
+                    version: HOME_VERSION,
+                    memory_kib: kdf.memory_kib,
+                    iterations: kdf.iterations,
+                    parallelism: kdf.parallelism,
+                    salt: hex::encode(kdf.salt),
+                    check: hex::encode(dta_hsm::check_blob(&keystore)?),
+                };
+                Ok((Arc::new(keystore), file))
+            }
+            Self::Pkcs11 {
+                module,
+                token,
+                kek_label,
+            } => {
+                let keystore =
+                    open_token(config, module, token, kek_label, KekPolicy::CreateIfMissing)?;
+                let file = KeystoreFile::Pkcs11 {
+                    version: HOME_VERSION,
+                    module: module.clone(),
+                    token: token.clone(),
+                    kek_label: kek_label.clone(),
+                    check: hex::encode(dta_hsm::check_blob(&keystore)?),
+                };
+                Ok((Arc::new(keystore), file))
+            }
+        }
+    }
 }
 
 /// What `init` made.
@@ -112,13 +200,44 @@ pub fn passphrase(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, HomeError> 
     Ok(Zeroizing::new(text[..end].to_vec()))
 }
 
-/// Creates a home: config, node key, keystore, identity.
+/// Opens a PKCS#11 keystore with the PIN from the environment or the configured file.
+fn open_token(
+    config: &Config,
+    module: &Path,
+    token: &str,
+    kek_label: &str,
+    policy: KekPolicy,
+) -> Result<Pkcs11Keystore, HomeError> {
+    let mut settings = Pkcs11Config::new(module, token, pin(config.pkcs11_pin_file.as_deref())?);
+    settings.kek_label = kek_label.to_owned();
+    Ok(Pkcs11Keystore::open(&settings, policy)?)
+}
+
+/// Reads the PKCS#11 PIN from `DTA_PKCS11_PIN` or the configured file.
+pub fn pin(file: Option<&Path>) -> Result<Zeroizing<String>, HomeError> {
+    if let Some(value) = std::env::var_os(PIN_ENV) {
+        return value
+            .into_string()
+            .map(Zeroizing::new)
+            .map_err(|_| HomeError::NoPin);
+    }
+    let Some(file) = file else {
+        return Err(HomeError::NoPin);
+    };
+    let text = Zeroizing::new(std::fs::read_to_string(file).map_err(io(file))?);
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+/// Creates a home: config, node key, keystore, identity. The passphrase (soft) or PIN file
+/// (pkcs11) named in `config` is recorded in `config.toml`.
 pub fn init(
     home: &Path,
     name: &str,
     force: bool,
-    passphrase_file: Option<PathBuf>,
-    kdf: KdfParams,
+    secrets: SecretFiles,
+    keystore: KeystoreChoice,
 ) -> Result<InitReport, HomeError> {
     let config_path = home.join("config.toml");
     if config_path.exists() || home.join("db").exists() {
@@ -138,9 +257,9 @@ pub fn init(
     }
     std::fs::create_dir_all(home).map_err(io(home))?;
     let mut config = Config::new(name);
-    config.passphrase_file = passphrase_file;
-    let passphrase = passphrase(config.passphrase_file.as_deref())?;
-    let keystore = SoftKeystore::derive(&passphrase, &kdf)?;
+    config.passphrase_file = secrets.passphrase_file;
+    config.pkcs11_pin_file = secrets.pin_file;
+    let (keystore, keystore_file) = keystore.create(&config)?;
 
     let keypair = Keypair::generate_ed25519();
     let key_path = home.join("node.key");
@@ -155,21 +274,7 @@ pub fn init(
         );
     write_private(&key_path, &encoded)?;
 
-    let keystore_file = KeystoreFile {
-        version: HOME_VERSION,
-        backend: keystore.backend().to_owned(),
-        memory_kib: kdf.memory_kib,
-        iterations: kdf.iterations,
-        parallelism: kdf.parallelism,
-        salt: hex::encode(kdf.salt),
-        check: hex::encode(keystore.check_blob()?),
-    };
-    let keystore_path = home.join("keystore.toml");
-    let text = toml::to_string_pretty(&keystore_file).map_err(|e| HomeError::Damaged {
-        path: keystore_path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(&keystore_path, text).map_err(io(&keystore_path))?;
+    write_keystore_file(home, &keystore_file)?;
 
     let store = Store::open(&home.join("db"))?;
     let seed = Secret::<32>::random();
@@ -197,6 +302,85 @@ pub fn init(
     })
 }
 
+/// Where a new home's passphrase or PIN is read from (else the environment).
+#[derive(Debug, Clone, Default)]
+pub struct SecretFiles {
+    /// The keystore passphrase (soft keystores).
+    pub passphrase_file: Option<PathBuf>,
+    /// The PKCS#11 user PIN (pkcs11 keystores).
+    pub pin_file: Option<PathBuf>,
+}
+
+/// Writes `keystore.toml` atomically (a temporary file renamed over it).
+fn write_keystore_file(home: &Path, file: &KeystoreFile) -> Result<(), HomeError> {
+    let path = home.join("keystore.toml");
+    let text = toml::to_string_pretty(file).map_err(|e| HomeError::Damaged {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let temporary = home.join("keystore.toml.new");
+    std::fs::write(&temporary, text).map_err(io(&temporary))?;
+    std::fs::File::open(&temporary)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&temporary))?;
+    std::fs::rename(&temporary, &path).map_err(io(&path))
+}
+
+/// Opens the keystore `keystore.toml` describes and checks that its key is this home's.
+pub fn open_keystore(home: &Path, config: &Config) -> Result<Arc<dyn Keystore>, HomeError> {
+    let path = home.join("keystore.toml");
+    let damaged = |message: String| HomeError::Damaged {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let file: KeystoreFile = toml::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+    let (keystore, check): (Arc<dyn Keystore>, &str) = match &file {
+        KeystoreFile::Soft {
+            memory_kib,
+            iterations,
+            parallelism,
+            salt,
+            check,
+            ..
+        } => {
+            let salt: [u8; 16] = hex::decode(salt)
+                .ok()
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| damaged("bad salt".into()))?;
+            let passphrase = passphrase(config.passphrase_file.as_deref())?;
+            let keystore = SoftKeystore::derive(
+                &passphrase,
+                &KdfParams {
+                    memory_kib: *memory_kib,
+                    iterations: *iterations,
+                    parallelism: *parallelism,
+                    salt,
+                },
+            )?;
+            (Arc::new(keystore), check)
+        }
+        KeystoreFile::Pkcs11 {
+            module,
+            token,
+            kek_label,
+            check,
+            ..
+        } => {
+            // The key must already be there: a new one would open none of the secrets.
+            let keystore = open_token(config, module, token, kek_label, KekPolicy::MustExist)?;
+            (Arc::new(keystore), check)
+        }
+    };
+    let check = hex::decode(check).map_err(|e| damaged(e.to_string()))?;
+    match dta_hsm::verify_check(keystore.as_ref(), &check) {
+        // A software key that fails the check came from the wrong passphrase.
+        Err(KeystoreError::WrongKey { backend: "soft" }) => Err(KeystoreError::WrongPassphrase)?,
+        other => other?,
+    }
+    Ok(keystore)
+}
+
 /// An opened home: everything a node needs to start.
 #[derive(Debug)]
 pub struct OpenHome {
@@ -207,7 +391,7 @@ pub struct OpenHome {
     /// The database.
     pub store: Store,
     /// The keystore.
-    pub keystore: SoftKeystore,
+    pub keystore: Arc<dyn Keystore>,
     /// This node's identity and keys.
     pub identity: LocalIdentity,
     /// The identities this node hosts (`POST /v1/identity`).
@@ -221,36 +405,14 @@ pub const HOSTED_PREFIX: &str = "hosted/";
 /// Opens a home: reads the config and node key, unlocks the keystore, loads the identity.
 pub fn open(home: &Path) -> Result<OpenHome, HomeError> {
     let config = Config::load(home)?;
-    let passphrase = passphrase(config.passphrase_file.as_deref())?;
     let key_path = home.join("node.key");
     let encoded = Zeroizing::new(std::fs::read(&key_path).map_err(io(&key_path))?);
     let keypair = Keypair::from_protobuf_encoding(&encoded).map_err(|e| HomeError::Damaged {
         path: key_path.display().to_string(),
         message: e.to_string(),
     })?;
-    let keystore_path = home.join("keystore.toml");
-    let damaged = |message: String| HomeError::Damaged {
-        path: keystore_path.display().to_string(),
-        message,
-    };
-    let text = std::fs::read_to_string(&keystore_path).map_err(io(&keystore_path))?;
-    let file: KeystoreFile = toml::from_str(&text).map_err(|e| damaged(e.to_string()))?;
-    let salt: [u8; 16] = hex::decode(&file.salt)
-        .ok()
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| damaged("bad salt".into()))?;
-    let check = hex::decode(&file.check).map_err(|e| damaged(e.to_string()))?;
-    let keystore = SoftKeystore::derive(
-        &passphrase,
-        &KdfParams {
-            memory_kib: file.memory_kib,
-            iterations: file.iterations,
-            parallelism: file.parallelism,
-            salt,
-        },
-    )?;
-    keystore.verify_passphrase(&check)?;
-    let store = Store::open(&home.join("db"))?;
+    let keystore = open_keystore(home, &config)?;
+    let store = open_store(home)?;
     let missing = |what: &str| HomeError::Damaged {
         path: home.join("db").display().to_string(),
         message: format!("{what} is missing"),
@@ -303,6 +465,91 @@ pub fn open(home: &Path) -> Result<OpenHome, HomeError> {
         keystore,
         identity,
         hosted,
+    })
+}
+
+/// Opens the home's database; a lock held by a running node is named as such.
+fn open_store(home: &Path) -> Result<Store, HomeError> {
+    let db = home.join("db");
+    Store::open(&db).map_err(|e| match &e {
+        StoreError::Db(inner) if inner.to_string().contains("lock") => {
+            HomeError::Running(home.display().to_string())
+        }
+        _ => HomeError::Store(e),
+    })
+}
+
+/// What a migration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The backend before.
+    pub from: &'static str,
+    /// The backend after.
+    pub to: &'static str,
+    /// Secrets moved (each verified under the new key before the old copy was replaced).
+    pub secrets: usize,
+}
+
+/// Moves every secret of a stopped node's keystore to another backend.
+///
+/// Every secret is unwrapped with the old key, wrapped with the new one and checked to unwrap
+/// to the same bytes, all before anything is written. The new `keystore.toml` is written
+/// beside the old one (`keystore.toml.migrating`), then every blob is replaced in one synced
+/// batch, the keystore column is compacted so the old blobs leave the files, and the new
+/// `keystore.toml` takes the old one's place. Interrupted at any point, running it again
+/// finishes the job: a blob the new key already opens is kept as it is.
+pub fn migrate(
+    home: &Path,
+    to: KeystoreChoice,
+    secrets: SecretFiles,
+) -> Result<MigrateReport, HomeError> {
+    let mut config = Config::load(home)?;
+    let store = open_store(home)?;
+    let old = open_keystore(home, &config)?;
+    if let Some(file) = secrets.passphrase_file {
+        config.passphrase_file = Some(file);
+    }
+    if let Some(file) = secrets.pin_file {
+        config.pkcs11_pin_file = Some(file);
+    }
+    let (new, new_file) = to.create(&config)?;
+    let mut replaced = Vec::new();
+    let entries = store.scan(Column::Keystore)?;
+    for (key, blob) in &entries {
+        let name = std::str::from_utf8(key).map_err(|_| HomeError::Damaged {
+            path: home.join("db").display().to_string(),
+            message: "a keystore entry has a name that is not UTF-8".into(),
+        })?;
+        let secret = match old.unwrap(name, blob) {
+            Ok(secret) => secret,
+            // Moved by an interrupted run: keep it if the new key opens it.
+            Err(first) => match new.unwrap(name, blob) {
+                Ok(_) => continue,
+                Err(_) => return Err(first.into()),
+            },
+        };
+        let wrapped = new.wrap(name, &secret)?;
+        if new.unwrap(name, &wrapped)?.as_slice() != secret.as_slice() {
+            return Err(HomeError::Keystore(KeystoreError::Integrity {
+                name: name.to_owned(),
+            }));
+        }
+        replaced.push((Column::Keystore, key.clone(), wrapped));
+    }
+    let migrating = home.join("keystore.toml.migrating");
+    let text = toml::to_string_pretty(&new_file).map_err(|e| HomeError::Damaged {
+        path: migrating.display().to_string(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&migrating, text).map_err(io(&migrating))?;
+    config.save(home).map_err(io(&home.join("config.toml")))?;
+    store.write_durable(replaced)?;
+    store.compact(Column::Keystore)?;
+    std::fs::rename(&migrating, home.join("keystore.toml")).map_err(io(&migrating))?;
+    Ok(MigrateReport {
+        from: old.backend(),
+        to: new.backend(),
+        secrets: entries.len(),
     })
 }
 

@@ -183,7 +183,7 @@ impl Node {
         let identity_document =
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;
-        let keystore: Arc<dyn dta_hsm::Keystore> = Arc::new(opened.keystore);
+        let keystore: Arc<dyn dta_hsm::Keystore> = opened.keystore;
         let hosted = dta_actors::identities::Hosted::new(opened.hosted);
         let args = NodeArgs {
             prefix: format!("{peer_id}"),

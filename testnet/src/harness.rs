@@ -63,7 +63,12 @@ pub struct TestnetBuilder {
     allow_lists: Vec<(usize, Vec<usize>)>,
     wait_for_knowledge: bool,
     plugin: Option<String>,
+    pkcs11: Option<(PathBuf, Vec<usize>)>,
 }
+
+/// The user PIN of the tokens the harness creates (test tokens only).
+pub const TEST_PIN: &str = "testnet-pin-2468";
+const TEST_SO_PIN: &str = "testnet-so-pin-1357";
 
 /// One node of a testnet: its home and, while running, the node.
 #[derive(Debug)]
@@ -128,6 +133,7 @@ impl Testnet {
             nodes: 3,
             allow_lists: Vec::new(),
             wait_for_knowledge: true,
+            pkcs11: None,
             plugin: None,
         }
     }
@@ -198,6 +204,13 @@ impl TestnetBuilder {
         self
     }
 
+    /// Nodes `indices` keep their secrets in PKCS#11 tokens of `module`: each gets a token of
+    /// its own, created on the module's free slot (SoftHSM2 makes a new free slot each time).
+    pub fn pkcs11(mut self, module: impl Into<PathBuf>, indices: &[usize]) -> Self {
+        self.pkcs11 = Some((module.into(), indices.to_vec()));
+        self
+    }
+
     /// The plugin of every node's `/v1` orders (`dta run --plugin`).
     pub fn plugin(mut self, plugin: &str) -> Self {
         self.plugin = Some(plugin.to_owned());
@@ -216,16 +229,43 @@ impl TestnetBuilder {
         let root = tempfile::Builder::new().prefix("dta-testnet-").tempdir()?;
         let passphrase = root.path().join("passphrase");
         std::fs::write(&passphrase, "testnet passphrase")?;
+        let pin = root.path().join("pkcs11-pin");
+        std::fs::write(&pin, TEST_PIN)?;
         let mut peers: Vec<PeerId> = Vec::new();
         let mut homes = Vec::new();
         for index in 0..self.nodes {
             let home = root.path().join(format!("node-{index}"));
+            let keystore = match &self.pkcs11 {
+                Some((module, indices)) if indices.contains(&index) => {
+                    // Token labels are at most 32 bytes and must not repeat in a token
+                    // directory shared by several runs.
+                    let label = format!(
+                        "tn{:x}-{index}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_nanos()
+                            & 0xffff_ffff_ffff
+                    );
+                    dta_hsm::pkcs11::init_token(module, &label, TEST_SO_PIN, TEST_PIN).map_err(
+                        |e| HarnessError::Home {
+                            index,
+                            source: home::HomeError::Keystore(e),
+                        },
+                    )?;
+                    home::KeystoreChoice::pkcs11(module.clone(), label)
+                }
+                _ => home::KeystoreChoice::Soft { kdf: test_kdf() },
+            };
             let report = home::init(
                 &home,
                 &format!("node-{index}"),
                 false,
-                Some(passphrase.clone()),
-                test_kdf(),
+                home::SecretFiles {
+                    passphrase_file: Some(passphrase.clone()),
+                    pin_file: Some(pin.clone()),
+                },
+                keystore,
             )
             .map_err(|source| HarnessError::Home { index, source })?;
             peers.push(report.peer_id.parse().map_err(|_| HarnessError::Home {

@@ -11,25 +11,31 @@ const PRINCIPAL: usize = 0;
 const FIDUCIARIES: [usize; 3] = [1, 2, 3];
 const BENEFICIARY: usize = 4;
 
-struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
 }
 
 impl Api {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             client: reqwest::Client::new(),
         }
     }
 
-    async fn get(&self, net: &Testnet, node: usize, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, net: &Testnet, node: usize, path: &str) -> (u16, Value) {
         let url = format!("{}{path}", net.node(node).info().api);
         let response = self.client.get(url).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, net: &Testnet, node: usize, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(
+        &self,
+        net: &Testnet,
+        node: usize,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let url = format!("{}{path}", net.node(node).info().api);
         let response = self.client.post(url).json(&body).send().await.unwrap();
         let status = response.status().as_u16();
@@ -37,7 +43,7 @@ impl Api {
     }
 
     /// Waits until the order's record for `role` on `node` reaches `state`.
-    async fn wait_state(
+    pub(crate) async fn wait_state(
         &self,
         net: &Testnet,
         node: usize,

@@ -3,6 +3,7 @@
 mod blocks;
 mod custody;
 mod demo;
+mod hsm;
 mod interop;
 mod network;
 mod process;

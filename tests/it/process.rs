@@ -8,8 +8,18 @@ use dta_node::NodeFile;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `dta run` arguments for a node on 127.0.0.1 with free ports and no mDNS.
+pub(crate) const RUN_ON_LOOPBACK: [&str; 6] = [
+    "run",
+    "--listen",
+    "/ip4/127.0.0.1/tcp/0",
+    "--api",
+    "127.0.0.1:0",
+    "--no-mdns",
+];
+
 /// The `dta` binary: `DTA_BIN`, or the one cargo built next to this test.
-fn dta_bin() -> PathBuf {
+pub(crate) fn dta_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("DTA_BIN") {
         return PathBuf::from(path);
     }
@@ -28,7 +38,7 @@ fn dta_bin() -> PathBuf {
     bin
 }
 
-fn dta(home: &Path) -> Command {
+pub(crate) fn dta(home: &Path) -> Command {
     let mut command = Command::new(dta_bin());
     command
         .env("DTA_PASSPHRASE", "process test passphrase")
@@ -41,7 +51,7 @@ fn dta(home: &Path) -> Command {
 }
 
 /// Kills the process group member on drop, so a failing test leaves nothing running.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -50,7 +60,7 @@ impl Drop for Running {
     }
 }
 
-async fn wait_for_node_file(home: &Path) -> NodeFile {
+pub(crate) async fn wait_for_node_file(home: &Path) -> NodeFile {
     let path = home.join("node.json");
     tokio::time::timeout(TIMEOUT, async {
         loop {
@@ -72,16 +82,8 @@ async fn three_processes_find_each_other_through_bootstrap() {
     let homes: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("p{i}"))).collect();
     let mut identities = Vec::new();
     for (i, home) in homes.iter().enumerate() {
-        let output = dta(home)
-            .args(["init", "--name", &format!("proc-{i}"), "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let stdout = succeed(dta(home).args(["init", "--name", &format!("proc-{i}"), "--json"]));
+        let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
         identities.push(report["identity"].as_str().unwrap().to_owned());
     }
     // A second init on the same home is refused and changes nothing.
@@ -94,14 +96,7 @@ async fn three_processes_find_each_other_through_bootstrap() {
 
     let run = |home: &Path, bootstrap: Option<&str>| {
         let mut command = dta(home);
-        command.args([
-            "run",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--api",
-            "127.0.0.1:0",
-            "--no-mdns",
-        ]);
+        command.args(RUN_ON_LOOPBACK);
         if let Some(address) = bootstrap {
             command.args(["--bootstrap", address]);
         }
@@ -296,8 +291,20 @@ async fn three_processes_find_each_other_through_bootstrap() {
     }
 }
 
+/// Runs `dta` to completion, fails the test (showing stderr) unless it succeeded, and
+/// returns its stdout.
+pub(crate) fn succeed(command: &mut Command) -> Vec<u8> {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// Runs `dta` to completion and returns (success, stderr).
-fn run_to_end(command: &mut Command) -> (bool, String) {
+pub(crate) fn run_to_end(command: &mut Command) -> (bool, String) {
     let output = command.output().unwrap();
     (
         output.status.success(),

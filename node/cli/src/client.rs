@@ -120,6 +120,21 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 }
 
 /// `dta status`.
+/// `dta keystore status`.
+pub async fn keystore_status(args: &ClientArgs) -> anyhow::Result<()> {
+    let status = args.get("/v2/keystore").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("backend    {}", text(&status["backend"]));
+    if !status["token"].is_null() {
+        println!("token      {}", text(&status["token"]));
+    }
+    println!("secrets    {}", text(&status["secrets"]));
+    Ok(())
+}
+
 pub async fn status(args: &ClientArgs) -> anyhow::Result<()> {
     let node = args.get("/v2/node").await?;
     if args.json {

@@ -44,6 +44,8 @@ enum Command {
         /// Read the keystore passphrase from this file (else DTA_PASSPHRASE).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        keystore: KeystoreArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -77,6 +79,11 @@ enum Command {
     },
     /// This node's identity, peer id, addresses and roles.
     Status(client::ClientArgs),
+    /// The keystore: status (running node), migrate to another backend (stopped node).
+    Keystore {
+        #[command(subcommand)]
+        command: KeystoreCommand,
+    },
     /// Connected peers.
     Peers(client::ClientArgs),
     /// Known identities.
@@ -172,6 +179,80 @@ enum LogCommand {
     },
 }
 
+/// Where a node keeps the key that wraps its secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// A key derived from a passphrase (DTA_PASSPHRASE or --passphrase-file).
+    Soft,
+    /// A non-extractable key in a PKCS#11 token (PIN from DTA_PKCS11_PIN or --pkcs11-pin-file).
+    Pkcs11,
+}
+
+#[derive(Debug, clap::Args)]
+struct KeystoreArgs {
+    /// Keystore backend.
+    #[arg(long = "keystore", value_enum, default_value = "soft")]
+    backend: Backend,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+/// Where a PKCS#11 keystore's token is (`backend` is the command's backend argument).
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, required_if_eq("backend", "pkcs11"))]
+    pkcs11_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token.
+    #[arg(long, required_if_eq("backend", "pkcs11"))]
+    pkcs11_token: Option<String>,
+    /// Read the PKCS#11 user PIN from this file (else DTA_PKCS11_PIN).
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn choice(&self, backend: Backend) -> anyhow::Result<home::KeystoreChoice> {
+        Ok(match backend {
+            Backend::Soft => home::KeystoreChoice::Soft {
+                kdf: dta_hsm::KdfParams::recommended(),
+            },
+            Backend::Pkcs11 => home::KeystoreChoice::pkcs11(
+                self.pkcs11_module
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("--pkcs11-module is required"))?,
+                self.pkcs11_token
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("--pkcs11-token is required"))?,
+            ),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum KeystoreCommand {
+    /// Backend, token and number of secrets of a running node (never their values).
+    Status(client::ClientArgs),
+    /// Move every secret of a stopped node to another backend: each is re-wrapped and checked
+    /// before the old copies are replaced.
+    Migrate {
+        /// The home directory.
+        #[arg(long, env = "DTA_HOME")]
+        home: PathBuf,
+        /// The new backend.
+        #[arg(long = "to", value_enum)]
+        backend: Backend,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Read the new passphrase from this file (else DTA_PASSPHRASE), migrating to soft.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum IdentityCommand {
     /// Create an identity this node hosts (its keys stay in this node's keystore; releases to
@@ -247,18 +328,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             name,
             force,
             passphrase_file,
+            keystore,
             json,
         } => {
-            let report = tokio::task::spawn_blocking(move || {
-                home::init(
-                    &home,
-                    &name,
-                    force,
-                    passphrase_file,
-                    dta_hsm::KdfParams::recommended(),
-                )
-            })
-            .await??;
+            let choice = keystore.token.choice(keystore.backend)?;
+            let files = home::SecretFiles {
+                passphrase_file,
+                pin_file: keystore.token.pkcs11_pin_file,
+            };
+            let report =
+                tokio::task::spawn_blocking(move || home::init(&home, &name, force, files, choice))
+                    .await??;
             if json {
                 println!(
                     "{}",
@@ -297,6 +377,40 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             dta_node::run(options, shutdown).await?;
         }
         Command::Status(args) => client::status(&args).await?,
+        Command::Keystore {
+            command: KeystoreCommand::Status(args),
+        } => client::keystore_status(&args).await?,
+        Command::Keystore {
+            command:
+                KeystoreCommand::Migrate {
+                    home,
+                    backend,
+                    token,
+                    passphrase_file,
+                    json,
+                },
+        } => {
+            let choice = token.choice(backend)?;
+            let files = home::SecretFiles {
+                passphrase_file,
+                pin_file: token.pkcs11_pin_file,
+            };
+            let report =
+                tokio::task::spawn_blocking(move || home::migrate(&home, choice, files)).await??;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "from": report.from, "to": report.to, "secrets": report.secrets
+                    })
+                );
+            } else {
+                println!(
+                    "moved {} secrets from the {} keystore to the {} keystore",
+                    report.secrets, report.from, report.to
+                );
+            }
+        }
         Command::Peers(args) => client::peers(&args).await?,
         Command::Identities(args) => client::identities(&args).await?,
         Command::Identity {

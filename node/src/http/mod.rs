@@ -93,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
+        .route("/v2/keystore", get(keystore_status))
         .route("/v2/identities", get(identities).post(create_identity))
         .route("/v2/identities/{cid}", get(identity))
         .route("/v2/orders", get(orders::list).post(orders::create))
@@ -140,6 +141,21 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
         "roles": state.roles,
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// The keystore's backend, token and number of secrets; never a secret.
+async fn keystore_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let status = ractor::call!(
+        keystore_actor(&state)?,
+        dta_actors::keystore::KeystoreMsg::Status
+    )
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(json!({
+        "backend": status.backend,
+        "token": status.token,
+        "secrets": status.secrets,
+    })))
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<Value> {

@@ -1,0 +1,241 @@
+//! The keystore suite: every backend must pass the same checks.
+//!
+//! The software keystore runs in every `cargo test`. The PKCS#11 keystore needs a module and a
+//! SoftHSM2 configuration: its tests are `#[ignore]`d unless run with `--ignored pkcs11`, which
+//! `scripts/test` does with `DTA_PKCS11_MODULE` naming the module and `SOFTHSM2_CONF` a
+//! configuration whose token directory it made. Each test creates tokens of its own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dta_hsm::pkcs11::init_token;
+use dta_hsm::{
+    KdfParams, KekPolicy, Keystore, KeystoreError, Pkcs11Config, Pkcs11Keystore, SoftKeystore,
+};
+use zeroize::Zeroizing;
+
+const SO_PIN: &str = "so-pin-1234";
+const USER_PIN: &str = "user-pin-5678";
+
+/// The checks every backend passes. `other` is a keystore of the same backend with another key.
+fn suite(keystore: &dyn Keystore, other: &dyn Keystore) {
+    // Round trip, under the secret's own name only.
+    let blob = keystore.wrap("identity-seed", b"the seed bytes").unwrap();
+    assert_eq!(
+        keystore.unwrap("identity-seed", &blob).unwrap().as_slice(),
+        b"the seed bytes"
+    );
+    assert_eq!(
+        keystore.unwrap("another-name", &blob),
+        Err(KeystoreError::Integrity {
+            name: "another-name".into()
+        })
+    );
+    // Fresh randomness each time, and no plaintext in the blob.
+    let again = keystore.wrap("identity-seed", b"the seed bytes").unwrap();
+    assert_ne!(blob, again);
+    assert!(!blob.windows(8).any(|w| w == b"the seed"));
+    // Another key cannot open it.
+    assert_eq!(
+        other.unwrap("identity-seed", &blob),
+        Err(KeystoreError::Integrity {
+            name: "identity-seed".into()
+        })
+    );
+    // Any flipped bit is caught: in the nonce, the ciphertext, the tag.
+    for index in [1, blob.len() / 2, blob.len() - 1] {
+        let mut altered = blob.clone();
+        altered[index] ^= 0x01;
+        assert_eq!(
+            keystore.unwrap("identity-seed", &altered),
+            Err(KeystoreError::Integrity {
+                name: "identity-seed".into()
+            }),
+            "bit flipped at {index}"
+        );
+    }
+    // Not this backend's format: malformed, not a token error.
+    for bad in [vec![], vec![blob[0]; 5], {
+        let mut wrong_version = blob.clone();
+        wrong_version[0] ^= 0x40;
+        wrong_version
+    }] {
+        assert_eq!(
+            keystore.unwrap("identity-seed", &bad),
+            Err(KeystoreError::Malformed {
+                name: "identity-seed".into()
+            })
+        );
+    }
+    // Empty and large secrets.
+    let empty = keystore.wrap("empty", b"").unwrap();
+    assert!(keystore.unwrap("empty", &empty).unwrap().is_empty());
+    let large: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let wrapped = keystore.wrap("large", &large).unwrap();
+    assert_eq!(
+        keystore.unwrap("large", &wrapped).unwrap().as_slice(),
+        large
+    );
+    // Errors and Debug never show secrets.
+    let error = keystore.unwrap("large", &blob).unwrap_err().to_string();
+    assert!(!error.contains("seed bytes"), "{error}");
+    let debug = format!("{keystore:?}");
+    assert!(
+        !debug.contains(USER_PIN) && !debug.contains("the seed"),
+        "{debug}"
+    );
+}
+
+/// Eight threads wrap and unwrap at once: the backend is shareable and keeps secrets apart.
+fn concurrently(keystore: Arc<dyn Keystore>) {
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let keystore = keystore.clone();
+            std::thread::spawn(move || {
+                for i in 0..25u8 {
+                    let name = format!("share-{t}-{i}");
+                    let secret = [t, i, 0xaa, 0x55];
+                    let blob = keystore.wrap(&name, &secret).unwrap();
+                    assert_eq!(keystore.unwrap(&name, &blob).unwrap().as_slice(), secret);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+fn soft(passphrase: &[u8]) -> SoftKeystore {
+    let params = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+        salt: [3; 16],
+    };
+    SoftKeystore::derive(passphrase, &params).unwrap()
+}
+
+#[test]
+fn the_software_keystore_passes_the_suite() {
+    suite(&soft(b"correct horse"), &soft(b"battery staple"));
+    concurrently(Arc::new(soft(b"correct horse")));
+}
+
+// ---- PKCS#11 (SoftHSM2) ----
+
+fn module() -> PathBuf {
+    std::env::var_os("DTA_PKCS11_MODULE")
+        .expect("DTA_PKCS11_MODULE names the PKCS#11 module (scripts/test sets it)")
+        .into()
+}
+
+/// A token of this test's own, initialised on the module's free slot. The label is made
+/// unique so that a token directory reused across runs holds no stale token of that name.
+fn fresh_token(name: &str) -> Pkcs11Config {
+    let module = module();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let label = format!("{name}-{}-{nanos:x}", std::process::id());
+    init_token(&module, &label, SO_PIN, USER_PIN).expect("a fresh token");
+    Pkcs11Config::new(module, label, Zeroizing::new(USER_PIN.to_owned()))
+}
+
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_the_token_keystore_passes_the_suite() {
+    let config = fresh_token("suite");
+    let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
+    let mut other_config = config.clone();
+    other_config.kek_label = "another-kek".into();
+    let other = Pkcs11Keystore::open(&other_config, KekPolicy::CreateIfMissing).unwrap();
+    suite(&keystore, &other);
+    concurrently(Arc::new(keystore));
+}
+
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_the_kek_is_found_again_and_never_leaves_the_token() {
+    let config = fresh_token("kek");
+    let blob = {
+        let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
+        // Neither its value nor a wrapped copy comes out.
+        // Reading CKA_VALUE yields nothing (sensitive), so it comes to wrapping, which the
+        // token refuses because the key is not extractable.
+        let extracted = keystore.try_extract_kek();
+        assert!(
+            matches!(&extracted, Err(KeystoreError::Token { operation, message, .. })
+                if operation == "wrapping the key-encryption key" && message.contains("EXTRACTABLE")),
+            "{extracted:?}"
+        );
+        keystore.wrap("kept", b"across reopening").unwrap()
+    };
+    // Reopened, it must exist and open what it wrapped.
+    let keystore = Pkcs11Keystore::open(&config, KekPolicy::MustExist).unwrap();
+    assert_eq!(
+        keystore.unwrap("kept", &blob).unwrap().as_slice(),
+        b"across reopening"
+    );
+}
+
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_bad_settings_fail_with_clear_errors() {
+    let config = fresh_token("errors");
+    // Wrong PIN: refused before anything is created.
+    let mut wrong = config.clone();
+    wrong.pin = Zeroizing::new("not-the-pin".to_owned());
+    assert_eq!(
+        Pkcs11Keystore::open(&wrong, KekPolicy::CreateIfMissing).unwrap_err(),
+        KeystoreError::WrongPin {
+            token: config.token.clone()
+        }
+    );
+    // The KEK must exist for an existing keystore: a new one would open nothing.
+    assert_eq!(
+        Pkcs11Keystore::open(&config, KekPolicy::MustExist).unwrap_err(),
+        KeystoreError::KeyNotFound {
+            label: dta_hsm::pkcs11::DEFAULT_KEK_LABEL.into(),
+            token: config.token.clone()
+        }
+    );
+    // A token that is not there.
+    let mut missing = config.clone();
+    missing.token = "no-such-token".into();
+    let error = Pkcs11Keystore::open(&missing, KekPolicy::CreateIfMissing).unwrap_err();
+    assert!(
+        matches!(&error, KeystoreError::TokenNotFound { token, available }
+            if token == "no-such-token" && available.contains(&config.token)),
+        "{error:?}"
+    );
+    // A module that is not there.
+    let mut no_module = config.clone();
+    no_module.module = "/nonexistent/libpkcs11.so".into();
+    assert!(matches!(
+        Pkcs11Keystore::open(&no_module, KekPolicy::CreateIfMissing).unwrap_err(),
+        KeystoreError::ModuleNotFound { .. }
+    ));
+    // The right PIN still works after all that.
+    let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
+    let blob = keystore.wrap("s", b"fine").unwrap();
+    assert_eq!(keystore.unwrap("s", &blob).unwrap().as_slice(), b"fine");
+}
+
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_a_different_kek_fails_the_key_check() {
+    let config = fresh_token("check");
+    let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
+    let check = dta_hsm::check_blob(&keystore).unwrap();
+    dta_hsm::verify_check(&keystore, &check).unwrap();
+    let mut other = config.clone();
+    other.kek_label = "replacement".into();
+    let replaced = Pkcs11Keystore::open(&other, KekPolicy::CreateIfMissing).unwrap();
+    assert_eq!(
+        dta_hsm::verify_check(&replaced, &check),
+        Err(KeystoreError::WrongKey { backend: "pkcs11" })
+    );
+    assert_eq!(keystore.token(), Some(config.token.as_str()));
+}
