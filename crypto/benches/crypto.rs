@@ -92,5 +92,35 @@ fn sealing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signatures, shamir, sealing);
+fn mpin(c: &mut Criterion) {
+    use dta_crypto::mpin::{self, MpinScalar};
+    let id = b"alice@example.org";
+    let share = MpinScalar::random();
+    c.bench_function("mpin/hash_id_to_g1", |b| {
+        b.iter(|| mpin::identity_point(black_box(id)))
+    });
+    c.bench_function("mpin/client_secret_share", |b| {
+        b.iter(|| mpin::client_secret(&share, black_box(id)))
+    });
+    c.bench_function("mpin/server_secret_share", |b| {
+        b.iter(|| mpin::server_secret(black_box(&share)))
+    });
+    let server = mpin::server_secret(&share);
+    let token = mpin::extract_pin(&mpin::client_secret(&share, id), id, 1234).unwrap();
+    let y = MpinScalar::random();
+    c.bench_function("mpin/client_both_passes", |b| {
+        b.iter(|| {
+            let first = mpin::client_first(&token, id, 1234, None, None).unwrap();
+            mpin::client_second(first.state, &y).unwrap()
+        })
+    });
+    let first = mpin::client_first(&token, id, 1234, None, None).unwrap();
+    let u = first.u;
+    let v = mpin::client_second(first.state, &y).unwrap();
+    c.bench_function("mpin/server_check", |b| {
+        b.iter(|| mpin::server_check(black_box(id), None, &y, &server, &u, &v).unwrap())
+    });
+}
+
+criterion_group!(benches, signatures, shamir, sealing, mpin);
 criterion_main!(benches);

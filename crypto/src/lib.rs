@@ -12,6 +12,9 @@
 //!   with X-Wing, the ML-KEM-768 + X25519 hybrid KEM.
 //! - [`secp256k1`]: the secp256k1 helpers the wallet plugin needs (keys from seeds, point
 //!   addition, SEC1 encodings, P2PKH addresses).
+//! - [`mpin`]: M-Pin over BLS12-381 (bls12_381 crate), byte-compatible with Milagro's 2019
+//!   library: client- and server-secret shares, PIN extraction, time permits and both sides
+//!   of the authentication protocol.
 //! - [`Secret`]: the zeroizing byte container every secret travels in.
 //!
 //! What it does not do: no I/O, no async, no storage, no encoding of documents (that is
@@ -22,6 +25,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bls;
+pub mod mpin;
 pub mod seal;
 pub mod secp256k1;
 mod secret;
