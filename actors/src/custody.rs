@@ -99,7 +99,7 @@ pub enum CustodyError {
     Internal(String),
 }
 
-fn internal(err: impl std::fmt::Display) -> CustodyError {
+pub(crate) fn internal(err: impl std::fmt::Display) -> CustodyError {
     CustodyError::Internal(err.to_string())
 }
 
@@ -149,6 +149,8 @@ pub struct RoleContext {
     /// the orders that are not stalled. In memory: after a restart everything is resumed once.
     pub progress:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// Identities this node, as an M-Pin trust authority, issues server-secret shares to.
+    pub mpin_servers: std::sync::Arc<Vec<Cid>>,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).
@@ -403,7 +405,7 @@ impl RoleContext {
         Ok(())
     }
 
-    fn stage(&self, column: Column, key: Vec<u8>, value: Vec<u8>) {
+    pub(crate) fn stage(&self, column: Column, key: Vec<u8>, value: Vec<u8>) {
         self.staged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -442,7 +444,7 @@ impl RoleContext {
         }
     }
 
-    fn staged_value(&self, column: Column, key: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn staged_value(&self, column: Column, key: &[u8]) -> Option<Vec<u8>> {
         self.staged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -453,7 +455,7 @@ impl RoleContext {
     }
 
     /// Stages an envelope this node made, and remembers it as verified.
-    async fn save_block(
+    pub(crate) async fn save_block(
         &self,
         envelope: &VerifiedEnvelope,
     ) -> Result<(Cid, Vec<u8>), CustodyError> {
@@ -477,7 +479,11 @@ impl RoleContext {
     }
 
     /// Wraps a secret through the keystore actor and stages the blob with the step.
-    async fn keep_secret(&self, name: String, secret: Vec<u8>) -> Result<(), CustodyError> {
+    pub(crate) async fn keep_secret(
+        &self,
+        name: String,
+        secret: Vec<u8>,
+    ) -> Result<(), CustodyError> {
         let keystore = self.keystore_actor()?;
         let wrap_name = name.clone();
         let blob = ractor::call_t!(
@@ -496,7 +502,7 @@ impl RoleContext {
     }
 
     /// Loads (staged or stored) and unwraps a secret through the keystore actor.
-    async fn load_secret(&self, name: &str) -> Result<SecretBytes, CustodyError> {
+    pub(crate) async fn load_secret(&self, name: &str) -> Result<SecretBytes, CustodyError> {
         let blob = match self.staged_value(Column::Keystore, name.as_bytes()) {
             Some(blob) => blob,
             None => self
@@ -530,14 +536,17 @@ impl RoleContext {
             })
     }
 
-    fn identity(&self, cid: &Cid) -> Option<VerifiedIdentity> {
+    pub(crate) fn identity(&self, cid: &Cid) -> Option<VerifiedIdentity> {
         let directory = self.directory.borrow();
         let known = directory.identities.get(&cid.to_string())?;
         Some(known.verified.clone())
     }
 
     /// The verified identities of `cids`, failing on the first unknown one.
-    fn known_identities(&self, cids: &[Cid]) -> Result<Vec<VerifiedIdentity>, CustodyError> {
+    pub(crate) fn known_identities(
+        &self,
+        cids: &[Cid],
+    ) -> Result<Vec<VerifiedIdentity>, CustodyError> {
         cids.iter()
             .map(|c| {
                 self.identity(c)
@@ -546,7 +555,7 @@ impl RoleContext {
             .collect()
     }
 
-    fn peer_of(&self, cid: &Cid) -> Option<PeerId> {
+    pub(crate) fn peer_of(&self, cid: &Cid) -> Option<PeerId> {
         self.directory
             .borrow()
             .identities
@@ -562,7 +571,7 @@ impl RoleContext {
         self.hosted.get(cid)
     }
 
-    fn envelope(
+    pub(crate) fn envelope(
         &self,
         kind: Kind,
         reference: &str,
@@ -583,7 +592,7 @@ impl RoleContext {
     }
 
     /// Signs a public envelope (payload, no recipients) and stages it; its CID and bytes.
-    async fn publish<T: Serialize>(
+    pub(crate) async fn publish<T: Serialize>(
         &self,
         kind: Kind,
         reference: &str,
@@ -731,7 +740,9 @@ impl RoleContext {
             .and_then(|public| dagcbor::decode(&public, Limits::default()).map_err(internal))
     }
 
-    fn payload<T: DeserializeOwned>(envelope: &VerifiedEnvelope) -> Result<T, CustodyError> {
+    pub(crate) fn payload<T: DeserializeOwned>(
+        envelope: &VerifiedEnvelope,
+    ) -> Result<T, CustodyError> {
         envelope
             .public_payload()
             .map_err(|e| CustodyError::Invalid(e.to_string()))?
@@ -743,7 +754,7 @@ impl RoleContext {
     }
 
     /// Opens the sealed payload as `me` (this node's identity or one it hosts).
-    fn sealed_for<T: DeserializeOwned>(
+    pub(crate) fn sealed_for<T: DeserializeOwned>(
         envelope: &VerifiedEnvelope,
         me: &LocalIdentity,
     ) -> Result<T, CustodyError> {
@@ -775,7 +786,7 @@ fn bundles(blocks: Vec<Vec<u8>>) -> Vec<Vec<ByteBuf>> {
     bundles
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CustodyError> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CustodyError> {
     dagcbor::encode(value).map_err(internal)
 }
 

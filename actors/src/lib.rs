@@ -23,6 +23,7 @@ pub mod custody;
 pub mod identities;
 pub mod keystore;
 pub mod metrics;
+pub mod mpin;
 pub mod network;
 pub mod plugin;
 pub mod roles;

@@ -12,6 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
 use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
+use crate::mpin;
 use crate::network::{NetworkEvent, NetworkHandle};
 
 /// How often a principal sends again what its stalled orders still need.
@@ -53,6 +54,7 @@ impl Role {
                 kind,
                 Kind::KeyShare | Kind::CommitmentSignature | Kind::Receipt
             ),
+            // A fiduciary is also an M-Pin trust authority.
             Self::Fiduciary => matches!(
                 kind,
                 Kind::OrderRequest
@@ -60,7 +62,9 @@ impl Role {
                     | Kind::ShareDeal
                     | Kind::Certificate
                     | Kind::ReleaseRequest
+                    | Kind::MpinRequest
             ),
+            // A beneficiary also receives M-Pin shares.
             Self::Beneficiary => matches!(
                 kind,
                 Kind::OrderRequest
@@ -68,6 +72,7 @@ impl Role {
                     | Kind::Certificate
                     | Kind::ReleaseRequest
                     | Kind::ShareRelease
+                    | Kind::MpinShare
             ),
         }
     }
@@ -89,6 +94,13 @@ pub enum RoleMsg {
     },
     /// Principal: send again what stalled orders still need (see [`custody::resume`]).
     Resume,
+    /// Principal: ask trust authorities for M-Pin shares (see [`mpin::create_request`]).
+    MpinRequest {
+        /// The request.
+        request: mpin::NewMpinRequest,
+        /// The stored record, once the request is sent off.
+        reply: RpcReplyPort<Result<mpin::MpinRecord, CustodyError>>,
+    },
     /// Principal: release an order.
     Release {
         /// The order reference.
@@ -160,8 +172,9 @@ impl RoleActor {
                         | Kind::ShareDeal
                         | Kind::Certificate
                         | Kind::ReleaseRequest
+                        | Kind::MpinRequest
                 )
-                | (Role::Beneficiary, Kind::ShareRelease)
+                | (Role::Beneficiary, Kind::ShareRelease | Kind::MpinShare)
         );
         if args.role == Role::Beneficiary
             && kind == Kind::ShareRelease
@@ -268,6 +281,20 @@ impl RoleActor {
                     send_all(&ctx.network, vec![delivery]);
                 }
             }
+            (Role::Fiduciary, Kind::MpinRequest) => {
+                if let Some(delivery) = mpin::on_request(ctx, &envelope, cid).await? {
+                    send_all(&ctx.network, vec![delivery]);
+                }
+            }
+            (Role::Beneficiary, Kind::MpinShare)
+                if envelope
+                    .envelope()
+                    .recipients
+                    .iter()
+                    .all(|r| ctx.own(&r.identity).is_some()) =>
+            {
+                mpin::on_share(ctx, &envelope, cid).await?
+            }
             // Order requests, commitments and the rest are kept for later steps and audits.
             _ => {}
         }
@@ -321,6 +348,13 @@ impl Actor for RoleActor {
                 let _ = reply.send(result.map(|prepared| {
                     send_all(&args.context.network, prepared.deliveries);
                     prepared.record
+                }));
+            }
+            RoleMsg::MpinRequest { request, reply } => {
+                let result = mpin::create_request(&args.context, request).await;
+                let _ = reply.send(result.map(|(record, deliveries)| {
+                    send_all(&args.context.network, deliveries);
+                    record
                 }));
             }
             RoleMsg::Release {

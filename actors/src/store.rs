@@ -12,12 +12,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 /// The column families, in creation order.
-pub const COLUMN_FAMILIES: [Column; 5] = [
+pub const COLUMN_FAMILIES: [Column; 6] = [
     Column::Blocks,
     Column::Identities,
     Column::Orders,
     Column::Keystore,
     Column::Metadata,
+    Column::Mpin,
 ];
 
 /// One column family.
@@ -33,6 +34,8 @@ pub enum Column {
     Keystore,
     /// Everything else (format version, passphrase check, ...).
     Metadata,
+    /// M-Pin issuance records, as requester and as authority.
+    Mpin,
 }
 
 impl Column {
@@ -44,6 +47,7 @@ impl Column {
             Self::Orders => "orders",
             Self::Keystore => "keystore",
             Self::Metadata => "metadata",
+            Self::Mpin => "mpin",
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct NodeArgs {
     pub metrics: Arc<Metrics>,
     /// Where the role actors announce record changes.
     pub custody_events: tokio::sync::broadcast::Sender<crate::custody::CustodyEvent>,
+    /// Identities this node issues M-Pin server-secret shares to.
+    pub mpin_servers: Arc<Vec<dta_protocol::Cid>>,
 }
 
 /// Messages to the supervisor.
@@ -172,6 +174,7 @@ impl NodeSupervisor {
                         progress: Default::default(),
                         verified: state.verified.clone(),
                         hosted: state.args.network.hosted.clone(),
+                        mpin_servers: state.args.mpin_servers.clone(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;

@@ -53,6 +53,10 @@ pub struct Config {
     /// A file holding the PKCS#11 user PIN (used when `DTA_PKCS11_PIN` is not set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// Identity CIDs of the authentication servers this node, as an M-Pin trust authority,
+    /// issues server-secret shares to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mpin_servers: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -103,6 +107,9 @@ pub enum ConfigError {
     /// An allow-list entry is not a peer id.
     #[error("invalid peer id {0:?} in allow_list")]
     PeerId(String),
+    /// An `mpin_servers` entry is not an identity CID.
+    #[error("invalid identity CID {0:?} in mpin_servers")]
+    Cid(String),
     /// An unknown role.
     #[error("unknown role {0:?}: use principal, fiduciary or beneficiary")]
     Role(String),
@@ -125,6 +132,7 @@ impl Config {
                 .collect(),
             passphrase_file: None,
             pkcs11_pin_file: None,
+            mpin_servers: Vec::new(),
         }
     }
 
@@ -185,6 +193,14 @@ impl Config {
                     .collect()
             })
             .transpose()
+    }
+
+    /// The M-Pin authentication servers, as identity CIDs.
+    pub fn mpin_servers(&self) -> Result<Vec<dta_protocol::Cid>, ConfigError> {
+        self.mpin_servers
+            .iter()
+            .map(|c| dta_protocol::block::parse_cid(c).map_err(|_| ConfigError::Cid(c.clone())))
+            .collect()
     }
 
     /// The roles.

@@ -210,6 +210,7 @@ impl Node {
             directory: Arc::new(directory_tx),
             metrics: metrics.clone(),
             custody_events: custody_events.clone(),
+            mpin_servers: Arc::new(config.mpin_servers()?),
         };
         let (supervisor, supervisor_task) =
             Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)
@@ -245,6 +246,7 @@ impl Node {
             custody_events: custody_events.clone(),
             hosted,
             order_defaults,
+            mpin_sessions: Default::default(),
         };
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {

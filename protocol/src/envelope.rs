@@ -59,6 +59,10 @@ pub enum Kind {
     ShareRelease,
     /// The beneficiary's signed receipt.
     Receipt,
+    /// A requester asks trust authorities for M-Pin secret shares (see [`crate::mpin`]).
+    MpinRequest,
+    /// A trust authority's M-Pin share, sealed to the requester, or its refusal.
+    MpinShare,
 }
 
 /// One recipient of the sealed payload.

@@ -31,6 +31,7 @@ pub mod dagcbor;
 pub mod envelope;
 pub mod identity;
 pub mod inbound;
+pub mod mpin;
 pub mod network;
 pub mod order;
 

@@ -150,6 +150,22 @@ impl Principal {
     }
 }
 
+/// Node `i`'s principal actor.
+pub(crate) fn principal_of(net: &Testnet, i: usize) -> Result<ActorRef<RoleMsg>, BenchError> {
+    ractor::registry::where_is(format!("{}/principal", net.node(i).info().peer_id))
+        .map(Into::into)
+        .ok_or_else(|| BenchError::Custody("no principal actor".into()))
+}
+
+/// Node `i`'s identity CID.
+pub(crate) fn identity_of(net: &Testnet, i: usize) -> Result<Cid, BenchError> {
+    net.node(i)
+        .info()
+        .identity
+        .parse()
+        .map_err(|_| BenchError::Custody("bad identity CID".into()))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -163,17 +179,8 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     let nodes = config.fiduciaries + 2;
     let net = Testnet::builder().nodes(nodes).build().await?;
     let principal_node = net.node(0);
-    let actor: ActorRef<RoleMsg> =
-        ractor::registry::where_is(format!("{}/principal", principal_node.info().peer_id))
-            .ok_or_else(|| BenchError::Custody("no principal actor".into()))?
-            .into();
-    let cid = |i: usize| -> Result<Cid, BenchError> {
-        net.node(i)
-            .info()
-            .identity
-            .parse()
-            .map_err(|_| BenchError::Custody("bad identity CID".into()))
-    };
+    let actor = principal_of(&net, 0)?;
+    let cid = |i: usize| identity_of(&net, i);
     let mut principal = Principal {
         actor: actor.clone(),
         events: principal_node.custody_events(),

@@ -64,6 +64,7 @@ pub struct TestnetBuilder {
     wait_for_knowledge: bool,
     plugin: Option<String>,
     pkcs11: Option<(PathBuf, Vec<usize>)>,
+    mpin_servers: Vec<usize>,
 }
 
 /// The user PIN of the tokens the harness creates (test tokens only).
@@ -134,6 +135,7 @@ impl Testnet {
             allow_lists: Vec::new(),
             wait_for_knowledge: true,
             pkcs11: None,
+            mpin_servers: Vec::new(),
             plugin: None,
         }
     }
@@ -211,6 +213,13 @@ impl TestnetBuilder {
         self
     }
 
+    /// Every node, as an M-Pin trust authority, issues server-secret shares to nodes
+    /// `indices` (their identities go in each `mpin_servers`).
+    pub fn mpin_servers(mut self, indices: &[usize]) -> Self {
+        self.mpin_servers = indices.to_vec();
+        self
+    }
+
     /// The plugin of every node's `/v1` orders (`dta run --plugin`).
     pub fn plugin(mut self, plugin: &str) -> Self {
         self.plugin = Some(plugin.to_owned());
@@ -232,6 +241,7 @@ impl TestnetBuilder {
         let pin = root.path().join("pkcs11-pin");
         std::fs::write(&pin, TEST_PIN)?;
         let mut peers: Vec<PeerId> = Vec::new();
+        let mut identities: Vec<String> = Vec::new();
         let mut homes = Vec::new();
         for index in 0..self.nodes {
             let home = root.path().join(format!("node-{index}"));
@@ -276,6 +286,21 @@ impl TestnetBuilder {
                 },
             })?);
             homes.push(home);
+            identities.push(report.identity);
+        }
+        if !self.mpin_servers.is_empty() {
+            for (index, home) in homes.iter().enumerate() {
+                let mut config = Config::load(home).map_err(|e| HarnessError::Home {
+                    index,
+                    source: e.into(),
+                })?;
+                config.mpin_servers = self
+                    .mpin_servers
+                    .iter()
+                    .map(|i| identities[*i].clone())
+                    .collect();
+                config.save(home)?;
+            }
         }
         for (index, allowed) in &self.allow_lists {
             let mut config = Config::load(&homes[*index]).map_err(|e| HarnessError::Home {

@@ -6,7 +6,7 @@
 //!   fiduciaries 2-of-3 in sealed, signed envelopes, each fiduciary checks its share and
 //!   signs the commitment, the signatures aggregate into one custody certificate, and a
 //!   beneficiary rebuilds the secret from two released shares.
-//! - [`bench`], [`bench_bitswap`]: the `dta bench` runs.
+//! - [`bench`], [`bench_bitswap`], [`bench_mpin`]: the `dta bench` runs.
 //! - [`kubo`], [`helia`]: real IPFS nodes (go-libp2p and js-libp2p) beside a testnet, for
 //!   interop tests and the Bitswap benchmark.
 //!
@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod bench_bitswap;
+pub mod bench_mpin;
 pub mod demo;
 pub mod harness;
 pub mod helia;

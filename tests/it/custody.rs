@@ -254,7 +254,7 @@ async fn bad_orders_get_clear_errors_and_change_nothing() {
 
 /// An identity with no node behind it, made known to the given nodes through the same path
 /// the network feeds. The tests sign with its keys to play a misbehaving party.
-async fn stranger(
+pub(crate) async fn stranger(
     net: &Testnet,
     seed: u8,
     known_to: &[usize],
@@ -292,7 +292,7 @@ async fn stranger(
     local
 }
 
-fn envelope(
+pub(crate) fn envelope(
     from: &dta_protocol::identity::LocalIdentity,
     kind: dta_protocol::envelope::Kind,
     reference: &str,
@@ -321,7 +321,13 @@ fn envelope(
 
 /// Delivers a block to `to` from `from`'s network, and waits until `to`'s role actor has
 /// handled it (a `Describe` call queues behind the delivered event).
-async fn deliver_and_settle(net: &Testnet, from: usize, to: usize, role: &str, block: Vec<u8>) {
+pub(crate) async fn deliver_and_settle(
+    net: &Testnet,
+    from: usize,
+    to: usize,
+    role: &str,
+    block: Vec<u8>,
+) {
     let peer: libp2p::PeerId = net.node(to).info().peer_id.parse().unwrap();
     let answer = net
         .node(from)

@@ -16,7 +16,7 @@ pub struct ClientArgs {
     home: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl ClientArgs {
@@ -35,7 +35,7 @@ impl ClientArgs {
         Ok(node.api)
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base()?);
         answer(&url, reqwest::get(&url).await).await
     }
@@ -75,7 +75,7 @@ impl ClientArgs {
         Ok(bytes)
     }
 
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base()?);
         answer(
             &url,
@@ -85,7 +85,7 @@ impl ClientArgs {
     }
 }
 
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -93,7 +93,7 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -212,7 +212,7 @@ pub async fn create_identity(args: &ClientArgs, name: &str) -> anyhow::Result<()
 }
 
 /// The JSON body of a successful answer, or the API's `{"error": ...}` as an error.
-async fn answer(
+pub(crate) async fn answer(
     url: &str,
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> anyhow::Result<Value> {

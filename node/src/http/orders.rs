@@ -42,7 +42,7 @@ fn cid(text: &str) -> Result<Cid, ApiError> {
     parse_cid(text).map_err(|e| bad_request(format!("{text:?}: {e}")))
 }
 
-fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMsg>, ApiError> {
+pub(super) fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMsg>, ApiError> {
     ractor::registry::where_is(format!("{}/{}", state.prefix, role.name()))
         .map(Into::into)
         .ok_or_else(|| {

@@ -1,0 +1,240 @@
+//! `dta mpin ...`: M-Pin secrets from trust authorities, tokens, and authentication against
+//! a node acting as authentication server.
+
+use anyhow::{Context, bail};
+use dta_crypto::mpin::{self, G1Point, MpinScalar};
+use serde_json::{Value, json};
+
+use crate::client::{ClientArgs, answer, table, text};
+
+/// `dta mpin ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum MpinCommand {
+    /// Ask trust authorities for client-secret shares of an identity (this node's own name);
+    /// prints the combined client secret (hex).
+    ClientSecret {
+        /// The M-Pin identity.
+        #[arg(long = "id")]
+        identity: String,
+        /// The authorities' identity CIDs, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        from: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask trust authorities for server-secret shares; the node keeps the sum as its
+    /// authentication-server secret.
+    ServerSecret {
+        /// The authorities' identity CIDs, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        from: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask trust authorities for a time permit (date in days since the Unix epoch).
+    Permit {
+        /// The M-Pin identity.
+        #[arg(long = "id")]
+        identity: String,
+        /// The date, in days since 1970-01-01.
+        #[arg(long)]
+        date: u32,
+        /// The authorities' identity CIDs, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        from: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take the PIN out of a client secret: prints the token a client stores.
+    Token {
+        /// The M-Pin identity.
+        #[arg(long = "id")]
+        identity: String,
+        /// The PIN (a number below 10000).
+        #[arg(long)]
+        pin: u32,
+        /// The reference of a client secret the node was issued.
+        #[arg(
+            long,
+            conflicts_with = "client_secret",
+            required_unless_present = "client_secret"
+        )]
+        reference: Option<String>,
+        /// The client secret itself (hex).
+        #[arg(long)]
+        client_secret: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Authenticate with a token and a PIN against a node acting as authentication server:
+    /// runs the client's side here and the server's check there. Exits non-zero if refused.
+    Authenticate {
+        /// The M-Pin identity.
+        #[arg(long = "id")]
+        identity: String,
+        /// The PIN.
+        #[arg(long)]
+        pin: u32,
+        /// The token (hex), from `dta mpin token`.
+        #[arg(long, env = "DTA_MPIN_TOKEN")]
+        token: String,
+        /// The server node's API URL, for example http://127.0.0.1:7070.
+        #[arg(long)]
+        server: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issuances this node recorded, as requester or as authority.
+    List(ClientArgs),
+}
+
+/// Runs an `mpin` command.
+pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
+    match command {
+        MpinCommand::ClientSecret {
+            identity,
+            from,
+            client,
+        } => {
+            let issued = client
+                .post(
+                    "/v2/mpin/client-secret",
+                    json!({ "identity": identity, "from": from }),
+                )
+                .await?;
+            print(&client, &issued, "client_secret");
+        }
+        MpinCommand::ServerSecret { from, client } => {
+            let issued = client
+                .post("/v2/mpin/server-secret", json!({ "from": from }))
+                .await?;
+            print(&client, &issued, "reference");
+        }
+        MpinCommand::Permit {
+            identity,
+            date,
+            from,
+            client,
+        } => {
+            let issued = client
+                .post(
+                    "/v2/mpin/permit",
+                    json!({ "identity": identity, "date": date, "from": from }),
+                )
+                .await?;
+            print(&client, &issued, "permit");
+        }
+        MpinCommand::Token {
+            identity,
+            pin,
+            reference,
+            client_secret,
+            client,
+        } => {
+            let mut body = json!({ "identity": identity, "pin": pin });
+            match (reference, client_secret) {
+                (Some(reference), _) => body["reference"] = reference.into(),
+                (None, Some(secret)) => body["client_secret"] = secret.into(),
+                (None, None) => bail!("pass --reference or --client-secret"),
+            }
+            let token = client.post("/v2/mpin/token", body).await?;
+            print(&client, &token, "token");
+        }
+        MpinCommand::Authenticate {
+            identity,
+            pin,
+            token,
+            server,
+            json,
+        } => {
+            let outcome = authenticate(&identity, pin, &token, &server).await?;
+            if json {
+                println!("{outcome}");
+            } else {
+                println!("authenticated as {identity}");
+            }
+        }
+        MpinCommand::List(client) => {
+            let records = client.get("/v2/mpin").await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+                return Ok(());
+            }
+            let rows = records
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    vec![
+                        text(&r["reference"]),
+                        text(&r["side"]),
+                        text(&r["secret"]),
+                        text(&r["identity"]),
+                        format!(
+                            "{}/{}",
+                            text(&r["answered"]),
+                            r["authorities"].as_array().map_or(0, Vec::len)
+                        ),
+                        text(&r["state"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "REFERENCE",
+                    "SIDE",
+                    "SECRET",
+                    "IDENTITY",
+                    "ANSWERS",
+                    "STATE",
+                ],
+                rows,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print(client: &ClientArgs, answer: &Value, field: &str) {
+    if client.json {
+        println!("{answer}");
+    } else {
+        println!("{}", text(&answer[field]));
+    }
+}
+
+/// The client's two passes here, the server's challenge and check at `server`.
+async fn authenticate(
+    identity: &str,
+    pin: u32,
+    token: &str,
+    server: &str,
+) -> anyhow::Result<Value> {
+    let server = server.trim_end_matches('/');
+    let token = hex::decode(token.trim()).context("the token is not hex")?;
+    let token = G1Point::from_bytes(&token).context("the token is not a valid point")?;
+    let first = mpin::client_first(&token, identity.as_bytes(), pin, None, None)?;
+    let http = reqwest::Client::new();
+    let url = format!("{server}/v2/mpin/auth/challenge");
+    let challenge = answer(
+        &url,
+        http.post(&url)
+            .json(&json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) }))
+            .send()
+            .await,
+    )
+    .await?;
+    let y = hex::decode(text(&challenge["y"])).context("the server's y is not hex")?;
+    let y = MpinScalar::from_bytes(&y).context("the server's y is not a scalar")?;
+    let v = mpin::client_second(first.state, &y)?;
+    let url = format!("{server}/v2/mpin/auth/verify");
+    answer(
+        &url,
+        http.post(&url)
+            .json(&json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) }))
+            .send()
+            .await,
+    )
+    .await
+}

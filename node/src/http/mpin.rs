@@ -1,0 +1,414 @@
+//! `/v2/mpin`: M-Pin secrets issued by trust authorities on the network, and this node as an
+//! authentication server.
+//!
+//! - `POST /v2/mpin/client-secret` `{identity, from: [CID…]}`: asks those authorities for
+//!   client-secret shares and answers the sum (hex), which this node also keeps.
+//! - `POST /v2/mpin/server-secret` `{from: [CID…]}`: the same for a server secret, which this
+//!   node keeps as its authentication-server secret and does not answer.
+//! - `POST /v2/mpin/permit` `{identity, date, from}`: a time permit.
+//! - `POST /v2/mpin/token` `{identity, pin, client_secret | reference}`: the token (the client
+//!   secret with the PIN taken out). Nothing is stored.
+//! - `POST /v2/mpin/auth/challenge` `{identity, u, date?}` → `{session, y}` and
+//!   `POST /v2/mpin/auth/verify` `{session, v}` → 200 `{authenticated: true}` or 401: this
+//!   node checks a client's proof with its server secret.
+//! - `GET /v2/mpin`: the issuances this node recorded, as requester or authority.
+//!
+//! Each issuance call waits for every authority (`wait_ms`, default 30 s); one that does not
+//! finish in time answers 504 naming its reference, and its record shows how far it got.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use dta_actors::custody::CustodyEvent;
+use dta_actors::mpin::{MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
+use dta_actors::roles::{Role, RoleMsg};
+use dta_crypto::mpin::{self, G1Point, G2Point, MpinScalar};
+use dta_protocol::Cid;
+use dta_protocol::block::parse_cid;
+use dta_protocol::mpin::MpinSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::orders::role_actor;
+use super::{ApiError, ApiState, kept_secret};
+
+/// Default and longest wait for the authorities' answers.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+const MAX_WAIT: Duration = Duration::from_secs(120);
+/// How long a challenge stays open, and how many may be open at once.
+const SESSION_TTL: Duration = Duration::from_secs(60);
+const MAX_SESSIONS: usize = 4096;
+
+/// Open authentication sessions: the challenge's state by session id.
+pub type Sessions = Arc<Mutex<HashMap<String, Session>>>;
+
+/// One open challenge.
+#[derive(Debug)]
+pub struct Session {
+    identity: String,
+    date: Option<u32>,
+    u: G1Point,
+    y: MpinScalar,
+    opened: Instant,
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(body)| body)
+        .map_err(|e| bad_request(e.body_text()))
+}
+
+fn cids(texts: &[String]) -> Result<Vec<Cid>, ApiError> {
+    texts
+        .iter()
+        .map(|t| parse_cid(t).map_err(|e| bad_request(format!("{t:?}: {e}"))))
+        .collect()
+}
+
+fn wait_of(wait_ms: Option<u64>) -> Duration {
+    wait_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_WAIT)
+        .min(MAX_WAIT)
+}
+
+/// Asks the authorities and waits until every one answered (or one refused).
+async fn issue(
+    state: &ApiState,
+    request: NewMpinRequest,
+    wait: Duration,
+) -> Result<MpinRecord, ApiError> {
+    let mut events = state.custody_events.subscribe();
+    let record = ractor::call_t!(
+        role_actor(state, Role::Principal)?,
+        |reply| RoleMsg::MpinRequest { request, reply },
+        60_000
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
+    .map_err(ApiError::from)?;
+    let reference = record.reference.clone();
+    let finished = tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Ok(CustodyEvent {
+                    reference: r,
+                    role: Role::Beneficiary,
+                    state: s,
+                }) if r == reference && (s == "issued" || s == "refused") => return true,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    })
+    .await;
+    let record = stored_record(state, &reference)?;
+    match (finished, record.state.as_str()) {
+        (_, "issued") => Ok(record),
+        (_, "refused") => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{reference}: refused by {}",
+                record
+                    .refusals
+                    .iter()
+                    .map(|(authority, reason)| format!("{authority} ({reason})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+        _ => Err(ApiError(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "{reference}: {} of {} authorities answered within {wait:?}; GET /v2/mpin shows its progress",
+                record.answers.len(),
+                record.authorities.len()
+            ),
+        )),
+    }
+}
+
+fn stored_record(state: &ApiState, reference: &str) -> Result<MpinRecord, ApiError> {
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let bytes = state
+        .store
+        .get(
+            dta_actors::store::Column::Mpin,
+            format!("requester/{reference}").as_bytes(),
+        )
+        .map_err(|e| internal(e.to_string()))?
+        .ok_or_else(|| internal(format!("{reference} has no record")))?;
+    dta_protocol::dagcbor::decode(&bytes, Default::default()).map_err(|e| internal(e.to_string()))
+}
+
+async fn combined(state: &ApiState, reference: &str) -> Result<String, ApiError> {
+    kept_secret(state, combined_name(reference))
+        .await?
+        .map(|secret| hex::encode(secret.expose()))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("{reference} has no combined secret here"),
+            )
+        })
+}
+
+fn describe(record: &MpinRecord) -> Value {
+    json!({
+        "reference": record.reference,
+        "side": record.side,
+        "secret": record.secret.name(),
+        "identity": record.identity,
+        "date": record.date,
+        "requester": record.requester.to_string(),
+        "authorities": record.authorities.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "answered": record.answers.len(),
+        "refusals": record.refusals,
+        "state": record.state,
+    })
+}
+
+/// `GET /v2/mpin`.
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let mut records = Vec::new();
+    for (_, bytes) in state
+        .store
+        .scan(dta_actors::store::Column::Mpin)
+        .map_err(|e| internal(e.to_string()))?
+    {
+        let record: MpinRecord = dta_protocol::dagcbor::decode(&bytes, Default::default())
+            .map_err(|e| internal(e.to_string()))?;
+        records.push(describe(&record));
+    }
+    Ok(Json(Value::Array(records)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueBody {
+    identity: Option<String>,
+    date: Option<u32>,
+    from: Vec<String>,
+    wait_ms: Option<u64>,
+}
+
+/// `POST /v2/mpin/client-secret`.
+pub async fn client_secret(
+    State(state): State<ApiState>,
+    body: Result<Json<IssueBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let request = NewMpinRequest {
+        secret: MpinSecret::Client,
+        identity: Some(
+            body.identity
+                .ok_or_else(|| bad_request("identity is required"))?,
+        ),
+        date: None,
+        authorities: cids(&body.from)?,
+    };
+    let record = issue(&state, request, wait_of(body.wait_ms)).await?;
+    Ok(Json(json!({
+        "reference": record.reference,
+        "identity": record.identity,
+        "authorities": body.from,
+        "client_secret": combined(&state, &record.reference).await?,
+    })))
+}
+
+/// `POST /v2/mpin/permit`.
+pub async fn permit(
+    State(state): State<ApiState>,
+    body: Result<Json<IssueBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let request = NewMpinRequest {
+        secret: MpinSecret::Permit,
+        identity: Some(
+            body.identity
+                .ok_or_else(|| bad_request("identity is required"))?,
+        ),
+        date: Some(body.date.ok_or_else(|| bad_request("date is required"))?),
+        authorities: cids(&body.from)?,
+    };
+    let record = issue(&state, request, wait_of(body.wait_ms)).await?;
+    Ok(Json(json!({
+        "reference": record.reference,
+        "identity": record.identity,
+        "date": record.date,
+        "permit": combined(&state, &record.reference).await?,
+    })))
+}
+
+/// `POST /v2/mpin/server-secret`.
+pub async fn server_secret(
+    State(state): State<ApiState>,
+    body: Result<Json<IssueBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    if body.identity.is_some() || body.date.is_some() {
+        return Err(bad_request("a server secret takes no identity or date"));
+    }
+    let request = NewMpinRequest {
+        secret: MpinSecret::Server,
+        identity: None,
+        date: None,
+        authorities: cids(&body.from)?,
+    };
+    let record = issue(&state, request, wait_of(body.wait_ms)).await?;
+    Ok(Json(json!({
+        "reference": record.reference,
+        "authorities": body.from,
+        "kept": true,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    identity: String,
+    pin: u32,
+    client_secret: Option<String>,
+    reference: Option<String>,
+}
+
+/// `POST /v2/mpin/token`.
+pub async fn token(
+    State(state): State<ApiState>,
+    body: Result<Json<TokenBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let secret_hex = match (&body.client_secret, &body.reference) {
+        (Some(hex), None) => zeroize::Zeroizing::new(hex.clone()),
+        (None, Some(reference)) => zeroize::Zeroizing::new(combined(&state, reference).await?),
+        _ => {
+            return Err(bad_request(
+                "give either client_secret (hex) or the reference of an issued client secret",
+            ));
+        }
+    };
+    let secret_bytes = zeroize::Zeroizing::new(
+        hex::decode(secret_hex.as_str()).map_err(|_| bad_request("client_secret is not hex"))?,
+    );
+    let client_secret =
+        G1Point::from_bytes(&secret_bytes).map_err(|e| bad_request(e.to_string()))?;
+    let token = mpin::extract_pin(&client_secret, body.identity.as_bytes(), body.pin)
+        .map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(json!({
+        "identity": body.identity,
+        "token": hex::encode(token.to_bytes()),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeBody {
+    identity: String,
+    u: String,
+    date: Option<u32>,
+}
+
+/// `POST /v2/mpin/auth/challenge`: takes U, answers a random y.
+pub async fn challenge(
+    State(state): State<ApiState>,
+    body: Result<Json<ChallengeBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    if body.identity.is_empty() || body.identity.len() > dta_actors::mpin::MAX_IDENTITY_LEN {
+        return Err(bad_request("identity must be 1 to 256 bytes"));
+    }
+    let u = hex::decode(&body.u)
+        .map_err(|_| bad_request("u is not hex"))
+        .and_then(|bytes| G1Point::from_bytes(&bytes).map_err(|e| bad_request(e.to_string())))?;
+    let y = MpinScalar::random();
+    let session = hex::encode(dta_crypto::Secret::<16>::random().expose());
+    let answer = hex::encode(*y.to_bytes());
+    let mut sessions = state
+        .mpin_sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    sessions.retain(|_, s| s.opened.elapsed() < SESSION_TTL);
+    if sessions.len() >= MAX_SESSIONS {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many authentications in progress".into(),
+        ));
+    }
+    sessions.insert(
+        session.clone(),
+        Session {
+            identity: body.identity,
+            date: body.date,
+            u,
+            y,
+            opened: Instant::now(),
+        },
+    );
+    Ok(Json(json!({ "session": session, "y": answer })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    session: String,
+    v: String,
+}
+
+/// `POST /v2/mpin/auth/verify`: checks V with this node's server secret; the session ends
+/// either way.
+pub async fn verify(
+    State(state): State<ApiState>,
+    body: Result<Json<VerifyBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let v = hex::decode(&body.v)
+        .map_err(|_| bad_request("v is not hex"))
+        .and_then(|bytes| G1Point::from_bytes(&bytes).map_err(|e| bad_request(e.to_string())))?;
+    let session = state
+        .mpin_sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&body.session)
+        .filter(|s| s.opened.elapsed() < SESSION_TTL)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such authentication session (or it expired)".into(),
+            )
+        })?;
+    let server_secret = kept_secret(&state, SERVER_SECRET.to_owned())
+        .await?
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::CONFLICT,
+                "this node has no M-Pin server secret: ask trust authorities with POST /v2/mpin/server-secret".into(),
+            )
+        })?;
+    let server_secret = G2Point::from_bytes(server_secret.expose())
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let identity = session.identity.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        mpin::server_check(
+            session.identity.as_bytes(),
+            session.date,
+            &session.y,
+            &server_secret,
+            &session.u,
+            &v,
+        )
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match checked {
+        Ok(()) => Ok(Json(json!({ "authenticated": true, "identity": identity }))),
+        Err(e) => Err(ApiError(StatusCode::UNAUTHORIZED, e.to_string())),
+    }
+}

@@ -1,0 +1,401 @@
+//! M-Pin share issuance across nodes: three trust authorities issue client- and
+//! server-secret shares; a client and an authentication server combine them; the right PIN
+//! authenticates, a wrong one is refused; no single authority's share is enough; the
+//! authorities' policy and the requester's checks refuse what they must.
+
+use dta_crypto::mpin::{self, G1Point, MpinScalar};
+use dta_protocol::envelope::Kind;
+use dta_protocol::mpin::{MpinAnswer, MpinSecret, MpinSharePoint};
+use dta_testnet::harness::Testnet;
+use serde_json::{Value, json};
+
+use crate::custody::{Api, deliver_and_settle, envelope, stranger};
+
+const CLIENT: usize = 0;
+const AUTHORITIES: [usize; 3] = [1, 2, 3];
+const SERVER: usize = 4;
+const PIN: u32 = 4321;
+
+fn identity(net: &Testnet, node: usize) -> String {
+    net.node(node).info().identity.clone()
+}
+
+fn authorities(net: &Testnet, nodes: &[usize]) -> Vec<String> {
+    nodes.iter().map(|n| identity(net, *n)).collect()
+}
+
+/// The client's secret from `from` for `name`, and its token for [`PIN`] (made from the
+/// secret the node kept); the issuance's answer and the token.
+async fn token_from(api: &Api, net: &Testnet, from: &[usize], name: &str) -> (Value, String) {
+    let (status, issued) = api
+        .post(
+            net,
+            CLIENT,
+            "/v2/mpin/client-secret",
+            json!({ "identity": name, "from": authorities(net, from) }),
+        )
+        .await;
+    assert_eq!(status, 200, "{issued}");
+    let (status, token) = api
+        .post(
+            net,
+            CLIENT,
+            "/v2/mpin/token",
+            json!({ "identity": name, "pin": PIN, "reference": issued["reference"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["token"].as_str().unwrap().to_owned();
+    (issued, token)
+}
+
+/// The client side of an authentication against `server`'s API, with `token` and `pin`.
+async fn authenticate(
+    api: &Api,
+    net: &Testnet,
+    server: usize,
+    name: &str,
+    token: &str,
+    pin: u32,
+) -> (u16, Value) {
+    let token = G1Point::from_bytes(&hex::decode(token).unwrap()).unwrap();
+    let first = mpin::client_first(&token, name.as_bytes(), pin, None, None).unwrap();
+    let (status, challenge) = api
+        .post(
+            net,
+            server,
+            "/v2/mpin/auth/challenge",
+            json!({ "identity": name, "u": hex::encode(first.u.to_bytes()) }),
+        )
+        .await;
+    assert_eq!(status, 200, "{challenge}");
+    let y =
+        MpinScalar::from_bytes(&hex::decode(challenge["y"].as_str().unwrap()).unwrap()).unwrap();
+    let v = mpin::client_second(first.state, &y).unwrap();
+    api.post(
+        net,
+        server,
+        "/v2/mpin/auth/verify",
+        json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
+    let net = Testnet::builder()
+        .nodes(5)
+        .mpin_servers(&[SERVER])
+        .build()
+        .await
+        .expect("testnet");
+    let api = Api::new();
+    let name = net.node(CLIENT).info().name.clone();
+
+    // The server gets its secret from the three authorities; it is kept, not shown.
+    let (status, body) = api
+        .post(
+            &net,
+            SERVER,
+            "/v2/mpin/server-secret",
+            json!({ "from": authorities(&net, &AUTHORITIES) }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kept"], true);
+    assert!(body.get("server_secret").is_none());
+
+    // The client gets its secret for its own name, and makes a token with its PIN.
+    let (issued, token) = token_from(&api, &net, &AUTHORITIES, &name).await;
+
+    let (status, body) = authenticate(&api, &net, SERVER, &name, &token, PIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authenticated"], true);
+    let (status, body) = authenticate(&api, &net, SERVER, &name, &token, PIN + 1).await;
+    assert_eq!(status, 401, "a wrong PIN: {body}");
+
+    // The same through the CLI: the token from the client's node, the check on the server's.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::process::dta_bin())
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let client_api = net.node(CLIENT).info().api.clone();
+    let server_api = net.node(SERVER).info().api.clone();
+    let pin = PIN.to_string();
+    let output = cli(&[
+        "mpin",
+        "token",
+        "--id",
+        &name,
+        "--pin",
+        &pin,
+        "--reference",
+        issued["reference"].as_str().unwrap(),
+        "--api",
+        &client_api,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cli_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_eq!(cli_token, token);
+    let output = cli(&[
+        "mpin",
+        "authenticate",
+        "--id",
+        &name,
+        "--pin",
+        &pin,
+        "--token",
+        &cli_token,
+        "--server",
+        &server_api,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wrong = (PIN + 7).to_string();
+    let output = cli(&[
+        "mpin",
+        "authenticate",
+        "--id",
+        &name,
+        "--pin",
+        &wrong,
+        "--token",
+        &cli_token,
+        "--server",
+        &server_api,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // One authority's share alone makes a token that does not authenticate.
+    let (_, partial_token) = token_from(&api, &net, &[1], &name).await;
+    let (status, _) = authenticate(&api, &net, SERVER, &name, &partial_token, PIN).await;
+    assert_eq!(status, 401);
+
+    // Each authority logged what it issued; the client logged its requests.
+    for authority in AUTHORITIES {
+        let (_, log) = api.get(&net, authority, "/v2/mpin").await;
+        let issued: Vec<&Value> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["side"] == "authority" && r["state"] == "issued")
+            .collect();
+        assert!(issued.len() >= 2, "authority {authority}: {log}");
+    }
+    let (_, log) = api.get(&net, CLIENT, "/v2/mpin").await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["side"] == "requester" && r["secret"] == "client" && r["state"] == "issued")
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorities_refuse_what_policy_forbids_and_bad_input_gets_clear_errors() {
+    let net = Testnet::builder()
+        .nodes(5)
+        .mpin_servers(&[SERVER])
+        .build()
+        .await
+        .expect("testnet");
+    let api = Api::new();
+    let from = authorities(&net, &AUTHORITIES);
+    // Someone else's identity.
+    let other = net.node(2).info().name.clone();
+    let (status, body) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/client-secret",
+            json!({ "identity": other, "from": from }),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("its own identity"),
+        "{body}"
+    );
+    // A server secret for a node that is not on the authorities' list.
+    let (status, body) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/server-secret",
+            json!({ "from": from }),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    // Bad input: an unknown authority, a malformed CID, a bad point, a PIN too large, a
+    // verification with no server secret.
+    let unknown = "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let name = net.node(CLIENT).info().name.clone();
+    for (body, expected) in [
+        (json!({ "identity": name, "from": [unknown] }), 400),
+        (json!({ "identity": name, "from": ["not-a-cid"] }), 400),
+        (json!({ "from": from }), 400),
+        (json!({ "identity": name, "from": from, "extra": 1 }), 400),
+    ] {
+        let (status, answer) = api
+            .post(&net, CLIENT, "/v2/mpin/client-secret", body.clone())
+            .await;
+        assert_eq!(status, expected, "{body}: {answer}");
+        assert!(answer["error"].is_string());
+    }
+    for body in [
+        json!({ "identity": name, "pin": 1, "client_secret": "04abcd" }),
+        json!({ "identity": name, "pin": 1, "client_secret": "zz" }),
+        json!({ "identity": name, "pin": 10_000, "client_secret": hex::encode(mpin::identity_point(b"x").to_bytes()) }),
+        json!({ "identity": name, "pin": 1 }),
+    ] {
+        let (status, answer) = api.post(&net, CLIENT, "/v2/mpin/token", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let (status, _) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/auth/challenge",
+            json!({ "identity": name, "u": "04" }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/auth/verify",
+            json!({ "session": "nope", "v": hex::encode(mpin::identity_point(b"x").to_bytes()) }),
+        )
+        .await;
+    assert_eq!(status, 404);
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_from_an_authority_that_was_not_asked_is_refused() {
+    let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    let name = net.node(CLIENT).info().name.clone();
+    let from = authorities(&net, &[1, 2, 3, 4]);
+    // Authorities 3 and 4 are down: the request waits with two answers of four (a forged
+    // third answer, if taken, would show, without completing the set).
+    net.test_node(3).stop().await;
+    net.test_node(4).stop().await;
+    let (status, body) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/client-secret",
+            json!({ "identity": name, "from": from, "wait_ms": 1500 }),
+        )
+        .await;
+    assert_eq!(status, 504, "{body}");
+    let (_, log) = api.get(&net, CLIENT, "/v2/mpin").await;
+    let pending = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["side"] == "requester" && r["state"] == "requested")
+        .expect("the pending request")
+        .clone();
+    assert_eq!(pending["answered"], 2, "{pending}");
+    let reference = pending["reference"].as_str().unwrap().to_owned();
+
+    // A stranger known to the client answers in the missing authority's place.
+    let intruder = stranger(&net, 61, &[CLIENT]).await;
+    let directory = net.node(CLIENT).directory();
+    let client_identity = directory.borrow().identities[&identity(&net, CLIENT)]
+        .verified
+        .clone();
+    let request_cid = {
+        let blocks = net
+            .node(CLIENT)
+            .store()
+            .scan(dta_actors::store::Column::Mpin)
+            .unwrap();
+        let record: dta_actors::mpin::MpinRecord =
+            dta_protocol::dagcbor::decode(&blocks[0].1, Default::default()).unwrap();
+        record.request
+    };
+    let answer = MpinAnswer {
+        request: request_cid,
+        secret: MpinSecret::Client,
+        refused: None,
+    };
+    let share = MpinSharePoint {
+        point: mpin::client_secret(&MpinScalar::random(), name.as_bytes())
+            .to_bytes()
+            .to_vec(),
+    };
+    let forged = envelope(
+        &intruder,
+        Kind::MpinShare,
+        &reference,
+        request_cid,
+        Some(dta_protocol::dagcbor::encode(&answer).unwrap()),
+        Some(&dta_protocol::dagcbor::encode(&share).unwrap()),
+        &[&client_identity],
+    );
+    deliver_and_settle(&net, 1, CLIENT, "beneficiary", forged).await;
+    let (_, log) = api.get(&net, CLIENT, "/v2/mpin").await;
+    let after = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reference"] == reference.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        after["answered"], 2,
+        "the stranger's share was not taken: {after}"
+    );
+    assert_eq!(after["state"], "requested");
+
+    // The real authorities come back; a new request completes.
+    net.test_node(3).start().await.expect("restart");
+    net.test_node(4).start().await.expect("restart");
+    net.wait_for_full_knowledge(std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (status, body) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/client-secret",
+            json!({ "identity": name, "from": from }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mpin_benchmark_runs_every_phase() {
+    let report = dta_testnet::bench_mpin::mpin(dta_testnet::bench_mpin::MpinBench {
+        issuances: 5,
+        checks: 4,
+    })
+    .await
+    .expect("benchmark runs");
+    assert!(report.shares_per_second_one_authority > 0.0);
+    assert!(report.secrets_per_second_three_authorities > 0.0);
+    assert!(report.checks_per_second > 0.0);
+}
