@@ -151,6 +151,8 @@ pub struct RoleContext {
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// Identities this node, as an M-Pin trust authority, issues server-secret shares to.
     pub mpin_servers: std::sync::Arc<Vec<Cid>>,
+    /// Open M-Pin challenges of this node as an authentication server.
+    pub mpin_sessions: crate::mpin::AuthSessions,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).

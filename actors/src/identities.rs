@@ -234,7 +234,7 @@ impl Actor for IdentitiesActor {
                 }
                 return Ok(());
             }
-            NetworkEvent::EnvelopesReceived { .. } => return Ok(()),
+            NetworkEvent::EnvelopesReceived { .. } | NetworkEvent::Answer { .. } => return Ok(()),
         };
         let identity = match verify_received(peer, &document) {
             Ok(identity) => identity,

@@ -63,7 +63,19 @@ pub enum NetworkCommand {
     AnnounceHead(dta_protocol::network::HeadAnnouncement),
     /// Announce this node's identities again (one was added).
     AnnounceIdentities,
+    /// Answer a request that a subscriber took over (see [`NetworkEvent::Answer`]).
+    Respond {
+        /// The request's number in that event.
+        id: u64,
+        /// The answer.
+        response: Response,
+    },
 }
+
+/// How long a request handed to a subscriber may wait for its answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most requests handed to subscribers at once.
+pub const MAX_AWAITING: usize = 256;
 
 /// What the network tells subscribers.
 #[derive(Debug, Clone)]
@@ -81,6 +93,17 @@ pub enum NetworkEvent {
         peer: PeerId,
         /// The announcement.
         announcement: dta_protocol::network::HeadAnnouncement,
+    },
+    /// A peer sent a request that takes work off the swarm task (an M-Pin authentication
+    /// step): a subscriber answers it with [`NetworkCommand::Respond`] and this `id`, or it
+    /// expires unanswered after [`ANSWER_TIMEOUT`].
+    Answer {
+        /// Who asked.
+        peer: PeerId,
+        /// The request's number, for the response.
+        id: u64,
+        /// The request.
+        request: Request,
     },
     /// A peer delivered a bundle of envelopes that passed the structural and link checks.
     EnvelopesReceived {
@@ -277,6 +300,8 @@ impl Actor for NetworkActor {
                 queued: HashMap::new(),
                 identity_requests: HashSet::new(),
                 seen_identities: HashSet::new(),
+                awaiting: HashMap::new(),
+                next_awaiting: 0,
                 announce_due: true,
                 last_bootstrap: None,
             }
@@ -341,6 +366,9 @@ struct SwarmLoop {
     queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
     /// Identity requests the loop sent on its own.
     identity_requests: HashSet<OutboundRequestId>,
+    /// Requests a subscriber answers, by number, with when they arrived.
+    awaiting: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
+    next_awaiting: u64,
     /// Digests of identity documents already handed on.
     seen_identities: HashSet<[u8; 32]>,
     /// Whether the identity should be (re)announced at the next tick.
@@ -454,6 +482,18 @@ impl SwarmLoop {
                 reply,
             } => self.send_or_queue(peer, request, reply),
             NetworkCommand::Subscribe(subscriber) => self.subscribers.push(subscriber),
+            NetworkCommand::Respond { id, response } => {
+                if let Some((channel, _)) = self.awaiting.remove(&id)
+                    && self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, response)
+                        .is_err()
+                {
+                    debug!(id, "response not sent: connection closed");
+                }
+            }
             NetworkCommand::AnnounceIdentities => {
                 self.announce_due = true;
                 self.announce();
@@ -648,6 +688,29 @@ impl SwarmLoop {
         }
     }
 
+    /// Parks a request for a subscriber to answer ([`NetworkEvent::Answer`]); refuses it when
+    /// too many wait already. Unanswered ones expire after [`ANSWER_TIMEOUT`].
+    fn hand_over(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        channel: request_response::ResponseChannel<Response>,
+    ) {
+        self.awaiting
+            .retain(|_, (_, since)| since.elapsed() < ANSWER_TIMEOUT);
+        if self.awaiting.len() >= MAX_AWAITING {
+            let busy = Response::Rejected {
+                reason: "too many requests in progress".into(),
+            };
+            let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
+            return;
+        }
+        let id = self.next_awaiting;
+        self.next_awaiting += 1;
+        self.awaiting.insert(id, (channel, Instant::now()));
+        self.emit(NetworkEvent::Answer { peer, id, request });
+    }
+
     /// The answer to a request, from a peer or from this node itself.
     fn answer(&mut self, peer: PeerId, request: Request) -> Response {
         match request {
@@ -659,6 +722,10 @@ impl SwarmLoop {
                     .into_iter()
                     .map(serde_bytes::ByteBuf::from)
                     .collect(),
+            },
+            // Reached only when they could not be handed over (or from this node itself).
+            Request::MpinChallenge { .. } | Request::MpinVerify { .. } => Response::Rejected {
+                reason: "this node cannot take M-Pin authentications now".into(),
             },
             Request::Deliver { blocks } => match Bundle::decode(&blocks) {
                 Ok(_) => {
@@ -680,6 +747,13 @@ impl SwarmLoop {
                     request, channel, ..
                 } => {
                     Metrics::bump(&self.metrics.rpc_requests_received);
+                    if matches!(
+                        request,
+                        Request::MpinChallenge { .. } | Request::MpinVerify { .. }
+                    ) {
+                        self.hand_over(peer, request, channel);
+                        return;
+                    }
                     let response = self.answer(peer, request);
                     if self
                         .swarm

@@ -338,6 +338,19 @@ impl Actor for RoleActor {
                     warn!(role = args.role.name(), %err, "cannot store received blocks");
                 }
             }
+            // The principal answers peers' M-Pin authentication steps, off its own queue.
+            RoleMsg::Network(NetworkEvent::Answer { id, request, .. })
+                if args.role == Role::Principal =>
+            {
+                let ctx = args.context.clone();
+                tokio::spawn(async move {
+                    let response = mpin::serve(&ctx, &ctx.mpin_sessions, request).await;
+                    let _ = ctx
+                        .network
+                        .send(crate::network::NetworkCommand::Respond { id, response })
+                        .await;
+                });
+            }
             RoleMsg::Network(_) => {}
             RoleMsg::Resume => match custody::resume(&args.context, RESUME_INTERVAL) {
                 Ok(deliveries) => send_all(&args.context.network, deliveries),

@@ -78,6 +78,8 @@ pub struct NodeArgs {
     pub custody_events: tokio::sync::broadcast::Sender<crate::custody::CustodyEvent>,
     /// Identities this node issues M-Pin server-secret shares to.
     pub mpin_servers: Arc<Vec<dta_protocol::Cid>>,
+    /// Open M-Pin challenges (shared with the HTTP API).
+    pub mpin_sessions: crate::mpin::AuthSessions,
 }
 
 /// Messages to the supervisor.
@@ -175,6 +177,7 @@ impl NodeSupervisor {
                         verified: state.verified.clone(),
                         hosted: state.args.network.hosted.clone(),
                         mpin_servers: state.args.mpin_servers.clone(),
+                        mpin_sessions: state.args.mpin_sessions.clone(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;

@@ -185,6 +185,7 @@ impl Node {
                 .map_err(|e| RunError::Actors(e.to_string()))?;
         let keystore: Arc<dyn dta_hsm::Keystore> = opened.keystore;
         let hosted = dta_actors::identities::Hosted::new(opened.hosted);
+        let mpin_sessions = dta_actors::mpin::AuthSessions::default();
         let args = NodeArgs {
             prefix: format!("{peer_id}"),
             store: opened.store.clone(),
@@ -211,6 +212,7 @@ impl Node {
             metrics: metrics.clone(),
             custody_events: custody_events.clone(),
             mpin_servers: Arc::new(config.mpin_servers()?),
+            mpin_sessions: mpin_sessions.clone(),
         };
         let (supervisor, supervisor_task) =
             Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)
@@ -246,7 +248,7 @@ impl Node {
             custody_events: custody_events.clone(),
             hosted,
             order_defaults,
-            mpin_sessions: Default::default(),
+            mpin_sessions,
         };
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {

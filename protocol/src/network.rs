@@ -43,6 +43,26 @@ pub enum Request {
         /// The encoded signed envelopes.
         blocks: Vec<serde_bytes::ByteBuf>,
     },
+    /// An M-Pin client's first pass to this node as authentication server: U for an
+    /// identity (and date). Answered with [`Response::MpinChallenge`].
+    MpinChallenge {
+        /// The M-Pin identity.
+        identity: String,
+        /// U, a G1 point in Milagro's encoding.
+        #[serde(with = "serde_bytes")]
+        u: Vec<u8>,
+        /// The date of a time permit, if the client used one.
+        date: Option<u32>,
+    },
+    /// The client's second pass: V for an open session. Answered with
+    /// [`Response::MpinVerdict`].
+    MpinVerify {
+        /// The session the challenge opened.
+        session: String,
+        /// V, a G1 point in Milagro's encoding.
+        #[serde(with = "serde_bytes")]
+        v: Vec<u8>,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -64,6 +84,21 @@ pub enum Response {
     Rejected {
         /// A readable reason.
         reason: String,
+    },
+    /// The server's challenge y (a 48-byte scalar) for a new session.
+    MpinChallenge {
+        /// The session to answer in.
+        session: String,
+        /// y.
+        #[serde(with = "serde_bytes")]
+        y: Vec<u8>,
+    },
+    /// The server's verdict.
+    MpinVerdict {
+        /// Whether the client proved its token and PIN.
+        authenticated: bool,
+        /// Why not.
+        reason: Option<String>,
     },
 }
 

@@ -162,6 +162,50 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // By the server's identity CID: the client's node relays both steps over libp2p.
+    let server_cid = identity(&net, SERVER);
+    let output = cli(&[
+        "mpin",
+        "authenticate",
+        "--id",
+        &name,
+        "--pin",
+        &pin,
+        "--token",
+        &cli_token,
+        "--server",
+        &server_cid,
+        "--api",
+        &client_api,
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdict["authenticated"], true);
+    let output = cli(&[
+        "mpin",
+        "authenticate",
+        "--id",
+        &name,
+        "--pin",
+        "1",
+        "--token",
+        &cli_token,
+        "--server",
+        &server_cid,
+        "--api",
+        &client_api,
+    ]);
+    assert!(!output.status.success(), "a wrong PIN through the relay");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let wrong = (PIN + 7).to_string();
     let output = cli(&[
         "mpin",

@@ -20,7 +20,7 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    fn base(&self) -> anyhow::Result<String> {
+    pub(crate) fn base(&self) -> anyhow::Result<String> {
         if let Some(api) = &self.api {
             return Ok(api.trim_end_matches('/').to_owned());
         }

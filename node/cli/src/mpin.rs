@@ -78,12 +78,12 @@ pub enum MpinCommand {
         /// The token (hex), from `dta mpin token`.
         #[arg(long, env = "DTA_MPIN_TOKEN")]
         token: String,
-        /// The server node's API URL, for example http://127.0.0.1:7070.
+        /// The server: its API URL (http://…), or its identity CID, reached over the network
+        /// through this node (--api or --home).
         #[arg(long)]
         server: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Issuances this node recorded, as requester or as authority.
     List(ClientArgs),
@@ -146,10 +146,10 @@ pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
             pin,
             token,
             server,
-            json,
+            client,
         } => {
-            let outcome = authenticate(&identity, pin, &token, &server).await?;
-            if json {
+            let outcome = authenticate(&identity, pin, &token, &server, &client).await?;
+            if client.json {
                 println!("{outcome}");
             } else {
                 println!("authenticated as {identity}");
@@ -204,37 +204,38 @@ fn print(client: &ClientArgs, answer: &Value, field: &str) {
     }
 }
 
-/// The client's two passes here, the server's challenge and check at `server`.
+/// The client's two passes here, the server's challenge and check at `server`: its API, or
+/// this node's, which relays both steps to the server over the network.
 async fn authenticate(
     identity: &str,
     pin: u32,
     token: &str,
     server: &str,
+    client: &ClientArgs,
 ) -> anyhow::Result<Value> {
-    let server = server.trim_end_matches('/');
+    let (base, relay_to) = if server.starts_with("http://") || server.starts_with("https://") {
+        (server.trim_end_matches('/').to_owned(), None)
+    } else {
+        (client.base()?, Some(server.to_owned()))
+    };
+    let with_server = |mut body: Value| {
+        if let Some(cid) = &relay_to {
+            body["server"] = cid.clone().into();
+        }
+        body
+    };
     let token = hex::decode(token.trim()).context("the token is not hex")?;
     let token = G1Point::from_bytes(&token).context("the token is not a valid point")?;
     let first = mpin::client_first(&token, identity.as_bytes(), pin, None, None)?;
     let http = reqwest::Client::new();
-    let url = format!("{server}/v2/mpin/auth/challenge");
-    let challenge = answer(
-        &url,
-        http.post(&url)
-            .json(&json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) }))
-            .send()
-            .await,
-    )
-    .await?;
+    let url = format!("{base}/v2/mpin/auth/challenge");
+    let body = with_server(json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) }));
+    let challenge = answer(&url, http.post(&url).json(&body).send().await).await?;
     let y = hex::decode(text(&challenge["y"])).context("the server's y is not hex")?;
     let y = MpinScalar::from_bytes(&y).context("the server's y is not a scalar")?;
     let v = mpin::client_second(first.state, &y)?;
-    let url = format!("{server}/v2/mpin/auth/verify");
-    answer(
-        &url,
-        http.post(&url)
-            .json(&json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) }))
-            .send()
-            .await,
-    )
-    .await
+    let url = format!("{base}/v2/mpin/auth/verify");
+    let body =
+        with_server(json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) }));
+    answer(&url, http.post(&url).json(&body).send().await).await
 }

@@ -42,8 +42,9 @@ pub struct ApiState {
     pub hosted: dta_actors::identities::Hosted,
     /// Fiduciaries and threshold for `/v1` orders, which do not name them.
     pub order_defaults: OrderDefaults,
-    /// M-Pin authentications between the challenge and the answer.
-    pub mpin_sessions: mpin::Sessions,
+    /// M-Pin authentications between the challenge and the answer (shared with the node's
+    /// answers to peers).
+    pub mpin_sessions: dta_actors::mpin::AuthSessions,
 }
 
 /// Fiduciaries and threshold that `/v1` orders use (the original configured one master

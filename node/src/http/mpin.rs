@@ -10,27 +10,28 @@
 //!   secret with the PIN taken out). Nothing is stored.
 //! - `POST /v2/mpin/auth/challenge` `{identity, u, date?}` → `{session, y}` and
 //!   `POST /v2/mpin/auth/verify` `{session, v}` → 200 `{authenticated: true}` or 401: this
-//!   node checks a client's proof with its server secret.
+//!   node checks a client's proof with its server secret. With `server` naming another
+//!   node's identity, both steps are relayed to that node over libp2p instead.
 //! - `GET /v2/mpin`: the issuances this node recorded, as requester or authority.
 //!
 //! Each issuance call waits for every authority (`wait_ms`, default 30 s); one that does not
 //! finish in time answers 504 naming its reference, and its record shows how far it got.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use dta_actors::custody::CustodyEvent;
-use dta_actors::mpin::{MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
+use dta_actors::mpin::{AuthError, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
 use dta_actors::roles::{Role, RoleMsg};
-use dta_crypto::mpin::{self, G1Point, G2Point, MpinScalar};
+use dta_crypto::mpin::{self, G1Point};
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
 use dta_protocol::mpin::MpinSecret;
+use dta_protocol::network::{Request, Response};
+use libp2p::PeerId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,23 +41,6 @@ use super::{ApiError, ApiState, kept_secret};
 /// Default and longest wait for the authorities' answers.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 const MAX_WAIT: Duration = Duration::from_secs(120);
-/// How long a challenge stays open, and how many may be open at once.
-const SESSION_TTL: Duration = Duration::from_secs(60);
-const MAX_SESSIONS: usize = 4096;
-
-/// Open authentication sessions: the challenge's state by session id.
-pub type Sessions = Arc<Mutex<HashMap<String, Session>>>;
-
-/// One open challenge.
-#[derive(Debug)]
-pub struct Session {
-    identity: String,
-    date: Option<u32>,
-    u: G1Point,
-    y: MpinScalar,
-    opened: Instant,
-}
-
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
@@ -314,45 +298,75 @@ pub struct ChallengeBody {
     identity: String,
     u: String,
     date: Option<u32>,
+    /// Another node's identity CID: relay the step to it over the network.
+    server: Option<String>,
 }
 
-/// `POST /v2/mpin/auth/challenge`: takes U, answers a random y.
+fn auth_error(error: AuthError) -> ApiError {
+    let status = match error {
+        AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AuthError::NoSession => StatusCode::NOT_FOUND,
+        AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        AuthError::NoServerSecret => StatusCode::CONFLICT,
+        AuthError::Failed => StatusCode::UNAUTHORIZED,
+    };
+    ApiError(status, error.to_string())
+}
+
+/// The peer of `server` if it names another node; `None` for this node (or no server).
+fn relay_target(state: &ApiState, server: Option<&str>) -> Result<Option<PeerId>, ApiError> {
+    let Some(server) = server.filter(|s| *s != state.identity) else {
+        return Ok(None);
+    };
+    let cid = parse_cid(server).map_err(|e| bad_request(format!("{server:?}: {e}")))?;
+    let directory = state.directory.borrow();
+    let known = directory
+        .identities
+        .get(&cid.to_string())
+        .ok_or_else(|| bad_request(format!("unknown server identity {server}")))?;
+    if known.peer_id.to_string() == state.prefix {
+        return Ok(None);
+    }
+    Ok(Some(known.peer_id))
+}
+
+/// Sends an authentication step to another node and reads its answer.
+async fn relay(state: &ApiState, peer: PeerId, request: Request) -> Result<Response, ApiError> {
+    match state.network.request(peer, request).await {
+        Ok(Response::Rejected { reason }) => Err(ApiError(StatusCode::BAD_GATEWAY, reason)),
+        Ok(response) => Ok(response),
+        Err(e) => Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string())),
+    }
+}
+
+/// `POST /v2/mpin/auth/challenge`: takes U, answers a random y (here, or from `server`).
 pub async fn challenge(
     State(state): State<ApiState>,
     body: Result<Json<ChallengeBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    if body.identity.is_empty() || body.identity.len() > dta_actors::mpin::MAX_IDENTITY_LEN {
-        return Err(bad_request("identity must be 1 to 256 bytes"));
-    }
-    let u = hex::decode(&body.u)
-        .map_err(|_| bad_request("u is not hex"))
-        .and_then(|bytes| G1Point::from_bytes(&bytes).map_err(|e| bad_request(e.to_string())))?;
-    let y = MpinScalar::random();
-    let session = hex::encode(dta_crypto::Secret::<16>::random().expose());
-    let answer = hex::encode(*y.to_bytes());
-    let mut sessions = state
-        .mpin_sessions
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    sessions.retain(|_, s| s.opened.elapsed() < SESSION_TTL);
-    if sessions.len() >= MAX_SESSIONS {
-        return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many authentications in progress".into(),
-        ));
-    }
-    sessions.insert(
-        session.clone(),
-        Session {
+    let u = hex::decode(&body.u).map_err(|_| bad_request("u is not hex"))?;
+    if let Some(peer) = relay_target(&state, body.server.as_deref())? {
+        let request = Request::MpinChallenge {
             identity: body.identity,
-            date: body.date,
             u,
-            y,
-            opened: Instant::now(),
-        },
-    );
-    Ok(Json(json!({ "session": session, "y": answer })))
+            date: body.date,
+        };
+        return match relay(&state, peer, request).await? {
+            Response::MpinChallenge { session, y } => {
+                Ok(Json(json!({ "session": session, "y": hex::encode(y) })))
+            }
+            other => Err(ApiError(
+                StatusCode::BAD_GATEWAY,
+                format!("unexpected answer {other:?}"),
+            )),
+        };
+    }
+    let (session, y) = state
+        .mpin_sessions
+        .challenge(body.identity, &u, body.date)
+        .map_err(auth_error)?;
+    Ok(Json(json!({ "session": session, "y": hex::encode(y) })))
 }
 
 #[derive(Deserialize)]
@@ -360,55 +374,50 @@ pub async fn challenge(
 pub struct VerifyBody {
     session: String,
     v: String,
+    /// Another node's identity CID: relay the step to it over the network.
+    server: Option<String>,
 }
 
-/// `POST /v2/mpin/auth/verify`: checks V with this node's server secret; the session ends
-/// either way.
+/// `POST /v2/mpin/auth/verify`: checks V with this node's server secret (or `server`'s); the
+/// session ends either way.
 pub async fn verify(
     State(state): State<ApiState>,
     body: Result<Json<VerifyBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    let v = hex::decode(&body.v)
-        .map_err(|_| bad_request("v is not hex"))
-        .and_then(|bytes| G1Point::from_bytes(&bytes).map_err(|e| bad_request(e.to_string())))?;
+    let v = hex::decode(&body.v).map_err(|_| bad_request("v is not hex"))?;
+    if let Some(peer) = relay_target(&state, body.server.as_deref())? {
+        let request = Request::MpinVerify {
+            session: body.session,
+            v,
+        };
+        return match relay(&state, peer, request).await? {
+            Response::MpinVerdict {
+                authenticated: true,
+                ..
+            } => Ok(Json(json!({ "authenticated": true }))),
+            Response::MpinVerdict { reason, .. } => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                reason.unwrap_or_else(|| AuthError::Failed.to_string()),
+            )),
+            other => Err(ApiError(
+                StatusCode::BAD_GATEWAY,
+                format!("unexpected answer {other:?}"),
+            )),
+        };
+    }
     let session = state
         .mpin_sessions
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&body.session)
-        .filter(|s| s.opened.elapsed() < SESSION_TTL)
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "no such authentication session (or it expired)".into(),
-            )
-        })?;
+        .take(&body.session)
+        .map_err(auth_error)?;
     let server_secret = kept_secret(&state, SERVER_SECRET.to_owned())
         .await?
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::CONFLICT,
-                "this node has no M-Pin server secret: ask trust authorities with POST /v2/mpin/server-secret".into(),
-            )
-        })?;
-    let server_secret = G2Point::from_bytes(server_secret.expose())
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let identity = session.identity.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        mpin::server_check(
-            session.identity.as_bytes(),
-            session.date,
-            &session.y,
-            &server_secret,
-            &session.u,
-            &v,
-        )
+        .ok_or_else(|| auth_error(AuthError::NoServerSecret))?;
+    let identity = tokio::task::spawn_blocking(move || {
+        dta_actors::mpin::check(&session, server_secret.expose(), &v)
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    match checked {
-        Ok(()) => Ok(Json(json!({ "authenticated": true, "identity": identity }))),
-        Err(e) => Err(ApiError(StatusCode::UNAUTHORIZED, e.to_string())),
-    }
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(auth_error)?;
+    Ok(Json(json!({ "authenticated": true, "identity": identity })))
 }
