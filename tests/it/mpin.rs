@@ -24,6 +24,21 @@ fn authorities(net: &Testnet, nodes: &[usize]) -> Vec<String> {
     nodes.iter().map(|n| identity(net, *n)).collect()
 }
 
+/// Runs the `dta` binary: its stdout, or its stderr if it failed.
+fn dta_cli(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(crate::process::dta_bin())
+        .env_remove("DTA_API")
+        .env_remove("DTA_HOME")
+        .args(args)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 /// The client's secret from `from` for `name`, and its token for [`PIN`] (made from the
 /// secret the node kept); the issuance's answer and the token.
 async fn token_from(api: &Api, net: &Testnet, from: &[usize], name: &str) -> (Value, String) {
@@ -114,19 +129,15 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
     let (status, body) = authenticate(&api, &net, SERVER, &name, &token, PIN + 1).await;
     assert_eq!(status, 401, "a wrong PIN: {body}");
 
-    // The same through the CLI: the token from the client's node, the check on the server's.
-    let cli = |args: &[&str]| {
-        std::process::Command::new(crate::process::dta_bin())
-            .env_remove("DTA_API")
-            .env_remove("DTA_HOME")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    // The same through the CLI: the token from the client's node, the check on the server's
+    // (by its URL, or by its identity CID through the client's node, which relays the steps
+    // over libp2p); a wrong PIN exits non-zero either way.
     let client_api = net.node(CLIENT).info().api.clone();
     let server_api = net.node(SERVER).info().api.clone();
+    let server_cid = identity(&net, SERVER);
+    let reference = issued["reference"].as_str().unwrap();
     let pin = PIN.to_string();
-    let output = cli(&[
+    let cli_token = dta_cli(&[
         "mpin",
         "token",
         "--id",
@@ -134,97 +145,39 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
         "--pin",
         &pin,
         "--reference",
-        issued["reference"].as_str().unwrap(),
+        reference,
         "--api",
         &client_api,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let cli_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    assert_eq!(cli_token, token);
-    let output = cli(&[
-        "mpin",
-        "authenticate",
-        "--id",
-        &name,
-        "--pin",
-        &pin,
-        "--token",
-        &cli_token,
-        "--server",
-        &server_api,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // By the server's identity CID: the client's node relays both steps over libp2p.
-    let server_cid = identity(&net, SERVER);
-    let output = cli(&[
-        "mpin",
-        "authenticate",
-        "--id",
-        &name,
-        "--pin",
-        &pin,
-        "--token",
-        &cli_token,
-        "--server",
-        &server_cid,
-        "--api",
-        &client_api,
-        "--json",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(verdict["authenticated"], true);
-    let output = cli(&[
-        "mpin",
-        "authenticate",
-        "--id",
-        &name,
-        "--pin",
-        "1",
-        "--token",
-        &cli_token,
-        "--server",
-        &server_cid,
-        "--api",
-        &client_api,
-    ]);
-    assert!(!output.status.success(), "a wrong PIN through the relay");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("authentication failed"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let wrong = (PIN + 7).to_string();
-    let output = cli(&[
-        "mpin",
-        "authenticate",
-        "--id",
-        &name,
-        "--pin",
-        &wrong,
-        "--token",
-        &cli_token,
-        "--server",
-        &server_api,
-    ]);
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("authentication failed"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ])
+    .expect("dta mpin token");
+    assert_eq!(cli_token.trim(), token);
+    let authenticate_cli = |pin: &str, server: &str| {
+        dta_cli(&[
+            "mpin",
+            "authenticate",
+            "--id",
+            &name,
+            "--pin",
+            pin,
+            "--token",
+            cli_token.trim(),
+            "--server",
+            server,
+            "--api",
+            &client_api,
+            "--json",
+        ])
+    };
+    for server in [&server_api, &server_cid] {
+        let verdict: Value =
+            serde_json::from_str(&authenticate_cli(&pin, server).unwrap()).unwrap();
+        assert_eq!(verdict["authenticated"], true, "{server}");
+        let refused = authenticate_cli("1", server).unwrap_err();
+        assert!(
+            refused.contains("authentication failed"),
+            "{server}: {refused}"
+        );
+    }
 
     // One authority's share alone makes a token that does not authenticate.
     let (_, partial_token) = token_from(&api, &net, &[1], &name).await;
