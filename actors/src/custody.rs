@@ -2031,6 +2031,27 @@ fn rebuild(
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
 /// asking connected peers over Bitswap. Every fetched block is checked against its CID before
+/// Audits an order's log ending at `head` with the blocks in `store` and the identities in
+/// `directory` (fetch missing blocks first with [`fetch_chain`]).
+pub fn audit(
+    store: &Store,
+    directory: &crate::identities::Directory,
+    reference: &str,
+    head: Cid,
+) -> Result<dta_protocol::audit::AuditReport, dta_protocol::audit::AuditError> {
+    dta_protocol::audit::audit(
+        reference,
+        head,
+        |cid| store.get(Column::Blocks, &cid.to_bytes()).ok().flatten(),
+        |cid| {
+            directory
+                .identities
+                .get(&cid.to_string())
+                .map(|i| i.verified.clone())
+        },
+    )
+}
+
 /// it is stored. Returns how many blocks were fetched.
 pub async fn fetch_chain(
     store: &Store,

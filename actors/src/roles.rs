@@ -391,11 +391,14 @@ impl Actor for RoleActor {
 }
 
 /// Delivers a release: the chain to the beneficiary first, then the request to every
-/// fiduciary at once. Fails unless at least t fiduciaries took it.
+/// fiduciary at once. Answers as soon as t fiduciaries took it (deliveries to the others go
+/// on, so an unreachable one does not hold the answer back while it is retried); fails once
+/// too few are left to reach t.
 async fn release(
     network: NetworkHandle,
     plan: custody::ReleasePlan,
 ) -> Result<OrderRecord, CustodyError> {
+    use futures::StreamExt;
     let record = plan.record;
     let (peer, blocks) = plan.beneficiary;
     if !RoleContext::deliver(&network, peer, blocks).await {
@@ -404,7 +407,8 @@ async fn release(
             record.reference
         )));
     }
-    let tasks: Vec<_> = plan
+    let needed = record.threshold as usize;
+    let mut deliveries: futures::stream::FuturesUnordered<_> = plan
         .fiduciaries
         .into_iter()
         .map(|(peer, blocks)| {
@@ -412,18 +416,23 @@ async fn release(
             tokio::spawn(async move { RoleContext::deliver(&network, peer, blocks).await })
         })
         .collect();
-    let mut reached = 0;
-    for task in tasks {
-        if task.await.unwrap_or(false) {
+    let (mut reached, mut missed) = (0, 0);
+    while let Some(delivered) = deliveries.next().await {
+        if delivered.unwrap_or(false) {
             reached += 1;
+        } else {
+            missed += 1;
+        }
+        if reached >= needed {
+            return Ok(record);
+        }
+        if record.fiduciaries.len() - missed < needed {
+            break;
         }
     }
-    if reached < record.threshold as usize {
-        return Err(CustodyError::Unreachable {
-            reached,
-            fiduciaries: record.fiduciaries.len(),
-            threshold: record.threshold as usize,
-        });
-    }
-    Ok(record)
+    Err(CustodyError::Unreachable {
+        reached,
+        fiduciaries: record.fiduciaries.len(),
+        threshold: needed,
+    })
 }

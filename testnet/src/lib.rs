@@ -2,10 +2,8 @@
 //!
 //! - [`harness`]: in-process testnets of full nodes (port 0, temporary homes, mDNS off,
 //!   explicit bootstrap dials), for tests and demos.
-//! - [`demo`]: the walk-through `dta demo` prints: a principal deals a secret to three
-//!   fiduciaries 2-of-3 in sealed, signed envelopes, each fiduciary checks its share and
-//!   signs the commitment, the signatures aggregate into one custody certificate, and a
-//!   beneficiary rebuilds the secret from two released shares.
+//! - [`demo`]: what `dta demo` runs: five nodes, one 2-of-3 custody order, a fiduciary
+//!   stopped, a release, and an audit from another node.
 //! - [`bench`], [`bench_bitswap`], [`bench_mpin`]: the `dta bench` runs.
 //! - [`kubo`], [`helia`]: real IPFS nodes (go-libp2p and js-libp2p) beside a testnet, for
 //!   interop tests and the Bitswap benchmark.

@@ -292,11 +292,12 @@ enum IdentityCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // A benchmark's nodes would drown its report in their logs.
-    let default_level = if matches!(cli.command, Command::Bench { .. }) {
-        "warn"
-    } else {
-        "info"
+    // A benchmark's nodes would drown its report in their logs; the demo's report tells all
+    // that happens, including the delivery to the fiduciary it stopped, which fails.
+    let default_level = match cli.command {
+        Command::Bench { .. } => "warn",
+        Command::Demo { .. } => "error",
+        _ => "info",
     };
     logging::init(
         match cli.log_format {
@@ -516,7 +517,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Demo { json } => {
-            let report = dta_testnet::demo::run().context("the demo failed")?;
+            let report = dta_testnet::demo::run().await.context("the demo failed")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -290,23 +290,7 @@ pub async fn audit(
     let head = order_head(&state, &reference, query.head)?;
     let fetched = dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
     let directory = state.directory.borrow().clone();
-    let report = dta_protocol::audit::audit(
-        &reference,
-        head,
-        |cid| {
-            state
-                .store
-                .get(Column::Blocks, &cid.to_bytes())
-                .ok()
-                .flatten()
-        },
-        |cid| {
-            directory
-                .identities
-                .get(&cid.to_string())
-                .map(|i| i.verified.clone())
-        },
-    );
+    let report = dta_actors::custody::audit(&state.store, &directory, &reference, head);
     match report {
         Ok(report) => Ok(Json(json!({
             "reference": reference,
