@@ -8,8 +8,9 @@
 //! - [`kubo`], [`helia`]: real IPFS nodes (go-libp2p and js-libp2p) beside a testnet, for
 //!   interop tests and the Bitswap benchmark.
 //!
-//! Process-based testnets, the scenario runner and the LAN (network namespace) mode come
-//! later. This crate defines no protocol or cryptography of its own.
+//! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`).
+//!
+//! The scenario runner and the LAN (network namespace) mode come later. This crate defines no protocol or cryptography of its own.
 
 #![warn(missing_docs)]
 
@@ -21,3 +22,4 @@ pub mod harness;
 pub mod helia;
 pub mod kubo;
 mod peer_process;
+pub mod process;

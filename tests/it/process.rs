@@ -389,3 +389,78 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(!ok);
     assert!(stderr.contains("is not a dta home"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("net");
+    let dir_arg = dir.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(dta_bin());
+        command
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME")
+            .args(args);
+        command
+    };
+    let up = tokio::task::spawn_blocking({
+        let mut command = cli(&["testnet", "up", "--dir", dir_arg, "--nodes", "4", "--json"]);
+        move || succeed(&mut command)
+    })
+    .await
+    .unwrap();
+    let testnet: serde_json::Value = serde_json::from_slice(&up).unwrap();
+    let nodes = testnet["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    let roles: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["roles"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["principal", "fiduciary", "fiduciary", "beneficiary"]
+    );
+    let pids: Vec<u32> = nodes
+        .iter()
+        .map(|n| n["pid"].as_u64().unwrap() as u32)
+        .collect();
+
+    // A second testnet in the same directory is refused; the first is untouched.
+    let (ok, stderr) = run_to_end(&mut cli(&["testnet", "up", "--dir", dir_arg]));
+    assert!(!ok);
+    assert!(stderr.contains("already holds a testnet"), "{stderr}");
+
+    let status: serde_json::Value = serde_json::from_slice(&succeed(&mut cli(&[
+        "testnet", "status", "--dir", dir_arg, "--json",
+    ])))
+    .unwrap();
+    for node in status.as_array().unwrap() {
+        assert_eq!(node["alive"], true, "{node}");
+        assert_eq!(node["identities"], 4, "{node}");
+        assert_eq!(node["peers"], 3, "{node}");
+    }
+    let log = succeed(&mut cli(&["testnet", "logs", "--dir", dir_arg, "node-1"]));
+    assert!(String::from_utf8_lossy(&log).contains("identity verified"));
+    let (ok, stderr) = run_to_end(&mut cli(&["testnet", "logs", "--dir", dir_arg, "node-9"]));
+    assert!(!ok && stderr.contains("no node"), "{stderr}");
+
+    let down: serde_json::Value = serde_json::from_slice(&succeed(&mut cli(&[
+        "testnet", "down", "--dir", dir_arg, "--json",
+    ])))
+    .unwrap();
+    assert_eq!(down["stopped"], 4, "{down}");
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+                || !std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .windows(dir_arg.len())
+                    .any(|w| w == dir_arg.as_bytes()),
+            "node {pid} still runs"
+        );
+    }
+    assert!(!dir.join("testnet.json").exists());
+    assert!(!dir.join("node-0").exists());
+    let (ok, stderr) = run_to_end(&mut cli(&["testnet", "status", "--dir", dir_arg]));
+    assert!(!ok && stderr.contains("holds no testnet"), "{stderr}");
+}

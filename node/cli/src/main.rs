@@ -121,6 +121,11 @@ enum Command {
         #[command(subcommand)]
         command: mpin::MpinCommand,
     },
+    /// A local testnet of `dta run` processes on 127.0.0.1: up, status, down, logs.
+    Testnet {
+        #[command(subcommand)]
+        command: TestnetCommand,
+    },
     /// Benchmarks on an in-process testnet.
     Bench {
         #[command(subcommand)]
@@ -131,6 +136,61 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestnetCommand {
+    /// Create homes under DIR, start one `dta run` per node, wait until every node knows every
+    /// identity, and write DIR/testnet.json.
+    Up {
+        /// Where the homes and testnet.json go.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Principals (the first nodes).
+        #[arg(long, default_value_t = 1)]
+        principals: usize,
+        /// Fiduciaries (the next; default: every node that is not a principal or beneficiary).
+        #[arg(long)]
+        fiduciaries: Option<usize>,
+        /// Beneficiaries (the next).
+        #[arg(long, default_value_t = 1)]
+        beneficiaries: usize,
+        /// Threshold of the principals' /v1 orders (default: every fiduciary).
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// Print testnet.json when up.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each node: roles, whether it runs, peers, identities, orders.
+    Status {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the processes `up` started (and only those), then remove what it made.
+    Down {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a node's log.
+    Logs {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node: its name (node-3) or index (3).
+        node: String,
     },
 }
 
@@ -440,6 +500,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => client::create_identity(&client, &name).await?,
         Command::Order { command } => client::order(command).await?,
         Command::Mpin { command } => mpin::run(command).await?,
+        Command::Testnet { command } => testnet(command).await?,
         Command::Block { command } => client::block(command).await?,
         Command::Log {
             command:
@@ -544,4 +605,92 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+}
+
+async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
+    use dta_testnet::process;
+    match command {
+        TestnetCommand::Up {
+            dir,
+            nodes,
+            principals,
+            fiduciaries,
+            beneficiaries,
+            threshold,
+            json,
+        } => {
+            let config = process::UpConfig {
+                dir,
+                nodes,
+                principals,
+                fiduciaries: fiduciaries
+                    .unwrap_or_else(|| nodes.saturating_sub(principals + beneficiaries)),
+                beneficiaries,
+                threshold,
+                binary: std::env::current_exe().context("cannot find the dta binary")?,
+            };
+            let started = std::time::Instant::now();
+            let testnet = process::up(config, |stage| {
+                eprintln!("[{:>5.1} s] {stage}", started.elapsed().as_secs_f64());
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&testnet)?);
+            } else {
+                for node in &testnet.nodes {
+                    println!(
+                        "{:<8} {:<12} {}  {}",
+                        node.name,
+                        node.roles.join(","),
+                        node.api,
+                        node.identity
+                    );
+                }
+            }
+        }
+        TestnetCommand::Status { dir, json } => {
+            let status = process::status(&dir).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let shown = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
+                client::table(
+                    &["NODE", "ROLES", "ALIVE", "PEERS", "IDENTITIES", "ORDERS"],
+                    status
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.name.clone(),
+                                s.roles.join(","),
+                                if s.alive { "yes" } else { "no" }.to_owned(),
+                                shown(s.peers),
+                                shown(s.identities),
+                                shown(s.orders),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        TestnetCommand::Down { dir, json } => {
+            let report = process::down(&dir).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "stopped {} nodes ({} killed after 15 s, {} already gone); homes removed",
+                    report.stopped + report.killed,
+                    report.killed,
+                    report.gone
+                );
+            }
+        }
+        TestnetCommand::Logs { dir, node } => {
+            let path = process::log_path(&dir, &node)?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            print!("{text}");
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,513 @@
+//! Process testnets: `dta testnet up|status|down|logs`.
+//!
+//! `up` creates one home per node under a directory, starts a `dta run` process for each on
+//! 127.0.0.1 (free ports, mDNS off, every node bootstrapping from the first), waits until
+//! every node knows every identity, and writes `DIR/testnet.json`. The processes outlive the
+//! command (each in a process group of its own); `down` stops exactly the pids `up` started,
+//! after checking each is still a `dta run` of that directory, and removes what `up` made.
+//!
+//! Roles: the first P nodes are principals, the next F fiduciaries, the next B beneficiaries;
+//! any further nodes are fiduciaries too. Principals' `/v1` orders default to all
+//! fiduciaries with threshold T.
+//!
+//! The LAN mode (network namespaces, mDNS) comes later.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dta_node::NodeFile;
+use dta_node::config::Config;
+use dta_node::home;
+use serde::{Deserialize, Serialize};
+
+/// The file `up` writes.
+pub const TESTNET_FILE: &str = "testnet.json";
+/// How long `up` waits for every node to know every identity.
+pub const KNOWLEDGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    /// Where the homes and `testnet.json` go.
+    pub dir: PathBuf,
+    /// Nodes.
+    pub nodes: usize,
+    /// Principals among them.
+    pub principals: usize,
+    /// Fiduciaries (at least; nodes beyond P + F + B are fiduciaries too).
+    pub fiduciaries: usize,
+    /// Beneficiaries.
+    pub beneficiaries: usize,
+    /// Threshold of the principals' `/v1` orders.
+    pub threshold: Option<u32>,
+    /// The `dta` binary to run.
+    pub binary: PathBuf,
+}
+
+/// One node of a running testnet, as `testnet.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetNode {
+    /// Its name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Identity CID.
+    pub identity: String,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// HTTP API URL.
+    pub api: String,
+    /// Process id.
+    pub pid: u32,
+    /// Home directory.
+    pub home: PathBuf,
+}
+
+/// `testnet.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetFile {
+    /// The nodes.
+    pub nodes: Vec<TestnetNode>,
+    /// The binary they run.
+    pub binary: PathBuf,
+}
+
+/// One node's state for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Whether its process runs and answers.
+    pub alive: bool,
+    /// Connected peers.
+    pub peers: Option<usize>,
+    /// Known identities.
+    pub identities: Option<usize>,
+    /// Order records.
+    pub orders: Option<usize>,
+}
+
+/// Why a testnet command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    /// Bad arguments.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file or process problem.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was touched.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A home could not be made.
+    #[error("node {index}: {source}")]
+    Home {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: home::HomeError,
+    },
+    /// A node did not come up.
+    #[error("node {name} did not start within {seconds} s; see {log}")]
+    NotStarted {
+        /// The node.
+        name: String,
+        /// How long we waited.
+        seconds: u64,
+        /// Its log.
+        log: String,
+    },
+    /// Not every node learned every identity in time.
+    #[error("after {0:?} not every node knows every identity (`dta testnet status` shows which)")]
+    Knowledge(Duration),
+    /// No testnet there.
+    #[error("{0} holds no testnet (no testnet.json)")]
+    NoTestnet(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
+    move |source| TestnetError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Launches a testnet; `progress` hears about each stage.
+pub async fn up(
+    config: UpConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<TestnetFile, TestnetError> {
+    let named = config.principals + config.fiduciaries + config.beneficiaries;
+    if config.nodes == 0 || named > config.nodes {
+        return Err(TestnetError::Invalid(format!(
+            "{} nodes cannot hold {} principals, {} fiduciaries and {} beneficiaries",
+            config.nodes, config.principals, config.fiduciaries, config.beneficiaries
+        )));
+    }
+    let fiduciary_count = config.nodes - config.principals - config.beneficiaries;
+    if fiduciary_count == 0 {
+        return Err(TestnetError::Invalid(
+            "a testnet needs at least one fiduciary".into(),
+        ));
+    }
+    if let Some(t) = config.threshold
+        && (t == 0 || t as usize > fiduciary_count)
+    {
+        return Err(TestnetError::Invalid(format!(
+            "threshold {t} must be between 1 and the {fiduciary_count} fiduciaries"
+        )));
+    }
+    let dir = &config.dir;
+    if dir.join(TESTNET_FILE).exists() {
+        return Err(TestnetError::Invalid(format!(
+            "{} already holds a testnet: `dta testnet down --dir {}` first",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let passphrase = dir.join("passphrase");
+    std::fs::write(
+        &passphrase,
+        hex::encode(dta_crypto::Secret::<24>::random().expose()),
+    )
+    .map_err(io(&passphrase))?;
+    let role_of = |i: usize| {
+        if i < config.principals {
+            "principal"
+        } else if i >= config.principals + config.fiduciaries
+            && i < config.principals + config.fiduciaries + config.beneficiaries
+        {
+            "beneficiary"
+        } else {
+            "fiduciary"
+        }
+    };
+    // Homes first: the principals' defaults name the fiduciaries' identities.
+    let mut homes = Vec::with_capacity(config.nodes);
+    let mut identities = Vec::with_capacity(config.nodes);
+    for index in 0..config.nodes {
+        let home_dir = dir.join(format!("node-{index}"));
+        let report = home::init(
+            &home_dir,
+            &format!("node-{index}"),
+            false,
+            home::SecretFiles {
+                passphrase_file: Some(passphrase.clone()),
+                pin_file: None,
+            },
+            home::KeystoreChoice::Soft {
+                kdf: dta_hsm::KdfParams::recommended(),
+            },
+        )
+        .map_err(|source| TestnetError::Home { index, source })?;
+        let mut node_config = Config::load(&home_dir).map_err(|e| TestnetError::Home {
+            index,
+            source: e.into(),
+        })?;
+        node_config.roles = vec![role_of(index).to_owned()];
+        node_config.mdns = false;
+        node_config.save(&home_dir).map_err(io(&home_dir))?;
+        homes.push(home_dir);
+        identities.push(report.identity);
+        progress(&format!("home {}/{} created", index + 1, config.nodes));
+    }
+    let fiduciaries: Vec<&String> = (0..config.nodes)
+        .filter(|i| role_of(*i) == "fiduciary")
+        .map(|i| &identities[i])
+        .collect();
+    let start = |index: usize, bootstrap: Option<&str>| -> Result<u32, TestnetError> {
+        let home_dir = &homes[index];
+        let log_path = home_dir.join("log");
+        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+        let err = log.try_clone().map_err(io(&log_path))?;
+        let mut command = Command::new(&config.binary);
+        command
+            .args(["run", "--home"])
+            .arg(home_dir)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
+            .args(["--no-mdns", "--log-format", "json"])
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME")
+            .env_remove("DTA_PASSPHRASE")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        if let Some(address) = bootstrap {
+            command.args(["--bootstrap", address]);
+        }
+        if role_of(index) == "principal" {
+            command.args(["--plugin", "safeguardsecret"]);
+            for fiduciary in &fiduciaries {
+                command.args(["--fiduciary", fiduciary]);
+            }
+            if let Some(t) = config.threshold {
+                command.args(["--threshold", &t.to_string()]);
+            }
+        }
+        // A group of its own: the node outlives this command and its terminal.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().map_err(io(&config.binary))?;
+        Ok(child.id())
+    };
+    let mut pids = vec![start(0, None)?];
+    // Whatever fails from here on, the processes already started are stopped again.
+    let stop_started = |pids: &[u32]| {
+        for (pid, home_dir) in pids.iter().zip(&homes) {
+            if is_our_node(*pid, home_dir) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        }
+    };
+    let first = match wait_for_node_file(&homes[0], "node-0").await {
+        Ok(first) => first,
+        Err(e) => {
+            stop_started(&pids);
+            return Err(e);
+        }
+    };
+    let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
+    progress("node-0 is up; starting the others");
+    for index in 1..config.nodes {
+        match start(index, Some(&bootstrap)) {
+            Ok(pid) => pids.push(pid),
+            Err(e) => {
+                stop_started(&pids);
+                return Err(e);
+            }
+        }
+    }
+    let mut nodes = Vec::with_capacity(config.nodes);
+    for (index, home_dir) in homes.iter().enumerate() {
+        let name = format!("node-{index}");
+        let file = match wait_for_node_file(home_dir, &name).await {
+            Ok(file) => file,
+            Err(e) => {
+                stop_started(&pids);
+                return Err(e);
+            }
+        };
+        nodes.push(TestnetNode {
+            name,
+            roles: vec![role_of(index).to_owned()],
+            identity: file.identity,
+            peer_id: file.peer_id,
+            api: file.api,
+            pid: pids[index],
+            home: home_dir.clone(),
+        });
+    }
+    let testnet = TestnetFile {
+        nodes,
+        binary: config.binary.clone(),
+    };
+    let path = dir.join(TESTNET_FILE);
+    let text = serde_json::to_string_pretty(&testnet).map_err(|e| TestnetError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, text).map_err(io(&path))?;
+    progress(&format!(
+        "{} nodes running; waiting for full identity knowledge",
+        config.nodes
+    ));
+    wait_for_knowledge(&testnet, &mut progress).await?;
+    Ok(testnet)
+}
+
+async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, TestnetError> {
+    let path = home_dir.join("node.json");
+    let started = Instant::now();
+    let limit = Duration::from_secs(60);
+    while started.elapsed() < limit {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(file) = serde_json::from_str::<NodeFile>(&text)
+        {
+            return Ok(file);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(TestnetError::NotStarted {
+        name: name.to_owned(),
+        seconds: limit.as_secs(),
+        log: home_dir.join("log").display().to_string(),
+    })
+}
+
+async fn count(client: &reqwest::Client, url: String) -> Option<usize> {
+    let response = client.get(url).send().await.ok()?;
+    let body: serde_json::Value = response.json().await.ok()?;
+    body.as_array().map(Vec::len)
+}
+
+async fn wait_for_knowledge(
+    testnet: &TestnetFile,
+    progress: &mut impl FnMut(&str),
+) -> Result<(), TestnetError> {
+    let client = reqwest::Client::new();
+    let expected = testnet.nodes.len();
+    let started = Instant::now();
+    let mut last = usize::MAX;
+    while started.elapsed() < KNOWLEDGE_TIMEOUT {
+        let mut complete = 0;
+        for node in &testnet.nodes {
+            if count(&client, format!("{}/v2/identities", node.api)).await >= Some(expected) {
+                complete += 1;
+            }
+        }
+        if complete != last {
+            progress(&format!(
+                "{complete}/{expected} nodes know every identity ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            ));
+            last = complete;
+        }
+        if complete == expected {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(TestnetError::Knowledge(KNOWLEDGE_TIMEOUT))
+}
+
+/// Reads `DIR/testnet.json`.
+pub fn load(dir: &Path) -> Result<TestnetFile, TestnetError> {
+    let path = dir.join(TESTNET_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| TestnetError::NoTestnet(dir.display().to_string()))?;
+    serde_json::from_str(&text).map_err(|e| TestnetError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })
+}
+
+/// Whether `pid` is a `dta run` of `home` (not a reused pid of something else).
+fn is_our_node(pid: u32, home_dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let home_arg = home_dir.as_os_str().as_encoded_bytes();
+    args.contains(&&b"run"[..]) && args.contains(&home_arg)
+}
+
+/// Every node's state.
+pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
+    let testnet = load(dir)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| TestnetError::Invalid(e.to_string()))?;
+    let mut out = Vec::with_capacity(testnet.nodes.len());
+    for node in &testnet.nodes {
+        let running = is_our_node(node.pid, &node.home);
+        let peers = if running {
+            count(&client, format!("{}/v2/peers", node.api)).await
+        } else {
+            None
+        };
+        out.push(NodeStatus {
+            name: node.name.clone(),
+            roles: node.roles.clone(),
+            alive: running && peers.is_some(),
+            peers,
+            identities: if running {
+                count(&client, format!("{}/v2/identities", node.api)).await
+            } else {
+                None
+            },
+            orders: if running {
+                count(&client, format!("{}/v2/orders", node.api)).await
+            } else {
+                None
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// What `down` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownReport {
+    /// Nodes stopped by SIGTERM.
+    pub stopped: usize,
+    /// Nodes that had to be killed.
+    pub killed: usize,
+    /// Nodes that were not running any more.
+    pub gone: usize,
+}
+
+/// Stops the testnet's processes (only those `up` started) and removes what `up` made.
+pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
+    let testnet = load(dir)?;
+    let mut report = DownReport {
+        stopped: 0,
+        killed: 0,
+        gone: 0,
+    };
+    let signal = |name: &str, pid: u32| {
+        let _ = Command::new("kill")
+            .args([name, &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let running: Vec<&TestnetNode> = testnet
+        .nodes
+        .iter()
+        .filter(|n| is_our_node(n.pid, &n.home))
+        .collect();
+    report.gone = testnet.nodes.len() - running.len();
+    for node in &running {
+        signal("-TERM", node.pid);
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(15)
+        && running.iter().any(|n| is_our_node(n.pid, &n.home))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for node in &running {
+        if is_our_node(node.pid, &node.home) {
+            signal("-KILL", node.pid);
+            report.killed += 1;
+        } else {
+            report.stopped += 1;
+        }
+    }
+    for node in &testnet.nodes {
+        if node.home.starts_with(dir) {
+            std::fs::remove_dir_all(&node.home).map_err(io(&node.home))?;
+        }
+    }
+    for file in [TESTNET_FILE, "passphrase"] {
+        let path = dir.join(file);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(report)
+}
+
+/// The log file of a node, by name (`node-3`) or index (`3`).
+pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
+    let testnet = load(dir)?;
+    testnet
+        .nodes
+        .iter()
+        .find(|n| n.name == node || n.name == format!("node-{node}"))
+        .map(|n| n.home.join("log"))
+        .ok_or_else(|| {
+            TestnetError::Invalid(format!(
+                "no node {node:?} in this testnet (nodes: node-0 … node-{})",
+                testnet.nodes.len().saturating_sub(1)
+            ))
+        })
+}
