@@ -4,7 +4,7 @@
 //!   explicit bootstrap dials), for tests and demos.
 //! - [`demo`]: what `dta demo` runs: five nodes, one 2-of-3 custody order, a fiduciary
 //!   stopped, a release, and an audit from another node.
-//! - [`bench`], [`bench_bitswap`], [`bench_mpin`]: the `dta bench` runs.
+//! - [`bench`], [`bench_bitswap`], [`bench_mpin`], [`bench_testnet`]: the `dta bench` runs.
 //! - [`kubo`], [`helia`]: real IPFS nodes (go-libp2p and js-libp2p) beside a testnet, for
 //!   interop tests and the Bitswap benchmark.
 //!
@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod bench_bitswap;
 pub mod bench_mpin;
+pub mod bench_testnet;
 pub mod demo;
 pub mod harness;
 pub mod helia;

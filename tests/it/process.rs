@@ -464,3 +464,22 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let (ok, stderr) = run_to_end(&mut cli(&["testnet", "status", "--dir", dir_arg]));
     assert!(!ok && stderr.contains("holds no testnet"), "{stderr}");
 }
+
+#[test]
+fn the_testnet_benchmark_launches_measures_and_cleans_up() {
+    let root = tempfile::tempdir().unwrap();
+    let output = succeed(
+        Command::new(dta_bin())
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME")
+            .args(["bench", "testnet", "--nodes", "3", "--json", "--dir"])
+            .arg(root.path()),
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    let figures = &figures.as_array().unwrap()[0];
+    assert_eq!(figures["nodes"], 3);
+    assert!(figures["knowledge_seconds"].as_f64().unwrap() > 0.0);
+    assert!(figures["rss_mean_mib"].as_f64().unwrap() > 1.0);
+    // Nothing left behind: no testnet, no homes.
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+}

@@ -211,6 +211,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Process testnets of each size: time to full identity knowledge and memory per node.
+    Testnet {
+        /// Sizes to launch, one after the other.
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 25, 50])]
+        nodes: Vec<usize>,
+        /// Where the testnets' homes go (a temporary directory by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// M-Pin: shares issued per second by one and by three D-TAs, server checks per second.
     Mpin {
         /// Client secrets per issuance phase.
@@ -556,6 +568,32 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("{report}");
+            }
+        }
+        Command::Bench {
+            command: BenchCommand::Testnet { nodes, dir, json },
+        } => {
+            let scratch = tempfile::Builder::new()
+                .prefix("dta-bench-testnet-")
+                .tempdir()?;
+            let dir = dir.unwrap_or_else(|| scratch.path().to_owned());
+            let binary = std::env::current_exe().context("cannot find the dta binary")?;
+            let figures = dta_testnet::bench_testnet::testnet(&nodes, dir, binary, |stage| {
+                if stage.contains("know every identity") {
+                    eprintln!("{stage}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                println!("testnet benchmark: process testnets on 127.0.0.1");
+                for f in &figures {
+                    println!(
+                        "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB",
+                        f.nodes, f.knowledge_seconds, f.rss_mean_mib, f.rss_max_mib
+                    );
+                }
             }
         }
         Command::Bench {

@@ -1,0 +1,86 @@
+//! `dta bench testnet`: launches process testnets of N nodes on 127.0.0.1, one after the other,
+//! and measures the time from the first process start to full identity knowledge (every node
+//! knows every identity) and each node's resident memory once it got there.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::process::{self, TestnetError, UpConfig};
+
+/// One size's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestnetFigures {
+    /// Nodes.
+    pub nodes: usize,
+    /// Seconds from starting the first process to full knowledge.
+    pub knowledge_seconds: f64,
+    /// Mean resident memory per node (MiB).
+    pub rss_mean_mib: f64,
+    /// Largest resident memory of a node (MiB).
+    pub rss_max_mib: f64,
+}
+
+/// Runs one testnet per size in `sizes`, each in a fresh directory under `dir`, and takes each
+/// down again.
+pub async fn testnet(
+    sizes: &[usize],
+    dir: PathBuf,
+    binary: PathBuf,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<TestnetFigures>, TestnetError> {
+    let mut figures = Vec::with_capacity(sizes.len());
+    for &nodes in sizes {
+        let net_dir = dir.join(format!("bench-{nodes}"));
+        let config = UpConfig {
+            dir: net_dir.clone(),
+            nodes,
+            principals: 1,
+            fiduciaries: nodes.saturating_sub(2),
+            beneficiaries: 1,
+            threshold: None,
+            binary: binary.clone(),
+        };
+        // The clock starts when the last home is made, just before the first process starts.
+        let last_home = format!("home {nodes}/{nodes} created");
+        let mut started = None;
+        let up = process::up(config, |stage| {
+            if stage == last_home {
+                started = Some(Instant::now());
+            }
+            progress(&format!("{nodes} nodes: {stage}"));
+        })
+        .await;
+        let testnet = match up {
+            Ok(testnet) => testnet,
+            Err(e) => {
+                let _ = process::down(&net_dir).await;
+                return Err(e);
+            }
+        };
+        let knowledge_seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let rss: Vec<f64> = testnet
+            .nodes
+            .iter()
+            .filter_map(|n| resident_mib(n.pid))
+            .collect();
+        process::down(&net_dir).await?;
+        let _ = std::fs::remove_dir(&net_dir);
+        figures.push(TestnetFigures {
+            nodes,
+            knowledge_seconds,
+            rss_mean_mib: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
+            rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
+        });
+    }
+    Ok(figures)
+}
+
+/// A process's resident memory (MiB), from /proc.
+fn resident_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
