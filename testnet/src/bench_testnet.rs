@@ -20,6 +20,9 @@ pub struct TestnetFigures {
     pub rss_mean_mib: f64,
     /// Largest resident memory of a node (MiB).
     pub rss_max_mib: f64,
+    /// Mean proportional memory per node (MiB): resident memory with the pages processes
+    /// share (the binary's and rocksdb's code) divided among them.
+    pub pss_mean_mib: f64,
 }
 
 /// Runs one testnet per size in `sizes`, each in a fresh directory under `dir`, and takes each
@@ -63,7 +66,12 @@ pub async fn testnet(
         let rss: Vec<f64> = testnet
             .nodes
             .iter()
-            .filter_map(|n| resident_mib(n.pid))
+            .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/status", "VmRSS:"))
+            .collect();
+        let pss: Vec<f64> = testnet
+            .nodes
+            .iter()
+            .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Pss:"))
             .collect();
         process::down(&net_dir).await?;
         let _ = std::fs::remove_dir(&net_dir);
@@ -72,15 +80,16 @@ pub async fn testnet(
             knowledge_seconds,
             rss_mean_mib: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
             rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
+            pss_mean_mib: pss.iter().sum::<f64>() / pss.len().max(1) as f64,
         });
     }
     Ok(figures)
 }
 
-/// A process's resident memory (MiB), from /proc.
-fn resident_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// A memory figure of a process (MiB): the `field` line (in kB) of a file under /proc.
+fn memory_mib(pid: u32, file: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(file.replace("{pid}", &pid.to_string())).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }

@@ -590,8 +590,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 println!("testnet benchmark: process testnets on 127.0.0.1");
                 for f in &figures {
                     println!(
-                        "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB",
-                        f.nodes, f.knowledge_seconds, f.rss_mean_mib, f.rss_max_mib
+                        "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB",
+                        f.nodes, f.knowledge_seconds, f.rss_mean_mib, f.rss_max_mib, f.pss_mean_mib
                     );
                 }
             }
