@@ -44,6 +44,7 @@ pub async fn testnet(
             beneficiaries: 1,
             threshold: None,
             binary: binary.clone(),
+            pkcs11_module: None,
         };
         // The clock starts when the last home is made, just before the first process starts.
         let last_home = format!("home {nodes}/{nodes} created");

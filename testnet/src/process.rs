@@ -10,6 +10,9 @@
 //! any further nodes are fiduciaries too. Principals' `/v1` orders default to all
 //! fiduciaries with threshold T.
 //!
+//! With a PKCS#11 module, each node gets a token of its own (random user PIN in
+//! `DIR/pkcs11-pin`, which the nodes' configs name; `down` leaves the tokens in place).
+//!
 //! The LAN mode (network namespaces, mDNS) comes later.
 
 use std::path::{Path, PathBuf};
@@ -43,6 +46,9 @@ pub struct UpConfig {
     pub threshold: Option<u32>,
     /// The `dta` binary to run.
     pub binary: PathBuf,
+    /// A PKCS#11 module: every node keeps its secrets in a token of its own on it (created on
+    /// the module's free slot; with SoftHSM2, `SOFTHSM2_CONF` must name its configuration).
+    pub pkcs11_module: Option<PathBuf>,
 }
 
 /// One node of a running testnet, as `testnet.json` records it.
@@ -177,6 +183,14 @@ pub async fn up(
         hex::encode(dta_crypto::Secret::<24>::random().expose()),
     )
     .map_err(io(&passphrase))?;
+    // Tokens get a random user PIN, in a file the nodes' configs name, and labels no other
+    // testnet uses.
+    let pin = dir.join("pkcs11-pin");
+    let run_tag = hex::encode(dta_crypto::Secret::<4>::random().expose());
+    if config.pkcs11_module.is_some() {
+        let user_pin = hex::encode(dta_crypto::Secret::<12>::random().expose());
+        std::fs::write(&pin, user_pin).map_err(io(&pin))?;
+    }
     let role_of = |i: usize| {
         if i < config.principals {
             "principal"
@@ -193,17 +207,32 @@ pub async fn up(
     let mut identities = Vec::with_capacity(config.nodes);
     for index in 0..config.nodes {
         let home_dir = dir.join(format!("node-{index}"));
+        let keystore = match &config.pkcs11_module {
+            Some(module) => {
+                let label = format!("dta-tn-{run_tag}-{index}");
+                let user_pin = std::fs::read_to_string(&pin).map_err(io(&pin))?;
+                let so_pin = hex::encode(dta_crypto::Secret::<12>::random().expose());
+                dta_hsm::pkcs11::init_token(module, &label, &so_pin, &user_pin).map_err(|e| {
+                    TestnetError::Home {
+                        index,
+                        source: home::HomeError::Keystore(e),
+                    }
+                })?;
+                home::KeystoreChoice::pkcs11(module.clone(), label)
+            }
+            None => home::KeystoreChoice::Soft {
+                kdf: dta_hsm::KdfParams::recommended(),
+            },
+        };
         let report = home::init(
             &home_dir,
             &format!("node-{index}"),
             false,
             home::SecretFiles {
                 passphrase_file: Some(passphrase.clone()),
-                pin_file: None,
+                pin_file: config.pkcs11_module.as_ref().map(|_| pin.clone()),
             },
-            home::KeystoreChoice::Soft {
-                kdf: dta_hsm::KdfParams::recommended(),
-            },
+            keystore,
         )
         .map_err(|source| TestnetError::Home { index, source })?;
         let mut node_config = Config::load(&home_dir).map_err(|e| TestnetError::Home {
@@ -235,6 +264,7 @@ pub async fn up(
             .env_remove("DTA_API")
             .env_remove("DTA_HOME")
             .env_remove("DTA_PASSPHRASE")
+            .env_remove("DTA_PKCS11_PIN")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
@@ -487,7 +517,7 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
             std::fs::remove_dir_all(&node.home).map_err(io(&node.home))?;
         }
     }
-    for file in [TESTNET_FILE, "passphrase"] {
+    for file in [TESTNET_FILE, "passphrase", "pkcs11-pin"] {
         let path = dir.join(file);
         if path.exists() {
             std::fs::remove_file(&path).map_err(io(&path))?;

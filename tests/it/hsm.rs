@@ -349,3 +349,66 @@ async fn a_soft_keystore_migrates_to_a_token_and_its_old_blobs_are_gone() {
     assert_eq!(status["secrets"], 2);
     stop_node(running).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("net");
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let module = module();
+    let cli = |args: Vec<String>| {
+        let mut command = std::process::Command::new(crate::process::dta_bin());
+        command
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME")
+            .env_remove("DTA_PKCS11_PIN")
+            .args(args);
+        command
+    };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let up = tokio::task::spawn_blocking({
+        let mut command = cli(args(&[
+            "testnet",
+            "up",
+            "--dir",
+            &dir_arg,
+            "--nodes",
+            "3",
+            "--keystore",
+            "pkcs11",
+            "--pkcs11-module",
+            module.to_str().unwrap(),
+            "--json",
+        ]));
+        move || succeed(&mut command)
+    })
+    .await
+    .unwrap();
+    let testnet: Value = serde_json::from_slice(&up).unwrap();
+    let mut tokens = std::collections::BTreeSet::new();
+    for node in testnet["nodes"].as_array().unwrap() {
+        let keystore: Value =
+            reqwest::get(format!("{}/v2/keystore", node["api"].as_str().unwrap()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(keystore["backend"], "pkcs11", "{keystore}");
+        tokens.insert(keystore["token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tokens.len(), 3, "a token per node: {tokens:?}");
+    // No PIN in any home: it is in the testnet's own pin file.
+    for node in testnet["nodes"].as_array().unwrap() {
+        let home_dir = Path::new(node["home"].as_str().unwrap());
+        let pin = std::fs::read_to_string(dir.join("pkcs11-pin")).unwrap();
+        assert!(files_containing(home_dir, pin.as_bytes()).is_empty());
+    }
+    let down: Value = serde_json::from_slice(&succeed(&mut cli(args(&[
+        "testnet", "down", "--dir", &dir_arg, "--json",
+    ]))))
+    .unwrap();
+    assert_eq!(down["stopped"], 3, "{down}");
+    assert!(!dir.join("pkcs11-pin").exists());
+}

@@ -162,6 +162,12 @@ enum TestnetCommand {
         /// Threshold of the principals' /v1 orders (default: every fiduciary).
         #[arg(long)]
         threshold: Option<u32>,
+        /// Keystore backend of every node: soft, or pkcs11 (a token per node).
+        #[arg(long = "keystore", value_enum, default_value = "soft")]
+        backend: Backend,
+        /// The PKCS#11 module (with SoftHSM2, SOFTHSM2_CONF names its configuration).
+        #[arg(long, required_if_eq("backend", "pkcs11"))]
+        pkcs11_module: Option<PathBuf>,
         /// Print testnet.json when up.
         #[arg(long)]
         json: bool,
@@ -655,6 +661,8 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             fiduciaries,
             beneficiaries,
             threshold,
+            backend,
+            pkcs11_module,
             json,
         } => {
             let config = process::UpConfig {
@@ -666,6 +674,10 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                 beneficiaries,
                 threshold,
                 binary: std::env::current_exe().context("cannot find the dta binary")?,
+                pkcs11_module: match backend {
+                    Backend::Soft => None,
+                    Backend::Pkcs11 => pkcs11_module,
+                },
             };
             let started = std::time::Instant::now();
             let testnet = process::up(config, |stage| {
