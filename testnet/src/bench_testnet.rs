@@ -45,6 +45,7 @@ pub async fn testnet(
             threshold: None,
             binary: binary.clone(),
             pkcs11_module: None,
+            lan: false,
         };
         // The clock starts when the last home is made, just before the first process starts.
         let last_home = format!("home {nodes}/{nodes} created");

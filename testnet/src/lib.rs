@@ -10,7 +10,9 @@
 //!
 //! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`).
 //!
-//! The scenario runner and the LAN (network namespace) mode come later. This crate defines no protocol or cryptography of its own.
+//! - [`lan`]: the network namespaces of `dta testnet up --lan`.
+//!
+//! The scenario runner comes later. This crate defines no protocol or cryptography of its own.
 
 #![warn(missing_docs)]
 
@@ -22,5 +24,6 @@ pub mod demo;
 pub mod harness;
 pub mod helia;
 pub mod kubo;
+pub mod lan;
 mod peer_process;
 pub mod process;

@@ -13,7 +13,9 @@
 //! With a PKCS#11 module, each node gets a token of its own (random user PIN in
 //! `DIR/pkcs11-pin`, which the nodes' configs name; `down` leaves the tokens in place).
 //!
-//! The LAN mode (network namespaces, mDNS) comes later.
+//! With `lan`, every node runs in a network namespace of its own on a simulated LAN
+//! ([`crate::lan`]) and finds the others by mDNS only; its API is reached from inside its
+//! namespace. `down` removes the namespaces too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,6 +51,9 @@ pub struct UpConfig {
     /// A PKCS#11 module: every node keeps its secrets in a token of its own on it (created on
     /// the module's free slot; with SoftHSM2, `SOFTHSM2_CONF` must name its configuration).
     pub pkcs11_module: Option<PathBuf>,
+    /// Each node in a network namespace of its own on a simulated LAN, finding the others by
+    /// mDNS only (see [`crate::lan`]). Needs root.
+    pub lan: bool,
 }
 
 /// One node of a running testnet, as `testnet.json` records it.
@@ -68,6 +73,9 @@ pub struct TestnetNode {
     pub pid: u32,
     /// Home directory.
     pub home: PathBuf,
+    /// Its network namespace, on a LAN testnet (its API is reached from inside it).
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// `testnet.json`.
@@ -77,6 +85,9 @@ pub struct TestnetFile {
     pub nodes: Vec<TestnetNode>,
     /// The binary they run.
     pub binary: PathBuf,
+    /// The network namespaces `up` made (a LAN testnet), removed by `down`.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// One node's state for `status`.
@@ -240,12 +251,21 @@ pub async fn up(
             source: e.into(),
         })?;
         node_config.roles = vec![role_of(index).to_owned()];
-        node_config.mdns = false;
+        // mDNS only inside a LAN testnet's namespaces, never on the machine's own link.
+        node_config.mdns = config.lan;
         node_config.save(&home_dir).map_err(io(&home_dir))?;
         homes.push(home_dir);
         identities.push(report.identity);
         progress(&format!("home {}/{} created", index + 1, config.nodes));
     }
+    let lan = if config.lan {
+        let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
+        progress("making the LAN: a bridge namespace and one namespace per node");
+        Some(crate::lan::create(&tag, config.nodes)?)
+    } else {
+        None
+    };
+    let namespace_of = |index: usize| lan.as_ref().map(|l| l.nodes[index].clone());
     let fiduciaries: Vec<&String> = (0..config.nodes)
         .filter(|i| role_of(*i) == "fiduciary")
         .map(|i| &identities[i])
@@ -255,12 +275,33 @@ pub async fn up(
         let log_path = home_dir.join("log");
         let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
         let err = log.try_clone().map_err(io(&log_path))?;
-        let mut command = Command::new(&config.binary);
+        let mut command = match namespace_of(index) {
+            // On the LAN: its own address, fixed ports (each namespace has its own), mDNS on,
+            // no bootstrap address.
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &namespace])
+                    .arg(&config.binary)
+                    .args(["run", "--home"])
+                    .arg(home_dir)
+                    .arg("--listen")
+                    .arg(format!("/ip4/{}/tcp/7071", crate::lan::address(index)))
+                    .args(["--api", "127.0.0.1:7070"]);
+                command
+            }
+            None => {
+                let mut command = Command::new(&config.binary);
+                command
+                    .args(["run", "--home"])
+                    .arg(home_dir)
+                    .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
+                    .arg("--no-mdns");
+                command
+            }
+        };
         command
-            .args(["run", "--home"])
-            .arg(home_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
-            .args(["--no-mdns", "--log-format", "json"])
+            .args(["--log-format", "json"])
             .env_remove("DTA_API")
             .env_remove("DTA_HOME")
             .env_remove("DTA_PASSPHRASE")
@@ -268,7 +309,7 @@ pub async fn up(
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
-        if let Some(address) = bootstrap {
+        if let Some(address) = bootstrap.filter(|_| lan.is_none()) {
             command.args(["--bootstrap", address]);
         }
         if role_of(index) == "principal" {
@@ -294,6 +335,11 @@ pub async fn up(
                     .args(["-TERM", &pid.to_string()])
                     .status();
             }
+        }
+        if let Some(lan) = &lan {
+            // The nodes must be gone before their namespaces go.
+            std::thread::sleep(Duration::from_secs(1));
+            crate::lan::remove(&lan.namespaces());
         }
     };
     let first = match wait_for_node_file(&homes[0], "node-0").await {
@@ -332,11 +378,16 @@ pub async fn up(
             api: file.api,
             pid: pids[index],
             home: home_dir.clone(),
+            namespace: namespace_of(index),
         });
     }
     let testnet = TestnetFile {
         nodes,
         binary: config.binary.clone(),
+        namespaces: lan
+            .as_ref()
+            .map(crate::lan::Lan::namespaces)
+            .unwrap_or_default(),
     };
     let path = dir.join(TESTNET_FILE);
     let text = serde_json::to_string_pretty(&testnet).map_err(|e| TestnetError::Io {
@@ -371,9 +422,39 @@ async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, Tes
     })
 }
 
-async fn count(client: &reqwest::Client, url: String) -> Option<usize> {
-    let response = client.get(url).send().await.ok()?;
-    let body: serde_json::Value = response.json().await.ok()?;
+/// How many entries a node's `/v2/{what}` lists (`identities`, `peers`, `orders`). A node in
+/// a namespace is asked from inside it, by the `dta` client run there.
+async fn count(
+    client: &reqwest::Client,
+    binary: &Path,
+    node: &TestnetNode,
+    what: &str,
+) -> Option<usize> {
+    let body: serde_json::Value = match &node.namespace {
+        None => {
+            let url = format!("{}/v2/{what}", node.api);
+            client.get(url).send().await.ok()?.json().await.ok()?
+        }
+        Some(namespace) => {
+            let command: &[&str] = match what {
+                "orders" => &["order", "list"],
+                other => &[other][..],
+            };
+            let output = tokio::process::Command::new("ip")
+                .args(["netns", "exec", namespace])
+                .arg(binary)
+                .args(command)
+                .args(["--api", &node.api, "--json"])
+                .env_remove("DTA_API")
+                .env_remove("DTA_HOME")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .await
+                .ok()?;
+            serde_json::from_slice(&output.stdout).ok()?
+        }
+    };
     body.as_array().map(Vec::len)
 }
 
@@ -388,7 +469,7 @@ async fn wait_for_knowledge(
     while started.elapsed() < KNOWLEDGE_TIMEOUT {
         let mut complete = 0;
         for node in &testnet.nodes {
-            if count(&client, format!("{}/v2/identities", node.api)).await >= Some(expected) {
+            if count(&client, &testnet.binary, node, "identities").await >= Some(expected) {
                 complete += 1;
             }
         }
@@ -439,7 +520,7 @@ pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
     for node in &testnet.nodes {
         let running = is_our_node(node.pid, &node.home);
         let peers = if running {
-            count(&client, format!("{}/v2/peers", node.api)).await
+            count(&client, &testnet.binary, node, "peers").await
         } else {
             None
         };
@@ -449,12 +530,12 @@ pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
             alive: running && peers.is_some(),
             peers,
             identities: if running {
-                count(&client, format!("{}/v2/identities", node.api)).await
+                count(&client, &testnet.binary, node, "identities").await
             } else {
                 None
             },
             orders: if running {
-                count(&client, format!("{}/v2/orders", node.api)).await
+                count(&client, &testnet.binary, node, "orders").await
             } else {
                 None
             },
@@ -512,6 +593,7 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
             report.stopped += 1;
         }
     }
+    crate::lan::remove(&testnet.namespaces);
     for node in &testnet.nodes {
         if node.home.starts_with(dir) {
             std::fs::remove_dir_all(&node.home).map_err(io(&node.home))?;

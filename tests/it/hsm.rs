@@ -357,34 +357,22 @@ async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
     let dir = root.path().join("net");
     let dir_arg = dir.to_str().unwrap().to_owned();
     let module = module();
-    let cli = |args: Vec<String>| {
-        let mut command = std::process::Command::new(crate::process::dta_bin());
-        command
-            .env_remove("DTA_API")
-            .env_remove("DTA_HOME")
-            .env_remove("DTA_PKCS11_PIN")
-            .args(args);
-        command
-    };
-    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let up = tokio::task::spawn_blocking({
-        let mut command = cli(args(&[
-            "testnet",
-            "up",
-            "--dir",
-            &dir_arg,
-            "--nodes",
-            "3",
-            "--keystore",
-            "pkcs11",
-            "--pkcs11-module",
-            module.to_str().unwrap(),
-            "--json",
-        ]));
-        move || succeed(&mut command)
-    })
-    .await
-    .unwrap();
+    let module_arg = module.to_str().unwrap().to_owned();
+    let mut up_command = crate::process::dta_client(&[
+        "testnet",
+        "up",
+        "--dir",
+        &dir_arg,
+        "--nodes",
+        "3",
+        "--keystore",
+        "pkcs11",
+        "--pkcs11-module",
+        &module_arg,
+        "--json",
+    ]);
+    up_command.env_remove("DTA_PKCS11_PIN");
+    let up = crate::process::succeed_blocking(up_command).await;
     let testnet: Value = serde_json::from_slice(&up).unwrap();
     let mut tokens = std::collections::BTreeSet::new();
     for node in testnet["nodes"].as_array().unwrap() {
@@ -405,9 +393,9 @@ async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
         let pin = std::fs::read_to_string(dir.join("pkcs11-pin")).unwrap();
         assert!(files_containing(home_dir, pin.as_bytes()).is_empty());
     }
-    let down: Value = serde_json::from_slice(&succeed(&mut cli(args(&[
+    let down: Value = serde_json::from_slice(&succeed(&mut crate::process::dta_client(&[
         "testnet", "down", "--dir", &dir_arg, "--json",
-    ]))))
+    ])))
     .unwrap();
     assert_eq!(down["stopped"], 3, "{down}");
     assert!(!dir.join("pkcs11-pin").exists());

@@ -5,6 +5,7 @@ mod custody;
 mod demo;
 mod hsm;
 mod interop;
+mod lan;
 mod mpin;
 mod network;
 mod process;

@@ -291,6 +291,24 @@ async fn three_processes_find_each_other_through_bootstrap() {
     }
 }
 
+/// The `dta` binary as a client of nothing in particular: no `DTA_API` or `DTA_HOME` from the
+/// test's environment.
+pub(crate) fn dta_client(args: &[&str]) -> Command {
+    let mut command = Command::new(dta_bin());
+    command
+        .env_remove("DTA_API")
+        .env_remove("DTA_HOME")
+        .args(args);
+    command
+}
+
+/// [`succeed`] off the async workers (for commands that wait on nodes of this process).
+pub(crate) async fn succeed_blocking(mut command: Command) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || succeed(&mut command))
+        .await
+        .unwrap()
+}
+
 /// Runs `dta` to completion, fails the test (showing stderr) unless it succeeded, and
 /// returns its stdout.
 pub(crate) fn succeed(command: &mut Command) -> Vec<u8> {
@@ -395,20 +413,11 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let dir_arg = dir.to_str().unwrap();
-    let cli = |args: &[&str]| {
-        let mut command = Command::new(dta_bin());
-        command
-            .env_remove("DTA_API")
-            .env_remove("DTA_HOME")
-            .args(args);
-        command
-    };
-    let up = tokio::task::spawn_blocking({
-        let mut command = cli(&["testnet", "up", "--dir", dir_arg, "--nodes", "4", "--json"]);
-        move || succeed(&mut command)
-    })
-    .await
-    .unwrap();
+    let cli = dta_client;
+    let up = succeed_blocking(cli(&[
+        "testnet", "up", "--dir", dir_arg, "--nodes", "4", "--json",
+    ]))
+    .await;
     let testnet: serde_json::Value = serde_json::from_slice(&up).unwrap();
     let nodes = testnet["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);

@@ -168,6 +168,10 @@ enum TestnetCommand {
         /// The PKCS#11 module (with SoftHSM2, SOFTHSM2_CONF names its configuration).
         #[arg(long, required_if_eq("backend", "pkcs11"))]
         pkcs11_module: Option<PathBuf>,
+        /// Each node in its own network namespace on a simulated LAN, finding the others by
+        /// mDNS only (needs root).
+        #[arg(long)]
+        lan: bool,
         /// Print testnet.json when up.
         #[arg(long)]
         json: bool,
@@ -663,6 +667,7 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             threshold,
             backend,
             pkcs11_module,
+            lan,
             json,
         } => {
             let config = process::UpConfig {
@@ -678,6 +683,7 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                     Backend::Soft => None,
                     Backend::Pkcs11 => pkcs11_module,
                 },
+                lan,
             };
             let started = std::time::Instant::now();
             let testnet = process::up(config, |stage| {

@@ -1,0 +1,82 @@
+//! The LAN mode of `dta testnet up`: every node in a network namespace of its own on a
+//! simulated LAN, finding the others by mDNS only (no bootstrap address), and nothing left in
+//! or added to the root namespace.
+//!
+//! `#[ignore]`d in a plain `cargo test`: it needs root. `scripts/test` runs it (as root in CI)
+//! with `--ignored lan::`, and fails if it cannot.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::process::{dta_client, run_to_end, succeed, succeed_blocking};
+
+fn root_links() -> String {
+    let output = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| l.split(':').nth(1).unwrap_or_default().trim().to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root for network namespaces: scripts/test runs it"]
+async fn nodes_on_a_simulated_lan_find_each_other_by_mdns_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("lan");
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let cli = dta_client;
+    let links_before = root_links();
+    let up = succeed_blocking(cli(&[
+        "testnet", "up", "--dir", &dir_arg, "--nodes", "4", "--lan", "--json",
+    ]))
+    .await;
+    let testnet: Value = serde_json::from_slice(&up).unwrap();
+    let namespaces: Vec<String> = testnet["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        namespaces.len(),
+        5,
+        "a bridge and four nodes: {namespaces:?}"
+    );
+    for namespace in &namespaces {
+        assert!(std::path::Path::new("/run/netns").join(namespace).exists());
+    }
+    // The nodes had no bootstrap address: each knows the others through mDNS on the LAN.
+    for node in testnet["nodes"].as_array().unwrap() {
+        let home = std::path::Path::new(node["home"].as_str().unwrap());
+        let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+        assert!(config.contains("mdns = true"), "{config}");
+        assert!(node["namespace"].is_string());
+    }
+    let status: Value = serde_json::from_slice(&succeed(&mut cli(&[
+        "testnet", "status", "--dir", &dir_arg, "--json",
+    ])))
+    .unwrap();
+    for node in status.as_array().unwrap() {
+        assert_eq!(node["alive"], true, "{node}");
+        assert_eq!(node["identities"], 4, "{node}");
+        assert_eq!(node["peers"], 3, "{node}");
+    }
+    assert_eq!(
+        root_links(),
+        links_before,
+        "nothing added to the root namespace"
+    );
+
+    succeed(&mut cli(&["testnet", "down", "--dir", &dir_arg]));
+    for namespace in &namespaces {
+        assert!(
+            !std::path::Path::new("/run/netns").join(namespace).exists(),
+            "{namespace} removed"
+        );
+    }
+    assert_eq!(root_links(), links_before);
+    let (ok, stderr) = run_to_end(&mut cli(&["testnet", "status", "--dir", &dir_arg]));
+    assert!(!ok && stderr.contains("holds no testnet"), "{stderr}");
+}
