@@ -24,6 +24,17 @@ fn authorities(net: &Testnet, nodes: &[usize]) -> Vec<String> {
     nodes.iter().map(|n| identity(net, *n)).collect()
 }
 
+/// A client, three authorities and an authentication server the authorities serve.
+async fn mpin_network() -> (Testnet, Api) {
+    let net = Testnet::builder()
+        .nodes(5)
+        .mpin_servers(&[SERVER])
+        .build()
+        .await
+        .expect("testnet");
+    (net, Api::new())
+}
+
 /// Runs the `dta` binary: its stdout, or its stderr if it failed.
 fn dta_cli(args: &[&str]) -> Result<String, String> {
     let output = std::process::Command::new(crate::process::dta_bin())
@@ -98,13 +109,7 @@ async fn authenticate(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
-    let net = Testnet::builder()
-        .nodes(5)
-        .mpin_servers(&[SERVER])
-        .build()
-        .await
-        .expect("testnet");
-    let api = Api::new();
+    let (net, api) = mpin_network().await;
     let name = net.node(CLIENT).info().name.clone();
 
     // The server gets its secret from the three authorities; it is kept, not shown.
@@ -207,13 +212,7 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorities_refuse_what_policy_forbids_and_bad_input_gets_clear_errors() {
-    let net = Testnet::builder()
-        .nodes(5)
-        .mpin_servers(&[SERVER])
-        .build()
-        .await
-        .expect("testnet");
-    let api = Api::new();
+    let (net, api) = mpin_network().await;
     let from = authorities(&net, &AUTHORITIES);
     // Someone else's identity.
     let other = net.node(2).info().name.clone();

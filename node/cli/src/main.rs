@@ -552,11 +552,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 threshold,
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            print_report(&report, json)?;
         }
         Command::Bench {
             command:
@@ -574,11 +570,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     kubo_python,
                 })
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            print_report(&report, json)?;
         }
         Command::Bench {
             command: BenchCommand::Testnet { nodes, dir, json },
@@ -619,19 +611,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 checks,
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            print_report(&report, json)?;
         }
         Command::Demo { json } => {
             let report = dta_testnet::demo::run().await.context("the demo failed")?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            print_report(&report, json)?;
             if !(report.secret_recovered && report.audit_passed) {
                 anyhow::bail!("the demo finished but did not recover and audit the secret");
             }
@@ -747,6 +731,19 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             print!("{text}");
         }
+    }
+    Ok(())
+}
+
+/// Prints a report as JSON or as the text its `Display` gives.
+fn print_report<T: serde::Serialize + std::fmt::Display>(
+    report: &T,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
     }
     Ok(())
 }
