@@ -12,7 +12,7 @@
 //!
 //! - [`lan`]: the network namespaces of `dta testnet up --lan`.
 //!
-//! The scenario runner comes later. This crate defines no protocol or cryptography of its own.
+//! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`). This crate defines no protocol or cryptography of its own.
 
 #![warn(missing_docs)]
 
@@ -27,3 +27,4 @@ pub mod kubo;
 pub mod lan;
 mod peer_process;
 pub mod process;
+pub mod scenario;

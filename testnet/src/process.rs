@@ -76,6 +76,9 @@ pub struct TestnetNode {
     /// Its network namespace, on a LAN testnet (its API is reached from inside it).
     #[serde(default)]
     pub namespace: Option<String>,
+    /// The command line it runs (to start it again).
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 /// `testnet.json`.
@@ -270,61 +273,61 @@ pub async fn up(
         .filter(|i| role_of(*i) == "fiduciary")
         .map(|i| &identities[i])
         .collect();
-    let start = |index: usize, bootstrap: Option<&str>| -> Result<u32, TestnetError> {
-        let home_dir = &homes[index];
-        let log_path = home_dir.join("log");
-        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
-        let err = log.try_clone().map_err(io(&log_path))?;
-        let mut command = match namespace_of(index) {
+    // Each node's whole command line, kept in testnet.json so that a node can be started
+    // again the same way.
+    let command_of = |index: usize, bootstrap: Option<&str>| -> Vec<String> {
+        let home_dir = homes[index].display().to_string();
+        let binary = config.binary.display().to_string();
+        let mut command: Vec<String> = match namespace_of(index) {
             // On the LAN: its own address, fixed ports (each namespace has its own), mDNS on,
             // no bootstrap address.
-            Some(namespace) => {
-                let mut command = Command::new("ip");
-                command
-                    .args(["netns", "exec", &namespace])
-                    .arg(&config.binary)
-                    .args(["run", "--home"])
-                    .arg(home_dir)
-                    .arg("--listen")
-                    .arg(format!("/ip4/{}/tcp/7071", crate::lan::address(index)))
-                    .args(["--api", "127.0.0.1:7070"]);
-                command
-            }
-            None => {
-                let mut command = Command::new(&config.binary);
-                command
-                    .args(["run", "--home"])
-                    .arg(home_dir)
-                    .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
-                    .arg("--no-mdns");
-                command
-            }
+            Some(namespace) => vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                namespace,
+                binary,
+                "run".into(),
+                "--home".into(),
+                home_dir,
+                "--listen".into(),
+                format!("/ip4/{}/tcp/7071", crate::lan::address(index)),
+                "--api".into(),
+                "127.0.0.1:7070".into(),
+            ],
+            None => vec![
+                binary,
+                "run".into(),
+                "--home".into(),
+                home_dir,
+                "--listen".into(),
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "--api".into(),
+                "127.0.0.1:0".into(),
+                "--no-mdns".into(),
+            ],
         };
-        command
-            .args(["--log-format", "json"])
-            .env_remove("DTA_API")
-            .env_remove("DTA_HOME")
-            .env_remove("DTA_PASSPHRASE")
-            .env_remove("DTA_PKCS11_PIN")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err);
+        command.extend(["--log-format".into(), "json".into()]);
         if let Some(address) = bootstrap.filter(|_| lan.is_none()) {
-            command.args(["--bootstrap", address]);
+            command.extend(["--bootstrap".into(), address.to_owned()]);
         }
         if role_of(index) == "principal" {
-            command.args(["--plugin", "safeguardsecret"]);
+            command.extend(["--plugin".into(), "safeguardsecret".into()]);
             for fiduciary in &fiduciaries {
-                command.args(["--fiduciary", fiduciary]);
+                command.extend(["--fiduciary".into(), (*fiduciary).clone()]);
             }
             if let Some(t) = config.threshold {
-                command.args(["--threshold", &t.to_string()]);
+                command.extend(["--threshold".into(), t.to_string()]);
             }
         }
-        // A group of its own: the node outlives this command and its terminal.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().map_err(io(&config.binary))?;
-        Ok(child.id())
+        command
+    };
+    let mut commands: Vec<Vec<String>> = Vec::with_capacity(config.nodes);
+    let mut start = |index: usize, bootstrap: Option<&str>| -> Result<u32, TestnetError> {
+        let command = command_of(index, bootstrap);
+        let pid = spawn_node(&command, &homes[index])?;
+        commands.push(command);
+        Ok(pid)
     };
     let mut pids = vec![start(0, None)?];
     // Whatever fails from here on, the processes already started are stopped again.
@@ -379,6 +382,7 @@ pub async fn up(
             pid: pids[index],
             home: home_dir.clone(),
             namespace: namespace_of(index),
+            command: commands[index].clone(),
         });
     }
     let testnet = TestnetFile {
@@ -389,18 +393,102 @@ pub async fn up(
             .map(crate::lan::Lan::namespaces)
             .unwrap_or_default(),
     };
-    let path = dir.join(TESTNET_FILE);
-    let text = serde_json::to_string_pretty(&testnet).map_err(|e| TestnetError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
-    std::fs::write(&path, text).map_err(io(&path))?;
+    save(dir, &testnet)?;
     progress(&format!(
         "{} nodes running; waiting for full identity knowledge",
         config.nodes
     ));
     wait_for_knowledge(&testnet, &mut progress).await?;
     Ok(testnet)
+}
+
+/// Starts a node's command line, its output appended to `HOME/log`, in a process group of its
+/// own (so it outlives this command and its terminal); its pid.
+fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> {
+    let log_path = home_dir.join("log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(&log_path))?;
+    let err = log.try_clone().map_err(io(&log_path))?;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| TestnetError::Invalid("an empty command line".into()))?;
+    let mut process = Command::new(program);
+    process
+        .args(args)
+        .env_remove("DTA_API")
+        .env_remove("DTA_HOME")
+        .env_remove("DTA_PASSPHRASE")
+        .env_remove("DTA_PKCS11_PIN")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    std::os::unix::process::CommandExt::process_group(&mut process, 0);
+    let child = process.spawn().map_err(io(Path::new(program)))?;
+    Ok(child.id())
+}
+
+/// Stops one node of a testnet (SIGTERM, or SIGKILL for a crash) and waits until it is gone.
+pub async fn stop_node(dir: &Path, name: &str, crash: bool) -> Result<(), TestnetError> {
+    let testnet = load(dir)?;
+    let node = find(&testnet, name)?;
+    if !is_our_node(node.pid, &node.home) {
+        return Err(TestnetError::Invalid(format!("{name} is not running")));
+    }
+    let signal = if crash { "-KILL" } else { "-TERM" };
+    let _ = Command::new("kill")
+        .args([signal, &node.pid.to_string()])
+        .status();
+    let started = Instant::now();
+    while is_our_node(node.pid, &node.home) {
+        if started.elapsed() > Duration::from_secs(15) {
+            return Err(TestnetError::Invalid(format!("{name} did not stop")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Starts a stopped node again with its recorded command line; testnet.json gets its new pid
+/// and API.
+pub async fn restart_node(dir: &Path, name: &str) -> Result<TestnetNode, TestnetError> {
+    let mut testnet = load(dir)?;
+    let node = find(&testnet, name)?.clone();
+    if is_our_node(node.pid, &node.home) {
+        return Err(TestnetError::Invalid(format!("{name} is running")));
+    }
+    // A node killed outright leaves its node.json behind.
+    let node_file = node.home.join("node.json");
+    if node_file.exists() {
+        std::fs::remove_file(&node_file).map_err(io(&node_file))?;
+    }
+    let pid = spawn_node(&node.command, &node.home)?;
+    let file = wait_for_node_file(&node.home, name).await?;
+    let entry = testnet
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == name)
+        .ok_or_else(|| TestnetError::Invalid(format!("no node {name:?}")))?;
+    entry.pid = pid;
+    entry.api = file.api;
+    let updated = entry.clone();
+    save(dir, &testnet)?;
+    Ok(updated)
+}
+
+fn find<'a>(testnet: &'a TestnetFile, name: &str) -> Result<&'a TestnetNode, TestnetError> {
+    testnet
+        .nodes
+        .iter()
+        .find(|n| n.name == name || n.name == format!("node-{name}"))
+        .ok_or_else(|| {
+            TestnetError::Invalid(format!(
+                "no node {name:?} in this testnet (nodes: node-0 … node-{})",
+                testnet.nodes.len().saturating_sub(1)
+            ))
+        })
 }
 
 async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, TestnetError> {
@@ -486,6 +574,16 @@ async fn wait_for_knowledge(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(TestnetError::Knowledge(KNOWLEDGE_TIMEOUT))
+}
+
+/// Writes `DIR/testnet.json`.
+fn save(dir: &Path, testnet: &TestnetFile) -> Result<(), TestnetError> {
+    let path = dir.join(TESTNET_FILE);
+    let text = serde_json::to_string_pretty(testnet).map_err(|e| TestnetError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, text).map_err(io(&path))
 }
 
 /// Reads `DIR/testnet.json`.
@@ -611,15 +709,5 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
 /// The log file of a node, by name (`node-3`) or index (`3`).
 pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
     let testnet = load(dir)?;
-    testnet
-        .nodes
-        .iter()
-        .find(|n| n.name == node || n.name == format!("node-{node}"))
-        .map(|n| n.home.join("log"))
-        .ok_or_else(|| {
-            TestnetError::Invalid(format!(
-                "no node {node:?} in this testnet (nodes: node-0 … node-{})",
-                testnet.nodes.len().saturating_sub(1)
-            ))
-        })
+    Ok(find(&testnet, node)?.home.join("log"))
 }

@@ -492,3 +492,66 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
     // Nothing left behind: no testnet, no homes.
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_scenarios_pass_and_a_failing_step_fails_the_run() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/scenarios");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let file = entry.unwrap().path();
+        let output = succeed_blocking(dta_client(&[
+            "scenario",
+            "run",
+            file.to_str().unwrap(),
+            "--json",
+        ]))
+        .await;
+        let report: serde_json::Value = serde_json::from_slice(&output).unwrap();
+        assert_eq!(report["failed"], 0, "{}: {report}", file.display());
+        assert!(report["passed"].as_u64().unwrap() >= 5, "{report}");
+        ran += 1;
+    }
+    assert!(ran >= 3, "the examples: {ran}");
+
+    // A wrong expectation fails its step and the run, and still takes the network down.
+    let root = tempfile::tempdir().unwrap();
+    let scenario = root.path().join("wrong.toml");
+    std::fs::write(
+        &scenario,
+        "[network]\nnodes = 3\n\n[[steps]]\ndo = \"order\"\nreference = \"w\"\nsecret = \"right\"\n\n\
+         [[steps]]\ndo = \"wait\"\nnode = \"node-0\"\nreference = \"w\"\nrole = \"principal\"\nstate = \"certified\"\n\n\
+         [[steps]]\ndo = \"release\"\nreference = \"w\"\n\n\
+         [[steps]]\ndo = \"wait\"\nnode = \"node-2\"\nreference = \"w\"\nrole = \"beneficiary\"\nstate = \"received\"\n\n\
+         [[steps]]\ndo = \"assert-secret\"\nnode = \"node-2\"\nreference = \"w\"\nequals = \"wrong\"\n",
+    )
+    .unwrap();
+    let net = root.path().join("net");
+    let mut command = dta_client(&[
+        "scenario",
+        "run",
+        scenario.to_str().unwrap(),
+        "--dir",
+        net.to_str().unwrap(),
+    ]);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || run_to_end(&mut command))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(stderr.contains("1 of 5 steps failed"), "{stderr}");
+    assert!(
+        !net.join("testnet.json").exists(),
+        "the network was taken down"
+    );
+    // A malformed file is refused before anything starts.
+    std::fs::write(
+        &scenario,
+        "[network]\nnodes = 3\n[[steps]]\ndo = \"dance\"\n",
+    )
+    .unwrap();
+    let (ok, stderr) = run_to_end(&mut dta_client(&[
+        "scenario",
+        "run",
+        scenario.to_str().unwrap(),
+    ]));
+    assert!(!ok && stderr.contains("wrong.toml"), "{stderr}");
+}

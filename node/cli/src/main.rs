@@ -121,6 +121,11 @@ enum Command {
         #[command(subcommand)]
         command: mpin::MpinCommand,
     },
+    /// Run a scenario file: a network, then steps (orders, releases, faults, assertions).
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
     /// A local testnet of `dta run` processes on 127.0.0.1: up, status, down, logs.
     Testnet {
         #[command(subcommand)]
@@ -133,6 +138,22 @@ enum Command {
     },
     /// Walk one custody order end to end on documents alone.
     Demo {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Launch the scenario's network, run its steps, take the network down; exits non-zero if
+    /// a step failed.
+    Run {
+        /// The scenario (TOML).
+        file: PathBuf,
+        /// Where the network's homes go (a temporary directory by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -523,6 +544,35 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Order { command } => client::order(command).await?,
         Command::Mpin { command } => mpin::run(command).await?,
         Command::Testnet { command } => testnet(command).await?,
+        Command::Scenario {
+            command: ScenarioCommand::Run { file, dir, json },
+        } => {
+            let scenario = dta_testnet::scenario::load(&file)?;
+            let scratch = tempfile::Builder::new().prefix("dta-scenario-").tempdir()?;
+            let dir = dir.unwrap_or_else(|| scratch.path().join("net"));
+            let binary = std::env::current_exe().context("cannot find the dta binary")?;
+            let started = std::time::Instant::now();
+            let report = dta_testnet::scenario::run(&scenario, dir, binary, |index, step| {
+                if !json {
+                    println!(
+                        "{index:>3}. {:<6} {} ({:.0} ms): {}",
+                        if step.passed { "ok" } else { "FAILED" },
+                        step.step,
+                        step.millis,
+                        step.detail
+                    );
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report} in {:.1} s", started.elapsed().as_secs_f64());
+            }
+            if report.failed > 0 {
+                anyhow::bail!("{} of {} steps failed", report.failed, report.steps.len());
+            }
+        }
         Command::Block { command } => client::block(command).await?,
         Command::Log {
             command:
