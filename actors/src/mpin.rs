@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::custody::{CustodyError, Delivery, RoleContext, encode, internal};
 use crate::roles::Role;
-use crate::store::Column;
+use crate::store::{Column, Store};
 
 /// Keystore name of this node's master-secret share (as an authority).
 pub const MASTER_SHARE: &str = "mpin/master-share";
@@ -85,11 +85,11 @@ fn key(side: &str, reference: &str) -> Vec<u8> {
 
 /// The record of `reference` on `side` (`requester` or `authority`).
 pub fn record(
-    ctx: &RoleContext,
+    store: &Store,
     side: &str,
     reference: &str,
 ) -> Result<Option<MpinRecord>, CustodyError> {
-    ctx.store
+    store
         .get(Column::Mpin, &key(side, reference))
         .map_err(internal)?
         .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
@@ -97,8 +97,8 @@ pub fn record(
 }
 
 /// Every issuance this node recorded, as requester or authority.
-pub fn records(ctx: &RoleContext) -> Result<Vec<MpinRecord>, CustodyError> {
-    ctx.store
+pub fn records(store: &Store) -> Result<Vec<MpinRecord>, CustodyError> {
+    store
         .scan(Column::Mpin)
         .map_err(internal)?
         .into_iter()
@@ -219,7 +219,7 @@ pub async fn on_request(
     let peer = ctx
         .peer_of(&requester)
         .ok_or_else(|| CustodyError::UnknownIdentity(requester.to_string()))?;
-    if let Some(done) = record(ctx, "authority", &reference)? {
+    if let Some(done) = record(&ctx.store, "authority", &reference)? {
         let answer = done
             .answers
             .get(&me.to_string())
@@ -355,7 +355,7 @@ pub async fn on_share(
     cid: Cid,
 ) -> Result<(), CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let mut record = record(ctx, "requester", &reference)?
+    let mut record = record(&ctx.store, "requester", &reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     let authority = envelope.envelope().sender;
     if !record.authorities.contains(&authority) {

@@ -131,8 +131,3 @@ pub fn remove(namespaces: &[String]) {
         let _ = ip(&["netns", "del", namespace]);
     }
 }
-
-/// Whether a namespace exists.
-pub fn exists(namespace: &str) -> bool {
-    std::path::Path::new("/run/netns").join(namespace).exists()
-}

@@ -120,16 +120,12 @@ async fn issue(
 }
 
 fn stored_record(state: &ApiState, reference: &str) -> Result<MpinRecord, ApiError> {
-    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let bytes = state
-        .store
-        .get(
-            dta_actors::store::Column::Mpin,
-            format!("requester/{reference}").as_bytes(),
+    dta_actors::mpin::record(&state.store, "requester", reference)?.ok_or_else(|| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{reference} has no record"),
         )
-        .map_err(|e| internal(e.to_string()))?
-        .ok_or_else(|| internal(format!("{reference} has no record")))?;
-    dta_protocol::dagcbor::decode(&bytes, Default::default()).map_err(|e| internal(e.to_string()))
+    })
 }
 
 async fn combined(state: &ApiState, reference: &str) -> Result<String, ApiError> {
@@ -161,18 +157,8 @@ fn describe(record: &MpinRecord) -> Value {
 
 /// `GET /v2/mpin`.
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let mut records = Vec::new();
-    for (_, bytes) in state
-        .store
-        .scan(dta_actors::store::Column::Mpin)
-        .map_err(|e| internal(e.to_string()))?
-    {
-        let record: MpinRecord = dta_protocol::dagcbor::decode(&bytes, Default::default())
-            .map_err(|e| internal(e.to_string()))?;
-        records.push(describe(&record));
-    }
-    Ok(Json(Value::Array(records)))
+    let records = dta_actors::mpin::records(&state.store)?;
+    Ok(Json(Value::Array(records.iter().map(describe).collect())))
 }
 
 #[derive(Deserialize)]
