@@ -4,6 +4,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use dta_crypto::bls::{self, PopVerifiedKey, SecretKey};
+use dta_crypto::ed25519;
 use dta_crypto::seal::{self, KemPublicKey, KemSecretKey};
 use dta_crypto::threshold::{self, SecretScalar};
 
@@ -19,6 +20,16 @@ fn signatures(c: &mut Criterion) {
     });
     c.bench_function("bls/pop_verify", |b| {
         b.iter(|| public.verify_pop(black_box(&proof)))
+    });
+    // Envelope signatures: what every step but the custody signature costs.
+    let envelope_key = ed25519::SecretKey::from_seed(&dta_crypto::Secret::new([9; 32]));
+    let envelope_public = envelope_key.public_key();
+    let envelope_signature = envelope_key.sign(&message);
+    c.bench_function("ed25519/sign", |b| {
+        b.iter(|| envelope_key.sign(black_box(&message)))
+    });
+    c.bench_function("ed25519/verify", |b| {
+        b.iter(|| envelope_public.verify(black_box(&message), &envelope_signature))
     });
 
     let mut group = c.benchmark_group("bls/fast_aggregate_verify");

@@ -5,6 +5,7 @@
 //!   ciphersuite `BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_`, proofs of possession and
 //!   aggregation. A key can only be aggregated once its proof of possession has been checked:
 //!   the type [`bls::PopVerifiedKey`] is the proof of that.
+//! - [`ed25519`]: Ed25519 envelope signatures with ed25519-dalek (strict verification).
 //! - [`threshold`]: Shamir sharing over the BLS12-381 scalar field with Feldman commitments,
 //!   Lagrange recovery of secrets and threshold BLS signatures.
 //! - [`seal`]: envelope sealing. One content key per envelope encrypts the body with
@@ -25,6 +26,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bls;
+pub mod ed25519;
 pub mod mpin;
 pub mod seal;
 pub mod secp256k1;

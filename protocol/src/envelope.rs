@@ -2,9 +2,15 @@
 //!
 //! An envelope names its sender (identity CID), its kind, the order it belongs to and the
 //! previous envelope of that order (`prev`). It may carry a public payload in the clear and a
-//! secret payload sealed to listed recipients. The sender's BLS signature covers the canonical
+//! secret payload sealed to listed recipients. The sender's signature covers the canonical
 //! encoding of everything else; the seal's associated data is the [`Header`], so a
 //! ciphertext cannot be moved to another envelope.
+//!
+//! Which key signs is fixed by the sender's identity, never chosen by the envelope: a
+//! version 2 identity signs with its Ed25519 key, a version 1 identity with its BLS key. The
+//! one exception is [`Kind::CommitmentSignature`], always BLS: that signature is aggregated
+//! into the custody certificate. An order so costs its fiduciaries one BLS signature each and
+//! its principal one aggregate verification; every other step is an Ed25519 signature.
 //!
 //! Checks run cheapest first: [`SignedEnvelope::check_structure`] (no cryptography), then
 //! [`SignedEnvelope::verify`] (the signature, against an already verified identity). Only a
@@ -13,8 +19,8 @@
 use std::fmt;
 
 use cid::Cid;
-use dta_crypto::bls;
 use dta_crypto::seal::{self, Encapsulation, KemPublicKey, OpenError, SealError};
+use dta_crypto::{bls, ed25519};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
@@ -112,8 +118,9 @@ pub struct Envelope {
 pub struct SignedEnvelope {
     /// The signed content.
     pub envelope: Envelope,
-    /// BLS signature over [`ENVELOPE_CONTEXT`] followed by the canonical envelope (for a
-    /// [`Kind::CommitmentSignature`], over the custody message of its commitment).
+    /// The sender's signature over [`ENVELOPE_CONTEXT`] followed by the canonical envelope:
+    /// Ed25519 or BLS, as the sender's identity says (for a [`Kind::CommitmentSignature`],
+    /// always BLS, over the custody message of its commitment).
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
@@ -358,8 +365,13 @@ impl SignedEnvelope {
         };
         signed.check_structure()?;
         let message = signed.signed_message()?;
+        let signature = if signed.signs_with_ed25519(sender.identity()) {
+            sender.keys().ed25519().sign(&message).to_vec()
+        } else {
+            sender.keys().bls().sign(&message).to_bytes().to_vec()
+        };
         Ok(Self {
-            signature: sender.keys().bls().sign(&message).to_bytes().to_vec(),
+            signature,
             ..signed
         })
     }
@@ -390,6 +402,11 @@ impl SignedEnvelope {
         Ok(signed)
     }
 
+    /// Whether `sender` signs this envelope with Ed25519 (else BLS).
+    fn signs_with_ed25519(&self, sender: &VerifiedIdentity) -> bool {
+        self.envelope.kind != Kind::CommitmentSignature && sender.envelope_key().is_some()
+    }
+
     /// What the signature signs.
     fn signed_message(&self) -> Result<Vec<u8>, EnvelopeError> {
         match (self.envelope.kind, self.envelope.prev) {
@@ -411,7 +428,11 @@ impl SignedEnvelope {
         };
         let signed: Self = dagcbor::decode(bytes, limits)?;
         signed.check_structure()?;
-        if signed.signature.len() != bls::SIGNATURE_LEN {
+        let lengths: &[usize] = match signed.envelope.kind {
+            Kind::CommitmentSignature => &[bls::SIGNATURE_LEN],
+            _ => &[bls::SIGNATURE_LEN, ed25519::SIGNATURE_LEN],
+        };
+        if !lengths.contains(&signed.signature.len()) {
             return Err(EnvelopeError::MalformedSignature);
         }
         Ok(signed)
@@ -475,14 +496,24 @@ impl SignedEnvelope {
                 given: sender.cid().to_string(),
             });
         }
-        let signature = bls::Signature::from_bytes(&self.signature)
-            .map_err(|_| EnvelopeError::MalformedSignature)?;
         let message = self.signed_message()?;
-        sender
-            .bls_key()
-            .public_key()
-            .verify(&message, &signature)
-            .map_err(|_| EnvelopeError::BadSignature)?;
+        match sender.envelope_key() {
+            Some(key) if self.signs_with_ed25519(sender) => {
+                key.verify(&message, &self.signature).map_err(|e| match e {
+                    ed25519::Ed25519Error::MalformedSignature => EnvelopeError::MalformedSignature,
+                    _ => EnvelopeError::BadSignature,
+                })?;
+            }
+            _ => {
+                let signature = bls::Signature::from_bytes(&self.signature)
+                    .map_err(|_| EnvelopeError::MalformedSignature)?;
+                sender
+                    .bls_key()
+                    .public_key()
+                    .verify(&message, &signature)
+                    .map_err(|_| EnvelopeError::BadSignature)?;
+            }
+        }
         Ok(VerifiedEnvelope { signed: self })
     }
 }

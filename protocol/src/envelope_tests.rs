@@ -365,3 +365,81 @@ fn a_commitment_signature_envelope_is_the_custody_signature() {
         EnvelopeError::CustodySignatureShape
     );
 }
+
+fn public_draft(kind: Kind) -> Draft<'static> {
+    Draft {
+        kind,
+        order: "order-1",
+        prev: None,
+        timestamp: 1_700_000_000_000,
+        public: None,
+        secret: None,
+        recipients: &[],
+    }
+}
+
+#[test]
+fn the_senders_identity_fixes_the_signature_scheme() {
+    let w = world();
+    // A version 2 identity signs with Ed25519, checked against the key in its document.
+    let signed = SignedEnvelope::create(&w.principal, public_draft(Kind::OrderRequest)).unwrap();
+    assert_eq!(signed.signature.len(), ed25519::SIGNATURE_LEN);
+    let message = signed.signed_message().unwrap();
+    w.principal
+        .identity()
+        .envelope_key()
+        .unwrap()
+        .verify(&message, &signed.signature)
+        .unwrap();
+    let block = signed.to_block().unwrap();
+    SignedEnvelope::decode(block.bytes())
+        .unwrap()
+        .verify(w.principal.identity())
+        .unwrap();
+    // A BLS signature by the same sender over the same envelope is refused: the scheme is
+    // not the signer's choice.
+    let downgraded = SignedEnvelope {
+        signature: w.principal.keys().bls().sign(&message).to_bytes().to_vec(),
+        ..signed.clone()
+    };
+    assert_eq!(
+        downgraded.verify(w.principal.identity()),
+        Err(EnvelopeError::MalformedSignature)
+    );
+
+    // A version 1 identity keeps signing with BLS, and its envelopes still verify.
+    let (old, _) = crate::identity::tests::version_1(42, "old");
+    let signed = SignedEnvelope::create(&old, public_draft(Kind::OrderRequest)).unwrap();
+    assert_eq!(signed.signature.len(), bls::SIGNATURE_LEN);
+    signed.clone().verify(old.identity()).unwrap();
+    let forged = SignedEnvelope {
+        signature: old
+            .keys()
+            .ed25519()
+            .sign(&signed.signed_message().unwrap())
+            .to_vec(),
+        ..signed
+    };
+    assert_eq!(
+        forged.verify(old.identity()),
+        Err(EnvelopeError::MalformedSignature)
+    );
+}
+
+#[test]
+fn a_commitment_signature_is_bls_whatever_the_identity() {
+    let w = world();
+    let mut draft = public_draft(Kind::CommitmentSignature);
+    draft.prev = Some(w.principal.cid());
+    let signed = SignedEnvelope::create(&w.fiduciaries[0], draft).unwrap();
+    assert_eq!(signed.signature.len(), bls::SIGNATURE_LEN);
+    // An Ed25519-sized signature on one does not even decode.
+    let short = SignedEnvelope {
+        signature: vec![0; ed25519::SIGNATURE_LEN],
+        ..signed
+    };
+    assert_eq!(
+        SignedEnvelope::decode(short.to_block().unwrap().bytes()),
+        Err(EnvelopeError::MalformedSignature)
+    );
+}

@@ -3,20 +3,26 @@
 //! A node's keys all come from one 32-byte seed by domain-separated HKDF derivation
 //! ([`IdentityKeys::from_seed`]), so the keystore holds one secret per identity. The document
 //! carries the public halves and a self-signature; its CID is the node's identity.
+//!
+//! Version 2 documents add an Ed25519 key, which signs the node's envelopes; a version 1
+//! document (made before it existed) is still accepted, and its node signs envelopes with
+//! its BLS key as it always did. See [`crate::envelope`].
 
 use std::fmt;
 
 use cid::Cid;
 use dta_crypto::bls::{self, PopVerifiedKey, ProofOfPossession};
 use dta_crypto::seal::{KemPublicKey, KemSecretKey};
-use dta_crypto::{Secret, derive_key_material, secp256k1};
+use dta_crypto::{Secret, derive_key_material, ed25519, secp256k1};
 use serde::{Deserialize, Serialize};
 
 use crate::block::Block;
 use crate::dagcbor::{self, DecodeError, EncodeError, Limits};
 
-/// Version of the identity document layout.
-pub const IDENTITY_VERSION: u64 = 1;
+/// Version of the identity document layout that new identities get.
+pub const IDENTITY_VERSION: u64 = 2;
+/// The first layout, without an Ed25519 key; still accepted.
+pub const IDENTITY_VERSION_BLS_ONLY: u64 = 1;
 /// Longest node name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest libp2p peer id, in bytes (an identity multihash of an RSA key is the largest).
@@ -50,6 +56,10 @@ pub struct IdentityClaims {
     pub secp256k1_public_key: Vec<u8>,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: u64,
+    /// Ed25519 key that signs this node's envelopes (32 bytes). Present exactly in version 2
+    /// documents; absent from the encoding of a version 1 document, so its CID is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ed25519_public_key: Option<serde_bytes::ByteBuf>,
 }
 
 /// A self-signed identity document, as stored and exchanged.
@@ -89,6 +99,10 @@ pub enum IdentityError {
     /// The KEM key does not decode.
     #[error("invalid KEM public key")]
     KemKey,
+    /// The Ed25519 key does not decode, is of small order, or is missing from (or present
+    /// in) a document of the wrong version.
+    #[error("invalid Ed25519 public key (required in version 2 documents, absent from version 1)")]
+    Ed25519Key,
     /// The secp256k1 key does not decode or is not compressed.
     #[error("invalid secp256k1 public key (33-byte compressed form required)")]
     Secp256k1Key,
@@ -108,6 +122,7 @@ pub struct VerifiedIdentity {
     bls: PopVerifiedKey,
     kem: KemPublicKey,
     secp256k1: secp256k1::PublicKey,
+    ed25519: Option<ed25519::PublicKey>,
 }
 
 impl VerifiedIdentity {
@@ -139,6 +154,11 @@ impl VerifiedIdentity {
     pub fn secp256k1_key(&self) -> &secp256k1::PublicKey {
         &self.secp256k1
     }
+    /// The key that signs this identity's envelopes: Ed25519 for version 2 documents, none
+    /// for version 1 (whose envelopes carry BLS signatures).
+    pub fn envelope_key(&self) -> Option<&ed25519::PublicKey> {
+        self.ed25519.as_ref()
+    }
 }
 
 impl fmt::Debug for VerifiedIdentity {
@@ -164,7 +184,7 @@ impl IdentityDocument {
     /// Checks structure, keys, proof of possession and self-signature, in that order.
     pub fn verify(self) -> Result<VerifiedIdentity, IdentityError> {
         let claims = &self.claims;
-        if claims.version != IDENTITY_VERSION {
+        if claims.version != IDENTITY_VERSION && claims.version != IDENTITY_VERSION_BLS_ONLY {
             return Err(IdentityError::Version(claims.version));
         }
         if claims.name.is_empty()
@@ -187,6 +207,13 @@ impl IdentityDocument {
         }
         let secp256k1 = secp256k1::PublicKey::from_sec1(&claims.secp256k1_public_key)
             .map_err(|_| IdentityError::Secp256k1Key)?;
+        let ed25519 = match (claims.version, &claims.ed25519_public_key) {
+            (IDENTITY_VERSION, Some(key)) => {
+                Some(ed25519::PublicKey::from_bytes(key).map_err(|_| IdentityError::Ed25519Key)?)
+            }
+            (IDENTITY_VERSION_BLS_ONLY, None) => None,
+            _ => return Err(IdentityError::Ed25519Key),
+        };
         let signature =
             bls::Signature::from_bytes(&self.signature).map_err(|_| IdentityError::Signature)?;
         let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(claims)?);
@@ -200,6 +227,7 @@ impl IdentityDocument {
             bls,
             kem,
             secp256k1,
+            ed25519,
         })
     }
 }
@@ -218,6 +246,7 @@ pub struct IdentityKeys {
     bls: bls::SecretKey,
     kem: KemSecretKey,
     secp256k1: secp256k1::SecretKey,
+    ed25519: ed25519::SecretKey,
 }
 
 impl IdentityKeys {
@@ -230,10 +259,15 @@ impl IdentityKeys {
         };
         let kem = KemSecretKey::from_seed(&derive_key_material(seed.expose(), b"dta/identity/kem"));
         let secp256k1 = secp256k1::SecretKey::from_seed(seed.expose(), b"dta/identity/secp256k1");
+        let ed25519 = ed25519::SecretKey::from_seed(&derive_key_material(
+            seed.expose(),
+            b"dta/identity/ed25519",
+        ));
         Self {
             bls,
             kem,
             secp256k1,
+            ed25519,
         }
     }
 
@@ -252,6 +286,11 @@ impl IdentityKeys {
         &self.secp256k1
     }
 
+    /// The Ed25519 envelope-signing key (used when the identity document is version 2).
+    pub fn ed25519(&self) -> &ed25519::SecretKey {
+        &self.ed25519
+    }
+
     /// Makes and signs this node's identity document.
     pub fn identity_document(
         &self,
@@ -268,6 +307,7 @@ impl IdentityKeys {
             kem_public_key: self.kem.public_key().to_bytes(),
             secp256k1_public_key: self.secp256k1.public_key().to_compressed().to_vec(),
             created_at,
+            ed25519_public_key: Some(self.ed25519.public_key().to_bytes().to_vec().into()),
         };
         let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(&claims)?);
         let signature = self.bls.sign(&message).to_bytes().to_vec();
@@ -313,6 +353,9 @@ impl LocalIdentity {
         if claims.bls_public_key != keys.bls.public_key().to_bytes()
             || claims.kem_public_key != keys.kem.public_key().to_bytes()
             || claims.secp256k1_public_key != keys.secp256k1.public_key().to_compressed()
+            || identity
+                .envelope_key()
+                .is_some_and(|key| *key != keys.ed25519.public_key())
         {
             return Err(IdentityError::NotOurs);
         }
@@ -337,4 +380,4 @@ impl LocalIdentity {
 
 #[cfg(test)]
 #[path = "identity_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -58,10 +58,44 @@ fn structural_problems_are_named() {
     let cases: Vec<(IdentityClaims, IdentityError)> = vec![
         (
             IdentityClaims {
-                version: 2,
+                version: 3,
                 ..base.clone()
             },
-            IdentityError::Version(2),
+            IdentityError::Version(3),
+        ),
+        (
+            IdentityClaims {
+                ed25519_public_key: None,
+                ..base.clone()
+            },
+            IdentityError::Ed25519Key,
+        ),
+        (
+            IdentityClaims {
+                version: IDENTITY_VERSION_BLS_ONLY,
+                ..base.clone()
+            },
+            IdentityError::Ed25519Key,
+        ),
+        (
+            IdentityClaims {
+                ed25519_public_key: Some(vec![1; 31].into()),
+                ..base.clone()
+            },
+            IdentityError::Ed25519Key,
+        ),
+        (
+            // The identity point: of small order, so any signature would do for it.
+            IdentityClaims {
+                ed25519_public_key: Some(
+                    std::iter::once(1)
+                        .chain([0; 31])
+                        .collect::<Vec<u8>>()
+                        .into(),
+                ),
+                ..base.clone()
+            },
+            IdentityError::Ed25519Key,
         ),
         (
             IdentityClaims {
@@ -168,4 +202,39 @@ fn an_identity_reopens_from_its_seed_and_document() {
         LocalIdentity::from_document(&Secret::new([6; 32]), &bytes).unwrap_err(),
         IdentityError::NotOurs
     );
+}
+
+/// A version 1 document (no Ed25519 key) as nodes made them before version 2.
+pub(crate) fn version_1(seed: u8, name: &str) -> (LocalIdentity, Vec<u8>) {
+    let secret = Secret::new([seed; 32]);
+    let keys = IdentityKeys::from_seed(&secret);
+    let mut claims = keys.identity_document(name, b"peer", 1).unwrap().claims;
+    claims.version = IDENTITY_VERSION_BLS_ONLY;
+    claims.ed25519_public_key = None;
+    let bytes = dagcbor::encode(&resign(&keys, claims)).unwrap();
+    (
+        LocalIdentity::from_document(&secret, &bytes).unwrap(),
+        bytes,
+    )
+}
+
+#[test]
+fn a_version_1_document_still_opens_and_keeps_its_encoding() {
+    let (me, bytes) = version_1(7, "old");
+    assert!(me.identity().envelope_key().is_none());
+    // The absent key is not encoded as null: the bytes, hence the CID, are those of the
+    // version 1 layout.
+    assert_eq!(dagcbor::encode(me.identity().document()).unwrap(), bytes);
+    assert_eq!(
+        Block::encode(me.identity().document()).unwrap().cid(),
+        me.cid()
+    );
+    assert!(!bytes.windows(7).any(|w| w == b"ed25519"));
+    // A version 2 document of the same seed has the key, and another CID.
+    let new = LocalIdentity::create(&Secret::new([7; 32]), "old", b"peer", 1).unwrap();
+    assert_eq!(
+        new.identity().envelope_key(),
+        Some(&new.keys().ed25519().public_key())
+    );
+    assert_ne!(new.cid(), me.cid());
 }
