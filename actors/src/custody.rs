@@ -385,7 +385,7 @@ impl RoleContext {
         // settle a step (certified, released), not every one on the way.
         if role == Role::Principal
             && durability == Durability::Synced
-            && ["certified", "released"].contains(&record.state.as_str())
+            && ANNOUNCED_STATES.contains(&record.state.as_str())
         {
             // A full channel only delays the announcement; it is a hint for auditors.
             let _ = self
@@ -965,6 +965,26 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     record.head = commitment_cid;
     ctx.save(Role::Principal, &record).await?;
     Ok(Prepared { record, deliveries })
+}
+
+/// Principal states whose head is announced: the ones that settle a step.
+pub const ANNOUNCED_STATES: [&str; 2] = ["certified", "released"];
+
+/// Keeps the heads of this node's settled orders for peers that connect later (at start:
+/// announcements made before a restart are in no peer's memory of gossip).
+pub fn remember_settled_heads(ctx: &RoleContext) -> Result<(), CustodyError> {
+    for record in ctx.records()? {
+        if record.role == Role::Principal.name()
+            && ANNOUNCED_STATES.contains(&record.state.as_str())
+        {
+            ctx.network
+                .remember_head(dta_protocol::network::HeadAnnouncement {
+                    reference: record.reference,
+                    head: record.head,
+                });
+        }
+    }
+    Ok(())
 }
 
 /// Principal states in which an order waits for fiduciaries, and may need resuming.

@@ -9,7 +9,7 @@
 //!   only for the requester's own identity name; a server secret only for an identity on the
 //!   operator's allow-list, `mpin_servers`), then answers with an `MpinShare` envelope whose
 //!   share is sealed to the requester, or with a signed refusal. It records the issuance.
-//! - Requester ([`on_share`], beneficiary role): takes answers only from the authorities it
+//! - Requester ([`on_share`], principal role, which made the request): takes answers only from the authorities it
 //!   asked, for its own request; checks each share is a valid point of the right group; keeps
 //!   shares and their sum through its keystore. A server secret is also kept as this node's
 //!   authentication-server secret ([`SERVER_SECRET`]).
@@ -107,7 +107,7 @@ pub fn records(store: &Store) -> Result<Vec<MpinRecord>, CustodyError> {
 }
 
 /// Stages the record with the step's other writes, writes them in one synced batch and
-/// announces the new state (as the requester's beneficiary role, or the authority's
+/// announces the new state (as the requester's principal role, or the authority's
 /// fiduciary role).
 async fn save(ctx: &RoleContext, record: &MpinRecord) -> Result<(), CustodyError> {
     ctx.stage(
@@ -117,7 +117,7 @@ async fn save(ctx: &RoleContext, record: &MpinRecord) -> Result<(), CustodyError
     );
     ctx.commit().await?;
     let role = if record.side == "requester" {
-        Role::Beneficiary
+        Role::Principal
     } else {
         Role::Fiduciary
     };

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use dta_protocol::envelope::Bundle;
 use dta_protocol::network::{
-    self, Behaviour, BehaviourEvent, IDENTITY_TOPIC, KAD_PROTOCOL, Request, Response, SwarmConfig,
+    self, Behaviour, BehaviourEvent, HeadAnnouncement, IDENTITY_TOPIC, KAD_PROTOCOL,
+    MAX_HEADS_IN_IDENTITY, Request, Response, SwarmConfig,
 };
 use futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -59,8 +60,12 @@ pub enum NetworkCommand {
     },
     /// Route events to another subscriber (for example a restarted actor).
     Subscribe(DerivedActorRef<NetworkEvent>),
-    /// Gossip an order's new head.
+    /// Gossip an order's new head (and keep it for peers that connect later).
     AnnounceHead(dta_protocol::network::HeadAnnouncement),
+    /// Close every connection with a peer and refuse new ones, both ways, until unblocked.
+    Block(PeerId),
+    /// Allow a blocked peer again, and dial it.
+    Unblock(PeerId),
     /// Announce this node's identities again (one was added).
     AnnounceIdentities,
     /// Answer a request that a subscriber took over (see [`NetworkEvent::Answer`]).
@@ -123,6 +128,40 @@ pub struct NetworkSnapshot {
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers with at least one open connection.
     pub connected: BTreeSet<PeerId>,
+    /// Peers blocked by [`NetworkCommand::Block`].
+    pub blocked: BTreeSet<PeerId>,
+}
+
+/// The newest heads of this node's own orders (as principal), at most
+/// [`MAX_HEADS_IN_IDENTITY`], newest last: sent to every peer that connects, so that a node
+/// that missed an announcement (it was down, or cut off) still learns where a log ends.
+/// Shared by the handle and the swarm loop, so it outlives restarts of the network actor.
+#[derive(Debug, Clone, Default)]
+pub struct OwnHeads(Arc<std::sync::Mutex<VecDeque<HeadAnnouncement>>>);
+
+impl OwnHeads {
+    /// Records an order's newest head, replacing its previous one.
+    pub fn remember(&self, announcement: HeadAnnouncement) {
+        let mut heads = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        heads.retain(|h| h.reference != announcement.reference);
+        heads.push_back(announcement);
+        while heads.len() > MAX_HEADS_IN_IDENTITY {
+            heads.pop_front();
+        }
+    }
+
+    /// Every head kept, oldest first.
+    pub fn all(&self) -> Vec<HeadAnnouncement> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
 }
 
 /// Why the network could not take a command.
@@ -136,6 +175,7 @@ pub struct NetworkHandle {
     commands: watch::Receiver<mpsc::Sender<NetworkCommand>>,
     bitswap: watch::Receiver<mpsc::Sender<BitswapCommand>>,
     snapshot: watch::Receiver<NetworkSnapshot>,
+    heads: OwnHeads,
 }
 
 impl NetworkHandle {
@@ -179,6 +219,12 @@ impl NetworkHandle {
     pub fn watch(&self) -> watch::Receiver<NetworkSnapshot> {
         self.snapshot.clone()
     }
+
+    /// Keeps an order's head for peers that connect later, without gossiping it (heads
+    /// found in the store at start).
+    pub fn remember_head(&self, announcement: HeadAnnouncement) {
+        self.heads.remember(announcement);
+    }
 }
 
 /// The shared ends the supervisor keeps so the network can restart behind the same handle.
@@ -187,6 +233,7 @@ pub struct NetworkChannels {
     commands: Arc<watch::Sender<mpsc::Sender<NetworkCommand>>>,
     bitswap: Arc<watch::Sender<mpsc::Sender<BitswapCommand>>>,
     snapshot: Arc<watch::Sender<NetworkSnapshot>>,
+    heads: OwnHeads,
 }
 
 impl NetworkChannels {
@@ -198,16 +245,19 @@ impl NetworkChannels {
         let (placeholder, _) = mpsc::channel(1);
         let (bitswap, bitswap_rx) = watch::channel(placeholder);
         let (snapshot, snapshot_rx) = watch::channel(NetworkSnapshot::default());
+        let heads = OwnHeads::default();
         (
             Self {
                 commands: Arc::new(commands),
                 bitswap: Arc::new(bitswap),
                 snapshot: Arc::new(snapshot),
+                heads: heads.clone(),
             },
             NetworkHandle {
                 commands: commands_rx,
                 bitswap: bitswap_rx,
                 snapshot: snapshot_rx,
+                heads,
             },
         )
     }
@@ -262,6 +312,10 @@ impl Actor for NetworkActor {
         args: NetworkArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut swarm = network::build_swarm(args.keypair.clone(), &args.swarm)?;
+        // Blocks outlive a restart of this actor: they are the operator's, not the swarm's.
+        for peer in &args.channels.snapshot.borrow().blocked {
+            swarm.behaviour_mut().block.block_peer(*peer);
+        }
         for address in &args.listen {
             swarm
                 .listen_on(address.clone())
@@ -290,6 +344,7 @@ impl Actor for NetworkActor {
                 commands,
                 cancel: cancel.clone(),
                 snapshot: args.channels.snapshot.clone(),
+                own_heads: args.channels.heads.clone(),
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
                 hosted: args.hosted,
@@ -352,6 +407,7 @@ struct SwarmLoop {
     commands: mpsc::Receiver<NetworkCommand>,
     cancel: CancellationToken,
     snapshot: Arc<watch::Sender<NetworkSnapshot>>,
+    own_heads: OwnHeads,
     subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     identity_document: Vec<u8>,
     hosted: Hosted,
@@ -386,6 +442,8 @@ impl SwarmLoop {
                 ..NetworkSnapshot::default()
             }
         });
+        // Blocks carried over from a previous run of the loop.
+        self.publish_snapshot();
         for address in bootstrap {
             if let Err(err) = self.swarm.dial(address.clone()) {
                 warn!(%address, %err, "cannot dial bootstrap address");
@@ -498,7 +556,22 @@ impl SwarmLoop {
                 self.announce_due = true;
                 self.announce();
             }
+            NetworkCommand::Block(peer) => {
+                self.swarm.behaviour_mut().block.block_peer(peer);
+                self.publish_snapshot();
+            }
+            NetworkCommand::Unblock(peer) => {
+                if self.swarm.behaviour_mut().block.unblock_peer(peer) {
+                    // Addresses come from Kademlia and mDNS; a peer that cannot be reached
+                    // now is found again by them later.
+                    if let Err(err) = self.swarm.dial(peer) {
+                        debug!(%peer, %err, "unblocked peer not dialled");
+                    }
+                }
+                self.publish_snapshot();
+            }
             NetworkCommand::AnnounceHead(announcement) => {
+                self.own_heads.remember(announcement.clone());
                 let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
                 match dta_protocol::dagcbor::encode(&announcement) {
                     Ok(data) => match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
@@ -559,10 +632,20 @@ impl SwarmLoop {
     fn publish_snapshot(&self) {
         let listen_addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
         let connected: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let blocked: BTreeSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .block
+            .blocked_peers()
+            .iter()
+            .copied()
+            .collect();
         self.snapshot.send_if_modified(|s| {
-            let changed = s.listen_addrs != listen_addrs || s.connected != connected;
+            let changed =
+                s.listen_addrs != listen_addrs || s.connected != connected || s.blocked != blocked;
             s.listen_addrs = listen_addrs;
             s.connected = connected;
+            s.blocked = blocked;
             changed
         });
     }
@@ -722,6 +805,7 @@ impl SwarmLoop {
                     .into_iter()
                     .map(serde_bytes::ByteBuf::from)
                     .collect(),
+                heads: self.own_heads.all(),
             },
             // Reached only when they could not be handed over (or from this node itself).
             Request::MpinChallenge { .. } | Request::MpinVerify { .. } => Response::Rejected {
@@ -774,11 +858,19 @@ impl SwarmLoop {
                         let _ = pending.reply.send(Ok(response));
                         self.finished(pending.peer);
                     } else if self.identity_requests.remove(&request_id)
-                        && let Response::Identity { document, hosted } = response
+                        && let Response::Identity {
+                            document,
+                            hosted,
+                            heads,
+                        } = response
                     {
                         self.on_identity(peer, document);
                         for document in hosted.into_iter().take(MAX_HOSTED_IDENTITIES) {
                             self.on_identity(peer, document.into_vec());
+                        }
+                        // After the identity, so that its announcer is known when they land.
+                        for announcement in heads.into_iter().take(MAX_HEADS_IN_IDENTITY) {
+                            self.emit(NetworkEvent::HeadAnnounced { peer, announcement });
                         }
                     }
                 }

@@ -50,9 +50,10 @@ impl Role {
     /// Whether envelopes of `kind` are this role's business.
     fn handles(self, kind: Kind) -> bool {
         match self {
+            // The principal role asks for M-Pin secrets, so it takes the answers.
             Self::Principal => matches!(
                 kind,
-                Kind::KeyShare | Kind::CommitmentSignature | Kind::Receipt
+                Kind::KeyShare | Kind::CommitmentSignature | Kind::Receipt | Kind::MpinShare
             ),
             // A fiduciary is also an M-Pin trust authority.
             Self::Fiduciary => matches!(
@@ -64,7 +65,6 @@ impl Role {
                     | Kind::ReleaseRequest
                     | Kind::MpinRequest
             ),
-            // A beneficiary also receives M-Pin shares.
             Self::Beneficiary => matches!(
                 kind,
                 Kind::OrderRequest
@@ -72,7 +72,6 @@ impl Role {
                     | Kind::Certificate
                     | Kind::ReleaseRequest
                     | Kind::ShareRelease
-                    | Kind::MpinShare
             ),
         }
     }
@@ -174,7 +173,7 @@ impl RoleActor {
                         | Kind::ReleaseRequest
                         | Kind::MpinRequest
                 )
-                | (Role::Beneficiary, Kind::ShareRelease | Kind::MpinShare)
+                | (Role::Beneficiary, Kind::ShareRelease)
         );
         if args.role == Role::Beneficiary
             && kind == Kind::ShareRelease
@@ -286,7 +285,7 @@ impl RoleActor {
                     send_all(&ctx.network, vec![delivery]);
                 }
             }
-            (Role::Beneficiary, Kind::MpinShare)
+            (Role::Principal, Kind::MpinShare)
                 if envelope
                     .envelope()
                     .recipients
@@ -317,6 +316,9 @@ impl Actor for RoleActor {
             // Orders interrupted by a restart or by an unreachable fiduciary move on by
             // themselves; the timer stops with the actor.
             myself.send_interval(RESUME_INTERVAL, || RoleMsg::Resume);
+            if let Err(err) = custody::remember_settled_heads(&args.context) {
+                warn!(%err, "cannot read the heads of settled orders");
+            }
         }
         Ok(args)
     }

@@ -77,6 +77,11 @@ pub enum Response {
         /// Hosted identities' documents.
         #[serde(default)]
         hosted: Vec<serde_bytes::ByteBuf>,
+        /// The newest heads of the responder's own orders as principal (at most
+        /// [`MAX_HEADS_IN_IDENTITY`]): a node that missed their announcements while it was
+        /// away or cut off learns them when it connects again.
+        #[serde(default)]
+        heads: Vec<HeadAnnouncement>,
     },
     /// The delivered block was taken.
     Accepted,
@@ -102,6 +107,9 @@ pub enum Response {
     },
 }
 
+/// Most order heads an identity response carries.
+pub const MAX_HEADS_IN_IDENTITY: usize = 256;
+
 /// "The log of order `reference` now ends at `head`", gossiped by the order's principal so
 /// that any node can audit the order by its reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +133,7 @@ pub use composed::{Behaviour, BehaviourEvent};
 mod composed {
     #![allow(missing_docs)]
 
-    use libp2p::allow_block_list::{self, AllowedPeers};
+    use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
     use libp2p::swarm::NetworkBehaviour;
     use libp2p::swarm::behaviour::toggle::Toggle;
     use libp2p::{gossipsub, identify, kad, mdns, ping, request_response};
@@ -138,6 +146,8 @@ mod composed {
     pub struct Behaviour {
         /// With an allow-list configured, connections with any other peer are denied.
         pub allow: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
+        /// Peers the operator blocked: no connection with them, in either direction.
+        pub block: allow_block_list::Behaviour<BlockedPeers>,
         /// Exchanges listen addresses and protocols.
         pub identify: identify::Behaviour,
         /// Keeps connections alive and measures round trips.
@@ -243,6 +253,7 @@ fn behaviour(
     );
     Ok(Behaviour {
         allow: allow.into(),
+        block: allow_block_list::Behaviour::default(),
         identify: identify::Behaviour::new(identify::Config::new(
             IDENTIFY_PROTOCOL.into(),
             key.public(),

@@ -137,10 +137,10 @@ async fn issue_all(
     tokio::time::timeout(PHASE_TIMEOUT, async {
         while issued.len() < count {
             match events.recv().await {
-                Ok(event) if event.role == Role::Beneficiary && event.state == "issued" => {
+                Ok(event) if event.role == Role::Principal && event.state == "issued" => {
                     issued.insert(event.reference);
                 }
-                Ok(event) if event.role == Role::Beneficiary && event.state == "refused" => {
+                Ok(event) if event.role == Role::Principal && event.state == "refused" => {
                     return Err(BenchError::Custody(format!(
                         "{} was refused",
                         event.reference

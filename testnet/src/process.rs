@@ -261,6 +261,19 @@ pub async fn up(
         identities.push(report.identity);
         progress(&format!("home {}/{} created", index + 1, config.nodes));
     }
+    // The principals are the testnet's M-Pin authentication servers: every fiduciary, as a
+    // trust authority, issues server-secret shares to them.
+    let principals: Vec<String> = identities[..config.principals].to_vec();
+    for (index, home_dir) in homes.iter().enumerate() {
+        if role_of(index) == "fiduciary" {
+            let mut node_config = Config::load(home_dir).map_err(|e| TestnetError::Home {
+                index,
+                source: e.into(),
+            })?;
+            node_config.mpin_servers = principals.clone();
+            node_config.save(home_dir).map_err(io(home_dir))?;
+        }
+    }
     let lan = if config.lan {
         let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
         progress("making the LAN: a bridge namespace and one namespace per node");
@@ -598,7 +611,7 @@ pub fn load(dir: &Path) -> Result<TestnetFile, TestnetError> {
 }
 
 /// Whether `pid` is a `dta run` of `home` (not a reused pid of something else).
-fn is_our_node(pid: u32, home_dir: &Path) -> bool {
+pub(crate) fn is_our_node(pid: u32, home_dir: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

@@ -21,11 +21,18 @@
 //! state = "certified"
 //! ```
 //!
-//! Steps: `order`, `release` (both may say `expect = "failure"`), `wait`, `stop` (SIGTERM),
-//! `kill` (SIGKILL), `restart`, `assert-secret`, `assert-audit`, `assert-peers`. Partitions
-//! and M-Pin steps come later.
+//! Steps: `order`, `release` and `wait` (each may say `expect = "failure"`), `stop`
+//! (SIGTERM), `kill` (SIGKILL), `restart`, `partition` and `heal` (through each node's block
+//! list, `/v2/peers/blocked`), `mpin-server-secret`, `mpin-client-secret`,
+//! `mpin-authenticate`, and the assertions `assert-secret`, `assert-audit`, `assert-peers`
+//! and `assert-converged` (every running node audits an order to the same head).
+//!
+//! In a testnet the fiduciaries are the M-Pin trust authorities and the principals the
+//! authentication servers; an M-Pin client's identity is its node's name.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -97,7 +104,8 @@ pub enum StepSpec {
         #[serde(default)]
         expect: Expect,
     },
-    /// Waits until a node's record of an order reaches a state.
+    /// Waits until a node's record of an order reaches a state (or, expecting failure,
+    /// checks that it does not within the timeout).
     Wait {
         /// The node.
         node: String,
@@ -109,6 +117,50 @@ pub enum StepSpec {
         state: String,
         /// Seconds to wait at most (default 30).
         timeout: Option<u64>,
+        /// Reach the state, or stay out of it.
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// Splits the network: every node blocks every node of the other groups, both ways.
+    /// Every node is in exactly one group.
+    Partition {
+        /// The sides, by node name.
+        groups: Vec<Vec<String>>,
+    },
+    /// Ends partitions: every running node unblocks every peer it blocked, and dials it.
+    Heal,
+    /// Every running node audits an order, and all reach the same head.
+    AssertConverged {
+        /// The order.
+        reference: String,
+        /// Seconds to keep trying (default 30).
+        timeout: Option<u64>,
+    },
+    /// A principal gets an M-Pin server secret from the fiduciaries, and keeps it.
+    MpinServerSecret {
+        /// The node.
+        node: String,
+    },
+    /// A node gets an M-Pin client secret for its own name from the fiduciaries; the runner
+    /// keeps it for `mpin-authenticate`.
+    MpinClientSecret {
+        /// The node.
+        node: String,
+    },
+    /// A node's M-Pin identity authenticates to a server node with a token made for `pin`,
+    /// typing `entered` (default: the same PIN).
+    MpinAuthenticate {
+        /// The client node (its name is the M-Pin identity).
+        node: String,
+        /// The authentication server node.
+        server: String,
+        /// The PIN the token was made for.
+        pin: u32,
+        /// The PIN typed.
+        entered: Option<u32>,
+        /// Be let in, or be refused.
+        #[serde(default)]
+        expect: Expect,
     },
     /// Stops a node cleanly.
     Stop {
@@ -147,6 +199,8 @@ pub enum StepSpec {
         node: String,
         /// The least number of connected peers.
         at_least: usize,
+        /// Seconds to keep trying (default: check once).
+        timeout: Option<u64>,
     },
 }
 
@@ -201,7 +255,41 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     if scenario.steps.is_empty() {
         return Err(file("no steps".into()));
     }
+    for (index, step) in scenario.steps.iter().enumerate() {
+        if let StepSpec::Partition { groups } = step {
+            check_groups(groups, scenario.network.nodes)
+                .map_err(|e| file(format!("step {}: {e}", index + 1)))?;
+        }
+    }
     Ok(scenario)
+}
+
+/// Every node of `nodes` in exactly one of at least two non-empty groups.
+fn check_groups(groups: &[Vec<String>], nodes: usize) -> Result<(), String> {
+    if groups.len() < 2 || groups.iter().any(Vec::is_empty) {
+        return Err("a partition needs at least two non-empty groups".into());
+    }
+    let mut seen = BTreeSet::new();
+    for name in groups.iter().flatten() {
+        let known = name
+            .strip_prefix("node-")
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < nodes && format!("node-{i}") == *name);
+        if !known {
+            return Err(format!("no node {name:?} in a network of {nodes}"));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(format!("{name} is in two groups"));
+        }
+    }
+    if seen.len() != nodes {
+        let missing: Vec<String> = (0..nodes)
+            .map(|i| format!("node-{i}"))
+            .filter(|n| !seen.contains(n))
+            .collect();
+        return Err(format!("{} in no group", missing.join(", ")));
+    }
+    Ok(())
 }
 
 /// Runs a scenario on a fresh network under `dir`; `on_step` hears each result as it comes.
@@ -239,6 +327,7 @@ pub async fn run(
             .filter(|n| n.roles.iter().any(|r| r == "fiduciary"))
             .map(|n| n.identity.clone())
             .collect(),
+        client_secrets: Mutex::new(BTreeMap::new()),
     };
     let mut steps = Vec::with_capacity(scenario.steps.len());
     for (index, step) in scenario.steps.iter().enumerate() {
@@ -267,6 +356,8 @@ struct Runner {
     threshold: Option<u32>,
     http: reqwest::Client,
     fiduciaries: Vec<String>,
+    /// M-Pin client secrets (hex) by node name.
+    client_secrets: Mutex<BTreeMap<String, String>>,
 }
 
 impl Runner {
@@ -325,9 +416,53 @@ impl Runner {
                 role,
                 state,
                 timeout,
+                expect,
             } => (
-                format!("wait until {node}'s {role} record of {reference} is {state}"),
-                self.wait(node, reference, role, state, timeout.unwrap_or(30))
+                match expect {
+                    Expect::Success => {
+                        format!("wait until {node}'s {role} record of {reference} is {state}")
+                    }
+                    Expect::Failure => {
+                        format!("{node}'s {role} record of {reference} does not become {state}")
+                    }
+                },
+                self.wait(node, reference, role, state, timeout.unwrap_or(30), *expect)
+                    .await,
+            ),
+            StepSpec::Partition { groups } => (
+                format!(
+                    "partition {}",
+                    groups
+                        .iter()
+                        .map(|g| g.join(","))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ),
+                self.partition(groups).await,
+            ),
+            StepSpec::Heal => ("heal every partition".into(), self.heal().await),
+            StepSpec::AssertConverged { reference, timeout } => (
+                format!("every running node audits {reference} to the same head"),
+                self.assert_converged(reference, timeout.unwrap_or(30))
+                    .await,
+            ),
+            StepSpec::MpinServerSecret { node } => (
+                format!("{node} gets an M-Pin server secret"),
+                self.mpin_server_secret(node).await,
+            ),
+            StepSpec::MpinClientSecret { node } => (
+                format!("{node} gets an M-Pin client secret"),
+                self.mpin_client_secret(node).await,
+            ),
+            StepSpec::MpinAuthenticate {
+                node,
+                server,
+                pin,
+                entered,
+                expect,
+            } => (
+                format!("{node} authenticates to {server} with M-Pin"),
+                self.mpin_authenticate(node, server, *pin, entered.unwrap_or(*pin), *expect)
                     .await,
             ),
             StepSpec::Stop { node } => (
@@ -363,9 +498,14 @@ impl Runner {
                 format!("the log of {reference} audits on {node}"),
                 self.assert_audit(node, reference).await,
             ),
-            StepSpec::AssertPeers { node, at_least } => (
+            StepSpec::AssertPeers {
+                node,
+                at_least,
+                timeout,
+            } => (
                 format!("{node} has at least {at_least} peers"),
-                self.assert_peers(node, *at_least).await,
+                self.assert_peers(node, *at_least, timeout.unwrap_or(0))
+                    .await,
             ),
         }
     }
@@ -404,6 +544,23 @@ impl Runner {
     }
 
     async fn wait(
+        &self,
+        node: &str,
+        reference: &str,
+        role: &str,
+        state: &str,
+        timeout: u64,
+        expect: Expect,
+    ) -> Result<String, String> {
+        let reached = self.reach(node, reference, role, state, timeout).await;
+        match (expect, reached) {
+            (Expect::Success, outcome) => outcome,
+            (Expect::Failure, Ok(reached)) => Err(format!("it did: {reached}")),
+            (Expect::Failure, Err(_)) => Ok(format!("not {state} after {timeout} s")),
+        }
+    }
+
+    async fn reach(
         &self,
         node: &str,
         reference: &str,
@@ -482,17 +639,230 @@ impl Runner {
         }
     }
 
-    async fn assert_peers(&self, node: &str, at_least: usize) -> Result<String, String> {
-        let (api, _) = self.node(node)?;
-        let (status, peers) = self
-            .call(reqwest::Method::GET, format!("{api}/v2/peers"), None)
-            .await;
-        let count = peers.as_array().map_or(0, Vec::len);
-        if status == 200 && count >= at_least {
-            Ok(format!("{count} peers"))
-        } else {
-            Err(format!("{count} peers ({status})"))
+    async fn assert_peers(
+        &self,
+        node: &str,
+        at_least: usize,
+        timeout: u64,
+    ) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let (api, _) = self.node(node)?;
+            let (status, peers) = self
+                .call(reqwest::Method::GET, format!("{api}/v2/peers"), None)
+                .await;
+            let count = peers.as_array().map_or(0, Vec::len);
+            if status == 200 && count >= at_least {
+                return Ok(format!(
+                    "{count} peers after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout) {
+                return Err(format!("{count} peers ({status})"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The running nodes of the testnet.
+    fn running(&self) -> Result<Vec<process::TestnetNode>, String> {
+        Ok(self
+            .testnet()?
+            .nodes
+            .into_iter()
+            .filter(|n| process::is_our_node(n.pid, &n.home))
+            .collect())
+    }
+
+    async fn partition(&self, groups: &[Vec<String>]) -> Result<String, String> {
+        let testnet = self.testnet()?;
+        let side_of = |name: &str| groups.iter().position(|g| g.iter().any(|n| n == name));
+        let running = self.running()?;
+        let mut blocks = 0;
+        for node in &running {
+            for other in &testnet.nodes {
+                if side_of(&other.name) == side_of(&node.name) {
+                    continue;
+                }
+                let (status, answer) = self
+                    .call(
+                        reqwest::Method::PUT,
+                        format!("{}/v2/peers/blocked/{}", node.api, other.peer_id),
+                        None,
+                    )
+                    .await;
+                if status != 200 {
+                    return Err(format!(
+                        "{} cannot block {}: {status}: {}",
+                        node.name, other.name, answer["error"]
+                    ));
+                }
+                blocks += 1;
+            }
+        }
+        Ok(format!(
+            "{blocks} peers blocked on {} running nodes",
+            running.len()
+        ))
+    }
+
+    async fn heal(&self) -> Result<String, String> {
+        let mut unblocked = 0;
+        for node in self.running()? {
+            let (status, blocked) = self
+                .call(
+                    reqwest::Method::GET,
+                    format!("{}/v2/peers/blocked", node.api),
+                    None,
+                )
+                .await;
+            if status != 200 {
+                return Err(format!("{}: {status}: {}", node.name, blocked["error"]));
+            }
+            for peer in blocked.as_array().into_iter().flatten() {
+                let peer = peer["peer_id"].as_str().unwrap_or_default();
+                let (status, answer) = self
+                    .call(
+                        reqwest::Method::DELETE,
+                        format!("{}/v2/peers/blocked/{peer}", node.api),
+                        None,
+                    )
+                    .await;
+                if status != 200 {
+                    return Err(format!(
+                        "{} cannot unblock {peer}: {status}: {}",
+                        node.name, answer["error"]
+                    ));
+                }
+                unblocked += 1;
+            }
+        }
+        Ok(format!("{unblocked} peers unblocked"))
+    }
+
+    async fn assert_converged(&self, reference: &str, timeout: u64) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let mut heads: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut failures = Vec::new();
+            let running = self.running()?;
+            for node in &running {
+                let (status, report) = self
+                    .call(
+                        reqwest::Method::GET,
+                        format!("{}/v2/orders/{reference}/audit", node.api),
+                        None,
+                    )
+                    .await;
+                match report["head"].as_str() {
+                    Some(head) if status == 200 && report["passed"] == true => heads
+                        .entry(head.to_owned())
+                        .or_default()
+                        .push(node.name.clone()),
+                    _ => failures.push(format!("{}: {status} {}", node.name, report["error"])),
+                }
+            }
+            if failures.is_empty() && heads.len() == 1 {
+                let head = heads.keys().next().cloned().unwrap_or_default();
+                return Ok(format!(
+                    "{} nodes at {head} after {:.1} s",
+                    running.len(),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout) {
+                let split: Vec<String> = heads
+                    .iter()
+                    .map(|(head, nodes)| format!("{} at {head}", nodes.join(",")))
+                    .chain(failures)
+                    .collect();
+                return Err(format!("not converged: {}", split.join("; ")));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn mpin_server_secret(&self, node: &str) -> Result<String, String> {
+        let (api, _) = self.node(node)?;
+        let (status, answer) = self
+            .call(
+                reqwest::Method::POST,
+                format!("{api}/v2/mpin/server-secret"),
+                Some(json!({ "from": self.fiduciaries })),
+            )
+            .await;
+        expected(status, &answer, Expect::Success, "server secret kept")
+    }
+
+    async fn mpin_client_secret(&self, node: &str) -> Result<String, String> {
+        let (api, _) = self.node(node)?;
+        let (status, answer) = self
+            .call(
+                reqwest::Method::POST,
+                format!("{api}/v2/mpin/client-secret"),
+                Some(json!({ "identity": node, "from": self.fiduciaries })),
+            )
+            .await;
+        let secret = match answer["client_secret"].as_str() {
+            Some(secret) if status == 200 => secret.to_owned(),
+            _ => return Err(format!("{status}: {}", answer["error"])),
+        };
+        self.client_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(node.to_owned(), secret);
+        Ok(format!(
+            "client secret from {} authorities",
+            self.fiduciaries.len()
+        ))
+    }
+
+    /// The client's side of M-Pin here, the server's at the server node's API.
+    async fn mpin_authenticate(
+        &self,
+        node: &str,
+        server: &str,
+        pin: u32,
+        entered: u32,
+        expect: Expect,
+    ) -> Result<String, String> {
+        use dta_crypto::mpin::{self, G1Point, MpinScalar};
+        let secret = self
+            .client_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(node)
+            .cloned()
+            .ok_or_else(|| format!("{node} has no client secret: mpin-client-secret first"))?;
+        let secret = hex::decode(secret).map_err(|e| e.to_string())?;
+        let secret = G1Point::from_bytes(&secret).map_err(|e| e.to_string())?;
+        let token = mpin::extract_pin(&secret, node.as_bytes(), pin).map_err(|e| e.to_string())?;
+        let first = mpin::client_first(&token, node.as_bytes(), entered, None, None)
+            .map_err(|e| e.to_string())?;
+        let (api, _) = self.node(server)?;
+        let (status, challenge) = self
+            .call(
+                reqwest::Method::POST,
+                format!("{api}/v2/mpin/auth/challenge"),
+                Some(json!({ "identity": node, "u": hex::encode(first.u.to_bytes()) })),
+            )
+            .await;
+        if status != 200 {
+            return Err(format!("challenge: {status}: {}", challenge["error"]));
+        }
+        let y =
+            hex::decode(challenge["y"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+        let y = MpinScalar::from_bytes(&y).map_err(|e| e.to_string())?;
+        let v = mpin::client_second(first.state, &y).map_err(|e| e.to_string())?;
+        let (status, verdict) = self
+            .call(
+                reqwest::Method::POST,
+                format!("{api}/v2/mpin/auth/verify"),
+                Some(json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) })),
+            )
+            .await;
+        expected(status, &verdict, expect, "authenticated")
     }
 }
 

@@ -114,9 +114,12 @@ async fn three_processes_find_each_other_through_bootstrap() {
     let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
     processes.push(run(&homes[1], Some(&bootstrap)));
     processes.push(run(&homes[2], Some(&bootstrap)));
+    let mut peer_ids = vec![first.peer_id.clone()];
     let mut apis = vec![first.api];
     for home in &homes[1..] {
-        apis.push(wait_for_node_file(home).await.api);
+        let file = wait_for_node_file(home).await;
+        peer_ids.push(file.peer_id);
+        apis.push(file.api);
     }
 
     for (i, api) in apis.iter().enumerate() {
@@ -267,6 +270,47 @@ async fn three_processes_find_each_other_through_bootstrap() {
         ],
     );
     assert_eq!(std::fs::read(&copy).unwrap(), b"a file as a block");
+
+    // The block list: bad input is refused and changes nothing; a blocked peer is cut off
+    // both ways, and comes back once unblocked.
+    for (args, error) in [
+        (
+            vec!["peers", "block", "not-a-peer"],
+            "is not a libp2p peer id",
+        ),
+        (vec!["peers", "block", &peer_ids[0]], "cannot block itself"),
+        (vec!["peers", "unblock", &peer_ids[2]], "is not blocked"),
+    ] {
+        let (ok, stderr) = run_to_end(dta(&homes[0]).args(&args));
+        assert!(!ok && stderr.contains(error), "{args:?}: {stderr}");
+    }
+    let connected = |home: &Path| -> Vec<String> {
+        let listed = cli(home, &["peers", "--json"]);
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["peer_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(cli(&homes[0], &["peers", "blocked", "--json"]) == serde_json::json!([]));
+    cli(&homes[0], &["peers", "block", &peer_ids[1], "--json"]);
+    let blocked = cli(&homes[0], &["peers", "blocked", "--json"]);
+    assert_eq!(blocked[0]["peer_id"], peer_ids[1].as_str(), "{blocked}");
+    assert_eq!(blocked[0]["identity"], identities[1].as_str(), "{blocked}");
+    assert!(!connected(&homes[0]).contains(&peer_ids[1]));
+    assert!(connected(&homes[0]).contains(&peer_ids[2]));
+    // p1 keeps trying (Kademlia, gossip) and is refused: it stays apart from p0.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!connected(&homes[1]).contains(&peer_ids[0]));
+    cli(&homes[0], &["peers", "unblock", &peer_ids[1], "--json"]);
+    tokio::time::timeout(TIMEOUT, async {
+        while !connected(&homes[0]).contains(&peer_ids[1]) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("p0 and p1 connect again once unblocked");
 
     // SIGTERM shuts a node down cleanly: node.json goes away and the process exits 0.
     for (mut running, home) in processes.drain(..).zip(&homes) {
@@ -511,7 +555,7 @@ async fn the_example_scenarios_pass_and_a_failing_step_fails_the_run() {
         assert!(report["passed"].as_u64().unwrap() >= 5, "{report}");
         ran += 1;
     }
-    assert!(ran >= 3, "the examples: {ran}");
+    assert!(ran >= 5, "the examples: {ran}");
 
     // A wrong expectation fails its step and the run, and still takes the network down.
     let root = tempfile::tempdir().unwrap();
@@ -554,4 +598,16 @@ async fn the_example_scenarios_pass_and_a_failing_step_fails_the_run() {
         scenario.to_str().unwrap(),
     ]));
     assert!(!ok && stderr.contains("wrong.toml"), "{stderr}");
+    // So is a partition that leaves a node out.
+    std::fs::write(
+        &scenario,
+        "[network]\nnodes = 3\n[[steps]]\ndo = \"partition\"\ngroups = [[\"node-0\"], [\"node-1\"]]\n",
+    )
+    .unwrap();
+    let (ok, stderr) = run_to_end(&mut dta_client(&[
+        "scenario",
+        "run",
+        scenario.to_str().unwrap(),
+    ]));
+    assert!(!ok && stderr.contains("node-2 in no group"), "{stderr}");
 }

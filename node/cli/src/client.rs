@@ -152,8 +152,41 @@ pub async fn status(args: &ClientArgs) -> anyhow::Result<()> {
 }
 
 /// `dta peers`.
-pub async fn peers(args: &ClientArgs) -> anyhow::Result<()> {
-    let peers = args.get("/v2/peers").await?;
+/// `dta peers block|unblock|blocked`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PeersCommand {
+    /// Close every connection with a peer and refuse new ones, both ways, until unblocked or
+    /// until the node restarts.
+    Block {
+        /// The peer id.
+        peer: String,
+        #[command(flatten)]
+        args: ClientArgs,
+    },
+    /// Allow a blocked peer again (and dial it).
+    Unblock {
+        /// The peer id.
+        peer: String,
+        #[command(flatten)]
+        args: ClientArgs,
+    },
+    /// The blocked peers.
+    Blocked(ClientArgs),
+}
+
+/// `dta peers`, and its block list.
+pub async fn peers(command: Option<PeersCommand>, args: &ClientArgs) -> anyhow::Result<()> {
+    let (args, path) = match &command {
+        None => (args, "/v2/peers".to_owned()),
+        Some(PeersCommand::Blocked(args)) => (args, "/v2/peers/blocked".to_owned()),
+        Some(PeersCommand::Block { peer, args }) => {
+            return change_block_list(args, reqwest::Method::PUT, peer, "blocked").await;
+        }
+        Some(PeersCommand::Unblock { peer, args }) => {
+            return change_block_list(args, reqwest::Method::DELETE, peer, "unblocked").await;
+        }
+    };
+    let peers = args.get(&path).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&peers)?);
         return Ok(());
@@ -165,6 +198,23 @@ pub async fn peers(args: &ClientArgs) -> anyhow::Result<()> {
         .map(|p| vec![text(&p["peer_id"]), text(&p["name"]), text(&p["identity"])])
         .collect();
     table(&["PEER ID", "NAME", "IDENTITY"], rows);
+    Ok(())
+}
+
+async fn change_block_list(
+    args: &ClientArgs,
+    method: reqwest::Method,
+    peer: &str,
+    done: &str,
+) -> anyhow::Result<()> {
+    let answer = args
+        .send_bytes(method, &format!("/v2/peers/blocked/{peer}"), Vec::new())
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{done} {peer}");
+    }
     Ok(())
 }
 

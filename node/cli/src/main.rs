@@ -85,8 +85,14 @@ enum Command {
         #[command(subcommand)]
         command: KeystoreCommand,
     },
-    /// Connected peers.
-    Peers(client::ClientArgs),
+    /// Connected peers; `block`, `unblock` and `blocked` manage the node's block list.
+    #[command(args_conflicts_with_subcommands = true)]
+    Peers {
+        #[command(subcommand)]
+        command: Option<client::PeersCommand>,
+        #[command(flatten)]
+        args: client::ClientArgs,
+    },
     /// Known identities.
     Identities(client::ClientArgs),
     /// One identity.
@@ -533,7 +539,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Peers(args) => client::peers(&args).await?,
+        Command::Peers { command, args } => client::peers(command, &args).await?,
         Command::Identities(args) => client::identities(&args).await?,
         Command::Identity {
             command: IdentityCommand::Show { cid, client },

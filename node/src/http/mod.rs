@@ -71,6 +71,7 @@ impl IntoResponse for ApiError {
 
 mod mpin;
 mod orders;
+mod peers;
 mod v1;
 
 /// The payload of a stored commitment block (stored blocks were verified on arrival).
@@ -97,6 +98,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
+        .route("/v2/peers/blocked", get(peers::blocked))
+        .route(
+            "/v2/peers/blocked/{peer}",
+            axum::routing::put(peers::block).delete(peers::unblock),
+        )
         .route("/v2/keystore", get(keystore_status))
         .route("/v2/mpin", get(mpin::list))
         .route("/v2/mpin/client-secret", post(mpin::client_secret))

@@ -84,7 +84,7 @@ async fn issue(
             match events.recv().await {
                 Ok(CustodyEvent {
                     reference: r,
-                    role: Role::Beneficiary,
+                    role: Role::Principal,
                     state: s,
                 }) if r == reference && (s == "issued" || s == "refused") => return true,
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -247,38 +247,34 @@ pub struct AuditQuery {
     head: Option<String>,
 }
 
-/// Where an order's log ends: the `head` asked for, else the furthest this node recorded (the
-/// principal's, then the beneficiary's, then a fiduciary's), else the head its principal
-/// announced.
+/// Where an order's log ends: the `head` asked for; else this node's own principal record;
+/// else the head the order's principal announced (it owns the log, so its word beats the
+/// partial view of a fiduciary or beneficiary record); else this node's beneficiary or
+/// fiduciary record; else any head announced for that reference.
 fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result<Cid, ApiError> {
-    Ok(match head {
-        Some(head) => cid(&head)?,
-        None => {
-            let records = records(state)?;
-            [Role::Principal, Role::Beneficiary, Role::Fiduciary]
-                .iter()
-                .find_map(|role| {
-                    records
-                        .iter()
-                        .find(|r| r.reference == reference && r.role == role.name())
-                })
-                .map(|r| r.head)
-                .or_else(|| {
-                    state
-                        .directory
-                        .borrow()
-                        .heads
-                        .get(reference)
-                        .map(|(head, _)| *head)
-                })
-                .ok_or_else(|| {
-                    ApiError(
-                        StatusCode::NOT_FOUND,
-                        format!("no order {reference} known here"),
-                    )
-                })?
-        }
-    })
+    if let Some(head) = head {
+        return cid(&head);
+    }
+    let records = records(state)?;
+    let record_as = |role: Role| {
+        records
+            .iter()
+            .find(|r| r.reference == reference && r.role == role.name())
+    };
+    if let Some(own) = record_as(Role::Principal) {
+        return Ok(own.head);
+    }
+    let announced = state.directory.borrow().heads.get(reference).copied();
+    let involved = record_as(Role::Beneficiary).or_else(|| record_as(Role::Fiduciary));
+    match (involved, announced) {
+        (Some(record), Some((head, announcer))) if announcer == record.principal => Ok(head),
+        (Some(record), _) => Ok(record.head),
+        (None, Some((head, _))) => Ok(head),
+        (None, None) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no order {reference} known here"),
+        )),
+    }
 }
 
 pub async fn audit(
