@@ -1,7 +1,8 @@
-//! `dta scenario run FILE`: a TOML file declares a network and a list of steps; the runner
-//! launches the network as processes on 127.0.0.1 ([`crate::process`]), runs the steps in
-//! order through the nodes' HTTP APIs, reports each with its result and time, and takes the
-//! network down again whatever happened.
+//! `dta scenario run FILE [--lan]`: a TOML file declares a network and a list of steps; the
+//! runner launches the network as processes on 127.0.0.1, or each in a network namespace of
+//! its own on a simulated LAN ([`crate::process`]), runs the steps in order through the
+//! nodes' HTTP APIs (from inside a node's namespace, with `dta api`), reports each with its
+//! result and time, and takes the network down again whatever happened.
 //!
 //! ```toml
 //! [network]
@@ -292,11 +293,14 @@ fn check_groups(groups: &[Vec<String>], nodes: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs a scenario on a fresh network under `dir`; `on_step` hears each result as it comes.
+/// Runs a scenario on a fresh network under `dir` (with `lan`, each node in a network
+/// namespace of its own, found by mDNS: see [`crate::lan`]); `on_step` hears each result as
+/// it comes.
 pub async fn run(
     scenario: &Scenario,
     dir: PathBuf,
     binary: PathBuf,
+    lan: bool,
     mut on_step: impl FnMut(usize, &StepResult),
 ) -> Result<ScenarioReport, ScenarioError> {
     let spec = &scenario.network;
@@ -311,11 +315,12 @@ pub async fn run(
         threshold: spec.threshold,
         binary,
         pkcs11_module: None,
-        lan: false,
+        lan,
     };
     let testnet = process::up(config, |_| {}).await?;
     let runner = Runner {
         dir: dir.clone(),
+        binary: testnet.binary.clone(),
         threshold: spec.threshold,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -353,6 +358,8 @@ pub async fn run(
 
 struct Runner {
     dir: PathBuf,
+    /// The `dta` binary, which calls the API of a node in a namespace from inside it.
+    binary: PathBuf,
     threshold: Option<u32>,
     http: reqwest::Client,
     fiduciaries: Vec<String>,
@@ -365,32 +372,60 @@ impl Runner {
         process::load(&self.dir).map_err(|e| e.to_string())
     }
 
-    /// The API URL and identity of a node, by name, or of the first node with a role.
-    fn node(&self, name: &str) -> Result<(String, String), String> {
+    /// A node by name, or the first node with a role (`@principal`).
+    fn node(&self, name: &str) -> Result<process::TestnetNode, String> {
         let testnet = self.testnet()?;
         testnet
             .nodes
-            .iter()
+            .into_iter()
             .find(|n| n.name == name || n.roles.iter().any(|r| format!("@{r}") == name))
-            .map(|n| (n.api.clone(), n.identity.clone()))
             .ok_or_else(|| format!("no node {name:?}"))
     }
 
+    /// Calls a node's API at `path`: directly, or for a node in a network namespace through
+    /// `dta api` run inside it. A call that cannot be made has status 0.
     async fn call(
         &self,
+        node: &process::TestnetNode,
         method: reqwest::Method,
-        url: String,
+        path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                (status, response.json().await.unwrap_or(Value::Null))
+        let Some(namespace) = &node.namespace else {
+            let mut request = self.http.request(method, format!("{}{path}", node.api));
+            if let Some(body) = body {
+                request = request.json(&body);
             }
+            return match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    (status, response.json().await.unwrap_or(Value::Null))
+                }
+                Err(e) => (0, json!({ "error": e.to_string() })),
+            };
+        };
+        let mut command = tokio::process::Command::new("ip");
+        command
+            .args(["netns", "exec", namespace])
+            .arg(&self.binary)
+            .args(["api", method.as_str(), path, "--api", &node.api, "--json"])
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME")
+            .stdin(std::process::Stdio::null());
+        if let Some(body) = body {
+            command.args(["--data", &body.to_string()]);
+        }
+        match command.output().await {
+            Ok(output) => match serde_json::from_slice::<Value>(&output.stdout) {
+                Ok(answer) => (
+                    answer["status"].as_u64().unwrap_or(0) as u16,
+                    answer["body"].clone(),
+                ),
+                Err(_) => (
+                    0,
+                    json!({ "error": String::from_utf8_lossy(&output.stderr).trim() }),
+                ),
+            },
             Err(e) => (0, json!({ "error": e.to_string() })),
         }
     }
@@ -511,8 +546,8 @@ impl Runner {
     }
 
     async fn order(&self, reference: &str, secret: &str, expect: Expect) -> Result<String, String> {
-        let (api, _) = self.node("@principal")?;
-        let (_, beneficiary) = self.node("@beneficiary")?;
+        let principal = self.node("@principal")?;
+        let beneficiary = self.node("@beneficiary")?.identity;
         let body = json!({
             "reference": reference,
             "plugin": "safeguardsecret",
@@ -522,21 +557,18 @@ impl Runner {
             "secret": secret,
         });
         let (status, answer) = self
-            .call(
-                reqwest::Method::POST,
-                format!("{api}/v2/orders"),
-                Some(body),
-            )
+            .call(&principal, reqwest::Method::POST, "/v2/orders", Some(body))
             .await;
         expected(status, &answer, expect, "ordered")
     }
 
     async fn release(&self, reference: &str, expect: Expect) -> Result<String, String> {
-        let (api, _) = self.node("@principal")?;
+        let principal = self.node("@principal")?;
         let (status, answer) = self
             .call(
+                &principal,
                 reqwest::Method::POST,
-                format!("{api}/v2/orders/{reference}/release"),
+                &format!("/v2/orders/{reference}/release"),
                 Some(json!({})),
             )
             .await;
@@ -571,11 +603,12 @@ impl Runner {
         let started = Instant::now();
         let mut last = String::from("no record");
         while started.elapsed() < Duration::from_secs(timeout) {
-            let (api, _) = self.node(node)?;
+            let target = self.node(node)?;
             let (status, records) = self
                 .call(
+                    &target,
                     reqwest::Method::GET,
-                    format!("{api}/v2/orders/{reference}"),
+                    &format!("/v2/orders/{reference}"),
                     None,
                 )
                 .await;
@@ -603,11 +636,12 @@ impl Runner {
         reference: &str,
         equals: &str,
     ) -> Result<String, String> {
-        let (api, _) = self.node(node)?;
+        let target = self.node(node)?;
         let (status, answer) = self
             .call(
+                &target,
                 reqwest::Method::GET,
-                format!("{api}/v2/orders/{reference}/secret"),
+                &format!("/v2/orders/{reference}/secret"),
                 None,
             )
             .await;
@@ -619,11 +653,12 @@ impl Runner {
     }
 
     async fn assert_audit(&self, node: &str, reference: &str) -> Result<String, String> {
-        let (api, _) = self.node(node)?;
+        let target = self.node(node)?;
         let (status, report) = self
             .call(
+                &target,
                 reqwest::Method::GET,
-                format!("{api}/v2/orders/{reference}/audit"),
+                &format!("/v2/orders/{reference}/audit"),
                 None,
             )
             .await;
@@ -647,9 +682,9 @@ impl Runner {
     ) -> Result<String, String> {
         let started = Instant::now();
         loop {
-            let (api, _) = self.node(node)?;
+            let target = self.node(node)?;
             let (status, peers) = self
-                .call(reqwest::Method::GET, format!("{api}/v2/peers"), None)
+                .call(&target, reqwest::Method::GET, "/v2/peers", None)
                 .await;
             let count = peers.as_array().map_or(0, Vec::len);
             if status == 200 && count >= at_least {
@@ -687,8 +722,9 @@ impl Runner {
                 }
                 let (status, answer) = self
                     .call(
+                        node,
                         reqwest::Method::PUT,
-                        format!("{}/v2/peers/blocked/{}", node.api, other.peer_id),
+                        &format!("/v2/peers/blocked/{}", other.peer_id),
                         None,
                     )
                     .await;
@@ -711,11 +747,7 @@ impl Runner {
         let mut unblocked = 0;
         for node in self.running()? {
             let (status, blocked) = self
-                .call(
-                    reqwest::Method::GET,
-                    format!("{}/v2/peers/blocked", node.api),
-                    None,
-                )
+                .call(&node, reqwest::Method::GET, "/v2/peers/blocked", None)
                 .await;
             if status != 200 {
                 return Err(format!("{}: {status}: {}", node.name, blocked["error"]));
@@ -724,8 +756,9 @@ impl Runner {
                 let peer = peer["peer_id"].as_str().unwrap_or_default();
                 let (status, answer) = self
                     .call(
+                        &node,
                         reqwest::Method::DELETE,
-                        format!("{}/v2/peers/blocked/{peer}", node.api),
+                        &format!("/v2/peers/blocked/{peer}"),
                         None,
                     )
                     .await;
@@ -750,8 +783,9 @@ impl Runner {
             for node in &running {
                 let (status, report) = self
                     .call(
+                        node,
                         reqwest::Method::GET,
-                        format!("{}/v2/orders/{reference}/audit", node.api),
+                        &format!("/v2/orders/{reference}/audit"),
                         None,
                     )
                     .await;
@@ -784,11 +818,12 @@ impl Runner {
     }
 
     async fn mpin_server_secret(&self, node: &str) -> Result<String, String> {
-        let (api, _) = self.node(node)?;
+        let target = self.node(node)?;
         let (status, answer) = self
             .call(
+                &target,
                 reqwest::Method::POST,
-                format!("{api}/v2/mpin/server-secret"),
+                "/v2/mpin/server-secret",
                 Some(json!({ "from": self.fiduciaries })),
             )
             .await;
@@ -796,11 +831,12 @@ impl Runner {
     }
 
     async fn mpin_client_secret(&self, node: &str) -> Result<String, String> {
-        let (api, _) = self.node(node)?;
+        let target = self.node(node)?;
         let (status, answer) = self
             .call(
+                &target,
                 reqwest::Method::POST,
-                format!("{api}/v2/mpin/client-secret"),
+                "/v2/mpin/client-secret",
                 Some(json!({ "identity": node, "from": self.fiduciaries })),
             )
             .await;
@@ -840,11 +876,12 @@ impl Runner {
         let token = mpin::extract_pin(&secret, node.as_bytes(), pin).map_err(|e| e.to_string())?;
         let first = mpin::client_first(&token, node.as_bytes(), entered, None, None)
             .map_err(|e| e.to_string())?;
-        let (api, _) = self.node(server)?;
+        let target = self.node(server)?;
         let (status, challenge) = self
             .call(
+                &target,
                 reqwest::Method::POST,
-                format!("{api}/v2/mpin/auth/challenge"),
+                "/v2/mpin/auth/challenge",
                 Some(json!({ "identity": node, "u": hex::encode(first.u.to_bytes()) })),
             )
             .await;
@@ -857,8 +894,9 @@ impl Runner {
         let v = mpin::client_second(first.state, &y).map_err(|e| e.to_string())?;
         let (status, verdict) = self
             .call(
+                &target,
                 reqwest::Method::POST,
-                format!("{api}/v2/mpin/auth/verify"),
+                "/v2/mpin/auth/verify",
                 Some(json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) })),
             )
             .await;

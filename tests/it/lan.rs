@@ -80,3 +80,29 @@ async fn nodes_on_a_simulated_lan_find_each_other_by_mdns_alone() {
     let (ok, stderr) = run_to_end(&mut cli(&["testnet", "status", "--dir", &dir_arg]));
     assert!(!ok && stderr.contains("holds no testnet"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root for network namespaces: scripts/test runs it"]
+async fn the_partition_and_restart_scenarios_pass_on_a_lan() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/scenarios");
+    let links_before = root_links();
+    for name in ["partition-heals.toml", "fiduciary-restart.toml"] {
+        let file = examples.join(name);
+        let output = succeed_blocking(dta_client(&[
+            "scenario",
+            "run",
+            file.to_str().unwrap(),
+            "--lan",
+            "--json",
+        ]))
+        .await;
+        let report: Value = serde_json::from_slice(&output).unwrap();
+        assert_eq!(report["failed"], 0, "{name} on a LAN: {report}");
+        assert!(report["passed"].as_u64().unwrap() >= 5, "{report}");
+    }
+    assert_eq!(
+        root_links(),
+        links_before,
+        "the scenarios' namespaces are gone"
+    );
+}

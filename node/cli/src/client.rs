@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Where the API is: `--api`, else `DTA_API`, else the `node.json` of `--home` / `DTA_HOME`.
 #[derive(Debug, clap::Args)]
@@ -214,6 +214,51 @@ async fn change_block_list(
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         println!("{done} {peer}");
+    }
+    Ok(())
+}
+
+/// `dta api METHOD PATH [--data JSON]`.
+pub async fn api(
+    method: &str,
+    path: &str,
+    data: Option<&str>,
+    args: &ClientArgs,
+) -> anyhow::Result<()> {
+    let method: reqwest::Method = match method.to_ascii_uppercase().as_str() {
+        "GET" => reqwest::Method::GET,
+        "POST" => reqwest::Method::POST,
+        "PUT" => reqwest::Method::PUT,
+        "DELETE" => reqwest::Method::DELETE,
+        other => bail!("unsupported method {other:?}: use GET, POST, PUT or DELETE"),
+    };
+    if !path.starts_with('/') {
+        bail!("the path must start with /, as in /v2/peers");
+    }
+    let body: Option<Value> = data
+        .map(serde_json::from_str)
+        .transpose()
+        .context("--data is not JSON")?;
+    let url = format!("{}{path}", args.base()?);
+    let mut request = reqwest::Client::new().request(method, &url);
+    if let Some(body) = &body {
+        request = request.json(body);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    let answer: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    if args.json {
+        println!("{}", json!({ "status": status.as_u16(), "body": answer }));
+        return Ok(());
+    }
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    if !status.is_success() {
+        bail!("{url}: {status}");
     }
     Ok(())
 }

@@ -80,6 +80,19 @@ enum Command {
     },
     /// This node's identity, peer id, addresses and roles.
     Status(client::ClientArgs),
+    /// Any call to the node's HTTP API, for scripts: prints the JSON answer (with `--json`,
+    /// `{"status": N, "body": ...}` and exit 0 whatever the status).
+    Api {
+        /// GET, POST, PUT or DELETE.
+        method: String,
+        /// The path, for example /v2/peers.
+        path: String,
+        /// A JSON body.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        args: client::ClientArgs,
+    },
     /// The keystore: status (running node), migrate to another backend (stopped node).
     Keystore {
         #[command(subcommand)]
@@ -160,6 +173,10 @@ enum ScenarioCommand {
         /// Where the network's homes go (a temporary directory by default).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Each node in a network namespace of its own on a simulated LAN, found by mDNS
+        /// (needs root).
+        #[arg(long)]
+        lan: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -505,6 +522,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             dta_node::run(options, shutdown).await?;
         }
         Command::Status(args) => client::status(&args).await?,
+        Command::Api {
+            method,
+            path,
+            data,
+            args,
+        } => client::api(&method, &path, data.as_deref(), &args).await?,
         Command::Keystore {
             command: KeystoreCommand::Status(args),
         } => client::keystore_status(&args).await?,
@@ -551,14 +574,20 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Mpin { command } => mpin::run(command).await?,
         Command::Testnet { command } => testnet(command).await?,
         Command::Scenario {
-            command: ScenarioCommand::Run { file, dir, json },
+            command:
+                ScenarioCommand::Run {
+                    file,
+                    dir,
+                    lan,
+                    json,
+                },
         } => {
             let scenario = dta_testnet::scenario::load(&file)?;
             let scratch = tempfile::Builder::new().prefix("dta-scenario-").tempdir()?;
             let dir = dir.unwrap_or_else(|| scratch.path().join("net"));
             let binary = std::env::current_exe().context("cannot find the dta binary")?;
             let started = std::time::Instant::now();
-            let report = dta_testnet::scenario::run(&scenario, dir, binary, |index, step| {
+            let report = dta_testnet::scenario::run(&scenario, dir, binary, lan, |index, step| {
                 if !json {
                     println!(
                         "{index:>3}. {:<6} {} ({:.0} ms): {}",
