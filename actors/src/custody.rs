@@ -370,6 +370,38 @@ impl RoleContext {
         let bytes = dagcbor::encode(record).map_err(internal)?;
         self.stage(Column::Orders, record_key(role, &record.reference), bytes);
         self.write_staged(durability).await?;
+        self.saved(role, record, durability).await;
+        Ok(())
+    }
+
+    /// Like [`RoleContext::save`], with `work` done while the disk syncs: CPU work (a
+    /// signature) that the step's answer needs and its record does not. Its outcome is
+    /// returned only once the record is durable, so nothing it produced leaves before the
+    /// step is on disk; whatever it stages goes out with the next write.
+    async fn save_while<T>(
+        &self,
+        role: Role,
+        record: &OrderRecord,
+        work: impl Future<Output = Result<T, CustodyError>>,
+    ) -> Result<T, CustodyError> {
+        let bytes = dagcbor::encode(record).map_err(internal)?;
+        self.stage(Column::Orders, record_key(role, &record.reference), bytes);
+        let entries = std::mem::take(
+            &mut *self
+                .staged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let store = self.store.clone();
+        let write = tokio::task::spawn_blocking(move || store.write_durable(entries));
+        let outcome = work.await;
+        write.await.map_err(internal)?.map_err(internal)?;
+        self.saved(role, record, Durability::Synced).await;
+        outcome
+    }
+
+    /// What follows a stored record: progress for resuming, the head announcement, the event.
+    async fn saved(&self, role: Role, record: &OrderRecord, durability: Durability) {
         if role == Role::Principal {
             let mut progress = self
                 .progress
@@ -404,7 +436,6 @@ impl RoleContext {
             role,
             state: record.state.clone(),
         });
-        Ok(())
     }
 
     pub(crate) fn stage(&self, column: Column, key: Vec<u8>, value: Vec<u8>) {
@@ -1672,8 +1703,14 @@ pub async fn on_share_deal(
         receipts: BTreeMap::new(),
         head: commitment_cid,
     };
-    let delivery = sign_commitment(ctx, &reference, commitment_cid, principal).await?;
-    ctx.save(Role::Fiduciary, &record).await?;
+    // The custody signature is made while the share and record reach the disk.
+    let delivery = ctx
+        .save_while(
+            Role::Fiduciary,
+            &record,
+            sign_commitment(ctx, &reference, commitment_cid, principal),
+        )
+        .await?;
     tracing::info!(order = %reference, index = deal.index, "share verified and kept");
     Ok(delivery)
 }

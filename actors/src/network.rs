@@ -354,6 +354,7 @@ impl Actor for NetworkActor {
                 in_flight: HashMap::new(),
                 queued: HashMap::new(),
                 identity_requests: HashSet::new(),
+                pending_heads: Vec::new(),
                 seen_identities: HashSet::new(),
                 awaiting: HashMap::new(),
                 next_awaiting: 0,
@@ -399,6 +400,21 @@ struct Pending {
     started: Instant,
 }
 
+/// How long head announcements gather before they are gossiped as one message.
+pub const HEAD_BATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// Most heads in one gossip message (about 170 bytes each, well under the gossip size cap).
+pub const MAX_HEADS_PER_MESSAGE: usize = 256;
+
+/// A gossiped batch of heads, or a single announcement from a node that sends them one by one.
+fn decode_heads(
+    data: &[u8],
+) -> Result<Vec<HeadAnnouncement>, dta_protocol::dagcbor::DecodeError> {
+    let limits = dta_protocol::dagcbor::Limits::default();
+    dta_protocol::dagcbor::decode::<Vec<HeadAnnouncement>>(data, limits).or_else(|_| {
+        dta_protocol::dagcbor::decode::<HeadAnnouncement>(data, limits).map(|one| vec![one])
+    })
+}
+
 /// Most hosted identity documents taken from one peer's answer.
 pub const MAX_HOSTED_IDENTITIES: usize = 64;
 
@@ -420,6 +436,8 @@ struct SwarmLoop {
     in_flight: HashMap<PeerId, usize>,
     /// Requests waiting for a peer's in-flight count to drop below the limit.
     queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
+    /// Heads announced since the last batch went out.
+    pending_heads: Vec<HeadAnnouncement>,
     /// Identity requests the loop sent on its own.
     identity_requests: HashSet<OutboundRequestId>,
     /// Requests a subscriber answers, by number, with when they arrived.
@@ -450,6 +468,7 @@ impl SwarmLoop {
             }
         }
         let mut announce = tokio::time::interval(Duration::from_secs(1));
+        let mut flush_heads = tokio::time::interval(HEAD_BATCH_INTERVAL);
         let mut ticks = 0u64;
         loop {
             tokio::select! {
@@ -460,6 +479,7 @@ impl SwarmLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = flush_heads.tick() => self.publish_heads(),
                 _ = announce.tick() => {
                     ticks += 1;
                     // Kademlia bootstraps itself; the identity is re-announced for late joiners.
@@ -572,14 +592,27 @@ impl SwarmLoop {
             }
             NetworkCommand::AnnounceHead(announcement) => {
                 self.own_heads.remember(announcement.clone());
-                let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
-                match dta_protocol::dagcbor::encode(&announcement) {
-                    Ok(data) => match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-                        Ok(_) => Metrics::bump(&self.metrics.gossip_published),
-                        Err(err) => debug!(%err, "head announcement not published"),
-                    },
-                    Err(err) => warn!(%err, "cannot encode a head announcement"),
-                }
+                self.pending_heads
+                    .retain(|h| h.reference != announcement.reference);
+                self.pending_heads.push(announcement);
+            }
+        }
+    }
+
+    /// Gossips the heads announced since the last batch, in messages of at most
+    /// [`MAX_HEADS_PER_MESSAGE`]. Every peer checks the signature of every copy of a gossip
+    /// message it receives, so one message per batch instead of one per head saves most of
+    /// that work when orders are many.
+    fn publish_heads(&mut self) {
+        let pending = std::mem::take(&mut self.pending_heads);
+        for batch in pending.chunks(MAX_HEADS_PER_MESSAGE) {
+            let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
+            match dta_protocol::dagcbor::encode(&batch) {
+                Ok(data) => match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    Ok(_) => Metrics::bump(&self.metrics.gossip_published),
+                    Err(err) => debug!(%err, "head announcements not published"),
+                },
+                Err(err) => warn!(%err, "cannot encode head announcements"),
             }
         }
     }
@@ -713,14 +746,17 @@ impl SwarmLoop {
                     if message.topic.as_str() == IDENTITY_TOPIC {
                         self.on_identity(source, message.data);
                     } else if message.topic.as_str() == dta_protocol::network::HEADS_TOPIC {
-                        match dta_protocol::dagcbor::decode(
-                            &message.data,
-                            dta_protocol::dagcbor::Limits::default(),
-                        ) {
-                            Ok(announcement) => self.emit(NetworkEvent::HeadAnnounced {
-                                peer: source,
-                                announcement,
-                            }),
+                        match decode_heads(&message.data) {
+                            Ok(announcements) => {
+                                for announcement in
+                                    announcements.into_iter().take(MAX_HEADS_PER_MESSAGE)
+                                {
+                                    self.emit(NetworkEvent::HeadAnnounced {
+                                        peer: source,
+                                        announcement,
+                                    });
+                                }
+                            }
                             Err(err) => debug!(%source, %err, "malformed head announcement"),
                         }
                     }
@@ -896,5 +932,50 @@ impl SwarmLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(reference: &str) -> HeadAnnouncement {
+        HeadAnnouncement {
+            reference: reference.into(),
+            head: dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, reference.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn heads_decode_as_a_batch_or_one_by_one_and_junk_is_refused() {
+        let batch = vec![head("a"), head("b")];
+        let encoded = dta_protocol::dagcbor::encode(&batch).unwrap();
+        assert_eq!(decode_heads(&encoded).unwrap(), batch);
+        let single = dta_protocol::dagcbor::encode(&head("c")).unwrap();
+        assert_eq!(decode_heads(&single).unwrap(), vec![head("c")]);
+        assert!(decode_heads(b"\xa1junk").is_err());
+        assert!(decode_heads(&dta_protocol::dagcbor::encode(&7u64).unwrap()).is_err());
+    }
+
+    #[test]
+    fn own_heads_keep_the_newest_per_order_and_are_bounded() {
+        let heads = OwnHeads::default();
+        heads.remember(head("a"));
+        heads.remember(head("b"));
+        let newer_a = HeadAnnouncement {
+            head: head("a2").head,
+            ..head("a")
+        };
+        heads.remember(newer_a.clone());
+        assert_eq!(heads.all(), vec![head("b"), newer_a]);
+        for i in 0..MAX_HEADS_IN_IDENTITY + 10 {
+            heads.remember(head(&format!("order-{i}")));
+        }
+        let all = heads.all();
+        assert_eq!(all.len(), MAX_HEADS_IN_IDENTITY);
+        assert_eq!(
+            all.last().unwrap().reference,
+            format!("order-{}", MAX_HEADS_IN_IDENTITY + 9)
+        );
     }
 }

@@ -150,16 +150,17 @@ fn send_all(network: &NetworkHandle, deliveries: Vec<custody::Delivery>) {
 }
 
 impl RoleActor {
-    /// Whether this role needs to look at a delivered block: it is this role's business and
-    /// either this role acts on it or no role of this node has kept it yet. Blocks are only
-    /// ever stored after their signature was verified, so a kept block needs no second look.
-    fn wants(args: &RoleArgs, block: &[u8]) -> bool {
+    /// Whether this role needs to look at a delivered block, and whether it acts on it: it
+    /// is this role's business and either this role acts on it or no role of this node has
+    /// kept it yet. Blocks are only ever stored after their signature was verified, so a kept
+    /// block needs no second look.
+    fn wants(args: &RoleArgs, block: &[u8]) -> Option<bool> {
         let Ok(envelope) = SignedEnvelope::decode(block) else {
-            return false;
+            return None;
         };
         let kind = envelope.envelope.kind;
         if !args.role.handles(kind) {
-            return false;
+            return None;
         }
         let acts = matches!(
             (args.role, kind),
@@ -179,19 +180,24 @@ impl RoleActor {
             && kind == Kind::ShareRelease
             && custody::share_is_late(&args.context, &envelope)
         {
-            return false;
+            return None;
         }
         let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, block);
-        acts || args.context.block(&cid).is_none()
+        (acts || args.context.block(&cid).is_none()).then_some(acts)
     }
 
     /// A delivered bundle: one signature check for all of it, then each block in order.
     /// A principal checks custody signatures in the aggregate instead.
+    ///
+    /// A bundle this role acts on nothing of is left alone: its blocks are kept by the role
+    /// that acts on them (a fiduciary's order request and commitment reach the beneficiary
+    /// role of the same node too, and are no business of it then).
     async fn on_bundle(args: &RoleArgs, peer: PeerId, blocks: Vec<Vec<u8>>) {
-        let wanted: Vec<bool> = blocks.iter().map(|b| Self::wants(args, b)).collect();
-        if !wanted.contains(&true) {
+        let wanted: Vec<Option<bool>> = blocks.iter().map(|b| Self::wants(args, b)).collect();
+        if !wanted.contains(&Some(true)) {
             return;
         }
+        let wanted: Vec<bool> = wanted.iter().map(Option::is_some).collect();
         if args.role == Role::Principal
             && let [block] = blocks.as_slice()
             && let Ok(signed) = SignedEnvelope::decode(block)
