@@ -406,9 +406,7 @@ pub const HEAD_BATCH_INTERVAL: Duration = Duration::from_millis(250);
 pub const MAX_HEADS_PER_MESSAGE: usize = 256;
 
 /// A gossiped batch of heads, or a single announcement from a node that sends them one by one.
-fn decode_heads(
-    data: &[u8],
-) -> Result<Vec<HeadAnnouncement>, dta_protocol::dagcbor::DecodeError> {
+fn decode_heads(data: &[u8]) -> Result<Vec<HeadAnnouncement>, dta_protocol::dagcbor::DecodeError> {
     let limits = dta_protocol::dagcbor::Limits::default();
     dta_protocol::dagcbor::decode::<Vec<HeadAnnouncement>>(data, limits).or_else(|_| {
         dta_protocol::dagcbor::decode::<HeadAnnouncement>(data, limits).map(|one| vec![one])

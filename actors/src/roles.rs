@@ -7,6 +7,7 @@
 
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope};
+use dta_protocol::order::ReleaseRequest;
 use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
@@ -175,7 +176,9 @@ impl RoleActor {
                         | Kind::MpinRequest
                 )
                 | (Role::Beneficiary, Kind::ShareRelease)
-        );
+        ) || (args.role == Role::Beneficiary
+            && kind == Kind::ReleaseRequest
+            && Self::names_own_beneficiary(args, &envelope));
         if args.role == Role::Beneficiary
             && kind == Kind::ShareRelease
             && custody::share_is_late(&args.context, &envelope)
@@ -184,6 +187,24 @@ impl RoleActor {
         }
         let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, block);
         (acts || args.context.block(&cid).is_none()).then_some(acts)
+    }
+
+    /// Whether a release request names this node (or an identity it hosts) as beneficiary:
+    /// the principal delivers the order's chain ending in it before any share, and the
+    /// beneficiary must keep that chain even when no other role of this node does.
+    fn names_own_beneficiary(args: &RoleArgs, envelope: &SignedEnvelope) -> bool {
+        envelope
+            .envelope
+            .public
+            .as_ref()
+            .and_then(|public| {
+                dta_protocol::dagcbor::decode::<ReleaseRequest>(
+                    public,
+                    dta_protocol::dagcbor::Limits::default(),
+                )
+                .ok()
+            })
+            .is_some_and(|request| args.context.own(&request.beneficiary).is_some())
     }
 
     /// A delivered bundle: one signature check for all of it, then each block in order.
