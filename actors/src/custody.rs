@@ -1228,34 +1228,43 @@ pub async fn on_commitment_signature(
     if record.certificate.is_some() {
         return Ok(());
     }
-    let signature = bls::Signature::from_bytes(&signed.signature)
-        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    // The point itself is decoded and group-checked once, with the others, below.
+    if signed.signature.len() != bls::SIGNATURE_LEN {
+        return Err(CustodyError::Invalid(format!(
+            "custody signature of {sender} is {} bytes, not {}",
+            signed.signature.len(),
+            bls::SIGNATURE_LEN
+        )));
+    }
     if ctx.peer_of(&sender) != Some(peer) {
         ctx.verify(&signed.to_block().map_err(internal)?.into_bytes())?;
     }
-    record.signatures.insert(
-        sender.to_string(),
-        ByteBuf::from(signature.to_bytes().to_vec()),
-    );
+    record
+        .signatures
+        .insert(sender.to_string(), ByteBuf::from(signed.signature.clone()));
     // Partial signatures need not survive a crash: resuming asks for missing ones again.
     if record.signatures.len() < record.fiduciaries.len() {
         ctx.save_buffered(Role::Principal, &record).await?;
         return Ok(());
     }
     let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
-    let pairs: Vec<(&VerifiedIdentity, bls::Signature)> = identities
-        .iter()
-        .map(|i| {
-            let bytes = &record.signatures[&i.cid().to_string()];
-            bls::Signature::from_bytes(bytes)
-                .map(|s| (i, s))
-                .map_err(internal)
-        })
-        .collect::<Result<_, _>>()?;
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
-    let certificate = match Certificate::aggregate_verified(commitment, &pairs) {
-        Ok(certificate) => certificate,
-        Err(_) => {
+    let mut pairs: Vec<(&VerifiedIdentity, bls::Signature)> = Vec::with_capacity(identities.len());
+    let mut undecodable: Vec<Cid> = Vec::new();
+    for identity in &identities {
+        match bls::Signature::from_bytes(&record.signatures[&identity.cid().to_string()]) {
+            Ok(signature) => pairs.push((identity, signature)),
+            Err(_) => undecodable.push(identity.cid()),
+        }
+    }
+    let aggregated = if undecodable.is_empty() {
+        Certificate::aggregate_verified(commitment, &pairs).ok()
+    } else {
+        None
+    };
+    let certificate = match aggregated {
+        Some(certificate) => certificate,
+        None => {
             // Some signature is bad: find it, drop it, and let resuming ask that fiduciary
             // again. The good ones stay.
             let message = custody_message(&commitment);
@@ -1263,6 +1272,7 @@ pub async fn on_commitment_signature(
                 .iter()
                 .filter(|(i, s)| i.bls_key().public_key().verify(&message, s).is_err())
                 .map(|(i, _)| i.cid())
+                .chain(undecodable)
                 .collect();
             for fiduciary in &bad {
                 record.signatures.remove(&fiduciary.to_string());

@@ -1,8 +1,8 @@
 //! `dta bench custody`: orders and releases on an in-process testnet, with latency
 //! percentiles and throughput.
 //!
-//! Three phases, each on fresh orders of a principal, F fiduciaries and a beneficiary that all
-//! share the machine:
+//! Three phases, each on fresh orders of a principal, F fiduciaries and a beneficiary (each
+//! node playing only its role) that all share the machine:
 //! 1. latency: one order at a time, from the create call to the certificate stored at the
 //!    principal;
 //! 2. certified throughput: every order at once, until all are certified;
@@ -177,7 +177,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs the benchmark.
 pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> {
     let nodes = config.fiduciaries + 2;
-    let net = Testnet::builder().nodes(nodes).build().await?;
+    // Each node plays only its part, as in a deployment.
+    let net = Testnet::builder()
+        .nodes(nodes)
+        .one_role_each(|i| match i {
+            0 => Role::Principal,
+            i if i == nodes - 1 => Role::Beneficiary,
+            _ => Role::Fiduciary,
+        })
+        .build()
+        .await?;
     let principal_node = net.node(0);
     let actor = principal_of(&net, 0)?;
     let cid = |i: usize| identity_of(&net, i);

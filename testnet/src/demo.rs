@@ -102,16 +102,20 @@ pub struct DemoReport {
 pub async fn run() -> Result<DemoReport, DemoError> {
     let mut steps = Vec::new();
     let started = Instant::now();
-    let mut net = Testnet::builder().nodes(FIDUCIARIES + 2).build().await?;
     let role_of = |i: usize| match i {
-        PRINCIPAL => "principal",
-        BENEFICIARY => "beneficiary",
-        _ => "fiduciary",
+        PRINCIPAL => Role::Principal,
+        BENEFICIARY => Role::Beneficiary,
+        _ => Role::Fiduciary,
     };
+    let mut net = Testnet::builder()
+        .nodes(FIDUCIARIES + 2)
+        .one_role_each(role_of)
+        .build()
+        .await?;
     let nodes: Vec<DemoNode> = (0..net.len())
         .map(|i| DemoNode {
             name: net.node(i).info().name.clone(),
-            role: role_of(i).into(),
+            role: role_of(i).name().into(),
             identity: net.node(i).info().identity.clone(),
             address: net.test_node_address(i).to_string(),
         })

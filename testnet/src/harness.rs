@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dta_actors::roles::Role;
 use dta_hsm::KdfParams;
 use dta_node::config::Config;
 use dta_node::{Node, RunError, RunOptions, home};
@@ -65,6 +66,7 @@ pub struct TestnetBuilder {
     plugin: Option<String>,
     pkcs11: Option<(PathBuf, Vec<usize>)>,
     mpin_servers: Vec<usize>,
+    roles: Vec<(usize, Role)>,
 }
 
 /// The user PIN of the tokens the harness creates (test tokens only).
@@ -136,6 +138,7 @@ impl Testnet {
             wait_for_knowledge: true,
             pkcs11: None,
             mpin_servers: Vec::new(),
+            roles: Vec::new(),
             plugin: None,
         }
     }
@@ -226,6 +229,15 @@ impl TestnetBuilder {
         self
     }
 
+    /// Every node plays the single role `role_of(index)` (after [`TestnetBuilder::nodes`]);
+    /// without this, every node plays every role.
+    pub fn one_role_each(mut self, role_of: impl Fn(usize) -> Role) -> Self {
+        for index in 0..self.nodes {
+            self.roles.push((index, role_of(index)));
+        }
+        self
+    }
+
     /// Return as soon as the nodes run, without waiting for full identity knowledge.
     pub fn no_wait(mut self) -> Self {
         self.wait_for_knowledge = false;
@@ -288,27 +300,33 @@ impl TestnetBuilder {
             homes.push(home);
             identities.push(report.identity);
         }
-        if !self.mpin_servers.is_empty() {
-            for (index, home) in homes.iter().enumerate() {
-                let mut config = Config::load(home).map_err(|e| HarnessError::Home {
-                    index,
-                    source: e.into(),
-                })?;
-                config.mpin_servers = self
-                    .mpin_servers
-                    .iter()
-                    .map(|i| identities[*i].clone())
-                    .collect();
-                config.save(home)?;
-            }
-        }
-        for (index, allowed) in &self.allow_lists {
-            let mut config = Config::load(&homes[*index]).map_err(|e| HarnessError::Home {
-                index: *index,
+        let edit_config = |index: usize, edit: &dyn Fn(&mut Config)| {
+            let mut config = Config::load(&homes[index]).map_err(|e| HarnessError::Home {
+                index,
                 source: e.into(),
             })?;
-            config.allow_list = Some(allowed.iter().map(|i| peers[*i].to_string()).collect());
-            config.save(&homes[*index])?;
+            edit(&mut config);
+            config.save(&homes[index])?;
+            Ok::<_, HarnessError>(())
+        };
+        if !self.mpin_servers.is_empty() {
+            let servers: Vec<String> = self
+                .mpin_servers
+                .iter()
+                .map(|i| identities[*i].clone())
+                .collect();
+            for index in 0..homes.len() {
+                edit_config(index, &|config| config.mpin_servers = servers.clone())?;
+            }
+        }
+        for (index, role) in &self.roles {
+            edit_config(*index, &|config| {
+                config.roles = vec![role.name().to_owned()]
+            })?;
+        }
+        for (index, allowed) in &self.allow_lists {
+            let allowed: Vec<String> = allowed.iter().map(|i| peers[*i].to_string()).collect();
+            edit_config(*index, &|config| config.allow_list = Some(allowed.clone()))?;
         }
         let started = Instant::now();
         let mut nodes: Vec<TestNode> = Vec::new();

@@ -277,14 +277,17 @@ impl Commitments {
         if share.index == 0 {
             return Err(ShareError::ZeroIndex);
         }
-        let expected = G1Affine::from(self.evaluate(share.index)).to_compressed();
-        // `value · G1` through blst, several times faster than the generic multiplication.
+        let expected = self.evaluate(share.index);
+        // `value · G1` through blst, several times faster than the generic multiplication;
+        // compared in projective form, so the commitments' side needs no field inversion.
         let actual = share
             .signing_key()
             .map_err(|_| ShareError::Mismatch(share.index))?
             .public_key()
-            .to_bytes();
-        if actual == expected {
+            .to_uncompressed();
+        let actual = Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(&actual))
+            .ok_or(ShareError::Mismatch(share.index))?;
+        if G1Projective::from(actual) == expected {
             Ok(())
         } else {
             Err(ShareError::Mismatch(share.index))

@@ -249,8 +249,9 @@ pub struct AuditQuery {
 
 /// Where an order's log ends: the `head` asked for; else this node's own principal record;
 /// else the head the order's principal announced (it owns the log, so its word beats the
-/// partial view of a fiduciary or beneficiary record); else this node's beneficiary or
-/// fiduciary record; else any head announced for that reference.
+/// partial view of a fiduciary or beneficiary record) unless that record's log already runs
+/// through it; else this node's beneficiary or fiduciary record; else any head announced for
+/// that reference.
 fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result<Cid, ApiError> {
     if let Some(head) = head {
         return cid(&head);
@@ -267,7 +268,11 @@ fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result
     let announced = state.directory.borrow().heads.get(reference).copied();
     let involved = record_as(Role::Beneficiary).or_else(|| record_as(Role::Fiduciary));
     match (involved, announced) {
-        (Some(record), Some((head, announcer))) if announcer == record.principal => Ok(head),
+        (Some(record), Some((head, announcer)))
+            if announcer == record.principal && !extends(state, record.head, head) =>
+        {
+            Ok(head)
+        }
         (Some(record), _) => Ok(record.head),
         (None, Some((head, _))) => Ok(head),
         (None, None) => Err(ApiError(
@@ -275,6 +280,27 @@ fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result
             format!("no order {reference} known here"),
         )),
     }
+}
+
+/// Whether the log ending at `newer` passes through `older` (in the blocks kept here): then
+/// this node's own record is ahead of an announcement that has not caught up yet.
+fn extends(state: &ApiState, newer: Cid, older: Cid) -> bool {
+    let mut next = Some(newer);
+    for _ in 0..dta_protocol::audit::MAX_CHAIN {
+        let Some(cid) = next else {
+            return false;
+        };
+        if cid == older {
+            return true;
+        }
+        next = match state.store.get(Column::Blocks, &cid.to_bytes()) {
+            Ok(Some(bytes)) => dta_protocol::envelope::SignedEnvelope::decode(&bytes)
+                .ok()
+                .and_then(|signed| signed.envelope.prev),
+            _ => None,
+        };
+    }
+    false
 }
 
 pub async fn audit(
