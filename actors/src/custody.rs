@@ -960,7 +960,8 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         feldman: feldman.clone(),
         key_shares: Vec::new(),
         beneficiary_share: None,
-        public_key: ByteBuf::from(commitments.group_public_key().to_bytes().to_vec()),
+        // The constant term's commitment is the group public key, already encoded.
+        public_key: feldman[0].clone(),
         output: sealed_output,
     };
     let (commitment_cid, commitment_bytes) = ctx

@@ -285,22 +285,45 @@ fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result
 /// Whether the log ending at `newer` passes through `older` (in the blocks kept here): then
 /// this node's own record is ahead of an announcement that has not caught up yet.
 fn extends(state: &ApiState, newer: Cid, older: Cid) -> bool {
-    let mut next = Some(newer);
+    let mut found = false;
+    let walked = walk_log(state, newer, |cid, _| {
+        found = cid == older;
+        !found
+    });
+    walked.is_ok() && found
+}
+
+/// Hands `visit` each block of a log kept here, from `head` back along the `prev` links,
+/// until it answers false or the log ends. A missing or undecodable block, or a log longer
+/// than an audit allows, is an error.
+fn walk_log(
+    state: &ApiState,
+    head: Cid,
+    mut visit: impl FnMut(Cid, Vec<u8>) -> bool,
+) -> Result<(), ApiError> {
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let mut next = Some(head);
     for _ in 0..dta_protocol::audit::MAX_CHAIN {
         let Some(cid) = next else {
-            return false;
+            return Ok(());
         };
-        if cid == older {
-            return true;
+        let bytes = state
+            .store
+            .get(Column::Blocks, &cid.to_bytes())
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| internal(format!("block {cid} missing")))?;
+        next = dta_protocol::envelope::SignedEnvelope::decode(&bytes)
+            .map_err(|e| bad_request(format!("block {cid}: {e}")))?
+            .envelope
+            .prev;
+        if !visit(cid, bytes) {
+            return Ok(());
         }
-        next = match state.store.get(Column::Blocks, &cid.to_bytes()) {
-            Ok(Some(bytes)) => dta_protocol::envelope::SignedEnvelope::decode(&bytes)
-                .ok()
-                .and_then(|signed| signed.envelope.prev),
-            _ => None,
-        };
     }
-    false
+    match next {
+        None => Ok(()),
+        Some(_) => Err(bad_request("chain too long")),
+    }
 }
 
 pub async fn audit(
@@ -345,24 +368,12 @@ pub async fn car(
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let head = order_head(&state, &reference, query.head)?;
     dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
-    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
     let mut blocks = Vec::new();
-    let mut next = Some(head);
-    while let Some(cid) = next {
-        if blocks.len() >= dta_protocol::audit::MAX_CHAIN {
-            return Err(bad_request("chain too long"));
-        }
-        let bytes = state
-            .store
-            .get(Column::Blocks, &cid.to_bytes())
-            .map_err(|e| internal(e.to_string()))?
-            .ok_or_else(|| internal(format!("block {cid} missing")))?;
-        next = dta_protocol::envelope::SignedEnvelope::decode(&bytes)
-            .map_err(|e| bad_request(format!("block {cid}: {e}")))?
-            .envelope
-            .prev;
+    walk_log(&state, head, |cid, bytes| {
         blocks.push((cid, bytes));
-    }
+        true
+    })?;
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
     let archive =
         dta_protocol::car::write(&[head], &blocks).map_err(|e| internal(e.to_string()))?;
     Ok((
