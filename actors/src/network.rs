@@ -43,6 +43,12 @@ pub const SEEN_IDENTITIES_CAPACITY: usize = 4096;
 pub const BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the node re-announces its identity.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
+/// Least time between two announcements that newly subscribed peers asked for. Every
+/// announcement is flooded to the whole network, and while a network forms, peers subscribe
+/// every second: announcing for each of them made checking gossip signatures a large part of
+/// bringing up 50 nodes. Direct peers do not wait for it: they ask for the identity when they
+/// connect.
+pub const MIN_ANNOUNCE_GAP: Duration = Duration::from_secs(10);
 
 /// What other parts of the node ask of the network.
 #[derive(Debug)]
@@ -359,6 +365,7 @@ impl Actor for NetworkActor {
                 awaiting: HashMap::new(),
                 next_awaiting: 0,
                 announce_due: true,
+                last_announced: None,
                 last_bootstrap: None,
             }
             .run(args.bootstrap),
@@ -445,6 +452,8 @@ struct SwarmLoop {
     seen_identities: HashSet<[u8; 32]>,
     /// Whether the identity should be (re)announced at the next tick.
     announce_due: bool,
+    /// When the identity last went out.
+    last_announced: Option<Instant>,
     /// When Kademlia last bootstrapped on our initiative.
     last_bootstrap: Option<Instant>,
 }
@@ -484,7 +493,11 @@ impl SwarmLoop {
                     if ticks.is_multiple_of(ANNOUNCE_INTERVAL.as_secs()) {
                         self.announce_due = true;
                     }
-                    if self.announce_due {
+                    if self.announce_due
+                        && self
+                            .last_announced
+                            .is_none_or(|at| at.elapsed() >= MIN_ANNOUNCE_GAP)
+                    {
                         self.announce();
                     }
                 }
@@ -521,6 +534,7 @@ impl SwarmLoop {
             Ok(_) => {
                 Metrics::bump(&self.metrics.gossip_published);
                 self.announce_due = false;
+                self.last_announced = Some(Instant::now());
             }
             // No subscribed peers yet (or the same document again): try again at the next tick.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}

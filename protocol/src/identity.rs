@@ -181,7 +181,8 @@ impl IdentityDocument {
         document.verify()
     }
 
-    /// Checks structure, keys, proof of possession and self-signature, in that order.
+    /// Checks structure, the BLS key, its proof of possession and the self-signature (in one
+    /// pairing product), then the other keys.
     pub fn verify(self) -> Result<VerifiedIdentity, IdentityError> {
         let claims = &self.claims;
         if claims.version != IDENTITY_VERSION && claims.version != IDENTITY_VERSION_BLS_ONLY {
@@ -199,7 +200,16 @@ impl IdentityDocument {
         let bls_key =
             bls::PublicKey::from_bytes(&claims.bls_public_key).map_err(IdentityError::BlsKey)?;
         let pop = ProofOfPossession::from_bytes(&claims.bls_pop).map_err(|_| IdentityError::Pop)?;
-        let bls = bls_key.verify_pop(&pop).map_err(|_| IdentityError::Pop)?;
+        let signature =
+            bls::Signature::from_bytes(&self.signature).map_err(|_| IdentityError::Signature)?;
+        let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(claims)?);
+        // Both at once; only a document that fails is checked again to say which is wrong.
+        let bls = bls_key
+            .verify_pop_and_signature(&pop, &message, &signature)
+            .map_err(|_| match bls_key.verify_pop(&pop) {
+                Ok(_) => IdentityError::Signature,
+                Err(_) => IdentityError::Pop,
+            })?;
         let kem =
             KemPublicKey::from_bytes(&claims.kem_public_key).map_err(|_| IdentityError::KemKey)?;
         if claims.secp256k1_public_key.len() != secp256k1::COMPRESSED_LEN {
@@ -214,12 +224,6 @@ impl IdentityDocument {
             (IDENTITY_VERSION_BLS_ONLY, None) => None,
             _ => return Err(IdentityError::Ed25519Key),
         };
-        let signature =
-            bls::Signature::from_bytes(&self.signature).map_err(|_| IdentityError::Signature)?;
-        let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(claims)?);
-        bls_key
-            .verify(&message, &signature)
-            .map_err(|_| IdentityError::Signature)?;
         let cid = Block::encode(&self)?.cid();
         Ok(VerifiedIdentity {
             cid,

@@ -224,6 +224,43 @@ impl PublicKey {
         )?;
         Ok(PopVerifiedKey(*self))
     }
+
+    /// Checks a proof of possession and a signature on `message` by this key in one pairing
+    /// product: three Miller loops and one final exponentiation instead of four and two,
+    /// about 40 % less work (an identity document carries both). Each side is weighted by a
+    /// fresh random 64-bit scalar, so two invalid points cannot cancel out (a proof and a
+    /// signature swapped, say). Says only that one of the two is invalid: check them apart
+    /// to tell which.
+    pub fn verify_pop_and_signature(
+        &self,
+        proof: &ProofOfPossession,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<PopVerifiedKey, VerifyError> {
+        let public = self.to_bytes();
+        let key: &blst::blst_p1_affine = (&self.0).into();
+        let mut pop_side = blst::Pairing::new(true, POP_DST);
+        let mut signature_side = blst::Pairing::new(true, SIGNATURE_DST);
+        for (pairing, point, signed) in [
+            (&mut pop_side, &proof.0.0, &public[..]),
+            (&mut signature_side, &signature.0, message),
+        ] {
+            // Odd, hence never zero.
+            let mut weight = [0u8; 8];
+            crate::random_bytes(&mut weight);
+            weight[0] |= 1;
+            let point: &blst::blst_p2_affine = point.into();
+            // Both points were group-checked when they were decoded or made.
+            check(pairing.mul_n_aggregate(key, false, point, false, &weight, 64, signed, &[]))?;
+            pairing.commit();
+        }
+        check(pop_side.merge(&signature_side))?;
+        if pop_side.finalverify(None) {
+            Ok(PopVerifiedKey(*self))
+        } else {
+            Err(VerifyError::InvalidSignature)
+        }
+    }
 }
 
 impl fmt::Debug for PublicKey {

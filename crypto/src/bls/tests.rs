@@ -228,6 +228,41 @@ fn identity_and_malformed_points_are_rejected() {
 }
 
 #[test]
+fn pop_and_signature_checked_together() {
+    let a = SecretKey::random();
+    let b = SecretKey::random();
+    let key = a.public_key();
+    let message = b"identity claims";
+    let pop = a.prove_possession();
+    let signature = a.sign(message);
+    assert!(
+        key.verify_pop_and_signature(&pop, message, &signature)
+            .is_ok()
+    );
+    let wrong = Err(VerifyError::InvalidSignature);
+    // Either half wrong.
+    assert_eq!(
+        key.verify_pop_and_signature(&pop, b"other claims", &signature),
+        wrong
+    );
+    assert_eq!(
+        key.verify_pop_and_signature(&b.prove_possession(), message, &signature),
+        wrong
+    );
+    assert_eq!(
+        key.verify_pop_and_signature(&pop, message, &b.sign(message)),
+        wrong
+    );
+    // Swapped, the two still add up to the same sum: only the random weights catch it.
+    let pop_as_signature = Signature::from_bytes(&pop.to_bytes()).unwrap();
+    let signature_as_pop = ProofOfPossession::from_bytes(&signature.to_bytes()).unwrap();
+    assert_eq!(
+        key.verify_pop_and_signature(&signature_as_pop, message, &pop_as_signature),
+        wrong
+    );
+}
+
+#[test]
 fn pop_binds_the_key() {
     let a = SecretKey::random();
     let b = SecretKey::random();
