@@ -21,6 +21,10 @@ fn signatures(c: &mut Criterion) {
     c.bench_function("bls/pop_verify", |b| {
         b.iter(|| public.verify_pop(black_box(&proof)))
     });
+    // What an identity document costs: against `pop_verify` plus `verify`.
+    c.bench_function("bls/pop_and_signature_verify", |b| {
+        b.iter(|| public.verify_pop_and_signature(black_box(&proof), &message, &signature))
+    });
     // Envelope signatures: what every step but the custody signature costs.
     let envelope_key = ed25519::SecretKey::from_seed(&dta_crypto::Secret::new([9; 32]));
     let envelope_public = envelope_key.public_key();
