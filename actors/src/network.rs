@@ -967,7 +967,15 @@ impl SwarmLoop {
                 ..
             } => {
                 Metrics::bump(&self.metrics.rpc_outbound_failures);
-                if self.identity_requests.remove(&request_id) {
+                // A peer that does not speak dta (a kubo or Helia peer fetching blocks) is
+                // not asked again; one that timed out or failed mid-way is.
+                if self.identity_requests.remove(&request_id)
+                    && matches!(
+                        error,
+                        request_response::OutboundFailure::Timeout
+                            | request_response::OutboundFailure::Io(_)
+                    )
+                {
                     self.identity_retries.insert(peer);
                 }
                 if let Some(pending) = self.pending.remove(&request_id) {
