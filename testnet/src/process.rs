@@ -236,7 +236,7 @@ pub async fn up(
             }
             // The passphrase is 24 random bytes: no stretching adds to 192 bits of entropy,
             // and Argon2id's recommended 19 MiB and two passes only slowed each node's start
-            // (about 1.5 s of CPU for a 50-node network).
+            // (about 1 s of CPU for a 50-node network).
             None => home::KeystoreChoice::Soft {
                 kdf: dta_hsm::KdfParams {
                     memory_kib: 256,

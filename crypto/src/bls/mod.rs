@@ -226,8 +226,9 @@ impl PublicKey {
     }
 
     /// Checks a proof of possession and a signature on `message` by this key in one pairing
-    /// product: three Miller loops and one final exponentiation instead of four and two,
-    /// about 40 % less work (an identity document carries both). Each side is weighted by a
+    /// product: three Miller loops and one final exponentiation instead of four and two
+    /// (measured 1.92 ms against 1.07 + 1.12 ms apart; an identity document carries both,
+    /// and the weights below eat part of the saving). Each side is weighted by a
     /// fresh random 64-bit scalar, so two invalid points cannot cancel out (a proof and a
     /// signature swapped, say). Says only that one of the two is invalid: check them apart
     /// to tell which.
