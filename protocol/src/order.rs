@@ -196,15 +196,16 @@ impl Certificate {
         })
     }
 
-    /// Aggregates signatures each already verified on arrival, and checks the result once
-    /// (one pairing check instead of one per signer).
-    pub fn aggregate_verified(
+    /// Aggregates encoded signatures not checked one by one, and checks the result once: one
+    /// subgroup check and one pairing check however many signers. Says only that some
+    /// signature is bad; [`Certificate::aggregate`] tells which.
+    pub fn aggregate_unchecked(
         commitment: Cid,
-        signatures: &[(&VerifiedIdentity, bls::Signature)],
+        signatures: &[(&VerifiedIdentity, &[u8])],
     ) -> Result<Self, CertificateError> {
-        let sigs: Vec<bls::Signature> = signatures.iter().map(|(_, s)| *s).collect();
+        let encoded: Vec<&[u8]> = signatures.iter().map(|(_, s)| *s).collect();
         let aggregate =
-            bls::aggregate_signatures(&sigs).map_err(|_| CertificateError::Signature)?;
+            bls::aggregate_encoded(&encoded).map_err(|_| CertificateError::Signature)?;
         let keys: Vec<PopVerifiedKey> = signatures.iter().map(|(i, _)| *i.bls_key()).collect();
         bls::fast_aggregate_verify(&keys, &custody_message(&commitment), &aggregate)
             .map_err(|_| CertificateError::Signature)?;

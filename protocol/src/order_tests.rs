@@ -100,23 +100,29 @@ fn payloads_round_trip_and_secrets_stay_redacted() {
 }
 
 #[test]
-fn pre_verified_signatures_aggregate_with_one_check() {
+fn unchecked_signatures_aggregate_with_one_check() {
     let nodes = fiduciaries(3);
     let commitment = commitment_cid();
     let message = custody_message(&commitment);
-    let mut signatures: Vec<(&VerifiedIdentity, bls::Signature)> = nodes
+    let signatures: Vec<(&VerifiedIdentity, bls::Signature)> = nodes
         .iter()
         .map(|n| (n.identity(), n.keys().bls().sign(&message)))
         .collect();
-    let certificate = Certificate::aggregate_verified(commitment, &signatures).unwrap();
+    let mut encoded: Vec<(&VerifiedIdentity, [u8; bls::SIGNATURE_LEN])> =
+        signatures.iter().map(|(i, s)| (*i, s.to_bytes())).collect();
+    let unchecked = |encoded: &[(&'_ VerifiedIdentity, [u8; bls::SIGNATURE_LEN])]| {
+        let refs: Vec<(&VerifiedIdentity, &[u8])> =
+            encoded.iter().map(|(i, s)| (*i, &s[..])).collect();
+        Certificate::aggregate_unchecked(commitment, &refs)
+    };
     assert_eq!(
-        certificate,
+        unchecked(&encoded).unwrap(),
         Certificate::aggregate(commitment, &signatures).unwrap()
     );
     // A bad signature slipped in is still caught by the check of the whole.
-    signatures[2].1 = nodes[2].keys().bls().sign(b"not the commitment");
-    assert_eq!(
-        Certificate::aggregate_verified(commitment, &signatures),
-        Err(CertificateError::Signature)
-    );
+    encoded[2].1 = nodes[2].keys().bls().sign(b"not the commitment").to_bytes();
+    assert_eq!(unchecked(&encoded), Err(CertificateError::Signature));
+    // So is one that is not a point at all.
+    encoded[2].1 = [0xff; bls::SIGNATURE_LEN];
+    assert_eq!(unchecked(&encoded), Err(CertificateError::Signature));
 }

@@ -54,6 +54,12 @@ pub struct CustodyReport {
     pub certified_per_second: f64,
     /// Full order-and-release cycles per second, all at once.
     pub cycles_per_second: f64,
+    /// CPU time of the whole process (every node) per order in the latency phase (ms).
+    pub cpu_ms_per_order_alone: Option<f64>,
+    /// The same in the certified throughput phase (ms).
+    pub cpu_ms_per_certified_order: Option<f64>,
+    /// The same per order-and-release cycle (ms).
+    pub cpu_ms_per_cycle: Option<f64>,
 }
 
 /// Why the benchmark failed.
@@ -201,6 +207,7 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     };
 
     // 1. Latency, one order at a time.
+    let cpu_before = process_cpu();
     let mut latencies = Vec::with_capacity(config.orders);
     for i in 0..config.orders {
         let started = Instant::now();
@@ -210,8 +217,10 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
     }
     latencies.sort_by(f64::total_cmp);
+    let cpu_ms_per_order_alone = cpu_ms_per(cpu_before, config.orders);
 
     // 2. Certified throughput.
+    let cpu_before = process_cpu();
     let started = Instant::now();
     run_all(&principal, "thr-", config.orders, |p, r| async move {
         p.create(r).await
@@ -219,8 +228,10 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     .await?;
     principal.wait("thr-", "certified", config.orders).await?;
     let certified_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
+    let cpu_ms_per_certified_order = cpu_ms_per(cpu_before, config.orders);
 
     // 3. Full cycles.
+    let cpu_before = process_cpu();
     let started = Instant::now();
     run_all(&principal, "cyc-", config.orders, |p, r| async move {
         p.create(r).await
@@ -234,6 +245,7 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     .await?;
     principal.wait("cyc-", "released", config.orders).await?;
     let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
+    let cpu_ms_per_cycle = cpu_ms_per(cpu_before, config.orders);
 
     net.stop().await;
     Ok(CustodyReport {
@@ -244,7 +256,28 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
         certified_p99_ms: percentile(&latencies, 99.0),
         certified_per_second,
         cycles_per_second,
+        cpu_ms_per_order_alone,
+        cpu_ms_per_certified_order,
+        cpu_ms_per_cycle,
     })
+}
+
+/// CPU time this process has used, user plus system, from `/proc/self/stat`; `None` where
+/// there is no procfs.
+fn process_cpu() -> Option<Duration> {
+    // Fields 14 and 15 (utime, stime) follow the parenthesised command name, which may hold
+    // spaces; they count USER_HZ ticks, 100 per second on every architecture this builds for.
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = after_name.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+fn cpu_ms_per(before: Option<Duration>, count: usize) -> Option<f64> {
+    let used = process_cpu()?.checked_sub(before?)?;
+    Some(used.as_secs_f64() * 1e3 / count.max(1) as f64)
 }
 
 /// Runs `step` for references `prefix0..prefixN`, at most [`IN_FLIGHT`] at a time.
@@ -276,18 +309,28 @@ impl std::fmt::Display for CustodyReport {
         )?;
         writeln!(
             f,
-            "  certified order latency   p50 {:.2} ms   p99 {:.2} ms",
-            self.certified_p50_ms, self.certified_p99_ms
+            "  certified order latency   p50 {:.2} ms   p99 {:.2} ms{}",
+            self.certified_p50_ms,
+            self.certified_p99_ms,
+            cpu_note(self.cpu_ms_per_order_alone, "order")
         )?;
         writeln!(
             f,
-            "  certified orders          {:.1} /s",
-            self.certified_per_second
+            "  certified orders          {:.1} /s{}",
+            self.certified_per_second,
+            cpu_note(self.cpu_ms_per_certified_order, "order")
         )?;
         write!(
             f,
-            "  order+release cycles      {:.1} /s",
-            self.cycles_per_second
+            "  order+release cycles      {:.1} /s{}",
+            self.cycles_per_second,
+            cpu_note(self.cpu_ms_per_cycle, "cycle")
         )
     }
+}
+
+fn cpu_note(cpu_ms: Option<f64>, per: &str) -> String {
+    cpu_ms.map_or_else(String::new, |ms| {
+        format!("   (CPU, all nodes: {ms:.1} ms per {per})")
+    })
 }

@@ -301,6 +301,51 @@ fn aggregate_of_many_signers_verifies_once() {
 }
 
 #[test]
+fn encoded_signatures_aggregate_with_one_group_check() {
+    let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::random()).collect();
+    let message = b"commitment cid";
+    let signatures: Vec<Signature> = keys.iter().map(|k| k.sign(message)).collect();
+    let encoded: Vec<[u8; SIGNATURE_LEN]> = signatures.iter().map(Signature::to_bytes).collect();
+    let refs: Vec<&[u8]> = encoded.iter().map(|e| &e[..]).collect();
+    assert_eq!(
+        aggregate_encoded(&refs),
+        Ok(aggregate_signatures(&signatures).unwrap())
+    );
+    assert_eq!(aggregate_encoded(&[]), Err(AggregateEncodedError::Empty));
+    let short = &encoded[1][..95];
+    assert_eq!(
+        aggregate_encoded(&[refs[0], short, refs[2]]),
+        Err(AggregateEncodedError::Undecodable(1))
+    );
+
+    // A point on the curve but outside the subgroup (almost every x that decompresses is),
+    // which decoding one by one refuses, makes the aggregate fail its single check.
+    let mut candidate = [0u8; SIGNATURE_LEN];
+    let outside = loop {
+        crate::random_bytes(&mut candidate);
+        candidate[0] = 0x80 | (candidate[0] & 0x1f);
+        if raw::Signature::from_bytes(&candidate).is_ok() {
+            break candidate;
+        }
+    };
+    assert_eq!(
+        Signature::from_bytes(&outside),
+        Err(DecodeError::NotInGroup)
+    );
+    assert_eq!(
+        aggregate_encoded(&[refs[0], &outside, refs[2]]),
+        Err(AggregateEncodedError::NotInGroup)
+    );
+    // A signature and its negation (the sign bit flipped) sum to the identity.
+    let mut negated = encoded[0];
+    negated[0] ^= 0x20;
+    assert_eq!(
+        aggregate_encoded(&[refs[0], &negated]),
+        Err(AggregateEncodedError::NotInGroup)
+    );
+}
+
+#[test]
 fn aggregate_verify_with_distinct_messages() {
     let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::random()).collect();
     let messages: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5]).collect();

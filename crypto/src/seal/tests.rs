@@ -188,3 +188,36 @@ fn x_wing_official_vectors() {
         );
     }
 }
+
+#[test]
+fn decapsulation_from_the_kept_expansion_matches_x_wing() {
+    use x_wing::Decapsulate;
+    for _ in 0..8 {
+        let key = KemSecretKey::random();
+        let (valid, shared) = key.public_key().0.encapsulate();
+        let mut garbage = [0u8; KEM_CIPHERTEXT_LEN];
+        crate::random_bytes(&mut garbage);
+        for ciphertext in [valid.as_slice(), &garbage[..]] {
+            let ours = key.decapsulate(ciphertext.try_into().unwrap());
+            let theirs = key
+                .seed
+                .decapsulate(&x_wing::Ciphertext::try_from(ciphertext).unwrap());
+            assert_eq!(ours.expose().as_slice(), theirs.as_slice());
+        }
+        assert_eq!(
+            key.decapsulate(valid.as_slice().try_into().unwrap())
+                .expose()
+                .as_slice(),
+            shared.as_slice()
+        );
+        // A key made again from its seed is the same key.
+        let again = KemSecretKey::from_seed(&key.to_seed());
+        assert_eq!(
+            again
+                .decapsulate(valid.as_slice().try_into().unwrap())
+                .expose(),
+            key.decapsulate(valid.as_slice().try_into().unwrap())
+                .expose()
+        );
+    }
+}
