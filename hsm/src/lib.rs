@@ -134,6 +134,12 @@ pub trait Keystore: Send + Sync + std::fmt::Debug + 'static {
     fn token(&self) -> Option<&str> {
         None
     }
+
+    /// Whether a call may wait on a device (a token, a socket): callers keep such calls off
+    /// their async workers. A backend that answers from memory says no.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// The name under which [`check_blob`] wraps a fixed value (named for the passphrase check it
