@@ -41,8 +41,8 @@ use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{Bundle, Draft, Kind, MAX_BUNDLE, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
 use dta_protocol::order::{
-    Certificate, Commitment, KeyShare, OrderRequest, Receipt, ReleasePolicy, ReleaseRequest,
-    SecretBytes, ShareDeal, ShareRelease, custody_message,
+    Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest, Receipt,
+    ReleasePolicy, ReleaseRequest, SecretBytes, ShareDeal, ShareRelease, custody_message,
 };
 use libp2p::PeerId;
 use ractor::ActorRef;
@@ -155,6 +155,8 @@ pub struct RoleContext {
     pub mpin_servers: std::sync::Arc<Vec<Cid>>,
     /// Open M-Pin challenges of this node as an authentication server.
     pub mpin_sessions: crate::mpin::AuthSessions,
+    /// Where a fiduciary has certificates checked before it releases.
+    pub certificate_checks: crate::certificates::CertificateChecks,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).
@@ -1206,13 +1208,15 @@ fn combined_key(
 /// A signature delivered by the fiduciary's own node (the connection authenticates it) is
 /// checked only inside the aggregate: one pairing check per order instead of one per
 /// fiduciary. One delivered by any other peer is checked on its own at once, so nobody can
-/// slip a bad signature in for someone else. If the aggregate fails anyway, each is checked
-/// and the bad ones are dropped, to be asked for again.
+/// slip a bad signature in for someone else. The aggregate's pairing check is handed back as a
+/// [`PendingCheck`], to run off the role's queue (batched with other orders' under load); the
+/// signature is then handled again and finds the outcome. If the aggregate fails, each
+/// signature is checked and the bad ones are dropped, to be asked for again.
 pub async fn on_commitment_signature(
     ctx: &RoleContext,
     peer: PeerId,
     signed: &SignedEnvelope,
-) -> Result<(), CustodyError> {
+) -> Result<Option<PendingCheck>, CustodyError> {
     let reference = signed.envelope.order.clone();
     let mut record = ctx
         .record(Role::Principal, &reference)?
@@ -1229,7 +1233,7 @@ pub async fn on_commitment_signature(
         ));
     }
     if record.certificate.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     // The point itself is decoded and group-checked once, with the others, below.
     if signed.signature.len() != bls::SIGNATURE_LEN {
@@ -1248,7 +1252,7 @@ pub async fn on_commitment_signature(
     // Partial signatures need not survive a crash: resuming asks for missing ones again.
     if record.signatures.len() < record.fiduciaries.len() {
         ctx.save_buffered(Role::Principal, &record).await?;
-        return Ok(());
+        return Ok(None);
     }
     let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
@@ -1256,9 +1260,27 @@ pub async fn on_commitment_signature(
         .iter()
         .map(|i| (i, record.signatures[&i.cid().to_string()].as_slice()))
         .collect();
-    let certificate = match Certificate::aggregate_unchecked(commitment, &encoded) {
-        Ok(certificate) => certificate,
-        Err(_) => {
+    let aggregated = Certificate::aggregate_unchecked(commitment, &encoded).ok();
+    let outcome = match &aggregated {
+        Some((certificate, check)) => {
+            let key = dta_protocol::block::Block::encode(certificate)
+                .map_err(internal)?
+                .cid();
+            match ctx.certificate_checks.take_outcome(&key) {
+                None => {
+                    return Ok(Some(PendingCheck {
+                        key,
+                        check: check.clone(),
+                    }));
+                }
+                outcome => outcome,
+            }
+        }
+        None => Some(false),
+    };
+    let certificate = match (aggregated, outcome) {
+        (Some((certificate, _)), Some(true)) => certificate,
+        _ => {
             // Some signature is bad: find it, drop it, and let resuming ask that fiduciary
             // again. The good ones stay.
             let message = custody_message(&commitment);
@@ -1308,7 +1330,7 @@ pub async fn on_commitment_signature(
     record.state = "certified".into();
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, certificate = %cid, "order certified");
-    Ok(())
+    Ok(None)
 }
 
 /// A release ready to deliver.
@@ -1781,26 +1803,49 @@ pub async fn on_certificate(
     ctx.save_buffered(Role::Fiduciary, &record).await
 }
 
-fn check_certificate(
+/// The pairing check of an order's certificate, after its cheap checks.
+fn prepare_certificate_check(
     ctx: &RoleContext,
     record: &OrderRecord,
     certificate: &Certificate,
-) -> Result<(), CustodyError> {
+) -> Result<CertificateCheck, CustodyError> {
     let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
     let refs: Vec<&VerifiedIdentity> = identities.iter().collect();
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
     certificate
-        .verify(commitment, &refs)
+        .prepare_check(commitment, &refs)
         .map_err(|e| CustodyError::Invalid(e.to_string()))
 }
 
+/// A certificate's pairing check that a step waits for. The role has it run off its queue,
+/// batched with others (see [`crate::certificates`]), then handles the step's delivery again,
+/// and the step finds the outcome under `key`.
+#[derive(Debug)]
+pub struct PendingCheck {
+    /// What the check vouches for: the certificate's CID (as a block of its own payload, for
+    /// one not published yet).
+    pub key: Cid,
+    /// The check.
+    pub check: CertificateCheck,
+}
+
+/// What a fiduciary does next with a release request.
+#[derive(Debug)]
+pub enum ReleaseStep {
+    /// Send the sealed share (recorded durably already) to the beneficiary.
+    Deliver(Delivery),
+    /// Have the order's certificate checked first; nothing was recorded yet.
+    CheckCertificate(Box<PendingCheck>),
+}
+
 /// Fiduciary: a release request arrived. Checks it, records the release durably, and returns
-/// the share's delivery to the beneficiary.
+/// the share's delivery to the beneficiary; or, the first time, asks for the certificate's
+/// pairing check, which runs off the role's queue (batched with other releases' checks).
 pub async fn on_release_request(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
     request_cid: Cid,
-) -> Result<Delivery, CustodyError> {
+) -> Result<ReleaseStep, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let mut record = ctx
         .record(Role::Fiduciary, &reference)?
@@ -1838,7 +1883,20 @@ pub async fn on_release_request(
         )));
     }
     let certificate: Certificate = ctx.stored_payload(&certificate_cid)?;
-    check_certificate(ctx, &record, &certificate)?;
+    match ctx.certificate_checks.take_outcome(&certificate_cid) {
+        Some(true) => {}
+        Some(false) => {
+            return Err(CustodyError::Invalid(
+                CertificateError::Signature.to_string(),
+            ));
+        }
+        None => {
+            return Ok(ReleaseStep::CheckCertificate(Box::new(PendingCheck {
+                key: certificate_cid,
+                check: prepare_certificate_check(ctx, &record, &certificate)?,
+            })));
+        }
+    }
     let beneficiary = ctx
         .identity(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
@@ -1878,7 +1936,7 @@ pub async fn on_release_request(
     record.state = "released".into();
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
-    Ok((beneficiary_peer, vec![bytes]))
+    Ok(ReleaseStep::Deliver((beneficiary_peer, vec![bytes])))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bitswap;
+pub mod certificates;
 pub mod custody;
 pub mod identities;
 pub mod keystore;

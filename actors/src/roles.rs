@@ -213,7 +213,12 @@ impl RoleActor {
     /// A bundle this role acts on nothing of is left alone: its blocks are kept by the role
     /// that acts on them (a fiduciary's order request and commitment reach the beneficiary
     /// role of the same node too, and are no business of it then).
-    async fn on_bundle(args: &RoleArgs, peer: PeerId, blocks: Vec<Vec<u8>>) {
+    async fn on_bundle(
+        myself: &ActorRef<RoleMsg>,
+        args: &RoleArgs,
+        peer: PeerId,
+        blocks: Vec<Vec<u8>>,
+    ) {
         let wanted: Vec<Option<bool>> = blocks.iter().map(|b| Self::wants(args, b)).collect();
         if !wanted.contains(&Some(true)) {
             return;
@@ -224,10 +229,14 @@ impl RoleActor {
             && let Ok(signed) = SignedEnvelope::decode(block)
             && signed.envelope.kind == Kind::CommitmentSignature
         {
-            if let Err(reason) =
-                custody::on_commitment_signature(&args.context, peer, &signed).await
-            {
-                warn!(role = args.role.name(), %peer, %reason, "custody signature rejected");
+            match custody::on_commitment_signature(&args.context, peer, &signed).await {
+                Ok(None) => {}
+                Ok(Some(pending)) => {
+                    Self::check_then_retry(myself, &args.context, pending, peer, blocks).await;
+                }
+                Err(reason) => {
+                    warn!(role = args.role.name(), %peer, %reason, "custody signature rejected");
+                }
             }
             return;
         }
@@ -239,13 +248,35 @@ impl RoleActor {
             if !wanted {
                 continue;
             }
-            if let Err(reason) = Self::on_envelope(args, peer, block).await {
+            if let Err(reason) = Self::on_envelope(myself, args, peer, block).await {
                 warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
             }
         }
     }
 
+    /// Has a certificate checked off this role's queue (see [`crate::certificates`]); once
+    /// the outcome is in, the delivery that needed it comes back as if delivered again, and
+    /// its step finds the outcome.
+    async fn check_then_retry(
+        myself: &ActorRef<RoleMsg>,
+        ctx: &RoleContext,
+        pending: custody::PendingCheck,
+        peer: PeerId,
+        blocks: Vec<Vec<u8>>,
+    ) {
+        let myself = myself.clone();
+        ctx.certificate_checks
+            .submit(pending.key, pending.check, move || {
+                let again = RoleMsg::Network(NetworkEvent::EnvelopesReceived { peer, blocks });
+                if myself.cast(again).is_err() {
+                    warn!(%peer, "a checked certificate's step is dropped: the role stopped");
+                }
+            })
+            .await;
+    }
+
     async fn on_envelope(
+        myself: &ActorRef<RoleMsg>,
         args: &RoleArgs,
         peer: PeerId,
         block: Vec<u8>,
@@ -293,8 +324,14 @@ impl RoleActor {
                     .record(Role::Fiduciary, &envelope.envelope().order)?
                     .is_some() =>
             {
-                let delivery = custody::on_release_request(ctx, &envelope, cid).await?;
-                send_all(&ctx.network, vec![delivery]);
+                match custody::on_release_request(ctx, &envelope, cid).await? {
+                    custody::ReleaseStep::Deliver(delivery) => {
+                        send_all(&ctx.network, vec![delivery]);
+                    }
+                    custody::ReleaseStep::CheckCertificate(pending) => {
+                        Self::check_then_retry(myself, ctx, *pending, peer, vec![block]).await;
+                    }
+                }
             }
             (Role::Beneficiary, Kind::ShareRelease)
                 if envelope
@@ -352,7 +389,7 @@ impl Actor for RoleActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         args: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -361,7 +398,7 @@ impl Actor for RoleActor {
                 let _ = reply.send(args.role);
             }
             RoleMsg::Network(NetworkEvent::EnvelopesReceived { peer, blocks }) => {
-                Self::on_bundle(args, peer, blocks).await;
+                Self::on_bundle(&myself, args, peer, blocks).await;
                 // Verified blocks kept by a step that stopped early are still worth keeping.
                 if let Err(err) = args.context.flush().await {
                     warn!(role = args.role.name(), %err, "cannot store received blocks");

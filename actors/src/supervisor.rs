@@ -178,6 +178,7 @@ impl NodeSupervisor {
                         hosted: state.args.network.hosted.clone(),
                         mpin_servers: state.args.mpin_servers.clone(),
                         mpin_sessions: state.args.mpin_sessions.clone(),
+                        certificate_checks: crate::certificates::CertificateChecks::start(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;

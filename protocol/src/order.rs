@@ -196,24 +196,28 @@ impl Certificate {
         })
     }
 
-    /// Aggregates encoded signatures not checked one by one, and checks the result once: one
-    /// subgroup check and one pairing check however many signers. Says only that some
-    /// signature is bad; [`Certificate::aggregate`] tells which.
+    /// Aggregates encoded signatures not checked one by one into a certificate, with one
+    /// subgroup check for them all. The certificate holds only once its pairing check, the
+    /// second value, passes (alone or in a batch); either failing says only that some
+    /// signature is bad, and [`Certificate::aggregate`] tells which.
     pub fn aggregate_unchecked(
         commitment: Cid,
         signatures: &[(&VerifiedIdentity, &[u8])],
-    ) -> Result<Self, CertificateError> {
+    ) -> Result<(Self, CertificateCheck), CertificateError> {
         let encoded: Vec<&[u8]> = signatures.iter().map(|(_, s)| *s).collect();
         let aggregate =
             bls::aggregate_encoded(&encoded).map_err(|_| CertificateError::Signature)?;
-        let keys: Vec<PopVerifiedKey> = signatures.iter().map(|(i, _)| *i.bls_key()).collect();
-        bls::fast_aggregate_verify(&keys, &custody_message(&commitment), &aggregate)
-            .map_err(|_| CertificateError::Signature)?;
-        Ok(Self {
+        let certificate = Self {
             commitment,
             signers: signatures.iter().map(|(i, _)| i.cid()).collect(),
             signature: ByteBuf::from(aggregate.to_bytes().to_vec()),
-        })
+        };
+        let check = CertificateCheck {
+            keys: signatures.iter().map(|(i, _)| *i.bls_key()).collect(),
+            message: custody_message(&commitment),
+            signature: aggregate,
+        };
+        Ok((certificate, check))
     }
 
     /// One pairing check that every listed fiduciary signed `commitment`.
@@ -222,6 +226,17 @@ impl Certificate {
         commitment: Cid,
         signers: &[&VerifiedIdentity],
     ) -> Result<(), CertificateError> {
+        self.prepare_check(commitment, signers)?.verify()
+    }
+
+    /// The cheap part of [`Certificate::verify`] (the commitment, the signer list, the
+    /// signature's encoding); what is left is the pairing check, which many certificates can
+    /// share (see [`CertificateCheck::verify_batch`]).
+    pub fn prepare_check(
+        &self,
+        commitment: Cid,
+        signers: &[&VerifiedIdentity],
+    ) -> Result<CertificateCheck, CertificateError> {
         if self.commitment != commitment {
             return Err(CertificateError::Commitment(self.commitment.to_string()));
         }
@@ -230,11 +245,39 @@ impl Certificate {
         {
             return Err(CertificateError::Signers);
         }
-        let keys: Vec<PopVerifiedKey> = signers.iter().map(|i| *i.bls_key()).collect();
         let signature =
             bls::Signature::from_bytes(&self.signature).map_err(|_| CertificateError::Signature)?;
-        bls::fast_aggregate_verify(&keys, &custody_message(&commitment), &signature)
+        Ok(CertificateCheck {
+            keys: signers.iter().map(|i| *i.bls_key()).collect(),
+            message: custody_message(&commitment),
+            signature,
+        })
+    }
+}
+
+/// A certificate's pairing check, ready to run alone or with others.
+#[derive(Debug, Clone)]
+pub struct CertificateCheck {
+    keys: Vec<PopVerifiedKey>,
+    message: Vec<u8>,
+    signature: bls::Signature,
+}
+
+impl CertificateCheck {
+    /// One pairing check (a fast aggregate verification).
+    pub fn verify(&self) -> Result<(), CertificateError> {
+        bls::fast_aggregate_verify(&self.keys, &self.message, &self.signature)
             .map_err(|_| CertificateError::Signature)
+    }
+
+    /// All of them in one pairing product (n + 1 Miller loops and one final exponentiation
+    /// for n certificates). Fails if any fails, without saying which.
+    pub fn verify_batch(checks: &[&CertificateCheck]) -> Result<(), CertificateError> {
+        let batch: Vec<(&[PopVerifiedKey], &[u8], &bls::Signature)> = checks
+            .iter()
+            .map(|c| (c.keys.as_slice(), c.message.as_slice(), &c.signature))
+            .collect();
+        bls::fast_aggregate_verify_batch(&batch).map_err(|_| CertificateError::Signature)
     }
 }
 

@@ -114,6 +114,7 @@ fn unchecked_signatures_aggregate_with_one_check() {
         let refs: Vec<(&VerifiedIdentity, &[u8])> =
             encoded.iter().map(|(i, s)| (*i, &s[..])).collect();
         Certificate::aggregate_unchecked(commitment, &refs)
+            .and_then(|(certificate, check)| check.verify().map(|()| certificate))
     };
     assert_eq!(
         unchecked(&encoded).unwrap(),
@@ -125,4 +126,54 @@ fn unchecked_signatures_aggregate_with_one_check() {
     // So is one that is not a point at all.
     encoded[2].1 = [0xff; bls::SIGNATURE_LEN];
     assert_eq!(unchecked(&encoded), Err(CertificateError::Signature));
+}
+
+#[test]
+fn certificates_of_several_orders_check_in_one_batch() {
+    let nodes = fiduciaries(3);
+    let signers: Vec<&VerifiedIdentity> = nodes.iter().map(LocalIdentity::identity).collect();
+    let certify = |commitment: Cid, message: &[u8]| {
+        let signatures: Vec<(&VerifiedIdentity, bls::Signature)> = nodes
+            .iter()
+            .map(|n| (n.identity(), n.keys().bls().sign(message)))
+            .collect();
+        Certificate::aggregate_unchecked(
+            commitment,
+            &signatures
+                .iter()
+                .map(|(i, s)| (*i, s.to_bytes()))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(i, s)| (*i, &s[..]))
+                .collect::<Vec<_>>(),
+        )
+        .map(|(certificate, _)| certificate)
+    };
+    let commitments: Vec<Cid> = (0..3u8).map(|i| Block::raw(vec![i; 8]).cid()).collect();
+    let checks: Vec<CertificateCheck> = commitments
+        .iter()
+        .map(|c| {
+            certify(*c, &custody_message(c))
+                .unwrap()
+                .prepare_check(*c, &signers)
+                .unwrap()
+        })
+        .collect();
+    let refs: Vec<&CertificateCheck> = checks.iter().collect();
+    assert_eq!(CertificateCheck::verify_batch(&refs), Ok(()));
+    assert!(checks.iter().all(|c| c.verify().is_ok()));
+
+    // A certificate whose fiduciaries signed another commitment: its own check and the
+    // batch's fail, and the others still pass alone.
+    let forged = Certificate {
+        commitment: commitments[1],
+        ..certify(commitments[0], &custody_message(&commitments[0])).unwrap()
+    }
+    .prepare_check(commitments[1], &signers)
+    .unwrap();
+    assert_eq!(forged.verify(), Err(CertificateError::Signature));
+    assert_eq!(
+        CertificateCheck::verify_batch(&[&checks[0], &forged, &checks[2]]),
+        Err(CertificateError::Signature)
+    );
 }

@@ -346,6 +346,62 @@ fn encoded_signatures_aggregate_with_one_group_check() {
 }
 
 #[test]
+fn aggregate_signatures_verify_in_one_batch() {
+    let signers: Vec<Vec<SecretKey>> = (0..4)
+        .map(|_| (0..3).map(|_| SecretKey::random()).collect())
+        .collect();
+    let keys: Vec<Vec<PopVerifiedKey>> = signers
+        .iter()
+        .map(|set| {
+            set.iter()
+                .map(|k| k.public_key().verify_pop(&k.prove_possession()).unwrap())
+                .collect()
+        })
+        .collect();
+    let messages: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 40]).collect();
+    let signatures: Vec<Signature> = signers
+        .iter()
+        .zip(&messages)
+        .map(|(set, m)| {
+            aggregate_signatures(&set.iter().map(|k| k.sign(m)).collect::<Vec<_>>()).unwrap()
+        })
+        .collect();
+    let batch = |signatures: &[Signature], messages: &[Vec<u8>]| {
+        let items: Vec<(&[PopVerifiedKey], &[u8], &Signature)> = keys
+            .iter()
+            .zip(messages)
+            .zip(signatures)
+            .map(|((k, m), s)| (k.as_slice(), m.as_slice(), s))
+            .collect();
+        fast_aggregate_verify_batch(&items)
+    };
+    assert_eq!(batch(&signatures, &messages), Ok(()));
+    assert_eq!(batch(&signatures[..1], &messages[..1]), Ok(()));
+    assert_eq!(fast_aggregate_verify_batch(&[]), Err(VerifyError::NoKeys));
+    // One wrong message, or two signatures swapped: the weights keep the sums apart.
+    let mut wrong = messages.clone();
+    wrong[2] = b"another commitment".to_vec();
+    assert_eq!(
+        batch(&signatures, &wrong),
+        Err(VerifyError::InvalidSignature)
+    );
+    let mut swapped = signatures.clone();
+    swapped.swap(0, 3);
+    assert_eq!(
+        batch(&swapped, &messages),
+        Err(VerifyError::InvalidSignature)
+    );
+    // One signer missing from an aggregate.
+    let short = aggregate_signatures(&[signers[1][0].sign(&messages[1])]).unwrap();
+    let mut missing = signatures.clone();
+    missing[1] = short;
+    assert_eq!(
+        batch(&missing, &messages),
+        Err(VerifyError::InvalidSignature)
+    );
+}
+
+#[test]
 fn aggregate_verify_with_distinct_messages() {
     let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::random()).collect();
     let messages: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5]).collect();

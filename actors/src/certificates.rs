@@ -1,0 +1,194 @@
+//! Custody certificate checks, batched. A fiduciary checks an order's certificate (one pairing
+//! check) before it releases its share. When many releases arrive at once, their certificates
+//! verify together in one pairing product: n + 1 Miller loops and one final exponentiation
+//! instead of 2n and n; a principal certifying many orders at once does the same with the
+//! aggregates it makes. The role actor hands a check here and goes on with its queue; once
+//! the check ran, the step that needed it is handled again and finds the outcome here.
+//!
+//! A check that is alone when the task takes it runs alone (with blst's own two-thread
+//! split), so an idle node waits for no batch; the hand-off costs it about half a
+//! millisecond of latency, which buys the role actor going on with its queue meanwhile. This module decides nothing about a release (the custody step does, before and
+//! after the check) and remembers nothing across restarts (a restarted node checks again).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dta_protocol::Cid;
+use dta_protocol::order::CertificateCheck;
+use tokio::sync::mpsc;
+
+/// Checks that may wait; past this, submitting waits.
+pub const QUEUE_LEN: usize = 1024;
+/// Most checks in one pairing product. Past a few dozen the Miller loops dominate and a
+/// batch saves little more, while one bad certificate makes the whole batch be checked again
+/// one by one.
+pub const MAX_BATCH: usize = 64;
+
+type Then = Box<dyn FnOnce() + Send>;
+type Job = (Cid, CertificateCheck, Then);
+
+/// A handle on the task that runs the checks; the task ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct CertificateChecks {
+    queue: mpsc::Sender<Job>,
+    outcomes: Arc<Mutex<HashMap<Cid, bool>>>,
+}
+
+impl std::fmt::Debug for CertificateChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateChecks")
+            .field("waiting", &(QUEUE_LEN - self.queue.capacity()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateChecks {
+    /// Starts the checking task on the current runtime.
+    pub fn start() -> Self {
+        let (queue, jobs) = mpsc::channel(QUEUE_LEN);
+        let outcomes = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(run(jobs, outcomes.clone()));
+        Self { queue, outcomes }
+    }
+
+    /// Queues a check under `key` (what it vouches for: a certificate's CID); `then` runs
+    /// once its outcome is in. Waits while the queue is full, which holds the caller back
+    /// until checks catch up.
+    pub async fn submit(
+        &self,
+        key: Cid,
+        check: CertificateCheck,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        if let Err(mpsc::error::SendError((key, _, then))) =
+            self.queue.send((key, check, Box::new(then))).await
+        {
+            // The task ended (the node is stopping): a failed check is the safe answer.
+            self.record(&[(key, false)]);
+            then();
+        }
+    }
+
+    /// The outcome of the check made under `key`, if one ran since this was last asked: each
+    /// outcome is given once.
+    pub fn take_outcome(&self, key: &Cid) -> Option<bool> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
+    }
+
+    fn record(&self, outcomes: &[(Cid, bool)]) {
+        record(&self.outcomes, outcomes);
+    }
+}
+
+fn record(into: &Mutex<HashMap<Cid, bool>>, outcomes: &[(Cid, bool)]) {
+    let mut kept = into.lock().unwrap_or_else(PoisonError::into_inner);
+    // Outcomes never asked for (their step failed on something else) must not pile up.
+    if kept.len() > QUEUE_LEN {
+        kept.clear();
+    }
+    kept.extend(outcomes.iter().copied());
+}
+
+async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, bool>>>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (waiting, checks): (Vec<(Cid, Then)>, Vec<CertificateCheck>) = batch
+            .into_iter()
+            .map(|(key, check, then)| ((key, then), check))
+            .unzip();
+        let count = checks.len();
+        // Pairings are milliseconds of CPU: keep them off the async workers.
+        let passed = tokio::task::spawn_blocking(move || check_all(&checks))
+            .await
+            .unwrap_or_else(|_| vec![false; count]);
+        let results: Vec<(Cid, bool)> = waiting
+            .iter()
+            .zip(&passed)
+            .map(|((key, _), ok)| (*key, *ok))
+            .collect();
+        record(&outcomes, &results);
+        for (_, then) in waiting {
+            then();
+        }
+    }
+}
+
+/// Whether each check passes: all at once, and one by one only if that fails.
+fn check_all(checks: &[CertificateCheck]) -> Vec<bool> {
+    if checks.len() > 1 {
+        let refs: Vec<&CertificateCheck> = checks.iter().collect();
+        if CertificateCheck::verify_batch(&refs).is_ok() {
+            return vec![true; checks.len()];
+        }
+    }
+    checks.iter().map(|check| check.verify().is_ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use dta_crypto::Secret;
+    use dta_protocol::block::Block;
+    use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
+    use dta_protocol::order::{Certificate, custody_message};
+
+    use super::*;
+
+    /// A certificate check by three fiduciaries on `commitment`, valid or made on another
+    /// message.
+    fn check(nodes: &[LocalIdentity], commitment: Cid, valid: bool) -> CertificateCheck {
+        let signed = if valid {
+            custody_message(&commitment)
+        } else {
+            b"something else".to_vec()
+        };
+        let signatures: Vec<(&VerifiedIdentity, [u8; 96])> = nodes
+            .iter()
+            .map(|n| (n.identity(), n.keys().bls().sign(&signed).to_bytes()))
+            .collect();
+        let refs: Vec<(&VerifiedIdentity, &[u8])> =
+            signatures.iter().map(|(i, s)| (*i, &s[..])).collect();
+        Certificate::aggregate_unchecked(commitment, &refs)
+            .unwrap()
+            .1
+    }
+
+    #[tokio::test]
+    async fn outcomes_of_a_burst_are_right_and_given_once() {
+        let nodes: Vec<LocalIdentity> = (0..3u8)
+            .map(|i| {
+                LocalIdentity::create(&Secret::new([i + 1; 32]), &format!("f{i}"), &[i], 0).unwrap()
+            })
+            .collect();
+        let checks = CertificateChecks::start();
+        // Submitted at once, they are checked in batches; the bad ones make their batch be
+        // checked one by one.
+        let keys: Vec<(Cid, bool)> = (0..20u8)
+            .map(|i| (Block::raw(vec![i]).cid(), i % 7 != 3))
+            .collect();
+        let (done, mut finished) = mpsc::channel(keys.len());
+        for (key, valid) in &keys {
+            let done = done.clone();
+            checks
+                .submit(*key, check(&nodes, *key, *valid), move || {
+                    let _ = done.try_send(());
+                })
+                .await;
+        }
+        for _ in &keys {
+            finished.recv().await.unwrap();
+        }
+        for (key, valid) in &keys {
+            assert_eq!(checks.take_outcome(key), Some(*valid), "{key}");
+            assert_eq!(checks.take_outcome(key), None, "given once");
+        }
+    }
+}
