@@ -50,6 +50,33 @@ fn signatures(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Certificates of three fiduciaries on distinct commitments, checked together; the
+    // throughput line gives the cost per certificate.
+    let mut group = c.benchmark_group("bls/fast_aggregate_verify_batch");
+    let certificates: Vec<(Vec<PopVerifiedKey>, Vec<u8>, bls::Signature)> = (0..32u8)
+        .map(|i| {
+            let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::random()).collect();
+            let message = vec![i; 46];
+            let sigs: Vec<bls::Signature> = keys.iter().map(|k| k.sign(&message)).collect();
+            let verified = keys
+                .iter()
+                .map(|k| k.public_key().verify_pop(&k.prove_possession()).unwrap())
+                .collect();
+            (verified, message, bls::aggregate_signatures(&sigs).unwrap())
+        })
+        .collect();
+    for n in [1usize, 8, 32] {
+        let batch: Vec<(&[PopVerifiedKey], &[u8], &bls::Signature)> = certificates[..n]
+            .iter()
+            .map(|(k, m, s)| (k.as_slice(), m.as_slice(), s))
+            .collect();
+        group.throughput(criterion::Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| bls::fast_aggregate_verify_batch(black_box(&batch)))
+        });
+    }
+    group.finish();
 }
 
 fn shamir(c: &mut Criterion) {
