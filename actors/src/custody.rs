@@ -442,6 +442,14 @@ impl RoleContext {
         });
     }
 
+    /// Orders this principal is still making (not certified yet).
+    fn orders_in_progress(&self) -> usize {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     pub(crate) fn stage(&self, column: Column, key: Vec<u8>, value: Vec<u8>) {
         self.staged
             .lock()
@@ -1208,10 +1216,11 @@ fn combined_key(
 /// A signature delivered by the fiduciary's own node (the connection authenticates it) is
 /// checked only inside the aggregate: one pairing check per order instead of one per
 /// fiduciary. One delivered by any other peer is checked on its own at once, so nobody can
-/// slip a bad signature in for someone else. The aggregate's pairing check is handed back as a
-/// [`PendingCheck`], to run off the role's queue (batched with other orders' under load); the
-/// signature is then handled again and finds the outcome. If the aggregate fails, each
-/// signature is checked and the bad ones are dropped, to be asked for again.
+/// slip a bad signature in for someone else. The aggregate's pairing check runs here when this
+/// is the only order on its way; otherwise it is handed back as a [`PendingCheck`], to run off
+/// the role's queue batched with other orders' checks, and the signature is then handled again
+/// and finds the outcome. If the aggregate fails, each signature is checked and the bad ones
+/// are dropped, to be asked for again.
 pub async fn on_commitment_signature(
     ctx: &RoleContext,
     peer: PeerId,
@@ -1267,6 +1276,9 @@ pub async fn on_commitment_signature(
                 .map_err(internal)?
                 .cid();
             match ctx.certificate_checks.take_outcome(&key) {
+                // The only order on its way: a batch would be of one, and the hand-off
+                // would only add latency.
+                None if ctx.orders_in_progress() <= 1 => Some(check.verify().is_ok()),
                 None => {
                     return Ok(Some(PendingCheck {
                         key,
