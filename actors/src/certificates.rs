@@ -6,9 +6,10 @@
 //! the check ran, the step that needed it is handled again and finds the outcome here.
 //!
 //! A check that is alone when the task takes it runs alone (with blst's own two-thread
-//! split), so an idle node waits for no batch; the hand-off costs it about half a
-//! millisecond of latency, which buys the role actor going on with its queue meanwhile. This module decides nothing about a release (the custody step does, before and
-//! after the check) and remembers nothing across restarts (a restarted node checks again).
+//! split), so a quiet node waits for no batch; a principal with a single order on its way
+//! does not even hand it over. This module decides nothing about a release or a certificate
+//! (the custody steps do, before and after the check) and remembers nothing across restarts
+//! (a restarted node checks again).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,7 +65,7 @@ impl CertificateChecks {
             self.queue.send((key, check, Box::new(then))).await
         {
             // The task ended (the node is stopping): a failed check is the safe answer.
-            self.record(&[(key, false)]);
+            record(&self.outcomes, &[(key, false)]);
             then();
         }
     }
@@ -76,10 +77,6 @@ impl CertificateChecks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key)
-    }
-
-    fn record(&self, outcomes: &[(Cid, bool)]) {
-        record(&self.outcomes, outcomes);
     }
 }
 

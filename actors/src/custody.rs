@@ -155,7 +155,8 @@ pub struct RoleContext {
     pub mpin_servers: std::sync::Arc<Vec<Cid>>,
     /// Open M-Pin challenges of this node as an authentication server.
     pub mpin_sessions: crate::mpin::AuthSessions,
-    /// Where a fiduciary has certificates checked before it releases.
+    /// Where certificate pairing checks run, batched: a fiduciary's before it releases, a
+    /// principal's before it certifies.
     pub certificate_checks: crate::certificates::CertificateChecks,
 }
 
