@@ -12,19 +12,6 @@ use dta_node::config::LogFormat;
 use dta_node::{RunOptions, home, logging};
 use tokio_util::sync::CancellationToken;
 
-/// Makes glibc's malloc serve every thread from one arena. By default it gives each thread that
-/// allocates an arena of its own, up to eight per core, and memory freed in one arena cannot
-/// serve another: with connections handled on both runtime workers and RocksDB's background
-/// threads, that cost a node of a 50-node testnet about 1 MiB. On two cores the arena's lock
-/// is rarely contended, and glibc's per-thread caches serve most small allocations without it.
-#[allow(unsafe_code)]
-fn one_malloc_arena() {
-    // SAFETY: mallopt only sets a malloc parameter; it runs before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
 /// dta: a peer-to-peer Decentralized Trust Authority.
 #[derive(Debug, Parser)]
 #[command(name = "dta", version, about)]
@@ -430,7 +417,6 @@ enum IdentityCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    one_malloc_arena();
     let cli = Cli::parse();
     // A benchmark's nodes would drown its report in their logs; the demo's report tells all
     // that happens, including the delivery to the fiduciary it stopped, which fails.
