@@ -54,19 +54,17 @@ impl CertificateChecks {
 
     /// Queues a check under `key` (what it vouches for: a certificate's CID); `then` runs
     /// once its outcome is in. Waits while the queue is full, which holds the caller back
-    /// until checks catch up.
+    /// until checks catch up. Once the task has ended (its runtime is shutting down, so the
+    /// node is stopping) nothing is checked, recorded or run: the step is dropped unanswered,
+    /// as any delivery is at shutdown, rather than answered as if the certificate were bad.
     pub async fn submit(
         &self,
         key: Cid,
         check: CertificateCheck,
         then: impl FnOnce() + Send + 'static,
     ) {
-        if let Err(mpsc::error::SendError((key, _, then))) =
-            self.queue.send((key, check, Box::new(then))).await
-        {
-            // The task ended (the node is stopping): a failed check is the safe answer.
-            record(&self.outcomes, &[(key, false)]);
-            then();
+        if self.queue.send((key, check, Box::new(then))).await.is_err() {
+            tracing::debug!(%key, "certificate check dropped: the node is stopping");
         }
     }
 
@@ -187,5 +185,36 @@ mod tests {
             assert_eq!(checks.take_outcome(key), Some(*valid), "{key}");
             assert_eq!(checks.take_outcome(key), None, "given once");
         }
+    }
+
+    #[test]
+    fn a_check_submitted_while_the_node_stops_is_neither_run_nor_failed() {
+        let nodes: Vec<LocalIdentity> = (0..3u8)
+            .map(|i| {
+                LocalIdentity::create(&Secret::new([i + 1; 32]), &format!("f{i}"), &[i], 0).unwrap()
+            })
+            .collect();
+        let key = Block::raw(vec![1]).cid();
+        let node_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let checks = node_runtime.block_on(async { CertificateChecks::start() });
+        // Shutting the runtime down ends the checking task, as when a node stops.
+        node_runtime.shutdown_background();
+        assert!(checks.queue.is_closed(), "the checking task still runs");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(checks.submit(key, check(&nodes, key, true), move || {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }));
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "the step ran"
+        );
+        assert_eq!(checks.take_outcome(&key), None, "an outcome was recorded");
     }
 }
