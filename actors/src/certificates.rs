@@ -137,6 +137,14 @@ mod tests {
 
     use super::*;
 
+    fn fiduciaries() -> Vec<LocalIdentity> {
+        (0..3u8)
+            .map(|i| {
+                LocalIdentity::create(&Secret::new([i + 1; 32]), &format!("f{i}"), &[i], 0).unwrap()
+            })
+            .collect()
+    }
+
     /// A certificate check by three fiduciaries on `commitment`, valid or made on another
     /// message.
     fn check(nodes: &[LocalIdentity], commitment: Cid, valid: bool) -> CertificateCheck {
@@ -158,11 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn outcomes_of_a_burst_are_right_and_given_once() {
-        let nodes: Vec<LocalIdentity> = (0..3u8)
-            .map(|i| {
-                LocalIdentity::create(&Secret::new([i + 1; 32]), &format!("f{i}"), &[i], 0).unwrap()
-            })
-            .collect();
+        let nodes = fiduciaries();
         let checks = CertificateChecks::start();
         // Submitted at once, they are checked in batches; the bad ones make their batch be
         // checked one by one.
@@ -189,11 +193,7 @@ mod tests {
 
     #[test]
     fn a_check_submitted_while_the_node_stops_is_neither_run_nor_failed() {
-        let nodes: Vec<LocalIdentity> = (0..3u8)
-            .map(|i| {
-                LocalIdentity::create(&Secret::new([i + 1; 32]), &format!("f{i}"), &[i], 0).unwrap()
-            })
-            .collect();
+        let nodes = fiduciaries();
         let key = Block::raw(vec![1]).cid();
         let node_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
