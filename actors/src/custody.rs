@@ -158,6 +158,8 @@ pub struct RoleContext {
     /// Where certificate pairing checks run, batched: a fiduciary's before it releases, a
     /// principal's before it certifies.
     pub certificate_checks: crate::certificates::CertificateChecks,
+    /// The node's counters.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).
@@ -240,7 +242,10 @@ impl VerifiedCache {
 }
 
 /// Capacity of the custody event channel; slow watchers miss events, never block custody.
-pub const EVENT_CAPACITY: usize = 4096;
+/// Every slot is allocated up front (about 90 bytes each): watchers read while orders run
+/// and look at the stored record when they missed some, so a second of a busy principal's
+/// events is enough.
+pub const EVENT_CAPACITY: usize = 1024;
 
 /// A record changed state (after it was stored).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub identities_accepted: AtomicU64,
     /// Identity documents rejected.
     pub identities_rejected: AtomicU64,
+    /// Custody deliveries and steps refused (a bad signature, a sender that may not ask, a
+    /// certificate that does not verify...).
+    pub custody_rejected: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,

@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
 use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
+use crate::metrics::Metrics;
 use crate::mpin;
 use crate::network::{NetworkEvent, NetworkHandle};
 
@@ -236,12 +237,14 @@ impl RoleActor {
                 }
                 Err(reason) => {
                     warn!(role = args.role.name(), %peer, %reason, "custody signature rejected");
+                    Metrics::bump(&args.context.metrics.custody_rejected);
                 }
             }
             return;
         }
         if let Err(reason) = args.context.verify_bundle(&blocks) {
             warn!(role = args.role.name(), %peer, %reason, "delivery rejected");
+            Metrics::bump(&args.context.metrics.custody_rejected);
             return;
         }
         for (block, wanted) in blocks.into_iter().zip(wanted) {
@@ -250,6 +253,7 @@ impl RoleActor {
             }
             if let Err(reason) = Self::on_envelope(myself, args, peer, block).await {
                 warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
+                Metrics::bump(&args.context.metrics.custody_rejected);
             }
         }
     }

@@ -179,6 +179,7 @@ impl NodeSupervisor {
                         mpin_servers: state.args.mpin_servers.clone(),
                         mpin_sessions: state.args.mpin_sessions.clone(),
                         certificate_checks: crate::certificates::CertificateChecks::start(),
+                        metrics: state.args.metrics.clone(),
                     },
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;

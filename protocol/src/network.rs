@@ -31,10 +31,11 @@ pub const MAX_GOSSIP_SIZE: usize = 64 * 1024;
 /// publishes and control messages). Gossipsub allocates the forward half in full for every
 /// peer, 232 bytes a slot: its default of 5 000 cost about 0.6 MiB per connected peer, the
 /// largest part of a node's memory in a 50-node network. dta gossips an identity every 30 s
-/// and a batch of heads every 250 ms; 128 queued forwards absorb the burst of every identity
+/// and a batch of heads every 250 ms; 64 queued forwards absorb the burst of every identity
 /// of a 50-node network starting at once (gossipsub's "couldn't consume" debug line, logged
-/// for every message dropped, stays silent there).
-pub const GOSSIP_QUEUE_LEN: usize = 256;
+/// for every message dropped, stays silent there), and each slot fewer saves 232 bytes per
+/// connected peer.
+pub const GOSSIP_QUEUE_LEN: usize = 128;
 /// How long a request may wait for its response.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent inbound plus outbound request streams per connection.

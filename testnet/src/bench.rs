@@ -78,7 +78,6 @@ pub enum BenchError {
 
 struct Principal {
     actor: ActorRef<RoleMsg>,
-    events: broadcast::Receiver<CustodyEvent>,
     fiduciaries: Vec<Cid>,
     beneficiary: Cid,
     threshold: u32,
@@ -124,13 +123,19 @@ impl Principal {
         .map(drop)
         .map_err(|e| BenchError::Custody(e.to_string()))
     }
+}
 
+/// The principal's custody events, read while orders run: the channel is bounded, and a
+/// reader that waited for every call to return first would fall behind it.
+struct Events(broadcast::Receiver<CustodyEvent>);
+
+impl Events {
     /// Waits until `count` principal records of `prefix` reached `state`.
     async fn wait(&mut self, prefix: &str, state: &str, count: usize) -> Result<(), BenchError> {
         let mut seen = std::collections::HashSet::new();
         tokio::time::timeout(PHASE_TIMEOUT, async {
             while seen.len() < count {
-                match self.events.recv().await {
+                match self.0.recv().await {
                     Ok(event) => {
                         if event.role == Role::Principal
                             && event.state == state
@@ -196,15 +201,15 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     let principal_node = net.node(0);
     let actor = principal_of(&net, 0)?;
     let cid = |i: usize| identity_of(&net, i);
-    let mut principal = Principal {
-        actor: actor.clone(),
-        events: principal_node.custody_events(),
+    let principal = Principal {
+        actor,
         fiduciaries: (1..=config.fiduciaries)
             .map(cid)
             .collect::<Result<_, _>>()?,
         beneficiary: cid(nodes - 1)?,
         threshold: config.threshold,
     };
+    let mut events = Events(principal_node.custody_events());
 
     // 1. Latency, one order at a time.
     let cpu_before = process_cpu();
@@ -213,7 +218,7 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
         let started = Instant::now();
         let reference = format!("lat-{i}");
         principal.create(reference.clone()).await?;
-        principal.wait(&reference, "certified", 1).await?;
+        events.wait(&reference, "certified", 1).await?;
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
     }
     latencies.sort_by(f64::total_cmp);
@@ -222,28 +227,29 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     // 2. Certified throughput.
     let cpu_before = process_cpu();
     let started = Instant::now();
-    run_all(&principal, "thr-", config.orders, |p, r| async move {
-        p.create(r).await
-    })
-    .await?;
-    principal.wait("thr-", "certified", config.orders).await?;
+    let (created, certified) = tokio::join!(
+        run_all(&principal, "thr-", config.orders, |p, r| p.create(r)),
+        events.wait("thr-", "certified", config.orders),
+    );
+    created.and(certified)?;
     let certified_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
     let cpu_ms_per_certified_order = cpu_ms_per(cpu_before, config.orders);
 
     // 3. Full cycles.
     let cpu_before = process_cpu();
     let started = Instant::now();
-    run_all(&principal, "cyc-", config.orders, |p, r| async move {
-        p.create(r).await
-    })
-    .await?;
-    principal.wait("cyc-", "certified", config.orders).await?;
-    run_all(&principal, "cyc-", config.orders, |p, r| {
-        let actor = p.actor.clone();
-        async move { Principal::release(actor, r).await }
-    })
-    .await?;
-    principal.wait("cyc-", "released", config.orders).await?;
+    let (created, certified) = tokio::join!(
+        run_all(&principal, "cyc-", config.orders, |p, r| p.create(r)),
+        events.wait("cyc-", "certified", config.orders),
+    );
+    created.and(certified)?;
+    let (requested, released) = tokio::join!(
+        run_all(&principal, "cyc-", config.orders, |p, r| {
+            Principal::release(p.actor.clone(), r)
+        }),
+        events.wait("cyc-", "released", config.orders),
+    );
+    requested.and(released)?;
     let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
     let cpu_ms_per_cycle = cpu_ms_per(cpu_before, config.orders);
 

@@ -107,7 +107,8 @@ async fn issue_all(
 ) -> Result<Duration, BenchError> {
     let mut events = events.resubscribe();
     let started = Instant::now();
-    let results: Vec<Result<String, BenchError>> = futures::stream::iter(0..count)
+    // The events are read while the requests run: the channel is bounded.
+    let requested = futures::stream::iter(0..count)
         .map(|_| {
             let request = NewMpinRequest {
                 secret: MpinSecret::Client,
@@ -127,14 +128,9 @@ async fn issue_all(
             }
         })
         .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    let mut waiting = std::collections::HashSet::new();
-    for result in results {
-        waiting.insert(result?);
-    }
+        .collect::<Vec<Result<String, BenchError>>>();
     let mut issued = std::collections::HashSet::new();
-    tokio::time::timeout(PHASE_TIMEOUT, async {
+    let issued_all = tokio::time::timeout(PHASE_TIMEOUT, async {
         while issued.len() < count {
             match events.recv().await {
                 Ok(event) if event.role == Role::Principal && event.state == "issued" => {
@@ -158,9 +154,12 @@ async fn issue_all(
             }
         }
         Ok(())
-    })
-    .await
-    .map_err(|_| BenchError::Timeout)??;
+    });
+    let (results, issued_all) = tokio::join!(requested, issued_all);
+    for result in results {
+        result?;
+    }
+    issued_all.map_err(|_| BenchError::Timeout)??;
     Ok(started.elapsed())
 }
 

@@ -449,6 +449,106 @@ async fn forged_and_replayed_releases_are_refused() {
     net.stop().await;
 }
 
+/// `dta_custody_rejected_total` of a node.
+async fn custody_rejections(api: &Api, net: &Testnet, node: usize) -> u64 {
+    let text = api
+        .client
+        .get(format!("{}/metrics", net.node(node).info().api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("dta_custody_rejected_total "))
+        .expect("the rejection counter")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_relying_on_a_forged_certificate_is_refused() {
+    use dta_protocol::envelope::Kind;
+    let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let api = Api::new();
+    order(&api, &net, "theta", "launch codes").await;
+    // A fiduciary gets the certificate with the first release that relies on it.
+    api.wait_state(&net, 1, "theta", "fiduciary", "holding")
+        .await;
+    // The principal's own keys, read from its home while it is stopped: the forgery below is
+    // signed by the order's principal, so only the aggregate signature can give it away.
+    net.test_node(PRINCIPAL).stop().await;
+    let principal = dta_node::home::open(net.test_node(PRINCIPAL).home())
+        .expect("the principal's home")
+        .identity;
+    let (_, held) = api.get(&net, 1, "/v2/orders/theta").await;
+    let held = record(&held, "fiduciary");
+    let cid = |value: &Value| -> dta_protocol::Cid { value.as_str().unwrap().parse().unwrap() };
+    let commitment = cid(&held["commitment"]);
+
+    // Well formed, signed by the principal, naming the right signers: but the aggregate is one
+    // signature of a key that is none of theirs.
+    let forged = dta_protocol::order::Certificate {
+        commitment,
+        signers: FIDUCIARIES
+            .iter()
+            .map(|i| identity(&net, *i).parse().unwrap())
+            .collect(),
+        signature: serde_bytes::ByteBuf::from(
+            dta_crypto::bls::SecretKey::random()
+                .sign(&dta_protocol::order::custody_message(&commitment))
+                .to_bytes()
+                .to_vec(),
+        ),
+    };
+    let certificate_block = envelope(
+        &principal,
+        Kind::Certificate,
+        "theta",
+        commitment,
+        Some(dta_protocol::dagcbor::encode(&forged).unwrap()),
+        None,
+        &[],
+    );
+    let certificate =
+        dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &certificate_block);
+    let request = dta_protocol::order::ReleaseRequest {
+        order: cid(&held["order"]),
+        certificate,
+        beneficiary: identity(&net, BENEFICIARY).parse().unwrap(),
+        sequence: 1,
+    };
+    let request_block = envelope(
+        &principal,
+        Kind::ReleaseRequest,
+        "theta",
+        certificate,
+        Some(dta_protocol::dagcbor::encode(&request).unwrap()),
+        None,
+        &[],
+    );
+    let rejected_before = custody_rejections(&api, &net, 1).await;
+    deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", certificate_block).await;
+    deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", request_block).await;
+    // The pairing check runs off the fiduciary's queue; its refusal is counted.
+    let refused = tokio::time::timeout(TIMEOUT, async {
+        while custody_rejections(&api, &net, 1).await == rejected_before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the forged certificate was never refused");
+
+    let (_, after) = api.get(&net, 1, "/v2/orders/theta").await;
+    let after = record(&after, "fiduciary");
+    assert_eq!(after["releases"], json!({}), "no share released");
+    assert_eq!(after["state"], "certified");
+    let (status, received) = api.get(&net, BENEFICIARY, "/v2/orders/theta").await;
+    assert_eq!(status, 404, "the beneficiary got nothing: {received}");
+    net.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_share_is_caught_by_the_beneficiary() {
     let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");

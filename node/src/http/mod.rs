@@ -554,6 +554,11 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         "dta_identity_documents_total{{outcome=\"rejected\"}} {}",
         load(&m.identities_rejected)
     );
+    let _ = writeln!(
+        out,
+        "# HELP dta_custody_rejected_total Custody deliveries and steps refused.\n# TYPE dta_custody_rejected_total counter\ndta_custody_rejected_total {}",
+        load(&m.custody_rejected)
+    );
     let (buckets, count, sum) = m.latency();
     let _ = writeln!(
         out,

@@ -87,6 +87,13 @@ async fn issue(
                     role: Role::Principal,
                     state: s,
                 }) if r == reference && (s == "issued" || s == "refused") => return true,
+                // Events were missed under load: the stored record says whether this was one.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_))
+                    if stored_record(state, &reference)
+                        .is_ok_and(|r| r.state == "issued" || r.state == "refused") =>
+                {
+                    return true;
+                }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
             }
