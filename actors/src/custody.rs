@@ -99,10 +99,26 @@ pub enum CustodyError {
     /// Storage or encoding failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The node stopped before the step could finish (its runtime cancelled the work); the
+    /// step is done again, or not at all, after a restart.
+    #[error("the node is stopping")]
+    Stopping,
 }
 
 pub(crate) fn internal(err: impl std::fmt::Display) -> CustodyError {
     CustodyError::Internal(err.to_string())
+}
+
+/// The outcome of work handed to tokio's blocking pool: cancelled only because the runtime is
+/// shutting down, which is no failure of the work.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, CustodyError> {
+    result.map_err(|err| {
+        if err.is_cancelled() {
+            CustodyError::Stopping
+        } else {
+            internal(err)
+        }
+    })
 }
 
 /// A principal's request for a new order.
@@ -405,7 +421,7 @@ impl RoleContext {
         let store = self.store.clone();
         let write = tokio::task::spawn_blocking(move || store.write_durable(entries));
         let outcome = work.await;
-        write.await.map_err(internal)?.map_err(internal)?;
+        joined(write.await)?.map_err(internal)?;
         self.saved(role, record, Durability::Synced).await;
         outcome
     }
@@ -487,10 +503,10 @@ impl RoleContext {
         let store = self.store.clone();
         match durability {
             // A synced write blocks on the disk: keep it off the async workers.
-            Durability::Synced => tokio::task::spawn_blocking(move || store.write_durable(entries))
-                .await
-                .map_err(internal)?
-                .map_err(internal),
+            Durability::Synced => {
+                joined(tokio::task::spawn_blocking(move || store.write_durable(entries)).await)?
+                    .map_err(internal)
+            }
             Durability::Buffered => store.write_buffered(entries).map_err(internal),
         }
     }
@@ -2286,4 +2302,23 @@ pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyE
     let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
     ctx.stage(Column::Blocks, cid.to_bytes(), bytes.to_vec());
     Ok(cid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_cancelled_by_a_stopping_runtime_is_no_failure_of_the_step() {
+        // A runtime that shuts down cancels its blocking work the way `abort` does.
+        let cancelled = tokio::spawn(std::future::pending::<()>());
+        cancelled.abort();
+        assert_eq!(joined(cancelled.await), Err(CustodyError::Stopping));
+        let panicked = tokio::spawn(async { panic!("the write panicked") }).await;
+        assert!(matches!(
+            joined::<()>(panicked),
+            Err(CustodyError::Internal(_))
+        ));
+        assert_eq!(joined(Ok(7)), Ok(7));
+    }
 }

@@ -10,7 +10,7 @@ use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::order::ReleaseRequest;
 use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
 use crate::metrics::Metrics;
@@ -142,6 +142,17 @@ pub struct RoleArgs {
 #[derive(Debug)]
 pub struct RoleActor;
 
+/// Logs and counts a refused delivery or step. One cut short because the node is stopping
+/// was not refused: it is only noted, at debug level.
+fn rejected(args: &RoleArgs, peer: PeerId, reason: &CustodyError, what: &str) {
+    if *reason == CustodyError::Stopping {
+        debug!(role = args.role.name(), %peer, what, "cut short: the node is stopping");
+        return;
+    }
+    warn!(role = args.role.name(), %peer, %reason, "{what} rejected");
+    Metrics::bump(&args.context.metrics.custody_rejected);
+}
+
 fn send_all(network: &NetworkHandle, deliveries: Vec<custody::Delivery>) {
     for (peer, blocks) in deliveries {
         let network = network.clone();
@@ -235,16 +246,12 @@ impl RoleActor {
                 Ok(Some(pending)) => {
                     Self::check_then_retry(myself, &args.context, pending, peer, blocks).await;
                 }
-                Err(reason) => {
-                    warn!(role = args.role.name(), %peer, %reason, "custody signature rejected");
-                    Metrics::bump(&args.context.metrics.custody_rejected);
-                }
+                Err(reason) => rejected(args, peer, &reason, "custody signature"),
             }
             return;
         }
         if let Err(reason) = args.context.verify_bundle(&blocks) {
-            warn!(role = args.role.name(), %peer, %reason, "delivery rejected");
-            Metrics::bump(&args.context.metrics.custody_rejected);
+            rejected(args, peer, &reason, "delivery");
             return;
         }
         for (block, wanted) in blocks.into_iter().zip(wanted) {
@@ -252,8 +259,7 @@ impl RoleActor {
                 continue;
             }
             if let Err(reason) = Self::on_envelope(myself, args, peer, block).await {
-                warn!(role = args.role.name(), %peer, %reason, "custody step rejected");
-                Metrics::bump(&args.context.metrics.custody_rejected);
+                rejected(args, peer, &reason, "custody step");
             }
         }
     }

@@ -23,7 +23,9 @@ fn status(err: &CustodyError) -> StatusCode {
         CustodyError::Invalid(_) | CustodyError::UnknownIdentity(_) => StatusCode::BAD_REQUEST,
         CustodyError::Exists(_) | CustodyError::Conflict(_) => StatusCode::CONFLICT,
         CustodyError::NotFound(_) => StatusCode::NOT_FOUND,
-        CustodyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CustodyError::Unreachable { .. } | CustodyError::Stopping => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         CustodyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
