@@ -1821,6 +1821,17 @@ pub async fn on_certificate(
             "certificate not from the principal".into(),
         ));
     }
+    // The recorded certificate passed its pairing check when a release relied on it. An honest
+    // principal stores its one certificate before any release names it, so a different one
+    // now is refused: recorded over the first, it would turn a released order back into a
+    // certified one and make the next genuine release look like it names another certificate.
+    if let Some(recorded) = record.certificate
+        && !record.releases.is_empty()
+    {
+        return Err(CustodyError::Invalid(format!(
+            "order {reference} was released under certificate {recorded}; another is refused"
+        )));
+    }
     // The aggregate signature is checked when a release relies on it (one pairing check per
     // release instead of one per order at every fiduciary); until then the principal's
     // signed word that the order is certified is enough to record it.

@@ -372,7 +372,7 @@ fn record(body: &Value, role: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_replayed_releases_are_refused() {
-    let net = Testnet::builder().nodes(5).build().await.expect("testnet");
+    let mut net = Testnet::builder().nodes(5).build().await.expect("testnet");
     let api = Api::new();
     order(&api, &net, "delta", "private key").await;
     api.wait_state(&net, 1, "delta", "fiduciary", "holding")
@@ -446,7 +446,67 @@ async fn forged_and_replayed_releases_are_refused() {
             .len(),
         1
     );
+
+    // Nor does another certificate, signed by the principal itself, replace the one the
+    // release relied on (the principal is stopped so that its keys can be read).
+    let rejected_before = custody_rejections(&api, &net, 1).await;
+    let commitment: dta_protocol::Cid = record(&held, "fiduciary")["commitment"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, block) = forged_certificate(&mut net, "delta", commitment).await;
+    deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", block).await;
+    let (_, after) = api.get(&net, 1, "/v2/orders/delta").await;
+    assert_eq!(
+        after, held,
+        "the released order keeps its certificate and state"
+    );
+    assert_eq!(record(&after, "fiduciary")["state"], "released");
+    assert_eq!(
+        custody_rejections(&api, &net, 1).await,
+        rejected_before + 1,
+        "the other certificate is refused"
+    );
     net.stop().await;
+}
+
+/// Stops the principal and reads its identity from its home, then signs as the principal a
+/// certificate of the commitment that is well formed and names the right signers, but whose
+/// aggregate is one signature of a key that is none of theirs: only the pairing check can
+/// give it away. Returns the principal's identity and the certificate's block.
+async fn forged_certificate(
+    net: &mut Testnet,
+    reference: &str,
+    commitment: dta_protocol::Cid,
+) -> (dta_protocol::identity::LocalIdentity, Vec<u8>) {
+    net.test_node(PRINCIPAL).stop().await;
+    let principal = dta_node::home::open(net.test_node(PRINCIPAL).home())
+        .expect("the principal's home")
+        .identity;
+    let forged = dta_protocol::order::Certificate {
+        commitment,
+        signers: FIDUCIARIES
+            .iter()
+            .map(|i| identity(net, *i).parse().unwrap())
+            .collect(),
+        signature: serde_bytes::ByteBuf::from(
+            dta_crypto::bls::SecretKey::random()
+                .sign(&dta_protocol::order::custody_message(&commitment))
+                .to_bytes()
+                .to_vec(),
+        ),
+    };
+    let block = envelope(
+        &principal,
+        dta_protocol::envelope::Kind::Certificate,
+        reference,
+        commitment,
+        Some(dta_protocol::dagcbor::encode(&forged).unwrap()),
+        None,
+        &[],
+    );
+    (principal, block)
 }
 
 /// `dta_custody_rejected_total` of a node.
@@ -476,41 +536,11 @@ async fn a_release_relying_on_a_forged_certificate_is_refused() {
     // A fiduciary gets the certificate with the first release that relies on it.
     api.wait_state(&net, 1, "theta", "fiduciary", "holding")
         .await;
-    // The principal's own keys, read from its home while it is stopped: the forgery below is
-    // signed by the order's principal, so only the aggregate signature can give it away.
-    net.test_node(PRINCIPAL).stop().await;
-    let principal = dta_node::home::open(net.test_node(PRINCIPAL).home())
-        .expect("the principal's home")
-        .identity;
     let (_, held) = api.get(&net, 1, "/v2/orders/theta").await;
     let held = record(&held, "fiduciary");
     let cid = |value: &Value| -> dta_protocol::Cid { value.as_str().unwrap().parse().unwrap() };
-    let commitment = cid(&held["commitment"]);
-
-    // Well formed, signed by the principal, naming the right signers: but the aggregate is one
-    // signature of a key that is none of theirs.
-    let forged = dta_protocol::order::Certificate {
-        commitment,
-        signers: FIDUCIARIES
-            .iter()
-            .map(|i| identity(&net, *i).parse().unwrap())
-            .collect(),
-        signature: serde_bytes::ByteBuf::from(
-            dta_crypto::bls::SecretKey::random()
-                .sign(&dta_protocol::order::custody_message(&commitment))
-                .to_bytes()
-                .to_vec(),
-        ),
-    };
-    let certificate_block = envelope(
-        &principal,
-        Kind::Certificate,
-        "theta",
-        commitment,
-        Some(dta_protocol::dagcbor::encode(&forged).unwrap()),
-        None,
-        &[],
-    );
+    let (principal, certificate_block) =
+        forged_certificate(&mut net, "theta", cid(&held["commitment"])).await;
     let certificate =
         dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &certificate_block);
     let request = dta_protocol::order::ReleaseRequest {
