@@ -7,16 +7,20 @@
 //!
 //! A check that is alone when the task takes it runs alone (with blst's own two-thread
 //! split), so a quiet node waits for no batch; a principal with a single order on its way
-//! does not even hand it over. This module decides nothing about a release or a certificate
-//! (the custody steps do, before and after the check) and remembers nothing across restarts
-//! (a restarted node checks again).
+//! does not even hand it over: it prepares the half of the check that needs no signature (the
+//! hashed custody message and the fiduciaries' aggregate key, through their Miller loop) while
+//! its fiduciaries sign, and finishes it once they answered. This module decides nothing
+//! about a release or a certificate (the custody steps do, before and after the check) and
+//! remembers nothing across restarts (a restarted node checks again).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dta_protocol::Cid;
-use dta_protocol::order::CertificateCheck;
+use dta_protocol::identity::VerifiedIdentity;
+use dta_protocol::order::{CertificateCheck, CertificateError, PreparedCertificateCheck};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Checks that may wait; past this, submitting waits.
 pub const QUEUE_LEN: usize = 1024;
@@ -24,15 +28,21 @@ pub const QUEUE_LEN: usize = 1024;
 /// batch saves little more, while one bad certificate makes the whole batch be checked again
 /// one by one.
 pub const MAX_BATCH: usize = 64;
+/// Prepared halves kept at most. Only a principal with one order on its way prepares one, so
+/// more are only the leftovers of orders that stalled; the oldest goes first.
+pub const MAX_PREPARED: usize = 4;
 
 type Then = Box<dyn FnOnce() + Send>;
 type Job = (Cid, CertificateCheck, Then);
+type Prepared = VecDeque<(Cid, JoinHandle<Option<PreparedCertificateCheck>>)>;
 
 /// A handle on the task that runs the checks; the task ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct CertificateChecks {
     queue: mpsc::Sender<Job>,
     outcomes: Arc<Mutex<HashMap<Cid, bool>>>,
+    /// Halves of single checks being made or made ahead, by commitment, oldest first.
+    prepared: Arc<Mutex<Prepared>>,
 }
 
 impl std::fmt::Debug for CertificateChecks {
@@ -49,7 +59,56 @@ impl CertificateChecks {
         let (queue, jobs) = mpsc::channel(QUEUE_LEN);
         let outcomes = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(run(jobs, outcomes.clone()));
-        Self { queue, outcomes }
+        Self {
+            queue,
+            outcomes,
+            prepared: Arc::default(),
+        }
+    }
+
+    /// Starts making, off the async workers, the half of the check of a certificate over
+    /// `commitment` by `signers` that needs no signature, for [`CertificateChecks::check_alone`]
+    /// to finish.
+    pub fn prepare(&self, commitment: Cid, signers: Vec<VerifiedIdentity>) {
+        let making = tokio::task::spawn_blocking(move || {
+            let signers: Vec<&VerifiedIdentity> = signers.iter().collect();
+            PreparedCertificateCheck::new(commitment, &signers).ok()
+        });
+        let mut prepared = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        if prepared.len() >= MAX_PREPARED {
+            prepared.pop_front();
+        }
+        prepared.push_back((commitment, making));
+    }
+
+    /// Drops the prepared half for `commitment`, if there is one: its check goes another way.
+    pub fn forget_prepared(&self, commitment: &Cid) {
+        self.take_prepared(commitment);
+    }
+
+    fn take_prepared(
+        &self,
+        commitment: &Cid,
+    ) -> Option<JoinHandle<Option<PreparedCertificateCheck>>> {
+        let mut prepared = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        let position = prepared.iter().position(|(c, _)| c == commitment)?;
+        prepared.remove(position).map(|(_, making)| making)
+    }
+
+    /// Whether `check`, a certificate over `commitment`, passes: checked now and alone, and
+    /// finished from its prepared half if one was made (waiting for it if it is still being
+    /// made, since that is work the whole check would do again).
+    pub async fn check_alone(&self, commitment: &Cid, check: &CertificateCheck) -> bool {
+        if let Some(making) = self.take_prepared(commitment)
+            && let Ok(Some(prepared)) = making.await
+        {
+            match prepared.verify(check) {
+                // Prepared for other signers: only the whole check can tell.
+                Err(CertificateError::Signers) => {}
+                outcome => return outcome.is_ok(),
+            }
+        }
+        check.verify().is_ok()
     }
 
     /// Queues a check under `key` (what it vouches for: a certificate's CID); `then` runs
@@ -189,6 +248,50 @@ mod tests {
             assert_eq!(checks.take_outcome(key), Some(*valid), "{key}");
             assert_eq!(checks.take_outcome(key), None, "given once");
         }
+    }
+
+    #[tokio::test]
+    async fn a_check_alone_is_finished_from_its_prepared_half() {
+        let nodes = fiduciaries();
+        let signers: Vec<VerifiedIdentity> = nodes.iter().map(|n| n.identity().clone()).collect();
+        let checks = CertificateChecks::start();
+        let prepared_count = || checks.prepared.lock().unwrap().len();
+
+        let good = Block::raw(vec![1]).cid();
+        checks.prepare(good, signers.clone());
+        assert!(checks.check_alone(&good, &check(&nodes, good, true)).await);
+        assert_eq!(prepared_count(), 0, "a prepared half is used once");
+
+        let bad = Block::raw(vec![2]).cid();
+        checks.prepare(bad, signers.clone());
+        assert!(!checks.check_alone(&bad, &check(&nodes, bad, false)).await);
+
+        // Prepared for other signers, it leaves the decision to the whole check.
+        let other = Block::raw(vec![3]).cid();
+        checks.prepare(other, signers[1..].to_vec());
+        assert!(
+            checks
+                .check_alone(&other, &check(&nodes, other, true))
+                .await
+        );
+        checks.prepare(other, signers[1..].to_vec());
+        assert!(
+            !checks
+                .check_alone(&other, &check(&nodes, other, false))
+                .await
+        );
+
+        // None prepared: the whole check.
+        assert!(checks.check_alone(&good, &check(&nodes, good, true)).await);
+        assert!(!checks.check_alone(&good, &check(&nodes, good, false)).await);
+
+        // Halves of orders that never got their signatures do not pile up.
+        for i in 0..10u8 {
+            checks.prepare(Block::raw(vec![10 + i]).cid(), signers.clone());
+        }
+        assert_eq!(prepared_count(), MAX_PREPARED);
+        checks.forget_prepared(&Block::raw(vec![19]).cid());
+        assert_eq!(prepared_count(), MAX_PREPARED - 1);
     }
 
     #[test]

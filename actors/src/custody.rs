@@ -1029,6 +1029,12 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     record.state = "dealt".into();
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
+    // With no other order on its way, the certificate will be checked alone (see
+    // `on_commitment_signature`): the half of that check that needs no signature is made
+    // while the record reaches the disk and the fiduciaries sign.
+    if ctx.orders_in_progress() == 0 {
+        ctx.certificate_checks.prepare(commitment_cid, fiduciaries);
+    }
     ctx.save(Role::Principal, &record).await?;
     Ok(Prepared { record, deliveries })
 }
@@ -1189,6 +1195,11 @@ pub async fn on_key_share(
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
     record.state = "committed".into();
+    // As for a dealt order (see `create_order`).
+    if ctx.orders_in_progress() <= 1 {
+        let fiduciaries = ctx.known_identities(&record.fiduciaries)?;
+        ctx.certificate_checks.prepare(commitment_cid, fiduciaries);
+    }
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, commitment = %commitment_cid, "key shares combined");
     Ok(record
@@ -1239,7 +1250,8 @@ fn combined_key(
 /// checked only inside the aggregate: one pairing check per order instead of one per
 /// fiduciary. One delivered by any other peer is checked on its own at once, so nobody can
 /// slip a bad signature in for someone else. The aggregate's pairing check runs here when this
-/// is the only order on its way; otherwise it is handed back as a [`PendingCheck`], to run off
+/// is the only order on its way, finished from the half made when the commitment was (see
+/// [`crate::certificates::CertificateChecks::prepare`]); otherwise it is handed back as a [`PendingCheck`], to run off
 /// the role's queue batched with other orders' checks, and the signature is then handled again
 /// and finds the outcome. If the aggregate fails, each signature is checked and the bad ones
 /// are dropped, to be asked for again.
@@ -1299,9 +1311,12 @@ pub async fn on_commitment_signature(
                 .cid();
             match ctx.certificate_checks.take_outcome(&key) {
                 // The only order on its way: a batch would be of one, and the hand-off
-                // would only add latency.
-                None if ctx.orders_in_progress() <= 1 => Some(check.verify().is_ok()),
+                // would only add latency. Its signature-free half was made at the deal.
+                None if ctx.orders_in_progress() <= 1 => {
+                    Some(ctx.certificate_checks.check_alone(&commitment, check).await)
+                }
                 None => {
+                    ctx.certificate_checks.forget_prepared(&commitment);
                     return Ok(Some(PendingCheck {
                         key,
                         check: check.clone(),

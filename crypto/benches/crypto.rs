@@ -48,6 +48,15 @@ fn signatures(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| bls::fast_aggregate_verify(&verified, black_box(&message), &aggregate))
         });
+        // The same check split: what can be made before the signatures are in, and what is
+        // left once they are.
+        group.bench_with_input(BenchmarkId::new("prepare", n), &n, |b, _| {
+            b.iter(|| bls::PreparedVerification::new(&verified, black_box(&message)))
+        });
+        let prepared = bls::PreparedVerification::new(&verified, &message).unwrap();
+        group.bench_with_input(BenchmarkId::new("finish", n), &n, |b, _| {
+            b.iter(|| prepared.verify(black_box(&aggregate)))
+        });
     }
     group.finish();
 

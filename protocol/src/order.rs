@@ -281,6 +281,42 @@ impl CertificateCheck {
     }
 }
 
+/// The signature-free half of the pairing check of a certificate over a commitment by a list
+/// of signers, made before their signatures are in (a principal prepares it while its
+/// fiduciaries sign, so that only the signature's side is left once they answered).
+#[derive(Debug)]
+pub struct PreparedCertificateCheck {
+    keys: Vec<PopVerifiedKey>,
+    message: Vec<u8>,
+    prepared: bls::PreparedVerification,
+}
+
+impl PreparedCertificateCheck {
+    /// Hashes the custody message of `commitment` and runs the signers' side of the check.
+    pub fn new(commitment: Cid, signers: &[&VerifiedIdentity]) -> Result<Self, CertificateError> {
+        let keys: Vec<PopVerifiedKey> = signers.iter().map(|i| *i.bls_key()).collect();
+        let message = custody_message(&commitment);
+        let prepared = bls::PreparedVerification::new(&keys, &message)
+            .map_err(|_| CertificateError::Signature)?;
+        Ok(Self {
+            keys,
+            message,
+            prepared,
+        })
+    }
+
+    /// Finishes `check` from here: the same outcome as [`CertificateCheck::verify`]. A check of
+    /// other signers or of another commitment fails.
+    pub fn verify(&self, check: &CertificateCheck) -> Result<(), CertificateError> {
+        if check.keys != self.keys || check.message != self.message {
+            return Err(CertificateError::Signers);
+        }
+        self.prepared
+            .verify(&check.signature)
+            .map_err(|_| CertificateError::Signature)
+    }
+}
+
 /// A principal's signed request to release an order to a beneficiary.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ReleaseRequest {

@@ -120,9 +120,36 @@ fn unchecked_signatures_aggregate_with_one_check() {
         unchecked(&encoded).unwrap(),
         Certificate::aggregate(commitment, &signatures).unwrap()
     );
+    // Prepared before the signatures, the check of the whole decides the same way.
+    let signers: Vec<&VerifiedIdentity> = nodes.iter().map(LocalIdentity::identity).collect();
+    let prepared = PreparedCertificateCheck::new(commitment, &signers).unwrap();
+    let check_of = |encoded: &[(&'_ VerifiedIdentity, [u8; bls::SIGNATURE_LEN])]| {
+        let refs: Vec<(&VerifiedIdentity, &[u8])> =
+            encoded.iter().map(|(i, s)| (*i, &s[..])).collect();
+        Certificate::aggregate_unchecked(commitment, &refs).map(|(_, check)| check)
+    };
+    assert_eq!(prepared.verify(&check_of(&encoded).unwrap()), Ok(()));
+    // Prepared for other signers or another commitment, it refuses the check.
+    let other_commitment = Block::raw(b"another commitment".to_vec()).cid();
+    assert_eq!(
+        PreparedCertificateCheck::new(other_commitment, &signers)
+            .unwrap()
+            .verify(&check_of(&encoded).unwrap()),
+        Err(CertificateError::Signers)
+    );
+    assert_eq!(
+        PreparedCertificateCheck::new(commitment, &signers[1..])
+            .unwrap()
+            .verify(&check_of(&encoded).unwrap()),
+        Err(CertificateError::Signers)
+    );
     // A bad signature slipped in is still caught by the check of the whole.
     encoded[2].1 = nodes[2].keys().bls().sign(b"not the commitment").to_bytes();
     assert_eq!(unchecked(&encoded), Err(CertificateError::Signature));
+    assert_eq!(
+        prepared.verify(&check_of(&encoded).unwrap()),
+        Err(CertificateError::Signature)
+    );
     // So is one that is not a point at all.
     encoded[2].1 = [0xff; bls::SIGNATURE_LEN];
     assert_eq!(unchecked(&encoded), Err(CertificateError::Signature));

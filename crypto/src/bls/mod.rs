@@ -422,6 +422,47 @@ pub fn fast_aggregate_verify(
     aggregate.verify(message, signature)
 }
 
+/// The half of a [`fast_aggregate_verify`] that needs no signature: the keys' aggregate and
+/// the hashed message, through their Miller loop. Made while the signatures are still on their
+/// way, it leaves one Miller loop and the final exponentiation for when they are in.
+pub struct PreparedVerification(blst::Pairing<'static>);
+
+impl fmt::Debug for PreparedVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreparedVerification")
+    }
+}
+
+impl PreparedVerification {
+    /// Hashes `message` and runs the keys' side of the check.
+    pub fn new(keys: &[PopVerifiedKey], message: &[u8]) -> Result<Self, VerifyError> {
+        let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
+            AggregateError::Empty => VerifyError::NoKeys,
+            AggregateError::Identity => VerifyError::InvalidSignature,
+        })?;
+        let key: &blst::blst_p1_affine = (&aggregate.0).into();
+        let mut pairing = blst::Pairing::new(true, SIGNATURE_DST);
+        // No signature here (`&()` is none): it comes in `verify`.
+        check(pairing.aggregate(key, false, &(), false, message, &[]))?;
+        pairing.commit();
+        Ok(Self(pairing))
+    }
+
+    /// Finishes the check with the aggregate `signature`; the same outcome as
+    /// [`fast_aggregate_verify`] with this check's keys and message.
+    pub fn verify(&self, signature: &Signature) -> Result<(), VerifyError> {
+        // The point was group-checked when it was decoded or made.
+        let point: &blst::blst_p2_affine = (&signature.0).into();
+        let mut signature_side = blst::blst_fp12::default();
+        blst::Pairing::aggregated(&mut signature_side, point);
+        if self.0.finalverify(Some(&signature_side)) {
+            Ok(())
+        } else {
+            Err(VerifyError::InvalidSignature)
+        }
+    }
+}
+
 /// Verifies several aggregate signatures, each by its own set of keys on its own message, in
 /// one pairing product: n + 1 Miller loops and one final exponentiation instead of 2n and n.
 /// Each signature and its aggregate key are weighted by a fresh random odd 64-bit scalar, so

@@ -154,7 +154,15 @@ fn fast_aggregate_verify_vectors() {
             .collect();
         let result = keys
             .zip(Signature::from_bytes(&unhex(&case.signature)).ok())
-            .map(|(keys, sig)| fast_aggregate_verify(&keys, &unhex(&case.message), &sig).is_ok())
+            .map(|(keys, sig)| {
+                let message = unhex(&case.message);
+                let whole = fast_aggregate_verify(&keys, &message, &sig).is_ok();
+                let prepared = PreparedVerification::new(&keys, &message)
+                    .and_then(|prepared| prepared.verify(&sig))
+                    .is_ok();
+                assert_eq!(whole, prepared, "prepared fast_aggregate_verify case {i}");
+                whole
+            })
             .unwrap_or(false);
         assert_eq!(result, case.valid, "fast_aggregate_verify case {i}");
     }
@@ -293,6 +301,29 @@ fn aggregate_of_many_signers_verifies_once() {
     fast_aggregate_verify(&verified, message, &aggregate).unwrap();
     assert!(fast_aggregate_verify(&verified[1..], message, &aggregate).is_err());
     assert!(fast_aggregate_verify(&verified, b"other", &aggregate).is_err());
+    // Prepared ahead of the signatures, the check decides the same way.
+    let prepared = PreparedVerification::new(&verified, message).unwrap();
+    prepared.verify(&aggregate).unwrap();
+    prepared.verify(&aggregate).unwrap();
+    assert!(prepared.verify(&signatures[0]).is_err());
+    let missing_one = aggregate_signatures(&signatures[1..]).unwrap();
+    assert!(prepared.verify(&missing_one).is_err());
+    assert!(
+        PreparedVerification::new(&verified[1..], message)
+            .unwrap()
+            .verify(&aggregate)
+            .is_err()
+    );
+    assert!(
+        PreparedVerification::new(&verified, b"other")
+            .unwrap()
+            .verify(&aggregate)
+            .is_err()
+    );
+    assert_eq!(
+        PreparedVerification::new(&[], message).map(drop),
+        Err(VerifyError::NoKeys)
+    );
     assert_eq!(
         fast_aggregate_verify(&[], message, &aggregate),
         Err(VerifyError::NoKeys)
