@@ -167,6 +167,11 @@ pub struct RoleContext {
     /// the orders that are not stalled. In memory: after a restart everything is resumed once.
     pub progress:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// When each open release (principal: no receipt yet; beneficiary: shares still missing)
+    /// was last sent or moved on here, so that resuming leaves the ones under way alone. In
+    /// memory: after a restart every open release is resumed once.
+    pub releases_open:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// Identities this node, as an M-Pin trust authority, issues server-secret shares to.
     pub mpin_servers: std::sync::Arc<Vec<Cid>>,
     /// Open M-Pin challenges of this node as an authentication server.
@@ -308,6 +313,10 @@ pub struct OrderRecord {
     /// Receipts, by release sequence.
     #[serde(with = "numbered")]
     pub receipts: BTreeMap<u32, Cid>,
+    /// Share releases this fiduciary sealed, by release sequence: a repeat of the same
+    /// request gets the same envelope again. Absent from the other roles' records.
+    #[serde(default, with = "numbered", skip_serializing_if = "BTreeMap::is_empty")]
+    pub served: BTreeMap<u32, Cid>,
     /// The latest envelope on the main chain, for audits.
     pub head: Cid,
 }
@@ -428,6 +437,20 @@ impl RoleContext {
 
     /// What follows a stored record: progress for resuming, the head announcement, the event.
     async fn saved(&self, role: Role, record: &OrderRecord, durability: Durability) {
+        {
+            let mut open = self
+                .releases_open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let state = record.state.as_str();
+            if (role == Role::Principal && state == "releasing")
+                || (role == Role::Beneficiary && state == "collecting")
+            {
+                open.insert(record.reference.clone(), std::time::Instant::now());
+            } else {
+                open.remove(&record.reference);
+            }
+        }
         if role == Role::Principal {
             let mut progress = self
                 .progress
@@ -932,6 +955,10 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     if let Some(beneficiary) = &new.beneficiary {
         ctx.identity(beneficiary)
             .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+        check_can_receive(ctx, beneficiary)?;
+    }
+    for fiduciary in &new.fiduciaries {
+        check_holds_shares(ctx, fiduciary)?;
     }
     let fiduciary_peers: Vec<PeerId> = fiduciaries
         .iter()
@@ -967,6 +994,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         releases: BTreeMap::new(),
         shares: BTreeMap::new(),
         receipts: BTreeMap::new(),
+        served: BTreeMap::new(),
         head: order_cid,
     };
     if plugin.key_source() == KeySource::Generated {
@@ -1125,6 +1153,208 @@ pub fn resume(
         }
     }
     Ok(deliveries)
+}
+
+/// Whether an open release of `reference` moved on (or was sent again) within `quiet_for`;
+/// if not, it counts as sent again now.
+fn release_is_recent(ctx: &RoleContext, reference: &str, quiet_for: std::time::Duration) -> bool {
+    let mut open = ctx
+        .releases_open
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if open
+        .get(reference)
+        .is_some_and(|at| at.elapsed() < quiet_for)
+    {
+        return true;
+    }
+    open.insert(reference.to_owned(), std::time::Instant::now());
+    false
+}
+
+/// Principal: the releases that no receipt answered within `quiet_for`, to send again as
+/// they were: the chain to the beneficiary, then the request to every fiduciary. A fiduciary
+/// that served it answers with the same sealed share, so a beneficiary that lost what it had
+/// received (it crashed before its record was durable) gets it again, and nothing is
+/// released twice.
+pub fn resume_releases(
+    ctx: &RoleContext,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<ReleasePlan>, CustodyError> {
+    let mut plans = Vec::new();
+    for record in ctx.records()? {
+        if record.role != Role::Principal.name() || record.state != "releasing" {
+            continue;
+        }
+        let (Some(certificate), Some((cid, bytes, request))) =
+            (record.certificate, open_release(ctx, &record)?)
+        else {
+            continue;
+        };
+        if release_is_recent(ctx, &record.reference, quiet_for) {
+            continue;
+        }
+        match release_deliveries(ctx, &record, certificate, cid, bytes, &request.beneficiary) {
+            Ok((beneficiary, fiduciaries)) => {
+                tracing::info!(order = %record.reference, sequence = request.sequence,
+                    "no receipt yet: release sent again");
+                plans.push(ReleasePlan {
+                    record,
+                    beneficiary,
+                    fiduciaries,
+                });
+            }
+            Err(err) => {
+                tracing::debug!(order = %record.reference, %err, "open release not sent again");
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// Beneficiary: asks again for the shares an open release still lacks, once nothing arrived
+/// for `quiet_for`: it sends the principal's own release request (and the certificate it
+/// relies on) to each fiduciary whose share is missing. Fiduciaries that served it answer
+/// with the same sealed share, so a beneficiary restarted in the middle of a release
+/// completes it without the principal.
+pub fn resume_receiving(
+    ctx: &RoleContext,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let mut deliveries = Vec::new();
+    for record in ctx.records()? {
+        if record.role != Role::Beneficiary.name() || record.state != "collecting" {
+            continue;
+        }
+        let (Some(certificate), Some((_, request))) = (
+            record.certificate,
+            record
+                .releases
+                .iter()
+                .next_back()
+                .filter(|(sequence, _)| !record.receipts.contains_key(sequence)),
+        ) else {
+            continue;
+        };
+        if release_is_recent(ctx, &record.reference, quiet_for) {
+            continue;
+        }
+        let (Some(certificate_bytes), Some(request_bytes)) =
+            (ctx.block(&certificate), ctx.block(request))
+        else {
+            continue;
+        };
+        for (position, fiduciary) in record.fiduciaries.iter().enumerate() {
+            if record.shares.contains_key(&(position as u32 + 1)) {
+                continue;
+            }
+            if let Some(peer) = ctx.peer_of(fiduciary) {
+                deliveries.push((peer, vec![certificate_bytes.clone(), request_bytes.clone()]));
+            }
+        }
+        tracing::info!(order = %record.reference, missing = deliveries.len(),
+            "shares still missing: asked again");
+    }
+    Ok(deliveries)
+}
+
+/// Beneficiary: a release request it already answered with a receipt came again (the
+/// principal never got the receipt): the receipt goes to the principal again.
+pub fn receipt_again(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    request_cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let Some(record) = ctx.record(Role::Beneficiary, &envelope.envelope().order)? else {
+        return Ok(None);
+    };
+    let Some(receipt) = record
+        .releases
+        .iter()
+        .find(|(_, cid)| **cid == request_cid)
+        .and_then(|(sequence, _)| record.receipts.get(sequence))
+    else {
+        return Ok(None);
+    };
+    let (Some(bytes), Some(peer)) = (ctx.block(receipt), ctx.peer_of(&record.principal)) else {
+        return Ok(None);
+    };
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// Someone an order waits for, and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Awaited {
+    /// The identity that has not answered.
+    pub identity: Cid,
+    /// What it has not sent.
+    pub what: AwaitedStep,
+}
+
+/// What a stalled order waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwaitedStep {
+    /// A fiduciary's share of a generated key.
+    KeyShare,
+    /// A fiduciary's signature of the commitment.
+    CustodySignature,
+    /// The beneficiary's receipt of an open release.
+    Receipt,
+}
+
+impl AwaitedStep {
+    /// How the API names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeyShare => "key share",
+            Self::CustodySignature => "custody signature",
+            Self::Receipt => "receipt",
+        }
+    }
+}
+
+/// Principal: who has not answered yet an order that is still being made or released (for
+/// `dta order show`); empty for other roles' records and settled orders.
+pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
+    if record.role != Role::Principal.name() {
+        return Vec::new();
+    }
+    let fiduciaries = |missing: &dyn Fn(u32, &Cid) -> bool, what| {
+        record
+            .fiduciaries
+            .iter()
+            .enumerate()
+            .filter(|(position, fiduciary)| missing(*position as u32 + 1, fiduciary))
+            .map(|(_, fiduciary)| Awaited {
+                identity: *fiduciary,
+                what,
+            })
+            .collect()
+    };
+    let unsigned = |_: u32, f: &Cid| !record.signatures.contains_key(&f.to_string());
+    match record.state.as_str() {
+        "ordered" => fiduciaries(
+            &|index, _| !record.shares.contains_key(&index),
+            AwaitedStep::KeyShare,
+        ),
+        "dealt" | "committed" => fiduciaries(&unsigned, AwaitedStep::CustodySignature),
+        "releasing" => record
+            .releases
+            .iter()
+            .next_back()
+            .filter(|(sequence, _)| !record.receipts.contains_key(sequence))
+            .and_then(|(_, cid)| store.get(Column::Blocks, &cid.to_bytes()).ok().flatten())
+            .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+            .and_then(|signed| signed.envelope.public)
+            .and_then(|public| dagcbor::decode::<ReleaseRequest>(&public, Limits::default()).ok())
+            .map(|request| Awaited {
+                identity: request.beneficiary,
+                what: AwaitedStep::Receipt,
+            })
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Principal: a fiduciary's key share arrived. Once every fiduciary's is in, publishes the
@@ -1394,8 +1624,13 @@ pub struct ReleasePlan {
 }
 
 /// Principal: prepares the next release of an order. A release that got no receipt yet (for
-/// example because too few fiduciaries were reachable) is sent again as it was, so retrying
-/// never uses up the policy.
+/// example because too few fiduciaries were reachable, or the beneficiary lost what it had
+/// received) is sent again as it was, so retrying never uses up the policy.
+///
+/// An order that names its beneficiary is released to it alone; one that names none (as in
+/// the original D-TA's flow) to whichever identity the release names. Either way the
+/// beneficiary's node must play the beneficiary role, where that is known, before anything
+/// is published: a release to a node that cannot receive would be spent for nothing.
 pub async fn create_release(
     ctx: &RoleContext,
     reference: &str,
@@ -1407,24 +1642,14 @@ pub async fn create_release(
     let certificate = record
         .certificate
         .ok_or_else(|| CustodyError::Conflict(format!("order {reference} is not certified yet")))?;
-    let pending = record
-        .releases
-        .iter()
-        .next_back()
-        .filter(|(sequence, _)| !record.receipts.contains_key(sequence))
-        .map(|(_, cid)| *cid);
-    let (cid, bytes, beneficiary) = match pending {
-        Some(cid) => {
-            let request: ReleaseRequest = RoleContext::payload(&ctx.verified_block(&cid)?)?;
+    let (cid, bytes, beneficiary) = match open_release(ctx, &record)? {
+        Some((cid, bytes, request)) => {
             if beneficiary.is_some_and(|b| b != request.beneficiary) {
                 return Err(CustodyError::Conflict(format!(
                     "release {} of {reference} to {} is still open",
                     request.sequence, request.beneficiary
                 )));
             }
-            let bytes = ctx
-                .block(&cid)
-                .ok_or_else(|| internal("release block missing"))?;
             (cid, bytes, request.beneficiary)
         }
         None => {
@@ -1436,11 +1661,21 @@ pub async fn create_release(
                 )));
             }
             let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
-            let beneficiary = beneficiary
-                .or(order.beneficiary)
-                .ok_or_else(|| CustodyError::Invalid("no beneficiary named".into()))?;
+            let beneficiary = match (order.beneficiary, beneficiary) {
+                (Some(named), Some(asked)) if named != asked => {
+                    return Err(CustodyError::Invalid(format!(
+                        "order {reference} is for beneficiary {named}; it cannot be released \
+                         to {asked}"
+                    )));
+                }
+                (Some(beneficiary), _) | (None, Some(beneficiary)) => beneficiary,
+                (None, None) => {
+                    return Err(CustodyError::Invalid("no beneficiary named".into()));
+                }
+            };
             ctx.identity(&beneficiary)
                 .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+            check_can_receive(ctx, &beneficiary)?;
             let commitment = record
                 .commitment
                 .ok_or_else(|| internal("certified order without commitment"))?;
@@ -1461,11 +1696,51 @@ pub async fn create_release(
             (cid, bytes, beneficiary)
         }
     };
+    let (beneficiary, fiduciaries) =
+        release_deliveries(ctx, &record, certificate, cid, bytes, &beneficiary)?;
+    Ok(ReleasePlan {
+        record,
+        beneficiary,
+        fiduciaries,
+    })
+}
+
+/// The newest release of a principal's record if no receipt answered it yet: its CID, its
+/// bytes and the request.
+fn open_release(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+) -> Result<Option<(Cid, Vec<u8>, ReleaseRequest)>, CustodyError> {
+    let Some(cid) = record
+        .releases
+        .iter()
+        .next_back()
+        .filter(|(sequence, _)| !record.receipts.contains_key(sequence))
+        .map(|(_, cid)| *cid)
+    else {
+        return Ok(None);
+    };
+    let request: ReleaseRequest = RoleContext::payload(&ctx.verified_block(&cid)?)?;
+    let bytes = ctx
+        .block(&cid)
+        .ok_or_else(|| internal("release block missing"))?;
+    Ok(Some((cid, bytes, request)))
+}
+
+/// What a release sends: the chain the beneficiary needs to check shares and open the
+/// secret, and the certificate with the request for each fiduciary (fiduciaries learn of the
+/// certificate with the first release that relies on it; the request links to it).
+fn release_deliveries(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    certificate: Cid,
+    request: Cid,
+    request_bytes: Vec<u8>,
+    beneficiary: &Cid,
+) -> Result<(Delivery, Vec<Delivery>), CustodyError> {
     let beneficiary_peer = ctx
-        .peer_of(&beneficiary)
+        .peer_of(beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
-    // Fiduciaries learn of the certificate with the first release that relies on it, in one
-    // bundle with the request (the request links to it).
     let certificate_bytes = ctx
         .block(&certificate)
         .ok_or_else(|| internal("certificate block missing"))?;
@@ -1473,25 +1748,59 @@ pub async fn create_release(
         .fiduciaries
         .iter()
         .filter_map(|c| ctx.peer_of(c))
-        .map(|peer| (peer, vec![certificate_bytes.clone(), bytes.clone()]))
+        .map(|peer| (peer, vec![certificate_bytes.clone(), request_bytes.clone()]))
         .collect();
-    // The beneficiary gets the chain it needs to check shares and open the secret.
     let chain = [
         Some(record.order),
         record.commitment,
         Some(certificate),
-        Some(cid),
+        Some(request),
     ];
     let blocks: Vec<Vec<u8>> = chain
         .iter()
         .flatten()
         .filter_map(|c| ctx.block(c))
         .collect();
-    Ok(ReleasePlan {
-        record,
-        beneficiary: (beneficiary_peer, blocks),
-        fiduciaries,
-    })
+    Ok(((beneficiary_peer, blocks), fiduciaries))
+}
+
+/// Refuses a beneficiary whose node is known not to receive: a node (this one included)
+/// without the beneficiary role keeps no share that reaches it.
+fn check_can_receive(ctx: &RoleContext, beneficiary: &Cid) -> Result<(), CustodyError> {
+    let snapshot = ctx.network.snapshot();
+    let plays = match ctx.own(beneficiary) {
+        Some(_) => Some(snapshot.roles.is_empty() || snapshot.roles.contains(&Role::Beneficiary)),
+        None => ctx
+            .peer_of(beneficiary)
+            .and_then(|peer| snapshot.plays(&peer, beneficiary, Role::Beneficiary)),
+    };
+    if plays == Some(false) {
+        return Err(CustodyError::Invalid(format!(
+            "identity {beneficiary} cannot receive: its node does not play the beneficiary role"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a fiduciary whose node is known not to hold shares: it would never answer, and
+/// the order would wait forever. Only a node's own identity (not one it hosts) and only a
+/// node that plays the fiduciary role holds shares.
+fn check_holds_shares(ctx: &RoleContext, fiduciary: &Cid) -> Result<(), CustodyError> {
+    let snapshot = ctx.network.snapshot();
+    let plays = if *fiduciary == ctx.local.cid() {
+        Some(snapshot.roles.is_empty() || snapshot.roles.contains(&Role::Fiduciary))
+    } else if ctx.own(fiduciary).is_some() {
+        Some(false)
+    } else {
+        ctx.peer_of(fiduciary)
+            .and_then(|peer| snapshot.plays(&peer, fiduciary, Role::Fiduciary))
+    };
+    if plays == Some(false) {
+        return Err(CustodyError::Invalid(format!(
+            "identity {fiduciary} cannot hold a share: its node does not play the fiduciary role"
+        )));
+    }
+    Ok(())
 }
 
 /// A key that includes a beneficiary's own share is useless to anyone else: refuses to
@@ -1614,6 +1923,7 @@ pub async fn on_order_request(
         releases: BTreeMap::new(),
         shares: BTreeMap::from([(index, share_cid)]),
         receipts: BTreeMap::new(),
+        served: BTreeMap::new(),
         head: order_cid,
     };
     ctx.save(Role::Fiduciary, &record).await?;
@@ -1779,6 +2089,7 @@ pub async fn on_share_deal(
         releases: BTreeMap::new(),
         shares: BTreeMap::from([(deal.index, deal_cid)]),
         receipts: BTreeMap::new(),
+        served: BTreeMap::new(),
         head: commitment_cid,
     };
     // The custody signature is made while the share and record reach the disk.
@@ -1898,6 +2209,21 @@ pub enum ReleaseStep {
     CheckCertificate(Box<PendingCheck>),
 }
 
+/// Refuses a release to anyone but the beneficiary an order names, where it names one.
+fn check_named_beneficiary(
+    reference: &str,
+    order: &OrderRequest,
+    request: &ReleaseRequest,
+) -> Result<(), CustodyError> {
+    match order.beneficiary {
+        Some(named) if named != request.beneficiary => Err(CustodyError::Invalid(format!(
+            "release {} of {reference} is for {}, but the order is for beneficiary {named}",
+            request.sequence, request.beneficiary
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Fiduciary: a release request arrived. Checks it, records the release durably, and returns
 /// the share's delivery to the beneficiary; or, the first time, asks for the certificate's
 /// pairing check, which runs off the role's queue (batched with other releases' checks).
@@ -1925,12 +2251,28 @@ pub async fn on_release_request(
             "release names another order or certificate".into(),
         ));
     }
+    if record.releases.get(&request.sequence) == Some(&request_cid)
+        && let Some(served) = record.served.get(&request.sequence)
+    {
+        // The same request again: the beneficiary lost what was sent, or never got it. It
+        // gets the same sealed share; nothing is released or counted again.
+        let bytes = ctx
+            .block(served)
+            .ok_or_else(|| internal("served share block missing"))?;
+        let peer = ctx
+            .peer_of(&request.beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+        tracing::info!(order = %reference, sequence = request.sequence, "served share sent again");
+        return Ok(ReleaseStep::Deliver((peer, vec![bytes])));
+    }
     if record.releases.contains_key(&request.sequence) {
         return Err(CustodyError::Conflict(format!(
             "release {} of {reference} was already served (replay)",
             request.sequence
         )));
     }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    check_named_beneficiary(&reference, &order, &request)?;
     if request.sequence == 0
         || request.sequence > record.max_releases
         || request.sequence != record.releases.len() as u32 + 1
@@ -1990,8 +2332,9 @@ pub async fn on_release_request(
     // The release is recorded with the sealed share in one synced batch before the share is
     // sent: after a crash either both are on disk (and the sequence is used) or neither is
     // (and nothing was sent), so the same sequence is never released twice.
-    let (_, bytes) = ctx.save_block(&reply).await?;
+    let (reply_cid, bytes) = ctx.save_block(&reply).await?;
     record.releases.insert(request.sequence, request_cid);
+    record.served.insert(request.sequence, reply_cid);
     record.head = request_cid;
     record.state = "released".into();
     ctx.save(Role::Fiduciary, &record).await?;
@@ -2047,6 +2390,7 @@ pub async fn on_share_release(
             "release request not from the principal".into(),
         ));
     }
+    check_named_beneficiary(&reference, &order, &request)?;
     let sender = envelope.envelope().sender;
     let Some(position) = order.fiduciaries.iter().position(|f| *f == sender) else {
         return Err(CustodyError::Invalid(format!(
@@ -2101,6 +2445,7 @@ pub async fn on_share_release(
             releases: BTreeMap::from([(request.sequence, request_cid)]),
             shares: BTreeMap::new(),
             receipts: BTreeMap::new(),
+            served: BTreeMap::new(),
             head: request_cid,
         },
     };

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod mpin;
 pub mod network;
 pub mod plugin;
+pub mod role;
 pub mod roles;
 pub mod store;
 pub mod supervisor;

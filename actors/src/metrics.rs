@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Custody deliveries and steps refused (a bad signature, a sender that may not ask, a
     /// certificate that does not verify...).
     pub custody_rejected: AtomicU64,
+    /// Custody deliveries given up after every attempt (the peer was unreachable or refused
+    /// them); the principal's and the beneficiary's resumption sends what matters again.
+    pub deliveries_abandoned: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,

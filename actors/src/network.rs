@@ -6,10 +6,11 @@
 //! (size caps in the codec, envelope structure, identity dedupe) happen in the loop;
 //! signature checks happen in the actors.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dta_protocol::Cid;
 use dta_protocol::envelope::Bundle;
 use dta_protocol::network::{
     self, Behaviour, BehaviourEvent, HeadAnnouncement, IDENTITY_TOPIC, KAD_PROTOCOL,
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::bitswap::{BitswapCommand, FetchError};
 use crate::identities::Hosted;
 use crate::metrics::Metrics;
+use crate::role::Role;
 
 /// Requests to one peer in flight at once; more wait in a queue. Below the per-connection
 /// stream limit of the request-response protocol, so a busy peer is never asked to drop one.
@@ -132,6 +134,38 @@ pub struct NetworkSnapshot {
     pub connected: BTreeSet<PeerId>,
     /// Peers blocked by [`NetworkCommand::Block`].
     pub blocked: BTreeSet<PeerId>,
+    /// The roles this node plays.
+    pub roles: Vec<Role>,
+    /// What connected peers said of themselves when they answered the identity request.
+    pub peer_roles: BTreeMap<PeerId, PeerRoles>,
+}
+
+/// A peer's own identity and the roles its node plays, as it answered the identity request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRoles {
+    /// The node's own identity (not one it hosts).
+    pub identity: Cid,
+    /// The roles the node plays; empty if it did not say.
+    pub roles: Vec<Role>,
+}
+
+impl NetworkSnapshot {
+    /// Whether the node of `identity` plays `role`, where that is known: `Some(false)` if
+    /// its node said it does not (or `identity` is only hosted there, and `role` is not
+    /// the beneficiary's: hosted identities only receive), `None` if nothing is known.
+    pub fn plays(&self, peer: &PeerId, identity: &Cid, role: Role) -> Option<bool> {
+        let (own, roles) = if self.peer_id.as_ref() == Some(peer) {
+            (None, self.roles.as_slice())
+        } else {
+            let known = self.peer_roles.get(peer)?;
+            (Some(known.identity), known.roles.as_slice())
+        };
+        if roles.is_empty() {
+            return None;
+        }
+        let hosted_only = own.is_some_and(|own| own != *identity);
+        Some(roles.contains(&role) && (!hosted_only || role == Role::Beneficiary))
+    }
 }
 
 /// The newest heads of this node's own orders (as principal), at most
@@ -288,6 +322,8 @@ pub struct NetworkArgs {
     pub metrics: Arc<Metrics>,
     /// Blocks served to peers that ask.
     pub blocks: Arc<dyn dta_protocol::network::BlockSource>,
+    /// The roles this node plays, told to every peer with the identity document.
+    pub roles: Vec<Role>,
 }
 
 /// The actor that owns the swarm task's lifecycle.
@@ -350,6 +386,7 @@ impl Actor for NetworkActor {
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
                 hosted: args.hosted,
+                roles: args.roles,
                 bitswap_streams,
                 metrics: args.metrics,
                 pending: HashMap::new(),
@@ -429,6 +466,7 @@ struct SwarmLoop {
     subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     identity_document: Vec<u8>,
     hosted: Hosted,
+    roles: Vec<Role>,
     /// Inbound Bitswap streams, for the engine.
     bitswap_streams: mpsc::Sender<(PeerId, libp2p::Stream)>,
     metrics: Arc<Metrics>,
@@ -463,6 +501,7 @@ impl SwarmLoop {
         self.snapshot.send_modify(|s| {
             *s = NetworkSnapshot {
                 peer_id: Some(local),
+                roles: self.roles.clone(),
                 ..NetworkSnapshot::default()
             }
         });
@@ -719,6 +758,18 @@ impl SwarmLoop {
         }
     }
 
+    /// Keeps what a peer said of its roles (unknown names are ignored: a newer node may play
+    /// more), for as long as it is connected.
+    fn on_roles(&mut self, peer: PeerId, document: &[u8], roles: &[String]) {
+        let known = PeerRoles {
+            identity: dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, document),
+            roles: roles.iter().filter_map(|r| Role::parse(r)).collect(),
+        };
+        self.snapshot.send_if_modified(|s| {
+            s.peer_roles.insert(peer, known.clone()).as_ref() != Some(&known)
+        });
+    }
+
     fn publish_snapshot(&self) {
         let listen_addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
         let connected: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -733,6 +784,7 @@ impl SwarmLoop {
         self.snapshot.send_if_modified(|s| {
             let changed =
                 s.listen_addrs != listen_addrs || s.connected != connected || s.blocked != blocked;
+            s.peer_roles.retain(|peer, _| connected.contains(peer));
             s.listen_addrs = listen_addrs;
             s.connected = connected;
             s.blocked = blocked;
@@ -891,6 +943,7 @@ impl SwarmLoop {
                     .map(serde_bytes::ByteBuf::from)
                     .collect(),
                 heads: self.own_heads.all(),
+                roles: self.roles.iter().map(|r| r.name().to_owned()).collect(),
             },
             // Reached only when they could not be handed over (or from this node itself).
             Request::MpinChallenge { .. } | Request::MpinVerify { .. } => Response::Rejected {
@@ -947,8 +1000,10 @@ impl SwarmLoop {
                             document,
                             hosted,
                             heads,
+                            roles,
                         } = response
                     {
+                        self.on_roles(peer, &document, &roles);
                         self.on_identity(peer, document);
                         for document in hosted.into_iter().take(MAX_HOSTED_IDENTITIES) {
                             self.on_identity(peer, document.into_vec());

@@ -16,39 +16,13 @@ use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
 use crate::metrics::Metrics;
 use crate::mpin;
 use crate::network::{NetworkEvent, NetworkHandle};
+pub use crate::role::Role;
 
-/// How often a principal sends again what its stalled orders still need.
+/// How often a principal sends again what its stalled orders and open releases still need,
+/// and a beneficiary asks again for the shares an open release lacks.
 pub const RESUME_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The roles a node can play.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Owns secrets and asks for custody.
-    Principal,
-    /// Holds shares.
-    Fiduciary,
-    /// Receives released secrets.
-    Beneficiary,
-}
-
 impl Role {
-    /// All roles.
-    pub const ALL: [Role; 3] = [Role::Principal, Role::Fiduciary, Role::Beneficiary];
-
-    /// The role's lowercase name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Principal => "principal",
-            Self::Fiduciary => "fiduciary",
-            Self::Beneficiary => "beneficiary",
-        }
-    }
-
-    /// Parses a lowercase role name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.name() == name)
-    }
-
     /// Whether envelopes of `kind` are this role's business.
     fn handles(self, kind: Kind) -> bool {
         match self {
@@ -93,7 +67,9 @@ pub enum RoleMsg {
         /// The stored record, once the deals are sent off.
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
-    /// Principal: send again what stalled orders still need (see [`custody::resume`]).
+    /// Principal: send again what stalled orders and open releases still need (see
+    /// [`custody::resume`]); beneficiary: ask again for missing shares (see
+    /// [`custody::resume_receiving`]).
     Resume,
     /// Principal: ask trust authorities for M-Pin shares (see [`mpin::create_request`]).
     MpinRequest {
@@ -153,11 +129,16 @@ fn rejected(args: &RoleArgs, peer: PeerId, reason: &CustodyError, what: &str) {
     Metrics::bump(&args.context.metrics.custody_rejected);
 }
 
-fn send_all(network: &NetworkHandle, deliveries: Vec<custody::Delivery>) {
+/// Sends each delivery from a task of its own; one that fails every attempt is counted (the
+/// step that made it is durable, and the flow's own retries send it again).
+fn send_all(ctx: &RoleContext, deliveries: Vec<custody::Delivery>) {
     for (peer, blocks) in deliveries {
-        let network = network.clone();
+        let network = ctx.network.clone();
+        let metrics = ctx.metrics.clone();
         tokio::spawn(async move {
-            RoleContext::deliver(&network, peer, blocks).await;
+            if !RoleContext::deliver(&network, peer, blocks).await {
+                Metrics::bump(&metrics.deliveries_abandoned);
+            }
         });
     }
 }
@@ -285,6 +266,24 @@ impl RoleActor {
             .await;
     }
 
+    /// Principal: sends again, in the background, the releases no receipt answered yet.
+    fn resend_releases(ctx: &RoleContext) {
+        match custody::resume_releases(ctx, RESUME_INTERVAL) {
+            Ok(plans) => {
+                for plan in plans {
+                    let network = ctx.network.clone();
+                    tokio::spawn(async move {
+                        let reference = plan.record.reference.clone();
+                        if let Err(err) = release(network, plan).await {
+                            debug!(order = %reference, %err, "open release not delivered");
+                        }
+                    });
+                }
+            }
+            Err(err) => warn!(%err, "cannot resume open releases"),
+        }
+    }
+
     async fn on_envelope(
         myself: &ActorRef<RoleMsg>,
         args: &RoleArgs,
@@ -302,17 +301,17 @@ impl RoleActor {
         match (args.role, kind) {
             (Role::Principal, Kind::KeyShare) => {
                 let deliveries = custody::on_key_share(ctx, &envelope, cid).await?;
-                send_all(&ctx.network, deliveries);
+                send_all(ctx, deliveries);
             }
             (Role::Principal, Kind::Receipt) => custody::on_receipt(ctx, &envelope, cid).await?,
             (Role::Fiduciary, Kind::OrderRequest) => {
                 if let Some(delivery) = custody::on_order_request(ctx, &envelope, cid).await? {
-                    send_all(&ctx.network, vec![delivery]);
+                    send_all(ctx, vec![delivery]);
                 }
             }
             (Role::Fiduciary, Kind::Commitment) => {
                 if let Some(delivery) = custody::on_commitment(ctx, &envelope, cid).await? {
-                    send_all(&ctx.network, vec![delivery]);
+                    send_all(ctx, vec![delivery]);
                 }
             }
             (Role::Fiduciary, Kind::ShareDeal)
@@ -323,7 +322,7 @@ impl RoleActor {
                     .any(|r| r.identity == me) =>
             {
                 let delivery = custody::on_share_deal(ctx, &envelope, cid).await?;
-                send_all(&ctx.network, vec![delivery]);
+                send_all(ctx, vec![delivery]);
             }
             (Role::Fiduciary, Kind::Certificate) => {
                 custody::on_certificate(ctx, &envelope, cid).await?
@@ -336,11 +335,16 @@ impl RoleActor {
             {
                 match custody::on_release_request(ctx, &envelope, cid).await? {
                     custody::ReleaseStep::Deliver(delivery) => {
-                        send_all(&ctx.network, vec![delivery]);
+                        send_all(ctx, vec![delivery]);
                     }
                     custody::ReleaseStep::CheckCertificate(pending) => {
                         Self::check_then_retry(myself, ctx, *pending, peer, vec![block]).await;
                     }
+                }
+            }
+            (Role::Beneficiary, Kind::ReleaseRequest) => {
+                if let Some(delivery) = custody::receipt_again(ctx, &envelope, cid)? {
+                    send_all(ctx, vec![delivery]);
                 }
             }
             (Role::Beneficiary, Kind::ShareRelease)
@@ -351,12 +355,12 @@ impl RoleActor {
                     .any(|r| ctx.own(&r.identity).is_some()) =>
             {
                 if let Some(delivery) = custody::on_share_release(ctx, &envelope, cid).await? {
-                    send_all(&ctx.network, vec![delivery]);
+                    send_all(ctx, vec![delivery]);
                 }
             }
             (Role::Fiduciary, Kind::MpinRequest) => {
                 if let Some(delivery) = mpin::on_request(ctx, &envelope, cid).await? {
-                    send_all(&ctx.network, vec![delivery]);
+                    send_all(ctx, vec![delivery]);
                 }
             }
             (Role::Principal, Kind::MpinShare)
@@ -386,13 +390,15 @@ impl Actor for RoleActor {
         myself: ActorRef<Self::Msg>,
         args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        if args.role == Role::Principal {
-            // Orders interrupted by a restart or by an unreachable fiduciary move on by
-            // themselves; the timer stops with the actor.
+        if matches!(args.role, Role::Principal | Role::Beneficiary) {
+            // Orders and releases interrupted by a restart or by an unreachable node move on
+            // by themselves; the timer stops with the actor.
             myself.send_interval(RESUME_INTERVAL, || RoleMsg::Resume);
-            if let Err(err) = custody::remember_settled_heads(&args.context) {
-                warn!(%err, "cannot read the heads of settled orders");
-            }
+        }
+        if args.role == Role::Principal
+            && let Err(err) = custody::remember_settled_heads(&args.context)
+        {
+            warn!(%err, "cannot read the heads of settled orders");
         }
         Ok(args)
     }
@@ -428,21 +434,31 @@ impl Actor for RoleActor {
                 });
             }
             RoleMsg::Network(_) => {}
-            RoleMsg::Resume => match custody::resume(&args.context, RESUME_INTERVAL) {
-                Ok(deliveries) => send_all(&args.context.network, deliveries),
-                Err(err) => warn!(%err, "cannot resume stalled orders"),
-            },
+            RoleMsg::Resume => {
+                let resumed = match args.role {
+                    Role::Principal => {
+                        Self::resend_releases(&args.context);
+                        custody::resume(&args.context, RESUME_INTERVAL)
+                    }
+                    Role::Beneficiary => custody::resume_receiving(&args.context, RESUME_INTERVAL),
+                    Role::Fiduciary => Ok(Vec::new()),
+                };
+                match resumed {
+                    Ok(deliveries) => send_all(&args.context, deliveries),
+                    Err(err) => warn!(%err, "cannot resume stalled orders"),
+                }
+            }
             RoleMsg::CreateOrder { order, reply } => {
                 let result = custody::create_order(&args.context, order).await;
                 let _ = reply.send(result.map(|prepared| {
-                    send_all(&args.context.network, prepared.deliveries);
+                    send_all(&args.context, prepared.deliveries);
                     prepared.record
                 }));
             }
             RoleMsg::MpinRequest { request, reply } => {
                 let result = mpin::create_request(&args.context, request).await;
                 let _ = reply.send(result.map(|(record, deliveries)| {
-                    send_all(&args.context.network, deliveries);
+                    send_all(&args.context, deliveries);
                     record
                 }));
             }

@@ -174,6 +174,7 @@ impl NodeSupervisor {
                         events: state.args.custody_events.clone(),
                         staged: Default::default(),
                         progress: Default::default(),
+                        releases_open: Default::default(),
                         verified: state.verified.clone(),
                         hosted: state.args.network.hosted.clone(),
                         mpin_servers: state.args.mpin_servers.clone(),

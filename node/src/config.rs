@@ -167,10 +167,10 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes `HOME/config.toml`.
+    /// Writes `HOME/config.toml`, mode 0600 like every file of a home.
     pub fn save(&self, home: &Path) -> std::io::Result<()> {
         let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(home.join("config.toml"), text)
+        crate::home::write_private_file(&home.join("config.toml"), text.as_bytes())
     }
 
     /// Checks every address, peer id and role.

@@ -8,7 +8,15 @@
 //! HOME/db/             rocksdb: blocks, identities, orders, keystore (wrapped), metadata
 //! HOME/node.json       written once the node is ready, removed on clean shutdown
 //! ```
+//!
+//! A home is for its owner alone: the home and every directory in it are mode 0700, every
+//! file 0600. `init` and `migrate` set these modes on what they write whatever the umask;
+//! RocksDB creates its own files all the time a node runs, so the processes that run a node
+//! restrict their umask first ([`restrict_umask`]). [`loose_modes`] lists what is open to
+//! others in an existing home.
 
+use std::fs::{OpenOptions, Permissions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,6 +42,12 @@ pub const PIN_ENV: &str = "DTA_PKCS11_PIN";
 pub const IDENTITY_SEED: &str = "identity-seed";
 /// Metadata key of this node's own identity document.
 pub const OWN_IDENTITY: &[u8] = b"own-identity";
+/// Mode of a home and of every directory in it: the owner only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file in a home: the owner only.
+pub const FILE_MODE: u32 = 0o600;
+/// Permission bits of the group and of others: none may be set in a home.
+const OPEN_TO_OTHERS: u32 = 0o077;
 
 /// Why a home could not be created or opened.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +269,7 @@ pub fn init(
             std::fs::remove_dir_all(&db).map_err(io(&db))?;
         }
     }
-    std::fs::create_dir_all(home).map_err(io(home))?;
+    create_private_dir(home)?;
     let mut config = Config::new(name);
     config.passphrase_file = secrets.passphrase_file;
     config.pkcs11_pin_file = secrets.pin_file;
@@ -276,7 +290,9 @@ pub fn init(
 
     write_keystore_file(home, &keystore_file)?;
 
-    let store = Store::open(&home.join("db"))?;
+    let db = home.join("db");
+    create_private_dir(&db)?;
+    let store = Store::open(&db)?;
     let seed = Secret::<32>::random();
     store.put_durable(
         Column::Keystore,
@@ -294,6 +310,11 @@ pub fn init(
     store.put_durable(Column::Metadata, OWN_IDENTITY, &document)?;
     store.put_durable(Column::Identities, &local.cid().to_bytes(), &document)?;
     store.flush()?;
+    // RocksDB made its files with the modes this process's umask leaves: closed, they are
+    // made private. (Only the database: whatever else a reused directory holds is not
+    // init's to change.)
+    drop(store);
+    restrict_tree(&db)?;
     // The config goes last: a home is only a home once everything else is in place.
     config.save(home).map_err(io(&config_path))?;
     Ok(InitReport {
@@ -319,7 +340,7 @@ fn write_keystore_file(home: &Path, file: &KeystoreFile) -> Result<(), HomeError
         message: e.to_string(),
     })?;
     let temporary = home.join("keystore.toml.new");
-    std::fs::write(&temporary, text).map_err(io(&temporary))?;
+    write_private_file(&temporary, text.as_bytes()).map_err(io(&temporary))?;
     std::fs::File::open(&temporary)
         .and_then(|f| f.sync_all())
         .map_err(io(&temporary))?;
@@ -404,7 +425,13 @@ pub const HOSTED_PREFIX: &str = "hosted/";
 
 /// Opens a home: reads the config and node key, unlocks the keystore, loads the identity.
 pub fn open(home: &Path) -> Result<OpenHome, HomeError> {
-    let config = Config::load(home)?;
+    open_with(home, Config::load(home)?)
+}
+
+/// Opens a home with a configuration already read from it (and checked, with the command
+/// line's overrides, before anything in the home was opened): reads the node key, unlocks the
+/// keystore, opens the database, loads the identity.
+pub fn open_with(home: &Path, config: Config) -> Result<OpenHome, HomeError> {
     let key_path = home.join("node.key");
     let encoded = Zeroizing::new(std::fs::read(&key_path).map_err(io(&key_path))?);
     let keypair = Keypair::from_protobuf_encoding(&encoded).map_err(|e| HomeError::Damaged {
@@ -541,11 +568,14 @@ pub fn migrate(
         path: migrating.display().to_string(),
         message: e.to_string(),
     })?;
-    std::fs::write(&migrating, text).map_err(io(&migrating))?;
+    write_private_file(&migrating, text.as_bytes()).map_err(io(&migrating))?;
     config.save(home).map_err(io(&home.join("config.toml")))?;
     store.write_durable(replaced)?;
     store.compact(Column::Keystore)?;
     std::fs::rename(&migrating, home.join("keystore.toml")).map_err(io(&migrating))?;
+    // The compaction wrote new database files with the modes the umask leaves.
+    drop(store);
+    restrict_tree(&home.join("db"))?;
     Ok(MigrateReport {
         from: old.backend(),
         to: new.backend(),
@@ -553,16 +583,119 @@ pub fn migrate(
     })
 }
 
+/// Creates a new file holding `bytes`, mode 0600, synced.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io(path))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io(path))?;
     file.write_all(bytes).map_err(io(path))?;
     file.sync_all().map_err(io(path))
 }
+
+/// Writes `bytes` to `path` (created or truncated) with mode 0600, whatever the umask and
+/// whatever mode an earlier file of that name had. For every file of a home, and for the
+/// files that hold a passphrase or PIN.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    // The mode given at creation does nothing to a file that already existed.
+    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    file.write_all(bytes)
+}
+
+/// Makes everything this process creates from now on private to its owner (umask 077).
+///
+/// The commands that create, run or migrate a home call it first: RocksDB creates its files
+/// (tables, logs, manifests) itself, all the time a node runs, with the modes the umask
+/// leaves. The umask belongs to the whole process, so the library never sets it on its own
+/// (in-process test networks keep theirs).
+pub fn restrict_umask() {
+    rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
+}
+
+/// Creates `dir` (and its missing parents, with the usual modes) and makes it mode 0700,
+/// whatever the umask and whatever mode it had.
+fn create_private_dir(dir: &Path) -> Result<(), HomeError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(io(dir))
+}
+
+/// Takes the group's and others' bits off everything under `root`, `root` included.
+fn restrict_tree(root: &Path) -> Result<(), HomeError> {
+    for (path, metadata) in walk(root)? {
+        let mode = metadata.permissions().mode();
+        if mode & OPEN_TO_OTHERS != 0 {
+            let private = Permissions::from_mode(mode & 0o7777 & !OPEN_TO_OTHERS);
+            std::fs::set_permissions(&path, private).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// A file or directory of a home that others than its owner may use.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LooseMode {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its permission bits, for example `0o644`.
+    pub mode: u32,
+}
+
+/// Every file and directory of `home` (itself included) whose mode lets its group or others
+/// in, sorted by path. `dta run` warns about each before it opens the home.
+pub fn loose_modes(home: &Path) -> Result<Vec<LooseMode>, HomeError> {
+    let mut loose: Vec<LooseMode> = walk(home)?
+        .into_iter()
+        .filter_map(|(path, metadata)| {
+            let mode = metadata.permissions().mode() & 0o7777;
+            (mode & OPEN_TO_OTHERS != 0).then_some(LooseMode { path, mode })
+        })
+        .collect();
+    loose.sort();
+    Ok(loose)
+}
+
+/// Every file and directory under `root`, `root` included, with its metadata. Symbolic links
+/// are neither followed nor listed: their own mode means nothing, and what they point at is
+/// not part of the home. What disappears during the walk (RocksDB deletes files of a running
+/// node) is skipped.
+fn walk(root: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, HomeError> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if metadata.file_type().is_symlink() {
+            continue;
+        }
+        if metadata.is_dir() {
+            let entries = match std::fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(io(&path)(e)),
+            };
+            for entry in entries {
+                pending.push(entry.map_err(io(&path))?.path());
+            }
+        }
+        found.push((path, metadata));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+#[path = "home_tests.rs"]
+mod tests;

@@ -8,18 +8,21 @@ use std::time::{Duration, Instant};
 use dta_actors::identities::Directory;
 use dta_actors::metrics::Metrics;
 use dta_actors::network::{NetworkArgs, NetworkChannels, NetworkHandle};
+use dta_actors::roles::Role;
 use dta_actors::store::Store;
 use dta_actors::supervisor::{NodeArgs, NodeSupervisor, SupervisorMsg};
+use dta_protocol::block::CidError;
 use dta_protocol::network::SwarmConfig;
+use libp2p::Multiaddr;
 use ractor::{Actor, ActorRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::config::{self, ConfigError};
+use crate::config::{self, Config, ConfigError};
 use crate::home::{self, HomeError};
-use crate::http::{self, ApiState};
+use crate::http::{self, ApiState, OrderDefaults};
 
 /// How long the node waits for its listeners before it gives up starting.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,6 +64,30 @@ pub enum RunError {
         address: String,
         /// Why (for example the port is in use).
         source: std::io::Error,
+    },
+    /// `--plugin` names no plugin this node has.
+    #[error("plugin {name:?} is not available; this node supports {available}")]
+    Plugin {
+        /// The name given.
+        name: String,
+        /// The plugins there are.
+        available: String,
+    },
+    /// A `--fiduciary` is not an identity CID.
+    #[error("--fiduciary {value}: {source}")]
+    Fiduciary {
+        /// The text given.
+        value: String,
+        /// Why it is not a CID.
+        source: CidError,
+    },
+    /// `--threshold` is not between 1 and the number of `/v1` fiduciaries.
+    #[error("--threshold {threshold} must be between 1 and the {fiduciaries} fiduciaries")]
+    Threshold {
+        /// The threshold given.
+        threshold: u32,
+        /// The fiduciaries of `/v1` orders (this node alone when none is named).
+        fiduciaries: usize,
     },
     /// The actors.
     #[error("cannot start the node: {0}")]
@@ -113,32 +140,27 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the home, starts the actors and the API, waits until listening, and writes
-    /// `node.json`.
+    /// Checks its options, opens the home, starts the actors and the API, waits until
+    /// listening, and writes `node.json`. A bad option leaves the home untouched.
     pub async fn start(options: RunOptions) -> Result<Self, RunError> {
         let started = Instant::now();
-        let home_dir = options.home.clone();
-        let opened = tokio::task::spawn_blocking(move || home::open(&home_dir))
-            .await
-            .map_err(|e| RunError::Actors(e.to_string()))??;
-        let mut config = opened.config;
-        if let Some(listen) = options.listen {
-            config.listen = listen;
-        }
-        if let Some(api) = options.api {
-            config.api = api;
-        }
-        if let Some(bootstrap) = options.bootstrap {
-            config.bootstrap = bootstrap;
-        }
-        if options.no_mdns {
-            config.mdns = false;
-        }
-        config.validate()?;
-        let listen = config::parse_multiaddrs(&config.listen)?;
-        let bootstrap = config::parse_multiaddrs(&config.bootstrap)?;
-        let api_address: SocketAddr = config::parse_api(&config.api)?;
-        let roles = config.roles()?;
+        let checking = options.clone();
+        let (checked, opened) = tokio::task::spawn_blocking(move || {
+            let checked = check(&checking)?;
+            warn_about_loose_modes(&checking.home);
+            let opened = home::open_with(&checking.home, checked.config.clone())?;
+            Ok::<_, RunError>((checked, opened))
+        })
+        .await
+        .map_err(|e| RunError::Actors(e.to_string()))??;
+        let Checked {
+            config,
+            listen,
+            bootstrap,
+            api_address,
+            roles,
+            order_defaults,
+        } = checked;
 
         // Bind the API first: a port in use should fail before anything else starts.
         let listener = tokio::net::TcpListener::bind(api_address)
@@ -153,28 +175,6 @@ impl Node {
         })?;
 
         let peer_id = opened.keypair.public().to_peer_id();
-        let plugin = options
-            .plugin
-            .clone()
-            .unwrap_or_else(|| dta_actors::plugin::MILAGRO.to_owned());
-        if dta_actors::plugin::find(&plugin).is_none() {
-            return Err(RunError::Actors(format!(
-                "plugin {plugin:?} is not available; this node supports {}",
-                dta_actors::plugin::names()
-            )));
-        }
-        let order_defaults = crate::http::OrderDefaults {
-            fiduciaries: options
-                .fiduciaries
-                .iter()
-                .map(|f| {
-                    dta_protocol::block::parse_cid(f)
-                        .map_err(|e| RunError::Actors(format!("--fiduciary {f}: {e}")))
-                })
-                .collect::<Result<_, _>>()?,
-            threshold: options.threshold,
-            plugin,
-        };
         let metrics = Arc::new(Metrics::default());
         let (channels, network) = NetworkChannels::new();
         let (directory_tx, directory) = watch::channel(Directory::default());
@@ -205,6 +205,7 @@ impl Node {
                 channels,
                 metrics: metrics.clone(),
                 blocks: Arc::new(opened.store.clone()),
+                roles: roles.clone(),
             },
             network_handle: network.clone(),
             roles: roles.clone(),
@@ -278,9 +279,11 @@ impl Node {
             path: node_file.display().to_string(),
             source: e.into(),
         })?;
-        std::fs::write(&node_file, text).map_err(|source| RunError::NodeFile {
-            path: node_file.display().to_string(),
-            source,
+        home::write_private_file(&node_file, text.as_bytes()).map_err(|source| {
+            RunError::NodeFile {
+                path: node_file.display().to_string(),
+                source,
+            }
         })?;
         info!(
             identity = %info.identity,
@@ -348,6 +351,124 @@ impl Node {
     }
 }
 
+/// What [`Node::start`] takes from its options and the home's config, all of it checked before
+/// anything in the home is opened.
+#[derive(Debug)]
+struct Checked {
+    /// The home's config with the command line's overrides.
+    config: Config,
+    /// Listen addresses.
+    listen: Vec<Multiaddr>,
+    /// Peers to dial at start.
+    bootstrap: Vec<Multiaddr>,
+    /// Where the API listens.
+    api_address: SocketAddr,
+    /// Roles played.
+    roles: Vec<Role>,
+    /// Plugin, fiduciaries and threshold of `/v1` orders.
+    order_defaults: OrderDefaults,
+}
+
+/// Reads the home's config (never writing it) and checks it together with every option that
+/// overrides it or stands on its own. Opening the database rewrites some of the home's files,
+/// so a usage error has to be found before: it leaves the home as it was.
+fn check(options: &RunOptions) -> Result<Checked, RunError> {
+    let mut config = Config::load(&options.home)?;
+    if let Some(listen) = &options.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(api) = &options.api {
+        config.api = api.clone();
+    }
+    if let Some(bootstrap) = &options.bootstrap {
+        config.bootstrap = bootstrap.clone();
+    }
+    if options.no_mdns {
+        config.mdns = false;
+    }
+    config.validate()?;
+    // Read again once the node starts; checked here so that it cannot fail there.
+    config.mpin_servers()?;
+    let listen = config::parse_multiaddrs(&config.listen)?;
+    let bootstrap = config::parse_multiaddrs(&config.bootstrap)?;
+    let api_address = config::parse_api(&config.api)?;
+    let roles = config.roles()?;
+    let plugin = options
+        .plugin
+        .clone()
+        .unwrap_or_else(|| dta_actors::plugin::MILAGRO.to_owned());
+    if dta_actors::plugin::find(&plugin).is_none() {
+        return Err(RunError::Plugin {
+            name: plugin,
+            available: dta_actors::plugin::names(),
+        });
+    }
+    let fiduciaries = options
+        .fiduciaries
+        .iter()
+        .map(|value| {
+            dta_protocol::block::parse_cid(value).map_err(|source| RunError::Fiduciary {
+                value: value.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Without named fiduciaries, `/v1` orders go to this node alone.
+    let fiduciary_count = fiduciaries.len().max(1);
+    if let Some(threshold) = options.threshold
+        && (threshold == 0 || threshold as usize > fiduciary_count)
+    {
+        return Err(RunError::Threshold {
+            threshold,
+            fiduciaries: fiduciary_count,
+        });
+    }
+    Ok(Checked {
+        config,
+        listen,
+        bootstrap,
+        api_address,
+        roles,
+        order_defaults: OrderDefaults {
+            fiduciaries,
+            threshold: options.threshold,
+            plugin,
+        },
+    })
+}
+
+/// Loose paths a start names one by one; the rest are counted.
+const LOOSE_NAMED: usize = 10;
+
+/// Warns about every file and directory of the home that others than its owner may use (the
+/// paths and modes, never what the files hold). A home made before homes were private, or
+/// loosened since, still runs: the warning says how to close it.
+fn warn_about_loose_modes(home_dir: &std::path::Path) {
+    let loose = match home::loose_modes(home_dir) {
+        Ok(loose) => loose,
+        Err(err) => {
+            warn!(%err, "cannot check who may read the home's files");
+            return;
+        }
+    };
+    let fix = format!("chmod -R go-rwx {}", home_dir.display());
+    for entry in loose.iter().take(LOOSE_NAMED) {
+        warn!(
+            path = %entry.path.display(),
+            mode = %format!("{:04o}", entry.mode),
+            fix = %fix,
+            "a file of the node's home is open to other users"
+        );
+    }
+    if loose.len() > LOOSE_NAMED {
+        warn!(
+            more = loose.len() - LOOSE_NAMED,
+            fix = %fix,
+            "more files of the node's home are open to other users"
+        );
+    }
+}
+
 /// Runs a node until `shutdown` is cancelled.
 pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut node = Node::start(options).await?;
@@ -361,3 +482,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     node.stop().await;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

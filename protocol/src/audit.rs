@@ -13,7 +13,7 @@ use crate::block::Block;
 use crate::dagcbor::Limits;
 use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
-use crate::order::{Certificate, Commitment, OrderRequest};
+use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
 
 /// Longest chain the audit walks.
 pub const MAX_CHAIN: usize = 10_000;
@@ -62,6 +62,15 @@ pub enum AuditError {
         /// Why.
         reason: String,
     },
+    /// A release request not made by the order's principal, or for another beneficiary
+    /// than the order names; or a receipt not from the release's beneficiary.
+    #[error("release {envelope} does not hold: {reason}")]
+    Release {
+        /// The release request or receipt envelope.
+        envelope: String,
+        /// Why.
+        reason: String,
+    },
     /// The chain is longer than [`MAX_CHAIN`] or loops.
     #[error("chain too long")]
     TooLong,
@@ -76,6 +85,42 @@ pub struct AuditReport {
     pub certified: bool,
     /// Receipts found.
     pub receipts: usize,
+}
+
+/// Checks every release request in the chain: made by the order's principal, and for the
+/// beneficiary the order names, where it names one. Returns each release's beneficiary.
+fn check_releases(
+    request: &OrderRequest,
+    verified: &[(Cid, VerifiedEnvelope)],
+) -> Result<BTreeMap<Cid, Cid>, AuditError> {
+    let mut releases = BTreeMap::new();
+    for (cid, envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::ReleaseRequest)
+    {
+        let failed = |reason: String| AuditError::Release {
+            envelope: cid.to_string(),
+            reason,
+        };
+        let release: ReleaseRequest = envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("no release payload".into()))?;
+        if envelope.envelope().sender != request.principal {
+            return Err(failed("not requested by the order's principal".into()));
+        }
+        if let Some(named) = request.beneficiary
+            && named != release.beneficiary
+        {
+            return Err(failed(format!(
+                "released to {}, but the order is for beneficiary {named}",
+                release.beneficiary
+            )));
+        }
+        releases.insert(*cid, release.beneficiary);
+    }
+    Ok(releases)
 }
 
 /// Audits the chain ending at `head` for order `reference`.
@@ -163,10 +208,28 @@ pub fn audit(
             .map_err(|e| failed(e.to_string()))?;
         certified = true;
     }
+    let releases = check_releases(&request, &verified)?;
     let receipts = verified
         .iter()
         .filter(|(_, e)| e.envelope().kind == Kind::Receipt)
-        .count();
+        .map(|(cid, envelope)| {
+            let failed = |reason: &str| AuditError::Release {
+                envelope: cid.to_string(),
+                reason: reason.to_owned(),
+            };
+            let receipt: Receipt = envelope
+                .public_payload()
+                .ok()
+                .flatten()
+                .ok_or_else(|| failed("no receipt payload"))?;
+            match releases.get(&receipt.release) {
+                Some(beneficiary) if *beneficiary == envelope.envelope().sender => Ok(()),
+                Some(_) => Err(failed("the receipt is not from the release's beneficiary")),
+                None => Err(failed("the receipt answers no release in the chain")),
+            }
+        })
+        .collect::<Result<Vec<()>, _>>()?
+        .len();
     Ok(AuditReport {
         envelopes: verified
             .iter()

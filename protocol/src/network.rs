@@ -91,6 +91,11 @@ pub enum Response {
         /// away or cut off learns them when it connects again.
         #[serde(default)]
         heads: Vec<HeadAnnouncement>,
+        /// The roles the responder's node plays (`principal`, `fiduciary`, `beneficiary`):
+        /// a principal refuses an order or a release that the named node cannot serve
+        /// before anything is published. Empty from a node that does not say.
+        #[serde(default)]
+        roles: Vec<String>,
     },
     /// The delivered block was taken.
     Accepted,

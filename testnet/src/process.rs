@@ -11,7 +11,8 @@
 //! fiduciaries with threshold T.
 //!
 //! With a PKCS#11 module, each node gets a token of its own (random user PIN in
-//! `DIR/pkcs11-pin`, which the nodes' configs name; `down` leaves the tokens in place).
+//! `DIR/pkcs11-pin`, which the nodes' configs name; `down` leaves the tokens in place). The
+//! nodes' passphrase (`DIR/passphrase`) and PIN files are mode 0600, as are the homes' files.
 //!
 //! With `lan`, every node runs in a network namespace of its own on a simulated LAN
 //! ([`crate::lan`]) and finds the others by mDNS only; its API is reached from inside its
@@ -191,10 +192,11 @@ pub async fn up(
         )));
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // The passphrase and PIN files are the owner's alone, whatever the umask.
     let passphrase = dir.join("passphrase");
-    std::fs::write(
+    home::write_private_file(
         &passphrase,
-        hex::encode(dta_crypto::Secret::<24>::random().expose()),
+        hex::encode(dta_crypto::Secret::<24>::random().expose()).as_bytes(),
     )
     .map_err(io(&passphrase))?;
     // Tokens get a random user PIN, in a file the nodes' configs name, and labels no other
@@ -203,7 +205,7 @@ pub async fn up(
     let run_tag = hex::encode(dta_crypto::Secret::<4>::random().expose());
     if config.pkcs11_module.is_some() {
         let user_pin = hex::encode(dta_crypto::Secret::<12>::random().expose());
-        std::fs::write(&pin, user_pin).map_err(io(&pin))?;
+        home::write_private_file(&pin, user_pin.as_bytes()).map_err(io(&pin))?;
     }
     let role_of = |i: usize| {
         if i < config.principals {
@@ -422,13 +424,16 @@ pub async fn up(
     Ok(testnet)
 }
 
-/// Starts a node's command line, its output appended to `HOME/log`, in a process group of its
-/// own (so it outlives this command and its terminal); its pid.
+/// Starts a node's command line, its output appended to `HOME/log` (mode 0600 like every file
+/// of a home), in a process group of its own (so it outlives this command and its terminal);
+/// its pid.
 fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let log_path = home_dir.join("log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(home::FILE_MODE)
         .open(&log_path)
         .map_err(io(&log_path))?;
     let err = log.try_clone().map_err(io(&log_path))?;

@@ -217,3 +217,80 @@ async fn the_bitswap_benchmark_fetches_every_block() {
     .await;
     assert!(refused.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_413_and_a_json_error_on_every_route() {
+    let net = Testnet::builder().nodes(1).build().await.expect("testnet");
+    let api = net.node(0).info().api.clone();
+    let client = reqwest::Client::new();
+    let limit = dta_node::http::MAX_BODY_SIZE;
+
+    // The largest block is taken.
+    let (status, put) = json_of(
+        client
+            .put(format!("{api}/v2/blocks"))
+            .body(vec![0x5a; limit])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{put}");
+
+    // One byte more is refused with 413 and the API's JSON error, on the block route as on the
+    // JSON ones (which answered 400, and the block route plain text).
+    let oversized = vec![b' '; limit + 1];
+    for (method, path) in [
+        (reqwest::Method::PUT, "/v2/blocks"),
+        (reqwest::Method::POST, "/v2/orders"),
+        (reqwest::Method::POST, "/v2/identities"),
+        (reqwest::Method::POST, "/v1/order"),
+    ] {
+        let response = client
+            .request(method.clone(), format!("{api}{path}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(oversized.clone())
+            .send()
+            .await
+            .unwrap();
+        let json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+        let (status, answer) = json_of(response).await;
+        assert_eq!(status, 413, "{method} {path}: {answer}");
+        assert!(json, "{method} {path}: not JSON");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&limit.to_string())),
+            "{method} {path}: {answer}"
+        );
+    }
+
+    // A CAR import has a limit of its own: an archive larger than other bodies' is taken.
+    let blocks: Vec<(dta_protocol::Cid, Vec<u8>)> = [0x01u8, 0x02]
+        .iter()
+        .map(|fill| {
+            let bytes = vec![*fill; limit * 3 / 4];
+            (
+                dta_protocol::block::cid_of(dta_protocol::block::RAW, &bytes),
+                bytes,
+            )
+        })
+        .collect();
+    let archive = dta_protocol::car::write(&[blocks[0].0], &blocks).unwrap();
+    assert!(archive.len() > limit);
+    let (status, imported) = json_of(
+        client
+            .post(format!("{api}/v2/blocks/import"))
+            .body(archive)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["blocks"], 2, "{imported}");
+    net.stop().await;
+}

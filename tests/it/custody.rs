@@ -77,11 +77,27 @@ impl Api {
     }
 }
 
-fn identity(net: &Testnet, node: usize) -> String {
+/// A testnet of `nodes` nodes playing one role each, as in a deployment: node 0 the
+/// principal, the last node the beneficiary, the others fiduciaries. Nothing a role needs may
+/// come from another role of the same node.
+pub(crate) async fn one_role_each(nodes: usize) -> Testnet {
+    Testnet::builder()
+        .nodes(nodes)
+        .one_role_each(move |i| match i {
+            0 => Role::Principal,
+            i if i + 1 == nodes => Role::Beneficiary,
+            _ => Role::Fiduciary,
+        })
+        .build()
+        .await
+        .expect("testnet")
+}
+
+pub(crate) fn identity(net: &Testnet, node: usize) -> String {
     net.node(node).info().identity.clone()
 }
 
-async fn order(api: &Api, net: &Testnet, reference: &str, secret: &str) {
+pub(crate) async fn order(api: &Api, net: &Testnet, reference: &str, secret: &str) {
     let body = json!({
         "reference": reference,
         "plugin": "safeguardsecret",
@@ -98,18 +114,7 @@ async fn order(api: &Api, net: &Testnet, reference: &str, secret: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn safeguarded_secret_is_certified_released_with_a_fiduciary_down_and_audited() {
-    // Each node plays only its own role here, as in a deployment: nothing a role needs may
-    // come from another role of the same node.
-    let mut net = Testnet::builder()
-        .nodes(5)
-        .one_role_each(|i| match i {
-            PRINCIPAL => Role::Principal,
-            BENEFICIARY => Role::Beneficiary,
-            _ => Role::Fiduciary,
-        })
-        .build()
-        .await
-        .expect("testnet");
+    let mut net = one_role_each(5).await;
     let api = Api::new();
     order(&api, &net, "alpha", "the launch codes").await;
     for fiduciary in FIDUCIARIES {
@@ -332,6 +337,31 @@ pub(crate) fn envelope(
     .into_bytes()
 }
 
+/// A first release request of `reference` signed by `signer`, linked to the certificate.
+pub(crate) fn release_request(
+    signer: &dta_protocol::identity::LocalIdentity,
+    reference: &str,
+    order: dta_protocol::Cid,
+    certificate: dta_protocol::Cid,
+    beneficiary: dta_protocol::Cid,
+) -> Vec<u8> {
+    let request = dta_protocol::order::ReleaseRequest {
+        order,
+        certificate,
+        beneficiary,
+        sequence: 1,
+    };
+    envelope(
+        signer,
+        dta_protocol::envelope::Kind::ReleaseRequest,
+        reference,
+        certificate,
+        Some(dta_protocol::dagcbor::encode(&request).unwrap()),
+        None,
+        &[],
+    )
+}
+
 /// Delivers a block to `to` from `from`'s network, and waits until `to`'s role actor has
 /// handled it (a `Describe` call queues behind the delivered event).
 pub(crate) async fn deliver_and_settle(
@@ -361,7 +391,7 @@ pub(crate) async fn deliver_and_settle(
     ractor::call_t!(actor, dta_actors::roles::RoleMsg::Describe, 5_000).unwrap();
 }
 
-fn record(body: &Value, role: &str) -> Value {
+pub(crate) fn record(body: &Value, role: &str) -> Value {
     body.as_array()
         .unwrap()
         .iter()
@@ -384,21 +414,7 @@ async fn forged_and_replayed_releases_are_refused() {
     let certificate: dta_protocol::Cid = held["certificate"].as_str().unwrap().parse().unwrap();
 
     // Mallory, a verified identity but not the principal, asks fiduciary 1 for a release.
-    let forged = dta_protocol::order::ReleaseRequest {
-        order: order_cid,
-        certificate,
-        beneficiary: mallory.cid(),
-        sequence: 1,
-    };
-    let block = envelope(
-        &mallory,
-        dta_protocol::envelope::Kind::ReleaseRequest,
-        "delta",
-        certificate,
-        Some(dta_protocol::dagcbor::encode(&forged).unwrap()),
-        None,
-        &[],
-    );
+    let block = release_request(&mallory, "delta", order_cid, certificate, mallory.cid());
     deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", block).await;
     let (_, after) = api.get(&net, 1, "/v2/orders/delta").await;
     assert_eq!(
@@ -449,7 +465,7 @@ async fn forged_and_replayed_releases_are_refused() {
 
     // Nor does another certificate, signed by the principal itself, replace the one the
     // release relied on (the principal is stopped so that its keys can be read).
-    let rejected_before = custody_rejections(&api, &net, 1).await;
+    let rejected_before = custody_rejections(&net, 1).await;
     let commitment: dta_protocol::Cid = record(&held, "fiduciary")["commitment"]
         .as_str()
         .unwrap()
@@ -464,7 +480,7 @@ async fn forged_and_replayed_releases_are_refused() {
     );
     assert_eq!(record(&after, "fiduciary")["state"], "released");
     assert_eq!(
-        custody_rejections(&api, &net, 1).await,
+        custody_rejections(&net, 1).await,
         rejected_before + 1,
         "the other certificate is refused"
     );
@@ -509,22 +525,24 @@ async fn forged_certificate(
     (principal, block)
 }
 
-/// `dta_custody_rejected_total` of a node.
-async fn custody_rejections(api: &Api, net: &Testnet, node: usize) -> u64 {
-    let text = api
-        .client
-        .get(format!("{}/metrics", net.node(node).info().api))
-        .send()
+/// A counter of a node's `/metrics`.
+pub(crate) async fn counter(net: &Testnet, node: usize, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", net.node(node).info().api))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
     text.lines()
-        .find_map(|line| line.strip_prefix("dta_custody_rejected_total "))
-        .expect("the rejection counter")
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no counter {name}"))
         .parse()
         .unwrap()
+}
+
+/// `dta_custody_rejected_total` of a node.
+pub(crate) async fn custody_rejections(net: &Testnet, node: usize) -> u64 {
+    counter(net, node, "dta_custody_rejected_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,12 +576,12 @@ async fn a_release_relying_on_a_forged_certificate_is_refused() {
         None,
         &[],
     );
-    let rejected_before = custody_rejections(&api, &net, 1).await;
+    let rejected_before = custody_rejections(&net, 1).await;
     deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", certificate_block).await;
     deliver_and_settle(&net, BENEFICIARY, 1, "fiduciary", request_block).await;
     // The pairing check runs off the fiduciary's queue; its refusal is counted.
     let refused = tokio::time::timeout(TIMEOUT, async {
-        while custody_rejections(&api, &net, 1).await == rejected_before {
+        while custody_rejections(&net, 1).await == rejected_before {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })

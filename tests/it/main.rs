@@ -2,6 +2,7 @@
 
 mod blocks;
 mod custody;
+mod delivery;
 mod demo;
 mod hsm;
 mod interop;
@@ -9,4 +10,5 @@ mod lan;
 mod mpin;
 mod network;
 mod process;
+mod secrets;
 mod v1;

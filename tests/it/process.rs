@@ -1,8 +1,10 @@
 //! Real `dta` processes on 127.0.0.1, driven through the CLI and the HTTP API.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use dta_node::NodeFile;
 
@@ -452,6 +454,87 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(stderr.contains("is not a dta home"), "{stderr}");
 }
 
+/// Every file and directory under `root` (itself included) with its size, modification time
+/// and permission bits. What disappears during the walk (a running node's database deletes
+/// files) is left out.
+fn listing(root: &Path) -> BTreeMap<PathBuf, (u64, SystemTime, u32)> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            pending.extend(entries.flatten().map(|entry| entry.path()));
+        }
+        let modified = metadata.modified().unwrap();
+        let mode = metadata.permissions().mode() & 0o7777;
+        found.insert(path, (metadata.len(), modified, mode));
+    }
+    found
+}
+
+#[test]
+fn a_usage_error_of_dta_run_leaves_the_home_untouched() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    let (ok, stderr) = run_to_end(dta(&home).args(["init", "--name", "usage"]));
+    assert!(ok, "{stderr}");
+    let before = listing(&home);
+    assert!(
+        before
+            .keys()
+            .any(|path| path.starts_with(home.join("db")) && path.is_file()),
+        "{before:?}"
+    );
+    let listen = "/ip4/127.0.0.1/tcp/0";
+    let api = "127.0.0.1:0";
+    for (args, error) in [
+        (
+            vec!["--listen", "not-a-multiaddr", "--api", api],
+            "invalid multiaddr \"not-a-multiaddr\"",
+        ),
+        (
+            vec!["--listen", listen, "--api", "nowhere"],
+            "invalid API address \"nowhere\"",
+        ),
+        (
+            vec![
+                "--listen",
+                listen,
+                "--api",
+                api,
+                "--bootstrap",
+                "/ip4/127.0.0.1/tcp",
+            ],
+            "invalid multiaddr \"/ip4/127.0.0.1/tcp\"",
+        ),
+        (
+            vec![
+                "--listen",
+                listen,
+                "--api",
+                api,
+                "--plugin",
+                "no-such-plugin",
+            ],
+            "plugin \"no-such-plugin\" is not available",
+        ),
+        (
+            vec!["--listen", listen, "--api", api, "--fiduciary", "not-a-cid"],
+            "--fiduciary not-a-cid",
+        ),
+    ] {
+        let (ok, stderr) = run_to_end(dta(&home).args(["run", "--no-mdns"]).args(&args));
+        assert!(!ok, "{args:?} started a node");
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
+        // Not a file added, removed, written or made more open: the database was not opened.
+        assert_eq!(listing(&home), before, "{args:?} changed the home");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let root = tempfile::tempdir().unwrap();
@@ -496,6 +579,19 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     assert!(String::from_utf8_lossy(&log).contains("identity verified"));
     let (ok, stderr) = run_to_end(&mut cli(&["testnet", "logs", "--dir", dir_arg, "node-9"]));
     assert!(!ok && stderr.contains("no node"), "{stderr}");
+
+    // Secrets are the owner's alone, whatever the umask: the passphrase file, each home and
+    // everything in it, the database files the running nodes keep creating included.
+    let passphrase = dir.join("passphrase");
+    assert_eq!(listing(&passphrase)[&passphrase].2, 0o600);
+    for node in nodes {
+        let home = PathBuf::from(node["home"].as_str().unwrap());
+        let files = listing(&home);
+        assert!(files.len() > 5, "{files:?}");
+        for (path, (_, _, mode)) in files {
+            assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+        }
+    }
 
     let down: serde_json::Value = serde_json::from_slice(&succeed(&mut cli(&[
         "testnet", "down", "--dir", dir_arg, "--json",

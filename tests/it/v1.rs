@@ -1,5 +1,6 @@
 //! The original D-TA's read-only `/v1` endpoints, with their field names.
 
+use dta_actors::roles::Role;
 use dta_testnet::harness::Testnet;
 use serde_json::Value;
 
@@ -403,5 +404,100 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
     let reference = order_and_release(&principal, &cid, "again").await;
     let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
     assert_eq!(received["secret"], "again");
+    net.stop().await;
+}
+
+/// The principal's record of `reference` on the node at `api`, once it reached `state`.
+async fn principal_record_in(api: &str, reference: &str, state: &str) -> Value {
+    let url = format!("{api}/v2/orders/{reference}");
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (status, body) = get(url.clone()).await;
+            let record = body
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["role"] == "principal"))
+                .filter(|r| status == 200 && r["state"] == state);
+            if let Some(record) = record {
+                return record.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{reference} never reached {state} on {api}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_beneficiary_role_refuses_a_v1_secret_call_it_cannot_receive() {
+    let net = Testnet::builder()
+        .nodes(3)
+        .one_role_each(|i| match i {
+            0 => Role::Principal,
+            _ => Role::Fiduciary,
+        })
+        .build()
+        .await
+        .expect("testnet");
+    let api = net.node(0).info().api.clone();
+    let me = net.node(0).info().identity.clone();
+    let fiduciaries: Vec<String> = (1..3)
+        .map(|i| net.node(i).info().identity.clone())
+        .collect();
+    let (status, created) = post(
+        &api,
+        "/v2/orders",
+        serde_json::json!({
+            "reference": "for-nobody",
+            "plugin": "safeguardsecret",
+            "fiduciaries": fiduciaries,
+            "threshold": 2,
+            "secret": "no one here can take this",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let record = principal_record_in(&api, "for-nobody", "certified").await;
+    // The check fields are public: GET /v2/orders/{ref} gives all three to anyone.
+    let extension = serde_json::json!({
+        "cypherText": record["output"]["sealed_secret"],
+        "v": record["commitment"],
+        "t": record["order"],
+    });
+    let (status, hosted) = post(&api, "/v2/identities", serde_json::json!({ "name": "h1" })).await;
+    assert_eq!(status, 201, "{hosted}");
+    let hosted = hosted["cid"].as_str().unwrap().to_owned();
+
+    // No beneficiary anywhere, this node itself, an identity it hosts: each would be received
+    // here, where no beneficiary role takes shares, so each is refused at once.
+    let no_role = "does not play the beneficiary role";
+    let cases = [
+        (None, ["names no beneficiary", "beneficiaryIDDocumentCID"]),
+        (Some(me.as_str()), [no_role, me.as_str()]),
+        (Some(hosted.as_str()), [no_role, hosted.as_str()]),
+    ];
+    for (beneficiary, expected) in cases {
+        let mut body = serde_json::json!({
+            "orderReference": "for-nobody",
+            "extension": extension,
+        });
+        if let Some(beneficiary) = beneficiary {
+            body["beneficiaryIDDocumentCID"] = beneficiary.into();
+        }
+        let (status, answer) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            post(&api, "/v1/order/secret", body),
+        )
+        .await
+        .expect("an answer at once, not after a release timed out");
+        assert_eq!(status, 400, "{beneficiary:?}: {answer}");
+        let message = answer["error"].as_str().unwrap();
+        for part in expected {
+            assert!(message.contains(part), "{beneficiary:?}: {message}");
+        }
+    }
+
+    // Nothing was released: the one release the order allows is still there.
+    let record = principal_record_in(&api, "for-nobody", "certified").await;
+    assert_eq!(record["releases"], serde_json::json!({}), "{record}");
     net.stop().await;
 }

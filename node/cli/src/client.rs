@@ -1,9 +1,10 @@
 //! Client commands: talk to a running node's HTTP API and print tables or JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use zeroize::{Zeroize, Zeroizing};
 
 /// Where the API is: `--api`, else `DTA_API`, else the `node.json` of `--home` / `DTA_HOME`.
 #[derive(Debug, clap::Args)]
@@ -76,10 +77,15 @@ impl ClientArgs {
     }
 
     pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.post_json(path, &body).await
+    }
+
+    /// Posts a body the caller keeps, so that it can wipe a secret in it once it is sent.
+    async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base()?);
         answer(
             &url,
-            reqwest::Client::new().post(&url).json(&body).send().await,
+            reqwest::Client::new().post(&url).json(body).send().await,
         )
         .await
     }
@@ -346,7 +352,7 @@ pub enum OrderCommand {
         /// the shell history).
         #[arg(long, conflicts_with = "secret_file")]
         secret: Option<String>,
-        /// A file holding the secret.
+        /// A file holding the secret: its exact bytes, text or not, are the secret.
         #[arg(long)]
         secret_file: Option<PathBuf>,
         /// Plugin input as KEY=VALUE (repeatable), for example `coin=1` for `bitcoinwallet`.
@@ -380,10 +386,13 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// The secret a beneficiary received.
+    /// The secret a beneficiary received: as text when it is UTF-8, else as hex.
     Secret {
         /// The order reference.
         reference: String,
+        /// Write the secret's exact bytes to this file (mode 0600) instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -405,10 +414,29 @@ fn order_rows(orders: &Value) {
                     o["fiduciaries"].as_array().map_or(0, Vec::len)
                 ),
                 text(&o["head"]),
+                waiting_for(o),
             ]
         })
         .collect();
-    table(&["REFERENCE", "ROLE", "STATE", "T/N", "HEAD"], rows);
+    table(
+        &["REFERENCE", "ROLE", "STATE", "T/N", "HEAD", "WAITING FOR"],
+        rows,
+    );
+}
+
+/// Who a principal's order still waits for: `receipt from CID, ...`, or `-`.
+fn waiting_for(order: &Value) -> String {
+    let awaited: Vec<String> = order["waiting_for"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| format!("{} from {}", text(&w["for"]), text(&w["identity"])))
+        .collect();
+    if awaited.is_empty() {
+        "-".into()
+    } else {
+        awaited.join(", ")
+    }
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -433,30 +461,31 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             input,
             client,
         } => {
-            let secret = match (secret, secret_file) {
-                (Some(secret), _) => Some(secret),
-                (None, Some(file)) => Some(
-                    std::fs::read_to_string(&file)
-                        .with_context(|| format!("cannot read {}", file.display()))?,
-                ),
-                (None, None) => None,
-            };
             let input: std::collections::BTreeMap<String, String> = input.into_iter().collect();
-            let created = client
-                .post(
-                    "/v2/orders",
-                    serde_json::json!({
-                        "reference": reference,
-                        "plugin": plugin,
-                        "fiduciaries": fiduciaries,
-                        "threshold": threshold,
-                        "beneficiary": beneficiary,
-                        "max_releases": max_releases,
-                        "input": input,
-                        "secret": secret,
-                    }),
-                )
-                .await?;
+            let mut body = serde_json::json!({
+                "reference": reference,
+                "plugin": plugin,
+                "fiduciaries": fiduciaries,
+                "threshold": threshold,
+                "beneficiary": beneficiary,
+                "max_releases": max_releases,
+                "input": input,
+            });
+            if let Some(secret) = secret {
+                body["secret"] = Value::String(secret);
+            }
+            if let Some(file) = secret_file {
+                // The file's bytes as they are, in hex: a key or any other binary secret
+                // arrives unchanged, where text would refuse bytes that are not UTF-8.
+                let bytes = Zeroizing::new(
+                    std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                );
+                body["secret_hex"] = Value::String(hex::encode(&*bytes));
+            }
+            let created = client.post_json("/v2/orders", &body).await;
+            wipe_secret(&mut body);
+            let created = created?;
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
@@ -494,25 +523,92 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&released)?);
             } else {
                 println!(
-                    "release of {reference} sent; state {}",
-                    text(&released["state"])
+                    "release of {reference} sent; state {}; waiting for {}",
+                    text(&released["state"]),
+                    waiting_for(&released)
                 );
             }
         }
-        OrderCommand::Secret { reference, client } => {
-            let secret = client
+        OrderCommand::Secret {
+            reference,
+            out,
+            client,
+        } => {
+            let mut secret = client
                 .get(&format!("/v2/orders/{reference}/secret"))
                 .await?;
-            if client.json {
-                println!("{}", serde_json::to_string_pretty(&secret)?);
-            } else if secret["secret"].is_string() {
-                println!("{}", text(&secret["secret"]));
-            } else {
-                println!("{}", text(&secret["secret_hex"]));
-            }
+            let shown = show_secret(&client, &reference, &secret, out.as_deref());
+            wipe_secret(&mut secret);
+            shown?;
         }
     }
     Ok(())
+}
+
+/// Prints a received secret, or writes its exact bytes to `out`.
+fn show_secret(
+    client: &ClientArgs,
+    reference: &str,
+    secret: &Value,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let Some(out) = out else {
+        if client.json {
+            println!("{}", serde_json::to_string_pretty(secret)?);
+        } else if secret["secret"].is_string() {
+            println!("{}", text(&secret["secret"]));
+        } else {
+            println!("{}", text(&secret["secret_hex"]));
+        }
+        return Ok(());
+    };
+    let written = write_secret(out, secret)?;
+    if client.json {
+        println!(
+            "{}",
+            json!({ "reference": reference, "out": out.display().to_string(), "bytes": written })
+        );
+    } else {
+        println!("{written} bytes written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Writes the exact bytes of a received secret (the answer's `secret_hex`) to `path`, readable
+/// by its owner only: mode 0600 is set before anything is written, also on a file that was
+/// there before with a looser mode.
+fn write_secret(path: &Path, answer: &Value) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let digits = answer["secret_hex"]
+        .as_str()
+        .context("the node's answer has no secret_hex")?;
+    // Decoded into a buffer that is wiped even if the digits are bad.
+    let mut bytes = Zeroizing::new(vec![0; digits.len() / 2]);
+    hex::decode_to_slice(digits, bytes.as_mut_slice())
+        .map_err(|_| anyhow::anyhow!("the node answered a malformed secret_hex"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(bytes.len())
+}
+
+/// Wipes the secret fields of a request or answer once they have served.
+fn wipe_secret(value: &mut Value) {
+    for field in ["secret", "secret_hex", "secret_base64"] {
+        if let Some(Value::String(text)) = value.get_mut(field) {
+            text.zeroize();
+        }
+    }
 }
 
 /// `dta audit REF`.

@@ -418,6 +418,18 @@ enum IdentityCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // A home holds the node's secrets, and RocksDB keeps creating files in it while the node
+    // runs: whatever these commands create is for the owner alone.
+    if matches!(
+        cli.command,
+        Command::Init { .. }
+            | Command::Run { .. }
+            | Command::Keystore {
+                command: KeystoreCommand::Migrate { .. }
+            }
+    ) {
+        home::restrict_umask();
+    }
     // A benchmark's nodes would drown its report in their logs; the demo's report tells all
     // that happens, including the delivery to the fiduciary it stopped, which fails.
     let default_level = match cli.command {

@@ -1,11 +1,13 @@
 //! The HTTP API (axum). `/v2` is native; errors are JSON `{"error": "..."}` with a fitting
-//! status code.
+//! status code. Request bodies are at most [`MAX_BODY_SIZE`] bytes ([`MAX_CAR_SIZE`] for a CAR
+//! import); a larger one is answered 413 on every route.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -119,10 +121,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))
         .route("/v2/blocks", axum::routing::put(put_block))
-        .route(
-            "/v2/blocks/import",
-            post(import_car).layer(axum::extract::DefaultBodyLimit::max(MAX_CAR_SIZE)),
-        )
+        .route(IMPORT_PATH, post(import_car))
         .route("/v2/blocks/{cid}", get(block))
         .route("/v2/orders/{reference}/car", get(orders::car))
         .route("/v1/status", get(v1::status))
@@ -136,7 +135,48 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/identity/{cid}", get(v1::identity))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(axum::middleware::from_fn(limit_body))
         .with_state(state)
+}
+
+/// The route that takes CAR archives, the one whose bodies may be larger than
+/// [`MAX_BODY_SIZE`].
+const IMPORT_PATH: &str = "/v2/blocks/import";
+
+/// The body limit of a request to `path`.
+fn body_limit(path: &str) -> usize {
+    if path == IMPORT_PATH {
+        MAX_CAR_SIZE
+    } else {
+        MAX_BODY_SIZE
+    }
+}
+
+/// Reads a request's whole body, up to its route's limit, before the handler runs, so that a
+/// larger body gets 413 and the API's JSON error on every route: axum's own answer is plain
+/// text, and a handler that answers any bad JSON body with 400 would hide it.
+async fn limit_body(request: Request, next: Next) -> Response {
+    let limit = body_limit(request.uri().path());
+    let (parts, body) = request.into_parts();
+    let mut reading = Request::new(body);
+    DefaultBodyLimit::max(limit).apply(&mut reading);
+    let bytes = match axum::body::Bytes::from_request(reading, &()).await {
+        Ok(bytes) => bytes,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes, this route's limit"),
+            )
+            .into_response();
+        }
+        Err(rejection) => {
+            return ApiError(rejection.status(), rejection.body_text()).into_response();
+        }
+    };
+    let mut request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    // The handler's extractors read the body again, under the same limit.
+    DefaultBodyLimit::max(limit).apply(&mut request);
+    next.run(request).await
 }
 
 fn identity_json(identity: &KnownIdentity) -> Value {
@@ -268,6 +308,10 @@ async fn kept_secret(
 
 /// Largest CAR archive `POST /v2/blocks/import` takes.
 pub const MAX_CAR_SIZE: usize = 64 * 1024 * 1024;
+
+/// Largest request body of every other route: a block (`PUT /v2/blocks`) is at most 2 MiB,
+/// and no JSON body comes near that.
+pub const MAX_BODY_SIZE: usize = dta_protocol::bitswap::MAX_BLOCK_SIZE;
 
 /// Longest hosted identity name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -558,6 +602,11 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         out,
         "# HELP dta_custody_rejected_total Custody deliveries and steps refused.\n# TYPE dta_custody_rejected_total counter\ndta_custody_rejected_total {}",
         load(&m.custody_rejected)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dta_deliveries_abandoned_total Custody deliveries given up after every attempt.\n# TYPE dta_deliveries_abandoned_total counter\ndta_deliveries_abandoned_total {}",
+        load(&m.deliveries_abandoned)
     );
     let (buckets, count, sum) = m.latency();
     let _ = writeln!(

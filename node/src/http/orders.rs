@@ -3,15 +3,19 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use dta_actors::custody::{CustodyError, NewOrder, OrderRecord, SAFEGUARD_SECRET};
+use dta_actors::plugin::MAX_SECRET_LEN;
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
 use dta_protocol::order::SecretBytes;
 use ractor::ActorRef;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use super::{ApiError, ApiState};
 
@@ -55,7 +59,22 @@ pub(super) fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMs
         })
 }
 
-fn record_json(record: &OrderRecord) -> Value {
+/// A record as the API shows it, with who the order still waits for (principal).
+fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
+    let mut json = stored_record_json(record);
+    json["waiting_for"] = dta_actors::custody::awaited(&state.store, record)
+        .iter()
+        .map(|awaited| {
+            json!({
+                "identity": awaited.identity.to_string(),
+                "for": awaited.what.name(),
+            })
+        })
+        .collect();
+    json
+}
+
+fn stored_record_json(record: &OrderRecord) -> Value {
     let map = |m: &std::collections::BTreeMap<u32, Cid>| -> Value {
         m.iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
@@ -123,8 +142,147 @@ pub struct CreateBody {
     /// Plugin input (for example `{"coin": "0"}` for `bitcoinwallet`).
     #[serde(default)]
     input: std::collections::BTreeMap<String, String>,
-    /// The secret, as text, for plugins that take one.
-    secret: Option<String>,
+    /// The secret, as UTF-8 text, for plugins that take one.
+    secret: Option<SecretText>,
+    /// The secret's bytes in hex, for secrets that are not text.
+    secret_hex: Option<SecretText>,
+    /// The secret's bytes in standard base64 (padding optional).
+    secret_base64: Option<SecretText>,
+}
+
+/// A string of a request body that carries a secret or its encoding: wiped when dropped and
+/// never printed. A value of another type is refused without being quoted (serde_json's own
+/// message for a string field quotes it).
+struct SecretText(Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // `deserialize_any`, so that a number or boolean reaches the visitor, which answers
+        // without quoting it.
+        deserializer.deserialize_any(SecretTextVisitor)
+    }
+}
+
+struct SecretTextVisitor;
+
+impl SecretTextVisitor {
+    fn not_text<E: serde::de::Error>() -> E {
+        E::custom("expected a string")
+    }
+}
+
+impl serde::de::Visitor<'_> for SecretTextVisitor {
+    type Value = SecretText;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SecretText, E> {
+        Ok(SecretText(Zeroizing::new(text.to_owned())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<SecretText, E> {
+        Ok(SecretText(Zeroizing::new(text)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretText, E> {
+        Err(Self::not_text())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretText, E> {
+        Err(Self::not_text())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretText, E> {
+        Err(Self::not_text())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretText, E> {
+        Err(Self::not_text())
+    }
+}
+
+/// Base64 of secrets: the standard alphabet; padding written out, optional on the way in.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// The secret of a `POST /v2/orders` body, from whichever one of `secret` (UTF-8 text),
+/// `secret_hex` and `secret_base64` it gives. Errors name the field, never its content: the
+/// value or place of a bad digit would give away part of the secret.
+fn given_secret(
+    text: Option<SecretText>,
+    hex_digits: Option<SecretText>,
+    base64_text: Option<SecretText>,
+) -> Result<Option<SecretBytes>, ApiError> {
+    let given: Vec<&str> = [
+        ("secret", text.is_some()),
+        ("secret_hex", hex_digits.is_some()),
+        ("secret_base64", base64_text.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
+    if given.len() > 1 {
+        return Err(bad_request(format!(
+            "give the secret once: as secret (text), secret_hex or secret_base64, not as {}",
+            given.join(" and ")
+        )));
+    }
+    let secret = if let Some(mut text) = text {
+        // Moved, not copied, so the only copy is the one SecretBytes wipes.
+        SecretBytes::new(std::mem::take(&mut *text.0).into_bytes())
+    } else if let Some(digits) = hex_digits {
+        decode_hex(digits.0.trim())?
+    } else if let Some(encoded) = base64_text {
+        decode_base64(encoded.0.trim())?
+    } else {
+        return Ok(None);
+    };
+    if secret.expose().len() > MAX_SECRET_LEN {
+        return Err(bad_request(format!(
+            "the secret is {} bytes; a secret may be at most {MAX_SECRET_LEN} bytes (64 KiB)",
+            secret.expose().len()
+        )));
+    }
+    Ok(Some(secret))
+}
+
+/// Decodes into a buffer that is wiped whatever happens (`hex::decode` would drop a partly
+/// filled one as it is).
+fn decode_hex(digits: &str) -> Result<SecretBytes, ApiError> {
+    let mut bytes = Zeroizing::new(vec![0; digits.len() / 2]);
+    hex::decode_to_slice(digits, bytes.as_mut_slice()).map_err(|_| {
+        bad_request(
+            "secret_hex is not hex: it takes an even number of the digits 0-9 and a-f (or A-F) \
+             and nothing else",
+        )
+    })?;
+    Ok(SecretBytes::new(std::mem::take(&mut *bytes)))
+}
+
+/// Decodes into a buffer that is wiped whatever happens, as [`decode_hex`].
+fn decode_base64(encoded: &str) -> Result<SecretBytes, ApiError> {
+    let mut bytes = Zeroizing::new(vec![0; base64::decoded_len_estimate(encoded.len())]);
+    let len = BASE64
+        .decode_slice(encoded, bytes.as_mut_slice())
+        .map_err(|_| {
+            bad_request(
+                "secret_base64 is not base64: it takes the standard alphabet (A-Z a-z 0-9 + /), \
+                 optionally padded with =, and nothing else",
+            )
+        })?;
+    bytes.truncate(len);
+    Ok(SecretBytes::new(std::mem::take(&mut *bytes)))
 }
 
 fn default_plugin() -> String {
@@ -140,6 +298,7 @@ pub async fn create(
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let secret = given_secret(body.secret, body.secret_hex, body.secret_base64)?;
     let order = NewOrder {
         reference: body.reference,
         plugin: body.plugin,
@@ -152,7 +311,7 @@ pub async fn create(
         beneficiary: body.beneficiary.as_deref().map(cid).transpose()?,
         max_releases: body.max_releases,
         input: body.input,
-        secret: body.secret.map(|s| SecretBytes::new(s.into_bytes())),
+        secret,
     };
     let principal = role_actor(&state, Role::Principal)?;
     let record = ractor::call_t!(
@@ -161,12 +320,15 @@ pub async fn create(
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
-    Ok((StatusCode::CREATED, Json(record_json(&record))))
+    Ok((StatusCode::CREATED, Json(record_json(&state, &record))))
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(
-        records(&state)?.iter().map(record_json).collect(),
+        records(&state)?
+            .iter()
+            .map(|record| record_json(&state, record))
+            .collect(),
     )))
 }
 
@@ -176,7 +338,7 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let mut shown = Vec::new();
     for record in records_of(&state, &reference)? {
-        let mut json = record_json(&record);
+        let mut json = record_json(&state, &record);
         // What the order is for: the plugin, the key's public half and its outputs.
         if let Some(cid) = record.commitment {
             let commitment = super::stored_commitment(&state, &cid)?;
@@ -214,13 +376,24 @@ pub async fn release(
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
-    Ok(Json(record_json(&record)))
+    Ok(Json(record_json(&state, &record)))
+}
+
+/// The answer of `GET /v2/orders/{ref}/secret`, borrowed from copies that are wiped once it
+/// is serialized.
+#[derive(Serialize)]
+struct ReceivedSecret<'a> {
+    reference: &'a str,
+    /// The secret as text, when it is UTF-8 (else null).
+    secret: Option<&'a str>,
+    secret_hex: &'a str,
+    secret_base64: &'a str,
 }
 
 pub async fn secret(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let record = records_of(&state, &reference)?
         .into_iter()
         .find(|r| r.role == Role::Beneficiary.name() && !r.receipts.is_empty())
@@ -233,12 +406,19 @@ pub async fn secret(
     let secret = super::received_secret(&state, &record.reference)
         .await?
         .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "secret missing".into()))?;
-    // Text secrets read as text; keys (and any other bytes) as hex.
-    Ok(Json(json!({
-        "reference": reference,
-        "secret": std::str::from_utf8(secret.expose()).ok(),
-        "secret_hex": hex::encode(secret.expose()),
-    })))
+    // Text secrets read as text; keys (and any other bytes) as hex and base64, which give
+    // back the exact bytes.
+    let bytes = secret.expose();
+    let hex_digits = Zeroizing::new(hex::encode(bytes));
+    let base64_text = Zeroizing::new(BASE64.encode(bytes));
+    // The answer's own buffer goes to the socket and cannot be wiped; these copies are.
+    Ok(Json(ReceivedSecret {
+        reference: &reference,
+        secret: std::str::from_utf8(bytes).ok(),
+        secret_hex: &hex_digits,
+        secret_base64: &base64_text,
+    })
+    .into_response())
 }
 
 /// Query of `GET /v2/orders/{ref}/audit`.
@@ -365,8 +545,7 @@ pub async fn car(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+) -> Result<Response, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let head = order_head(&state, &reference, query.head)?;
     dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;

@@ -17,7 +17,12 @@
 //!
 //! `secret` is the hex of what the beneficiary rebuilt (the private key for the key plugins).
 //! Only the node that is (or hosts) the beneficiary answers it; a release to another node
-//! answers without it, and that node reads it from `/v2/orders/{ref}/secret`.
+//! answers without it, and that node reads it from `/v2/orders/{ref}/secret`. A release that
+//! would be received here, on a node that does not play the beneficiary role, is refused
+//! before anything is published.
+//!
+//! The safeguardsecret check fields (`cypherText`, `v`, `t`) are public: anyone reads them
+//! from `GET /v2/orders/{ref}`. They catch a mistaken call, not an unauthorised one.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -402,6 +407,7 @@ pub async fn order_secret(
         .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
     let ordered = record_beneficiary(&state, &record)?;
     let requested = optional_cid(body.beneficiary_id_document_cid.as_deref())?;
+    let named = ordered.is_some() || requested.is_some();
     let beneficiary = match (ordered, requested) {
         (Some(ordered), Some(requested)) if ordered != requested => {
             return Err(error(
@@ -421,6 +427,23 @@ pub async fn order_secret(
     };
     // This node receives for its own identity and for those it hosts.
     let here = beneficiary == me || state.hosted.get(&beneficiary).is_some();
+    // Only the beneficiary role takes shares in: without it a release here would wait out the
+    // timeout and use up the order's release for nobody, so it is refused before anything is
+    // published.
+    if here && !state.roles.iter().any(|r| r == Role::Beneficiary.name()) {
+        let message = if named {
+            format!(
+                "beneficiary {beneficiary} receives on this node, which does not play the \
+                 beneficiary role: nothing here could take the shares of order {reference}"
+            )
+        } else {
+            format!(
+                "order {reference} names no beneficiary and this node does not play the \
+                 beneficiary role: name one in beneficiaryIDDocumentCID"
+            )
+        };
+        return Err(error(StatusCode::BAD_REQUEST, message));
+    }
     let mut events = state.custody_events.subscribe();
     let already = if here {
         super::received_secret(&state, &reference).await?
