@@ -26,6 +26,7 @@ pub mod keystore;
 pub mod metrics;
 pub mod mpin;
 pub mod network;
+pub mod peer_book;
 pub mod plugin;
 pub mod role;
 pub mod roles;

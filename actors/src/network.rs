@@ -324,6 +324,8 @@ pub struct NetworkArgs {
     pub blocks: Arc<dyn dta_protocol::network::BlockSource>,
     /// The roles this node plays, told to every peer with the identity document.
     pub roles: Vec<Role>,
+    /// Where the addresses of the peers met are kept (see [`crate::peer_book`]).
+    pub peer_book: crate::store::Store,
 }
 
 /// The actor that owns the swarm task's lifecycle.
@@ -387,6 +389,7 @@ impl Actor for NetworkActor {
                 identity_document: args.identity_document,
                 hosted: args.hosted,
                 roles: args.roles,
+                peer_book: args.peer_book,
                 bitswap_streams,
                 metrics: args.metrics,
                 pending: HashMap::new(),
@@ -467,6 +470,7 @@ struct SwarmLoop {
     identity_document: Vec<u8>,
     hosted: Hosted,
     roles: Vec<Role>,
+    peer_book: crate::store::Store,
     /// Inbound Bitswap streams, for the engine.
     bitswap_streams: mpsc::Sender<(PeerId, libp2p::Stream)>,
     metrics: Arc<Metrics>,
@@ -512,6 +516,7 @@ impl SwarmLoop {
                 warn!(%address, %err, "cannot dial bootstrap address");
             }
         }
+        self.dial_known_peers().await;
         let mut announce = tokio::time::interval(Duration::from_secs(1));
         let mut flush_heads = tokio::time::interval(HEAD_BATCH_INTERVAL);
         let mut ticks = 0u64;
@@ -758,6 +763,42 @@ impl SwarmLoop {
         }
     }
 
+    /// Dials the peers met most recently before this start (a restarted node whose bootstrap
+    /// peers are down still finds the network) and gives their addresses to Kademlia.
+    async fn dial_known_peers(&mut self) {
+        let store = self.peer_book.clone();
+        let known = match tokio::task::spawn_blocking(move || {
+            crate::peer_book::recent(&store, crate::peer_book::MAX_REDIALS)
+        })
+        .await
+        {
+            Ok(Ok(known)) => known,
+            Ok(Err(err)) => {
+                warn!(%err, "cannot read the peers met before");
+                return;
+            }
+            Err(_) => return,
+        };
+        let local = *self.swarm.local_peer_id();
+        for (peer, addresses) in known {
+            if peer == local || addresses.is_empty() || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            for address in &addresses {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, address.clone());
+            }
+            let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .build();
+            if let Err(err) = self.swarm.dial(dial) {
+                debug!(%peer, %err, "cannot dial a peer met before");
+            }
+        }
+    }
+
     /// Keeps what a peer said of its roles (unknown names are ignored: a newer node may play
     /// more), for as long as it is connected.
     fn on_roles(&mut self, peer: PeerId, document: &[u8], roles: &[String]) {
@@ -872,6 +913,13 @@ impl SwarmLoop {
                 Metrics::bump(&self.metrics.identify_received);
                 // Only dta peers go into dta's DHT.
                 if info.protocols.contains(&KAD_PROTOCOL) {
+                    // Kept for the next start, off the swarm task (a write to the store).
+                    let (store, addresses) = (self.peer_book.clone(), info.listen_addrs.clone());
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(err) = crate::peer_book::remember(&store, peer_id, &addresses) {
+                            debug!(%err, "cannot keep a peer's addresses");
+                        }
+                    });
                     let kad = &mut self.swarm.behaviour_mut().kad;
                     let knew_nobody = kad.kbuckets().next().is_none();
                     for address in info.listen_addrs {

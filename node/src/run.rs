@@ -206,6 +206,7 @@ impl Node {
                 metrics: metrics.clone(),
                 blocks: Arc::new(opened.store.clone()),
                 roles: roles.clone(),
+                peer_book: opened.store.clone(),
             },
             network_handle: network.clone(),
             roles: roles.clone(),

@@ -104,6 +104,12 @@ impl TestNode {
         }
     }
 
+    /// Makes the next [`TestNode::start`] listen on new ports, as a node whose ports were
+    /// not configured would: peers cannot find it where it was.
+    pub fn move_to_new_ports(&mut self) {
+        self.options.listen = Some(vec!["/ip4/127.0.0.1/tcp/0".into()]);
+    }
+
     /// Starts the node again from its home.
     pub async fn start(&mut self) -> Result<(), RunError> {
         if self.node.is_none() {

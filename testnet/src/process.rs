@@ -385,16 +385,36 @@ pub async fn up(
             }
         }
     }
-    let mut nodes = Vec::with_capacity(config.nodes);
+    let mut files = Vec::with_capacity(config.nodes);
     for (index, home_dir) in homes.iter().enumerate() {
-        let name = format!("node-{index}");
-        let file = match wait_for_node_file(home_dir, &name).await {
-            Ok(file) => file,
+        match wait_for_node_file(home_dir, &format!("node-{index}")).await {
+            Ok(file) => files.push(file),
             Err(e) => {
                 stop_started(&pids);
                 return Err(e);
             }
-        };
+        }
+    }
+    // A node started again must be found where it was, and must find others even when the
+    // one it bootstrapped from is down: on loopback its recorded command line keeps the ports
+    // it got and bootstraps from several others.
+    if lan.is_none() {
+        let dial: Vec<String> = files
+            .iter()
+            .map(|f| format!("{}/p2p/{}", f.listen_addrs[0], f.peer_id))
+            .collect();
+        for (index, file) in files.iter().enumerate() {
+            let others: Vec<String> = (0..dial.len())
+                .filter(|other| *other != index)
+                .take(BOOTSTRAP_PEERS)
+                .map(|other| dial[other].clone())
+                .collect();
+            commands[index] = pinned_command(&commands[index], file, &others);
+        }
+    }
+    let mut nodes = Vec::with_capacity(config.nodes);
+    for (index, (home_dir, file)) in homes.iter().zip(files).enumerate() {
+        let name = format!("node-{index}");
         nodes.push(TestnetNode {
             name,
             roles: vec![role_of(index).to_owned()],
@@ -422,6 +442,40 @@ pub async fn up(
     ));
     wait_for_knowledge(&testnet, &mut progress).await?;
     Ok(testnet)
+}
+
+/// How many other nodes a loopback node's recorded command line bootstraps from.
+pub const BOOTSTRAP_PEERS: usize = 3;
+
+/// A command line that starts a node again as it runs now: on the listen addresses and API
+/// port it got (it was started on port 0), bootstrapping from `bootstrap`.
+fn pinned_command(command: &[String], running: &NodeFile, bootstrap: &[String]) -> Vec<String> {
+    let api = running
+        .api
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut pinned = Vec::with_capacity(command.len() + 2 * bootstrap.len());
+    let mut args = command.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" | "--bootstrap" => {
+                args.next();
+            }
+            "--api" => {
+                args.next();
+                pinned.extend(["--api".to_owned(), api.clone()]);
+            }
+            _ => pinned.push(arg.clone()),
+        }
+    }
+    for address in &running.listen_addrs {
+        pinned.extend(["--listen".to_owned(), address.clone()]);
+    }
+    for address in bootstrap {
+        pinned.extend(["--bootstrap".to_owned(), address.clone()]);
+    }
+    pinned
 }
 
 /// Starts a node's command line, its output appended to `HOME/log` (mode 0600 like every file
@@ -739,4 +793,64 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
 pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
     let testnet = load(dir)?;
     Ok(find(&testnet, node)?.home.join("log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_command_keeps_the_ports_and_bootstraps_from_the_others() {
+        let started: Vec<String> = [
+            "dta",
+            "run",
+            "--home",
+            "/h",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/1/p2p/A",
+            "--plugin",
+            "safeguardsecret",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let running = NodeFile {
+            identity: "I".into(),
+            peer_id: "P".into(),
+            api: "http://127.0.0.1:4242".into(),
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/5151".into()],
+            pid: 1,
+            name: "node-1".into(),
+            roles: vec!["fiduciary".into()],
+        };
+        let others = [
+            "/ip4/127.0.0.1/tcp/1/p2p/A".into(),
+            "/ip4/127.0.0.1/tcp/2/p2p/B".into(),
+        ];
+        assert_eq!(
+            pinned_command(&started, &running, &others),
+            [
+                "dta",
+                "run",
+                "--home",
+                "/h",
+                "--api",
+                "127.0.0.1:4242",
+                "--no-mdns",
+                "--plugin",
+                "safeguardsecret",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/5151",
+                "--bootstrap",
+                "/ip4/127.0.0.1/tcp/1/p2p/A",
+                "--bootstrap",
+                "/ip4/127.0.0.1/tcp/2/p2p/B",
+            ]
+        );
+    }
 }

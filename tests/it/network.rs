@@ -171,6 +171,54 @@ async fn a_restarted_node_keeps_its_identity_and_peer_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_dials_the_peers_it_met_before() {
+    // Node 0 has no bootstrap address (the others bootstrapped from it): after a restart on
+    // new ports only the peers it remembers bring it back into the network.
+    let mut net = Testnet::builder().nodes(3).build().await.expect("testnet");
+    let others: Vec<PeerId> = (1..3)
+        .map(|i| net.node(i).info().peer_id.parse().unwrap())
+        .collect();
+    // Identify has told node 0 where the others listen.
+    let identified = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let metrics = reqwest::get(format!("{}/metrics", net.node(0).info().api))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let received: u64 = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        r#"dta_messages_total{protocol="identify",direction="received"} "#,
+                    )
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if received >= 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(identified.is_ok(), "node 0 never identified its peers");
+    // It comes back on other ports, so the others cannot find it: it must find them.
+    net.test_node(0).stop().await;
+    net.test_node(0).move_to_new_ports();
+    net.test_node(0).start().await.expect("restart");
+    let mut snapshot = net.node(0).network().watch();
+    let reconnected = tokio::time::timeout(
+        TIMEOUT,
+        snapshot.wait_for(|s| others.iter().all(|p| s.connected.contains(p))),
+    )
+    .await;
+    assert!(reconnected.is_ok(), "node 0 stayed alone after its restart");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_refused_and_the_receiver_survives() {
     let net = Testnet::builder().nodes(2).build().await.expect("testnet");
     let receiver: PeerId = net.node(1).info().peer_id.parse().unwrap();
