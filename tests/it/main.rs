@@ -4,6 +4,7 @@ mod blocks;
 mod custody;
 mod delivery;
 mod demo;
+mod faults;
 mod hsm;
 mod interop;
 mod lan;
