@@ -353,8 +353,44 @@ enum Durability {
     Buffered,
 }
 
-fn record_key(role: Role, reference: &str) -> Vec<u8> {
-    format!("{}/{reference}", role.name()).into_bytes()
+/// Where a record is stored: a principal's under its reference (its own references are
+/// unique), a fiduciary's and a beneficiary's under the order's principal and reference, so
+/// that two principals using one reference never meet.
+fn record_key(role: Role, principal: &Cid, reference: &str) -> Vec<u8> {
+    match role {
+        Role::Principal => format!("principal/{reference}"),
+        Role::Fiduciary | Role::Beneficiary => format!("{}/{principal}/{reference}", role.name()),
+    }
+    .into_bytes()
+}
+
+/// The record `store` holds for `role` of `principal`'s order `reference`.
+pub fn stored_record(
+    store: &Store,
+    role: Role,
+    principal: &Cid,
+    reference: &str,
+) -> Result<Option<OrderRecord>, CustodyError> {
+    store
+        .get(Column::Orders, &record_key(role, principal, reference))
+        .map_err(internal)?
+        .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .transpose()
+}
+
+/// The keystore name of a fiduciary's share of an order.
+pub fn share_name(principal: &Cid, reference: &str) -> String {
+    format!("share/{principal}/{reference}")
+}
+
+/// The keystore name of a share a beneficiary received.
+pub fn received_name(principal: &Cid, reference: &str, index: u32) -> String {
+    format!("received/{principal}/{reference}/{index}")
+}
+
+/// The keystore name of the secret a beneficiary rebuilt.
+pub fn secret_name(principal: &Cid, reference: &str) -> String {
+    format!("secret/{principal}/{reference}")
 }
 
 fn now_millis() -> u64 {
@@ -365,13 +401,19 @@ fn now_millis() -> u64 {
 }
 
 impl RoleContext {
-    /// The stored record of `reference` for `role`.
-    pub fn record(&self, role: Role, reference: &str) -> Result<Option<OrderRecord>, CustodyError> {
-        self.store
-            .get(Column::Orders, &record_key(role, reference))
-            .map_err(internal)?
-            .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
-            .transpose()
+    /// The stored record for `role` of `principal`'s order `reference`.
+    pub fn record(
+        &self,
+        role: Role,
+        principal: &Cid,
+        reference: &str,
+    ) -> Result<Option<OrderRecord>, CustodyError> {
+        stored_record(&self.store, role, principal, reference)
+    }
+
+    /// This node's own order `reference`, as principal.
+    pub fn own_record(&self, reference: &str) -> Result<Option<OrderRecord>, CustodyError> {
+        self.record(Role::Principal, &self.local.cid(), reference)
     }
 
     /// Every record on this node.
@@ -403,7 +445,11 @@ impl RoleContext {
         durability: Durability,
     ) -> Result<(), CustodyError> {
         let bytes = dagcbor::encode(record).map_err(internal)?;
-        self.stage(Column::Orders, record_key(role, &record.reference), bytes);
+        self.stage(
+            Column::Orders,
+            record_key(role, &record.principal, &record.reference),
+            bytes,
+        );
         self.write_staged(durability).await?;
         self.saved(role, record, durability).await;
         Ok(())
@@ -420,7 +466,11 @@ impl RoleContext {
         work: impl Future<Output = Result<T, CustodyError>>,
     ) -> Result<T, CustodyError> {
         let bytes = dagcbor::encode(record).map_err(internal)?;
-        self.stage(Column::Orders, record_key(role, &record.reference), bytes);
+        self.stage(
+            Column::Orders,
+            record_key(role, &record.principal, &record.reference),
+            bytes,
+        );
         let entries = std::mem::take(
             &mut *self
                 .staged
@@ -948,7 +998,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         .check_order(&request)
         .and_then(|()| plugin.check_secret(new.secret.as_ref()))
         .map_err(CustodyError::Invalid)?;
-    if ctx.record(Role::Principal, &reference)?.is_some() {
+    if ctx.own_record(&reference)?.is_some() {
         return Err(CustodyError::Exists(reference));
     }
     let fiduciaries: Vec<VerifiedIdentity> = ctx.known_identities(&new.fiduciaries)?;
@@ -1065,6 +1115,75 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     }
     ctx.save(Role::Principal, &record).await?;
     Ok(Prepared { record, deliveries })
+}
+
+/// Moves what a fiduciary or beneficiary stored before its records were keyed by the order's
+/// principal (`fiduciary/REF`, `share/REF`, `received/REF/I`, `secret/REF`) to its keys under
+/// the principal, once, at the role's start. Secrets are unwrapped and wrapped again under
+/// their new names (a wrapped secret is bound to its name). The new record is written before
+/// the old keys are deleted, so a crash half-way only means moving it again. Returns how many
+/// records moved.
+pub async fn migrate_unkeyed_records(ctx: &RoleContext, role: Role) -> Result<usize, CustodyError> {
+    if role == Role::Principal {
+        return Ok(0);
+    }
+    let prefix = format!("{}/", role.name());
+    let mut moved = 0;
+    for (key, bytes) in ctx.store.scan(Column::Orders).map_err(internal)? {
+        let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        // References have no '/': a key with one more part is keyed already.
+        if rest.contains(&b'/') {
+            continue;
+        }
+        let record: OrderRecord = dagcbor::decode(&bytes, Limits::default()).map_err(internal)?;
+        let (principal, reference) = (record.principal, record.reference.as_str());
+        let mut names = Vec::new();
+        if role == Role::Fiduciary {
+            names.push((
+                format!("share/{reference}"),
+                share_name(&principal, reference),
+            ));
+        } else {
+            for index in record.shares.keys() {
+                names.push((
+                    format!("received/{reference}/{index}"),
+                    received_name(&principal, reference, *index),
+                ));
+            }
+            names.push((
+                format!("secret/{reference}"),
+                secret_name(&principal, reference),
+            ));
+        }
+        let mut old_keys = vec![(Column::Orders, key.clone())];
+        for (old, new) in names {
+            let stored = ctx
+                .store
+                .get(Column::Keystore, old.as_bytes())
+                .map_err(internal)?;
+            if stored.is_none() {
+                continue;
+            }
+            let value = ctx.load_secret(&old).await?;
+            ctx.keep_secret(new, value.expose().to_vec()).await?;
+            old_keys.push((Column::Keystore, old.into_bytes()));
+        }
+        ctx.stage(
+            Column::Orders,
+            record_key(role, &principal, reference),
+            bytes,
+        );
+        ctx.commit().await?;
+        for (column, key) in old_keys {
+            ctx.store.delete_durable(column, &key).map_err(internal)?;
+        }
+        tracing::info!(order = %reference, %principal, role = role.name(),
+            "record moved under its principal");
+        moved += 1;
+    }
+    Ok(moved)
 }
 
 /// Principal states whose head is announced: the ones that settle a step.
@@ -1265,7 +1384,9 @@ pub fn receipt_again(
     envelope: &VerifiedEnvelope,
     request_cid: Cid,
 ) -> Result<Option<Delivery>, CustodyError> {
-    let Some(record) = ctx.record(Role::Beneficiary, &envelope.envelope().order)? else {
+    let principal = envelope.envelope().sender;
+    let Some(record) = ctx.record(Role::Beneficiary, &principal, &envelope.envelope().order)?
+    else {
         return Ok(None);
     };
     let Some(receipt) = record
@@ -1366,7 +1487,7 @@ pub async fn on_key_share(
 ) -> Result<Vec<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let mut record = ctx
-        .record(Role::Principal, &reference)?
+        .own_record(&reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     let share: KeyShare = RoleContext::payload(envelope)?;
     let sender = envelope.envelope().sender;
@@ -1492,7 +1613,7 @@ pub async fn on_commitment_signature(
 ) -> Result<Option<PendingCheck>, CustodyError> {
     let reference = signed.envelope.order.clone();
     let mut record = ctx
-        .record(Role::Principal, &reference)?
+        .own_record(&reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     let sender = signed.envelope.sender;
     if signed.envelope.kind != Kind::CommitmentSignature || !record.fiduciaries.contains(&sender) {
@@ -1637,7 +1758,7 @@ pub async fn create_release(
     beneficiary: Option<Cid>,
 ) -> Result<ReleasePlan, CustodyError> {
     let mut record = ctx
-        .record(Role::Principal, reference)?
+        .own_record(reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))?;
     let certificate = record
         .certificate
@@ -1827,7 +1948,7 @@ pub async fn on_receipt(
 ) -> Result<(), CustodyError> {
     let reference = envelope.envelope().order.clone();
     let mut record = ctx
-        .record(Role::Principal, &reference)?
+        .own_record(&reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     let receipt: Receipt = RoleContext::payload(envelope)?;
     let Some((sequence, _)) = record.releases.iter().find(|(_, c)| **c == receipt.release) else {
@@ -1879,7 +2000,7 @@ pub async fn on_order_request(
     let peer = ctx
         .peer_of(&principal)
         .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
-    if let Some(existing) = ctx.record(Role::Fiduciary, &reference)? {
+    if let Some(existing) = ctx.record(Role::Fiduciary, &principal, &reference)? {
         // Asked again (our key share was lost on the way): send the same one.
         if existing.order == order_cid {
             let share = existing
@@ -1896,7 +2017,7 @@ pub async fn on_order_request(
         .map_err(CustodyError::Invalid)?;
     let key = secp256k1::SecretKey::random();
     ctx.keep_secret(
-        format!("share/{reference}"),
+        share_name(&principal, &reference),
         key.to_bytes().expose().to_vec(),
     )
     .await?;
@@ -1944,7 +2065,8 @@ pub async fn on_commitment(
     if commitment.key_shares.is_empty() {
         return Ok(None);
     }
-    let Some(mut record) = ctx.record(Role::Fiduciary, &reference)? else {
+    let principal = envelope.envelope().sender;
+    let Some(mut record) = ctx.record(Role::Fiduciary, &principal, &reference)? else {
         return Ok(None);
     };
     if envelope.envelope().sender != record.principal || commitment.order != record.order {
@@ -2018,7 +2140,7 @@ pub async fn on_share_deal(
     deal_cid: Cid,
 ) -> Result<Delivery, CustodyError> {
     let reference = envelope.envelope().order.clone();
-    if let Some(existing) = ctx.record(Role::Fiduciary, &reference)? {
+    if let Some(existing) = ctx.record(Role::Fiduciary, &envelope.envelope().sender, &reference)? {
         // The same deal again (the principal did not get our signature): sign again.
         if existing.shares.values().any(|c| *c == deal_cid)
             && envelope.envelope().sender == existing.principal
@@ -2071,8 +2193,11 @@ pub async fn on_share_deal(
         .map_err(|e| CustodyError::Invalid(e.to_string()))?
         .verify_share(&share)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    ctx.keep_secret(format!("share/{reference}"), value.to_vec())
-        .await?;
+    ctx.keep_secret(
+        share_name(&envelope.envelope().sender, &reference),
+        value.to_vec(),
+    )
+    .await?;
 
     let record = OrderRecord {
         reference: reference.clone(),
@@ -2135,7 +2260,8 @@ pub async fn on_certificate(
     cid: Cid,
 ) -> Result<(), CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let Some(mut record) = ctx.record(Role::Fiduciary, &reference)? else {
+    let principal = envelope.envelope().sender;
+    let Some(mut record) = ctx.record(Role::Fiduciary, &principal, &reference)? else {
         return Ok(());
     };
     // Sent again by a resuming principal: already recorded, and the state may have moved on.
@@ -2233,8 +2359,9 @@ pub async fn on_release_request(
     request_cid: Cid,
 ) -> Result<ReleaseStep, CustodyError> {
     let reference = envelope.envelope().order.clone();
+    // Found under its sender: a request from anyone but the order's principal finds none.
     let mut record = ctx
-        .record(Role::Fiduciary, &reference)?
+        .record(Role::Fiduciary, &envelope.envelope().sender, &reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     if envelope.envelope().sender != record.principal {
         return Err(CustodyError::Invalid(format!(
@@ -2309,7 +2436,9 @@ pub async fn on_release_request(
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
-    let value = ctx.load_secret(&format!("share/{reference}")).await?;
+    let value = ctx
+        .load_secret(&share_name(&record.principal, &reference))
+        .await?;
     let index = *record
         .shares
         .keys()
@@ -2351,7 +2480,14 @@ pub fn share_is_late(ctx: &RoleContext, signed: &SignedEnvelope) -> bool {
     let Some(release) = signed.envelope.prev else {
         return false;
     };
-    ctx.record(Role::Beneficiary, &signed.envelope.order)
+    let Some(principal) = ctx
+        .block(&release)
+        .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+        .map(|request| request.envelope.sender)
+    else {
+        return false;
+    };
+    ctx.record(Role::Beneficiary, &principal, &signed.envelope.order)
         .ok()
         .flatten()
         .is_some_and(|record| {
@@ -2428,7 +2564,7 @@ pub async fn on_share_release(
         }
     }
 
-    let mut record = match ctx.record(Role::Beneficiary, &reference)? {
+    let mut record = match ctx.record(Role::Beneficiary, &order.principal, &reference)? {
         Some(record) => record,
         None => OrderRecord {
             reference: reference.clone(),
@@ -2455,7 +2591,7 @@ pub async fn on_share_release(
         return Ok(None);
     }
     ctx.keep_secret(
-        format!("received/{reference}/{}", released.index),
+        received_name(&order.principal, &reference, released.index),
         value.to_vec(),
     )
     .await?;
@@ -2467,7 +2603,7 @@ pub async fn on_share_release(
     let mut values = Vec::with_capacity(record.shares.len());
     for index in record.shares.keys() {
         let bytes = ctx
-            .load_secret(&format!("received/{reference}/{index}"))
+            .load_secret(&received_name(&order.principal, &reference, *index))
             .await?;
         let value: [u8; 32] = bytes.expose().try_into().map_err(internal)?;
         values.push((*index, value));
@@ -2503,8 +2639,11 @@ pub async fn on_share_release(
     let secret = plugin
         .finish(&reference, &commitment, key)
         .map_err(CustodyError::Invalid)?;
-    ctx.keep_secret(format!("secret/{reference}"), secret.expose().to_vec())
-        .await?;
+    ctx.keep_secret(
+        secret_name(&order.principal, &reference),
+        secret.expose().to_vec(),
+    )
+    .await?;
 
     let receipt = Receipt {
         release: request_cid,

@@ -44,9 +44,10 @@ pub struct KnownIdentity {
 pub struct Directory {
     /// Known identities, this node's own included.
     pub identities: BTreeMap<String, KnownIdentity>,
-    /// The last head announced for each order reference, with who announced it. Only a hint
-    /// of where to start an audit: the audit itself checks everything.
-    pub heads: BTreeMap<String, (Cid, Cid)>,
+    /// The last head announced for each order, by reference and announcer (two principals
+    /// may use one reference). Only a hint of where to start an audit: the audit itself
+    /// checks everything.
+    pub heads: BTreeMap<(String, Cid), Cid>,
 }
 
 impl Directory {
@@ -229,7 +230,7 @@ impl Actor for IdentitiesActor {
                 if let Some(announcer) = announcer {
                     state.directory.send_modify(|d| {
                         d.heads
-                            .insert(announcement.reference, (announcement.head, announcer));
+                            .insert((announcement.reference, announcer), announcement.head);
                     });
                 }
                 return Ok(());

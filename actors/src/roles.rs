@@ -330,7 +330,11 @@ impl RoleActor {
             // A node that is also the beneficiary gets the request too; only holders act.
             (Role::Fiduciary, Kind::ReleaseRequest)
                 if ctx
-                    .record(Role::Fiduciary, &envelope.envelope().order)?
+                    .record(
+                        Role::Fiduciary,
+                        &envelope.envelope().sender,
+                        &envelope.envelope().order,
+                    )?
                     .is_some() =>
             {
                 match custody::on_release_request(ctx, &envelope, cid).await? {
@@ -390,6 +394,13 @@ impl Actor for RoleActor {
         myself: ActorRef<Self::Msg>,
         args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        match custody::migrate_unkeyed_records(&args.context, args.role).await {
+            Ok(0) => {}
+            Ok(moved) => {
+                tracing::info!(role = args.role.name(), moved, "records keyed by principal")
+            }
+            Err(err) => warn!(role = args.role.name(), %err, "cannot move old records"),
+        }
         if matches!(args.role, Role::Principal | Role::Beneficiary) {
             // Orders and releases interrupted by a restart or by an unreachable node move on
             // by themselves; the timer stops with the actor.

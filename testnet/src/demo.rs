@@ -272,20 +272,28 @@ async fn wait(
     }
 }
 
+fn principal_cid(net: &Testnet) -> Result<Cid, DemoError> {
+    net.node(PRINCIPAL)
+        .info()
+        .identity
+        .parse()
+        .map_err(|_| failed("records")("the principal's identity is no CID".into()))
+}
+
 fn principal_record(net: &Testnet) -> Result<OrderRecord, DemoError> {
-    let bytes = net
-        .node(PRINCIPAL)
-        .store()
-        .get(Column::Orders, format!("principal/{REFERENCE}").as_bytes())
-        .map_err(|e| failed("records")(e.to_string()))?
-        .ok_or_else(|| failed("records")("the principal has no record".into()))?;
-    dta_protocol::dagcbor::decode(&bytes, Default::default())
-        .map_err(|e| failed("records")(e.to_string()))
+    dta_actors::custody::stored_record(
+        net.node(PRINCIPAL).store(),
+        Role::Principal,
+        &principal_cid(net)?,
+        REFERENCE,
+    )
+    .map_err(|e| failed("records")(e.to_string()))?
+    .ok_or_else(|| failed("records")("the principal has no record".into()))
 }
 
 async fn received_secret(net: &Testnet) -> Result<SecretBytes, DemoError> {
     let node = net.node(BENEFICIARY);
-    let name = format!("secret/{REFERENCE}");
+    let name = dta_actors::custody::secret_name(&principal_cid(net)?, REFERENCE);
     let blob = node
         .store()
         .get(Column::Keystore, name.as_bytes())

@@ -103,6 +103,7 @@ async fn custody_with_every_fiduciary_on_pkcs11_leaves_no_share_in_plaintext() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["secret"], "kept behind three tokens");
 
+    let share_name = dta_actors::custody::share_name(&identity(0).parse().unwrap(), "hsm-order");
     // Each fiduciary, stopped: its share is a token-wrapped blob, and neither the share nor
     // its hex appears in any file of its home (database, logs, configuration).
     for fiduciary in FIDUCIARIES {
@@ -114,11 +115,11 @@ async fn custody_with_every_fiduciary_on_pkcs11_leaves_no_share_in_plaintext() {
         let (blob, share) = {
             let store = Store::open(&home_dir.join("db")).unwrap();
             let blob = store
-                .get(Column::Keystore, b"share/hsm-order")
+                .get(Column::Keystore, share_name.as_bytes())
                 .unwrap()
                 .expect("the share is kept");
             assert_eq!(blob[0], 2, "a PKCS#11 blob");
-            let share = keystore.unwrap("share/hsm-order", &blob).unwrap();
+            let share = keystore.unwrap(&share_name, &blob).unwrap();
             (blob, share)
         };
         assert_eq!(share.len(), 32);

@@ -11,5 +11,6 @@ mod lan;
 mod mpin;
 mod network;
 mod process;
+mod references;
 mod secrets;
 mod v1;

@@ -373,6 +373,9 @@ pub enum OrderCommand {
     Show {
         /// The order reference.
         reference: String,
+        /// Whose order, where two principals used the reference.
+        #[arg(long)]
+        principal: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -393,6 +396,9 @@ pub enum OrderCommand {
         /// Write the secret's exact bytes to this file (mode 0600) instead.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Whose order, where two principals used the reference.
+        #[arg(long)]
+        principal: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -500,8 +506,13 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 order_rows(&orders);
             }
         }
-        OrderCommand::Show { reference, client } => {
-            let orders = client.get(&format!("/v2/orders/{reference}")).await?;
+        OrderCommand::Show {
+            reference,
+            principal,
+            client,
+        } => {
+            let path = of_principal(format!("/v2/orders/{reference}"), principal.as_deref());
+            let orders = client.get(&path).await?;
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&orders)?);
             } else {
@@ -532,11 +543,14 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
         OrderCommand::Secret {
             reference,
             out,
+            principal,
             client,
         } => {
-            let mut secret = client
-                .get(&format!("/v2/orders/{reference}/secret"))
-                .await?;
+            let path = of_principal(
+                format!("/v2/orders/{reference}/secret"),
+                principal.as_deref(),
+            );
+            let mut secret = client.get(&path).await?;
             let shown = show_secret(&client, &reference, &secret, out.as_deref());
             wipe_secret(&mut secret);
             shown?;
@@ -611,9 +625,22 @@ fn wipe_secret(value: &mut Value) {
     }
 }
 
-/// `dta audit REF`.
-pub async fn audit(args: &ClientArgs, reference: &str) -> anyhow::Result<()> {
-    let report = args.get(&format!("/v2/orders/{reference}/audit")).await?;
+/// `PATH?principal=CID` where a principal is named: two principals may use one reference.
+fn of_principal(path: String, principal: Option<&str>) -> String {
+    match principal {
+        Some(principal) => format!("{path}?principal={principal}"),
+        None => path,
+    }
+}
+
+/// `dta audit REF [--principal CID]`.
+pub async fn audit(
+    args: &ClientArgs,
+    reference: &str,
+    principal: Option<&str>,
+) -> anyhow::Result<()> {
+    let path = of_principal(format!("/v2/orders/{reference}/audit"), principal);
+    let report = args.get(&path).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

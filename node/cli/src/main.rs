@@ -132,6 +132,9 @@ enum Command {
     Audit {
         /// The order reference.
         reference: String,
+        /// Whose order, where two principals used the reference.
+        #[arg(long)]
+        principal: Option<String>,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -630,7 +633,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     client,
                 },
         } => client::export_log(&client, &reference, &car, head.as_deref()).await?,
-        Command::Audit { reference, client } => client::audit(&client, &reference).await?,
+        Command::Audit {
+            reference,
+            principal,
+            client,
+        } => client::audit(&client, &reference, principal.as_deref()).await?,
         Command::Bench {
             command:
                 BenchCommand::Custody {

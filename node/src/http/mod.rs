@@ -279,9 +279,14 @@ fn keystore_actor(
 /// it hosts), if any, unwrapped by the keystore.
 async fn received_secret(
     state: &ApiState,
+    principal: &dta_protocol::Cid,
     reference: &str,
 ) -> Result<Option<dta_protocol::order::SecretBytes>, ApiError> {
-    kept_secret(state, format!("secret/{reference}")).await
+    kept_secret(
+        state,
+        dta_actors::custody::secret_name(principal, reference),
+    )
+    .await
 }
 
 /// A secret this node keeps under `name`, if any, unwrapped by the keystore.

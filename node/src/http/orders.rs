@@ -113,10 +113,16 @@ fn records(state: &ApiState) -> Result<Vec<OrderRecord>, ApiError> {
         .collect()
 }
 
-fn records_of(state: &ApiState, reference: &str) -> Result<Vec<OrderRecord>, ApiError> {
+/// The records of `reference`, of `principal`'s order alone when one is named: two principals
+/// may use one reference.
+fn records_of(
+    state: &ApiState,
+    reference: &str,
+    principal: Option<&Cid>,
+) -> Result<Vec<OrderRecord>, ApiError> {
     let found: Vec<OrderRecord> = records(state)?
         .into_iter()
-        .filter(|r| r.reference == reference)
+        .filter(|r| r.reference == reference && principal.is_none_or(|p| r.principal == *p))
         .collect();
     if found.is_empty() {
         return Err(ApiError(
@@ -125,6 +131,39 @@ fn records_of(state: &ApiState, reference: &str) -> Result<Vec<OrderRecord>, Api
         ));
     }
     Ok(found)
+}
+
+/// `?principal=CID`: whose order, where two principals used one reference.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalQuery {
+    principal: Option<String>,
+}
+
+impl PrincipalQuery {
+    fn principal(&self) -> Result<Option<Cid>, ApiError> {
+        self.principal.as_deref().map(cid).transpose()
+    }
+}
+
+/// The one record of `role` for `reference` that `candidates` hold, or a 409 naming the
+/// principals to choose from.
+fn only_one(
+    reference: &str,
+    candidates: Vec<OrderRecord>,
+) -> Result<Option<OrderRecord>, ApiError> {
+    if candidates.len() > 1 {
+        let principals: Vec<String> = candidates.iter().map(|r| r.principal.to_string()).collect();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "{} principals used reference {reference}: name one with ?principal= ({})",
+                candidates.len(),
+                principals.join(", ")
+            ),
+        ));
+    }
+    Ok(candidates.into_iter().next())
 }
 
 /// The body of `POST /v2/orders`.
@@ -335,9 +374,11 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
 pub async fn show(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
+    query: Result<axum::extract::Query<PrincipalQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let mut shown = Vec::new();
-    for record in records_of(&state, &reference)? {
+    for record in records_of(&state, &reference, query.principal()?.as_ref())? {
         let mut json = record_json(&state, &record);
         // What the order is for: the plugin, the key's public half and its outputs.
         if let Some(cid) = record.commitment {
@@ -393,17 +434,20 @@ struct ReceivedSecret<'a> {
 pub async fn secret(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
+    query: Result<axum::extract::Query<PrincipalQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let record = records_of(&state, &reference)?
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let received = records_of(&state, &reference, query.principal()?.as_ref())?
         .into_iter()
-        .find(|r| r.role == Role::Beneficiary.name() && !r.receipts.is_empty())
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("no secret of {reference} received here"),
-            )
-        })?;
-    let secret = super::received_secret(&state, &record.reference)
+        .filter(|r| r.role == Role::Beneficiary.name() && !r.receipts.is_empty())
+        .collect();
+    let record = only_one(&reference, received)?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no secret of {reference} received here"),
+        )
+    })?;
+    let secret = super::received_secret(&state, &record.principal, &record.reference)
         .await?
         .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "secret missing".into()))?;
     // Text secrets read as text; keys (and any other bytes) as hex and base64, which give
@@ -427,6 +471,8 @@ pub async fn secret(
 pub struct AuditQuery {
     /// Where to start; by default the head this node recorded for the order.
     head: Option<String>,
+    /// Whose order, where two principals used one reference.
+    principal: Option<String>,
 }
 
 /// Where an order's log ends: the `head` asked for; else this node's own principal record;
@@ -434,27 +480,60 @@ pub struct AuditQuery {
 /// partial view of a fiduciary or beneficiary record) unless that record's log already runs
 /// through it; else this node's beneficiary or fiduciary record; else any head announced for
 /// that reference.
-fn order_head(state: &ApiState, reference: &str, head: Option<String>) -> Result<Cid, ApiError> {
+fn order_head(
+    state: &ApiState,
+    reference: &str,
+    principal: Option<&Cid>,
+    head: Option<String>,
+) -> Result<Cid, ApiError> {
     if let Some(head) = head {
         return cid(&head);
     }
-    let records = records(state)?;
+    let records: Vec<OrderRecord> = records(state)?
+        .into_iter()
+        .filter(|r| r.reference == reference && principal.is_none_or(|p| r.principal == *p))
+        .collect();
     let record_as = |role: Role| {
-        records
-            .iter()
-            .find(|r| r.reference == reference && r.role == role.name())
+        only_one(
+            reference,
+            records
+                .iter()
+                .filter(|r| r.role == role.name())
+                .cloned()
+                .collect(),
+        )
     };
-    if let Some(own) = record_as(Role::Principal) {
+    if let Some(own) = record_as(Role::Principal)? {
         return Ok(own.head);
     }
-    let announced = state.directory.borrow().heads.get(reference).copied();
-    let involved = record_as(Role::Beneficiary).or_else(|| record_as(Role::Fiduciary));
-    match (involved, announced) {
-        (Some(record), Some((head, announcer)))
-            if announcer == record.principal && !extends(state, record.head, head) =>
-        {
-            Ok(head)
-        }
+    let involved = match record_as(Role::Beneficiary)? {
+        Some(record) => Some(record),
+        None => record_as(Role::Fiduciary)?,
+    };
+    let whose = principal
+        .copied()
+        .or(involved.as_ref().map(|r| r.principal));
+    let announced: Vec<(Cid, Cid)> = state
+        .directory
+        .borrow()
+        .heads
+        .iter()
+        .filter(|((r, announcer), _)| r == reference && whose.is_none_or(|p| *announcer == p))
+        .map(|((_, announcer), head)| (*head, *announcer))
+        .collect();
+    if announced.len() > 1 {
+        let announcers: Vec<String> = announced.iter().map(|(_, a)| a.to_string()).collect();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "{} principals announced reference {reference}: name one with ?principal= ({})",
+                announced.len(),
+                announcers.join(", ")
+            ),
+        ));
+    }
+    match (involved, announced.first().copied()) {
+        (Some(record), Some((head, _))) if !extends(state, record.head, head) => Ok(head),
         (Some(record), _) => Ok(record.head),
         (None, Some((head, _))) => Ok(head),
         (None, None) => Err(ApiError(
@@ -514,7 +593,8 @@ pub async fn audit(
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let head = order_head(&state, &reference, query.head)?;
+    let principal = query.principal.as_deref().map(cid).transpose()?;
+    let head = order_head(&state, &reference, principal.as_ref(), query.head)?;
     let fetched = dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
     let directory = state.directory.borrow().clone();
     let report = dta_actors::custody::audit(&state.store, &directory, &reference, head);
@@ -547,7 +627,8 @@ pub async fn car(
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let head = order_head(&state, &reference, query.head)?;
+    let principal = query.principal.as_deref().map(cid).transpose()?;
+    let head = order_head(&state, &reference, principal.as_ref(), query.head)?;
     dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
     let mut blocks = Vec::new();
     walk_log(&state, head, |cid, bytes| {

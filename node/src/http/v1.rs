@@ -226,15 +226,16 @@ fn principal_record(state: &ApiState, reference: &str) -> Result<OrderRecord, Ap
     record_of(state, Role::Principal, reference)
 }
 
+/// This node's record of its own order `reference` (as principal, or as the beneficiary of
+/// its own order).
 fn record_of(state: &ApiState, role: Role, reference: &str) -> Result<OrderRecord, ApiError> {
-    let key = format!("{}/{reference}", role.name());
-    let bytes = state
-        .store
-        .get(Column::Orders, key.as_bytes())
+    let me: Cid = state
+        .identity
+        .parse()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
+    dta_actors::custody::stored_record(&state.store, role, &me, reference)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no order {reference} here")))?;
-    dagcbor::decode(&bytes, Limits::default())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no order {reference} here")))
 }
 
 fn commitment(state: &ApiState, record: &OrderRecord) -> Result<Commitment, ApiError> {
@@ -446,7 +447,7 @@ pub async fn order_secret(
     }
     let mut events = state.custody_events.subscribe();
     let already = if here {
-        super::received_secret(&state, &reference).await?
+        super::received_secret(&state, &me, &reference).await?
     } else {
         None
     };
@@ -489,7 +490,7 @@ pub async fn order_secret(
     if here {
         let secret = match already {
             Some(secret) => secret,
-            None => super::received_secret(&state, &reference)
+            None => super::received_secret(&state, &me, &reference)
                 .await?
                 .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
         };
