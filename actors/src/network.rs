@@ -86,6 +86,36 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most requests handed to subscribers at once.
 pub const MAX_AWAITING: usize = 256;
 
+/// Most delivered bundles waiting for their subscribers to finish with them before they are
+/// acknowledged; past that a delivery is acknowledged when it arrives (the custody flow's own
+/// resumption covers what a crash then loses).
+pub const MAX_UNACKNOWLEDGED: usize = 4096;
+
+/// Held by everyone who handles a delivered bundle: when the last holder drops it (the role
+/// actors are done with the bundle, their steps durable), the sender gets `Accepted`. So a
+/// sender learns that a bundle was taken only once the receiver kept what it took.
+#[derive(Clone)]
+pub struct Taken(Arc<TakenGuard>);
+
+struct TakenGuard {
+    id: u64,
+    acknowledged: mpsc::Sender<u64>,
+}
+
+impl Drop for TakenGuard {
+    fn drop(&mut self) {
+        // The channel holds as many slots as bundles may wait, so this cannot be full; a
+        // closed one means the swarm task is gone and the sender's request fails anyway.
+        let _ = self.acknowledged.try_send(self.id);
+    }
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Taken({})", self.0.id)
+    }
+}
+
 /// What the network tells subscribers.
 #[derive(Debug, Clone)]
 pub enum NetworkEvent {
@@ -120,6 +150,9 @@ pub enum NetworkEvent {
         peer: PeerId,
         /// The blocks' bytes, oldest first.
         blocks: Vec<Vec<u8>>,
+        /// Acknowledges the delivery when the last holder drops it (none: acknowledged
+        /// already).
+        taken: Option<Taken>,
     },
 }
 
@@ -378,6 +411,7 @@ impl Actor for NetworkActor {
             }
             .run(),
         );
+        let (acknowledged_tx, acknowledged) = mpsc::channel(MAX_UNACKNOWLEDGED);
         let task = tokio::spawn(
             SwarmLoop {
                 swarm,
@@ -401,6 +435,10 @@ impl Actor for NetworkActor {
                 seen_identities: HashSet::new(),
                 awaiting: HashMap::new(),
                 next_awaiting: 0,
+                unacknowledged: HashMap::new(),
+                next_delivery: 0,
+                acknowledged_tx,
+                acknowledged,
                 announce_due: true,
                 last_announced: None,
                 hosted_added: false,
@@ -489,6 +527,12 @@ struct SwarmLoop {
     /// Requests a subscriber answers, by number, with when they arrived.
     awaiting: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
     next_awaiting: u64,
+    /// Delivered bundles not acknowledged yet, by number, with when they arrived.
+    unacknowledged: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
+    next_delivery: u64,
+    /// Numbers of deliveries whose handlers are done ([`Taken`]).
+    acknowledged_tx: mpsc::Sender<u64>,
+    acknowledged: mpsc::Receiver<u64>,
     /// Digests of identity documents already handed on.
     seen_identities: HashSet<[u8; 32]>,
     /// Whether the identity should be (re)announced at the next tick.
@@ -529,6 +573,7 @@ impl SwarmLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(id) = self.acknowledged.recv() => self.acknowledge(id),
                 _ = flush_heads.tick() => self.publish_heads(),
                 _ = announce.tick() => {
                     ticks += 1;
@@ -979,6 +1024,59 @@ impl SwarmLoop {
         self.emit(NetworkEvent::Answer { peer, id, request });
     }
 
+    /// Hands a peer's well-formed bundle to the subscribers and answers `Accepted` once they
+    /// are done with it (see [`Taken`]), or at once when too many wait already.
+    fn take_delivery(
+        &mut self,
+        peer: PeerId,
+        blocks: Vec<serde_bytes::ByteBuf>,
+        channel: request_response::ResponseChannel<Response>,
+    ) {
+        let blocks = blocks.into_iter().map(|b| b.into_vec()).collect();
+        self.unacknowledged
+            .retain(|_, (_, since)| since.elapsed() < network::REQUEST_TIMEOUT);
+        if self.unacknowledged.len() >= MAX_UNACKNOWLEDGED {
+            debug!(%peer, "too many deliveries waiting: acknowledged on arrival");
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .rpc
+                .send_response(channel, Response::Accepted);
+            self.emit(NetworkEvent::EnvelopesReceived {
+                peer,
+                blocks,
+                taken: None,
+            });
+            return;
+        }
+        let id = self.next_delivery;
+        self.next_delivery += 1;
+        self.unacknowledged.insert(id, (channel, Instant::now()));
+        let taken = Taken(Arc::new(TakenGuard {
+            id,
+            acknowledged: self.acknowledged_tx.clone(),
+        }));
+        self.emit(NetworkEvent::EnvelopesReceived {
+            peer,
+            blocks,
+            taken: Some(taken),
+        });
+    }
+
+    /// Answers a delivery whose handlers are done with it.
+    fn acknowledge(&mut self, id: u64) {
+        if let Some((channel, _)) = self.unacknowledged.remove(&id)
+            && self
+                .swarm
+                .behaviour_mut()
+                .rpc
+                .send_response(channel, Response::Accepted)
+                .is_err()
+        {
+            debug!(id, "acknowledgement not sent: connection closed");
+        }
+    }
+
     /// The answer to a request, from a peer or from this node itself.
     fn answer(&mut self, peer: PeerId, request: Request) -> Response {
         match request {
@@ -997,10 +1095,15 @@ impl SwarmLoop {
             Request::MpinChallenge { .. } | Request::MpinVerify { .. } => Response::Rejected {
                 reason: "this node cannot take M-Pin authentications now".into(),
             },
+            // From this node itself (a peer's delivery waits for its handlers, see `on_rpc`).
             Request::Deliver { blocks } => match Bundle::decode(&blocks) {
                 Ok(_) => {
                     let blocks = blocks.into_iter().map(|b| b.into_vec()).collect();
-                    self.emit(NetworkEvent::EnvelopesReceived { peer, blocks });
+                    self.emit(NetworkEvent::EnvelopesReceived {
+                        peer,
+                        blocks,
+                        taken: None,
+                    });
                     Response::Accepted
                 }
                 Err(err) => Response::Rejected {
@@ -1024,6 +1127,13 @@ impl SwarmLoop {
                         self.hand_over(peer, request, channel);
                         return;
                     }
+                    let request = match request {
+                        Request::Deliver { blocks } if Bundle::decode(&blocks).is_ok() => {
+                            self.take_delivery(peer, blocks, channel);
+                            return;
+                        }
+                        other => other,
+                    };
                     let response = self.answer(peer, request);
                     if self
                         .swarm

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
 use crate::metrics::Metrics;
 use crate::mpin;
-use crate::network::{NetworkEvent, NetworkHandle};
+use crate::network::{NetworkEvent, NetworkHandle, Taken};
 pub use crate::role::Role;
 
 /// How often a principal sends again what its stalled orders and open releases still need,
@@ -211,6 +211,7 @@ impl RoleActor {
         args: &RoleArgs,
         peer: PeerId,
         blocks: Vec<Vec<u8>>,
+        taken: &Option<Taken>,
     ) {
         let wanted: Vec<Option<bool>> = blocks.iter().map(|b| Self::wants(args, b)).collect();
         if !wanted.contains(&Some(true)) {
@@ -225,7 +226,8 @@ impl RoleActor {
             match custody::on_commitment_signature(&args.context, peer, &signed).await {
                 Ok(None) => {}
                 Ok(Some(pending)) => {
-                    Self::check_then_retry(myself, &args.context, pending, peer, blocks).await;
+                    let again = (peer, blocks, taken.clone());
+                    Self::check_then_retry(myself, &args.context, pending, again).await;
                 }
                 Err(reason) => rejected(args, peer, &reason, "custody signature"),
             }
@@ -239,7 +241,7 @@ impl RoleActor {
             if !wanted {
                 continue;
             }
-            if let Err(reason) = Self::on_envelope(myself, args, peer, block).await {
+            if let Err(reason) = Self::on_envelope(myself, args, peer, block, taken).await {
                 rejected(args, peer, &reason, "custody step");
             }
         }
@@ -247,18 +249,21 @@ impl RoleActor {
 
     /// Has a certificate checked off this role's queue (see [`crate::certificates`]); once
     /// the outcome is in, the delivery that needed it comes back as if delivered again, and
-    /// its step finds the outcome.
+    /// its step finds the outcome. The delivery is acknowledged once that step ran.
     async fn check_then_retry(
         myself: &ActorRef<RoleMsg>,
         ctx: &RoleContext,
         pending: custody::PendingCheck,
-        peer: PeerId,
-        blocks: Vec<Vec<u8>>,
+        (peer, blocks, taken): (PeerId, Vec<Vec<u8>>, Option<Taken>),
     ) {
         let myself = myself.clone();
         ctx.certificate_checks
             .submit(pending.key, pending.check, move || {
-                let again = RoleMsg::Network(NetworkEvent::EnvelopesReceived { peer, blocks });
+                let again = RoleMsg::Network(NetworkEvent::EnvelopesReceived {
+                    peer,
+                    blocks,
+                    taken,
+                });
                 if myself.cast(again).is_err() {
                     warn!(%peer, "a checked certificate's step is dropped: the role stopped");
                 }
@@ -289,6 +294,7 @@ impl RoleActor {
         args: &RoleArgs,
         peer: PeerId,
         block: Vec<u8>,
+        taken: &Option<Taken>,
     ) -> Result<(), CustodyError> {
         let ctx = &args.context;
         let kind = SignedEnvelope::decode(&block)
@@ -342,7 +348,8 @@ impl RoleActor {
                         send_all(ctx, vec![delivery]);
                     }
                     custody::ReleaseStep::CheckCertificate(pending) => {
-                        Self::check_then_retry(myself, ctx, *pending, peer, vec![block]).await;
+                        let again = (peer, vec![block], taken.clone());
+                        Self::check_then_retry(myself, ctx, *pending, again).await;
                     }
                 }
             }
@@ -424,12 +431,18 @@ impl Actor for RoleActor {
             RoleMsg::Describe(reply) => {
                 let _ = reply.send(args.role);
             }
-            RoleMsg::Network(NetworkEvent::EnvelopesReceived { peer, blocks }) => {
-                Self::on_bundle(&myself, args, peer, blocks).await;
+            RoleMsg::Network(NetworkEvent::EnvelopesReceived {
+                peer,
+                blocks,
+                taken,
+            }) => {
+                Self::on_bundle(&myself, args, peer, blocks, &taken).await;
                 // Verified blocks kept by a step that stopped early are still worth keeping.
                 if let Err(err) = args.context.flush().await {
                     warn!(role = args.role.name(), %err, "cannot store received blocks");
                 }
+                // `taken` was dropped with the bundle's steps done and durable: the sender
+                // gets its acknowledgement now (or once a certificate check's step ran).
             }
             // The principal answers peers' M-Pin authentication steps, off its own queue.
             RoleMsg::Network(NetworkEvent::Answer { id, request, .. })

@@ -666,7 +666,11 @@ fn save(dir: &Path, testnet: &TestnetFile) -> Result<(), TestnetError> {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
-    std::fs::write(&path, text).map_err(io(&path))
+    // Written aside and renamed over the old one: a reader (`status`, a scenario, a test)
+    // sees the old file or the new one, never half of one.
+    let partial = dir.join(format!("{TESTNET_FILE}.partial"));
+    std::fs::write(&partial, text).map_err(io(&partial))?;
+    std::fs::rename(&partial, &path).map_err(io(&path))
 }
 
 /// Reads `DIR/testnet.json`.
@@ -798,6 +802,29 @@ pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_never_sees_half_a_testnet_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let testnet = TestnetFile {
+            nodes: Vec::new(),
+            binary: PathBuf::from("dta"),
+            namespaces: (0..200).map(|i| format!("namespace-{i}")).collect(),
+        };
+        save(dir.path(), &testnet).unwrap();
+        let writing = {
+            let (dir, testnet) = (dir.path().to_owned(), testnet.clone());
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    save(&dir, &testnet).unwrap();
+                }
+            })
+        };
+        while !writing.is_finished() {
+            assert_eq!(load(dir.path()).unwrap(), testnet);
+        }
+        writing.join().unwrap();
+    }
 
     #[test]
     fn a_restart_command_keeps_the_ports_and_bootstraps_from_the_others() {

@@ -196,6 +196,56 @@ async fn a_beneficiary_asks_again_for_missing_shares_while_the_principal_is_down
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_is_acknowledged_only_once_the_beneficiary_kept_it() {
+    let net = testnet().await;
+    let api = Api::new();
+    order(&api, &net, "acked", "kept before the answer").await;
+    // The fiduciaries serve the release but cannot reach the beneficiary.
+    for fiduciary in FIDUCIARIES {
+        set_blocked(&net, fiduciary, BENEFICIARY, true).await;
+    }
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/acked/release", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, 1, "acked", "fiduciary", "released")
+        .await;
+    let served = fiduciary_record(&api, &net, 1, "acked").await["served"]["1"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let share = reqwest::get(format!("{}/v2/blocks/{served}", net.node(1).info().api))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // Fiduciary 1's sealed share, carried by the principal's node: the moment the answer is
+    // in, the beneficiary's record holds it.
+    let beneficiary: libp2p::PeerId = net.node(BENEFICIARY).info().peer_id.parse().unwrap();
+    let answer = net
+        .node(PRINCIPAL)
+        .network()
+        .request(
+            beneficiary,
+            dta_protocol::network::Request::Deliver {
+                blocks: vec![share.to_vec().into()],
+            },
+        )
+        .await
+        .expect("delivered");
+    assert_eq!(answer, dta_protocol::network::Response::Accepted);
+    let (_, shown) = api.get(&net, BENEFICIARY, "/v2/orders/acked").await;
+    let kept = record(&shown, "beneficiary");
+    assert_eq!(
+        kept["shares"].as_object().map(|s| s.len()),
+        Some(1),
+        "{shown}"
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_goes_only_to_the_beneficiary_the_order_names() {
     let mut net = testnet().await;
     let api = Api::new();

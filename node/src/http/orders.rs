@@ -96,6 +96,7 @@ fn stored_record_json(record: &OrderRecord) -> Value {
         "releases": map(&record.releases),
         "shares": map(&record.shares),
         "receipts": map(&record.receipts),
+        "served": map(&record.served),
         "head": record.head.to_string(),
     })
 }
