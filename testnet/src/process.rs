@@ -521,13 +521,26 @@ pub async fn stop_node(dir: &Path, name: &str, crash: bool) -> Result<(), Testne
         .args([signal, &node.pid.to_string()])
         .status();
     let started = Instant::now();
-    while is_our_node(node.pid, &node.home) {
+    // Its command line empties when its memory goes, before its files (the database's lock
+    // among them) are closed: it is gone only once it has exited.
+    while is_our_node(node.pid, &node.home) || !has_exited(node.pid) {
         if started.elapsed() > Duration::from_secs(15) {
             return Err(TestnetError::Invalid(format!("{name} did not stop")));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Whether process `pid` is gone or a zombie: it has closed its files.
+fn has_exited(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // `pid (comm) state ...`: the state follows the last ')', as comm may hold one.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_none_or(|state| matches!(state, 'Z' | 'X' | 'x'))
 }
 
 /// Starts a stopped node again with its recorded command line; testnet.json gets its new pid

@@ -1,7 +1,9 @@
-//! A fault campaign on real processes: orders and releases run while a random node (the
-//! principal and the beneficiary included) is SIGKILLed and started again every few seconds;
-//! afterwards every order must be certified, released once, received intact and audited from
-//! an uninvolved node: nothing lost, nothing duplicated, nothing stuck.
+//! A fault campaign on real processes: two principals place orders under the same references
+//! with the same fiduciaries and beneficiary, try to release each to another identity (always
+//! refused) and release it to its beneficiary, while a random node (principals and the
+//! beneficiary included) is SIGKILLed and started again every few seconds; afterwards every
+//! order must be certified, released once, received intact and audited from an uninvolved
+//! node: nothing lost, nothing duplicated, nothing stuck, nothing misdirected.
 //!
 //! `DTA_FAULT_ORDERS` (default 24) sets the number of orders, `DTA_FAULT_SEED` the seed that
 //! picks the victims (printed, so that a failing run can be repeated).
@@ -16,13 +18,21 @@ use serde_json::{Value, json};
 
 use crate::process::dta_bin;
 
-const PRINCIPAL: &str = "node-0";
-const FIDUCIARIES: [&str; 3] = ["node-1", "node-2", "node-3"];
-const BENEFICIARY: &str = "node-4";
+/// Both use every reference.
+const PRINCIPALS: [&str; 2] = ["node-0", "node-1"];
+const FIDUCIARIES: [&str; 3] = ["node-2", "node-3", "node-4"];
+const BENEFICIARY: &str = "node-5";
 /// Plays the fiduciary role but is named in no order, and is never killed: it audits.
-const AUDITOR: &str = "node-5";
+const AUDITOR: &str = "node-6";
 /// The nodes the whole campaign kills.
-const EVERY_PARTY: [&str; 5] = [PRINCIPAL, "node-1", "node-2", "node-3", BENEFICIARY];
+const EVERY_PARTY: [&str; 6] = [
+    "node-0",
+    "node-1",
+    "node-2",
+    "node-3",
+    "node-4",
+    BENEFICIARY,
+];
 /// How long everything may take to settle once the kills stop.
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -84,25 +94,32 @@ async fn get(client: &reqwest::Client, dir: &Path, node: &str, path: &str) -> Op
     call(client, dir, node, reqwest::Method::GET, path, None).await
 }
 
-/// The secret of order `i`: binary, so that "intact" means every byte.
-fn secret_of(i: usize) -> Vec<u8> {
+/// The secret of principal `p`'s order `i`: binary, so that "intact" means every byte.
+fn secret_of(p: usize, i: usize) -> Vec<u8> {
     (0..48u8)
-        .map(|b| b.wrapping_mul(31).wrapping_add(i as u8))
+        .map(|b| b.wrapping_mul(31).wrapping_add(i as u8) ^ (p as u8 * 0x55))
         .collect()
 }
 
-/// Places order `i` and asks for its release, trying again while nodes are down, until the
-/// principal has taken both (a call cut short by a kill may have taken effect: "exists" and
-/// "all used" count as done).
-async fn order_and_release(client: &reqwest::Client, dir: &Path, i: usize, fiduciaries: &[String]) {
-    let reference = format!("fault-{i}");
+/// Principal `p` places order `i`, tries to release it to the auditor (refused: the order
+/// names its beneficiary), and asks for its release, trying again while nodes are down, until
+/// the principal has taken each (a call cut short by a kill may have taken effect: "exists"
+/// and "all used" count as done).
+async fn order_and_release(
+    client: &reqwest::Client,
+    dir: &Path,
+    p: usize,
+    i: usize,
+    fiduciaries: &[String],
+) {
+    let (principal, reference) = (PRINCIPALS[p], format!("fault-{i}"));
     let body = json!({
         "reference": reference,
         "plugin": "safeguardsecret",
         "fiduciaries": fiduciaries,
         "threshold": 2,
         "beneficiary": identity_of(dir, BENEFICIARY),
-        "secret_hex": hex::encode(secret_of(i)),
+        "secret_hex": hex::encode(secret_of(p, i)),
     });
     let deadline = Instant::now() + SETTLE;
     loop {
@@ -110,7 +127,7 @@ async fn order_and_release(client: &reqwest::Client, dir: &Path, i: usize, fiduc
         let answer = call(
             client,
             dir,
-            PRINCIPAL,
+            principal,
             reqwest::Method::POST,
             "/v2/orders",
             Some(body.clone()),
@@ -126,12 +143,36 @@ async fn order_and_release(client: &reqwest::Client, dir: &Path, i: usize, fiduc
         }
     }
     let release = format!("/v2/orders/{reference}/release");
+    let misdirected = json!({ "beneficiary": identity_of(dir, AUDITOR) });
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{reference}: no answer to a misdirected release"
+        );
+        let answer = call(
+            client,
+            dir,
+            principal,
+            reqwest::Method::POST,
+            &release,
+            Some(misdirected.clone()),
+        )
+        .await;
+        match answer {
+            Some((400, error)) if error.to_string().contains("is for beneficiary") => break,
+            Some((status, answer)) if status < 500 && status != 409 => {
+                panic!("{reference} released to another beneficiary: {status} {answer}")
+            }
+            // Down, or not certified yet.
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
     loop {
         assert!(Instant::now() < deadline, "{reference} was never released");
         let answer = call(
             client,
             dir,
-            PRINCIPAL,
+            principal,
             reqwest::Method::POST,
             &release,
             Some(json!({})),
@@ -144,6 +185,90 @@ async fn order_and_release(client: &reqwest::Client, dir: &Path, i: usize, fiduc
             _ => tokio::time::sleep(Duration::from_millis(300)).await,
         }
     }
+}
+
+/// Kills the testnet's nodes when dropped, so that a failing campaign leaves no process
+/// behind (they run in process groups of their own and outlive the test).
+struct KillOnDrop(std::path::PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Ok(testnet) = process::load(&self.0) else {
+            return;
+        };
+        for node in testnet.nodes {
+            let ours = std::fs::read(format!("/proc/{}/cmdline", node.pid)).is_ok_and(|line| {
+                line.split(|b| *b == 0)
+                    .any(|arg| arg == node.home.as_os_str().as_encoded_bytes())
+            });
+            if ours {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &node.pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// How one order ended.
+enum Settled {
+    Released,
+    Stuck,
+    Lost(String),
+}
+
+/// Waits until principal `p`'s order `i` is released, then checks it: the beneficiary holds
+/// its exact bytes, no fiduciary released it twice, one receipt, and the uninvolved node
+/// audits its log.
+async fn settle(
+    client: &reqwest::Client,
+    dir: &Path,
+    p: usize,
+    i: usize,
+    deadline: Instant,
+) -> Settled {
+    let (principal, reference) = (PRINCIPALS[p], format!("fault-{i}"));
+    let path = format!("/v2/orders/{reference}");
+    let whose = format!("principal={}", identity_of(dir, principal));
+    let shown = loop {
+        let shown = get(client, dir, principal, &path)
+            .await
+            .and_then(|(_, body)| record(&body, "principal").cloned());
+        if let Some(shown) = shown.filter(|s| s["state"] == "released") {
+            break shown;
+        }
+        if Instant::now() > deadline {
+            return Settled::Stuck;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let secret = get(client, dir, BENEFICIARY, &format!("{path}/secret?{whose}")).await;
+    match secret {
+        Some((200, body)) if body["secret_hex"] == hex::encode(secret_of(p, i)) => {}
+        other => return Settled::Lost(format!("{other:?}")),
+    }
+    for fiduciary in FIDUCIARIES {
+        let held = get(client, dir, fiduciary, &format!("{path}?{whose}"))
+            .await
+            .and_then(|(_, body)| record(&body, "fiduciary").cloned());
+        if let Some(held) = held {
+            assert!(
+                held["releases"].as_object().unwrap().len() <= 1,
+                "{principal}/{reference} released twice by {fiduciary}: {held}"
+            );
+        }
+    }
+    let receipts = shown["receipts"].as_object().unwrap().len();
+    assert_eq!(receipts, 1, "{principal}/{reference}: {shown}");
+    // The principal's head, given: a head announcement gossiped while the auditor's mesh was
+    // in flux may not have reached it (the README says so of announced heads).
+    let head = shown["head"].as_str().unwrap();
+    let audit = get(client, dir, AUDITOR, &format!("{path}/audit?head={head}")).await;
+    match audit {
+        Some((200, report)) if report["passed"] == true && report["receipts"] == 1 => {}
+        other => panic!("{principal}/{reference} does not audit on {AUDITOR}: {other:?}"),
+    }
+    Settled::Released
 }
 
 fn record<'a>(records: &'a Value, role: &str) -> Option<&'a Value> {
@@ -177,8 +302,8 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
     process::up(
         UpConfig {
             dir: dir.clone(),
-            nodes: 6,
-            principals: 1,
+            nodes: 7,
+            principals: 2,
             fiduciaries: 3,
             beneficiaries: 1,
             threshold: Some(2),
@@ -190,6 +315,7 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
     )
     .await
     .expect("testnet up");
+    let _kill_on_drop = KillOnDrop(dir.clone());
     let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|f| identity_of(&dir, f)).collect();
 
     // The campaign: kill a random node, start it again, wait, repeat, until told to stop.
@@ -217,7 +343,10 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
     let client = reqwest::Client::new();
     let started = Instant::now();
     for i in 0..orders {
-        order_and_release(&client, &dir, i, &fiduciaries).await;
+        tokio::join!(
+            order_and_release(&client, &dir, 0, i, &fiduciaries),
+            order_and_release(&client, &dir, 1, i, &fiduciaries),
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let kills = campaign.await.unwrap();
@@ -234,56 +363,13 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
     let deadline = Instant::now() + SETTLE;
     let (mut lost, mut stuck) = (Vec::new(), Vec::new());
     for i in 0..orders {
-        let reference = format!("fault-{i}");
-        let path = format!("/v2/orders/{reference}");
-        let settled = loop {
-            let principal = get(&client, &dir, PRINCIPAL, &path)
-                .await
-                .and_then(|(_, body)| record(&body, "principal").cloned());
-            let state = principal.as_ref().map(|p| p["state"].clone());
-            if state == Some(json!("released")) {
-                break true;
+        for (p, principal) in PRINCIPALS.iter().enumerate() {
+            let reference = format!("fault-{i}");
+            match settle(&client, &dir, p, i, deadline).await {
+                Settled::Released => {}
+                Settled::Stuck => stuck.push(format!("{principal}/{reference}")),
+                Settled::Lost(why) => lost.push(format!("{principal}/{reference}: {why}")),
             }
-            if Instant::now() > deadline {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        if !settled {
-            stuck.push(reference);
-            continue;
-        }
-        let secret = get(&client, &dir, BENEFICIARY, &format!("{path}/secret")).await;
-        match secret {
-            Some((200, body)) if body["secret_hex"] == hex::encode(secret_of(i)) => {}
-            other => lost.push(format!("{reference}: {other:?}")),
-        }
-        for fiduciary in FIDUCIARIES {
-            let held = get(&client, &dir, fiduciary, &path)
-                .await
-                .and_then(|(_, body)| record(&body, "fiduciary").cloned());
-            if let Some(held) = held {
-                assert!(
-                    held["releases"].as_object().unwrap().len() <= 1,
-                    "{reference} released twice by {fiduciary}: {held}"
-                );
-            }
-        }
-        let (_, shown) = get(&client, &dir, PRINCIPAL, &path).await.unwrap();
-        let principal = record(&shown, "principal").unwrap();
-        let receipts = principal["receipts"].clone();
-        assert_eq!(
-            receipts.as_object().unwrap().len(),
-            1,
-            "{reference}: {receipts}"
-        );
-        // The principal's head, given: a head announcement gossiped while the auditor's mesh
-        // was in flux may not have reached it (the README says so of announced heads).
-        let head = principal["head"].as_str().unwrap();
-        let audit = get(&client, &dir, AUDITOR, &format!("{path}/audit?head={head}")).await;
-        match audit {
-            Some((200, report)) if report["passed"] == true && report["receipts"] == 1 => {}
-            other => panic!("{reference} does not audit on {AUDITOR}: {other:?}"),
         }
     }
     let _ = process::down(&dir).await;
