@@ -493,12 +493,13 @@ impl RoleContext {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let state = record.state.as_str();
+            let key = open_release_key(record);
             if (role == Role::Principal && state == "releasing")
                 || (role == Role::Beneficiary && state == "collecting")
             {
-                open.insert(record.reference.clone(), std::time::Instant::now());
+                open.insert(key, std::time::Instant::now());
             } else {
-                open.remove(&record.reference);
+                open.remove(&key);
             }
         }
         if role == Role::Principal {
@@ -1137,53 +1138,69 @@ pub async fn migrate_unkeyed_records(ctx: &RoleContext, role: Role) -> Result<us
         if rest.contains(&b'/') {
             continue;
         }
-        let record: OrderRecord = dagcbor::decode(&bytes, Limits::default()).map_err(internal)?;
-        let (principal, reference) = (record.principal, record.reference.as_str());
-        let mut names = Vec::new();
-        if role == Role::Fiduciary {
-            names.push((
-                format!("share/{reference}"),
-                share_name(&principal, reference),
-            ));
-        } else {
-            for index in record.shares.keys() {
-                names.push((
-                    format!("received/{reference}/{index}"),
-                    received_name(&principal, reference, *index),
-                ));
-            }
-            names.push((
-                format!("secret/{reference}"),
-                secret_name(&principal, reference),
-            ));
+        // One record that cannot move does not keep the others where they were.
+        match migrate_record(ctx, role, key, bytes).await {
+            Ok(()) => moved += 1,
+            Err(err) => tracing::warn!(role = role.name(), %err, "an old record did not move"),
         }
-        let mut old_keys = vec![(Column::Orders, key.clone())];
-        for (old, new) in names {
-            let stored = ctx
-                .store
-                .get(Column::Keystore, old.as_bytes())
-                .map_err(internal)?;
-            if stored.is_none() {
-                continue;
-            }
-            let value = ctx.load_secret(&old).await?;
-            ctx.keep_secret(new, value.expose().to_vec()).await?;
-            old_keys.push((Column::Keystore, old.into_bytes()));
-        }
-        ctx.stage(
-            Column::Orders,
-            record_key(role, &principal, reference),
-            bytes,
-        );
-        ctx.commit().await?;
-        for (column, key) in old_keys {
-            ctx.store.delete_durable(column, &key).map_err(internal)?;
-        }
-        tracing::info!(order = %reference, %principal, role = role.name(),
-            "record moved under its principal");
-        moved += 1;
     }
     Ok(moved)
+}
+
+/// Moves one record stored under `key` (see [`migrate_unkeyed_records`]).
+async fn migrate_record(
+    ctx: &RoleContext,
+    role: Role,
+    key: Vec<u8>,
+    bytes: Vec<u8>,
+) -> Result<(), CustodyError> {
+    let record: OrderRecord = dagcbor::decode(&bytes, Limits::default()).map_err(internal)?;
+    let (principal, reference) = (record.principal, record.reference.as_str());
+    let mut names = Vec::new();
+    if role == Role::Fiduciary {
+        names.push((
+            format!("share/{reference}"),
+            share_name(&principal, reference),
+        ));
+    } else {
+        for index in record.shares.keys() {
+            names.push((
+                format!("received/{reference}/{index}"),
+                received_name(&principal, reference, *index),
+            ));
+        }
+        names.push((
+            format!("secret/{reference}"),
+            secret_name(&principal, reference),
+        ));
+    }
+    let mut old_keys = Vec::new();
+    for (old, new) in names {
+        let stored = ctx
+            .store
+            .get(Column::Keystore, old.as_bytes())
+            .map_err(internal)?;
+        if stored.is_none() {
+            continue;
+        }
+        let value = ctx.load_secret(&old).await?;
+        ctx.keep_secret(new, value.expose().to_vec()).await?;
+        old_keys.push((Column::Keystore, old.into_bytes()));
+    }
+    ctx.stage(
+        Column::Orders,
+        record_key(role, &principal, reference),
+        bytes,
+    );
+    ctx.commit().await?;
+    // The old record last: while it is there, the move runs again at the next start.
+    old_keys.push((Column::Orders, key));
+    for (column, key) in old_keys {
+        ctx.store.delete_durable(column, &key).map_err(internal)?;
+    }
+    tracing::info!(order = %reference, %principal, role = role.name(),
+            "record moved under its principal");
+    Ok(())
 }
 
 /// Principal states whose head is announced: the ones that settle a step.
@@ -1209,11 +1226,11 @@ pub fn remember_settled_heads(ctx: &RoleContext) -> Result<(), CustodyError> {
 /// Principal states in which an order waits for fiduciaries, and may need resuming.
 const RESUMABLE: [&str; 3] = ["ordered", "dealt", "committed"];
 
-/// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move on: the order request to every
-/// fiduciary that has not sent its key share, the deal or commitment to every fiduciary that
-/// has not signed yet, and the certificate of certified orders still being released (a
-/// fiduciary that missed it cannot serve the release). Deliveries are idempotent on the
-/// receiving side, so sending too often costs only bandwidth.
+/// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move
+/// on: the order request to every fiduciary that has not sent its key share, and the deal or
+/// commitment to every fiduciary that has not signed yet (open releases are sent again by
+/// [`resume_releases`]). Deliveries are idempotent on the receiving side, so sending too
+/// often costs only bandwidth.
 pub fn resume(
     ctx: &RoleContext,
     quiet_for: std::time::Duration,
@@ -1274,20 +1291,28 @@ pub fn resume(
     Ok(deliveries)
 }
 
-/// Whether an open release of `reference` moved on (or was sent again) within `quiet_for`;
-/// if not, it counts as sent again now.
-fn release_is_recent(ctx: &RoleContext, reference: &str, quiet_for: std::time::Duration) -> bool {
+/// How [`RoleContext::releases_open`] names a record's open release: by principal and
+/// reference, as two principals may use one reference.
+fn open_release_key(record: &OrderRecord) -> String {
+    format!("{}/{}", record.principal, record.reference)
+}
+
+/// Whether `record`'s open release moved on (or was sent again) within `quiet_for`; if not,
+/// it counts as sent again now.
+fn release_is_recent(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    quiet_for: std::time::Duration,
+) -> bool {
     let mut open = ctx
         .releases_open
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if open
-        .get(reference)
-        .is_some_and(|at| at.elapsed() < quiet_for)
-    {
+    let key = open_release_key(record);
+    if open.get(&key).is_some_and(|at| at.elapsed() < quiet_for) {
         return true;
     }
-    open.insert(reference.to_owned(), std::time::Instant::now());
+    open.insert(key, std::time::Instant::now());
     false
 }
 
@@ -1310,7 +1335,7 @@ pub fn resume_releases(
         else {
             continue;
         };
-        if release_is_recent(ctx, &record.reference, quiet_for) {
+        if release_is_recent(ctx, &record, quiet_for) {
             continue;
         }
         match release_deliveries(ctx, &record, certificate, cid, bytes, &request.beneficiary) {
@@ -1355,7 +1380,7 @@ pub fn resume_receiving(
         ) else {
             continue;
         };
-        if release_is_recent(ctx, &record.reference, quiet_for) {
+        if release_is_recent(ctx, &record, quiet_for) {
             continue;
         }
         let (Some(certificate_bytes), Some(request_bytes)) =
@@ -1363,6 +1388,7 @@ pub fn resume_receiving(
         else {
             continue;
         };
+        let before = deliveries.len();
         for (position, fiduciary) in record.fiduciaries.iter().enumerate() {
             if record.shares.contains_key(&(position as u32 + 1)) {
                 continue;
@@ -1371,8 +1397,10 @@ pub fn resume_receiving(
                 deliveries.push((peer, vec![certificate_bytes.clone(), request_bytes.clone()]));
             }
         }
-        tracing::info!(order = %record.reference, missing = deliveries.len(),
-            "shares still missing: asked again");
+        if deliveries.len() > before {
+            tracing::info!(order = %record.reference, asked = deliveries.len() - before,
+                "shares still missing: fiduciaries asked again");
+        }
     }
     Ok(deliveries)
 }
@@ -1963,6 +1991,11 @@ pub async fn on_receipt(
         ));
     }
     let sequence = *sequence;
+    // A receipt sent again (the beneficiary answered a resent release) changes nothing: the
+    // log may have moved on to a later release since.
+    if record.receipts.contains_key(&sequence) {
+        return Ok(());
+    }
     record.receipts.insert(sequence, cid);
     record.head = cid;
     record.state = "released".into();
@@ -2585,9 +2618,21 @@ pub async fn on_share_release(
             head: request_cid,
         },
     };
-    if record.receipts.contains_key(&request.sequence)
-        || record.shares.contains_key(&released.index)
+    if record.receipts.contains_key(&request.sequence) {
+        return Ok(None);
+    }
+    // A later release of an order received before (a policy allowing several): its shares
+    // are collected afresh (they are the same shares; the kept ones are overwritten).
+    if let std::collections::btree_map::Entry::Vacant(entry) =
+        record.releases.entry(request.sequence)
     {
+        entry.insert(request_cid);
+        record.shares.clear();
+        record.certificate = Some(request.certificate);
+        record.head = request_cid;
+        record.state = "collecting".into();
+    }
+    if record.shares.contains_key(&released.index) {
         return Ok(None);
     }
     ctx.keep_secret(

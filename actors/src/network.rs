@@ -92,21 +92,34 @@ pub const MAX_AWAITING: usize = 256;
 pub const MAX_UNACKNOWLEDGED: usize = 4096;
 
 /// Held by everyone who handles a delivered bundle: when the last holder drops it (the role
-/// actors are done with the bundle, their steps durable), the sender gets `Accepted`. So a
-/// sender learns that a bundle was taken only once the receiver kept what it took.
+/// actors are done with the bundle, their steps durable), the sender gets `Accepted` if a
+/// role actor [claimed](Taken::claim) it; if none did (none was running yet, as while a node
+/// starts), the request fails and the sender tries again. So a sender learns that a bundle
+/// was taken only once the receiver kept what it took.
 #[derive(Clone)]
 pub struct Taken(Arc<TakenGuard>);
 
 struct TakenGuard {
     id: u64,
-    acknowledged: mpsc::Sender<u64>,
+    claimed: std::sync::atomic::AtomicBool,
+    acknowledged: mpsc::Sender<(u64, bool)>,
+}
+
+impl Taken {
+    /// Says that a role actor handles the bundle.
+    pub fn claim(&self) {
+        self.0
+            .claimed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for TakenGuard {
     fn drop(&mut self) {
+        let claimed = self.claimed.load(std::sync::atomic::Ordering::Relaxed);
         // The channel holds as many slots as bundles may wait, so this cannot be full; a
         // closed one means the swarm task is gone and the sender's request fails anyway.
-        let _ = self.acknowledged.try_send(self.id);
+        let _ = self.acknowledged.try_send((self.id, claimed));
     }
 }
 
@@ -530,9 +543,10 @@ struct SwarmLoop {
     /// Delivered bundles not acknowledged yet, by number, with when they arrived.
     unacknowledged: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
     next_delivery: u64,
-    /// Numbers of deliveries whose handlers are done ([`Taken`]).
-    acknowledged_tx: mpsc::Sender<u64>,
-    acknowledged: mpsc::Receiver<u64>,
+    /// Numbers of deliveries whose handlers are done, and whether a role took them
+    /// ([`Taken`]).
+    acknowledged_tx: mpsc::Sender<(u64, bool)>,
+    acknowledged: mpsc::Receiver<(u64, bool)>,
     /// Digests of identity documents already handed on.
     seen_identities: HashSet<[u8; 32]>,
     /// Whether the identity should be (re)announced at the next tick.
@@ -573,7 +587,7 @@ impl SwarmLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(id) = self.acknowledged.recv() => self.acknowledge(id),
+                Some((id, claimed)) = self.acknowledged.recv() => self.acknowledge(id, claimed),
                 _ = flush_heads.tick() => self.publish_heads(),
                 _ = announce.tick() => {
                     ticks += 1;
@@ -1054,6 +1068,7 @@ impl SwarmLoop {
         self.unacknowledged.insert(id, (channel, Instant::now()));
         let taken = Taken(Arc::new(TakenGuard {
             id,
+            claimed: std::sync::atomic::AtomicBool::new(false),
             acknowledged: self.acknowledged_tx.clone(),
         }));
         self.emit(NetworkEvent::EnvelopesReceived {
@@ -1063,15 +1078,22 @@ impl SwarmLoop {
         });
     }
 
-    /// Answers a delivery whose handlers are done with it.
-    fn acknowledge(&mut self, id: u64) {
-        if let Some((channel, _)) = self.unacknowledged.remove(&id)
-            && self
-                .swarm
-                .behaviour_mut()
-                .rpc
-                .send_response(channel, Response::Accepted)
-                .is_err()
+    /// Answers a delivery whose handlers are done with it; one no role actor took is not
+    /// answered (its channel is dropped), so the sender's request fails and is tried again.
+    fn acknowledge(&mut self, id: u64, claimed: bool) {
+        let Some((channel, _)) = self.unacknowledged.remove(&id) else {
+            return;
+        };
+        if !claimed {
+            debug!(id, "a delivery no role took: not acknowledged");
+            return;
+        }
+        if self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_response(channel, Response::Accepted)
+            .is_err()
         {
             debug!(id, "acknowledgement not sent: connection closed");
         }

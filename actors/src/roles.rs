@@ -436,6 +436,9 @@ impl Actor for RoleActor {
                 blocks,
                 taken,
             }) => {
+                if let Some(taken) = &taken {
+                    taken.claim();
+                }
                 Self::on_bundle(&myself, args, peer, blocks, &taken).await;
                 // Verified blocks kept by a step that stopped early are still worth keeping.
                 if let Err(err) = args.context.flush().await {

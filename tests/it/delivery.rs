@@ -196,6 +196,47 @@ async fn a_beneficiary_asks_again_for_missing_shares_while_the_principal_is_down
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_allowing_two_releases_reaches_its_beneficiary_twice() {
+    let net = testnet().await;
+    let api = Api::new();
+    let body = json!({
+        "reference": "twice",
+        "plugin": "safeguardsecret",
+        "fiduciaries": FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect::<Vec<_>>(),
+        // Every share is needed, so the second release brings no index the first lacked.
+        "threshold": 3,
+        "beneficiary": identity(&net, BENEFICIARY),
+        "max_releases": 2,
+        "secret": "needed twice",
+    });
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, PRINCIPAL, "twice", "principal", "certified")
+        .await;
+    for _ in 0..2 {
+        let (status, body) = api
+            .post(&net, PRINCIPAL, "/v2/orders/twice/release", json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        api.wait_state(&net, PRINCIPAL, "twice", "principal", "released")
+            .await;
+    }
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/twice").await;
+    let receipts = record(&shown, "principal")["receipts"].clone();
+    assert_eq!(receipts.as_object().unwrap().len(), 2, "{shown}");
+    let (_, received) = api.get(&net, BENEFICIARY, "/v2/orders/twice").await;
+    let received = record(&received, "beneficiary");
+    assert_eq!(
+        received["receipts"].as_object().unwrap().len(),
+        2,
+        "{received}"
+    );
+    let (_, secret) = api.get(&net, BENEFICIARY, "/v2/orders/twice/secret").await;
+    assert_eq!(secret["secret"], "needed twice");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_is_acknowledged_only_once_the_beneficiary_kept_it() {
     let net = testnet().await;
     let api = Api::new();

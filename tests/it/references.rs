@@ -84,10 +84,24 @@ async fn two_principals_use_one_reference_and_neither_squats_the_other() {
             let (_, shown) = api.get(&net, fiduciary, &path).await;
             assert_eq!(shown.as_array().unwrap().len(), 1, "{shown}");
             assert_eq!(record(&shown, "fiduciary")["state"], "released");
+            // Its own record ends at the release; the principal's announcement of the head
+            // with the receipt follows within a gossip batch.
             let path = format!("/v2/orders/shared/audit?principal={whose}");
-            let (status, report) = api.get(&net, fiduciary, &path).await;
-            assert_eq!(status, 200, "{report}");
-            assert_eq!(report["receipts"], 1, "{report}");
+            let audited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                loop {
+                    let (status, report) = api.get(&net, fiduciary, &path).await;
+                    assert_eq!(status, 200, "{report}");
+                    if report["receipts"] == 1 {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            assert!(
+                audited.is_ok(),
+                "the receipt never reached fiduciary {fiduciary}'s audit"
+            );
         }
     }
     net.stop().await;
