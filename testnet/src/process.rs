@@ -532,15 +532,21 @@ pub async fn stop_node(dir: &Path, name: &str, crash: bool) -> Result<(), Testne
     Ok(())
 }
 
-/// Whether process `pid` is gone or a zombie: it has closed its files.
+/// Whether process `pid` is gone or a zombie with every thread exited: only then are its
+/// files closed (the leader thread turns zombie while other threads may still hold them).
 fn has_exited(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return true;
     };
-    // `pid (comm) state ...`: the state follows the last ')', as comm may hold one.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next())
-        .is_none_or(|state| matches!(state, 'Z' | 'X' | 'x'))
+    tasks.flatten().all(|task| {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return true;
+        };
+        // `tid (comm) state ...`: the state follows the last ')', as comm may hold one.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|state| matches!(state, 'Z' | 'X' | 'x'))
+    })
 }
 
 /// Starts a stopped node again with its recorded command line; testnet.json gets its new pid
