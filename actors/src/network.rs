@@ -455,6 +455,7 @@ impl Actor for NetworkActor {
                 announce_due: true,
                 last_announced: None,
                 hosted_added: false,
+                bootstrap_dials: HashMap::new(),
             }
             .run(args.bootstrap),
         );
@@ -555,6 +556,8 @@ struct SwarmLoop {
     last_announced: Option<Instant>,
     /// A hosted identity was added and not announced yet.
     hosted_added: bool,
+    /// Dials to bootstrap addresses not yet answered, so that a failure names its address.
+    bootstrap_dials: HashMap<libp2p::swarm::ConnectionId, Multiaddr>,
 }
 
 impl SwarmLoop {
@@ -570,8 +573,15 @@ impl SwarmLoop {
         // Blocks carried over from a previous run of the loop.
         self.publish_snapshot();
         for address in bootstrap {
-            if let Err(err) = self.swarm.dial(address.clone()) {
-                warn!(%address, %err, "cannot dial bootstrap address");
+            let dial = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
+                .address(address.clone())
+                .build();
+            let connection = dial.connection_id();
+            match self.swarm.dial(dial) {
+                Ok(()) => {
+                    self.bootstrap_dials.insert(connection, address);
+                }
+                Err(err) => warn!(%address, %err, "cannot dial bootstrap address"),
             }
         }
         self.dial_known_peers().await;
@@ -924,8 +934,10 @@ impl SwarmLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                connection_id,
                 ..
             } => {
+                self.bootstrap_dials.remove(&connection_id);
                 self.publish_snapshot();
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
@@ -933,6 +945,16 @@ impl SwarmLoop {
                 }
             }
             SwarmEvent::ConnectionClosed { .. } => self.publish_snapshot(),
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                // Once per address and start: the peer book and Kademlia retry on their own.
+                if let Some(address) = self.bootstrap_dials.remove(&connection_id) {
+                    warn!(%address, %error, "cannot reach bootstrap address");
+                }
+            }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }

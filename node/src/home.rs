@@ -36,6 +36,10 @@ use crate::config::{Config, ConfigError, HOME_VERSION};
 
 /// Environment variable holding the keystore passphrase.
 pub const PASSPHRASE_ENV: &str = "DTA_PASSPHRASE";
+
+/// Shortest passphrase a new soft keystore takes: the keystore file holds the salt and a check
+/// blob, so whoever copies it can guess offline, at Argon2id's cost per guess.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
 /// Environment variable holding the PKCS#11 user PIN.
 pub const PIN_ENV: &str = "DTA_PKCS11_PIN";
 /// Keystore name of the identity seed.
@@ -69,6 +73,15 @@ pub enum HomeError {
     /// No passphrase available.
     #[error("no keystore passphrase: set {PASSPHRASE_ENV} or passphrase_file in config.toml")]
     NoPassphrase,
+    /// A new keystore's passphrase is too short to resist guessing.
+    #[error(
+        "the passphrase has {length} characters; a keystore needs at least \
+         {MIN_PASSPHRASE_CHARS} (--insecure-passphrase accepts it, for a throwaway home only)"
+    )]
+    ShortPassphrase {
+        /// Its length in characters (never its content).
+        length: usize,
+    },
     /// No PIN available.
     #[error("no PKCS#11 PIN: set {PIN_ENV} or pkcs11_pin_file in config.toml")]
     NoPin,
@@ -129,6 +142,8 @@ pub enum KeystoreChoice {
     Soft {
         /// Argon2id parameters.
         kdf: KdfParams,
+        /// Accepts a passphrase shorter than [`MIN_PASSPHRASE_CHARS`].
+        insecure_passphrase: bool,
     },
     /// A key in a PKCS#11 token; the PIN comes from `DTA_PKCS11_PIN` or the pin file.
     Pkcs11 {
@@ -155,8 +170,15 @@ impl KeystoreChoice {
     /// `keystore.toml`.
     fn create(&self, config: &Config) -> Result<(Arc<dyn Keystore>, KeystoreFile), HomeError> {
         match self {
-            Self::Soft { kdf } => {
+            Self::Soft {
+                kdf,
+                insecure_passphrase,
+            } => {
                 let passphrase = passphrase(config.passphrase_file.as_deref())?;
+                let length = String::from_utf8_lossy(&passphrase).chars().count();
+                if length < MIN_PASSPHRASE_CHARS && !insecure_passphrase {
+                    return Err(HomeError::ShortPassphrase { length });
+                }
                 let keystore = SoftKeystore::derive(&passphrase, kdf)?;
                 let file = KeystoreFile::Soft {
                     version: HOME_VERSION,

@@ -28,7 +28,10 @@ fn new_home(root: &Path) -> PathBuf {
             passphrase_file: Some(passphrase),
             pin_file: None,
         },
-        KeystoreChoice::Soft { kdf: quick_kdf() },
+        KeystoreChoice::Soft {
+            kdf: quick_kdf(),
+            insecure_passphrase: false,
+        },
     )
     .expect("the home is made");
     home

@@ -7,6 +7,7 @@
 //!   shutdown token fires, so tests start whole nodes in one process.
 //! - [`http`]: the HTTP API (axum) and `/metrics`.
 //! - [`logging`]: tracing-subscriber setup.
+//! - [`ports`]: whether the listen ports are free before a start.
 //!
 //! What it does not do: protocol internals (dta-protocol), actors (dta-actors), the testnet
 //! harness (dta-testnet), argument parsing (the `dta` binary).
@@ -18,6 +19,7 @@ pub mod config;
 pub mod home;
 pub mod http;
 pub mod logging;
+pub mod ports;
 pub mod run;
 
 pub use run::{Node, NodeFile, RunError, RunOptions, run};

@@ -57,6 +57,9 @@ pub enum RunError {
     /// The configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A listen address another process holds.
+    #[error(transparent)]
+    Listen(#[from] crate::ports::PortInUse),
     /// The API port.
     #[error("cannot listen for the API on {address}: {source}")]
     Api {
@@ -391,6 +394,7 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
     // Read again once the node starts; checked here so that it cannot fail there.
     config.mpin_servers()?;
     let listen = config::parse_multiaddrs(&config.listen)?;
+    crate::ports::check_free(&listen)?;
     let bootstrap = config::parse_multiaddrs(&config.bootstrap)?;
     let api_address = config::parse_api(&config.api)?;
     let roles = config.roles()?;

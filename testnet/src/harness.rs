@@ -283,7 +283,10 @@ impl TestnetBuilder {
                     )?;
                     home::KeystoreChoice::pkcs11(module.clone(), label)
                 }
-                _ => home::KeystoreChoice::Soft { kdf: test_kdf() },
+                _ => home::KeystoreChoice::Soft {
+                    kdf: test_kdf(),
+                    insecure_passphrase: false,
+                },
             };
             let report = home::init(
                 &home,

@@ -245,6 +245,7 @@ pub async fn up(
                     iterations: 1,
                     ..dta_hsm::KdfParams::recommended()
                 },
+                insecure_passphrase: false,
             },
         };
         let report = home::init(

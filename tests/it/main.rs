@@ -5,6 +5,7 @@ mod custody;
 mod delivery;
 mod demo;
 mod faults;
+mod first_hour;
 mod hsm;
 mod interop;
 mod lan;

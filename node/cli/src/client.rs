@@ -6,6 +6,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::output::outln;
+
 /// Where the API is: `--api`, else `DTA_API`, else the `node.json` of `--home` / `DTA_HOME`.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
@@ -116,12 +118,12 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .trim_end()
             .to_owned()
     };
-    println!(
+    outln!(
         "{}",
         line(headers.iter().map(|h| (*h).to_owned()).collect())
     );
     for row in rows {
-        println!("{}", line(row));
+        outln!("{}", line(row));
     }
 }
 
@@ -130,29 +132,29 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 pub async fn keystore_status(args: &ClientArgs) -> anyhow::Result<()> {
     let status = args.get("/v2/keystore").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
-    println!("backend    {}", text(&status["backend"]));
+    outln!("backend    {}", text(&status["backend"]));
     if !status["token"].is_null() {
-        println!("token      {}", text(&status["token"]));
+        outln!("token      {}", text(&status["token"]));
     }
-    println!("secrets    {}", text(&status["secrets"]));
+    outln!("secrets    {}", text(&status["secrets"]));
     Ok(())
 }
 
 pub async fn status(args: &ClientArgs) -> anyhow::Result<()> {
     let node = args.get("/v2/node").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&node)?);
+        outln!("{}", serde_json::to_string_pretty(&node)?);
         return Ok(());
     }
-    println!("name       {}", text(&node["name"]));
-    println!("identity   {}", text(&node["identity"]));
-    println!("peer id    {}", text(&node["peer_id"]));
-    println!("roles      {}", text(&node["roles"]));
+    outln!("name       {}", text(&node["name"]));
+    outln!("identity   {}", text(&node["identity"]));
+    outln!("peer id    {}", text(&node["peer_id"]));
+    outln!("roles      {}", text(&node["roles"]));
     for address in node["listen_addrs"].as_array().into_iter().flatten() {
-        println!("listening  {}", text(address));
+        outln!("listening  {}", text(address));
     }
     Ok(())
 }
@@ -194,7 +196,7 @@ pub async fn peers(command: Option<PeersCommand>, args: &ClientArgs) -> anyhow::
     };
     let peers = args.get(&path).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&peers)?);
+        outln!("{}", serde_json::to_string_pretty(&peers)?);
         return Ok(());
     }
     let rows = peers
@@ -217,9 +219,9 @@ async fn change_block_list(
         .send_bytes(method, &format!("/v2/peers/blocked/{peer}"), Vec::new())
         .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        println!("{done} {peer}");
+        outln!("{done} {peer}");
     }
     Ok(())
 }
@@ -259,10 +261,10 @@ pub async fn api(
     let answer: Value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     if args.json {
-        println!("{}", json!({ "status": status.as_u16(), "body": answer }));
+        outln!("{}", json!({ "status": status.as_u16(), "body": answer }));
         return Ok(());
     }
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    outln!("{}", serde_json::to_string_pretty(&answer)?);
     if !status.is_success() {
         bail!("{url}: {status}");
     }
@@ -273,7 +275,7 @@ pub async fn api(
 pub async fn identities(args: &ClientArgs) -> anyhow::Result<()> {
     let identities = args.get("/v2/identities").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&identities)?);
+        outln!("{}", serde_json::to_string_pretty(&identities)?);
         return Ok(());
     }
     let rows = identities
@@ -290,11 +292,11 @@ pub async fn identities(args: &ClientArgs) -> anyhow::Result<()> {
 pub async fn identity(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
     let identity = args.get(&format!("/v2/identities/{cid}")).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&identity)?);
+        outln!("{}", serde_json::to_string_pretty(&identity)?);
         return Ok(());
     }
     for key in ["cid", "name", "peer_id", "created_at"] {
-        println!("{key:<11}{}", text(&identity[key]));
+        outln!("{key:<11}{}", text(&identity[key]));
     }
     Ok(())
 }
@@ -305,9 +307,9 @@ pub async fn create_identity(args: &ClientArgs, name: &str) -> anyhow::Result<()
         .post("/v2/identities", serde_json::json!({ "name": name }))
         .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&created)?);
+        outln!("{}", serde_json::to_string_pretty(&created)?);
     } else {
-        println!("{}", text(&created["cid"]));
+        outln!("{}", text(&created["cid"]));
     }
     Ok(())
 }
@@ -493,15 +495,15 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             wipe_secret(&mut body);
             let created = created?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                outln!("{}", serde_json::to_string_pretty(&created)?);
             } else {
-                println!("{}", text(&created["reference"]));
+                outln!("{}", text(&created["reference"]));
             }
         }
         OrderCommand::List(client) => {
             let orders = client.get("/v2/orders").await?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&orders)?);
+                outln!("{}", serde_json::to_string_pretty(&orders)?);
             } else {
                 order_rows(&orders);
             }
@@ -514,7 +516,7 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             let path = of_principal(format!("/v2/orders/{reference}"), principal.as_deref());
             let orders = client.get(&path).await?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&orders)?);
+                outln!("{}", serde_json::to_string_pretty(&orders)?);
             } else {
                 order_rows(&orders);
             }
@@ -531,9 +533,9 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&released)?);
+                outln!("{}", serde_json::to_string_pretty(&released)?);
             } else {
-                println!(
+                outln!(
                     "release of {reference} sent; state {}; waiting for {}",
                     text(&released["state"]),
                     waiting_for(&released)
@@ -568,22 +570,22 @@ fn show_secret(
 ) -> anyhow::Result<()> {
     let Some(out) = out else {
         if client.json {
-            println!("{}", serde_json::to_string_pretty(secret)?);
+            outln!("{}", serde_json::to_string_pretty(secret)?);
         } else if secret["secret"].is_string() {
-            println!("{}", text(&secret["secret"]));
+            outln!("{}", text(&secret["secret"]));
         } else {
-            println!("{}", text(&secret["secret_hex"]));
+            outln!("{}", text(&secret["secret_hex"]));
         }
         return Ok(());
     };
     let written = write_secret(out, secret)?;
     if client.json {
-        println!(
+        outln!(
             "{}",
             json!({ "reference": reference, "out": out.display().to_string(), "bytes": written })
         );
     } else {
-        println!("{written} bytes written to {}", out.display());
+        outln!("{written} bytes written to {}", out.display());
     }
     Ok(())
 }
@@ -642,16 +644,16 @@ pub async fn audit(
     let path = of_principal(format!("/v2/orders/{reference}/audit"), principal);
     let report = args.get(&path).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "audit of {reference}: passed; certified {}; {} receipt(s)",
         text(&report["certified"]),
         text(&report["receipts"])
     );
     for envelope in report["envelopes"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {:<22} {}",
             text(&envelope["kind"]),
             text(&envelope["cid"])
@@ -700,10 +702,7 @@ pub async fn block(command: BlockCommand) -> anyhow::Result<()> {
             match out {
                 Some(path) => std::fs::write(&path, &bytes)
                     .with_context(|| format!("cannot write {}", path.display()))?,
-                None => {
-                    use std::io::Write;
-                    std::io::stdout().write_all(&bytes)?;
-                }
+                None => crate::output::write(&bytes),
             }
         }
         BlockCommand::Put {
@@ -721,9 +720,9 @@ pub async fn block(command: BlockCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&stored)?);
+                outln!("{}", serde_json::to_string_pretty(&stored)?);
             } else {
-                println!("{}", text(&stored["cid"]));
+                outln!("{}", text(&stored["cid"]));
             }
         }
         BlockCommand::Import { file, client } => {
@@ -733,9 +732,9 @@ pub async fn block(command: BlockCommand) -> anyhow::Result<()> {
                 .send_bytes(reqwest::Method::POST, "/v2/blocks/import", bytes)
                 .await?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&imported)?);
+                outln!("{}", serde_json::to_string_pretty(&imported)?);
             } else {
-                println!(
+                outln!(
                     "{} blocks imported; roots {}",
                     text(&imported["blocks"]),
                     imported["roots"]
@@ -766,12 +765,12 @@ pub async fn export_log(
     let bytes = client.get_bytes(&path).await?;
     std::fs::write(car, &bytes).with_context(|| format!("cannot write {}", car.display()))?;
     if client.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "reference": reference, "car": car, "bytes": bytes.len() })
         );
     } else {
-        println!("{} bytes written to {}", bytes.len(), car.display());
+        outln!("{} bytes written to {}", bytes.len(), car.display());
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod mpin;
+mod output;
 
 use std::path::PathBuf;
 
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand};
 use dta_node::config::LogFormat;
 use dta_node::{RunOptions, home, logging};
 use tokio_util::sync::CancellationToken;
+
+use crate::output::{out, outln};
 
 /// dta: a peer-to-peer Decentralized Trust Authority.
 #[derive(Debug, Parser)]
@@ -158,7 +161,10 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-    /// Walk one custody order end to end on documents alone.
+    /// Start five nodes in this process on 127.0.0.1 (a principal, three fiduciaries, a
+    /// beneficiary), run a 2-of-3 custody order, stop a fiduciary, release to the
+    /// beneficiary, and have another fiduciary audit the whole log. Exits non-zero unless the
+    /// secret came back and the audit passed.
     Demo {
         /// Print the report as JSON.
         #[arg(long)]
@@ -342,6 +348,25 @@ struct KeystoreArgs {
     backend: Backend,
     #[command(flatten)]
     token: TokenArgs,
+    #[command(flatten)]
+    soft: SoftArgs,
+}
+
+/// How a new soft keystore derives its key from the passphrase.
+#[derive(Debug, clap::Args)]
+struct SoftArgs {
+    /// Accept a passphrase shorter than 12 characters (for a throwaway home only).
+    #[arg(long)]
+    insecure_passphrase: bool,
+    /// Memory of the passphrase's key derivation (Argon2id), in MiB: each guess at the
+    /// passphrase costs this much. At least the default.
+    #[arg(long, value_name = "MIB", default_value_t = 19,
+          value_parser = clap::value_parser!(u32).range(19..=4096))]
+    argon2_memory: u32,
+    /// Passes of the passphrase's key derivation (Argon2id). At least the default.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(2..=64))]
+    argon2_time: u32,
 }
 
 /// Where a PKCS#11 keystore's token is (`backend` is the command's backend argument).
@@ -359,10 +384,15 @@ struct TokenArgs {
 }
 
 impl TokenArgs {
-    fn choice(&self, backend: Backend) -> anyhow::Result<home::KeystoreChoice> {
+    fn choice(&self, backend: Backend, soft: &SoftArgs) -> anyhow::Result<home::KeystoreChoice> {
         Ok(match backend {
             Backend::Soft => home::KeystoreChoice::Soft {
-                kdf: dta_hsm::KdfParams::recommended(),
+                kdf: dta_hsm::KdfParams {
+                    memory_kib: soft.argon2_memory * 1024,
+                    iterations: soft.argon2_time,
+                    ..dta_hsm::KdfParams::recommended()
+                },
+                insecure_passphrase: soft.insecure_passphrase,
             },
             Backend::Pkcs11 => home::KeystoreChoice::pkcs11(
                 self.pkcs11_module
@@ -391,6 +421,8 @@ enum KeystoreCommand {
         backend: Backend,
         #[command(flatten)]
         token: TokenArgs,
+        #[command(flatten)]
+        soft: SoftArgs,
         /// Read the new passphrase from this file (else DTA_PASSPHRASE), migrating to soft.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
@@ -491,7 +523,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             keystore,
             json,
         } => {
-            let choice = keystore.token.choice(keystore.backend)?;
+            let choice = keystore.token.choice(keystore.backend, &keystore.soft)?;
             let files = home::SecretFiles {
                 passphrase_file,
                 pin_file: keystore.token.pkcs11_pin_file,
@@ -500,12 +532,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(move || home::init(&home, &name, force, files, choice))
                     .await??;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "identity": report.identity, "peer_id": report.peer_id })
                 );
             } else {
-                println!("{}", report.identity);
+                outln!("identity {}", report.identity);
+                outln!("peer id  {}", report.peer_id);
             }
         }
         Command::Run {
@@ -552,11 +585,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     home,
                     backend,
                     token,
+                    soft,
                     passphrase_file,
                     json,
                 },
         } => {
-            let choice = token.choice(backend)?;
+            let choice = token.choice(backend, &soft)?;
             let files = home::SecretFiles {
                 passphrase_file,
                 pin_file: token.pkcs11_pin_file,
@@ -564,16 +598,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let report =
                 tokio::task::spawn_blocking(move || home::migrate(&home, choice, files)).await??;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "from": report.from, "to": report.to, "secrets": report.secrets
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "moved {} secrets from the {} keystore to the {} keystore",
-                    report.secrets, report.from, report.to
+                    report.secrets,
+                    report.from,
+                    report.to
                 );
             }
         }
@@ -604,7 +640,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let report = dta_testnet::scenario::run(&scenario, dir, binary, lan, |index, step| {
                 if !json {
-                    println!(
+                    outln!(
                         "{index:>3}. {:<6} {} ({:.0} ms): {}",
                         if step.passed { "ok" } else { "FAILED" },
                         step.step,
@@ -615,9 +651,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             })
             .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("{report} in {:.1} s", started.elapsed().as_secs_f64());
+                outln!("{report} in {:.1} s", started.elapsed().as_secs_f64());
             }
             if report.failed > 0 {
                 anyhow::bail!("{} of {} steps failed", report.failed, report.steps.len());
@@ -691,13 +727,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             })
             .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&figures)?);
+                outln!("{}", serde_json::to_string_pretty(&figures)?);
             } else {
-                println!("testnet benchmark: process testnets on 127.0.0.1");
+                outln!("testnet benchmark: process testnets on 127.0.0.1");
                 for f in &figures {
-                    println!(
+                    outln!(
                         "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB",
-                        f.nodes, f.knowledge_seconds, f.rss_mean_mib, f.rss_max_mib, f.pss_mean_mib
+                        f.nodes,
+                        f.knowledge_seconds,
+                        f.rss_mean_mib,
+                        f.rss_max_mib,
+                        f.pss_mean_mib
                     );
                 }
             }
@@ -779,10 +819,10 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             })
             .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&testnet)?);
+                outln!("{}", serde_json::to_string_pretty(&testnet)?);
             } else {
                 for node in &testnet.nodes {
-                    println!(
+                    outln!(
                         "{:<8} {:<12} {}  {}",
                         node.name,
                         node.roles.join(","),
@@ -795,7 +835,7 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
         TestnetCommand::Status { dir, json } => {
             let status = process::status(&dir).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                outln!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 let shown = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
                 client::table(
@@ -819,9 +859,9 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
         TestnetCommand::Down { dir, json } => {
             let report = process::down(&dir).await?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                outln!("{}", serde_json::to_string(&report)?);
             } else {
-                println!(
+                outln!(
                     "stopped {} nodes ({} killed after 15 s, {} already gone); homes removed",
                     report.stopped + report.killed,
                     report.killed,
@@ -833,7 +873,7 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             let path = process::log_path(&dir, &node)?;
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            print!("{text}");
+            out!("{text}");
         }
     }
     Ok(())
@@ -845,9 +885,9 @@ fn print_report<T: serde::Serialize + std::fmt::Display>(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        println!("{report}");
+        outln!("{report}");
     }
     Ok(())
 }

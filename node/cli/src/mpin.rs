@@ -6,6 +6,7 @@ use dta_crypto::mpin::{self, G1Point, MpinScalar};
 use serde_json::{Value, json};
 
 use crate::client::{ClientArgs, answer, table, text};
+use crate::output::outln;
 
 /// `dta mpin ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -150,15 +151,15 @@ pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
         } => {
             let outcome = authenticate(&identity, pin, &token, &server, &client).await?;
             if client.json {
-                println!("{outcome}");
+                outln!("{outcome}");
             } else {
-                println!("authenticated as {identity}");
+                outln!("authenticated as {identity}");
             }
         }
         MpinCommand::List(client) => {
             let records = client.get("/v2/mpin").await?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&records)?);
+                outln!("{}", serde_json::to_string_pretty(&records)?);
                 return Ok(());
             }
             let rows = records
@@ -198,9 +199,9 @@ pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
 
 fn print(client: &ClientArgs, answer: &Value, field: &str) {
     if client.json {
-        println!("{answer}");
+        outln!("{answer}");
     } else {
-        println!("{}", text(&answer[field]));
+        outln!("{}", text(&answer[field]));
     }
 }
 

@@ -1,5 +1,6 @@
-//! The HTTP API (axum). `/v2` is native; errors are JSON `{"error": "..."}` with a fitting
-//! status code. Request bodies are at most [`MAX_BODY_SIZE`] bytes ([`MAX_CAR_SIZE`] for a CAR
+//! The HTTP API (axum). `/v2` is native; errors are JSON `{"error": "...", "code": "..."}`
+//! with a fitting status code (see `errors`). `GET /` lists the endpoints, `GET /v2/health`
+//! says whether the node is ready. Request bodies are at most [`MAX_BODY_SIZE`] bytes ([`MAX_CAR_SIZE`] for a CAR
 //! import); a larger one is answered 413 on every route.
 
 use std::fmt::Write as _;
@@ -61,20 +62,14 @@ pub struct OrderDefaults {
     pub plugin: String,
 }
 
-/// An API error: status and message.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
+mod errors;
+mod index;
 mod mpin;
 mod orders;
 mod peers;
 mod v1;
+
+pub use errors::{ApiError, ErrorCode};
 
 /// The payload of a stored commitment block (stored blocks were verified on arrival).
 fn stored_commitment(
@@ -98,6 +93,8 @@ fn stored_commitment(
 /// The router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(index::index))
+        .route("/v2/health", get(index::health))
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
         .route("/v2/peers/blocked", get(peers::blocked))
@@ -134,8 +131,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/identity/{cid}", get(v1::identity))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; GET / lists them".into(),
+            )
+        })
         .layer(axum::middleware::from_fn(limit_body))
+        .layer(axum::middleware::from_fn(errors::json_errors))
         .with_state(state)
 }
 
