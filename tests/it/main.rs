@@ -8,6 +8,7 @@ mod faults;
 mod hsm;
 mod interop;
 mod lan;
+mod log;
 mod mpin;
 mod network;
 mod process;
