@@ -138,7 +138,8 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     assert_eq!(report["certified"], true, "{report}");
     assert_eq!(report["receipts"], 1, "{report}");
     assert_eq!(report["envelopes"].as_array().unwrap().len(), 5, "{report}");
-    assert!(report["identities"].as_u64().unwrap() >= 2, "{report}");
+    // A /v1 order of one node: it plays every role, so one identity signs everything.
+    assert_eq!(report["identities"], 1, "{report}");
     let attached: Vec<&str> = report["attached"]
         .as_array()
         .unwrap()
