@@ -39,7 +39,7 @@ use dta_crypto::{Secret, bls, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{Bundle, Draft, Kind, MAX_BUNDLE, SignedEnvelope, VerifiedEnvelope};
-use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
+use dta_protocol::identity::{IdentityDocument, LocalIdentity, VerifiedIdentity};
 use dta_protocol::order::{
     Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest, Receipt,
     ReleasePolicy, ReleaseRequest, SecretBytes, ShareDeal, ShareRelease, custody_message,
@@ -2784,10 +2784,10 @@ fn rebuild(
     Ok(RebuiltKey::Secp256k1(key))
 }
 
-/// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
-/// asking connected peers over Bitswap. Every fetched block is checked against its CID before
 /// Audits an order's log ending at `head` with the blocks in `store` and the identities in
-/// `directory` (fetch missing blocks first with [`fetch_chain`]).
+/// `directory` (fetch missing blocks first with [`fetch_chain`]). A sender the directory does
+/// not know may still be an identity document kept as a block (one imported with the log's
+/// archive): it is verified (PoP and self-signature) before the audit relies on it.
 pub fn audit(
     store: &Store,
     directory: &crate::identities::Directory,
@@ -2797,16 +2797,21 @@ pub fn audit(
     dta_protocol::audit::audit(
         reference,
         head,
-        |cid| store.get(Column::Blocks, &cid.to_bytes()).ok().flatten(),
-        |cid| {
-            directory
-                .identities
-                .get(&cid.to_string())
-                .map(|i| i.verified.clone())
+        |cid| store.block(cid).ok().flatten(),
+        |cid| match directory.identities.get(&cid.to_string()) {
+            Some(known) => Some(known.verified.clone()),
+            None => store
+                .block(cid)
+                .ok()
+                .flatten()
+                .and_then(|bytes| IdentityDocument::decode_verified(&bytes).ok())
+                .filter(|identity| identity.cid() == *cid),
         },
     )
 }
 
+/// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
+/// asking connected peers over Bitswap. Every fetched block is checked against its CID before
 /// it is stored. Returns how many blocks were fetched.
 pub async fn fetch_chain(
     store: &Store,

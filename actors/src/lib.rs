@@ -23,6 +23,7 @@ pub mod certificates;
 pub mod custody;
 pub mod identities;
 pub mod keystore;
+pub mod log;
 pub mod metrics;
 pub mod mpin;
 pub mod network;

@@ -1,6 +1,7 @@
 //! The node's rocksdb database and the actor that writes to it.
 //!
-//! Column families: `blocks` (CID → block bytes), `identities` (identity CID → document),
+//! Column families: `blocks` (CID → block bytes), `identities` (identity CID → document, also
+//! served as a block under that CID),
 //! `orders` (order state, from the custody flow on), `keystore` (name → wrapped secret) and
 //! `metadata`. Reads go straight through a [`Store`] handle (rocksdb is thread-safe); writes
 //! that acknowledge a state change are synced to disk before they return.
@@ -152,6 +153,33 @@ impl Store {
         Ok(self.db.delete_cf_opt(self.cf(column)?, key, &options)?)
     }
 
+    /// Hands `visit` every key and value of a column family, in key order, one at a time
+    /// (for a column too large to hold at once).
+    pub fn visit(
+        &self,
+        column: Column,
+        mut visit: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        for item in self
+            .db
+            .iterator_cf(self.cf(column)?, rocksdb::IteratorMode::Start)
+        {
+            let (key, value) = item?;
+            visit(&key, &value);
+        }
+        Ok(())
+    }
+
+    /// A block by its CID: a stored block, else an identity document this node knows, which
+    /// is a DAG-CBOR block under its CID like any other (envelopes link to them).
+    pub fn block(&self, cid: &dta_protocol::Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = cid.to_bytes();
+        match self.get(Column::Blocks, &key)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.get(Column::Identities, &key),
+        }
+    }
+
     /// Every key and value of a column family, in key order.
     pub fn scan(&self, column: Column) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
@@ -190,7 +218,7 @@ impl Store {
 
 impl dta_protocol::network::BlockSource for Store {
     fn block(&self, cid: &dta_protocol::Cid) -> Option<Vec<u8>> {
-        self.get(Column::Blocks, &cid.to_bytes()).ok().flatten()
+        Store::block(self, cid).ok().flatten()
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
 //! - [`order`]: the payloads the custody flow carries in envelopes.
 //! - [`audit`]: offline verification of an order's whole log.
+//! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
+//! - [`links`]: the links of a DAG-CBOR block, and every block reachable from a root.
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
 //! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
 //! - [`car`]: CAR v1 archives, every block checked against its CID on reading.
@@ -23,6 +25,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod archive;
 pub mod audit;
 pub mod bitswap;
 pub mod block;
@@ -31,6 +34,7 @@ pub mod dagcbor;
 pub mod envelope;
 pub mod identity;
 pub mod inbound;
+pub mod links;
 pub mod mpin;
 pub mod network;
 pub mod order;

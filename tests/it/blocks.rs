@@ -112,8 +112,20 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
     let archive = response.bytes().await.unwrap().to_vec();
     let car = dta_protocol::car::read(&archive).expect("a valid archive");
     assert_eq!(car.roots[0].to_string(), head);
-    // Receipt, release request, certificate, commitment, order request.
-    assert_eq!(car.blocks.len(), 5);
+    // The chain (receipt, release request, certificate, commitment, order request), the
+    // identity documents its envelopes link to, and the envelopes attached to it: enough to
+    // audit the whole order with nothing else.
+    let checked =
+        dta_protocol::archive::audit(&car, None, Some(reference.as_str())).expect("audits");
+    assert_eq!(checked.chain.envelopes.len(), 5);
+    assert!(checked.identities > 0);
+    assert!(
+        checked
+            .attached
+            .iter()
+            .any(|(_, kind)| *kind == dta_protocol::envelope::Kind::ShareDeal),
+        "the principal's deals hang off the commitment"
+    );
 
     // A damaged copy is refused whole (the archive is read and checked before anything is
     // stored).
@@ -131,7 +143,7 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
     // The real one imports, and the log audits there from the archive alone.
     let (status, imported) = json_of(import(archive).await.unwrap()).await;
     assert_eq!(status, 200, "{imported}");
-    assert_eq!(imported["blocks"], 5);
+    assert_eq!(imported["blocks"], car.blocks.len());
     let (status, report) = json_of(
         reqwest::get(format!("{other}/v2/orders/{reference}/audit?head={head}"))
             .await

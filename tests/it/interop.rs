@@ -298,3 +298,62 @@ async fn the_bitswap_benchmark_fetches_from_dta_and_from_kubo() {
     let kubo = report.kubo.expect("kubo figures");
     assert!(kubo.mib_per_second > 0.0 && kubo.dta_over_kubo > 0.0);
 }
+
+/// A released order on a 3-node testnet; its head and every block reachable from it (the
+/// main chain and the identity documents it links to), as node 0 holds them.
+async fn an_order_log() -> (Testnet, String, Vec<String>) {
+    let net = Testnet::builder()
+        .nodes(3)
+        .plugin("safeguardsecret")
+        .build()
+        .await
+        .expect("testnet");
+    let api = net.node(0).info().api.clone();
+    let (_, head) = crate::log::released_order(&api).await;
+    let store = net.node(0).store();
+    let reachable =
+        dta_protocol::links::reachable(head.parse().unwrap(), |cid| store.block(cid).unwrap())
+            .expect("node 0 holds the whole log");
+    let cids: Vec<String> = reachable.iter().map(|(cid, _)| cid.to_string()).collect();
+    let identities = reachable
+        .iter()
+        .filter(|(_, bytes)| {
+            dta_protocol::identity::IdentityDocument::decode_verified(bytes).is_ok()
+        })
+        .count();
+    // A /v1 order of one node: it plays every role, so the log links to one identity.
+    assert_eq!(identities, 1, "the log links to its signer's identity");
+    (net, head, cids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubo: scripts/test runs it"]
+async fn kubo_pins_an_order_log_recursively_from_dta() {
+    let (net, head, cids) = an_order_log().await;
+    let mut kubo: Kubo = join(&net).await;
+    let pinned =
+        blocking(|| kubo.call(json!({ "op": "pin", "cid": head, "timeout": 10, "expect": cids })))
+            .expect("kubo pins the head recursively within 10 s");
+    assert_eq!(pinned["missing"], json!([]), "{pinned}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Helia: scripts/test runs it"]
+async fn helia_walks_an_order_log_from_dta() {
+    let (net, head, cids) = an_order_log().await;
+    let mut helia: Helia = join(&net).await;
+    let walked = blocking(|| helia.call(json!({ "op": "walk", "cid": head, "timeout": 10 })))
+        .expect("Helia walks the log");
+    let mut found: Vec<String> = walked["cids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let mut expected = cids;
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected);
+    net.stop().await;
+}

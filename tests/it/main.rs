@@ -9,6 +9,7 @@ mod first_hour;
 mod hsm;
 mod interop;
 mod lan;
+mod log;
 mod mpin;
 mod network;
 mod process;

@@ -635,13 +635,18 @@ fn of_principal(path: String, principal: Option<&str>) -> String {
     }
 }
 
-/// `dta audit REF [--principal CID]`.
+/// `dta audit REF [--principal CID] [--head CID]`.
 pub async fn audit(
     args: &ClientArgs,
     reference: &str,
     principal: Option<&str>,
+    head: Option<&str>,
 ) -> anyhow::Result<()> {
-    let path = of_principal(format!("/v2/orders/{reference}/audit"), principal);
+    let mut path = of_principal(format!("/v2/orders/{reference}/audit"), principal);
+    if let Some(head) = head {
+        let separator = if principal.is_some() { '&' } else { '?' };
+        path = format!("{path}{separator}head={head}");
+    }
     let report = args.get(&path).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);

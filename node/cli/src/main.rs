@@ -1,6 +1,7 @@
 //! `dta`: the command-line front of a dta node. Thin by design: it parses arguments and calls
 //! the libraries (`dta-node`, `dta-testnet`), which hold all the logic.
 
+mod audit;
 mod client;
 mod mpin;
 mod output;
@@ -131,10 +132,19 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
-    /// Re-verify an order's whole log (links, signatures, PoPs, certificate, receipts).
+    /// Re-verify an order's whole log (links, signatures, PoPs, certificate, receipts): on a
+    /// node, or with --car from an archive alone (no node, no home, no network).
     Audit {
-        /// The order reference.
-        reference: String,
+        /// The order reference (with --car, optional: the head's order is checked against it).
+        #[arg(required_unless_present = "car")]
+        reference: Option<String>,
+        /// Audit this CAR archive (`dta log export`) by itself.
+        #[arg(long, conflicts_with = "principal")]
+        car: Option<PathBuf>,
+        /// Start from this envelope (by default: with --car, the archive's root; on a node, the
+        /// newest head it knows).
+        #[arg(long)]
+        head: Option<String>,
         /// Whose order, where two principals used the reference.
         #[arg(long)]
         principal: Option<String>,
@@ -317,7 +327,9 @@ enum BenchCommand {
 
 #[derive(Debug, Subcommand)]
 enum LogCommand {
-    /// Write the order's log (from its head back to the order request) as a CAR v1 archive.
+    /// Write the order's whole log as a CAR v1 archive: the chain from its head back to the
+    /// order request, the identity documents it links to, and the envelopes attached to it
+    /// (deals, signatures, key shares, share releases), enough for `dta audit --car`.
     Export {
         /// The order reference.
         reference: String,
@@ -671,9 +683,21 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => client::export_log(&client, &reference, &car, head.as_deref()).await?,
         Command::Audit {
             reference,
+            car: Some(car),
+            head,
+            principal: _,
+            client,
+        } => audit::offline(&car, head.as_deref(), reference.as_deref(), client.json)?,
+        Command::Audit {
+            reference,
+            car: None,
+            head,
             principal,
             client,
-        } => client::audit(&client, &reference, principal.as_deref()).await?,
+        } => {
+            let reference = reference.context("an order reference is needed without --car")?;
+            client::audit(&client, &reference, principal.as_deref(), head.as_deref()).await?
+        }
         Command::Bench {
             command:
                 BenchCommand::Custody {

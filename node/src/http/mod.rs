@@ -509,9 +509,10 @@ async fn block(
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
     let parsed = parse_cid(&cid).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    // Identity documents are blocks too: envelopes link to them.
     let stored = state
         .store
-        .get(dta_actors::store::Column::Blocks, &parsed.to_bytes())
+        .block(&parsed)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     // A block this node lacks is fetched from its peers over Bitswap (checked against the
     // CID) and kept.

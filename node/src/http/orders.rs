@@ -619,9 +619,10 @@ pub async fn audit(
     }
 }
 
-/// `GET /v2/orders/{ref}/car[?head=CID]`: the order's log as a CAR v1 archive, root = head,
-/// the envelopes from the head back to the order request (missing ones fetched from peers
-/// first, as for an audit).
+/// `GET /v2/orders/{ref}/car[?head=CID]`: the order's log as a CAR v1 archive, root = head:
+/// the main chain (missing envelopes fetched from peers first, as for an audit), the identity
+/// documents its envelopes link to, and the envelopes kept here that hang off it, so that
+/// `dta audit --car` can check the whole order with nothing else.
 pub async fn car(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
@@ -631,12 +632,13 @@ pub async fn car(
     let principal = query.principal.as_deref().map(cid).transpose()?;
     let head = order_head(&state, &reference, principal.as_ref(), query.head)?;
     dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
-    let mut blocks = Vec::new();
-    walk_log(&state, head, |cid, bytes| {
-        blocks.push((cid, bytes));
-        true
-    })?;
     let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    // Finding the envelopes that hang off the chain reads every stored block.
+    let store = state.store.clone();
+    let blocks = tokio::task::spawn_blocking(move || dta_actors::log::collect(&store, head))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(format!("the log of {reference} cannot be collected: {e}")))?;
     let archive =
         dta_protocol::car::write(&[head], &blocks).map_err(|e| internal(e.to_string()))?;
     Ok((

@@ -12,6 +12,8 @@
 //                                           (CIDv0 only for dag-pb, 0x70; the default is v1)
 //   {"op": "fetch", "cid": C, "timeout": S}            -> {"hex"} or {"error"}
 //   {"op": "corrupt", "cid": C, "hex": H}              -> {"ok"}  (stores other bytes under C)
+//   {"op": "walk", "cid": C, "timeout": S}             -> {"cids"} (every block reachable from C
+//                                                         through DAG-CBOR links, fetched)
 //   {"op": "quit"}
 
 import readline from 'node:readline'
@@ -37,6 +39,7 @@ const { MemoryBlockstore } = await import('blockstore-core')
 const { MemoryDatastore } = await import('datastore-core')
 const { CID } = await import('multiformats/cid')
 const { sha256 } = await import('multiformats/hashes/sha2')
+const dagCbor = await import('@ipld/dag-cbor')
 
 // Kept apart from Helia's own blockstore wrapper so "corrupt" can store bytes that do not
 // match their CID: Bitswap serves what the store holds.
@@ -86,6 +89,34 @@ const commands = {
     const signal = AbortSignal.timeout((timeout ?? 30) * 1000)
     const bytes = await collect(helia.blockstore.get(CID.parse(cid), { signal }))
     return { hex: hex(bytes) }
+  },
+  async walk ({ cid, timeout }) {
+    const signal = AbortSignal.timeout((timeout ?? 30) * 1000)
+    const seen = new Set([cid])
+    const queue = [CID.parse(cid)]
+    while (queue.length > 0) {
+      const next = queue.shift()
+      const bytes = await collect(helia.blockstore.get(next, { signal }))
+      if (next.code !== dagCbor.code) continue
+      const pending = [dagCbor.decode(bytes)]
+      while (pending.length > 0) {
+        const value = pending.pop()
+        const link = CID.asCID(value)
+        if (link != null) {
+          if (!seen.has(link.toString())) {
+            seen.add(link.toString())
+            queue.push(link)
+          }
+        } else if (value instanceof Uint8Array) {
+          // bytes hold no links
+        } else if (Array.isArray(value)) {
+          pending.push(...value)
+        } else if (value != null && typeof value === 'object') {
+          pending.push(...Object.values(value))
+        }
+      }
+    }
+    return { cids: [...seen] }
   },
   async corrupt ({ cid, hex: body }) {
     await blocks.put(CID.parse(cid), unhex(body))
