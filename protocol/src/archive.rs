@@ -87,8 +87,8 @@ impl ArchiveReport {
 
 /// A block sorted by what it decodes as.
 enum Sorted {
-    Identity(VerifiedIdentity),
-    Envelope(SignedEnvelope),
+    Identity(Box<VerifiedIdentity>),
+    Envelope(Box<SignedEnvelope>),
 }
 
 fn sort(cid: &Cid, bytes: &[u8]) -> Result<Sorted, ArchiveError> {
@@ -100,7 +100,7 @@ fn sort(cid: &Cid, bytes: &[u8]) -> Result<Sorted, ArchiveError> {
         return Err(stray("not a DAG-CBOR block"));
     }
     if let Ok(envelope) = SignedEnvelope::decode(bytes) {
-        return Ok(Sorted::Envelope(envelope));
+        return Ok(Sorted::Envelope(Box::new(envelope)));
     }
     let bad_identity = |reason: String| ArchiveError::Identity {
         cid: cid.to_string(),
@@ -118,7 +118,7 @@ fn sort(cid: &Cid, bytes: &[u8]) -> Result<Sorted, ArchiveError> {
             "the document is stored under another CID".into(),
         ));
     }
-    Ok(Sorted::Identity(identity))
+    Ok(Sorted::Identity(Box::new(identity)))
 }
 
 /// Audits the order whose head is `head` (by default the archive's only root), with nothing
@@ -139,10 +139,10 @@ pub fn audit(
     for (cid, data) in &archive.blocks {
         match sort(cid, data)? {
             Sorted::Identity(identity) => {
-                identities.insert(*cid, identity);
+                identities.insert(*cid, *identity);
             }
             Sorted::Envelope(envelope) => {
-                envelopes.insert(*cid, envelope);
+                envelopes.insert(*cid, *envelope);
             }
         }
         bytes.insert(*cid, data);

@@ -9,6 +9,8 @@ use anyhow::Context;
 use dta_protocol::block::parse_cid;
 use serde_json::json;
 
+use crate::output::outln;
+
 /// Audits the order in `car` from `head` (by default the archive's root); with `reference`,
 /// the head must belong to that order.
 pub fn offline(
@@ -48,15 +50,15 @@ pub fn offline(
             "envelopes": listed(&report.chain.envelopes),
             "attached": listed(&report.attached),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "audit of {} from {}: passed",
         report.reference,
         car.display()
     );
-    println!(
+    outln!(
         "  {} blocks: {} envelopes on the chain from {}, {} attached to it, {} identity documents",
         report.blocks,
         report.chain.envelopes.len(),
@@ -64,12 +66,12 @@ pub fn offline(
         report.attached.len(),
         report.identities
     );
-    println!(
+    outln!(
         "  {} envelope signatures and {} identity documents (proof of possession, self-signature) verified",
         report.signatures(),
         report.identities
     );
-    println!(
+    outln!(
         "  certificate {}; {} receipt(s)",
         if report.chain.certified {
             "verified"
@@ -79,7 +81,7 @@ pub fn offline(
         report.chain.receipts
     );
     for (cid, k) in report.chain.envelopes.iter().chain(&report.attached) {
-        println!("  {:<22} {cid}", kind(k).as_str().unwrap_or("?"));
+        outln!("  {:<22} {cid}", kind(k).as_str().unwrap_or("?"));
     }
     Ok(())
 }
