@@ -1,4 +1,4 @@
-//! The original D-TA's read-only `/v1` endpoints, with their field names.
+//! The original D-TA's `/v1` API, field by field, for each plugin.
 
 use dta_actors::roles::Role;
 use dta_testnet::harness::Testnet;
@@ -8,6 +8,174 @@ async fn get(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(api: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{api}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts `body` as it is, with the given content type.
+async fn post_raw(api: &str, path: &str, content_type: &str, body: String) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{api}{path}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Checks the fields of a `POST /v1/order` answer and returns its reference.
+fn check_order_answer(order: &Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let created = order["createdAt"]
+        .as_u64()
+        .expect("createdAt is an integer");
+    assert!(created <= now && created + 120 > now, "{order}");
+    assert!(order["commitment"].as_str().is_some_and(|c| !c.is_empty()));
+    let extension = order["extension"].as_object().expect("extension is a map");
+    assert!(extension.values().all(Value::is_string), "{order}");
+    order["orderReference"].as_str().unwrap().to_owned()
+}
+
+/// Checks the fields of a `POST /v1/order/secret` answer.
+fn check_secret_answer(secret: &Value, reference: &str, order: &Value) {
+    assert_eq!(secret["orderReference"], reference, "{secret}");
+    assert_eq!(secret["commitment"], order["commitment"], "{secret}");
+    assert!(secret["secret"].as_str().is_some_and(|s| !s.is_empty()));
+    let extension = secret["extension"].as_object().expect("extension is a map");
+    assert!(extension.values().all(Value::is_string), "{secret}");
+}
+
+/// What `GET /v1/order/{ref}` is expected to show of an order.
+#[derive(Clone, Copy)]
+struct Expected<'a> {
+    plugin: &'a str,
+    principal: &'a str,
+    beneficiary: &'a str,
+    coin: i64,
+    commitment: &'a Value,
+    /// `None` before the release; then the secret's hex where it was received, else "".
+    secret: Option<&'a str>,
+}
+
+/// `GET /v1/order/{ref}`: checks every field of the answer and of the original's `OrderDoc`
+/// in its `order` string, and returns that document.
+async fn check_shown_order(api: &str, reference: &str, expected: Expected<'_>) -> Value {
+    let (status, shown) = get(format!("{api}/v1/order/{reference}")).await;
+    assert_eq!(status, 200, "{shown}");
+    let order_cid = shown["orderCID"].as_str().expect("orderCID");
+    assert!(
+        shown["timestamp"].as_u64().is_some_and(|t| t > 0),
+        "{shown}"
+    );
+    let extension = shown["extension"].as_object().expect("extension is a map");
+    assert!(extension.values().all(Value::is_string), "{shown}");
+    let doc: Value = serde_json::from_str(shown["order"].as_str().expect("order is a string"))
+        .expect("order is a JSON string");
+
+    // The Header of the newest step.
+    assert_eq!(doc["IPFSID"], order_cid, "{doc}");
+    assert_eq!(doc["Version"], 1, "{doc}");
+    assert_eq!(doc["DateTime"], shown["timestamp"], "{doc}");
+    assert!(doc["PreviousCID"].as_str().is_some_and(|c| !c.is_empty()));
+    for code in [
+        "BodyTypeCode",
+        "BodyVersion",
+        "EncryptedBodyTypeCode",
+        "EncryptedBodyVersion",
+    ] {
+        assert!(doc[code].is_u64(), "{code}: {doc}");
+    }
+    assert!(doc["EncryptedBodyIV"].is_string(), "{doc}");
+    assert!(doc["Recipients"].is_array(), "{doc}");
+
+    // The OrderDocument.
+    assert_eq!(doc["Type"], expected.plugin, "{doc}");
+    assert_eq!(doc["Coin"], expected.coin, "{doc}");
+    assert_eq!(doc["PrincipalCID"], expected.principal, "{doc}");
+    assert_eq!(doc["BeneficiaryCID"], expected.beneficiary, "{doc}");
+    assert_eq!(doc["Reference"], reference, "{doc}");
+    let ordered_at = doc["Timestamp"].as_u64().expect("Timestamp");
+    let part2 = &doc["OrderPart2"];
+    assert_eq!(part2["CommitmentPublicKey"], *expected.commitment, "{doc}");
+    assert!(
+        part2["PreviousOrderCID"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(part2["Timestamp"].as_u64().is_some_and(|t| t >= ordered_at));
+    match expected.secret {
+        None => {
+            assert!(doc["OrderPart3"].is_null(), "not released yet: {doc}");
+            assert!(doc["OrderPart4"].is_null(), "not released yet: {doc}");
+        }
+        Some(secret) => {
+            let part3 = &doc["OrderPart3"];
+            let redemption = part3["Redemption"].as_str().expect("Redemption");
+            assert!(!redemption.is_empty(), "{doc}");
+            assert!(
+                part3["PreviousOrderCID"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+            );
+            assert_eq!(part3["BeneficiaryEncryptedData"], "", "{doc}");
+            assert!(part3["Timestamp"].as_u64().is_some_and(|t| t >= ordered_at));
+            let part4 = &doc["OrderPart4"];
+            assert_eq!(part4["Secret"], secret, "{doc}");
+            assert_eq!(part4["PreviousOrderCID"], redemption, "{doc}");
+            assert!(part4["Timestamp"].as_u64().is_some_and(|t| t >= ordered_at));
+        }
+    }
+    doc
+}
+
+/// `GET /v1/order` with `page`, `perPage` and `sortBy`, against `created`: this node's orders,
+/// oldest first.
+async fn check_order_list(api: &str, created: &[String]) {
+    let list = |query: String| get(format!("{api}/v1/order?{query}"));
+    let references = |body: &Value| -> Vec<String> {
+        body["orderReference"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest: Vec<String> = created.iter().rev().cloned().collect();
+    let (status, body) = list("page=0&perPage=10&sortBy=dateCreatedAsc".into()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(references(&body), created, "oldest first");
+    let (_, body) = list("page=0&perPage=10&sortBy=dateCreatedDsc".into()).await;
+    assert_eq!(references(&body), newest, "newest first");
+    let (_, body) = list(String::new()).await;
+    assert_eq!(references(&body), newest, "newest first by default");
+    for (page, expected) in newest.chunks(2).enumerate() {
+        let (_, body) = list(format!("page={page}&perPage=2&sortBy=dateCreatedDsc")).await;
+        assert_eq!(references(&body), expected, "page {page}");
+    }
+    for page in [newest.len().div_ceil(2), usize::MAX] {
+        let (status, body) = list(format!("page={page}&perPage=2")).await;
+        assert_eq!(status, 200, "page {page}: {body}");
+        assert!(references(&body).is_empty(), "page {page}: {body}");
+    }
+    for query in ["perPage=0", "perPage=1001", "page=x", "perPage=-1"] {
+        let (status, body) = list(query.into()).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"].is_string(), "{query}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,25 +228,15 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
         .await
         .expect("testnet");
     let api = net.node(0).info().api.clone();
-    let client = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        let request = client.post(format!("{api}{path}")).json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
+    let me = net.node(0).info().identity.clone();
     let (status, order) = post(
+        &api,
         "/v1/order",
         serde_json::json!({ "extension": { "plainText": "let me in" } }),
     )
     .await;
     assert_eq!(status, 200, "{order}");
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let reference = check_order_answer(&order);
     assert_eq!(order["commitment"].as_str().unwrap().len(), 96);
     let extension = order["extension"].clone();
     for field in ["cypherText", "v", "t"] {
@@ -94,18 +252,19 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
             .unwrap()
             .contains(&hex::encode("let me in"))
     );
-
-    let (status, listed) = get(format!(
-        "{api}/v1/order?page=0&perPage=10&sortBy=dateCreatedAsc"
-    ))
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(listed["orderReference"], serde_json::json!([reference]));
-    let (status, shown) = get(format!("{api}/v1/order/{reference}")).await;
-    assert_eq!(status, 200);
-    assert!(
-        shown["order"].as_str().unwrap().contains("certified"),
-        "{shown}"
+    let shown = Expected {
+        plugin: "safeguardsecret",
+        principal: &me,
+        beneficiary: "",
+        coin: 0,
+        commitment: &order["commitment"],
+        secret: None,
+    };
+    let doc = check_shown_order(&api, &reference, shown).await;
+    // Part 2 answers the order request, which `t` names.
+    assert_eq!(
+        doc["OrderPart2"]["PreviousOrderCID"], extension["t"],
+        "{doc}"
     );
 
     // A tampered extension is refused and releases nothing.
@@ -113,6 +272,7 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
     tampered["t"] =
         serde_json::json!("bafyreihpwa7h6picxhmvb6j6zcgxliqlbiukouvflfueh3lkj3tdfa3sp4");
     let (status, body) = post(
+        &api,
         "/v1/order/secret",
         serde_json::json!({ "orderReference": reference, "extension": tampered }),
     )
@@ -120,35 +280,72 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
     assert_eq!(status, 400, "{body}");
 
     let (status, secret) = post(
+        &api,
         "/v1/order/secret",
         serde_json::json!({ "orderReference": reference, "extension": extension }),
     )
     .await;
     assert_eq!(status, 200, "{secret}");
+    check_secret_answer(&secret, &reference, &order);
     assert_eq!(secret["extension"]["plainText"], "let me in");
-    assert_eq!(secret["commitment"], order["commitment"]);
+    assert_eq!(secret["secret"], hex::encode("let me in"));
+    let released = Expected {
+        beneficiary: &me,
+        secret: Some(secret["secret"].as_str().unwrap()),
+        ..shown
+    };
+    check_shown_order(&api, &reference, released).await;
     // Asking again returns the same secret (already received), without a second release.
     let (status, again) = post(
+        &api,
         "/v1/order/secret",
         serde_json::json!({ "orderReference": reference, "extension": extension }),
     )
     .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["extension"]["plainText"], "let me in");
-    let (status, _) = post("/v1/order", serde_json::json!({ "extension": {} })).await;
-    assert_eq!(status, 400);
-    net.stop().await;
-}
 
-async fn post(api: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{api}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    // Text of several blocks, not ASCII, comes back as it went in.
+    let text = "ünïcødé ✓ 鍵 ".repeat(20);
+    let (status, order) = post(
+        &api,
+        "/v1/order",
+        serde_json::json!({ "beneficiaryIDDocumentCID": me, "extension": { "plainText": text } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{order}");
+    let second = check_order_answer(&order);
+    let (status, secret) = post(
+        &api,
+        "/v1/order/secret",
+        serde_json::json!({ "orderReference": second, "extension": order["extension"] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(secret["extension"]["plainText"], text.as_str());
+
+    check_order_list(&api, &[reference, second]).await;
+    let (status, _) = post(&api, "/v1/order", serde_json::json!({ "extension": {} })).await;
+    assert_eq!(status, 400);
+    // A body of the wrong shape is refused without quoting it: it may hold the secret.
+    for body in [
+        r#"{"extension": "my secret words"}"#,
+        r#"{"extension": {"plainText": ["my secret words"]}}"#,
+        r#"["my secret words"]"#,
+    ] {
+        let (status, answer) = post_raw(&api, "/v1/order", "application/json", body.into()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(!message.contains("secret words"), "{body}: {message}");
+    }
+    let (status, listed) = get(format!("{api}/v1/order")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["orderReference"].as_array().unwrap().len(),
+        2,
+        "{listed}"
+    );
+    net.stop().await;
 }
 
 /// The public key of a hex secp256k1 private key, in the SEC1 form of `like`.
@@ -188,31 +385,47 @@ async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
     )
     .await;
     assert_eq!(status, 200, "{order}");
+    let first = check_order_answer(&order);
     assert_eq!(order["commitment"].as_str().unwrap().len(), 66, "{order}");
     let address = order["extension"]["address"].as_str().unwrap().to_owned();
     assert!(address.starts_with('1'), "mainnet address: {address}");
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let shown = Expected {
+        plugin: "bitcoinwallet",
+        principal: &me,
+        beneficiary: "",
+        coin: 0,
+        commitment: &order["commitment"],
+        secret: None,
+    };
+    check_shown_order(&api, &first, shown).await;
     let (status, body) = post(
         &api,
         "/v1/order/secret",
-        serde_json::json!({ "orderReference": reference }),
+        serde_json::json!({ "orderReference": first }),
     )
     .await;
     assert_eq!(status, 400, "no beneficiary anywhere: {body}");
     let (status, secret) = post(
         &api,
         "/v1/order/secret",
-        serde_json::json!({ "orderReference": reference, "beneficiaryIDDocumentCID": me }),
+        serde_json::json!({ "orderReference": first, "beneficiaryIDDocumentCID": me }),
     )
     .await;
     assert_eq!(status, 200, "{secret}");
-    assert_eq!(secret["commitment"], order["commitment"]);
+    check_secret_answer(&secret, &first, &order);
     assert_eq!(secret["extension"]["address"], address.as_str());
     assert_eq!(
         public_of(&secret["secret"], &secret["commitment"]),
         secret["commitment"].as_str().unwrap(),
         "secret·G is the commitment"
     );
+    // The beneficiary named at secret time is the order's beneficiary from then on.
+    let released = Expected {
+        beneficiary: &me,
+        secret: Some(secret["secret"].as_str().unwrap()),
+        ..shown
+    };
+    check_shown_order(&api, &first, released).await;
 
     // B: the beneficiary is named at order time, on testnet; its own key is a share.
     let (status, order) = post(
@@ -222,31 +435,46 @@ async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
     )
     .await;
     assert_eq!(status, 200, "{order}");
+    let second = check_order_answer(&order);
     let address = order["extension"]["address"].as_str().unwrap();
     assert!(
         address.starts_with('m') || address.starts_with('n'),
         "{address}"
     );
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let shown = Expected {
+        plugin: "bitcoinwallet",
+        principal: &me,
+        beneficiary: &me,
+        coin: 1,
+        commitment: &order["commitment"],
+        secret: None,
+    };
+    check_shown_order(&api, &second, shown).await;
     let (status, body) = post(
         &api,
         "/v1/order/secret",
-        serde_json::json!({ "orderReference": reference, "beneficiaryIDDocumentCID": other }),
+        serde_json::json!({ "orderReference": second, "beneficiaryIDDocumentCID": other }),
     )
     .await;
     assert_eq!(status, 400, "mismatched beneficiaries: {body}");
     let (status, secret) = post(
         &api,
         "/v1/order/secret",
-        serde_json::json!({ "orderReference": reference }),
+        serde_json::json!({ "orderReference": second }),
     )
     .await;
     assert_eq!(status, 200, "{secret}");
-    assert_eq!(secret["commitment"], order["commitment"]);
+    check_secret_answer(&secret, &second, &order);
+    assert_eq!(secret["extension"]["address"], address);
     assert_eq!(
         public_of(&secret["secret"], &secret["commitment"]),
         secret["commitment"].as_str().unwrap()
     );
+    let released = Expected {
+        secret: Some(secret["secret"].as_str().unwrap()),
+        ..shown
+    };
+    check_shown_order(&api, &second, released).await;
 
     // Bad coins change nothing.
     for coin in ["x", "2", ""] {
@@ -259,8 +487,7 @@ async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
         assert_eq!(status, 400, "coin {coin:?}: {body}");
         assert!(body["error"].as_str().unwrap().contains("coin"), "{body}");
     }
-    let (_, listed) = get(format!("{api}/v1/order?page=0&perPage=10")).await;
-    assert_eq!(listed["orderReference"].as_array().unwrap().len(), 2);
+    check_order_list(&api, &[first, second]).await;
     net.stop().await;
 }
 
@@ -278,12 +505,21 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     )
     .await;
     assert_eq!(status, 200, "{order}");
+    let reference = check_order_answer(&order);
     let commitment = order["commitment"].as_str().unwrap().to_owned();
     assert!(
         commitment.len() == 130 && commitment.starts_with("04"),
         "{order}"
     );
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
+    let shown = Expected {
+        plugin: "milagro",
+        principal: &me,
+        beneficiary: &me,
+        coin: 0,
+        commitment: &order["commitment"],
+        secret: None,
+    };
+    check_shown_order(&api, &reference, shown).await;
     let (status, secret) = post(
         &api,
         "/v1/order/secret",
@@ -291,17 +527,42 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     )
     .await;
     assert_eq!(status, 200, "{secret}");
-    assert_eq!(secret["commitment"], commitment.as_str());
+    check_secret_answer(&secret, &reference, &order);
     assert_eq!(secret["secret"].as_str().unwrap().len(), 64);
     assert_eq!(
         public_of(&secret["secret"], &secret["commitment"]),
         commitment
     );
-    let (status, shown) = get(format!("{api}/v1/order/{reference}")).await;
-    assert_eq!(status, 200, "{shown}");
+    let released = Expected {
+        secret: Some(secret["secret"].as_str().unwrap()),
+        ..shown
+    };
+    check_shown_order(&api, &reference, released).await;
+    let (_, shown) = get(format!("{api}/v1/order/{reference}")).await;
     // The receipt may still be on its way to the principal.
-    let order = shown["order"].as_str().unwrap();
-    assert!(order.contains("\"state\":\"releas"), "{shown}");
+    let state = shown["extension"]["state"].as_str().unwrap();
+    assert!(state.starts_with("releas"), "{shown}");
+
+    // As the original's Go decoder: any content type, top-level keys in any case.
+    let body = format!(r#"{{"BENEFICIARYIDDOCUMENTCID": "{me}", "Extension": {{}}}}"#);
+    let (status, order) = post_raw(&api, "/v1/order", "text/plain", body).await;
+    assert_eq!(status, 200, "{order}");
+    let other = check_order_answer(&order);
+    let body = format!(r#"{{"orderreference": "{other}"}}"#);
+    let (status, secret) = post_raw(&api, "/v1/order/secret", "", body).await;
+    assert_eq!(status, 200, "{secret}");
+    check_secret_answer(&secret, &other, &order);
+    let (status, body) = post_raw(&api, "/v1/order/secret", "", "{".into()).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Two more orders, for the list; neither is released.
+    let mut created = vec![reference, other];
+    for _ in 0..2 {
+        let (status, order) = post(&api, "/v1/order", serde_json::json!({})).await;
+        assert_eq!(status, 200, "{order}");
+        created.push(check_order_answer(&order));
+    }
+    check_order_list(&api, &created).await;
     let (status, body) = post(
         &api,
         "/v1/order",
@@ -309,6 +570,10 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     )
     .await;
     assert_eq!(status, 400, "milagro takes no input: {body}");
+    let unknown = "no-such-order";
+    let (status, body) = get(format!("{api}/v1/order/{unknown}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].is_string(), "{body}");
     net.stop().await;
 }
 
@@ -349,6 +614,12 @@ async fn order_and_release(principal: &str, beneficiary: &str, text: &str) -> St
     .await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer.get("secret").is_none(), "{answer}");
+    // The order shows the release, and its secret only where it was received.
+    let (status, shown) = get(format!("{principal}/v1/order/{reference}")).await;
+    assert_eq!(status, 200, "{shown}");
+    let doc: Value = serde_json::from_str(shown["order"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["BeneficiaryCID"], beneficiary, "{doc}");
+    assert_eq!(doc["OrderPart4"]["Secret"], "", "not received here: {doc}");
     reference
 }
 

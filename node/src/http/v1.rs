@@ -21,12 +21,20 @@
 //! would be received here, on a node that does not play the beneficiary role, is refused
 //! before anything is published.
 //!
+//! `GET /v1/order/{ref}` answers the original's `OrderDoc` as a JSON string, read from the
+//! order's log by [`order_doc`]. Request bodies are read as the original's Go decoder read
+//! them: JSON whatever the content type, top-level keys in any case (see [`read_body`]).
+//!
 //! The safeguardsecret check fields (`cypherText`, `v`, `t`) are public: anyone reads them
 //! from `GET /v2/orders/{ref}`. They catch a mistaken call, not an unauthorised one.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord};
 use dta_actors::identities::KnownIdentity;
 use dta_actors::plugin::{ADDRESS, BITCOIN_WALLET, MILAGRO, SAFEGUARD_SECRET};
@@ -36,12 +44,15 @@ use dta_crypto::secp256k1;
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
 use dta_protocol::dagcbor::{self, Limits};
-use dta_protocol::envelope::SignedEnvelope;
 use dta_protocol::order::{Commitment, OrderRequest, SecretBytes};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use super::{ApiError, ApiState};
+
+#[path = "v1_order_doc.rs"]
+mod order_doc;
 
 /// What `/v1/status` reports as the node type: the original's names for role sets.
 fn node_type(roles: &[String]) -> &'static str {
@@ -82,7 +93,8 @@ fn identity_json(identity: &KnownIdentity) -> Value {
     })
 }
 
-/// Paging of `GET /v1/identity`, as the original required it.
+/// Paging of `GET /v1/identity` and `GET /v1/order`. The original required `page` and
+/// `perPage`; they default to 0 and 10 here, the defaults its API description gave.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Paging {
@@ -91,18 +103,48 @@ pub struct Paging {
     sort_by: Option<String>,
 }
 
+/// Most entries one page lists.
+const MAX_PER_PAGE: usize = 1000;
+
+/// The entries of one page.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    skip: usize,
+    take: usize,
+}
+
+impl Paging {
+    fn window(&self) -> Result<Window, ApiError> {
+        let take = self.per_page.unwrap_or(10);
+        if take == 0 || take > MAX_PER_PAGE {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("perPage must be between 1 and {MAX_PER_PAGE}"),
+            ));
+        }
+        // A page past the end is empty, however far past.
+        let skip = self.page.unwrap_or(0).saturating_mul(take);
+        Ok(Window { skip, take })
+    }
+
+    /// As the original: `dateCreatedAsc` lists the oldest first, anything else the newest.
+    fn newest_first(&self) -> bool {
+        self.sort_by.as_deref() != Some("dateCreatedAsc")
+    }
+}
+
+impl Window {
+    fn of<T>(&self, all: Vec<T>) -> impl Iterator<Item = T> {
+        all.into_iter().skip(self.skip).take(self.take)
+    }
+}
+
 pub async fn identities(
     State(state): State<ApiState>,
     query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(paging) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let per_page = paging.per_page.unwrap_or(10);
-    if per_page == 0 || per_page > 1000 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "perPage must be between 1 and 1000".into(),
-        ));
-    }
+    let window = paging.window()?;
     let mut all: Vec<KnownIdentity> = state
         .directory
         .borrow()
@@ -111,15 +153,10 @@ pub async fn identities(
         .cloned()
         .collect();
     all.sort_by_key(|i| i.created_at);
-    if paging.sort_by.as_deref() != Some("dateCreatedAsc") {
+    if paging.newest_first() {
         all.reverse();
     }
-    let page: Vec<Value> = all
-        .iter()
-        .skip(paging.page.unwrap_or(0) * per_page)
-        .take(per_page)
-        .map(identity_json)
-        .collect();
+    let page: Vec<Value> = window.of(all).map(|i| identity_json(&i)).collect();
     Ok(Json(json!({ "idDocumentList": page })))
 }
 
@@ -130,10 +167,9 @@ pub async fn identity(
     Ok(Json(identity_json(&super::known_identity(&state, &cid)?)))
 }
 
-/// The body of `POST /v1/identity` (the original 0.1.0 API; Go matched `Name` too).
+/// The body of `POST /v1/identity` (the original 0.1.0 API), keys folded by [`read_body`].
 #[derive(Debug, Deserialize)]
 pub struct IdentityBody {
-    #[serde(alias = "Name")]
     name: Option<String>,
 }
 
@@ -141,9 +177,9 @@ pub struct IdentityBody {
 /// stay in this node's keystore, and releases to it are received here.
 pub async fn create_identity(
     State(state): State<ApiState>,
-    body: Result<Json<IdentityBody>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let body: IdentityBody = read_body(&body, r#"{"name": string}"#)?;
     let name = body
         .name
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "name is required"))?;
@@ -158,6 +194,36 @@ pub async fn create_identity(
     Ok(Json(json!({ "idDocumentCID": known.cid.to_string() })))
 }
 
+/// Reads a `/v1` request body as the original's Go decoder did: as JSON whatever the
+/// `Content-Type`, matching the top-level keys without regard to case (the bodies' field names
+/// are lower case). Keys inside `extension` keep their case, as they did there. A body of the
+/// wrong shape gets `expected` as its error, never serde's message, which would quote the
+/// value it did not expect (a secret, for `plainText`).
+fn read_body<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
+    let wrong_shape = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {expected}"),
+        )
+    };
+    // A syntax error names a line and column, never the text there.
+    let fields = match serde_json::from_slice(bytes) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return Err(wrong_shape()),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("bad JSON body: {e}"),
+            ));
+        }
+    };
+    let folded = fields
+        .into_iter()
+        .map(|(key, value)| (key.to_ascii_lowercase(), value))
+        .collect();
+    serde_json::from_value(Value::Object(folded)).map_err(|_| wrong_shape())
+}
+
 /// How long a `/v1` order call waits for its step.
 const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -165,18 +231,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
-/// The body of `POST /v1/order`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The body of `POST /v1/order`, keys folded by [`read_body`]. No `Debug`: safeguardsecret's
+/// `extension.plainText` is the secret.
+#[derive(Deserialize)]
 pub struct OrderBody {
-    #[serde(
-        default,
-        rename = "beneficiaryIDDocumentCID",
-        alias = "BeneficiaryIDDocumentCID"
-    )]
+    #[serde(default, rename = "beneficiaryiddocumentcid")]
     beneficiary_id_document_cid: Option<String>,
-    #[serde(default, alias = "Extension")]
-    extension: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    extension: BTreeMap<String, String>,
 }
 
 /// Waits until `reference`'s record for `role` on this node reaches `state`.
@@ -222,6 +284,14 @@ async fn wait_for(
     })?
 }
 
+/// This node's own identity.
+fn own_identity(state: &ApiState) -> Result<Cid, ApiError> {
+    state
+        .identity
+        .parse()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))
+}
+
 fn principal_record(state: &ApiState, reference: &str) -> Result<OrderRecord, ApiError> {
     record_of(state, Role::Principal, reference)
 }
@@ -229,10 +299,7 @@ fn principal_record(state: &ApiState, reference: &str) -> Result<OrderRecord, Ap
 /// This node's record of its own order `reference` (as principal, or as the beneficiary of
 /// its own order).
 fn record_of(state: &ApiState, role: Role, reference: &str) -> Result<OrderRecord, ApiError> {
-    let me: Cid = state
-        .identity
-        .parse()
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
+    let me = own_identity(state)?;
     dta_actors::custody::stored_record(&state.store, role, &me, reference)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no order {reference} here")))
@@ -289,11 +356,11 @@ fn principal(state: &ApiState) -> Result<ractor::ActorRef<RoleMsg>, ApiError> {
         })
 }
 
-pub async fn order(
-    State(state): State<ApiState>,
-    body: Result<Json<OrderBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let body: OrderBody = read_body(
+        &body,
+        r#"{"beneficiaryIDDocumentCID": string, "extension": {string: string}}"#,
+    )?;
     let defaults = &state.order_defaults;
     let plugin = defaults.plugin.clone();
     let mut input = body.extension;
@@ -307,10 +374,7 @@ pub async fn order(
     } else {
         None
     };
-    let me: Cid = state
-        .identity
-        .parse()
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
+    let me = own_identity(&state)?;
     let beneficiary = optional_cid(body.beneficiary_id_document_cid.as_deref())?;
     let fiduciaries = if defaults.fiduciaries.is_empty() {
         vec![me]
@@ -367,27 +431,26 @@ pub async fn order(
     })))
 }
 
-/// The body of `POST /v1/order/secret`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The body of `POST /v1/order/secret`, keys folded by [`read_body`]. No `Debug`, like
+/// [`OrderBody`].
+#[derive(Deserialize)]
 pub struct SecretBody {
-    #[serde(alias = "OrderReference")]
+    #[serde(rename = "orderreference")]
     order_reference: String,
-    #[serde(
-        default,
-        rename = "beneficiaryIDDocumentCID",
-        alias = "BeneficiaryIDDocumentCID"
-    )]
+    #[serde(default, rename = "beneficiaryiddocumentcid")]
     beneficiary_id_document_cid: Option<String>,
-    #[serde(default, alias = "Extension")]
-    extension: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    extension: BTreeMap<String, String>,
 }
 
 pub async fn order_secret(
     State(state): State<ApiState>,
-    body: Result<Json<SecretBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: SecretBody = read_body(
+        &body,
+        r#"{"orderReference": string, "beneficiaryIDDocumentCID": string, "extension": {string: string}}"#,
+    )?;
     let reference = body.order_reference;
     let record = principal_record(&state, &reference)?;
     let commitment = commitment(&state, &record)?;
@@ -402,10 +465,7 @@ pub async fn order_secret(
             }
         }
     }
-    let me: Cid = state
-        .identity
-        .parse()
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "bad own identity"))?;
+    let me = own_identity(&state)?;
     let ordered = record_beneficiary(&state, &record)?;
     let requested = optional_cid(body.beneficiary_id_document_cid.as_deref())?;
     let named = ordered.is_some() || requested.is_some();
@@ -481,41 +541,69 @@ pub async fn order_secret(
             wait_for(&state, &mut events, &reference, Role::Principal, "released").await?;
         }
     }
-    let mut answer = json!({
-        "orderReference": reference,
-        "commitment": commitment_hex(&commitment),
-        "extension": extension(&record, &commitment),
-    });
+    let commitment_key = commitment_hex(&commitment);
     // Only a beneficiary holds the secret; another beneficiary reads it from its own node.
-    if here {
-        let secret = match already {
-            Some(secret) => secret,
-            None => super::received_secret(&state, &me, &reference)
-                .await?
-                .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
-        };
-        answer["secret"] = json!(hex::encode(secret.expose()));
-        if commitment.plugin == SAFEGUARD_SECRET {
-            answer["extension"] = json!({ "plainText": String::from_utf8_lossy(secret.expose()) });
-        }
+    if !here {
+        return Ok(Json(SecretAnswer {
+            secret: None,
+            commitment: &commitment_key,
+            order_reference: &reference,
+            extension: SecretExtension::Public(extension(&record, &commitment)),
+        })
+        .into_response());
     }
-    Ok(Json(answer))
+    let secret = match already {
+        Some(secret) => secret,
+        None => super::received_secret(&state, &me, &reference)
+            .await?
+            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "secret missing"))?,
+    };
+    let secret_hex = Zeroizing::new(hex::encode(secret.expose()));
+    let plain_text = Zeroizing::new(String::from_utf8_lossy(secret.expose()).into_owned());
+    // The answer's own buffer goes to the socket and cannot be wiped; the copies here are.
+    Ok(Json(SecretAnswer {
+        secret: Some(&secret_hex),
+        commitment: &commitment_key,
+        order_reference: &reference,
+        extension: if commitment.plugin == SAFEGUARD_SECRET {
+            SecretExtension::PlainText {
+                plain_text: &plain_text,
+            }
+        } else {
+            SecretExtension::Public(extension(&record, &commitment))
+        },
+    })
+    .into_response())
+}
+
+/// The answer of `POST /v1/order/secret`, as the original's `OrderSecretResponse`. No
+/// `Debug`: it holds the secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretAnswer<'a> {
+    /// Present only where the secret was received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    commitment: &'a str,
+    order_reference: &'a str,
+    extension: SecretExtension<'a>,
+}
+
+/// The `extension` of a secret answer: the plugin's public fields, or safeguardsecret's
+/// secret text, borrowed so that the owned copy is wiped. No `Debug`: it may hold the secret.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SecretExtension<'a> {
+    Public(Value),
+    PlainText {
+        #[serde(rename = "plainText")]
+        plain_text: &'a str,
+    },
 }
 
 /// The beneficiary an order named when it was made.
 fn record_beneficiary(state: &ApiState, record: &OrderRecord) -> Result<Option<Cid>, ApiError> {
-    let bytes = state
-        .store
-        .get(Column::Blocks, &record.order.to_bytes())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "order block missing"))?;
-    let public = SignedEnvelope::decode(&bytes)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .envelope
-        .public
-        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "order has no payload"))?;
-    let order: OrderRequest = dagcbor::decode(&public, Limits::default())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (_, order) = order_doc::envelope_with::<OrderRequest>(&state.store, &record.order)?;
     Ok(order.beneficiary)
 }
 
@@ -524,46 +612,123 @@ pub async fn orders(
     query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(paging) = query.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let per_page = paging.per_page.unwrap_or(10).clamp(1, 1000);
-    let mut records: Vec<OrderRecord> = state
+    let window = paging.window()?;
+    let mut orders: Vec<(u64, String)> = state
         .store
         .scan(Column::Orders)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .into_iter()
         .filter_map(|(_, bytes)| dagcbor::decode::<OrderRecord>(&bytes, Limits::default()).ok())
         .filter(|r| r.role == Role::Principal.name())
-        .collect();
-    if paging.sort_by.as_deref() == Some("dateCreatedAsc") {
-        records.reverse();
+        .map(|r| {
+            // Records are keyed by reference: the order request's time says when it was made.
+            order_doc::stored_envelope(&state.store, &r.order).map(|e| (e.timestamp, r.reference))
+        })
+        .collect::<Result<_, _>>()?;
+    orders.sort();
+    if paging.newest_first() {
+        orders.reverse();
     }
-    let page: Vec<String> = records
-        .iter()
-        .skip(paging.page.unwrap_or(0) * per_page)
-        .take(per_page)
-        .map(|r| r.reference.clone())
-        .collect();
+    let page: Vec<String> = window.of(orders).map(|(_, reference)| reference).collect();
     Ok(Json(json!({ "orderReference": page, "extension": {} })))
+}
+
+/// The answer of `GET /v1/order/{ref}`, as the original's `GetOrderResponse`. No `Debug`: its
+/// `order` may hold the secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GetOrderAnswer<'a> {
+    #[serde(rename = "orderCID")]
+    order_cid: String,
+    /// The original's `OrderDoc` as a JSON string, borrowed so that the owned copy is wiped.
+    order: &'a str,
+    timestamp: u64,
+    /// What dta adds about the order, as the original's string map.
+    extension: BTreeMap<&'static str, String>,
 }
 
 pub async fn get_order(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let record = principal_record(&state, &reference)?;
-    let order = json!({
-        "reference": record.reference,
-        "state": record.state,
-        "principal": record.principal.to_string(),
-        "fiduciaries": record.fiduciaries.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "threshold": record.threshold,
-        "commitment": record.commitment.map(|c| c.to_string()),
-        "certificate": record.certificate.map(|c| c.to_string()),
-    });
-    Ok(Json(json!({
-        "orderCID": record.head.to_string(),
-        "order": order.to_string(),
-        "extension": {},
-    })))
+    let me = own_identity(&state)?;
+    let commitment_key = match record.commitment {
+        Some(_) => Some(commitment_hex(&commitment(&state, &record)?)),
+        None => None,
+    };
+    let receipt = latest_receipt(&state, &record, &me)?;
+    let secret = match receipt {
+        Some(_) => super::received_secret(&state, &me, &reference).await?,
+        None => None,
+    };
+    let secret_hex = secret.map(|s| Zeroizing::new(hex::encode(s.expose())));
+    let document = order_doc::OrderDoc::build(
+        &state.store,
+        order_doc::Sources {
+            record: &record,
+            receipt,
+            secret_hex: secret_hex.as_deref().map(String::as_str),
+            commitment_key,
+        },
+    )?;
+    let order = Zeroizing::new(
+        serde_json::to_string(&document)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    );
+    let head = order_doc::stored_envelope(&state.store, &record.head)?;
+    let extension = BTreeMap::from([
+        ("state", record.state.clone()),
+        ("threshold", record.threshold.to_string()),
+        (
+            "fiduciaries",
+            record
+                .fiduciaries
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "commitmentCID",
+            record.commitment.map(|c| c.to_string()).unwrap_or_default(),
+        ),
+        (
+            "certificateCID",
+            record
+                .certificate
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        ),
+    ]);
+    // The answer's own buffer goes to the socket and cannot be wiped; the copies here are.
+    Ok(Json(GetOrderAnswer {
+        order_cid: record.head.to_string(),
+        order: &order,
+        timestamp: head.timestamp / 1000,
+        extension,
+    })
+    .into_response())
+}
+
+/// The receipt of the latest release of the principal's `record`: from the record itself,
+/// or, when this node is the beneficiary and its receipt has not reached the principal's
+/// record yet, from this node's beneficiary record.
+fn latest_receipt(
+    state: &ApiState,
+    record: &OrderRecord,
+    me: &Cid,
+) -> Result<Option<Cid>, ApiError> {
+    let Some((sequence, _)) = record.releases.iter().next_back() else {
+        return Ok(None);
+    };
+    if let Some(receipt) = record.receipts.get(sequence) {
+        return Ok(Some(*receipt));
+    }
+    let received =
+        dta_actors::custody::stored_record(&state.store, Role::Beneficiary, me, &record.reference)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(received.and_then(|r| r.receipts.get(sequence).copied()))
 }
 
 /// The current time as RFC 3339 (UTC, seconds), like Go's `time.Time` JSON.
