@@ -1,7 +1,7 @@
 //! Blocks over HTTP: put and get, CAR export of an order's log and import on another node.
 
 use dta_testnet::harness::Testnet;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
@@ -62,49 +62,8 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
     let origin = net.node(0).info().api.clone();
     let other = net.node(1).info().api.clone();
     let client = reqwest::Client::new();
-    let (status, order) = json_of(
-        client
-            .post(format!("{origin}/v1/order"))
-            .json(&json!({ "extension": { "plainText": "archived" } }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{order}");
-    let reference = order["orderReference"].as_str().unwrap().to_owned();
-    let (status, secret) = json_of(
-        client
-            .post(format!("{origin}/v1/order/secret"))
-            .json(&json!({ "orderReference": reference, "extension": order["extension"] }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{secret}");
-
-    // Wait until the receipt is the principal's head, then export.
-    let head = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        loop {
-            let (_, shown) = json_of(
-                reqwest::get(format!("{origin}/v2/orders/{reference}"))
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            if let Some(principal) = shown
-                .as_array()
-                .and_then(|a| a.iter().find(|r| r["role"] == "principal"))
-                && principal["state"] == "released"
-            {
-                return principal["head"].as_str().unwrap().to_owned();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("released");
+    // Released, with the receipt as the principal's head; then exported.
+    let (reference, head) = crate::log::released_order(&origin).await;
     let response = reqwest::get(format!("{origin}/v2/orders/{reference}/car"))
         .await
         .unwrap();
