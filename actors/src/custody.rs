@@ -740,7 +740,28 @@ impl RoleContext {
         prev: Option<Cid>,
         payload: &T,
     ) -> Result<(Cid, Vec<u8>), CustodyError> {
-        let envelope = self.envelope(kind, reference, prev, Some(encode(payload)?), None, &[])?;
+        self.publish_as(&self.local, kind, reference, prev, payload)
+            .await
+    }
+
+    /// [`Self::publish`], signed by `sender`: this node's identity or one it hosts.
+    pub(crate) async fn publish_as<T: Serialize>(
+        &self,
+        sender: &LocalIdentity,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        payload: &T,
+    ) -> Result<(Cid, Vec<u8>), CustodyError> {
+        let envelope = Self::envelope_as(
+            sender,
+            kind,
+            reference,
+            prev,
+            Some(encode(payload)?),
+            &[],
+            None,
+        )?;
         self.save_block(&envelope).await
     }
 
@@ -1438,6 +1459,9 @@ pub struct Awaited {
     pub identity: Cid,
     /// What it has not sent.
     pub what: AwaitedStep,
+    /// Since when, in milliseconds since the Unix epoch: the time of the envelope that asked
+    /// for it (the order, the commitment or the release request).
+    pub since: u64,
 }
 
 /// What a stalled order waits for.
@@ -1468,7 +1492,16 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
     if record.role != Role::Principal.name() {
         return Vec::new();
     }
-    let fiduciaries = |missing: &dyn Fn(u32, &Cid) -> bool, what| {
+    let envelope = |cid: &Cid| {
+        store
+            .get(Column::Blocks, &cid.to_bytes())
+            .ok()
+            .flatten()
+            .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+            .map(|signed| signed.envelope)
+    };
+    let fiduciaries = |missing: &dyn Fn(u32, &Cid) -> bool, what, since: Option<u64>| {
+        let since = since.unwrap_or_default();
         record
             .fiduciaries
             .iter()
@@ -1477,6 +1510,7 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
             .map(|(_, fiduciary)| Awaited {
                 identity: *fiduciary,
                 what,
+                since,
             })
             .collect()
     };
@@ -1485,20 +1519,27 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
         "ordered" => fiduciaries(
             &|index, _| !record.shares.contains_key(&index),
             AwaitedStep::KeyShare,
+            envelope(&record.order).map(|e| e.timestamp),
         ),
-        "dealt" | "committed" => fiduciaries(&unsigned, AwaitedStep::CustodySignature),
+        "dealt" | "committed" => fiduciaries(
+            &unsigned,
+            AwaitedStep::CustodySignature,
+            envelope(record.commitment.as_ref().unwrap_or(&record.order)).map(|e| e.timestamp),
+        ),
         "releasing" => record
             .releases
             .iter()
             .next_back()
             .filter(|(sequence, _)| !record.receipts.contains_key(sequence))
-            .and_then(|(_, cid)| store.get(Column::Blocks, &cid.to_bytes()).ok().flatten())
-            .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
-            .and_then(|signed| signed.envelope.public)
-            .and_then(|public| dagcbor::decode::<ReleaseRequest>(&public, Limits::default()).ok())
-            .map(|request| Awaited {
-                identity: request.beneficiary,
-                what: AwaitedStep::Receipt,
+            .and_then(|(_, cid)| envelope(cid))
+            .and_then(|envelope| {
+                let request: ReleaseRequest =
+                    dagcbor::decode(envelope.public.as_ref()?, Limits::default()).ok()?;
+                Some(Awaited {
+                    identity: request.beneficiary,
+                    what: AwaitedStep::Receipt,
+                    since: envelope.timestamp,
+                })
             })
             .into_iter()
             .collect(),

@@ -90,6 +90,16 @@ impl Hosted {
             .cloned()
     }
 
+    /// The hosted identity called `name`, if there is one (names are unique among them).
+    pub fn named(&self, name: &str) -> Option<LocalIdentity> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|i| i.identity().name() == name)
+            .cloned()
+    }
+
     /// Their documents, encoded.
     pub fn documents(&self) -> Vec<Vec<u8>> {
         self.0

@@ -5,10 +5,14 @@
 //!
 //! - Requester ([`create_request`], principal role): signs an `MpinRequest` envelope naming the
 //!   secret, the identity (and date) and the authorities asked, and delivers it to each.
+//!   A client secret or permit for the name of an identity the node hosts is asked for, and
+//!   signed, by that identity, so one node serves many end users.
 //! - Authority ([`on_request`], fiduciary role): checks the policy (a client secret or permit
 //!   only for the requester's own identity name; a server secret only for an identity on the
 //!   operator's allow-list, `mpin_servers`), then answers with an `MpinShare` envelope whose
 //!   share is sealed to the requester, or with a signed refusal. It records the issuance.
+//!   The requester takes every answer, refusals too, so a refused request names every
+//!   authority's reason.
 //! - Requester ([`on_share`], principal role, which made the request): takes answers only from the authorities it
 //!   asked, for its own request; checks each share is a valid point of the right group; keeps
 //!   shares and their sum through its keystore. A server secret is also kept as this node's
@@ -178,8 +182,16 @@ pub async fn create_request(
         date: new.date,
         authorities: new.authorities.clone(),
     };
+    // A client secret or permit for an identity this node hosts is asked for by that
+    // identity: an authority issues one only to the identity it names.
+    let requester = match &new.identity {
+        Some(name) if new.secret != MpinSecret::Server && ctx.local.identity().name() != name => {
+            ctx.hosted.named(name).unwrap_or_else(|| ctx.local.clone())
+        }
+        _ => ctx.local.clone(),
+    };
     let (request_cid, request_bytes) = ctx
-        .publish(Kind::MpinRequest, &reference, None, &request)
+        .publish_as(&requester, Kind::MpinRequest, &reference, None, &request)
         .await?;
     let record = MpinRecord {
         reference,
@@ -187,7 +199,7 @@ pub async fn create_request(
         secret: new.secret,
         identity: new.identity,
         date: new.date,
-        requester: ctx.local.cid(),
+        requester: requester.cid(),
         authorities: new.authorities,
         request: request_cid,
         answers: BTreeMap::new(),
@@ -376,10 +388,14 @@ pub async fn on_share(
     if record.state != "requested" || record.answers.contains_key(&key) {
         return Ok(());
     }
+    // A refusal does not end the request at once: the others' answers are still taken, so
+    // that the requester learns every authority's reason.
     if let Some(reason) = answer.refused {
         record.answers.insert(key.clone(), cid);
         record.refusals.insert(key, reason);
-        record.state = "refused".into();
+        if record.answers.len() == record.authorities.len() {
+            record.state = "refused".into();
+        }
         return save(ctx, &record).await;
     }
     let me = ctx
@@ -395,7 +411,9 @@ pub async fn on_share(
     ctx.keep_secret(share_name(&reference, &authority), sealed.point.clone())
         .await?;
     record.answers.insert(key, cid);
-    if record.answers.len() == record.authorities.len() {
+    if record.answers.len() == record.authorities.len() && !record.refusals.is_empty() {
+        record.state = "refused".into();
+    } else if record.answers.len() == record.authorities.len() {
         let mut points = Vec::with_capacity(record.authorities.len());
         for authority in &record.authorities {
             points.push(ctx.load_secret(&share_name(&reference, authority)).await?);
@@ -474,6 +492,13 @@ pub struct AuthSession {
     opened: std::time::Instant,
 }
 
+/// Today, as M-Pin dates time permits: days since 1970-01-01, UTC.
+pub fn today() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d.as_secs() / 86_400) as u32)
+}
+
 /// Open challenges of this node as an authentication server, shared by its HTTP API and its
 /// answers to peers.
 #[derive(Debug, Clone, Default)]
@@ -493,6 +518,15 @@ impl AuthSessions {
             return Err(AuthError::Invalid(format!(
                 "an M-Pin identity is 1 to {MAX_IDENTITY_LEN} bytes"
             )));
+        }
+        if let Some(date) = date {
+            let today = today();
+            if date != today {
+                return Err(AuthError::Invalid(format!(
+                    "a time permit for day {date} is not valid today: this server's date is day \
+                     {today} (days since 1970-01-01, UTC)"
+                )));
+            }
         }
         let u = G1Point::from_bytes(u).map_err(|e| AuthError::Invalid(format!("u: {e}")))?;
         let y = MpinScalar::random();

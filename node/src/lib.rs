@@ -8,6 +8,7 @@
 //! - [`http`]: the HTTP API (axum) and `/metrics`.
 //! - [`logging`]: tracing-subscriber setup.
 //! - [`ports`]: whether the listen ports are free before a start.
+//! - [`netns`]: the named network namespace a process runs in (for `node.json`).
 //!
 //! What it does not do: protocol internals (dta-protocol), actors (dta-actors), the testnet
 //! harness (dta-testnet), argument parsing (the `dta` binary).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod home;
 pub mod http;
 pub mod logging;
+pub mod netns;
 pub mod ports;
 pub mod run;
 

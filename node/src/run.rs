@@ -125,6 +125,10 @@ pub struct NodeFile {
     pub name: String,
     /// Roles.
     pub roles: Vec<String>,
+    /// The named network namespace the node runs in (`ip netns`), if any: its API is reached
+    /// from inside it only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A running node.
@@ -277,6 +281,7 @@ impl Node {
             pid: std::process::id(),
             name: config.name.clone(),
             roles: roles.iter().map(|r| r.name().to_owned()).collect(),
+            namespace: crate::netns::current_name(),
         };
         let node_file = options.home.join("node.json");
         let text = serde_json::to_string_pretty(&info).map_err(|e| RunError::NodeFile {

@@ -57,13 +57,8 @@ pub async fn testnet(
             progress(&format!("{nodes} nodes: {stage}"));
         })
         .await;
-        let testnet = match up {
-            Ok(testnet) => testnet,
-            Err(e) => {
-                let _ = process::down(&net_dir).await;
-                return Err(e);
-            }
-        };
+        // A failed `up` has removed what it made.
+        let testnet = up?;
         let knowledge_seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         let rss: Vec<f64> = testnet
             .nodes
@@ -75,7 +70,7 @@ pub async fn testnet(
             .iter()
             .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Pss:"))
             .collect();
-        process::down(&net_dir).await?;
+        process::down(&net_dir, process::Logs::Purge).await?;
         let _ = std::fs::remove_dir(&net_dir);
         figures.push(TestnetFigures {
             nodes,

@@ -67,9 +67,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Creates the LAN for `nodes` nodes, namespaces named after `tag`. On failure, what was made
-/// is removed again.
-pub fn create(tag: &str, nodes: usize) -> Result<Lan, TestnetError> {
+/// Whether a LAN for `nodes` nodes can be made here (root, and few enough nodes), checked
+/// before anything else is made.
+pub fn check(nodes: usize) -> Result<(), TestnetError> {
     if !is_root() {
         return Err(TestnetError::Invalid(
             "--lan needs root: it makes network namespaces (run as root, or leave out --lan)"
@@ -81,6 +81,13 @@ pub fn create(tag: &str, nodes: usize) -> Result<Lan, TestnetError> {
             "a LAN holds at most {MAX_NODES} nodes"
         )));
     }
+    Ok(())
+}
+
+/// Creates the LAN for `nodes` nodes, namespaces named after `tag`. On failure, what was made
+/// is removed again.
+pub fn create(tag: &str, nodes: usize) -> Result<Lan, TestnetError> {
+    check(nodes)?;
     let lan = Lan {
         bridge: format!("dta-{tag}-br"),
         nodes: (0..nodes).map(|i| format!("dta-{tag}-{i}")).collect(),

@@ -4,7 +4,10 @@
 //! 127.0.0.1 (free ports, mDNS off, every node bootstrapping from the first), waits until
 //! every node knows every identity, and writes `DIR/testnet.json`. The processes outlive the
 //! command (each in a process group of its own); `down` stops exactly the pids `up` started,
-//! after checking each is still a `dta run` of that directory, and removes what `up` made.
+//! after checking each is still a `dta run` of that directory, and removes what `up` made but
+//! the nodes' logs, which it keeps in `DIR/logs/` unless asked to purge them. An `up` that
+//! fails removes what it made the same way; one given arguments it cannot launch makes
+//! nothing.
 //!
 //! Roles: the first P nodes are principals, the next F fiduciaries, the next B beneficiaries;
 //! any further nodes are fiduciaries too. Principals' `/v1` orders default to all
@@ -16,7 +19,8 @@
 //!
 //! With `lan`, every node runs in a network namespace of its own on a simulated LAN
 //! ([`crate::lan`]) and finds the others by mDNS only; its API is reached from inside its
-//! namespace. `down` removes the namespaces too.
+//! namespace (`testnet.json` and the node's `node.json` name it; [`node`] says how to reach
+//! a node). `down` removes the namespaces too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -144,8 +148,18 @@ pub enum TestnetError {
         log: String,
     },
     /// Not every node learned every identity in time.
-    #[error("after {0:?} not every node knows every identity (`dta testnet status` shows which)")]
-    Knowledge(Duration),
+    #[error(
+        "after {waited:?} not every node knows every identity: {lagging}; the testnet was \
+         taken down, its logs are in {logs}"
+    )]
+    Knowledge {
+        /// How long `up` waited.
+        waited: Duration,
+        /// The nodes that did not, with how many identities each knew.
+        lagging: String,
+        /// Where the logs were kept.
+        logs: String,
+    },
     /// No testnet there.
     #[error("{0} holds no testnet (no testnet.json)")]
     NoTestnet(String),
@@ -158,11 +172,80 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
     }
 }
 
-/// Launches a testnet; `progress` hears about each stage.
+/// Launches a testnet; `progress` hears about each stage. Arguments are checked before
+/// anything is made; if the launch fails, what it made is removed again (processes stopped,
+/// namespaces, homes and files removed), except the nodes' logs, kept in `DIR/logs/`.
 pub async fn up(
     config: UpConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<TestnetFile, TestnetError> {
+    check(&config)?;
+    let mut made = Made {
+        dir_created: !config.dir.exists(),
+        ..Made::default()
+    };
+    match launch(&config, &mut made, &mut progress).await {
+        Ok(testnet) => Ok(testnet),
+        Err(err) => {
+            made.undo(&config.dir).await;
+            Err(err)
+        }
+    }
+}
+
+/// What a launch made so far, to remove if it fails.
+#[derive(Debug, Default)]
+struct Made {
+    /// Whether the testnet directory was made by it.
+    dir_created: bool,
+    /// Files in the testnet directory.
+    files: Vec<PathBuf>,
+    /// Node homes (only those it created: a directory that was there is never removed).
+    homes: Vec<PathBuf>,
+    /// Processes started, with their homes.
+    processes: Vec<(u32, PathBuf)>,
+    /// Network namespaces.
+    namespaces: Vec<String>,
+}
+
+impl Made {
+    async fn undo(self, dir: &Path) {
+        for (pid, home_dir) in &self.processes {
+            if is_our_node(*pid, home_dir) {
+                signal("-TERM", *pid);
+            }
+        }
+        let started = Instant::now();
+        while started.elapsed() < STOP_TIMEOUT
+            && self
+                .processes
+                .iter()
+                .any(|(pid, home_dir)| is_our_node(*pid, home_dir) || !has_exited(*pid))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (pid, home_dir) in &self.processes {
+            if is_our_node(*pid, home_dir) {
+                signal("-KILL", *pid);
+            }
+        }
+        crate::lan::remove(&self.namespaces);
+        for home_dir in &self.homes {
+            keep_log(dir, home_dir);
+            let _ = std::fs::remove_dir_all(home_dir);
+        }
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        if self.dir_created {
+            // Only when empty: kept logs stay.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Refuses what cannot launch, before anything is made.
+fn check(config: &UpConfig) -> Result<(), TestnetError> {
     let named = config.principals + config.fiduciaries + config.beneficiaries;
     if config.nodes == 0 || named > config.nodes {
         return Err(TestnetError::Invalid(format!(
@@ -183,17 +266,29 @@ pub async fn up(
             "threshold {t} must be between 1 and the {fiduciary_count} fiduciaries"
         )));
     }
-    let dir = &config.dir;
-    if dir.join(TESTNET_FILE).exists() {
+    if config.dir.join(TESTNET_FILE).exists() {
         return Err(TestnetError::Invalid(format!(
             "{} already holds a testnet: `dta testnet down --dir {}` first",
-            dir.display(),
-            dir.display()
+            config.dir.display(),
+            config.dir.display()
         )));
     }
+    if config.lan {
+        crate::lan::check(config.nodes)?;
+    }
+    Ok(())
+}
+
+async fn launch(
+    config: &UpConfig,
+    made: &mut Made,
+    progress: &mut impl FnMut(&str),
+) -> Result<TestnetFile, TestnetError> {
+    let dir = &config.dir;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     // The passphrase and PIN files are the owner's alone, whatever the umask.
     let passphrase = dir.join("passphrase");
+    made.files.push(passphrase.clone());
     home::write_private_file(
         &passphrase,
         hex::encode(dta_crypto::Secret::<24>::random().expose()).as_bytes(),
@@ -204,6 +299,7 @@ pub async fn up(
     let pin = dir.join("pkcs11-pin");
     let run_tag = hex::encode(dta_crypto::Secret::<4>::random().expose());
     if config.pkcs11_module.is_some() {
+        made.files.push(pin.clone());
         let user_pin = hex::encode(dta_crypto::Secret::<12>::random().expose());
         home::write_private_file(&pin, user_pin.as_bytes()).map_err(io(&pin))?;
     }
@@ -223,6 +319,9 @@ pub async fn up(
     let mut identities = Vec::with_capacity(config.nodes);
     for index in 0..config.nodes {
         let home_dir = dir.join(format!("node-{index}"));
+        if !home_dir.exists() {
+            made.homes.push(home_dir.clone());
+        }
         let keystore = match &config.pkcs11_module {
             Some(module) => {
                 let label = format!("dta-tn-{run_tag}-{index}");
@@ -258,7 +357,13 @@ pub async fn up(
             },
             keystore,
         )
-        .map_err(|source| TestnetError::Home { index, source })?;
+        .map_err(|source| match source {
+            home::HomeError::Exists(path) => TestnetError::Invalid(format!(
+                "{path} already holds a dta node that is not part of a testnet: remove it, \
+                 or give `dta testnet up` another --dir"
+            )),
+            source => TestnetError::Home { index, source },
+        })?;
         let mut node_config = Config::load(&home_dir).map_err(|e| TestnetError::Home {
             index,
             source: e.into(),
@@ -287,7 +392,9 @@ pub async fn up(
     let lan = if config.lan {
         let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
         progress("making the LAN: a bridge namespace and one namespace per node");
-        Some(crate::lan::create(&tag, config.nodes)?)
+        let lan = crate::lan::create(&tag, config.nodes)?;
+        made.namespaces = lan.namespaces();
+        Some(lan)
     } else {
         None
     };
@@ -349,52 +456,20 @@ pub async fn up(
     let mut start = |index: usize, bootstrap: Option<&str>| -> Result<u32, TestnetError> {
         let command = command_of(index, bootstrap);
         let pid = spawn_node(&command, &homes[index])?;
+        made.processes.push((pid, homes[index].clone()));
         commands.push(command);
         Ok(pid)
     };
     let mut pids = vec![start(0, None)?];
-    // Whatever fails from here on, the processes already started are stopped again.
-    let stop_started = |pids: &[u32]| {
-        for (pid, home_dir) in pids.iter().zip(&homes) {
-            if is_our_node(*pid, home_dir) {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-        }
-        if let Some(lan) = &lan {
-            // The nodes must be gone before their namespaces go.
-            std::thread::sleep(Duration::from_secs(1));
-            crate::lan::remove(&lan.namespaces());
-        }
-    };
-    let first = match wait_for_node_file(&homes[0], "node-0").await {
-        Ok(first) => first,
-        Err(e) => {
-            stop_started(&pids);
-            return Err(e);
-        }
-    };
+    let first = wait_for_node_file(&homes[0], "node-0").await?;
     let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
     progress("node-0 is up; starting the others");
     for index in 1..config.nodes {
-        match start(index, Some(&bootstrap)) {
-            Ok(pid) => pids.push(pid),
-            Err(e) => {
-                stop_started(&pids);
-                return Err(e);
-            }
-        }
+        pids.push(start(index, Some(&bootstrap))?);
     }
     let mut files = Vec::with_capacity(config.nodes);
     for (index, home_dir) in homes.iter().enumerate() {
-        match wait_for_node_file(home_dir, &format!("node-{index}")).await {
-            Ok(file) => files.push(file),
-            Err(e) => {
-                stop_started(&pids);
-                return Err(e);
-            }
-        }
+        files.push(wait_for_node_file(home_dir, &format!("node-{index}")).await?);
     }
     // A node started again must be found where it was, and must find others even when the
     // one it bootstrapped from is down: on loopback its recorded command line keeps the ports
@@ -436,12 +511,13 @@ pub async fn up(
             .map(crate::lan::Lan::namespaces)
             .unwrap_or_default(),
     };
+    made.files.push(dir.join(TESTNET_FILE));
     save(dir, &testnet)?;
     progress(&format!(
         "{} nodes running; waiting for full identity knowledge",
         config.nodes
     ));
-    wait_for_knowledge(&testnet, &mut progress).await?;
+    wait_for_knowledge(dir, &testnet, progress).await?;
     Ok(testnet)
 }
 
@@ -602,10 +678,15 @@ async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, Tes
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A failed `up` keeps the log in DIR/logs; a failed restart leaves it in the home.
+    let log = match home_dir.parent() {
+        Some(dir) if !dir.join(TESTNET_FILE).exists() => kept_log(dir, name),
+        _ => home_dir.join("log"),
+    };
     Err(TestnetError::NotStarted {
         name: name.to_owned(),
         seconds: limit.as_secs(),
-        log: home_dir.join("log").display().to_string(),
+        log: log.display().to_string(),
     })
 }
 
@@ -646,6 +727,7 @@ async fn count(
 }
 
 async fn wait_for_knowledge(
+    dir: &Path,
     testnet: &TestnetFile,
     progress: &mut impl FnMut(&str),
 ) -> Result<(), TestnetError> {
@@ -653,6 +735,7 @@ async fn wait_for_knowledge(
     let expected = testnet.nodes.len();
     let started = Instant::now();
     let mut last = usize::MAX;
+    let mut last_counts = Vec::new();
     while started.elapsed() < KNOWLEDGE_TIMEOUT {
         // All nodes at once: asked one after the other, a round over 50 busy nodes took
         // seconds, and full knowledge was seen that much later than it happened.
@@ -664,6 +747,7 @@ async fn wait_for_knowledge(
         )
         .await;
         let complete = counts.iter().filter(|c| **c >= Some(expected)).count();
+        last_counts = counts.clone();
         if complete != last {
             progress(&format!(
                 "{complete}/{expected} nodes know every identity ({:.1} s)",
@@ -676,7 +760,21 @@ async fn wait_for_knowledge(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(TestnetError::Knowledge(KNOWLEDGE_TIMEOUT))
+    let lagging: Vec<String> = testnet
+        .nodes
+        .iter()
+        .zip(&last_counts)
+        .filter(|(_, known)| **known < Some(expected))
+        .map(|(node, known)| match known {
+            Some(known) => format!("{} knows {known} of {expected}", node.name),
+            None => format!("{} does not answer", node.name),
+        })
+        .collect();
+    Err(TestnetError::Knowledge {
+        waited: KNOWLEDGE_TIMEOUT,
+        lagging: lagging.join(", "),
+        logs: logs_dir(dir).display().to_string(),
+    })
 }
 
 /// Writes `DIR/testnet.json`.
@@ -758,22 +856,59 @@ pub struct DownReport {
     pub killed: usize,
     /// Nodes that were not running any more.
     pub gone: usize,
+    /// Where the nodes' logs were kept (none with [`Logs::Purge`]).
+    pub logs: Option<PathBuf>,
 }
 
-/// Stops the testnet's processes (only those `up` started) and removes what `up` made.
-pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
+/// What `down` does with the nodes' logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logs {
+    /// Keep each node's log as `DIR/logs/NODE.log`.
+    Keep,
+    /// Remove them with the homes (and any kept before).
+    Purge,
+}
+
+/// How long stopping processes may take before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn signal(name: &str, pid: u32) {
+    let _ = Command::new("kill")
+        .args([name, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Where the logs of nodes that were taken down are kept.
+pub fn logs_dir(dir: &Path) -> PathBuf {
+    dir.join("logs")
+}
+
+fn kept_log(dir: &Path, name: &str) -> PathBuf {
+    logs_dir(dir).join(format!("{name}.log"))
+}
+
+/// Moves a home's log to `DIR/logs/NAME.log` (NAME: the home's directory name), if it has one.
+fn keep_log(dir: &Path, home_dir: &Path) {
+    let log = home_dir.join("log");
+    let Some(name) = home_dir.file_name() else {
+        return;
+    };
+    if log.exists() && std::fs::create_dir_all(logs_dir(dir)).is_ok() {
+        let _ = std::fs::rename(&log, kept_log(dir, &name.to_string_lossy()));
+    }
+}
+
+/// Stops the testnet's processes (only those `up` started) and removes what `up` made; the
+/// nodes' logs are kept in `DIR/logs/` unless `logs` says purge.
+pub async fn down(dir: &Path, logs: Logs) -> Result<DownReport, TestnetError> {
     let testnet = load(dir)?;
     let mut report = DownReport {
         stopped: 0,
         killed: 0,
         gone: 0,
-    };
-    let signal = |name: &str, pid: u32| {
-        let _ = Command::new("kill")
-            .args([name, &pid.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        logs: None,
     };
     let running: Vec<&TestnetNode> = testnet
         .nodes
@@ -785,9 +920,7 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
         signal("-TERM", node.pid);
     }
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(15)
-        && running.iter().any(|n| is_our_node(n.pid, &n.home))
-    {
+    while started.elapsed() < STOP_TIMEOUT && running.iter().any(|n| is_our_node(n.pid, &n.home)) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for node in &running {
@@ -801,6 +934,9 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
     crate::lan::remove(&testnet.namespaces);
     for node in &testnet.nodes {
         if node.home.starts_with(dir) {
+            if logs == Logs::Keep {
+                keep_log(dir, &node.home);
+            }
             std::fs::remove_dir_all(&node.home).map_err(io(&node.home))?;
         }
     }
@@ -810,13 +946,43 @@ pub async fn down(dir: &Path) -> Result<DownReport, TestnetError> {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }
+    let kept = logs_dir(dir);
+    match logs {
+        Logs::Keep if kept.exists() => report.logs = Some(kept),
+        Logs::Keep => {}
+        Logs::Purge if kept.exists() => {
+            std::fs::remove_dir_all(&kept).map_err(io(&kept))?;
+        }
+        Logs::Purge => {}
+    }
     Ok(report)
 }
 
-/// The log file of a node, by name (`node-3`) or index (`3`).
+/// The log file of a node, by name (`node-3`) or index (`3`): in its home while the testnet
+/// is up, else where `down` kept it.
 pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
-    let testnet = load(dir)?;
-    Ok(find(&testnet, node)?.home.join("log"))
+    match load(dir) {
+        Ok(testnet) => Ok(find(&testnet, node)?.home.join("log")),
+        Err(TestnetError::NoTestnet(_)) => {
+            let name = if node.starts_with("node-") {
+                node.to_owned()
+            } else {
+                format!("node-{node}")
+            };
+            let kept = kept_log(dir, &name);
+            if kept.exists() {
+                Ok(kept)
+            } else {
+                Err(TestnetError::NoTestnet(dir.display().to_string()))
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// One node of the testnet in `dir`, by name (`node-3`) or index (`3`): how to reach it.
+pub fn node(dir: &Path, name: &str) -> Result<TestnetNode, TestnetError> {
+    find(&load(dir)?, name).cloned()
 }
 
 #[cfg(test)]
@@ -874,6 +1040,7 @@ mod tests {
             pid: 1,
             name: "node-1".into(),
             roles: vec!["fiduciary".into()],
+            namespace: None,
         };
         let others = [
             "/ip4/127.0.0.1/tcp/1/p2p/A".into(),

@@ -347,7 +347,7 @@ pub async fn run(
         on_step(index + 1, &result);
         steps.push(result);
     }
-    process::down(&dir).await?;
+    process::down(&dir, process::Logs::Keep).await?;
     let passed = steps.iter().filter(|s| s.passed).count();
     Ok(ScenarioReport {
         failed: steps.len() - passed,

@@ -372,7 +372,7 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
             }
         }
     }
-    let _ = process::down(&dir).await;
+    let _ = process::down(&dir, process::Logs::Purge).await;
     assert!(
         lost.is_empty() && stuck.is_empty(),
         "lost: {lost:?}; stuck: {stuck:?}"

@@ -11,6 +11,18 @@ use serde_json::Value;
 
 use crate::process::{dta_client, run_to_end, succeed, succeed_blocking};
 
+/// Takes a testnet down when dropped, so that a failing assertion leaves no processes or
+/// namespaces behind (the directory goes with the test's temporary directory).
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if std::path::Path::new(&self.0).join("testnet.json").exists() {
+            let _ = dta_client(&["testnet", "down", "--purge", "--dir", &self.0]).output();
+        }
+    }
+}
+
 fn root_links() -> String {
     let output = Command::new("ip").args(["-o", "link"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout)
@@ -28,6 +40,7 @@ async fn nodes_on_a_simulated_lan_find_each_other_by_mdns_alone() {
     let dir_arg = dir.to_str().unwrap().to_owned();
     let cli = dta_client;
     let links_before = root_links();
+    let _down = Down(dir_arg.clone());
     let up = succeed_blocking(cli(&[
         "testnet", "up", "--dir", &dir_arg, "--nodes", "4", "--lan", "--json",
     ]))
@@ -69,6 +82,40 @@ async fn nodes_on_a_simulated_lan_find_each_other_by_mdns_alone() {
         "nothing added to the root namespace"
     );
 
+    // A node records the namespace it runs in: a client out here says how to reach it
+    // instead of asking whatever listens on the same address in the root namespace.
+    let node = &testnet["nodes"][1];
+    let home = node["home"].as_str().unwrap();
+    let namespace = node["namespace"].as_str().unwrap();
+    let (ok, stderr) = run_to_end(&mut cli(&["status", "--home", home]));
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("network namespace {namespace}"))
+            && stderr.contains(&format!(
+                "dta testnet api --dir {dir_arg} node-1 GET /v2/node"
+            )),
+        "{stderr}"
+    );
+    let answer: Value = serde_json::from_slice(&succeed(&mut cli(&[
+        "testnet", "api", "--dir", &dir_arg, "node-1", "GET", "/v2/node",
+    ])))
+    .unwrap();
+    assert_eq!(answer["identity"], node["identity"], "{answer}");
+    // Inside its namespace, `--home` reaches it directly.
+    let inside = succeed(
+        Command::new("ip")
+            .args(["netns", "exec", namespace])
+            .arg(crate::process::dta_bin())
+            .args(["status", "--home", home])
+            .env_remove("DTA_API")
+            .env_remove("DTA_HOME"),
+    );
+    assert!(
+        String::from_utf8_lossy(&inside).contains(node["identity"].as_str().unwrap()),
+        "{}",
+        String::from_utf8_lossy(&inside)
+    );
+
     succeed(&mut cli(&["testnet", "down", "--dir", &dir_arg]));
     for namespace in &namespaces {
         assert!(
@@ -79,6 +126,33 @@ async fn nodes_on_a_simulated_lan_find_each_other_by_mdns_alone() {
     assert_eq!(root_links(), links_before);
     let (ok, stderr) = run_to_end(&mut cli(&["testnet", "status", "--dir", &dir_arg]));
     assert!(!ok && stderr.contains("holds no testnet"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs root to drop to another user: scripts/test runs it"]
+fn a_lan_testnet_without_root_is_refused_before_anything_is_made() {
+    // A directory anybody may write in, so that only the missing privilege can stop `up`.
+    let root = tempfile::tempdir().unwrap();
+    let mut permissions = std::fs::metadata(root.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o1777);
+    std::fs::set_permissions(root.path(), permissions).unwrap();
+    let dir = root.path().join("lan");
+    // A copy the other user may run wherever the checkout is.
+    let binary = root.path().join("dta");
+    std::fs::copy(crate::process::dta_bin(), &binary).unwrap();
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&binary)
+        .args(["testnet", "up", "--lan", "--nodes", "3", "--dir"])
+        .arg(&dir)
+        .env_remove("DTA_API")
+        .env_remove("DTA_HOME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--lan needs root"), "{stderr}");
+    assert!(!dir.exists(), "up made {} before refusing", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,27 +3,17 @@
 //! of another network that imported it; a damaged archive fails, naming the block.
 
 use std::path::Path;
-use std::process::Output;
 
 use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
 
-use crate::process::dta_client;
-
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        dta_client(&args).output().unwrap()
-    })
-    .await
-    .unwrap()
-}
+use crate::process::dta_output;
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn json_out(output: &Output) -> Value {
+fn json_out(output: &std::process::Output) -> Value {
     assert!(
         output.status.success(),
         "{}",
@@ -122,7 +112,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     }
 
     let exported = json_out(
-        &run(args(&[
+        &dta_output(args(&[
             "log", "export", &reference, "--car", &car_path, "--api", &origin, "--json",
         ]))
         .await,
@@ -131,7 +121,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     net.stop().await;
 
     // No node runs now, and the auditor names none: the file is all it has.
-    let report = json_out(&run(args(&["audit", "--car", &car_path, "--json"])).await);
+    let report = json_out(&dta_output(args(&["audit", "--car", &car_path, "--json"])).await);
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["reference"], reference.as_str(), "{report}");
     assert_eq!(report["head"], head.as_str(), "{report}");
@@ -147,7 +137,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert!(attached.contains(&"share-deal"), "{report}");
-    let text = run(args(&["audit", "--car", &car_path])).await;
+    let text = dta_output(args(&["audit", "--car", &car_path])).await;
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(
@@ -155,7 +145,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
         "{text}"
     );
     // Asked for another order, the same archive fails.
-    let other = run(args(&["audit", "other-order", "--car", &car_path])).await;
+    let other = dta_output(args(&["audit", "other-order", "--car", &car_path])).await;
     assert!(!other.status.success());
 
     // A node of another network, which never met these identities, imports the archive and
@@ -163,13 +153,13 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     let elsewhere = Testnet::builder().nodes(1).build().await.expect("testnet");
     let api = elsewhere.node(0).info().api.clone();
     json_out(
-        &run(args(&[
+        &dta_output(args(&[
             "block", "import", &car_path, "--api", &api, "--json",
         ]))
         .await,
     );
     let audited = json_out(
-        &run(args(&[
+        &dta_output(args(&[
             "audit", &reference, "--head", &head, "--api", &api, "--json",
         ]))
         .await,
@@ -195,7 +185,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
         .find(|(cid, _)| cid.to_string() == certificate)
         .unwrap();
     damage(&car, bytes);
-    let failed = run(args(&["audit", "--car", &car_path])).await;
+    let failed = dta_output(args(&["audit", "--car", &car_path])).await;
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{stderr}");
     assert!(stderr.contains(&certificate), "{stderr}");

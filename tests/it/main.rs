@@ -16,3 +16,4 @@ mod process;
 mod references;
 mod secrets;
 mod v1;
+mod waiting;

@@ -35,6 +35,17 @@ async fn mpin_network() -> (Testnet, Api) {
     (net, Api::new())
 }
 
+/// `node` asks the three authorities for its server secret.
+async fn server_secret(api: &Api, net: &Testnet, node: usize) -> (u16, Value) {
+    api.post(
+        net,
+        node,
+        "/v2/mpin/server-secret",
+        json!({ "from": authorities(net, &AUTHORITIES) }),
+    )
+    .await
+}
+
 /// Runs the `dta` binary: its stdout, or its stderr if it failed.
 fn dta_cli(args: &[&str]) -> Result<String, String> {
     let output = std::process::Command::new(crate::process::dta_bin())
@@ -113,14 +124,7 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
     let name = net.node(CLIENT).info().name.clone();
 
     // The server gets its secret from the three authorities; it is kept, not shown.
-    let (status, body) = api
-        .post(
-            &net,
-            SERVER,
-            "/v2/mpin/server-secret",
-            json!({ "from": authorities(&net, &AUTHORITIES) }),
-        )
-        .await;
+    let (status, body) = server_secret(&api, &net, SERVER).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["kept"], true);
     assert!(body.get("server_secret").is_none());
@@ -225,19 +229,17 @@ async fn authorities_refuse_what_policy_forbids_and_bad_input_gets_clear_errors(
         )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("its own identity"),
-        "{body}"
-    );
+    // Every authority's reason, not only the first to arrive.
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("its own identity"), "{body}");
+    for authority in &from {
+        assert!(
+            error.contains(authority.as_str()),
+            "{authority} missing: {body}"
+        );
+    }
     // A server secret for a node that is not on the authorities' list.
-    let (status, body) = api
-        .post(
-            &net,
-            CLIENT,
-            "/v2/mpin/server-secret",
-            json!({ "from": from }),
-        )
-        .await;
+    let (status, body) = server_secret(&api, &net, CLIENT).await;
     assert_eq!(status, 403, "{body}");
     // Bad input: an unknown authority, a malformed CID, a bad point, a PIN too large, a
     // verification with no server secret.
@@ -394,4 +396,139 @@ async fn the_mpin_benchmark_runs_every_phase() {
     assert!(report.shares_per_second_one_authority > 0.0);
     assert!(report.secrets_per_second_three_authorities > 0.0);
     assert!(report.checks_per_second > 0.0);
+}
+
+/// Waits until `node` knows identity `cid`.
+async fn wait_known(api: &Api, net: &Testnet, node: usize, cid: &str) {
+    let known = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while api.get(net, node, &format!("/v2/identities/{cid}")).await.0 != 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(known.is_ok(), "node {node} never learned {cid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_serves_many_users_with_e_mail_ids_and_time_permits() {
+    let (net, api) = mpin_network().await;
+    let from = authorities(&net, &AUTHORITIES);
+    let (status, body) = server_secret(&api, &net, SERVER).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The client's node hosts two end users, named by e-mail-like ids.
+    let users = ["alice@example.org", "bob+mfa@example.org"];
+    for user in users {
+        let (status, hosted) = api
+            .post(&net, CLIENT, "/v2/identities", json!({ "name": user }))
+            .await;
+        assert_eq!(status, 201, "{hosted}");
+        assert_eq!(hosted["name"], user);
+        for authority in AUTHORITIES {
+            wait_known(&api, &net, authority, hosted["cid"].as_str().unwrap()).await;
+        }
+    }
+    // The name rules: which characters, and one identity per name on a node.
+    let (status, body) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/identities",
+            json!({ "name": "alice smith" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("A-Z a-z 0-9 - _ . @ +"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post(&net, CLIENT, "/v2/identities", json!({ "name": users[0] }))
+        .await;
+    assert_eq!(status, 409, "{body}");
+
+    // Each gets a client secret (asked for by its own hosted identity) and authenticates.
+    let mut tokens = Vec::new();
+    for user in users {
+        let (_, token) = token_from(&api, &net, &AUTHORITIES, user).await;
+        let (status, body) = authenticate(&api, &net, SERVER, user, &token, PIN).await;
+        assert_eq!(status, 200, "{user}: {body}");
+        tokens.push(token);
+    }
+    // A user the node does not host is still refused, by every authority.
+    let (status, body) = api
+        .post(
+            &net,
+            CLIENT,
+            "/v2/mpin/client-secret",
+            json!({ "identity": "carol@example.org", "from": from }),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    // Time permits: today's authenticates through the CLI; another day's is refused with
+    // the server's date; a permit of another user does not authenticate.
+    let today = dta_actors::mpin::today();
+    let permit = |user: &'static str, date: u32| {
+        let api = &api;
+        let from = from.clone();
+        let net = &net;
+        async move {
+            let (status, body) = api
+                .post(
+                    net,
+                    CLIENT,
+                    "/v2/mpin/permit",
+                    json!({ "identity": user, "date": date, "from": from }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["permit"].as_str().unwrap().to_owned()
+        }
+    };
+    let alice_today = permit(users[0], today).await;
+    let alice_yesterday = permit(users[0], today - 1).await;
+    let bob_today = permit(users[1], today).await;
+    let server_api = net.node(SERVER).info().api.clone();
+    let pin = PIN.to_string();
+    // Alice's authentication through the CLI, with `extra` arguments.
+    let alice = |extra: &[&str]| {
+        let mut args = vec![
+            "mpin",
+            "authenticate",
+            "--id",
+            users[0],
+            "--pin",
+            &pin,
+            "--token",
+            &tokens[0],
+            "--server",
+            &server_api,
+        ];
+        args.extend_from_slice(extra);
+        dta_cli(&args)
+    };
+    let (today_text, yesterday_text) = (today.to_string(), (today - 1).to_string());
+    let verdict: Value = serde_json::from_str(
+        &alice(&["--permit", &alice_today, "--date", &today_text, "--json"]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(verdict["authenticated"], true);
+    assert_eq!(verdict["identity"], users[0]);
+    let refused = alice(&["--permit", &alice_yesterday, "--date", &yesterday_text]).unwrap_err();
+    assert!(
+        refused.contains(&format!("this server's date is day {today}")),
+        "{refused}"
+    );
+    let refused = alice(&["--permit", &bob_today, "--date", &today_text]).unwrap_err();
+    assert!(refused.contains("authentication failed"), "{refused}");
+    let refused = alice(&["--permit", &alice_today]).unwrap_err();
+    assert!(
+        refused.contains("--date"),
+        "a permit needs its date: {refused}"
+    );
+    net.stop().await;
 }

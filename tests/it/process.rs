@@ -348,6 +348,16 @@ pub(crate) fn dta_client(args: &[&str]) -> Command {
     command
 }
 
+/// Runs the `dta` client to completion off the async workers; its output, whatever the exit.
+pub(crate) async fn dta_output(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        dta_client(&args).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// [`succeed`] off the async workers (for commands that wait on nodes of this process).
 pub(crate) async fn succeed_blocking(mut command: Command) -> Vec<u8> {
     tokio::task::spawn_blocking(move || succeed(&mut command))
@@ -612,6 +622,51 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     assert!(!dir.join("node-0").exists());
     let (ok, stderr) = run_to_end(&mut cli(&["testnet", "status", "--dir", dir_arg]));
     assert!(!ok && stderr.contains("holds no testnet"), "{stderr}");
+
+    // Each node's log outlives the testnet, in DIR/logs, until a purge.
+    assert_eq!(down["logs"], dir.join("logs").to_str().unwrap(), "{down}");
+    for index in 0..4 {
+        assert!(dir.join(format!("logs/node-{index}.log")).is_file());
+    }
+    let log = succeed(&mut cli(&["testnet", "logs", "--dir", dir_arg, "1"]));
+    assert!(String::from_utf8_lossy(&log).contains("identity verified"));
+    succeed_blocking(cli(&["testnet", "up", "--dir", dir_arg, "--nodes", "3"])).await;
+    succeed(&mut cli(&["testnet", "down", "--dir", dir_arg, "--purge"]));
+    assert!(!dir.join("logs").exists());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_testnet_up_removes_what_it_made_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("net");
+    let dir_arg = dir.to_str().unwrap();
+    // node-2's home is already somebody's node: the launch fails there.
+    let theirs = dir.join("node-2");
+    succeed(dta(&theirs).args(["init", "--name", "theirs"]));
+    let before = listing(&theirs);
+    let (ok, stderr) = tokio::task::spawn_blocking({
+        let dir_arg = dir_arg.to_owned();
+        move || {
+            run_to_end(&mut dta_client(&[
+                "testnet", "up", "--dir", &dir_arg, "--nodes", "4",
+            ]))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        stderr.contains(theirs.to_str().unwrap()) && stderr.contains("already holds a dta node"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--force"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["node-2"], "what the failed launch left");
+    assert_eq!(listing(&theirs), before);
 }
 
 #[test]

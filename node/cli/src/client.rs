@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::output::outln;
+use crate::wait::{self, Goal};
 
 /// Where the API is: `--api`, else `DTA_API`, else the `node.json` of `--home` / `DTA_HOME`.
 #[derive(Debug, clap::Args)]
@@ -22,7 +23,38 @@ pub struct ClientArgs {
     pub(crate) json: bool,
 }
 
+/// How to reach a node whose API listens inside another network namespace (a `--lan`
+/// testnet's node): its address means something else out here.
+pub(crate) fn elsewhere(home: &Path, node: &dta_node::NodeFile, namespace: &str) -> String {
+    let mut how = format!(
+        "node {} runs in network namespace {namespace}: its API {} is reachable from inside \
+         it only; run the command there (`ip netns exec {namespace} dta ...`)",
+        node.name, node.api
+    );
+    if let Some(dir) = home
+        .parent()
+        .filter(|dir| dir.join(dta_testnet::process::TESTNET_FILE).exists())
+    {
+        how.push_str(&format!(
+            " or ask through its testnet (`dta testnet api --dir {} {} GET /v2/node`)",
+            dir.display(),
+            home.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ));
+    }
+    how
+}
+
 impl ClientArgs {
+    /// The API at `url`.
+    pub(crate) fn at(url: &str, json: bool) -> Self {
+        Self {
+            api: Some(url.to_owned()),
+            home: None,
+            json,
+        }
+    }
+
     pub(crate) fn base(&self) -> anyhow::Result<String> {
         if let Some(api) = &self.api {
             return Ok(api.trim_end_matches('/').to_owned());
@@ -35,6 +67,11 @@ impl ClientArgs {
             .with_context(|| format!("cannot read {} (is the node running?)", path.display()))?;
         let node: dta_node::NodeFile =
             serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+        if let Some(namespace) = &node.namespace
+            && !dta_node::netns::is_current(namespace)
+        {
+            bail!("{}", elsewhere(home, &node, namespace));
+        }
         Ok(node.api)
     }
 
@@ -366,6 +403,10 @@ pub enum OrderCommand {
         /// Plugin.
         #[arg(long, default_value = "safeguardsecret")]
         plugin: String,
+        /// Wait until the order is certified (at most SECONDS, 60 by default); fail naming
+        /// the fiduciaries that have not signed if it is not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -388,6 +429,10 @@ pub enum OrderCommand {
         /// Another beneficiary than the order's.
         #[arg(long)]
         beneficiary: Option<String>,
+        /// Wait until the beneficiary holds the secret (at most SECONDS, 60 by default); fail
+        /// naming who has not answered if it does not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -432,19 +477,16 @@ fn order_rows(orders: &Value) {
     );
 }
 
-/// Who a principal's order still waits for: `receipt from CID, ...`, or `-`.
+/// Who a principal's order still waits for and since when: `receipt from CID since
+/// 12:00:01 UTC (3 s), ...`, or `-`.
 fn waiting_for(order: &Value) -> String {
-    let awaited: Vec<String> = order["waiting_for"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|w| format!("{} from {}", text(&w["for"]), text(&w["identity"])))
-        .collect();
-    if awaited.is_empty() {
-        "-".into()
-    } else {
-        awaited.join(", ")
+    if order["waiting_for"].as_array().is_none_or(Vec::is_empty) {
+        return "-".into();
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    crate::wait::unanswered(order, now_ms)
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -467,6 +509,7 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             max_releases,
             plugin,
             input,
+            wait,
             client,
         } => {
             let input: std::collections::BTreeMap<String, String> = input.into_iter().collect();
@@ -493,7 +536,10 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             }
             let created = client.post_json("/v2/orders", &body).await;
             wipe_secret(&mut body);
-            let created = created?;
+            let mut created = created?;
+            if let Some(seconds) = wait {
+                created = wait::until(&client, created, Goal::Certified, seconds).await?;
+            }
             if client.json {
                 outln!("{}", serde_json::to_string_pretty(&created)?);
             } else {
@@ -524,16 +570,23 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
         OrderCommand::Release {
             reference,
             beneficiary,
+            wait,
             client,
         } => {
-            let released = client
+            let mut released = client
                 .post(
                     &format!("/v2/orders/{reference}/release"),
                     serde_json::json!({ "beneficiary": beneficiary }),
                 )
                 .await?;
+            if let Some(seconds) = wait {
+                let goal = Goal::Receipt(wait::latest_release(&released));
+                released = wait::until(&client, released, goal, seconds).await?;
+            }
             if client.json {
                 outln!("{}", serde_json::to_string_pretty(&released)?);
+            } else if wait.is_some() {
+                outln!("{reference} released to its beneficiary");
             } else {
                 outln!(
                     "release of {reference} sent; state {}; waiting for {}",

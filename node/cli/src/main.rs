@@ -5,6 +5,7 @@ mod audit;
 mod client;
 mod mpin;
 mod output;
+mod wait;
 
 use std::path::PathBuf;
 
@@ -248,16 +249,39 @@ enum TestnetCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Stop the processes `up` started (and only those), then remove what it made.
+    /// Stop the processes `up` started (and only those), then remove what it made; each
+    /// node's log is kept as DIR/logs/NODE.log.
     Down {
         /// The testnet's directory.
         #[arg(long)]
         dir: PathBuf,
+        /// Remove the logs too.
+        #[arg(long)]
+        purge: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Print a node's log.
+    /// Any call to one node's HTTP API, reached where it listens (inside its network
+    /// namespace on a --lan testnet), as `dta api` prints it.
+    Api {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node: its name (node-3) or index (3).
+        node: String,
+        /// GET, POST, PUT or DELETE.
+        method: String,
+        /// The path, for example /v2/peers.
+        path: String,
+        /// A JSON body.
+        #[arg(long)]
+        data: Option<String>,
+        /// Print `{"status": N, "body": ...}` and exit 0 whatever the status.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a node's log (also after `down`, from DIR/logs).
     Logs {
         /// The testnet's directory.
         #[arg(long)]
@@ -880,17 +904,61 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TestnetCommand::Down { dir, json } => {
-            let report = process::down(&dir).await?;
+        TestnetCommand::Down { dir, purge, json } => {
+            let logs = if purge {
+                process::Logs::Purge
+            } else {
+                process::Logs::Keep
+            };
+            let report = process::down(&dir, logs).await?;
             if json {
                 outln!("{}", serde_json::to_string(&report)?);
             } else {
                 outln!(
-                    "stopped {} nodes ({} killed after 15 s, {} already gone); homes removed",
+                    "stopped {} nodes ({} killed after 15 s, {} already gone); homes removed{}",
                     report.stopped + report.killed,
                     report.killed,
-                    report.gone
+                    report.gone,
+                    report
+                        .logs
+                        .map(|logs| format!("; logs kept in {}", logs.display()))
+                        .unwrap_or_default()
                 );
+            }
+        }
+        TestnetCommand::Api {
+            dir,
+            node,
+            method,
+            path,
+            data,
+            json,
+        } => {
+            let node = process::node(&dir, &node)?;
+            match &node.namespace {
+                None => {
+                    let args = client::ClientArgs::at(&node.api, json);
+                    client::api(&method, &path, data.as_deref(), &args).await?;
+                }
+                Some(namespace) => {
+                    // The same call, made by this binary from inside the node's namespace.
+                    let mut call = std::process::Command::new("ip");
+                    call.args(["netns", "exec", namespace])
+                        .arg(std::env::current_exe().context("cannot find the dta binary")?)
+                        .args(["api", &method, &path, "--api", &node.api])
+                        .env_remove("DTA_API")
+                        .env_remove("DTA_HOME");
+                    if let Some(data) = &data {
+                        call.args(["--data", data]);
+                    }
+                    if json {
+                        call.arg("--json");
+                    }
+                    let status = call.status().context("cannot run ip netns exec")?;
+                    if !status.success() {
+                        std::process::exit(status.code().unwrap_or(1));
+                    }
+                }
             }
         }
         TestnetCommand::Logs { dir, node } => {
@@ -914,4 +982,70 @@ fn print_report<T: serde::Serialize + std::fmt::Display>(
         outln!("{report}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `dta ...` commands quoted in backticks in `message`.
+    fn suggested(message: &str) -> Vec<Vec<String>> {
+        message
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|quoted| quoted.starts_with("dta "))
+            .map(|quoted| quoted.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_command_an_error_suggests_exists_with_those_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(dta_testnet::process::TESTNET_FILE), "{}").unwrap();
+        let up = dta_testnet::process::up(
+            dta_testnet::process::UpConfig {
+                dir: dir.path().to_owned(),
+                nodes: 3,
+                principals: 1,
+                fiduciaries: 1,
+                beneficiaries: 1,
+                threshold: None,
+                binary: "dta".into(),
+                pkcs11_module: None,
+                lan: false,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        let node = dta_node::NodeFile {
+            identity: "I".into(),
+            peer_id: "P".into(),
+            api: "http://127.0.0.1:7070".into(),
+            listen_addrs: Vec::new(),
+            pid: 1,
+            name: "node-2".into(),
+            roles: Vec::new(),
+            namespace: Some("dta-x-2".into()),
+        };
+        let messages = [
+            up,
+            client::elsewhere(&dir.path().join("node-2"), &node, "dta-x-2"),
+            dta_node::config::ConfigError::NotInitialised("/srv/dta".into()).to_string(),
+        ];
+        let mut checked = 0;
+        for message in &messages {
+            let commands = suggested(message);
+            assert!(!commands.is_empty(), "no command in {message:?}");
+            for command in commands {
+                if let Err(err) = Cli::try_parse_from(&command) {
+                    panic!("{message:?} suggests {command:?}, which does not parse: {err}");
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3);
+    }
 }

@@ -11,8 +11,9 @@ use crate::output::outln;
 /// `dta mpin ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum MpinCommand {
-    /// Ask trust authorities for client-secret shares of an identity (this node's own name);
-    /// prints the combined client secret (hex).
+    /// Ask trust authorities for client-secret shares of an identity (this node's own name,
+    /// or the name of an identity it hosts: `dta identity create`); prints the combined client
+    /// secret (hex).
     ClientSecret {
         /// The M-Pin identity.
         #[arg(long = "id")]
@@ -83,6 +84,12 @@ pub enum MpinCommand {
         /// through this node (--api or --home).
         #[arg(long)]
         server: String,
+        /// A time permit (hex, from `dta mpin permit`): authenticate with it, for its --date.
+        #[arg(long, requires = "date")]
+        permit: Option<String>,
+        /// The permit's date, in days since 1970-01-01 (UTC); the server takes only today's.
+        #[arg(long, requires = "permit")]
+        date: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -147,9 +154,21 @@ pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
             pin,
             token,
             server,
+            permit,
+            date,
             client,
         } => {
-            let outcome = authenticate(&identity, pin, &token, &server, &client).await?;
+            let permit = match (permit, date) {
+                (Some(point), Some(date)) => {
+                    let bytes = hex::decode(point.trim()).context("the permit is not hex")?;
+                    let point =
+                        G1Point::from_bytes(&bytes).context("the permit is not a valid point")?;
+                    Some(mpin::Permit { date, point })
+                }
+                _ => None,
+            };
+            let outcome =
+                authenticate(&identity, pin, &token, permit.as_ref(), &server, &client).await?;
             if client.json {
                 outln!("{outcome}");
             } else {
@@ -211,6 +230,7 @@ async fn authenticate(
     identity: &str,
     pin: u32,
     token: &str,
+    permit: Option<&mpin::Permit>,
     server: &str,
     client: &ClientArgs,
 ) -> anyhow::Result<Value> {
@@ -227,10 +247,14 @@ async fn authenticate(
     };
     let token = hex::decode(token.trim()).context("the token is not hex")?;
     let token = G1Point::from_bytes(&token).context("the token is not a valid point")?;
-    let first = mpin::client_first(&token, identity.as_bytes(), pin, None, None)?;
+    let first = mpin::client_first(&token, identity.as_bytes(), pin, permit, None)?;
     let http = reqwest::Client::new();
     let url = format!("{base}/v2/mpin/auth/challenge");
-    let body = with_server(json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) }));
+    let mut body = json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) });
+    if let Some(permit) = permit {
+        body["date"] = permit.date.into();
+    }
+    let body = with_server(body);
     let challenge = answer(&url, http.post(&url).json(&body).send().await).await?;
     let y = hex::decode(text(&challenge["y"])).context("the server's y is not hex")?;
     let y = MpinScalar::from_bytes(&y).context("the server's y is not a scalar")?;

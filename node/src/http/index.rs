@@ -35,12 +35,16 @@ const ENDPOINTS: &[(&str, &str, &str)] = &[
         "known identities; host a new one",
     ),
     ("GET", "/v2/identities/{cid}", "one identity"),
-    ("GET|POST", "/v2/orders", "custody orders; create one"),
+    (
+        "GET|POST",
+        "/v2/orders",
+        "custody orders; create one (?wait=SECONDS: until certified)",
+    ),
     ("GET", "/v2/orders/{reference}", "one order"),
     (
         "POST",
         "/v2/orders/{reference}/release",
-        "release to the beneficiary",
+        "release to the beneficiary (?wait=SECONDS: until received)",
     ),
     (
         "GET",

@@ -68,6 +68,7 @@ mod mpin;
 mod orders;
 mod peers;
 mod v1;
+mod wait;
 
 pub use errors::{ApiError, ErrorCode};
 
@@ -324,21 +325,36 @@ pub const MAX_BODY_SIZE: usize = dta_protocol::bitswap::MAX_BLOCK_SIZE;
 /// Longest hosted identity name.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// The characters of a hosted identity's name, as the API's errors and the README name them:
+/// enough for e-mail-like M-Pin ids (`alice@example.org`, `bob+mfa@example.org`).
+pub const HOSTED_NAME_CHARS: &str = "A-Z a-z 0-9 - _ . @ +";
+
+/// Whether `name` may name a hosted identity: 1 to [`MAX_NAME_LEN`] characters of
+/// [`HOSTED_NAME_CHARS`].
+pub fn valid_hosted_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c))
+}
+
 /// Creates an identity this node hosts: a fresh seed wrapped by the keystore, a document naming
 /// this node's peer id, stored (seed, document) in one synced batch, then put in the directory
 /// and announced. Returns the known identity once the directory has it.
 pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownIdentity, ApiError> {
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
     let internal = |m: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m);
-    if name.is_empty()
-        || name.len() > MAX_NAME_LEN
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
+    if !valid_hosted_name(name) {
         return Err(bad(format!(
-            "name must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 - _ ."
+            "name must be 1 to {MAX_NAME_LEN} characters of {HOSTED_NAME_CHARS}"
         )));
+    }
+    if state.name == name || state.hosted.named(name).is_some() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("this node already has an identity named {name:?}"),
+        ));
     }
     let peer: libp2p::PeerId = state
         .prefix

@@ -2,7 +2,9 @@
 //! authentication server.
 //!
 //! - `POST /v2/mpin/client-secret` `{identity, from: [CID…]}`: asks those authorities for
-//!   client-secret shares and answers the sum (hex), which this node also keeps.
+//!   client-secret shares and answers the sum (hex), which this node also keeps. `identity`
+//!   is this node's name or the name of an identity it hosts (`POST /v2/identities`), which
+//!   then signs the request.
 //! - `POST /v2/mpin/server-secret` `{from: [CID…]}`: the same for a server secret, which this
 //!   node keeps as its authentication-server secret and does not answer.
 //! - `POST /v2/mpin/permit` `{identity, date, from}`: a time permit.
@@ -14,8 +16,12 @@
 //!   node's identity, both steps are relayed to that node over libp2p instead.
 //! - `GET /v2/mpin`: the issuances this node recorded, as requester or authority.
 //!
-//! Each issuance call waits for every authority (`wait_ms`, default 30 s); one that does not
-//! finish in time answers 504 naming its reference, and its record shows how far it got.
+//! Each issuance call waits for every authority (`wait_ms`, default 30 s); a refused one
+//! answers 403 with every authority's reason; one that does not finish in time answers 504
+//! naming its reference, and its record shows how far it got.
+//!
+//! A dated challenge (a client with a time permit) is taken only for today's date by this
+//! server's clock.
 
 use std::time::Duration;
 
@@ -101,26 +107,31 @@ async fn issue(
     })
     .await;
     let record = stored_record(state, &reference)?;
+    let refusals = || {
+        record
+            .refusals
+            .iter()
+            .map(|(authority, reason)| format!("{authority} ({reason})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match (finished, record.state.as_str()) {
         (_, "issued") => Ok(record),
         (_, "refused") => Err(ApiError(
             StatusCode::FORBIDDEN,
-            format!(
-                "{reference}: refused by {}",
-                record
-                    .refusals
-                    .iter()
-                    .map(|(authority, reason)| format!("{authority} ({reason})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("{reference}: refused by {}", refusals()),
         )),
         _ => Err(ApiError(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "{reference}: {} of {} authorities answered within {wait:?}; GET /v2/mpin shows its progress",
+                "{reference}: {} of {} authorities answered within {wait:?}{}; GET /v2/mpin shows its progress",
                 record.answers.len(),
-                record.authorities.len()
+                record.authorities.len(),
+                if record.refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and refused by {}", refusals())
+                }
             ),
         )),
     }

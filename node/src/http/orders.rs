@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::wait::{self, WaitQuery, Waited};
 use super::{ApiError, ApiState};
 
 /// How long an order or release call may take before the API answers 504.
@@ -68,6 +69,7 @@ fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
             json!({
                 "identity": awaited.identity.to_string(),
                 "for": awaited.what.name(),
+                "since_ms": awaited.since,
             })
         })
         .collect();
@@ -333,10 +335,46 @@ fn one() -> u32 {
     1
 }
 
+/// `?wait=SECONDS` of the calls that start a step.
+type WaitParam = Result<axum::extract::Query<WaitQuery>, axum::extract::rejection::QueryRejection>;
+
+fn wait_duration(query: WaitParam) -> Result<Option<std::time::Duration>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    query.duration()
+}
+
+/// Waits (when asked) for `goal`, and answers the record with `done` as its status once the
+/// goal is reached, else 202 Accepted and who the order still waits for.
+async fn answer_after(
+    state: &ApiState,
+    events: tokio::sync::broadcast::Receiver<dta_actors::custody::CustodyEvent>,
+    record: OrderRecord,
+    wait: Option<std::time::Duration>,
+    goal: impl Fn(&OrderRecord) -> bool,
+    done: StatusCode,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(wait) = wait else {
+        return Ok((done, Json(record_json(state, &record))));
+    };
+    let (record, waited) = super::wait::until(state, events, record, wait, goal).await?;
+    let mut json = record_json(state, &record);
+    json["waited"] = json!({
+        "seconds": wait.as_secs(),
+        "reached": waited == Waited::Reached,
+    });
+    let status = match waited {
+        Waited::Reached => done,
+        Waited::TimedOut => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(json)))
+}
+
 pub async fn create(
     State(state): State<ApiState>,
+    query: WaitParam,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let wait = wait_duration(query)?;
     let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     let secret = given_secret(body.secret, body.secret_hex, body.secret_base64)?;
     let order = NewOrder {
@@ -354,13 +392,22 @@ pub async fn create(
         secret,
     };
     let principal = role_actor(&state, Role::Principal)?;
+    let events = state.custody_events.subscribe();
     let record = ractor::call_t!(
         principal,
         |reply| RoleMsg::CreateOrder { order, reply },
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
-    Ok((StatusCode::CREATED, Json(record_json(&state, &record))))
+    answer_after(
+        &state,
+        events,
+        record,
+        wait,
+        wait::certified,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
@@ -403,11 +450,14 @@ pub struct ReleaseBody {
 pub async fn release(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
+    query: WaitParam,
     body: Option<Json<ReleaseBody>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let wait = wait_duration(query)?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let beneficiary = body.beneficiary.as_deref().map(cid).transpose()?;
     let principal = role_actor(&state, Role::Principal)?;
+    let events = state.custody_events.subscribe();
     let record = ractor::call_t!(
         principal,
         |reply| RoleMsg::Release {
@@ -418,7 +468,22 @@ pub async fn release(
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
-    Ok(Json(record_json(&state, &record)))
+    // The release just made is the latest one.
+    let sequence = record
+        .releases
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or_default();
+    answer_after(
+        &state,
+        events,
+        record,
+        wait,
+        wait::receipt_of(sequence),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// The answer of `GET /v2/orders/{ref}/secret`, borrowed from copies that are wiped once it
