@@ -72,6 +72,20 @@ async fn wait_abandoned(net: &Testnet, nodes: &[usize]) {
     assert!(waited.is_ok(), "the deliveries were never given up");
 }
 
+/// Who a principal's record waits for, and for what (each entry also says since when, a
+/// time every entry must have).
+fn awaited(record: &Value) -> Value {
+    record["waiting_for"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            assert!(entry["since_ms"].as_u64().is_some_and(|t| t > 0), "{entry}");
+            json!({ "identity": entry["identity"], "for": entry["for"] })
+        })
+        .collect()
+}
+
 async fn fiduciary_record(api: &Api, net: &Testnet, node: usize, reference: &str) -> Value {
     let (_, body) = api.get(net, node, &format!("/v2/orders/{reference}")).await;
     record(&body, "fiduciary")
@@ -107,7 +121,7 @@ async fn shares_the_beneficiary_never_got_reach_it_later_and_nothing_is_released
         "no receipt, so the release is not done"
     );
     assert_eq!(
-        shown["waiting_for"],
+        awaited(&shown),
         json!([{ "identity": identity(&net, BENEFICIARY), "for": "receipt" }]),
         "{shown}"
     );
@@ -461,7 +475,7 @@ async fn orders_naming_nodes_that_cannot_serve_them_are_refused_up_front() {
     let waited = tokio::time::timeout(TIMEOUT, async {
         loop {
             let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/refused").await;
-            if record(&shown, "principal")["waiting_for"] == expected {
+            if awaited(&record(&shown, "principal")) == expected {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
