@@ -9,6 +9,10 @@
 //!  └─ RoleActor ×n      principal, fiduciary, beneficiary: the custody flow (see `custody`)
 //! ```
 //!
+//! The role actors' steps run on a `context::RoleContext`; `custody` (orders) and `mpin`
+//! (M-Pin issuance) are the steps, one file per role or concern, and `roles` routes each
+//! network event to its step.
+//!
 //! The supervisor restarts any child that fails or stops unexpectedly, and gives up (failing
 //! the node) after too many restarts in a short time.
 //!
@@ -20,6 +24,7 @@
 
 pub mod bitswap;
 pub mod certificates;
+pub mod context;
 pub mod custody;
 pub mod identities;
 pub mod keystore;

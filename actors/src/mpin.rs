@@ -30,7 +30,7 @@ use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::mpin::{MpinAnswer, MpinRequest, MpinSecret, MpinSharePoint};
 use serde::{Deserialize, Serialize};
 
-use crate::custody::{CustodyError, Delivery, RoleContext, encode, internal};
+use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 use crate::roles::Role;
 use crate::store::{Column, Store};
 
@@ -125,7 +125,7 @@ async fn save(ctx: &RoleContext, record: &MpinRecord) -> Result<(), CustodyError
     } else {
         Role::Fiduciary
     };
-    let _ = ctx.events.send(crate::custody::CustodyEvent {
+    let _ = ctx.events.send(crate::context::CustodyEvent {
         reference: record.reference.clone(),
         role,
         state: record.state.clone(),

@@ -12,7 +12,8 @@ use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
-use crate::custody::{self, CustodyError, NewOrder, OrderRecord, RoleContext};
+use crate::context::{CustodyError, RoleContext};
+use crate::custody::{self, NewOrder, OrderRecord};
 use crate::metrics::Metrics;
 use crate::mpin;
 use crate::network::{NetworkEvent, NetworkHandle, Taken};

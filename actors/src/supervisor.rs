@@ -12,7 +12,7 @@ use ractor::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::custody::RoleContext;
+use crate::context::RoleContext;
 use crate::identities::{Directory, IdentitiesActor, IdentitiesArgs, IdentitiesMsg};
 use crate::keystore::{KeystoreActor, KeystoreArgs, KeystoreMsg};
 use crate::metrics::Metrics;
@@ -75,7 +75,7 @@ pub struct NodeArgs {
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Where the role actors announce record changes.
-    pub custody_events: tokio::sync::broadcast::Sender<crate::custody::CustodyEvent>,
+    pub custody_events: tokio::sync::broadcast::Sender<crate::context::CustodyEvent>,
     /// Identities this node issues M-Pin server-secret shares to.
     pub mpin_servers: Arc<Vec<dta_protocol::Cid>>,
     /// Open M-Pin challenges (shared with the HTTP API).
@@ -104,7 +104,7 @@ pub struct SupervisorState {
     recent_restarts: Vec<Instant>,
     total_restarts: usize,
     /// Envelopes verified on this node, shared by the role actors.
-    verified: crate::custody::VerifiedCache,
+    verified: crate::context::VerifiedCache,
 }
 
 /// The root of a node's actor tree.

@@ -1,0 +1,464 @@
+//! What every role step runs on, below the custody flow and M-Pin issuance: the
+//! [`RoleContext`] (this node's identity, its store, keystore, network and directory, the
+//! verified-envelope cache and the writes a step has staged), the [`CustodyError`] a step
+//! answers with, and the [`CustodyEvent`]s a stored record announces. Signing, sealing and
+//! verifying envelopes, identity lookups and keystore calls are here; staged writes are in
+//! `writes`, the verified-envelope cache in `verified`, delivery to peers in `delivery`.
+//!
+//! It knows nothing of orders or M-Pin requests: their records and steps are in
+//! [`crate::custody`] and [`crate::mpin`], which build on it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dta_protocol::Cid;
+use dta_protocol::dagcbor::{self, Limits};
+use dta_protocol::envelope::{Bundle, Draft, Kind, SignedEnvelope, VerifiedEnvelope};
+use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
+use dta_protocol::order::SecretBytes;
+use libp2p::PeerId;
+use ractor::ActorRef;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::watch;
+
+use crate::identities::Directory;
+use crate::keystore::KeystoreMsg;
+use crate::network::NetworkHandle;
+use crate::role::Role;
+use crate::store::{Column, Store};
+
+mod delivery;
+mod verified;
+mod writes;
+
+pub use delivery::{DELIVERY_ATTEMPTS, DELIVERY_BACKOFF};
+pub use verified::{VERIFIED_CACHE_CAPACITY, VerifiedCache};
+pub(crate) use writes::Durability;
+
+/// Blocks for one peer, in the order they must arrive.
+pub type Delivery = (PeerId, Vec<Vec<u8>>);
+
+/// Why a custody operation was refused. Never carries secret material.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CustodyError {
+    /// Malformed request (bad plugin, threshold, reference, secret size...).
+    #[error("{0}")]
+    Invalid(String),
+    /// An identity the request names is not a verified identity here.
+    #[error("unknown or unverified identity {0}")]
+    UnknownIdentity(String),
+    /// The reference is already used.
+    #[error("order {0} already exists")]
+    Exists(String),
+    /// No such order (for this role) on this node.
+    #[error("no order {0} here")]
+    NotFound(String),
+    /// The order is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// Not enough fiduciaries could be reached.
+    #[error("only {reached} of {fiduciaries} fiduciaries reachable; {threshold} needed")]
+    Unreachable {
+        /// Fiduciaries that took the request.
+        reached: usize,
+        /// All fiduciaries.
+        fiduciaries: usize,
+        /// Threshold.
+        threshold: usize,
+    },
+    /// Storage or encoding failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The node stopped before the step could finish (its runtime cancelled the work); the
+    /// step is done again, or not at all, after a restart.
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+pub(crate) fn internal(err: impl std::fmt::Display) -> CustodyError {
+    CustodyError::Internal(err.to_string())
+}
+
+/// The outcome of work handed to tokio's blocking pool: cancelled only because the runtime is
+/// shutting down, which is no failure of the work.
+pub(crate) fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, CustodyError> {
+    result.map_err(|err| {
+        if err.is_cancelled() {
+            CustodyError::Stopping
+        } else {
+            internal(err)
+        }
+    })
+}
+
+/// Everything the role actors share.
+#[derive(Debug, Clone)]
+pub struct RoleContext {
+    /// This node's identity and keys.
+    pub local: LocalIdentity,
+    /// Known identities.
+    pub directory: watch::Receiver<Directory>,
+    /// The database.
+    pub store: Store,
+    /// The network.
+    pub network: NetworkHandle,
+    /// The registered name of this node's keystore actor, which wraps shares and secrets.
+    pub keystore: String,
+    /// Where record changes are announced.
+    pub events: tokio::sync::broadcast::Sender<CustodyEvent>,
+    /// Envelopes this node already verified, shared by its role actors.
+    pub verified: VerifiedCache,
+    /// Identities this node hosts (it acts as their beneficiary).
+    pub hosted: crate::identities::Hosted,
+    /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
+    pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
+    /// When each order still being made last moved on here, so that resuming leaves alone
+    /// the orders that are not stalled. In memory: after a restart everything is resumed once.
+    pub progress:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// When each open release (principal: no receipt yet; beneficiary: shares still missing)
+    /// was last sent or moved on here, so that resuming leaves the ones under way alone. In
+    /// memory: after a restart every open release is resumed once.
+    pub releases_open:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// Identities this node, as an M-Pin trust authority, issues server-secret shares to.
+    pub mpin_servers: std::sync::Arc<Vec<Cid>>,
+    /// Open M-Pin challenges of this node as an authentication server.
+    pub mpin_sessions: crate::mpin::AuthSessions,
+    /// Where certificate pairing checks run, batched: a fiduciary's before it releases, a
+    /// principal's before it certifies.
+    pub certificate_checks: crate::certificates::CertificateChecks,
+    /// The node's counters.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// How long a keystore call may take (an HSM can be slow, never this slow).
+pub const KEYSTORE_TIMEOUT_MS: u64 = 30_000;
+
+/// Capacity of the custody event channel; slow watchers miss events, never block custody.
+/// Every slot is allocated up front (about 90 bytes each): watchers read while orders run
+/// and look at the stored record when they missed some, so a second of a busy principal's
+/// events is enough.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// A record changed state (after it was stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyEvent {
+    /// The order reference.
+    pub reference: String,
+    /// The role whose record changed.
+    pub role: Role,
+    /// The new state.
+    pub state: String,
+}
+
+pub(crate) fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl RoleContext {
+    pub(crate) fn keystore_actor(&self) -> Result<ActorRef<KeystoreMsg>, CustodyError> {
+        ractor::registry::where_is(self.keystore.clone())
+            .map(Into::into)
+            .ok_or_else(|| internal("the keystore actor is not running"))
+    }
+
+    /// Wraps a secret through the keystore actor and stages the blob with the step.
+    pub(crate) async fn keep_secret(
+        &self,
+        name: String,
+        secret: Vec<u8>,
+    ) -> Result<(), CustodyError> {
+        let keystore = self.keystore_actor()?;
+        let wrap_name = name.clone();
+        let blob = ractor::call_t!(
+            keystore,
+            |reply| KeystoreMsg::Wrap {
+                name: wrap_name,
+                secret: SecretBytes::new(secret),
+                reply
+            },
+            KEYSTORE_TIMEOUT_MS
+        )
+        .map_err(internal)?
+        .map_err(CustodyError::Internal)?;
+        self.stage(Column::Keystore, name.into_bytes(), blob);
+        Ok(())
+    }
+
+    /// Loads (staged or stored) and unwraps a secret through the keystore actor.
+    pub(crate) async fn load_secret(&self, name: &str) -> Result<SecretBytes, CustodyError> {
+        let blob = match self.staged_value(Column::Keystore, name.as_bytes()) {
+            Some(blob) => blob,
+            None => self
+                .store
+                .get(Column::Keystore, name.as_bytes())
+                .map_err(internal)?
+                .ok_or_else(|| CustodyError::Internal(format!("secret {name} is missing")))?,
+        };
+        let keystore = self.keystore_actor()?;
+        ractor::call_t!(
+            keystore,
+            |reply| KeystoreMsg::Unwrap {
+                name: name.to_owned(),
+                blob,
+                reply
+            },
+            KEYSTORE_TIMEOUT_MS
+        )
+        .map_err(internal)?
+        .map_err(CustodyError::Internal)
+    }
+
+    /// A stored (or staged) block.
+    pub fn block(&self, cid: &Cid) -> Option<Vec<u8>> {
+        self.staged_value(Column::Blocks, &cid.to_bytes())
+            .or_else(|| {
+                self.store
+                    .get(Column::Blocks, &cid.to_bytes())
+                    .ok()
+                    .flatten()
+            })
+    }
+
+    pub(crate) fn identity(&self, cid: &Cid) -> Option<VerifiedIdentity> {
+        let directory = self.directory.borrow();
+        let known = directory.identities.get(&cid.to_string())?;
+        Some(known.verified.clone())
+    }
+
+    /// The verified identities of `cids`, failing on the first unknown one.
+    pub(crate) fn known_identities(
+        &self,
+        cids: &[Cid],
+    ) -> Result<Vec<VerifiedIdentity>, CustodyError> {
+        cids.iter()
+            .map(|c| {
+                self.identity(c)
+                    .ok_or_else(|| CustodyError::UnknownIdentity(c.to_string()))
+            })
+            .collect()
+    }
+
+    pub(crate) fn peer_of(&self, cid: &Cid) -> Option<PeerId> {
+        self.directory
+            .borrow()
+            .identities
+            .get(&cid.to_string())
+            .map(|i| i.peer_id)
+    }
+
+    /// This node's identity or one it hosts, with its keys.
+    pub fn own(&self, cid: &Cid) -> Option<LocalIdentity> {
+        if *cid == self.local.cid() {
+            return Some(self.local.clone());
+        }
+        self.hosted.get(cid)
+    }
+
+    pub(crate) fn envelope(
+        &self,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        public: Option<Vec<u8>>,
+        secret: Option<&[u8]>,
+        recipients: &[&VerifiedIdentity],
+    ) -> Result<VerifiedEnvelope, CustodyError> {
+        Self::envelope_as(
+            &self.local,
+            kind,
+            reference,
+            prev,
+            public,
+            recipients,
+            secret,
+        )
+    }
+
+    /// Signs a public envelope (payload, no recipients) and stages it; its CID and bytes.
+    pub(crate) async fn publish<T: Serialize>(
+        &self,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        payload: &T,
+    ) -> Result<(Cid, Vec<u8>), CustodyError> {
+        self.publish_as(&self.local, kind, reference, prev, payload)
+            .await
+    }
+
+    /// [`Self::publish`], signed by `sender`: this node's identity or one it hosts.
+    pub(crate) async fn publish_as<T: Serialize>(
+        &self,
+        sender: &LocalIdentity,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        payload: &T,
+    ) -> Result<(Cid, Vec<u8>), CustodyError> {
+        let envelope = Self::envelope_as(
+            sender,
+            kind,
+            reference,
+            prev,
+            Some(encode(payload)?),
+            &[],
+            None,
+        )?;
+        self.save_block(&envelope).await
+    }
+
+    /// An envelope signed by `sender`: this node's identity or one it hosts.
+    pub(crate) fn envelope_as(
+        sender: &LocalIdentity,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        public: Option<Vec<u8>>,
+        recipients: &[&VerifiedIdentity],
+        secret: Option<&[u8]>,
+    ) -> Result<VerifiedEnvelope, CustodyError> {
+        VerifiedEnvelope::create(
+            sender,
+            Draft {
+                kind,
+                order: reference,
+                prev,
+                timestamp: now_millis(),
+                public,
+                secret,
+                recipients,
+            },
+        )
+        .map_err(internal)
+    }
+
+    /// Verifies a stored block as an envelope from a known identity.
+    pub(crate) fn verified_block(&self, cid: &Cid) -> Result<VerifiedEnvelope, CustodyError> {
+        if let Some(envelope) = self.verified.get(cid) {
+            return Ok(envelope);
+        }
+        let bytes = self
+            .block(cid)
+            .ok_or_else(|| CustodyError::Invalid(format!("block {cid} is not here")))?;
+        self.verify(&bytes)
+    }
+
+    /// Decodes and verifies envelope bytes against the sender's verified identity, and
+    /// remembers the result so later steps do not verify the same block again.
+    pub fn verify(&self, bytes: &[u8]) -> Result<VerifiedEnvelope, CustodyError> {
+        let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
+        if let Some(envelope) = self.verified.get(&cid) {
+            return Ok(envelope);
+        }
+        let signed =
+            SignedEnvelope::decode(bytes).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        let sender = self
+            .identity(&signed.envelope.sender)
+            .ok_or_else(|| CustodyError::UnknownIdentity(signed.envelope.sender.to_string()))?;
+        let envelope = signed
+            .verify(&sender)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        self.verified.insert(cid, envelope.clone());
+        Ok(envelope)
+    }
+
+    /// Verifies a delivered bundle with one signature check (none if its newest envelope was
+    /// verified before) and remembers every envelope in it as verified.
+    pub fn verify_bundle(&self, blocks: &[Vec<u8>]) -> Result<(), CustodyError> {
+        let bundle = Bundle::decode(blocks).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        let newest = bundle.newest().0;
+        // Several role actors of this node get the same delivery at the same time: the first
+        // checks the signature, the others wait for its answer instead of checking it again.
+        let checked = self.verified.once(newest, || {
+            if self.verified.get(&newest).is_some() {
+                return Ok(());
+            }
+            let sender = self
+                .identity(&bundle.sender())
+                .ok_or_else(|| CustodyError::UnknownIdentity(bundle.sender().to_string()))?;
+            let verified = bundle
+                .newest()
+                .1
+                .clone()
+                .verify(&sender)
+                .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+            // Cached before the check counts as done, so nobody checks it again.
+            self.verified.insert(newest, verified);
+            Ok(())
+        });
+        checked?;
+        for (cid, envelope) in bundle.vouched() {
+            self.verified.insert(cid, envelope);
+        }
+        Ok(())
+    }
+
+    /// The public payload of a block this node stored; stored blocks were verified before
+    /// they were kept, so this skips the signature check.
+    pub(crate) fn stored_payload<T: DeserializeOwned>(&self, cid: &Cid) -> Result<T, CustodyError> {
+        let bytes = self
+            .block(cid)
+            .ok_or_else(|| internal(format!("block {cid} is missing")))?;
+        SignedEnvelope::decode(&bytes)
+            .map_err(internal)?
+            .envelope
+            .public
+            .ok_or_else(|| internal(format!("block {cid} has no payload")))
+            .and_then(|public| dagcbor::decode(&public, Limits::default()).map_err(internal))
+    }
+
+    pub(crate) fn payload<T: DeserializeOwned>(
+        envelope: &VerifiedEnvelope,
+    ) -> Result<T, CustodyError> {
+        envelope
+            .public_payload()
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?
+            .ok_or_else(|| CustodyError::Invalid("envelope has no payload".into()))
+    }
+
+    pub(crate) fn sealed<T: DeserializeOwned>(
+        &self,
+        envelope: &VerifiedEnvelope,
+    ) -> Result<T, CustodyError> {
+        Self::sealed_for(envelope, &self.local)
+    }
+
+    /// Opens the sealed payload as `me` (this node's identity or one it hosts).
+    pub(crate) fn sealed_for<T: DeserializeOwned>(
+        envelope: &VerifiedEnvelope,
+        me: &LocalIdentity,
+    ) -> Result<T, CustodyError> {
+        let opened = envelope
+            .open(me)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        dagcbor::decode(&opened, Limits::default())
+            .map_err(|e| CustodyError::Invalid(e.to_string()))
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CustodyError> {
+    dagcbor::encode(value).map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_cancelled_by_a_stopping_runtime_is_no_failure_of_the_step() {
+        // A runtime that shuts down cancels its blocking work the way `abort` does.
+        let cancelled = tokio::spawn(std::future::pending::<()>());
+        cancelled.abort();
+        assert_eq!(joined(cancelled.await), Err(CustodyError::Stopping));
+        let panicked = tokio::spawn(async { panic!("the write panicked") }).await;
+        assert!(matches!(
+            joined::<()>(panicked),
+            Err(CustodyError::Internal(_))
+        ));
+        assert_eq!(joined(Ok(7)), Ok(7));
+    }
+}

@@ -1,0 +1,300 @@
+//! The beneficiary's steps: take share releases, rebuild the key from the first t shares
+//! (checking it against the commitment's public key, and each share only when that fails),
+//! let the plugin turn it into the secret, keep it through the keystore and send the signed
+//! receipt.
+
+use std::collections::BTreeMap;
+
+use dta_crypto::secp256k1;
+use dta_crypto::threshold::{self, Commitments, Share};
+use dta_protocol::Cid;
+use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
+use dta_protocol::identity::LocalIdentity;
+use dta_protocol::order::{
+    Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest, ShareRelease,
+};
+
+use crate::plugin::RebuiltKey;
+use crate::role::Role;
+
+use super::fiduciary::check_named_beneficiary;
+use super::principal::order_plugin;
+use super::record::{OrderRecord, received_name, secret_name};
+use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
+
+/// Beneficiary: whether a share release comes after its release was already rebuilt (with
+/// n > t, the last shares always do), so it needs no signature check or opening.
+pub fn share_is_late(ctx: &RoleContext, signed: &SignedEnvelope) -> bool {
+    let Some(release) = signed.envelope.prev else {
+        return false;
+    };
+    let Some(principal) = ctx
+        .block(&release)
+        .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+        .map(|request| request.envelope.sender)
+    else {
+        return false;
+    };
+    ctx.record(Role::Beneficiary, &principal, &signed.envelope.order)
+        .ok()
+        .flatten()
+        .is_some_and(|record| {
+            record
+                .releases
+                .iter()
+                .any(|(sequence, cid)| *cid == release && record.receipts.contains_key(sequence))
+        })
+}
+
+/// Beneficiary: a share arrived. Once t are in, rebuilds the key, checks it against the
+/// commitment (dropping the shares off it if it does not match), keeps the secret and returns
+/// the receipt's delivery to the principal.
+pub async fn on_share_release(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let request_cid = envelope
+        .envelope()
+        .prev
+        .ok_or_else(|| CustodyError::Invalid("share release does not link its request".into()))?;
+    let request_envelope = ctx.verified_block(&request_cid)?;
+    let request: ReleaseRequest = RoleContext::payload(&request_envelope)?;
+    // The beneficiary is this node's identity or one it hosts.
+    let me = ctx
+        .own(&request.beneficiary)
+        .ok_or_else(|| CustodyError::Invalid("release is for another beneficiary".into()))?;
+    let order_envelope = ctx.verified_block(&request.order)?;
+    let order: OrderRequest = RoleContext::payload(&order_envelope)?;
+    if request_envelope.envelope().sender != order.principal
+        || order_envelope.envelope().sender != order.principal
+    {
+        return Err(CustodyError::Invalid(
+            "release request not from the principal".into(),
+        ));
+    }
+    check_named_beneficiary(&reference, &order, &request)?;
+    let sender = envelope.envelope().sender;
+    let Some(position) = order.fiduciaries.iter().position(|f| *f == sender) else {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not a fiduciary of {reference}"
+        )));
+    };
+    let released: ShareRelease = RoleContext::sealed_for(envelope, &me)?;
+    if released.index != position as u32 + 1 || released.release != request_cid {
+        return Err(CustodyError::Invalid(format!(
+            "share from {sender} has the wrong index or release"
+        )));
+    }
+    let certificate_envelope = ctx.verified_block(&request.certificate)?;
+    let certificate: Certificate = RoleContext::payload(&certificate_envelope)?;
+    let commitment_envelope = ctx.verified_block(&certificate.commitment)?;
+    let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
+    let plugin = order_plugin(&order)?;
+    let value: [u8; 32] = released
+        .share
+        .expose()
+        .try_into()
+        .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
+    let mismatch =
+        || CustodyError::Invalid(format!("share from {sender} does not match the commitment"));
+    if commitment.key_shares.is_empty() {
+        // Checked against the Feldman commitments only if the key rebuilt from t shares does
+        // not match the commitment's public key (see below): one scalar multiplication for
+        // the key instead of one per share, plus the decoding of every commitment.
+        Share::from_parts(released.index, &value).map_err(|_| mismatch())?;
+    } else {
+        let key = secp256k1::SecretKey::from_bytes(&value).map_err(|_| mismatch())?;
+        let expected = commitment.key_shares.get(released.index as usize - 1);
+        if expected.map(|k| k.as_slice()) != Some(key.public_key().to_compressed().as_slice()) {
+            return Err(mismatch());
+        }
+    }
+
+    let mut record = match ctx.record(Role::Beneficiary, &order.principal, &reference)? {
+        Some(record) => record,
+        None => OrderRecord {
+            reference: reference.clone(),
+            role: Role::Beneficiary.name().into(),
+            state: "collecting".into(),
+            order: request.order,
+            commitment: Some(certificate.commitment),
+            principal: order.principal,
+            fiduciaries: order.fiduciaries.clone(),
+            threshold: order.threshold,
+            max_releases: order.policy.max_releases,
+            certificate: Some(request.certificate),
+            signatures: BTreeMap::new(),
+            releases: BTreeMap::from([(request.sequence, request_cid)]),
+            shares: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            served: BTreeMap::new(),
+            head: request_cid,
+        },
+    };
+    if record.receipts.contains_key(&request.sequence) {
+        return Ok(None);
+    }
+    // A later release of an order received before (a policy allowing several): its shares
+    // are collected afresh (they are the same shares; the kept ones are overwritten).
+    if let std::collections::btree_map::Entry::Vacant(entry) =
+        record.releases.entry(request.sequence)
+    {
+        entry.insert(request_cid);
+        record.shares.clear();
+        record.certificate = Some(request.certificate);
+        record.head = request_cid;
+        record.state = "collecting".into();
+    }
+    if record.shares.contains_key(&released.index) {
+        return Ok(None);
+    }
+    ctx.keep_secret(
+        received_name(&order.principal, &reference, released.index),
+        value.to_vec(),
+    )
+    .await?;
+    record.shares.insert(released.index, cid);
+    if record.shares.len() < order.threshold as usize {
+        ctx.save(Role::Beneficiary, &record).await?;
+        return Ok(None);
+    }
+    let mut values = Vec::with_capacity(record.shares.len());
+    for index in record.shares.keys() {
+        let bytes = ctx
+            .load_secret(&received_name(&order.principal, &reference, *index))
+            .await?;
+        let value: [u8; 32] = bytes.expose().try_into().map_err(internal)?;
+        values.push((*index, value));
+    }
+    let key = match rebuild(&me, &commitment, &order, &values) {
+        Ok(key) => key,
+        Err(err) if commitment.key_shares.is_empty() => {
+            // Some dealt share is off the committed polynomial: find it and drop it, so that
+            // the next honest share completes the set. The good ones stay.
+            let bad = shares_off_the_commitment(&commitment, &values)?;
+            if bad.is_empty() {
+                return Err(err);
+            }
+            for index in &bad {
+                record.shares.remove(index);
+            }
+            ctx.save(Role::Beneficiary, &record).await?;
+            return Err(CustodyError::Invalid(format!(
+                "share from {} does not match the commitment",
+                bad.iter()
+                    .map(|index| {
+                        (*index as usize)
+                            .checked_sub(1)
+                            .and_then(|position| order.fiduciaries.get(position))
+                            .map_or_else(|| format!("index {index}"), ToString::to_string)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    let secret = plugin
+        .finish(&reference, &commitment, key)
+        .map_err(CustodyError::Invalid)?;
+    ctx.keep_secret(
+        secret_name(&order.principal, &reference),
+        secret.expose().to_vec(),
+    )
+    .await?;
+
+    let receipt = Receipt {
+        release: request_cid,
+        shares_from: record
+            .shares
+            .keys()
+            .map(|i| order.fiduciaries[*i as usize - 1])
+            .collect(),
+        public_key: commitment.public_key.clone(),
+    };
+    let envelope = RoleContext::envelope_as(
+        &me,
+        Kind::Receipt,
+        &reference,
+        Some(request_cid),
+        Some(encode(&receipt)?),
+        &[],
+        None,
+    )?;
+    let (receipt_cid, bytes) = ctx.save_block(&envelope).await?;
+    record.receipts.insert(request.sequence, receipt_cid);
+    record.head = receipt_cid;
+    record.state = "received".into();
+    ctx.save(Role::Beneficiary, &record).await?;
+    tracing::info!(order = %reference, "secret rebuilt and kept; receipt sent");
+    let peer = ctx
+        .peer_of(&order.principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(order.principal.to_string()))?;
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// The indices of dealt shares (index, value) that are not on the polynomial the Feldman
+/// commitments commit to.
+pub(crate) fn shares_off_the_commitment(
+    commitment: &Commitment,
+    values: &[(u32, [u8; 32])],
+) -> Result<Vec<u32>, CustodyError> {
+    let commitments = Commitments::from_bytes(&commitment.feldman)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    Ok(values
+        .iter()
+        .filter(|(index, value)| {
+            Share::from_parts(*index, value)
+                .map_or(true, |share| commitments.verify_share(&share).is_err())
+        })
+        .map(|(index, _)| *index)
+        .collect())
+}
+
+/// Rebuilds an order's key from released shares (index, value) and checks it against the
+/// commitment: Lagrange interpolation of a dealt scalar, or the sum of generated secp256k1
+/// shares plus this beneficiary's own share where the key includes it.
+pub(crate) fn rebuild(
+    me: &LocalIdentity,
+    commitment: &Commitment,
+    order: &OrderRequest,
+    values: &[(u32, [u8; 32])],
+) -> Result<RebuiltKey, CustodyError> {
+    let mismatch = || CustodyError::Invalid("rebuilt key does not match the commitment".into());
+    if commitment.key_shares.is_empty() {
+        let shares: Vec<Share> = values
+            .iter()
+            .map(|(index, value)| Share::from_parts(*index, value).map_err(internal))
+            .collect::<Result<_, _>>()?;
+        let key = threshold::recover(&shares, order.threshold as usize).map_err(internal)?;
+        let rebuilt = key.to_bls().map_err(internal)?.public_key();
+        if rebuilt.to_bytes().as_slice() != commitment.public_key.as_slice() {
+            return Err(mismatch());
+        }
+        return Ok(RebuiltKey::Scalar(key));
+    }
+    let mut keys: Vec<secp256k1::SecretKey> = values
+        .iter()
+        .map(|(_, value)| secp256k1::SecretKey::from_bytes(value).map_err(internal))
+        .collect::<Result<_, _>>()?;
+    match commitment.beneficiary_share {
+        Some(holder) if holder == me.cid() => keys.push(me.keys().secp256k1().clone()),
+        Some(holder) => {
+            return Err(CustodyError::Invalid(format!(
+                "the key includes the share of {holder}, not of this node"
+            )));
+        }
+        None => {}
+    }
+    let (first, rest) = keys.split_first().ok_or_else(mismatch)?;
+    let key = rest
+        .iter()
+        .try_fold(first.clone(), |sum, k| sum.add(k))
+        .map_err(|_| mismatch())?;
+    if key.public_key().to_compressed().as_slice() != commitment.public_key.as_slice() {
+        return Err(mismatch());
+    }
+    Ok(RebuiltKey::Secp256k1(key))
+}

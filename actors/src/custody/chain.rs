@@ -1,0 +1,92 @@
+//! An order's log as a chain: the audit of a chain ending at a head (through
+//! `crate::log`), fetching a chain's blocks from peers, and keeping a verified block for
+//! audits. It changes no record.
+
+use dta_protocol::Cid;
+use dta_protocol::envelope::SignedEnvelope;
+use dta_protocol::identity::IdentityDocument;
+
+use crate::network::NetworkHandle;
+use crate::store::{Column, Store};
+
+use crate::context::{CustodyError, RoleContext, internal};
+
+/// Audits an order's log ending at `head` with the blocks in `store` and the identities in
+/// `directory` (fetch missing blocks first with [`fetch_chain`]). A sender the directory does
+/// not know may still be an identity document kept as a block (one imported with the log's
+/// archive): it is verified (PoP and self-signature) before the audit relies on it.
+pub fn audit(
+    store: &Store,
+    directory: &crate::identities::Directory,
+    reference: &str,
+    head: Cid,
+) -> Result<dta_protocol::audit::AuditReport, dta_protocol::audit::AuditError> {
+    dta_protocol::audit::audit(
+        reference,
+        head,
+        |cid| store.block(cid).ok().flatten(),
+        |cid| match directory.identities.get(&cid.to_string()) {
+            Some(known) => Some(known.verified.clone()),
+            None => store
+                .block(cid)
+                .ok()
+                .flatten()
+                .and_then(|bytes| IdentityDocument::decode_verified(&bytes).ok())
+                .filter(|identity| identity.cid() == *cid),
+        },
+    )
+}
+
+/// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
+/// asking connected peers over Bitswap. Every fetched block is checked against its CID before
+/// it is stored. Returns how many blocks were fetched.
+pub async fn fetch_chain(
+    store: &Store,
+    network: &NetworkHandle,
+    head: Cid,
+) -> Result<usize, CustodyError> {
+    let mut fetched = 0;
+    let mut next = Some(head);
+    let mut steps = 0;
+    while let Some(cid) = next {
+        steps += 1;
+        if steps > dta_protocol::audit::MAX_CHAIN {
+            return Err(CustodyError::Invalid("chain too long".into()));
+        }
+        let bytes = match store
+            .get(Column::Blocks, &cid.to_bytes())
+            .map_err(internal)?
+        {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = network
+                    .fetch_block(cid)
+                    .await
+                    .map_err(|e| CustodyError::NotFound(e.to_string()))?;
+                let stored = bytes.clone();
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    store.put_durable(Column::Blocks, &cid.to_bytes(), &stored)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+                fetched += 1;
+                bytes
+            }
+        };
+        next = SignedEnvelope::decode(&bytes)
+            .map_err(|e| CustodyError::Invalid(format!("block {cid}: {e}")))?
+            .envelope
+            .prev;
+    }
+    Ok(fetched)
+}
+
+/// Stages an envelope that passed verification, for audits and later steps; it is written
+/// with the step's record, or by the next [`RoleContext::commit`].
+pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyError> {
+    let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
+    ctx.stage(Column::Blocks, cid.to_bytes(), bytes.to_vec());
+    Ok(cid)
+}

@@ -1,0 +1,525 @@
+//! The fiduciary's steps: an order request (generate a key share when the plugin says so),
+//! the commitment and the share deal (check the share, keep it through the keystore, sign the
+//! commitment), the certificate, and a release request (check sender, certificate,
+//! beneficiary and policy, record the release durably, then seal the share to the
+//! beneficiary; a repeat gets the same envelope).
+
+use std::collections::BTreeMap;
+
+use dta_crypto::secp256k1;
+use dta_crypto::threshold::{Commitments, Share};
+use dta_protocol::Cid;
+use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::identity::VerifiedIdentity;
+use dta_protocol::order::{
+    Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest,
+    ReleaseRequest, ShareDeal, ShareRelease,
+};
+use serde_bytes::ByteBuf;
+
+use crate::plugin::KeySource;
+use crate::role::Role;
+
+use super::principal::{combined_key, order_plugin};
+use super::record::{OrderRecord, share_name};
+use super::release::check_beneficiary;
+use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
+
+/// Fiduciary: an order request arrived. For a plugin whose fiduciaries generate the key, this
+/// node generates its share, keeps it through the keystore and returns the delivery of the
+/// share's public half to the principal. Orders of dealt secrets wait for their deal.
+pub async fn on_order_request(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    order_cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let order: OrderRequest = RoleContext::payload(envelope)?;
+    let plugin = order_plugin(&order)?;
+    let me = ctx.local.cid();
+    let Some(position) = order.fiduciaries.iter().position(|f| *f == me) else {
+        return Ok(None);
+    };
+    if plugin.key_source() != KeySource::Generated {
+        return Ok(None);
+    }
+    let principal = envelope.envelope().sender;
+    if order.principal != principal || envelope.envelope().prev.is_some() {
+        return Err(CustodyError::Invalid(
+            "order request not from its principal".into(),
+        ));
+    }
+    let index = position as u32 + 1;
+    let peer = ctx
+        .peer_of(&principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    if let Some(existing) = ctx.record(Role::Fiduciary, &principal, &reference)? {
+        // Asked again (our key share was lost on the way): send the same one.
+        if existing.order == order_cid {
+            let share = existing
+                .shares
+                .get(&index)
+                .and_then(|cid| ctx.block(cid))
+                .ok_or_else(|| internal("key share block missing"))?;
+            return Ok(Some((peer, vec![share])));
+        }
+        return Err(CustodyError::Exists(existing.reference));
+    }
+    plugin
+        .accept_custody(&order)
+        .map_err(CustodyError::Invalid)?;
+    let key = secp256k1::SecretKey::random();
+    ctx.keep_secret(
+        share_name(&principal, &reference),
+        key.to_bytes().expose().to_vec(),
+    )
+    .await?;
+    let share = KeyShare {
+        order: order_cid,
+        index,
+        public_key: ByteBuf::from(key.public_key().to_compressed().to_vec()),
+    };
+    let (share_cid, bytes) = ctx
+        .publish(Kind::KeyShare, &reference, Some(order_cid), &share)
+        .await?;
+    let record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Fiduciary.name().into(),
+        state: "generated".into(),
+        order: order_cid,
+        commitment: None,
+        principal,
+        fiduciaries: order.fiduciaries,
+        threshold: order.threshold,
+        max_releases: order.policy.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::from([(index, share_cid)]),
+        receipts: BTreeMap::new(),
+        served: BTreeMap::new(),
+        head: order_cid,
+    };
+    ctx.save(Role::Fiduciary, &record).await?;
+    tracing::info!(order = %reference, index, "key share generated and kept");
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// Fiduciary: the commitment to a generated key arrived. Checks that it lists this node's key
+/// share, that the key is the sum of the shares it lists and that the outputs follow from it,
+/// then signs it. Commitments of dealt secrets are checked with their deal instead.
+pub async fn on_commitment(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    commitment_cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let commitment: Commitment = RoleContext::payload(envelope)?;
+    if commitment.key_shares.is_empty() {
+        return Ok(None);
+    }
+    let principal = envelope.envelope().sender;
+    let Some(mut record) = ctx.record(Role::Fiduciary, &principal, &reference)? else {
+        return Ok(None);
+    };
+    if envelope.envelope().sender != record.principal || commitment.order != record.order {
+        return Err(CustodyError::Invalid(
+            "commitment not from the order's principal".into(),
+        ));
+    }
+    match record.commitment {
+        // Sent again (the principal did not get our signature): sign again.
+        Some(signed) if signed == commitment_cid => {
+            return sign_commitment(ctx, &reference, commitment_cid, record.principal)
+                .await
+                .map(Some);
+        }
+        Some(_) => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} already has another commitment"
+            )));
+        }
+        None => {}
+    }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    let plugin = order_plugin(&order)?;
+    let (index, share_cid) = record
+        .shares
+        .iter()
+        .next()
+        .map(|(i, c)| (*i, *c))
+        .ok_or_else(|| internal("no key share recorded"))?;
+    let mine: KeyShare = ctx.stored_payload(&share_cid)?;
+    let expected_shape = commitment.plugin == order.plugin
+        && commitment.threshold == order.threshold
+        && commitment.fiduciaries == order.fiduciaries
+        && commitment.feldman.is_empty()
+        && commitment.key_shares.len() == order.fiduciaries.len()
+        && commitment.beneficiary_share == plugin.beneficiary_share(&order);
+    if !expected_shape {
+        return Err(CustodyError::Invalid(
+            "commitment does not match the order".into(),
+        ));
+    }
+    if commitment.key_shares.get(index as usize - 1) != Some(&mine.public_key) {
+        return Err(CustodyError::Invalid(
+            "commitment does not list this node's key share".into(),
+        ));
+    }
+    let public_key = combined_key(ctx, &commitment.key_shares, commitment.beneficiary_share)?;
+    let output = plugin
+        .key_output(&order, &public_key)
+        .map_err(CustodyError::Invalid)?;
+    if commitment.public_key.as_slice() != public_key.to_compressed().as_slice()
+        || commitment.output != output
+    {
+        return Err(CustodyError::Invalid(
+            "commitment key or outputs do not follow from its key shares".into(),
+        ));
+    }
+    record.commitment = Some(commitment_cid);
+    record.head = commitment_cid;
+    record.state = "holding".into();
+    let delivery = sign_commitment(ctx, &reference, commitment_cid, record.principal).await?;
+    ctx.save(Role::Fiduciary, &record).await?;
+    Ok(Some(delivery))
+}
+
+/// Fiduciary: a share was dealt to this node. Returns the signature's delivery to the
+/// principal.
+pub async fn on_share_deal(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    deal_cid: Cid,
+) -> Result<Delivery, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    if let Some(existing) = ctx.record(Role::Fiduciary, &envelope.envelope().sender, &reference)? {
+        // The same deal again (the principal did not get our signature): sign again.
+        if existing.shares.values().any(|c| *c == deal_cid)
+            && envelope.envelope().sender == existing.principal
+        {
+            let commitment = existing
+                .commitment
+                .ok_or_else(|| internal("held order without commitment"))?;
+            return sign_commitment(ctx, &reference, commitment, existing.principal).await;
+        }
+        return Err(CustodyError::Exists(existing.reference));
+    }
+    let commitment_cid = envelope
+        .envelope()
+        .prev
+        .ok_or_else(|| CustodyError::Invalid("deal does not link its commitment".into()))?;
+    let commitment_envelope = ctx.verified_block(&commitment_cid)?;
+    let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
+    let order_envelope = ctx.verified_block(&commitment.order)?;
+    let order: OrderRequest = RoleContext::payload(&order_envelope)?;
+    let principal = envelope.envelope().sender;
+    if order_envelope.envelope().sender != principal
+        || commitment_envelope.envelope().sender != principal
+        || order.principal != principal
+    {
+        return Err(CustodyError::Invalid(
+            "deal, commitment and order have different senders".into(),
+        ));
+    }
+    if order_envelope.envelope().order != reference
+        || commitment_envelope.envelope().order != reference
+    {
+        return Err(CustodyError::Invalid("blocks of another order".into()));
+    }
+    let deal: ShareDeal = ctx.sealed(envelope)?;
+    let me = ctx.local.cid();
+    let position = order.fiduciaries.iter().position(|f| *f == me);
+    if position.map(|p| p as u32 + 1) != Some(deal.index) || deal.order != commitment.order {
+        return Err(CustodyError::Invalid(
+            "this share is not this node's".into(),
+        ));
+    }
+    let value: [u8; 32] = deal
+        .share
+        .expose()
+        .try_into()
+        .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
+    let share =
+        Share::from_parts(deal.index, &value).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    Commitments::from_bytes(&commitment.feldman)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?
+        .verify_share(&share)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    ctx.keep_secret(
+        share_name(&envelope.envelope().sender, &reference),
+        value.to_vec(),
+    )
+    .await?;
+
+    let record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Fiduciary.name().into(),
+        state: "holding".into(),
+        order: commitment.order,
+        commitment: Some(commitment_cid),
+        principal,
+        fiduciaries: order.fiduciaries,
+        threshold: order.threshold,
+        max_releases: order.policy.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::from([(deal.index, deal_cid)]),
+        receipts: BTreeMap::new(),
+        served: BTreeMap::new(),
+        head: commitment_cid,
+    };
+    // The custody signature is made while the share and record reach the disk.
+    let delivery = ctx
+        .save_while(
+            Role::Fiduciary,
+            &record,
+            sign_commitment(ctx, &reference, commitment_cid, principal),
+        )
+        .await?;
+    tracing::info!(order = %reference, index = deal.index, "share verified and kept");
+    Ok(delivery)
+}
+
+/// Fiduciary: signs the commitment and returns the signature's delivery to the principal.
+pub(crate) async fn sign_commitment(
+    ctx: &RoleContext,
+    reference: &str,
+    commitment_cid: Cid,
+    principal: Cid,
+) -> Result<Delivery, CustodyError> {
+    // The envelope's signature is the custody signature over the commitment.
+    let reply = ctx.envelope(
+        Kind::CommitmentSignature,
+        reference,
+        Some(commitment_cid),
+        None,
+        None,
+        &[],
+    )?;
+    // Staged: it goes to disk with the caller's record, or with the blocks of the event.
+    let (_, bytes) = ctx.save_block(&reply).await?;
+    let peer = ctx
+        .peer_of(&principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    Ok((peer, vec![bytes]))
+}
+
+/// Fiduciary: the certificate arrived.
+pub async fn on_certificate(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<(), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let principal = envelope.envelope().sender;
+    let Some(mut record) = ctx.record(Role::Fiduciary, &principal, &reference)? else {
+        return Ok(());
+    };
+    // Sent again by a resuming principal: already recorded, and the state may have moved on.
+    if record.certificate == Some(cid) {
+        return Ok(());
+    }
+    if envelope.envelope().sender != record.principal {
+        return Err(CustodyError::Invalid(
+            "certificate not from the principal".into(),
+        ));
+    }
+    // The recorded certificate passed its pairing check when a release relied on it. An honest
+    // principal stores its one certificate before any release names it, so a different one
+    // now is refused: recorded over the first, it would turn a released order back into a
+    // certified one and make the next genuine release look like it names another certificate.
+    if let Some(recorded) = record.certificate
+        && !record.releases.is_empty()
+    {
+        return Err(CustodyError::Invalid(format!(
+            "order {reference} was released under certificate {recorded}; another is refused"
+        )));
+    }
+    // The aggregate signature is checked when a release relies on it (one pairing check per
+    // release instead of one per order at every fiduciary); until then the principal's
+    // signed word that the order is certified is enough to record it.
+    let certificate: Certificate = RoleContext::payload(envelope)?;
+    if Some(certificate.commitment) != record.commitment {
+        return Err(CustodyError::Invalid(
+            "certificate for another commitment".into(),
+        ));
+    }
+    record.certificate = Some(cid);
+    record.head = cid;
+    record.state = "certified".into();
+    // The release that brought it syncs it before anything is sent.
+    ctx.save_buffered(Role::Fiduciary, &record).await
+}
+
+/// The pairing check of an order's certificate, after its cheap checks.
+pub(crate) fn prepare_certificate_check(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    certificate: &Certificate,
+) -> Result<CertificateCheck, CustodyError> {
+    let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
+    let refs: Vec<&VerifiedIdentity> = identities.iter().collect();
+    let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
+    certificate
+        .prepare_check(commitment, &refs)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))
+}
+
+/// A certificate's pairing check that a step waits for. The role has it run off its queue,
+/// batched with others (see [`crate::certificates`]), then handles the step's delivery again,
+/// and the step finds the outcome under `key`.
+#[derive(Debug)]
+pub struct PendingCheck {
+    /// What the check vouches for: the certificate's CID (as a block of its own payload, for
+    /// one not published yet).
+    pub key: Cid,
+    /// The check.
+    pub check: CertificateCheck,
+}
+
+/// What a fiduciary does next with a release request.
+#[derive(Debug)]
+pub enum ReleaseStep {
+    /// Send the sealed share (recorded durably already) to the beneficiary.
+    Deliver(Delivery),
+    /// Have the order's certificate checked first; nothing was recorded yet.
+    CheckCertificate(Box<PendingCheck>),
+}
+
+/// Refuses a release to anyone but the beneficiary an order names, where it names one.
+pub(crate) fn check_named_beneficiary(
+    reference: &str,
+    order: &OrderRequest,
+    request: &ReleaseRequest,
+) -> Result<(), CustodyError> {
+    match order.beneficiary {
+        Some(named) if named != request.beneficiary => Err(CustodyError::Invalid(format!(
+            "release {} of {reference} is for {}, but the order is for beneficiary {named}",
+            request.sequence, request.beneficiary
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Fiduciary: a release request arrived. Checks it, records the release durably, and returns
+/// the share's delivery to the beneficiary; or, the first time, asks for the certificate's
+/// pairing check, which runs off the role's queue (batched with other releases' checks).
+pub async fn on_release_request(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    request_cid: Cid,
+) -> Result<ReleaseStep, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    // Found under its sender: a request from anyone but the order's principal finds none.
+    let mut record = ctx
+        .record(Role::Fiduciary, &envelope.envelope().sender, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    if envelope.envelope().sender != record.principal {
+        return Err(CustodyError::Invalid(format!(
+            "release of {reference} requested by {}, not by its principal",
+            envelope.envelope().sender
+        )));
+    }
+    let request: ReleaseRequest = RoleContext::payload(envelope)?;
+    let certificate_cid = record.certificate.ok_or_else(|| {
+        CustodyError::Conflict(format!("order {reference} is not certified here"))
+    })?;
+    if request.certificate != certificate_cid || request.order != record.order {
+        return Err(CustodyError::Invalid(
+            "release names another order or certificate".into(),
+        ));
+    }
+    if record.releases.get(&request.sequence) == Some(&request_cid)
+        && let Some(served) = record.served.get(&request.sequence)
+    {
+        // The same request again: the beneficiary lost what was sent, or never got it. It
+        // gets the same sealed share; nothing is released or counted again.
+        let bytes = ctx
+            .block(served)
+            .ok_or_else(|| internal("served share block missing"))?;
+        let peer = ctx
+            .peer_of(&request.beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+        tracing::info!(order = %reference, sequence = request.sequence, "served share sent again");
+        return Ok(ReleaseStep::Deliver((peer, vec![bytes])));
+    }
+    if record.releases.contains_key(&request.sequence) {
+        return Err(CustodyError::Conflict(format!(
+            "release {} of {reference} was already served (replay)",
+            request.sequence
+        )));
+    }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    check_named_beneficiary(&reference, &order, &request)?;
+    if request.sequence == 0
+        || request.sequence > record.max_releases
+        || request.sequence != record.releases.len() as u32 + 1
+    {
+        return Err(CustodyError::Conflict(format!(
+            "release {} of {reference} is not allowed by its policy ({} allowed, {} served)",
+            request.sequence,
+            record.max_releases,
+            record.releases.len()
+        )));
+    }
+    let certificate: Certificate = ctx.stored_payload(&certificate_cid)?;
+    match ctx.certificate_checks.take_outcome(&certificate_cid) {
+        Some(true) => {}
+        Some(false) => {
+            return Err(CustodyError::Invalid(
+                CertificateError::Signature.to_string(),
+            ));
+        }
+        None => {
+            return Ok(ReleaseStep::CheckCertificate(Box::new(PendingCheck {
+                key: certificate_cid,
+                check: prepare_certificate_check(ctx, &record, &certificate)?,
+            })));
+        }
+    }
+    let beneficiary = ctx
+        .identity(&request.beneficiary)
+        .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    let commitment_cid = record
+        .commitment
+        .ok_or_else(|| internal("held order without commitment"))?;
+    check_beneficiary(ctx, &commitment_cid, &request.beneficiary)?;
+    let beneficiary_peer = ctx
+        .peer_of(&request.beneficiary)
+        .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    let value = ctx
+        .load_secret(&share_name(&record.principal, &reference))
+        .await?;
+    let index = *record
+        .shares
+        .keys()
+        .next()
+        .ok_or_else(|| internal("no share index recorded"))?;
+    let released = ShareRelease {
+        release: request_cid,
+        index,
+        share: value,
+    };
+    let plain = zeroize::Zeroizing::new(encode(&released)?);
+    let reply = ctx.envelope(
+        Kind::ShareRelease,
+        &reference,
+        Some(request_cid),
+        None,
+        Some(&plain),
+        &[&beneficiary],
+    )?;
+    // The release is recorded with the sealed share in one synced batch before the share is
+    // sent: after a crash either both are on disk (and the sequence is used) or neither is
+    // (and nothing was sent), so the same sequence is never released twice.
+    let (reply_cid, bytes) = ctx.save_block(&reply).await?;
+    record.releases.insert(request.sequence, request_cid);
+    record.served.insert(request.sequence, reply_cid);
+    record.head = request_cid;
+    record.state = "released".into();
+    ctx.save(Role::Fiduciary, &record).await?;
+    tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
+    Ok(ReleaseStep::Deliver((beneficiary_peer, vec![bytes])))
+}

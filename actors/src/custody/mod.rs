@@ -1,0 +1,89 @@
+//! The custody flow, as the three role actors run it across separate nodes. What differs
+//! between plugins (where the key comes from, what it protects) is in [`crate::plugin`].
+//!
+//! Order of a dealt secret (`safeguardsecret`): the principal publishes the order request and a
+//! commitment (Feldman commitments of a fresh scalar key `k`, the group public key, and the
+//! plugin's outputs, such as the secret sealed under a key derived from `k`), then deals one
+//! sealed share of `k` to each fiduciary. A fiduciary checks its share against the commitment
+//! and keeps it through the keystore.
+//!
+//! Order of a generated key (`bitcoinwallet`, `milagro`): the principal sends the order request;
+//! each fiduciary generates a secp256k1 share in its keystore and answers with its public half.
+//! With all of them the principal publishes the commitment (every public share, their sum plus
+//! the beneficiary's identity key where the plugin includes it, and the outputs such as an
+//! address); each fiduciary checks its own share is listed and the sum and outputs follow.
+//!
+//! Either way each fiduciary then sends back its BLS signature on the commitment; with all n
+//! signatures the principal publishes the certificate.
+//!
+//! Release: the principal's signed release request goes to every fiduciary. Each checks the
+//! sender is the order's principal, the order is certified, the beneficiary is a verified
+//! identity (and the one whose share the key includes, if any) and the policy allows this
+//! release, records the release durably, then seals its share to the beneficiary. The
+//! beneficiary rebuilds the key from the first t shares and checks it against the commitment's
+//! public key (a dealt share is checked against the Feldman commitments only when that fails,
+//! to find and drop the bad one; a generated share against its listed public half on arrival),
+//! lets the plugin turn it into the secret, keeps that through its keystore and sends a signed
+//! receipt.
+//!
+//! Log: order request ← commitment ← certificate ← release request ← receipt, each `prev`
+//! linking to the one before; key shares hang off the order request, deals and fiduciary
+//! signatures off the commitment, share releases off the release request. Every block a node
+//! sends or accepts is stored.
+
+pub use crate::context::{
+    CustodyError, CustodyEvent, Delivery, EVENT_CAPACITY, KEYSTORE_TIMEOUT_MS, RoleContext,
+    VerifiedCache,
+};
+
+use std::collections::BTreeMap;
+
+use dta_protocol::Cid;
+use dta_protocol::order::SecretBytes;
+
+pub use crate::plugin::SAFEGUARD_SECRET;
+
+mod beneficiary;
+mod chain;
+mod fiduciary;
+mod principal;
+mod record;
+mod release;
+mod resume;
+
+pub use beneficiary::{on_share_release, share_is_late};
+pub use chain::{audit, fetch_chain, keep_block};
+pub use fiduciary::{
+    PendingCheck, ReleaseStep, on_certificate, on_commitment, on_order_request, on_release_request,
+    on_share_deal,
+};
+pub use principal::{Prepared, create_order, on_commitment_signature, on_key_share};
+pub use record::{OrderRecord, received_name, secret_name, share_name, stored_record};
+pub use release::{ReleasePlan, create_release, on_receipt};
+pub use resume::{
+    ANNOUNCED_STATES, Awaited, AwaitedStep, awaited, migrate_unkeyed_records, receipt_again,
+    remember_settled_heads, resume, resume_receiving, resume_releases,
+};
+
+/// Longest order reference.
+pub const MAX_REFERENCE_LEN: usize = 128;
+/// A principal's request for a new order.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// Unique reference; generated when absent.
+    pub reference: Option<String>,
+    /// Plugin name.
+    pub plugin: String,
+    /// Fiduciary identity CIDs, in share order.
+    pub fiduciaries: Vec<Cid>,
+    /// Shares needed to release.
+    pub threshold: u32,
+    /// Beneficiary, if known now.
+    pub beneficiary: Option<Cid>,
+    /// How many releases are allowed.
+    pub max_releases: u32,
+    /// Plugin input (for example `coin` for `bitcoinwallet`).
+    pub input: BTreeMap<String, String>,
+    /// The secret to safeguard, for plugins that take one.
+    pub secret: Option<SecretBytes>,
+}

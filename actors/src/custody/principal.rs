@@ -1,0 +1,466 @@
+//! The principal's steps up to certification: make the order (deal a secret's shares, or ask
+//! the fiduciaries for key shares), take each fiduciary's key share and build the commitment,
+//! take the commitment signatures and publish the certificate. Releases are in `release`,
+//! resuming after a restart in `resume`.
+
+use std::collections::BTreeMap;
+
+use dta_crypto::threshold::{self, SecretScalar};
+use dta_crypto::{Secret, bls, secp256k1};
+use dta_protocol::Cid;
+use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
+use dta_protocol::identity::VerifiedIdentity;
+use dta_protocol::order::{
+    Certificate, Commitment, KeyShare, OrderRequest, ReleasePolicy, SecretBytes, ShareDeal,
+    custody_message,
+};
+use libp2p::PeerId;
+use serde_bytes::ByteBuf;
+
+use crate::plugin::{self, KeySource, Plugin};
+use crate::role::Role;
+
+use super::fiduciary::PendingCheck;
+use super::record::OrderRecord;
+use super::release::{check_can_receive, check_holds_shares};
+use super::{MAX_REFERENCE_LEN, NewOrder};
+use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
+
+/// What the principal prepared for a new order: the record and, per fiduciary, the blocks to
+/// deliver.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The stored record.
+    pub record: OrderRecord,
+    /// (fiduciary peer, blocks in delivery order).
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Principal: builds, stores and returns everything for a new order.
+pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, CustodyError> {
+    let plugin = plugin::find(&new.plugin).ok_or_else(|| {
+        CustodyError::Invalid(format!(
+            "unknown plugin {:?}; this node supports {}",
+            new.plugin,
+            plugin::names()
+        ))
+    })?;
+    let n = new.fiduciaries.len();
+    if new.threshold == 0 || new.threshold as usize > n {
+        return Err(CustodyError::Invalid(format!(
+            "threshold must be between 1 and the number of fiduciaries ({n})"
+        )));
+    }
+    let mut distinct = new.fiduciaries.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != n {
+        return Err(CustodyError::Invalid("a fiduciary is listed twice".into()));
+    }
+    if new.max_releases == 0 {
+        return Err(CustodyError::Invalid(
+            "max_releases must be at least 1".into(),
+        ));
+    }
+    let reference = new
+        .reference
+        .clone()
+        .unwrap_or_else(|| format!("order-{}", hex::encode(Secret::<8>::random().expose())));
+    if reference.is_empty()
+        || reference.len() > MAX_REFERENCE_LEN
+        || !reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(CustodyError::Invalid(format!(
+            "reference must be 1 to {MAX_REFERENCE_LEN} characters of A-Z a-z 0-9 - _ ."
+        )));
+    }
+    let request = OrderRequest {
+        plugin: new.plugin.clone(),
+        principal: ctx.local.cid(),
+        fiduciaries: new.fiduciaries.clone(),
+        threshold: new.threshold,
+        beneficiary: new.beneficiary,
+        policy: ReleasePolicy {
+            max_releases: new.max_releases,
+        },
+        input: new.input.clone(),
+    };
+    plugin
+        .check_order(&request)
+        .and_then(|()| plugin.check_secret(new.secret.as_ref()))
+        .map_err(CustodyError::Invalid)?;
+    if ctx.own_record(&reference)?.is_some() {
+        return Err(CustodyError::Exists(reference));
+    }
+    let fiduciaries: Vec<VerifiedIdentity> = ctx.known_identities(&new.fiduciaries)?;
+    if let Some(beneficiary) = &new.beneficiary {
+        ctx.identity(beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+        check_can_receive(ctx, beneficiary)?;
+    }
+    for fiduciary in &new.fiduciaries {
+        check_holds_shares(ctx, fiduciary)?;
+    }
+    let fiduciary_peers: Vec<PeerId> = fiduciaries
+        .iter()
+        .map(|f| {
+            ctx.peer_of(&f.cid())
+                .ok_or_else(|| CustodyError::UnknownIdentity(f.cid().to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    // Plugins seal before anything is staged, so a refusal leaves nothing behind.
+    let key = SecretScalar::random();
+    let sealed_output = match plugin.key_source() {
+        KeySource::Dealt => plugin
+            .seal(&reference, &key, new.secret.as_ref())
+            .map_err(CustodyError::Invalid)?,
+        KeySource::Generated => BTreeMap::new(),
+    };
+
+    let (order_cid, order_bytes) = ctx
+        .publish(Kind::OrderRequest, &reference, None, &request)
+        .await?;
+    let mut record = OrderRecord {
+        reference: reference.clone(),
+        role: Role::Principal.name().into(),
+        state: "ordered".into(),
+        order: order_cid,
+        commitment: None,
+        principal: ctx.local.cid(),
+        fiduciaries: new.fiduciaries.clone(),
+        threshold: new.threshold,
+        max_releases: new.max_releases,
+        certificate: None,
+        signatures: BTreeMap::new(),
+        releases: BTreeMap::new(),
+        shares: BTreeMap::new(),
+        receipts: BTreeMap::new(),
+        served: BTreeMap::new(),
+        head: order_cid,
+    };
+    if plugin.key_source() == KeySource::Generated {
+        // Each fiduciary answers the request with the public half of a share it generates.
+        ctx.save(Role::Principal, &record).await?;
+        let deliveries = fiduciary_peers
+            .into_iter()
+            .map(|peer| (peer, vec![order_bytes.clone()]))
+            .collect();
+        return Ok(Prepared { record, deliveries });
+    }
+
+    let (shares, commitments) =
+        threshold::split(&key, new.threshold as usize, n).map_err(internal)?;
+    let feldman: Vec<ByteBuf> = commitments
+        .to_bytes()
+        .iter()
+        .map(|c| ByteBuf::from(c.to_vec()))
+        .collect();
+    let commitment = Commitment {
+        order: order_cid,
+        plugin: new.plugin.clone(),
+        threshold: new.threshold,
+        fiduciaries: new.fiduciaries.clone(),
+        feldman: feldman.clone(),
+        key_shares: Vec::new(),
+        beneficiary_share: None,
+        // The constant term's commitment is the group public key, already encoded.
+        public_key: feldman[0].clone(),
+        output: sealed_output,
+    };
+    let (commitment_cid, commitment_bytes) = ctx
+        .publish(Kind::Commitment, &reference, Some(order_cid), &commitment)
+        .await?;
+
+    let mut deliveries = Vec::with_capacity(n);
+    for ((fiduciary, share), peer) in fiduciaries.iter().zip(&shares).zip(fiduciary_peers) {
+        let deal = ShareDeal {
+            order: order_cid,
+            index: share.index(),
+            share: SecretBytes::new(share.value_bytes().expose().to_vec()),
+            commitments: feldman.clone(),
+        };
+        let plain = zeroize::Zeroizing::new(encode(&deal)?);
+        let envelope = ctx.envelope(
+            Kind::ShareDeal,
+            &reference,
+            Some(commitment_cid),
+            None,
+            Some(&plain),
+            &[fiduciary],
+        )?;
+        let (deal_cid, deal_bytes) = ctx.save_block(&envelope).await?;
+        record.shares.insert(share.index(), deal_cid);
+        deliveries.push((
+            peer,
+            vec![order_bytes.clone(), commitment_bytes.clone(), deal_bytes],
+        ));
+    }
+    record.state = "dealt".into();
+    record.commitment = Some(commitment_cid);
+    record.head = commitment_cid;
+    // With no other order on its way, the certificate will be checked alone (see
+    // `on_commitment_signature`): the half of that check that needs no signature is made
+    // while the record reaches the disk and the fiduciaries sign.
+    if ctx.orders_in_progress() == 0 {
+        ctx.certificate_checks.prepare(commitment_cid, fiduciaries);
+    }
+    ctx.save(Role::Principal, &record).await?;
+    Ok(Prepared { record, deliveries })
+}
+
+/// Principal: a fiduciary's key share arrived. Once every fiduciary's is in, publishes the
+/// commitment to the whole key and returns its deliveries.
+pub async fn on_key_share(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx
+        .own_record(&reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let share: KeyShare = RoleContext::payload(envelope)?;
+    let sender = envelope.envelope().sender;
+    if share.index == 0 || record.fiduciaries.get(share.index as usize - 1) != Some(&sender) {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not fiduciary {} of {reference}",
+            share.index
+        )));
+    }
+    if share.order != record.order || envelope.envelope().prev != Some(record.order) {
+        return Err(CustodyError::Invalid("key share for another order".into()));
+    }
+    secp256k1::PublicKey::from_sec1(&share.public_key)
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    if record.state != "ordered" || record.shares.contains_key(&share.index) {
+        return Ok(Vec::new());
+    }
+    record.shares.insert(share.index, cid);
+    if record.shares.len() < record.fiduciaries.len() {
+        ctx.save_buffered(Role::Principal, &record).await?;
+        return Ok(Vec::new());
+    }
+    let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
+    let plugin = order_plugin(&order)?;
+    let key_shares: Vec<ByteBuf> = record
+        .shares
+        .values()
+        .map(|cid| {
+            let share: KeyShare = ctx.stored_payload(cid)?;
+            Ok(share.public_key)
+        })
+        .collect::<Result<_, CustodyError>>()?;
+    let beneficiary_share = plugin.beneficiary_share(&order);
+    let public_key = combined_key(ctx, &key_shares, beneficiary_share)?;
+    let commitment = Commitment {
+        order: record.order,
+        plugin: order.plugin.clone(),
+        threshold: order.threshold,
+        fiduciaries: order.fiduciaries.clone(),
+        feldman: Vec::new(),
+        key_shares,
+        beneficiary_share,
+        public_key: ByteBuf::from(public_key.to_compressed().to_vec()),
+        output: plugin
+            .key_output(&order, &public_key)
+            .map_err(CustodyError::Invalid)?,
+    };
+    let (commitment_cid, bytes) = ctx
+        .publish(
+            Kind::Commitment,
+            &reference,
+            Some(record.order),
+            &commitment,
+        )
+        .await?;
+    record.commitment = Some(commitment_cid);
+    record.head = commitment_cid;
+    record.state = "committed".into();
+    // As for a dealt order (see `create_order`).
+    if ctx.orders_in_progress() <= 1 {
+        let fiduciaries = ctx.known_identities(&record.fiduciaries)?;
+        ctx.certificate_checks.prepare(commitment_cid, fiduciaries);
+    }
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, commitment = %commitment_cid, "key shares combined");
+    Ok(record
+        .fiduciaries
+        .iter()
+        .filter_map(|f| ctx.peer_of(f))
+        .map(|peer| (peer, vec![bytes.clone()]))
+        .collect())
+}
+
+/// The plugin an order names.
+pub(crate) fn order_plugin(order: &OrderRequest) -> Result<&'static dyn Plugin, CustodyError> {
+    plugin::find(&order.plugin)
+        .ok_or_else(|| CustodyError::Invalid(format!("unknown plugin {:?}", order.plugin)))
+}
+
+/// `Σ S_i`, plus the beneficiary's identity key when it holds a share.
+pub(crate) fn combined_key(
+    ctx: &RoleContext,
+    key_shares: &[ByteBuf],
+    beneficiary: Option<Cid>,
+) -> Result<secp256k1::PublicKey, CustodyError> {
+    let mut keys: Vec<secp256k1::PublicKey> = key_shares
+        .iter()
+        .map(|k| {
+            secp256k1::PublicKey::from_sec1(k).map_err(|e| CustodyError::Invalid(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(beneficiary) = beneficiary {
+        let identity = ctx
+            .identity(&beneficiary)
+            .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;
+        keys.push(*identity.secp256k1_key());
+    }
+    let (first, rest) = keys
+        .split_first()
+        .ok_or_else(|| CustodyError::Invalid("no key shares".into()))?;
+    rest.iter().try_fold(*first, |sum, k| {
+        sum.add(k).map_err(|e| CustodyError::Invalid(e.to_string()))
+    })
+}
+
+/// Principal: a fiduciary's custody signature arrived (a commitment signature envelope,
+/// whose signature is the custody signature). Once every fiduciary's is in, aggregates them and
+/// stores the certificate.
+///
+/// A signature delivered by the fiduciary's own node (the connection authenticates it) is
+/// checked only inside the aggregate: one pairing check per order instead of one per
+/// fiduciary. One delivered by any other peer is checked on its own at once, so nobody can
+/// slip a bad signature in for someone else. The aggregate's pairing check runs here when this
+/// is the only order on its way, finished from the half made when the commitment was (see
+/// [`crate::certificates::CertificateChecks::prepare`]); otherwise it is handed back as a [`PendingCheck`], to run off
+/// the role's queue batched with other orders' checks, and the signature is then handled again
+/// and finds the outcome. If the aggregate fails, each signature is checked and the bad ones
+/// are dropped, to be asked for again.
+pub async fn on_commitment_signature(
+    ctx: &RoleContext,
+    peer: PeerId,
+    signed: &SignedEnvelope,
+) -> Result<Option<PendingCheck>, CustodyError> {
+    let reference = signed.envelope.order.clone();
+    let mut record = ctx
+        .own_record(&reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let sender = signed.envelope.sender;
+    if signed.envelope.kind != Kind::CommitmentSignature || !record.fiduciaries.contains(&sender) {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not a fiduciary of {reference}"
+        )));
+    }
+    if signed.envelope.prev != record.commitment {
+        return Err(CustodyError::Invalid(
+            "signature for another commitment".into(),
+        ));
+    }
+    if record.certificate.is_some() {
+        return Ok(None);
+    }
+    // The point itself is decoded and group-checked once, with the others, below.
+    if signed.signature.len() != bls::SIGNATURE_LEN {
+        return Err(CustodyError::Invalid(format!(
+            "custody signature of {sender} is {} bytes, not {}",
+            signed.signature.len(),
+            bls::SIGNATURE_LEN
+        )));
+    }
+    if ctx.peer_of(&sender) != Some(peer) {
+        ctx.verify(&signed.to_block().map_err(internal)?.into_bytes())?;
+    }
+    record
+        .signatures
+        .insert(sender.to_string(), ByteBuf::from(signed.signature.clone()));
+    // Partial signatures need not survive a crash: resuming asks for missing ones again.
+    if record.signatures.len() < record.fiduciaries.len() {
+        ctx.save_buffered(Role::Principal, &record).await?;
+        return Ok(None);
+    }
+    let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
+    let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
+    let encoded: Vec<(&VerifiedIdentity, &[u8])> = identities
+        .iter()
+        .map(|i| (i, record.signatures[&i.cid().to_string()].as_slice()))
+        .collect();
+    let aggregated = Certificate::aggregate_unchecked(commitment, &encoded).ok();
+    let outcome = match &aggregated {
+        Some((certificate, check)) => {
+            let key = dta_protocol::block::Block::encode(certificate)
+                .map_err(internal)?
+                .cid();
+            match ctx.certificate_checks.take_outcome(&key) {
+                // The only order on its way: a batch would be of one, and the hand-off
+                // would only add latency. Its signature-free half was made at the deal.
+                None if ctx.orders_in_progress() <= 1 => {
+                    Some(ctx.certificate_checks.check_alone(&commitment, check).await)
+                }
+                None => {
+                    ctx.certificate_checks.forget_prepared(&commitment);
+                    return Ok(Some(PendingCheck {
+                        key,
+                        check: check.clone(),
+                    }));
+                }
+                outcome => outcome,
+            }
+        }
+        None => Some(false),
+    };
+    let certificate = match (aggregated, outcome) {
+        (Some((certificate, _)), Some(true)) => certificate,
+        _ => {
+            // Some signature is bad: find it, drop it, and let resuming ask that fiduciary
+            // again. The good ones stay.
+            let message = custody_message(&commitment);
+            let bad: Vec<Cid> = encoded
+                .iter()
+                .filter(|(i, s)| {
+                    bls::Signature::from_bytes(s).map_or(true, |s| {
+                        i.bls_key().public_key().verify(&message, &s).is_err()
+                    })
+                })
+                .map(|(i, _)| i.cid())
+                .collect();
+            for fiduciary in &bad {
+                record.signatures.remove(&fiduciary.to_string());
+            }
+            ctx.save_buffered(Role::Principal, &record).await?;
+            return Err(CustodyError::Invalid(format!(
+                "custody signature of {} does not verify",
+                bad.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    // The fiduciaries' signature envelopes, rebuilt from their parts, are kept for audits.
+    for (identity, signature) in &encoded {
+        let rebuilt = SignedEnvelope::custody_signature(
+            identity.cid(),
+            &reference,
+            commitment,
+            signature.to_vec(),
+        )
+        .map_err(internal)?;
+        ctx.save_signed(&rebuilt)?;
+    }
+    let (cid, _) = ctx
+        .publish(
+            Kind::Certificate,
+            &reference,
+            Some(record.head),
+            &certificate,
+        )
+        .await?;
+    record.certificate = Some(cid);
+    record.head = cid;
+    record.state = "certified".into();
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, certificate = %cid, "order certified");
+    Ok(None)
+}

@@ -1,0 +1,274 @@
+//! What a node stores about one order in one role ([`OrderRecord`]), where it is stored
+//! (record keys), the keystore names of shares and secrets, and the saving of a record: in one
+//! batch with what the step staged, followed by resumption bookkeeping, the head
+//! announcement and the event. The states a record moves through are the steps' business.
+
+use std::collections::BTreeMap;
+
+use dta_protocol::Cid;
+use dta_protocol::dagcbor::{self, Limits};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::role::Role;
+use crate::store::{Column, Store};
+
+use super::resume::{ANNOUNCED_STATES, RESUMABLE, open_release_key};
+use crate::context::Durability;
+use crate::context::{CustodyError, CustodyEvent, RoleContext, internal, joined};
+
+/// What a node records about one order in one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The order reference.
+    pub reference: String,
+    /// This node's role in it.
+    pub role: String,
+    /// Where the order stands for this role.
+    pub state: String,
+    /// The order request envelope.
+    pub order: Cid,
+    /// The commitment envelope.
+    pub commitment: Option<Cid>,
+    /// The principal.
+    pub principal: Cid,
+    /// The fiduciaries, in share order.
+    pub fiduciaries: Vec<Cid>,
+    /// Threshold.
+    pub threshold: u32,
+    /// Releases allowed.
+    pub max_releases: u32,
+    /// The certificate envelope, once certified.
+    pub certificate: Option<Cid>,
+    /// Fiduciary signatures received (principal): fiduciary CID → signature bytes.
+    pub signatures: BTreeMap<String, ByteBuf>,
+    /// Release requests, by sequence number (1, 2, ...).
+    #[serde(with = "numbered")]
+    pub releases: BTreeMap<u32, Cid>,
+    /// Shares received (beneficiary) or held (fiduciary), by index.
+    #[serde(with = "numbered")]
+    pub shares: BTreeMap<u32, Cid>,
+    /// Receipts, by release sequence.
+    #[serde(with = "numbered")]
+    pub receipts: BTreeMap<u32, Cid>,
+    /// Share releases this fiduciary sealed, by release sequence: a repeat of the same
+    /// request gets the same envelope again. Absent from the other roles' records.
+    #[serde(default, with = "numbered", skip_serializing_if = "BTreeMap::is_empty")]
+    pub served: BTreeMap<u32, Cid>,
+    /// The latest envelope on the main chain, for audits.
+    pub head: Cid,
+}
+
+/// DAG-CBOR map keys must be text, so number-keyed maps are stored as `[[n, cid], ...]`.
+mod numbered {
+    use std::collections::BTreeMap;
+
+    use dta_protocol::Cid;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<u32, Cid>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u32, Cid>, D::Error> {
+        Ok(Vec::<(u32, Cid)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// Where a record is stored: a principal's under its reference (its own references are
+/// unique), a fiduciary's and a beneficiary's under the order's principal and reference, so
+/// that two principals using one reference never meet.
+pub(crate) fn record_key(role: Role, principal: &Cid, reference: &str) -> Vec<u8> {
+    match role {
+        Role::Principal => format!("principal/{reference}"),
+        Role::Fiduciary | Role::Beneficiary => format!("{}/{principal}/{reference}", role.name()),
+    }
+    .into_bytes()
+}
+
+/// The record `store` holds for `role` of `principal`'s order `reference`.
+pub fn stored_record(
+    store: &Store,
+    role: Role,
+    principal: &Cid,
+    reference: &str,
+) -> Result<Option<OrderRecord>, CustodyError> {
+    store
+        .get(Column::Orders, &record_key(role, principal, reference))
+        .map_err(internal)?
+        .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .transpose()
+}
+
+/// The keystore name of a fiduciary's share of an order.
+pub fn share_name(principal: &Cid, reference: &str) -> String {
+    format!("share/{principal}/{reference}")
+}
+
+/// The keystore name of a share a beneficiary received.
+pub fn received_name(principal: &Cid, reference: &str, index: u32) -> String {
+    format!("received/{principal}/{reference}/{index}")
+}
+
+/// The keystore name of the secret a beneficiary rebuilt.
+pub fn secret_name(principal: &Cid, reference: &str) -> String {
+    format!("secret/{principal}/{reference}")
+}
+
+impl RoleContext {
+    /// The stored record for `role` of `principal`'s order `reference`.
+    pub fn record(
+        &self,
+        role: Role,
+        principal: &Cid,
+        reference: &str,
+    ) -> Result<Option<OrderRecord>, CustodyError> {
+        stored_record(&self.store, role, principal, reference)
+    }
+
+    /// This node's own order `reference`, as principal.
+    pub fn own_record(&self, reference: &str) -> Result<Option<OrderRecord>, CustodyError> {
+        self.record(Role::Principal, &self.local.cid(), reference)
+    }
+
+    /// Every record on this node.
+    pub fn records(&self) -> Result<Vec<OrderRecord>, CustodyError> {
+        self.store
+            .scan(Column::Orders)
+            .map_err(internal)?
+            .into_iter()
+            .map(|(_, bytes)| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+            .collect()
+    }
+
+    /// Stages the record with everything staged before it and writes them all in one synced
+    /// batch: the step is durable, or none of it is.
+    pub(crate) async fn save(&self, role: Role, record: &OrderRecord) -> Result<(), CustodyError> {
+        self.save_as(role, record, Durability::Synced).await
+    }
+
+    /// Like [`RoleContext::save`], for steps that send nothing and can be repeated: the batch
+    /// is written without waiting for the disk.
+    pub(crate) async fn save_buffered(
+        &self,
+        role: Role,
+        record: &OrderRecord,
+    ) -> Result<(), CustodyError> {
+        self.save_as(role, record, Durability::Buffered).await
+    }
+
+    pub(crate) async fn save_as(
+        &self,
+        role: Role,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<(), CustodyError> {
+        let bytes = dagcbor::encode(record).map_err(internal)?;
+        self.stage(
+            Column::Orders,
+            record_key(role, &record.principal, &record.reference),
+            bytes,
+        );
+        self.write_staged(durability).await?;
+        self.saved(role, record, durability).await;
+        Ok(())
+    }
+
+    /// Like [`RoleContext::save`], with `work` done while the disk syncs: CPU work (a
+    /// signature) that the step's answer needs and its record does not. Its outcome is
+    /// returned only once the record is durable, so nothing it produced leaves before the
+    /// step is on disk; whatever it stages goes out with the next write.
+    pub(crate) async fn save_while<T>(
+        &self,
+        role: Role,
+        record: &OrderRecord,
+        work: impl Future<Output = Result<T, CustodyError>>,
+    ) -> Result<T, CustodyError> {
+        let bytes = dagcbor::encode(record).map_err(internal)?;
+        self.stage(
+            Column::Orders,
+            record_key(role, &record.principal, &record.reference),
+            bytes,
+        );
+        let entries = std::mem::take(
+            &mut *self
+                .staged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let store = self.store.clone();
+        let write = tokio::task::spawn_blocking(move || store.write_durable(entries));
+        let outcome = work.await;
+        joined(write.await)?.map_err(internal)?;
+        self.saved(role, record, Durability::Synced).await;
+        outcome
+    }
+
+    /// What follows a stored record: progress for resuming, the head announcement, the event.
+    pub(crate) async fn saved(&self, role: Role, record: &OrderRecord, durability: Durability) {
+        {
+            let mut open = self
+                .releases_open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let state = record.state.as_str();
+            let key = open_release_key(record);
+            if (role == Role::Principal && state == "releasing")
+                || (role == Role::Beneficiary && state == "collecting")
+            {
+                open.insert(key, std::time::Instant::now());
+            } else {
+                open.remove(&key);
+            }
+        }
+        if role == Role::Principal {
+            let mut progress = self
+                .progress
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if RESUMABLE.contains(&record.state.as_str()) {
+                progress.insert(record.reference.clone(), std::time::Instant::now());
+            } else {
+                progress.remove(&record.reference);
+            }
+        }
+        // Auditors only need a hint of where an order's log ends: announce the heads that
+        // settle a step (certified, released), not every one on the way.
+        if role == Role::Principal
+            && durability == Durability::Synced
+            && ANNOUNCED_STATES.contains(&record.state.as_str())
+        {
+            // A full channel only delays the announcement; it is a hint for auditors.
+            let _ = self
+                .network
+                .send(crate::network::NetworkCommand::AnnounceHead(
+                    dta_protocol::network::HeadAnnouncement {
+                        reference: record.reference.clone(),
+                        head: record.head,
+                    },
+                ))
+                .await;
+        }
+        // Nobody listening is fine: the events are for watchers, the record is the truth.
+        let _ = self.events.send(CustodyEvent {
+            reference: record.reference.clone(),
+            role,
+            state: record.state.clone(),
+        });
+    }
+
+    /// Orders this principal is still making (not certified yet).
+    pub(crate) fn orders_in_progress(&self) -> usize {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}

@@ -1,0 +1,424 @@
+//! Carrying on after a restart or a stall: records of older versions re-keyed, heads
+//! remembered, orders not yet certified and releases not yet received sent again (not too
+//! often), a beneficiary asking again for the shares it lacks, a receipt sent again, and who an
+//! order still waits for ([`awaited`]). It starts no new step.
+
+use dta_protocol::Cid;
+use dta_protocol::dagcbor::{self, Limits};
+use dta_protocol::envelope::{SignedEnvelope, VerifiedEnvelope};
+use dta_protocol::order::ReleaseRequest;
+
+use crate::role::Role;
+use crate::store::{Column, Store};
+
+use super::record::{OrderRecord, received_name, record_key, secret_name, share_name};
+use super::release::{ReleasePlan, open_release, release_deliveries};
+use crate::context::{CustodyError, Delivery, RoleContext, internal};
+
+/// Moves what a fiduciary or beneficiary stored before its records were keyed by the order's
+/// principal (`fiduciary/REF`, `share/REF`, `received/REF/I`, `secret/REF`) to its keys under
+/// the principal, once, at the role's start. Secrets are unwrapped and wrapped again under
+/// their new names (a wrapped secret is bound to its name). The new record is written before
+/// the old keys are deleted, so a crash half-way only means moving it again. Returns how many
+/// records moved.
+pub async fn migrate_unkeyed_records(ctx: &RoleContext, role: Role) -> Result<usize, CustodyError> {
+    if role == Role::Principal {
+        return Ok(0);
+    }
+    let prefix = format!("{}/", role.name());
+    let mut moved = 0;
+    for (key, bytes) in ctx.store.scan(Column::Orders).map_err(internal)? {
+        let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        // References have no '/': a key with one more part is keyed already.
+        if rest.contains(&b'/') {
+            continue;
+        }
+        // One record that cannot move does not keep the others where they were.
+        match migrate_record(ctx, role, key, bytes).await {
+            Ok(()) => moved += 1,
+            Err(err) => tracing::warn!(role = role.name(), %err, "an old record did not move"),
+        }
+    }
+    Ok(moved)
+}
+
+/// Moves one record stored under `key` (see [`migrate_unkeyed_records`]).
+pub(crate) async fn migrate_record(
+    ctx: &RoleContext,
+    role: Role,
+    key: Vec<u8>,
+    bytes: Vec<u8>,
+) -> Result<(), CustodyError> {
+    let record: OrderRecord = dagcbor::decode(&bytes, Limits::default()).map_err(internal)?;
+    let (principal, reference) = (record.principal, record.reference.as_str());
+    let mut names = Vec::new();
+    if role == Role::Fiduciary {
+        names.push((
+            format!("share/{reference}"),
+            share_name(&principal, reference),
+        ));
+    } else {
+        for index in record.shares.keys() {
+            names.push((
+                format!("received/{reference}/{index}"),
+                received_name(&principal, reference, *index),
+            ));
+        }
+        names.push((
+            format!("secret/{reference}"),
+            secret_name(&principal, reference),
+        ));
+    }
+    let mut old_keys = Vec::new();
+    for (old, new) in names {
+        let stored = ctx
+            .store
+            .get(Column::Keystore, old.as_bytes())
+            .map_err(internal)?;
+        if stored.is_none() {
+            continue;
+        }
+        let value = ctx.load_secret(&old).await?;
+        ctx.keep_secret(new, value.expose().to_vec()).await?;
+        old_keys.push((Column::Keystore, old.into_bytes()));
+    }
+    ctx.stage(
+        Column::Orders,
+        record_key(role, &principal, reference),
+        bytes,
+    );
+    ctx.commit().await?;
+    // The old record last: while it is there, the move runs again at the next start.
+    old_keys.push((Column::Orders, key));
+    for (column, key) in old_keys {
+        ctx.store.delete_durable(column, &key).map_err(internal)?;
+    }
+    tracing::info!(order = %reference, %principal, role = role.name(),
+            "record moved under its principal");
+    Ok(())
+}
+
+/// Principal states whose head is announced: the ones that settle a step.
+pub const ANNOUNCED_STATES: [&str; 2] = ["certified", "released"];
+
+/// Keeps the heads of this node's settled orders for peers that connect later (at start:
+/// announcements made before a restart are in no peer's memory of gossip).
+pub fn remember_settled_heads(ctx: &RoleContext) -> Result<(), CustodyError> {
+    for record in ctx.records()? {
+        if record.role == Role::Principal.name()
+            && ANNOUNCED_STATES.contains(&record.state.as_str())
+        {
+            ctx.network
+                .remember_head(dta_protocol::network::HeadAnnouncement {
+                    reference: record.reference,
+                    head: record.head,
+                });
+        }
+    }
+    Ok(())
+}
+
+/// Principal states in which an order waits for fiduciaries, and may need resuming.
+pub(crate) const RESUMABLE: [&str; 3] = ["ordered", "dealt", "committed"];
+
+/// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move
+/// on: the order request to every fiduciary that has not sent its key share, and the deal or
+/// commitment to every fiduciary that has not signed yet (open releases are sent again by
+/// [`resume_releases`]). Deliveries are idempotent on the receiving side, so sending too
+/// often costs only bandwidth.
+pub fn resume(
+    ctx: &RoleContext,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let mut deliveries = Vec::new();
+    for record in ctx.records()? {
+        if record.role != Role::Principal.name() || !RESUMABLE.contains(&record.state.as_str()) {
+            continue;
+        }
+        let recent = ctx
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&record.reference)
+            .is_some_and(|at| at.elapsed() < quiet_for);
+        if recent {
+            continue;
+        }
+        let waiting = |have: &dyn Fn(u32, &Cid) -> bool| {
+            record
+                .fiduciaries
+                .iter()
+                .enumerate()
+                .filter(move |(position, fiduciary)| !have(*position as u32 + 1, fiduciary))
+                .map(|(position, fiduciary)| (position as u32 + 1, *fiduciary))
+                .collect::<Vec<_>>()
+        };
+        let mut send = |fiduciary: &Cid, cids: &[Option<Cid>]| {
+            let blocks: Option<Vec<Vec<u8>>> = cids
+                .iter()
+                .map(|cid| cid.and_then(|c| ctx.block(&c)))
+                .collect();
+            if let (Some(peer), Some(blocks)) = (ctx.peer_of(fiduciary), blocks) {
+                deliveries.push((peer, blocks));
+            }
+        };
+        let signed = |_: u32, f: &Cid| record.signatures.contains_key(&f.to_string());
+        match record.state.as_str() {
+            "ordered" => {
+                for (_, fiduciary) in waiting(&|index, _| record.shares.contains_key(&index)) {
+                    send(&fiduciary, &[Some(record.order)]);
+                }
+            }
+            "dealt" => {
+                for (index, fiduciary) in waiting(&signed) {
+                    let deal = record.shares.get(&index).copied();
+                    send(&fiduciary, &[Some(record.order), record.commitment, deal]);
+                }
+            }
+            "committed" => {
+                for (_, fiduciary) in waiting(&signed) {
+                    send(&fiduciary, &[record.commitment]);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(deliveries)
+}
+
+/// How [`RoleContext::releases_open`] names a record's open release: by principal and
+/// reference, as two principals may use one reference.
+pub(crate) fn open_release_key(record: &OrderRecord) -> String {
+    format!("{}/{}", record.principal, record.reference)
+}
+
+/// Whether `record`'s open release moved on (or was sent again) within `quiet_for`; if not,
+/// it counts as sent again now.
+pub(crate) fn release_is_recent(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    quiet_for: std::time::Duration,
+) -> bool {
+    let mut open = ctx
+        .releases_open
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = open_release_key(record);
+    if open.get(&key).is_some_and(|at| at.elapsed() < quiet_for) {
+        return true;
+    }
+    open.insert(key, std::time::Instant::now());
+    false
+}
+
+/// Principal: the releases that no receipt answered within `quiet_for`, to send again as
+/// they were: the chain to the beneficiary, then the request to every fiduciary. A fiduciary
+/// that served it answers with the same sealed share, so a beneficiary that lost what it had
+/// received (it crashed before its record was durable) gets it again, and nothing is
+/// released twice.
+pub fn resume_releases(
+    ctx: &RoleContext,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<ReleasePlan>, CustodyError> {
+    let mut plans = Vec::new();
+    for record in ctx.records()? {
+        if record.role != Role::Principal.name() || record.state != "releasing" {
+            continue;
+        }
+        let (Some(certificate), Some((cid, bytes, request))) =
+            (record.certificate, open_release(ctx, &record)?)
+        else {
+            continue;
+        };
+        if release_is_recent(ctx, &record, quiet_for) {
+            continue;
+        }
+        match release_deliveries(ctx, &record, certificate, cid, bytes, &request.beneficiary) {
+            Ok((beneficiary, fiduciaries)) => {
+                tracing::info!(order = %record.reference, sequence = request.sequence,
+                    "no receipt yet: release sent again");
+                plans.push(ReleasePlan {
+                    record,
+                    beneficiary,
+                    fiduciaries,
+                });
+            }
+            Err(err) => {
+                tracing::debug!(order = %record.reference, %err, "open release not sent again");
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// Beneficiary: asks again for the shares an open release still lacks, once nothing arrived
+/// for `quiet_for`: it sends the principal's own release request (and the certificate it
+/// relies on) to each fiduciary whose share is missing. Fiduciaries that served it answer
+/// with the same sealed share, so a beneficiary restarted in the middle of a release
+/// completes it without the principal.
+pub fn resume_receiving(
+    ctx: &RoleContext,
+    quiet_for: std::time::Duration,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let mut deliveries = Vec::new();
+    for record in ctx.records()? {
+        if record.role != Role::Beneficiary.name() || record.state != "collecting" {
+            continue;
+        }
+        let (Some(certificate), Some((_, request))) = (
+            record.certificate,
+            record
+                .releases
+                .iter()
+                .next_back()
+                .filter(|(sequence, _)| !record.receipts.contains_key(sequence)),
+        ) else {
+            continue;
+        };
+        if release_is_recent(ctx, &record, quiet_for) {
+            continue;
+        }
+        let (Some(certificate_bytes), Some(request_bytes)) =
+            (ctx.block(&certificate), ctx.block(request))
+        else {
+            continue;
+        };
+        let before = deliveries.len();
+        for (position, fiduciary) in record.fiduciaries.iter().enumerate() {
+            if record.shares.contains_key(&(position as u32 + 1)) {
+                continue;
+            }
+            if let Some(peer) = ctx.peer_of(fiduciary) {
+                deliveries.push((peer, vec![certificate_bytes.clone(), request_bytes.clone()]));
+            }
+        }
+        if deliveries.len() > before {
+            tracing::info!(order = %record.reference, asked = deliveries.len() - before,
+                "shares still missing: fiduciaries asked again");
+        }
+    }
+    Ok(deliveries)
+}
+
+/// Beneficiary: a release request it already answered with a receipt came again (the
+/// principal never got the receipt): the receipt goes to the principal again.
+pub fn receipt_again(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    request_cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let principal = envelope.envelope().sender;
+    let Some(record) = ctx.record(Role::Beneficiary, &principal, &envelope.envelope().order)?
+    else {
+        return Ok(None);
+    };
+    let Some(receipt) = record
+        .releases
+        .iter()
+        .find(|(_, cid)| **cid == request_cid)
+        .and_then(|(sequence, _)| record.receipts.get(sequence))
+    else {
+        return Ok(None);
+    };
+    let (Some(bytes), Some(peer)) = (ctx.block(receipt), ctx.peer_of(&record.principal)) else {
+        return Ok(None);
+    };
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// Someone an order waits for, and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Awaited {
+    /// The identity that has not answered.
+    pub identity: Cid,
+    /// What it has not sent.
+    pub what: AwaitedStep,
+    /// Since when, in milliseconds since the Unix epoch: the time of the envelope that asked
+    /// for it (the order, the commitment or the release request).
+    pub since: u64,
+}
+
+/// What a stalled order waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwaitedStep {
+    /// A fiduciary's share of a generated key.
+    KeyShare,
+    /// A fiduciary's signature of the commitment.
+    CustodySignature,
+    /// The beneficiary's receipt of an open release.
+    Receipt,
+}
+
+impl AwaitedStep {
+    /// How the API names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeyShare => "key share",
+            Self::CustodySignature => "custody signature",
+            Self::Receipt => "receipt",
+        }
+    }
+}
+
+/// Principal: who has not answered yet an order that is still being made or released (for
+/// `dta order show`); empty for other roles' records and settled orders.
+pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
+    if record.role != Role::Principal.name() {
+        return Vec::new();
+    }
+    let envelope = |cid: &Cid| {
+        store
+            .get(Column::Blocks, &cid.to_bytes())
+            .ok()
+            .flatten()
+            .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+            .map(|signed| signed.envelope)
+    };
+    let fiduciaries = |missing: &dyn Fn(u32, &Cid) -> bool, what, since: Option<u64>| {
+        let since = since.unwrap_or_default();
+        record
+            .fiduciaries
+            .iter()
+            .enumerate()
+            .filter(|(position, fiduciary)| missing(*position as u32 + 1, fiduciary))
+            .map(|(_, fiduciary)| Awaited {
+                identity: *fiduciary,
+                what,
+                since,
+            })
+            .collect()
+    };
+    let unsigned = |_: u32, f: &Cid| !record.signatures.contains_key(&f.to_string());
+    match record.state.as_str() {
+        "ordered" => fiduciaries(
+            &|index, _| !record.shares.contains_key(&index),
+            AwaitedStep::KeyShare,
+            envelope(&record.order).map(|e| e.timestamp),
+        ),
+        "dealt" | "committed" => fiduciaries(
+            &unsigned,
+            AwaitedStep::CustodySignature,
+            envelope(record.commitment.as_ref().unwrap_or(&record.order)).map(|e| e.timestamp),
+        ),
+        "releasing" => record
+            .releases
+            .iter()
+            .next_back()
+            .filter(|(sequence, _)| !record.receipts.contains_key(sequence))
+            .and_then(|(_, cid)| envelope(cid))
+            .and_then(|envelope| {
+                let request: ReleaseRequest =
+                    dagcbor::decode(envelope.public.as_ref()?, Limits::default()).ok()?;
+                Some(Awaited {
+                    identity: request.beneficiary,
+                    what: AwaitedStep::Receipt,
+                    since: envelope.timestamp,
+                })
+            })
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
