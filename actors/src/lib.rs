@@ -36,5 +36,6 @@ pub mod peer_book;
 pub mod plugin;
 pub mod role;
 pub mod roles;
+pub mod states;
 pub mod store;
 pub mod supervisor;

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 use crate::roles::Role;
+use crate::states::{MpinSide, MpinState};
 use crate::store::{Column, Store};
 
 /// Keystore name of this node's master-secret share (as an authority).
@@ -61,8 +62,8 @@ pub struct NewMpinRequest {
 pub struct MpinRecord {
     /// The request's reference.
     pub reference: String,
-    /// `requester` or `authority`.
-    pub side: String,
+    /// Which side of the issuance this node is.
+    pub side: MpinSide,
     /// What was asked for.
     pub secret: MpinSecret,
     /// The M-Pin identity.
@@ -79,18 +80,19 @@ pub struct MpinRecord {
     pub answers: BTreeMap<String, Cid>,
     /// Refusals by authority CID (text).
     pub refusals: BTreeMap<String, String>,
-    /// `requested`, `issued` or `refused`.
-    pub state: String,
+    /// Where it stands.
+    pub state: MpinState,
 }
 
-fn key(side: &str, reference: &str) -> Vec<u8> {
+/// Where the record of `reference` on `side` is stored.
+fn key(side: MpinSide, reference: &str) -> Vec<u8> {
     format!("{side}/{reference}").into_bytes()
 }
 
-/// The record of `reference` on `side` (`requester` or `authority`).
+/// The record of `reference` on `side`.
 pub fn record(
     store: &Store,
-    side: &str,
+    side: MpinSide,
     reference: &str,
 ) -> Result<Option<MpinRecord>, CustodyError> {
     store
@@ -116,11 +118,11 @@ pub fn records(store: &Store) -> Result<Vec<MpinRecord>, CustodyError> {
 async fn save(ctx: &RoleContext, record: &MpinRecord) -> Result<(), CustodyError> {
     ctx.stage(
         Column::Mpin,
-        key(&record.side, &record.reference),
+        key(record.side, &record.reference),
         encode(record)?,
     );
     ctx.commit().await?;
-    let role = if record.side == "requester" {
+    let role = if record.side == MpinSide::Requester {
         Role::Principal
     } else {
         Role::Fiduciary
@@ -128,7 +130,7 @@ async fn save(ctx: &RoleContext, record: &MpinRecord) -> Result<(), CustodyError
     let _ = ctx.events.send(crate::context::CustodyEvent {
         reference: record.reference.clone(),
         role,
-        state: record.state.clone(),
+        state: record.state.into(),
     });
     Ok(())
 }
@@ -195,7 +197,7 @@ pub async fn create_request(
         .await?;
     let record = MpinRecord {
         reference,
-        side: "requester".into(),
+        side: MpinSide::Requester,
         secret: new.secret,
         identity: new.identity,
         date: new.date,
@@ -204,7 +206,7 @@ pub async fn create_request(
         request: request_cid,
         answers: BTreeMap::new(),
         refusals: BTreeMap::new(),
-        state: "requested".into(),
+        state: MpinState::Requested,
     };
     save(ctx, &record).await?;
     let deliveries = peers
@@ -231,7 +233,7 @@ pub async fn on_request(
     let peer = ctx
         .peer_of(&requester)
         .ok_or_else(|| CustodyError::UnknownIdentity(requester.to_string()))?;
-    if let Some(done) = record(&ctx.store, "authority", &reference)? {
+    if let Some(done) = record(&ctx.store, MpinSide::Authority, &reference)? {
         let answer = done
             .answers
             .get(&me.to_string())
@@ -272,7 +274,7 @@ pub async fn on_request(
     let (answer_cid, answer_bytes) = ctx.save_block(&signed).await?;
     let mut record = MpinRecord {
         reference,
-        side: "authority".into(),
+        side: MpinSide::Authority,
         secret: request.secret,
         identity: request.identity,
         date: request.date,
@@ -281,12 +283,12 @@ pub async fn on_request(
         request: cid,
         answers: BTreeMap::from([(me.to_string(), answer_cid)]),
         refusals: BTreeMap::new(),
-        state: "issued".into(),
+        state: MpinState::Issued,
     };
     if let Err(reason) = share {
         tracing::info!(order = %record.reference, %reason, "M-Pin request refused");
         record.refusals.insert(me.to_string(), reason);
-        record.state = "refused".into();
+        record.state = MpinState::Refused;
     } else {
         tracing::info!(order = %record.reference, secret = request.secret.name(), "M-Pin share issued");
     }
@@ -367,7 +369,7 @@ pub async fn on_share(
     cid: Cid,
 ) -> Result<(), CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let mut record = record(&ctx.store, "requester", &reference)?
+    let mut record = record(&ctx.store, MpinSide::Requester, &reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     let authority = envelope.envelope().sender;
     if !record.authorities.contains(&authority) {
@@ -385,7 +387,7 @@ pub async fn on_share(
         )));
     }
     let key = authority.to_string();
-    if record.state != "requested" || record.answers.contains_key(&key) {
+    if record.state != MpinState::Requested || record.answers.contains_key(&key) {
         return Ok(());
     }
     // A refusal does not end the request at once: the others' answers are still taken, so
@@ -394,7 +396,7 @@ pub async fn on_share(
         record.answers.insert(key.clone(), cid);
         record.refusals.insert(key, reason);
         if record.answers.len() == record.authorities.len() {
-            record.state = "refused".into();
+            record.state = MpinState::Refused;
         }
         return save(ctx, &record).await;
     }
@@ -412,7 +414,7 @@ pub async fn on_share(
         .await?;
     record.answers.insert(key, cid);
     if record.answers.len() == record.authorities.len() && !record.refusals.is_empty() {
-        record.state = "refused".into();
+        record.state = MpinState::Refused;
     } else if record.answers.len() == record.authorities.len() {
         let mut points = Vec::with_capacity(record.authorities.len());
         for authority in &record.authorities {
@@ -425,7 +427,7 @@ pub async fn on_share(
                 .await?;
         }
         ctx.keep_secret(combined_name(&reference), combined).await?;
-        record.state = "issued".into();
+        record.state = MpinState::Issued;
     }
     save(ctx, &record).await
 }
@@ -637,5 +639,51 @@ pub async fn serve(
         _ => Response::Rejected {
             reason: "not an M-Pin authentication step".into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    fn cid(seed: &[u8]) -> Cid {
+        dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, seed)
+    }
+
+    /// Records written before states were typed: a requester's and an authority's.
+    fn written_before() -> Vec<MpinRecord> {
+        [("requester", "issued"), ("authority", "refused")]
+            .into_iter()
+            .map(|(side, state)| MpinRecord {
+                reference: format!("mpin-{side}"),
+                side: side.parse().unwrap(),
+                secret: MpinSecret::Permit,
+                identity: Some("alice@example.org".into()),
+                date: Some(20_426),
+                requester: cid(b"requester"),
+                authorities: vec![cid(b"a1"), cid(b"a2")],
+                request: cid(b"request"),
+                answers: BTreeMap::from([(cid(b"a1").to_string(), cid(b"answer"))]),
+                refusals: BTreeMap::from([(cid(b"a2").to_string(), "not yours".to_owned())]),
+                state: state.parse().unwrap(),
+            })
+            .collect()
+    }
+
+    /// The stored bytes of those records, as the code of the string states wrote them: the
+    /// typed side and state read them and write them back unchanged.
+    #[test]
+    fn records_written_before_states_were_typed_read_and_write_the_same_bytes() {
+        let stored: Vec<&str> = include_str!("../testdata/mpin-records.hex")
+            .lines()
+            .collect();
+        let records = written_before();
+        assert_eq!(stored.len(), records.len());
+        for (hex_bytes, record) in stored.into_iter().zip(records) {
+            let bytes = hex::decode(hex_bytes).unwrap();
+            let decoded: MpinRecord = dagcbor::decode(&bytes, Limits::default()).unwrap();
+            assert_eq!(decoded, record);
+            assert_eq!(dagcbor::encode(&decoded).unwrap(), bytes);
+        }
     }
 }

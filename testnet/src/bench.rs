@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use dta_actors::custody::{CustodyEvent, NewOrder};
+use dta_actors::custody::{CustodyEvent, NewOrder, OrderState};
 use dta_actors::roles::{Role, RoleMsg};
 use dta_protocol::Cid;
 use dta_protocol::order::SecretBytes;
@@ -131,14 +131,19 @@ struct Events(broadcast::Receiver<CustodyEvent>);
 
 impl Events {
     /// Waits until `count` principal records of `prefix` reached `state`.
-    async fn wait(&mut self, prefix: &str, state: &str, count: usize) -> Result<(), BenchError> {
+    async fn wait(
+        &mut self,
+        prefix: &str,
+        state: OrderState,
+        count: usize,
+    ) -> Result<(), BenchError> {
         let mut seen = std::collections::HashSet::new();
         tokio::time::timeout(PHASE_TIMEOUT, async {
             while seen.len() < count {
                 match self.0.recv().await {
                     Ok(event) => {
                         if event.role == Role::Principal
-                            && event.state == state
+                            && event.state == state.into()
                             && event.reference.starts_with(prefix)
                         {
                             seen.insert(event.reference);
@@ -218,7 +223,7 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
         let started = Instant::now();
         let reference = format!("lat-{i}");
         principal.create(reference.clone()).await?;
-        events.wait(&reference, "certified", 1).await?;
+        events.wait(&reference, OrderState::Certified, 1).await?;
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
     }
     latencies.sort_by(f64::total_cmp);
@@ -229,7 +234,7 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     let started = Instant::now();
     let (created, certified) = tokio::join!(
         run_all(&principal, "thr-", config.orders, |p, r| p.create(r)),
-        events.wait("thr-", "certified", config.orders),
+        events.wait("thr-", OrderState::Certified, config.orders),
     );
     created.and(certified)?;
     let certified_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
@@ -240,14 +245,14 @@ pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> 
     let started = Instant::now();
     let (created, certified) = tokio::join!(
         run_all(&principal, "cyc-", config.orders, |p, r| p.create(r)),
-        events.wait("cyc-", "certified", config.orders),
+        events.wait("cyc-", OrderState::Certified, config.orders),
     );
     created.and(certified)?;
     let (requested, released) = tokio::join!(
         run_all(&principal, "cyc-", config.orders, |p, r| {
             Principal::release(p.actor.clone(), r)
         }),
-        events.wait("cyc-", "released", config.orders),
+        events.wait("cyc-", OrderState::Released, config.orders),
     );
     requested.and(released)?;
     let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();

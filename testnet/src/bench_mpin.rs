@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use dta_actors::custody::CustodyEvent;
 use dta_actors::mpin::NewMpinRequest;
 use dta_actors::roles::{Role, RoleMsg};
+use dta_actors::states::MpinState;
 use dta_crypto::mpin::{self, MpinScalar};
 use dta_protocol::Cid;
 use dta_protocol::mpin::MpinSecret;
@@ -133,10 +134,15 @@ async fn issue_all(
     let issued_all = tokio::time::timeout(PHASE_TIMEOUT, async {
         while issued.len() < count {
             match events.recv().await {
-                Ok(event) if event.role == Role::Principal && event.state == "issued" => {
+                Ok(event)
+                    if event.role == Role::Principal && event.state == MpinState::Issued.into() =>
+                {
                     issued.insert(event.reference);
                 }
-                Ok(event) if event.role == Role::Principal && event.state == "refused" => {
+                Ok(event)
+                    if event.role == Role::Principal
+                        && event.state == MpinState::Refused.into() =>
+                {
                     return Err(BenchError::Custody(format!(
                         "{} was refused",
                         event.reference

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord};
+use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord, OrderState};
 use dta_actors::keystore::KeystoreMsg;
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
@@ -155,7 +155,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     )
     .map_err(|e| failed("order")(e.to_string()))?
     .map_err(|e| failed("order")(e.to_string()))?;
-    wait(&mut events, Role::Principal, "certified").await?;
+    wait(&mut events, Role::Principal, OrderState::Certified).await?;
     let record = principal_record(&net)?;
     let signers = record.signatures.len();
     steps.push(Step {
@@ -186,8 +186,8 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     )
     .map_err(|e| failed("release")(e.to_string()))?
     .map_err(|e| failed("release")(e.to_string()))?;
-    wait(&mut received, Role::Beneficiary, "received").await?;
-    wait(&mut events, Role::Principal, "released").await?;
+    wait(&mut received, Role::Beneficiary, OrderState::Received).await?;
+    wait(&mut events, Role::Principal, OrderState::Released).await?;
     let secret = received_secret(&net).await?;
     let secret_recovered = secret.expose() == SECRET;
     steps.push(Step {
@@ -249,12 +249,12 @@ fn role_actor(
 async fn wait(
     events: &mut tokio::sync::broadcast::Receiver<CustodyEvent>,
     role: Role,
-    state: &'static str,
+    state: OrderState,
 ) -> Result<(), DemoError> {
     let reached = tokio::time::timeout(STEP_TIMEOUT, async {
         loop {
             match events.recv().await {
-                Ok(e) if e.reference == REFERENCE && e.role == role && e.state == state => {
+                Ok(e) if e.reference == REFERENCE && e.role == role && e.state == state.into() => {
                     return true;
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -265,7 +265,7 @@ async fn wait(
     .await;
     match reached {
         Ok(true) => Ok(()),
-        _ => Err(failed(state)(format!(
+        _ => Err(failed(state.name())(format!(
             "the {} never reached {state}",
             role.name()
         ))),

@@ -24,6 +24,7 @@ use crate::identities::Directory;
 use crate::keystore::KeystoreMsg;
 use crate::network::NetworkHandle;
 use crate::role::Role;
+use crate::states::RecordState;
 use crate::store::{Column, Store};
 
 mod delivery;
@@ -148,7 +149,7 @@ pub struct CustodyEvent {
     /// The role whose record changed.
     pub role: Role,
     /// The new state.
-    pub state: String,
+    pub state: RecordState,
 }
 
 pub(crate) fn now_millis() -> u64 {

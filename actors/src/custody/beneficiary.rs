@@ -16,6 +16,7 @@ use dta_protocol::order::{
 
 use crate::plugin::RebuiltKey;
 use crate::role::Role;
+use crate::states::OrderState;
 
 use super::fiduciary::check_named_beneficiary;
 use super::principal::order_plugin;
@@ -116,8 +117,8 @@ pub async fn on_share_release(
         Some(record) => record,
         None => OrderRecord {
             reference: reference.clone(),
-            role: Role::Beneficiary.name().into(),
-            state: "collecting".into(),
+            role: Role::Beneficiary,
+            state: OrderState::Collecting,
             order: request.order,
             commitment: Some(certificate.commitment),
             principal: order.principal,
@@ -145,7 +146,7 @@ pub async fn on_share_release(
         record.shares.clear();
         record.certificate = Some(request.certificate);
         record.head = request_cid;
-        record.state = "collecting".into();
+        record.state = OrderState::Collecting;
     }
     if record.shares.contains_key(&released.index) {
         return Ok(None);
@@ -226,7 +227,7 @@ pub async fn on_share_release(
     let (receipt_cid, bytes) = ctx.save_block(&envelope).await?;
     record.receipts.insert(request.sequence, receipt_cid);
     record.head = receipt_cid;
-    record.state = "received".into();
+    record.state = OrderState::Received;
     ctx.save(Role::Beneficiary, &record).await?;
     tracing::info!(order = %reference, "secret rebuilt and kept; receipt sent");
     let peer = ctx

@@ -19,6 +19,7 @@ use serde_bytes::ByteBuf;
 
 use crate::plugin::KeySource;
 use crate::role::Role;
+use crate::states::OrderState;
 
 use super::principal::{combined_key, order_plugin};
 use super::record::{OrderRecord, share_name};
@@ -84,8 +85,8 @@ pub async fn on_order_request(
         .await?;
     let record = OrderRecord {
         reference: reference.clone(),
-        role: Role::Fiduciary.name().into(),
-        state: "generated".into(),
+        role: Role::Fiduciary,
+        state: OrderState::Generated,
         order: order_cid,
         commitment: None,
         principal,
@@ -179,7 +180,7 @@ pub async fn on_commitment(
     }
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
-    record.state = "holding".into();
+    record.state = OrderState::Holding;
     let delivery = sign_commitment(ctx, &reference, commitment_cid, record.principal).await?;
     ctx.save(Role::Fiduciary, &record).await?;
     Ok(Some(delivery))
@@ -254,8 +255,8 @@ pub async fn on_share_deal(
 
     let record = OrderRecord {
         reference: reference.clone(),
-        role: Role::Fiduciary.name().into(),
-        state: "holding".into(),
+        role: Role::Fiduciary,
+        state: OrderState::Holding,
         order: commitment.order,
         commitment: Some(commitment_cid),
         principal,
@@ -348,7 +349,7 @@ pub async fn on_certificate(
     }
     record.certificate = Some(cid);
     record.head = cid;
-    record.state = "certified".into();
+    record.state = OrderState::Certified;
     // The release that brought it syncs it before anything is sent.
     ctx.save_buffered(Role::Fiduciary, &record).await
 }
@@ -518,7 +519,7 @@ pub async fn on_release_request(
     record.releases.insert(request.sequence, request_cid);
     record.served.insert(request.sequence, reply_cid);
     record.head = request_cid;
-    record.state = "released".into();
+    record.state = OrderState::Released;
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
     Ok(ReleaseStep::Deliver((beneficiary_peer, vec![bytes])))

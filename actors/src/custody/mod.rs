@@ -51,6 +51,7 @@ mod record;
 mod release;
 mod resume;
 
+pub use crate::states::OrderState;
 pub use beneficiary::{on_share_release, share_is_late};
 pub use chain::{audit, fetch_chain, keep_block};
 pub use fiduciary::{
@@ -61,8 +62,8 @@ pub use principal::{Prepared, create_order, on_commitment_signature, on_key_shar
 pub use record::{OrderRecord, received_name, secret_name, share_name, stored_record};
 pub use release::{ReleasePlan, create_release, on_receipt};
 pub use resume::{
-    ANNOUNCED_STATES, Awaited, AwaitedStep, awaited, migrate_unkeyed_records, receipt_again,
-    remember_settled_heads, resume, resume_receiving, resume_releases,
+    Awaited, AwaitedStep, awaited, migrate_unkeyed_records, receipt_again, remember_settled_heads,
+    resume, resume_receiving, resume_releases, settles_a_step,
 };
 
 /// Longest order reference.

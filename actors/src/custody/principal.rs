@@ -19,6 +19,7 @@ use serde_bytes::ByteBuf;
 
 use crate::plugin::{self, KeySource, Plugin};
 use crate::role::Role;
+use crate::states::OrderState;
 
 use super::fiduciary::PendingCheck;
 use super::record::OrderRecord;
@@ -124,8 +125,8 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         .await?;
     let mut record = OrderRecord {
         reference: reference.clone(),
-        role: Role::Principal.name().into(),
-        state: "ordered".into(),
+        role: Role::Principal,
+        state: OrderState::Ordered,
         order: order_cid,
         commitment: None,
         principal: ctx.local.cid(),
@@ -197,7 +198,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
             vec![order_bytes.clone(), commitment_bytes.clone(), deal_bytes],
         ));
     }
-    record.state = "dealt".into();
+    record.state = OrderState::Dealt;
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
     // With no other order on its way, the certificate will be checked alone (see
@@ -234,7 +235,7 @@ pub async fn on_key_share(
     }
     secp256k1::PublicKey::from_sec1(&share.public_key)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    if record.state != "ordered" || record.shares.contains_key(&share.index) {
+    if record.state != OrderState::Ordered || record.shares.contains_key(&share.index) {
         return Ok(Vec::new());
     }
     record.shares.insert(share.index, cid);
@@ -277,7 +278,7 @@ pub async fn on_key_share(
         .await?;
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
-    record.state = "committed".into();
+    record.state = OrderState::Committed;
     // As for a dealt order (see `create_order`).
     if ctx.orders_in_progress() <= 1 {
         let fiduciaries = ctx.known_identities(&record.fiduciaries)?;
@@ -459,7 +460,7 @@ pub async fn on_commitment_signature(
         .await?;
     record.certificate = Some(cid);
     record.head = cid;
-    record.state = "certified".into();
+    record.state = OrderState::Certified;
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, certificate = %cid, "order certified");
     Ok(None)

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::role::Role;
+use crate::states::OrderState;
 use crate::store::{Column, Store};
 
-use super::resume::{ANNOUNCED_STATES, RESUMABLE, open_release_key};
+use super::resume::{open_release_key, settles_a_step, waits_for_fiduciaries};
 use crate::context::Durability;
 use crate::context::{CustodyError, CustodyEvent, RoleContext, internal, joined};
 
@@ -23,9 +24,9 @@ pub struct OrderRecord {
     /// The order reference.
     pub reference: String,
     /// This node's role in it.
-    pub role: String,
+    pub role: Role,
     /// Where the order stands for this role.
-    pub state: String,
+    pub state: OrderState,
     /// The order request envelope.
     pub order: Cid,
     /// The commitment envelope.
@@ -218,11 +219,13 @@ impl RoleContext {
                 .releases_open
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let state = record.state.as_str();
             let key = open_release_key(record);
-            if (role == Role::Principal && state == "releasing")
-                || (role == Role::Beneficiary && state == "collecting")
-            {
+            let open_release = match role {
+                Role::Principal => record.state == OrderState::Releasing,
+                Role::Beneficiary => record.state == OrderState::Collecting,
+                Role::Fiduciary => false,
+            };
+            if open_release {
                 open.insert(key, std::time::Instant::now());
             } else {
                 open.remove(&key);
@@ -233,7 +236,7 @@ impl RoleContext {
                 .progress
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if RESUMABLE.contains(&record.state.as_str()) {
+            if waits_for_fiduciaries(record.state) {
                 progress.insert(record.reference.clone(), std::time::Instant::now());
             } else {
                 progress.remove(&record.reference);
@@ -243,7 +246,7 @@ impl RoleContext {
         // settle a step (certified, released), not every one on the way.
         if role == Role::Principal
             && durability == Durability::Synced
-            && ANNOUNCED_STATES.contains(&record.state.as_str())
+            && settles_a_step(record.state)
         {
             // A full channel only delays the announcement; it is a hint for auditors.
             let _ = self
@@ -260,7 +263,7 @@ impl RoleContext {
         let _ = self.events.send(CustodyEvent {
             reference: record.reference.clone(),
             role,
-            state: record.state.clone(),
+            state: record.state.into(),
         });
     }
 
@@ -270,5 +273,69 @@ impl RoleContext {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(seed: &[u8]) -> Cid {
+        dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, seed)
+    }
+
+    /// Records written before states were typed, one per role with every field set.
+    fn written_before() -> Vec<OrderRecord> {
+        let maps = |n: u32| {
+            (1..=n)
+                .map(|i| (i, cid(&[i as u8])))
+                .collect::<BTreeMap<_, _>>()
+        };
+        [
+            ("principal", "releasing"),
+            ("fiduciary", "holding"),
+            ("beneficiary", "collecting"),
+        ]
+        .into_iter()
+        .map(|(role, state)| OrderRecord {
+            reference: format!("vault-{role}"),
+            role: role.parse().unwrap(),
+            state: state.parse().unwrap(),
+            order: cid(b"order"),
+            commitment: Some(cid(b"commitment")),
+            principal: cid(b"principal"),
+            fiduciaries: vec![cid(b"f1"), cid(b"f2"), cid(b"f3")],
+            threshold: 2,
+            max_releases: 3,
+            certificate: Some(cid(b"certificate")),
+            signatures: BTreeMap::from([(cid(b"f1").to_string(), ByteBuf::from(vec![7; 96]))]),
+            releases: maps(2),
+            shares: maps(3),
+            receipts: maps(1),
+            served: if role == "fiduciary" {
+                maps(1)
+            } else {
+                BTreeMap::new()
+            },
+            head: cid(b"head"),
+        })
+        .collect()
+    }
+
+    /// The stored bytes of those records, as the code of the string states wrote them: the
+    /// typed states read them and write them back unchanged.
+    #[test]
+    fn records_written_before_states_were_typed_read_and_write_the_same_bytes() {
+        let stored: Vec<&str> = include_str!("../../testdata/order-records.hex")
+            .lines()
+            .collect();
+        let records = written_before();
+        assert_eq!(stored.len(), records.len());
+        for (hex_bytes, record) in stored.into_iter().zip(records) {
+            let bytes = hex::decode(hex_bytes).unwrap();
+            let decoded: OrderRecord = dagcbor::decode(&bytes, Limits::default()).unwrap();
+            assert_eq!(decoded, record);
+            assert_eq!(dagcbor::encode(&decoded).unwrap(), bytes);
+        }
     }
 }

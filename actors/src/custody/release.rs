@@ -8,6 +8,7 @@ use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, OrderRequest, Receipt, ReleaseRequest};
 
 use crate::role::Role;
+use crate::states::OrderState;
 
 use super::record::OrderRecord;
 use crate::context::{CustodyError, Delivery, RoleContext, internal};
@@ -91,7 +92,7 @@ pub async fn create_release(
                 .await?;
             record.releases.insert(sequence, cid);
             record.head = cid;
-            record.state = "releasing".into();
+            record.state = OrderState::Releasing;
             ctx.save(Role::Principal, &record).await?;
             (cid, bytes, beneficiary)
         }
@@ -249,6 +250,6 @@ pub async fn on_receipt(
     }
     record.receipts.insert(sequence, cid);
     record.head = cid;
-    record.state = "released".into();
+    record.state = OrderState::Released;
     ctx.save(Role::Principal, &record).await
 }

@@ -9,6 +9,7 @@ use dta_protocol::envelope::{SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::ReleaseRequest;
 
 use crate::role::Role;
+use crate::states::OrderState;
 use crate::store::{Column, Store};
 
 use super::record::{OrderRecord, received_name, record_key, secret_name, share_name};
@@ -100,16 +101,27 @@ pub(crate) async fn migrate_record(
     Ok(())
 }
 
-/// Principal states whose head is announced: the ones that settle a step.
-pub const ANNOUNCED_STATES: [&str; 2] = ["certified", "released"];
+/// Whether a principal's record in `state` has its head announced: the states that settle a
+/// step.
+pub fn settles_a_step(state: OrderState) -> bool {
+    match state {
+        OrderState::Certified | OrderState::Released => true,
+        OrderState::Ordered
+        | OrderState::Dealt
+        | OrderState::Committed
+        | OrderState::Releasing
+        | OrderState::Generated
+        | OrderState::Holding
+        | OrderState::Collecting
+        | OrderState::Received => false,
+    }
+}
 
 /// Keeps the heads of this node's settled orders for peers that connect later (at start:
 /// announcements made before a restart are in no peer's memory of gossip).
 pub fn remember_settled_heads(ctx: &RoleContext) -> Result<(), CustodyError> {
     for record in ctx.records()? {
-        if record.role == Role::Principal.name()
-            && ANNOUNCED_STATES.contains(&record.state.as_str())
-        {
+        if record.role == Role::Principal && settles_a_step(record.state) {
             ctx.network
                 .remember_head(dta_protocol::network::HeadAnnouncement {
                     reference: record.reference,
@@ -120,8 +132,19 @@ pub fn remember_settled_heads(ctx: &RoleContext) -> Result<(), CustodyError> {
     Ok(())
 }
 
-/// Principal states in which an order waits for fiduciaries, and may need resuming.
-pub(crate) const RESUMABLE: [&str; 3] = ["ordered", "dealt", "committed"];
+/// Whether a principal's order in `state` waits for fiduciaries, and may need resuming.
+pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
+    match state {
+        OrderState::Ordered | OrderState::Dealt | OrderState::Committed => true,
+        OrderState::Certified
+        | OrderState::Releasing
+        | OrderState::Released
+        | OrderState::Generated
+        | OrderState::Holding
+        | OrderState::Collecting
+        | OrderState::Received => false,
+    }
+}
 
 /// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move
 /// on: the order request to every fiduciary that has not sent its key share, and the deal or
@@ -134,7 +157,7 @@ pub fn resume(
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
     for record in ctx.records()? {
-        if record.role != Role::Principal.name() || !RESUMABLE.contains(&record.state.as_str()) {
+        if record.role != Role::Principal || !waits_for_fiduciaries(record.state) {
             continue;
         }
         let recent = ctx
@@ -165,24 +188,30 @@ pub fn resume(
             }
         };
         let signed = |_: u32, f: &Cid| record.signatures.contains_key(&f.to_string());
-        match record.state.as_str() {
-            "ordered" => {
+        match record.state {
+            OrderState::Ordered => {
                 for (_, fiduciary) in waiting(&|index, _| record.shares.contains_key(&index)) {
                     send(&fiduciary, &[Some(record.order)]);
                 }
             }
-            "dealt" => {
+            OrderState::Dealt => {
                 for (index, fiduciary) in waiting(&signed) {
                     let deal = record.shares.get(&index).copied();
                     send(&fiduciary, &[Some(record.order), record.commitment, deal]);
                 }
             }
-            "committed" => {
+            OrderState::Committed => {
                 for (_, fiduciary) in waiting(&signed) {
                     send(&fiduciary, &[record.commitment]);
                 }
             }
-            _ => {}
+            OrderState::Certified
+            | OrderState::Releasing
+            | OrderState::Released
+            | OrderState::Generated
+            | OrderState::Holding
+            | OrderState::Collecting
+            | OrderState::Received => {}
         }
     }
     Ok(deliveries)
@@ -224,7 +253,7 @@ pub fn resume_releases(
 ) -> Result<Vec<ReleasePlan>, CustodyError> {
     let mut plans = Vec::new();
     for record in ctx.records()? {
-        if record.role != Role::Principal.name() || record.state != "releasing" {
+        if record.role != Role::Principal || record.state != OrderState::Releasing {
             continue;
         }
         let (Some(certificate), Some((cid, bytes, request))) =
@@ -264,7 +293,7 @@ pub fn resume_receiving(
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
     for record in ctx.records()? {
-        if record.role != Role::Beneficiary.name() || record.state != "collecting" {
+        if record.role != Role::Beneficiary || record.state != OrderState::Collecting {
             continue;
         }
         let (Some(certificate), Some((_, request))) = (
@@ -365,7 +394,7 @@ impl AwaitedStep {
 /// Principal: who has not answered yet an order that is still being made or released (for
 /// `dta order show`); empty for other roles' records and settled orders.
 pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
-    if record.role != Role::Principal.name() {
+    if record.role != Role::Principal {
         return Vec::new();
     }
     let envelope = |cid: &Cid| {
@@ -391,18 +420,18 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
             .collect()
     };
     let unsigned = |_: u32, f: &Cid| !record.signatures.contains_key(&f.to_string());
-    match record.state.as_str() {
-        "ordered" => fiduciaries(
+    match record.state {
+        OrderState::Ordered => fiduciaries(
             &|index, _| !record.shares.contains_key(&index),
             AwaitedStep::KeyShare,
             envelope(&record.order).map(|e| e.timestamp),
         ),
-        "dealt" | "committed" => fiduciaries(
+        OrderState::Dealt | OrderState::Committed => fiduciaries(
             &unsigned,
             AwaitedStep::CustodySignature,
             envelope(record.commitment.as_ref().unwrap_or(&record.order)).map(|e| e.timestamp),
         ),
-        "releasing" => record
+        OrderState::Releasing => record
             .releases
             .iter()
             .next_back()
@@ -419,6 +448,11 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
             })
             .into_iter()
             .collect(),
-        _ => Vec::new(),
+        OrderState::Certified
+        | OrderState::Released
+        | OrderState::Generated
+        | OrderState::Holding
+        | OrderState::Collecting
+        | OrderState::Received => Vec::new(),
     }
 }

@@ -32,6 +32,7 @@ use axum::http::StatusCode;
 use dta_actors::custody::CustodyEvent;
 use dta_actors::mpin::{AuthError, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
 use dta_actors::roles::{Role, RoleMsg};
+use dta_actors::states::{MpinSide, MpinState};
 use dta_crypto::mpin::{self, G1Point};
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
@@ -92,11 +93,15 @@ async fn issue(
                     reference: r,
                     role: Role::Principal,
                     state: s,
-                }) if r == reference && (s == "issued" || s == "refused") => return true,
+                }) if r == reference
+                    && (s == MpinState::Issued.into() || s == MpinState::Refused.into()) =>
+                {
+                    return true;
+                }
                 // Events were missed under load: the stored record says whether this was one.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_))
                     if stored_record(state, &reference)
-                        .is_ok_and(|r| r.state == "issued" || r.state == "refused") =>
+                        .is_ok_and(|r| r.state != MpinState::Requested) =>
                 {
                     return true;
                 }
@@ -115,13 +120,13 @@ async fn issue(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match (finished, record.state.as_str()) {
-        (_, "issued") => Ok(record),
-        (_, "refused") => Err(ApiError(
+    match (finished, record.state) {
+        (_, MpinState::Issued) => Ok(record),
+        (_, MpinState::Refused) => Err(ApiError(
             StatusCode::FORBIDDEN,
             format!("{reference}: refused by {}", refusals()),
         )),
-        _ => Err(ApiError(
+        (_, MpinState::Requested) => Err(ApiError(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
                 "{reference}: {} of {} authorities answered within {wait:?}{}; GET /v2/mpin shows its progress",
@@ -138,7 +143,7 @@ async fn issue(
 }
 
 fn stored_record(state: &ApiState, reference: &str) -> Result<MpinRecord, ApiError> {
-    dta_actors::mpin::record(&state.store, "requester", reference)?.ok_or_else(|| {
+    dta_actors::mpin::record(&state.store, MpinSide::Requester, reference)?.ok_or_else(|| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{reference} has no record"),

@@ -505,7 +505,7 @@ pub async fn secret(
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let received = records_of(&state, &reference, query.principal()?.as_ref())?
         .into_iter()
-        .filter(|r| r.role == Role::Beneficiary.name() && !r.receipts.is_empty())
+        .filter(|r| r.role == Role::Beneficiary && !r.receipts.is_empty())
         .collect();
     let record = only_one(&reference, received)?.ok_or_else(|| {
         ApiError(
@@ -562,11 +562,7 @@ fn order_head(
     let record_as = |role: Role| {
         only_one(
             reference,
-            records
-                .iter()
-                .filter(|r| r.role == role.name())
-                .cloned()
-                .collect(),
+            records.iter().filter(|r| r.role == role).cloned().collect(),
         )
     };
     if let Some(own) = record_as(Role::Principal)? {

@@ -35,7 +35,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord};
+use dta_actors::custody::{CustodyEvent, NewOrder, OrderRecord, OrderState};
 use dta_actors::identities::KnownIdentity;
 use dta_actors::plugin::{ADDRESS, BITCOIN_WALLET, MILAGRO, SAFEGUARD_SECRET};
 use dta_actors::roles::{Role, RoleMsg};
@@ -247,7 +247,7 @@ async fn wait_for(
     events: &mut tokio::sync::broadcast::Receiver<CustodyEvent>,
     reference: &str,
     role: Role,
-    state: &str,
+    state: OrderState,
 ) -> Result<(), ApiError> {
     tokio::time::timeout(STEP_TIMEOUT, async {
         loop {
@@ -255,7 +255,7 @@ async fn wait_for(
                 Ok(event)
                     if event.reference == reference
                         && event.role == role
-                        && event.state == state =>
+                        && event.state == state.into() =>
                 {
                     return Ok(());
                 }
@@ -415,7 +415,7 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
         &mut events,
         &reference,
         Role::Principal,
-        "certified",
+        OrderState::Certified,
     )
     .await?;
     let record = principal_record(&state, &reference)?;
@@ -534,11 +534,18 @@ pub async fn order_secret(
                 &mut events,
                 &reference,
                 Role::Beneficiary,
-                "received",
+                OrderState::Received,
             )
             .await?;
         } else {
-            wait_for(&state, &mut events, &reference, Role::Principal, "released").await?;
+            wait_for(
+                &state,
+                &mut events,
+                &reference,
+                Role::Principal,
+                OrderState::Released,
+            )
+            .await?;
         }
     }
     let commitment_key = commitment_hex(&commitment);
@@ -619,7 +626,7 @@ pub async fn orders(
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .into_iter()
         .filter_map(|(_, bytes)| dagcbor::decode::<OrderRecord>(&bytes, Limits::default()).ok())
-        .filter(|r| r.role == Role::Principal.name())
+        .filter(|r| r.role == Role::Principal)
         .map(|r| {
             // Records are keyed by reference: the order request's time says when it was made.
             order_doc::stored_envelope(&state.store, &r.order).map(|e| (e.timestamp, r.reference))
@@ -678,7 +685,7 @@ pub async fn get_order(
     );
     let head = order_doc::stored_envelope(&state.store, &record.head)?;
     let extension = BTreeMap::from([
-        ("state", record.state.clone()),
+        ("state", record.state.to_string()),
         ("threshold", record.threshold.to_string()),
         (
             "fiduciaries",
