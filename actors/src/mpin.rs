@@ -674,16 +674,9 @@ mod record_tests {
     /// typed side and state read them and write them back unchanged.
     #[test]
     fn records_written_before_states_were_typed_read_and_write_the_same_bytes() {
-        let stored: Vec<&str> = include_str!("../testdata/mpin-records.hex")
-            .lines()
-            .collect();
-        let records = written_before();
-        assert_eq!(stored.len(), records.len());
-        for (hex_bytes, record) in stored.into_iter().zip(records) {
-            let bytes = hex::decode(hex_bytes).unwrap();
-            let decoded: MpinRecord = dagcbor::decode(&bytes, Limits::default()).unwrap();
-            assert_eq!(decoded, record);
-            assert_eq!(dagcbor::encode(&decoded).unwrap(), bytes);
-        }
+        crate::states::stored::reads_and_writes_back(
+            include_str!("../testdata/mpin-records.hex"),
+            written_before(),
+        );
     }
 }

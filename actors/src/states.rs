@@ -131,6 +131,28 @@ impl std::fmt::Display for RecordState {
     }
 }
 
+/// For tests of records stored before their states were typed.
+#[cfg(test)]
+pub(crate) mod stored {
+    use dta_protocol::dagcbor::{self, Limits};
+
+    /// Each line of `stored` (hex of a record as it was written) decodes to the matching
+    /// record of `expected`, and encodes back to the same bytes.
+    pub(crate) fn reads_and_writes_back<T>(stored: &str, expected: Vec<T>)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let lines: Vec<&str> = stored.lines().collect();
+        assert_eq!(lines.len(), expected.len());
+        for (hex_bytes, record) in lines.into_iter().zip(expected) {
+            let bytes = hex::decode(hex_bytes).unwrap();
+            let decoded: T = dagcbor::decode(&bytes, Limits::default()).unwrap();
+            assert_eq!(decoded, record);
+            assert_eq!(dagcbor::encode(&decoded).unwrap(), bytes);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
