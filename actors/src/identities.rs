@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dta_protocol::Cid;
-use dta_protocol::identity::{IdentityDocument, LocalIdentity, VerifiedIdentity};
+use dta_protocol::identity::{IdentityDocument, VerifiedIdentity};
 use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
@@ -57,57 +57,6 @@ impl Directory {
             .values()
             .find(|i| i.peer_id == *peer)
             .map(|i| i.cid)
-    }
-}
-
-/// Identities this node hosts: their keys are in its keystore and their documents name its
-/// peer id, so they receive through it (the original D-TA's `POST /v1/identity`). Shared by
-/// the network loop (which serves and announces them) and the role actors (which act as them).
-#[derive(Debug, Clone, Default)]
-pub struct Hosted(Arc<std::sync::RwLock<Vec<LocalIdentity>>>);
-
-impl Hosted {
-    /// Starts with the given identities.
-    pub fn new(identities: Vec<LocalIdentity>) -> Self {
-        Self(Arc::new(std::sync::RwLock::new(identities)))
-    }
-
-    /// Adds one.
-    pub fn add(&self, identity: LocalIdentity) {
-        self.0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(identity);
-    }
-
-    /// The hosted identity `cid`, if it is one.
-    pub fn get(&self, cid: &Cid) -> Option<LocalIdentity> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .find(|i| i.cid() == *cid)
-            .cloned()
-    }
-
-    /// The hosted identity called `name`, if there is one (names are unique among them).
-    pub fn named(&self, name: &str) -> Option<LocalIdentity> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .find(|i| i.identity().name() == name)
-            .cloned()
-    }
-
-    /// Their documents, encoded.
-    pub fn documents(&self) -> Vec<Vec<u8>> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter_map(|i| dta_protocol::dagcbor::encode(i.identity().document()).ok())
-            .collect()
     }
 }
 

@@ -22,10 +22,10 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod bitswap;
 pub mod certificates;
 pub mod context;
 pub mod custody;
+pub mod hosted;
 pub mod identities;
 pub mod keystore;
 pub mod log;

@@ -31,7 +31,7 @@ use dta_protocol::mpin::{MpinAnswer, MpinRequest, MpinSecret, MpinSharePoint};
 use serde::{Deserialize, Serialize};
 
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
-use crate::roles::Role;
+use crate::role::Role;
 use crate::states::{MpinSide, MpinState};
 use crate::store::{Column, Store};
 

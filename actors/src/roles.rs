@@ -113,6 +113,9 @@ pub struct RoleArgs {
     pub role: Role,
     /// Shared context.
     pub context: RoleContext,
+    /// Open M-Pin challenges of this node as an authentication server (the principal answers
+    /// peers' authentication steps with them).
+    pub mpin_sessions: mpin::AuthSessions,
 }
 
 /// One role actor.
@@ -453,8 +456,9 @@ impl Actor for RoleActor {
                 if args.role == Role::Principal =>
             {
                 let ctx = args.context.clone();
+                let sessions = args.mpin_sessions.clone();
                 tokio::spawn(async move {
-                    let response = mpin::serve(&ctx, &ctx.mpin_sessions, request).await;
+                    let response = mpin::serve(&ctx, &sessions, request).await;
                     let _ = ctx
                         .network
                         .send(crate::network::NetworkCommand::Respond { id, response })

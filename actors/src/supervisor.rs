@@ -178,10 +178,10 @@ impl NodeSupervisor {
                         verified: state.verified.clone(),
                         hosted: state.args.network.hosted.clone(),
                         mpin_servers: state.args.mpin_servers.clone(),
-                        mpin_sessions: state.args.mpin_sessions.clone(),
                         certificate_checks: crate::certificates::CertificateChecks::start(),
                         metrics: state.args.metrics.clone(),
                     },
+                    mpin_sessions: state.args.mpin_sessions.clone(),
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;
                 Self::subscribe(state, actor.get_derived()).await;

@@ -191,7 +191,7 @@ impl Node {
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;
         let keystore: Arc<dyn dta_hsm::Keystore> = opened.keystore;
-        let hosted = dta_actors::identities::Hosted::new(opened.hosted);
+        let hosted = dta_actors::hosted::Hosted::new(opened.hosted);
         let mpin_sessions = dta_actors::mpin::AuthSessions::default();
         let args = NodeArgs {
             prefix: format!("{peer_id}"),

@@ -109,7 +109,7 @@ pub struct RoleContext {
     /// Envelopes this node already verified, shared by its role actors.
     pub verified: VerifiedCache,
     /// Identities this node hosts (it acts as their beneficiary).
-    pub hosted: crate::identities::Hosted,
+    pub hosted: crate::hosted::Hosted,
     /// Writes of the step in progress, committed together (see [`RoleContext::commit`]).
     pub staged: std::sync::Arc<std::sync::Mutex<Vec<crate::store::Write>>>,
     /// When each order still being made last moved on here, so that resuming leaves alone
@@ -123,8 +123,6 @@ pub struct RoleContext {
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// Identities this node, as an M-Pin trust authority, issues server-secret shares to.
     pub mpin_servers: std::sync::Arc<Vec<Cid>>,
-    /// Open M-Pin challenges of this node as an authentication server.
-    pub mpin_sessions: crate::mpin::AuthSessions,
     /// Where certificate pairing checks run, batched: a fiduciary's before it releases, a
     /// principal's before it certifies.
     pub certificate_checks: crate::certificates::CertificateChecks,

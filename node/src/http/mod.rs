@@ -42,7 +42,7 @@ pub struct ApiState {
     /// Custody record changes, for calls that wait for a step (the `/v1` order calls).
     pub custody_events: tokio::sync::broadcast::Sender<dta_actors::custody::CustodyEvent>,
     /// Identities this node hosts.
-    pub hosted: dta_actors::identities::Hosted,
+    pub hosted: dta_actors::hosted::Hosted,
     /// Fiduciaries and threshold for `/v1` orders, which do not name them.
     pub order_defaults: OrderDefaults,
     /// M-Pin authentications between the challenge and the answer (shared with the node's
@@ -540,10 +540,10 @@ async fn block(
                 .fetch_block(parsed)
                 .await
                 .map_err(|e| match e {
-                    dta_actors::bitswap::FetchError::NotFound(_) => {
+                    dta_actors::network::bitswap::FetchError::NotFound(_) => {
                         ApiError(StatusCode::NOT_FOUND, e.to_string())
                     }
-                    dta_actors::bitswap::FetchError::Rejected { .. } => {
+                    dta_actors::network::bitswap::FetchError::Rejected { .. } => {
                         ApiError(StatusCode::BAD_GATEWAY, e.to_string())
                     }
                     _ => ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()),

@@ -1,567 +1,100 @@
-//! The network actor and the one task that owns the libp2p swarm.
-//!
-//! Commands come in over a bounded channel behind [`NetworkHandle`]; events go out to the
-//! actors that subscribed (as `DerivedActorRef<NetworkEvent>`); read-only state (peer id,
-//! listen addresses, connected peers) is published through a `watch` channel. Cheap checks
-//! (size caps in the codec, envelope structure, identity dedupe) happen in the loop;
-//! signature checks happen in the actors.
+//! The one task that owns the libp2p swarm: it takes commands from the handle, drives the
+//! swarm's events (connections, identify, Kademlia, gossip of identities and heads, the
+//! request-response protocol with its per-peer limits and queues, deliveries and their
+//! acknowledgements) and publishes snapshots. Nothing else touches the swarm; it verifies no
+//! signature (the actors do).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dta_protocol::Cid;
 use dta_protocol::envelope::Bundle;
 use dta_protocol::network::{
     self, Behaviour, BehaviourEvent, HeadAnnouncement, IDENTITY_TOPIC, KAD_PROTOCOL,
-    MAX_HEADS_IN_IDENTITY, Request, Response, SwarmConfig,
+    MAX_HEADS_IN_IDENTITY, Request, Response,
 };
 use futures::StreamExt;
-use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns};
-use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
+use ractor::DerivedActorRef;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::bitswap::{BitswapCommand, FetchError};
-use crate::identities::Hosted;
+use super::heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, decode_heads};
+use super::{
+    ANNOUNCE_INTERVAL, ANSWER_TIMEOUT, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER, MAX_QUEUED_PER_PEER,
+    MAX_UNACKNOWLEDGED, MIN_ANNOUNCE_GAP, NetworkCommand, NetworkEvent, NetworkSnapshot, OwnHeads,
+    PeerRoles, SEEN_IDENTITIES_CAPACITY, Taken, TakenGuard,
+};
+use crate::hosted::Hosted;
 use crate::metrics::Metrics;
 use crate::role::Role;
 
-/// Requests to one peer in flight at once; more wait in a queue. Below the per-connection
-/// stream limit of the request-response protocol, so a busy peer is never asked to drop one.
-pub const MAX_IN_FLIGHT_PER_PEER: usize = 32;
-/// Requests that may wait for one peer; beyond this a request fails at once.
-pub const MAX_QUEUED_PER_PEER: usize = 4096;
-/// Capacity of the command channel into the swarm task.
-pub const COMMAND_CAPACITY: usize = 256;
-/// How many identity-document digests the loop remembers to drop repeats.
-pub const SEEN_IDENTITIES_CAPACITY: usize = 4096;
-/// How often the node re-announces its identity.
-pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
-/// Least time between two announcements that newly subscribed peers asked for. While a
-/// network forms, peers subscribe every second, and every announcement floods the whole
-/// network.
-pub const MIN_ANNOUNCE_GAP: Duration = Duration::from_secs(10);
-
-/// What other parts of the node ask of the network.
-#[derive(Debug)]
-pub enum NetworkCommand {
-    /// Dial an address.
-    Dial(Multiaddr),
-    /// Send a request; the answer (or the failure, or the timeout) comes back on `reply`.
-    SendRequest {
-        /// The peer.
-        peer: PeerId,
-        /// The request.
-        request: Request,
-        /// Always answered.
-        reply: oneshot::Sender<Result<Response, String>>,
-    },
-    /// Route events to another subscriber (for example a restarted actor).
-    Subscribe(DerivedActorRef<NetworkEvent>),
-    /// Gossip an order's new head (and keep it for peers that connect later).
-    AnnounceHead(dta_protocol::network::HeadAnnouncement),
-    /// Close every connection with a peer and refuse new ones, both ways, until unblocked.
-    Block(PeerId),
-    /// Allow a blocked peer again, and dial it.
-    Unblock(PeerId),
-    /// Announce this node's identities again (one was added).
-    AnnounceIdentities,
-    /// Answer a request that a subscriber took over (see [`NetworkEvent::Answer`]).
-    Respond {
-        /// The request's number in that event.
-        id: u64,
-        /// The answer.
-        response: Response,
-    },
-}
-
-/// How long a request handed to a subscriber may wait for its answer.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most requests handed to subscribers at once.
-pub const MAX_AWAITING: usize = 256;
-
-/// Most delivered bundles waiting for their subscribers to finish with them before they are
-/// acknowledged; past that a delivery is acknowledged when it arrives (the custody flow's own
-/// resumption covers what a crash then loses).
-pub const MAX_UNACKNOWLEDGED: usize = 4096;
-
-/// Held by everyone who handles a delivered bundle: when the last holder drops it (the role
-/// actors are done with the bundle, their steps durable), the sender gets `Accepted` if a
-/// role actor [claimed](Taken::claim) it; if none did (none was running yet, as while a node
-/// starts), the request fails and the sender tries again. So a sender learns that a bundle
-/// was taken only once the receiver kept what it took.
-#[derive(Clone)]
-pub struct Taken(Arc<TakenGuard>);
-
-struct TakenGuard {
-    id: u64,
-    claimed: std::sync::atomic::AtomicBool,
-    acknowledged: mpsc::Sender<(u64, bool)>,
-}
-
-impl Taken {
-    /// Says that a role actor handles the bundle.
-    pub fn claim(&self) {
-        self.0
-            .claimed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for TakenGuard {
-    fn drop(&mut self) {
-        let claimed = self.claimed.load(std::sync::atomic::Ordering::Relaxed);
-        // The channel holds as many slots as bundles may wait, so this cannot be full; a
-        // closed one means the swarm task is gone and the sender's request fails anyway.
-        let _ = self.acknowledged.try_send((self.id, claimed));
-    }
-}
-
-impl std::fmt::Debug for Taken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Taken({})", self.0.id)
-    }
-}
-
-/// What the network tells subscribers.
-#[derive(Debug, Clone)]
-pub enum NetworkEvent {
-    /// A peer sent (or gossiped) an identity document, unverified.
-    IdentityReceived {
-        /// The connection's or the gossip publisher's peer id.
-        peer: PeerId,
-        /// The document's bytes.
-        document: Vec<u8>,
-    },
-    /// A peer gossiped the head of an order's log.
-    HeadAnnounced {
-        /// The signed gossip publisher.
-        peer: PeerId,
-        /// The announcement.
-        announcement: dta_protocol::network::HeadAnnouncement,
-    },
-    /// A peer sent a request that takes work off the swarm task (an M-Pin authentication
-    /// step): a subscriber answers it with [`NetworkCommand::Respond`] and this `id`, or it
-    /// expires unanswered after [`ANSWER_TIMEOUT`].
-    Answer {
-        /// Who asked.
-        peer: PeerId,
-        /// The request's number, for the response.
-        id: u64,
-        /// The request.
-        request: Request,
-    },
-    /// A peer delivered a bundle of envelopes that passed the structural and link checks.
-    EnvelopesReceived {
-        /// Who delivered it.
-        peer: PeerId,
-        /// The blocks' bytes, oldest first.
-        blocks: Vec<Vec<u8>>,
-        /// Acknowledges the delivery when the last holder drops it (none: acknowledged
-        /// already).
-        taken: Option<Taken>,
-    },
-}
-
-/// Read-only network state, published after every change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetworkSnapshot {
-    /// This node's peer id.
-    pub peer_id: Option<PeerId>,
-    /// Addresses the node listens on, as resolved.
-    pub listen_addrs: Vec<Multiaddr>,
-    /// Peers with at least one open connection.
-    pub connected: BTreeSet<PeerId>,
-    /// Peers blocked by [`NetworkCommand::Block`].
-    pub blocked: BTreeSet<PeerId>,
-    /// The roles this node plays.
-    pub roles: Vec<Role>,
-    /// What connected peers said of themselves when they answered the identity request.
-    pub peer_roles: BTreeMap<PeerId, PeerRoles>,
-}
-
-/// A peer's own identity and the roles its node plays, as it answered the identity request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerRoles {
-    /// The node's own identity (not one it hosts).
-    pub identity: Cid,
-    /// The roles the node plays; empty if it did not say.
-    pub roles: Vec<Role>,
-}
-
-impl NetworkSnapshot {
-    /// Whether the node of `identity` plays `role`, where that is known: `Some(false)` if
-    /// its node said it does not (or `identity` is only hosted there, and `role` is not
-    /// the beneficiary's: hosted identities only receive), `None` if nothing is known.
-    pub fn plays(&self, peer: &PeerId, identity: &Cid, role: Role) -> Option<bool> {
-        let (own, roles) = if self.peer_id.as_ref() == Some(peer) {
-            (None, self.roles.as_slice())
-        } else {
-            let known = self.peer_roles.get(peer)?;
-            (Some(known.identity), known.roles.as_slice())
-        };
-        if roles.is_empty() {
-            return None;
-        }
-        let hosted_only = own.is_some_and(|own| own != *identity);
-        Some(roles.contains(&role) && (!hosted_only || role == Role::Beneficiary))
-    }
-}
-
-/// The newest heads of this node's own orders (as principal), at most
-/// [`MAX_HEADS_IN_IDENTITY`], newest last: sent to every peer that connects, so that a node
-/// that missed an announcement (it was down, or cut off) still learns where a log ends.
-/// Shared by the handle and the swarm loop, so it outlives restarts of the network actor.
-#[derive(Debug, Clone, Default)]
-pub struct OwnHeads(Arc<std::sync::Mutex<VecDeque<HeadAnnouncement>>>);
-
-impl OwnHeads {
-    /// Records an order's newest head, replacing its previous one.
-    pub fn remember(&self, announcement: HeadAnnouncement) {
-        let mut heads = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        heads.retain(|h| h.reference != announcement.reference);
-        heads.push_back(announcement);
-        while heads.len() > MAX_HEADS_IN_IDENTITY {
-            heads.pop_front();
-        }
-    }
-
-    /// Every head kept, oldest first.
-    pub fn all(&self) -> Vec<HeadAnnouncement> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
-
-/// Why the network could not take a command.
-#[derive(Debug, thiserror::Error)]
-#[error("the network task is not running")]
-pub struct NetworkClosed;
-
-/// A cloneable way in to the network. It follows restarts of the network actor.
-#[derive(Clone, Debug)]
-pub struct NetworkHandle {
-    commands: watch::Receiver<mpsc::Sender<NetworkCommand>>,
-    bitswap: watch::Receiver<mpsc::Sender<BitswapCommand>>,
-    snapshot: watch::Receiver<NetworkSnapshot>,
-    heads: OwnHeads,
-}
-
-impl NetworkHandle {
-    /// Sends a command, waiting while the channel is full.
-    pub async fn send(&self, command: NetworkCommand) -> Result<(), NetworkClosed> {
-        let sender = self.commands.borrow().clone();
-        sender.send(command).await.map_err(|_| NetworkClosed)
-    }
-
-    /// Sends a request and waits for its answer.
-    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
-        let (reply, answer) = oneshot::channel();
-        self.send(NetworkCommand::SendRequest {
-            peer,
-            request,
-            reply,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        answer.await.map_err(|_| NetworkClosed.to_string())?
-    }
-
-    /// Fetches a block from connected peers over Bitswap; the bytes are checked against the
-    /// CID, not stored.
-    pub async fn fetch_block(&self, cid: dta_protocol::Cid) -> Result<Vec<u8>, FetchError> {
-        let (reply, answer) = oneshot::channel();
-        let sender = self.bitswap.borrow().clone();
-        sender
-            .send(BitswapCommand::Fetch { cid, reply })
-            .await
-            .map_err(|_| FetchError::Closed)?;
-        answer.await.map_err(|_| FetchError::Closed)?
-    }
-
-    /// The current snapshot.
-    pub fn snapshot(&self) -> NetworkSnapshot {
-        self.snapshot.borrow().clone()
-    }
-
-    /// A receiver to wait for snapshot changes.
-    pub fn watch(&self) -> watch::Receiver<NetworkSnapshot> {
-        self.snapshot.clone()
-    }
-
-    /// Keeps an order's head for peers that connect later, without gossiping it (heads
-    /// found in the store at start).
-    pub fn remember_head(&self, announcement: HeadAnnouncement) {
-        self.heads.remember(announcement);
-    }
-}
-
-/// The shared ends the supervisor keeps so the network can restart behind the same handle.
-#[derive(Debug, Clone)]
-pub struct NetworkChannels {
-    commands: Arc<watch::Sender<mpsc::Sender<NetworkCommand>>>,
-    bitswap: Arc<watch::Sender<mpsc::Sender<BitswapCommand>>>,
-    snapshot: Arc<watch::Sender<NetworkSnapshot>>,
-    heads: OwnHeads,
-}
-
-impl NetworkChannels {
-    /// New channels and the handle that reads them.
-    pub fn new() -> (Self, NetworkHandle) {
-        // A placeholder sender whose receiver is dropped: commands fail until the actor runs.
-        let (placeholder, _) = mpsc::channel(1);
-        let (commands, commands_rx) = watch::channel(placeholder);
-        let (placeholder, _) = mpsc::channel(1);
-        let (bitswap, bitswap_rx) = watch::channel(placeholder);
-        let (snapshot, snapshot_rx) = watch::channel(NetworkSnapshot::default());
-        let heads = OwnHeads::default();
-        (
-            Self {
-                commands: Arc::new(commands),
-                bitswap: Arc::new(bitswap),
-                snapshot: Arc::new(snapshot),
-                heads: heads.clone(),
-            },
-            NetworkHandle {
-                commands: commands_rx,
-                bitswap: bitswap_rx,
-                snapshot: snapshot_rx,
-                heads,
-            },
-        )
-    }
-}
-
-/// Everything the network actor needs to start (and restart).
-#[derive(Debug, Clone)]
-pub struct NetworkArgs {
-    /// The node's libp2p key.
-    pub keypair: Keypair,
-    /// Swarm options (mDNS, allow-list).
-    pub swarm: SwarmConfig,
-    /// Addresses to listen on.
-    pub listen: Vec<Multiaddr>,
-    /// Addresses to dial at start.
-    pub bootstrap: Vec<Multiaddr>,
-    /// This node's identity document, served on request and announced on gossip.
-    pub identity_document: Vec<u8>,
-    /// Identities this node hosts, served and announced with its own.
-    pub hosted: Hosted,
-    /// Where events go.
-    pub subscribers: Vec<DerivedActorRef<NetworkEvent>>,
-    /// Channels shared with the handle.
-    pub channels: NetworkChannels,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Blocks served to peers that ask.
-    pub blocks: Arc<dyn dta_protocol::network::BlockSource>,
-    /// The roles this node plays, told to every peer with the identity document.
-    pub roles: Vec<Role>,
-    /// Where the addresses of the peers met are kept (see [`crate::peer_book`]).
-    pub peer_book: crate::store::Store,
-}
-
-/// The actor that owns the swarm task's lifecycle.
-#[derive(Debug)]
-pub struct NetworkActor;
-
-/// The network actor's state: the running swarm task.
-#[derive(Debug)]
-pub struct NetworkState {
-    /// Cancels the swarm task.
-    cancel: CancellationToken,
-    /// The swarm task.
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Actor for NetworkActor {
-    type Msg = ();
-    type State = NetworkState;
-    type Arguments = NetworkArgs;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: NetworkArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let mut swarm = network::build_swarm(args.keypair.clone(), &args.swarm)?;
-        // Blocks outlive a restart of this actor: they are the operator's, not the swarm's.
-        for peer in &args.channels.snapshot.borrow().blocked {
-            swarm.behaviour_mut().block.block_peer(*peer);
-        }
-        for address in &args.listen {
-            swarm
-                .listen_on(address.clone())
-                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        }
-        let (sender, commands) = mpsc::channel(COMMAND_CAPACITY);
-        args.channels.commands.send_replace(sender);
-        let cancel = CancellationToken::new();
-        let (sender, bitswap_commands) = mpsc::channel(crate::bitswap::COMMAND_CAPACITY);
-        args.channels.bitswap.send_replace(sender);
-        let (bitswap_streams, inbound) = mpsc::channel(crate::bitswap::INBOUND_STREAMS);
-        tokio::spawn(
-            crate::bitswap::Engine {
-                control: swarm.behaviour().stream.new_control(),
-                inbound,
-                blocks: args.blocks,
-                snapshot: args.channels.snapshot.subscribe(),
-                commands: bitswap_commands,
-                cancel: cancel.clone(),
-            }
-            .run(),
-        );
-        let (acknowledged_tx, acknowledged) = mpsc::channel(MAX_UNACKNOWLEDGED);
-        let task = tokio::spawn(
-            SwarmLoop {
-                swarm,
-                commands,
-                cancel: cancel.clone(),
-                snapshot: args.channels.snapshot.clone(),
-                own_heads: args.channels.heads.clone(),
-                subscribers: args.subscribers,
-                identity_document: args.identity_document,
-                hosted: args.hosted,
-                roles: args.roles,
-                peer_book: args.peer_book,
-                bitswap_streams,
-                metrics: args.metrics,
-                pending: HashMap::new(),
-                in_flight: HashMap::new(),
-                queued: HashMap::new(),
-                identity_requests: HashSet::new(),
-                identity_retries: HashSet::new(),
-                pending_heads: Vec::new(),
-                seen_identities: HashSet::new(),
-                awaiting: HashMap::new(),
-                next_awaiting: 0,
-                unacknowledged: HashMap::new(),
-                next_delivery: 0,
-                acknowledged_tx,
-                acknowledged,
-                announce_due: true,
-                last_announced: None,
-                hosted_added: false,
-                bootstrap_dials: HashMap::new(),
-            }
-            .run(args.bootstrap),
-        );
-        Ok(NetworkState {
-            cancel,
-            task: Some(task),
-        })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _message: (),
-        _state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.cancel.cancel();
-        if let Some(task) = state.task.take() {
-            let _ = task.await;
-        }
-        Ok(())
-    }
-}
-
-type Reply = oneshot::Sender<Result<Response, String>>;
+pub(super) type Reply = oneshot::Sender<Result<Response, String>>;
 
 /// A request sent for a command: where its answer goes.
-struct Pending {
+pub(super) struct Pending {
     reply: Reply,
     peer: PeerId,
     started: Instant,
 }
 
-/// How long head announcements gather before they are gossiped as one message.
-pub const HEAD_BATCH_INTERVAL: Duration = Duration::from_millis(250);
-/// Most heads in one gossip message (about 170 bytes each, well under the gossip size cap).
-pub const MAX_HEADS_PER_MESSAGE: usize = 256;
-
-/// A gossiped batch of heads, or a single announcement from a node that sends them one by one.
-fn decode_heads(data: &[u8]) -> Result<Vec<HeadAnnouncement>, dta_protocol::dagcbor::DecodeError> {
-    let limits = dta_protocol::dagcbor::Limits::default();
-    dta_protocol::dagcbor::decode::<Vec<HeadAnnouncement>>(data, limits).or_else(|_| {
-        dta_protocol::dagcbor::decode::<HeadAnnouncement>(data, limits).map(|one| vec![one])
-    })
-}
-
 /// Most hosted identity documents taken from one peer's answer.
 pub const MAX_HOSTED_IDENTITIES: usize = 64;
 
-struct SwarmLoop {
-    swarm: Swarm<Behaviour>,
-    commands: mpsc::Receiver<NetworkCommand>,
-    cancel: CancellationToken,
-    snapshot: Arc<watch::Sender<NetworkSnapshot>>,
-    own_heads: OwnHeads,
-    subscribers: Vec<DerivedActorRef<NetworkEvent>>,
-    identity_document: Vec<u8>,
-    hosted: Hosted,
-    roles: Vec<Role>,
-    peer_book: crate::store::Store,
+pub(super) struct SwarmLoop {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) commands: mpsc::Receiver<NetworkCommand>,
+    pub(super) cancel: CancellationToken,
+    pub(super) snapshot: Arc<watch::Sender<NetworkSnapshot>>,
+    pub(super) own_heads: OwnHeads,
+    pub(super) subscribers: Vec<DerivedActorRef<NetworkEvent>>,
+    pub(super) identity_document: Vec<u8>,
+    pub(super) hosted: Hosted,
+    pub(super) roles: Vec<Role>,
+    pub(super) peer_book: crate::store::Store,
     /// Inbound Bitswap streams, for the engine.
-    bitswap_streams: mpsc::Sender<(PeerId, libp2p::Stream)>,
-    metrics: Arc<Metrics>,
+    pub(super) bitswap_streams: mpsc::Sender<(PeerId, libp2p::Stream)>,
+    pub(super) metrics: Arc<Metrics>,
     /// Requests sent for a command, answered on its reply port, with their start time.
-    pending: HashMap<OutboundRequestId, Pending>,
+    pub(super) pending: HashMap<OutboundRequestId, Pending>,
     /// Requests sent per peer and not answered yet.
-    in_flight: HashMap<PeerId, usize>,
+    pub(super) in_flight: HashMap<PeerId, usize>,
     /// Requests waiting for a peer's in-flight count to drop below the limit.
-    queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
+    pub(super) queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
     /// Heads announced since the last batch went out.
-    pending_heads: Vec<HeadAnnouncement>,
+    pub(super) pending_heads: Vec<HeadAnnouncement>,
     /// Identity requests the loop sent on its own.
-    identity_requests: HashSet<OutboundRequestId>,
+    pub(super) identity_requests: HashSet<OutboundRequestId>,
     /// Connected peers whose identity request failed, asked again at the next tick.
-    identity_retries: HashSet<PeerId>,
+    pub(super) identity_retries: HashSet<PeerId>,
     /// Requests a subscriber answers, by number, with when they arrived.
-    awaiting: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
-    next_awaiting: u64,
+    pub(super) awaiting: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
+    pub(super) next_awaiting: u64,
     /// Delivered bundles not acknowledged yet, by number, with when they arrived.
-    unacknowledged: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
-    next_delivery: u64,
+    pub(super) unacknowledged: HashMap<u64, (request_response::ResponseChannel<Response>, Instant)>,
+    pub(super) next_delivery: u64,
     /// Numbers of deliveries whose handlers are done, and whether a role took them
     /// ([`Taken`]).
-    acknowledged_tx: mpsc::Sender<(u64, bool)>,
-    acknowledged: mpsc::Receiver<(u64, bool)>,
+    pub(super) acknowledged_tx: mpsc::Sender<(u64, bool)>,
+    pub(super) acknowledged: mpsc::Receiver<(u64, bool)>,
     /// Digests of identity documents already handed on.
-    seen_identities: HashSet<[u8; 32]>,
+    pub(super) seen_identities: HashSet<[u8; 32]>,
     /// Whether the identity should be (re)announced at the next tick.
-    announce_due: bool,
+    pub(super) announce_due: bool,
     /// When the identity last went out.
-    last_announced: Option<Instant>,
+    pub(super) last_announced: Option<Instant>,
     /// A hosted identity was added and not announced yet.
-    hosted_added: bool,
+    pub(super) hosted_added: bool,
     /// Dials to bootstrap addresses not yet answered, so that a failure names its address.
-    bootstrap_dials: HashMap<libp2p::swarm::ConnectionId, Multiaddr>,
+    pub(super) bootstrap_dials: HashMap<libp2p::swarm::ConnectionId, Multiaddr>,
 }
 
 impl SwarmLoop {
-    async fn run(mut self, bootstrap: Vec<Multiaddr>) {
+    pub(super) async fn run(mut self, bootstrap: Vec<Multiaddr>) {
         let local = *self.swarm.local_peer_id();
         self.snapshot.send_modify(|s| {
             *s = NetworkSnapshot {
@@ -1248,50 +781,5 @@ impl SwarmLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(reference: &str) -> HeadAnnouncement {
-        HeadAnnouncement {
-            reference: reference.into(),
-            head: dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, reference.as_bytes()),
-        }
-    }
-
-    #[test]
-    fn heads_decode_as_a_batch_or_one_by_one_and_junk_is_refused() {
-        let batch = vec![head("a"), head("b")];
-        let encoded = dta_protocol::dagcbor::encode(&batch).unwrap();
-        assert_eq!(decode_heads(&encoded).unwrap(), batch);
-        let single = dta_protocol::dagcbor::encode(&head("c")).unwrap();
-        assert_eq!(decode_heads(&single).unwrap(), vec![head("c")]);
-        assert!(decode_heads(b"\xa1junk").is_err());
-        assert!(decode_heads(&dta_protocol::dagcbor::encode(&7u64).unwrap()).is_err());
-    }
-
-    #[test]
-    fn own_heads_keep_the_newest_per_order_and_are_bounded() {
-        let heads = OwnHeads::default();
-        heads.remember(head("a"));
-        heads.remember(head("b"));
-        let newer_a = HeadAnnouncement {
-            head: head("a2").head,
-            ..head("a")
-        };
-        heads.remember(newer_a.clone());
-        assert_eq!(heads.all(), vec![head("b"), newer_a]);
-        for i in 0..MAX_HEADS_IN_IDENTITY + 10 {
-            heads.remember(head(&format!("order-{i}")));
-        }
-        let all = heads.all();
-        assert_eq!(all.len(), MAX_HEADS_IN_IDENTITY);
-        assert_eq!(
-            all.last().unwrap().reference,
-            format!("order-{}", MAX_HEADS_IN_IDENTITY + 9)
-        );
     }
 }
