@@ -18,7 +18,7 @@
 //! nodes' passphrase (`DIR/passphrase`) and PIN files are mode 0600, as are the homes' files.
 //!
 //! With `lan`, every node runs in a network namespace of its own on a simulated LAN
-//! ([`crate::lan`]) and finds the others by mDNS only; its API is reached from inside its
+//! ([`lan`]) and finds the others by mDNS only; its API is reached from inside its
 //! namespace (`testnet.json` and the node's `node.json` name it; [`node`] says how to reach
 //! a node). `down` removes the namespaces too.
 
@@ -30,6 +30,8 @@ use dta_node::NodeFile;
 use dta_node::config::Config;
 use dta_node::home;
 use serde::{Deserialize, Serialize};
+
+pub mod lan;
 
 /// The file `up` writes.
 pub const TESTNET_FILE: &str = "testnet.json";
@@ -57,7 +59,7 @@ pub struct UpConfig {
     /// the module's free slot; with SoftHSM2, `SOFTHSM2_CONF` must name its configuration).
     pub pkcs11_module: Option<PathBuf>,
     /// Each node in a network namespace of its own on a simulated LAN, finding the others by
-    /// mDNS only (see [`crate::lan`]). Needs root.
+    /// mDNS only (see [`lan`]). Needs root.
     pub lan: bool,
 }
 
@@ -229,7 +231,7 @@ impl Made {
                 signal("-KILL", *pid);
             }
         }
-        crate::lan::remove(&self.namespaces);
+        lan::remove(&self.namespaces);
         for home_dir in &self.homes {
             keep_log(dir, home_dir);
             let _ = std::fs::remove_dir_all(home_dir);
@@ -274,7 +276,7 @@ fn check(config: &UpConfig) -> Result<(), TestnetError> {
         )));
     }
     if config.lan {
-        crate::lan::check(config.nodes)?;
+        lan::check(config.nodes)?;
     }
     Ok(())
 }
@@ -392,7 +394,7 @@ async fn launch(
     let lan = if config.lan {
         let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
         progress("making the LAN: a bridge namespace and one namespace per node");
-        let lan = crate::lan::create(&tag, config.nodes)?;
+        let lan = lan::create(&tag, config.nodes)?;
         made.namespaces = lan.namespaces();
         Some(lan)
     } else {
@@ -421,7 +423,7 @@ async fn launch(
                 "--home".into(),
                 home_dir,
                 "--listen".into(),
-                format!("/ip4/{}/tcp/7071", crate::lan::address(index)),
+                format!("/ip4/{}/tcp/7071", lan::address(index)),
                 "--api".into(),
                 "127.0.0.1:7070".into(),
             ],
@@ -506,10 +508,7 @@ async fn launch(
     let testnet = TestnetFile {
         nodes,
         binary: config.binary.clone(),
-        namespaces: lan
-            .as_ref()
-            .map(crate::lan::Lan::namespaces)
-            .unwrap_or_default(),
+        namespaces: lan.as_ref().map(lan::Lan::namespaces).unwrap_or_default(),
     };
     made.files.push(dir.join(TESTNET_FILE));
     save(dir, &testnet)?;
@@ -931,7 +930,7 @@ pub async fn down(dir: &Path, logs: Logs) -> Result<DownReport, TestnetError> {
             report.stopped += 1;
         }
     }
-    crate::lan::remove(&testnet.namespaces);
+    lan::remove(&testnet.namespaces);
     for node in &testnet.nodes {
         if node.home.starts_with(dir) {
             if logs == Logs::Keep {
