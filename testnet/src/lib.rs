@@ -11,8 +11,8 @@
 //!   with [`process::lan`], the network namespaces of `dta testnet up --lan`.
 //! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`).
 //!
-//! This crate defines no protocol or cryptography of its own, and parses no command lines:
-//! the `dta` binary does, and calls in here.
+//! This crate defines no protocol or cryptography of its own, and parses no arguments of the
+//! `dta` command: the binary does, and calls in here.
 
 #![warn(missing_docs)]
 
