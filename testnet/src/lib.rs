@@ -4,7 +4,7 @@
 //!   explicit bootstrap dials), for tests and demos.
 //! - [`demo`]: what `dta demo` runs: five nodes, one 2-of-3 custody order, a fiduciary
 //!   stopped, a release, and an audit from another node.
-//! - [`bench`]: the `dta bench` runs (custody, Bitswap, M-Pin, process testnets).
+//! - [`bench`](mod@bench): the `dta bench` runs (custody, Bitswap, M-Pin, process testnets).
 //! - [`interop`]: real IPFS nodes (kubo on go-libp2p, Helia on js-libp2p) beside a testnet,
 //!   for interop tests and the Bitswap benchmark.
 //! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`),
