@@ -4,27 +4,21 @@
 //!   explicit bootstrap dials), for tests and demos.
 //! - [`demo`]: what `dta demo` runs: five nodes, one 2-of-3 custody order, a fiduciary
 //!   stopped, a release, and an audit from another node.
-//! - [`bench`], [`bench_bitswap`], [`bench_mpin`], [`bench_testnet`]: the `dta bench` runs.
-//! - [`kubo`], [`helia`]: real IPFS nodes (go-libp2p and js-libp2p) beside a testnet, for
-//!   interop tests and the Bitswap benchmark.
+//! - [`bench`](mod@bench): the `dta bench` runs (custody, Bitswap, M-Pin, process testnets).
+//! - [`interop`]: real IPFS nodes (kubo on go-libp2p, Helia on js-libp2p) beside a testnet,
+//!   for interop tests and the Bitswap benchmark.
+//! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`),
+//!   with [`process::lan`], the network namespaces of `dta testnet up --lan`.
+//! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`).
 //!
-//! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`).
-//!
-//! - [`lan`]: the network namespaces of `dta testnet up --lan`.
-//!
-//! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`). This crate defines no protocol or cryptography of its own.
+//! This crate defines no protocol or cryptography of its own, and parses no arguments of the
+//! `dta` command: the binary does, and calls in here.
 
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod bench_bitswap;
-pub mod bench_mpin;
-pub mod bench_testnet;
 pub mod demo;
 pub mod harness;
-pub mod helia;
-pub mod kubo;
-pub mod lan;
-mod peer_process;
+pub mod interop;
 pub mod process;
 pub mod scenario;

@@ -294,7 +294,7 @@ fn check_groups(groups: &[Vec<String>], nodes: usize) -> Result<(), String> {
 }
 
 /// Runs a scenario on a fresh network under `dir` (with `lan`, each node in a network
-/// namespace of its own, found by mDNS: see [`crate::lan`]); `on_step` hears each result as
+/// namespace of its own, found by mDNS: see [`crate::process::lan`]); `on_step` hears each result as
 /// it comes.
 pub async fn run(
     scenario: &Scenario,

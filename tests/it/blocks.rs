@@ -1,5 +1,6 @@
 //! Blocks over HTTP: put and get, CAR export of an order's log and import on another node.
 
+use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
 use serde_json::Value;
 
@@ -171,7 +172,7 @@ async fn a_node_fetches_blocks_it_lacks_from_its_peers_over_bitswap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bitswap_benchmark_fetches_every_block() {
-    let report = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+    let report = bench::bitswap::run(bench::bitswap::BitswapBench {
         blocks: 20,
         size: 4096,
         kubo_python: None,
@@ -180,7 +181,7 @@ async fn the_bitswap_benchmark_fetches_every_block() {
     .expect("benchmark runs");
     assert_eq!(report.blocks, 20);
     assert!(report.mib_per_second > 0.0 && report.blocks_per_second > 0.0);
-    let refused = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+    let refused = bench::bitswap::run(bench::bitswap::BitswapBench {
         blocks: 1,
         size: dta_protocol::bitswap::MAX_BLOCK_SIZE + 1,
         kubo_python: None,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use dta_actors::roles::Role;
+use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
 
@@ -822,7 +823,7 @@ async fn an_uninvolved_node_audits_the_log_and_catches_a_tampered_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_custody_benchmark_runs_every_phase() {
-    let report = dta_testnet::bench::custody(dta_testnet::bench::CustodyBench {
+    let report = bench::custody::run(bench::custody::CustodyBench {
         orders: 3,
         fiduciaries: 3,
         threshold: 2,

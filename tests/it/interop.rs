@@ -9,9 +9,11 @@
 //! -p dta-tests --test it -- --ignored interop::`.
 
 use dta_protocol::block::{DAG_CBOR, RAW, cid_of};
+use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
-use dta_testnet::helia::Helia;
-use dta_testnet::kubo::{Kubo, PeerError};
+use dta_testnet::interop::PeerError;
+use dta_testnet::interop::helia::Helia;
+use dta_testnet::interop::kubo::Kubo;
 use serde_json::{Value, json};
 
 /// dag-pb, the codec of UnixFS nodes.
@@ -287,8 +289,8 @@ async fn dta_fetches_each_block_from_whichever_of_kubo_and_helia_has_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kubo: scripts/test runs it"]
 async fn the_bitswap_benchmark_fetches_from_dta_and_from_kubo() {
-    let python = std::env::var_os(dta_testnet::kubo::PYTHON_ENV).expect("DTA_KUBO_PYTHON");
-    let report = dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
+    let python = std::env::var_os(dta_testnet::interop::kubo::PYTHON_ENV).expect("DTA_KUBO_PYTHON");
+    let report = bench::bitswap::run(bench::bitswap::BitswapBench {
         blocks: 50,
         size: 16 * 1024,
         kubo_python: Some(python.into()),

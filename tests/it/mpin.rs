@@ -6,6 +6,7 @@
 use dta_crypto::mpin::{self, G1Point, MpinScalar};
 use dta_protocol::envelope::Kind;
 use dta_protocol::mpin::{MpinAnswer, MpinSecret, MpinSharePoint};
+use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
 
@@ -387,7 +388,7 @@ async fn a_share_from_an_authority_that_was_not_asked_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mpin_benchmark_runs_every_phase() {
-    let report = dta_testnet::bench_mpin::mpin(dta_testnet::bench_mpin::MpinBench {
+    let report = bench::mpin::run(bench::mpin::MpinBench {
         issuances: 5,
         checks: 4,
     })

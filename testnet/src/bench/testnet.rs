@@ -27,7 +27,7 @@ pub struct TestnetFigures {
 
 /// Runs one testnet per size in `sizes`, each in a fresh directory under `dir`, and takes each
 /// down again.
-pub async fn testnet(
+pub async fn run(
     sizes: &[usize],
     dir: PathBuf,
     binary: PathBuf,

@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::process::TestnetError;
+use super::TestnetError;
 
 /// The node's address on the LAN.
 pub fn address(index: usize) -> String {

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use ractor::ActorRef;
 use serde::Serialize;
 
-use crate::bench::{BenchError, PHASE_TIMEOUT, identity_of, principal_of};
+use super::{BenchError, PHASE_TIMEOUT, identity_of, principal_of};
 use crate::harness::Testnet;
 
 /// Requests kept in flight at once.
@@ -54,7 +54,7 @@ pub struct MpinReport {
 }
 
 /// Runs the benchmark.
-pub async fn mpin(config: MpinBench) -> Result<MpinReport, BenchError> {
+pub async fn run(config: MpinBench) -> Result<MpinReport, BenchError> {
     if config.issuances == 0 || config.checks == 0 {
         return Err(BenchError::Custody(
             "need at least one issuance and one check".into(),

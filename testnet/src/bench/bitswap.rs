@@ -11,9 +11,9 @@ use dta_protocol::block::{RAW, cid_of};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::bench::BenchError;
+use super::BenchError;
 use crate::harness::Testnet;
-use crate::kubo::Kubo;
+use crate::interop::kubo::Kubo;
 
 /// Fetches kept in flight at once, the same for both sources.
 pub const IN_FLIGHT: usize = 32;
@@ -60,7 +60,7 @@ pub struct KuboFigures {
 }
 
 /// Runs the benchmark.
-pub async fn bitswap(config: BitswapBench) -> Result<BitswapReport, BenchError> {
+pub async fn run(config: BitswapBench) -> Result<BitswapReport, BenchError> {
     if config.blocks == 0 || config.size == 0 || config.size > dta_protocol::bitswap::MAX_BLOCK_SIZE
     {
         return Err(BenchError::Custody(format!(

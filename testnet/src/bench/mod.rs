@@ -1,0 +1,57 @@
+//! The `dta bench` runs, one module each, and what they share: their error and the in-process
+//! testnet's actors they drive.
+//!
+//! - [`custody`]: orders and releases on an in-process testnet (`dta bench custody`).
+//! - [`bitswap`]: block fetches over Bitswap, from a dta node and from kubo
+//!   (`dta bench bitswap`).
+//! - [`mpin`]: M-Pin share issuance and the server's check (`dta bench mpin`).
+//! - [`testnet`]: process testnets of growing size, to full knowledge (`dta bench testnet`).
+//!
+//! They report figures and judge none: `dta bench` prints them, the tests only check that every
+//! phase ran. Each starts and stops the networks it measures; none keeps anything afterwards.
+
+use std::time::Duration;
+
+use dta_actors::roles::RoleMsg;
+use dta_protocol::Cid;
+use ractor::ActorRef;
+
+use crate::harness::{HarnessError, Testnet};
+
+pub mod bitswap;
+pub mod custody;
+pub mod mpin;
+pub mod testnet;
+
+/// Longest wait for any one phase.
+pub const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why the benchmark failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The testnet.
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    /// An order or release was refused.
+    #[error("{0}")]
+    Custody(String),
+    /// A phase took too long.
+    #[error("a phase did not finish within {PHASE_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// Node `i`'s principal actor.
+pub(crate) fn principal_of(net: &Testnet, i: usize) -> Result<ActorRef<RoleMsg>, BenchError> {
+    ractor::registry::where_is(format!("{}/principal", net.node(i).info().peer_id))
+        .map(Into::into)
+        .ok_or_else(|| BenchError::Custody("no principal actor".into()))
+}
+
+/// Node `i`'s identity CID.
+pub(crate) fn identity_of(net: &Testnet, i: usize) -> Result<Cid, BenchError> {
+    net.node(i)
+        .info()
+        .identity
+        .parse()
+        .map_err(|_| BenchError::Custody("bad identity CID".into()))
+}

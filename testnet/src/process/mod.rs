@@ -1,0 +1,338 @@
+//! Process testnets: `dta testnet up|status|down|logs`.
+//!
+//! `up` creates one home per node under a directory, starts a `dta run` process for each on
+//! 127.0.0.1 (free ports, mDNS off, every node bootstrapping from the first), waits until
+//! every node knows every identity, and writes `DIR/testnet.json`. The processes outlive the
+//! command (each in a process group of its own); `down` stops exactly the pids `up` started,
+//! after checking each is still a `dta run` of that directory, and removes what `up` made but
+//! the nodes' logs, which it keeps in `DIR/logs/` unless asked to purge them. An `up` that
+//! fails removes what it made the same way; one given arguments it cannot launch makes
+//! nothing.
+//!
+//! Roles: the first P nodes are principals, the next F fiduciaries, the next B beneficiaries;
+//! any further nodes are fiduciaries too. Principals' `/v1` orders default to all
+//! fiduciaries with threshold T.
+//!
+//! With a PKCS#11 module, each node gets a token of its own (random user PIN in
+//! `DIR/pkcs11-pin`, which the nodes' configs name; `down` leaves the tokens in place). The
+//! nodes' passphrase (`DIR/passphrase`) and PIN files are mode 0600, as are the homes' files.
+//!
+//! With `lan`, every node runs in a network namespace of its own on a simulated LAN
+//! ([`lan`]) and finds the others by mDNS only; its API is reached from inside its
+//! namespace (`testnet.json` and the node's `node.json` name it; [`node`] says how to reach
+//! a node). `down` removes the namespaces too.
+//!
+//! This module holds what the commands share: `testnet.json`, the errors, `status` and where
+//! the logs are. Bringing a testnet up, undoing a failed launch and starting a stopped node
+//! again are in `launch`; taking it down and stopping one node are in `stop`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use dta_node::home;
+use serde::{Deserialize, Serialize};
+
+pub mod lan;
+mod launch;
+mod stop;
+
+pub use launch::{BOOTSTRAP_PEERS, KNOWLEDGE_TIMEOUT, UpConfig, restart_node, up};
+pub use stop::{DownReport, Logs, down, stop_node};
+
+/// The file `up` writes.
+pub const TESTNET_FILE: &str = "testnet.json";
+
+/// One node of a running testnet, as `testnet.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetNode {
+    /// Its name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Identity CID.
+    pub identity: String,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// HTTP API URL.
+    pub api: String,
+    /// Process id.
+    pub pid: u32,
+    /// Home directory.
+    pub home: PathBuf,
+    /// Its network namespace, on a LAN testnet (its API is reached from inside it).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The command line it runs (to start it again).
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+/// `testnet.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetFile {
+    /// The nodes.
+    pub nodes: Vec<TestnetNode>,
+    /// The binary they run.
+    pub binary: PathBuf,
+    /// The network namespaces `up` made (a LAN testnet), removed by `down`.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// One node's state for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Whether its process runs and answers.
+    pub alive: bool,
+    /// Connected peers.
+    pub peers: Option<usize>,
+    /// Known identities.
+    pub identities: Option<usize>,
+    /// Order records.
+    pub orders: Option<usize>,
+}
+
+/// Why a testnet command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    /// Bad arguments.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file or process problem.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was touched.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A home could not be made.
+    #[error("node {index}: {source}")]
+    Home {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: home::HomeError,
+    },
+    /// A node did not come up.
+    #[error("node {name} did not start within {seconds} s; see {log}")]
+    NotStarted {
+        /// The node.
+        name: String,
+        /// How long we waited.
+        seconds: u64,
+        /// Its log.
+        log: String,
+    },
+    /// Not every node learned every identity in time.
+    #[error(
+        "after {waited:?} not every node knows every identity: {lagging}; the testnet was \
+         taken down, its logs are in {logs}"
+    )]
+    Knowledge {
+        /// How long `up` waited.
+        waited: Duration,
+        /// The nodes that did not, with how many identities each knew.
+        lagging: String,
+        /// Where the logs were kept.
+        logs: String,
+    },
+    /// No testnet there.
+    #[error("{0} holds no testnet (no testnet.json)")]
+    NoTestnet(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
+    move |source| TestnetError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `DIR/testnet.json`.
+fn save(dir: &Path, testnet: &TestnetFile) -> Result<(), TestnetError> {
+    let path = dir.join(TESTNET_FILE);
+    let text = serde_json::to_string_pretty(testnet).map_err(|e| TestnetError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    // Written aside and renamed over the old one: a reader (`status`, a scenario, a test)
+    // sees the old file or the new one, never half of one.
+    let partial = dir.join(format!("{TESTNET_FILE}.partial"));
+    std::fs::write(&partial, text).map_err(io(&partial))?;
+    std::fs::rename(&partial, &path).map_err(io(&path))
+}
+
+/// Reads `DIR/testnet.json`.
+pub fn load(dir: &Path) -> Result<TestnetFile, TestnetError> {
+    let path = dir.join(TESTNET_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| TestnetError::NoTestnet(dir.display().to_string()))?;
+    serde_json::from_str(&text).map_err(|e| TestnetError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })
+}
+
+fn find<'a>(testnet: &'a TestnetFile, name: &str) -> Result<&'a TestnetNode, TestnetError> {
+    testnet
+        .nodes
+        .iter()
+        .find(|n| n.name == name || n.name == format!("node-{name}"))
+        .ok_or_else(|| {
+            TestnetError::Invalid(format!(
+                "no node {name:?} in this testnet (nodes: node-0 … node-{})",
+                testnet.nodes.len().saturating_sub(1)
+            ))
+        })
+}
+
+/// One node of the testnet in `dir`, by name (`node-3`) or index (`3`): how to reach it.
+pub fn node(dir: &Path, name: &str) -> Result<TestnetNode, TestnetError> {
+    find(&load(dir)?, name).cloned()
+}
+
+/// Whether `pid` is a `dta run` of `home` (not a reused pid of something else).
+pub(crate) fn is_our_node(pid: u32, home_dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let home_arg = home_dir.as_os_str().as_encoded_bytes();
+    args.contains(&&b"run"[..]) && args.contains(&home_arg)
+}
+
+/// Every node's state.
+pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
+    let testnet = load(dir)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| TestnetError::Invalid(e.to_string()))?;
+    let mut out = Vec::with_capacity(testnet.nodes.len());
+    for node in &testnet.nodes {
+        let running = is_our_node(node.pid, &node.home);
+        let peers = if running {
+            count(&client, &testnet.binary, node, "peers").await
+        } else {
+            None
+        };
+        out.push(NodeStatus {
+            name: node.name.clone(),
+            roles: node.roles.clone(),
+            alive: running && peers.is_some(),
+            peers,
+            identities: if running {
+                count(&client, &testnet.binary, node, "identities").await
+            } else {
+                None
+            },
+            orders: if running {
+                count(&client, &testnet.binary, node, "orders").await
+            } else {
+                None
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// How many entries a node's `/v2/{what}` lists (`identities`, `peers`, `orders`). A node in
+/// a namespace is asked from inside it, by the `dta` client run there.
+async fn count(
+    client: &reqwest::Client,
+    binary: &Path,
+    node: &TestnetNode,
+    what: &str,
+) -> Option<usize> {
+    let body: serde_json::Value = match &node.namespace {
+        None => {
+            let url = format!("{}/v2/{what}", node.api);
+            client.get(url).send().await.ok()?.json().await.ok()?
+        }
+        Some(namespace) => {
+            let command: &[&str] = match what {
+                "orders" => &["order", "list"],
+                other => &[other][..],
+            };
+            let output = tokio::process::Command::new("ip")
+                .args(["netns", "exec", namespace])
+                .arg(binary)
+                .args(command)
+                .args(["--api", &node.api, "--json"])
+                .env_remove("DTA_API")
+                .env_remove("DTA_HOME")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .await
+                .ok()?;
+            serde_json::from_slice(&output.stdout).ok()?
+        }
+    };
+    body.as_array().map(Vec::len)
+}
+
+/// Where the logs of nodes that were taken down are kept.
+pub fn logs_dir(dir: &Path) -> PathBuf {
+    dir.join("logs")
+}
+
+fn kept_log(dir: &Path, name: &str) -> PathBuf {
+    logs_dir(dir).join(format!("{name}.log"))
+}
+
+/// The log file of a node, by name (`node-3`) or index (`3`): in its home while the testnet
+/// is up, else where `down` kept it.
+pub fn log_path(dir: &Path, node: &str) -> Result<PathBuf, TestnetError> {
+    match load(dir) {
+        Ok(testnet) => Ok(find(&testnet, node)?.home.join("log")),
+        Err(TestnetError::NoTestnet(_)) => {
+            let name = if node.starts_with("node-") {
+                node.to_owned()
+            } else {
+                format!("node-{node}")
+            };
+            let kept = kept_log(dir, &name);
+            if kept.exists() {
+                Ok(kept)
+            } else {
+                Err(TestnetError::NoTestnet(dir.display().to_string()))
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_never_sees_half_a_testnet_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let testnet = TestnetFile {
+            nodes: Vec::new(),
+            binary: PathBuf::from("dta"),
+            namespaces: (0..200).map(|i| format!("namespace-{i}")).collect(),
+        };
+        save(dir.path(), &testnet).unwrap();
+        let writing = {
+            let (dir, testnet) = (dir.path().to_owned(), testnet.clone());
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    save(&dir, &testnet).unwrap();
+                }
+            })
+        };
+        while !writing.is_finished() {
+            assert_eq!(load(dir.path()).unwrap(), testnet);
+        }
+        writing.join().unwrap();
+    }
+}
