@@ -4,6 +4,7 @@
 mod audit;
 mod client;
 mod mpin;
+mod order;
 mod output;
 mod wait;
 
@@ -122,7 +123,7 @@ enum Command {
     /// Custody orders: create, list, show, release, and a beneficiary's received secret.
     Order {
         #[command(subcommand)]
-        command: client::OrderCommand,
+        command: order::OrderCommand,
     },
     /// Blocks: get, put, import a CAR archive.
     Block {
@@ -500,7 +501,7 @@ fn main() -> std::process::ExitCode {
                 command: KeystoreCommand::Migrate { .. }
             }
     ) {
-        home::restrict_umask();
+        dta_node::private::restrict_umask();
     }
     // A benchmark's nodes would drown its report in their logs; the demo's report tells all
     // that happens, including the delivery to the fiduciary it stopped, which fails.
@@ -658,7 +659,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Identity {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
-        Command::Order { command } => client::order(command).await?,
+        Command::Order { command } => order::order(command).await?,
         Command::Mpin { command } => mpin::run(command).await?,
         Command::Testnet { command } => testnet(command).await?,
         Command::Scenario {

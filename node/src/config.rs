@@ -170,7 +170,7 @@ impl Config {
     /// Writes `HOME/config.toml`, mode 0600 like every file of a home.
     pub fn save(&self, home: &Path) -> std::io::Result<()> {
         let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
-        crate::home::write_private_file(&home.join("config.toml"), text.as_bytes())
+        crate::private::write_private_file(&home.join("config.toml"), text.as_bytes())
     }
 
     /// Checks every address, peer id and role.

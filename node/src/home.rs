@@ -15,6 +15,7 @@
 //! restrict their umask first ([`restrict_umask`]). [`loose_modes`] lists what is open to
 //! others in an existing home.
 
+use crate::private::{DIR_MODE, FILE_MODE, write_private_file};
 use std::fs::{OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -46,10 +47,6 @@ pub const PIN_ENV: &str = "DTA_PKCS11_PIN";
 pub const IDENTITY_SEED: &str = "identity-seed";
 /// Metadata key of this node's own identity document.
 pub const OWN_IDENTITY: &[u8] = b"own-identity";
-/// Mode of a home and of every directory in it: the owner only.
-pub const DIR_MODE: u32 = 0o700;
-/// Mode of every file in a home: the owner only.
-pub const FILE_MODE: u32 = 0o600;
 /// Permission bits of the group and of others: none may be set in a home.
 const OPEN_TO_OTHERS: u32 = 0o077;
 
@@ -616,32 +613,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
         .map_err(io(path))?;
     file.write_all(bytes).map_err(io(path))?;
     file.sync_all().map_err(io(path))
-}
-
-/// Writes `bytes` to `path` (created or truncated) with mode 0600, whatever the umask and
-/// whatever mode an earlier file of that name had. For every file of a home, and for the
-/// files that hold a passphrase or PIN.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(path)?;
-    // The mode given at creation does nothing to a file that already existed.
-    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
-    file.write_all(bytes)
-}
-
-/// Makes everything this process creates from now on private to its owner (umask 077).
-///
-/// The commands that create, run or migrate a home call it first: RocksDB creates its files
-/// (tables, logs, manifests) itself, all the time a node runs, with the modes the umask
-/// leaves. The umask belongs to the whole process, so the library never sets it on its own
-/// (in-process test networks keep theirs).
-pub fn restrict_umask() {
-    rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
 }
 
 /// Creates `dir` (and its missing parents, with the usual modes) and makes it mode 0700,

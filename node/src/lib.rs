@@ -8,6 +8,7 @@
 //! - [`http`]: the HTTP API (axum) and `/metrics`.
 //! - [`logging`]: tracing-subscriber setup.
 //! - [`ports`]: whether the listen ports are free before a start.
+//! - [`private`]: files and directories private to their owner (modes, umask).
 //! - [`netns`]: the named network namespace a process runs in (for `node.json`).
 //!
 //! What it does not do: protocol internals (dta-protocol), actors (dta-actors), the testnet
@@ -22,6 +23,7 @@ pub mod http;
 pub mod logging;
 pub mod netns;
 pub mod ports;
+pub mod private;
 pub mod run;
 
 pub use run::{Node, NodeFile, RunError, RunOptions, run};

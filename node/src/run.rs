@@ -288,7 +288,7 @@ impl Node {
             path: node_file.display().to_string(),
             source: e.into(),
         })?;
-        home::write_private_file(&node_file, text.as_bytes()).map_err(|source| {
+        crate::private::write_private_file(&node_file, text.as_bytes()).map_err(|source| {
             RunError::NodeFile {
                 path: node_file.display().to_string(),
                 source,

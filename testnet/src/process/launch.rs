@@ -163,7 +163,7 @@ async fn launch(
     // The passphrase and PIN files are the owner's alone, whatever the umask.
     let passphrase = dir.join("passphrase");
     made.files.push(passphrase.clone());
-    home::write_private_file(
+    dta_node::private::write_private_file(
         &passphrase,
         hex::encode(dta_crypto::Secret::<24>::random().expose()).as_bytes(),
     )
@@ -175,7 +175,7 @@ async fn launch(
     if config.pkcs11_module.is_some() {
         made.files.push(pin.clone());
         let user_pin = hex::encode(dta_crypto::Secret::<12>::random().expose());
-        home::write_private_file(&pin, user_pin.as_bytes()).map_err(io(&pin))?;
+        dta_node::private::write_private_file(&pin, user_pin.as_bytes()).map_err(io(&pin))?;
     }
     let role_of = |i: usize| {
         if i < config.principals {
@@ -435,7 +435,7 @@ fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> 
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(home::FILE_MODE)
+        .mode(dta_node::private::FILE_MODE)
         .open(&log_path)
         .map_err(io(&log_path))?;
     let err = log.try_clone().map_err(io(&log_path))?;

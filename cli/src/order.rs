@@ -1,0 +1,325 @@
+//! `dta order ...`: create (with `--wait`), list, show, release (with `--wait`) and a
+//! beneficiary's received secret, through the node's HTTP API. Secrets given or received are
+//! wiped from the command's own buffers once used; a received secret written to a file is
+//! written mode 0600.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::client::{ClientArgs, of_principal, table, text};
+use crate::output::outln;
+use crate::wait::{self, Goal};
+
+/// `dta order ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum OrderCommand {
+    /// Ask fiduciaries to take custody: of a secret, t-of-n (`safeguardsecret`), or of a key
+    /// they generate, n-of-n (`bitcoinwallet`, `milagro`).
+    Create {
+        /// A fiduciary identity CID (repeat, in share order).
+        #[arg(long = "fiduciary", required = true)]
+        fiduciaries: Vec<String>,
+        /// Shares needed to release.
+        #[arg(long)]
+        threshold: u32,
+        /// The beneficiary identity CID.
+        #[arg(long)]
+        beneficiary: Option<String>,
+        /// Order reference (generated if absent).
+        #[arg(long)]
+        reference: Option<String>,
+        /// The secret, as text, for `safeguardsecret` (use --secret-file to keep it out of
+        /// the shell history).
+        #[arg(long, conflicts_with = "secret_file")]
+        secret: Option<String>,
+        /// A file holding the secret: its exact bytes, text or not, are the secret.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// Plugin input as KEY=VALUE (repeatable), for example `coin=1` for `bitcoinwallet`.
+        #[arg(long = "input", value_parser = key_value)]
+        input: Vec<(String, String)>,
+        /// How many releases are allowed.
+        #[arg(long, default_value_t = 1)]
+        max_releases: u32,
+        /// Plugin.
+        #[arg(long, default_value = "safeguardsecret")]
+        plugin: String,
+        /// Wait until the order is certified (at most SECONDS, 60 by default); fail naming
+        /// the fiduciaries that have not signed if it is not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Orders this node knows.
+    List(ClientArgs),
+    /// One order, as each local role sees it.
+    Show {
+        /// The order reference.
+        reference: String,
+        /// Whose order, where two principals used the reference.
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Release an order to its beneficiary.
+    Release {
+        /// The order reference.
+        reference: String,
+        /// Another beneficiary than the order's.
+        #[arg(long)]
+        beneficiary: Option<String>,
+        /// Wait until the beneficiary holds the secret (at most SECONDS, 60 by default); fail
+        /// naming who has not answered if it does not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The secret a beneficiary received: as text when it is UTF-8, else as hex.
+    Secret {
+        /// The order reference.
+        reference: String,
+        /// Write the secret's exact bytes to this file (mode 0600) instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Whose order, where two principals used the reference.
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn order_rows(orders: &Value) {
+    let rows = orders
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            vec![
+                text(&o["reference"]),
+                text(&o["role"]),
+                text(&o["state"]),
+                format!(
+                    "{}/{}",
+                    text(&o["threshold"]),
+                    o["fiduciaries"].as_array().map_or(0, Vec::len)
+                ),
+                text(&o["head"]),
+                waiting_for(o),
+            ]
+        })
+        .collect();
+    table(
+        &["REFERENCE", "ROLE", "STATE", "T/N", "HEAD", "WAITING FOR"],
+        rows,
+    );
+}
+
+/// Who a principal's order still waits for and since when: `receipt from CID since
+/// 12:00:01 UTC (3 s), ...`, or `-`.
+fn waiting_for(order: &Value) -> String {
+    if order["waiting_for"].as_array().is_none_or(Vec::is_empty) {
+        return "-".into();
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    crate::wait::unanswered(order, now_ms)
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// Runs an order command.
+pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
+    match command {
+        OrderCommand::Create {
+            fiduciaries,
+            threshold,
+            beneficiary,
+            reference,
+            secret,
+            secret_file,
+            max_releases,
+            plugin,
+            input,
+            wait,
+            client,
+        } => {
+            let input: std::collections::BTreeMap<String, String> = input.into_iter().collect();
+            let mut body = serde_json::json!({
+                "reference": reference,
+                "plugin": plugin,
+                "fiduciaries": fiduciaries,
+                "threshold": threshold,
+                "beneficiary": beneficiary,
+                "max_releases": max_releases,
+                "input": input,
+            });
+            if let Some(secret) = secret {
+                body["secret"] = Value::String(secret);
+            }
+            if let Some(file) = secret_file {
+                // The file's bytes as they are, in hex: a key or any other binary secret
+                // arrives unchanged, where text would refuse bytes that are not UTF-8.
+                let bytes = Zeroizing::new(
+                    std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                );
+                body["secret_hex"] = Value::String(hex::encode(&*bytes));
+            }
+            let created = client.post_json("/v2/orders", &body).await;
+            wipe_secret(&mut body);
+            let mut created = created?;
+            if let Some(seconds) = wait {
+                created = wait::until(&client, created, Goal::Certified, seconds).await?;
+            }
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                outln!("{}", text(&created["reference"]));
+            }
+        }
+        OrderCommand::List(client) => {
+            let orders = client.get("/v2/orders").await?;
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&orders)?);
+            } else {
+                order_rows(&orders);
+            }
+        }
+        OrderCommand::Show {
+            reference,
+            principal,
+            client,
+        } => {
+            let path = of_principal(format!("/v2/orders/{reference}"), principal.as_deref());
+            let orders = client.get(&path).await?;
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&orders)?);
+            } else {
+                order_rows(&orders);
+            }
+        }
+        OrderCommand::Release {
+            reference,
+            beneficiary,
+            wait,
+            client,
+        } => {
+            let mut released = client
+                .post(
+                    &format!("/v2/orders/{reference}/release"),
+                    serde_json::json!({ "beneficiary": beneficiary }),
+                )
+                .await?;
+            if let Some(seconds) = wait {
+                let goal = Goal::Receipt(wait::latest_release(&released));
+                released = wait::until(&client, released, goal, seconds).await?;
+            }
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&released)?);
+            } else if wait.is_some() {
+                outln!("{reference} released to its beneficiary");
+            } else {
+                outln!(
+                    "release of {reference} sent; state {}; waiting for {}",
+                    text(&released["state"]),
+                    waiting_for(&released)
+                );
+            }
+        }
+        OrderCommand::Secret {
+            reference,
+            out,
+            principal,
+            client,
+        } => {
+            let path = of_principal(
+                format!("/v2/orders/{reference}/secret"),
+                principal.as_deref(),
+            );
+            let mut secret = client.get(&path).await?;
+            let shown = show_secret(&client, &reference, &secret, out.as_deref());
+            wipe_secret(&mut secret);
+            shown?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints a received secret, or writes its exact bytes to `out`.
+fn show_secret(
+    client: &ClientArgs,
+    reference: &str,
+    secret: &Value,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let Some(out) = out else {
+        if client.json {
+            outln!("{}", serde_json::to_string_pretty(secret)?);
+        } else if secret["secret"].is_string() {
+            outln!("{}", text(&secret["secret"]));
+        } else {
+            outln!("{}", text(&secret["secret_hex"]));
+        }
+        return Ok(());
+    };
+    let written = write_secret(out, secret)?;
+    if client.json {
+        outln!(
+            "{}",
+            json!({ "reference": reference, "out": out.display().to_string(), "bytes": written })
+        );
+    } else {
+        outln!("{written} bytes written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Writes the exact bytes of a received secret (the answer's `secret_hex`) to `path`, readable
+/// by its owner only: mode 0600 is set before anything is written, also on a file that was
+/// there before with a looser mode.
+fn write_secret(path: &Path, answer: &Value) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let digits = answer["secret_hex"]
+        .as_str()
+        .context("the node's answer has no secret_hex")?;
+    // Decoded into a buffer that is wiped even if the digits are bad.
+    let mut bytes = Zeroizing::new(vec![0; digits.len() / 2]);
+    hex::decode_to_slice(digits, bytes.as_mut_slice())
+        .map_err(|_| anyhow::anyhow!("the node answered a malformed secret_hex"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(bytes.len())
+}
+
+/// Wipes the secret fields of a request or answer once they have served.
+fn wipe_secret(value: &mut Value) {
+    for field in ["secret", "secret_hex", "secret_base64"] {
+        if let Some(Value::String(text)) = value.get_mut(field) {
+            text.zeroize();
+        }
+    }
+}
