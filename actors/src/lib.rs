@@ -34,6 +34,7 @@ pub mod mpin;
 pub mod network;
 pub mod peer_book;
 pub mod plugin;
+pub mod registry;
 pub mod role;
 pub mod roles;
 pub mod states;

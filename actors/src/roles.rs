@@ -19,6 +19,10 @@ use crate::mpin;
 use crate::network::{NetworkEvent, NetworkHandle, Taken};
 pub use crate::role::Role;
 
+/// How long a caller waits for a role actor's answer to an order, a release or an M-Pin
+/// request before giving up (the step may still finish).
+pub const CALL_TIMEOUT_MS: u64 = 60_000;
+
 /// How often a principal sends again what its stalled orders and open releases still need,
 /// and a beneficiary asks again for the shares an open release lacks.
 pub const RESUME_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);

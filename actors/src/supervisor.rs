@@ -17,6 +17,7 @@ use crate::identities::{Directory, IdentitiesActor, IdentitiesArgs, IdentitiesMs
 use crate::keystore::{KeystoreActor, KeystoreArgs, KeystoreMsg};
 use crate::metrics::Metrics;
 use crate::network::{NetworkActor, NetworkArgs, NetworkCommand, NetworkHandle};
+use crate::registry::Child;
 use crate::roles::{Role, RoleActor, RoleArgs, RoleMsg};
 use crate::store::{Store, StoreActor, StoreMsg};
 
@@ -25,33 +26,6 @@ use crate::store::{Store, StoreActor, StoreMsg};
 pub const MAX_RESTARTS: usize = 10;
 /// The window for [`MAX_RESTARTS`].
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
-
-/// The kinds of child the supervisor runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Child {
-    /// The rocksdb writer.
-    Store,
-    /// The keystore.
-    Keystore,
-    /// The identity directory.
-    Identities,
-    /// The network.
-    Network,
-    /// A role.
-    Role(Role),
-}
-
-impl Child {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Store => "store",
-            Self::Keystore => "keystore",
-            Self::Identities => "identities",
-            Self::Network => "network",
-            Self::Role(role) => role.name(),
-        }
-    }
-}
 
 /// Everything the node's actors need.
 #[derive(Debug, Clone)]
@@ -117,7 +91,7 @@ impl NodeSupervisor {
         state: &mut SupervisorState,
         child: Child,
     ) -> Result<(), ActorProcessingErr> {
-        let name = Some(format!("{}/{}", state.args.prefix, child.name()));
+        let name = Some(crate::registry::name(&state.args.prefix, child));
         let supervisor = myself.get_cell();
         let cell = match child {
             Child::Store => {
@@ -170,7 +144,7 @@ impl NodeSupervisor {
                         directory: state.args.directory.subscribe(),
                         store: state.args.store.clone(),
                         network: state.args.network_handle.clone(),
-                        keystore: format!("{}/{}", state.args.prefix, Child::Keystore.name()),
+                        keystore: crate::registry::name(&state.args.prefix, Child::Keystore),
                         events: state.args.custody_events.clone(),
                         staged: Default::default(),
                         progress: Default::default(),

@@ -151,7 +151,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     ractor::call_t!(
         principal,
         |reply| RoleMsg::CreateOrder { order, reply },
-        60_000
+        dta_actors::roles::CALL_TIMEOUT_MS
     )
     .map_err(|e| failed("order")(e.to_string()))?
     .map_err(|e| failed("order")(e.to_string()))?;
@@ -182,7 +182,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
             beneficiary: None,
             reply
         },
-        60_000
+        dta_actors::roles::CALL_TIMEOUT_MS
     )
     .map_err(|e| failed("release")(e.to_string()))?
     .map_err(|e| failed("release")(e.to_string()))?;
@@ -241,8 +241,7 @@ fn role_actor(
     node: usize,
     role: Role,
 ) -> Result<ractor::ActorRef<RoleMsg>, DemoError> {
-    ractor::registry::where_is(format!("{}/{}", net.node(node).info().peer_id, role.name()))
-        .map(Into::into)
+    dta_actors::registry::role(&net.node(node).info().peer_id, role)
         .ok_or_else(|| failed("actors")(format!("no {} actor", role.name())))
 }
 
@@ -299,14 +298,12 @@ async fn received_secret(net: &Testnet) -> Result<SecretBytes, DemoError> {
         .get(Column::Keystore, name.as_bytes())
         .map_err(|e| failed("release")(e.to_string()))?
         .ok_or_else(|| failed("release")("the beneficiary kept no secret".into()))?;
-    let keystore: ractor::ActorRef<KeystoreMsg> =
-        ractor::registry::where_is(format!("{}/keystore", node.info().peer_id))
-            .map(Into::into)
-            .ok_or_else(|| failed("release")("no keystore actor".into()))?;
+    let keystore = dta_actors::registry::keystore(&node.info().peer_id)
+        .ok_or_else(|| failed("release")("no keystore actor".into()))?;
     ractor::call_t!(
         keystore,
         |reply| KeystoreMsg::Unwrap { name, blob, reply },
-        30_000
+        dta_actors::context::KEYSTORE_TIMEOUT_MS
     )
     .map_err(|e| failed("release")(e.to_string()))?
     .map_err(failed("release"))

@@ -288,9 +288,8 @@ pub(crate) async fn stranger(
     .unwrap();
     let document = dta_protocol::dagcbor::encode(local.identity().document()).unwrap();
     for node in known_to {
-        let identities =
-            ractor::registry::where_is(format!("{}/identities", net.node(*node).info().peer_id))
-                .expect("identities actor");
+        let identities = dta_actors::registry::identities(&net.node(*node).info().peer_id)
+            .expect("identities actor");
         identities
             .send_message(dta_actors::identities::IdentitiesMsg::Network(
                 dta_actors::network::NetworkEvent::IdentityReceived {
@@ -385,10 +384,8 @@ pub(crate) async fn deliver_and_settle(
         .await
         .expect("delivered");
     assert_eq!(answer, dta_protocol::network::Response::Accepted);
-    let actor: ractor::ActorRef<dta_actors::roles::RoleMsg> =
-        ractor::registry::where_is(format!("{}/{role}", net.node(to).info().peer_id))
-            .expect("role actor")
-            .into();
+    let actor = dta_actors::registry::role(&net.node(to).info().peer_id, role.parse().unwrap())
+        .expect("role actor");
     ractor::call_t!(actor, dta_actors::roles::RoleMsg::Describe, 5_000).unwrap();
 }
 

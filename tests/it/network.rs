@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use dta_actors::identities::verify_received;
 use dta_actors::network::NetworkEvent;
+use dta_actors::registry::Child;
 use dta_actors::roles::Role;
-use dta_actors::supervisor::{Child, SupervisorMsg};
+use dta_actors::supervisor::SupervisorMsg;
 use dta_crypto::Secret;
 use dta_protocol::network::{MAX_REQUEST_SIZE, Request, Response};
 use dta_testnet::harness::Testnet;
@@ -58,7 +59,7 @@ async fn tampered_or_misattributed_identities_are_rejected_and_not_stored() {
     )
     .unwrap();
     let stranger_doc = dta_protocol::dagcbor::encode(stranger.identity().document()).unwrap();
-    let identities = ractor::registry::where_is(format!("{}/identities", victim.info().peer_id))
+    let identities = dta_actors::registry::identities(&victim.info().peer_id)
         .expect("identities actor registered");
     for (peer, document) in [(impostor, stranger_doc.clone()), (sender, tampered)] {
         identities

@@ -125,7 +125,7 @@ async fn records_stored_under_the_reference_alone_move_under_their_principal_at_
         let home = dta_node::home::open(net.test_node(fiduciary).home()).expect("home");
         let (store, keystore) = (home.store, home.keystore);
         let new_record = format!("fiduciary/{principal}/older");
-        let new_share = format!("share/{principal}/older");
+        let new_share = dta_actors::custody::share_name(&principal.parse().unwrap(), "older");
         let bytes = store
             .get(Column::Orders, new_record.as_bytes())
             .unwrap()

@@ -59,7 +59,9 @@ pub use fiduciary::{
     on_share_deal,
 };
 pub use principal::{Prepared, create_order, on_commitment_signature, on_key_share};
-pub use record::{OrderRecord, received_name, secret_name, share_name, stored_record};
+pub use record::{
+    OrderRecord, received_name, secret_name, share_name, stored_record, stored_records,
+};
 pub use release::{ReleasePlan, create_release, on_receipt};
 pub use resume::{
     Awaited, AwaitedStep, awaited, migrate_unkeyed_records, receipt_again, remember_settled_heads,

@@ -108,6 +108,16 @@ pub fn stored_record(
         .transpose()
 }
 
+/// Every order record `store` holds, of every role.
+pub fn stored_records(store: &Store) -> Result<Vec<OrderRecord>, CustodyError> {
+    store
+        .scan(Column::Orders)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(_, bytes)| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .collect()
+}
+
 /// The keystore name of a fiduciary's share of an order.
 pub fn share_name(principal: &Cid, reference: &str) -> String {
     format!("share/{principal}/{reference}")
@@ -141,12 +151,7 @@ impl RoleContext {
 
     /// Every record on this node.
     pub fn records(&self) -> Result<Vec<OrderRecord>, CustodyError> {
-        self.store
-            .scan(Column::Orders)
-            .map_err(internal)?
-            .into_iter()
-            .map(|(_, bytes)| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
-            .collect()
+        stored_records(&self.store)
     }
 
     /// Stages the record with everything staged before it and writes them all in one synced

@@ -269,14 +269,12 @@ async fn identity(
 fn keystore_actor(
     state: &ApiState,
 ) -> Result<ractor::ActorRef<dta_actors::keystore::KeystoreMsg>, ApiError> {
-    ractor::registry::where_is(format!("{}/keystore", state.prefix))
-        .map(Into::into)
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "keystore not running".into(),
-            )
-        })
+    dta_actors::registry::keystore(&state.prefix).ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keystore not running".into(),
+        )
+    })
 }
 
 /// The secret this node received as beneficiary of `reference` (for its own identity or one
@@ -308,7 +306,7 @@ async fn kept_secret(
     ractor::call_t!(
         keystore_actor(state)?,
         |reply| dta_actors::keystore::KeystoreMsg::Unwrap { name, blob, reply },
-        30_000
+        dta_actors::context::KEYSTORE_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
     .map(Some)
@@ -379,7 +377,7 @@ pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownI
             secret: dta_protocol::order::SecretBytes::new(seed.expose().to_vec()),
             reply
         },
-        30_000
+        dta_actors::context::KEYSTORE_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
     .map_err(internal)?;
@@ -403,13 +401,12 @@ pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownI
     let cid = identity.cid();
     state.hosted.add(identity);
     // Into the directory the way peers' documents come in, and out to the peers.
-    let identities = ractor::registry::where_is(format!("{}/identities", state.prefix))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "identities actor not running".into(),
-            )
-        })?;
+    let identities = dta_actors::registry::identities(&state.prefix).ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "identities actor not running".into(),
+        )
+    })?;
     identities
         .send_message(dta_actors::identities::IdentitiesMsg::Network(
             dta_actors::network::NetworkEvent::IdentityReceived { peer, document },

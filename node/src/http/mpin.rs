@@ -81,7 +81,7 @@ async fn issue(
     let record = ractor::call_t!(
         role_actor(state, Role::Principal)?,
         |reply| RoleMsg::MpinRequest { request, reply },
-        60_000
+        dta_actors::roles::CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
     .map_err(ApiError::from)?;

@@ -21,7 +21,7 @@ use super::wait::{self, WaitQuery, Waited};
 use super::{ApiError, ApiState};
 
 /// How long an order or release call may take before the API answers 504.
-const CALL_TIMEOUT_MS: u64 = 60_000;
+const CALL_TIMEOUT_MS: u64 = dta_actors::roles::CALL_TIMEOUT_MS;
 
 fn status(err: &CustodyError) -> StatusCode {
     match err {
@@ -50,14 +50,12 @@ fn cid(text: &str) -> Result<Cid, ApiError> {
 }
 
 pub(super) fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMsg>, ApiError> {
-    ractor::registry::where_is(format!("{}/{}", state.prefix, role.name()))
-        .map(Into::into)
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::CONFLICT,
-                format!("this node does not play the {} role", role.name()),
-            )
-        })
+    dta_actors::registry::role(&state.prefix, role).ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            format!("this node does not play the {} role", role.name()),
+        )
+    })
 }
 
 /// A record as the API shows it, with who the order still waits for (principal).
@@ -104,16 +102,7 @@ fn stored_record_json(record: &OrderRecord) -> Value {
 }
 
 fn records(state: &ApiState) -> Result<Vec<OrderRecord>, ApiError> {
-    state
-        .store
-        .scan(Column::Orders)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .into_iter()
-        .map(|(_, bytes)| {
-            dta_protocol::dagcbor::decode(&bytes, Default::default())
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-        })
-        .collect()
+    Ok(dta_actors::custody::stored_records(&state.store)?)
 }
 
 /// The records of `reference`, of `principal`'s order alone when one is named: two principals

@@ -87,7 +87,7 @@ impl Principal {
         ractor::call_t!(
             self.actor,
             |reply| RoleMsg::CreateOrder { order, reply },
-            60_000
+            dta_actors::roles::CALL_TIMEOUT_MS
         )
         .map_err(|e| BenchError::Custody(e.to_string()))?
         .map(drop)
@@ -102,7 +102,7 @@ impl Principal {
                 beneficiary: None,
                 reply
             },
-            60_000
+            dta_actors::roles::CALL_TIMEOUT_MS
         )
         .map_err(|e| BenchError::Custody(e.to_string()))?
         .map(drop)

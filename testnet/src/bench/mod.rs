@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use dta_actors::roles::RoleMsg;
+use dta_actors::roles::{Role, RoleMsg};
 use dta_protocol::Cid;
 use ractor::ActorRef;
 
@@ -42,8 +42,7 @@ pub enum BenchError {
 
 /// Node `i`'s principal actor.
 pub(crate) fn principal_of(net: &Testnet, i: usize) -> Result<ActorRef<RoleMsg>, BenchError> {
-    ractor::registry::where_is(format!("{}/principal", net.node(i).info().peer_id))
-        .map(Into::into)
+    dta_actors::registry::role(&net.node(i).info().peer_id, Role::Principal)
         .ok_or_else(|| BenchError::Custody("no principal actor".into()))
 }
 

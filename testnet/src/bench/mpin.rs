@@ -121,7 +121,7 @@ async fn issue_all(
                 ractor::call_t!(
                     principal,
                     |reply| RoleMsg::MpinRequest { request, reply },
-                    60_000
+                    dta_actors::roles::CALL_TIMEOUT_MS
                 )
                 .map_err(|e| BenchError::Custody(e.to_string()))?
                 .map(|record| record.reference)
