@@ -50,6 +50,10 @@ mod principal;
 mod record;
 mod release;
 mod resume;
+#[cfg(test)]
+mod rig;
+#[cfg(test)]
+mod step_tests;
 
 pub use crate::states::OrderState;
 pub use beneficiary::{on_share_release, share_is_late};

@@ -1,0 +1,144 @@
+//! A rig for custody steps on their own: role contexts over temporary stores and soft
+//! keystores, every party known to every other, and no swarm. Tests hand envelopes from step to
+//! step themselves (what the role actor and the network do in a node), so each role's checks
+//! can be tried with exactly the envelope that should fail them.
+
+use std::sync::Arc;
+
+use dta_protocol::Cid;
+use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::identity::LocalIdentity;
+use libp2p::PeerId;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::context::{CustodyError, EVENT_CAPACITY, RoleContext, encode};
+use crate::identities::{Directory, KnownIdentity};
+use crate::keystore::{KeystoreActor, KeystoreArgs};
+use crate::network::NetworkChannels;
+use crate::store::Store;
+
+/// One party: its context and the directory that holds its store.
+pub(crate) struct Party {
+    pub(crate) ctx: RoleContext,
+    _home: tempfile::TempDir,
+}
+
+impl Party {
+    /// Its identity CID.
+    pub(crate) fn cid(&self) -> Cid {
+        self.ctx.local.cid()
+    }
+
+    /// Verifies and keeps a block that arrived, as the role actor does before a step; the
+    /// verified envelope and its CID.
+    pub(crate) async fn take(&self, block: &[u8]) -> Result<(VerifiedEnvelope, Cid), CustodyError> {
+        let envelope = self.ctx.verify(block)?;
+        let cid = super::keep_block(&self.ctx, block).await?;
+        self.ctx.flush().await?;
+        Ok((envelope, cid))
+    }
+
+    /// An envelope this party signs: its block bytes.
+    pub(crate) fn sign<T: Serialize>(
+        &self,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        public: Option<&T>,
+        sealed: Option<&T>,
+        recipients: &[&Party],
+    ) -> Vec<u8> {
+        let recipients: Vec<_> = recipients
+            .iter()
+            .map(|p| p.ctx.local.identity().clone())
+            .collect();
+        let recipients: Vec<_> = recipients.iter().collect();
+        let sealed = sealed.map(|s| encode(s).unwrap());
+        let envelope = self
+            .ctx
+            .envelope(
+                kind,
+                reference,
+                prev,
+                public.map(|p| encode(p).unwrap()),
+                sealed.as_deref(),
+                &recipients,
+            )
+            .unwrap();
+        envelope.signed().to_block().unwrap().into_bytes()
+    }
+}
+
+/// Parties named `names`, each knowing every other.
+pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
+    let tag = hex::encode(dta_crypto::Secret::<4>::random().expose());
+    let locals: Vec<(LocalIdentity, PeerId)> = names
+        .iter()
+        .map(|name| {
+            let peer = PeerId::random();
+            let seed = dta_crypto::Secret::<32>::random();
+            let local = LocalIdentity::create(&seed, name, &peer.to_bytes(), 1).unwrap();
+            (local, peer)
+        })
+        .collect();
+    let mut directory = Directory::default();
+    for (local, peer) in &locals {
+        directory.identities.insert(
+            local.cid().to_string(),
+            KnownIdentity {
+                cid: local.cid(),
+                name: local.identity().name().to_owned(),
+                peer_id: *peer,
+                created_at: 1,
+                document: dta_protocol::dagcbor::encode(local.identity().document()).unwrap(),
+                verified: local.identity().clone(),
+            },
+        );
+    }
+    // The sender lives as long as the process: nothing changes the directory afterwards.
+    let directory = Box::leak(Box::new(watch::channel(directory))).1.clone();
+    let mut made = Vec::with_capacity(locals.len());
+    for (local, _) in locals {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(&home.path().join("db")).unwrap();
+        let kdf = dta_hsm::KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            ..dta_hsm::KdfParams::recommended()
+        };
+        let keystore = dta_hsm::SoftKeystore::derive(b"rig passphrase", &kdf).unwrap();
+        let keystore_name = format!("rig-{tag}-{}/keystore", local.cid());
+        ractor::Actor::spawn(
+            Some(keystore_name.clone()),
+            KeystoreActor,
+            KeystoreArgs {
+                keystore: Arc::new(keystore),
+                store: store.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let (_, network) = NetworkChannels::new();
+        made.push(Party {
+            ctx: RoleContext {
+                local,
+                directory: directory.clone(),
+                store,
+                network,
+                keystore: keystore_name,
+                events: tokio::sync::broadcast::channel(EVENT_CAPACITY).0,
+                verified: Default::default(),
+                hosted: Default::default(),
+                staged: Default::default(),
+                progress: Default::default(),
+                releases_open: Default::default(),
+                mpin_servers: Arc::new(Vec::new()),
+                certificate_checks: crate::certificates::CertificateChecks::start(),
+                metrics: Arc::new(crate::metrics::Metrics::default()),
+            },
+            _home: home,
+        });
+    }
+    made
+}

@@ -1,0 +1,238 @@
+//! Each role's steps on their own (see `rig`): the envelope that should fail a check is
+//! handed straight to the step, and the step must refuse it and keep nothing.
+
+use std::collections::BTreeMap;
+
+use dta_protocol::envelope::Kind;
+use dta_protocol::order::{
+    Certificate, Commitment, Receipt, ReleaseRequest, SecretBytes, ShareDeal,
+};
+use serde_bytes::ByteBuf;
+
+use super::rig::{Party, parties};
+use super::{
+    NewOrder, create_order, create_release, on_certificate, on_commitment, on_order_request,
+    on_receipt, on_release_request, on_share_deal, share_name,
+};
+use crate::context::{CustodyError, RoleContext};
+use crate::role::Role;
+use crate::states::OrderState;
+
+const REFERENCE: &str = "vault-1";
+
+/// A principal, two fiduciaries and a beneficiary, and a 2-of-2 order of a secret made by the
+/// principal: the blocks each fiduciary is sent (order request, commitment, its deal).
+async fn ordered() -> (Vec<Party>, Vec<Vec<Vec<u8>>>) {
+    let parties = parties(&["principal", "fiduciary-1", "fiduciary-2", "beneficiary"]).await;
+    let prepared = create_order(
+        &parties[0].ctx,
+        NewOrder {
+            reference: Some(REFERENCE.into()),
+            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
+            fiduciaries: vec![parties[1].cid(), parties[2].cid()],
+            threshold: 2,
+            beneficiary: Some(parties[3].cid()),
+            max_releases: 1,
+            input: BTreeMap::new(),
+            secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
+        },
+    )
+    .await
+    .unwrap();
+    let blocks = prepared.deliveries.into_iter().map(|(_, b)| b).collect();
+    (parties, blocks)
+}
+
+/// Hands a fiduciary its order request and commitment; the commitment's CID and payload.
+async fn order_and_commitment(
+    fiduciary: &Party,
+    blocks: &[Vec<u8>],
+) -> (dta_protocol::Cid, Commitment) {
+    let (order, order_cid) = fiduciary.take(&blocks[0]).await.unwrap();
+    assert_eq!(
+        on_order_request(&fiduciary.ctx, &order, order_cid).await,
+        Ok(None)
+    );
+    let (commitment, commitment_cid) = fiduciary.take(&blocks[1]).await.unwrap();
+    assert_eq!(
+        on_commitment(&fiduciary.ctx, &commitment, commitment_cid).await,
+        Ok(None)
+    );
+    (commitment_cid, RoleContext::payload(&commitment).unwrap())
+}
+
+fn holds_share(fiduciary: &Party, principal: &Party) -> bool {
+    fiduciary
+        .ctx
+        .store
+        .get(
+            crate::store::Column::Keystore,
+            share_name(&principal.cid(), REFERENCE).as_bytes(),
+        )
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_deal_whose_share_fails_the_commitments_is_refused_and_nothing_is_kept() {
+    let (parties, blocks) = ordered().await;
+    let (principal, fiduciary) = (&parties[0], &parties[1]);
+    let (commitment_cid, commitment) = order_and_commitment(fiduciary, &blocks[0]).await;
+    // Signed by the principal, sealed to the fiduciary, linked right: only the share is wrong.
+    let mut value = [0u8; 32];
+    value[31] = 7;
+    let forged = ShareDeal {
+        order: commitment.order,
+        index: 1,
+        share: SecretBytes::new(value.to_vec()),
+        commitments: commitment.feldman.clone(),
+    };
+    let block = principal.sign(
+        Kind::ShareDeal,
+        REFERENCE,
+        Some(commitment_cid),
+        None,
+        Some(&forged),
+        &[fiduciary],
+    );
+    let (deal, cid) = fiduciary.take(&block).await.unwrap();
+    let refused = on_share_deal(&fiduciary.ctx, &deal, cid).await;
+    assert!(
+        matches!(refused, Err(CustodyError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert!(!holds_share(fiduciary, principal));
+    let record = fiduciary
+        .ctx
+        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
+        .unwrap();
+    assert_eq!(record, None);
+
+    // The principal's own deal is taken: the rig is not what refused the forged one.
+    let (deal, cid) = fiduciary.take(&blocks[0][2]).await.unwrap();
+    on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
+    assert!(holds_share(fiduciary, principal));
+    let record = fiduciary
+        .ctx
+        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, OrderState::Holding);
+}
+
+#[tokio::test]
+async fn a_release_before_certification_is_refused_on_both_sides() {
+    let (parties, blocks) = ordered().await;
+    let (principal, fiduciary, beneficiary) = (&parties[0], &parties[1], &parties[3]);
+    // The principal refuses to release an order no certificate covers.
+    let refused = create_release(&principal.ctx, REFERENCE, None).await;
+    assert!(
+        matches!(refused, Err(CustodyError::Conflict(_))),
+        "{refused:?}"
+    );
+
+    // A fiduciary holding its share refuses a request whose certificate it never saw.
+    let (commitment_cid, commitment) = order_and_commitment(fiduciary, &blocks[0]).await;
+    let (deal, cid) = fiduciary.take(&blocks[0][2]).await.unwrap();
+    on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
+    let request = ReleaseRequest {
+        order: commitment.order,
+        certificate: commitment_cid,
+        beneficiary: beneficiary.cid(),
+        sequence: 1,
+    };
+    let block = principal.sign(
+        Kind::ReleaseRequest,
+        REFERENCE,
+        Some(commitment_cid),
+        Some(&request),
+        None,
+        &[],
+    );
+    let (envelope, cid) = fiduciary.take(&block).await.unwrap();
+    let refused = on_release_request(&fiduciary.ctx, &envelope, cid).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Conflict(m)) if m.contains("not certified")),
+        "{refused:?}"
+    );
+    let record = fiduciary
+        .ctx
+        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
+        .unwrap()
+        .unwrap();
+    assert!(
+        record.served.is_empty() && record.releases.is_empty(),
+        "{record:?}"
+    );
+    assert_eq!(record.state, OrderState::Holding);
+}
+
+#[tokio::test]
+async fn a_receipt_for_no_release_of_the_order_changes_nothing() {
+    let (parties, _) = ordered().await;
+    let (principal, beneficiary) = (&parties[0], &parties[3]);
+    let before = principal.ctx.own_record(REFERENCE).unwrap().unwrap();
+    // A well-signed receipt naming a release the principal never made (its own commitment).
+    let receipt = Receipt {
+        release: before.commitment.unwrap(),
+        shares_from: Vec::new(),
+        public_key: ByteBuf::from(vec![0; 48]),
+    };
+    let block = beneficiary.sign(
+        Kind::Receipt,
+        REFERENCE,
+        before.commitment,
+        Some(&receipt),
+        None,
+        &[],
+    );
+    let (envelope, cid) = principal.take(&block).await.unwrap();
+    let refused = on_receipt(&principal.ctx, &envelope, cid).await;
+    assert!(
+        matches!(refused, Err(CustodyError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        principal.ctx.own_record(REFERENCE).unwrap().unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_commitment_is_refused() {
+    let (parties, blocks) = ordered().await;
+    let (principal, fiduciary) = (&parties[0], &parties[1]);
+    let (commitment_cid, _) = order_and_commitment(fiduciary, &blocks[0]).await;
+    let (deal, cid) = fiduciary.take(&blocks[0][2]).await.unwrap();
+    on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
+    // Signed by the principal, but certifying a commitment this order does not have.
+    let other = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, b"another");
+    let certificate = Certificate {
+        commitment: other,
+        signers: vec![parties[1].cid(), parties[2].cid()],
+        signature: ByteBuf::from(vec![0; 96]),
+    };
+    let block = principal.sign(
+        Kind::Certificate,
+        REFERENCE,
+        Some(commitment_cid),
+        Some(&certificate),
+        None,
+        &[],
+    );
+    let (envelope, cid) = fiduciary.take(&block).await.unwrap();
+    let refused = on_certificate(&fiduciary.ctx, &envelope, cid).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Invalid(m)) if m.contains("another commitment")),
+        "{refused:?}"
+    );
+    let record = fiduciary
+        .ctx
+        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (record.state, record.certificate),
+        (OrderState::Holding, None)
+    );
+}
