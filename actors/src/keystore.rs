@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use dta_hsm::Keystore;
+use dta_hsm::{Keystore, KeystoreError};
 use dta_protocol::order::SecretBytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -32,7 +32,7 @@ pub enum KeystoreMsg {
         /// The secret.
         secret: SecretBytes,
         /// The wrapped blob.
-        reply: RpcReplyPort<Result<Vec<u8>, String>>,
+        reply: RpcReplyPort<Result<Vec<u8>, KeystoreError>>,
     },
     /// Unwrap a blob made under `name`.
     Unwrap {
@@ -41,10 +41,10 @@ pub enum KeystoreMsg {
         /// The wrapped blob.
         blob: Vec<u8>,
         /// The secret.
-        reply: RpcReplyPort<Result<SecretBytes, String>>,
+        reply: RpcReplyPort<Result<SecretBytes, KeystoreError>>,
     },
     /// Backend and count.
-    Status(RpcReplyPort<Result<KeystoreStatus, String>>),
+    Status(RpcReplyPort<Result<KeystoreStatus, crate::store::StoreError>>),
 }
 
 /// Start-up arguments.
@@ -100,9 +100,7 @@ impl Actor for KeystoreActor {
                 reply,
             } => {
                 let result = call(keystore, move |keystore| {
-                    keystore
-                        .wrap(&name, secret.expose())
-                        .map_err(|e| e.to_string())
+                    keystore.wrap(&name, secret.expose())
                 })
                 .await?;
                 let _ = reply.send(result);
@@ -112,22 +110,17 @@ impl Actor for KeystoreActor {
                     keystore
                         .unwrap(&name, &blob)
                         .map(|secret| SecretBytes::new(secret.to_vec()))
-                        .map_err(|e| e.to_string())
                 })
                 .await?;
                 let _ = reply.send(result);
             }
             KeystoreMsg::Status(reply) => {
                 let secrets = state.store.scan(Column::Keystore).map(|all| all.len());
-                let _ = reply.send(
-                    secrets
-                        .map(|secrets| KeystoreStatus {
-                            backend: keystore.backend(),
-                            token: keystore.token().map(str::to_owned),
-                            secrets,
-                        })
-                        .map_err(|e| e.to_string()),
-                );
+                let _ = reply.send(secrets.map(|secrets| KeystoreStatus {
+                    backend: keystore.backend(),
+                    token: keystore.token().map(str::to_owned),
+                    secrets,
+                }));
             }
         }
         Ok(())

@@ -54,14 +54,14 @@ pub trait Plugin: fmt::Debug + Send + Sync {
 
     /// Principal, before anything is written, and each fiduciary before it takes custody:
     /// whether the order's shape and input suit this plugin.
-    fn check_order(&self, order: &OrderRequest) -> Result<(), String>;
+    fn check_order(&self, order: &OrderRequest) -> Result<(), PluginError>;
 
     /// Principal: whether the secret it was given (if any) suits this plugin. By default a
     /// plugin takes none.
-    fn check_secret(&self, secret: Option<&SecretBytes>) -> Result<(), String> {
+    fn check_secret(&self, secret: Option<&SecretBytes>) -> Result<(), PluginError> {
         match secret {
             None => Ok(()),
-            Some(_) => Err(format!("plugin {} takes no secret", self.name())),
+            Some(_) => Err(PluginError::TakesNoSecret(self.name())),
         }
     }
 
@@ -72,7 +72,7 @@ pub trait Plugin: fmt::Debug + Send + Sync {
         _reference: &str,
         _key: &SecretScalar,
         _secret: Option<&SecretBytes>,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, PluginError> {
         Ok(BTreeMap::new())
     }
 
@@ -88,13 +88,13 @@ pub trait Plugin: fmt::Debug + Send + Sync {
         &self,
         _order: &OrderRequest,
         _public_key: &secp256k1::PublicKey,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, PluginError> {
         Ok(BTreeMap::new())
     }
 
     /// Fiduciary: whether this node takes custody for the order (a policy hook; by default
     /// any order the plugin accepts).
-    fn accept_custody(&self, order: &OrderRequest) -> Result<(), String> {
+    fn accept_custody(&self, order: &OrderRequest) -> Result<(), PluginError> {
         self.check_order(order)
     }
 
@@ -105,7 +105,76 @@ pub trait Plugin: fmt::Debug + Send + Sync {
         reference: &str,
         commitment: &Commitment,
         key: RebuiltKey,
-    ) -> Result<SecretBytes, String>;
+    ) -> Result<SecretBytes, PluginError>;
+}
+
+/// Why a plugin refused an order, a secret or a key. The texts are what the API and the CLI
+/// show; none quotes a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// A secret given to a plugin whose key the fiduciaries generate.
+    #[error("plugin {0} takes no secret")]
+    TakesNoSecret(&'static str),
+    /// No secret, or one that is too large, for `safeguardsecret`.
+    #[error("plugin {SAFEGUARD_SECRET} needs a secret of at most {MAX_SECRET_LEN} bytes")]
+    SecretSize,
+    /// Too many input fields, or too long.
+    #[error("at most {MAX_INPUT_FIELDS} input fields of {MAX_INPUT_LEN} bytes each")]
+    InputTooLarge,
+    /// Input for a plugin that takes none.
+    #[error("plugin {plugin} takes no input (got {field:?})")]
+    TakesNoInput {
+        /// The plugin.
+        plugin: String,
+        /// The field given.
+        field: String,
+    },
+    /// Input the plugin does not know.
+    #[error("plugin {plugin} does not take input {field:?} (it takes {takes})")]
+    UnknownInput {
+        /// The plugin.
+        plugin: String,
+        /// The field given.
+        field: String,
+        /// The fields it takes.
+        takes: String,
+    },
+    /// A generated key with a threshold below the number of fiduciaries.
+    #[error(
+        "plugin {plugin} keys are n-of-n: the threshold must be {n}, the number of fiduciaries"
+    )]
+    NotNOfN {
+        /// The plugin.
+        plugin: String,
+        /// The number of fiduciaries.
+        n: usize,
+    },
+    /// A rebuilt key of the other kind (dealt or generated).
+    #[error("plugin {plugin} expects a {expected} key")]
+    WrongKey {
+        /// The plugin.
+        plugin: &'static str,
+        /// `dealt` or `generated`.
+        expected: &'static str,
+    },
+    /// `bitcoinwallet` without its `coin` input.
+    #[error("plugin bitcoinwallet needs input coin (0 mainnet, 1 testnet)")]
+    NoCoin,
+    /// A coin other than 0 or 1.
+    #[error("unsupported coin {0:?}: use 0 (mainnet) or 1 (testnet)")]
+    UnsupportedCoin(String),
+    /// Nothing to seal for `safeguardsecret`.
+    #[error("no secret to seal")]
+    NothingToSeal,
+    /// A commitment without the sealed secret.
+    #[error("commitment has no sealed secret")]
+    NoSealedSecret,
+    /// Sealing failed.
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    /// The sealed secret did not open under the rebuilt key.
+    #[error(transparent)]
+    Open(#[from] seal::OpenError),
 }
 
 /// The built-in plugins.
@@ -128,47 +197,48 @@ pub const MAX_SECRET_LEN: usize = 64 * 1024;
 pub const MAX_INPUT_FIELDS: usize = 16;
 const MAX_INPUT_LEN: usize = 256;
 
-fn check_input(order: &OrderRequest, allowed: &[&str]) -> Result<(), String> {
+fn check_input(order: &OrderRequest, allowed: &[&str]) -> Result<(), PluginError> {
     if order.input.len() > MAX_INPUT_FIELDS
         || order
             .input
             .iter()
             .any(|(k, v)| k.len() > MAX_INPUT_LEN || v.len() > MAX_INPUT_LEN)
     {
-        return Err(format!(
-            "at most {MAX_INPUT_FIELDS} input fields of {MAX_INPUT_LEN} bytes each"
-        ));
+        return Err(PluginError::InputTooLarge);
     }
     match order.input.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) if allowed.is_empty() => Err(format!(
-            "plugin {} takes no input (got {unknown:?})",
-            order.plugin
-        )),
-        Some(unknown) => Err(format!(
-            "plugin {} does not take input {unknown:?} (it takes {})",
-            order.plugin,
-            allowed.join(", ")
-        )),
+        Some(unknown) if allowed.is_empty() => Err(PluginError::TakesNoInput {
+            plugin: order.plugin.clone(),
+            field: unknown.clone(),
+        }),
+        Some(unknown) => Err(PluginError::UnknownInput {
+            plugin: order.plugin.clone(),
+            field: unknown.clone(),
+            takes: allowed.join(", "),
+        }),
         None => Ok(()),
     }
 }
 
 /// Generated keys are n-of-n until dealer-free threshold keys exist.
-fn check_generated(order: &OrderRequest) -> Result<(), String> {
+fn check_generated(order: &OrderRequest) -> Result<(), PluginError> {
     let n = order.fiduciaries.len();
     if order.threshold as usize != n {
-        return Err(format!(
-            "plugin {} keys are n-of-n: the threshold must be {n}, the number of fiduciaries",
-            order.plugin
-        ));
+        return Err(PluginError::NotNOfN {
+            plugin: order.plugin.clone(),
+            n,
+        });
     }
     Ok(())
 }
 
-fn generated_key(plugin: &str, key: RebuiltKey) -> Result<SecretBytes, String> {
+fn generated_key(plugin: &'static str, key: RebuiltKey) -> Result<SecretBytes, PluginError> {
     match key {
         RebuiltKey::Secp256k1(key) => Ok(SecretBytes::new(key.to_bytes().expose().to_vec())),
-        RebuiltKey::Scalar(_) => Err(format!("plugin {plugin} expects a generated key")),
+        RebuiltKey::Scalar(_) => Err(PluginError::WrongKey {
+            plugin,
+            expected: "generated",
+        }),
     }
 }
 
@@ -195,16 +265,14 @@ impl Plugin for SafeguardSecret {
         KeySource::Dealt
     }
 
-    fn check_order(&self, order: &OrderRequest) -> Result<(), String> {
+    fn check_order(&self, order: &OrderRequest) -> Result<(), PluginError> {
         check_input(order, &[])
     }
 
-    fn check_secret(&self, secret: Option<&SecretBytes>) -> Result<(), String> {
+    fn check_secret(&self, secret: Option<&SecretBytes>) -> Result<(), PluginError> {
         match secret.map(|s| s.expose().len()) {
             Some(0..=MAX_SECRET_LEN) => Ok(()),
-            _ => Err(format!(
-                "plugin {SAFEGUARD_SECRET} needs a secret of at most {MAX_SECRET_LEN} bytes"
-            )),
+            _ => Err(PluginError::SecretSize),
         }
     }
 
@@ -213,14 +281,13 @@ impl Plugin for SafeguardSecret {
         reference: &str,
         key: &SecretScalar,
         secret: Option<&SecretBytes>,
-    ) -> Result<BTreeMap<String, String>, String> {
-        let secret = secret.ok_or("no secret to seal")?;
+    ) -> Result<BTreeMap<String, String>, PluginError> {
+        let secret = secret.ok_or(PluginError::NothingToSeal)?;
         let sealed = seal::seal_with_single_use_key(
             &sealing_key(key),
             reference.as_bytes(),
             secret.expose(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok([(SEALED_SECRET.to_owned(), hex::encode(sealed))].into())
     }
 
@@ -229,18 +296,21 @@ impl Plugin for SafeguardSecret {
         reference: &str,
         commitment: &Commitment,
         key: RebuiltKey,
-    ) -> Result<SecretBytes, String> {
+    ) -> Result<SecretBytes, PluginError> {
         let RebuiltKey::Scalar(key) = key else {
-            return Err(format!("plugin {SAFEGUARD_SECRET} expects a dealt key"));
+            return Err(PluginError::WrongKey {
+                plugin: SAFEGUARD_SECRET,
+                expected: "dealt",
+            });
         };
         let sealed = commitment
             .output
             .get(SEALED_SECRET)
             .and_then(|h| hex::decode(h).ok())
-            .ok_or("commitment has no sealed secret")?;
+            .ok_or(PluginError::NoSealedSecret)?;
         seal::open_with_single_use_key(&sealing_key(&key), reference.as_bytes(), &sealed)
             .map(|secret| SecretBytes::new(secret.to_vec()))
-            .map_err(|e| e.to_string())
+            .map_err(PluginError::from)
     }
 }
 
@@ -257,15 +327,12 @@ pub const COIN: &str = "coin";
 /// The output field holding the address.
 pub const ADDRESS: &str = "address";
 
-fn network(order: &OrderRequest) -> Result<Network, String> {
-    let coin = order
-        .input
-        .get(COIN)
-        .ok_or("plugin bitcoinwallet needs input coin (0 mainnet, 1 testnet)")?;
+fn network(order: &OrderRequest) -> Result<Network, PluginError> {
+    let coin = order.input.get(COIN).ok_or(PluginError::NoCoin)?;
     coin.parse::<i64>()
         .ok()
         .and_then(|c| Network::from_coin(c).ok())
-        .ok_or_else(|| format!("unsupported coin {coin:?}: use 0 (mainnet) or 1 (testnet)"))
+        .ok_or_else(|| PluginError::UnsupportedCoin(coin.clone()))
 }
 
 impl Plugin for BitcoinWallet {
@@ -277,7 +344,7 @@ impl Plugin for BitcoinWallet {
         KeySource::Generated
     }
 
-    fn check_order(&self, order: &OrderRequest) -> Result<(), String> {
+    fn check_order(&self, order: &OrderRequest) -> Result<(), PluginError> {
         check_input(order, &[COIN])?;
         network(order)?;
         check_generated(order)
@@ -291,7 +358,7 @@ impl Plugin for BitcoinWallet {
         &self,
         order: &OrderRequest,
         public_key: &secp256k1::PublicKey,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, PluginError> {
         let address = public_key.p2pkh_address(network(order)?, PointEncoding::Uncompressed);
         Ok([(ADDRESS.to_owned(), address)].into())
     }
@@ -301,7 +368,7 @@ impl Plugin for BitcoinWallet {
         _reference: &str,
         _commitment: &Commitment,
         key: RebuiltKey,
-    ) -> Result<SecretBytes, String> {
+    ) -> Result<SecretBytes, PluginError> {
         generated_key(BITCOIN_WALLET, key)
     }
 }
@@ -323,7 +390,7 @@ impl Plugin for Milagro {
         KeySource::Generated
     }
 
-    fn check_order(&self, order: &OrderRequest) -> Result<(), String> {
+    fn check_order(&self, order: &OrderRequest) -> Result<(), PluginError> {
         check_input(order, &[])?;
         check_generated(order)
     }
@@ -333,7 +400,7 @@ impl Plugin for Milagro {
         _reference: &str,
         _commitment: &Commitment,
         key: RebuiltKey,
-    ) -> Result<SecretBytes, String> {
+    ) -> Result<SecretBytes, PluginError> {
         generated_key(MILAGRO, key)
     }
 }

@@ -63,7 +63,7 @@ fn safeguardsecret_needs_a_secret_and_takes_no_input() {
     let err = plugin
         .check_order(&order(SAFEGUARD_SECRET, 3, 2, &[("coin", "0")]))
         .unwrap_err();
-    assert!(err.contains("takes no input"), "{err}");
+    assert!(err.to_string().contains("takes no input"), "{err}");
     assert!(plugin.check_secret(None).is_err());
     // The original round-tripped empty text too.
     assert!(
@@ -127,12 +127,12 @@ fn bitcoinwallet_checks_coin_threshold_and_secret() {
         let err = plugin
             .check_order(&order(BITCOIN_WALLET, 3, 3, &input))
             .unwrap_err();
-        assert!(err.contains(expect), "{err}");
+        assert!(err.to_string().contains(expect), "{err}");
     }
     let err = plugin
         .check_order(&order(BITCOIN_WALLET, 3, 2, &[("coin", "0")]))
         .unwrap_err();
-    assert!(err.contains("n-of-n"), "{err}");
+    assert!(err.to_string().contains("n-of-n"), "{err}");
     assert!(
         plugin
             .check_secret(Some(&SecretBytes::new(b"x".to_vec())))

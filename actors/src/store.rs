@@ -234,10 +234,10 @@ pub enum StoreMsg {
         /// Value.
         value: Vec<u8>,
         /// Answered once the write is on disk.
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<(), StoreError>>,
     },
     /// Flush everything to disk (on shutdown).
-    Flush(RpcReplyPort<Result<(), String>>),
+    Flush(RpcReplyPort<Result<(), StoreError>>),
 }
 
 /// The single writer of acknowledged state. Other actors read through a [`Store`] handle.
@@ -275,12 +275,12 @@ impl Actor for StoreActor {
                 let result =
                     tokio::task::spawn_blocking(move || store.put_durable(column, &key, &value))
                         .await?;
-                let _ = reply.send(result.map_err(|e| e.to_string()));
+                let _ = reply.send(result);
             }
             StoreMsg::Flush(reply) => {
                 let store = store.clone();
                 let result = tokio::task::spawn_blocking(move || store.flush()).await?;
-                let _ = reply.send(result.map_err(|e| e.to_string()));
+                let _ = reply.send(result);
             }
         }
         Ok(())

@@ -306,7 +306,7 @@ async fn received_secret(net: &Testnet) -> Result<SecretBytes, DemoError> {
         dta_actors::context::KEYSTORE_TIMEOUT_MS
     )
     .map_err(|e| failed("release")(e.to_string()))?
-    .map_err(failed("release"))
+    .map_err(|e| failed("release")(e.to_string()))
 }
 
 impl std::fmt::Display for DemoReport {

@@ -75,6 +75,12 @@ pub enum CustodyError {
     Stopping,
 }
 
+impl From<crate::plugin::PluginError> for CustodyError {
+    fn from(err: crate::plugin::PluginError) -> Self {
+        CustodyError::Invalid(err.to_string())
+    }
+}
+
 pub(crate) fn internal(err: impl std::fmt::Display) -> CustodyError {
     CustodyError::Internal(err.to_string())
 }
@@ -182,7 +188,7 @@ impl RoleContext {
             KEYSTORE_TIMEOUT_MS
         )
         .map_err(internal)?
-        .map_err(CustodyError::Internal)?;
+        .map_err(internal)?;
         self.stage(Column::Keystore, name.into_bytes(), blob);
         Ok(())
     }
@@ -208,7 +214,7 @@ impl RoleContext {
             KEYSTORE_TIMEOUT_MS
         )
         .map_err(internal)?
-        .map_err(CustodyError::Internal)
+        .map_err(internal)
     }
 
     /// A stored (or staged) block.

@@ -199,7 +199,7 @@ pub async fn on_share_release(
     };
     let secret = plugin
         .finish(&reference, &commitment, key)
-        .map_err(CustodyError::Invalid)?;
+        .map_err(CustodyError::from)?;
     ctx.keep_secret(
         secret_name(&order.principal, &reference),
         secret.expose().to_vec(),

@@ -66,9 +66,7 @@ pub async fn on_order_request(
         }
         return Err(CustodyError::Exists(existing.reference));
     }
-    plugin
-        .accept_custody(&order)
-        .map_err(CustodyError::Invalid)?;
+    plugin.accept_custody(&order).map_err(CustodyError::from)?;
     let key = secp256k1::SecretKey::random();
     ctx.keep_secret(
         share_name(&principal, &reference),
@@ -170,7 +168,7 @@ pub async fn on_commitment(
     let public_key = combined_key(ctx, &commitment.key_shares, commitment.beneficiary_share)?;
     let output = plugin
         .key_output(&order, &public_key)
-        .map_err(CustodyError::Invalid)?;
+        .map_err(CustodyError::from)?;
     if commitment.public_key.as_slice() != public_key.to_compressed().as_slice()
         || commitment.output != output
     {

@@ -91,7 +91,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     plugin
         .check_order(&request)
         .and_then(|()| plugin.check_secret(new.secret.as_ref()))
-        .map_err(CustodyError::Invalid)?;
+        .map_err(CustodyError::from)?;
     if ctx.own_record(&reference)?.is_some() {
         return Err(CustodyError::Exists(reference));
     }
@@ -116,7 +116,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     let sealed_output = match plugin.key_source() {
         KeySource::Dealt => plugin
             .seal(&reference, &key, new.secret.as_ref())
-            .map_err(CustodyError::Invalid)?,
+            .map_err(CustodyError::from)?,
         KeySource::Generated => BTreeMap::new(),
     };
 
@@ -266,7 +266,7 @@ pub async fn on_key_share(
         public_key: ByteBuf::from(public_key.to_compressed().to_vec()),
         output: plugin
             .key_output(&order, &public_key)
-            .map_err(CustodyError::Invalid)?,
+            .map_err(CustodyError::from)?,
     };
     let (commitment_cid, bytes) = ctx
         .publish(

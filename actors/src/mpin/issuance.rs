@@ -142,13 +142,13 @@ pub async fn on_request(
         Err(reason) => Err(reason),
         Ok(()) => {
             let master = master_share(ctx).await?;
-            share_of(&master, &request).map_err(|e| e.to_string())
+            share_of(&master, &request).map_err(Refusal::from)
         }
     };
     let answer = MpinAnswer {
         request: cid,
         secret: request.secret,
-        refused: share.as_ref().err().cloned(),
+        refused: share.as_ref().err().map(ToString::to_string),
     };
     let sealed = match &share {
         Ok(point) => Some(zeroize::Zeroizing::new(encode(&MpinSharePoint {
@@ -181,13 +181,37 @@ pub async fn on_request(
     };
     if let Err(reason) = share {
         tracing::info!(order = %record.reference, %reason, "M-Pin request refused");
-        record.refusals.insert(me.to_string(), reason);
+        record.refusals.insert(me.to_string(), reason.to_string());
         record.state = MpinState::Refused;
     } else {
         tracing::info!(order = %record.reference, secret = request.secret.name(), "M-Pin share issued");
     }
     save(ctx, &record).await?;
     Ok(Some((peer, vec![answer_bytes])))
+}
+
+/// Why an authority refused a request; its text is the refusal the requester reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A server secret for an identity not on the operator's list.
+    #[error("{0} is not on this authority's list of authentication servers")]
+    NotAServer(Cid),
+    /// A client secret or permit for another identity than the requester's own.
+    #[error("{requester} may only ask for its own identity {own:?}, not {asked:?}")]
+    NotItsOwn {
+        /// Who asked (its identity CID).
+        requester: String,
+        /// The requester's identity name.
+        own: String,
+        /// The identity asked for.
+        asked: String,
+    },
+    /// A client secret or permit naming no identity.
+    #[error("no identity named")]
+    NoIdentity,
+    /// The share could not be made (a permit without its date).
+    #[error(transparent)]
+    Share(#[from] mpin::MpinError),
 }
 
 /// Who may ask for what: client secrets and permits only for the requester's own identity
@@ -197,18 +221,18 @@ pub(super) fn policy(
     request: &MpinRequest,
     requester_name: &str,
     requester: &Cid,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     match request.secret {
         MpinSecret::Server if ctx.mpin_servers.contains(requester) => Ok(()),
-        MpinSecret::Server => Err(format!(
-            "{requester} is not on this authority's list of authentication servers"
-        )),
+        MpinSecret::Server => Err(Refusal::NotAServer(*requester)),
         MpinSecret::Client | MpinSecret::Permit => match &request.identity {
             Some(identity) if identity == requester_name => Ok(()),
-            Some(identity) => Err(format!(
-                "{requester} may only ask for its own identity {requester_name:?}, not {identity:?}"
-            )),
-            None => Err("no identity named".into()),
+            Some(identity) => Err(Refusal::NotItsOwn {
+                requester: requester.to_string(),
+                own: requester_name.to_owned(),
+                asked: identity.clone(),
+            }),
+            None => Err(Refusal::NoIdentity),
         },
     }
 }

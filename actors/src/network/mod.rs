@@ -58,7 +58,7 @@ pub enum NetworkCommand {
         /// The request.
         request: Request,
         /// Always answered.
-        reply: oneshot::Sender<Result<Response, String>>,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
     },
     /// Route events to another subscriber (for example a restarted actor).
     Subscribe(DerivedActorRef<NetworkEvent>),
@@ -217,6 +217,25 @@ impl NetworkSnapshot {
 #[error("the network task is not running")]
 pub struct NetworkClosed;
 
+/// Why a request to a peer got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The network task is not running, or stopped before the answer came.
+    #[error("the network is shutting down")]
+    Closed,
+    /// Too many requests to that peer wait already.
+    #[error("too many requests queued for {0}")]
+    Busy(PeerId),
+    /// libp2p could not send it or get its answer (no connection, timeout, refused protocol).
+    #[error("request to {peer} failed: {error}")]
+    Failed {
+        /// The peer.
+        peer: PeerId,
+        /// What libp2p reported.
+        error: libp2p::request_response::OutboundFailure,
+    },
+}
+
 /// A cloneable way in to the network. It follows restarts of the network actor.
 #[derive(Clone, Debug)]
 pub struct NetworkHandle {
@@ -234,7 +253,7 @@ impl NetworkHandle {
     }
 
     /// Sends a request and waits for its answer.
-    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, RequestError> {
         let (reply, answer) = oneshot::channel();
         self.send(NetworkCommand::SendRequest {
             peer,
@@ -242,8 +261,8 @@ impl NetworkHandle {
             reply,
         })
         .await
-        .map_err(|e| e.to_string())?;
-        answer.await.map_err(|_| NetworkClosed.to_string())?
+        .map_err(|_| RequestError::Closed)?;
+        answer.await.map_err(|_| RequestError::Closed)?
     }
 
     /// Fetches a block from connected peers over Bitswap; the bytes are checked against the

@@ -27,13 +27,13 @@ use super::heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, decode_heads};
 use super::{
     ANNOUNCE_INTERVAL, ANSWER_TIMEOUT, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER, MAX_QUEUED_PER_PEER,
     MAX_UNACKNOWLEDGED, MIN_ANNOUNCE_GAP, NetworkCommand, NetworkEvent, NetworkSnapshot, OwnHeads,
-    PeerRoles, SEEN_IDENTITIES_CAPACITY, Taken, TakenGuard,
+    PeerRoles, RequestError, SEEN_IDENTITIES_CAPACITY, Taken, TakenGuard,
 };
 use crate::hosted::Hosted;
 use crate::metrics::Metrics;
 use crate::role::Role;
 
-pub(super) type Reply = oneshot::Sender<Result<Response, String>>;
+pub(super) type Reply = oneshot::Sender<Result<Response, RequestError>>;
 
 /// A request sent for a command: where its answer goes.
 pub(super) struct Pending {
@@ -154,12 +154,10 @@ impl SwarmLoop {
         }
         // Every pending command is answered, even on the way out.
         for (_, pending) in self.pending.drain() {
-            let _ = pending
-                .reply
-                .send(Err("the network is shutting down".into()));
+            let _ = pending.reply.send(Err(RequestError::Closed));
         }
         for (_, reply) in self.queued.drain().flat_map(|(_, q)| q) {
-            let _ = reply.send(Err("the network is shutting down".into()));
+            let _ = reply.send(Err(RequestError::Closed));
         }
         debug!("swarm loop stopped");
     }
@@ -328,7 +326,7 @@ impl SwarmLoop {
         }
         let queue = self.queued.entry(peer).or_default();
         if queue.len() >= MAX_QUEUED_PER_PEER {
-            let _ = reply.send(Err(format!("too many requests queued for {peer}")));
+            let _ = reply.send(Err(RequestError::Busy(peer)));
         } else {
             queue.push_back((request, reply));
         }
@@ -771,7 +769,7 @@ impl SwarmLoop {
                 if let Some(pending) = self.pending.remove(&request_id) {
                     let _ = pending
                         .reply
-                        .send(Err(format!("request to {peer} failed: {error}")));
+                        .send(Err(RequestError::Failed { peer, error }));
                     self.finished(pending.peer);
                 }
             }

@@ -211,7 +211,7 @@ async fn keystore_status(State(state): State<ApiState>) -> Result<Json<Value>, A
         dta_actors::keystore::KeystoreMsg::Status
     )
     .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({
         "backend": status.backend,
         "token": status.token,
@@ -310,7 +310,7 @@ async fn kept_secret(
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
     .map(Some)
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// Largest CAR archive `POST /v2/blocks/import` takes.
@@ -380,7 +380,7 @@ pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownI
         dta_actors::context::KEYSTORE_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
-    .map_err(internal)?;
+    .map_err(|e| internal(e.to_string()))?;
     let store = state.store.clone();
     let entries = vec![
         (
