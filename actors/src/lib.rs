@@ -26,6 +26,7 @@ pub mod certificates;
 pub mod context;
 pub mod custody;
 pub mod hosted;
+pub mod hosting;
 pub mod identities;
 pub mod keystore;
 pub mod log;

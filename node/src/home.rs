@@ -438,10 +438,6 @@ pub struct OpenHome {
     pub hosted: Vec<LocalIdentity>,
 }
 
-/// Key prefix of hosted identities: their wrapped seeds in the keystore column, their
-/// documents in the metadata column.
-pub const HOSTED_PREFIX: &str = "hosted/";
-
 /// Opens a home: reads the config and node key, unlocks the keystore, loads the identity.
 pub fn open(home: &Path) -> Result<OpenHome, HomeError> {
     open_with(home, Config::load(home)?)
@@ -488,7 +484,7 @@ pub fn open_with(home: &Path, config: Config) -> Result<OpenHome, HomeError> {
     for (key, document) in store.scan(Column::Metadata)? {
         let Some(name) = std::str::from_utf8(&key)
             .ok()
-            .filter(|k| k.starts_with(HOSTED_PREFIX))
+            .filter(|k| k.starts_with(dta_actors::hosting::HOSTED_PREFIX))
         else {
             continue;
         };

@@ -320,115 +320,31 @@ pub const MAX_CAR_SIZE: usize = 64 * 1024 * 1024;
 /// and no JSON body comes near that.
 pub const MAX_BODY_SIZE: usize = dta_protocol::bitswap::MAX_BLOCK_SIZE;
 
-/// Longest hosted identity name.
-pub const MAX_NAME_LEN: usize = 64;
-
-/// The characters of a hosted identity's name, as the API's errors and the README name them:
-/// enough for e-mail-like M-Pin ids (`alice@example.org`, `bob+mfa@example.org`).
-pub const HOSTED_NAME_CHARS: &str = "A-Z a-z 0-9 - _ . @ +";
-
-/// Whether `name` may name a hosted identity: 1 to [`MAX_NAME_LEN`] characters of
-/// [`HOSTED_NAME_CHARS`].
-pub fn valid_hosted_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c))
-}
-
-/// Creates an identity this node hosts: a fresh seed wrapped by the keystore, a document naming
-/// this node's peer id, stored (seed, document) in one synced batch, then put in the directory
-/// and announced. Returns the known identity once the directory has it.
+/// Creates an identity this node hosts (see `dta_actors::hosting`) and answers it once the
+/// directory has it.
 pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownIdentity, ApiError> {
-    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
-    let internal = |m: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m);
-    if !valid_hosted_name(name) {
-        return Err(bad(format!(
-            "name must be 1 to {MAX_NAME_LEN} characters of {HOSTED_NAME_CHARS}"
-        )));
-    }
-    if state.name == name || state.hosted.named(name).is_some() {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("this node already has an identity named {name:?}"),
-        ));
-    }
-    let peer: libp2p::PeerId = state
-        .prefix
-        .parse()
-        .map_err(|_| internal("bad own peer id".into()))?;
-    let seed = dta_crypto::Secret::<32>::random();
-    let created_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let identity =
-        dta_protocol::identity::LocalIdentity::create(&seed, name, &peer.to_bytes(), created_at)
-            .map_err(|e| internal(e.to_string()))?;
-    let key = format!("{}{}", crate::home::HOSTED_PREFIX, identity.cid());
-    let document = dta_protocol::dagcbor::encode(identity.identity().document())
-        .map_err(|e| internal(e.to_string()))?;
-    let wrap_name = key.clone();
-    let blob = ractor::call_t!(
-        keystore_actor(state)?,
-        |reply| dta_actors::keystore::KeystoreMsg::Wrap {
-            name: wrap_name,
-            secret: dta_protocol::order::SecretBytes::new(seed.expose().to_vec()),
-            reply
-        },
-        dta_actors::context::KEYSTORE_TIMEOUT_MS
-    )
-    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
-    .map_err(|e| internal(e.to_string()))?;
-    let store = state.store.clone();
-    let entries = vec![
-        (
-            dta_actors::store::Column::Keystore,
-            key.clone().into_bytes(),
-            blob,
-        ),
-        (
-            dta_actors::store::Column::Metadata,
-            key.into_bytes(),
-            document.clone(),
-        ),
-    ];
-    tokio::task::spawn_blocking(move || store.write_durable(entries))
-        .await
-        .map_err(|e| internal(e.to_string()))?
-        .map_err(|e| internal(e.to_string()))?;
-    let cid = identity.cid();
-    state.hosted.add(identity);
-    // Into the directory the way peers' documents come in, and out to the peers.
-    let identities = dta_actors::registry::identities(&state.prefix).ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "identities actor not running".into(),
-        )
-    })?;
-    identities
-        .send_message(dta_actors::identities::IdentitiesMsg::Network(
-            dta_actors::network::NetworkEvent::IdentityReceived { peer, document },
-        ))
-        .map_err(|e| internal(e.to_string()))?;
-    let _ = state
-        .network
-        .send(dta_actors::network::NetworkCommand::AnnounceIdentities)
-        .await;
-    let mut directory = state.directory.clone();
-    let known = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        directory.wait_for(|d| d.identities.contains_key(&cid.to_string())),
-    )
-    .await
-    .map_err(|_| internal(format!("identity {cid} did not reach the directory")))?
-    .map_err(|e| internal(e.to_string()))?
-    .identities
-    .get(&cid.to_string())
-    .cloned()
-    .ok_or_else(|| internal(format!("identity {cid} missing")))?;
-    Ok(known)
+    use dta_actors::hosting::{Host, HostError};
+    let host = Host {
+        prefix: state.prefix.clone(),
+        own_name: state.name.clone(),
+        hosted: state.hosted.clone(),
+        store: state.store.clone(),
+        network: state.network.clone(),
+        directory: state.directory.clone(),
+    };
+    host.identity(name).await.map_err(|e| {
+        let status = match &e {
+            HostError::InvalidName => StatusCode::BAD_REQUEST,
+            HostError::Taken(_) => StatusCode::CONFLICT,
+            HostError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HostError::KeystoreTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            HostError::Keystore(_)
+            | HostError::Store(_)
+            | HostError::Identity(_)
+            | HostError::NotInDirectory(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    })
 }
 
 /// The body of `POST /v2/identities`.
