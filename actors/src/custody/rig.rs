@@ -39,6 +39,17 @@ impl Party {
         Ok((envelope, cid))
     }
 
+    /// A public envelope this party signs (a payload, no recipients): its block bytes.
+    pub(crate) fn publish<T: Serialize>(
+        &self,
+        kind: Kind,
+        reference: &str,
+        prev: Option<Cid>,
+        payload: &T,
+    ) -> Vec<u8> {
+        self.sign(kind, reference, prev, Some(payload), None, &[])
+    }
+
     /// An envelope this party signs: its block bytes.
     pub(crate) fn sign<T: Serialize>(
         &self,

@@ -61,6 +61,22 @@ async fn order_and_commitment(
     (commitment_cid, RoleContext::payload(&commitment).unwrap())
 }
 
+/// Hands a fiduciary its order request, commitment and deal: it holds its share.
+async fn holding(fiduciary: &Party, blocks: &[Vec<u8>]) -> (dta_protocol::Cid, Commitment) {
+    let committed = order_and_commitment(fiduciary, blocks).await;
+    let (deal, cid) = fiduciary.take(&blocks[2]).await.unwrap();
+    on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
+    committed
+}
+
+/// The fiduciary's record of the principal's order, if it has one.
+fn record_at(fiduciary: &Party, principal: &Party) -> Option<super::OrderRecord> {
+    fiduciary
+        .ctx
+        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
+        .unwrap()
+}
+
 fn holds_share(fiduciary: &Party, principal: &Party) -> bool {
     fiduciary
         .ctx
@@ -102,21 +118,13 @@ async fn a_deal_whose_share_fails_the_commitments_is_refused_and_nothing_is_kept
         "{refused:?}"
     );
     assert!(!holds_share(fiduciary, principal));
-    let record = fiduciary
-        .ctx
-        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
-        .unwrap();
-    assert_eq!(record, None);
+    assert_eq!(record_at(fiduciary, principal), None);
 
     // The principal's own deal is taken: the rig is not what refused the forged one.
     let (deal, cid) = fiduciary.take(&blocks[0][2]).await.unwrap();
     on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
     assert!(holds_share(fiduciary, principal));
-    let record = fiduciary
-        .ctx
-        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
-        .unwrap()
-        .unwrap();
+    let record = record_at(fiduciary, principal).unwrap();
     assert_eq!(record.state, OrderState::Holding);
 }
 
@@ -132,22 +140,18 @@ async fn a_release_before_certification_is_refused_on_both_sides() {
     );
 
     // A fiduciary holding its share refuses a request whose certificate it never saw.
-    let (commitment_cid, commitment) = order_and_commitment(fiduciary, &blocks[0]).await;
-    let (deal, cid) = fiduciary.take(&blocks[0][2]).await.unwrap();
-    on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
+    let (commitment_cid, commitment) = holding(fiduciary, &blocks[0]).await;
     let request = ReleaseRequest {
         order: commitment.order,
         certificate: commitment_cid,
         beneficiary: beneficiary.cid(),
         sequence: 1,
     };
-    let block = principal.sign(
+    let block = principal.publish(
         Kind::ReleaseRequest,
         REFERENCE,
         Some(commitment_cid),
-        Some(&request),
-        None,
-        &[],
+        &request,
     );
     let (envelope, cid) = fiduciary.take(&block).await.unwrap();
     let refused = on_release_request(&fiduciary.ctx, &envelope, cid).await;
@@ -155,11 +159,7 @@ async fn a_release_before_certification_is_refused_on_both_sides() {
         matches!(&refused, Err(CustodyError::Conflict(m)) if m.contains("not certified")),
         "{refused:?}"
     );
-    let record = fiduciary
-        .ctx
-        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
-        .unwrap()
-        .unwrap();
+    let record = record_at(fiduciary, principal).unwrap();
     assert!(
         record.served.is_empty() && record.releases.is_empty(),
         "{record:?}"
@@ -178,14 +178,7 @@ async fn a_receipt_for_no_release_of_the_order_changes_nothing() {
         shares_from: Vec::new(),
         public_key: ByteBuf::from(vec![0; 48]),
     };
-    let block = beneficiary.sign(
-        Kind::Receipt,
-        REFERENCE,
-        before.commitment,
-        Some(&receipt),
-        None,
-        &[],
-    );
+    let block = beneficiary.publish(Kind::Receipt, REFERENCE, before.commitment, &receipt);
     let (envelope, cid) = principal.take(&block).await.unwrap();
     let refused = on_receipt(&principal.ctx, &envelope, cid).await;
     assert!(
@@ -202,9 +195,7 @@ async fn a_receipt_for_no_release_of_the_order_changes_nothing() {
 async fn a_certificate_for_another_commitment_is_refused() {
     let (parties, blocks) = ordered().await;
     let (principal, fiduciary) = (&parties[0], &parties[1]);
-    let (commitment_cid, _) = order_and_commitment(fiduciary, &blocks[0]).await;
-    let (deal, cid) = fiduciary.take(&blocks[0][2]).await.unwrap();
-    on_share_deal(&fiduciary.ctx, &deal, cid).await.unwrap();
+    let (commitment_cid, _) = holding(fiduciary, &blocks[0]).await;
     // Signed by the principal, but certifying a commitment this order does not have.
     let other = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, b"another");
     let certificate = Certificate {
@@ -212,13 +203,11 @@ async fn a_certificate_for_another_commitment_is_refused() {
         signers: vec![parties[1].cid(), parties[2].cid()],
         signature: ByteBuf::from(vec![0; 96]),
     };
-    let block = principal.sign(
+    let block = principal.publish(
         Kind::Certificate,
         REFERENCE,
         Some(commitment_cid),
-        Some(&certificate),
-        None,
-        &[],
+        &certificate,
     );
     let (envelope, cid) = fiduciary.take(&block).await.unwrap();
     let refused = on_certificate(&fiduciary.ctx, &envelope, cid).await;
@@ -226,11 +215,7 @@ async fn a_certificate_for_another_commitment_is_refused() {
         matches!(&refused, Err(CustodyError::Invalid(m)) if m.contains("another commitment")),
         "{refused:?}"
     );
-    let record = fiduciary
-        .ctx
-        .record(Role::Fiduciary, &principal.cid(), REFERENCE)
-        .unwrap()
-        .unwrap();
+    let record = record_at(fiduciary, principal).unwrap();
     assert_eq!(
         (record.state, record.certificate),
         (OrderState::Holding, None)
