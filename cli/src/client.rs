@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use dta_node::client::{ApiClient, Method};
+use serde_json::Value;
 
 use crate::output::outln;
 
@@ -73,44 +74,23 @@ impl ClientArgs {
         Ok(node.api)
     }
 
+    /// A client of the node's API.
+    pub(crate) fn client(&self) -> anyhow::Result<ApiClient> {
+        Ok(ApiClient::new(&self.base()?))
+    }
+
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base()?);
-        answer(&url, reqwest::get(&url).await).await
+        Ok(self.client()?.get(path).await?)
     }
 
     /// Sends bytes (PUT or POST) and reads the JSON answer.
-    async fn send_bytes(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base()?);
-        answer(
-            &url,
-            reqwest::Client::new()
-                .request(method, &url)
-                .body(body)
-                .send()
-                .await,
-        )
-        .await
+    async fn send_bytes(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        Ok(self.client()?.send_bytes(method, path, body).await?)
     }
 
     /// Reads raw bytes; an error answer's JSON message becomes the error.
     async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let url = format!("{}{path}", self.base()?);
-        let response = reqwest::get(&url)
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let bytes = response.bytes().await?.to_vec();
-        if !status.is_success() {
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let message = body["error"].as_str().unwrap_or("unknown error");
-            bail!("{url}: {status}: {message}");
-        }
-        Ok(bytes)
+        Ok(self.client()?.get_bytes(path).await?)
     }
 
     pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -119,12 +99,7 @@ impl ClientArgs {
 
     /// Posts a body the caller keeps, so that it can wipe a secret in it once it is sent.
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base()?);
-        answer(
-            &url,
-            reqwest::Client::new().post(&url).json(body).send().await,
-        )
-        .await
+        Ok(self.client()?.post(path, body).await?)
     }
 }
 
@@ -221,10 +196,10 @@ pub async fn peers(command: Option<PeersCommand>, args: &ClientArgs) -> anyhow::
         None => (args, "/v2/peers".to_owned()),
         Some(PeersCommand::Blocked(args)) => (args, "/v2/peers/blocked".to_owned()),
         Some(PeersCommand::Block { peer, args }) => {
-            return change_block_list(args, reqwest::Method::PUT, peer, "blocked").await;
+            return change_block_list(args, Method::PUT, peer, "blocked").await;
         }
         Some(PeersCommand::Unblock { peer, args }) => {
-            return change_block_list(args, reqwest::Method::DELETE, peer, "unblocked").await;
+            return change_block_list(args, Method::DELETE, peer, "unblocked").await;
         }
     };
     let peers = args.get(&path).await?;
@@ -244,7 +219,7 @@ pub async fn peers(command: Option<PeersCommand>, args: &ClientArgs) -> anyhow::
 
 async fn change_block_list(
     args: &ClientArgs,
-    method: reqwest::Method,
+    method: Method,
     peer: &str,
     done: &str,
 ) -> anyhow::Result<()> {
@@ -266,11 +241,11 @@ pub async fn api(
     data: Option<&str>,
     args: &ClientArgs,
 ) -> anyhow::Result<()> {
-    let method: reqwest::Method = match method.to_ascii_uppercase().as_str() {
-        "GET" => reqwest::Method::GET,
-        "POST" => reqwest::Method::POST,
-        "PUT" => reqwest::Method::PUT,
-        "DELETE" => reqwest::Method::DELETE,
+    let method = match method.to_ascii_uppercase().as_str() {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "DELETE" => Method::DELETE,
         other => bail!("unsupported method {other:?}: use GET, POST, PUT or DELETE"),
     };
     if !path.starts_with('/') {
@@ -280,26 +255,15 @@ pub async fn api(
         .map(serde_json::from_str)
         .transpose()
         .context("--data is not JSON")?;
-    let url = format!("{}{path}", args.base()?);
-    let mut request = reqwest::Client::new().request(method, &url);
-    if let Some(body) = &body {
-        request = request.json(body);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let bytes = response.bytes().await?;
-    let answer: Value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let client = args.client()?;
+    let answer = client.call(method, path, body.as_ref()).await?;
     if args.json {
-        outln!("{}", json!({ "status": status.as_u16(), "body": answer }));
+        outln!("{}", dta_node::client::api_line(&answer));
         return Ok(());
     }
-    outln!("{}", serde_json::to_string_pretty(&answer)?);
-    if !status.is_success() {
-        bail!("{url}: {status}");
+    outln!("{}", serde_json::to_string_pretty(&answer.body)?);
+    if !answer.is_success() {
+        bail!("{}{path}: {}", client.base(), answer.status_line());
     }
     Ok(())
 }
@@ -345,24 +309,6 @@ pub async fn create_identity(args: &ClientArgs, name: &str) -> anyhow::Result<()
         outln!("{}", text(&created["cid"]));
     }
     Ok(())
-}
-
-/// The JSON body of a successful answer, or the API's `{"error": ...}` as an error.
-pub(crate) async fn answer(
-    url: &str,
-    response: Result<reqwest::Response, reqwest::Error>,
-) -> anyhow::Result<Value> {
-    let response = response.with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .with_context(|| format!("{url} did not answer JSON"))?;
-    if !status.is_success() {
-        let message = body["error"].as_str().unwrap_or("unknown error");
-        bail!("{url}: {status}: {message}");
-    }
-    Ok(body)
 }
 
 /// `PATH?principal=CID` where a principal is named: two principals may use one reference.
@@ -456,11 +402,7 @@ pub async fn block(command: BlockCommand) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let stored = client
-                .send_bytes(
-                    reqwest::Method::PUT,
-                    &format!("/v2/blocks?codec={codec}"),
-                    bytes,
-                )
+                .send_bytes(Method::PUT, &format!("/v2/blocks?codec={codec}"), bytes)
                 .await?;
             if client.json {
                 outln!("{}", serde_json::to_string_pretty(&stored)?);
@@ -472,7 +414,7 @@ pub async fn block(command: BlockCommand) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let imported = client
-                .send_bytes(reqwest::Method::POST, "/v2/blocks/import", bytes)
+                .send_bytes(Method::POST, "/v2/blocks/import", bytes)
                 .await?;
             if client.json {
                 outln!("{}", serde_json::to_string_pretty(&imported)?);

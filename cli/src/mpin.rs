@@ -5,8 +5,9 @@ use anyhow::{Context, bail};
 use dta_crypto::mpin::{self, G1Point, MpinScalar};
 use serde_json::{Value, json};
 
-use crate::client::{ClientArgs, answer, table, text};
+use crate::client::{ClientArgs, table, text};
 use crate::output::outln;
+use dta_node::client::ApiClient;
 
 /// `dta mpin ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -248,19 +249,17 @@ async fn authenticate(
     let token = hex::decode(token.trim()).context("the token is not hex")?;
     let token = G1Point::from_bytes(&token).context("the token is not a valid point")?;
     let first = mpin::client_first(&token, identity.as_bytes(), pin, permit, None)?;
-    let http = reqwest::Client::new();
-    let url = format!("{base}/v2/mpin/auth/challenge");
+    let api = ApiClient::new(&base);
     let mut body = json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) });
     if let Some(permit) = permit {
         body["date"] = permit.date.into();
     }
     let body = with_server(body);
-    let challenge = answer(&url, http.post(&url).json(&body).send().await).await?;
+    let challenge = api.post("/v2/mpin/auth/challenge", &body).await?;
     let y = hex::decode(text(&challenge["y"])).context("the server's y is not hex")?;
     let y = MpinScalar::from_bytes(&y).context("the server's y is not a scalar")?;
     let v = mpin::client_second(first.state, &y)?;
-    let url = format!("{base}/v2/mpin/auth/verify");
     let body =
         with_server(json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) }));
-    answer(&url, http.post(&url).json(&body).send().await).await
+    Ok(api.post("/v2/mpin/auth/verify", &body).await?)
 }

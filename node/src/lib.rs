@@ -6,6 +6,7 @@
 //! - [`run`]: [`Node::start`], [`Node::stop`] and [`run()`], which runs a node until its
 //!   shutdown token fires, so tests start whole nodes in one process.
 //! - [`http`]: the HTTP API (axum) and `/metrics`.
+//! - [`client`]: the client of that API every other part uses.
 //! - [`logging`]: tracing-subscriber setup.
 //! - [`ports`]: whether the listen ports are free before a start.
 //! - [`private`]: files and directories private to their owner (modes, umask).
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod client;
 pub mod config;
 pub mod home;
 pub mod http;

@@ -320,6 +320,11 @@ impl Node {
         &self.info
     }
 
+    /// A client of its HTTP API.
+    pub fn client(&self) -> crate::client::ApiClient {
+        crate::client::ApiClient::new(&self.info.api)
+    }
+
     /// The network handle.
     pub fn network(&self) -> &NetworkHandle {
         &self.network

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use dta_node::client::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -322,10 +323,6 @@ pub async fn run(
         dir: dir.clone(),
         binary: testnet.binary.clone(),
         threshold: spec.threshold,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| TestnetError::Invalid(e.to_string()))?,
         fiduciaries: testnet
             .nodes
             .iter()
@@ -356,12 +353,14 @@ pub async fn run(
     })
 }
 
+/// How long one API call of a step may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 struct Runner {
     dir: PathBuf,
     /// The `dta` binary, which calls the API of a node in a namespace from inside it.
     binary: PathBuf,
     threshold: Option<u32>,
-    http: reqwest::Client,
     fiduciaries: Vec<String>,
     /// M-Pin client secrets (hex) by node name.
     client_secrets: Mutex<BTreeMap<String, String>>,
@@ -382,50 +381,18 @@ impl Runner {
             .ok_or_else(|| format!("no node {name:?}"))
     }
 
-    /// Calls a node's API at `path`: directly, or for a node in a network namespace through
-    /// `dta api` run inside it. A call that cannot be made has status 0.
+    /// Calls a node's API at `path` (for a node in a network namespace, from inside it). A
+    /// call that cannot be made has status 0 and the reason as its error.
     async fn call(
         &self,
         node: &process::TestnetNode,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let Some(namespace) = &node.namespace else {
-            let mut request = self.http.request(method, format!("{}{path}", node.api));
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            return match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    (status, response.json().await.unwrap_or(Value::Null))
-                }
-                Err(e) => (0, json!({ "error": e.to_string() })),
-            };
-        };
-        let mut command = tokio::process::Command::new("ip");
-        command
-            .args(["netns", "exec", namespace])
-            .arg(&self.binary)
-            .args(["api", method.as_str(), path, "--api", &node.api, "--json"])
-            .env_remove("DTA_API")
-            .env_remove("DTA_HOME")
-            .stdin(std::process::Stdio::null());
-        if let Some(body) = body {
-            command.args(["--data", &body.to_string()]);
-        }
-        match command.output().await {
-            Ok(output) => match serde_json::from_slice::<Value>(&output.stdout) {
-                Ok(answer) => (
-                    answer["status"].as_u64().unwrap_or(0) as u16,
-                    answer["body"].clone(),
-                ),
-                Err(_) => (
-                    0,
-                    json!({ "error": String::from_utf8_lossy(&output.stderr).trim() }),
-                ),
-            },
+        let client = node.client(&self.binary).with_timeout(CALL_TIMEOUT);
+        match client.call(method, path, body.as_ref()).await {
+            Ok(answer) => (answer.status, answer.body),
             Err(e) => (0, json!({ "error": e.to_string() })),
         }
     }
@@ -557,7 +524,7 @@ impl Runner {
             "secret": secret,
         });
         let (status, answer) = self
-            .call(&principal, reqwest::Method::POST, "/v2/orders", Some(body))
+            .call(&principal, Method::POST, "/v2/orders", Some(body))
             .await;
         expected(status, &answer, expect, "ordered")
     }
@@ -567,7 +534,7 @@ impl Runner {
         let (status, answer) = self
             .call(
                 &principal,
-                reqwest::Method::POST,
+                Method::POST,
                 &format!("/v2/orders/{reference}/release"),
                 Some(json!({})),
             )
@@ -607,7 +574,7 @@ impl Runner {
             let (status, records) = self
                 .call(
                     &target,
-                    reqwest::Method::GET,
+                    Method::GET,
                     &format!("/v2/orders/{reference}"),
                     None,
                 )
@@ -640,7 +607,7 @@ impl Runner {
         let (status, answer) = self
             .call(
                 &target,
-                reqwest::Method::GET,
+                Method::GET,
                 &format!("/v2/orders/{reference}/secret"),
                 None,
             )
@@ -657,7 +624,7 @@ impl Runner {
         let (status, report) = self
             .call(
                 &target,
-                reqwest::Method::GET,
+                Method::GET,
                 &format!("/v2/orders/{reference}/audit"),
                 None,
             )
@@ -683,9 +650,7 @@ impl Runner {
         let started = Instant::now();
         loop {
             let target = self.node(node)?;
-            let (status, peers) = self
-                .call(&target, reqwest::Method::GET, "/v2/peers", None)
-                .await;
+            let (status, peers) = self.call(&target, Method::GET, "/v2/peers", None).await;
             let count = peers.as_array().map_or(0, Vec::len);
             if status == 200 && count >= at_least {
                 return Ok(format!(
@@ -723,7 +688,7 @@ impl Runner {
                 let (status, answer) = self
                     .call(
                         node,
-                        reqwest::Method::PUT,
+                        Method::PUT,
                         &format!("/v2/peers/blocked/{}", other.peer_id),
                         None,
                     )
@@ -747,7 +712,7 @@ impl Runner {
         let mut unblocked = 0;
         for node in self.running()? {
             let (status, blocked) = self
-                .call(&node, reqwest::Method::GET, "/v2/peers/blocked", None)
+                .call(&node, Method::GET, "/v2/peers/blocked", None)
                 .await;
             if status != 200 {
                 return Err(format!("{}: {status}: {}", node.name, blocked["error"]));
@@ -757,7 +722,7 @@ impl Runner {
                 let (status, answer) = self
                     .call(
                         &node,
-                        reqwest::Method::DELETE,
+                        Method::DELETE,
                         &format!("/v2/peers/blocked/{peer}"),
                         None,
                     )
@@ -784,7 +749,7 @@ impl Runner {
                 let (status, report) = self
                     .call(
                         node,
-                        reqwest::Method::GET,
+                        Method::GET,
                         &format!("/v2/orders/{reference}/audit"),
                         None,
                     )
@@ -822,7 +787,7 @@ impl Runner {
         let (status, answer) = self
             .call(
                 &target,
-                reqwest::Method::POST,
+                Method::POST,
                 "/v2/mpin/server-secret",
                 Some(json!({ "from": self.fiduciaries })),
             )
@@ -835,7 +800,7 @@ impl Runner {
         let (status, answer) = self
             .call(
                 &target,
-                reqwest::Method::POST,
+                Method::POST,
                 "/v2/mpin/client-secret",
                 Some(json!({ "identity": node, "from": self.fiduciaries })),
             )
@@ -880,7 +845,7 @@ impl Runner {
         let (status, challenge) = self
             .call(
                 &target,
-                reqwest::Method::POST,
+                Method::POST,
                 "/v2/mpin/auth/challenge",
                 Some(json!({ "identity": node, "u": hex::encode(first.u.to_bytes()) })),
             )
@@ -895,7 +860,7 @@ impl Runner {
         let (status, verdict) = self
             .call(
                 &target,
-                reqwest::Method::POST,
+                Method::POST,
                 "/v2/mpin/auth/verify",
                 Some(json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) })),
             )

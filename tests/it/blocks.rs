@@ -1,5 +1,6 @@
 //! Blocks over HTTP: put and get, CAR export of an order's log and import on another node.
 
+use dta_node::client::{ApiClient, Method};
 use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
 use serde_json::Value;
@@ -9,31 +10,38 @@ async fn json_of(response: reqwest::Response) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends raw bytes; the status and the JSON answer.
+async fn send_raw(client: &ApiClient, method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let (status, answer) = client.call_raw(method, path, Some(body)).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&answer).unwrap_or(Value::Null),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_are_put_and_got_and_bad_ones_refused() {
     let net = Testnet::builder().nodes(1).build().await.expect("testnet");
-    let api = net.node(0).info().api.clone();
-    let client = reqwest::Client::new();
-    let put = |codec: &str, body: Vec<u8>| {
-        client
-            .put(format!("{api}/v2/blocks?codec={codec}"))
-            .body(body)
-            .send()
+    let client = net.node(0).client();
+    let put = async |codec: &str, body: Vec<u8>| {
+        send_raw(
+            &client,
+            Method::PUT,
+            &format!("/v2/blocks?codec={codec}"),
+            body,
+        )
+        .await
     };
-    let (status, raw) = json_of(put("raw", b"hello blocks".to_vec()).await.unwrap()).await;
+    let (status, raw) = put("raw", b"hello blocks".to_vec()).await;
     assert_eq!(status, 201, "{raw}");
     assert_eq!(
         raw["cid"],
         dta_protocol::block::cid_of(dta_protocol::block::RAW, b"hello blocks").to_string()
     );
-    let got = reqwest::get(format!("{api}/v2/blocks/{}", raw["cid"].as_str().unwrap()))
-        .await
-        .unwrap();
-    assert_eq!(got.status(), 200);
-    assert_eq!(got.bytes().await.unwrap().as_ref(), b"hello blocks");
+    let got = format!("/v2/blocks/{}", raw["cid"].as_str().unwrap());
+    assert_eq!(client.get_bytes(&got).await.unwrap(), b"hello blocks");
 
-    let (status, cbor) =
-        json_of(put("dag-cbor", vec![0xa1, 0x61, 0x61, 0x01]).await.unwrap()).await;
+    let (status, cbor) = put("dag-cbor", vec![0xa1, 0x61, 0x61, 0x01]).await;
     assert_eq!(status, 201, "{cbor}");
     assert!(
         cbor["cid"].as_str().unwrap().starts_with("bafyrei"),
@@ -46,7 +54,7 @@ async fn blocks_are_put_and_got_and_bad_ones_refused() {
         ("json", b"{}".to_vec()),
         ("raw", Vec::new()),
     ] {
-        let (status, answer) = json_of(put(codec, body).await.unwrap()).await;
+        let (status, answer) = put(codec, body).await;
         assert_eq!(status, 400, "{codec}: {answer}");
     }
     net.stop().await;
@@ -61,15 +69,14 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
         .await
         .expect("testnet");
     let origin = net.node(0).info().api.clone();
-    let other = net.node(1).info().api.clone();
-    let client = reqwest::Client::new();
+    let other = net.node(1).client();
     // Released, with the receipt as the principal's head; then exported.
     let (reference, head) = crate::log::released_order(&origin).await;
-    let response = reqwest::get(format!("{origin}/v2/orders/{reference}/car"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let archive = response.bytes().await.unwrap().to_vec();
+    let archive = net.node(0).client();
+    let archive = archive
+        .get_bytes(&format!("/v2/orders/{reference}/car"))
+        .await;
+    let archive = archive.unwrap();
     let car = dta_protocol::car::read(&archive).expect("a valid archive");
     assert_eq!(car.roots[0].to_string(), head);
     // The chain (receipt, release request, certificate, commitment, order request), the
@@ -92,25 +99,16 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
     let mut damaged = archive.clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 0x01;
-    let import = |archive: Vec<u8>| {
-        client
-            .post(format!("{other}/v2/blocks/import"))
-            .body(archive)
-            .send()
-    };
-    let (status, answer) = json_of(import(damaged).await.unwrap()).await;
+    let import =
+        async |archive: Vec<u8>| send_raw(&other, Method::POST, "/v2/blocks/import", archive).await;
+    let (status, answer) = import(damaged).await;
     assert_eq!(status, 400, "{answer}");
     // The real one imports, and the log audits there from the archive alone.
-    let (status, imported) = json_of(import(archive).await.unwrap()).await;
+    let (status, imported) = import(archive).await;
     assert_eq!(status, 200, "{imported}");
     assert_eq!(imported["blocks"], car.blocks.len());
-    let (status, report) = json_of(
-        reqwest::get(format!("{other}/v2/orders/{reference}/audit?head={head}"))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{report}");
+    let audit = format!("/v2/orders/{reference}/audit?head={head}");
+    let report = other.get(&audit).await.unwrap();
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["fetched"], 0, "{report}");
     assert_eq!(report["receipts"], 1, "{report}");
@@ -120,45 +118,33 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_fetches_blocks_it_lacks_from_its_peers_over_bitswap() {
     let net = Testnet::builder().nodes(3).build().await.expect("testnet");
-    let holder = net.node(0).info().api.clone();
-    let client = reqwest::Client::new();
+    let holder = net.node(0).client();
     let mut stored = Vec::new();
     for (codec, body) in [
         ("raw", b"fetched over bitswap".to_vec()),
         ("dag-cbor", vec![0xa1, 0x61, 0x62, 0x02]),
         ("raw", vec![0x5a; 512 * 1024]),
     ] {
-        let (status, put) = json_of(
-            client
-                .put(format!("{holder}/v2/blocks?codec={codec}"))
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let path = format!("/v2/blocks?codec={codec}");
+        let (status, put) = send_raw(&holder, Method::PUT, &path, body.clone()).await;
         assert_eq!(status, 201, "{put}");
         stored.push((put["cid"].as_str().unwrap().to_owned(), body));
     }
     for node in [1, 2] {
-        let api = net.node(node).info().api.clone();
+        let client = net.node(node).client();
         for (cid, body) in &stored {
-            let got = reqwest::get(format!("{api}/v2/blocks/{cid}"))
-                .await
-                .unwrap();
-            assert_eq!(got.status(), 200, "node {node}, {cid}");
-            assert_eq!(got.bytes().await.unwrap().as_ref(), body.as_slice());
+            let got = client.get_bytes(&format!("/v2/blocks/{cid}")).await;
+            let got = got.unwrap_or_else(|e| panic!("node {node}, {cid}: {e}"));
+            assert_eq!(got, body.as_slice());
         }
     }
     // Nobody has it: every peer says so, and the answer is a prompt 404.
     let nowhere = dta_protocol::block::cid_of(dta_protocol::block::RAW, b"nowhere");
     let started = std::time::Instant::now();
-    let (status, answer) = json_of(
-        reqwest::get(format!("{}/v2/blocks/{nowhere}", net.node(1).info().api))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let answer = net.node(1).client();
+    let path = format!("/v2/blocks/{nowhere}");
+    let answer = answer.call(Method::GET, &path, None).await.unwrap();
+    let (status, answer) = (answer.status, answer.body);
     assert_eq!(status, 404, "{answer}");
     assert!(
         answer["error"]

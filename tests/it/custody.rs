@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use dta_actors::roles::Role;
+use dta_node::client::Method;
 use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
@@ -13,22 +14,17 @@ const PRINCIPAL: usize = 0;
 const FIDUCIARIES: [usize; 3] = [1, 2, 3];
 const BENEFICIARY: usize = 4;
 
-pub(crate) struct Api {
-    client: reqwest::Client,
-}
+pub(crate) struct Api;
 
 impl Api {
     pub(crate) fn new() -> Self {
-        Self {
-            client: reqwest::Client::new(),
-        }
+        Self
     }
 
     pub(crate) async fn get(&self, net: &Testnet, node: usize, path: &str) -> (u16, Value) {
-        let url = format!("{}{path}", net.node(node).info().api);
-        let response = self.client.get(url).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let answer = net.node(node).client().call(Method::GET, path, None).await;
+        let answer = answer.unwrap();
+        (answer.status, answer.body)
     }
 
     pub(crate) async fn post(
@@ -38,10 +34,9 @@ impl Api {
         path: &str,
         body: Value,
     ) -> (u16, Value) {
-        let url = format!("{}{path}", net.node(node).info().api);
-        let response = self.client.post(url).json(&body).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let client = net.node(node).client();
+        let answer = client.call(Method::POST, path, Some(&body)).await.unwrap();
+        (answer.status, answer.body)
     }
 
     /// Waits until the order's record for `role` on `node` reaches `state`.
@@ -435,19 +430,9 @@ async fn forged_and_replayed_releases_are_refused() {
         .as_str()
         .unwrap()
         .to_owned();
-    let bytes = api
-        .client
-        .get(format!(
-            "{}/v2/blocks/{request_cid}",
-            net.node(PRINCIPAL).info().api
-        ))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let client = net.node(PRINCIPAL).client();
+    let bytes = client.get_bytes(&format!("/v2/blocks/{request_cid}")).await;
+    let bytes = bytes.unwrap();
     let blocks_before = held.clone();
     deliver_and_settle(&net, PRINCIPAL, 1, "fiduciary", bytes).await;
     let (_, held) = api.get(&net, 1, "/v2/orders/delta").await;
@@ -525,13 +510,10 @@ async fn forged_certificate(
 
 /// A counter of a node's `/metrics`.
 pub(crate) async fn counter(net: &Testnet, node: usize, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", net.node(node).info().api))
-        .await
+    let text = net.node(node).client().get_bytes("/metrics").await.unwrap();
+    String::from_utf8(text)
         .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no counter {name}"))
         .parse()

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use dta_node::client::Method;
 use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
 
@@ -33,15 +34,11 @@ async fn order(api: &Api, net: &Testnet, reference: &str, secret: &str) {
 /// disconnected (block) or connected again (unblock).
 async fn set_blocked(net: &Testnet, node: usize, other: usize, blocked: bool) {
     let peer = net.node(other).info().peer_id.clone();
-    let url = format!("{}/v2/peers/blocked/{peer}", net.node(node).info().api);
-    let client = reqwest::Client::new();
-    let request = if blocked {
-        client.put(url)
-    } else {
-        client.delete(url)
-    };
-    let status = request.send().await.unwrap().status();
-    assert!(status.is_success(), "{status}");
+    let path = format!("/v2/peers/blocked/{peer}");
+    let client = net.node(node).client();
+    let method = if blocked { Method::PUT } else { Method::DELETE };
+    let answer = client.call(method, &path, None).await.unwrap();
+    assert!(answer.is_success(), "{answer:?}");
     let peer: libp2p::PeerId = peer.parse().unwrap();
     let mut snapshot = net.node(node).network().watch();
     tokio::time::timeout(
@@ -269,12 +266,9 @@ async fn a_share_is_acknowledged_only_once_the_beneficiary_kept_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let share = reqwest::get(format!("{}/v2/blocks/{served}", net.node(1).info().api))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let client = net.node(1).client();
+    let share = client.get_bytes(&format!("/v2/blocks/{served}")).await;
+    let share = share.unwrap();
     // Fiduciary 1's sealed share, carried by the principal's node: the moment the answer is
     // in, the beneficiary's record holds it.
     let beneficiary: libp2p::PeerId = net.node(BENEFICIARY).info().peer_id.parse().unwrap();
@@ -345,16 +339,9 @@ async fn a_release_goes_only_to_the_beneficiary_the_order_names() {
     // refused by every fiduciary (the principal is stopped so that its keys can be read).
     let order_cid: dta_protocol::Cid = shown["order"].as_str().unwrap().parse().unwrap();
     let certificate: dta_protocol::Cid = shown["certificate"].as_str().unwrap().parse().unwrap();
-    let certificate_block = reqwest::get(format!(
-        "{}/v2/blocks/{certificate}",
-        net.node(PRINCIPAL).info().api
-    ))
-    .await
-    .unwrap()
-    .bytes()
-    .await
-    .unwrap()
-    .to_vec();
+    let client = net.node(PRINCIPAL).client();
+    let certificate_block = client.get_bytes(&format!("/v2/blocks/{certificate}")).await;
+    let certificate_block = certificate_block.unwrap();
     net.test_node(PRINCIPAL).stop().await;
     let principal = dta_node::home::open(net.test_node(PRINCIPAL).home())
         .expect("the principal's home")
@@ -383,16 +370,9 @@ async fn a_release_goes_only_to_the_beneficiary_the_order_names() {
     let forged_cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &block);
     // (A fiduciary learns the certificate with the first release; there was none.)
     for bytes in [certificate_block, block] {
-        let stored = reqwest::Client::new()
-            .put(format!(
-                "{}/v2/blocks?codec=dag-cbor",
-                net.node(1).info().api
-            ))
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stored.status().as_u16(), 201);
+        let client = net.node(1).client();
+        let stored = client.call_raw(Method::PUT, "/v2/blocks?codec=dag-cbor", Some(bytes));
+        assert_eq!(stored.await.unwrap().0, 201);
     }
     let (status, report) = api
         .get(

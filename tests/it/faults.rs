@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use dta_node::client::{ApiClient, Method};
 use dta_testnet::process::{self, UpConfig};
 use serde_json::{Value, json};
 
@@ -72,26 +73,19 @@ fn identity_of(dir: &Path, name: &str) -> String {
 
 /// One call; a node that is down (or dies mid-call) answers `None`.
 async fn call(
-    client: &reqwest::Client,
     dir: &Path,
     node: &str,
-    method: reqwest::Method,
+    method: Method,
     path: &str,
     body: Option<Value>,
 ) -> Option<(u16, Value)> {
-    let mut request = client
-        .request(method, format!("{}{path}", api_of(dir, node)))
-        .timeout(Duration::from_secs(30));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.json().await.unwrap_or(Value::Null)))
+    let client = ApiClient::new(&api_of(dir, node)).with_timeout(Duration::from_secs(30));
+    let answer = client.call(method, path, body.as_ref()).await.ok()?;
+    Some((answer.status, answer.body))
 }
 
-async fn get(client: &reqwest::Client, dir: &Path, node: &str, path: &str) -> Option<(u16, Value)> {
-    call(client, dir, node, reqwest::Method::GET, path, None).await
+async fn get(dir: &Path, node: &str, path: &str) -> Option<(u16, Value)> {
+    call(dir, node, Method::GET, path, None).await
 }
 
 /// The secret of principal `p`'s order `i`: binary, so that "intact" means every byte.
@@ -105,13 +99,7 @@ fn secret_of(p: usize, i: usize) -> Vec<u8> {
 /// names its beneficiary), and asks for its release, trying again while nodes are down, until
 /// the principal has taken each (a call cut short by a kill may have taken effect: "exists"
 /// and "all used" count as done).
-async fn order_and_release(
-    client: &reqwest::Client,
-    dir: &Path,
-    p: usize,
-    i: usize,
-    fiduciaries: &[String],
-) {
+async fn order_and_release(dir: &Path, p: usize, i: usize, fiduciaries: &[String]) {
     let (principal, reference) = (PRINCIPALS[p], format!("fault-{i}"));
     let body = json!({
         "reference": reference,
@@ -125,10 +113,9 @@ async fn order_and_release(
     loop {
         assert!(Instant::now() < deadline, "{reference} was never ordered");
         let answer = call(
-            client,
             dir,
             principal,
-            reqwest::Method::POST,
+            Method::POST,
             "/v2/orders",
             Some(body.clone()),
         )
@@ -150,10 +137,9 @@ async fn order_and_release(
             "{reference}: no answer to a misdirected release"
         );
         let answer = call(
-            client,
             dir,
             principal,
-            reqwest::Method::POST,
+            Method::POST,
             &release,
             Some(misdirected.clone()),
         )
@@ -169,15 +155,7 @@ async fn order_and_release(
     }
     loop {
         assert!(Instant::now() < deadline, "{reference} was never released");
-        let answer = call(
-            client,
-            dir,
-            principal,
-            reqwest::Method::POST,
-            &release,
-            Some(json!({})),
-        )
-        .await;
+        let answer = call(dir, principal, Method::POST, &release, Some(json!({}))).await;
         match answer {
             Some((200, _)) => return,
             Some((409, error)) if error.to_string().contains("all used") => return,
@@ -220,18 +198,12 @@ enum Settled {
 /// Waits until principal `p`'s order `i` is released, then checks it: the beneficiary holds
 /// its exact bytes, no fiduciary released it twice, one receipt, and the uninvolved node
 /// audits its log.
-async fn settle(
-    client: &reqwest::Client,
-    dir: &Path,
-    p: usize,
-    i: usize,
-    deadline: Instant,
-) -> Settled {
+async fn settle(dir: &Path, p: usize, i: usize, deadline: Instant) -> Settled {
     let (principal, reference) = (PRINCIPALS[p], format!("fault-{i}"));
     let path = format!("/v2/orders/{reference}");
     let whose = format!("principal={}", identity_of(dir, principal));
     let shown = loop {
-        let shown = get(client, dir, principal, &path)
+        let shown = get(dir, principal, &path)
             .await
             .and_then(|(_, body)| record(&body, "principal").cloned());
         if let Some(shown) = shown.filter(|s| s["state"] == "released") {
@@ -242,13 +214,13 @@ async fn settle(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let secret = get(client, dir, BENEFICIARY, &format!("{path}/secret?{whose}")).await;
+    let secret = get(dir, BENEFICIARY, &format!("{path}/secret?{whose}")).await;
     match secret {
         Some((200, body)) if body["secret_hex"] == hex::encode(secret_of(p, i)) => {}
         other => return Settled::Lost(format!("{other:?}")),
     }
     for fiduciary in FIDUCIARIES {
-        let held = get(client, dir, fiduciary, &format!("{path}?{whose}"))
+        let held = get(dir, fiduciary, &format!("{path}?{whose}"))
             .await
             .and_then(|(_, body)| record(&body, "fiduciary").cloned());
         if let Some(held) = held {
@@ -263,7 +235,7 @@ async fn settle(
     // The principal's head, given: a head announcement gossiped while the auditor's mesh was
     // in flux may not have reached it (the README says so of announced heads).
     let head = shown["head"].as_str().unwrap();
-    let audit = get(client, dir, AUDITOR, &format!("{path}/audit?head={head}")).await;
+    let audit = get(dir, AUDITOR, &format!("{path}/audit?head={head}")).await;
     match audit {
         Some((200, report)) if report["passed"] == true && report["receipts"] == 1 => {}
         other => panic!("{principal}/{reference} does not audit on {AUDITOR}: {other:?}"),
@@ -340,12 +312,11 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
             kills
         })
     };
-    let client = reqwest::Client::new();
     let started = Instant::now();
     for i in 0..orders {
         tokio::join!(
-            order_and_release(&client, &dir, 0, i, &fiduciaries),
-            order_and_release(&client, &dir, 1, i, &fiduciaries),
+            order_and_release(&dir, 0, i, &fiduciaries),
+            order_and_release(&dir, 1, i, &fiduciaries),
         );
     }
     stop.store(true, Ordering::Relaxed);
@@ -365,7 +336,7 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
     for i in 0..orders {
         for (p, principal) in PRINCIPALS.iter().enumerate() {
             let reference = format!("fault-{i}");
-            match settle(&client, &dir, p, i, deadline).await {
+            match settle(&dir, p, i, deadline).await {
                 Settled::Released => {}
                 Settled::Stuck => stuck.push(format!("{principal}/{reference}")),
                 Settled::Lost(why) => lost.push(format!("{principal}/{reference}: {why}")),

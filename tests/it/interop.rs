@@ -8,6 +8,7 @@
 //! `tests/interop/helia/`, then `DTA_KUBO_PYTHON=VENV/bin/python DTA_HELIA_DIR=COPY cargo test
 //! -p dta-tests --test it -- --ignored interop::`.
 
+use dta_node::client::Method;
 use dta_protocol::block::{DAG_CBOR, RAW, cid_of};
 use dta_testnet::bench;
 use dta_testnet::harness::Testnet;
@@ -115,26 +116,17 @@ async fn pair<P: Peer>() -> (Testnet, P) {
 
 /// `GET /v2/blocks/{cid}` on node 0: status and body.
 async fn get_from_dta(net: &Testnet, cid: &str) -> (u16, Vec<u8>) {
-    let api = net.node(0).info().api.clone();
-    let response = reqwest::get(format!("{api}/v2/blocks/{cid}"))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.bytes().await.unwrap().to_vec())
+    let path = format!("/v2/blocks/{cid}");
+    let client = net.node(0).client();
+    client.call_raw(Method::GET, &path, None).await.unwrap()
 }
 
 /// Puts `body` on node 0 over HTTP; its CID.
 async fn put_on_dta(net: &Testnet, codec: &str, body: &[u8]) -> String {
-    let api = net.node(0).info().api.clone();
-    let put: Value = reqwest::Client::new()
-        .put(format!("{api}/v2/blocks?codec={codec}"))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/v2/blocks?codec={codec}");
+    let client = net.node(0).client();
+    let put = client.send_bytes(Method::PUT, &path, body.to_vec()).await;
+    let put = put.unwrap();
     put["cid"].as_str().unwrap().to_owned()
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use dta_node::client::{ApiClient, Method};
 use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
 
@@ -25,32 +26,19 @@ fn json_out(output: &std::process::Output) -> Value {
 /// Places a safeguarded secret on `api`, releases it and waits for the receipt; returns the
 /// reference and the principal's head.
 pub(crate) async fn released_order(api: &str) -> (String, String) {
-    let client = reqwest::Client::new();
-    let order: Value = client
-        .post(format!("{api}/v1/order"))
-        .json(&json!({ "extension": { "plainText": "standing alone" } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client = ApiClient::new(api);
+    let order = json!({ "extension": { "plainText": "standing alone" } });
+    let order = client.post("/v1/order", &order).await.unwrap();
     let reference = order["orderReference"].as_str().unwrap().to_owned();
-    let secret = client
-        .post(format!("{api}/v1/order/secret"))
-        .json(&json!({ "orderReference": reference, "extension": order["extension"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(secret.status(), 200);
+    let secret = json!({ "orderReference": reference, "extension": order["extension"] });
+    client.post("/v1/order/secret", &secret).await.unwrap();
     let head = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
-            let shown: Value = reqwest::get(format!("{api}/v2/orders/{reference}"))
+            let shown: Value = ApiClient::new(api)
+                .call(Method::GET, &format!("/v2/orders/{reference}"), None)
                 .await
                 .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .body;
             if let Some(principal) = shown
                 .as_array()
                 .and_then(|a| a.iter().find(|r| r["role"] == "principal"))
@@ -92,19 +80,17 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     let car_path = car.to_str().unwrap().to_owned();
 
     // Identity documents are blocks like any other: a node serves the ones it knows.
-    let identities: Value = reqwest::get(format!("{origin}/v2/identities"))
+    let identities: Value = ApiClient::new(&origin)
+        .call(Method::GET, "/v2/identities", None)
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .body;
     for identity in identities.as_array().unwrap() {
         let cid = identity["cid"].as_str().unwrap();
-        let block = reqwest::get(format!("{origin}/v2/blocks/{cid}"))
-            .await
-            .unwrap();
-        assert_eq!(block.status(), 200, "identity {cid} as a block");
-        let bytes = block.bytes().await.unwrap();
+        let path = format!("/v2/blocks/{cid}");
+        let client = ApiClient::new(&origin);
+        let (status, bytes) = client.call_raw(Method::GET, &path, None).await.unwrap();
+        assert_eq!(status, 200, "identity {cid} as a block");
         assert_eq!(
             dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, &bytes).to_string(),
             cid

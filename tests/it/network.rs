@@ -93,12 +93,8 @@ async fn tampered_or_misattributed_identities_are_rejected_and_not_stored() {
         3,
         "only the valid stranger was added"
     );
-    let metrics = reqwest::get(format!("{}/metrics", victim.info().api))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = victim.client().get_bytes("/metrics").await.unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
     assert!(
         metrics.contains("dta_identity_documents_total{outcome=\"rejected\"} 2"),
         "{metrics}"
@@ -182,12 +178,8 @@ async fn a_restarted_node_dials_the_peers_it_met_before() {
     // Identify has told node 0 where the others listen.
     let identified = tokio::time::timeout(TIMEOUT, async {
         loop {
-            let metrics = reqwest::get(format!("{}/metrics", net.node(0).info().api))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = net.node(0).client().get_bytes("/metrics").await.unwrap();
+            let metrics = String::from_utf8(metrics).unwrap();
             let received: u64 = metrics
                 .lines()
                 .find_map(|l| {
@@ -306,13 +298,7 @@ async fn a_crashed_child_is_restarted_by_its_supervisor() {
     let restarts = ractor::call_t!(supervisor, SupervisorMsg::Restarts, 5_000).unwrap();
     assert_eq!(restarts, 2);
     // The restarted identity directory still serves the API.
-    let identities: serde_json::Value =
-        reqwest::get(format!("{}/v2/identities", net.node(0).info().api))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let identities = net.node(0).client().get("/v2/identities").await.unwrap();
     assert_eq!(identities.as_array().unwrap().len(), 1);
     net.stop().await;
 }

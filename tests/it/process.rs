@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use dta_node::NodeFile;
+use dta_node::client::{ApiClient, Method};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -127,12 +128,11 @@ async fn three_processes_find_each_other_through_bootstrap() {
     for (i, api) in apis.iter().enumerate() {
         let listed = tokio::time::timeout(TIMEOUT, async {
             loop {
-                let body: serde_json::Value = reqwest::get(format!("{api}/v2/identities"))
+                let body: serde_json::Value = ApiClient::new(api)
+                    .call(Method::GET, "/v2/identities", None)
                     .await
                     .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                    .body;
                 let cids: Vec<String> = body
                     .as_array()
                     .unwrap()

@@ -1,24 +1,22 @@
 //! The original D-TA's `/v1` API, field by field, for each plugin.
 
 use dta_actors::roles::Role;
+use dta_node::client::{ApiClient, Method};
 use dta_testnet::harness::Testnet;
 use serde_json::Value;
 
-async fn get(url: String) -> (u16, Value) {
-    let response = reqwest::get(url).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+async fn get(api: &str, path: &str) -> (u16, Value) {
+    let answer = ApiClient::new(api).call(Method::GET, path, None).await;
+    let answer = answer.unwrap();
+    (answer.status, answer.body)
 }
 
 async fn post(api: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{api}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let answer = ApiClient::new(api)
+        .call(Method::POST, path, Some(&body))
+        .await;
+    let answer = answer.unwrap();
+    (answer.status, answer.body)
 }
 
 /// Posts `body` as it is, with the given content type.
@@ -74,7 +72,7 @@ struct Expected<'a> {
 /// `GET /v1/order/{ref}`: checks every field of the answer and of the original's `OrderDoc`
 /// in its `order` string, and returns that document.
 async fn check_shown_order(api: &str, reference: &str, expected: Expected<'_>) -> Value {
-    let (status, shown) = get(format!("{api}/v1/order/{reference}")).await;
+    let (status, shown) = get(api, &format!("/v1/order/{reference}")).await;
     assert_eq!(status, 200, "{shown}");
     let order_cid = shown["orderCID"].as_str().expect("orderCID");
     assert!(
@@ -145,7 +143,7 @@ async fn check_shown_order(api: &str, reference: &str, expected: Expected<'_>) -
 /// `GET /v1/order` with `page`, `perPage` and `sortBy`, against `created`: this node's orders,
 /// oldest first.
 async fn check_order_list(api: &str, created: &[String]) {
-    let list = |query: String| get(format!("{api}/v1/order?{query}"));
+    let list = |query: String| async move { get(api, &format!("/v1/order?{query}")).await };
     let references = |body: &Value| -> Vec<String> {
         body["orderReference"]
             .as_array()
@@ -182,7 +180,7 @@ async fn check_order_list(api: &str, created: &[String]) {
 async fn status_and_identities_answer_in_the_original_shape() {
     let net = Testnet::builder().nodes(2).build().await.expect("testnet");
     let api = net.node(0).info().api.clone();
-    let (status, body) = get(format!("{api}/v1/status")).await;
+    let (status, body) = get(&api, "/v1/status").await;
     assert_eq!(status, 200);
     assert_eq!(body["application"], "Milagro Distributed Trust");
     assert_eq!(body["apiVersion"], "v1");
@@ -190,31 +188,28 @@ async fn status_and_identities_answer_in_the_original_shape() {
     assert_eq!(body["nodeType"], "multi");
     assert!(body["timeStamp"].as_str().unwrap().ends_with('Z'));
 
-    let (status, body) = get(format!(
-        "{api}/v1/identity?page=0&perPage=10&sortBy=dateCreatedAsc"
-    ))
-    .await;
+    let (status, body) = get(&api, "/v1/identity?page=0&perPage=10&sortBy=dateCreatedAsc").await;
     assert_eq!(status, 200, "{body}");
     let list = body["idDocumentList"].as_array().unwrap();
     assert_eq!(list.len(), 2);
-    let (_, one) = get(format!("{api}/v1/identity?page=0&perPage=1")).await;
+    let (_, one) = get(&api, "/v1/identity?page=0&perPage=1").await;
     assert_eq!(one["idDocumentList"].as_array().unwrap().len(), 1);
 
     let other = &net.node(1).info().identity;
-    let (status, body) = get(format!("{api}/v1/identity/{other}")).await;
+    let (status, body) = get(&api, &format!("/v1/identity/{other}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["idDocumentCID"], other.as_str());
     assert_eq!(body["authenticationReference"], "node-1");
     assert_eq!(body["blsPublicKey"].as_str().unwrap().len(), 96);
     assert_eq!(body["beneficiaryECPublicKey"].as_str().unwrap().len(), 66);
 
-    let (status, body) = get(format!("{api}/v1/identity/not-a-cid")).await;
+    let (status, body) = get(&api, "/v1/identity/not-a-cid").await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].is_string());
     let unknown = "bafyreihpwa7h6picxhmvb6j6zcgxliqlbiukouvflfueh3lkj3tdfa3sp4";
-    let (status, _) = get(format!("{api}/v1/identity/{unknown}")).await;
+    let (status, _) = get(&api, &format!("/v1/identity/{unknown}")).await;
     assert_eq!(status, 404);
-    let (status, _) = get(format!("{api}/v1/identity?page=0&perPage=0")).await;
+    let (status, _) = get(&api, "/v1/identity?page=0&perPage=0").await;
     assert_eq!(status, 400);
     net.stop().await;
 }
@@ -338,7 +333,7 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
         let message = answer["error"].as_str().unwrap();
         assert!(!message.contains("secret words"), "{body}: {message}");
     }
-    let (status, listed) = get(format!("{api}/v1/order")).await;
+    let (status, listed) = get(&api, "/v1/order").await;
     assert_eq!(status, 200);
     assert_eq!(
         listed["orderReference"].as_array().unwrap().len(),
@@ -374,7 +369,7 @@ async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
     let api = net.node(0).info().api.clone();
     let me = net.node(0).info().identity.clone();
     let other = net.node(1).info().identity.clone();
-    let (_, status) = get(format!("{api}/v1/status")).await;
+    let (_, status) = get(&api, "/v1/status").await;
     assert_eq!(status["plugin"], "bitcoinwallet");
 
     // A: the beneficiary is named at secret time.
@@ -496,7 +491,7 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     let net = Testnet::builder().nodes(1).build().await.expect("testnet");
     let api = net.node(0).info().api.clone();
     let me = net.node(0).info().identity.clone();
-    let (_, status) = get(format!("{api}/v1/status")).await;
+    let (_, status) = get(&api, "/v1/status").await;
     assert_eq!(status["plugin"], "milagro");
     let (status, order) = post(
         &api,
@@ -538,7 +533,7 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
         ..shown
     };
     check_shown_order(&api, &reference, released).await;
-    let (_, shown) = get(format!("{api}/v1/order/{reference}")).await;
+    let (_, shown) = get(&api, &format!("/v1/order/{reference}")).await;
     // The receipt may still be on its way to the principal.
     let state = shown["extension"]["state"].as_str().unwrap();
     assert!(state.starts_with("releas"), "{shown}");
@@ -571,17 +566,17 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     .await;
     assert_eq!(status, 400, "milagro takes no input: {body}");
     let unknown = "no-such-order";
-    let (status, body) = get(format!("{api}/v1/order/{unknown}")).await;
+    let (status, body) = get(&api, &format!("/v1/order/{unknown}")).await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].is_string(), "{body}");
     net.stop().await;
 }
 
 /// Polls `url` until it answers 200.
-async fn until_ok(url: String) -> Value {
+async fn until_ok(api: &str, path: &str) -> Value {
     let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
-            let (status, body) = get(url.clone()).await;
+            let (status, body) = get(api, path).await;
             if status == 200 {
                 return body;
             }
@@ -589,7 +584,7 @@ async fn until_ok(url: String) -> Value {
         }
     })
     .await;
-    waited.unwrap_or_else(|_| panic!("{url} never answered 200"))
+    waited.unwrap_or_else(|_| panic!("{api}{path} never answered 200"))
 }
 
 /// A `/v1` safeguardsecret order for `beneficiary`, released through `/v1/order/secret` on the
@@ -615,7 +610,7 @@ async fn order_and_release(principal: &str, beneficiary: &str, text: &str) -> St
     assert_eq!(status, 200, "{answer}");
     assert!(answer.get("secret").is_none(), "{answer}");
     // The order shows the release, and its secret only where it was received.
-    let (status, shown) = get(format!("{principal}/v1/order/{reference}")).await;
+    let (status, shown) = get(principal, &format!("/v1/order/{reference}")).await;
     assert_eq!(status, 200, "{shown}");
     let doc: Value = serde_json::from_str(shown["order"].as_str().unwrap()).unwrap();
     assert_eq!(doc["BeneficiaryCID"], beneficiary, "{doc}");
@@ -648,42 +643,39 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
     let (status, created) = post(&host, "/v1/identity", serde_json::json!({ "Name": "AA" })).await;
     assert_eq!(status, 200, "{created}");
     let cid = created["idDocumentCID"].as_str().unwrap().to_owned();
-    let (status, shown) = get(format!("{host}/v1/identity/{cid}")).await;
+    let (status, shown) = get(&host, &format!("/v1/identity/{cid}")).await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["authenticationReference"], "AA");
     assert_eq!(shown["beneficiaryECPublicKey"].as_str().unwrap().len(), 66);
     assert_eq!(shown["blsPublicKey"].as_str().unwrap().len(), 96);
-    let (_, newest) = get(format!(
-        "{host}/v1/identity?page=0&perPage=1&sortBy=dateCreatedDsc"
-    ))
-    .await;
+    let (_, newest) = get(&host, "/v1/identity?page=0&perPage=1&sortBy=dateCreatedDsc").await;
     assert_eq!(newest["idDocumentList"][0]["idDocumentCID"], cid.as_str());
 
     // The principal's node learns it from the host, and a secret released to it is received
     // by the host, not by the principal's node.
-    until_ok(format!("{principal}/v1/identity/{cid}")).await;
+    until_ok(&principal, &format!("/v1/identity/{cid}")).await;
     let reference = order_and_release(&principal, &cid, "for AA").await;
-    let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
+    let received = until_ok(&host, &format!("/v2/orders/{reference}/secret")).await;
     assert_eq!(received["secret"], "for AA");
 
     // After a restart the host still holds the identity and still receives for it.
     net.test_node(1).stop().await;
     net.test_node(1).start().await.expect("host restarts");
     let host = net.node(1).info().api.clone();
-    let (status, _) = get(format!("{host}/v1/identity/{cid}")).await;
+    let (status, _) = get(&host, &format!("/v1/identity/{cid}")).await;
     assert_eq!(status, 200);
     let reference = order_and_release(&principal, &cid, "again").await;
-    let received = until_ok(format!("{host}/v2/orders/{reference}/secret")).await;
+    let received = until_ok(&host, &format!("/v2/orders/{reference}/secret")).await;
     assert_eq!(received["secret"], "again");
     net.stop().await;
 }
 
 /// The principal's record of `reference` on the node at `api`, once it reached `state`.
 async fn principal_record_in(api: &str, reference: &str, state: &str) -> Value {
-    let url = format!("{api}/v2/orders/{reference}");
+    let path = format!("/v2/orders/{reference}");
     let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
-            let (status, body) = get(url.clone()).await;
+            let (status, body) = get(api, &path).await;
             let record = body
                 .as_array()
                 .and_then(|r| r.iter().find(|r| r["role"] == "principal"))

@@ -513,7 +513,6 @@ async fn wait_for_knowledge(
     testnet: &TestnetFile,
     progress: &mut impl FnMut(&str),
 ) -> Result<(), TestnetError> {
-    let client = reqwest::Client::new();
     let expected = testnet.nodes.len();
     let started = Instant::now();
     let mut last = usize::MAX;
@@ -525,7 +524,7 @@ async fn wait_for_knowledge(
             testnet
                 .nodes
                 .iter()
-                .map(|node| count(&client, &testnet.binary, node, "identities")),
+                .map(|node| count(&testnet.binary, node, "identities")),
         )
         .await;
         let complete = counts.iter().filter(|c| **c >= Some(expected)).count();

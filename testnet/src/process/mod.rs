@@ -27,9 +27,9 @@
 //! again are in `launch`; taking it down and stopping one node are in `stop`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
+use dta_node::client::{ApiClient, Reach};
 use dta_node::home;
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +66,21 @@ pub struct TestnetNode {
     /// The command line it runs (to start it again).
     #[serde(default)]
     pub command: Vec<String>,
+}
+
+impl TestnetNode {
+    /// A client of its API: directly, or for a node in a namespace through `binary` run
+    /// inside it.
+    pub fn client(&self, binary: &Path) -> ApiClient {
+        let client = ApiClient::new(&self.api);
+        match &self.namespace {
+            None => client,
+            Some(name) => client.with_reach(Reach::Namespace {
+                name: name.clone(),
+                binary: binary.to_owned(),
+            }),
+        }
+    }
 }
 
 /// `testnet.json`.
@@ -210,71 +225,35 @@ pub(crate) fn is_our_node(pid: u32, home_dir: &Path) -> bool {
 /// Every node's state.
 pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
     let testnet = load(dir)?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| TestnetError::Invalid(e.to_string()))?;
     let mut out = Vec::with_capacity(testnet.nodes.len());
     for node in &testnet.nodes {
         let running = is_our_node(node.pid, &node.home);
-        let peers = if running {
-            count(&client, &testnet.binary, node, "peers").await
-        } else {
-            None
+        let binary = &testnet.binary;
+        let count = |what| async move {
+            if running {
+                count(binary, node, what).await
+            } else {
+                None
+            }
         };
+        let peers = count("peers").await;
         out.push(NodeStatus {
             name: node.name.clone(),
             roles: node.roles.clone(),
             alive: running && peers.is_some(),
             peers,
-            identities: if running {
-                count(&client, &testnet.binary, node, "identities").await
-            } else {
-                None
-            },
-            orders: if running {
-                count(&client, &testnet.binary, node, "orders").await
-            } else {
-                None
-            },
+            identities: count("identities").await,
+            orders: count("orders").await,
         });
     }
     Ok(out)
 }
 
-/// How many entries a node's `/v2/{what}` lists (`identities`, `peers`, `orders`). A node in
-/// a namespace is asked from inside it, by the `dta` client run there.
-async fn count(
-    client: &reqwest::Client,
-    binary: &Path,
-    node: &TestnetNode,
-    what: &str,
-) -> Option<usize> {
-    let body: serde_json::Value = match &node.namespace {
-        None => {
-            let url = format!("{}/v2/{what}", node.api);
-            client.get(url).send().await.ok()?.json().await.ok()?
-        }
-        Some(namespace) => {
-            let command: &[&str] = match what {
-                "orders" => &["order", "list"],
-                other => &[other][..],
-            };
-            let output = tokio::process::Command::new("ip")
-                .args(["netns", "exec", namespace])
-                .arg(binary)
-                .args(command)
-                .args(["--api", &node.api, "--json"])
-                .env_remove("DTA_API")
-                .env_remove("DTA_HOME")
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .await
-                .ok()?;
-            serde_json::from_slice(&output.stdout).ok()?
-        }
-    };
+/// How many entries a node's `/v2/{what}` lists (`identities`, `peers`, `orders`), asked with
+/// a 5 s limit.
+async fn count(binary: &Path, node: &TestnetNode, what: &str) -> Option<usize> {
+    let client = node.client(binary).with_timeout(Duration::from_secs(5));
+    let body = client.get(&format!("/v2/{what}")).await.ok()?;
     body.as_array().map(Vec::len)
 }
 
