@@ -34,6 +34,10 @@ pub struct Metrics {
     /// Custody deliveries given up after every attempt (the peer was unreachable or refused
     /// them); the principal's and the beneficiary's resumption sends what matters again.
     pub deliveries_abandoned: AtomicU64,
+    /// HTTP API calls refused for want of a valid token (401).
+    pub api_denied_unauthenticated: AtomicU64,
+    /// HTTP API calls refused because the token lacks the scope (403).
+    pub api_denied_scope: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,

@@ -13,13 +13,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 /// The column families, in creation order.
-pub const COLUMN_FAMILIES: [Column; 6] = [
+pub const COLUMN_FAMILIES: [Column; 7] = [
     Column::Blocks,
     Column::Identities,
     Column::Orders,
     Column::Keystore,
     Column::Metadata,
     Column::Mpin,
+    Column::Tokens,
 ];
 
 /// One column family.
@@ -37,6 +38,8 @@ pub enum Column {
     Metadata,
     /// M-Pin issuance records, as requester and as authority.
     Mpin,
+    /// API token records (digests and scopes, never tokens).
+    Tokens,
 }
 
 impl Column {
@@ -49,6 +52,7 @@ impl Column {
             Self::Keystore => "keystore",
             Self::Metadata => "metadata",
             Self::Mpin => "mpin",
+            Self::Tokens => "tokens",
         }
     }
 }

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use dta_node::client::{ApiClient, Method};
+use dta_node::tokens;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::output::outln;
 
@@ -14,9 +16,13 @@ pub struct ClientArgs {
     /// The node's API base URL, for example http://127.0.0.1:7070.
     #[arg(long, env = "DTA_API")]
     api: Option<String>,
-    /// A node home whose node.json names the API.
+    /// A node home whose node.json names the API (and whose api-token is used).
     #[arg(long, env = "DTA_HOME")]
     home: Option<PathBuf>,
+    /// A file holding the API token to send; else the token in DTA_TOKEN, else the
+    /// home's api-token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -46,11 +52,35 @@ pub(crate) fn elsewhere(home: &Path, node: &dta_node::NodeFile, namespace: &str)
 
 impl ClientArgs {
     /// The API at `url`.
-    pub(crate) fn at(url: &str, json: bool) -> Self {
+    pub(crate) fn at(url: &str, token_file: PathBuf, json: bool) -> Self {
         Self {
             api: Some(url.to_owned()),
             home: None,
+            token_file: Some(token_file),
             json,
+        }
+    }
+
+    /// The token to send, if there is one: `--token-file`, else `DTA_TOKEN`, else
+    /// `HOME/api-token`.
+    fn token(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
+        if let Some(file) = &self.token_file {
+            return match tokens::read_token_file(file)? {
+                Some(token) => Ok(Some(token)),
+                None => bail!("no token file {}", file.display()),
+            };
+        }
+        if let Some(token) = std::env::var_os("DTA_TOKEN") {
+            let token = token
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("DTA_TOKEN is not text"))?;
+            return Ok(Some(Zeroizing::new(token.trim().to_owned())));
+        }
+        match &self.home {
+            Some(home) => Ok(tokens::read_token_file(
+                &home.join(tokens::HOME_TOKEN_FILE),
+            )?),
+            None => Ok(None),
         }
     }
 
@@ -76,7 +106,16 @@ impl ClientArgs {
 
     /// A client of the node's API.
     pub(crate) fn client(&self) -> anyhow::Result<ApiClient> {
-        Ok(ApiClient::new(&self.base()?))
+        self.client_at(&self.base()?)
+    }
+
+    /// A client of the API at `base` (another node's), with this command's token.
+    pub(crate) fn client_at(&self, base: &str) -> anyhow::Result<ApiClient> {
+        let client = ApiClient::new(base);
+        Ok(match self.token()? {
+            Some(token) => client.with_token(token),
+            None => client,
+        })
     }
 
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {

@@ -6,6 +6,7 @@ mod client;
 mod mpin;
 mod order;
 mod output;
+mod token;
 mod wait;
 
 use std::path::PathBuf;
@@ -112,6 +113,11 @@ enum Command {
         command: Option<client::PeersCommand>,
         #[command(flatten)]
         args: client::ClientArgs,
+    },
+    /// API tokens: make one (shown once), list them, revoke one.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Known identities.
     Identities(client::ClientArgs),
@@ -572,11 +578,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if json {
                 outln!(
                     "{}",
-                    serde_json::json!({ "identity": report.identity, "peer_id": report.peer_id })
+                    serde_json::json!({
+                        "identity": report.identity,
+                        "peer_id": report.peer_id,
+                        "token_file": report.token_file,
+                    })
                 );
             } else {
-                outln!("identity {}", report.identity);
-                outln!("peer id  {}", report.peer_id);
+                outln!("identity  {}", report.identity);
+                outln!("peer id   {}", report.peer_id);
+                outln!("api token {}", report.token_file.display());
             }
         }
         Command::Run {
@@ -660,6 +671,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
         Command::Order { command } => order::order(command).await?,
+        Command::Token { command } => token::run(command).await?,
         Command::Mpin { command } => mpin::run(command).await?,
         Command::Testnet { command } => testnet(command).await?,
         Command::Scenario {
@@ -932,9 +944,10 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             json,
         } => {
             let node = process::node(&dir, &node)?;
+            let token_file = node.home.join(dta_node::tokens::HOME_TOKEN_FILE);
             match &node.namespace {
                 None => {
-                    let args = client::ClientArgs::at(&node.api, json);
+                    let args = client::ClientArgs::at(&node.api, token_file, json);
                     client::api(&method, &path, data.as_deref(), &args).await?;
                 }
                 Some(namespace) => {
@@ -943,6 +956,8 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                     call.args(["netns", "exec", namespace])
                         .arg(std::env::current_exe().context("cannot find the dta binary")?)
                         .args(["api", &method, &path, "--api", &node.api])
+                        .arg("--token-file")
+                        .arg(&token_file)
                         .env_remove("DTA_API")
                         .env_remove("DTA_HOME");
                     if let Some(data) = &data {

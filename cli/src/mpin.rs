@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::client::{ClientArgs, table, text};
 use crate::output::outln;
-use dta_node::client::ApiClient;
 
 /// `dta mpin ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -235,10 +234,10 @@ async fn authenticate(
     server: &str,
     client: &ClientArgs,
 ) -> anyhow::Result<Value> {
-    let (base, relay_to) = if server.starts_with("http://") || server.starts_with("https://") {
-        (server.trim_end_matches('/').to_owned(), None)
+    let (api, relay_to) = if server.starts_with("http://") || server.starts_with("https://") {
+        (client.client_at(server)?, None)
     } else {
-        (client.base()?, Some(server.to_owned()))
+        (client.client()?, Some(server.to_owned()))
     };
     let with_server = |mut body: Value| {
         if let Some(cid) = &relay_to {
@@ -249,7 +248,6 @@ async fn authenticate(
     let token = hex::decode(token.trim()).context("the token is not hex")?;
     let token = G1Point::from_bytes(&token).context("the token is not a valid point")?;
     let first = mpin::client_first(&token, identity.as_bytes(), pin, permit, None)?;
-    let api = ApiClient::new(&base);
     let mut body = json!({ "identity": identity, "u": hex::encode(first.u.to_bytes()) });
     if let Some(permit) = permit {
         body["date"] = permit.date.into();

@@ -12,10 +12,11 @@
 //! or interpret answers beyond the `{"error", "code"}` shape every error answer has.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 pub use reqwest::Method;
 
@@ -125,12 +126,25 @@ fn shared_pool() -> reqwest::Client {
 }
 
 /// A client of one node's API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     reach: Reach,
     timeout: Option<Duration>,
+    token: Option<Arc<Zeroizing<String>>>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .field("reach", &self.reach)
+            .field("timeout", &self.timeout)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 impl ApiClient {
@@ -141,6 +155,7 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_owned(),
             reach: Reach::Direct,
             timeout: None,
+            token: None,
             http: shared_pool(),
         }
     }
@@ -148,6 +163,12 @@ impl ApiClient {
     /// The same client, giving up on each request after `limit`.
     pub fn with_timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer` on every call.
+    pub fn with_token(mut self, token: Zeroizing<String>) -> Self {
+        self.token = Some(Arc::new(token));
         self
     }
 
@@ -167,7 +188,10 @@ impl ApiClient {
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, url);
+        let mut request = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.as_str());
+        }
         match self.timeout {
             Some(limit) => request.timeout(limit),
             None => request,
@@ -217,8 +241,13 @@ impl ApiClient {
             .args(["api", method.as_str(), path, "--api", &self.base, "--json"])
             .env_remove("DTA_API")
             .env_remove("DTA_HOME")
+            .env_remove("DTA_TOKEN")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
+        // In the environment, not the arguments: other users can read a command line.
+        if let Some(token) = &self.token {
+            command.env("DTA_TOKEN", token.as_str());
+        }
         if let Some(body) = body {
             command.args(["--data", &body.to_string()]);
         }

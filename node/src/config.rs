@@ -34,8 +34,10 @@ pub struct Config {
     pub name: String,
     /// libp2p listen addresses.
     pub listen: Vec<String>,
-    /// HTTP API address.
-    pub api: String,
+    /// The HTTP API: where it listens and what it leaves open. `api = "HOST:PORT"` (the
+    /// older form) is read as `[api] listen = "HOST:PORT"`.
+    #[serde(deserialize_with = "api_config")]
+    pub api: ApiConfig,
     /// Peers to dial at start.
     #[serde(default)]
     pub bootstrap: Vec<String>,
@@ -61,6 +63,54 @@ pub struct Config {
 
 fn default_true() -> bool {
     true
+}
+
+/// The `[api]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// HOST:PORT the API listens on.
+    pub listen: String,
+    /// Serve `/metrics` without a token (for a scraper on a trusted network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_open: bool,
+    /// Ask a token on the original `/v1` API too. Without it, `/v1` is open while the API
+    /// listens on loopback only, as the original's was; on any other address it needs a
+    /// token regardless.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub v1_token: bool,
+}
+
+impl ApiConfig {
+    /// Listening on `listen`, nothing left open.
+    pub fn at(listen: &str) -> Self {
+        Self {
+            listen: listen.to_owned(),
+            metrics_open: false,
+            v1_token: false,
+        }
+    }
+}
+
+/// `api` as a table, or as the HOST:PORT string older homes have.
+fn api_config<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ApiConfig, D::Error> {
+    struct Either;
+    impl<'de> serde::de::Visitor<'de> for Either {
+        type Value = ApiConfig;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an [api] table, or an address HOST:PORT")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, listen: &str) -> Result<ApiConfig, E> {
+            Ok(ApiConfig::at(listen))
+        }
+
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<ApiConfig, M::Error> {
+            ApiConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_any(Either)
 }
 
 /// Why a configuration cannot be used.
@@ -122,7 +172,7 @@ impl Config {
             version: HOME_VERSION,
             name: name.to_owned(),
             listen: DEFAULT_LISTEN.iter().map(|s| (*s).to_owned()).collect(),
-            api: DEFAULT_API.to_owned(),
+            api: ApiConfig::at(DEFAULT_API),
             bootstrap: Vec::new(),
             mdns: true,
             allow_list: None,
@@ -177,7 +227,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         parse_multiaddrs(&self.listen)?;
         parse_multiaddrs(&self.bootstrap)?;
-        parse_api(&self.api)?;
+        parse_api(&self.api.listen)?;
         self.allow_list()?;
         self.roles()?;
         Ok(())

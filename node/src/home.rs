@@ -91,6 +91,9 @@ pub enum HomeError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The home's API token could not be made.
+    #[error(transparent)]
+    Token(#[from] crate::tokens::TokenError),
     /// The identity.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -214,6 +217,9 @@ pub struct InitReport {
     pub identity: String,
     /// libp2p peer id.
     pub peer_id: String,
+    /// The file holding the token with every scope that the `dta` commands use with
+    /// `--home`.
+    pub token_file: PathBuf,
 }
 
 /// Reads the passphrase from `DTA_PASSPHRASE` or the configured file.
@@ -328,6 +334,8 @@ pub fn init(
         .map_err(|e| HomeError::Identity(e.into()))?;
     store.put_durable(Column::Metadata, OWN_IDENTITY, &document)?;
     store.put_durable(Column::Identities, &local.cid().to_bytes(), &document)?;
+    crate::tokens::ensure_home_token(home, &crate::tokens::Tokens::open(store.clone())?)?;
+    let token_file = home.join(crate::tokens::HOME_TOKEN_FILE);
     store.flush()?;
     // RocksDB made its files with the modes this process's umask leaves: closed, they are
     // made private. (Only the database: whatever else a reused directory holds is not
@@ -339,6 +347,7 @@ pub fn init(
     Ok(InitReport {
         identity: local.cid().to_string(),
         peer_id: peer_id.to_string(),
+        token_file,
     })
 }
 

@@ -95,6 +95,9 @@ pub enum RunError {
     /// The actors.
     #[error("cannot start the node: {0}")]
     Actors(String),
+    /// The API tokens cannot be read or the first one made.
+    #[error("API tokens: {0}")]
+    Tokens(String),
     /// The listeners never came up.
     #[error("the node did not start listening within {READY_TIMEOUT:?}")]
     NotReady,
@@ -173,14 +176,26 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(api_address)
             .await
             .map_err(|source| RunError::Api {
-                address: config.api.clone(),
+                address: config.api.listen.clone(),
                 source,
             })?;
         let api = listener.local_addr().map_err(|source| RunError::Api {
-            address: config.api.clone(),
+            address: config.api.listen.clone(),
             source,
         })?;
 
+        let tokens = crate::tokens::Tokens::open(opened.store.clone())
+            .map_err(|e| RunError::Tokens(e.to_string()))?;
+        // A home made before tokens existed gets its operator's token now.
+        if let Some(made) = crate::tokens::ensure_home_token(&options.home, &tokens)
+            .map_err(|e| RunError::Tokens(e.to_string()))?
+        {
+            info!(id = %made.id, file = %options.home.join(crate::tokens::HOME_TOKEN_FILE).display(), "API token made");
+        }
+        let openness = http::Openness {
+            original: api.ip().is_loopback() && !config.api.v1_token,
+            metrics: config.api.metrics_open,
+        };
         let peer_id = opened.keypair.public().to_peer_id();
         let metrics = Arc::new(Metrics::default());
         let (channels, network) = NetworkChannels::new();
@@ -258,6 +273,8 @@ impl Node {
             hosted,
             order_defaults,
             mpin_sessions,
+            tokens,
+            openness,
         };
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {
@@ -320,9 +337,25 @@ impl Node {
         &self.info
     }
 
-    /// A client of its HTTP API.
+    /// A client of its HTTP API, with the home's token (`HOME/api-token`) if it has one.
     pub fn client(&self) -> crate::client::ApiClient {
-        crate::client::ApiClient::new(&self.info.api)
+        let client = crate::client::ApiClient::new(&self.info.api);
+        match self.token() {
+            Some(token) => client.with_token(token),
+            None => client,
+        }
+    }
+
+    /// The home's API token (`HOME/api-token`), if it has one.
+    pub fn token(&self) -> Option<zeroize::Zeroizing<String>> {
+        crate::tokens::read_token_file(&self.token_file())
+            .ok()
+            .flatten()
+    }
+
+    /// The file of the home's API token, for `dta ... --token-file`.
+    pub fn token_file(&self) -> PathBuf {
+        self.home.join(crate::tokens::HOME_TOKEN_FILE)
     }
 
     /// The network handle.
@@ -392,7 +425,7 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
         config.listen = listen.clone();
     }
     if let Some(api) = &options.api {
-        config.api = api.clone();
+        config.api.listen = api.clone();
     }
     if let Some(bootstrap) = &options.bootstrap {
         config.bootstrap = bootstrap.clone();
@@ -406,7 +439,7 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
     let listen = config::parse_multiaddrs(&config.listen)?;
     crate::ports::check_free(&listen)?;
     let bootstrap = config::parse_multiaddrs(&config.bootstrap)?;
-    let api_address = config::parse_api(&config.api)?;
+    let api_address = config::parse_api(&config.api.listen)?;
     let roles = config.roles()?;
     let plugin = options
         .plugin

@@ -68,10 +68,9 @@ async fn an_order_log_exported_as_car_audits_on_a_node_that_imported_it() {
         .build()
         .await
         .expect("testnet");
-    let origin = net.node(0).info().api.clone();
     let other = net.node(1).client();
     // Released, with the receipt as the principal's head; then exported.
-    let (reference, head) = crate::log::released_order(&origin).await;
+    let (reference, head) = crate::log::released_order(&net.node(0).client()).await;
     let archive = net.node(0).client();
     let archive = archive
         .get_bytes(&format!("/v2/orders/{reference}/car"))
@@ -180,7 +179,7 @@ async fn the_bitswap_benchmark_fetches_every_block() {
 async fn an_oversized_body_gets_413_and_a_json_error_on_every_route() {
     let net = Testnet::builder().nodes(1).build().await.expect("testnet");
     let api = net.node(0).info().api.clone();
-    let client = reqwest::Client::new();
+    let client = crate::process::raw_http_with(&net.node(0).token().unwrap());
     let limit = dta_node::http::MAX_BODY_SIZE;
 
     // The largest block is taken.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dta_node::client::{ApiClient, Method};
+use dta_node::client::Method;
 use dta_testnet::process::{self, UpConfig};
 use serde_json::{Value, json};
 
@@ -63,10 +63,6 @@ fn node_of(dir: &Path, name: &str) -> dta_testnet::process::TestnetNode {
         .expect("the node")
 }
 
-fn api_of(dir: &Path, name: &str) -> String {
-    node_of(dir, name).api
-}
-
 fn identity_of(dir: &Path, name: &str) -> String {
     node_of(dir, name).identity
 }
@@ -79,7 +75,8 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Option<(u16, Value)> {
-    let client = ApiClient::new(&api_of(dir, node)).with_timeout(Duration::from_secs(30));
+    let client = node_of(dir, node).client(&dta_bin());
+    let client = client.with_timeout(Duration::from_secs(30));
     let answer = client.call(method, path, body.as_ref()).await.ok()?;
     Some((answer.status, answer.body))
 }

@@ -15,16 +15,7 @@ use crate::process::{RUN_ON_LOOPBACK, Running, dta, run_to_end, succeed, wait_fo
 async fn start_node(root: &Path, name: &str) -> (Running, dta_node::NodeFile) {
     let home = root.join(name);
     succeed(dta(&home).args(["init", "--name", name]));
-    let running = Running(
-        dta(&home)
-            .args(RUN_ON_LOOPBACK)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let file = wait_for_node_file(&home).await;
-    (running, file)
+    crate::process::run_home(&home).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +110,9 @@ fn concrete(path: &str) -> String {
 async fn every_api_error_is_json_with_a_code_and_the_index_lists_what_answers() {
     let root = tempfile::tempdir().unwrap();
     let (_node, file) = start_node(root.path(), "api").await;
-    let client = reqwest::Client::new();
+    // The home's token (every scope) on every call: this is about answers past the access check.
+    let token = std::fs::read_to_string(root.path().join("api").join("api-token")).unwrap();
+    let client = crate::process::raw_http_with(&token);
     let api = file.api.clone();
 
     let health: Value = client
@@ -236,9 +229,11 @@ async fn every_api_error_is_json_with_a_code_and_the_index_lists_what_answers() 
 async fn output_into_a_closed_pipe_ends_quietly() {
     let root = tempfile::tempdir().unwrap();
     let (_node, file) = start_node(root.path(), "pipe").await;
+    let token = root.path().join("pipe").join("api-token");
+    let token = token.to_str().unwrap();
     for args in [
-        vec!["identities", "--api", &file.api],
-        vec!["status", "--api", &file.api],
+        vec!["identities", "--api", &file.api, "--token-file", token],
+        vec!["status", "--api", &file.api, "--token-file", token],
         vec!["--help"],
     ] {
         let mut child = dta(root.path())
@@ -290,8 +285,8 @@ fn init_refuses_a_short_passphrase_and_prints_the_peer_id() {
             .args(["--argon2-memory", "32", "--argon2-time", "3"]),
     );
     let text = String::from_utf8(stdout).unwrap();
-    assert!(text.contains("identity bafy"), "{text}");
-    assert!(text.contains("peer id  12D3Koo"), "{text}");
+    assert!(text.contains("identity  bafy"), "{text}");
+    assert!(text.contains("peer id   12D3Koo"), "{text}");
     let keystore = std::fs::read_to_string(home.join("keystore.toml")).unwrap();
     assert!(keystore.contains("memory_kib = 32768"), "{keystore}");
     assert!(keystore.contains("iterations = 3"), "{keystore}");

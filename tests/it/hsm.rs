@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use dta_actors::store::{Column, Store};
-use dta_node::client::{ApiClient, Method};
+use dta_node::client::Method;
 use dta_node::config::Config;
 use dta_node::home;
 use dta_testnet::harness::Testnet;
@@ -341,7 +341,7 @@ async fn a_soft_keystore_migrates_to_a_token_and_its_old_blobs_are_gone() {
         wait_for_node_file(&home_dir).await.identity,
         identity_before
     );
-    let status: Value = ApiClient::new(&api)
+    let status: Value = crate::process::home_client(&home_dir, &api)
         .call(Method::GET, "/v2/keystore", None)
         .await
         .unwrap()
@@ -377,7 +377,8 @@ async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
     let testnet: Value = serde_json::from_slice(&up).unwrap();
     let mut tokens = std::collections::BTreeSet::new();
     for node in testnet["nodes"].as_array().unwrap() {
-        let keystore = ApiClient::new(node["api"].as_str().unwrap());
+        let home = PathBuf::from(node["home"].as_str().unwrap());
+        let keystore = crate::process::home_client(&home, node["api"].as_str().unwrap());
         let keystore = keystore.get("/v2/keystore").await.unwrap();
         assert_eq!(keystore["backend"], "pkcs11", "{keystore}");
         tokens.insert(keystore["token"].as_str().unwrap().to_owned());

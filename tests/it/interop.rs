@@ -302,8 +302,7 @@ async fn an_order_log() -> (Testnet, String, Vec<String>) {
         .build()
         .await
         .expect("testnet");
-    let api = net.node(0).info().api.clone();
-    let (_, head) = crate::log::released_order(&api).await;
+    let (_, head) = crate::log::released_order(&net.node(0).client()).await;
     let store = net.node(0).store();
     let reachable =
         dta_protocol::links::reachable(head.parse().unwrap(), |cid| store.block(cid).unwrap())

@@ -23,10 +23,9 @@ fn json_out(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// Places a safeguarded secret on `api`, releases it and waits for the receipt; returns the
+/// Places a safeguarded secret through `client`, releases it and waits for the receipt; returns the
 /// reference and the principal's head.
-pub(crate) async fn released_order(api: &str) -> (String, String) {
-    let client = ApiClient::new(api);
+pub(crate) async fn released_order(client: &ApiClient) -> (String, String) {
     let order = json!({ "extension": { "plainText": "standing alone" } });
     let order = client.post("/v1/order", &order).await.unwrap();
     let reference = order["orderReference"].as_str().unwrap().to_owned();
@@ -34,7 +33,7 @@ pub(crate) async fn released_order(api: &str) -> (String, String) {
     client.post("/v1/order/secret", &secret).await.unwrap();
     let head = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
-            let shown: Value = ApiClient::new(api)
+            let shown: Value = client
                 .call(Method::GET, &format!("/v2/orders/{reference}"), None)
                 .await
                 .unwrap()
@@ -74,13 +73,16 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
         .await
         .expect("testnet");
     let origin = net.node(0).info().api.clone();
-    let (reference, head) = released_order(&origin).await;
+    let origin_token = net.node(0).token_file().display().to_string();
+    let (reference, head) = released_order(&net.node(0).client()).await;
     let files = tempfile::tempdir().unwrap();
     let car = files.path().join("log.car");
     let car_path = car.to_str().unwrap().to_owned();
 
     // Identity documents are blocks like any other: a node serves the ones it knows.
-    let identities: Value = ApiClient::new(&origin)
+    let identities: Value = net
+        .node(0)
+        .client()
         .call(Method::GET, "/v2/identities", None)
         .await
         .unwrap()
@@ -88,7 +90,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     for identity in identities.as_array().unwrap() {
         let cid = identity["cid"].as_str().unwrap();
         let path = format!("/v2/blocks/{cid}");
-        let client = ApiClient::new(&origin);
+        let client = net.node(0).client();
         let (status, bytes) = client.call_raw(Method::GET, &path, None).await.unwrap();
         assert_eq!(status, 200, "identity {cid} as a block");
         assert_eq!(
@@ -99,7 +101,16 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
 
     let exported = json_out(
         &dta_output(args(&[
-            "log", "export", &reference, "--car", &car_path, "--api", &origin, "--json",
+            "log",
+            "export",
+            &reference,
+            "--car",
+            &car_path,
+            "--api",
+            &origin,
+            "--json",
+            "--token-file",
+            &origin_token,
         ]))
         .await,
     );
@@ -138,15 +149,31 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
     // audits the order too.
     let elsewhere = Testnet::builder().nodes(1).build().await.expect("testnet");
     let api = elsewhere.node(0).info().api.clone();
+    let token = elsewhere.node(0).token_file().display().to_string();
     json_out(
         &dta_output(args(&[
-            "block", "import", &car_path, "--api", &api, "--json",
+            "block",
+            "import",
+            &car_path,
+            "--api",
+            &api,
+            "--json",
+            "--token-file",
+            &token,
         ]))
         .await,
     );
     let audited = json_out(
         &dta_output(args(&[
-            "audit", &reference, "--head", &head, "--api", &api, "--json",
+            "audit",
+            &reference,
+            "--head",
+            &head,
+            "--api",
+            &api,
+            "--json",
+            "--token-file",
+            &token,
         ]))
         .await,
     );

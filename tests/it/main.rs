@@ -1,5 +1,6 @@
 //! One integration-test binary: each module drives dta the way a user would.
 
+mod access;
 mod blocks;
 mod custody;
 mod delivery;

@@ -143,6 +143,7 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
     // (by its URL, or by its identity CID through the client's node, which relays the steps
     // over libp2p); a wrong PIN exits non-zero either way.
     let client_api = net.node(CLIENT).info().api.clone();
+    let client_token = net.node(CLIENT).token_file().display().to_string();
     let server_api = net.node(SERVER).info().api.clone();
     let server_cid = identity(&net, SERVER);
     let reference = issued["reference"].as_str().unwrap();
@@ -158,10 +159,12 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
         reference,
         "--api",
         &client_api,
+        "--token-file",
+        &client_token,
     ])
     .expect("dta mpin token");
     assert_eq!(cli_token.trim(), token);
-    let authenticate_cli = |pin: &str, server: &str| {
+    let authenticate_cli = |pin: &str, server: &str, token_file: &str| {
         dta_cli(&[
             "mpin",
             "authenticate",
@@ -175,14 +178,18 @@ async fn three_authorities_issue_and_the_right_pin_alone_authenticates() {
             server,
             "--api",
             &client_api,
+            "--token-file",
+            token_file,
             "--json",
         ])
     };
-    for server in [&server_api, &server_cid] {
+    // Straight to the server (with a token of the server's), or relayed by the client's node.
+    let server_token = net.node(SERVER).token_file().display().to_string();
+    for (server, token_file) in [(&server_api, &server_token), (&server_cid, &client_token)] {
         let verdict: Value =
-            serde_json::from_str(&authenticate_cli(&pin, server).unwrap()).unwrap();
+            serde_json::from_str(&authenticate_cli(&pin, server, token_file).unwrap()).unwrap();
         assert_eq!(verdict["authenticated"], true, "{server}");
-        let refused = authenticate_cli("1", server).unwrap_err();
+        let refused = authenticate_cli("1", server, token_file).unwrap_err();
         assert!(
             refused.contains("authentication failed"),
             "{server}: {refused}"
@@ -494,6 +501,7 @@ async fn one_node_serves_many_users_with_e_mail_ids_and_time_permits() {
     let alice_yesterday = permit(users[0], today - 1).await;
     let bob_today = permit(users[1], today).await;
     let server_api = net.node(SERVER).info().api.clone();
+    let server_token = net.node(SERVER).token_file().display().to_string();
     let pin = PIN.to_string();
     // Alice's authentication through the CLI, with `extra` arguments.
     let alice = |extra: &[&str]| {
@@ -508,6 +516,8 @@ async fn one_node_serves_many_users_with_e_mail_ids_and_time_permits() {
             &tokens[0],
             "--server",
             &server_api,
+            "--token-file",
+            &server_token,
         ];
         args.extend_from_slice(extra);
         dta_cli(&args)

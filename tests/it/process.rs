@@ -53,6 +53,37 @@ pub(crate) fn dta(home: &Path) -> Command {
     command
 }
 
+/// A client of the node of `home`, at `api`, with the home's token.
+pub(crate) fn home_client(home: &Path, api: &str) -> ApiClient {
+    let token = dta_node::tokens::read_token_file(&home.join(dta_node::tokens::HOME_TOKEN_FILE));
+    ApiClient::new(api).with_token(token.unwrap().expect("the home's api-token"))
+}
+
+/// A raw HTTP client that sends `token` on every request, for tests of the HTTP layer itself
+/// (content types, body limits, axum's own answers) past the access check.
+pub(crate) fn raw_http_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", token.trim());
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Runs the node of an initialised `home` on loopback until the returned guard drops.
+pub(crate) async fn run_home(home: &Path) -> (Running, NodeFile) {
+    let running = Running(
+        dta(home)
+            .args(RUN_ON_LOOPBACK)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (running, wait_for_node_file(home).await)
+}
+
 /// Kills the process group member on drop, so a failing test leaves nothing running.
 pub(crate) struct Running(pub(crate) Child);
 
@@ -126,9 +157,10 @@ async fn three_processes_find_each_other_through_bootstrap() {
     }
 
     for (i, api) in apis.iter().enumerate() {
+        let client = home_client(&homes[i], api);
         let listed = tokio::time::timeout(TIMEOUT, async {
             loop {
-                let body: serde_json::Value = ApiClient::new(api)
+                let body: serde_json::Value = client
                     .call(Method::GET, "/v2/identities", None)
                     .await
                     .unwrap()

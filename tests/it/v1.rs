@@ -5,22 +5,21 @@ use dta_node::client::{ApiClient, Method};
 use dta_testnet::harness::Testnet;
 use serde_json::Value;
 
-async fn get(api: &str, path: &str) -> (u16, Value) {
-    let answer = ApiClient::new(api).call(Method::GET, path, None).await;
+async fn get(api: &ApiClient, path: &str) -> (u16, Value) {
+    let answer = api.call(Method::GET, path, None).await;
     let answer = answer.unwrap();
     (answer.status, answer.body)
 }
 
-async fn post(api: &str, path: &str, body: Value) -> (u16, Value) {
-    let answer = ApiClient::new(api)
-        .call(Method::POST, path, Some(&body))
-        .await;
+async fn post(api: &ApiClient, path: &str, body: Value) -> (u16, Value) {
+    let answer = api.call(Method::POST, path, Some(&body)).await;
     let answer = answer.unwrap();
     (answer.status, answer.body)
 }
 
 /// Posts `body` as it is, with the given content type.
-async fn post_raw(api: &str, path: &str, content_type: &str, body: String) -> (u16, Value) {
+async fn post_raw(api: &ApiClient, path: &str, content_type: &str, body: String) -> (u16, Value) {
+    let api = api.base();
     let response = reqwest::Client::new()
         .post(format!("{api}{path}"))
         .header("content-type", content_type)
@@ -71,7 +70,7 @@ struct Expected<'a> {
 
 /// `GET /v1/order/{ref}`: checks every field of the answer and of the original's `OrderDoc`
 /// in its `order` string, and returns that document.
-async fn check_shown_order(api: &str, reference: &str, expected: Expected<'_>) -> Value {
+async fn check_shown_order(api: &ApiClient, reference: &str, expected: Expected<'_>) -> Value {
     let (status, shown) = get(api, &format!("/v1/order/{reference}")).await;
     assert_eq!(status, 200, "{shown}");
     let order_cid = shown["orderCID"].as_str().expect("orderCID");
@@ -142,7 +141,7 @@ async fn check_shown_order(api: &str, reference: &str, expected: Expected<'_>) -
 
 /// `GET /v1/order` with `page`, `perPage` and `sortBy`, against `created`: this node's orders,
 /// oldest first.
-async fn check_order_list(api: &str, created: &[String]) {
+async fn check_order_list(api: &ApiClient, created: &[String]) {
     let list = |query: String| async move { get(api, &format!("/v1/order?{query}")).await };
     let references = |body: &Value| -> Vec<String> {
         body["orderReference"]
@@ -179,7 +178,7 @@ async fn check_order_list(api: &str, created: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_identities_answer_in_the_original_shape() {
     let net = Testnet::builder().nodes(2).build().await.expect("testnet");
-    let api = net.node(0).info().api.clone();
+    let api = net.node(0).client();
     let (status, body) = get(&api, "/v1/status").await;
     assert_eq!(status, 200);
     assert_eq!(body["application"], "Milagro Distributed Trust");
@@ -222,7 +221,7 @@ async fn a_single_multi_mode_node_runs_the_original_safeguardsecret_round_trip()
         .build()
         .await
         .expect("testnet");
-    let api = net.node(0).info().api.clone();
+    let api = net.node(0).client();
     let me = net.node(0).info().identity.clone();
     let (status, order) = post(
         &api,
@@ -366,7 +365,7 @@ async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
         .build()
         .await
         .expect("testnet");
-    let api = net.node(0).info().api.clone();
+    let api = net.node(0).client();
     let me = net.node(0).info().identity.clone();
     let other = net.node(1).info().identity.clone();
     let (_, status) = get(&api, "/v1/status").await;
@@ -489,7 +488,7 @@ async fn a_multi_mode_node_runs_the_original_bitcoinwallet_scenarios() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
     let net = Testnet::builder().nodes(1).build().await.expect("testnet");
-    let api = net.node(0).info().api.clone();
+    let api = net.node(0).client();
     let me = net.node(0).info().identity.clone();
     let (_, status) = get(&api, "/v1/status").await;
     assert_eq!(status["plugin"], "milagro");
@@ -573,7 +572,7 @@ async fn a_multi_mode_node_runs_the_original_milagro_scenario_by_default() {
 }
 
 /// Polls `url` until it answers 200.
-async fn until_ok(api: &str, path: &str) -> Value {
+async fn until_ok(api: &ApiClient, path: &str) -> Value {
     let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
             let (status, body) = get(api, path).await;
@@ -584,12 +583,12 @@ async fn until_ok(api: &str, path: &str) -> Value {
         }
     })
     .await;
-    waited.unwrap_or_else(|_| panic!("{api}{path} never answered 200"))
+    waited.unwrap_or_else(|_| panic!("{}{path} never answered 200", api.base()))
 }
 
 /// A `/v1` safeguardsecret order for `beneficiary`, released through `/v1/order/secret` on the
 /// principal's node, which does not hold the secret and answers without it.
-async fn order_and_release(principal: &str, beneficiary: &str, text: &str) -> String {
+async fn order_and_release(principal: &ApiClient, beneficiary: &str, text: &str) -> String {
     let (status, order) = post(
         principal,
         "/v1/order",
@@ -626,8 +625,8 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
         .build()
         .await
         .expect("testnet");
-    let principal = net.node(0).info().api.clone();
-    let host = net.node(1).info().api.clone();
+    let principal = net.node(0).client();
+    let host = net.node(1).client();
 
     // Bad names change nothing.
     for body in [
@@ -661,7 +660,7 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
     // After a restart the host still holds the identity and still receives for it.
     net.test_node(1).stop().await;
     net.test_node(1).start().await.expect("host restarts");
-    let host = net.node(1).info().api.clone();
+    let host = net.node(1).client();
     let (status, _) = get(&host, &format!("/v1/identity/{cid}")).await;
     assert_eq!(status, 200);
     let reference = order_and_release(&principal, &cid, "again").await;
@@ -671,7 +670,7 @@ async fn hosted_identities_are_created_listed_and_receive_released_secrets() {
 }
 
 /// The principal's record of `reference` on the node at `api`, once it reached `state`.
-async fn principal_record_in(api: &str, reference: &str, state: &str) -> Value {
+async fn principal_record_in(api: &ApiClient, reference: &str, state: &str) -> Value {
     let path = format!("/v2/orders/{reference}");
     let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
@@ -687,7 +686,7 @@ async fn principal_record_in(api: &str, reference: &str, state: &str) -> Value {
         }
     })
     .await;
-    waited.unwrap_or_else(|_| panic!("{reference} never reached {state} on {api}"))
+    waited.unwrap_or_else(|_| panic!("{reference} never reached {state} on {}", api.base()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -701,7 +700,7 @@ async fn a_node_without_the_beneficiary_role_refuses_a_v1_secret_call_it_cannot_
         .build()
         .await
         .expect("testnet");
-    let api = net.node(0).info().api.clone();
+    let api = net.node(0).client();
     let me = net.node(0).info().identity.clone();
     let fiduciaries: Vec<String> = (1..3)
         .map(|i| net.node(i).info().identity.clone())

@@ -39,6 +39,8 @@ fn order_args(net: &Testnet, parties: &[String], reference: &str, wait: u64) -> 
         format!("--wait={wait}"),
         "--api".into(),
         net.node(PRINCIPAL).info().api.clone(),
+        "--token-file".into(),
+        net.node(PRINCIPAL).token_file().display().to_string(),
     ]);
     args
 }
@@ -88,6 +90,8 @@ async fn a_wait_ends_when_the_step_is_done_or_names_who_has_not_answered() {
         "stalled".into(),
         "--api".into(),
         net.node(PRINCIPAL).info().api.clone(),
+        "--token-file".into(),
+        net.node(PRINCIPAL).token_file().display().to_string(),
     ])
     .await;
     let shown = String::from_utf8_lossy(&show.stdout);
@@ -151,6 +155,8 @@ async fn a_wait_ends_when_the_step_is_done_or_names_who_has_not_answered() {
         "--wait=30".into(),
         "--api".into(),
         net.node(PRINCIPAL).info().api.clone(),
+        "--token-file".into(),
+        net.node(PRINCIPAL).token_file().display().to_string(),
     ])
     .await;
     assert!(

@@ -34,7 +34,9 @@ impl IntoResponse for ApiError {
 pub enum ErrorCode {
     /// 400: the request is malformed or asks for something impossible.
     BadRequest,
-    /// 403: the caller may not do this here.
+    /// 401: no token, or one that is unknown, revoked or expired.
+    Unauthorized,
+    /// 403: the caller may not do this here (for example a token without the scope).
     Forbidden,
     /// 404: no such endpoint or object.
     NotFound,
@@ -65,6 +67,7 @@ impl ErrorCode {
     pub fn of(status: StatusCode) -> Self {
         match status {
             StatusCode::BAD_REQUEST => Self::BadRequest,
+            StatusCode::UNAUTHORIZED => Self::Unauthorized,
             StatusCode::FORBIDDEN => Self::Forbidden,
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
@@ -84,6 +87,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",

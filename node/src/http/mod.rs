@@ -1,6 +1,7 @@
 //! The HTTP API (axum). `/v2` is native; errors are JSON `{"error": "...", "code": "..."}`
 //! with a fitting status code (see `errors`). `GET /` lists the endpoints, `GET /v2/health`
-//! says whether the node is ready. Request bodies are at most [`MAX_BODY_SIZE`] bytes ([`MAX_CAR_SIZE`] for a CAR
+//! says whether the node is ready. Every other endpoint needs a bearer token with the scope
+//! `access.rs` names for it (`/v1` and `/metrics` may be left open). Request bodies are at most [`MAX_BODY_SIZE`] bytes ([`MAX_CAR_SIZE`] for a CAR
 //! import); a larger one is answered 413 on every route.
 
 use std::fmt::Write as _;
@@ -48,6 +49,10 @@ pub struct ApiState {
     /// M-Pin authentications between the challenge and the answer (shared with the node's
     /// answers to peers).
     pub mpin_sessions: dta_actors::mpin::AuthSessions,
+    /// API tokens, checked on every call that is not open.
+    pub tokens: crate::tokens::Tokens,
+    /// What this node serves without a token.
+    pub openness: Openness,
 }
 
 /// Fiduciaries and threshold that `/v1` orders use (the original configured one master
@@ -62,14 +67,17 @@ pub struct OrderDefaults {
     pub plugin: String,
 }
 
+mod access;
 mod errors;
 mod index;
 mod mpin;
 mod orders;
 mod peers;
+mod tokens;
 mod v1;
 mod wait;
 
+pub use access::{Access, ENDPOINTS, Endpoint, Openness, required};
 pub use errors::{ApiError, ErrorCode};
 
 /// The payload of a stored commitment block (stored blocks were verified on arrival).
@@ -104,6 +112,8 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::put(peers::block).delete(peers::unblock),
         )
         .route("/v2/keystore", get(keystore_status))
+        .route("/v2/tokens", get(tokens::list).post(tokens::create))
+        .route("/v2/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v2/mpin", get(mpin::list))
         .route("/v2/mpin/client-secret", post(mpin::client_secret))
         .route("/v2/mpin/server-secret", post(mpin::server_secret))
@@ -132,6 +142,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/identity/{cid}", get(v1::identity))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::require_access,
+        ))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -507,6 +521,16 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             out,
             "dta_messages_total{{protocol=\"{protocol}\",direction=\"{direction}\"}} {value}"
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dta_api_denied_total HTTP API calls refused, by reason (no valid token, or a token without the scope).\n# TYPE dta_api_denied_total counter"
+    );
+    for (reason, value) in [
+        ("unauthenticated", load(&m.api_denied_unauthenticated)),
+        ("scope", load(&m.api_denied_scope)),
+    ] {
+        let _ = writeln!(out, "dta_api_denied_total{{reason=\"{reason}\"}} {value}");
     }
     let _ = writeln!(
         out,

@@ -69,10 +69,14 @@ pub struct TestnetNode {
 }
 
 impl TestnetNode {
-    /// A client of its API: directly, or for a node in a namespace through `binary` run
-    /// inside it.
+    /// A client of its API, with its home's token: directly, or for a node in a namespace
+    /// through `binary` run inside it.
     pub fn client(&self, binary: &Path) -> ApiClient {
-        let client = ApiClient::new(&self.api);
+        let mut client = ApiClient::new(&self.api);
+        let file = self.home.join(dta_node::tokens::HOME_TOKEN_FILE);
+        if let Ok(Some(token)) = dta_node::tokens::read_token_file(&file) {
+            client = client.with_token(token);
+        }
         match &self.namespace {
             None => client,
             Some(name) => client.with_reach(Reach::Namespace {
