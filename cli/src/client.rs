@@ -23,6 +23,10 @@ pub struct ClientArgs {
     /// home's api-token.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The SHA-256 fingerprint of an HTTPS API's certificate (what `dta init --api-tls`
+    /// printed); with --home, node.json has it.
+    #[arg(long, env = "DTA_API_FINGERPRINT")]
+    api_fingerprint: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -57,6 +61,7 @@ impl ClientArgs {
             api: Some(url.to_owned()),
             home: None,
             token_file: Some(token_file),
+            api_fingerprint: None,
             json,
         }
     }
@@ -84,10 +89,25 @@ impl ClientArgs {
         }
     }
 
-    pub(crate) fn base(&self) -> anyhow::Result<String> {
+    /// The API's URL, and its certificate's fingerprint if it speaks HTTPS and one is known
+    /// (`--api-fingerprint`, else the home's `node.json`).
+    fn target(&self) -> anyhow::Result<(String, Option<String>)> {
         if let Some(api) = &self.api {
-            return Ok(api.trim_end_matches('/').to_owned());
+            let pinned = self.api_fingerprint.clone().or_else(|| {
+                self.node_file()
+                    .ok()
+                    .filter(|node| node.api.trim_end_matches('/') == api.trim_end_matches('/'))
+                    .and_then(|node| node.api_fingerprint)
+            });
+            return Ok((api.trim_end_matches('/').to_owned(), pinned));
         }
+        let node = self.node_file()?;
+        let pinned = self.api_fingerprint.clone().or(node.api_fingerprint);
+        Ok((node.api, pinned))
+    }
+
+    /// The `node.json` of `--home`, checked to be reachable from here.
+    fn node_file(&self) -> anyhow::Result<dta_node::NodeFile> {
         let Some(home) = &self.home else {
             bail!("no node to talk to: pass --api URL or --home DIR (or set DTA_API / DTA_HOME)");
         };
@@ -101,17 +121,26 @@ impl ClientArgs {
         {
             bail!("{}", elsewhere(home, &node, namespace));
         }
-        Ok(node.api)
+        Ok(node)
     }
 
     /// A client of the node's API.
     pub(crate) fn client(&self) -> anyhow::Result<ApiClient> {
-        self.client_at(&self.base()?)
+        let (base, pinned) = self.target()?;
+        self.client_with(&base, pinned.as_deref())
     }
 
-    /// A client of the API at `base` (another node's), with this command's token.
+    /// A client of the API at `base` (another node's), with this command's token and
+    /// `--api-fingerprint`.
     pub(crate) fn client_at(&self, base: &str) -> anyhow::Result<ApiClient> {
-        let client = ApiClient::new(base);
+        self.client_with(base, self.api_fingerprint.as_deref())
+    }
+
+    fn client_with(&self, base: &str, pinned: Option<&str>) -> anyhow::Result<ApiClient> {
+        let mut client = ApiClient::new(base);
+        if let Some(pinned) = pinned {
+            client = client.with_pinned_certificate(pinned)?;
+        }
         Ok(match self.token()? {
             Some(token) => client.with_token(token),
             None => client,

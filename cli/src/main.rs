@@ -55,6 +55,14 @@ enum Command {
         passphrase_file: Option<PathBuf>,
         #[command(flatten)]
         keystore: KeystoreArgs,
+        /// Give the API a self-signed TLS certificate (needed to serve it on any address but
+        /// loopback) and print its SHA-256 fingerprint, which clients pin.
+        #[arg(long)]
+        api_tls: bool,
+        /// A name or IP address the certificate is for, besides localhost and 127.0.0.1
+        /// (repeatable; with --api-tls).
+        #[arg(long, requires = "api_tls")]
+        api_host: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -565,6 +573,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             force,
             passphrase_file,
             keystore,
+            api_tls,
+            api_host,
             json,
         } => {
             let choice = keystore.token.choice(keystore.backend, &keystore.soft)?;
@@ -572,9 +582,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 passphrase_file,
                 pin_file: keystore.token.pkcs11_pin_file,
             };
-            let report =
-                tokio::task::spawn_blocking(move || home::init(&home, &name, force, files, choice))
-                    .await??;
+            let (report, fingerprint) = tokio::task::spawn_blocking(move || {
+                let report = home::init(&home, &name, force, files, choice)?;
+                let fingerprint = api_tls
+                    .then(|| home::enable_api_tls(&home, &api_host))
+                    .transpose()?;
+                Ok::<_, home::HomeError>((report, fingerprint))
+            })
+            .await??;
             if json {
                 outln!(
                     "{}",
@@ -582,12 +597,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                         "identity": report.identity,
                         "peer_id": report.peer_id,
                         "token_file": report.token_file,
+                        "api_fingerprint": fingerprint,
                     })
                 );
             } else {
                 outln!("identity  {}", report.identity);
                 outln!("peer id   {}", report.peer_id);
                 outln!("api token {}", report.token_file.display());
+                if let Some(fingerprint) = fingerprint {
+                    outln!("api tls   sha256 {fingerprint}");
+                }
             }
         }
         Command::Run {
@@ -1041,6 +1060,7 @@ mod tests {
             name: "node-2".into(),
             roles: Vec::new(),
             namespace: Some("dta-x-2".into()),
+            api_fingerprint: None,
         };
         let messages = [
             up,

@@ -98,6 +98,17 @@ pub enum ClientError {
         /// The URL asked.
         url: String,
     },
+    /// HTTPS could not be set up (a bad fingerprint).
+    #[error(transparent)]
+    Tls(crate::tls::TlsError),
+    /// An `https://` API without the fingerprint of its certificate.
+    #[error(
+        "{url} speaks HTTPS: give the fingerprint of its certificate (--api-fingerprint, as `dta init --api-tls` printed it; --home reads it from node.json)"
+    )]
+    NoFingerprint {
+        /// The URL asked.
+        url: String,
+    },
     /// A raw-byte request to a node in a namespace, which [`Reach::Namespace`] cannot relay.
     #[error("{url}: raw bytes are not relayed into network namespace {namespace}")]
     NotRelayed {
@@ -132,6 +143,8 @@ pub struct ApiClient {
     reach: Reach,
     timeout: Option<Duration>,
     token: Option<Arc<Zeroizing<String>>>,
+    /// The API certificate's fingerprint, for HTTPS.
+    pinned: Option<String>,
     http: reqwest::Client,
 }
 
@@ -156,6 +169,7 @@ impl ApiClient {
             reach: Reach::Direct,
             timeout: None,
             token: None,
+            pinned: None,
             http: shared_pool(),
         }
     }
@@ -170,6 +184,19 @@ impl ApiClient {
     pub fn with_token(mut self, token: Zeroizing<String>) -> Self {
         self.token = Some(Arc::new(token));
         self
+    }
+
+    /// The same client, speaking HTTPS to a server whose certificate has the SHA-256
+    /// `fingerprint` (and to no other: there is no CA).
+    pub fn with_pinned_certificate(mut self, fingerprint: &str) -> Result<Self, ClientError> {
+        let pinned = crate::tls::parse_fingerprint(fingerprint).map_err(ClientError::Tls)?;
+        let config = crate::tls::pinned_client_config(pinned).map_err(ClientError::Tls)?;
+        self.http = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .build()
+            .map_err(|e| ClientError::Tls(crate::tls::TlsError::Config(e.to_string())))?;
+        self.pinned = Some(fingerprint.to_owned());
+        Ok(self)
     }
 
     /// The same client, reaching the node the way `reach` says.
@@ -187,15 +214,21 @@ impl ApiClient {
         format!("{}{path}", self.base)
     }
 
-    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+    fn request(&self, method: Method, url: &str) -> Result<reqwest::RequestBuilder, ClientError> {
+        // Without a pin, reqwest has no root to trust and the error would say only that.
+        if url.starts_with("https://") && self.pinned.is_none() {
+            return Err(ClientError::NoFingerprint {
+                url: url.to_owned(),
+            });
+        }
         let mut request = self.http.request(method, url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.as_str());
         }
-        match self.timeout {
+        Ok(match self.timeout {
             Some(limit) => request.timeout(limit),
             None => request,
-        }
+        })
     }
 
     /// Sends `body` (as JSON, if any) and returns whatever the node answered.
@@ -209,7 +242,7 @@ impl ApiClient {
         if let Reach::Namespace { name, binary } = &self.reach {
             return self.call_inside(name, binary, &method, path, body).await;
         }
-        let mut request = self.request(method, &url);
+        let mut request = self.request(method, &url)?;
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -250,6 +283,9 @@ impl ApiClient {
         }
         if let Some(body) = body {
             command.args(["--data", &body.to_string()]);
+        }
+        if let Some(pinned) = &self.pinned {
+            command.args(["--api-fingerprint", pinned]);
         }
         let run = command.output();
         let output = match self.timeout {
@@ -354,7 +390,7 @@ impl ApiClient {
                 namespace: name.clone(),
             });
         }
-        let mut request = self.request(method, &url);
+        let mut request = self.request(method, &url)?;
         if let Some(body) = body {
             request = request.body(body);
         }

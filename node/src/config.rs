@@ -79,6 +79,13 @@ pub struct ApiConfig {
     /// token regardless.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub v1_token: bool,
+    /// The API's TLS certificate (PEM; relative paths are in the home). With `tls_key`, the
+    /// API speaks HTTPS; an API on any address but loopback needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ApiConfig {
@@ -88,6 +95,8 @@ impl ApiConfig {
             listen: listen.to_owned(),
             metrics_open: false,
             v1_token: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

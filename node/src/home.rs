@@ -91,6 +91,9 @@ pub enum HomeError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The API's certificate could not be made.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The home's API token could not be made.
     #[error(transparent)]
     Token(#[from] crate::tokens::TokenError),
@@ -349,6 +352,18 @@ pub fn init(
         peer_id: peer_id.to_string(),
         token_file,
     })
+}
+
+/// Gives the home's API a self-signed certificate for `hosts` (besides localhost and
+/// 127.0.0.1) and names it in `config.toml`; its SHA-256 fingerprint, which clients pin.
+pub fn enable_api_tls(home: &Path, hosts: &[String]) -> Result<String, HomeError> {
+    let mut config = Config::load(home)?;
+    let fingerprint = crate::tls::make_self_signed(home, hosts)?;
+    config.api.tls_cert = Some(crate::tls::CERT_FILE.into());
+    config.api.tls_key = Some(crate::tls::KEY_FILE.into());
+    let path = home.join("config.toml");
+    config.save(home).map_err(io(&path))?;
+    Ok(fingerprint)
 }
 
 /// Where a new home's passphrase or PIN is read from (else the environment).

@@ -10,6 +10,7 @@
 //! - [`logging`]: tracing-subscriber setup.
 //! - [`ports`]: whether the listen ports are free before a start.
 //! - [`private`]: files and directories private to their owner (modes, umask).
+//! - [`tls`]: HTTPS for the API (a self-signed certificate, the listener, pinning clients).
 //! - [`tokens`]: API tokens and their scopes (made, listed, revoked, checked).
 //! - [`netns`]: the named network namespace a process runs in (for `node.json`).
 //!
@@ -28,6 +29,7 @@ pub mod netns;
 pub mod ports;
 pub mod private;
 pub mod run;
+pub mod tls;
 pub mod tokens;
 
 pub use run::{Node, NodeFile, RunError, RunOptions, run};

@@ -95,6 +95,17 @@ pub enum RunError {
     /// The actors.
     #[error("cannot start the node: {0}")]
     Actors(String),
+    /// An API on a network address without TLS would send tokens in clear text.
+    #[error(
+        "the API would listen on {0} without TLS: tokens would cross the network in clear text; keep it on 127.0.0.1, or give it a certificate (`dta init --api-tls`, or [api] tls_cert and tls_key in config.toml)"
+    )]
+    PlainApi(String),
+    /// One of `tls_cert` and `tls_key` without the other.
+    #[error("[api] needs both tls_cert and tls_key, or neither")]
+    HalfTls,
+    /// The API's certificate or key.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The API tokens cannot be read or the first one made.
     #[error("API tokens: {0}")]
     Tokens(String),
@@ -132,6 +143,9 @@ pub struct NodeFile {
     /// from inside it only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The SHA-256 fingerprint of the API's TLS certificate, when it speaks HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_fingerprint: Option<String>,
 }
 
 /// A running node.
@@ -168,6 +182,7 @@ impl Node {
             listen,
             bootstrap,
             api_address,
+            api_tls,
             roles,
             order_defaults,
         } = checked;
@@ -277,18 +292,42 @@ impl Node {
             openness,
         };
         let stop = http_stop.clone();
+        let api_fingerprint = api_tls.as_ref().map(|tls| tls.fingerprint.clone());
+        let served = match &api_tls {
+            None => tokio::spawn(async move {
+                axum::serve(listener, http::router(state))
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }),
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls).map_err(|source| {
+                    RunError::Api {
+                        address: config.api.listen.clone(),
+                        source,
+                    }
+                })?;
+                tokio::spawn(async move {
+                    axum::serve(listener, http::router(state))
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                })
+            }
+        };
         let http_task = tokio::spawn(async move {
-            let server = axum::serve(listener, http::router(state))
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(err) = server.await {
-                tracing::error!(%err, "HTTP API stopped");
+            match served.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(%err, "HTTP API stopped"),
+                Err(err) => tracing::error!(%err, "HTTP API task failed"),
             }
         });
 
         let info = NodeFile {
             identity: opened.identity.cid().to_string(),
             peer_id: peer_id.to_string(),
-            api: format!("http://{api}"),
+            api: format!(
+                "{}://{api}",
+                if api_tls.is_some() { "https" } else { "http" }
+            ),
             listen_addrs: network
                 .snapshot()
                 .listen_addrs
@@ -299,6 +338,7 @@ impl Node {
             name: config.name.clone(),
             roles: roles.iter().map(|r| r.name().to_owned()).collect(),
             namespace: crate::netns::current_name(),
+            api_fingerprint,
         };
         let node_file = options.home.join("node.json");
         let text = serde_json::to_string_pretty(&info).map_err(|e| RunError::NodeFile {
@@ -339,7 +379,14 @@ impl Node {
 
     /// A client of its HTTP API, with the home's token (`HOME/api-token`) if it has one.
     pub fn client(&self) -> crate::client::ApiClient {
-        let client = crate::client::ApiClient::new(&self.info.api);
+        let mut client = crate::client::ApiClient::new(&self.info.api);
+        if let Some(pinned) = &self.info.api_fingerprint {
+            // The node's own certificate: its fingerprint parses.
+            client = client
+                .clone()
+                .with_pinned_certificate(pinned)
+                .unwrap_or(client);
+        }
         match self.token() {
             Some(token) => client.with_token(token),
             None => client,
@@ -410,6 +457,8 @@ struct Checked {
     bootstrap: Vec<Multiaddr>,
     /// Where the API listens.
     api_address: SocketAddr,
+    /// The API's TLS, if it speaks HTTPS.
+    api_tls: Option<crate::tls::ServerTls>,
     /// Roles played.
     roles: Vec<Role>,
     /// Plugin, fiduciaries and threshold of `/v1` orders.
@@ -440,6 +489,18 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
     crate::ports::check_free(&listen)?;
     let bootstrap = config::parse_multiaddrs(&config.bootstrap)?;
     let api_address = config::parse_api(&config.api.listen)?;
+    let api_tls = match (&config.api.tls_cert, &config.api.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::ServerTls::load(
+            &crate::tls::in_home(&options.home, cert),
+            &crate::tls::in_home(&options.home, key),
+        )?),
+        (None, None) => None,
+        _ => return Err(RunError::HalfTls),
+    };
+    // Bearer tokens in clear text are for loopback only.
+    if api_tls.is_none() && !api_address.ip().is_loopback() {
+        return Err(RunError::PlainApi(config.api.listen.clone()));
+    }
     let roles = config.roles()?;
     let plugin = options
         .plugin
@@ -476,6 +537,7 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
         listen,
         bootstrap,
         api_address,
+        api_tls,
         roles,
         order_defaults: OrderDefaults {
             fiduciaries,

@@ -341,3 +341,75 @@ async fn the_dta_command_makes_uses_and_revokes_tokens_and_v1_can_ask_for_one() 
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_api_is_reached_only_with_its_certificate_pinned_and_a_plain_one_stays_on_loopback()
+ {
+    use crate::process::{dta, dta_output, run_home, run_to_end, succeed};
+
+    let root = tempfile::tempdir().unwrap();
+    // Without TLS, an API on a network address is refused before anything is opened.
+    let plain = root.path().join("plain");
+    succeed(dta(&plain).args(["init", "--name", "plain"]));
+    let config_before = std::fs::read_to_string(plain.join("config.toml")).unwrap();
+    let (ok, stderr) = run_to_end(dta(&plain).args(["run", "--api", "0.0.0.0:0", "--no-mdns"]));
+    assert!(!ok);
+    assert!(
+        stderr.contains("without TLS") && stderr.contains("--api-tls"),
+        "{stderr}"
+    );
+    assert!(!plain.join("node.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(plain.join("config.toml")).unwrap(),
+        config_before
+    );
+
+    let home = root.path().join("tls");
+    let init = succeed(dta(&home).args(["init", "--name", "tls", "--api-tls", "--json"]));
+    let init: Value = serde_json::from_slice(&init).unwrap();
+    let fingerprint = init["api_fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 64, "{init}");
+    let (_node, file) = run_home(&home).await;
+    assert!(file.api.starts_with("https://127.0.0.1:"), "{}", file.api);
+    assert_eq!(file.api_fingerprint.as_deref(), Some(fingerprint.as_str()));
+
+    let home_arg = home.to_str().unwrap().to_owned();
+    let token_file = home.join("api-token").to_str().unwrap().to_owned();
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // With --home, node.json gives the URL and the fingerprint.
+    let status = dta_output(args(&["status", "--home", &home_arg, "--json"])).await;
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // With --api, the fingerprint is needed, and only the right one works.
+    let with = |pin: Option<&str>| {
+        let mut list = args(&["status", "--api", &file.api, "--token-file", &token_file]);
+        if let Some(pin) = pin {
+            list.extend(args(&["--api-fingerprint", pin]));
+        }
+        list
+    };
+    let pinned = dta_output(with(Some(&fingerprint))).await;
+    assert!(
+        pinned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
+    let unpinned = dta_output(with(None)).await;
+    let stderr = String::from_utf8_lossy(&unpinned.stderr);
+    assert!(!unpinned.status.success());
+    assert!(stderr.contains("--api-fingerprint"), "{stderr}");
+    let other = "ab".repeat(32);
+    let wrong = dta_output(with(Some(&other))).await;
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    // Plain HTTP to the HTTPS port gets nothing.
+    let plain_url = file.api.replace("https://", "http://");
+    let answer = ApiClient::new(&plain_url)
+        .call(Method::GET, "/v2/health", None)
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+}

@@ -180,3 +180,103 @@ async fn the_partition_and_restart_scenarios_pass_on_a_lan() {
         "the scenarios' namespaces are gone"
     );
 }
+
+/// Removes a network namespace when dropped.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root for network namespaces: scripts/test runs it"]
+async fn an_api_on_a_network_address_speaks_tls_and_the_client_pins_its_certificate() {
+    use crate::process::{Running, dta, dta_bin, wait_for_node_file};
+
+    // A namespace of this test's own with one non-loopback address, 10.214.0.1.
+    let name = format!("dta-tls-{}", std::process::id());
+    let _namespace = Namespace(name.clone());
+    let ip = |args: &[&str]| {
+        let (ok, stderr) = run_to_end(Command::new("ip").args(args));
+        assert!(ok, "ip {args:?}: {stderr}");
+    };
+    ip(&["netns", "add", &name]);
+    let inside = ["netns", "exec", name.as_str(), "ip"];
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        // Both ends inside (this kernel has no dummy links): the root namespace gets nothing.
+        &[
+            "link", "add", "api0", "type", "veth", "peer", "name", "api1",
+        ],
+        &["addr", "add", "10.214.0.1/24", "dev", "api0"],
+        &["link", "set", "api0", "up"],
+        &["link", "set", "api1", "up"],
+    ] {
+        ip(&[&inside[..], args].concat());
+    }
+
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("node");
+    let init = succeed(dta(&home).args([
+        "init",
+        "--name",
+        "tls",
+        "--api-tls",
+        "--api-host",
+        "10.214.0.1",
+        "--json",
+    ]));
+    let init: Value = serde_json::from_slice(&init).unwrap();
+    let fingerprint = init["api_fingerprint"].as_str().unwrap().to_owned();
+    let home_arg = home.to_str().unwrap().to_owned();
+    let _node = Running(
+        Command::new("ip")
+            .args(["netns", "exec", &name])
+            .arg(dta_bin())
+            .args([
+                "run",
+                "--home",
+                &home_arg,
+                "--api",
+                "10.214.0.1:7443",
+                "--no-mdns",
+            ])
+            .args(["--listen", "/ip4/10.214.0.1/tcp/0"])
+            .env("DTA_PASSPHRASE", "process test passphrase")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = wait_for_node_file(&home).await;
+    assert_eq!(file.api, "https://10.214.0.1:7443");
+    assert_eq!(file.namespace.as_deref(), Some(name.as_str()));
+
+    // A client inside the namespace, with the token and the pinned certificate.
+    let token_file = home.join("api-token").to_str().unwrap().to_owned();
+    let client = |pin: &str| {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &name])
+            .arg(dta_bin())
+            .args(["status", "--api", &file.api, "--json"])
+            .args(["--token-file", &token_file, "--api-fingerprint", pin])
+            .env_remove("DTA_HOME")
+            .env_remove("DTA_API");
+        command
+    };
+    let mut pinned = client(&fingerprint);
+    let status = tokio::task::spawn_blocking(move || succeed(&mut pinned))
+        .await
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(status["identity"], file.identity.as_str(), "{status}");
+    let mut wrong = client(&"00".repeat(32));
+    let (ok, stderr) = tokio::task::spawn_blocking(move || run_to_end(&mut wrong))
+        .await
+        .unwrap();
+    assert!(!ok, "a wrong pin is refused");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+}

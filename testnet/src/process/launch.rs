@@ -591,6 +591,7 @@ mod tests {
             name: "node-1".into(),
             roles: vec!["fiduciary".into()],
             namespace: None,
+            api_fingerprint: None,
         };
         let others = [
             "/ip4/127.0.0.1/tcp/1/p2p/A".into(),
