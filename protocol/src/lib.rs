@@ -7,6 +7,7 @@
 //!   possession, an X-Wing KEM key and a secp256k1 key; its CID is the node's identity.
 //! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
 //! - [`order`]: the payloads the custody flow carries in envelopes.
+//! - [`policy`]: release policies (approver groups, time locks, vetoes) and their evaluation.
 //! - [`audit`]: offline verification of an order's whole log.
 //! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
 //! - [`links`]: the links of a DAG-CBOR block, and every block reachable from a root.
@@ -38,5 +39,6 @@ pub mod links;
 pub mod mpin;
 pub mod network;
 pub mod order;
+pub mod policy;
 
 pub use cid::Cid;

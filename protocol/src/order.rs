@@ -53,18 +53,7 @@ impl<'de> Deserialize<'de> for SecretBytes {
     }
 }
 
-/// How often a secret may be released.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct ReleasePolicy {
-    /// Most releases allowed; 1 (one-time) by default.
-    pub max_releases: u32,
-}
-
-impl Default for ReleasePolicy {
-    fn default() -> Self {
-        Self { max_releases: 1 }
-    }
-}
+pub use crate::policy::ReleasePolicy;
 
 /// A principal's request for custody (public payload of [`crate::envelope::Kind::OrderRequest`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

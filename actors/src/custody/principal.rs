@@ -85,6 +85,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         beneficiary: new.beneficiary,
         policy: ReleasePolicy {
             max_releases: new.max_releases,
+            ..ReleasePolicy::default()
         },
         input: new.input.clone(),
     };
