@@ -34,6 +34,12 @@ pub struct Metrics {
     /// Custody deliveries given up after every attempt (the peer was unreachable or refused
     /// them); the principal's and the beneficiary's resumption sends what matters again.
     pub deliveries_abandoned: AtomicU64,
+    /// Release requests a fiduciary holds for their order's release policy (approvals
+    /// missing, or the delay running), counted once each.
+    pub releases_held: AtomicU64,
+    /// Release requests a fiduciary refused under their order's release policy (too early,
+    /// vetoed, no releases left).
+    pub releases_refused_by_policy: AtomicU64,
     /// HTTP API calls refused for want of a valid token (401).
     pub api_denied_unauthenticated: AtomicU64,
     /// HTTP API calls refused because the token lacks the scope (403).

@@ -34,7 +34,12 @@ impl Role {
             // The principal role asks for M-Pin secrets, so it takes the answers.
             Self::Principal => matches!(
                 kind,
-                Kind::KeyShare | Kind::CommitmentSignature | Kind::Receipt | Kind::MpinShare
+                Kind::KeyShare
+                    | Kind::CommitmentSignature
+                    | Kind::Receipt
+                    | Kind::MpinShare
+                    | Kind::Approval
+                    | Kind::Veto
             ),
             // A fiduciary is also an M-Pin trust authority.
             Self::Fiduciary => matches!(
@@ -45,6 +50,8 @@ impl Role {
                     | Kind::Certificate
                     | Kind::ReleaseRequest
                     | Kind::MpinRequest
+                    | Kind::Approval
+                    | Kind::Veto
             ),
             Self::Beneficiary => matches!(
                 kind,
@@ -82,6 +89,13 @@ pub enum RoleMsg {
         request: mpin::NewMpinRequest,
         /// The stored record, once the request is sent off.
         reply: RpcReplyPort<Result<mpin::MpinRecord, CustodyError>>,
+    },
+    /// Any role: approve or veto a release request as an identity of this node.
+    Vote {
+        /// The vote.
+        vote: custody::NewVote,
+        /// Its envelope's CID, once made and sent off.
+        reply: RpcReplyPort<Result<Cid, CustodyError>>,
     },
     /// Principal: release an order.
     Release {
@@ -175,6 +189,8 @@ impl RoleActor {
                         | Kind::Certificate
                         | Kind::ReleaseRequest
                         | Kind::MpinRequest
+                        | Kind::Approval
+                        | Kind::Veto
                 )
                 | (Role::Beneficiary, Kind::ShareRelease)
         ) || (args.role == Role::Beneficiary
@@ -279,6 +295,21 @@ impl RoleActor {
             .await;
     }
 
+    /// Has `requests` (release requests this fiduciary holds for their policy) go through
+    /// their step again, from this role's queue.
+    fn recheck(myself: &ActorRef<RoleMsg>, peer: PeerId, requests: Vec<Vec<u8>>) {
+        for request in requests {
+            let again = RoleMsg::Network(NetworkEvent::EnvelopesReceived {
+                peer,
+                blocks: vec![request],
+                taken: None,
+            });
+            if myself.cast(again).is_err() {
+                warn!("a held release is not looked at again: the role stopped");
+            }
+        }
+    }
+
     /// Principal: sends again, in the background, the releases no receipt answered yet.
     fn resend_releases(ctx: &RoleContext) {
         match custody::resume_releases(ctx, RESUME_INTERVAL) {
@@ -318,6 +349,14 @@ impl RoleActor {
                 send_all(ctx, deliveries);
             }
             (Role::Principal, Kind::Receipt) => custody::on_receipt(ctx, &envelope, cid).await?,
+            (Role::Principal | Role::Fiduciary, Kind::Approval | Kind::Veto) => {
+                if let custody::VoteOutcome::Recheck(request) =
+                    custody::on_vote(ctx, args.role, &envelope, cid).await?
+                {
+                    // The held request goes through its release step again, now with the vote.
+                    Self::recheck(myself, peer, vec![request]);
+                }
+            }
             (Role::Fiduciary, Kind::OrderRequest) => {
                 if let Some(delivery) = custody::on_order_request(ctx, &envelope, cid).await? {
                     send_all(ctx, vec![delivery]);
@@ -359,6 +398,7 @@ impl RoleActor {
                         let again = (peer, vec![block], taken.clone());
                         Self::check_then_retry(myself, ctx, *pending, again).await;
                     }
+                    custody::ReleaseStep::Held(_) => {}
                 }
             }
             (Role::Beneficiary, Kind::ReleaseRequest) => {
@@ -416,11 +456,10 @@ impl Actor for RoleActor {
             }
             Err(err) => warn!(role = args.role.name(), %err, "cannot move old records"),
         }
-        if matches!(args.role, Role::Principal | Role::Beneficiary) {
-            // Orders and releases interrupted by a restart or by an unreachable node move on
-            // by themselves; the timer stops with the actor.
-            myself.send_interval(RESUME_INTERVAL, || RoleMsg::Resume);
-        }
+        // Orders and releases interrupted by a restart or by an unreachable node move on by
+        // themselves, and a fiduciary's releases held for a delay go once it ends; the timer
+        // stops with the actor.
+        myself.send_interval(RESUME_INTERVAL, || RoleMsg::Resume);
         if args.role == Role::Principal
             && let Err(err) = custody::remember_settled_heads(&args.context)
         {
@@ -477,7 +516,19 @@ impl Actor for RoleActor {
                         custody::resume(&args.context, RESUME_INTERVAL)
                     }
                     Role::Beneficiary => custody::resume_receiving(&args.context, RESUME_INTERVAL),
-                    Role::Fiduciary => Ok(Vec::new()),
+                    Role::Fiduciary => {
+                        // Requests held for a policy: a delay may have ended.
+                        match custody::held_requests(&args.context) {
+                            Ok(held) => {
+                                let me = args.context.network.snapshot().peer_id;
+                                if let Some(me) = me {
+                                    Self::recheck(&myself, me, held);
+                                }
+                            }
+                            Err(err) => warn!(%err, "cannot read held releases"),
+                        }
+                        Ok(Vec::new())
+                    }
                 };
                 match resumed {
                     Ok(deliveries) => send_all(&args.context, deliveries),
@@ -496,6 +547,13 @@ impl Actor for RoleActor {
                 let _ = reply.send(result.map(|(record, deliveries)| {
                     send_all(&args.context, deliveries);
                     record
+                }));
+            }
+            RoleMsg::Vote { vote, reply } => {
+                let result = custody::create_vote(&args.context, &vote).await;
+                let _ = reply.send(result.map(|(cid, deliveries)| {
+                    send_all(&args.context, deliveries);
+                    cid
                 }));
             }
             RoleMsg::Release {

@@ -44,6 +44,10 @@ pub enum OrderCommand {
         /// How many releases are allowed.
         #[arg(long, default_value_t = 1)]
         max_releases: u32,
+        /// A release policy, as a TOML or JSON file (approver groups, rule, not_before_ms,
+        /// delay_ms, veto, approval_lifetime_ms; see the README).
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// Plugin.
         #[arg(long, default_value = "safeguardsecret")]
         plugin: String,
@@ -63,6 +67,23 @@ pub enum OrderCommand {
         /// Whose order, where two principals used the reference.
         #[arg(long)]
         principal: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve (or with --veto, veto) a release request of an order under its release
+    /// policy, as an identity of this node.
+    Approve {
+        /// The order reference.
+        reference: String,
+        /// The release request's CID (`dta order show` lists it).
+        #[arg(long)]
+        request: String,
+        /// Veto it instead (as a member of the policy's veto group).
+        #[arg(long)]
+        veto: bool,
+        /// Sign as this identity, one the node hosts; the node's own by default.
+        #[arg(long = "as")]
+        identity: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -123,6 +144,50 @@ fn order_rows(orders: &Value) {
 
 /// Who a principal's order still waits for and since when: `receipt from CID since
 /// 12:00:01 UTC (3 s), ...`, or `-`.
+/// Each release's policy progress, as the records' `policy` says it: who approved in which
+/// group, who vetoed, and what is missing.
+fn policy_lines(records: &Value) {
+    for record in records.as_array().into_iter().flatten() {
+        let policy = &record["policy"];
+        for request in policy["requests"].as_array().into_iter().flatten() {
+            outln!(
+                "release {} ({}) as {} sees it:",
+                text(&request["sequence"]),
+                text(&request["request"]),
+                text(&record["role"])
+            );
+            for group in policy["groups"].as_array().into_iter().flatten() {
+                let name = text(&group["name"]);
+                let approved: Vec<String> = request["approved"][&name]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
+                outln!(
+                    "  {name}: {} of {} approved {}",
+                    approved.len(),
+                    text(&group["count"]),
+                    approved.join(", ")
+                );
+            }
+            let vetoed = request["vetoed"].as_array().map_or(0, Vec::len);
+            if vetoed > 0 {
+                outln!("  vetoed by {vetoed}");
+            }
+            let verdict = &request["policy"];
+            match verdict["now"].as_str() {
+                Some("wait") => match verdict["delay_ends_ms"].as_u64() {
+                    Some(end) => outln!("  waiting; the delay ends at {}", wait::clock(end)),
+                    None => outln!("  waiting for approvals"),
+                },
+                Some("refused") => outln!("  refused: {}", text(&verdict["why"])),
+                _ => outln!("  the policy lets it go"),
+            }
+        }
+    }
+}
+
 fn waiting_for(order: &Value) -> String {
     if order["waiting_for"].as_array().is_none_or(Vec::is_empty) {
         return "-".into();
@@ -140,6 +205,18 @@ fn key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
+/// A policy file: JSON if it parses as JSON, else TOML.
+fn read_policy(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if let Ok(json) = serde_json::from_str::<Value>(&text) {
+        return Ok(json);
+    }
+    let table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{} is neither JSON nor TOML", path.display()))?;
+    Ok(serde_json::to_value(table)?)
+}
+
 /// Runs an order command.
 pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
     match command {
@@ -151,11 +228,13 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             secret,
             secret_file,
             max_releases,
+            policy,
             plugin,
             input,
             wait,
             client,
         } => {
+            let policy = policy.as_deref().map(read_policy).transpose()?;
             let input: std::collections::BTreeMap<String, String> = input.into_iter().collect();
             let mut body = serde_json::json!({
                 "reference": reference,
@@ -166,6 +245,9 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 "max_releases": max_releases,
                 "input": input,
             });
+            if let Some(policy) = policy {
+                body["policy"] = policy;
+            }
             if let Some(secret) = secret {
                 body["secret"] = Value::String(secret);
             }
@@ -190,6 +272,25 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 outln!("{}", text(&created["reference"]));
             }
         }
+        OrderCommand::Approve {
+            reference,
+            request,
+            veto,
+            identity,
+            client,
+        } => {
+            let made = client
+                .post(
+                    &format!("/v2/orders/{reference}/approvals"),
+                    json!({ "request": request, "veto": veto, "identity": identity }),
+                )
+                .await?;
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&made)?);
+            } else {
+                outln!("{}", text(&made["cid"]));
+            }
+        }
         OrderCommand::List(client) => {
             let orders = client.get("/v2/orders").await?;
             if client.json {
@@ -209,6 +310,7 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 outln!("{}", serde_json::to_string_pretty(&orders)?);
             } else {
                 order_rows(&orders);
+                policy_lines(&orders);
             }
         }
         OrderCommand::Release {

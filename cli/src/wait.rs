@@ -130,7 +130,7 @@ pub fn unanswered(record: &Value, now_ms: u64) -> String {
 }
 
 /// The UTC time of day of a Unix time in milliseconds, `HH:MM:SS UTC`.
-fn clock(unix_ms: u64) -> String {
+pub fn clock(unix_ms: u64) -> String {
     let seconds = (unix_ms / 1000) % 86_400;
     format!(
         "{:02}:{:02}:{:02} UTC",

@@ -69,6 +69,11 @@ pub enum Kind {
     MpinRequest,
     /// A trust authority's M-Pin share, sealed to the requester, or its refusal.
     MpinShare,
+    /// An approver's approval of one release request, under the order's release policy
+    /// (public payload [`crate::policy::Approval`], `prev` the request).
+    Approval,
+    /// A veto of one release request by a member of the policy's veto group (same payload).
+    Veto,
 }
 
 /// One recipient of the sealed payload.

@@ -143,7 +143,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         fiduciaries: (1..=FIDUCIARIES).map(cid).collect::<Result<_, _>>()?,
         threshold: THRESHOLD,
         beneficiary: Some(cid(BENEFICIARY)?),
-        max_releases: 1,
+        policy: dta_protocol::policy::ReleasePolicy::default(),
         input: Default::default(),
         secret: Some(SecretBytes::new(SECRET.to_vec())),
     };

@@ -94,9 +94,38 @@ pub enum StepSpec {
         reference: String,
         /// The secret.
         secret: String,
+        /// A release policy, as `POST /v2/orders` takes it, with node names where identity
+        /// CIDs go (`members = ["node-4", "node-5"]`).
+        #[serde(default)]
+        policy: Option<toml::Table>,
         /// Succeed or be refused.
         #[serde(default)]
         expect: Expect,
+    },
+    /// A node approves the latest release request of an order, as its own identity.
+    Approve {
+        /// The approving node.
+        node: String,
+        /// The order.
+        reference: String,
+        /// Be taken, or be refused.
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// A node vetoes the latest release request of an order, as its own identity.
+    Veto {
+        /// The vetoing node.
+        node: String,
+        /// The order.
+        reference: String,
+        /// Be taken, or be refused.
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// Lets time pass (a policy's delay).
+    WaitUntil {
+        /// Seconds from now.
+        seconds: u64,
     },
     /// The principal releases an order to its beneficiary.
     Release {
@@ -403,11 +432,33 @@ impl Runner {
             StepSpec::Order {
                 reference,
                 secret,
+                policy,
                 expect,
             } => (
                 format!("order {reference}"),
-                self.order(reference, secret, *expect).await,
+                self.order(reference, secret, policy.as_ref(), *expect)
+                    .await,
             ),
+            StepSpec::Approve {
+                node,
+                reference,
+                expect,
+            } => (
+                format!("{node} approves the release of {reference}"),
+                self.vote(node, reference, false, *expect).await,
+            ),
+            StepSpec::Veto {
+                node,
+                reference,
+                expect,
+            } => (
+                format!("{node} vetoes the release of {reference}"),
+                self.vote(node, reference, true, *expect).await,
+            ),
+            StepSpec::WaitUntil { seconds } => {
+                tokio::time::sleep(Duration::from_secs(*seconds)).await;
+                (format!("let {seconds} s pass"), Ok("done".into()))
+            }
             StepSpec::Release { reference, expect } => (
                 format!("release {reference}"),
                 self.release(reference, *expect).await,
@@ -512,10 +563,16 @@ impl Runner {
         }
     }
 
-    async fn order(&self, reference: &str, secret: &str, expect: Expect) -> Result<String, String> {
+    async fn order(
+        &self,
+        reference: &str,
+        secret: &str,
+        policy: Option<&toml::Table>,
+        expect: Expect,
+    ) -> Result<String, String> {
         let principal = self.node("@principal")?;
         let beneficiary = self.node("@beneficiary")?.identity;
-        let body = json!({
+        let mut body = json!({
             "reference": reference,
             "plugin": "safeguardsecret",
             "fiduciaries": self.fiduciaries,
@@ -523,10 +580,97 @@ impl Runner {
             "beneficiary": beneficiary,
             "secret": secret,
         });
+        if let Some(policy) = policy {
+            body["policy"] = self.with_identities(policy)?;
+        }
         let (status, answer) = self
             .call(&principal, Method::POST, "/v2/orders", Some(body))
             .await;
         expected(status, &answer, expect, "ordered")
+    }
+
+    /// A scenario's policy with each group member's node name replaced by its identity.
+    fn with_identities(&self, policy: &toml::Table) -> Result<Value, String> {
+        let mut policy = serde_json::to_value(policy).map_err(|e| e.to_string())?;
+        let testnet = self.testnet()?;
+        let identity_of = |name: &Value| -> Result<Value, String> {
+            let name = name.as_str().ok_or("a member is not a node name")?;
+            testnet
+                .nodes
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| Value::String(n.identity.clone()))
+                .ok_or_else(|| format!("no node {name:?} to be a member"))
+        };
+        let Some(fields) = policy.as_object_mut() else {
+            return Err("a policy is a table".into());
+        };
+        let mut groups: Vec<&mut Value> = Vec::new();
+        for (key, value) in fields.iter_mut() {
+            match (key.as_str(), value) {
+                ("groups", Value::Array(list)) => groups.extend(list.iter_mut()),
+                ("veto", group) => groups.push(group),
+                _ => {}
+            }
+        }
+        for group in groups {
+            if let Some(members) = group["members"].as_array_mut() {
+                for member in members.iter_mut() {
+                    *member = identity_of(member)?;
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    /// `node` approves (or vetoes) the latest release request of `reference`, which the
+    /// principal's record names.
+    async fn vote(
+        &self,
+        node: &str,
+        reference: &str,
+        veto: bool,
+        expect: Expect,
+    ) -> Result<String, String> {
+        let principal = self.node("@principal")?;
+        let (status, records) = self
+            .call(
+                &principal,
+                Method::GET,
+                &format!("/v2/orders/{reference}"),
+                None,
+            )
+            .await;
+        let request = records
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["role"] == "principal")
+            .and_then(|r| r["releases"].as_object())
+            .and_then(|releases| {
+                releases
+                    .iter()
+                    .max_by_key(|(sequence, _)| sequence.parse::<u32>().unwrap_or(0))
+                    .map(|(_, request)| request)
+            })
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{reference} has no release request yet ({status})"))?
+            .to_owned();
+        let voter = self.node(node)?;
+        let (status, answer) = self
+            .call(
+                &voter,
+                Method::POST,
+                &format!("/v2/orders/{reference}/approvals"),
+                Some(json!({ "request": request, "veto": veto })),
+            )
+            .await;
+        expected(
+            status,
+            &answer,
+            expect,
+            if veto { "vetoed" } else { "approved" },
+        )
     }
 
     async fn release(&self, reference: &str, expect: Expect) -> Result<String, String> {

@@ -10,9 +10,9 @@ use dta_testnet::harness::Testnet;
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const PRINCIPAL: usize = 0;
-const FIDUCIARIES: [usize; 3] = [1, 2, 3];
-const BENEFICIARY: usize = 4;
+pub(crate) const PRINCIPAL: usize = 0;
+pub(crate) const FIDUCIARIES: [usize; 3] = [1, 2, 3];
+pub(crate) const BENEFICIARY: usize = 4;
 
 pub(crate) struct Api;
 
@@ -93,15 +93,20 @@ pub(crate) fn identity(net: &Testnet, node: usize) -> String {
     net.node(node).info().identity.clone()
 }
 
-pub(crate) async fn order(api: &Api, net: &Testnet, reference: &str, secret: &str) {
-    let body = json!({
+/// A 2-of-3 `safeguardsecret` order of `secret` by the principal, for the beneficiary.
+pub(crate) fn order_body(net: &Testnet, reference: &str, secret: &str) -> Value {
+    json!({
         "reference": reference,
         "plugin": "safeguardsecret",
         "fiduciaries": FIDUCIARIES.iter().map(|i| identity(net, *i)).collect::<Vec<_>>(),
         "threshold": 2,
         "beneficiary": identity(net, BENEFICIARY),
         "secret": secret,
-    });
+    })
+}
+
+pub(crate) async fn order(api: &Api, net: &Testnet, reference: &str, secret: &str) {
+    let body = order_body(net, reference, secret);
     let (status, created) = api.post(net, PRINCIPAL, "/v2/orders", body).await;
     assert_eq!(status, 201, "{created}");
     api.wait_state(net, PRINCIPAL, reference, "principal", "certified")

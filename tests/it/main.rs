@@ -13,6 +13,7 @@ mod lan;
 mod log;
 mod mpin;
 mod network;
+mod policy;
 mod process;
 mod references;
 mod secrets;

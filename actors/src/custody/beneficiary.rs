@@ -132,6 +132,8 @@ pub async fn on_share_release(
             receipts: BTreeMap::new(),
             served: BTreeMap::new(),
             head: request_cid,
+            held: Vec::new(),
+            votes: Vec::new(),
         },
     };
     if record.receipts.contains_key(&request.sequence) {

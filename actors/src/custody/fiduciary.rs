@@ -15,16 +15,19 @@ use dta_protocol::order::{
     Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest,
     ReleaseRequest, ShareDeal, ShareRelease,
 };
+use dta_protocol::policy::{DEFAULT_CLOCK_TOLERANCE_MS, Situation, Verdict, Waiting};
 use serde_bytes::ByteBuf;
 
 use crate::plugin::KeySource;
 use crate::role::Role;
 use crate::states::OrderState;
 
+use super::approval::votes_of;
 use super::principal::{combined_key, order_plugin};
-use super::record::{OrderRecord, share_name};
+use super::record::{HeldRelease, OrderRecord, share_name};
 use super::release::check_beneficiary;
-use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
+use crate::context::{CustodyError, Delivery, RoleContext, encode, internal, now_millis};
+use crate::metrics::Metrics;
 
 /// Fiduciary: an order request arrived. For a plugin whose fiduciaries generate the key, this
 /// node generates its share, keeps it through the keystore and returns the delivery of the
@@ -98,6 +101,8 @@ pub async fn on_order_request(
         receipts: BTreeMap::new(),
         served: BTreeMap::new(),
         head: order_cid,
+        held: Vec::new(),
+        votes: Vec::new(),
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index, "key share generated and kept");
@@ -268,6 +273,8 @@ pub async fn on_share_deal(
         receipts: BTreeMap::new(),
         served: BTreeMap::new(),
         head: commitment_cid,
+        held: Vec::new(),
+        votes: Vec::new(),
     };
     // The custody signature is made while the share and record reach the disk.
     let delivery = ctx
@@ -385,6 +392,65 @@ pub enum ReleaseStep {
     Deliver(Delivery),
     /// Have the order's certificate checked first; nothing was recorded yet.
     CheckCertificate(Box<PendingCheck>),
+    /// The order's release policy holds the request (approvals missing, or its delay
+    /// running); recorded, and looked at again when a vote arrives or time passes.
+    Held(Waiting),
+}
+
+/// Fiduciary: the order's release policy on this request, by this node's clock and the votes
+/// it has. `None` lets the release go on; a wait is recorded (the delay runs from the first
+/// sight of the request) and returned; a refusal drops the hold and is an error.
+async fn policy_gate(
+    ctx: &RoleContext,
+    record: &mut OrderRecord,
+    order: &OrderRequest,
+    request: &ReleaseRequest,
+    request_cid: Cid,
+) -> Result<Option<Waiting>, CustodyError> {
+    let now = now_millis();
+    let held = record
+        .held
+        .iter()
+        .find(|h| h.request == request_cid)
+        .cloned();
+    let (approvals, vetoes) = votes_of(&ctx.store, record)?;
+    let situation = Situation {
+        order: record.order,
+        request: request_cid,
+        request_seen_ms: held.as_ref().map_or(now, |h| h.seen_ms),
+        now_ms: now,
+        tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+        released: u32::try_from(record.releases.len()).unwrap_or(u32::MAX),
+        approvals: &approvals,
+        vetoes: &vetoes,
+    };
+    match order.policy.evaluate(&situation) {
+        Verdict::Release => Ok(None),
+        Verdict::Wait(waiting) => {
+            if held.is_none() {
+                record.held.push(HeldRelease {
+                    sequence: request.sequence,
+                    request: request_cid,
+                    seen_ms: now,
+                });
+                ctx.save(Role::Fiduciary, record).await?;
+                Metrics::bump(&ctx.metrics.releases_held);
+            }
+            tracing::info!(order = %record.reference, sequence = request.sequence, %waiting, "release held by its policy");
+            Ok(Some(waiting))
+        }
+        Verdict::Refused(refusal) => {
+            if held.is_some() {
+                record.held.retain(|h| h.request != request_cid);
+                ctx.save(Role::Fiduciary, record).await?;
+            }
+            Metrics::bump(&ctx.metrics.releases_refused_by_policy);
+            Err(CustodyError::Conflict(format!(
+                "release {} of {} refused by its policy: {refusal}",
+                request.sequence, record.reference
+            )))
+        }
+    }
 }
 
 /// Refuses a release to anyone but the beneficiary an order names, where it names one.
@@ -485,6 +551,11 @@ pub async fn on_release_request(
         .commitment
         .ok_or_else(|| internal("held order without commitment"))?;
     check_beneficiary(ctx, &commitment_cid, &request.beneficiary)?;
+    if order.policy.has_conditions()
+        && let Some(waiting) = policy_gate(ctx, &mut record, &order, &request, request_cid).await?
+    {
+        return Ok(ReleaseStep::Held(waiting));
+    }
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
@@ -516,6 +587,7 @@ pub async fn on_release_request(
     let (reply_cid, bytes) = ctx.save_block(&reply).await?;
     record.releases.insert(request.sequence, request_cid);
     record.served.insert(request.sequence, reply_cid);
+    record.held.retain(|h| h.sequence != request.sequence);
     record.head = request_cid;
     record.state = OrderState::Released;
     ctx.save(Role::Fiduciary, &record).await?;

@@ -43,6 +43,7 @@ use dta_protocol::order::SecretBytes;
 
 pub use crate::plugin::SAFEGUARD_SECRET;
 
+mod approval;
 mod beneficiary;
 mod chain;
 mod fiduciary;
@@ -56,6 +57,9 @@ mod rig;
 mod step_tests;
 
 pub use crate::states::OrderState;
+pub use approval::{
+    NewVote, VoteOutcome, create_vote, held_requests, on_vote, policy_of, votes_of,
+};
 pub use beneficiary::{on_share_release, share_is_late};
 pub use chain::{audit, fetch_chain, keep_block};
 pub use fiduciary::{
@@ -64,7 +68,7 @@ pub use fiduciary::{
 };
 pub use principal::{Prepared, create_order, on_commitment_signature, on_key_share};
 pub use record::{
-    OrderRecord, received_name, secret_name, share_name, stored_record, stored_records,
+    HeldRelease, OrderRecord, received_name, secret_name, share_name, stored_record, stored_records,
 };
 pub use release::{ReleasePlan, create_release, on_receipt};
 pub use resume::{
@@ -87,8 +91,8 @@ pub struct NewOrder {
     pub threshold: u32,
     /// Beneficiary, if known now.
     pub beneficiary: Option<Cid>,
-    /// How many releases are allowed.
-    pub max_releases: u32,
+    /// How many releases are allowed, and on what conditions.
+    pub policy: dta_protocol::policy::ReleasePolicy,
     /// Plugin input (for example `coin` for `bitcoinwallet`).
     pub input: BTreeMap<String, String>,
     /// The secret to safeguard, for plugins that take one.

@@ -11,8 +11,7 @@ use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
 use dta_protocol::order::{
-    Certificate, Commitment, KeyShare, OrderRequest, ReleasePolicy, SecretBytes, ShareDeal,
-    custody_message,
+    Certificate, Commitment, KeyShare, OrderRequest, SecretBytes, ShareDeal, custody_message,
 };
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
@@ -58,11 +57,9 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     if distinct.len() != n {
         return Err(CustodyError::Invalid("a fiduciary is listed twice".into()));
     }
-    if new.max_releases == 0 {
-        return Err(CustodyError::Invalid(
-            "max_releases must be at least 1".into(),
-        ));
-    }
+    new.policy
+        .validate()
+        .map_err(|e| CustodyError::Invalid(e.to_string()))?;
     let reference = new
         .reference
         .clone()
@@ -83,10 +80,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         fiduciaries: new.fiduciaries.clone(),
         threshold: new.threshold,
         beneficiary: new.beneficiary,
-        policy: ReleasePolicy {
-            max_releases: new.max_releases,
-            ..ReleasePolicy::default()
-        },
+        policy: new.policy.clone(),
         input: new.input.clone(),
     };
     plugin
@@ -133,7 +127,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         principal: ctx.local.cid(),
         fiduciaries: new.fiduciaries.clone(),
         threshold: new.threshold,
-        max_releases: new.max_releases,
+        max_releases: new.policy.max_releases,
         certificate: None,
         signatures: BTreeMap::new(),
         releases: BTreeMap::new(),
@@ -141,6 +135,8 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         receipts: BTreeMap::new(),
         served: BTreeMap::new(),
         head: order_cid,
+        held: Vec::new(),
+        votes: Vec::new(),
     };
     if plugin.key_source() == KeySource::Generated {
         // Each fiduciary answers the request with the public half of a share it generates.

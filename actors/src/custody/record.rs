@@ -58,6 +58,24 @@ pub struct OrderRecord {
     pub served: BTreeMap<u32, Cid>,
     /// The latest envelope on the main chain, for audits.
     pub head: Cid,
+    /// Release requests this fiduciary holds until the order's release policy lets them go.
+    /// Absent from records of orders without release conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldRelease>,
+    /// Approval and veto envelopes taken in for this order's releases (fiduciary, principal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Cid>,
+}
+
+/// A release request waiting for its policy: approvals, or the end of its delay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRelease {
+    /// Its sequence number.
+    pub sequence: u32,
+    /// The request envelope.
+    pub request: Cid,
+    /// When this node first saw it (its clock, ms): the delay runs from here.
+    pub seen_ms: u64,
 }
 
 /// DAG-CBOR map keys must be text, so number-keyed maps are stored as `[[n, cid], ...]`.
@@ -323,6 +341,8 @@ mod tests {
                 BTreeMap::new()
             },
             head: cid(b"head"),
+            held: Vec::new(),
+            votes: Vec::new(),
         })
         .collect()
     }

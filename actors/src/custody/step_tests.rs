@@ -32,7 +32,7 @@ async fn ordered() -> (Vec<Party>, Vec<Vec<Vec<u8>>>) {
             fiduciaries: vec![parties[1].cid(), parties[2].cid()],
             threshold: 2,
             beneficiary: Some(parties[3].cid()),
-            max_releases: 1,
+            policy: dta_protocol::policy::ReleasePolicy::default(),
             input: BTreeMap::new(),
             secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
         },

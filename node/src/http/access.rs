@@ -125,6 +125,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("POST", Access::Token(&[Scope::Release]))],
     ),
     endpoint(
+        "/v2/orders/{reference}/approvals",
+        "approve or veto a release request under the order's policy",
+        &[("POST", Access::Token(&[Scope::Approve]))],
+    ),
+    endpoint(
         "/v2/orders/{reference}/secret",
         "the secret this node received",
         &[("GET", Access::Token(&[Scope::Secret]))],

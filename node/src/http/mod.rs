@@ -73,6 +73,7 @@ mod index;
 mod mpin;
 mod orders;
 mod peers;
+mod policy;
 mod tokens;
 mod v1;
 mod wait;
@@ -126,6 +127,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders", get(orders::list).post(orders::create))
         .route("/v2/orders/{reference}", get(orders::show))
         .route("/v2/orders/{reference}/release", post(orders::release))
+        .route("/v2/orders/{reference}/approvals", post(policy::vote))
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))
         .route("/v2/blocks", axum::routing::put(put_block))
@@ -569,6 +571,16 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         out,
         "# HELP dta_deliveries_abandoned_total Custody deliveries given up after every attempt.\n# TYPE dta_deliveries_abandoned_total counter\ndta_deliveries_abandoned_total {}",
         load(&m.deliveries_abandoned)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dta_releases_held_total Release requests a fiduciary held for their order's release policy.\n# TYPE dta_releases_held_total counter\ndta_releases_held_total {}",
+        load(&m.releases_held)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dta_releases_refused_total Release requests a fiduciary refused under their order's release policy (too early, vetoed, none left).\n# TYPE dta_releases_refused_total counter\ndta_releases_refused_total {}",
+        load(&m.releases_refused_by_policy)
     );
     let (buckets, count, sum) = m.latency();
     let _ = writeln!(

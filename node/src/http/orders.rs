@@ -61,6 +61,7 @@ pub(super) fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMs
 /// A record as the API shows it, with who the order still waits for (principal).
 fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
     let mut json = stored_record_json(record);
+    json["policy"] = super::policy::progress_json(state, record);
     json["waiting_for"] = dta_actors::custody::awaited(&state.store, record)
         .iter()
         .map(|awaited| {
@@ -97,6 +98,8 @@ fn stored_record_json(record: &OrderRecord) -> Value {
         "shares": map(&record.shares),
         "receipts": map(&record.receipts),
         "served": map(&record.served),
+        "held": record.held.iter().map(|h| json!({ "sequence": h.sequence, "request": h.request.to_string(), "since_ms": h.seen_ms })).collect::<Vec<_>>(),
+        "votes": record.votes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "head": record.head.to_string(),
     })
 }
@@ -170,6 +173,9 @@ pub struct CreateBody {
     beneficiary: Option<String>,
     #[serde(default = "one")]
     max_releases: u32,
+    /// Release conditions: approver groups, a rule, time locks, a veto group.
+    #[serde(default)]
+    policy: Option<super::policy::PolicyBody>,
     /// Plugin input (for example `{"coin": "0"}` for `bitcoinwallet`).
     #[serde(default)]
     input: std::collections::BTreeMap<String, String>,
@@ -376,7 +382,7 @@ pub async fn create(
             .collect::<Result<_, _>>()?,
         threshold: body.threshold,
         beneficiary: body.beneficiary.as_deref().map(cid).transpose()?,
-        max_releases: body.max_releases,
+        policy: super::policy::release_policy(body.max_releases, body.policy)?,
         input: body.input,
         secret,
     };

@@ -399,7 +399,7 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
         fiduciaries,
         threshold,
         beneficiary,
-        max_releases: 1,
+        policy: dta_protocol::policy::ReleasePolicy::default(),
         input,
         secret,
     };

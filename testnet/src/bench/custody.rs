@@ -76,7 +76,7 @@ impl Principal {
             fiduciaries: self.fiduciaries.clone(),
             threshold: self.threshold,
             beneficiary: Some(self.beneficiary),
-            max_releases: 1,
+            policy: dta_protocol::policy::ReleasePolicy::default(),
             input: Default::default(),
             secret: Some(SecretBytes::new(vec![0x42; 32])),
         }

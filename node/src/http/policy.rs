@@ -1,0 +1,224 @@
+//! Release policies over HTTP: the `policy` of `POST /v2/orders` (identity CIDs as text),
+//! `POST /v2/orders/{reference}/approvals` (an approval or veto signed by an identity of this
+//! node), and the policy's progress in a record's JSON.
+//!
+//! What it does not do: decide anything. Fiduciaries evaluate a policy in their release step;
+//! this shows what this node knows, by its clock.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use dta_actors::custody::{NewVote, OrderRecord};
+use dta_actors::roles::{CALL_TIMEOUT_MS, Role, RoleMsg};
+use dta_protocol::Cid;
+use dta_protocol::policy::{
+    ApproverGroup, DEFAULT_CLOCK_TOLERANCE_MS, ReleasePolicy, Rule, Situation, Verdict,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+
+/// An approver group as JSON gives it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBody {
+    name: String,
+    members: Vec<String>,
+    count: u32,
+}
+
+/// The `policy` of `POST /v2/orders` (and of `dta order create --policy FILE`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    #[serde(default)]
+    groups: Vec<GroupBody>,
+    /// `{"group": "legal"}`, `{"all": [...]}`, `{"any": [...]}`,
+    /// `{"at-least": {"count": 2, "of": [...]}}`; every group when absent.
+    #[serde(default)]
+    rule: Option<Rule>,
+    #[serde(default)]
+    not_before_ms: Option<u64>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    veto: Option<GroupBody>,
+    #[serde(default)]
+    approval_lifetime_ms: Option<u64>,
+}
+
+fn cid(text: &str) -> Result<Cid, ApiError> {
+    dta_protocol::block::parse_cid(text).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{text:?} is not an identity CID: {e}"),
+        )
+    })
+}
+
+fn group(body: GroupBody) -> Result<ApproverGroup, ApiError> {
+    Ok(ApproverGroup {
+        members: body
+            .members
+            .iter()
+            .map(|m| cid(m))
+            .collect::<Result<_, _>>()?,
+        name: body.name,
+        count: body.count,
+    })
+}
+
+/// The order's release policy from the body's `max_releases` and `policy`, checked (a
+/// policy that can never be met is refused here, before anything is made).
+pub fn release_policy(
+    max_releases: u32,
+    body: Option<PolicyBody>,
+) -> Result<ReleasePolicy, ApiError> {
+    let body = body.unwrap_or_default();
+    let policy = ReleasePolicy {
+        max_releases,
+        groups: body
+            .groups
+            .into_iter()
+            .map(group)
+            .collect::<Result<_, _>>()?,
+        rule: body.rule,
+        not_before_ms: body.not_before_ms,
+        delay_ms: body.delay_ms,
+        veto: body.veto.map(group).transpose()?,
+        approval_lifetime_ms: body.approval_lifetime_ms,
+    };
+    policy
+        .validate()
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    Ok(policy)
+}
+
+/// The body of `POST /v2/orders/{reference}/approvals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    /// The release request's CID.
+    request: String,
+    /// A veto rather than an approval.
+    #[serde(default)]
+    veto: bool,
+    /// Sign as this identity (one this node hosts); the node's own by default.
+    #[serde(default)]
+    identity: Option<String>,
+}
+
+/// `POST /v2/orders/{reference}/approvals`: 201 with the vote's CID once it is signed, kept
+/// and on its way to the order's fiduciaries and principal.
+pub(super) async fn vote(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    body: Result<Json<VoteBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let vote = NewVote {
+        reference,
+        request: cid(&body.request)?,
+        veto: body.veto,
+        approver: body.identity.as_deref().map(cid).transpose()?,
+    };
+    // Any role may vote: an approver's node need not be a party to the order.
+    let actor = [Role::Principal, Role::Fiduciary, Role::Beneficiary]
+        .into_iter()
+        .find_map(|role| dta_actors::registry::role(&state.prefix, role))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no role actor runs on this node".into(),
+            )
+        })?;
+    let veto = vote.veto;
+    let made = ractor::call_t!(
+        actor,
+        |reply| RoleMsg::Vote { vote, reply },
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "cid": made.to_string(), "kind": if veto { "veto" } else { "approval" } })),
+    ))
+}
+
+/// A record's policy progress, by this node's clock: for each release request it knows, who
+/// approved in which group, who vetoed, and what the policy says now. `null` for an order
+/// without release conditions.
+pub fn progress_json(state: &ApiState, record: &OrderRecord) -> Value {
+    let Some(policy) =
+        dta_actors::custody::policy_of(&state.store, record).filter(ReleasePolicy::has_conditions)
+    else {
+        return Value::Null;
+    };
+    let (approvals, vetoes) =
+        dta_actors::custody::votes_of(&state.store, record).unwrap_or_default();
+    let now = now_ms();
+    let members = |g: &ApproverGroup| {
+        g.members
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    let requests: Vec<Value> = record
+        .releases
+        .iter()
+        .map(|(sequence, request)| {
+            let held = record.held.iter().find(|h| h.request == *request);
+            let situation = Situation {
+                order: record.order,
+                request: *request,
+                request_seen_ms: held.map_or(now, |h| h.seen_ms),
+                now_ms: now,
+                tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+                released: sequence.saturating_sub(1),
+                approvals: &approvals,
+                vetoes: &vetoes,
+            };
+            let tally = policy.tally(&situation);
+            let verdict = match policy.evaluate(&situation) {
+                Verdict::Release => json!({ "now": "release" }),
+                Verdict::Wait(waiting) => json!({
+                    "now": "wait",
+                    "missing": waiting
+                        .short
+                        .iter()
+                        .map(|(g, have, need)| json!({ "group": g, "approvals": have, "needed": need }))
+                        .collect::<Vec<_>>(),
+                    "delay_ends_ms": waiting.delay_ends_ms,
+                }),
+                Verdict::Refused(refusal) => json!({ "now": "refused", "why": refusal.to_string() }),
+            };
+            let approved: serde_json::Map<String, Value> = tally
+                .approved
+                .iter()
+                .map(|(g, who)| (g.clone(), who.iter().map(ToString::to_string).collect::<Vec<_>>().into()))
+                .collect();
+            json!({
+                "sequence": sequence,
+                "request": request.to_string(),
+                "held_since_ms": held.map(|h| h.seen_ms),
+                "approved": approved,
+                "vetoed": tally.vetoed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "policy": verdict,
+            })
+        })
+        .collect();
+    json!({
+        "groups": policy.groups.iter().map(|g| json!({ "name": g.name, "count": g.count, "members": members(g) })).collect::<Vec<_>>(),
+        "not_before_ms": policy.not_before_ms,
+        "delay_ms": policy.delay_ms,
+        "veto": policy.veto.as_ref().map(|g| json!({ "count": g.count, "members": members(g) })),
+        "requests": requests,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,250 @@
+//! Release policies end to end: fiduciaries hold a release until its approvals are in and its
+//! delay has passed, release with one of them down, and refuse one its veto group stopped;
+//! policies that can never be met, and votes that do not count, are refused.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::custody::{
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, counter, identity, one_role_each, order_body,
+};
+use dta_testnet::harness::Testnet;
+
+/// The node whose hosted identities approve (any node may vote).
+const APPROVERS: usize = BENEFICIARY;
+
+/// Hosts an identity named `name` on the approvers' node and waits until every fiduciary and
+/// the principal know it; its CID.
+async fn approver(api: &Api, net: &Testnet, name: &str) -> String {
+    let (status, made) = api
+        .post(net, APPROVERS, "/v2/identities", json!({ "name": name }))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let cid = made["cid"].as_str().unwrap().to_owned();
+    for node in FIDUCIARIES.into_iter().chain([PRINCIPAL]) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while api.get(net, node, &format!("/v2/identities/{cid}")).await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {node} never learned {name}"));
+    }
+    cid
+}
+
+struct Approvers {
+    legal: Vec<String>,
+    ops: Vec<String>,
+    board: Vec<String>,
+}
+
+/// 1 of legal AND 2 of ops, a 3 s delay, and 2 of the board may veto within it.
+fn policy(approvers: &Approvers) -> Value {
+    json!({
+        "groups": [
+            { "name": "legal", "members": approvers.legal, "count": 1 },
+            { "name": "ops", "members": approvers.ops, "count": 2 },
+        ],
+        "delay_ms": 3000,
+        "veto": { "name": "board", "members": approvers.board, "count": 2 },
+    })
+}
+
+async fn order(api: &Api, net: &Testnet, reference: &str, policy: Value) {
+    let mut body = order_body(net, reference, &format!("the secret of {reference}"));
+    body["policy"] = policy;
+    let (status, created) = api.post(net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(net, PRINCIPAL, reference, "principal", "certified")
+        .await;
+}
+
+/// Releases `reference` and waits until `fiduciaries` hold the request; the request's CID.
+async fn release_and_hold(
+    api: &Api,
+    net: &Testnet,
+    reference: &str,
+    fiduciaries: &[usize],
+) -> String {
+    let (status, released) = api
+        .post(
+            net,
+            PRINCIPAL,
+            &format!("/v2/orders/{reference}/release"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    let request = released["releases"]["1"].as_str().unwrap().to_owned();
+    for fiduciary in fiduciaries {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (_, records) = api
+                    .get(net, *fiduciary, &format!("/v2/orders/{reference}"))
+                    .await;
+                let held = records.as_array().into_iter().flatten().any(|r| {
+                    r["role"] == "fiduciary" && r["held"].as_array().is_some_and(|h| !h.is_empty())
+                });
+                if held {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("fiduciary {fiduciary} never held {reference}"));
+    }
+    request
+}
+
+async fn vote(
+    api: &Api,
+    net: &Testnet,
+    reference: &str,
+    request: &str,
+    who: &str,
+    veto: bool,
+) -> (u16, Value) {
+    api.post(
+        net,
+        APPROVERS,
+        &format!("/v2/orders/{reference}/approvals"),
+        json!({ "request": request, "identity": who, "veto": veto }),
+    )
+    .await
+}
+
+fn record<'a>(records: &'a Value, role: &str) -> &'a Value {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == role)
+        .unwrap_or_else(|| panic!("no {role} record: {records}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_a_release() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let mut names = Vec::new();
+    for name in ["lena", "luis", "olga", "omar", "otto", "bea", "bob"] {
+        names.push(approver(&api, &net, name).await);
+    }
+    let approvers = Approvers {
+        legal: names[0..2].to_vec(),
+        ops: names[2..5].to_vec(),
+        board: names[5..7].to_vec(),
+    };
+
+    // A policy that can never be met is refused before anything is made.
+    let mut unmeetable = policy(&approvers);
+    unmeetable["groups"][1]["count"] = json!(4);
+    let mut body = order_body(&net, "never", "x");
+    body["policy"] = unmeetable;
+    let (status, refused) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("group ops needs 4 of 3"),
+        "{refused}"
+    );
+    assert_eq!(api.get(&net, PRINCIPAL, "/v2/orders/never").await.0, 404);
+
+    // Both orders are certified while every fiduciary is up.
+    order(&api, &net, "guarded", policy(&approvers)).await;
+    order(&api, &net, "vetoed", policy(&approvers)).await;
+    let request = release_and_hold(&api, &net, "guarded", &FIDUCIARIES).await;
+    // The principal's request alone releases nothing; the principal's node shows what is
+    // missing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/guarded").await;
+    let progress = &record(&shown, "principal")["policy"]["requests"][0]["policy"];
+    assert_eq!(progress["now"], "wait", "{shown}");
+    assert_eq!(
+        progress["missing"].as_array().unwrap().len(),
+        2,
+        "{progress}"
+    );
+    assert_eq!(
+        api.get(&net, BENEFICIARY, "/v2/orders/guarded/secret")
+            .await
+            .0,
+        404
+    );
+
+    // Votes that do not count: by a non-member (refused where it is made), for a request
+    // of another order.
+    let outsider = identity(&net, APPROVERS);
+    let (status, answer) = vote(&api, &net, "guarded", &request, &outsider, false).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in any approver group"),
+        "{answer}"
+    );
+
+    // One fiduciary goes down; the other two release once 1 of legal and 2 of ops approved
+    // (one of them twice: it counts once) and the delay passed.
+    net.test_node(3).stop().await;
+    let rejected_before = counter(&net, 1, "dta_custody_rejected_total").await;
+    for who in [
+        &approvers.legal[0],
+        &approvers.ops[0],
+        &approvers.ops[0],
+        &approvers.ops[1],
+    ] {
+        let (status, answer) = vote(&api, &net, "guarded", &request, who, false).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    api.wait_state(&net, BENEFICIARY, "guarded", "beneficiary", "received")
+        .await;
+    let (status, body) = api
+        .get(&net, BENEFICIARY, "/v2/orders/guarded/secret")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["secret"], "the secret of guarded");
+    // The repeated approval was refused by the fiduciaries that got it.
+    assert!(counter(&net, 1, "dta_custody_rejected_total").await > rejected_before);
+    let (_, held) = api.get(&net, 1, "/v2/orders/guarded").await;
+    let fiduciary = record(&held, "fiduciary");
+    assert_eq!(fiduciary["held"], json!([]), "{fiduciary}");
+    assert_eq!(
+        fiduciary["votes"].as_array().unwrap().len(),
+        3,
+        "{fiduciary}"
+    );
+
+    // A second order: everyone approves, two of the board veto within the delay. Nothing
+    // is released, and the fiduciaries say why.
+    let request = release_and_hold(&api, &net, "vetoed", &[1, 2]).await;
+    for who in [&approvers.legal[1], &approvers.ops[1], &approvers.ops[2]] {
+        assert_eq!(
+            vote(&api, &net, "vetoed", &request, who, false).await.0,
+            201
+        );
+    }
+    for who in &approvers.board {
+        assert_eq!(vote(&api, &net, "vetoed", &request, who, true).await.0, 201);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        api.get(&net, BENEFICIARY, "/v2/orders/vetoed/secret")
+            .await
+            .0,
+        404
+    );
+    for fiduciary in [1, 2] {
+        let (_, records) = api.get(&net, fiduciary, "/v2/orders/vetoed").await;
+        let held = record(&records, "fiduciary");
+        assert_eq!(held["releases"], json!({}), "{held}");
+        assert!(counter(&net, fiduciary, "dta_releases_refused_total").await >= 1);
+    }
+    net.stop().await;
+}
