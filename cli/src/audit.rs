@@ -47,6 +47,7 @@ pub fn offline(
             "signatures": report.signatures(),
             "certified": report.chain.certified,
             "receipts": report.chain.receipts,
+            "policies": report.chain.policies,
             "envelopes": listed(&report.chain.envelopes),
             "attached": listed(&report.attached),
         });
@@ -80,6 +81,12 @@ pub fn offline(
         },
         report.chain.receipts
     );
+    if report.chain.policies > 0 {
+        outln!(
+            "  {} release(s) kept the order's release policy",
+            report.chain.policies
+        );
+    }
     for (cid, k) in report.chain.envelopes.iter().chain(&report.attached) {
         outln!("  {:<22} {cid}", kind(k).as_str().unwrap_or("?"));
     }

@@ -405,9 +405,10 @@ pub async fn audit(
         return Ok(());
     }
     outln!(
-        "audit of {reference}: passed; certified {}; {} receipt(s)",
+        "audit of {reference}: passed; certified {}; {} receipt(s); {} release(s) checked against a policy",
         text(&report["certified"]),
-        text(&report["receipts"])
+        text(&report["receipts"]),
+        text(&report["policies"])
     );
     for envelope in report["envelopes"].as_array().into_iter().flatten() {
         outln!(

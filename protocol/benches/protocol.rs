@@ -59,5 +59,85 @@ fn identities(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, envelopes, identities);
+/// What a fiduciary spends on a release's approvals: five approval envelopes decoded and
+/// their signatures verified (as on arrival), their payloads decoded, and the policy evaluated.
+fn policy(c: &mut Criterion) {
+    use dta_protocol::policy::{
+        Approval, ApproverGroup, DEFAULT_CLOCK_TOLERANCE_MS, ReleasePolicy, Signed, Situation,
+    };
+    let approvers: Vec<LocalIdentity> = (0..5).map(|i| node(40 + i)).collect();
+    let order = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, b"order");
+    let request = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, b"request");
+    let policy = ReleasePolicy {
+        groups: vec![
+            ApproverGroup {
+                name: "legal".into(),
+                members: approvers[..2].iter().map(LocalIdentity::cid).collect(),
+                count: 2,
+            },
+            ApproverGroup {
+                name: "ops".into(),
+                members: approvers[2..].iter().map(LocalIdentity::cid).collect(),
+                count: 3,
+            },
+        ],
+        delay_ms: Some(1_000),
+        ..ReleasePolicy::default()
+    };
+    let payload = dagcbor::encode(&Approval { order, request }).unwrap();
+    let blocks: Vec<Vec<u8>> = approvers
+        .iter()
+        .map(|approver| {
+            SignedEnvelope::create(
+                approver,
+                Draft {
+                    kind: Kind::Approval,
+                    order: "bench",
+                    prev: Some(request),
+                    timestamp: 1_000,
+                    public: Some(payload.clone()),
+                    secret: None,
+                    recipients: &[],
+                },
+            )
+            .unwrap()
+            .to_block()
+            .unwrap()
+            .into_bytes()
+        })
+        .collect();
+    c.bench_function("policy/check_5_approvals", |b| {
+        b.iter(|| {
+            let approvals: Vec<Signed> = blocks
+                .iter()
+                .zip(&approvers)
+                .map(|(bytes, approver)| {
+                    let verified = SignedEnvelope::decode(black_box(bytes))
+                        .unwrap()
+                        .verify(approver.identity())
+                        .unwrap();
+                    let approval: Approval = verified.public_payload().unwrap().unwrap();
+                    Signed {
+                        signer: verified.envelope().sender,
+                        approval,
+                        prev: verified.envelope().prev,
+                        signed_ms: verified.envelope().timestamp,
+                    }
+                })
+                .collect();
+            policy.evaluate(&Situation {
+                order,
+                request,
+                request_seen_ms: 0,
+                now_ms: 2_000,
+                tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+                released: 0,
+                approvals: &approvals,
+                vetoes: &[],
+            })
+        })
+    });
+}
+
+criterion_group!(benches, envelopes, identities, policy);
 criterion_main!(benches);

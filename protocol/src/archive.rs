@@ -162,9 +162,19 @@ pub fn audit(
             expected: expected.to_owned(),
         });
     }
+    // Every approval and veto of the order in the archive; the audit takes those of its
+    // releases.
+    let votes: Vec<Cid> = envelopes
+        .iter()
+        .filter(|(_, e)| {
+            e.envelope.order == order && matches!(e.envelope.kind, Kind::Approval | Kind::Veto)
+        })
+        .map(|(cid, _)| *cid)
+        .collect();
     let chain = audit::audit(
         &order,
         head,
+        &votes,
         |cid| bytes.get(cid).map(|b| b.to_vec()),
         |cid| identities.get(cid).cloned(),
     )?;

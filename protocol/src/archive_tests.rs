@@ -18,11 +18,23 @@ fn node(name: &str, seed: u8) -> LocalIdentity {
     LocalIdentity::create(&Secret::new([seed; 32]), name, name.as_bytes(), 1).unwrap()
 }
 
+const T0: u64 = 1_700_000_000_000;
+
 fn envelope(
     sender: &LocalIdentity,
     kind: Kind,
     prev: Option<Cid>,
     public: Option<Vec<u8>>,
+) -> Block {
+    envelope_at(sender, kind, prev, public, T0)
+}
+
+fn envelope_at(
+    sender: &LocalIdentity,
+    kind: Kind,
+    prev: Option<Cid>,
+    public: Option<Vec<u8>>,
+    timestamp: u64,
 ) -> Block {
     SignedEnvelope::create(
         sender,
@@ -30,7 +42,7 @@ fn envelope(
             kind,
             order: ORDER,
             prev,
-            timestamp: 1_700_000_000_000,
+            timestamp,
             public,
             secret: None,
             recipients: &[],
@@ -48,6 +60,23 @@ fn cbor<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
 /// A whole released order: the chain, two commitment signatures hanging off the commitment,
 /// and every identity document. Returns the archive's blocks, head first, and the head.
 fn released_order() -> (Vec<(Cid, Vec<u8>)>, Cid) {
+    released_order_with(|_| ReleasePolicy::default(), &[], 0)
+}
+
+/// [`released_order`] under the policy `policy_of` makes of three approvers' CIDs, with
+/// approvals or vetoes by those approvers (index, kind), and the receipt `receipt_after_ms`
+/// after the release request.
+fn released_order_with(
+    policy_of: impl Fn(&[Cid]) -> ReleasePolicy,
+    votes: &[(usize, Kind)],
+    receipt_after_ms: u64,
+) -> (Vec<(Cid, Vec<u8>)>, Cid) {
+    let approvers = [
+        node("approver-a", 5),
+        node("approver-b", 6),
+        node("approver-c", 7),
+    ];
+    let approver_cids: Vec<Cid> = approvers.iter().map(LocalIdentity::cid).collect();
     let principal = node("principal", 1);
     let fiduciaries = [node("fiduciary-1", 2), node("fiduciary-2", 3)];
     let beneficiary = node("beneficiary", 4);
@@ -61,7 +90,7 @@ fn released_order() -> (Vec<(Cid, Vec<u8>)>, Cid) {
             fiduciaries: fiduciaries.iter().map(LocalIdentity::cid).collect(),
             threshold: 2,
             beneficiary: Some(beneficiary.cid()),
-            policy: ReleasePolicy::default(),
+            policy: policy_of(&approver_cids),
             input: BTreeMap::new(),
         }),
     );
@@ -121,7 +150,7 @@ fn released_order() -> (Vec<(Cid, Vec<u8>)>, Cid) {
             sequence: 1,
         }),
     );
-    let receipt = envelope(
+    let receipt = envelope_at(
         &beneficiary,
         Kind::Receipt,
         Some(release.cid()),
@@ -130,14 +159,37 @@ fn released_order() -> (Vec<(Cid, Vec<u8>)>, Cid) {
             shares_from: fiduciaries.iter().map(LocalIdentity::cid).collect(),
             public_key: ByteBuf::from(vec![1; 48]),
         }),
+        T0 + receipt_after_ms,
     );
+    let vote_blocks: Vec<Block> = votes
+        .iter()
+        .map(|(index, kind)| {
+            envelope(
+                &approvers[*index],
+                *kind,
+                Some(release.cid()),
+                cbor(&crate::policy::Approval {
+                    order: request.cid(),
+                    request: release.cid(),
+                }),
+            )
+        })
+        .collect();
     let head = receipt.cid();
     let mut blocks: Vec<(Cid, Vec<u8>)> = [receipt, release, certificate, commitment, request]
         .into_iter()
         .chain(signature_blocks)
+        .chain(vote_blocks)
         .map(|b| (b.cid(), b.into_bytes()))
         .collect();
-    for identity in [&principal, &fiduciaries[0], &fiduciaries[1], &beneficiary] {
+    let voters = votes.iter().map(|(index, _)| &approvers[*index]);
+    let mut identities = vec![&principal, &fiduciaries[0], &fiduciaries[1], &beneficiary];
+    for voter in voters {
+        if !identities.iter().any(|i| i.cid() == voter.cid()) {
+            identities.push(voter);
+        }
+    }
+    for identity in identities {
         let document = Block::encode(identity.identity().document()).unwrap();
         blocks.push((document.cid(), document.into_bytes()));
     }
@@ -234,4 +286,60 @@ fn a_damaged_archive_fails_reading_and_names_the_block() {
         car::read(&bytes),
         Err(car::CarError::Mismatch(cid.to_string()))
     );
+}
+
+/// Two of three approvers, a 60 s delay (above the clocks' 30 s tolerance, so that the audit
+/// can tell), and a veto group of the same three needing two.
+fn guarded(approvers: &[Cid]) -> ReleasePolicy {
+    ReleasePolicy {
+        groups: vec![crate::policy::ApproverGroup {
+            name: "ops".into(),
+            members: approvers.to_vec(),
+            count: 2,
+        }],
+        delay_ms: Some(60_000),
+        veto: Some(crate::policy::ApproverGroup {
+            name: "board".into(),
+            members: approvers.to_vec(),
+            count: 2,
+        }),
+        ..ReleasePolicy::default()
+    }
+}
+
+#[test]
+fn a_release_that_kept_its_policy_audits_and_one_that_broke_it_fails_naming_the_rule() {
+    let approved = [(0, Kind::Approval), (1, Kind::Approval)];
+    let (blocks, head) = released_order_with(guarded, &approved, 60_000);
+    let report = audit(&read(&blocks, head), None, Some(ORDER)).unwrap();
+    assert_eq!(report.chain.policies, 1);
+    assert_eq!(
+        report
+            .attached
+            .iter()
+            .filter(|(_, k)| *k == Kind::Approval)
+            .count(),
+        2
+    );
+    // One approval short: the audit names the group.
+    let (blocks, head) = released_order_with(guarded, &approved[..1], 60_000);
+    let failed = audit(&read(&blocks, head), None, Some(ORDER)).unwrap_err();
+    assert!(
+        failed.to_string().contains("ops: 1 of 2 approvals"),
+        "{failed}"
+    );
+    // Released before the delay could have passed (give or take the clocks' tolerance).
+    let (blocks, head) = released_order_with(guarded, &approved, 0);
+    let failed = audit(&read(&blocks, head), None, Some(ORDER)).unwrap_err();
+    assert!(failed.to_string().contains("the delay ends"), "{failed}");
+    // Vetoed within the delay, released anyway.
+    let vetoed = [
+        (0, Kind::Approval),
+        (1, Kind::Approval),
+        (1, Kind::Veto),
+        (2, Kind::Veto),
+    ];
+    let (blocks, head) = released_order_with(guarded, &vetoed, 60_000);
+    let failed = audit(&read(&blocks, head), None, Some(ORDER)).unwrap_err();
+    assert!(failed.to_string().contains("vetoed by"), "{failed}");
 }

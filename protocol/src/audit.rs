@@ -14,6 +14,7 @@ use crate::dagcbor::Limits;
 use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
+use crate::policy::{Approval, DEFAULT_CLOCK_TOLERANCE_MS, Signed, Situation, Verdict};
 
 /// Longest chain the audit walks.
 pub const MAX_CHAIN: usize = 10_000;
@@ -74,6 +75,15 @@ pub enum AuditError {
     /// The chain is longer than [`MAX_CHAIN`] or loops.
     #[error("chain too long")]
     TooLong,
+    /// A release that a receipt shows was made, though the order's release policy did not
+    /// let it go with the approvals and vetoes at hand.
+    #[error("release {release} broke its order's policy: {reason}")]
+    Policy {
+        /// The release request.
+        release: String,
+        /// The rule that did not hold.
+        reason: String,
+    },
 }
 
 /// What an audit established.
@@ -85,6 +95,9 @@ pub struct AuditReport {
     pub certified: bool,
     /// Receipts found.
     pub receipts: usize,
+    /// Releases checked against the order's release policy (those with a receipt, of an
+    /// order with release conditions).
+    pub policies: usize,
 }
 
 /// Checks every release request in the chain: made by the order's principal, and for the
@@ -123,10 +136,134 @@ fn check_releases(
     Ok(releases)
 }
 
-/// Audits the chain ending at `head` for order `reference`.
+/// The approvals and vetoes among `votes` that hang off the release request `release`, each
+/// checked: its block, its signer's signature, its order. Others are left out.
+fn votes_for(
+    reference: &str,
+    release: &Cid,
+    votes: &[Cid],
+    block: &impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<(Vec<Signed>, Vec<Signed>), AuditError> {
+    let mut approvals = Vec::new();
+    let mut vetoes = Vec::new();
+    for cid in votes {
+        let bytes = block(cid).ok_or_else(|| AuditError::Missing(cid.to_string()))?;
+        let bad = |reason: String| AuditError::BadEnvelope {
+            envelope: cid.to_string(),
+            reason,
+        };
+        Block::verified(*cid, bytes.clone(), Limits::default()).map_err(|e| {
+            AuditError::BadBlock {
+                cid: cid.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let signed = SignedEnvelope::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+        if signed.envelope.prev != Some(*release)
+            || !matches!(signed.envelope.kind, Kind::Approval | Kind::Veto)
+        {
+            continue;
+        }
+        let sender =
+            identity(&signed.envelope.sender).ok_or_else(|| AuditError::UnknownSender {
+                envelope: cid.to_string(),
+                sender: signed.envelope.sender.to_string(),
+            })?;
+        let envelope = signed.verify(&sender).map_err(|e| bad(e.to_string()))?;
+        if envelope.envelope().order != reference {
+            return Err(AuditError::WrongOrder(cid.to_string()));
+        }
+        let approval: Approval = envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| bad("no approval payload".into()))?;
+        let vote = Signed {
+            signer: envelope.envelope().sender,
+            approval,
+            prev: envelope.envelope().prev,
+            signed_ms: envelope.envelope().timestamp,
+        };
+        if envelope.envelope().kind == Kind::Veto {
+            vetoes.push(vote);
+        } else {
+            approvals.push(vote);
+        }
+    }
+    Ok((approvals, vetoes))
+}
+
+/// Checks each release a receipt answers against the order's release policy, as of the
+/// receipt (the shares were released before it): the approvals and vetoes `votes` holds for
+/// its request, the delay counted from the request's own time. Clocks may disagree by
+/// [`DEFAULT_CLOCK_TOLERANCE_MS`]. Returns how many releases were checked.
+fn check_policy(
+    reference: &str,
+    order: &Cid,
+    request: &OrderRequest,
+    verified: &[(Cid, VerifiedEnvelope)],
+    votes: &[Cid],
+    block: &impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<usize, AuditError> {
+    if !request.policy.has_conditions() {
+        return Ok(0);
+    }
+    let by_cid: BTreeMap<&Cid, &VerifiedEnvelope> = verified.iter().map(|(c, e)| (c, e)).collect();
+    let mut checked = 0;
+    for (_, receipt_envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Receipt)
+    {
+        let Some(receipt) = receipt_envelope.public_payload::<Receipt>().ok().flatten() else {
+            continue;
+        };
+        let Some(release_envelope) = by_cid.get(&receipt.release) else {
+            continue;
+        };
+        let failed = |reason: String| AuditError::Policy {
+            release: receipt.release.to_string(),
+            reason,
+        };
+        let release: ReleaseRequest = release_envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("no release payload".into()))?;
+        let (approvals, vetoes) = votes_for(reference, &receipt.release, votes, block, identity)?;
+        let situation = Situation {
+            order: *order,
+            request: receipt.release,
+            request_seen_ms: release_envelope.envelope().timestamp,
+            now_ms: receipt_envelope
+                .envelope()
+                .timestamp
+                .saturating_add(DEFAULT_CLOCK_TOLERANCE_MS),
+            tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+            released: release.sequence.saturating_sub(1),
+            approvals: &approvals,
+            vetoes: &vetoes,
+        };
+        match request.policy.evaluate(&situation) {
+            Verdict::Release => checked += 1,
+            Verdict::Wait(waiting) => {
+                return Err(failed(format!("released while waiting for {waiting}")));
+            }
+            Verdict::Refused(refusal) => return Err(failed(refusal.to_string())),
+        }
+    }
+    Ok(checked)
+}
+
+/// Audits the chain ending at `head` for order `reference`. `votes` are approval and veto
+/// envelopes the auditor has for the order (those hanging off a release request of the chain
+/// are checked; the rest are ignored); with them, every release a receipt answers is checked
+/// against the order's release policy.
 pub fn audit(
     reference: &str,
     head: Cid,
+    votes: &[Cid],
     block: impl Fn(&Cid) -> Option<Vec<u8>>,
     identity: impl Fn(&Cid) -> Option<VerifiedIdentity>,
 ) -> Result<AuditReport, AuditError> {
@@ -209,6 +346,13 @@ pub fn audit(
         certified = true;
     }
     let releases = check_releases(&request, &verified)?;
+    let order_cid = verified
+        .last()
+        .map(|(cid, _)| *cid)
+        .ok_or(AuditError::NoOrderRequest)?;
+    let policies = check_policy(
+        reference, &order_cid, &request, &verified, votes, &block, &identity,
+    )?;
     let receipts = verified
         .iter()
         .filter(|(_, e)| e.envelope().kind == Kind::Receipt)
@@ -237,5 +381,6 @@ pub fn audit(
             .collect(),
         certified,
         receipts,
+        policies,
     })
 }

@@ -210,6 +210,13 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["secret"], "the secret of guarded");
+    // The principal's log audits, the release checked against the policy with the votes it
+    // keeps.
+    api.wait_state(&net, PRINCIPAL, "guarded", "principal", "released")
+        .await;
+    let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/guarded/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["policies"], 1, "{audit}");
     // The repeated approval was refused by the fiduciaries that got it.
     assert!(counter(&net, 1, "dta_custody_rejected_total").await > rejected_before);
     let (_, held) = api.get(&net, 1, "/v2/orders/guarded").await;

@@ -21,9 +21,17 @@ pub fn audit(
     reference: &str,
     head: Cid,
 ) -> Result<dta_protocol::audit::AuditReport, dta_protocol::audit::AuditError> {
+    // The votes this node's records of the order keep (a fiduciary's or the principal's).
+    let votes: Vec<Cid> = super::record::stored_records(store)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.reference == reference)
+        .flat_map(|r| r.votes)
+        .collect();
     dta_protocol::audit::audit(
         reference,
         head,
+        &votes,
         |cid| store.block(cid).ok().flatten(),
         |cid| match directory.identities.get(&cid.to_string()) {
             Some(known) => Some(known.verified.clone()),

@@ -663,6 +663,7 @@ pub async fn audit(
             "fetched": fetched,
             "certified": report.certified,
             "receipts": report.receipts,
+            "policies": report.policies,
             "envelopes": report.envelopes.iter().map(|(cid, kind)| json!({
                 "cid": cid.to_string(),
                 "kind": serde_json::to_value(kind).unwrap_or(Value::Null),
