@@ -136,6 +136,40 @@ fn check_releases(
     Ok(releases)
 }
 
+/// The block `cid` as a verified envelope of order `reference`: its hash, its canonical form,
+/// its sender's signature. `keep` sees the decoded envelope first: one it refuses is `None`
+/// (and its signature is not checked).
+fn verified_envelope(
+    reference: &str,
+    cid: Cid,
+    block: &impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+    keep: impl Fn(&SignedEnvelope) -> bool,
+) -> Result<Option<VerifiedEnvelope>, AuditError> {
+    let bytes = block(&cid).ok_or_else(|| AuditError::Missing(cid.to_string()))?;
+    Block::verified(cid, bytes.clone(), Limits::default()).map_err(|e| AuditError::BadBlock {
+        cid: cid.to_string(),
+        reason: e.to_string(),
+    })?;
+    let bad = |reason: String| AuditError::BadEnvelope {
+        envelope: cid.to_string(),
+        reason,
+    };
+    let signed = SignedEnvelope::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+    if !keep(&signed) {
+        return Ok(None);
+    }
+    let sender = identity(&signed.envelope.sender).ok_or_else(|| AuditError::UnknownSender {
+        envelope: cid.to_string(),
+        sender: signed.envelope.sender.to_string(),
+    })?;
+    let envelope = signed.verify(&sender).map_err(|e| bad(e.to_string()))?;
+    if envelope.envelope().order != reference {
+        return Err(AuditError::WrongOrder(cid.to_string()));
+    }
+    Ok(Some(envelope))
+}
+
 /// The approvals and vetoes among `votes` that hang off the release request `release`, each
 /// checked: its block, its signer's signature, its order. Others are left out.
 fn votes_for(
@@ -148,32 +182,17 @@ fn votes_for(
     let mut approvals = Vec::new();
     let mut vetoes = Vec::new();
     for cid in votes {
-        let bytes = block(cid).ok_or_else(|| AuditError::Missing(cid.to_string()))?;
+        let is_vote = |signed: &SignedEnvelope| {
+            signed.envelope.prev == Some(*release)
+                && matches!(signed.envelope.kind, Kind::Approval | Kind::Veto)
+        };
+        let Some(envelope) = verified_envelope(reference, *cid, block, identity, is_vote)? else {
+            continue;
+        };
         let bad = |reason: String| AuditError::BadEnvelope {
             envelope: cid.to_string(),
             reason,
         };
-        Block::verified(*cid, bytes.clone(), Limits::default()).map_err(|e| {
-            AuditError::BadBlock {
-                cid: cid.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
-        let signed = SignedEnvelope::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-        if signed.envelope.prev != Some(*release)
-            || !matches!(signed.envelope.kind, Kind::Approval | Kind::Veto)
-        {
-            continue;
-        }
-        let sender =
-            identity(&signed.envelope.sender).ok_or_else(|| AuditError::UnknownSender {
-                envelope: cid.to_string(),
-                sender: signed.envelope.sender.to_string(),
-            })?;
-        let envelope = signed.verify(&sender).map_err(|e| bad(e.to_string()))?;
-        if envelope.envelope().order != reference {
-            return Err(AuditError::WrongOrder(cid.to_string()));
-        }
         let approval: Approval = envelope
             .public_payload()
             .ok()
@@ -273,27 +292,8 @@ pub fn audit(
         if verified.len() >= MAX_CHAIN {
             return Err(AuditError::TooLong);
         }
-        let bytes = block(&cid).ok_or_else(|| AuditError::Missing(cid.to_string()))?;
-        Block::verified(cid, bytes.clone(), Limits::default()).map_err(|e| {
-            AuditError::BadBlock {
-                cid: cid.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
-        let bad = |reason: String| AuditError::BadEnvelope {
-            envelope: cid.to_string(),
-            reason,
-        };
-        let signed = SignedEnvelope::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-        let sender =
-            identity(&signed.envelope.sender).ok_or_else(|| AuditError::UnknownSender {
-                envelope: cid.to_string(),
-                sender: signed.envelope.sender.to_string(),
-            })?;
-        let envelope = signed.verify(&sender).map_err(|e| bad(e.to_string()))?;
-        if envelope.envelope().order != reference {
-            return Err(AuditError::WrongOrder(cid.to_string()));
-        }
+        let envelope = verified_envelope(reference, cid, &block, &identity, |_| true)?
+            .ok_or_else(|| AuditError::Missing(cid.to_string()))?;
         next = envelope.envelope().prev;
         verified.push((cid, envelope));
     }
