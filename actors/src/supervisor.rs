@@ -54,6 +54,8 @@ pub struct NodeArgs {
     pub mpin_servers: Arc<Vec<dta_protocol::Cid>>,
     /// Open M-Pin challenges (shared with the HTTP API).
     pub mpin_sessions: crate::mpin::AuthSessions,
+    /// How far clocks may disagree when a release policy's times are checked (ms).
+    pub clock_tolerance_ms: u64,
 }
 
 /// Messages to the supervisor.
@@ -154,6 +156,7 @@ impl NodeSupervisor {
                         mpin_servers: state.args.mpin_servers.clone(),
                         certificate_checks: crate::certificates::CertificateChecks::start(),
                         metrics: state.args.metrics.clone(),
+                        clock_tolerance_ms: state.args.clock_tolerance_ms,
                     },
                     mpin_sessions: state.args.mpin_sessions.clone(),
                 };

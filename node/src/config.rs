@@ -59,6 +59,11 @@ pub struct Config {
     /// issues server-secret shares to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mpin_servers: Vec<String>,
+    /// How far this node's clock may disagree with others' when it checks a release
+    /// policy's times (not-before, delays, vetoes within a delay, approvals' age), in ms;
+    /// 30000 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_tolerance_ms: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -192,6 +197,7 @@ impl Config {
             passphrase_file: None,
             pkcs11_pin_file: None,
             mpin_servers: Vec::new(),
+            clock_tolerance_ms: None,
         }
     }
 

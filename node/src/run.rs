@@ -252,6 +252,9 @@ impl Node {
             custody_events: custody_events.clone(),
             mpin_servers: Arc::new(config.mpin_servers()?),
             mpin_sessions: mpin_sessions.clone(),
+            clock_tolerance_ms: config
+                .clock_tolerance_ms
+                .unwrap_or(dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS),
         };
         let (supervisor, supervisor_task) =
             Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)

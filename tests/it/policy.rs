@@ -176,6 +176,9 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
             .0,
         404
     );
+    for fiduciary in FIDUCIARIES {
+        assert_eq!(counter(&net, fiduciary, "dta_releases_held_total").await, 1);
+    }
 
     // Votes that do not count: by a non-member (refused where it is made), for a request
     // of another order.

@@ -134,6 +134,8 @@ pub struct RoleContext {
     pub certificate_checks: crate::certificates::CertificateChecks,
     /// The node's counters.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// How far clocks may disagree when a release policy's times are checked (ms).
+    pub clock_tolerance_ms: u64,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).

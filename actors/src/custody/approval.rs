@@ -14,9 +14,7 @@ use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{OrderRequest, ReleaseRequest};
-use dta_protocol::policy::{
-    Approval, DEFAULT_CLOCK_TOLERANCE_MS, ReleasePolicy, Signed, Situation,
-};
+use dta_protocol::policy::{Approval, ReleasePolicy, Signed, Situation};
 
 use crate::role::Role;
 use crate::store::Store;
@@ -255,7 +253,7 @@ pub async fn on_vote(
         request: approval.request,
         request_seen_ms: now_millis(),
         now_ms: now_millis(),
-        tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+        tolerance_ms: ctx.clock_tolerance_ms,
         released: 0,
         approvals: &[],
         vetoes: &[],

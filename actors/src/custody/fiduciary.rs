@@ -15,7 +15,7 @@ use dta_protocol::order::{
     Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest,
     ReleaseRequest, ShareDeal, ShareRelease,
 };
-use dta_protocol::policy::{DEFAULT_CLOCK_TOLERANCE_MS, Situation, Verdict, Waiting};
+use dta_protocol::policy::{Situation, Verdict, Waiting};
 use serde_bytes::ByteBuf;
 
 use crate::plugin::KeySource;
@@ -419,7 +419,7 @@ async fn policy_gate(
         request: request_cid,
         request_seen_ms: held.as_ref().map_or(now, |h| h.seen_ms),
         now_ms: now,
-        tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+        tolerance_ms: ctx.clock_tolerance_ms,
         released: u32::try_from(record.releases.len()).unwrap_or(u32::MAX),
         approvals: &approvals,
         vetoes: &vetoes,

@@ -147,6 +147,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
                 mpin_servers: Arc::new(Vec::new()),
                 certificate_checks: crate::certificates::CertificateChecks::start(),
                 metrics: Arc::new(crate::metrics::Metrics::default()),
+                clock_tolerance_ms: dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS,
             },
             _home: home,
         });

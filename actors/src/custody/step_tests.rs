@@ -221,3 +221,108 @@ async fn a_certificate_for_another_commitment_is_refused() {
         (OrderState::Holding, None)
     );
 }
+
+#[tokio::test]
+async fn votes_that_do_not_count_are_refused_and_a_second_by_one_approver_too() {
+    use dta_protocol::policy::{Approval, ApproverGroup, ReleasePolicy};
+
+    let parties = parties(&[
+        "principal",
+        "fiduciary-1",
+        "fiduciary-2",
+        "beneficiary",
+        "approver",
+        "outsider",
+    ])
+    .await;
+    let (principal, fiduciary, approver, outsider) =
+        (&parties[0], &parties[1], &parties[4], &parties[5]);
+    let prepared = create_order(
+        &principal.ctx,
+        NewOrder {
+            reference: Some(REFERENCE.into()),
+            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
+            fiduciaries: vec![parties[1].cid(), parties[2].cid()],
+            threshold: 2,
+            beneficiary: Some(parties[3].cid()),
+            policy: ReleasePolicy {
+                groups: vec![ApproverGroup {
+                    name: "ops".into(),
+                    members: vec![approver.cid()],
+                    count: 1,
+                }],
+                ..ReleasePolicy::default()
+            },
+            input: BTreeMap::new(),
+            secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
+        },
+    )
+    .await
+    .unwrap();
+    let blocks: Vec<Vec<Vec<u8>>> = prepared.deliveries.into_iter().map(|(_, b)| b).collect();
+    let (commitment_cid, commitment) = holding(fiduciary, &blocks[0]).await;
+    // A release request of the principal's, as the fiduciary would receive it.
+    let request = principal.publish(
+        Kind::ReleaseRequest,
+        REFERENCE,
+        Some(commitment_cid),
+        &ReleaseRequest {
+            order: commitment.order,
+            certificate: commitment_cid,
+            beneficiary: parties[3].cid(),
+            sequence: 1,
+        },
+    );
+    let (_, request_cid) = fiduciary.take(&request).await.unwrap();
+    let vote = |who: &Party, approval: Approval, prev: Option<dta_protocol::Cid>| {
+        who.publish(Kind::Approval, REFERENCE, prev, &approval)
+    };
+    let for_request = Approval {
+        order: commitment.order,
+        request: request_cid,
+    };
+    let on = |block: Vec<u8>| async move {
+        let (envelope, cid) = fiduciary.take(&block).await.unwrap();
+        super::on_vote(&fiduciary.ctx, Role::Fiduciary, &envelope, cid).await
+    };
+    // Not a member; not linked to the request it names; for a request that is not here.
+    let refused = on(vote(outsider, for_request, Some(request_cid))).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Invalid(e)) if e.contains("not a member")),
+        "{refused:?}"
+    );
+    let refused = on(vote(approver, for_request, Some(commitment_cid))).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Invalid(e)) if e.contains("does not follow")),
+        "{refused:?}"
+    );
+    let elsewhere = Approval {
+        order: commitment.order,
+        request: commitment_cid,
+    };
+    let refused = on(vote(approver, elsewhere, Some(commitment_cid))).await;
+    assert!(
+        matches!(refused, Err(CustodyError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert!(record_at(fiduciary, principal).unwrap().votes.is_empty());
+    // The member's vote is kept, once.
+    let kept = on(vote(approver, for_request, Some(request_cid))).await;
+    assert!(matches!(kept, Ok(super::VoteOutcome::Kept)), "{kept:?}");
+    // Another envelope (a later timestamp), the same approver and request.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let again = approver.sign(
+        Kind::Approval,
+        REFERENCE,
+        Some(request_cid),
+        Some(&for_request),
+        None,
+        &[],
+    );
+    let refused = on(again).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Conflict(e)) if e.contains("already approved")),
+        "{refused:?}"
+    );
+    assert_eq!(record_at(fiduciary, principal).unwrap().votes.len(), 1);
+}
