@@ -23,7 +23,17 @@ const REFERENCE: &str = "vault-1";
 /// A principal, two fiduciaries and a beneficiary, and a 2-of-2 order of a secret made by the
 /// principal: the blocks each fiduciary is sent (order request, commitment, its deal).
 async fn ordered() -> (Vec<Party>, Vec<Vec<Vec<u8>>>) {
-    let parties = parties(&["principal", "fiduciary-1", "fiduciary-2", "beneficiary"]).await;
+    let names = ["principal", "fiduciary-1", "fiduciary-2", "beneficiary"];
+    ordered_under(&names, |_| dta_protocol::policy::ReleasePolicy::default()).await
+}
+
+/// [`ordered`] among `names` (the first four as there), under the release policy that
+/// `policy` makes of the parties.
+async fn ordered_under(
+    names: &[&str],
+    policy: impl Fn(&[Party]) -> dta_protocol::policy::ReleasePolicy,
+) -> (Vec<Party>, Vec<Vec<Vec<u8>>>) {
+    let parties = parties(names).await;
     let prepared = create_order(
         &parties[0].ctx,
         NewOrder {
@@ -32,7 +42,7 @@ async fn ordered() -> (Vec<Party>, Vec<Vec<Vec<u8>>>) {
             fiduciaries: vec![parties[1].cid(), parties[2].cid()],
             threshold: 2,
             beneficiary: Some(parties[3].cid()),
-            policy: dta_protocol::policy::ReleasePolicy::default(),
+            policy: policy(&parties),
             input: BTreeMap::new(),
             secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
         },
@@ -226,40 +236,25 @@ async fn a_certificate_for_another_commitment_is_refused() {
 async fn votes_that_do_not_count_are_refused_and_a_second_by_one_approver_too() {
     use dta_protocol::policy::{Approval, ApproverGroup, ReleasePolicy};
 
-    let parties = parties(&[
+    let names = [
         "principal",
         "fiduciary-1",
         "fiduciary-2",
         "beneficiary",
         "approver",
         "outsider",
-    ])
+    ];
+    let (parties, blocks) = ordered_under(&names, |parties| ReleasePolicy {
+        groups: vec![ApproverGroup {
+            name: "ops".into(),
+            members: vec![parties[4].cid()],
+            count: 1,
+        }],
+        ..ReleasePolicy::default()
+    })
     .await;
     let (principal, fiduciary, approver, outsider) =
         (&parties[0], &parties[1], &parties[4], &parties[5]);
-    let prepared = create_order(
-        &principal.ctx,
-        NewOrder {
-            reference: Some(REFERENCE.into()),
-            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
-            fiduciaries: vec![parties[1].cid(), parties[2].cid()],
-            threshold: 2,
-            beneficiary: Some(parties[3].cid()),
-            policy: ReleasePolicy {
-                groups: vec![ApproverGroup {
-                    name: "ops".into(),
-                    members: vec![approver.cid()],
-                    count: 1,
-                }],
-                ..ReleasePolicy::default()
-            },
-            input: BTreeMap::new(),
-            secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
-        },
-    )
-    .await
-    .unwrap();
-    let blocks: Vec<Vec<Vec<u8>>> = prepared.deliveries.into_iter().map(|(_, b)| b).collect();
     let (commitment_cid, commitment) = holding(fiduciary, &blocks[0]).await;
     // A release request of the principal's, as the fiduciary would receive it.
     let request = principal.publish(
