@@ -258,3 +258,40 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
     }
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fiduciary_down_while_approvals_were_made_gets_them_with_the_request_again() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let olga = approver(&api, &net, "olga").await;
+    let policy = json!({ "groups": [{ "name": "ops", "members": [olga], "count": 1 }] });
+    order(&api, &net, "late", policy).await;
+    // Fiduciaries 1 and 2 hold the request; 2 goes down before the approval is made, and 1
+    // cannot release alone (2 of 3 needed).
+    net.test_node(3).stop().await;
+    let request = release_and_hold(&api, &net, "late", &[1, 2]).await;
+    net.test_node(2).stop().await;
+    let (status, answer) = vote(&api, &net, "late", &request, &olga, false).await;
+    assert_eq!(status, 201, "{answer}");
+    // The approver's node gives up on fiduciary 2 after its retries.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while counter(&net, APPROVERS, "dta_deliveries_abandoned_total").await == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the vote's delivery to the stopped fiduciary is given up");
+    // Fiduciary 2 comes back having missed the approval; the principal's next sending of the
+    // open release carries it, and the release completes.
+    net.test_node(2).start().await.unwrap();
+    api.wait_state(&net, BENEFICIARY, "late", "beneficiary", "received")
+        .await;
+    let (_, records) = api.get(&net, 2, "/v2/orders/late").await;
+    let fiduciary = record(&records, "fiduciary");
+    assert_eq!(
+        fiduciary["votes"].as_array().unwrap().len(),
+        1,
+        "{fiduciary}"
+    );
+    net.stop().await;
+}

@@ -4,7 +4,7 @@
 //! `beneficiary`.
 
 use dta_protocol::Cid;
-use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, OrderRequest, Receipt, ReleaseRequest};
 
 use crate::role::Role;
@@ -145,11 +145,24 @@ pub(crate) fn release_deliveries(
     let certificate_bytes = ctx
         .block(&certificate)
         .ok_or_else(|| internal("certificate block missing"))?;
+    // The approvals and vetoes the principal has for this request go along: a fiduciary that
+    // was down when they were made gets them with the request sent again.
+    let votes = record
+        .votes
+        .iter()
+        .filter_map(|cid| ctx.block(cid))
+        .filter(|bytes| {
+            SignedEnvelope::decode(bytes).is_ok_and(|signed| signed.envelope.prev == Some(request))
+        });
+    let bundle: Vec<Vec<u8>> = [certificate_bytes, request_bytes]
+        .into_iter()
+        .chain(votes)
+        .collect();
     let fiduciaries = record
         .fiduciaries
         .iter()
         .filter_map(|c| ctx.peer_of(c))
-        .map(|peer| (peer, vec![certificate_bytes.clone(), request_bytes.clone()]))
+        .map(|peer| (peer, bundle.clone()))
         .collect();
     let chain = [
         Some(record.order),
