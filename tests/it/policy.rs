@@ -256,6 +256,14 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
         assert_eq!(held["releases"], json!({}), "{held}");
         assert!(counter(&net, fiduciary, "dta_releases_refused_total").await >= 1);
     }
+    // The principal sees the veto too and stops sending the release again: the fiduciaries'
+    // refusals stop.
+    let refused = counter(&net, 1, "dta_releases_refused_total").await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        counter(&net, 1, "dta_releases_refused_total").await,
+        refused
+    );
     net.stop().await;
 }
 

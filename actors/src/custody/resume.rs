@@ -14,7 +14,7 @@ use crate::store::{Column, Store};
 
 use super::record::{OrderRecord, received_name, record_key, secret_name, share_name};
 use super::release::{ReleasePlan, open_release, release_deliveries};
-use crate::context::{CustodyError, Delivery, RoleContext, internal};
+use crate::context::{CustodyError, Delivery, RoleContext, internal, now_millis};
 
 /// Moves what a fiduciary or beneficiary stored before its records were keyed by the order's
 /// principal (`fiduciary/REF`, `share/REF`, `received/REF/I`, `secret/REF`) to its keys under
@@ -264,6 +264,11 @@ pub fn resume_releases(
         if release_is_recent(ctx, &record, quiet_for) {
             continue;
         }
+        if let Some(refusal) = refused_by_policy(ctx, &record, cid)? {
+            tracing::debug!(order = %record.reference, sequence = request.sequence, %refusal,
+                "release refused by its policy: not sent again");
+            continue;
+        }
         match release_deliveries(ctx, &record, certificate, cid, bytes, &request.beneficiary) {
             Ok((beneficiary, fiduciaries)) => {
                 tracing::info!(order = %record.reference, sequence = request.sequence,
@@ -280,6 +285,38 @@ pub fn resume_releases(
         }
     }
     Ok(plans)
+}
+
+/// Principal: why the order's release policy refuses release request `request` for good, as
+/// the votes this node has and its clock see it (vetoed, too early, none left); `None` if it
+/// does not (or the order has no conditions). Fiduciaries decide for themselves; this only
+/// spares them a request they would refuse again.
+fn refused_by_policy(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    request: Cid,
+) -> Result<Option<dta_protocol::policy::PolicyRefusal>, CustodyError> {
+    let Some(policy) = super::approval::policy_of(&ctx.store, record)
+        .filter(dta_protocol::policy::ReleasePolicy::has_conditions)
+    else {
+        return Ok(None);
+    };
+    let (approvals, vetoes) = super::approval::votes_of(&ctx.store, record)?;
+    let asked = ctx.verified_block(&request)?.envelope().timestamp;
+    let situation = dta_protocol::policy::Situation {
+        order: record.order,
+        request,
+        request_seen_ms: asked,
+        now_ms: now_millis(),
+        tolerance_ms: ctx.clock_tolerance_ms,
+        released: u32::try_from(record.receipts.len()).unwrap_or(u32::MAX),
+        approvals: &approvals,
+        vetoes: &vetoes,
+    };
+    Ok(match policy.evaluate(&situation) {
+        dta_protocol::policy::Verdict::Refused(refusal) => Some(refusal),
+        _ => None,
+    })
 }
 
 /// Beneficiary: asks again for the shares an open release still lacks, once nothing arrived
