@@ -229,7 +229,8 @@ pub struct Tokens {
     book: Arc<RwLock<BTreeMap<String, TokenRecord>>>,
 }
 
-fn now_ms() -> u64 {
+/// Now, in ms since the Unix epoch (what token and policy times are in).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -157,7 +157,7 @@ pub fn progress_json(state: &ApiState, record: &OrderRecord) -> Value {
     };
     let (approvals, vetoes) =
         dta_actors::custody::votes_of(&state.store, record).unwrap_or_default();
-    let now = now_ms();
+    let now = crate::tokens::now_ms();
     let members = |g: &ApproverGroup| {
         g.members
             .iter()
@@ -215,10 +215,4 @@ pub fn progress_json(state: &ApiState, record: &OrderRecord) -> Value {
         "veto": policy.veto.as_ref().map(|g| json!({ "count": g.count, "members": members(g) })),
         "requests": requests,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -24,12 +24,6 @@ fn record_json(record: &TokenRecord, now_ms: u64) -> Value {
     })
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn refused(error: TokenError) -> ApiError {
     let status = match error {
         TokenError::Store(_) | TokenError::Damaged { .. } | TokenError::Random(_) => {
@@ -47,7 +41,7 @@ fn refused(error: TokenError) -> ApiError {
 
 /// `GET /v2/tokens`.
 pub(super) async fn list(State(state): State<ApiState>) -> Json<Value> {
-    let now = now_ms();
+    let now = crate::tokens::now_ms();
     Json(
         state
             .tokens
@@ -90,7 +84,7 @@ pub(super) async fn create(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(refused)?;
-    let mut answer = record_json(&made.record, now_ms());
+    let mut answer = record_json(&made.record, crate::tokens::now_ms());
     answer["token"] = made.token.as_str().into();
     Ok((StatusCode::CREATED, Json(answer)))
 }
@@ -105,5 +99,5 @@ pub(super) async fn revoke(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(refused)?;
-    Ok(Json(record_json(&revoked, now_ms())))
+    Ok(Json(record_json(&revoked, crate::tokens::now_ms())))
 }
