@@ -302,3 +302,22 @@ async fn a_crashed_child_is_restarted_by_its_supervisor() {
     assert_eq!(identities.as_array().unwrap().len(), 1);
     net.stop().await;
 }
+
+/// Two nodes that may only connect to a third still learn each other's identity: their
+/// announcements travel through the peer they share. (Each one's table holds only that
+/// connected peer, which once kept them from announcing at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_cannot_connect_learn_each_others_identity_through_a_shared_peer() {
+    let net = Testnet::builder()
+        .nodes(3)
+        .allow_list(1, &[0])
+        .allow_list(2, &[0])
+        .build()
+        .await
+        .expect("every node knows every identity");
+    let node1: PeerId = net.node(1).info().peer_id.parse().unwrap();
+    let node2: PeerId = net.node(2).info().peer_id.parse().unwrap();
+    assert!(!net.node(1).network().snapshot().connected.contains(&node2));
+    assert!(!net.node(2).network().snapshot().connected.contains(&node1));
+    net.stop().await;
+}

@@ -134,9 +134,13 @@ impl SwarmLoop {
                 _ = flush_heads.tick() => self.publish_heads(),
                 _ = announce.tick() => {
                     ticks += 1;
-                    // Kademlia bootstraps itself; the identity is re-announced for late joiners.
+                    // The identity is re-announced for late joiners, and a small table looks
+                    // around again (see `table_is_small`).
                     if ticks.is_multiple_of(ANNOUNCE_INTERVAL.as_secs()) {
                         self.announce_due = true;
+                        if self.table_is_small() {
+                            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                        }
                     }
                     self.retry_identity_requests();
                     let wanted = self.announce_due
@@ -162,12 +166,17 @@ impl SwarmLoop {
         debug!("swarm loop stopped");
     }
 
-    /// Whether a node this one knows of is not connected to it. Connected peers asked for
-    /// its identity when they connected (and ask again if that failed), so an announcement
-    /// only serves the others. In a 50-node network where every node is connected to every
-    /// other, announcements made up a quarter of the CPU it took to converge, and a node
-    /// that announced every 30 s kept costing the whole network about 75 ms of CPU each time.
+    /// Whether a node may lack this one's identity: one it knows of is not connected to it,
+    /// or its table is small (see `table_is_small`), so that it may not know of every node.
+    /// Connected peers asked for its identity when they connected (and ask again if that
+    /// failed), so an announcement only serves the others, which get it relayed through the
+    /// peers they share. In a 50-node network where every node is connected to every other,
+    /// announcements made up a quarter of the CPU it took to converge, and a node that
+    /// announced every 30 s kept costing the whole network about 75 ms of CPU each time.
     fn someone_may_lack_identity(&mut self) -> bool {
+        if self.table_is_small() {
+            return true;
+        }
         let known: Vec<PeerId> = self
             .swarm
             .behaviour_mut()
@@ -181,6 +190,23 @@ impl SwarmLoop {
             })
             .collect();
         known.iter().any(|peer| !self.swarm.is_connected(peer))
+    }
+
+    /// Whether Kademlia's table holds fewer peers than one bucket. Such a node may have
+    /// bootstrapped (asked its peers whom they know) before they knew the others: a node
+    /// that joined with another, both through one bootstrap peer under load, was seen to
+    /// learn of neither the other nor its identity, as Kademlia asks again only after five
+    /// minutes. Large tables are left to Kademlia: bootstrapping costs every peer a sort of
+    /// its table.
+    fn table_is_small(&mut self) -> bool {
+        let known: usize = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|bucket| bucket.num_entries())
+            .sum();
+        known < kad::K_VALUE.get()
     }
 
     /// Asks again for the identity of connected peers whose answer failed.
@@ -260,7 +286,12 @@ impl SwarmLoop {
                 request,
                 reply,
             } => self.send_or_queue(peer, request, reply),
-            NetworkCommand::Subscribe(subscriber) => self.subscribers.push(subscriber),
+            NetworkCommand::Subscribe(subscriber) => {
+                self.subscribers.push(subscriber);
+                // A restarted actor may have lost documents it was handed but had not
+                // stored: it gets repeats of them again.
+                self.seen_identities.clear();
+            }
             NetworkCommand::Respond { id, response } => {
                 if let Some((channel, _)) = self.awaiting.remove(&id)
                     && self
@@ -756,12 +787,14 @@ impl SwarmLoop {
             } => {
                 Metrics::bump(&self.metrics.rpc_outbound_failures);
                 // A peer that does not speak dta (a kubo or Helia peer fetching blocks) is
-                // not asked again; one that timed out or failed mid-way is.
+                // not asked again; one that timed out, failed mid-way or closed one of
+                // several connections is (only while still connected).
                 if self.identity_requests.remove(&request_id)
                     && matches!(
                         error,
                         request_response::OutboundFailure::Timeout
                             | request_response::OutboundFailure::Io(_)
+                            | request_response::OutboundFailure::ConnectionClosed
                     )
                 {
                     self.identity_retries.insert(peer);
