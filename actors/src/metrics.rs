@@ -7,6 +7,29 @@ use std::time::Duration;
 /// Upper bounds, in seconds, of the request-latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
+/// The two parts of a release policy's cost to a fiduciary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyStep {
+    /// An approval or veto arrived: its signature checked, the envelope kept, the vote
+    /// checked against the order's policy and recorded.
+    Vote,
+    /// A release request met a policy: the recorded votes read and the policy evaluated.
+    Check,
+}
+
+impl PolicyStep {
+    /// Both, in the order [`Metrics::policy_time`] reports them.
+    pub const ALL: [PolicyStep; 2] = [PolicyStep::Vote, PolicyStep::Check];
+
+    /// The label value on `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PolicyStep::Vote => "vote",
+            PolicyStep::Check => "check",
+        }
+    }
+}
+
 /// The node's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -40,10 +63,16 @@ pub struct Metrics {
     /// Release requests a fiduciary refused under their order's release policy (too early,
     /// vetoed, no releases left).
     pub releases_refused_by_policy: AtomicU64,
+    /// Certificate pairing checks the role actors had made (several waiting at once are
+    /// checked in one batch, but each counts).
+    pub certificate_checks: AtomicU64,
     /// HTTP API calls refused for want of a valid token (401).
     pub api_denied_unauthenticated: AtomicU64,
     /// HTTP API calls refused because the token lacks the scope (403).
     pub api_denied_scope: AtomicU64,
+    /// Time spent on policy work, by [`PolicyStep`] (microseconds, and how many).
+    policy_micros: [AtomicU64; 2],
+    policy_steps: [AtomicU64; 2],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -66,6 +95,24 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Records the time one policy step took (wall time of the step: an upper bound of its
+    /// CPU time).
+    pub fn observe_policy(&self, step: PolicyStep, elapsed: Duration) {
+        self.policy_micros[step as usize].fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.policy_steps[step as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many steps of this kind ran, and the time they took in all.
+    pub fn policy_time(&self, step: PolicyStep) -> (u64, Duration) {
+        (
+            self.policy_steps[step as usize].load(Ordering::Relaxed),
+            Duration::from_micros(self.policy_micros[step as usize].load(Ordering::Relaxed)),
+        )
     }
 
     /// Cumulative bucket counts, total count and sum in seconds.

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::context::{CustodyError, RoleContext};
 use crate::custody::{self, NewOrder, OrderRecord};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PolicyStep};
 use crate::mpin;
 use crate::network::{NetworkEvent, NetworkHandle, Taken};
 pub use crate::role::Role;
@@ -134,6 +134,30 @@ pub struct RoleArgs {
     /// Open M-Pin challenges of this node as an authentication server (the principal answers
     /// peers' authentication steps with them).
     pub mpin_sessions: mpin::AuthSessions,
+    /// Fiduciary: held releases with a timer set for the end of their delay.
+    pub delay_timers: DelayTimers,
+}
+
+/// The release requests a fiduciary set a timer for, each once however often the principal
+/// sends it again while it waits; a timer takes its request out when it fires.
+#[derive(Debug, Clone, Default)]
+pub struct DelayTimers(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Cid>>>);
+
+impl DelayTimers {
+    /// Whether a timer may be set for `request` (none is set yet); it counts as set from now.
+    fn arm(&self, request: Cid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(request)
+    }
+
+    fn fired(&self, request: &Cid) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(request);
+    }
 }
 
 /// One role actor.
@@ -281,6 +305,7 @@ impl RoleActor {
         (peer, blocks, taken): (PeerId, Vec<Vec<u8>>, Option<Taken>),
     ) {
         let myself = myself.clone();
+        Metrics::bump(&ctx.metrics.certificate_checks);
         ctx.certificate_checks
             .submit(pending.key, pending.check, move || {
                 let again = RoleMsg::Network(NetworkEvent::EnvelopesReceived {
@@ -310,6 +335,34 @@ impl RoleActor {
         }
     }
 
+    /// Fiduciary: a release held only by its policy's delay goes through its release step
+    /// again when the delay ends, rather than at the next [`RESUME_INTERVAL`] tick (which
+    /// still finds it after a restart, when this timer is gone).
+    fn recheck_when_delay_ends(
+        myself: &ActorRef<RoleMsg>,
+        args: &RoleArgs,
+        peer: PeerId,
+        (cid, request): (Cid, Vec<u8>),
+        waiting: &dta_protocol::policy::Waiting,
+    ) {
+        let Some(ends_ms) = waiting.delay_ends_ms.filter(|_| waiting.short.is_empty()) else {
+            return;
+        };
+        if !args.delay_timers.arm(cid) {
+            return;
+        }
+        let wait_ms = ends_ms.saturating_sub(crate::context::now_millis()) + 1;
+        let timers = args.delay_timers.clone();
+        myself.send_after(std::time::Duration::from_millis(wait_ms), move || {
+            timers.fired(&cid);
+            RoleMsg::Network(NetworkEvent::EnvelopesReceived {
+                peer,
+                blocks: vec![request],
+                taken: None,
+            })
+        });
+    }
+
     /// Principal: sends again, in the background, the releases no receipt answered yet.
     fn resend_releases(ctx: &RoleContext) {
         match custody::resume_releases(ctx, RESUME_INTERVAL) {
@@ -336,6 +389,7 @@ impl RoleActor {
         taken: &Option<Taken>,
     ) -> Result<(), CustodyError> {
         let ctx = &args.context;
+        let started = std::time::Instant::now();
         let kind = SignedEnvelope::decode(&block)
             .map_err(|e| CustodyError::Invalid(e.to_string()))?
             .envelope
@@ -350,9 +404,10 @@ impl RoleActor {
             }
             (Role::Principal, Kind::Receipt) => custody::on_receipt(ctx, &envelope, cid).await?,
             (Role::Principal | Role::Fiduciary, Kind::Approval | Kind::Veto) => {
-                if let custody::VoteOutcome::Recheck(request) =
-                    custody::on_vote(ctx, args.role, &envelope, cid).await?
-                {
+                let outcome = custody::on_vote(ctx, args.role, &envelope, cid).await?;
+                ctx.metrics
+                    .observe_policy(PolicyStep::Vote, started.elapsed());
+                if let custody::VoteOutcome::Recheck(request) = outcome {
                     // The held request goes through its release step again, now with the vote.
                     Self::recheck(myself, peer, vec![request]);
                 }
@@ -398,7 +453,10 @@ impl RoleActor {
                         let again = (peer, vec![block], taken.clone());
                         Self::check_then_retry(myself, ctx, *pending, again).await;
                     }
-                    custody::ReleaseStep::Held(_) => {}
+                    custody::ReleaseStep::Held(waiting) => {
+                        let held = (cid, block);
+                        Self::recheck_when_delay_ends(myself, args, peer, held, &waiting);
+                    }
                 }
             }
             (Role::Beneficiary, Kind::ReleaseRequest) => {

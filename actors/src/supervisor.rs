@@ -159,6 +159,7 @@ impl NodeSupervisor {
                         clock_tolerance_ms: state.args.clock_tolerance_ms,
                     },
                     mpin_sessions: state.args.mpin_sessions.clone(),
+                    delay_timers: Default::default(),
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;
                 Self::subscribe(state, actor.get_derived()).await;

@@ -359,6 +359,12 @@ enum BenchCommand {
         /// Threshold.
         #[arg(long, default_value_t = 2)]
         threshold: u32,
+        /// Also measure what this release policy adds to a release (a TOML or JSON file as
+        /// `order create --policy` takes, with node-0 (principal), node-1..node-F
+        /// (fiduciaries), node-F+1 (beneficiary) and higher numbers (approvers added) for
+        /// members).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -761,16 +767,28 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     orders,
                     fiduciaries,
                     threshold,
+                    policy,
                     json,
                 },
         } => {
             if threshold == 0 || threshold as usize > fiduciaries {
                 anyhow::bail!("threshold must be between 1 and --fiduciaries ({fiduciaries})");
             }
+            let policy = policy
+                .as_deref()
+                .map(|path| {
+                    let policy = order::read_policy(path)?;
+                    let policy = bench::policy::BenchPolicy::new(policy)
+                        .with_context(|| path.display().to_string())?;
+                    policy.nodes(fiduciaries)?;
+                    anyhow::Ok(policy)
+                })
+                .transpose()?;
             let report = bench::custody::run(bench::custody::CustodyBench {
                 orders,
                 fiduciaries,
                 threshold,
+                policy,
             })
             .await?;
             print_report(&report, json)?;

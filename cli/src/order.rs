@@ -206,7 +206,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// A policy file: JSON if it parses as JSON, else TOML.
-fn read_policy(path: &Path) -> anyhow::Result<Value> {
+pub(crate) fn read_policy(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     if let Ok(json) = serde_json::from_str::<Value>(&text) {

@@ -161,6 +161,7 @@ pub struct Node {
     http_stop: CancellationToken,
     http_task: tokio::task::JoinHandle<()>,
     custody_events: tokio::sync::broadcast::Sender<dta_actors::custody::CustodyEvent>,
+    metrics: Arc<Metrics>,
 }
 
 impl Node {
@@ -286,7 +287,7 @@ impl Node {
             network: network.clone(),
             directory: directory.clone(),
             store: opened.store.clone(),
-            metrics,
+            metrics: metrics.clone(),
             custody_events: custody_events.clone(),
             hosted,
             order_defaults,
@@ -372,6 +373,7 @@ impl Node {
             http_stop,
             http_task,
             custody_events,
+            metrics,
         })
     }
 
@@ -423,6 +425,11 @@ impl Node {
         &self,
     ) -> tokio::sync::broadcast::Receiver<dta_actors::custody::CustodyEvent> {
         self.custody_events.subscribe()
+    }
+
+    /// The node's counters, as `/metrics` shows them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The database, for tools and tests that inspect what a node stored.

@@ -9,6 +9,8 @@
 //!   for interop tests and the Bitswap benchmark.
 //! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`),
 //!   with [`process::lan`], the network namespaces of `dta testnet up --lan`.
+//! - [`named_policy`]: release policies with node names for members, as scenarios and
+//!   `dta bench custody --policy` take them.
 //! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`).
 //!
 //! This crate defines no protocol or cryptography of its own, and parses no arguments of the
@@ -20,5 +22,6 @@ pub mod bench;
 pub mod demo;
 pub mod harness;
 pub mod interop;
+pub mod named_policy;
 pub mod process;
 pub mod scenario;

@@ -591,36 +591,16 @@ impl Runner {
 
     /// A scenario's policy with each group member's node name replaced by its identity.
     fn with_identities(&self, policy: &toml::Table) -> Result<Value, String> {
-        let mut policy = serde_json::to_value(policy).map_err(|e| e.to_string())?;
+        let policy = serde_json::to_value(policy).map_err(|e| e.to_string())?;
         let testnet = self.testnet()?;
-        let identity_of = |name: &Value| -> Result<Value, String> {
-            let name = name.as_str().ok_or("a member is not a node name")?;
+        crate::named_policy::with_identities(policy, |name| {
             testnet
                 .nodes
                 .iter()
                 .find(|n| n.name == name)
-                .map(|n| Value::String(n.identity.clone()))
+                .map(|n| n.identity.clone())
                 .ok_or_else(|| format!("no node {name:?} to be a member"))
-        };
-        let Some(fields) = policy.as_object_mut() else {
-            return Err("a policy is a table".into());
-        };
-        let mut groups: Vec<&mut Value> = Vec::new();
-        for (key, value) in fields.iter_mut() {
-            match (key.as_str(), value) {
-                ("groups", Value::Array(list)) => groups.extend(list.iter_mut()),
-                ("veto", group) => groups.push(group),
-                _ => {}
-            }
-        }
-        for group in groups {
-            if let Some(members) = group["members"].as_array_mut() {
-                for member in members.iter_mut() {
-                    *member = identity_of(member)?;
-                }
-            }
-        }
-        Ok(policy)
+        })
     }
 
     /// `node` approves (or vetoes) the latest release request of `reference`, which the

@@ -811,6 +811,7 @@ async fn the_custody_benchmark_runs_every_phase() {
         orders: 3,
         fiduciaries: 3,
         threshold: 2,
+        policy: None,
     })
     .await
     .expect("benchmark runs");

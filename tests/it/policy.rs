@@ -61,13 +61,8 @@ async fn order(api: &Api, net: &Testnet, reference: &str, policy: Value) {
         .await;
 }
 
-/// Releases `reference` and waits until `fiduciaries` hold the request; the request's CID.
-async fn release_and_hold(
-    api: &Api,
-    net: &Testnet,
-    reference: &str,
-    fiduciaries: &[usize],
-) -> String {
+/// Asks the principal to release `reference`; the first release request's CID.
+async fn release(api: &Api, net: &Testnet, reference: &str) -> String {
     let (status, released) = api
         .post(
             net,
@@ -77,7 +72,17 @@ async fn release_and_hold(
         )
         .await;
     assert_eq!(status, 200, "{released}");
-    let request = released["releases"]["1"].as_str().unwrap().to_owned();
+    released["releases"]["1"].as_str().unwrap().to_owned()
+}
+
+/// Releases `reference` and waits until `fiduciaries` hold the request; the request's CID.
+async fn release_and_hold(
+    api: &Api,
+    net: &Testnet,
+    reference: &str,
+    fiduciaries: &[usize],
+) -> String {
+    let request = release(api, net, reference).await;
     for fiduciary in fiduciaries {
         tokio::time::timeout(Duration::from_secs(30), async {
             loop {
@@ -222,6 +227,15 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
     assert_eq!(audit["policies"], 1, "{audit}");
     // The repeated approval was refused by the fiduciaries that got it.
     assert!(counter(&net, 1, "dta_custody_rejected_total").await > rejected_before);
+    // Each look at the held request (one per vote and the delay's end) checked the policy,
+    // but only the look that let it go checked the certificate's signature (a pairing).
+    for fiduciary in [1, 2] {
+        let checks = counter(&net, fiduciary, "dta_certificate_checks_total").await;
+        assert!(
+            (1..=2).contains(&checks),
+            "node {fiduciary}: {checks} checks"
+        );
+    }
     let (_, held) = api.get(&net, 1, "/v2/orders/guarded").await;
     let fiduciary = record(&held, "fiduciary");
     assert_eq!(fiduciary["held"], json!([]), "{fiduciary}");
@@ -302,4 +316,116 @@ async fn a_fiduciary_down_while_approvals_were_made_gets_them_with_the_request_a
         "{fiduciary}"
     );
     net.stop().await;
+}
+
+/// The time an envelope in `node`'s store says it was made (its signer's clock, ms).
+fn made_ms(net: &Testnet, node: usize, cid: &str) -> u64 {
+    let cid = dta_protocol::block::parse_cid(cid).unwrap();
+    let bytes = net.node(node).store().block(&cid).unwrap().expect("block");
+    dta_protocol::envelope::SignedEnvelope::decode(&bytes)
+        .unwrap()
+        .envelope
+        .timestamp
+}
+
+/// A release held only by its time lock goes when the lock ends, not at the fiduciary's next
+/// periodic look at held releases (every 5 s): each share release is made within a second of
+/// the delay's end, in each of three releases (at the periodic look alone, about one in a
+/// hundred runs would pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_held_by_its_delay_goes_when_the_delay_ends() {
+    const DELAY_MS: u64 = 400;
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    for round in 0..3 {
+        let reference = format!("timed-{round}");
+        order(&api, &net, &reference, json!({ "delay_ms": DELAY_MS })).await;
+        let request = release(&api, &net, &reference).await;
+        api.wait_state(&net, BENEFICIARY, &reference, "beneficiary", "received")
+            .await;
+        let (_, records) = api
+            .get(&net, BENEFICIARY, &format!("/v2/orders/{reference}"))
+            .await;
+        let requested_ms = made_ms(&net, BENEFICIARY, &request);
+        let shares = record(&records, "beneficiary")["shares"]
+            .as_object()
+            .unwrap()
+            .clone();
+        assert!(shares.len() >= 2, "{records}");
+        for share in shares.values() {
+            let released_ms = made_ms(&net, BENEFICIARY, share.as_str().unwrap());
+            let after_request = released_ms.saturating_sub(requested_ms);
+            assert!(
+                after_request >= DELAY_MS,
+                "{reference}: a share went {after_request} ms after the request, before the delay"
+            );
+            assert!(
+                after_request < DELAY_MS + 1000,
+                "{reference}: a share went {} ms after the delay ended",
+                after_request - DELAY_MS
+            );
+        }
+    }
+    net.stop().await;
+}
+
+/// `dta bench custody --policy` with the example policy file: five approvals a release, and
+/// each fiduciary's policy work measured; a policy it cannot run is refused up front.
+#[test]
+fn the_custody_benchmark_measures_what_the_example_policy_adds() {
+    use crate::process::{dta_client, run_to_end, succeed};
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testnet/policies/five-approvals.toml");
+    let example = example.to_str().unwrap();
+    let stdout = succeed(
+        dta_client(&[
+            "bench", "custody", "--orders", "2", "--policy", example, "--json",
+        ])
+        .env("RUST_LOG", "warn"),
+    );
+    let report: Value = serde_json::from_slice(&stdout).unwrap();
+    let policy = &report["policy"];
+    assert_eq!(policy["releases"], 2, "{report}");
+    assert_eq!(policy["approvals_per_release"], 5, "{report}");
+    for figure in [
+        "release_p50_ms",
+        "policy_release_p50_ms",
+        "fiduciary_policy_ms_per_release",
+        "fiduciary_vote_us",
+        "fiduciary_check_us",
+    ] {
+        assert!(
+            policy[figure].as_f64().is_some_and(|v| v > 0.0),
+            "{figure}: {report}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    for (policy, error) in [
+        (
+            r#"groups = [{ name = "ops", members = ["alice"], count = 1 }]"#,
+            "member \"alice\" is not a node of the benchmark",
+        ),
+        (
+            r#"groups = [{ name = "ops", members = ["node-1"], count = 2 }]"#,
+            "group ops needs 2 of 1",
+        ),
+        (r#"delay_ms = 100"#, "no approver group"),
+        (
+            r#"groups = [{ name = "ops", members = ["node-99"], count = 1 }]"#,
+            "approver nodes; at most",
+        ),
+    ] {
+        let file = dir.path().join("policy.toml");
+        std::fs::write(&file, policy).unwrap();
+        let (ok, stderr) = run_to_end(&mut dta_client(&[
+            "bench",
+            "custody",
+            "--orders",
+            "1",
+            "--policy",
+            file.to_str().unwrap(),
+        ]));
+        assert!(!ok && stderr.contains(error), "{policy}: {stderr}");
+    }
 }

@@ -27,7 +27,7 @@ use super::principal::{combined_key, order_plugin};
 use super::record::{HeldRelease, OrderRecord, share_name};
 use super::release::check_beneficiary;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal, now_millis};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PolicyStep};
 
 /// Fiduciary: an order request arrived. For a plugin whose fiduciaries generate the key, this
 /// node generates its share, keeps it through the keystore and returns the delivery of the
@@ -529,6 +529,24 @@ pub async fn on_release_request(
             record.releases.len()
         )));
     }
+    let beneficiary = ctx
+        .identity(&request.beneficiary)
+        .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    let commitment_cid = record
+        .commitment
+        .ok_or_else(|| internal("held order without commitment"))?;
+    check_beneficiary(ctx, &commitment_cid, &request.beneficiary)?;
+    // The policy before the certificate's pairing check: a held request is looked at again
+    // with each vote, and only the look that lets it go pays for the check.
+    if order.policy.has_conditions() {
+        let started = std::time::Instant::now();
+        let gate = policy_gate(ctx, &mut record, &order, &request, request_cid).await;
+        ctx.metrics
+            .observe_policy(PolicyStep::Check, started.elapsed());
+        if let Some(waiting) = gate? {
+            return Ok(ReleaseStep::Held(waiting));
+        }
+    }
     let certificate: Certificate = ctx.stored_payload(&certificate_cid)?;
     match ctx.certificate_checks.take_outcome(&certificate_cid) {
         Some(true) => {}
@@ -543,18 +561,6 @@ pub async fn on_release_request(
                 check: prepare_certificate_check(ctx, &record, &certificate)?,
             })));
         }
-    }
-    let beneficiary = ctx
-        .identity(&request.beneficiary)
-        .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
-    let commitment_cid = record
-        .commitment
-        .ok_or_else(|| internal("held order without commitment"))?;
-    check_beneficiary(ctx, &commitment_cid, &request.beneficiary)?;
-    if order.policy.has_conditions()
-        && let Some(waiting) = policy_gate(ctx, &mut record, &order, &request, request_cid).await?
-    {
-        return Ok(ReleaseStep::Held(waiting));
     }
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)

@@ -80,6 +80,7 @@ mod wait;
 
 pub use access::{Access, ENDPOINTS, Endpoint, Openness, required};
 pub use errors::{ApiError, ErrorCode};
+pub use policy::policy_from_json;
 
 /// The payload of a stored commitment block (stored blocks were verified on arrival).
 fn stored_commitment(
@@ -574,6 +575,11 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     );
     let _ = writeln!(
         out,
+        "# HELP dta_certificate_checks_total Custody certificates whose aggregate signature a step had checked (a pairing check each, batched where several wait).\n# TYPE dta_certificate_checks_total counter\ndta_certificate_checks_total {}",
+        load(&m.certificate_checks)
+    );
+    let _ = writeln!(
+        out,
         "# HELP dta_releases_held_total Release requests a fiduciary held for their order's release policy.\n# TYPE dta_releases_held_total counter\ndta_releases_held_total {}",
         load(&m.releases_held)
     );
@@ -582,6 +588,19 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         "# HELP dta_releases_refused_total Release requests a fiduciary refused under their order's release policy (too early, vetoed, none left).\n# TYPE dta_releases_refused_total counter\ndta_releases_refused_total {}",
         load(&m.releases_refused_by_policy)
     );
+    let _ = writeln!(
+        out,
+        "# HELP dta_policy_step_seconds Time spent on release policies: checking and recording a vote, evaluating a held release.\n# TYPE dta_policy_step_seconds summary"
+    );
+    for step in dta_actors::metrics::PolicyStep::ALL {
+        let (count, spent) = m.policy_time(step);
+        let label = step.label();
+        let _ = writeln!(
+            out,
+            "dta_policy_step_seconds_sum{{step=\"{label}\"}} {}\ndta_policy_step_seconds_count{{step=\"{label}\"}} {count}",
+            spent.as_secs_f64()
+        );
+    }
     let (buckets, count, sum) = m.latency();
     let _ = writeln!(
         out,

@@ -95,6 +95,14 @@ pub fn release_policy(
     Ok(policy)
 }
 
+/// A release policy given as JSON (the `policy` of `POST /v2/orders`, a benchmark's policy
+/// file), checked as an order's would be; the error says what is wrong with it.
+pub fn policy_from_json(max_releases: u32, policy: Value) -> Result<ReleasePolicy, String> {
+    let body: PolicyBody =
+        serde_json::from_value(policy).map_err(|e| format!("not a release policy: {e}"))?;
+    release_policy(max_releases, Some(body)).map_err(|ApiError(_, message)| message)
+}
+
 /// The body of `POST /v2/orders/{reference}/approvals`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

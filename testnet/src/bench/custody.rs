@@ -7,7 +7,9 @@
 //!    principal;
 //! 2. certified throughput: every order at once, until all are certified;
 //! 3. cycles: every order at once until certified, then every release at once until the
-//!    principal holds every receipt.
+//!    principal holds every receipt;
+//! 4. with `--policy FILE` only, releases one at a time without and with the policy
+//!    ([`super::policy`]).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::policy::{BenchPolicy, PolicyReport};
 use super::{BenchError, PHASE_TIMEOUT, identity_of, principal_of};
 use crate::harness::Testnet;
 
@@ -26,7 +29,7 @@ use crate::harness::Testnet;
 pub const IN_FLIGHT: usize = 64;
 
 /// What to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CustodyBench {
     /// Orders per phase.
     pub orders: usize,
@@ -34,6 +37,8 @@ pub struct CustodyBench {
     pub fiduciaries: usize,
     /// Threshold.
     pub threshold: u32,
+    /// A release policy to measure (phase 4).
+    pub policy: Option<BenchPolicy>,
 }
 
 /// What it measured.
@@ -59,13 +64,18 @@ pub struct CustodyReport {
     pub cpu_ms_per_certified_order: Option<f64>,
     /// The same per order-and-release cycle (ms).
     pub cpu_ms_per_cycle: Option<f64>,
+    /// What the release policy added, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyReport>,
 }
 
-struct Principal {
-    actor: ActorRef<RoleMsg>,
-    fiduciaries: Vec<Cid>,
+#[derive(Clone)]
+pub(super) struct Principal {
+    pub(super) actor: ActorRef<RoleMsg>,
+    pub(super) fiduciaries: Vec<Cid>,
     beneficiary: Cid,
     threshold: u32,
+    pub(super) policy: dta_protocol::policy::ReleasePolicy,
 }
 
 impl Principal {
@@ -76,13 +86,13 @@ impl Principal {
             fiduciaries: self.fiduciaries.clone(),
             threshold: self.threshold,
             beneficiary: Some(self.beneficiary),
-            policy: dta_protocol::policy::ReleasePolicy::default(),
+            policy: self.policy.clone(),
             input: Default::default(),
             secret: Some(SecretBytes::new(vec![0x42; 32])),
         }
     }
 
-    async fn create(&self, reference: String) -> Result<(), BenchError> {
+    pub(super) async fn create(&self, reference: String) -> Result<(), BenchError> {
         let order = self.order(reference);
         ractor::call_t!(
             self.actor,
@@ -94,7 +104,11 @@ impl Principal {
         .map_err(|e| BenchError::Custody(e.to_string()))
     }
 
-    async fn release(actor: ActorRef<RoleMsg>, reference: String) -> Result<(), BenchError> {
+    /// Asks for a release; the principal's record once t fiduciaries took the request.
+    pub(super) async fn release(
+        actor: ActorRef<RoleMsg>,
+        reference: String,
+    ) -> Result<dta_actors::custody::OrderRecord, BenchError> {
         ractor::call_t!(
             actor,
             |reply| RoleMsg::Release {
@@ -105,18 +119,17 @@ impl Principal {
             dta_actors::roles::CALL_TIMEOUT_MS
         )
         .map_err(|e| BenchError::Custody(e.to_string()))?
-        .map(drop)
         .map_err(|e| BenchError::Custody(e.to_string()))
     }
 }
 
 /// The principal's custody events, read while orders run: the channel is bounded, and a
 /// reader that waited for every call to return first would fall behind it.
-struct Events(broadcast::Receiver<CustodyEvent>);
+pub(super) struct Events(broadcast::Receiver<CustodyEvent>);
 
 impl Events {
     /// Waits until `count` principal records of `prefix` reached `state`.
-    async fn wait(
+    pub(super) async fn wait(
         &mut self,
         prefix: &str,
         state: OrderState,
@@ -151,7 +164,7 @@ impl Events {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -161,14 +174,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
-    let nodes = config.fiduciaries + 2;
+    let nodes = match &config.policy {
+        Some(policy) => policy.nodes(config.fiduciaries)?,
+        None => config.fiduciaries + 2,
+    };
+    let beneficiary = config.fiduciaries + 1;
     // Each node plays only its part, as in a deployment.
     let net = Testnet::builder()
         .nodes(nodes)
         .one_role_each(|i| match i {
             0 => Role::Principal,
-            i if i == nodes - 1 => Role::Beneficiary,
-            _ => Role::Fiduciary,
+            i if i <= config.fiduciaries => Role::Fiduciary,
+            // The beneficiary, and the approvers a policy adds (any role signs votes).
+            _ => Role::Beneficiary,
         })
         .build()
         .await?;
@@ -180,8 +198,9 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
         fiduciaries: (1..=config.fiduciaries)
             .map(cid)
             .collect::<Result<_, _>>()?,
-        beneficiary: cid(nodes - 1)?,
+        beneficiary: cid(beneficiary)?,
         threshold: config.threshold,
+        policy: Default::default(),
     };
     let mut events = Events(principal_node.custody_events());
 
@@ -218,14 +237,24 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
     );
     created.and(certified)?;
     let (requested, released) = tokio::join!(
-        run_all(&principal, "cyc-", config.orders, |p, r| {
-            Principal::release(p.actor.clone(), r)
+        run_all(&principal, "cyc-", config.orders, |p, r| async move {
+            Principal::release(p.actor.clone(), r).await.map(drop)
         }),
         events.wait("cyc-", OrderState::Released, config.orders),
     );
     requested.and(released)?;
     let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
     let cpu_ms_per_cycle = cpu_ms_per(cpu_before, config.orders);
+
+    // 4. What a release policy adds, releasing the orders of phase 1.
+    let policy = match &config.policy {
+        Some(policy) => {
+            let plain: Vec<String> = (0..config.orders).map(|i| format!("lat-{i}")).collect();
+            let phase = super::policy::run(&net, &principal, &mut events, &plain, policy);
+            Some(phase.await?)
+        }
+        None => None,
+    };
 
     net.stop().await;
     Ok(CustodyReport {
@@ -239,12 +268,13 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
         cpu_ms_per_order_alone,
         cpu_ms_per_certified_order,
         cpu_ms_per_cycle,
+        policy,
     })
 }
 
 /// CPU time this process has used, user plus system, from `/proc/self/stat`; `None` where
 /// there is no procfs.
-fn process_cpu() -> Option<Duration> {
+pub(super) fn process_cpu() -> Option<Duration> {
     // Fields 14 and 15 (utime, stime) follow the parenthesised command name, which may hold
     // spaces; they count USER_HZ ticks, 100 per second on every architecture this builds for.
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -255,13 +285,13 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
-fn cpu_ms_per(before: Option<Duration>, count: usize) -> Option<f64> {
+pub(super) fn cpu_ms_per(before: Option<Duration>, count: usize) -> Option<f64> {
     let used = process_cpu()?.checked_sub(before?)?;
     Some(used.as_secs_f64() * 1e3 / count.max(1) as f64)
 }
 
 /// Runs `step` for references `prefix0..prefixN`, at most [`IN_FLIGHT`] at a time.
-async fn run_all<'a, F, Fut>(
+pub(super) async fn run_all<'a, F, Fut>(
     principal: &'a Principal,
     prefix: &str,
     orders: usize,
@@ -305,7 +335,11 @@ impl std::fmt::Display for CustodyReport {
             "  order+release cycles      {:.1} /s{}",
             self.cycles_per_second,
             cpu_note(self.cpu_ms_per_cycle, "cycle")
-        )
+        )?;
+        match &self.policy {
+            Some(policy) => write!(f, "\n{policy}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `dta bench` runs, one module each, and what they share: their error and the in-process
 //! testnet's actors they drive.
 //!
-//! - [`custody`]: orders and releases on an in-process testnet (`dta bench custody`).
+//! - [`custody`]: orders and releases on an in-process testnet (`dta bench custody`), and
+//!   [`policy`], what a release policy adds to a release (`--policy FILE`).
 //! - [`bitswap`]: block fetches over Bitswap, from a dta node and from kubo
 //!   (`dta bench bitswap`).
 //! - [`mpin`]: M-Pin share issuance and the server's check (`dta bench mpin`).
@@ -21,6 +22,7 @@ use crate::harness::{HarnessError, Testnet};
 pub mod bitswap;
 pub mod custody;
 pub mod mpin;
+pub mod policy;
 pub mod testnet;
 
 /// Longest wait for any one phase.
@@ -35,6 +37,9 @@ pub enum BenchError {
     /// An order or release was refused.
     #[error("{0}")]
     Custody(String),
+    /// The policy file.
+    #[error("the benchmark's policy: {0}")]
+    Policy(String),
     /// A phase took too long.
     #[error("a phase did not finish within {PHASE_TIMEOUT:?}")]
     Timeout,
