@@ -4,6 +4,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use dta_crypto::bls::{self, PopVerifiedKey, SecretKey};
+use dta_crypto::dkg;
 use dta_crypto::ed25519;
 use dta_crypto::seal::{self, KemPublicKey, KemSecretKey};
 use dta_crypto::threshold::{self, SecretScalar};
@@ -173,5 +174,57 @@ fn mpin(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signatures, shamir, sealing, mpin);
+/// One participant's three parts of a secp256k1 DKG among n (t = 2n/3 + 1). A run among n
+/// nodes costs n times the three together in CPU, and on c cores at least that over c in time.
+fn dkg(c: &mut Criterion) {
+    use std::collections::BTreeMap;
+    let mut group = c.benchmark_group("dkg");
+    group.sample_size(10);
+    for n in [3u16, 16, 64] {
+        let t = 2 * n / 3 + 1;
+        let mut firsts = Vec::new();
+        let mut commitments = BTreeMap::new();
+        for me in 1..=n {
+            let (first, commitment) = dkg::deal(me, n, t).unwrap();
+            firsts.push(first);
+            commitments.insert(me, commitment);
+        }
+        let others = |me: u16| -> BTreeMap<u16, Vec<u8>> {
+            commitments
+                .iter()
+                .filter(|(p, _)| **p != me)
+                .map(|(p, b)| (*p, b.clone()))
+                .collect()
+        };
+        let mut inbox = BTreeMap::new();
+        let mut own_second = None;
+        for (me, first) in (1u16..).zip(firsts) {
+            let (second, shares) = dkg::share_out(first, &others(me)).unwrap();
+            if let Some(share) = shares.get(&1) {
+                inbox.insert(me, share.clone());
+            }
+            if me == 1 {
+                own_second = Some(second);
+            }
+        }
+        let own_second = own_second.unwrap();
+        group.bench_with_input(BenchmarkId::new("deal", n), &n, |b, &n| {
+            b.iter(|| dkg::deal(1, n, t).unwrap())
+        });
+        let received = others(1);
+        group.bench_with_input(BenchmarkId::new("share_out", n), &n, |b, &n| {
+            b.iter_batched(
+                || dkg::deal(1, n, t).unwrap().0,
+                |first| dkg::share_out(first, black_box(&received)).unwrap(),
+                criterion::BatchSize::PerIteration,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("finish", n), &n, |b, _| {
+            b.iter(|| dkg::finish(&own_second, black_box(&received), &inbox).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, signatures, shamir, sealing, mpin, dkg);
 criterion_main!(benches);

@@ -5,6 +5,8 @@
 //!   ciphersuite `BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_`, proofs of possession and
 //!   aggregation. A key can only be aggregated once its proof of possession has been checked:
 //!   the type [`bls::PopVerifiedKey`] is the proof of that.
+//! - [`dkg`]: dealer-free t-of-n key generation over secp256k1 (the FROST DKG of
+//!   `frost-secp256k1-tr`), and the key's rebuild from any t shares.
 //! - [`ed25519`]: Ed25519 envelope signatures with ed25519-dalek (strict verification).
 //! - [`threshold`]: Shamir sharing over the BLS12-381 scalar field with Feldman commitments,
 //!   Lagrange recovery of secrets and threshold BLS signatures.
@@ -26,6 +28,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bls;
+pub mod dkg;
 pub mod ed25519;
 pub mod mpin;
 pub mod seal;
