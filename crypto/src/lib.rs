@@ -9,7 +9,8 @@
 //!   `frost-secp256k1-tr`), and the key's rebuild from any t shares.
 //! - [`ed25519`]: Ed25519 envelope signatures with ed25519-dalek (strict verification).
 //! - [`threshold`]: Shamir sharing over the BLS12-381 scalar field with Feldman commitments,
-//!   Lagrange recovery of secrets and threshold BLS signatures.
+//!   Lagrange recovery of secrets and threshold BLS signatures, and the sums that make a
+//!   Pedersen key generation without a dealer (shares and commitments added up).
 //! - [`seal`]: envelope sealing. One content key per envelope encrypts the body with
 //!   ChaCha20-Poly1305 (the header as associated data) and is encapsulated to each recipient
 //!   with X-Wing, the ML-KEM-768 + X25519 hybrid KEM.

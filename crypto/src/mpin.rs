@@ -61,6 +61,9 @@ pub enum MpinError {
     /// Nothing to add up.
     #[error("no shares to combine")]
     NoShares,
+    /// Shares that do not combine: fewer than the threshold, an index given twice, index 0.
+    #[error("the shares do not combine: {0}")]
+    Shares(crate::threshold::CombineError),
     /// The server's pairing check failed: wrong PIN, token, identity or secret.
     #[error("authentication failed")]
     BadPin,
@@ -71,7 +74,7 @@ impl MpinError {
     pub fn milagro_code(&self) -> i32 {
         match self {
             Self::InvalidPoint { .. } => -14,
-            Self::InvalidScalar | Self::InvalidPin | Self::NoShares => -16,
+            Self::InvalidScalar | Self::InvalidPin | Self::NoShares | Self::Shares(_) => -16,
             Self::BadPin => -19,
         }
     }
@@ -88,6 +91,12 @@ impl std::fmt::Debug for MpinScalar {
 }
 
 impl MpinScalar {
+    /// An authority's master-secret share from a t-of-n sharing of the master secret (dealt,
+    /// or generated without a dealer with [`crate::threshold::add_shares`]).
+    pub fn from_share(share: &crate::threshold::Share) -> Self {
+        Self(*share.value())
+    }
+
     /// A uniformly random scalar.
     pub fn random() -> Self {
         let mut wide = [0u8; 64];
@@ -287,6 +296,45 @@ fn small(pin: u32) -> Result<Scalar, MpinError> {
         return Err(MpinError::InvalidPin);
     }
     Ok(Scalar::from(u64::from(pin)))
+}
+
+/// The Lagrange coefficients at zero of the first `threshold` shares' indices.
+fn lagrange_weights<P>(shares: &[(u32, P)], threshold: usize) -> Result<Vec<Scalar>, MpinError> {
+    let indices: Vec<u32> = shares.iter().map(|(index, _)| *index).collect();
+    crate::threshold::lagrange_at_zero(&indices, threshold).map_err(MpinError::Shares)
+}
+
+/// Combines G1 shares (client secrets, time permits) of a master secret shared t-of-n: any
+/// `threshold` of them, each with its authority's share index, weighted by their Lagrange
+/// coefficients at zero. The first `threshold` are used.
+pub fn recombine_g1_threshold(
+    shares: &[(u32, G1Point)],
+    threshold: usize,
+) -> Result<G1Point, MpinError> {
+    let sum = shares
+        .iter()
+        .zip(&lagrange_weights(shares, threshold)?)
+        .map(|((_, share), lambda)| G1Projective::from(share.0) * lambda)
+        .fold(G1Projective::identity(), |a, b| a + b);
+    to_g1(sum)
+}
+
+/// Combines G2 shares (server secrets) of a master secret shared t-of-n, as
+/// [`recombine_g1_threshold`] does G1 shares.
+pub fn recombine_g2_threshold(
+    shares: &[(u32, G2Point)],
+    threshold: usize,
+) -> Result<G2Point, MpinError> {
+    let sum = shares
+        .iter()
+        .zip(&lagrange_weights(shares, threshold)?)
+        .map(|((_, share), lambda)| G2Projective::from(share.0) * lambda)
+        .fold(G2Projective::identity(), |a, b| a + b);
+    let sum = G2Affine::from(sum);
+    if bool::from(sum.is_identity()) {
+        return Err(MpinError::InvalidPoint { group: "G2" });
+    }
+    Ok(G2Point(sum))
 }
 
 /// Adds G1 shares (client secrets, time permits).

@@ -130,3 +130,65 @@ fn the_identity_map_lands_in_the_prime_order_subgroup() {
         assert!(!bool::from(point.0.is_identity()));
     }
 }
+
+#[test]
+fn a_master_secret_shared_t_of_n_serves_from_any_t_authorities() {
+    // The master secret is generated among five authorities, any three of which serve.
+    let (shares, _, _) = crate::threshold::tests::generated(3, 5);
+    let authority = |i: usize| MpinScalar::from_share(&shares[i]);
+    let index = |i: usize| shares[i].index();
+    let client = recombine_g1_threshold(
+        &[0, 2, 4].map(|i| (index(i), client_secret(&authority(i), ID))),
+        3,
+    )
+    .unwrap();
+    let server = recombine_g2_threshold(
+        &[1, 2, 3].map(|i| (index(i), server_secret(&authority(i)))),
+        3,
+    )
+    .unwrap();
+    let token = extract_pin(&client, ID, 1234).unwrap();
+    authenticate(&token, ID, 1234, &server, None, None).unwrap();
+    assert_eq!(
+        authenticate(&token, ID, 4321, &server, None, None),
+        Err(MpinError::BadPin)
+    );
+    // A dated run: the permit from yet another three.
+    let permit = Permit {
+        date: 20_000,
+        point: recombine_g1_threshold(
+            &[0, 1, 3].map(|i| (index(i), time_permit(&authority(i), 20_000, ID))),
+            3,
+        )
+        .unwrap(),
+    };
+    authenticate(&token, ID, 1234, &server, Some(&permit), Some(20_000)).unwrap();
+
+    // Two authorities are not enough; adding shares up instead of weighting them gives a
+    // secret that does not authenticate.
+    assert!(matches!(
+        recombine_g1_threshold(
+            &[0, 1].map(|i| (index(i), client_secret(&authority(i), ID))),
+            3
+        ),
+        Err(MpinError::Shares(_))
+    ));
+    let summed = recombine_g1(&[0, 2, 4].map(|i| client_secret(&authority(i), ID))).unwrap();
+    let wrong = extract_pin(&summed, ID, 1234).unwrap();
+    assert_eq!(
+        authenticate(&wrong, ID, 1234, &server, None, None),
+        Err(MpinError::BadPin)
+    );
+    assert!(matches!(
+        recombine_g2_threshold(
+            &[
+                (1, server_secret(&authority(0))),
+                (1, server_secret(&authority(1)))
+            ],
+            2
+        ),
+        Err(MpinError::Shares(
+            crate::threshold::CombineError::DuplicateIndex(1)
+        ))
+    ));
+}

@@ -68,6 +68,14 @@ pub enum CombineError {
     /// The combination is the identity point or zero, which no honest set of shares gives.
     #[error("the shares combine to a degenerate value")]
     Degenerate,
+    /// Shares to add up are at different indices.
+    #[error("shares at index {expected} and {found} do not add up to one share")]
+    IndexMismatch {
+        /// The first share's index.
+        expected: u32,
+        /// Another's.
+        found: u32,
+    },
 }
 
 /// Why a share failed verification against the commitments, or could not be decoded.
@@ -102,6 +110,9 @@ pub enum CommitmentError {
     /// The first commitment is the identity, so the group public key would be too.
     #[error("the constant-term commitment is the identity")]
     IdentitySecret,
+    /// Commitments to add up are to polynomials of different degrees.
+    #[error("commitments of {0} and {1} coefficients do not add up")]
+    ThresholdMismatch(usize, usize),
 }
 
 /// A secret scalar: what gets split. Zeroized on drop.
@@ -191,6 +202,11 @@ impl Share {
         Ok(self.signing_key()?.public_key())
     }
 
+    /// The value, for the other modules of this crate.
+    pub(crate) fn value(&self) -> &Scalar {
+        &self.value
+    }
+
     fn signing_key(&self) -> Result<bls::SecretKey, ShareError> {
         bls::SecretKey::from_bytes(self.value_bytes().expose()).map_err(|_| ShareError::ZeroValue)
     }
@@ -243,6 +259,26 @@ impl Commitments {
             decoded.push(point);
         }
         Ok(Self(decoded))
+    }
+
+    /// The commitments of a key generated without a dealer: the sum of every dealer's, the
+    /// coefficients added one by one. Its group public key is the sum of the dealers'.
+    pub fn sum(parts: &[Commitments]) -> Result<Self, CommitmentError> {
+        let first = parts.first().ok_or(CommitmentError::Empty)?;
+        let mut sum: Vec<G1Projective> = first.0.iter().map(G1Projective::from).collect();
+        for part in &parts[1..] {
+            if part.0.len() != sum.len() {
+                return Err(CommitmentError::ThresholdMismatch(sum.len(), part.0.len()));
+            }
+            for (acc, point) in sum.iter_mut().zip(&part.0) {
+                *acc += point;
+            }
+        }
+        let sum: Vec<G1Affine> = sum.iter().map(G1Affine::from).collect();
+        if bool::from(sum[0].is_identity()) {
+            return Err(CommitmentError::IdentitySecret);
+        }
+        Ok(Self(sum))
     }
 
     /// The compressed points, constant term first.
@@ -379,6 +415,34 @@ pub fn split(
     Ok((out, commitments))
 }
 
+/// A participant's share of a key generated without a dealer (each participant deals a
+/// random secret with [`split`]; the key is the sum of the secrets): the sum of the shares
+/// every dealer gave it, all at its index. Each should have been checked against its
+/// dealer's commitments first ([`Commitments::verify_share`]); the sum then checks against
+/// [`Commitments::sum`].
+pub fn add_shares(shares: &[Share]) -> Result<Share, CombineError> {
+    let first = shares
+        .first()
+        .ok_or(CombineError::NotEnoughShares { have: 0, need: 1 })?;
+    let mut value = Scalar::zero();
+    for share in shares {
+        if share.index != first.index {
+            return Err(CombineError::IndexMismatch {
+                expected: first.index,
+                found: share.index,
+            });
+        }
+        value += share.value;
+    }
+    if value == Scalar::zero() {
+        return Err(CombineError::Degenerate);
+    }
+    Ok(Share {
+        index: first.index,
+        value,
+    })
+}
+
 /// Recovers the secret from the first `threshold` of `shares` (all indices are checked).
 pub fn recover(shares: &[Share], threshold: usize) -> Result<SecretScalar, CombineError> {
     let indices: Vec<u32> = shares.iter().map(|s| s.index).collect();
@@ -444,7 +508,10 @@ pub fn combine_signatures(
 
 /// Lagrange coefficients at x = 0 for the first `threshold` of `indices`, after checking
 /// every index is non-zero and distinct.
-fn lagrange_at_zero(indices: &[u32], threshold: usize) -> Result<Vec<Scalar>, CombineError> {
+pub(crate) fn lagrange_at_zero(
+    indices: &[u32],
+    threshold: usize,
+) -> Result<Vec<Scalar>, CombineError> {
     if threshold == 0 {
         return Err(CombineError::ZeroThreshold);
     }
@@ -504,4 +571,4 @@ fn scalar_to_be(value: &Scalar) -> Secret<32> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -217,3 +217,76 @@ fn commitments_made_through_blst_match_the_generic_ones() {
     }
     assert_eq!(commit(&Scalar::zero()), G1Affine::identity());
 }
+
+/// A key generated without a dealer among `n`: every participant deals a random secret; each
+/// checks what it got against its dealer's commitments and adds it up. The participants'
+/// shares, the summed commitments, and the key's public half from the dealers' secrets.
+pub(crate) fn generated(t: usize, n: usize) -> (Vec<Share>, Commitments, bls::PublicKey) {
+    let dealt: Vec<(SecretScalar, Vec<Share>, Commitments)> =
+        (0..n).map(|_| shares_of(t, n)).collect();
+    let mut key = Scalar::zero();
+    for (secret, _, _) in &dealt {
+        key += secret.0;
+    }
+    let shares: Vec<Share> = (0..n)
+        .map(|me| {
+            let received: Vec<Share> = dealt
+                .iter()
+                .map(|(_, shares, commitments)| {
+                    commitments.verify_share(&shares[me]).unwrap();
+                    shares[me].clone()
+                })
+                .collect();
+            add_shares(&received).unwrap()
+        })
+        .collect();
+    let parts: Vec<Commitments> = dealt.into_iter().map(|(_, _, c)| c).collect();
+    let commitments = Commitments::sum(&parts).unwrap();
+    let public = SecretScalar(key).to_bls().unwrap().public_key();
+    (shares, commitments, public)
+}
+
+#[test]
+fn a_key_generated_without_a_dealer_is_recovered_from_any_t_of_the_summed_shares() {
+    let (shares, commitments, public) = generated(3, 5);
+    assert_eq!(commitments.group_public_key(), public);
+    for share in &shares {
+        commitments.verify_share(share).unwrap();
+    }
+    for picked in [[0, 1, 2], [0, 2, 4], [2, 3, 4], [1, 3, 4]] {
+        let chosen: Vec<Share> = picked.iter().map(|i| shares[*i].clone()).collect();
+        let key = recover(&chosen, 3).unwrap();
+        assert_eq!(key.to_bls().unwrap().public_key(), public);
+    }
+    let two: Vec<Share> = shares[..2].to_vec();
+    assert!(recover(&two, 3).is_err());
+}
+
+#[test]
+fn shares_and_commitments_that_do_not_add_up_are_refused() {
+    let (_, a, ca) = shares_of(2, 3);
+    let (_, _, cb) = shares_of(3, 3);
+    assert_eq!(
+        add_shares(&[a[0].clone(), a[1].clone()]).unwrap_err(),
+        CombineError::IndexMismatch {
+            expected: 1,
+            found: 2
+        }
+    );
+    assert_eq!(
+        add_shares(&[]).unwrap_err(),
+        CombineError::NotEnoughShares { have: 0, need: 1 }
+    );
+    assert_eq!(
+        Commitments::sum(&[ca.clone(), cb]).unwrap_err(),
+        CommitmentError::ThresholdMismatch(2, 3)
+    );
+    assert_eq!(Commitments::sum(&[]).unwrap_err(), CommitmentError::Empty);
+    // A dealer's share checked against the summed commitments fails: only the sum lies on
+    // the summed polynomial.
+    let (_, b, cb) = shares_of(2, 3);
+    let sum = Commitments::sum(&[ca, cb]).unwrap();
+    assert!(sum.verify_share(&a[0]).is_err());
+    sum.verify_share(&add_shares(&[a[0].clone(), b[0].clone()]).unwrap())
+        .unwrap();
+}
