@@ -7,6 +7,9 @@
 //! - Lagrange: any `t` shares give back `s`, and any `t` partial BLS signatures (one per share)
 //!   give back the group signature, verifiable under the group public key.
 //!
+//! - [`reshare`]: the secret moved to a new committee and threshold, or its shares refreshed,
+//!   without rebuilding it.
+//!
 //! Indices are the x-coordinates: zero would be the secret itself and repeats would make the
 //! interpolation meaningless, so both are refused with typed errors.
 
@@ -16,6 +19,8 @@ use bls12_381::{G1Affine, G1Projective, G2Affine, G2Projective, Scalar};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::bls;
+
+pub mod reshare;
 use crate::{Secret, random_bytes};
 
 /// Most shares one split may produce.
