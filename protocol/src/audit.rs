@@ -250,7 +250,12 @@ fn check_policy(
             .ok()
             .flatten()
             .ok_or_else(|| failed("no release payload".into()))?;
-        let (approvals, vetoes) = votes_for(reference, &receipt.release, votes, block, identity)?;
+        // The votes the auditor has, and those the receipt names (each is checked: naming a
+        // vote proves nothing, the vote's own signature and link do).
+        let mut named: Vec<Cid> = votes.iter().chain(&receipt.votes).copied().collect();
+        named.sort();
+        named.dedup();
+        let (approvals, vetoes) = votes_for(reference, &receipt.release, &named, block, identity)?;
         let situation = Situation {
             order: *order,
             request: receipt.release,
@@ -276,9 +281,9 @@ fn check_policy(
 }
 
 /// Audits the chain ending at `head` for order `reference`. `votes` are approval and veto
-/// envelopes the auditor has for the order (those hanging off a release request of the chain
-/// are checked; the rest are ignored); with them, every release a receipt answers is checked
-/// against the order's release policy.
+/// envelopes the auditor has for the order, to which each receipt adds those it names
+/// (those hanging off a release request of the chain are checked; the rest are ignored); with
+/// them, every release a receipt answers is checked against the order's release policy.
 pub fn audit(
     reference: &str,
     head: Cid,

@@ -319,6 +319,15 @@ pub struct ReleaseRequest {
     pub sequence: u32,
 }
 
+/// What a fiduciary's release relied on, in the clear beside the sealed share (public
+/// payload of [`crate::envelope::Kind::ShareRelease`], for an order with a release policy):
+/// the approvals and vetoes it counted, so that the beneficiary can name them in its receipt.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct ReleaseGrounds {
+    /// The vote envelopes the fiduciary kept for the order when it released.
+    pub votes: Vec<Cid>,
+}
+
 /// A fiduciary's share released to the beneficiary (sealed payload of
 /// [`crate::envelope::Kind::ShareRelease`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -340,6 +349,11 @@ pub struct Receipt {
     pub shares_from: Vec<Cid>,
     /// Public key of the reconstructed secret; equals the commitment's.
     pub public_key: ByteBuf,
+    /// For an order with a release policy: the approvals and vetoes the fiduciaries whose
+    /// shares were combined relied on, so that anyone who has the chain can fetch them and
+    /// check the policy (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Cid>,
 }
 
 #[cfg(test)]

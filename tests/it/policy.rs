@@ -225,6 +225,11 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
     let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/guarded/audit").await;
     assert_eq!(status, 200, "{audit}");
     assert_eq!(audit["policies"], 1, "{audit}");
+    // So does the beneficiary's, whose records keep no votes: its receipt names those the
+    // fiduciaries relied on.
+    let (status, audit) = api.get(&net, BENEFICIARY, "/v2/orders/guarded/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["policies"], 1, "{audit}");
     // The repeated approval was refused by the fiduciaries that got it.
     assert!(counter(&net, 1, "dta_custody_rejected_total").await > rejected_before);
     // Each look at the held request (one per vote and the delay's end) checked the policy,

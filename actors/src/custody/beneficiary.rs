@@ -11,7 +11,7 @@ use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::LocalIdentity;
 use dta_protocol::order::{
-    Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest, ShareRelease,
+    Certificate, Commitment, OrderRequest, Receipt, ReleaseGrounds, ReleaseRequest, ShareRelease,
 };
 
 use crate::plugin::RebuiltKey;
@@ -216,6 +216,7 @@ pub async fn on_share_release(
             .map(|i| order.fiduciaries[*i as usize - 1])
             .collect(),
         public_key: commitment.public_key.clone(),
+        votes: grounds_of(ctx, &record)?,
     };
     let envelope = RoleContext::envelope_as(
         &me,
@@ -300,4 +301,25 @@ pub(crate) fn rebuild(
         return Err(mismatch());
     }
     Ok(RebuiltKey::Secp256k1(key))
+}
+
+/// The votes the combined share releases relied on (each fiduciary's, in the clear beside
+/// its share), each once: what the receipt names for an order with a release policy. The
+/// audit checks each; naming one proves nothing.
+fn grounds_of(ctx: &RoleContext, record: &OrderRecord) -> Result<Vec<Cid>, CustodyError> {
+    let mut votes = std::collections::BTreeSet::new();
+    for cid in record.shares.values() {
+        let bytes = ctx
+            .block(cid)
+            .ok_or_else(|| internal(format!("share release {cid} missing")))?;
+        let envelope = ctx.verify(&bytes)?;
+        // Grounds that do not decode name nothing: the share itself was good, and one
+        // fiduciary's garbage must not keep the receipt from being made.
+        match envelope.public_payload::<ReleaseGrounds>() {
+            Ok(Some(grounds)) => votes.extend(grounds.votes),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%cid, %err, "a share release's grounds do not decode"),
+        }
+    }
+    Ok(votes.into_iter().collect())
 }

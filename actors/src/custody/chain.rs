@@ -3,7 +3,7 @@
 //! audits. It changes no record.
 
 use dta_protocol::Cid;
-use dta_protocol::envelope::SignedEnvelope;
+use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::identity::IdentityDocument;
 
 use crate::network::NetworkHandle;
@@ -46,8 +46,9 @@ pub fn audit(
 }
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
-/// asking connected peers over Bitswap. Every fetched block is checked against its CID before
-/// it is stored. Returns how many blocks were fetched.
+/// asking connected peers over Bitswap, and the votes its receipts name (an order with a
+/// release policy). Every fetched block is checked against its CID before it is stored.
+/// Returns how many blocks were fetched.
 pub async fn fetch_chain(
     store: &Store,
     network: &NetworkHandle,
@@ -71,22 +72,17 @@ pub async fn fetch_chain(
                     .fetch_block(cid)
                     .await
                     .map_err(|e| CustodyError::NotFound(e.to_string()))?;
-                let stored = bytes.clone();
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || {
-                    store.put_durable(Column::Blocks, &cid.to_bytes(), &stored)
-                })
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
+                keep_fetched(store, cid, bytes.clone()).await?;
                 fetched += 1;
                 bytes
             }
         };
-        next = SignedEnvelope::decode(&bytes)
-            .map_err(|e| CustodyError::Invalid(format!("block {cid}: {e}")))?
-            .envelope
-            .prev;
+        let signed = SignedEnvelope::decode(&bytes)
+            .map_err(|e| CustodyError::Invalid(format!("block {cid}: {e}")))?;
+        if signed.envelope.kind == Kind::Receipt {
+            fetched += fetch_named_votes(store, network, &signed).await?;
+        }
+        next = signed.envelope.prev;
     }
     Ok(fetched)
 }
@@ -97,4 +93,48 @@ pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyE
     let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, bytes);
     ctx.stage(Column::Blocks, cid.to_bytes(), bytes.to_vec());
     Ok(cid)
+}
+
+/// The votes a receipt names that are not here, fetched and kept (unchecked: the audit checks
+/// them). A receipt that names none, or does not decode, names nothing to fetch.
+async fn fetch_named_votes(
+    store: &Store,
+    network: &NetworkHandle,
+    receipt: &SignedEnvelope,
+) -> Result<usize, CustodyError> {
+    let named = receipt
+        .envelope
+        .public
+        .as_ref()
+        .and_then(|bytes| {
+            dta_protocol::dagcbor::decode::<dta_protocol::order::Receipt>(
+                bytes,
+                dta_protocol::dagcbor::Limits::default(),
+            )
+            .ok()
+        })
+        .map(|receipt| receipt.votes)
+        .unwrap_or_default();
+    let mut fetched = 0;
+    for cid in named.into_iter().take(dta_protocol::audit::MAX_CHAIN) {
+        if store.block(&cid).map_err(internal)?.is_some() {
+            continue;
+        }
+        let bytes = network
+            .fetch_block(cid)
+            .await
+            .map_err(|e| CustodyError::NotFound(format!("vote {cid}: {e}")))?;
+        keep_fetched(store, cid, bytes).await?;
+        fetched += 1;
+    }
+    Ok(fetched)
+}
+
+/// Stores a fetched block (Bitswap checked it against its CID), off the async workers.
+async fn keep_fetched(store: &Store, cid: Cid, bytes: Vec<u8>) -> Result<(), CustodyError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.put_durable(Column::Blocks, &cid.to_bytes(), &bytes))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
 }

@@ -13,7 +13,7 @@ use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
 use dta_protocol::order::{
     Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest,
-    ReleaseRequest, ShareDeal, ShareRelease,
+    ReleaseGrounds, ReleaseRequest, ShareDeal, ShareRelease,
 };
 use dta_protocol::policy::{Situation, Verdict, Waiting};
 use serde_bytes::ByteBuf;
@@ -579,11 +579,19 @@ pub async fn on_release_request(
         share: value,
     };
     let plain = zeroize::Zeroizing::new(encode(&released)?);
+    // Under a policy, the votes this release relied on go in the clear beside the share.
+    let grounds = if order.policy.has_conditions() {
+        Some(encode(&ReleaseGrounds {
+            votes: record.votes.clone(),
+        })?)
+    } else {
+        None
+    };
     let reply = ctx.envelope(
         Kind::ShareRelease,
         &reference,
         Some(request_cid),
-        None,
+        grounds,
         Some(&plain),
         &[&beneficiary],
     )?;

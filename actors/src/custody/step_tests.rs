@@ -187,6 +187,7 @@ async fn a_receipt_for_no_release_of_the_order_changes_nothing() {
         release: before.commitment.unwrap(),
         shares_from: Vec::new(),
         public_key: ByteBuf::from(vec![0; 48]),
+        votes: Vec::new(),
     };
     let block = beneficiary.publish(Kind::Receipt, REFERENCE, before.commitment, &receipt);
     let (envelope, cid) = principal.take(&block).await.unwrap();
