@@ -213,6 +213,9 @@ impl Node {
             metrics: config.api.metrics_open,
         };
         let peer_id = opened.keypair.public().to_peer_id();
+        let clock_tolerance_ms = config
+            .clock_tolerance_ms
+            .unwrap_or(dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS);
         let metrics = Arc::new(Metrics::default());
         let (channels, network) = NetworkChannels::new();
         let (directory_tx, directory) = watch::channel(Directory::default());
@@ -253,9 +256,7 @@ impl Node {
             custody_events: custody_events.clone(),
             mpin_servers: Arc::new(config.mpin_servers()?),
             mpin_sessions: mpin_sessions.clone(),
-            clock_tolerance_ms: config
-                .clock_tolerance_ms
-                .unwrap_or(dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS),
+            clock_tolerance_ms,
         };
         let (supervisor, supervisor_task) =
             Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)
@@ -294,6 +295,7 @@ impl Node {
             mpin_sessions,
             tokens,
             openness,
+            clock_tolerance_ms,
         };
         let stop = http_stop.clone();
         let api_fingerprint = api_tls.as_ref().map(|tls| tls.fingerprint.clone());

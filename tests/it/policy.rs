@@ -434,3 +434,41 @@ fn the_custody_benchmark_measures_what_the_example_policy_adds() {
         assert!(!ok && stderr.contains(error), "{policy}: {stderr}");
     }
 }
+
+/// A node's API judges a policy's time gates with the node's own clock tolerance, as its
+/// roles do: a principal that allows clocks no disagreement shows a release asked for 20 s
+/// before `not_before` as too early, though fiduciaries with the default 30 s let it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_judges_time_gates_with_the_nodes_own_clock_tolerance() {
+    let mut net = one_role_each(5).await;
+    let principal = net.test_node(PRINCIPAL);
+    principal.stop().await;
+    let config = principal.home().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("clock_tolerance_ms = 0\n{text}")).unwrap();
+    principal.start().await.unwrap();
+    let api = Api::new();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let not_before_ms = now_ms + 20_000;
+    order(
+        &api,
+        &net,
+        "early",
+        json!({ "not_before_ms": not_before_ms }),
+    )
+    .await;
+    release(&api, &net, "early").await;
+    api.wait_state(&net, BENEFICIARY, "early", "beneficiary", "received")
+        .await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/early").await;
+    let progress = &record(&shown, "principal")["policy"]["requests"][0]["policy"];
+    assert_eq!(progress["now"], "refused", "{shown}");
+    assert!(
+        progress["why"].as_str().unwrap().contains("before"),
+        "{progress}"
+    );
+    net.stop().await;
+}

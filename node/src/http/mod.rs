@@ -53,6 +53,9 @@ pub struct ApiState {
     pub tokens: crate::tokens::Tokens,
     /// What this node serves without a token.
     pub openness: Openness,
+    /// How far this node lets clocks disagree in a release policy's time gates (ms), as its
+    /// fiduciary does: the progress the API shows is judged the same way.
+    pub clock_tolerance_ms: u64,
 }
 
 /// Fiduciaries and threshold that `/v1` orders use (the original configured one master

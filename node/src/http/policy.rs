@@ -11,9 +11,7 @@ use axum::http::StatusCode;
 use dta_actors::custody::{NewVote, OrderRecord};
 use dta_actors::roles::{CALL_TIMEOUT_MS, Role, RoleMsg};
 use dta_protocol::Cid;
-use dta_protocol::policy::{
-    ApproverGroup, DEFAULT_CLOCK_TOLERANCE_MS, ReleasePolicy, Rule, Situation, Verdict,
-};
+use dta_protocol::policy::{ApproverGroup, ReleasePolicy, Rule, Situation, Verdict};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -182,7 +180,7 @@ pub fn progress_json(state: &ApiState, record: &OrderRecord) -> Value {
                 request: *request,
                 request_seen_ms: held.map_or(now, |h| h.seen_ms),
                 now_ms: now,
-                tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+                tolerance_ms: state.clock_tolerance_ms,
                 released: sequence.saturating_sub(1),
                 approvals: &approvals,
                 vetoes: &vetoes,
