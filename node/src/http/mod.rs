@@ -566,31 +566,39 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         "dta_identity_documents_total{{outcome=\"rejected\"}} {}",
         load(&m.identities_rejected)
     );
-    let _ = writeln!(
-        out,
-        "# HELP dta_custody_rejected_total Custody deliveries and steps refused.\n# TYPE dta_custody_rejected_total counter\ndta_custody_rejected_total {}",
-        load(&m.custody_rejected)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_deliveries_abandoned_total Custody deliveries given up after every attempt.\n# TYPE dta_deliveries_abandoned_total counter\ndta_deliveries_abandoned_total {}",
-        load(&m.deliveries_abandoned)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_certificate_checks_total Custody certificates whose aggregate signature a step had checked (a pairing check each, batched where several wait).\n# TYPE dta_certificate_checks_total counter\ndta_certificate_checks_total {}",
-        load(&m.certificate_checks)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_releases_held_total Release requests a fiduciary held for their order's release policy.\n# TYPE dta_releases_held_total counter\ndta_releases_held_total {}",
-        load(&m.releases_held)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_releases_refused_total Release requests a fiduciary refused under their order's release policy (too early, vetoed, none left).\n# TYPE dta_releases_refused_total counter\ndta_releases_refused_total {}",
-        load(&m.releases_refused_by_policy)
-    );
+    for (name, help, value) in [
+        (
+            "dta_custody_rejected_total",
+            "Custody deliveries and steps refused.",
+            &m.custody_rejected,
+        ),
+        (
+            "dta_deliveries_abandoned_total",
+            "Custody deliveries given up after every attempt.",
+            &m.deliveries_abandoned,
+        ),
+        (
+            "dta_certificate_checks_total",
+            "Custody certificates whose aggregate signature a step had checked (a pairing check each, batched where several wait).",
+            &m.certificate_checks,
+        ),
+        (
+            "dta_releases_held_total",
+            "Release requests a fiduciary held for their order's release policy.",
+            &m.releases_held,
+        ),
+        (
+            "dta_releases_refused_total",
+            "Release requests a fiduciary refused under their order's release policy (too early, vetoed, none left).",
+            &m.releases_refused_by_policy,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            load(value)
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP dta_policy_step_seconds Time spent on release policies: checking and recording a vote, evaluating a held release.\n# TYPE dta_policy_step_seconds summary"
