@@ -38,6 +38,7 @@ fn commitment(output: BTreeMap<String, String>) -> Commitment {
         beneficiary_share: None,
         public_key: ByteBuf::new(),
         output,
+        generated: None,
     }
 }
 
@@ -129,10 +130,17 @@ fn bitcoinwallet_checks_coin_threshold_and_secret() {
             .unwrap_err();
         assert!(err.to_string().contains(expect), "{err}");
     }
-    let err = plugin
+    // t-of-n keys are generated without a dealer, which takes no threshold of 1.
+    plugin
         .check_order(&order(BITCOIN_WALLET, 3, 2, &[("coin", "0")]))
+        .expect("2-of-3");
+    let err = plugin
+        .check_order(&order(BITCOIN_WALLET, 3, 1, &[("coin", "0")]))
         .unwrap_err();
-    assert!(err.to_string().contains("n-of-n"), "{err}");
+    assert!(err.to_string().contains("at least 2"), "{err}");
+    plugin
+        .check_order(&order(BITCOIN_WALLET, 1, 1, &[("coin", "0")]))
+        .expect("1-of-1");
     assert!(
         plugin
             .check_secret(Some(&SecretBytes::new(b"x".to_vec())))

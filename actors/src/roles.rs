@@ -35,6 +35,8 @@ impl Role {
             Self::Principal => matches!(
                 kind,
                 Kind::KeyShare
+                    | Kind::DkgCommitment
+                    | Kind::DkgComplaint
                     | Kind::CommitmentSignature
                     | Kind::Receipt
                     | Kind::MpinShare
@@ -45,6 +47,9 @@ impl Role {
             Self::Fiduciary => matches!(
                 kind,
                 Kind::OrderRequest
+                    | Kind::DkgRound
+                    | Kind::DkgShare
+                    | Kind::DkgAbort
                     | Kind::Commitment
                     | Kind::ShareDeal
                     | Kind::Certificate
@@ -56,6 +61,7 @@ impl Role {
             Self::Beneficiary => matches!(
                 kind,
                 Kind::OrderRequest
+                    | Kind::DkgRound
                     | Kind::Commitment
                     | Kind::Certificate
                     | Kind::ReleaseRequest
@@ -208,6 +214,9 @@ impl RoleActor {
                 | (
                     Role::Fiduciary,
                     Kind::OrderRequest
+                        | Kind::DkgRound
+                        | Kind::DkgShare
+                        | Kind::DkgAbort
                         | Kind::Commitment
                         | Kind::ShareDeal
                         | Kind::Certificate
@@ -401,6 +410,33 @@ impl RoleActor {
             (Role::Principal, Kind::KeyShare) => {
                 let deliveries = custody::on_key_share(ctx, &envelope, cid).await?;
                 send_all(ctx, deliveries);
+            }
+            (Role::Principal, Kind::DkgCommitment) => {
+                send_all(
+                    ctx,
+                    custody::keygen::on_commitment(ctx, &envelope, cid).await?,
+                );
+            }
+            (Role::Principal, Kind::DkgComplaint) => {
+                send_all(
+                    ctx,
+                    custody::keygen::on_complaint(ctx, &envelope, cid).await?,
+                );
+            }
+            (Role::Fiduciary, Kind::DkgRound) => {
+                send_all(ctx, custody::keygen::on_round(ctx, &envelope, cid).await?);
+            }
+            (Role::Fiduciary, Kind::DkgShare)
+                if envelope
+                    .envelope()
+                    .recipients
+                    .iter()
+                    .any(|r| r.identity == me) =>
+            {
+                send_all(ctx, custody::keygen::on_share(ctx, &envelope, cid).await?);
+            }
+            (Role::Fiduciary, Kind::DkgAbort) => {
+                custody::keygen::on_abort(ctx, &envelope, cid).await?
             }
             (Role::Principal, Kind::Receipt) => custody::on_receipt(ctx, &envelope, cid).await?,
             (Role::Principal | Role::Fiduciary, Kind::Approval | Kind::Veto) => {

@@ -55,13 +55,18 @@ pub struct UnknownState(pub String);
 named_states! {
     /// Where an order stands for one role on this node.
     OrderState {
-        /// Principal: the order request is out; a generated key waits for the key shares.
+        /// Principal: the order request is out; a generated key waits for the key shares
+        /// (or, generated without a dealer, for the fiduciaries' commitments).
         Ordered => "ordered",
+        /// Principal: the round of a key generated without a dealer is out; its key shares
+        /// are not all in.
+        Generating => "generating",
         /// Principal: the commitment and the deals are out.
         Dealt => "dealt",
         /// Principal: the commitment of a generated key is out.
         Committed => "committed",
-        /// Fiduciary: it generated its share of a key and sent the public half.
+        /// Fiduciary: it generated its share of a key and sent the public half (or, without
+        /// a dealer, takes part in the key generation).
         Generated => "generated",
         /// Fiduciary: it holds its share, checked against the commitment.
         Holding => "holding",
@@ -75,6 +80,9 @@ named_states! {
         Collecting => "collecting",
         /// Beneficiary: the secret is rebuilt and kept, the receipt sent.
         Received => "received",
+        /// Principal and fiduciary: the key generation ended in a complaint; the order
+        /// holds no key.
+        Aborted => "aborted",
     }
 }
 

@@ -17,7 +17,7 @@ use crate::wait::{self, Goal};
 #[derive(Debug, clap::Subcommand)]
 pub enum OrderCommand {
     /// Ask fiduciaries to take custody: of a secret, t-of-n (`safeguardsecret`), or of a key
-    /// they generate, n-of-n (`bitcoinwallet`, `milagro`).
+    /// they generate, t-of-n without a dealer or n-of-n (`bitcoinwallet`, `milagro`).
     Create {
         /// A fiduciary identity CID (repeat, in share order).
         #[arg(long = "fiduciary", required = true)]

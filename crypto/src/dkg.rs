@@ -32,6 +32,7 @@ use frost_secp256k1_tr::rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::Secret;
 use crate::secp256k1::{PublicKey, SecretKey};
 
 /// A participant's number in its committee, from 1: fiduciary `i` of an order (in the order's
@@ -43,7 +44,7 @@ pub type Participant = u16;
 pub type Shares = BTreeMap<Participant, Zeroizing<Vec<u8>>>;
 
 /// Why a run (or a rebuild) failed. Never carries secret bytes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DkgError {
     /// The threshold or the committee's size is out of range.
     #[error("a {threshold}-of-{participants} key cannot be generated: {reason}")]
@@ -114,6 +115,43 @@ impl std::fmt::Debug for Round2 {
         write!(f, "Round2(participant {}, <redacted>)", self.me)
     }
 }
+
+/// `to_bytes` and `from_bytes` for a round's kept secret, FROST's `module::SecretPackage`.
+macro_rules! kept_between_parts {
+    ($round:ident, $module:ident) => {
+        impl $round {
+            /// The round's secret as bytes, to keep wrapped between the parts (so that a
+            /// restart resumes the run instead of aborting it).
+            pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, DkgError> {
+                self.secret
+                    .serialize()
+                    .map(Zeroizing::new)
+                    .map_err(|_| DkgError::Failed("an unencodable round secret"))
+            }
+
+            /// A round secret from `to_bytes`, of participant `me`.
+            pub fn from_bytes(
+                me: Participant,
+                participants: u16,
+                bytes: &[u8],
+            ) -> Result<Self, DkgError> {
+                let secret = frost::keys::dkg::$module::SecretPackage::deserialize(bytes)
+                    .map_err(|_| DkgError::Failed("a round secret that does not decode"))?;
+                if secret.identifier() != &identifier(me)? {
+                    return Err(DkgError::Failed("another participant's round secret"));
+                }
+                Ok(Self {
+                    me,
+                    participants,
+                    secret,
+                })
+            }
+        }
+    };
+}
+
+kept_between_parts!(Round1, round1);
+kept_between_parts!(Round2, round2);
 
 /// The operating system's randomness, as FROST's generic code takes it.
 struct OsRandom;
@@ -304,14 +342,19 @@ pub fn share_out(
     ))
 }
 
+/// Every participant's public share (SEC1 compressed), participant 1 first: what the
+/// commitment to a generated key lists, and what each released share is checked against.
+pub type PublicShares = Vec<Vec<u8>>;
+
 /// Part 3: checks each share addressed to this participant against its dealer's
-/// commitments and sums them into this participant's [`KeyShare`]. A failing share names its
+/// commitments and sums them into this participant's [`KeyShare`]; with it, every
+/// participant's public share as these commitments give them. A failing share names its
 /// dealer.
 pub fn finish(
     round2: &Round2,
     commitments_received: &BTreeMap<Participant, impl AsRef<[u8]>>,
     shares_received: &Shares,
-) -> Result<KeyShare, DkgError> {
+) -> Result<(KeyShare, PublicShares), DkgError> {
     let (me, participants) = (round2.me, round2.participants);
     let received = commitments(me, participants, commitments_received)?;
     let shares = decode_all(me, participants, shares_received, "share", |bytes| {
@@ -319,7 +362,85 @@ pub fn finish(
     })?;
     let (key_package, public) = frost::keys::dkg::part3(&round2.secret, &received, &shares)
         .map_err(|e| blame(&e, participants, "an unusable set of shares"))?;
-    KeyShare::new(me, key_package, &public)
+    let public_shares = public_shares(&public, participants)?;
+    Ok((KeyShare::new(me, key_package, &public)?, public_shares))
+}
+
+/// The group key and every participant's public share that the dealers' part-1 commitments
+/// (every participant's, participant 1 first) give, as [`finish`] derives them: what an
+/// auditor checks a generated key against, with no secret at hand. Proofs of knowledge are
+/// not checked here (the participants did, in part 2).
+pub fn public_shares_of(
+    commitments: &[impl AsRef<[u8]>],
+) -> Result<(PublicKey, PublicShares), DkgError> {
+    use frost::keys::Tweak;
+    let participants =
+        u16::try_from(commitments.len()).map_err(|_| DkgError::Failed("too many participants"))?;
+    let packages = commitments
+        .iter()
+        .zip(1..=participants)
+        .map(|(bytes, from)| {
+            frost::keys::dkg::round1::Package::deserialize(bytes.as_ref())
+                .map(|package| (from, package))
+                .map_err(|_| DkgError::Malformed {
+                    from,
+                    what: "commitment",
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let by_participant = packages
+        .iter()
+        .map(|(from, package)| Ok((identifier(*from)?, package.commitment())))
+        .collect::<Result<BTreeMap<_, _>, DkgError>>()?;
+    // As FROST's DKG ends: the Taproot tweak that commits to no script path.
+    let public = frost::keys::PublicKeyPackage::from_dkg_commitments(&by_participant)
+        .map_err(|_| DkgError::Failed("commitments that give no group key"))?
+        .tweak::<&[u8]>(None);
+    let shares = public_shares(&public, participants)?;
+    Ok((public_key_of(public.verifying_key())?, shares))
+}
+
+/// Every participant's public share in a public key package, participant 1 first.
+fn public_shares(
+    public: &frost::keys::PublicKeyPackage,
+    participants: u16,
+) -> Result<PublicShares, DkgError> {
+    (1..=participants)
+        .map(|p| {
+            public
+                .verifying_shares()
+                .get(&identifier(p)?)
+                .and_then(|share| share.serialize().ok())
+                .ok_or(DkgError::Failed("a participant without a public share"))
+        })
+        .collect()
+}
+
+/// Whether `share`, dealt to `recipient` in part 2, is on the polynomial that its dealer's
+/// part-1 `commitment` commits to: how anyone checks a complaint against a dealer once the
+/// recipient has revealed the share. `Err` when either does not decode.
+pub fn share_fits(
+    commitment: &[u8],
+    recipient: Participant,
+    share: &[u8],
+) -> Result<bool, DkgError> {
+    let commitment = frost::keys::dkg::round1::Package::deserialize(commitment).map_err(|_| {
+        DkgError::Malformed {
+            from: 0,
+            what: "commitment",
+        }
+    })?;
+    let share =
+        frost::keys::dkg::round2::Package::deserialize(share).map_err(|_| DkgError::Malformed {
+            from: 0,
+            what: "share",
+        })?;
+    let secret = frost::keys::SecretShare::new(
+        identifier(recipient)?,
+        *share.signing_share(),
+        commitment.commitment().clone(),
+    );
+    Ok(secret.verify().is_ok())
 }
 
 /// A digest of the commitments a participant used (its own included), in participant order:
@@ -406,6 +527,47 @@ impl KeyShare {
             .verifying_share()
             .serialize()
             .map_err(|_| DkgError::Rebuild("an unencodable public share"))
+    }
+
+    /// The secret share alone (32 big-endian bytes, a scalar mod the group order): what a
+    /// fiduciary keeps wrapped and releases; [`KeyShare::from_secret`] makes the share again.
+    pub fn secret_bytes(&self) -> Secret<32> {
+        let bytes = Zeroizing::new(self.key_package.signing_share().serialize());
+        let mut secret = Secret::<32>::zero();
+        // FROST encodes a secp256k1 scalar in 32 bytes.
+        let len = bytes.len().min(32);
+        secret.expose_mut()[32 - len..].copy_from_slice(&bytes[..len]);
+        secret
+    }
+
+    /// Participant `participant`'s share of a `threshold`-of-n key with group key
+    /// `group_key`, from its secret alone ([`KeyShare::secret_bytes`]).
+    pub fn from_secret(
+        participant: Participant,
+        threshold: u16,
+        secret: &[u8; 32],
+        group_key: &PublicKey,
+    ) -> Result<Self, DkgError> {
+        let malformed = DkgError::Malformed {
+            from: participant,
+            what: "key share",
+        };
+        let signing_share =
+            frost::keys::SigningShare::deserialize(secret).map_err(|_| malformed.clone())?;
+        let verifying_key =
+            frost::VerifyingKey::deserialize(&group_key.to_compressed()).map_err(|_| malformed)?;
+        let key_package = frost::keys::KeyPackage::new(
+            identifier(participant)?,
+            signing_share,
+            frost::keys::VerifyingShare::from(signing_share),
+            verifying_key,
+            threshold,
+        );
+        Ok(Self {
+            participant,
+            key_package,
+            group_key: *group_key,
+        })
     }
 
     /// The share as bytes (FROST's key package encoding), to store wrapped or release

@@ -44,7 +44,7 @@ fn share_all(
 fn run(n: u16, t: u16) -> Vec<KeyShare> {
     let (rounds, commitments) = deal_all(n, t);
     let (seconds, inboxes) = share_all(rounds, &commitments);
-    seconds
+    let finished: Vec<(KeyShare, PublicShares)> = seconds
         .iter()
         .map(|second| {
             finish(
@@ -54,7 +54,21 @@ fn run(n: u16, t: u16) -> Vec<KeyShare> {
             )
             .expect("finish")
         })
-        .collect()
+        .collect();
+    // Every participant derives the same public shares, and its own is its share's; an
+    // auditor derives them too, from the commitments alone.
+    let all: Vec<Vec<u8>> = commitments.values().cloned().collect();
+    let (group_key, audited) = public_shares_of(&all).expect("public shares");
+    assert_eq!(audited, finished[0].1);
+    assert_eq!(&group_key, finished[0].0.group_key());
+    for (share, public_shares) in &finished {
+        assert_eq!(public_shares, &finished[0].1);
+        assert_eq!(
+            public_shares[usize::from(share.participant()) - 1],
+            share.public_share().unwrap()
+        );
+    }
+    finished.into_iter().map(|(share, _)| share).collect()
 }
 
 fn copy(share: &KeyShare) -> KeyShare {
@@ -142,6 +156,11 @@ fn a_bad_share_names_its_dealer() {
     let share = inboxes.get_mut(&1).unwrap().get_mut(&2).unwrap();
     let last = share.len() - 1;
     share[last] ^= 1;
+    // Revealed, the bad share fails its dealer's commitment for anyone; a good one fits.
+    assert_eq!(share_fits(&commitments[&2], 1, &inboxes[&1][&2]), Ok(false));
+    assert_eq!(share_fits(&commitments[&3], 1, &inboxes[&1][&3]), Ok(true));
+    assert_eq!(share_fits(&commitments[&3], 2, &inboxes[&1][&3]), Ok(false));
+    assert!(share_fits(b"junk", 1, &inboxes[&1][&3]).is_err());
     let failed = finish(&seconds[0], &others(&commitments, 1), &inboxes[&1]).unwrap_err();
     assert_eq!(
         failed,
@@ -242,4 +261,53 @@ fn missing_malformed_and_impossible_inputs_are_refused() {
 fn secrets_do_not_print() {
     let (round, _) = deal(1, 3, 2).unwrap();
     assert_eq!(format!("{round:?}"), "Round1(participant 1, <redacted>)");
+}
+
+#[test]
+fn a_run_resumes_from_its_kept_round_secrets() {
+    let (rounds, commitments) = deal_all(3, 2);
+    // Every participant's first round goes through bytes (a restart between the parts).
+    let rounds: Vec<Round1> = rounds
+        .iter()
+        .map(|r| Round1::from_bytes(r.me, 3, &r.to_bytes().unwrap()).unwrap())
+        .collect();
+    assert!(Round1::from_bytes(2, 3, &rounds[0].to_bytes().unwrap()).is_err());
+    assert!(Round1::from_bytes(1, 3, b"junk").is_err());
+    let (seconds, inboxes) = share_all(rounds, &commitments);
+    let seconds: Vec<Round2> = seconds
+        .iter()
+        .map(|r| Round2::from_bytes(r.me, 3, &r.to_bytes().unwrap()).unwrap())
+        .collect();
+    assert!(Round2::from_bytes(3, 3, &seconds[0].to_bytes().unwrap()).is_err());
+    let shares: Vec<KeyShare> = seconds
+        .iter()
+        .map(|second| {
+            finish(
+                second,
+                &others(&commitments, second.me),
+                &inboxes[&second.me],
+            )
+            .unwrap()
+            .0
+        })
+        .collect();
+    // A share made again from its secret alone rebuilds the key with another.
+    let again: Vec<KeyShare> = shares
+        .iter()
+        .map(|s| {
+            KeyShare::from_secret(s.participant(), 2, s.secret_bytes().expose(), s.group_key())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        again[1].public_share().unwrap(),
+        shares[1].public_share().unwrap()
+    );
+    let key = rebuild(&again[1..]).unwrap();
+    assert_eq!(key.public_key(), *shares[0].group_key());
+    // A share under another group key does not rebuild.
+    let other = run(3, 2);
+    let mixed = KeyShare::from_secret(1, 2, again[0].secret_bytes().expose(), other[0].group_key())
+        .unwrap();
+    assert!(rebuild(&[mixed, copy(&other[1])]).is_err());
 }

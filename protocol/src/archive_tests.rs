@@ -108,6 +108,7 @@ fn released_order_with(
             beneficiary_share: None,
             public_key: ByteBuf::from(vec![1; 48]),
             output: BTreeMap::new(),
+            generated: None,
         }),
     );
     let signatures: Vec<_> = fiduciaries

@@ -11,6 +11,9 @@ use cid::Cid;
 
 use crate::block::Block;
 use crate::dagcbor::Limits;
+use dta_crypto::dkg;
+
+use crate::dkg::DkgRound;
 use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
@@ -72,6 +75,14 @@ pub enum AuditError {
         /// Why.
         reason: String,
     },
+    /// A generated key's commitment does not follow from its key generation's transcript.
+    #[error("key generation {envelope} does not hold: {reason}")]
+    KeyGeneration {
+        /// The commitment envelope.
+        envelope: String,
+        /// Why.
+        reason: String,
+    },
     /// The chain is longer than [`MAX_CHAIN`] or loops.
     #[error("chain too long")]
     TooLong,
@@ -98,6 +109,68 @@ pub struct AuditReport {
     /// Releases checked against the order's release policy (those with a receipt, of an
     /// order with release conditions).
     pub policies: usize,
+}
+
+/// For a key the fiduciaries generated without a dealer: the round in the chain is the
+/// principal's, holds each fiduciary's signed commitment, and the group key and public shares
+/// those commitments give are the ones committed (the public key adding the beneficiary's
+/// share where the commitment names one).
+fn check_generated(
+    reference: &str,
+    request: &OrderRequest,
+    cid: Cid,
+    commitment: &Commitment,
+    verified: &[(Cid, VerifiedEnvelope)],
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<(), AuditError> {
+    let Some(generated) = &commitment.generated else {
+        return Ok(());
+    };
+    let failed = |reason: String| AuditError::KeyGeneration {
+        envelope: cid.to_string(),
+        reason,
+    };
+    let (_, round_envelope) = verified
+        .iter()
+        .find(|(c, e)| *c == generated.round && e.envelope().kind == Kind::DkgRound)
+        .ok_or_else(|| failed("its round is not in the chain".into()))?;
+    if round_envelope.envelope().sender != request.principal {
+        return Err(failed("the round is not the principal's".into()));
+    }
+    let round: DkgRound = round_envelope
+        .public_payload()
+        .ok()
+        .flatten()
+        .ok_or_else(|| failed("no round payload".into()))?;
+    let fiduciaries: Vec<VerifiedIdentity> = request
+        .fiduciaries
+        .iter()
+        .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))
+        .collect::<Result<_, _>>()?;
+    let dealt = round
+        .commitments_of(reference, &fiduciaries)
+        .map_err(|e| failed(e.to_string()))?;
+    let (group_key, public_shares) =
+        dkg::public_shares_of(&dealt).map_err(|e| failed(e.to_string()))?;
+    let listed: Vec<&[u8]> = commitment.key_shares.iter().map(|k| k.as_slice()).collect();
+    let derived: Vec<&[u8]> = public_shares.iter().map(Vec::as_slice).collect();
+    if generated.group_key.as_slice() != group_key.to_compressed().as_slice() || listed != derived {
+        return Err(failed(
+            "the group key or public shares are not what the commitments give".into(),
+        ));
+    }
+    let public_key = match commitment.beneficiary_share {
+        None => group_key,
+        Some(beneficiary) => identity(&beneficiary)
+            .ok_or_else(|| failed(format!("unknown beneficiary {beneficiary}")))?
+            .secp256k1_key()
+            .add(&group_key)
+            .map_err(|e| failed(e.to_string()))?,
+    };
+    if commitment.public_key.as_slice() != public_key.to_compressed().as_slice() {
+        return Err(failed("the public key is not the group key's".into()));
+    }
+    Ok(())
 }
 
 /// Checks every release request in the chain: made by the order's principal, and for the
@@ -322,6 +395,9 @@ pub fn audit(
         .filter(|(_, e)| e.envelope().kind == Kind::Commitment)
         .filter_map(|(cid, e)| e.public_payload().ok().flatten().map(|c| (*cid, c)))
         .collect();
+    for (cid, commitment) in &commitments {
+        check_generated(reference, &request, *cid, commitment, &verified, &identity)?;
+    }
     let mut certified = false;
     for (cid, envelope) in verified
         .iter()

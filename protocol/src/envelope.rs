@@ -20,7 +20,7 @@ use std::fmt;
 
 use cid::Cid;
 use dta_crypto::seal::{self, Encapsulation, KemPublicKey, OpenError, SealError};
-use dta_crypto::{bls, ed25519};
+use dta_crypto::{Secret, bls, ed25519};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
@@ -74,6 +74,21 @@ pub enum Kind {
     Approval,
     /// A veto of one release request by a member of the policy's veto group (same payload).
     Veto,
+    /// A fiduciary's commitment in a key generation without a dealer
+    /// ([`crate::dkg::DkgCommitment`], `prev` the order request).
+    DkgCommitment,
+    /// Every fiduciary's commitment, from the principal ([`crate::dkg::DkgRound`], `prev` the
+    /// order request).
+    DkgRound,
+    /// A share one fiduciary deals another, sealed to it ([`crate::dkg::DkgShare`], `prev`
+    /// the round).
+    DkgShare,
+    /// A complaint against a dealer, with the share as evidence
+    /// ([`crate::dkg::DkgComplaint`], `prev` the round).
+    DkgComplaint,
+    /// The principal ends a key generation and names who failed it
+    /// ([`crate::dkg::DkgAbort`], `prev` the round).
+    DkgAbort,
 }
 
 /// One recipient of the sealed payload.
@@ -558,11 +573,18 @@ impl VerifiedEnvelope {
 
     /// Opens the sealed payload as `me`.
     pub fn open(&self, me: &LocalIdentity) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        if self.signed.envelope.ciphertext.is_none() {
+            return Err(EnvelopeError::NothingSealed);
+        }
+        let content_key = self.content_key(me)?;
+        self.signed.open_with_content_key(&content_key)
+    }
+
+    /// The content key of the sealed payload, as `me` unwraps it: handing it out lets anyone
+    /// open this one envelope ([`SignedEnvelope::open_with_content_key`]), for example as
+    /// evidence that a sender sealed something false.
+    pub fn content_key(&self, me: &LocalIdentity) -> Result<Secret<32>, EnvelopeError> {
         let envelope = &self.signed.envelope;
-        let ciphertext = envelope
-            .ciphertext
-            .as_ref()
-            .ok_or(EnvelopeError::NothingSealed)?;
         let recipient = envelope
             .recipients
             .iter()
@@ -573,11 +595,26 @@ impl VerifiedEnvelope {
             wrapped_key: recipient.wrapped_key.clone(),
         };
         let header = envelope.header(envelope.recipients.iter().map(|r| &r.identity).collect())?;
-        Ok(seal::open(
+        Ok(seal::content_key(&header, &encapsulation, me.keys().kem())?)
+    }
+}
+
+impl SignedEnvelope {
+    /// Opens the sealed payload with its content key ([`VerifiedEnvelope::content_key`]).
+    pub fn open_with_content_key(
+        &self,
+        content_key: &Secret<32>,
+    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        let envelope = &self.envelope;
+        let ciphertext = envelope
+            .ciphertext
+            .as_ref()
+            .ok_or(EnvelopeError::NothingSealed)?;
+        let header = envelope.header(envelope.recipients.iter().map(|r| &r.identity).collect())?;
+        Ok(seal::open_with_content_key(
             &header,
             ciphertext,
-            &encapsulation,
-            me.keys().kem(),
+            content_key,
         )?)
     }
 }

@@ -7,6 +7,7 @@
 //!   possession, an X-Wing KEM key and a secp256k1 key; its CID is the node's identity.
 //! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
 //! - [`order`]: the payloads the custody flow carries in envelopes.
+//! - [`dkg`]: the payloads of a key the fiduciaries generate without a dealer, and their checks.
 //! - [`policy`]: release policies (approver groups, time locks, vetoes) and their evaluation.
 //! - [`audit`]: offline verification of an order's whole log.
 //! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
@@ -32,6 +33,7 @@ pub mod bitswap;
 pub mod block;
 pub mod car;
 pub mod dagcbor;
+pub mod dkg;
 pub mod envelope;
 pub mod identity;
 pub mod inbound;

@@ -111,6 +111,21 @@ pub struct Commitment {
     pub public_key: ByteBuf,
     /// Plugin output (for example a wallet address).
     pub output: BTreeMap<String, String>,
+    /// For a t-of-n key the fiduciaries generated without a dealer: the key generation's
+    /// round ([`crate::dkg::DkgRound`], its transcript) and its group key (compressed
+    /// secp256k1), which `public_key` is, or which `public_key` adds the beneficiary's share
+    /// to. Absent for dealt secrets and for n-of-n keys added up from their shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedKey>,
+}
+
+/// How a t-of-n generated key came about (see [`Commitment::generated`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GeneratedKey {
+    /// The key generation's round envelope.
+    pub round: Cid,
+    /// The group key, compressed secp256k1.
+    pub group_key: ByteBuf,
 }
 
 /// The public half of a key share a fiduciary generated itself (public payload of
@@ -124,6 +139,22 @@ pub struct KeyShare {
     pub index: u32,
     /// The share's public key (compressed secp256k1, 33 bytes).
     pub public_key: ByteBuf,
+    /// For a key generated without a dealer: the group key and every fiduciary's public
+    /// share as this fiduciary's run of the key generation derived them (the principal
+    /// commits only when all agree). Absent for n-of-n shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedShares>,
+}
+
+/// What one fiduciary's run of a key generation ended with, in public.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GeneratedShares {
+    /// The key generation's round envelope.
+    pub round: Cid,
+    /// The group key, compressed secp256k1.
+    pub group_key: ByteBuf,
+    /// Every fiduciary's public share, in share-index order.
+    pub public_shares: Vec<ByteBuf>,
 }
 
 /// The custody certificate: one aggregate signature by every fiduciary over the commitment.

@@ -863,7 +863,7 @@ async fn an_order_made_while_a_fiduciary_is_down_completes_when_it_returns() {
 }
 
 /// The public key of a hex secp256k1 private key (compressed).
-fn public_of(secret_hex: &Value) -> String {
+pub(crate) fn public_of(secret_hex: &Value) -> String {
     let bytes: [u8; 32] = hex::decode(secret_hex.as_str().unwrap())
         .unwrap()
         .try_into()
@@ -891,7 +891,7 @@ async fn a_wallet_key_generated_by_three_fiduciaries_reaches_only_its_beneficiar
         body
     };
     for (body, needle) in [
-        (with("threshold", json!(2)), "n-of-n"),
+        (with("threshold", json!(1)), "at least 2"),
         (with("input", json!({ "coin": "7" })), "unsupported coin"),
         (with("input", json!({})), "needs input coin"),
         (with("secret", json!("x")), "takes no secret"),

@@ -9,6 +9,7 @@ mod faults;
 mod first_hour;
 mod hsm;
 mod interop;
+mod keygen;
 mod lan;
 mod log;
 mod mpin;

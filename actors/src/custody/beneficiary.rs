@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use dta_crypto::secp256k1;
 use dta_crypto::threshold::{self, Commitments, Share};
+use dta_crypto::{dkg, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::LocalIdentity;
@@ -134,6 +134,7 @@ pub async fn on_share_release(
             head: request_cid,
             held: Vec::new(),
             votes: Vec::new(),
+            key_generation: None,
         },
     };
     if record.receipts.contains_key(&request.sequence) {
@@ -279,10 +280,27 @@ pub(crate) fn rebuild(
         }
         return Ok(RebuiltKey::Scalar(key));
     }
-    let mut keys: Vec<secp256k1::SecretKey> = values
-        .iter()
-        .map(|(_, value)| secp256k1::SecretKey::from_bytes(value).map_err(internal))
-        .collect::<Result<_, _>>()?;
+    let mut keys: Vec<secp256k1::SecretKey> = match &commitment.generated {
+        // Any t shares of a key generated without a dealer, interpolated.
+        Some(generated) => {
+            let group_key =
+                secp256k1::PublicKey::from_sec1(&generated.group_key).map_err(|_| mismatch())?;
+            let threshold = u16::try_from(order.threshold).map_err(internal)?;
+            let shares: Vec<dkg::KeyShare> = values
+                .iter()
+                .map(|(index, value)| {
+                    let participant = u16::try_from(*index).map_err(internal)?;
+                    dkg::KeyShare::from_secret(participant, threshold, value, &group_key)
+                        .map_err(|_| mismatch())
+                })
+                .collect::<Result<_, _>>()?;
+            vec![dkg::rebuild(&shares).map_err(|_| mismatch())?]
+        }
+        None => values
+            .iter()
+            .map(|(_, value)| secp256k1::SecretKey::from_bytes(value).map_err(internal))
+            .collect::<Result<_, _>>()?,
+    };
     match commitment.beneficiary_share {
         Some(holder) if holder == me.cid() => keys.push(me.keys().secp256k1().clone()),
         Some(holder) => {

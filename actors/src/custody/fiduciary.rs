@@ -23,8 +23,9 @@ use crate::role::Role;
 use crate::states::OrderState;
 
 use super::approval::votes_of;
-use super::principal::{combined_key, order_plugin};
-use super::record::{HeldRelease, OrderRecord, share_name};
+use super::keygen;
+use super::principal::{generated_public_key, order_plugin};
+use super::record::{HeldRelease, KeyGeneration, OrderRecord, share_name};
 use super::release::check_beneficiary;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal, now_millis};
 use crate::metrics::{Metrics, PolicyStep};
@@ -70,20 +71,25 @@ pub async fn on_order_request(
         return Err(CustodyError::Exists(existing.reference));
     }
     plugin.accept_custody(&order).map_err(CustodyError::from)?;
-    let key = secp256k1::SecretKey::random();
-    ctx.keep_secret(
-        share_name(&principal, &reference),
-        key.to_bytes().expose().to_vec(),
-    )
-    .await?;
-    let share = KeyShare {
-        order: order_cid,
-        index,
-        public_key: ByteBuf::from(key.public_key().to_compressed().to_vec()),
-    };
-    let (share_cid, bytes) = ctx
-        .publish(Kind::KeyShare, &reference, Some(order_cid), &share)
+    let without_dealer = keygen::without_dealer(plugin, &order);
+    let (share_cid, bytes) = if without_dealer {
+        keygen::deal(ctx, &reference, order_cid, &order, index).await?
+    } else {
+        let key = secp256k1::SecretKey::random();
+        ctx.keep_secret(
+            share_name(&principal, &reference),
+            key.to_bytes().expose().to_vec(),
+        )
         .await?;
+        let share = KeyShare {
+            order: order_cid,
+            index,
+            public_key: ByteBuf::from(key.public_key().to_compressed().to_vec()),
+            generated: None,
+        };
+        ctx.publish(Kind::KeyShare, &reference, Some(order_cid), &share)
+            .await?
+    };
     let record = OrderRecord {
         reference: reference.clone(),
         role: Role::Fiduciary,
@@ -103,6 +109,7 @@ pub async fn on_order_request(
         head: order_cid,
         held: Vec::new(),
         votes: Vec::new(),
+        key_generation: without_dealer.then(KeyGeneration::default),
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index, "key share generated and kept");
@@ -153,6 +160,13 @@ pub async fn on_commitment(
         .next()
         .map(|(i, c)| (*i, *c))
         .ok_or_else(|| internal("no key share recorded"))?;
+    // Without a dealer, the key share is the key generation's end, not its start.
+    let share_cid = match &record.key_generation {
+        Some(generation) => generation.key_share.ok_or_else(|| {
+            CustodyError::Invalid(format!("order {reference} has no key share yet"))
+        })?,
+        None => share_cid,
+    };
     let mine: KeyShare = ctx.stored_payload(&share_cid)?;
     let expected_shape = commitment.plugin == order.plugin
         && commitment.threshold == order.threshold
@@ -170,7 +184,26 @@ pub async fn on_commitment(
             "commitment does not list this node's key share".into(),
         ));
     }
-    let public_key = combined_key(ctx, &commitment.key_shares, commitment.beneficiary_share)?;
+    let generated_as_here = match (&mine.generated, &commitment.generated) {
+        (None, None) => true,
+        (Some(mine), Some(committed)) => {
+            mine.round == committed.round
+                && mine.group_key == committed.group_key
+                && mine.public_shares == commitment.key_shares
+        }
+        _ => false,
+    };
+    if !generated_as_here {
+        return Err(CustodyError::Invalid(
+            "commitment does not list the key this fiduciary generated".into(),
+        ));
+    }
+    let public_key = generated_public_key(
+        ctx,
+        &commitment.key_shares,
+        commitment.generated.as_ref(),
+        commitment.beneficiary_share,
+    )?;
     let output = plugin
         .key_output(&order, &public_key)
         .map_err(CustodyError::from)?;
@@ -275,6 +308,7 @@ pub async fn on_share_deal(
         head: commitment_cid,
         held: Vec::new(),
         votes: Vec::new(),
+        key_generation: None,
     };
     // The custody signature is made while the share and record reach the disk.
     let delivery = ctx

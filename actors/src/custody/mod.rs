@@ -7,11 +7,13 @@
 //! sealed share of `k` to each fiduciary. A fiduciary checks its share against the commitment
 //! and keeps it through the keystore.
 //!
-//! Order of a generated key (`bitcoinwallet`, `milagro`): the principal sends the order request;
-//! each fiduciary generates a secp256k1 share in its keystore and answers with its public half.
-//! With all of them the principal publishes the commitment (every public share, their sum plus
-//! the beneficiary's identity key where the plugin includes it, and the outputs such as an
-//! address); each fiduciary checks its own share is listed and the sum and outputs follow.
+//! Order of a generated key (`bitcoinwallet`, `milagro`): the principal sends the order request.
+//! Below n-of-n the fiduciaries generate the key without a dealer (`keygen`) and each ends with
+//! a share of it and every public share; n-of-n, each fiduciary generates a secp256k1 share in
+//! its keystore and answers with its public half. With all of them the principal publishes the
+//! commitment (every public share; the group key, or the shares' sum; plus the beneficiary's
+//! identity key where the plugin includes it; and the outputs such as an address); each
+//! fiduciary checks its own share is listed and the key and outputs follow.
 //!
 //! Either way each fiduciary then sends back its BLS signature on the commitment; with all n
 //! signatures the principal publishes the certificate.
@@ -26,8 +28,10 @@
 //! lets the plugin turn it into the secret, keeps that through its keystore and sends a signed
 //! receipt.
 //!
-//! Log: order request ← commitment ← certificate ← release request ← receipt, each `prev`
-//! linking to the one before; key shares hang off the order request, deals and fiduciary
+//! Log: order request ← (key generation round ←) commitment ← certificate ← release request ←
+//! receipt, each `prev` linking to the one before; key shares hang off the order request (or
+//! the round), the key generation's commitments off the order request, its shares,
+//! complaints and abort off the round, deals and fiduciary
 //! signatures off the commitment, share releases off the release request. Every block a node
 //! sends or accepts is stored.
 
@@ -47,6 +51,9 @@ mod approval;
 mod beneficiary;
 mod chain;
 mod fiduciary;
+pub mod keygen;
+#[cfg(test)]
+mod keygen_tests;
 mod principal;
 mod record;
 mod release;

@@ -11,7 +11,8 @@ use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
 use dta_protocol::order::{
-    Certificate, Commitment, KeyShare, OrderRequest, SecretBytes, ShareDeal, custody_message,
+    Certificate, Commitment, GeneratedKey, KeyShare, OrderRequest, SecretBytes, ShareDeal,
+    custody_message,
 };
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
@@ -21,7 +22,8 @@ use crate::role::Role;
 use crate::states::OrderState;
 
 use super::fiduciary::PendingCheck;
-use super::record::OrderRecord;
+use super::keygen;
+use super::record::{KeyGeneration, OrderRecord};
 use super::release::{check_can_receive, check_holds_shares};
 use super::{MAX_REFERENCE_LEN, NewOrder};
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
@@ -137,6 +139,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         head: order_cid,
         held: Vec::new(),
         votes: Vec::new(),
+        key_generation: keygen::without_dealer(plugin, &request).then(KeyGeneration::default),
     };
     if plugin.key_source() == KeySource::Generated {
         // Each fiduciary answers the request with the public half of a share it generates.
@@ -166,6 +169,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         // The constant term's commitment is the group public key, already encoded.
         public_key: feldman[0].clone(),
         output: sealed_output,
+        generated: None,
     };
     let (commitment_cid, commitment_bytes) = ctx
         .publish(Kind::Commitment, &reference, Some(order_cid), &commitment)
@@ -208,8 +212,9 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     Ok(Prepared { record, deliveries })
 }
 
-/// Principal: a fiduciary's key share arrived. Once every fiduciary's is in, publishes the
-/// commitment to the whole key and returns its deliveries.
+/// Principal: a fiduciary's key share arrived. Once every fiduciary's is in (and, for a key
+/// generated without a dealer, all agree on it), publishes the commitment to the whole key
+/// and returns its deliveries.
 pub async fn on_key_share(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
@@ -220,38 +225,90 @@ pub async fn on_key_share(
         .own_record(&reference)?
         .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
     let share: KeyShare = RoleContext::payload(envelope)?;
-    let sender = envelope.envelope().sender;
-    if share.index == 0 || record.fiduciaries.get(share.index as usize - 1) != Some(&sender) {
-        return Err(CustodyError::Invalid(format!(
-            "{sender} is not fiduciary {} of {reference}",
-            share.index
-        )));
-    }
-    if share.order != record.order || envelope.envelope().prev != Some(record.order) {
+    check_fiduciary(&record, share.index, envelope)?;
+    if share.order != record.order {
         return Err(CustodyError::Invalid("key share for another order".into()));
     }
     secp256k1::PublicKey::from_sec1(&share.public_key)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    if record.state != OrderState::Ordered || record.shares.contains_key(&share.index) {
-        return Ok(Vec::new());
+    let (key_shares, generated) = if record.key_generation.is_some() {
+        match keygen::on_key_share(ctx, &mut record, envelope, &share, cid).await? {
+            Some((key_shares, generated)) => (key_shares, Some(generated)),
+            None => return Ok(Vec::new()),
+        }
+    } else {
+        if envelope.envelope().prev != Some(record.order) {
+            return Err(CustodyError::Invalid("key share for another order".into()));
+        }
+        if !all_answered(ctx, &mut record, share.index, cid).await? {
+            return Ok(Vec::new());
+        }
+        let key_shares = record
+            .shares
+            .values()
+            .map(|cid| {
+                let share: KeyShare = ctx.stored_payload(cid)?;
+                Ok(share.public_key)
+            })
+            .collect::<Result<_, CustodyError>>()?;
+        (key_shares, None)
+    };
+    commit_generated_key(ctx, record, key_shares, generated).await
+}
+
+/// Refuses an envelope that speaks for fiduciary `index` of the record's order when its
+/// sender is not that fiduciary.
+pub(crate) fn check_fiduciary(
+    record: &OrderRecord,
+    index: u32,
+    envelope: &VerifiedEnvelope,
+) -> Result<(), CustodyError> {
+    let sender = envelope.envelope().sender;
+    if record.fiduciaries.get((index as usize).wrapping_sub(1)) != Some(&sender) {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not fiduciary {index} of {}",
+            record.reference
+        )));
     }
-    record.shares.insert(share.index, cid);
+    Ok(())
+}
+
+/// Principal: takes fiduciary `index`'s answer to the request of a generated key (its key
+/// share, or its commitment to a key generation) into `record.shares`; whether every
+/// fiduciary's is in now. A repeat, or an answer after the order moved on, changes nothing.
+pub(crate) async fn all_answered(
+    ctx: &RoleContext,
+    record: &mut OrderRecord,
+    index: u32,
+    cid: Cid,
+) -> Result<bool, CustodyError> {
+    if record.state != OrderState::Ordered || record.shares.contains_key(&index) {
+        return Ok(false);
+    }
+    record.shares.insert(index, cid);
     if record.shares.len() < record.fiduciaries.len() {
-        ctx.save_buffered(Role::Principal, &record).await?;
-        return Ok(Vec::new());
+        // Answers need not survive a crash: resuming asks for missing ones again.
+        ctx.save_buffered(Role::Principal, record).await?;
+        return Ok(false);
     }
+    Ok(true)
+}
+
+/// Principal: publishes the commitment to a generated key (its public shares, and how a key
+/// generated without a dealer came about) and returns its deliveries to the fiduciaries.
+async fn commit_generated_key(
+    ctx: &RoleContext,
+    mut record: OrderRecord,
+    key_shares: Vec<ByteBuf>,
+    generated: Option<GeneratedKey>,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = record.reference.clone();
     let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
     let plugin = order_plugin(&order)?;
-    let key_shares: Vec<ByteBuf> = record
-        .shares
-        .values()
-        .map(|cid| {
-            let share: KeyShare = ctx.stored_payload(cid)?;
-            Ok(share.public_key)
-        })
-        .collect::<Result<_, CustodyError>>()?;
     let beneficiary_share = plugin.beneficiary_share(&order);
-    let public_key = combined_key(ctx, &key_shares, beneficiary_share)?;
+    let public_key = generated_public_key(ctx, &key_shares, generated.as_ref(), beneficiary_share)?;
+    // A key generated without a dealer hangs off its round, which the audit then walks.
+    let prev = generated.as_ref().map_or(record.order, |g| g.round);
     let commitment = Commitment {
         order: record.order,
         plugin: order.plugin.clone(),
@@ -264,14 +321,10 @@ pub async fn on_key_share(
         output: plugin
             .key_output(&order, &public_key)
             .map_err(CustodyError::from)?,
+        generated,
     };
     let (commitment_cid, bytes) = ctx
-        .publish(
-            Kind::Commitment,
-            &reference,
-            Some(record.order),
-            &commitment,
-        )
+        .publish(Kind::Commitment, &reference, Some(prev), &commitment)
         .await?;
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
@@ -291,6 +344,22 @@ pub async fn on_key_share(
         .collect())
 }
 
+/// A generated key's public key: the group key of a key generated without a dealer, or else
+/// the sum of the public shares; plus the beneficiary's identity key when it holds a share.
+pub(crate) fn generated_public_key(
+    ctx: &RoleContext,
+    key_shares: &[ByteBuf],
+    generated: Option<&GeneratedKey>,
+    beneficiary: Option<Cid>,
+) -> Result<secp256k1::PublicKey, CustodyError> {
+    match generated {
+        Some(generated) => {
+            combined_key(ctx, std::slice::from_ref(&generated.group_key), beneficiary)
+        }
+        None => combined_key(ctx, key_shares, beneficiary),
+    }
+}
+
 /// The plugin an order names.
 pub(crate) fn order_plugin(order: &OrderRequest) -> Result<&'static dyn Plugin, CustodyError> {
     plugin::find(&order.plugin)
@@ -298,7 +367,7 @@ pub(crate) fn order_plugin(order: &OrderRequest) -> Result<&'static dyn Plugin, 
 }
 
 /// `Σ S_i`, plus the beneficiary's identity key when it holds a share.
-pub(crate) fn combined_key(
+fn combined_key(
     ctx: &RoleContext,
     key_shares: &[ByteBuf],
     beneficiary: Option<Cid>,

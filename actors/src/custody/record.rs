@@ -65,6 +65,29 @@ pub struct OrderRecord {
     /// Approval and veto envelopes taken in for this order's releases (fiduciary, principal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub votes: Vec<Cid>,
+    /// A t-of-n key the fiduciaries generate without a dealer: where its key generation
+    /// stands (principal, fiduciary). Absent from every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_generation: Option<KeyGeneration>,
+}
+
+/// Where a key generation stands for the principal or one fiduciary (see
+/// `super::keygen`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGeneration {
+    /// The principal's round envelope, once made (principal) or received (fiduciary).
+    pub round: Option<Cid>,
+    /// Fiduciary: the shares it dealt, by recipient index. Principal: the key shares the
+    /// fiduciaries sent at the end, by index.
+    #[serde(with = "numbered")]
+    pub sent: BTreeMap<u32, Cid>,
+    /// Fiduciary: the shares dealt to it, by dealer index.
+    #[serde(with = "numbered")]
+    pub received: BTreeMap<u32, Cid>,
+    /// Fiduciary: its key share envelope, once it finished.
+    pub key_share: Option<Cid>,
+    /// The complaint (fiduciary: its own) or abort (principal) that ended the run.
+    pub ended_by: Option<Cid>,
 }
 
 /// A release request waiting for its policy: approvals, or the end of its delay.
@@ -139,6 +162,12 @@ pub fn stored_records(store: &Store) -> Result<Vec<OrderRecord>, CustodyError> {
 /// The keystore name of a fiduciary's share of an order.
 pub fn share_name(principal: &Cid, reference: &str) -> String {
     format!("share/{principal}/{reference}")
+}
+
+/// The keystore name of what a fiduciary keeps between the parts of a key generation (its
+/// polynomial, then what FROST keeps after dealing); deleted once its key share is kept.
+pub fn round_name(principal: &Cid, reference: &str) -> String {
+    format!("dkg-round/{principal}/{reference}")
 }
 
 /// The keystore name of a share a beneficiary received.
@@ -343,6 +372,7 @@ mod tests {
             head: cid(b"head"),
             held: Vec::new(),
             votes: Vec::new(),
+            key_generation: None,
         })
         .collect()
     }

@@ -164,8 +164,11 @@ pub(crate) fn release_deliveries(
         .filter_map(|c| ctx.peer_of(c))
         .map(|peer| (peer, bundle.clone()))
         .collect();
+    // A key generated without a dealer has its round between order and commitment.
+    let round = record.key_generation.as_ref().and_then(|g| g.round);
     let chain = [
         Some(record.order),
+        round,
         record.commitment,
         Some(certificate),
         Some(request),

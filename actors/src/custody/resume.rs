@@ -105,8 +105,9 @@ pub(crate) async fn migrate_record(
 /// step.
 pub fn settles_a_step(state: OrderState) -> bool {
     match state {
-        OrderState::Certified | OrderState::Released => true,
+        OrderState::Certified | OrderState::Released | OrderState::Aborted => true,
         OrderState::Ordered
+        | OrderState::Generating
         | OrderState::Dealt
         | OrderState::Committed
         | OrderState::Releasing
@@ -135,8 +136,12 @@ pub fn remember_settled_heads(ctx: &RoleContext) -> Result<(), CustodyError> {
 /// Whether a principal's order in `state` waits for fiduciaries, and may need resuming.
 pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
     match state {
-        OrderState::Ordered | OrderState::Dealt | OrderState::Committed => true,
+        OrderState::Ordered
+        | OrderState::Generating
+        | OrderState::Dealt
+        | OrderState::Committed => true,
         OrderState::Certified
+        | OrderState::Aborted
         | OrderState::Releasing
         | OrderState::Released
         | OrderState::Generated
@@ -194,6 +199,18 @@ pub fn resume(
                     send(&fiduciary, &[Some(record.order)]);
                 }
             }
+            OrderState::Generating => {
+                // Every fiduciary gets the round again while one key share is missing: a
+                // fiduciary that lacks a share cannot ask its dealer, but the dealer sends
+                // its shares again when it sees the round again.
+                let generation = record.key_generation.clone().unwrap_or_default();
+                let missing = waiting(&|index, _| generation.sent.contains_key(&index));
+                if !missing.is_empty() {
+                    for fiduciary in &record.fiduciaries {
+                        send(fiduciary, &[generation.round]);
+                    }
+                }
+            }
             OrderState::Dealt => {
                 for (index, fiduciary) in waiting(&signed) {
                     let deal = record.shares.get(&index).copied();
@@ -211,7 +228,8 @@ pub fn resume(
             | OrderState::Generated
             | OrderState::Holding
             | OrderState::Collecting
-            | OrderState::Received => {}
+            | OrderState::Received
+            | OrderState::Aborted => {}
         }
     }
     Ok(deliveries)
@@ -463,6 +481,15 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
             AwaitedStep::KeyShare,
             envelope(&record.order).map(|e| e.timestamp),
         ),
+        OrderState::Generating => {
+            let generation = record.key_generation.clone().unwrap_or_default();
+            let round = generation.round.unwrap_or(record.order);
+            fiduciaries(
+                &|index, _| !generation.sent.contains_key(&index),
+                AwaitedStep::KeyShare,
+                envelope(&round).map(|e| e.timestamp),
+            )
+        }
         OrderState::Dealt | OrderState::Committed => fiduciaries(
             &unsigned,
             AwaitedStep::CustodySignature,
@@ -490,6 +517,7 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
         | OrderState::Generated
         | OrderState::Holding
         | OrderState::Collecting
-        | OrderState::Received => Vec::new(),
+        | OrderState::Received
+        | OrderState::Aborted => Vec::new(),
     }
 }

@@ -253,6 +253,18 @@ pub fn open(
     encapsulation: &Encapsulation,
     key: &KemSecretKey,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let content_key = content_key(header, encapsulation, key)?;
+    open_with_content_key(header, ciphertext, &content_key)
+}
+
+/// The content key of one sealed body, unwrapped with the recipient's key: revealing it
+/// opens that one body for anyone (and nothing else sealed to the recipient), which is how
+/// a recipient proves what it was sent.
+pub fn content_key(
+    header: &[u8],
+    encapsulation: &Encapsulation,
+    key: &KemSecretKey,
+) -> Result<Secret<32>, OpenError> {
     if encapsulation.kem_ciphertext.len() != KEM_CIPHERTEXT_LEN
         || encapsulation.wrapped_key.len() != WRAPPED_KEY_LEN
     {
@@ -266,12 +278,21 @@ pub fn open(
     let shared = key.decapsulate(kem_ciphertext);
     let unwrapped = aead_open(&shared, header, &encapsulation.wrapped_key)
         .map_err(|()| OpenError::NotForThisKey)?;
-    let content_key: [u8; 32] = unwrapped
-        .as_slice()
-        .try_into()
-        .map_err(|_| OpenError::NotForThisKey)?;
-    let content_key = Secret::new(content_key);
-    aead_open(&content_key, header, ciphertext).map_err(|()| OpenError::BodyAltered)
+    let mut content_key = Secret::<32>::zero();
+    if unwrapped.len() != 32 {
+        return Err(OpenError::NotForThisKey);
+    }
+    content_key.expose_mut().copy_from_slice(&unwrapped);
+    Ok(content_key)
+}
+
+/// Opens a sealed body with its content key ([`content_key`]).
+pub fn open_with_content_key(
+    header: &[u8],
+    ciphertext: &[u8],
+    content_key: &Secret<32>,
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    aead_open(content_key, header, ciphertext).map_err(|()| OpenError::BodyAltered)
 }
 
 /// Encrypts `body` under a key used for this one message only (so a fixed nonce is safe),

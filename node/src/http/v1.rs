@@ -383,7 +383,7 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
     };
     let generated = dta_actors::plugin::find(&plugin)
         .is_some_and(|p| p.key_source() == dta_actors::plugin::KeySource::Generated);
-    // Generated keys are n-of-n.
+    // Generated keys of `/v1` orders are n-of-n, as the original's were.
     let threshold = match defaults.threshold {
         Some(threshold) if !generated => threshold,
         _ => fiduciaries.len() as u32,

@@ -1,0 +1,107 @@
+//! Keys the fiduciaries generate without a dealer, t-of-n, across separate nodes: made, held,
+//! released from any t fiduciaries and audited, and made while a fiduciary is down.
+
+use serde_json::json;
+
+use crate::custody::{
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, identity, one_role_each, public_of, record,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_of_three_wallet_key_is_made_without_a_dealer_and_released_with_a_fiduciary_down() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let wallet = |threshold: u32| {
+        json!({
+            "reference": "wallet-2of3",
+            "plugin": "bitcoinwallet",
+            "fiduciaries": fiduciaries,
+            "threshold": threshold,
+            "beneficiary": identity(&net, BENEFICIARY),
+            "input": { "coin": "1" },
+        })
+    };
+    let (status, body) = api.post(&net, PRINCIPAL, "/v2/orders", wallet(1)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("at least 2"),
+        "{body}"
+    );
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", wallet(2)).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, PRINCIPAL, "wallet-2of3", "principal", "certified")
+        .await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/wallet-2of3").await;
+    let public_key = record(&shown, "principal")["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for fiduciary in FIDUCIARIES {
+        api.wait_state(&net, fiduciary, "wallet-2of3", "fiduciary", "holding")
+            .await;
+    }
+    // The principal's log holds the key generation, and its audit checks it.
+    let (status, report) = api
+        .get(&net, PRINCIPAL, "/v2/orders/wallet-2of3/audit")
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert!(report.to_string().contains("dkg-round"), "{report}");
+
+    // 2-of-3: one fiduciary down, the release still goes through.
+    net.test_node(FIDUCIARIES[1]).stop().await;
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/wallet-2of3/release", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, BENEFICIARY, "wallet-2of3", "beneficiary", "received")
+        .await;
+    let (status, secret) = api
+        .get(&net, BENEFICIARY, "/v2/orders/wallet-2of3/secret")
+        .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(
+        public_of(&secret["secret_hex"]),
+        public_key,
+        "key·G is the commitment"
+    );
+    let (status, report) = api
+        .get(&net, BENEFICIARY, "/v2/orders/wallet-2of3/audit")
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+
+    // A key generation waits for a fiduciary that is down, and finishes when it returns.
+    let (status, created) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders",
+            json!({
+                "reference": "milagro-2of3",
+                "plugin": "milagro",
+                "fiduciaries": fiduciaries,
+                "threshold": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(
+        &net,
+        FIDUCIARIES[0],
+        "milagro-2of3",
+        "fiduciary",
+        "generated",
+    )
+    .await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/milagro-2of3").await;
+    assert_eq!(record(&shown, "principal")["state"], "ordered", "{shown}");
+    net.test_node(FIDUCIARIES[1])
+        .start()
+        .await
+        .expect("fiduciary restarts");
+    api.wait_state(&net, PRINCIPAL, "milagro-2of3", "principal", "certified")
+        .await;
+    net.stop().await;
+}
