@@ -350,6 +350,10 @@ enum BenchCommand {
     },
     /// Orders and releases: latency percentiles and throughput.
     Custody {
+        /// The orders' plugin: `safeguardsecret` (a dealt secret), or `milagro` or
+        /// `bitcoinwallet` (a key the fiduciaries generate, without a dealer below n-of-n).
+        #[arg(long, default_value = "safeguardsecret")]
+        plugin: String,
         /// Orders per phase.
         #[arg(long, default_value_t = 200)]
         orders: usize,
@@ -764,6 +768,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench {
             command:
                 BenchCommand::Custody {
+                    plugin,
                     orders,
                     fiduciaries,
                     threshold,
@@ -785,6 +790,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 })
                 .transpose()?;
             let report = bench::custody::run(bench::custody::CustodyBench {
+                plugin,
                 orders,
                 fiduciaries,
                 threshold,

@@ -807,16 +807,26 @@ async fn an_uninvolved_node_audits_the_log_and_catches_a_tampered_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_custody_benchmark_runs_every_phase() {
-    let report = bench::custody::run(bench::custody::CustodyBench {
-        orders: 3,
-        fiduciaries: 3,
-        threshold: 2,
-        policy: None,
-    })
-    .await
-    .expect("benchmark runs");
-    assert!(report.certified_p50_ms > 0.0 && report.certified_p50_ms <= report.certified_p99_ms);
-    assert!(report.certified_per_second > 0.0 && report.cycles_per_second > 0.0);
+    // A dealt secret, and a key generated without a dealer (2-of-3).
+    for plugin in [
+        dta_actors::custody::SAFEGUARD_SECRET,
+        dta_actors::plugin::MILAGRO,
+    ] {
+        let report = bench::custody::run(bench::custody::CustodyBench {
+            plugin: plugin.into(),
+            orders: 3,
+            fiduciaries: 3,
+            threshold: 2,
+            policy: None,
+        })
+        .await
+        .expect("benchmark runs");
+        assert_eq!(report.plugin, plugin);
+        assert!(
+            report.certified_p50_ms > 0.0 && report.certified_p50_ms <= report.certified_p99_ms
+        );
+        assert!(report.certified_per_second > 0.0 && report.cycles_per_second > 0.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,3 +105,68 @@ async fn a_two_of_three_wallet_key_is_made_without_a_dealer_and_released_with_a_
         .await;
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fiduciary_restarted_in_the_middle_of_a_key_generation_finishes_it() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let [first, second, third] = FIDUCIARIES;
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let beneficiary = identity(&net, BENEFICIARY);
+    // The third is down when the order is made: the others deal and wait for it.
+    net.test_node(third).stop().await;
+    let (status, created) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders",
+            json!({
+                "reference": "restarted",
+                "plugin": "milagro",
+                "fiduciaries": fiduciaries,
+                "threshold": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    for fiduciary in [first, second] {
+        api.wait_state(&net, fiduciary, "restarted", "fiduciary", "generated")
+            .await;
+    }
+    // The first goes down having dealt (what it keeps for the next part is on its disk);
+    // the third comes back, so the round goes out while the first is down.
+    net.test_node(first).stop().await;
+    net.test_node(third).start().await.expect("third restarts");
+    api.wait_state(&net, PRINCIPAL, "restarted", "principal", "generating")
+        .await;
+    net.test_node(first).start().await.expect("first restarts");
+    api.wait_state(&net, PRINCIPAL, "restarted", "principal", "certified")
+        .await;
+    for fiduciary in FIDUCIARIES {
+        api.wait_state(&net, fiduciary, "restarted", "fiduciary", "holding")
+            .await;
+    }
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/restarted").await;
+    let public_key = record(&shown, "principal")["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Any two release it: the one that restarted among them.
+    net.test_node(second).stop().await;
+    let (status, body) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/restarted/release",
+            json!({ "beneficiary": beneficiary }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, BENEFICIARY, "restarted", "beneficiary", "received")
+        .await;
+    let (_, secret) = api
+        .get(&net, BENEFICIARY, "/v2/orders/restarted/secret")
+        .await;
+    assert_eq!(public_of(&secret["secret_hex"]), public_key);
+    net.stop().await;
+}

@@ -31,6 +31,9 @@ pub const IN_FLIGHT: usize = 64;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct CustodyBench {
+    /// The orders' plugin: `safeguardsecret` (a dealt secret) or a generated key
+    /// (`milagro`, `bitcoinwallet`: without a dealer below n-of-n).
+    pub plugin: String,
     /// Orders per phase.
     pub orders: usize,
     /// Fiduciaries.
@@ -44,6 +47,8 @@ pub struct CustodyBench {
 /// What it measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct CustodyReport {
+    /// The orders' plugin.
+    pub plugin: String,
     /// Orders per phase.
     pub orders: usize,
     /// Fiduciaries.
@@ -75,20 +80,28 @@ pub(super) struct Principal {
     pub(super) fiduciaries: Vec<Cid>,
     beneficiary: Cid,
     threshold: u32,
+    plugin: String,
     pub(super) policy: dta_protocol::policy::ReleasePolicy,
 }
 
 impl Principal {
     fn order(&self, reference: String) -> NewOrder {
+        let dealt = self.plugin == dta_actors::custody::SAFEGUARD_SECRET;
+        let input = match self.plugin.as_str() {
+            dta_actors::plugin::BITCOIN_WALLET => {
+                [(dta_actors::plugin::COIN.to_owned(), "1".to_owned())].into()
+            }
+            _ => Default::default(),
+        };
         NewOrder {
             reference: Some(reference),
-            plugin: dta_actors::custody::SAFEGUARD_SECRET.into(),
+            plugin: self.plugin.clone(),
             fiduciaries: self.fiduciaries.clone(),
             threshold: self.threshold,
             beneficiary: Some(self.beneficiary),
             policy: self.policy.clone(),
-            input: Default::default(),
-            secret: Some(SecretBytes::new(vec![0x42; 32])),
+            input,
+            secret: dealt.then(|| SecretBytes::new(vec![0x42; 32])),
         }
     }
 
@@ -174,6 +187,13 @@ pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
+    if dta_actors::plugin::find(&config.plugin).is_none() {
+        return Err(BenchError::Custody(format!(
+            "unknown plugin {:?}: use one of {}",
+            config.plugin,
+            dta_actors::plugin::names()
+        )));
+    }
     let nodes = match &config.policy {
         Some(policy) => policy.nodes(config.fiduciaries)?,
         None => config.fiduciaries + 2,
@@ -200,6 +220,7 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
             .collect::<Result<_, _>>()?,
         beneficiary: cid(beneficiary)?,
         threshold: config.threshold,
+        plugin: config.plugin.clone(),
         policy: Default::default(),
     };
     let mut events = Events(principal_node.custody_events());
@@ -258,6 +279,7 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
 
     net.stop().await;
     Ok(CustodyReport {
+        plugin: config.plugin.clone(),
         orders: config.orders,
         fiduciaries: config.fiduciaries,
         threshold: config.threshold,
@@ -314,8 +336,8 @@ impl std::fmt::Display for CustodyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "custody benchmark: {} orders per phase, {} fiduciaries, threshold {}",
-            self.orders, self.fiduciaries, self.threshold
+            "custody benchmark ({}): {} orders per phase, {} fiduciaries, threshold {}",
+            self.plugin, self.orders, self.fiduciaries, self.threshold
         )?;
         writeln!(
             f,

@@ -642,6 +642,7 @@ pub fn rebuild(shares: &[KeyShare]) -> Result<SecretKey, DkgError> {
     Ok(rebuilt)
 }
 
+pub mod reshare;
+
 #[cfg(test)]
-#[path = "dkg_tests.rs"]
 mod tests;
