@@ -39,6 +39,7 @@ fn commitment(output: BTreeMap<String, String>) -> Commitment {
         public_key: ByteBuf::new(),
         output,
         generated: None,
+        reshared: None,
     }
 }
 

@@ -35,6 +35,7 @@ impl Role {
             Self::Principal => matches!(
                 kind,
                 Kind::KeyShare
+                    | Kind::ReshareDeal
                     | Kind::DkgCommitment
                     | Kind::DkgComplaint
                     | Kind::CommitmentSignature
@@ -50,6 +51,8 @@ impl Role {
                     | Kind::DkgRound
                     | Kind::DkgShare
                     | Kind::DkgAbort
+                    | Kind::ReshareRequest
+                    | Kind::ReshareDeal
                     | Kind::Commitment
                     | Kind::ShareDeal
                     | Kind::Certificate
@@ -102,6 +105,13 @@ pub enum RoleMsg {
         vote: custody::NewVote,
         /// Its envelope's CID, once made and sent off.
         reply: RpcReplyPort<Result<Cid, CustodyError>>,
+    },
+    /// Principal: deal an order's shares anew (a refresh).
+    Refresh {
+        /// The order reference.
+        reference: String,
+        /// The record, once the request is sent off.
+        reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
     /// Principal: release an order.
     Release {
@@ -217,6 +227,8 @@ impl RoleActor {
                         | Kind::DkgRound
                         | Kind::DkgShare
                         | Kind::DkgAbort
+                        | Kind::ReshareRequest
+                        | Kind::ReshareDeal
                         | Kind::Commitment
                         | Kind::ShareDeal
                         | Kind::Certificate
@@ -226,6 +238,11 @@ impl RoleActor {
                         | Kind::Veto
                 )
                 | (Role::Beneficiary, Kind::ShareRelease)
+                // Kept for the release that needs it: a release's chain reaches the
+                // beneficiary in pieces once the order request no longer links to the
+                // commitment in force (after a refresh), and a piece with nothing else to act
+                // on would be left alone.
+                | (Role::Beneficiary, Kind::OrderRequest)
         ) || (args.role == Role::Beneficiary
             && kind == Kind::ReleaseRequest
             && Self::names_own_beneficiary(args, &envelope));
@@ -417,6 +434,14 @@ impl RoleActor {
                     custody::keygen::on_commitment(ctx, &envelope, cid).await?,
                 );
             }
+            (Role::Principal, Kind::ReshareDeal) => {
+                send_all(ctx, custody::refresh::on_deal(ctx, &envelope, cid).await?);
+            }
+            (Role::Fiduciary, Kind::ReshareRequest) => {
+                if let Some(delivery) = custody::refresh::on_request(ctx, &envelope, cid).await? {
+                    send_all(ctx, vec![delivery]);
+                }
+            }
             (Role::Principal, Kind::DkgComplaint) => {
                 send_all(
                     ctx,
@@ -525,7 +550,8 @@ impl RoleActor {
             {
                 mpin::on_share(ctx, &envelope, cid).await?
             }
-            // Order requests, commitments and the rest are kept for later steps and audits.
+            // Order requests, commitments, a refresh's deals (for the commitment that counts
+            // them) and the rest are kept for later steps and audits.
             _ => {}
         }
         tracing::debug!(%peer, ?kind, %cid, "envelope handled");
@@ -648,6 +674,13 @@ impl Actor for RoleActor {
                 let _ = reply.send(result.map(|(cid, deliveries)| {
                     send_all(&args.context, deliveries);
                     cid
+                }));
+            }
+            RoleMsg::Refresh { reference, reply } => {
+                let made = custody::refresh::create_refresh(&args.context, &reference).await;
+                let _ = reply.send(made.map(|(record, deliveries)| {
+                    send_all(&args.context, deliveries);
+                    record
                 }));
             }
             RoleMsg::Release {

@@ -83,6 +83,8 @@ named_states! {
         /// Principal and fiduciary: the key generation ended in a complaint; the order
         /// holds no key.
         Aborted => "aborted",
+        /// Principal: a refresh's request is out; not enough holders have dealt yet.
+        Refreshing => "refreshing",
     }
 }
 

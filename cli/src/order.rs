@@ -101,6 +101,18 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Have the order's fiduciaries deal its shares anew: same key, same committee and
+    /// threshold, new shares (the old ones are deleted once the new certificate is in).
+    Refresh {
+        /// The order reference.
+        reference: String,
+        /// Wait until the order is certified with its new shares (at most SECONDS, 60 by
+        /// default); fail naming who has not answered if it is not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The secret a beneficiary received: as text when it is UTF-8, else as hex.
     Secret {
         /// The order reference.
@@ -338,6 +350,33 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                     "release of {reference} sent; state {}; waiting for {}",
                     text(&released["state"]),
                     waiting_for(&released)
+                );
+            }
+        }
+        OrderCommand::Refresh {
+            reference,
+            wait,
+            client,
+        } => {
+            let mut refreshed = client
+                .post(
+                    &format!("/v2/orders/{reference}/refresh"),
+                    serde_json::json!({}),
+                )
+                .await?;
+            let epoch = refreshed["epoch"].as_u64().unwrap_or_default() + 1;
+            if let Some(seconds) = wait {
+                refreshed = wait::until(&client, refreshed, Goal::Epoch(epoch), seconds).await?;
+            }
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&refreshed)?);
+            } else if wait.is_some() {
+                outln!("{reference} refreshed: its shares of epoch {epoch} are certified");
+            } else {
+                outln!(
+                    "refresh of {reference} to epoch {epoch} sent; state {}; waiting for {}",
+                    text(&refreshed["state"]),
+                    waiting_for(&refreshed)
                 );
             }
         }

@@ -21,6 +21,8 @@ pub enum Goal {
     Certified,
     /// The beneficiary's receipt of release `sequence`.
     Receipt(u32),
+    /// The shares of `epoch` certified (after a refresh).
+    Epoch(u64),
 }
 
 impl Goal {
@@ -28,6 +30,9 @@ impl Goal {
         match self {
             Self::Certified => !record["certificate"].is_null(),
             Self::Receipt(sequence) => !record["receipts"][sequence.to_string()].is_null(),
+            Self::Epoch(epoch) => {
+                record["epoch"].as_u64() >= Some(epoch) && !record["certificate"].is_null()
+            }
         }
     }
 
@@ -35,6 +40,7 @@ impl Goal {
         match self {
             Self::Certified => "certified",
             Self::Receipt(_) => "received by its beneficiary",
+            Self::Epoch(_) => "certified with its new shares",
         }
     }
 }

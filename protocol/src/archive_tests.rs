@@ -109,6 +109,7 @@ fn released_order_with(
             public_key: ByteBuf::from(vec![1; 48]),
             output: BTreeMap::new(),
             generated: None,
+            reshared: None,
         }),
     );
     let signatures: Vec<_> = fiduciaries

@@ -123,7 +123,8 @@ fn check_generated(
     verified: &[(Cid, VerifiedEnvelope)],
     identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
 ) -> Result<(), AuditError> {
-    let Some(generated) = &commitment.generated else {
+    // Shares dealt anew are checked against the commitment they came from.
+    let (Some(generated), None) = (&commitment.generated, &commitment.reshared) else {
         return Ok(());
     };
     let failed = |reason: String| AuditError::KeyGeneration {
@@ -169,6 +170,54 @@ fn check_generated(
     };
     if commitment.public_key.as_slice() != public_key.to_compressed().as_slice() {
         return Err(failed("the public key is not the group key's".into()));
+    }
+    Ok(())
+}
+
+/// For shares dealt anew (a refresh): the commitment it came from is in the chain, the
+/// principal asked for it, and it keeps the order, the committee, the threshold and the key
+/// (for a dealt secret, the constant term of its Feldman commitments), counting t distinct
+/// dealers of the committee.
+fn check_reshared(
+    request: &OrderRequest,
+    cid: Cid,
+    commitment: &Commitment,
+    commitments: &BTreeMap<Cid, Commitment>,
+    verified: &[(Cid, VerifiedEnvelope)],
+) -> Result<(), AuditError> {
+    let Some(reshared) = &commitment.reshared else {
+        return Ok(());
+    };
+    let failed = |reason: &str| AuditError::KeyGeneration {
+        envelope: cid.to_string(),
+        reason: reason.to_owned(),
+    };
+    let previous = commitments
+        .get(&reshared.previous)
+        .ok_or_else(|| failed("the commitment it refreshes is not in the chain"))?;
+    let asked = verified.iter().any(|(c, e)| {
+        *c == reshared.request
+            && e.envelope().kind == Kind::ReshareRequest
+            && e.envelope().sender == request.principal
+    });
+    if !asked {
+        return Err(failed("no request of the principal's asked for it"));
+    }
+    if !commitment.keeps_all_but_the_shares_of(previous) {
+        return Err(failed("it changes the order, its committee or its key"));
+    }
+    let mut dealers = reshared.dealers.clone();
+    dealers.sort_unstable();
+    dealers.dedup();
+    let holders = commitment.fiduciaries.len() as u32;
+    if dealers.len() != commitment.threshold as usize
+        || dealers.iter().any(|d| *d == 0 || *d > holders)
+        || reshared.deals.len() != dealers.len()
+        || reshared.deals.iter().any(|to| to.len() != holders as usize)
+    {
+        return Err(failed(
+            "it does not count t distinct dealers of the committee",
+        ));
     }
     Ok(())
 }
@@ -397,6 +446,7 @@ pub fn audit(
         .collect();
     for (cid, commitment) in &commitments {
         check_generated(reference, &request, *cid, commitment, &verified, &identity)?;
+        check_reshared(&request, *cid, commitment, &commitments, &verified)?;
     }
     let mut certified = false;
     for (cid, envelope) in verified

@@ -89,6 +89,13 @@ pub enum Kind {
     /// The principal ends a key generation and names who failed it
     /// ([`crate::dkg::DkgAbort`], `prev` the round).
     DkgAbort,
+    /// The principal asks an order's holders to deal their shares anew
+    /// ([`crate::reshare::ReshareRequest`], `prev` the order's head).
+    ReshareRequest,
+    /// An old holder's share dealt to one holder of the next epoch: commitments in public, the
+    /// sub-share sealed to its recipient ([`crate::reshare::ReshareCommitments`],
+    /// [`crate::reshare::ReshareSubShare`], `prev` the request).
+    ReshareDeal,
 }
 
 /// One recipient of the sealed payload.

@@ -8,6 +8,7 @@
 //! - [`envelope`]: signed, sealed envelopes, hash-linked into per-order chains.
 //! - [`order`]: the payloads the custody flow carries in envelopes.
 //! - [`dkg`]: the payloads of a key the fiduciaries generate without a dealer, and their checks.
+//! - [`reshare`]: the payloads that deal an order's shares anew (a refresh) without its key.
 //! - [`policy`]: release policies (approver groups, time locks, vetoes) and their evaluation.
 //! - [`audit`]: offline verification of an order's whole log.
 //! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
@@ -42,5 +43,6 @@ pub mod mpin;
 pub mod network;
 pub mod order;
 pub mod policy;
+pub mod reshare;
 
 pub use cid::Cid;

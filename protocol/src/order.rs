@@ -117,6 +117,43 @@ pub struct Commitment {
     /// to. Absent for dealt secrets and for n-of-n keys added up from their shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated: Option<GeneratedKey>,
+    /// For shares dealt anew from an earlier epoch's (a refresh): what they came from. Absent
+    /// for an order's first shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reshared: Option<Reshared>,
+}
+
+impl Commitment {
+    /// Whether this commitment (of shares dealt anew) keeps everything of `previous` but the
+    /// shares: the order, plugin, committee, threshold, key (a dealt secret's constant
+    /// Feldman term), outputs and how the key came about.
+    pub fn keeps_all_but_the_shares_of(&self, previous: &Commitment) -> bool {
+        self.order == previous.order
+            && self.plugin == previous.plugin
+            && self.threshold == previous.threshold
+            && self.fiduciaries == previous.fiduciaries
+            && self.public_key == previous.public_key
+            && self.beneficiary_share == previous.beneficiary_share
+            && self.output == previous.output
+            && self.generated == previous.generated
+            && self.feldman.first() == previous.feldman.first()
+            && self.feldman.len() == previous.feldman.len()
+            && self.key_shares.len() == previous.key_shares.len()
+    }
+}
+
+/// What a commitment's shares were dealt anew from (see [`Commitment::reshared`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Reshared {
+    /// The commitment of the epoch before.
+    pub previous: Cid,
+    /// The principal's request ([`crate::reshare::ReshareRequest`]).
+    pub request: Cid,
+    /// The old holders whose deals count, by share index.
+    pub dealers: Vec<u32>,
+    /// For each of those dealers, its deal envelope to each holder of the new epoch, in share
+    /// order.
+    pub deals: Vec<Vec<Cid>>,
 }
 
 /// How a t-of-n generated key came about (see [`Commitment::generated`]).

@@ -17,6 +17,7 @@ mod network;
 mod policy;
 mod process;
 mod references;
+mod refresh;
 mod secrets;
 mod v1;
 mod waiting;

@@ -135,6 +135,8 @@ pub async fn on_share_release(
             held: Vec::new(),
             votes: Vec::new(),
             key_generation: None,
+            epoch: 0,
+            refresh: None,
         },
     };
     if record.receipts.contains_key(&request.sequence) {

@@ -25,7 +25,7 @@ use crate::states::OrderState;
 use super::approval::votes_of;
 use super::keygen;
 use super::principal::{generated_public_key, order_plugin};
-use super::record::{HeldRelease, KeyGeneration, OrderRecord, share_name};
+use super::record::{HeldRelease, KeyGeneration, OrderRecord, held_share_name, share_name};
 use super::release::check_beneficiary;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal, now_millis};
 use crate::metrics::{Metrics, PolicyStep};
@@ -110,6 +110,8 @@ pub async fn on_order_request(
         held: Vec::new(),
         votes: Vec::new(),
         key_generation: without_dealer.then(KeyGeneration::default),
+        epoch: 0,
+        refresh: None,
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index, "key share generated and kept");
@@ -126,6 +128,9 @@ pub async fn on_commitment(
 ) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let commitment: Commitment = RoleContext::payload(envelope)?;
+    if commitment.reshared.is_some() {
+        return super::refresh::on_commitment(ctx, envelope, commitment_cid, &commitment).await;
+    }
     if commitment.key_shares.is_empty() {
         return Ok(None);
     }
@@ -309,6 +314,8 @@ pub async fn on_share_deal(
         held: Vec::new(),
         votes: Vec::new(),
         key_generation: None,
+        epoch: 0,
+        refresh: None,
     };
     // The custody signature is made while the share and record reach the disk.
     let delivery = ctx
@@ -600,7 +607,11 @@ pub async fn on_release_request(
         .peer_of(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
     let value = ctx
-        .load_secret(&share_name(&record.principal, &reference))
+        .load_secret(&held_share_name(
+            &record.principal,
+            &reference,
+            record.epoch,
+        ))
         .await?;
     let index = *record
         .shares

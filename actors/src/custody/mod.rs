@@ -56,6 +56,7 @@ pub mod keygen;
 mod keygen_tests;
 mod principal;
 mod record;
+pub mod refresh;
 mod release;
 mod resume;
 #[cfg(test)]
@@ -75,7 +76,8 @@ pub use fiduciary::{
 };
 pub use principal::{Prepared, create_order, on_commitment_signature, on_key_share};
 pub use record::{
-    HeldRelease, OrderRecord, received_name, secret_name, share_name, stored_record, stored_records,
+    HeldRelease, OrderRecord, held_share_name, received_name, secret_name, share_name,
+    stored_record, stored_records,
 };
 pub use release::{ReleasePlan, create_release, on_receipt};
 pub use resume::{

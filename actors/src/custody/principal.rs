@@ -140,6 +140,8 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         held: Vec::new(),
         votes: Vec::new(),
         key_generation: keygen::without_dealer(plugin, &request).then(KeyGeneration::default),
+        epoch: 0,
+        refresh: None,
     };
     if plugin.key_source() == KeySource::Generated {
         // Each fiduciary answers the request with the public half of a share it generates.
@@ -170,6 +172,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         public_key: feldman[0].clone(),
         output: sealed_output,
         generated: None,
+        reshared: None,
     };
     let (commitment_cid, commitment_bytes) = ctx
         .publish(Kind::Commitment, &reference, Some(order_cid), &commitment)
@@ -322,6 +325,7 @@ async fn commit_generated_key(
             .key_output(&order, &public_key)
             .map_err(CustodyError::from)?,
         generated,
+        reshared: None,
     };
     let (commitment_cid, bytes) = ctx
         .publish(Kind::Commitment, &reference, Some(prev), &commitment)

@@ -69,6 +69,37 @@ pub struct OrderRecord {
     /// stands (principal, fiduciary). Absent from every other record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_generation: Option<KeyGeneration>,
+    /// How many times the order's shares were dealt anew (a refresh): a fiduciary's share is
+    /// kept under the name of its epoch ([`held_share_name`]). 0, and absent, before the
+    /// first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+    /// A refresh under way (principal, fiduciary). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Refresh>,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// Where a refresh stands (see `super::refresh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refresh {
+    /// The principal's request.
+    pub request: Cid,
+    /// Deal envelopes by dealer: each dealer's to every holder of the next epoch, in share
+    /// order (`None` where one is not in yet). A fiduciary records its own deals here.
+    pub deals: Vec<DealerDeals>,
+}
+
+/// One dealer's deal envelopes in a refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealerDeals {
+    /// The dealer's share index.
+    pub dealer: u32,
+    /// Its deal to each holder, in share order.
+    pub to: Vec<Option<Cid>>,
 }
 
 /// Where a key generation stands for the principal or one fiduciary (see
@@ -162,6 +193,15 @@ pub fn stored_records(store: &Store) -> Result<Vec<OrderRecord>, CustodyError> {
 /// The keystore name of a fiduciary's share of an order.
 pub fn share_name(principal: &Cid, reference: &str) -> String {
     format!("share/{principal}/{reference}")
+}
+
+/// The keystore name of a fiduciary's share of an order in `epoch` (0 for the order's first
+/// shares, as [`share_name`]; one more after each refresh).
+pub fn held_share_name(principal: &Cid, reference: &str, epoch: u32) -> String {
+    match epoch {
+        0 => share_name(principal, reference),
+        _ => format!("share/{principal}/{reference}/epoch-{epoch}"),
+    }
 }
 
 /// The keystore name of what a fiduciary keeps between the parts of a key generation (its
@@ -373,6 +413,8 @@ mod tests {
             held: Vec::new(),
             votes: Vec::new(),
             key_generation: None,
+            epoch: 0,
+            refresh: None,
         })
         .collect()
     }

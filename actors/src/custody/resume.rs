@@ -6,7 +6,7 @@
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{SignedEnvelope, VerifiedEnvelope};
-use dta_protocol::order::ReleaseRequest;
+use dta_protocol::order::{Commitment, ReleaseRequest};
 
 use crate::role::Role;
 use crate::states::OrderState;
@@ -108,6 +108,7 @@ pub fn settles_a_step(state: OrderState) -> bool {
         OrderState::Certified | OrderState::Released | OrderState::Aborted => true,
         OrderState::Ordered
         | OrderState::Generating
+        | OrderState::Refreshing
         | OrderState::Dealt
         | OrderState::Committed
         | OrderState::Releasing
@@ -138,6 +139,7 @@ pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
     match state {
         OrderState::Ordered
         | OrderState::Generating
+        | OrderState::Refreshing
         | OrderState::Dealt
         | OrderState::Committed => true,
         OrderState::Certified
@@ -217,9 +219,42 @@ pub fn resume(
                     send(&fiduciary, &[Some(record.order), record.commitment, deal]);
                 }
             }
+            OrderState::Refreshing => {
+                // Holders whose deals are not all in get the request again (they send the
+                // same deals again).
+                let refresh = record.refresh.clone();
+                let dealt = |index: u32, _: &Cid| {
+                    refresh.as_ref().is_some_and(|r| {
+                        r.deals
+                            .iter()
+                            .any(|d| d.dealer == index && d.to.iter().all(Option::is_some))
+                    })
+                };
+                for (_, fiduciary) in waiting(&dealt) {
+                    send(
+                        &fiduciary,
+                        &[record.certificate, refresh.as_ref().map(|r| r.request)],
+                    );
+                }
+            }
             OrderState::Committed => {
-                for (_, fiduciary) in waiting(&signed) {
-                    send(&fiduciary, &[record.commitment]);
+                // A refreshed commitment goes with the deals it counts and its request.
+                let reshared = record
+                    .commitment
+                    .and_then(|cid| ctx.stored_payload::<Commitment>(&cid).ok())
+                    .and_then(|c| c.reshared);
+                for (index, fiduciary) in waiting(&signed) {
+                    let mut cids: Vec<Option<Cid>> = reshared
+                        .iter()
+                        .flat_map(|r| {
+                            r.deals
+                                .iter()
+                                .map(move |to| to.get(index as usize - 1).copied())
+                                .chain([Some(r.request)])
+                        })
+                        .collect();
+                    cids.push(record.commitment);
+                    send(&fiduciary, &cids);
                 }
             }
             OrderState::Certified
@@ -429,6 +464,8 @@ pub struct Awaited {
 pub enum AwaitedStep {
     /// A fiduciary's share of a generated key.
     KeyShare,
+    /// A fiduciary's deals of a refresh.
+    Deal,
     /// A fiduciary's signature of the commitment.
     CustodySignature,
     /// The beneficiary's receipt of an open release.
@@ -440,6 +477,7 @@ impl AwaitedStep {
     pub fn name(self) -> &'static str {
         match self {
             Self::KeyShare => "key share",
+            Self::Deal => "deal",
             Self::CustodySignature => "custody signature",
             Self::Receipt => "receipt",
         }
@@ -488,6 +526,21 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
                 &|index, _| !generation.sent.contains_key(&index),
                 AwaitedStep::KeyShare,
                 envelope(&round).map(|e| e.timestamp),
+            )
+        }
+        OrderState::Refreshing => {
+            let refresh = record.refresh.clone();
+            let request = refresh.as_ref().map_or(record.head, |r| r.request);
+            fiduciaries(
+                &|index, _| {
+                    !refresh.as_ref().is_some_and(|r| {
+                        r.deals
+                            .iter()
+                            .any(|d| d.dealer == index && d.to.iter().all(Option::is_some))
+                    })
+                },
+                AwaitedStep::Deal,
+                envelope(&request).map(|e| e.timestamp),
             )
         }
         OrderState::Dealt | OrderState::Committed => fiduciaries(

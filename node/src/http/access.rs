@@ -125,6 +125,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("POST", Access::Token(&[Scope::Release]))],
     ),
     endpoint(
+        "/v2/orders/{reference}/refresh",
+        "deal the shares anew: same key, new shares (?wait=SECONDS: until certified again)",
+        &[("POST", Access::Token(&[Scope::Order]))],
+    ),
+    endpoint(
         "/v2/orders/{reference}/approvals",
         "approve or veto a release request under the order's policy",
         &[("POST", Access::Token(&[Scope::Approve]))],

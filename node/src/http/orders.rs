@@ -92,6 +92,7 @@ fn stored_record_json(record: &OrderRecord) -> Value {
         "principal": record.principal.to_string(),
         "fiduciaries": record.fiduciaries.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "threshold": record.threshold,
+        "epoch": record.epoch,
         "max_releases": record.max_releases,
         "signatures": record.signatures.len(),
         "releases": map(&record.releases),
@@ -476,6 +477,34 @@ pub async fn release(
         record,
         wait,
         wait::receipt_of(sequence),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `POST /v2/orders/{ref}/refresh[?wait=SECONDS]`: the committee deals the order's shares
+/// anew (same key); answered once the request is out, or once the order is certified again.
+pub async fn refresh(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    query: WaitParam,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let wait = wait_duration(query)?;
+    let principal = role_actor(&state, Role::Principal)?;
+    let events = state.custody_events.subscribe();
+    let record = ractor::call_t!(
+        principal,
+        |reply| RoleMsg::Refresh { reference, reply },
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
+    let epoch = record.epoch + 1;
+    answer_after(
+        &state,
+        events,
+        record,
+        wait,
+        move |r| r.epoch >= epoch && wait::certified(r),
         StatusCode::OK,
     )
     .await

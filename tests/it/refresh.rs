@@ -1,0 +1,242 @@
+//! Refreshing an order's shares across separate nodes: same key, new shares, the old ones
+//! deleted, releases before and after, a fiduciary down during a refresh, a stale request.
+
+use dta_actors::keystore::KeystoreMsg;
+use dta_actors::store::Column;
+use serde_json::json;
+
+use crate::custody::{
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, identity, one_role_each, public_of, record,
+};
+use dta_testnet::harness::Testnet;
+
+/// The share fiduciary `node` holds of `reference` in `epoch`, unwrapped by its keystore, if
+/// it holds one.
+async fn held(net: &Testnet, node: usize, reference: &str, epoch: u32) -> Option<Vec<u8>> {
+    let principal: dta_protocol::Cid = identity(net, PRINCIPAL).parse().unwrap();
+    let name = dta_actors::custody::held_share_name(&principal, reference, epoch);
+    let blob = net
+        .node(node)
+        .store()
+        .get(Column::Keystore, name.as_bytes())
+        .unwrap()?;
+    let keystore = dta_actors::registry::keystore(&net.node(node).info().peer_id).unwrap();
+    let secret = ractor::call_t!(
+        keystore,
+        |reply| KeystoreMsg::Unwrap { name, blob, reply },
+        5_000
+    )
+    .unwrap()
+    .unwrap();
+    Some(secret.expose().to_vec())
+}
+
+async fn refresh(api: &Api, net: &Testnet, reference: &str) -> serde_json::Value {
+    let (status, body) = api
+        .post(
+            net,
+            PRINCIPAL,
+            &format!("/v2/orders/{reference}/refresh?wait=30"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["waited"]["reached"], true, "{body}");
+    body
+}
+
+async fn release(api: &Api, net: &Testnet, reference: &str) {
+    let (status, body) = api
+        .post(
+            net,
+            PRINCIPAL,
+            &format!("/v2/orders/{reference}/release?wait=30"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["waited"]["reached"], true, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_secret_keeps_its_key_and_its_old_shares_are_gone() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let beneficiary = identity(&net, BENEFICIARY);
+    let (status, created) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders?wait=30",
+            json!({
+                "reference": "vault",
+                "plugin": "safeguardsecret",
+                "fiduciaries": fiduciaries,
+                "threshold": 2,
+                "beneficiary": beneficiary,
+                "secret": "the launch codes",
+                "max_releases": 3,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    release(&api, &net, "vault").await;
+    let before: Vec<Vec<u8>> = {
+        let mut shares = Vec::new();
+        for node in FIDUCIARIES {
+            shares.push(
+                held(&net, node, "vault", 0)
+                    .await
+                    .expect("a share of epoch 0"),
+            );
+        }
+        shares
+    };
+
+    let refreshed = refresh(&api, &net, "vault").await;
+    assert_eq!(refreshed["epoch"], 1, "{refreshed}");
+    assert_eq!(refreshed["state"], "certified", "{refreshed}");
+    for (node, old) in FIDUCIARIES.into_iter().zip(&before) {
+        assert_eq!(
+            held(&net, node, "vault", 0).await,
+            None,
+            "old share deleted"
+        );
+        let new = held(&net, node, "vault", 1)
+            .await
+            .expect("a share of epoch 1");
+        assert_ne!(&new, old);
+    }
+    // Released again with the new shares: the same secret, and the log audits.
+    release(&api, &net, "vault").await;
+    let (_, secret) = api.get(&net, BENEFICIARY, "/v2/orders/vault/secret").await;
+    assert_eq!(secret["secret"], "the launch codes", "{secret}");
+    let (status, report) = api.get(&net, PRINCIPAL, "/v2/orders/vault/audit").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert!(report.to_string().contains("reshare-request"), "{report}");
+
+    // A fiduciary down during a refresh: the other two deal, and the new shares are certified
+    // once it is back and has its own.
+    net.test_node(FIDUCIARIES[2]).stop().await;
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/vault/refresh", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_state(&net, PRINCIPAL, "vault", "principal", "committed")
+        .await;
+    // The two that are up sign; the order waits for the third alone, and says so.
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/vault").await;
+            let principal = record(&shown, "principal");
+            assert_eq!(principal["epoch"], 2, "{shown}");
+            let waiting: Vec<&str> = principal["waiting_for"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|w| w["identity"].as_str())
+                .collect();
+            if waiting == [fiduciaries[2].as_str()] {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the refresh never waited for the stopped fiduciary alone"
+    );
+    net.test_node(FIDUCIARIES[2])
+        .start()
+        .await
+        .expect("restarts");
+    api.wait_state(&net, PRINCIPAL, "vault", "principal", "certified")
+        .await;
+    assert!(held(&net, FIDUCIARIES[2], "vault", 2).await.is_some());
+    assert_eq!(held(&net, FIDUCIARIES[2], "vault", 1).await, None);
+
+    // The first refresh's request, replayed to a fiduciary: stale, and nothing changes.
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/vault").await;
+    let payload = |cid: &str| -> dta_protocol::order::Commitment {
+        let cid: dta_protocol::Cid = cid.parse().unwrap();
+        let bytes = net.node(PRINCIPAL).store().block(&cid).unwrap().unwrap();
+        let signed = dta_protocol::envelope::SignedEnvelope::decode(&bytes).unwrap();
+        dta_protocol::dagcbor::decode(
+            signed.envelope.public.as_ref().unwrap(),
+            dta_protocol::dagcbor::Limits::default(),
+        )
+        .unwrap()
+    };
+    let second = payload(record(&shown, "principal")["commitment"].as_str().unwrap());
+    let first = payload(&second.reshared.unwrap().previous.to_string());
+    let stale = first.reshared.unwrap().request;
+    let stale = net.node(PRINCIPAL).store().block(&stale).unwrap().unwrap();
+    let share_before = held(&net, FIDUCIARIES[0], "vault", 2).await;
+    crate::custody::deliver_and_settle(&net, PRINCIPAL, FIDUCIARIES[0], "fiduciary", stale).await;
+    assert_eq!(held(&net, FIDUCIARIES[0], "vault", 2).await, share_before);
+    let (_, shown) = api.get(&net, FIDUCIARIES[0], "/v2/orders/vault").await;
+    assert_eq!(record(&shown, "fiduciary")["epoch"], 2, "{shown}");
+    release(&api, &net, "vault").await;
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_generated_key_is_the_same_key() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let beneficiary = identity(&net, BENEFICIARY);
+    let order = |threshold: u32, reference: &str| {
+        json!({
+            "reference": reference,
+            "plugin": "milagro",
+            "fiduciaries": fiduciaries,
+            "threshold": threshold,
+            "beneficiary": beneficiary,
+        })
+    };
+    let (status, created) = api
+        .post(&net, PRINCIPAL, "/v2/orders?wait=30", order(2, "key"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/key").await;
+    let public_key = record(&shown, "principal")["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    refresh(&api, &net, "key").await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/key").await;
+    assert_eq!(
+        record(&shown, "principal")["public_key"],
+        public_key.as_str(),
+        "{shown}"
+    );
+    release(&api, &net, "key").await;
+    let (_, secret) = api.get(&net, BENEFICIARY, "/v2/orders/key/secret").await;
+    assert_eq!(public_of(&secret["secret_hex"]), public_key);
+    let (status, report) = api.get(&net, BENEFICIARY, "/v2/orders/key/audit").await;
+    assert_eq!(status, 200, "{report}");
+
+    // An n-of-n key added up from its shares cannot be refreshed yet, and says so; an order
+    // that is not certified cannot either.
+    let (status, _) = api
+        .post(&net, PRINCIPAL, "/v2/orders?wait=30", order(3, "added"))
+        .await;
+    assert_eq!(status, 201);
+    let (status, answer) = api
+        .post(&net, PRINCIPAL, "/v2/orders/added/refresh", json!({}))
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("n-of-n"),
+        "{answer}"
+    );
+    let (status, _) = api
+        .post(&net, PRINCIPAL, "/v2/orders/nothing/refresh", json!({}))
+        .await;
+    assert_eq!(status, 404);
+    net.stop().await;
+}
