@@ -454,9 +454,7 @@ pub async fn on_commitment(
     cid: Cid,
 ) -> Result<Vec<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let mut record = ctx
-        .own_record(&reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.principal_record(&reference)?;
     let commitment: DkgCommitment = RoleContext::payload(envelope)?;
     check_fiduciary(&record, commitment.index, envelope)?;
     if commitment.order != record.order || envelope.envelope().prev != Some(record.order) {

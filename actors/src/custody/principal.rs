@@ -224,9 +224,7 @@ pub async fn on_key_share(
     cid: Cid,
 ) -> Result<Vec<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let mut record = ctx
-        .own_record(&reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.principal_record(&reference)?;
     let share: KeyShare = RoleContext::payload(envelope)?;
     check_fiduciary(&record, share.index, envelope)?;
     if share.order != record.order {
@@ -415,9 +413,7 @@ pub async fn on_commitment_signature(
     signed: &SignedEnvelope,
 ) -> Result<Option<PendingCheck>, CustodyError> {
     let reference = signed.envelope.order.clone();
-    let mut record = ctx
-        .own_record(&reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.principal_record(&reference)?;
     let sender = signed.envelope.sender;
     if signed.envelope.kind != Kind::CommitmentSignature || !record.fiduciaries.contains(&sender) {
         return Err(CustodyError::Invalid(format!(

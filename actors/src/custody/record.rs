@@ -236,6 +236,12 @@ impl RoleContext {
         self.record(Role::Principal, &self.local.cid(), reference)
     }
 
+    /// The principal's record of its order `reference`, or [`CustodyError::NotFound`].
+    pub(crate) fn principal_record(&self, reference: &str) -> Result<OrderRecord, CustodyError> {
+        self.own_record(reference)?
+            .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))
+    }
+
     /// Every record on this node.
     pub fn records(&self) -> Result<Vec<OrderRecord>, CustodyError> {
         stored_records(&self.store)

@@ -107,9 +107,7 @@ pub async fn create_refresh(
     ctx: &RoleContext,
     reference: &str,
 ) -> Result<(OrderRecord, Vec<Delivery>), CustodyError> {
-    let mut record = ctx
-        .own_record(reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))?;
+    let mut record = ctx.principal_record(reference)?;
     if record.state == OrderState::Refreshing
         && let Some(refresh) = &record.refresh
     {
@@ -324,9 +322,7 @@ pub async fn on_deal(
     cid: Cid,
 ) -> Result<Vec<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let mut record = ctx
-        .own_record(&reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.principal_record(&reference)?;
     let Some(mut refresh) = record.refresh.clone() else {
         return Err(CustodyError::Invalid(format!(
             "order {reference} is not refreshing"

@@ -37,9 +37,7 @@ pub async fn create_release(
     reference: &str,
     beneficiary: Option<Cid>,
 ) -> Result<ReleasePlan, CustodyError> {
-    let mut record = ctx
-        .own_record(reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))?;
+    let mut record = ctx.principal_record(reference)?;
     let certificate = record
         .certificate
         .ok_or_else(|| CustodyError::Conflict(format!("order {reference} is not certified yet")))?;
@@ -243,9 +241,7 @@ pub async fn on_receipt(
     cid: Cid,
 ) -> Result<(), CustodyError> {
     let reference = envelope.envelope().order.clone();
-    let mut record = ctx
-        .own_record(&reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.principal_record(&reference)?;
     let receipt: Receipt = RoleContext::payload(envelope)?;
     let Some((sequence, _)) = record.releases.iter().find(|(_, c)| **c == receipt.release) else {
         return Err(CustodyError::Invalid(
