@@ -106,10 +106,12 @@ pub enum RoleMsg {
         /// Its envelope's CID, once made and sent off.
         reply: RpcReplyPort<Result<Cid, CustodyError>>,
     },
-    /// Principal: deal an order's shares anew (a refresh).
-    Refresh {
+    /// Principal: deal an order's shares anew, to its own committee (a refresh) or another.
+    Reshare {
         /// The order reference.
         reference: String,
+        /// The next committee and threshold; none for a refresh.
+        next: Option<(Vec<Cid>, u32)>,
         /// The record, once the request is sent off.
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
@@ -676,8 +678,12 @@ impl Actor for RoleActor {
                     cid
                 }));
             }
-            RoleMsg::Refresh { reference, reply } => {
-                let made = custody::refresh::create_refresh(&args.context, &reference).await;
+            RoleMsg::Reshare {
+                reference,
+                next,
+                reply,
+            } => {
+                let made = custody::refresh::create_reshare(&args.context, &reference, next).await;
                 let _ = reply.send(made.map(|(record, deliveries)| {
                     send_all(&args.context, deliveries);
                     record

@@ -85,6 +85,8 @@ named_states! {
         Aborted => "aborted",
         /// Principal: a refresh's request is out; not enough holders have dealt yet.
         Refreshing => "refreshing",
+        /// Fiduciary: custody moved to a committee without this node; its share is deleted.
+        Retired => "retired",
     }
 }
 

@@ -113,6 +113,24 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Move custody of an order to another committee and threshold (any overlap), same key:
+    /// the old fiduciaries deal their shares to the new ones and delete them.
+    Reshare {
+        /// The order reference.
+        reference: String,
+        /// A fiduciary of the new committee (repeat, in share order).
+        #[arg(long = "fiduciary", required = true)]
+        fiduciaries: Vec<String>,
+        /// Shares the new committee needs to release.
+        #[arg(long)]
+        threshold: u32,
+        /// Wait until the new committee has certified the order (at most SECONDS, 60 by
+        /// default); fail naming who has not answered if it has not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The secret a beneficiary received: as text when it is UTF-8, else as hex.
     Secret {
         /// The order reference.
@@ -358,27 +376,35 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             wait,
             client,
         } => {
-            let mut refreshed = client
+            let answer = client
                 .post(
                     &format!("/v2/orders/{reference}/refresh"),
                     serde_json::json!({}),
                 )
                 .await?;
-            let epoch = refreshed["epoch"].as_u64().unwrap_or_default() + 1;
-            if let Some(seconds) = wait {
-                refreshed = wait::until(&client, refreshed, Goal::Epoch(epoch), seconds).await?;
-            }
-            if client.json {
-                outln!("{}", serde_json::to_string_pretty(&refreshed)?);
-            } else if wait.is_some() {
-                outln!("{reference} refreshed: its shares of epoch {epoch} are certified");
-            } else {
-                outln!(
-                    "refresh of {reference} to epoch {epoch} sent; state {}; waiting for {}",
-                    text(&refreshed["state"]),
-                    waiting_for(&refreshed)
-                );
-            }
+            dealt_anew(&client, &reference, answer, wait, "refreshed").await?;
+        }
+        OrderCommand::Reshare {
+            reference,
+            fiduciaries,
+            threshold,
+            wait,
+            client,
+        } => {
+            let answer = client
+                .post(
+                    &format!("/v2/orders/{reference}/reshare"),
+                    serde_json::json!({ "fiduciaries": fiduciaries, "threshold": threshold }),
+                )
+                .await?;
+            dealt_anew(
+                &client,
+                &reference,
+                answer,
+                wait,
+                "moved to its new committee",
+            )
+            .await?;
         }
         OrderCommand::Secret {
             reference,
@@ -463,4 +489,31 @@ fn wipe_secret(value: &mut Value) {
             text.zeroize();
         }
     }
+}
+
+/// Reports a refresh or reshare the node took: at once, or once the order is certified with
+/// its new shares (`--wait`).
+async fn dealt_anew(
+    client: &ClientArgs,
+    reference: &str,
+    mut answer: serde_json::Value,
+    wait: Option<u64>,
+    done: &str,
+) -> anyhow::Result<()> {
+    let epoch = answer["epoch"].as_u64().unwrap_or_default() + 1;
+    if let Some(seconds) = wait {
+        answer = wait::until(client, answer, Goal::Epoch(epoch), seconds).await?;
+    }
+    if client.json {
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
+    } else if wait.is_some() {
+        outln!("{reference} {done}: its shares of epoch {epoch} are certified");
+    } else {
+        outln!(
+            "{reference}: shares of epoch {epoch} asked for; state {}; waiting for {}",
+            text(&answer["state"]),
+            waiting_for(&answer)
+        );
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
 use crate::policy::{Approval, DEFAULT_CLOCK_TOLERANCE_MS, Signed, Situation, Verdict};
+use crate::reshare::ReshareRequest;
 
 /// Longest chain the audit walks.
 pub const MAX_CHAIN: usize = 10_000;
@@ -174,10 +175,10 @@ fn check_generated(
     Ok(())
 }
 
-/// For shares dealt anew (a refresh): the commitment it came from is in the chain, the
-/// principal asked for it, and it keeps the order, the committee, the threshold and the key
-/// (for a dealt secret, the constant term of its Feldman commitments), counting t distinct
-/// dealers of the committee.
+/// For shares dealt anew (a refresh, or custody moved to another committee): the commitment
+/// it came from is in the chain, the principal asked for it and for this committee and
+/// threshold, and it keeps the order and the key (for a dealt secret, the constant term of its
+/// Feldman commitments), counting t distinct dealers of the committee before.
 fn check_reshared(
     request: &OrderRequest,
     cid: Cid,
@@ -195,28 +196,36 @@ fn check_reshared(
     let previous = commitments
         .get(&reshared.previous)
         .ok_or_else(|| failed("the commitment it refreshes is not in the chain"))?;
-    let asked = verified.iter().any(|(c, e)| {
-        *c == reshared.request
-            && e.envelope().kind == Kind::ReshareRequest
-            && e.envelope().sender == request.principal
-    });
-    if !asked {
+    let asked: Option<ReshareRequest> = verified
+        .iter()
+        .find(|(c, e)| {
+            *c == reshared.request
+                && e.envelope().kind == Kind::ReshareRequest
+                && e.envelope().sender == request.principal
+        })
+        .and_then(|(_, e)| e.public_payload().ok().flatten());
+    let Some(asked) = asked else {
         return Err(failed("no request of the principal's asked for it"));
-    }
-    if !commitment.keeps_all_but_the_shares_of(previous) {
-        return Err(failed("it changes the order, its committee or its key"));
+    };
+    if !commitment.keeps_the_key_of(previous)
+        || commitment.fiduciaries != asked.fiduciaries
+        || commitment.threshold != asked.threshold
+    {
+        return Err(failed(
+            "it changes the order or its key, or is not the committee asked for",
+        ));
     }
     let mut dealers = reshared.dealers.clone();
     dealers.sort_unstable();
     dealers.dedup();
-    let holders = commitment.fiduciaries.len() as u32;
-    if dealers.len() != commitment.threshold as usize
-        || dealers.iter().any(|d| *d == 0 || *d > holders)
+    let (old_holders, holders) = (previous.fiduciaries.len(), commitment.fiduciaries.len());
+    if dealers.len() != previous.threshold as usize
+        || dealers.iter().any(|d| *d == 0 || *d as usize > old_holders)
         || reshared.deals.len() != dealers.len()
-        || reshared.deals.iter().any(|to| to.len() != holders as usize)
+        || reshared.deals.iter().any(|to| to.len() != holders)
     {
         return Err(failed(
-            "it does not count t distinct dealers of the committee",
+            "it does not count t distinct dealers of the committee before",
         ));
     }
     Ok(())
@@ -462,10 +471,12 @@ pub fn audit(
             .ok()
             .flatten()
             .ok_or_else(|| failed("no certificate payload".into()))?;
-        if !commitments.contains_key(&certificate.commitment) {
+        let Some(committed) = commitments.get(&certificate.commitment) else {
             return Err(failed("its commitment is not in the chain".into()));
-        }
-        let signers: Vec<VerifiedIdentity> = request
+        };
+        // The committee that signed is the commitment's: custody may have moved since the
+        // order was made.
+        let signers: Vec<VerifiedIdentity> = committed
             .fiduciaries
             .iter()
             .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))

@@ -124,21 +124,21 @@ pub struct Commitment {
 }
 
 impl Commitment {
-    /// Whether this commitment (of shares dealt anew) keeps everything of `previous` but the
-    /// shares: the order, plugin, committee, threshold, key (a dealt secret's constant
-    /// Feldman term), outputs and how the key came about.
-    pub fn keeps_all_but_the_shares_of(&self, previous: &Commitment) -> bool {
+    /// Whether this commitment (of shares dealt anew, perhaps to another committee and
+    /// threshold) keeps the order and the key of `previous`: the order, plugin, key (a dealt
+    /// secret's constant Feldman term), outputs and how the key came about, and as many
+    /// commitments or public shares as its own committee and threshold need.
+    pub fn keeps_the_key_of(&self, previous: &Commitment) -> bool {
+        let dealt = !previous.feldman.is_empty();
         self.order == previous.order
             && self.plugin == previous.plugin
-            && self.threshold == previous.threshold
-            && self.fiduciaries == previous.fiduciaries
             && self.public_key == previous.public_key
             && self.beneficiary_share == previous.beneficiary_share
             && self.output == previous.output
             && self.generated == previous.generated
             && self.feldman.first() == previous.feldman.first()
-            && self.feldman.len() == previous.feldman.len()
-            && self.key_shares.len() == previous.key_shares.len()
+            && (!dealt || self.feldman.len() == self.threshold as usize)
+            && (dealt || self.key_shares.len() == self.fiduciaries.len())
     }
 }
 

@@ -3,9 +3,8 @@
 //! epoch (public Feldman commitments beside a sealed sub-share). The commitment that ends it
 //! names what it came from ([`crate::order::Reshared`]).
 //!
-//! Today the next committee and threshold are the order's own (a refresh: same key, new
-//! shares, the old ones deleted once the new certificate is in); the payloads already name
-//! both, for moving custody to another committee.
+//! The next committee and threshold may be the order's own (a refresh: same key, new
+//! shares) or others (custody moves; any overlap allowed).
 //!
 //! What it does not do: deal, check or combine shares (`dta_crypto::threshold::reshare` and
 //! `dta_crypto::dkg::reshare` do), or keep anything.
@@ -31,6 +30,8 @@ pub struct ReshareRequest {
     /// The epoch it starts (the order's first shares are epoch 0): a request of an epoch a
     /// holder has passed is a replay.
     pub epoch: u32,
+    /// Releases served so far: a holder that joins counts its releases from here.
+    pub releases: u32,
 }
 
 /// An old holder's Feldman commitments to the polynomial it deals its share with (public

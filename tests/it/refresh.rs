@@ -240,3 +240,94 @@ async fn a_refreshed_generated_key_is_the_same_key() {
     assert_eq!(status, 404);
     net.stop().await;
 }
+
+/// A testnet of a principal (node 0), seven fiduciaries (1-7) and a beneficiary (8).
+async fn seven_fiduciaries() -> Testnet {
+    one_role_each(9).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custody_moves_from_two_of_three_to_three_of_five_and_the_first_two_can_leave() {
+    let mut net = seven_fiduciaries().await;
+    let api = Api::new();
+    let ids: Vec<String> = (0..9).map(|i| identity(&net, i)).collect();
+    for (plugin, reference) in [("safeguardsecret", "moved"), ("milagro", "moved-key")] {
+        let mut body = json!({
+            "reference": reference,
+            "plugin": plugin,
+            "fiduciaries": [ids[1], ids[2], ids[3]],
+            "threshold": 2,
+            "beneficiary": ids[8],
+            "max_releases": 2,
+        });
+        if plugin == "safeguardsecret" {
+            body["secret"] = json!("moved but the same");
+        }
+        let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", body).await;
+        assert_eq!(status, 201, "{created}");
+        // A release before the move: fiduciaries that join count it.
+        release(&api, &net, reference).await;
+        let (status, moved) = api
+            .post(
+                &net,
+                PRINCIPAL,
+                &format!("/v2/orders/{reference}/reshare?wait=30"),
+                json!({ "fiduciaries": ids[3..8], "threshold": 3 }),
+            )
+            .await;
+        assert_eq!(status, 200, "{moved}");
+        assert_eq!(moved["waited"]["reached"], true, "{moved}");
+        assert_eq!(moved["threshold"], 3, "{moved}");
+        for node in [1, 2] {
+            api.wait_state(&net, node, reference, "fiduciary", "retired")
+                .await;
+            assert_eq!(held(&net, node, reference, 0).await, None, "share deleted");
+        }
+        for node in 3..8 {
+            api.wait_state(&net, node, reference, "fiduciary", "holding")
+                .await;
+            assert!(held(&net, node, reference, 1).await.is_some());
+        }
+    }
+    // The first two leave for good: the new committee releases (3 of 5, two of them down).
+    net.test_node(1).stop().await;
+    net.test_node(2).stop().await;
+    net.test_node(4).stop().await;
+    net.test_node(6).stop().await;
+    for reference in ["moved", "moved-key"] {
+        release(&api, &net, reference).await;
+        let (status, report) = api
+            .get(&net, 8, &format!("/v2/orders/{reference}/audit"))
+            .await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["passed"], true, "{report}");
+    }
+    let (_, secret) = api.get(&net, 8, "/v2/orders/moved/secret").await;
+    assert_eq!(secret["secret"], "moved but the same", "{secret}");
+
+    // A committee that cannot hold the order is refused before anything is published.
+    for (body, needle) in [
+        (
+            json!({ "fiduciaries": [ids[3], ids[3]], "threshold": 1 }),
+            "twice",
+        ),
+        (
+            json!({ "fiduciaries": [ids[3], ids[5]], "threshold": 3 }),
+            "threshold",
+        ),
+        (
+            json!({ "fiduciaries": [ids[3], ids[5]], "threshold": 1 }),
+            "at least 2",
+        ),
+    ] {
+        let (status, answer) = api
+            .post(&net, PRINCIPAL, "/v2/orders/moved-key/reshare", body)
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{answer}"
+        );
+    }
+    net.stop().await;
+}

@@ -76,8 +76,14 @@ pub async fn on_share_release(
         ));
     }
     check_named_beneficiary(&reference, &order, &request)?;
+    let certificate_envelope = ctx.verified_block(&request.certificate)?;
+    let certificate: Certificate = RoleContext::payload(&certificate_envelope)?;
+    let commitment_envelope = ctx.verified_block(&certificate.commitment)?;
+    let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
+    // The committee and threshold in force are the certified commitment's (custody may have
+    // moved since the order was made).
     let sender = envelope.envelope().sender;
-    let Some(position) = order.fiduciaries.iter().position(|f| *f == sender) else {
+    let Some(position) = commitment.fiduciaries.iter().position(|f| *f == sender) else {
         return Err(CustodyError::Invalid(format!(
             "{sender} is not a fiduciary of {reference}"
         )));
@@ -88,10 +94,6 @@ pub async fn on_share_release(
             "share from {sender} has the wrong index or release"
         )));
     }
-    let certificate_envelope = ctx.verified_block(&request.certificate)?;
-    let certificate: Certificate = RoleContext::payload(&certificate_envelope)?;
-    let commitment_envelope = ctx.verified_block(&certificate.commitment)?;
-    let commitment: Commitment = RoleContext::payload(&commitment_envelope)?;
     let plugin = order_plugin(&order)?;
     let value: [u8; 32] = released
         .share
@@ -122,8 +124,8 @@ pub async fn on_share_release(
             order: request.order,
             commitment: Some(certificate.commitment),
             principal: order.principal,
-            fiduciaries: order.fiduciaries.clone(),
-            threshold: order.threshold,
+            fiduciaries: commitment.fiduciaries.clone(),
+            threshold: commitment.threshold,
             max_releases: order.policy.max_releases,
             certificate: Some(request.certificate),
             signatures: BTreeMap::new(),
@@ -137,6 +139,7 @@ pub async fn on_share_release(
             key_generation: None,
             epoch: 0,
             refresh: None,
+            releases_before: 0,
         },
     };
     if record.receipts.contains_key(&request.sequence) {
@@ -162,7 +165,7 @@ pub async fn on_share_release(
     )
     .await?;
     record.shares.insert(released.index, cid);
-    if record.shares.len() < order.threshold as usize {
+    if record.shares.len() < commitment.threshold as usize {
         ctx.save(Role::Beneficiary, &record).await?;
         return Ok(None);
     }
@@ -174,7 +177,7 @@ pub async fn on_share_release(
         let value: [u8; 32] = bytes.expose().try_into().map_err(internal)?;
         values.push((*index, value));
     }
-    let key = match rebuild(&me, &commitment, &order, &values) {
+    let key = match rebuild(&me, &commitment, &values) {
         Ok(key) => key,
         Err(err) if commitment.key_shares.is_empty() => {
             // Some dealt share is off the committed polynomial: find it and drop it, so that
@@ -193,7 +196,7 @@ pub async fn on_share_release(
                     .map(|index| {
                         (*index as usize)
                             .checked_sub(1)
-                            .and_then(|position| order.fiduciaries.get(position))
+                            .and_then(|position| commitment.fiduciaries.get(position))
                             .map_or_else(|| format!("index {index}"), ToString::to_string)
                     })
                     .collect::<Vec<_>>()
@@ -216,7 +219,7 @@ pub async fn on_share_release(
         shares_from: record
             .shares
             .keys()
-            .map(|i| order.fiduciaries[*i as usize - 1])
+            .map(|i| commitment.fiduciaries[*i as usize - 1])
             .collect(),
         public_key: commitment.public_key.clone(),
         votes: grounds_of(ctx, &record)?,
@@ -266,7 +269,6 @@ pub(crate) fn shares_off_the_commitment(
 pub(crate) fn rebuild(
     me: &LocalIdentity,
     commitment: &Commitment,
-    order: &OrderRequest,
     values: &[(u32, [u8; 32])],
 ) -> Result<RebuiltKey, CustodyError> {
     let mismatch = || CustodyError::Invalid("rebuilt key does not match the commitment".into());
@@ -275,7 +277,7 @@ pub(crate) fn rebuild(
             .iter()
             .map(|(index, value)| Share::from_parts(*index, value).map_err(internal))
             .collect::<Result<_, _>>()?;
-        let key = threshold::recover(&shares, order.threshold as usize).map_err(internal)?;
+        let key = threshold::recover(&shares, commitment.threshold as usize).map_err(internal)?;
         let rebuilt = key.to_bls().map_err(internal)?.public_key();
         if rebuilt.to_bytes().as_slice() != commitment.public_key.as_slice() {
             return Err(mismatch());
@@ -287,7 +289,7 @@ pub(crate) fn rebuild(
         Some(generated) => {
             let group_key =
                 secp256k1::PublicKey::from_sec1(&generated.group_key).map_err(|_| mismatch())?;
-            let threshold = u16::try_from(order.threshold).map_err(internal)?;
+            let threshold = u16::try_from(commitment.threshold).map_err(internal)?;
             let shares: Vec<dkg::KeyShare> = values
                 .iter()
                 .map(|(index, value)| {

@@ -112,6 +112,7 @@ pub async fn on_order_request(
         key_generation: without_dealer.then(KeyGeneration::default),
         epoch: 0,
         refresh: None,
+        releases_before: 0,
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index, "key share generated and kept");
@@ -316,6 +317,7 @@ pub async fn on_share_deal(
         key_generation: None,
         epoch: 0,
         refresh: None,
+        releases_before: 0,
     };
     // The custody signature is made while the share and record reach the disk.
     let delivery = ctx
@@ -461,7 +463,7 @@ async fn policy_gate(
         request_seen_ms: held.as_ref().map_or(now, |h| h.seen_ms),
         now_ms: now,
         tolerance_ms: ctx.clock_tolerance_ms,
-        released: u32::try_from(record.releases.len()).unwrap_or(u32::MAX),
+        released: record.releases_served(),
         approvals: &approvals,
         vetoes: &vetoes,
     };
@@ -561,13 +563,13 @@ pub async fn on_release_request(
     check_named_beneficiary(&reference, &order, &request)?;
     if request.sequence == 0
         || request.sequence > record.max_releases
-        || request.sequence != record.releases.len() as u32 + 1
+        || request.sequence != record.releases_served() + 1
     {
         return Err(CustodyError::Conflict(format!(
             "release {} of {reference} is not allowed by its policy ({} allowed, {} served)",
             request.sequence,
             record.max_releases,
-            record.releases.len()
+            record.releases_served()
         )));
     }
     let beneficiary = ctx

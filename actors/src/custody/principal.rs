@@ -142,6 +142,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         key_generation: keygen::without_dealer(plugin, &request).then(KeyGeneration::default),
         epoch: 0,
         refresh: None,
+        releases_before: 0,
     };
     if plugin.key_source() == KeySource::Generated {
         // Each fiduciary answers the request with the public half of a share it generates.

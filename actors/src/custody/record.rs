@@ -77,6 +77,19 @@ pub struct OrderRecord {
     /// A refresh under way (principal, fiduciary). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<Refresh>,
+    /// Fiduciary that joined the order's committee after releases: how many there had been
+    /// (its own count of releases starts from here). 0, and absent, otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub releases_before: u32,
+}
+
+impl OrderRecord {
+    /// Releases served, with those before this fiduciary joined.
+    pub fn releases_served(&self) -> u32 {
+        u32::try_from(self.releases.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.releases_before)
+    }
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -421,6 +434,7 @@ mod tests {
             key_generation: None,
             epoch: 0,
             refresh: None,
+            releases_before: 0,
         })
         .collect()
     }

@@ -1,32 +1,38 @@
-//! A refresh: the same committee deals its shares anew, same key, same threshold, so that
-//! shares an attacker collected before no longer combine with those after.
+//! Dealing an order's shares anew, same key: to the same committee and threshold (a refresh,
+//! so that shares an attacker collected before no longer combine with those after), or to
+//! another committee and threshold, any overlap allowed (custody moves; a reshare).
 //!
-//! 1. The principal signs a request (the certificate in force, the next epoch) and sends it
-//!    to every fiduciary.
-//! 2. Each fiduciary deals its share to every fiduciary, itself included: a fresh polynomial
-//!    whose constant term is its share, Feldman commitments in public and one sub-share sealed
-//!    to each recipient, all to the principal.
-//! 3. Once t dealers' deals are complete and their commitments start from their old public
-//!    shares, the principal combines their commitments (Lagrange weights) into the new
-//!    commitment, which names the old one, the request and every deal it counts; it sends
-//!    each fiduciary its deals and the commitment.
-//! 4. Each fiduciary checks its sub-shares against their dealers' commitments, combines them
-//!    into its new share, checks that the commitment is what the deals give, keeps the new
-//!    share under the next epoch's name, deletes its old share (the principal has moved on to
-//!    the new commitment, so the old share can serve no release) and signs the commitment.
-//!    The signatures aggregate into the new certificate as for any commitment.
+//! 1. The principal signs a request (the certificate in force, the next committee and
+//!    threshold, the next epoch, the releases so far) and sends it to the committee in force.
+//! 2. Each fiduciary of that committee deals its share to every fiduciary of the next one: a
+//!    fresh polynomial of the next threshold's degree whose constant term is its share,
+//!    Feldman commitments in public and one sub-share sealed to each recipient, all to the
+//!    principal.
+//! 3. Once t dealers' deals are complete (t the threshold in force) and their commitments start
+//!    from their old public shares, the principal combines their commitments (Lagrange
+//!    weights) into the new commitment, which names the old one, the request and every deal it
+//!    counts. It sends each fiduciary of the next committee the order request, the old
+//!    commitment, its deals, the request and the new commitment; each fiduciary that leaves
+//!    gets the request and the new commitment.
+//! 4. Each fiduciary of the next committee checks its sub-shares against their dealers'
+//!    commitments, combines them into its new share, checks that the commitment is what the
+//!    deals give, keeps the new share under the next epoch's name, deletes its old share (the
+//!    principal has moved on to the new commitment, so the old share can serve no release) and
+//!    signs the commitment; one that joins starts its record there, counting the releases
+//!    before. Each that leaves deletes its share and retires. The signatures aggregate into the
+//!    new certificate as for any commitment.
 //!
 //! A dealt secret's shares are BLS12-381 scalars (`dta_crypto::threshold::reshare`), a key
 //! generated without a dealer's secp256k1 scalars (`dta_crypto::dkg::reshare`). What it does
-//! not do yet: move custody to another committee or threshold (the payloads name both), refresh
-//! an n-of-n key added up from its shares, or go on under a release policy with conditions.
-//! Until the new certificate is in, the order has none: releases wait, and a fiduciary that
-//! stays down keeps them waiting.
+//! not do yet: deal anew an n-of-n key added up from its shares, or go on under a release
+//! policy with conditions. Until the new certificate is in, the order has none: releases wait,
+//! and a fiduciary of the next committee that stays down keeps them waiting (the new
+//! certificate, like any, needs every fiduciary's signature).
 
 use dta_crypto::threshold::{self, Commitments, Share};
 use dta_crypto::{Secret, dkg};
 use dta_protocol::Cid;
-use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, OrderRequest, Reshared, SecretBytes};
 use dta_protocol::reshare::{ReshareCommitments, ReshareRequest, ReshareSubShare};
 use serde_bytes::ByteBuf;
@@ -101,11 +107,13 @@ fn u16_of(value: u32) -> Result<u16, CustodyError> {
     u16::try_from(value).map_err(|_| CustodyError::Invalid(format!("{value} is too large")))
 }
 
-/// Principal: asks the order's committee to deal its shares anew; the record and the
-/// request's deliveries.
-pub async fn create_refresh(
+/// Principal: asks the order's committee to deal its shares anew, to itself under its own
+/// threshold (a refresh, `next` none) or to the committee and threshold `next` names; the
+/// record and the request's deliveries to the dealers.
+pub async fn create_reshare(
     ctx: &RoleContext,
     reference: &str,
+    next: Option<(Vec<Cid>, u32)>,
 ) -> Result<(OrderRecord, Vec<Delivery>), CustodyError> {
     let mut record = ctx.principal_record(reference)?;
     if record.state == OrderState::Refreshing
@@ -143,12 +151,16 @@ pub async fn create_refresh(
             .ok_or_else(|| internal("certified order without commitment"))?,
     )?;
     Shares::of(&commitment)?;
+    let (fiduciaries, threshold) =
+        next.unwrap_or_else(|| (record.fiduciaries.clone(), record.threshold));
+    check_committee(ctx, &order, &fiduciaries, threshold)?;
     let request = ReshareRequest {
         order: record.order,
         certificate,
-        fiduciaries: record.fiduciaries.clone(),
-        threshold: record.threshold,
+        fiduciaries,
+        threshold,
         epoch: record.epoch + 1,
+        releases: record.releases_served(),
     };
     let (cid, _) = ctx
         .publish(Kind::ReshareRequest, reference, Some(record.head), &request)
@@ -163,6 +175,41 @@ pub async fn create_refresh(
     tracing::info!(order = %reference, epoch = request.epoch, "refresh requested");
     let deliveries = to_every_fiduciary(ctx, &record, cid)?;
     Ok((record, deliveries))
+}
+
+/// Refuses a next committee that could not hold the order: empty, a fiduciary twice, an
+/// identity not known here or whose node holds no shares, a threshold out of range, or a
+/// threshold of 1 among several for a generated key.
+fn check_committee(
+    ctx: &RoleContext,
+    order: &OrderRequest,
+    fiduciaries: &[Cid],
+    threshold: u32,
+) -> Result<(), CustodyError> {
+    let n = fiduciaries.len();
+    if n == 0 || threshold == 0 || threshold as usize > n {
+        return Err(CustodyError::Invalid(format!(
+            "threshold must be between 1 and the number of fiduciaries ({n})"
+        )));
+    }
+    let mut distinct = fiduciaries.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != n {
+        return Err(CustodyError::Invalid("a fiduciary is listed twice".into()));
+    }
+    let generated =
+        super::principal::order_plugin(order)?.key_source() == crate::plugin::KeySource::Generated;
+    if generated && threshold == 1 && n > 1 {
+        return Err(CustodyError::Invalid(format!(
+            "a generated key needs a threshold of at least 2, not 1 of {n}"
+        )));
+    }
+    ctx.known_identities(fiduciaries)?;
+    for fiduciary in fiduciaries {
+        super::release::check_holds_shares(ctx, fiduciary)?;
+    }
+    Ok(())
 }
 
 /// The certificate in force and the request, for every fiduciary (a fiduciary learns of a
@@ -233,9 +280,12 @@ pub async fn on_request(
             "refresh of another order, certificate or epoch".into(),
         ));
     }
-    if request.fiduciaries != record.fiduciaries || request.threshold != record.threshold {
+    if request.fiduciaries.is_empty()
+        || request.threshold == 0
+        || request.threshold as usize > request.fiduciaries.len()
+    {
         return Err(CustodyError::Invalid(
-            "moving custody to another committee or threshold is not supported yet".into(),
+            "a refresh to an impossible committee or threshold".into(),
         ));
     }
     let commitment: Commitment = ctx.stored_payload(
@@ -333,7 +383,8 @@ pub async fn on_deal(
         return Err(CustodyError::Invalid("a deal of another refresh".into()));
     }
     super::principal::check_fiduciary(&record, deal.dealer, envelope)?;
-    let holders = record.fiduciaries.len();
+    let request: ReshareRequest = ctx.stored_payload(&refresh.request)?;
+    let holders = request.fiduciaries.len();
     if deal.recipient == 0 || deal.recipient as usize > holders {
         return Err(CustodyError::Invalid(format!(
             "a deal to holder {}, of {holders}",
@@ -349,7 +400,7 @@ pub async fn on_deal(
     let old: Commitment = ctx.stored_payload(&old_cid)?;
     let shares = Shares::of(&old)?;
     shares.check_dealer(deal.dealer, &deal.commitments)?;
-    if deal.commitments.len() != record.threshold as usize {
+    if deal.commitments.len() != request.threshold as usize {
         return Err(CustodyError::Invalid(format!(
             "the deal of holder {} commits to another threshold",
             deal.dealer
@@ -401,6 +452,8 @@ pub async fn on_deal(
         })
         .collect::<Result<_, CustodyError>>()?;
     let mut commitment = old.clone();
+    commitment.fiduciaries = request.fiduciaries.clone();
+    commitment.threshold = request.threshold;
     match &shares {
         Shares::Dealt(_) => {
             commitment.feldman = combined_feldman(&parts, record.threshold)?;
@@ -435,8 +488,16 @@ pub async fn on_deal(
             &commitment,
         )
         .await?;
-    let request = refresh.request;
+    let request_cid = refresh.request;
+    let leaving: Vec<Cid> = record
+        .fiduciaries
+        .iter()
+        .filter(|f| !request.fiduciaries.contains(f))
+        .copied()
+        .collect();
     record.refresh = Some(refresh);
+    record.fiduciaries = request.fiduciaries.clone();
+    record.threshold = request.threshold;
     record.commitment = Some(commitment_cid);
     record.certificate = None;
     record.signatures.clear();
@@ -445,11 +506,23 @@ pub async fn on_deal(
     record.state = OrderState::Committed;
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, commitment = %commitment_cid, "shares dealt anew");
-    deliveries_of(ctx, &record, &deals, request, bytes)
+    let mut deliveries = deliveries_of(ctx, &record, &deals, request_cid, bytes.clone())?;
+    // Fiduciaries that leave learn that custody moved, and delete their shares.
+    let request_bytes = ctx
+        .block(&request_cid)
+        .ok_or_else(|| internal("refresh request missing"))?;
+    deliveries.extend(
+        leaving
+            .iter()
+            .filter_map(|f| ctx.peer_of(f))
+            .map(|peer| (peer, vec![request_bytes.clone(), bytes.clone()])),
+    );
+    Ok(deliveries)
 }
 
 /// Each fiduciary's counted deals, then the request and the commitment (a fiduciary that was
-/// down when the request went out gets it here).
+/// down when the request went out gets it here), after the order request and the commitment
+/// before (which a fiduciary that joins has not seen).
 pub(crate) fn deliveries_of(
     ctx: &RoleContext,
     record: &OrderRecord,
@@ -457,6 +530,23 @@ pub(crate) fn deliveries_of(
     request: Cid,
     commitment: Vec<u8>,
 ) -> Result<Vec<Delivery>, CustodyError> {
+    let previous = SignedEnvelope::decode(&commitment)
+        .ok()
+        .and_then(|signed| signed.envelope.public)
+        .and_then(|public| {
+            dta_protocol::dagcbor::decode::<Commitment>(
+                &public,
+                dta_protocol::dagcbor::Limits::default(),
+            )
+            .ok()
+        })
+        .and_then(|c| c.reshared)
+        .map(|r| r.previous);
+    let context: Vec<Vec<u8>> = [Some(record.order), previous]
+        .iter()
+        .flatten()
+        .filter_map(|cid| ctx.block(cid))
+        .collect();
     let request = ctx
         .block(&request)
         .ok_or_else(|| internal("refresh request missing"))?;
@@ -465,13 +555,13 @@ pub(crate) fn deliveries_of(
         let Some(peer) = ctx.peer_of(fiduciary) else {
             continue;
         };
-        let mut blocks = deals
-            .iter()
-            .map(|to| {
+        let mut blocks = context.clone();
+        for to in deals {
+            blocks.push(
                 ctx.block(&to[position])
-                    .ok_or_else(|| internal("deal block missing"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                    .ok_or_else(|| internal("deal block missing"))?,
+            );
+        }
         blocks.push(request.clone());
         blocks.push(commitment.clone());
         deliveries.push((peer, blocks));
@@ -520,47 +610,78 @@ pub async fn on_commitment(
 ) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let principal = envelope.envelope().sender;
-    let mut record = ctx
-        .record(Role::Fiduciary, &principal, &reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let existing = ctx.record(Role::Fiduciary, &principal, &reference)?;
     let reshared = commitment
         .reshared
         .as_ref()
         .ok_or_else(|| internal("not a refreshed commitment"))?;
-    if record.commitment == Some(commitment_cid) {
+    if existing
+        .as_ref()
+        .is_some_and(|r| r.commitment == Some(commitment_cid))
+    {
         // Sent again (the principal did not get our signature): sign again.
         return sign_commitment(ctx, &reference, commitment_cid, principal)
             .await
             .map(Some);
     }
+    let me = ctx.local.cid();
+    let joins = commitment.fiduciaries.iter().position(|f| *f == me);
+    if existing.is_none() && joins.is_none() {
+        return Ok(None);
+    }
     let request_envelope = ctx.verified_block(&reshared.request)?;
     let request: ReshareRequest = RoleContext::payload(&request_envelope)?;
+    let previous_envelope = ctx.verified_block(&reshared.previous)?;
+    let old: Commitment = RoleContext::payload(&previous_envelope)?;
+    let fits_this_node = match &existing {
+        Some(record) => {
+            request.order == record.order
+                && request.epoch == record.epoch + 1
+                && record.commitment == Some(reshared.previous)
+        }
+        None => request.epoch > 0,
+    };
     if request_envelope.envelope().sender != principal
+        || previous_envelope.envelope().sender != principal
         || request_envelope.envelope().kind != Kind::ReshareRequest
-        || request.order != record.order
-        || request.epoch != record.epoch + 1
-        || record.commitment != Some(reshared.previous)
+        || request.order != old.order
         || envelope.envelope().prev != Some(reshared.request)
+        || !fits_this_node
     {
         return Err(CustodyError::Invalid(
             "a refreshed commitment of another refresh".into(),
         ));
     }
-    let old: Commitment = ctx.stored_payload(&reshared.previous)?;
-    let same_order = commitment.keeps_all_but_the_shares_of(&old)
+    let same_order = commitment.keeps_the_key_of(&old)
+        && commitment.fiduciaries == request.fiduciaries
+        && commitment.threshold == request.threshold
         && reshared.dealers.len() == old.threshold as usize
         && reshared.deals.len() == reshared.dealers.len();
     if !same_order {
         return Err(CustodyError::Invalid(
-            "a refreshed commitment that changes the order".into(),
+            "a refreshed commitment that changes the order or is not the committee asked for"
+                .into(),
         ));
     }
+    let Some(position) = joins else {
+        // Custody moved to a committee without this node: its share goes.
+        let mut record = existing.ok_or_else(|| internal("no record to retire"))?;
+        let held = held_share_name(&principal, &reference, record.epoch);
+        record.epoch = request.epoch;
+        record.commitment = Some(commitment_cid);
+        record.certificate = None;
+        record.head = commitment_cid;
+        record.state = OrderState::Retired;
+        record.refresh = None;
+        ctx.save(Role::Fiduciary, &record).await?;
+        ctx.store
+            .delete_durable(Column::Keystore, held.as_bytes())
+            .map_err(internal)?;
+        tracing::info!(order = %reference, "custody moved on; share deleted");
+        return Ok(None);
+    };
+    let index = position as u32 + 1;
     let shares = Shares::of(&old)?;
-    let index = *record
-        .shares
-        .keys()
-        .next()
-        .ok_or_else(|| internal("no share index recorded"))?;
     let mut sub_shares = Vec::with_capacity(reshared.dealers.len());
     let mut parts = Vec::with_capacity(reshared.dealers.len());
     for (dealer, deals) in reshared.dealers.iter().zip(&reshared.deals) {
@@ -571,7 +692,7 @@ pub async fn on_commitment(
         let header = deal_envelope.envelope();
         if header.kind != Kind::ReshareDeal
             || header.prev != Some(reshared.request)
-            || record.fiduciaries.get(*dealer as usize - 1) != Some(&header.sender)
+            || old.fiduciaries.get(*dealer as usize - 1) != Some(&header.sender)
         {
             return Err(CustodyError::Invalid(format!(
                 "deal {deal_cid} is not holder {dealer}'s"
@@ -631,7 +752,7 @@ pub async fn on_commitment(
                 .map_err(|e| named(e.to_string()))?;
                 subs.push((dealer, Secret::new(*value)));
             }
-            let holders = u16_of(record.fiduciaries.len() as u32)?;
+            let holders = u16_of(commitment.fiduciaries.len() as u32)?;
             let expected = dkg::reshare::public_shares_from(&combined_secp256k1(&parts)?, holders)
                 .map_err(|e| named(e.to_string()))?;
             if byte_bufs(expected) != commitment.key_shares {
@@ -640,13 +761,48 @@ pub async fn on_commitment(
             dkg::reshare::combine(&subs).map_err(|e| named(e.to_string()))?
         }
     };
-    let epoch = record.epoch + 1;
+    let epoch = request.epoch;
     ctx.keep_secret(
         held_share_name(&principal, &reference, epoch),
         new_value.expose().to_vec(),
     )
     .await?;
+    let previous_epoch = existing.as_ref().map(|r| r.epoch);
+    let mut record = match existing {
+        Some(record) => record,
+        // A fiduciary that joins: its record starts here, counting the releases before.
+        None => {
+            let order: OrderRequest = ctx.stored_payload(&old.order)?;
+            OrderRecord {
+                reference: reference.clone(),
+                role: Role::Fiduciary,
+                state: OrderState::Holding,
+                order: old.order,
+                commitment: None,
+                principal,
+                fiduciaries: Vec::new(),
+                threshold: 0,
+                max_releases: order.policy.max_releases,
+                certificate: None,
+                signatures: Default::default(),
+                releases: Default::default(),
+                shares: Default::default(),
+                receipts: Default::default(),
+                served: Default::default(),
+                head: commitment_cid,
+                held: Vec::new(),
+                votes: Vec::new(),
+                key_generation: None,
+                epoch: 0,
+                refresh: None,
+                releases_before: request.releases,
+            }
+        }
+    };
     record.epoch = epoch;
+    record.fiduciaries = commitment.fiduciaries.clone();
+    record.threshold = commitment.threshold;
+    record.shares = [(index, commitment_cid)].into();
     record.commitment = Some(commitment_cid);
     record.certificate = None;
     record.head = commitment_cid;
@@ -660,20 +816,14 @@ pub async fn on_commitment(
         )
         .await?;
     // The principal has moved on to the new commitment: the old share can serve no release.
-    forget_previous_share(ctx, &record)?;
+    if let Some(previous_epoch) = previous_epoch {
+        ctx.store
+            .delete_durable(
+                Column::Keystore,
+                held_share_name(&principal, &reference, previous_epoch).as_bytes(),
+            )
+            .map_err(internal)?;
+    }
     tracing::info!(order = %reference, epoch, "new share kept, old one deleted; commitment signed");
     Ok(Some(delivery))
-}
-
-/// Fiduciary: deletes the share of the epoch before, once the new one is kept.
-fn forget_previous_share(ctx: &RoleContext, record: &OrderRecord) -> Result<(), CustodyError> {
-    if record.epoch == 0 {
-        return Ok(());
-    }
-    ctx.store
-        .delete_durable(
-            Column::Keystore,
-            held_share_name(&record.principal, &record.reference, record.epoch - 1).as_bytes(),
-        )
-        .map_err(internal)
 }

@@ -105,7 +105,10 @@ pub(crate) async fn migrate_record(
 /// step.
 pub fn settles_a_step(state: OrderState) -> bool {
     match state {
-        OrderState::Certified | OrderState::Released | OrderState::Aborted => true,
+        OrderState::Certified
+        | OrderState::Released
+        | OrderState::Aborted
+        | OrderState::Retired => true,
         OrderState::Ordered
         | OrderState::Generating
         | OrderState::Refreshing
@@ -144,6 +147,7 @@ pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
         | OrderState::Committed => true,
         OrderState::Certified
         | OrderState::Aborted
+        | OrderState::Retired
         | OrderState::Releasing
         | OrderState::Released
         | OrderState::Generated
@@ -247,9 +251,14 @@ pub fn resume(
                     let mut cids: Vec<Option<Cid>> = reshared
                         .iter()
                         .flat_map(|r| {
-                            r.deals
-                                .iter()
-                                .map(move |to| to.get(index as usize - 1).copied())
+                            // A fiduciary that joins needs the order and the commitment before.
+                            [Some(record.order), Some(r.previous)]
+                                .into_iter()
+                                .chain(
+                                    r.deals
+                                        .iter()
+                                        .map(move |to| to.get(index as usize - 1).copied()),
+                                )
                                 .chain([Some(r.request)])
                         })
                         .collect();
@@ -264,7 +273,8 @@ pub fn resume(
             | OrderState::Holding
             | OrderState::Collecting
             | OrderState::Received
-            | OrderState::Aborted => {}
+            | OrderState::Aborted
+            | OrderState::Retired => {}
         }
     }
     Ok(deliveries)
@@ -571,6 +581,7 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
         | OrderState::Holding
         | OrderState::Collecting
         | OrderState::Received
-        | OrderState::Aborted => Vec::new(),
+        | OrderState::Aborted
+        | OrderState::Retired => Vec::new(),
     }
 }

@@ -130,6 +130,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("POST", Access::Token(&[Scope::Order]))],
     ),
     endpoint(
+        "/v2/orders/{reference}/reshare",
+        "move custody to another committee and threshold, same key (?wait=SECONDS)",
+        &[("POST", Access::Token(&[Scope::Order]))],
+    ),
+    endpoint(
         "/v2/orders/{reference}/approvals",
         "approve or veto a release request under the order's policy",
         &[("POST", Access::Token(&[Scope::Approve]))],

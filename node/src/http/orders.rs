@@ -489,12 +489,52 @@ pub async fn refresh(
     Path(reference): Path<String>,
     query: WaitParam,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    reshare_to(state, reference, query, None).await
+}
+
+/// The body of `POST /v2/orders/{ref}/reshare`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReshareBody {
+    /// The next committee's identity CIDs, in share order.
+    fiduciaries: Vec<String>,
+    /// The next threshold.
+    threshold: u32,
+}
+
+/// `POST /v2/orders/{ref}/reshare[?wait=SECONDS]`: custody of the order moves to another
+/// committee and threshold (any overlap), same key.
+pub async fn reshare(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    query: WaitParam,
+    body: Result<Json<ReshareBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let fiduciaries = body
+        .fiduciaries
+        .iter()
+        .map(|f| cid(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    reshare_to(state, reference, query, Some((fiduciaries, body.threshold))).await
+}
+
+async fn reshare_to(
+    state: ApiState,
+    reference: String,
+    query: WaitParam,
+    next: Option<(Vec<dta_protocol::Cid>, u32)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let wait = wait_duration(query)?;
     let principal = role_actor(&state, Role::Principal)?;
     let events = state.custody_events.subscribe();
     let record = ractor::call_t!(
         principal,
-        |reply| RoleMsg::Refresh { reference, reply },
+        |reply| RoleMsg::Reshare {
+            reference,
+            next,
+            reply
+        },
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
