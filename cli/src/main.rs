@@ -860,7 +860,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Demo { json } => {
             let report = dta_testnet::demo::run().await.context("the demo failed")?;
             print_report(&report, json)?;
-            if !(report.secret_recovered && report.audit_passed) {
+            if !(report.secret_recovered && report.audit_passed && report.custody_moved) {
                 anyhow::bail!("the demo finished but did not recover and audit the secret");
             }
         }

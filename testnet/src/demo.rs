@@ -1,13 +1,14 @@
 //! `dta demo`: one custody order on a real network of five nodes, start to finish.
 //!
-//! Five full nodes start in this process on 127.0.0.1 (a principal, three fiduciaries, a
-//! beneficiary), each with its own home, keystore, rocksdb and libp2p swarm, and find each
-//! other. The principal orders custody of a secret, 2-of-3: the fiduciaries check and keep
-//! their shares and their signatures aggregate into one custody certificate. One fiduciary is
-//! stopped; the principal releases to the beneficiary, which rebuilds the secret from the two
-//! shares that still arrive. A fiduciary that took no part in the release then audits the
-//! whole log, fetching over Bitswap the blocks it lacks. No root, no HSM, no network beyond
-//! loopback.
+//! Six full nodes start in this process on 127.0.0.1 (a principal, three fiduciaries, a
+//! beneficiary and a spare fiduciary), each with its own home, keystore, rocksdb and libp2p
+//! swarm, and find each other. The principal orders custody of a secret, 2-of-3: the
+//! fiduciaries check and keep their shares and their signatures aggregate into one custody
+//! certificate. One fiduciary is stopped; the principal releases to the beneficiary, which
+//! rebuilds the secret from the two shares that still arrive. Custody then moves off the
+//! stopped fiduciary to the spare one, same key. A fiduciary that took no part in the release
+//! then audits the whole log, fetching over Bitswap the blocks it lacks. No root, no HSM, no
+//! network beyond loopback.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ const BENEFICIARY: usize = FIDUCIARIES + 1;
 /// The fiduciary stopped before the release, and the one that audits.
 const STOPPED: usize = 2;
 const AUDITOR: usize = 3;
+/// The fiduciary that takes the stopped one's place.
+const SPARE: usize = FIDUCIARIES + 2;
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the demo failed. Each variant names the step.
@@ -96,6 +99,8 @@ pub struct DemoReport {
     pub secret_recovered: bool,
     /// Whether the audit of the whole log passed.
     pub audit_passed: bool,
+    /// Whether custody moved off the stopped fiduciary, same key, and was certified again.
+    pub custody_moved: bool,
 }
 
 /// Runs the demo.
@@ -108,7 +113,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         _ => Role::Fiduciary,
     };
     let mut net = Testnet::builder()
-        .nodes(FIDUCIARIES + 2)
+        .nodes(FIDUCIARIES + 3)
         .one_role_each(role_of)
         .build()
         .await?;
@@ -136,6 +141,11 @@ pub async fn run() -> Result<DemoReport, DemoError> {
             .map_err(|_| failed("identities")("bad identity CID".into()))
     };
     let principal = role_actor(&net, PRINCIPAL, Role::Principal)?;
+    // The committee custody moves to once a fiduciary is stopped.
+    let committee: Vec<Cid> = [1, AUDITOR, SPARE]
+        .into_iter()
+        .map(cid)
+        .collect::<Result<_, _>>()?;
     let mut events = net.node(PRINCIPAL).custody_events();
     let order = NewOrder {
         reference: Some(REFERENCE.into()),
@@ -198,6 +208,29 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     });
 
     let at = Instant::now();
+    ractor::call_t!(
+        principal,
+        |reply| RoleMsg::Reshare {
+            reference: REFERENCE.into(),
+            next: Some((committee.clone(), THRESHOLD)),
+            reply
+        },
+        dta_actors::roles::CALL_TIMEOUT_MS
+    )
+    .map_err(|e| failed("reshare")(e.to_string()))?
+    .map_err(|e| failed("reshare")(e.to_string()))?;
+    wait(&mut events, Role::Principal, OrderState::Certified).await?;
+    let moved = principal_record(&net)?;
+    let custody_moved = moved.fiduciaries == committee && moved.epoch == 1;
+    steps.push(Step {
+        what: format!(
+            "custody moved off {stopped} to {}: the two fiduciaries left dealt their shares anew to the new committee, same key, {THRESHOLD}-of-{FIDUCIARIES} again, and it certified the order",
+            net.node(SPARE).info().name
+        ),
+        millis: millis(at),
+    });
+
+    let at = Instant::now();
     let head = principal_record(&net)?.head;
     let auditor = net.node(AUDITOR);
     let fetched = dta_actors::custody::fetch_chain(auditor.store(), auditor.network(), head)
@@ -229,6 +262,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         fetched_for_audit: fetched,
         secret_recovered,
         audit_passed,
+        custody_moved,
     })
 }
 

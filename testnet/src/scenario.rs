@@ -88,12 +88,17 @@ pub enum Expect {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum StepSpec {
-    /// The principal orders custody of a secret from every fiduciary, for the beneficiary.
+    /// The principal orders custody of a secret from every fiduciary (or those named), for
+    /// the beneficiary.
     Order {
         /// The order's reference.
         reference: String,
         /// The secret.
         secret: String,
+        /// The fiduciaries by node name (default: every fiduciary).
+        fiduciaries: Option<Vec<String>>,
+        /// The threshold (default: the network's).
+        threshold: Option<u32>,
         /// A release policy, as `POST /v2/orders` takes it, with node names where identity
         /// CIDs go (`members = ["node-4", "node-5"]`).
         #[serde(default)]
@@ -126,6 +131,28 @@ pub enum StepSpec {
     WaitUntil {
         /// Seconds from now.
         seconds: u64,
+    },
+    /// The principal has an order's committee deal its shares anew (same key), and waits until
+    /// the order is certified with them.
+    Refresh {
+        /// The order's reference.
+        reference: String,
+        /// Succeed or be refused.
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// The principal moves custody of an order to other fiduciaries (by node name) and
+    /// threshold, same key, and waits until the new committee has certified it.
+    Reshare {
+        /// The order's reference.
+        reference: String,
+        /// The new committee.
+        fiduciaries: Vec<String>,
+        /// The new threshold.
+        threshold: u32,
+        /// Succeed or be refused.
+        #[serde(default)]
+        expect: Expect,
     },
     /// The principal releases an order to its beneficiary.
     Release {
@@ -432,11 +459,37 @@ impl Runner {
             StepSpec::Order {
                 reference,
                 secret,
+                fiduciaries,
+                threshold,
                 policy,
                 expect,
             } => (
                 format!("order {reference}"),
-                self.order(reference, secret, policy.as_ref(), *expect)
+                self.order(
+                    reference,
+                    secret,
+                    (fiduciaries.as_deref(), *threshold),
+                    policy.as_ref(),
+                    *expect,
+                )
+                .await,
+            ),
+            StepSpec::Refresh { reference, expect } => (
+                format!("refresh {reference}"),
+                self.deal_anew(reference, None, *expect).await,
+            ),
+            StepSpec::Reshare {
+                reference,
+                fiduciaries,
+                threshold,
+                expect,
+            } => (
+                format!(
+                    "move {reference} to {} of {}",
+                    threshold,
+                    fiduciaries.join(",")
+                ),
+                self.deal_anew(reference, Some((fiduciaries, *threshold)), *expect)
                     .await,
             ),
             StepSpec::Approve {
@@ -567,16 +620,24 @@ impl Runner {
         &self,
         reference: &str,
         secret: &str,
+        (named, threshold): (Option<&[String]>, Option<u32>),
         policy: Option<&toml::Table>,
         expect: Expect,
     ) -> Result<String, String> {
         let principal = self.node("@principal")?;
         let beneficiary = self.node("@beneficiary")?.identity;
+        let fiduciaries = match named {
+            Some(names) => self.identities(names)?,
+            None => self.fiduciaries.clone(),
+        };
+        let threshold = threshold
+            .or(self.threshold)
+            .unwrap_or(fiduciaries.len() as u32);
         let mut body = json!({
             "reference": reference,
             "plugin": "safeguardsecret",
-            "fiduciaries": self.fiduciaries,
-            "threshold": self.threshold.unwrap_or(self.fiduciaries.len() as u32),
+            "fiduciaries": fiduciaries,
+            "threshold": threshold,
             "beneficiary": beneficiary,
             "secret": secret,
         });
@@ -651,6 +712,38 @@ impl Runner {
             expect,
             if veto { "vetoed" } else { "approved" },
         )
+    }
+
+    /// The identities of nodes by name.
+    fn identities(&self, names: &[String]) -> Result<Vec<String>, String> {
+        names
+            .iter()
+            .map(|name| self.node(name).map(|n| n.identity))
+            .collect()
+    }
+
+    /// A refresh (`next` none) or a reshare, waited for until certified with the new shares.
+    async fn deal_anew(
+        &self,
+        reference: &str,
+        next: Option<(&[String], u32)>,
+        expect: Expect,
+    ) -> Result<String, String> {
+        let principal = self.node("@principal")?;
+        let (path, body) = match next {
+            None => (format!("/v2/orders/{reference}/refresh?wait=60"), json!({})),
+            Some((names, threshold)) => (
+                format!("/v2/orders/{reference}/reshare?wait=60"),
+                json!({ "fiduciaries": self.identities(names)?, "threshold": threshold }),
+            ),
+        };
+        let (status, answer) = self.call(&principal, Method::POST, &path, Some(body)).await;
+        // A wait that ran out is not success.
+        let status = match answer["waited"]["reached"].as_bool() {
+            Some(false) => 504,
+            _ => status,
+        };
+        expected(status, &answer, expect, "certified with the new shares")
     }
 
     async fn release(&self, reference: &str, expect: Expect) -> Result<String, String> {
