@@ -118,28 +118,20 @@ pub async fn on_share_release(
     let mut record = match ctx.record(Role::Beneficiary, &order.principal, &reference)? {
         Some(record) => record,
         None => OrderRecord {
-            reference: reference.clone(),
-            role: Role::Beneficiary,
-            state: OrderState::Collecting,
-            order: request.order,
             commitment: Some(certificate.commitment),
-            principal: order.principal,
             fiduciaries: commitment.fiduciaries.clone(),
             threshold: commitment.threshold,
             max_releases: order.policy.max_releases,
             certificate: Some(request.certificate),
-            signatures: BTreeMap::new(),
             releases: BTreeMap::from([(request.sequence, request_cid)]),
-            shares: BTreeMap::new(),
-            receipts: BTreeMap::new(),
-            served: BTreeMap::new(),
-            head: request_cid,
-            held: Vec::new(),
-            votes: Vec::new(),
-            key_generation: None,
-            epoch: 0,
-            refresh: None,
-            releases_before: 0,
+            ..OrderRecord::fresh(
+                reference.clone(),
+                Role::Beneficiary,
+                OrderState::Collecting,
+                request.order,
+                order.principal,
+                request_cid,
+            )
         },
     };
     if record.receipts.contains_key(&request.sequence) {

@@ -91,28 +91,19 @@ pub async fn on_order_request(
             .await?
     };
     let record = OrderRecord {
-        reference: reference.clone(),
-        role: Role::Fiduciary,
-        state: OrderState::Generated,
-        order: order_cid,
-        commitment: None,
-        principal,
         fiduciaries: order.fiduciaries,
         threshold: order.threshold,
         max_releases: order.policy.max_releases,
-        certificate: None,
-        signatures: BTreeMap::new(),
-        releases: BTreeMap::new(),
         shares: BTreeMap::from([(index, share_cid)]),
-        receipts: BTreeMap::new(),
-        served: BTreeMap::new(),
-        head: order_cid,
-        held: Vec::new(),
-        votes: Vec::new(),
         key_generation: without_dealer.then(KeyGeneration::default),
-        epoch: 0,
-        refresh: None,
-        releases_before: 0,
+        ..OrderRecord::fresh(
+            reference.clone(),
+            Role::Fiduciary,
+            OrderState::Generated,
+            order_cid,
+            principal,
+            order_cid,
+        )
     };
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, index, "key share generated and kept");
@@ -296,28 +287,19 @@ pub async fn on_share_deal(
     .await?;
 
     let record = OrderRecord {
-        reference: reference.clone(),
-        role: Role::Fiduciary,
-        state: OrderState::Holding,
-        order: commitment.order,
         commitment: Some(commitment_cid),
-        principal,
         fiduciaries: order.fiduciaries,
         threshold: order.threshold,
         max_releases: order.policy.max_releases,
-        certificate: None,
-        signatures: BTreeMap::new(),
-        releases: BTreeMap::new(),
         shares: BTreeMap::from([(deal.index, deal_cid)]),
-        receipts: BTreeMap::new(),
-        served: BTreeMap::new(),
-        head: commitment_cid,
-        held: Vec::new(),
-        votes: Vec::new(),
-        key_generation: None,
-        epoch: 0,
-        refresh: None,
-        releases_before: 0,
+        ..OrderRecord::fresh(
+            reference.clone(),
+            Role::Fiduciary,
+            OrderState::Holding,
+            commitment.order,
+            principal,
+            commitment_cid,
+        )
     };
     // The custody signature is made while the share and record reach the disk.
     let delivery = ctx

@@ -121,28 +121,18 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         .publish(Kind::OrderRequest, &reference, None, &request)
         .await?;
     let mut record = OrderRecord {
-        reference: reference.clone(),
-        role: Role::Principal,
-        state: OrderState::Ordered,
-        order: order_cid,
-        commitment: None,
-        principal: ctx.local.cid(),
         fiduciaries: new.fiduciaries.clone(),
         threshold: new.threshold,
         max_releases: new.policy.max_releases,
-        certificate: None,
-        signatures: BTreeMap::new(),
-        releases: BTreeMap::new(),
-        shares: BTreeMap::new(),
-        receipts: BTreeMap::new(),
-        served: BTreeMap::new(),
-        head: order_cid,
-        held: Vec::new(),
-        votes: Vec::new(),
         key_generation: keygen::without_dealer(plugin, &request).then(KeyGeneration::default),
-        epoch: 0,
-        refresh: None,
-        releases_before: 0,
+        ..OrderRecord::fresh(
+            reference.clone(),
+            Role::Principal,
+            OrderState::Ordered,
+            order_cid,
+            ctx.local.cid(),
+            order_cid,
+        )
     };
     if plugin.key_source() == KeySource::Generated {
         // Each fiduciary answers the request with the public half of a share it generates.

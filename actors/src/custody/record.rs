@@ -84,6 +84,42 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// A record of `role` in `principal`'s order `reference` (request envelope `order`) that
+    /// has collected nothing yet: no committee, commitment, shares or releases.
+    pub(crate) fn fresh(
+        reference: String,
+        role: Role,
+        state: OrderState,
+        order: Cid,
+        principal: Cid,
+        head: Cid,
+    ) -> Self {
+        Self {
+            reference,
+            role,
+            state,
+            order,
+            commitment: None,
+            principal,
+            fiduciaries: Vec::new(),
+            threshold: 0,
+            max_releases: 0,
+            certificate: None,
+            signatures: BTreeMap::new(),
+            releases: BTreeMap::new(),
+            shares: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            served: BTreeMap::new(),
+            head,
+            held: Vec::new(),
+            votes: Vec::new(),
+            key_generation: None,
+            epoch: 0,
+            refresh: None,
+            releases_before: 0,
+        }
+    }
+
     /// Releases served, with those before this fiduciary joined.
     pub fn releases_served(&self) -> u32 {
         u32::try_from(self.releases.len())

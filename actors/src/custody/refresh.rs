@@ -774,28 +774,16 @@ pub async fn on_commitment(
         None => {
             let order: OrderRequest = ctx.stored_payload(&old.order)?;
             OrderRecord {
-                reference: reference.clone(),
-                role: Role::Fiduciary,
-                state: OrderState::Holding,
-                order: old.order,
-                commitment: None,
-                principal,
-                fiduciaries: Vec::new(),
-                threshold: 0,
                 max_releases: order.policy.max_releases,
-                certificate: None,
-                signatures: Default::default(),
-                releases: Default::default(),
-                shares: Default::default(),
-                receipts: Default::default(),
-                served: Default::default(),
-                head: commitment_cid,
-                held: Vec::new(),
-                votes: Vec::new(),
-                key_generation: None,
-                epoch: 0,
-                refresh: None,
                 releases_before: request.releases,
+                ..OrderRecord::fresh(
+                    reference.clone(),
+                    Role::Fiduciary,
+                    OrderState::Holding,
+                    old.order,
+                    principal,
+                    commitment_cid,
+                )
             }
         }
     };
