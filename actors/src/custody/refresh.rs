@@ -103,6 +103,16 @@ fn vecs(items: &[ByteBuf]) -> Vec<Vec<u8>> {
     items.iter().map(|b| b.to_vec()).collect()
 }
 
+/// 32 secret bytes, copied into zeroizing memory with no copy left on the stack.
+fn secret_32(bytes: &[u8]) -> Option<Secret<32>> {
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut secret = Secret::<32>::zero();
+    secret.expose_mut().copy_from_slice(bytes);
+    Some(secret)
+}
+
 fn u16_of(value: u32) -> Result<u16, CustodyError> {
     u16::try_from(value).map_err(|_| CustodyError::Invalid(format!("{value} is too large")))
 }
@@ -302,12 +312,12 @@ pub async fn on_request(
     let held = ctx
         .load_secret(&held_share_name(&principal, &reference, record.epoch))
         .await?;
-    let value: [u8; 32] = held.expose().try_into().map_err(internal)?;
+    let value = secret_32(held.expose()).ok_or_else(|| internal("a held share is not 32 bytes"))?;
     let holders = u16_of(request.fiduciaries.len() as u32)?;
     let threshold = u16_of(request.threshold)?;
     let (sub_shares, commitments): (Vec<Secret<32>>, Vec<ByteBuf>) = match shares {
         Shares::Dealt(_) => {
-            let share = Share::from_parts(index, &value).map_err(internal)?;
+            let share = Share::from_parts(index, value.expose()).map_err(internal)?;
             let (subs, commitments) =
                 threshold::reshare::deal(&share, usize::from(threshold), usize::from(holders))
                     .map_err(internal)?;
@@ -322,7 +332,7 @@ pub async fn on_request(
         }
         Shares::Generated(_) => {
             let (subs, commitments) =
-                dkg::reshare::deal(&value, threshold, holders).map_err(internal)?;
+                dkg::reshare::deal(value.expose(), threshold, holders).map_err(internal)?;
             (subs, byte_bufs(commitments))
         }
     };
@@ -710,11 +720,8 @@ pub async fn on_commitment(
             )));
         }
         shares.check_dealer(*dealer, &public.commitments)?;
-        let value: [u8; 32] = sealed
-            .share
-            .expose()
-            .try_into()
-            .map_err(|_| CustodyError::Invalid("a sub-share is not 32 bytes".into()))?;
+        let value = secret_32(sealed.share.expose())
+            .ok_or_else(|| CustodyError::Invalid("a sub-share is not 32 bytes".into()))?;
         sub_shares.push((*dealer, value));
         parts.push((*dealer, public.commitments));
     }
@@ -723,7 +730,8 @@ pub async fn on_commitment(
         Shares::Dealt(_) => {
             let mut subs = Vec::with_capacity(sub_shares.len());
             for ((dealer, value), (_, commitments)) in sub_shares.iter().zip(&parts) {
-                let sub = Share::from_parts(index, value).map_err(|e| named(e.to_string()))?;
+                let sub =
+                    Share::from_parts(index, value.expose()).map_err(|e| named(e.to_string()))?;
                 Commitments::from_bytes(commitments)
                     .map_err(|e| named(e.to_string()))?
                     .verify_share(&sub)
@@ -747,10 +755,10 @@ pub async fn on_commitment(
                     &vecs(commitments),
                     &public_shares[usize::from(dealer) - 1],
                     me,
-                    value,
+                    value.expose(),
                 )
                 .map_err(|e| named(e.to_string()))?;
-                subs.push((dealer, Secret::new(*value)));
+                subs.push((dealer, value.clone()));
             }
             let holders = u16_of(commitment.fiduciaries.len() as u32)?;
             let expected = dkg::reshare::public_shares_from(&combined_secp256k1(&parts)?, holders)
