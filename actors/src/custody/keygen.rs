@@ -38,7 +38,7 @@ use crate::role::Role;
 use crate::states::OrderState;
 use crate::store::Column;
 
-use super::principal::{all_answered, check_fiduciary};
+use super::principal::{all_answered, check_fiduciary, to_each};
 use super::record::{KeyGeneration, OrderRecord, round_name, share_name};
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 
@@ -492,12 +492,7 @@ pub async fn on_commitment(
     record.head = round_cid;
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, round = %round_cid, "key generation round out");
-    Ok(record
-        .fiduciaries
-        .iter()
-        .filter_map(|f| ctx.peer_of(f))
-        .map(|peer| (peer, vec![bytes.clone()]))
-        .collect())
+    Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
 }
 
 /// Principal: a fiduciary's key share of a key generated without a dealer arrived. Once all
@@ -633,10 +628,5 @@ pub async fn on_complaint(
     record.head = abort_cid;
     ctx.save(Role::Principal, &record).await?;
     tracing::warn!(order = %reference, %culprit, reason, "key generation aborted");
-    Ok(record
-        .fiduciaries
-        .iter()
-        .filter_map(|f| ctx.peer_of(f))
-        .map(|peer| (peer, vec![bytes.clone()]))
-        .collect())
+    Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
 }

@@ -329,12 +329,16 @@ async fn commit_generated_key(
     }
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, commitment = %commitment_cid, "key shares combined");
-    Ok(record
-        .fiduciaries
+    Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
+}
+
+/// The same blocks for each of `identities` whose peer this node knows.
+pub(crate) fn to_each(ctx: &RoleContext, identities: &[Cid], blocks: &[Vec<u8>]) -> Vec<Delivery> {
+    identities
         .iter()
-        .filter_map(|f| ctx.peer_of(f))
-        .map(|peer| (peer, vec![bytes.clone()]))
-        .collect())
+        .filter_map(|identity| ctx.peer_of(identity))
+        .map(|peer| (peer, blocks.to_vec()))
+        .collect()
 }
 
 /// A generated key's public key: the group key of a key generated without a dealer, or else

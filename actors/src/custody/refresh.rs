@@ -42,6 +42,7 @@ use crate::states::OrderState;
 use crate::store::Column;
 
 use super::fiduciary::sign_commitment;
+use super::principal::to_each;
 use super::record::{DealerDeals, OrderRecord, Refresh, held_share_name};
 use super::release::open_release;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
@@ -237,12 +238,7 @@ pub(crate) fn to_every_fiduciary(
                 .ok_or_else(|| internal(format!("block {cid} missing")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(record
-        .fiduciaries
-        .iter()
-        .filter_map(|f| ctx.peer_of(f))
-        .map(|peer| (peer, blocks.clone()))
-        .collect())
+    Ok(to_each(ctx, &record.fiduciaries, &blocks))
 }
 
 /// Fiduciary: the principal asks for a refresh. Deals this node's share to every holder
@@ -521,12 +517,7 @@ pub async fn on_deal(
     let request_bytes = ctx
         .block(&request_cid)
         .ok_or_else(|| internal("refresh request missing"))?;
-    deliveries.extend(
-        leaving
-            .iter()
-            .filter_map(|f| ctx.peer_of(f))
-            .map(|peer| (peer, vec![request_bytes.clone(), bytes.clone()])),
-    );
+    deliveries.extend(to_each(ctx, &leaving, &[request_bytes, bytes]));
     Ok(deliveries)
 }
 
