@@ -1,11 +1,30 @@
 //! Keys the fiduciaries generate without a dealer, t-of-n, across separate nodes: made, held,
 //! released from any t fiduciaries and audited, and made while a fiduciary is down.
 
+use dta_testnet::harness::Testnet;
 use serde_json::json;
 
 use crate::custody::{
     Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, identity, one_role_each, public_of, record,
 };
+
+/// The principal orders a 2-of-3 `milagro` key from `fiduciaries`.
+async fn order_two_of_three(api: &Api, net: &Testnet, reference: &str, fiduciaries: &[String]) {
+    let (status, created) = api
+        .post(
+            net,
+            PRINCIPAL,
+            "/v2/orders",
+            json!({
+                "reference": reference,
+                "plugin": "milagro",
+                "fiduciaries": fiduciaries,
+                "threshold": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_of_three_wallet_key_is_made_without_a_dealer_and_released_with_a_fiduciary_down() {
@@ -73,20 +92,7 @@ async fn a_two_of_three_wallet_key_is_made_without_a_dealer_and_released_with_a_
     assert_eq!(report["passed"], true, "{report}");
 
     // A key generation waits for a fiduciary that is down, and finishes when it returns.
-    let (status, created) = api
-        .post(
-            &net,
-            PRINCIPAL,
-            "/v2/orders",
-            json!({
-                "reference": "milagro-2of3",
-                "plugin": "milagro",
-                "fiduciaries": fiduciaries,
-                "threshold": 2,
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
+    order_two_of_three(&api, &net, "milagro-2of3", &fiduciaries).await;
     api.wait_state(
         &net,
         FIDUCIARIES[0],
@@ -115,20 +121,7 @@ async fn a_fiduciary_restarted_in_the_middle_of_a_key_generation_finishes_it() {
     let beneficiary = identity(&net, BENEFICIARY);
     // The third is down when the order is made: the others deal and wait for it.
     net.test_node(third).stop().await;
-    let (status, created) = api
-        .post(
-            &net,
-            PRINCIPAL,
-            "/v2/orders",
-            json!({
-                "reference": "restarted",
-                "plugin": "milagro",
-                "fiduciaries": fiduciaries,
-                "threshold": 2,
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
+    order_two_of_three(&api, &net, "restarted", &fiduciaries).await;
     for fiduciary in [first, second] {
         api.wait_state(&net, fiduciary, "restarted", "fiduciary", "generated")
             .await;
