@@ -10,7 +10,9 @@
 //!   without a dealer (FROST's key generation, `crate::custody::keygen`), or, n-of-n, each
 //!   generates its own share `s_i` and publishes `S_i = s_i·G`, and the key is `y = Σ s_i`;
 //!   either way plus the beneficiary's identity key where the plugin says so. `bitcoinwallet`
-//!   and `milagro` work so.
+//!   and `milagro` work so. `mpin-master` generates a scalar of BLS12-381 so, t-of-n, and
+//!   never releases it: its fiduciaries are M-Pin trust authorities that answer requests for
+//!   M-Pin secrets from their shares (`crate::mpin`).
 //!
 //! Hooks run on the principal (checking the order, building the commitment's outputs), on each
 //! fiduciary (whether to take custody at all, and re-deriving the outputs it signs) and on the
@@ -22,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use dta_crypto::dkg::Scheme;
 use dta_crypto::secp256k1::{self, Network, PointEncoding};
 use dta_crypto::threshold::SecretScalar;
 use dta_crypto::{Secret, derive_key_material, seal};
@@ -54,6 +57,17 @@ pub trait Plugin: fmt::Debug + Send + Sync {
 
     /// Where the key comes from.
     fn key_source(&self) -> KeySource;
+
+    /// The group a generated key is in. secp256k1 (Taproot) by default.
+    fn key_scheme(&self) -> Scheme {
+        Scheme::Secp256k1Taproot
+    }
+
+    /// Each fiduciary, before it releases its share, refreshes it or moves it to another
+    /// committee: whether the key may leave its committee at all. By default it may.
+    fn check_release(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
 
     /// Principal, before anything is written, and each fiduciary before it takes custody:
     /// whether the order's shape and input suit this plugin.
@@ -161,6 +175,21 @@ pub enum PluginError {
         /// `dealt` or `generated`.
         expected: &'static str,
     },
+    /// A key generated over BLS12-381 needs at least two fiduciaries and a threshold of 2.
+    #[error("plugin {plugin} needs a threshold of at least 2, not {threshold} of {n}")]
+    ThresholdBelowTwo {
+        /// The plugin.
+        plugin: &'static str,
+        /// The threshold asked for.
+        threshold: u32,
+        /// The number of fiduciaries.
+        n: usize,
+    },
+    /// A key that never leaves its committee.
+    #[error(
+        "plugin {0} keys are never released, refreshed or moved: their shares only answer requests"
+    )]
+    NeverReleased(&'static str),
     /// `bitcoinwallet` without its `coin` input.
     #[error("plugin bitcoinwallet needs input coin (0 mainnet, 1 testnet)")]
     NoCoin,
@@ -182,7 +211,7 @@ pub enum PluginError {
 }
 
 /// The built-in plugins.
-pub const BUILT_IN: [&dyn Plugin; 3] = [&SafeguardSecret, &BitcoinWallet, &Milagro];
+pub const BUILT_IN: [&dyn Plugin; 4] = [&SafeguardSecret, &BitcoinWallet, &Milagro, &MpinMaster];
 
 /// The plugin called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Plugin> {
@@ -407,6 +436,56 @@ impl Plugin for Milagro {
         key: RebuiltKey,
     ) -> Result<SecretBytes, PluginError> {
         generated_key(MILAGRO, key)
+    }
+}
+
+/// `mpin-master`: an M-Pin master secret, a scalar of BLS12-381 that the fiduciaries (the
+/// trust authorities) generate t-of-n without a dealer and never release. A requester asks
+/// any t of them for shares of a client secret, a server secret or a time permit, and
+/// combines them with Lagrange coefficients in the group (`crate::mpin`). The commitment's
+/// public key is the group key s·G1 (compressed); s·Q, the server secret, is never public.
+#[derive(Debug)]
+pub struct MpinMaster;
+
+/// Name of [`MpinMaster`].
+pub const MPIN_MASTER: &str = "mpin-master";
+
+impl Plugin for MpinMaster {
+    fn name(&self) -> &'static str {
+        MPIN_MASTER
+    }
+
+    fn key_source(&self) -> KeySource {
+        KeySource::Generated
+    }
+
+    fn key_scheme(&self) -> Scheme {
+        Scheme::Bls12381
+    }
+
+    fn check_release(&self) -> Result<(), PluginError> {
+        Err(PluginError::NeverReleased(MPIN_MASTER))
+    }
+
+    fn check_order(&self, order: &OrderRequest) -> Result<(), PluginError> {
+        check_input(order, &[])?;
+        if order.threshold < 2 {
+            return Err(PluginError::ThresholdBelowTwo {
+                plugin: MPIN_MASTER,
+                threshold: order.threshold,
+                n: order.fiduciaries.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        _reference: &str,
+        _commitment: &Commitment,
+        _key: RebuiltKey,
+    ) -> Result<SecretBytes, PluginError> {
+        Err(PluginError::NeverReleased(MPIN_MASTER))
     }
 }
 

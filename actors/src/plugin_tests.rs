@@ -45,12 +45,42 @@ fn commitment(output: BTreeMap<String, String>) -> Commitment {
 
 #[test]
 fn plugins_are_found_by_name() {
-    for name in [SAFEGUARD_SECRET, BITCOIN_WALLET, MILAGRO] {
+    for name in [SAFEGUARD_SECRET, BITCOIN_WALLET, MILAGRO, MPIN_MASTER] {
         assert_eq!(find(name).map(|p| p.name()), Some(name));
     }
     assert!(find("SafeguardSecret").is_none());
     assert!(find("").is_none());
-    assert_eq!(names(), "safeguardsecret, bitcoinwallet, milagro");
+    assert_eq!(
+        names(),
+        "safeguardsecret, bitcoinwallet, milagro, mpin-master"
+    );
+}
+
+#[test]
+fn an_mpin_master_is_generated_over_bls12_381_at_least_two_of_n_and_never_released() {
+    let plugin = find(MPIN_MASTER).unwrap();
+    assert_eq!(plugin.key_source(), KeySource::Generated);
+    assert_eq!(plugin.key_scheme(), Scheme::Bls12381);
+    plugin.check_order(&order(MPIN_MASTER, 3, 2, &[])).unwrap();
+    plugin.check_order(&order(MPIN_MASTER, 3, 3, &[])).unwrap();
+    for (n, threshold) in [(1, 1), (3, 1)] {
+        assert!(matches!(
+            plugin.check_order(&order(MPIN_MASTER, n, threshold, &[])),
+            Err(PluginError::ThresholdBelowTwo { .. })
+        ));
+    }
+    assert!(matches!(
+        plugin.check_order(&order(MPIN_MASTER, 3, 2, &[("coin", "1")])),
+        Err(PluginError::TakesNoInput { .. })
+    ));
+    assert_eq!(
+        plugin.check_release(),
+        Err(PluginError::NeverReleased(MPIN_MASTER))
+    );
+    for other in [SAFEGUARD_SECRET, BITCOIN_WALLET, MILAGRO] {
+        assert_eq!(find(other).unwrap().check_release(), Ok(()));
+        assert_eq!(find(other).unwrap().key_scheme(), Scheme::Secp256k1Taproot);
+    }
 }
 
 #[test]

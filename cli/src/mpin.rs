@@ -8,6 +8,42 @@ use serde_json::{Value, json};
 use crate::client::{ClientArgs, table, text};
 use crate::output::outln;
 
+/// Whom a request asks, and for shares of what.
+#[derive(Debug, clap::Args)]
+pub struct Authorities {
+    /// The authorities' identity CIDs, comma-separated (with --master, every fiduciary of the
+    /// master order by default).
+    #[arg(long, value_delimiter = ',', required_unless_present = "master")]
+    from: Vec<String>,
+    /// Shares of a master secret generated t-of-n: the reference of its `mpin-master` order.
+    /// The first t authorities' shares combine.
+    #[arg(long)]
+    master: Option<String>,
+    /// The master order's principal (an identity CID), when it is not this node.
+    #[arg(long, requires = "master")]
+    master_principal: Option<String>,
+    /// The master secret's threshold, when this node does not know the order.
+    #[arg(long, requires = "master")]
+    threshold: Option<u32>,
+}
+
+impl Authorities {
+    /// A request body with these authorities and master secret.
+    fn body(&self, mut body: Value) -> Value {
+        if !self.from.is_empty() {
+            body["from"] = json!(self.from);
+        }
+        if let Some(reference) = &self.master {
+            body["master"] = json!({
+                "reference": reference,
+                "principal": self.master_principal,
+                "threshold": self.threshold,
+            });
+        }
+        body
+    }
+}
+
 /// `dta mpin ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum MpinCommand {
@@ -18,18 +54,16 @@ pub enum MpinCommand {
         /// The M-Pin identity.
         #[arg(long = "id")]
         identity: String,
-        /// The authorities' identity CIDs, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        from: Vec<String>,
+        #[command(flatten)]
+        from: Authorities,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Ask trust authorities for server-secret shares; the node keeps the sum as its
     /// authentication-server secret.
     ServerSecret {
-        /// The authorities' identity CIDs, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        from: Vec<String>,
+        #[command(flatten)]
+        from: Authorities,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -41,9 +75,8 @@ pub enum MpinCommand {
         /// The date, in days since 1970-01-01.
         #[arg(long)]
         date: u32,
-        /// The authorities' identity CIDs, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        from: Vec<String>,
+        #[command(flatten)]
+        from: Authorities,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -108,14 +141,14 @@ pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
             let issued = client
                 .post(
                     "/v2/mpin/client-secret",
-                    json!({ "identity": identity, "from": from }),
+                    from.body(json!({ "identity": identity })),
                 )
                 .await?;
             print(&client, &issued, "client_secret");
         }
         MpinCommand::ServerSecret { from, client } => {
             let issued = client
-                .post("/v2/mpin/server-secret", json!({ "from": from }))
+                .post("/v2/mpin/server-secret", from.body(json!({})))
                 .await?;
             print(&client, &issued, "reference");
         }
@@ -128,7 +161,7 @@ pub async fn run(command: MpinCommand) -> anyhow::Result<()> {
             let issued = client
                 .post(
                     "/v2/mpin/permit",
-                    json!({ "identity": identity, "date": date, "from": from }),
+                    from.body(json!({ "identity": identity, "date": date })),
                 )
                 .await?;
             print(&client, &issued, "permit");

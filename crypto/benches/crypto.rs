@@ -185,7 +185,7 @@ fn dkg(c: &mut Criterion) {
         let mut firsts = Vec::new();
         let mut commitments = BTreeMap::new();
         for me in 1..=n {
-            let (first, commitment) = dkg::deal(me, n, t).unwrap();
+            let (first, commitment) = dkg::deal::<dkg::Taproot>(me, n, t).unwrap();
             firsts.push(first);
             commitments.insert(me, commitment);
         }
@@ -209,12 +209,12 @@ fn dkg(c: &mut Criterion) {
         }
         let own_second = own_second.unwrap();
         group.bench_with_input(BenchmarkId::new("deal", n), &n, |b, &n| {
-            b.iter(|| dkg::deal(1, n, t).unwrap())
+            b.iter(|| dkg::deal::<dkg::Taproot>(1, n, t).unwrap())
         });
         let received = others(1);
         group.bench_with_input(BenchmarkId::new("share_out", n), &n, |b, &n| {
             b.iter_batched(
-                || dkg::deal(1, n, t).unwrap().0,
+                || dkg::deal::<dkg::Taproot>(1, n, t).unwrap().0,
                 |first| dkg::share_out(first, black_box(&received)).unwrap(),
                 criterion::BatchSize::PerIteration,
             )

@@ -5,8 +5,9 @@
 //!   ciphersuite `BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_`, proofs of possession and
 //!   aggregation. A key can only be aggregated once its proof of possession has been checked:
 //!   the type [`bls::PopVerifiedKey`] is the proof of that.
-//! - [`dkg`]: dealer-free t-of-n key generation over secp256k1 (the FROST DKG of
-//!   `frost-secp256k1-tr`), and the key's rebuild from any t shares.
+//! - [`dkg`]: dealer-free t-of-n key generation (the FROST DKG of `frost-core`) over
+//!   secp256k1 with Taproot (`frost-secp256k1-tr`) and over G1 of BLS12-381 (a ciphersuite
+//!   of its own, for M-Pin master secrets), and a secp256k1 key's rebuild from any t shares.
 //! - [`ed25519`]: Ed25519 envelope signatures with ed25519-dalek (strict verification).
 //! - [`threshold`]: Shamir sharing over the BLS12-381 scalar field with Feldman commitments,
 //!   Lagrange recovery of secrets and threshold BLS signatures, and the sums that make a

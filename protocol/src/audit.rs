@@ -12,6 +12,7 @@ use cid::Cid;
 use crate::block::Block;
 use crate::dagcbor::Limits;
 use dta_crypto::dkg;
+use dta_crypto::secp256k1::PublicKey;
 
 use crate::dkg::DkgRound;
 use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
@@ -152,24 +153,37 @@ fn check_generated(
     let dealt = round
         .commitments_of(reference, &fiduciaries)
         .map_err(|e| failed(e.to_string()))?;
-    let (group_key, public_shares) =
-        dkg::public_shares_of(&dealt).map_err(|e| failed(e.to_string()))?;
+    let (group_key, public_shares) = round
+        .scheme
+        .public_shares_of(&dealt)
+        .map_err(|e| failed(e.to_string()))?;
     let listed: Vec<&[u8]> = commitment.key_shares.iter().map(|k| k.as_slice()).collect();
     let derived: Vec<&[u8]> = public_shares.iter().map(Vec::as_slice).collect();
-    if generated.group_key.as_slice() != group_key.to_compressed().as_slice() || listed != derived {
+    if generated.group_key.as_slice() != group_key.as_slice() || listed != derived {
         return Err(failed(
             "the group key or public shares are not what the commitments give".into(),
         ));
     }
-    let public_key = match commitment.beneficiary_share {
-        None => group_key,
-        Some(beneficiary) => identity(&beneficiary)
-            .ok_or_else(|| failed(format!("unknown beneficiary {beneficiary}")))?
-            .secp256k1_key()
-            .add(&group_key)
-            .map_err(|e| failed(e.to_string()))?,
+    let public_key = match (commitment.beneficiary_share, round.scheme) {
+        (None, _) => group_key,
+        (Some(beneficiary), dkg::Scheme::Secp256k1Taproot) => {
+            let group_key = PublicKey::from_sec1(&group_key).map_err(|e| failed(e.to_string()))?;
+            identity(&beneficiary)
+                .ok_or_else(|| failed(format!("unknown beneficiary {beneficiary}")))?
+                .secp256k1_key()
+                .add(&group_key)
+                .map_err(|e| failed(e.to_string()))?
+                .to_compressed()
+                .to_vec()
+        }
+        (Some(_), scheme) => {
+            return Err(failed(format!(
+                "a beneficiary's share is added to no {} key",
+                scheme.name()
+            )));
+        }
     };
-    if commitment.public_key.as_slice() != public_key.to_compressed().as_slice() {
+    if commitment.public_key.as_slice() != public_key.as_slice() {
         return Err(failed("the public key is not the group key's".into()));
     }
     Ok(())

@@ -45,6 +45,38 @@ pub struct DkgRound {
     /// Each fiduciary's signed [`Kind::DkgCommitment`] envelope (its block), in share-index
     /// order.
     pub commitments: Vec<ByteBuf>,
+    /// The group the key is generated over, by its [`dkg::Scheme::name`]; absent for
+    /// secp256k1 with Taproot (what every round was before BLS12-381 keys).
+    #[serde(
+        default = "taproot",
+        skip_serializing_if = "is_taproot",
+        with = "scheme_name"
+    )]
+    pub scheme: dkg::Scheme,
+}
+
+fn taproot() -> dkg::Scheme {
+    dkg::Scheme::Secp256k1Taproot
+}
+
+fn is_taproot(scheme: &dkg::Scheme) -> bool {
+    *scheme == dkg::Scheme::Secp256k1Taproot
+}
+
+/// A [`dkg::Scheme`] as its name.
+mod scheme_name {
+    use dta_crypto::dkg::Scheme;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(scheme: &Scheme, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(scheme.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Scheme, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Scheme::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown key scheme {name:?}")))
+    }
 }
 
 /// A share one fiduciary deals another (sealed payload of [`Kind::DkgShare`], to its
@@ -173,10 +205,11 @@ pub enum Verdict {
 impl DkgComplaint {
     /// Checks a complaint made by `complainer` (fiduciary `recipient`, the complaint's
     /// signer) against `dealer` (the fiduciary it accuses), whose commitment in the round is
-    /// `dealer_commitment`, under the round envelope `round`.
+    /// `dealer_commitment`, under the round envelope `round` of a key over `scheme`.
     pub fn judge(
         &self,
         round: Cid,
+        scheme: dkg::Scheme,
         recipient: u32,
         complainer: &Cid,
         dealer: &VerifiedIdentity,
@@ -214,7 +247,7 @@ impl DkgComplaint {
         }
         let recipient = u16::try_from(recipient).map_err(|_| failed("index out of range"))?;
         // A share that does not even decode is the dealer's fault as much as a wrong one.
-        match dkg::share_fits(dealer_commitment, recipient, share.share.expose()) {
+        match scheme.share_fits(dealer_commitment, recipient, share.share.expose()) {
             Ok(true) => Ok(Verdict::FalseComplaint),
             Ok(false) | Err(_) => Ok(Verdict::DealerCheated),
         }

@@ -1,6 +1,9 @@
 //! Payloads of M-Pin share issuance: a requester asks k trust authorities (D-TAs) for shares
 //! of a client secret, a server secret or a time permit; each answers with its share sealed
-//! to the requester, or with a refusal. Both are ordinary signed envelopes
+//! to the requester, or with a refusal. Shares of a master secret generated t-of-n (an
+//! `mpin-master` order, [`MasterSecret`]) carry their authority's index, and any t of them
+//! combine; without one, each authority answers from a share of its own and the requester
+//! adds all of them up. Both are ordinary signed envelopes
 //! ([`crate::envelope::Kind::MpinRequest`], [`crate::envelope::Kind::MpinShare`]) whose
 //! `order` field is the request's reference, so an issuance is logged like any custody step.
 
@@ -41,6 +44,22 @@ pub struct MpinRequest {
     pub date: Option<u32>,
     /// The authorities asked, in order; a share from any other is refused.
     pub authorities: Vec<Cid>,
+    /// The master secret the shares are of, generated t-of-n among the authorities; absent
+    /// for each authority's own master-secret share (all of them added up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<MasterSecret>,
+}
+
+/// A master secret generated t-of-n among trust authorities: the `mpin-master` order whose
+/// fiduciaries they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterSecret {
+    /// The order's principal.
+    pub principal: Cid,
+    /// The order's reference.
+    pub reference: String,
+    /// Its threshold: how many shares the requester combines.
+    pub threshold: u32,
 }
 
 /// The public payload of an authority's answer.
@@ -52,6 +71,10 @@ pub struct MpinAnswer {
     pub secret: MpinSecret,
     /// Why the authority refused; with a refusal the envelope has no sealed payload.
     pub refused: Option<String>,
+    /// For a share of a [`MasterSecret`]: the authority's share index in it (its place among
+    /// the order's fiduciaries, from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
 }
 
 /// The sealed payload of an answer: the share, in Milagro's encoding (a G1 point as

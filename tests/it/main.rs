@@ -13,6 +13,7 @@ mod keygen;
 mod lan;
 mod log;
 mod mpin;
+mod mpin_master;
 mod network;
 mod policy;
 mod process;

@@ -12,21 +12,21 @@ use serde_json::{Value, json};
 
 use crate::custody::{Api, deliver_and_settle, envelope, stranger};
 
-const CLIENT: usize = 0;
-const AUTHORITIES: [usize; 3] = [1, 2, 3];
-const SERVER: usize = 4;
-const PIN: u32 = 4321;
+pub(crate) const CLIENT: usize = 0;
+pub(crate) const AUTHORITIES: [usize; 3] = [1, 2, 3];
+pub(crate) const SERVER: usize = 4;
+pub(crate) const PIN: u32 = 4321;
 
-fn identity(net: &Testnet, node: usize) -> String {
+pub(crate) fn identity(net: &Testnet, node: usize) -> String {
     net.node(node).info().identity.clone()
 }
 
-fn authorities(net: &Testnet, nodes: &[usize]) -> Vec<String> {
+pub(crate) fn authorities(net: &Testnet, nodes: &[usize]) -> Vec<String> {
     nodes.iter().map(|n| identity(net, *n)).collect()
 }
 
 /// A client, three authorities and an authentication server the authorities serve.
-async fn mpin_network() -> (Testnet, Api) {
+pub(crate) async fn mpin_network() -> (Testnet, Api) {
     let net = Testnet::builder()
         .nodes(5)
         .mpin_servers(&[SERVER])
@@ -88,7 +88,7 @@ async fn token_from(api: &Api, net: &Testnet, from: &[usize], name: &str) -> (Va
 }
 
 /// The client side of an authentication against `server`'s API, with `token` and `pin`.
-async fn authenticate(
+pub(crate) async fn authenticate(
     api: &Api,
     net: &Testnet,
     server: usize,
@@ -345,6 +345,7 @@ async fn a_share_from_an_authority_that_was_not_asked_is_refused() {
         request: request_cid,
         secret: MpinSecret::Client,
         refused: None,
+        index: None,
     };
     let share = MpinSharePoint {
         point: mpin::client_secret(&MpinScalar::random(), name.as_bytes())

@@ -24,7 +24,7 @@ use crate::states::OrderState;
 
 use super::approval::votes_of;
 use super::keygen;
-use super::principal::{generated_public_key, order_plugin};
+use super::principal::{generated_key, order_plugin};
 use super::record::{HeldRelease, KeyGeneration, OrderRecord, held_share_name, share_name};
 use super::release::check_beneficiary;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal, now_millis};
@@ -195,18 +195,15 @@ pub async fn on_commitment(
             "commitment does not list the key this fiduciary generated".into(),
         ));
     }
-    let public_key = generated_public_key(
+    let (public_key, output) = generated_key(
         ctx,
+        plugin,
+        &order,
         &commitment.key_shares,
         commitment.generated.as_ref(),
         commitment.beneficiary_share,
     )?;
-    let output = plugin
-        .key_output(&order, &public_key)
-        .map_err(CustodyError::from)?;
-    if commitment.public_key.as_slice() != public_key.to_compressed().as_slice()
-        || commitment.output != output
-    {
+    if commitment.public_key.as_slice() != public_key.as_slice() || commitment.output != output {
         return Err(CustodyError::Invalid(
             "commitment key or outputs do not follow from its key shares".into(),
         ));
@@ -542,6 +539,9 @@ pub async fn on_release_request(
         )));
     }
     let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    order_plugin(&order)?
+        .check_release()
+        .map_err(CustodyError::from)?;
     check_named_beneficiary(&reference, &order, &request)?;
     if request.sequence == 0
         || request.sequence > record.max_releases

@@ -1,5 +1,6 @@
-//! A t-of-n key the fiduciaries generate without a dealer (FROST's DKG over secp256k1, through
-//! `dta_crypto::dkg`), as the principal coordinates it in the order's log:
+//! A t-of-n key the fiduciaries generate without a dealer (FROST's DKG, through
+//! `dta_crypto::dkg`, over the group the order's plugin names: secp256k1 with Taproot, or
+//! BLS12-381 for an M-Pin master secret), as the principal coordinates it in the order's log:
 //!
 //! 1. On the order request each fiduciary deals its polynomial, keeps what it needs for the
 //!    next part wrapped in its keystore, and sends its commitment to the principal.
@@ -25,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use dta_crypto::dkg::{self, DkgError, Round1, Round2, Shares};
+use dta_crypto::dkg::{DkgError, Scheme, Shares};
 use dta_protocol::Cid;
 use dta_protocol::dkg::{DkgAbort, DkgCommitment, DkgComplaint, DkgRound, DkgShare, Verdict};
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
@@ -42,12 +43,18 @@ use super::principal::{all_answered, check_fiduciary, to_each};
 use super::record::{KeyGeneration, OrderRecord, round_name, share_name};
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 
-/// Whether an order's key is generated without a dealer: a generated key below n-of-n. An
-/// n-of-n key is added up from shares each fiduciary draws alone (the degenerate case of the
-/// same protocol, in one round).
+/// Whether an order's key is generated without a dealer: a generated key below n-of-n, or
+/// any key outside secp256k1. An n-of-n secp256k1 key is added up from shares each fiduciary
+/// draws alone (the degenerate case of the same protocol, in one round).
 pub(crate) fn without_dealer(plugin: &dyn Plugin, order: &OrderRequest) -> bool {
     plugin.key_source() == KeySource::Generated
-        && (order.threshold as usize) < order.fiduciaries.len()
+        && ((order.threshold as usize) < order.fiduciaries.len()
+            || plugin.key_scheme() != Scheme::Secp256k1Taproot)
+}
+
+/// The group an order's key is generated over.
+fn scheme_of(order: &OrderRequest) -> Result<Scheme, CustodyError> {
+    Ok(super::principal::order_plugin(order)?.key_scheme())
 }
 
 fn dkg_failed(err: DkgError) -> CustodyError {
@@ -69,9 +76,10 @@ pub(crate) async fn deal(
 ) -> Result<(Cid, Vec<u8>), CustodyError> {
     let participants = participant(order.fiduciaries.len() as u32)?;
     let threshold = participant(order.threshold)?;
-    let (round1, commitment) =
-        dkg::deal(participant(index)?, participants, threshold).map_err(dkg_failed)?;
-    keep_round(ctx, &order.principal, reference, round1.to_bytes()).await?;
+    let (kept, commitment) = scheme_of(order)?
+        .deal(participant(index)?, participants, threshold)
+        .map_err(dkg_failed)?;
+    keep_round(ctx, &order.principal, reference, kept).await?;
     let payload = DkgCommitment {
         order: order_cid,
         index,
@@ -85,9 +93,8 @@ async fn keep_round(
     ctx: &RoleContext,
     principal: &Cid,
     reference: &str,
-    bytes: Result<Zeroizing<Vec<u8>>, DkgError>,
+    mut bytes: Zeroizing<Vec<u8>>,
 ) -> Result<(), CustodyError> {
-    let mut bytes = bytes.map_err(dkg_failed)?;
     ctx.keep_secret(
         round_name(principal, reference),
         std::mem::take(&mut *bytes),
@@ -185,6 +192,13 @@ pub async fn on_round(
         None if record.state != OrderState::Generated => return Ok(Vec::new()),
         None => {}
     }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if round.scheme != scheme_of(&order)? {
+        return Err(CustodyError::Invalid(format!(
+            "a round over {}, not the group of the order's plugin",
+            round.scheme.name()
+        )));
+    }
     let index = own_index(&record)?;
     let me = participant(index)?;
     let participants = participant(record.fiduciaries.len() as u32)?;
@@ -196,9 +210,11 @@ pub async fn on_round(
         ));
     }
     let kept = ctx.load_secret(&round_name(&principal, &reference)).await?;
-    let round1 = Round1::from_bytes(me, participants, kept.expose()).map_err(dkg_failed)?;
-    let (round2, shares) = dkg::share_out(round1, &others(&commitments, me)).map_err(dkg_failed)?;
-    keep_round(ctx, &principal, &reference, round2.to_bytes()).await?;
+    let (kept, shares) = round
+        .scheme
+        .share_out(me, participants, kept.expose(), &others(&commitments, me))
+        .map_err(dkg_failed)?;
+    keep_round(ctx, &principal, &reference, kept).await?;
     let fiduciaries = ctx.known_identities(&record.fiduciaries)?;
     let mut deliveries = Vec::with_capacity(shares.len());
     for (to, share) in &shares {
@@ -352,25 +368,35 @@ async fn finish_if_complete(
         .load_secret(&round_name(&record.principal, reference))
         .await?;
     let participants = participant(record.fiduciaries.len() as u32)?;
-    let round2 = Round2::from_bytes(me, participants, kept.expose()).map_err(dkg_failed)?;
     let peer = ctx
         .peer_of(&record.principal)
         .ok_or_else(|| CustodyError::UnknownIdentity(record.principal.to_string()))?;
-    match dkg::finish(&round2, &others(&commitments, me), &inbox) {
-        Ok((share, public_shares)) => {
+    let finished = round.scheme.finish(
+        me,
+        participants,
+        kept.expose(),
+        &others(&commitments, me),
+        &inbox,
+    );
+    match finished {
+        Ok(generated) => {
             ctx.keep_secret(
                 share_name(&record.principal, reference),
-                share.secret_bytes().expose().to_vec(),
+                generated.share.expose().to_vec(),
             )
             .await?;
             let payload = KeyShare {
                 order: record.order,
                 index,
-                public_key: ByteBuf::from(share.public_share().map_err(dkg_failed)?),
+                public_key: ByteBuf::from(generated.public_share),
                 generated: Some(GeneratedShares {
                     round: round_cid,
-                    group_key: ByteBuf::from(share.group_key().to_compressed().to_vec()),
-                    public_shares: public_shares.into_iter().map(ByteBuf::from).collect(),
+                    group_key: ByteBuf::from(generated.group_key),
+                    public_shares: generated
+                        .public_shares
+                        .into_iter()
+                        .map(ByteBuf::from)
+                        .collect(),
                 }),
             };
             let (cid, bytes) = ctx
@@ -477,9 +503,11 @@ pub async fn on_commitment(
                 .ok_or_else(|| internal(format!("commitment {cid} missing")))
         })
         .collect::<Result<_, _>>()?;
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
     let round = DkgRound {
         order: record.order,
         commitments,
+        scheme: scheme_of(&order)?,
     };
     let (round_cid, bytes) = ctx
         .publish(Kind::DkgRound, &reference, Some(record.order), &round)
@@ -603,6 +631,7 @@ pub async fn on_complaint(
     let verdict = complaint
         .judge(
             round_cid,
+            round.scheme,
             recipient,
             &complainer,
             &dealer,

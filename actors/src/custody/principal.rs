@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use dta_crypto::dkg::Scheme;
 use dta_crypto::threshold::{self, SecretScalar};
 use dta_crypto::{Secret, bls, secp256k1};
 use dta_protocol::Cid;
@@ -221,7 +222,10 @@ pub async fn on_key_share(
     if share.order != record.order {
         return Err(CustodyError::Invalid("key share for another order".into()));
     }
-    secp256k1::PublicKey::from_sec1(&share.public_key)
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    order_plugin(&order)?
+        .key_scheme()
+        .check_public_share(&share.public_key)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
     let (key_shares, generated) = if record.key_generation.is_some() {
         match keygen::on_key_share(ctx, &mut record, envelope, &share, cid).await? {
@@ -298,7 +302,14 @@ async fn commit_generated_key(
     let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
     let plugin = order_plugin(&order)?;
     let beneficiary_share = plugin.beneficiary_share(&order);
-    let public_key = generated_public_key(ctx, &key_shares, generated.as_ref(), beneficiary_share)?;
+    let (public_key, output) = generated_key(
+        ctx,
+        plugin,
+        &order,
+        &key_shares,
+        generated.as_ref(),
+        beneficiary_share,
+    )?;
     // A key generated without a dealer hangs off its round, which the audit then walks.
     let prev = generated.as_ref().map_or(record.order, |g| g.round);
     let commitment = Commitment {
@@ -309,10 +320,8 @@ async fn commit_generated_key(
         feldman: Vec::new(),
         key_shares,
         beneficiary_share,
-        public_key: ByteBuf::from(public_key.to_compressed().to_vec()),
-        output: plugin
-            .key_output(&order, &public_key)
-            .map_err(CustodyError::from)?,
+        public_key: ByteBuf::from(public_key),
+        output,
         generated,
         reshared: None,
     };
@@ -341,9 +350,40 @@ pub(crate) fn to_each(ctx: &RoleContext, identities: &[Cid], blocks: &[Vec<u8>])
         .collect()
 }
 
-/// A generated key's public key: the group key of a key generated without a dealer, or else
-/// the sum of the public shares; plus the beneficiary's identity key when it holds a share.
-pub(crate) fn generated_public_key(
+/// A generated key's public key (its group's encoding) and the plugin's outputs for it. On
+/// secp256k1: the group key of a key generated without a dealer, or else the sum of the public
+/// shares; plus the beneficiary's identity key when it holds a share. In any other group: the
+/// group key of its key generation.
+pub(crate) fn generated_key(
+    ctx: &RoleContext,
+    plugin: &dyn Plugin,
+    order: &OrderRequest,
+    key_shares: &[ByteBuf],
+    generated: Option<&GeneratedKey>,
+    beneficiary: Option<Cid>,
+) -> Result<(Vec<u8>, BTreeMap<String, String>), CustodyError> {
+    match (plugin.key_scheme(), generated) {
+        (Scheme::Secp256k1Taproot, _) => {
+            let public_key = generated_public_key(ctx, key_shares, generated, beneficiary)?;
+            let output = plugin
+                .key_output(order, &public_key)
+                .map_err(CustodyError::from)?;
+            Ok((public_key.to_compressed().to_vec(), output))
+        }
+        (scheme, Some(generated)) if beneficiary.is_none() => {
+            scheme
+                .check_public_share(&generated.group_key)
+                .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+            Ok((generated.group_key.to_vec(), BTreeMap::new()))
+        }
+        (scheme, _) => Err(CustodyError::Invalid(format!(
+            "a {} key comes from a key generation alone",
+            scheme.name()
+        ))),
+    }
+}
+
+fn generated_public_key(
     ctx: &RoleContext,
     key_shares: &[ByteBuf],
     generated: Option<&GeneratedKey>,

@@ -150,6 +150,9 @@ pub async fn create_reshare(
         )));
     }
     let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    super::principal::order_plugin(&order)?
+        .check_release()
+        .map_err(CustodyError::from)?;
     if order.policy.has_conditions() {
         return Err(CustodyError::Conflict(format!(
             "order {reference} has a release policy with conditions; refreshing it is not \
@@ -294,6 +297,10 @@ pub async fn on_request(
             "a refresh to an impossible committee or threshold".into(),
         ));
     }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    super::principal::order_plugin(&order)?
+        .check_release()
+        .map_err(CustodyError::from)?;
     let commitment: Commitment = ctx.stored_payload(
         &record
             .commitment

@@ -38,6 +38,10 @@ pub async fn create_release(
     beneficiary: Option<Cid>,
 ) -> Result<ReleasePlan, CustodyError> {
     let mut record = ctx.principal_record(reference)?;
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    super::principal::order_plugin(&order)?
+        .check_release()
+        .map_err(CustodyError::from)?;
     let certificate = record
         .certificate
         .ok_or_else(|| CustodyError::Conflict(format!("order {reference} is not certified yet")))?;
@@ -59,7 +63,6 @@ pub async fn create_release(
                     record.max_releases
                 )));
             }
-            let order: OrderRequest = RoleContext::payload(&ctx.verified_block(&record.order)?)?;
             let beneficiary = match (order.beneficiary, beneficiary) {
                 (Some(named), Some(asked)) if named != asked => {
                     return Err(CustodyError::Invalid(format!(

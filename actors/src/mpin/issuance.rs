@@ -1,19 +1,24 @@
 //! The issuance steps: a requester's request (signed by the hosted identity it names, if
 //! any), an authority's answer under its policy (a share sealed to the requester, or a signed
-//! refusal), and the requester taking each answer, adding the shares up once all are in, or
-//! recording every authority's refusal.
+//! refusal), and the requester taking each answer, adding the shares up once all are in (or,
+//! for a master secret generated t-of-n, combining any t of them with Lagrange coefficients
+//! once t are in), or recording every authority's refusal.
 
 use std::collections::BTreeMap;
 
 use dta_crypto::mpin::{self, G1Point, G2Point, MpinScalar};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
-use dta_protocol::mpin::{MpinAnswer, MpinRequest, MpinSecret, MpinSharePoint};
+use dta_protocol::mpin::{MasterSecret, MpinAnswer, MpinRequest, MpinSecret, MpinSharePoint};
+use dta_protocol::order::OrderRequest;
 
 use super::record::{MpinRecord, combined_name, record, save, share_name};
 use super::{MASTER_SHARE, MAX_AUTHORITIES, MAX_IDENTITY_LEN, SERVER_SECRET};
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
-use crate::states::{MpinSide, MpinState};
+use crate::custody::{OrderRecord, held_share_name};
+use crate::plugin::MPIN_MASTER;
+use crate::role::Role;
+use crate::states::{MpinSide, MpinState, OrderState};
 use crate::store::Column;
 
 /// A request to make.
@@ -25,16 +30,115 @@ pub struct NewMpinRequest {
     pub identity: Option<String>,
     /// The permit's date, in days since the Unix epoch (permits).
     pub date: Option<u32>,
-    /// The authorities to ask (identity CIDs).
+    /// The authorities to ask (identity CIDs). With a master secret this node knows, empty
+    /// asks every one of its fiduciaries.
     pub authorities: Vec<Cid>,
+    /// The master secret generated t-of-n to ask shares of, if any.
+    pub master: Option<MasterChoice>,
+}
+
+/// Which master secret generated t-of-n a request is for: an `mpin-master` order. What this
+/// node does not know of it (it is neither its principal nor one of its fiduciaries) must be
+/// given.
+#[derive(Debug, Clone)]
+pub struct MasterChoice {
+    /// The order's reference.
+    pub reference: String,
+    /// Its principal; this node by default.
+    pub principal: Option<Cid>,
+    /// Its threshold; the order's, where this node knows it.
+    pub threshold: Option<u32>,
+}
+
+/// The record of an `mpin-master` order this node keeps, as principal or fiduciary.
+fn master_record(
+    ctx: &RoleContext,
+    principal: &Cid,
+    reference: &str,
+) -> Result<Option<OrderRecord>, CustodyError> {
+    let role = if *principal == ctx.local.cid() {
+        Role::Principal
+    } else {
+        Role::Fiduciary
+    };
+    let Some(record) = ctx.record(role, principal, reference)? else {
+        return Ok(None);
+    };
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if order.plugin != MPIN_MASTER {
+        return Err(CustodyError::Invalid(format!(
+            "order {reference} is a {} order, not an {MPIN_MASTER} one",
+            order.plugin
+        )));
+    }
+    Ok(Some(record))
+}
+
+/// The master secret a request names, and the authorities it asks: the order's record fills
+/// in what this node knows, and what is given must agree with it.
+fn resolve_master(
+    ctx: &RoleContext,
+    choice: MasterChoice,
+    authorities: &mut Vec<Cid>,
+) -> Result<MasterSecret, CustodyError> {
+    let principal = choice.principal.unwrap_or_else(|| ctx.local.cid());
+    let invalid = |m: String| Err(CustodyError::Invalid(m));
+    let threshold = match master_record(ctx, &principal, &choice.reference)? {
+        Some(record) => {
+            if choice.threshold.is_some_and(|t| t != record.threshold) {
+                return invalid(format!(
+                    "master secret {} is {}-of-{}",
+                    choice.reference,
+                    record.threshold,
+                    record.fiduciaries.len()
+                ));
+            }
+            if authorities.is_empty() {
+                authorities.clone_from(&record.fiduciaries);
+            }
+            if let Some(stranger) = authorities.iter().find(|a| !record.fiduciaries.contains(a)) {
+                return invalid(format!(
+                    "{stranger} holds no share of master secret {}",
+                    choice.reference
+                ));
+            }
+            record.threshold
+        }
+        None => match choice.threshold {
+            Some(threshold) if !authorities.is_empty() => threshold,
+            _ => {
+                return invalid(format!(
+                    "this node does not know master secret {} of {principal}: name its \
+                     threshold and the authorities to ask",
+                    choice.reference
+                ));
+            }
+        },
+    };
+    if threshold < 2 || authorities.len() < threshold as usize {
+        return invalid(format!(
+            "master secret {} needs {threshold} authorities' shares; {} asked",
+            choice.reference,
+            authorities.len()
+        ));
+    }
+    Ok(MasterSecret {
+        principal,
+        reference: choice.reference,
+        threshold,
+    })
 }
 
 /// Requester: checks, signs and stores a request; the record and a delivery per authority.
 pub async fn create_request(
     ctx: &RoleContext,
-    new: NewMpinRequest,
+    mut new: NewMpinRequest,
 ) -> Result<(MpinRecord, Vec<Delivery>), CustodyError> {
     let invalid = |m: &str| Err(CustodyError::Invalid(m.to_owned()));
+    let master = match new.master.take() {
+        Some(choice) => Some(resolve_master(ctx, choice, &mut new.authorities)?),
+        None => None,
+    };
     if new.authorities.is_empty() || new.authorities.len() > MAX_AUTHORITIES {
         return invalid(&format!(
             "ask between 1 and {MAX_AUTHORITIES} trust authorities"
@@ -77,6 +181,7 @@ pub async fn create_request(
         identity: new.identity.clone(),
         date: new.date,
         authorities: new.authorities.clone(),
+        master: master.clone(),
     };
     // A client secret or permit for an identity this node hosts is asked for by that
     // identity: an authority issues one only to the identity it names.
@@ -101,6 +206,7 @@ pub async fn create_request(
         answers: BTreeMap::new(),
         refusals: BTreeMap::new(),
         state: MpinState::Requested,
+        master,
     };
     save(ctx, &record).await?;
     let deliveries = peers
@@ -138,17 +244,27 @@ pub async fn on_request(
     let requester_identity = ctx
         .identity(&requester)
         .ok_or_else(|| CustodyError::UnknownIdentity(requester.to_string()))?;
-    let share = match policy(ctx, &request, requester_identity.name(), &requester) {
-        Err(reason) => Err(reason),
-        Ok(()) => {
-            let master = master_share(ctx).await?;
-            share_of(&master, &request).map_err(Refusal::from)
-        }
+    let (share, index) = match policy(ctx, &request, requester_identity.name(), &requester) {
+        Err(reason) => (Err(reason), None),
+        Ok(()) => match &request.master {
+            None => {
+                let master = master_share(ctx).await?;
+                (share_of(&master, &request).map_err(Refusal::from), None)
+            }
+            Some(master) => match generated_share(ctx, master).await? {
+                Ok((index, share)) => (
+                    share_of(&share, &request).map_err(Refusal::from),
+                    Some(index),
+                ),
+                Err(refusal) => (Err(refusal), None),
+            },
+        },
     };
     let answer = MpinAnswer {
         request: cid,
         secret: request.secret,
         refused: share.as_ref().err().map(ToString::to_string),
+        index: index.filter(|_| share.is_ok()),
     };
     let sealed = match &share {
         Ok(point) => Some(zeroize::Zeroizing::new(encode(&MpinSharePoint {
@@ -178,6 +294,7 @@ pub async fn on_request(
         answers: BTreeMap::from([(me.to_string(), answer_cid)]),
         refusals: BTreeMap::new(),
         state: MpinState::Issued,
+        master: request.master,
     };
     if let Err(reason) = share {
         tracing::info!(order = %record.reference, %reason, "M-Pin request refused");
@@ -212,6 +329,59 @@ pub enum Refusal {
     /// The share could not be made (a permit without its date).
     #[error(transparent)]
     Share(#[from] mpin::MpinError),
+    /// A master secret this authority holds no share of, or not one it can use yet.
+    #[error("this authority holds no usable share of master secret {reference}: {reason}")]
+    NoMasterShare {
+        /// The order's reference.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// This authority's share of a master secret generated t-of-n, and its index; or why it
+/// cannot answer from it.
+async fn generated_share(
+    ctx: &RoleContext,
+    master: &MasterSecret,
+) -> Result<Result<(u32, MpinScalar), Refusal>, CustodyError> {
+    let refuse = |reason: String| {
+        Ok(Err(Refusal::NoMasterShare {
+            reference: master.reference.clone(),
+            reason,
+        }))
+    };
+    let record = match ctx.record(Role::Fiduciary, &master.principal, &master.reference)? {
+        Some(record) => record,
+        None => return refuse("not one of its fiduciaries".into()),
+    };
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if order.plugin != MPIN_MASTER {
+        return refuse(format!("a {} order", order.plugin));
+    }
+    if record.threshold != master.threshold {
+        return refuse(format!(
+            "it is {}-of-{}, not {}-of-n",
+            record.threshold,
+            record.fiduciaries.len(),
+            master.threshold
+        ));
+    }
+    if !matches!(record.state, OrderState::Holding | OrderState::Certified) {
+        return refuse(format!("the order is {} here", record.state));
+    }
+    let Some(index) = record.shares.keys().next().copied() else {
+        return Err(internal("no share index recorded"));
+    };
+    let held = ctx
+        .load_secret(&held_share_name(
+            &master.principal,
+            &master.reference,
+            record.epoch,
+        ))
+        .await?;
+    let share = MpinScalar::from_bytes(held.expose()).map_err(internal)?;
+    Ok(Ok((index, share)))
 }
 
 /// Who may ask for what: client secrets and permits only for the requester's own identity
@@ -311,6 +481,9 @@ pub async fn on_share(
         }
         return save(ctx, &record).await;
     }
+    if let Some(master) = &record.master {
+        check_index(ctx, &record, master, &authority, answer.index)?;
+    }
     let me = ctx
         .own(&record.requester)
         .ok_or_else(|| internal("the requester's identity is not here"))?;
@@ -324,14 +497,29 @@ pub async fn on_share(
     ctx.keep_secret(share_name(&reference, &authority), sealed.point.clone())
         .await?;
     record.answers.insert(key, cid);
-    if record.answers.len() == record.authorities.len() && !record.refusals.is_empty() {
+    let issued = record.answers.len() - record.refusals.len();
+    let needed = record
+        .master
+        .as_ref()
+        .map_or(record.authorities.len(), |m| m.threshold as usize);
+    if issued < needed && record.answers.len() == record.authorities.len() {
         record.state = MpinState::Refused;
-    } else if record.answers.len() == record.authorities.len() {
-        let mut points = Vec::with_capacity(record.authorities.len());
+    } else if issued == needed {
+        let mut points = Vec::with_capacity(needed);
         for authority in &record.authorities {
-            points.push(ctx.load_secret(&share_name(&reference, authority)).await?);
+            let Some(answer) = record
+                .answers
+                .get(&authority.to_string())
+                .filter(|_| !record.refusals.contains_key(&authority.to_string()))
+            else {
+                continue;
+            };
+            let index = ctx.stored_payload::<MpinAnswer>(answer)?.index;
+            let point = ctx.load_secret(&share_name(&reference, authority)).await?;
+            points.push((index.unwrap_or_default(), point));
         }
-        let combined = combine(record.secret, &points)
+        let threshold = record.master.as_ref().map(|m| m.threshold as usize);
+        let combined = combine(record.secret, &points, threshold)
             .map_err(|e| CustodyError::Invalid(format!("the shares do not combine: {e}")))?;
         if record.secret == MpinSecret::Server {
             ctx.keep_secret(SERVER_SECRET.to_owned(), combined.clone())
@@ -343,24 +531,76 @@ pub async fn on_share(
     save(ctx, &record).await
 }
 
+/// Refuses a share of a master secret whose index is missing, is another answer's, or (where
+/// this node knows the order) is not its authority's place among the fiduciaries.
+fn check_index(
+    ctx: &RoleContext,
+    record: &MpinRecord,
+    master: &MasterSecret,
+    authority: &Cid,
+    index: Option<u32>,
+) -> Result<(), CustodyError> {
+    let invalid = |m: String| Err(CustodyError::Invalid(m));
+    let Some(index) = index.filter(|i| *i >= 1) else {
+        return invalid(format!(
+            "{authority}'s share names no index in the master secret"
+        ));
+    };
+    for (other, cid) in &record.answers {
+        if !record.refusals.contains_key(other)
+            && ctx.stored_payload::<MpinAnswer>(cid)?.index == Some(index)
+        {
+            return invalid(format!(
+                "{authority}'s share claims {other}'s index {index}"
+            ));
+        }
+    }
+    if let Some(order) = master_record(ctx, &master.principal, &master.reference)?
+        && order.fiduciaries.get(index as usize - 1) != Some(authority)
+    {
+        return invalid(format!(
+            "{authority} is not fiduciary {index} of master secret {}",
+            master.reference
+        ));
+    }
+    Ok(())
+}
+
+/// The secret from its shares: all of them added up, or, of a master secret shared
+/// `threshold`-of-n, the first `threshold` weighted by their Lagrange coefficients.
 pub(super) fn combine(
     secret: MpinSecret,
-    points: &[dta_protocol::order::SecretBytes],
+    points: &[(u32, dta_protocol::order::SecretBytes)],
+    threshold: Option<usize>,
 ) -> Result<Vec<u8>, mpin::MpinError> {
     Ok(match secret {
         MpinSecret::Server => {
             let shares = points
                 .iter()
-                .map(|p| G2Point::from_bytes(p.expose()))
-                .collect::<Result<Vec<_>, _>>()?;
-            mpin::recombine_g2(&shares)?.to_bytes().to_vec()
+                .map(|(i, p)| Ok((*i, G2Point::from_bytes(p.expose())?)))
+                .collect::<Result<Vec<_>, mpin::MpinError>>()?;
+            match threshold {
+                Some(t) => mpin::recombine_g2_threshold(&shares, t)?,
+                None => {
+                    mpin::recombine_g2(&shares.into_iter().map(|(_, p)| p).collect::<Vec<_>>())?
+                }
+            }
+            .to_bytes()
+            .to_vec()
         }
         MpinSecret::Client | MpinSecret::Permit => {
             let shares = points
                 .iter()
-                .map(|p| G1Point::from_bytes(p.expose()))
-                .collect::<Result<Vec<_>, _>>()?;
-            mpin::recombine_g1(&shares)?.to_bytes().to_vec()
+                .map(|(i, p)| Ok((*i, G1Point::from_bytes(p.expose())?)))
+                .collect::<Result<Vec<_>, mpin::MpinError>>()?;
+            match threshold {
+                Some(t) => mpin::recombine_g1_threshold(&shares, t)?,
+                None => {
+                    mpin::recombine_g1(&shares.into_iter().map(|(_, p)| p).collect::<Vec<_>>())?
+                }
+            }
+            .to_bytes()
+            .to_vec()
         }
     })
 }

@@ -32,7 +32,7 @@ mod record;
 pub use auth::{
     AuthError, AuthSession, AuthSessions, MAX_SESSIONS, SESSION_TTL, check, serve, today,
 };
-pub use issuance::{NewMpinRequest, Refusal, create_request, on_request, on_share};
+pub use issuance::{MasterChoice, NewMpinRequest, Refusal, create_request, on_request, on_share};
 pub use record::{MpinRecord, combined_name, record, records};
 
 /// Keystore name of this node's master-secret share (as an authority).

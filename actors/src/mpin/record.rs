@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
-use dta_protocol::mpin::MpinSecret;
+use dta_protocol::mpin::{MasterSecret, MpinSecret};
 use serde::{Deserialize, Serialize};
 
 use crate::context::{CustodyError, RoleContext, encode, internal};
@@ -39,6 +39,9 @@ pub struct MpinRecord {
     pub refusals: BTreeMap<String, String>,
     /// Where it stands.
     pub state: MpinState,
+    /// The master secret generated t-of-n that the shares are of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<MasterSecret>,
 }
 
 /// Where the record of `reference` on `side` is stored.
@@ -126,6 +129,7 @@ mod record_tests {
                 answers: BTreeMap::from([(cid(b"a1").to_string(), cid(b"answer"))]),
                 refusals: BTreeMap::from([(cid(b"a2").to_string(), "not yours".to_owned())]),
                 state: state.parse().unwrap(),
+                master: None,
             })
             .collect()
     }

@@ -1,6 +1,9 @@
-//! Dealer-free key generation over secp256k1, t-of-n: the Zcash Foundation's FROST DKG
-//! (`frost-secp256k1-tr`), with its messages as bytes for envelopes, and the rebuild of the
-//! key from any t released shares.
+//! Dealer-free key generation, t-of-n: the Zcash Foundation's FROST DKG (`frost-core`), with
+//! its messages as bytes for envelopes, over two groups ([`Suite`]): secp256k1 with Taproot's
+//! tweak ([`Taproot`], `frost-secp256k1-tr`, for keys FROST later signs with and that a
+//! release rebuilds from any t shares), and G1 of BLS12-381 ([`Bls12381G1`], for the M-Pin
+//! master secret, whose shares are scalars of that field). [`Scheme`] picks one at run time,
+//! with every message and kept secret as bytes.
 //!
 //! The DKG is Pedersen's: every participant deals a random polynomial of degree t-1 with
 //! Feldman commitments and a proof that it knows its secret (against rogue keys); every
@@ -27,7 +30,9 @@
 
 use std::collections::BTreeMap;
 
-use frost_secp256k1_tr as frost;
+use frost_core::keys::dkg::{round1, round2};
+use frost_core::keys::{KeyPackage, PublicKeyPackage, SecretShare, SigningShare, VerifyingShare};
+use frost_core::{Ciphersuite, Identifier, VerifyingKey};
 use frost_secp256k1_tr::rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -88,29 +93,58 @@ pub enum DkgError {
     Rebuild(&'static str),
 }
 
+mod bls12_381_g1;
+pub mod reshare;
+mod scheme;
+
+pub use bls12_381_g1::Bls12381G1;
+pub use frost_secp256k1_tr::Secp256K1Sha256TR as Taproot;
+pub use scheme::{Generated, Scheme};
+
+/// A group the key generation runs over: a FROST ciphersuite, and what its public key package
+/// becomes once a run ends (as its `post_dkg` makes the key packages).
+pub trait Suite: Ciphersuite {
+    /// The public key package of a finished run, from the one the commitments give.
+    fn finished(public: PublicKeyPackage<Self>) -> PublicKeyPackage<Self>;
+}
+
+impl Suite for Taproot {
+    fn finished(public: PublicKeyPackage<Self>) -> PublicKeyPackage<Self> {
+        use frost_secp256k1_tr::keys::Tweak;
+        // As FROST's DKG ends: the Taproot tweak that commits to no script path.
+        public.tweak::<&[u8]>(None)
+    }
+}
+
+impl Suite for Bls12381G1 {
+    fn finished(public: PublicKeyPackage<Self>) -> PublicKeyPackage<Self> {
+        public
+    }
+}
+
 /// What a participant keeps between [`deal`] and [`share_out`] (its polynomial). Zeroized on
 /// drop; never sent.
-pub struct Round1 {
+pub struct Round1<C: Suite = Taproot> {
     me: Participant,
     participants: u16,
-    secret: frost::keys::dkg::round1::SecretPackage,
+    secret: round1::SecretPackage<C>,
 }
 
 /// What a participant keeps between [`share_out`] and [`finish`]. Zeroized on drop; never
 /// sent.
-pub struct Round2 {
+pub struct Round2<C: Suite = Taproot> {
     me: Participant,
     participants: u16,
-    secret: frost::keys::dkg::round2::SecretPackage,
+    secret: round2::SecretPackage<C>,
 }
 
-impl std::fmt::Debug for Round1 {
+impl<C: Suite> std::fmt::Debug for Round1<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Round1(participant {}, <redacted>)", self.me)
     }
 }
 
-impl std::fmt::Debug for Round2 {
+impl<C: Suite> std::fmt::Debug for Round2<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Round2(participant {}, <redacted>)", self.me)
     }
@@ -119,7 +153,7 @@ impl std::fmt::Debug for Round2 {
 /// `to_bytes` and `from_bytes` for a round's kept secret, FROST's `module::SecretPackage`.
 macro_rules! kept_between_parts {
     ($round:ident, $module:ident) => {
-        impl $round {
+        impl<C: Suite> $round<C> {
             /// The round's secret as bytes, to keep wrapped between the parts (so that a
             /// restart resumes the run instead of aborting it).
             pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, DkgError> {
@@ -135,9 +169,9 @@ macro_rules! kept_between_parts {
                 participants: u16,
                 bytes: &[u8],
             ) -> Result<Self, DkgError> {
-                let secret = frost::keys::dkg::$module::SecretPackage::deserialize(bytes)
+                let secret = $module::SecretPackage::<C>::deserialize(bytes)
                     .map_err(|_| DkgError::Failed("a round secret that does not decode"))?;
-                if secret.identifier() != &identifier(me)? {
+                if secret.identifier() != &identifier::<C>(me)? {
                     return Err(DkgError::Failed("another participant's round secret"));
                 }
                 Ok(Self {
@@ -184,8 +218,8 @@ impl RngCore for OsRandom {
 
 impl CryptoRng for OsRandom {}
 
-fn identifier(participant: Participant) -> Result<frost::Identifier, DkgError> {
-    frost::Identifier::try_from(participant).map_err(|_| DkgError::Parameters {
+fn identifier<C: Suite>(participant: Participant) -> Result<Identifier<C>, DkgError> {
+    Identifier::<C>::try_from(participant).map_err(|_| DkgError::Parameters {
         threshold: 0,
         participants: participant,
         reason: "participants are numbered from 1",
@@ -193,8 +227,8 @@ fn identifier(participant: Participant) -> Result<frost::Identifier, DkgError> {
 }
 
 /// The participant a FROST identifier stands for, among `participants`.
-fn participant_of(id: &frost::Identifier, participants: u16) -> Option<Participant> {
-    (1..=participants).find(|p| frost::Identifier::try_from(*p).ok().as_ref() == Some(id))
+fn participant_of<C: Suite>(id: &Identifier<C>, participants: u16) -> Option<Participant> {
+    (1..=participants).find(|p| Identifier::<C>::try_from(*p).ok().as_ref() == Some(id))
 }
 
 fn check_parameters(threshold: u16, participants: u16) -> Result<(), DkgError> {
@@ -214,11 +248,11 @@ fn check_parameters(threshold: u16, participants: u16) -> Result<(), DkgError> {
 
 /// Part 1: deals this participant's polynomial. Its [`Round1`] to keep, and the commitment
 /// (with the proof of knowledge) to send to every other participant.
-pub fn deal(
+pub fn deal<C: Suite>(
     me: Participant,
     participants: u16,
     threshold: u16,
-) -> Result<(Round1, Vec<u8>), DkgError> {
+) -> Result<(Round1<C>, Vec<u8>), DkgError> {
     check_parameters(threshold, participants)?;
     if me == 0 || me > participants {
         return Err(DkgError::Parameters {
@@ -228,13 +262,12 @@ pub fn deal(
         });
     }
     let (secret, package) =
-        frost::keys::dkg::part1(identifier(me)?, participants, threshold, OsRandom).map_err(
-            |_| DkgError::Parameters {
+        frost_core::keys::dkg::part1(identifier::<C>(me)?, participants, threshold, OsRandom)
+            .map_err(|_| DkgError::Parameters {
                 threshold,
                 participants,
                 reason: "refused by the DKG",
-            },
-        )?;
+            })?;
     let bytes = package.serialize().map_err(|_| DkgError::Malformed {
         from: me,
         what: "commitment",
@@ -250,13 +283,13 @@ pub fn deal(
 }
 
 /// Every other participant's message, decoded; the missing ones named.
-fn decode_all<T>(
+fn decode_all<C: Suite, T>(
     me: Participant,
     participants: u16,
     messages: &BTreeMap<Participant, impl AsRef<[u8]>>,
     what: &'static str,
     decode: impl Fn(&[u8]) -> Option<T>,
-) -> Result<BTreeMap<frost::Identifier, T>, DkgError> {
+) -> Result<BTreeMap<Identifier<C>, T>, DkgError> {
     let missing: Vec<Participant> = (1..=participants)
         .filter(|p| *p != me && !messages.contains_key(p))
         .collect();
@@ -272,28 +305,32 @@ fn decode_all<T>(
             return Err(DkgError::Malformed { from: *from, what });
         }
         let message = decode(bytes.as_ref()).ok_or(DkgError::Malformed { from: *from, what })?;
-        decoded.insert(identifier(*from)?, message);
+        decoded.insert(identifier::<C>(*from)?, message);
     }
     Ok(decoded)
 }
 
-fn commitments(
+fn commitments<C: Suite>(
     me: Participant,
     participants: u16,
     messages: &BTreeMap<Participant, impl AsRef<[u8]>>,
-) -> Result<BTreeMap<frost::Identifier, frost::keys::dkg::round1::Package>, DkgError> {
+) -> Result<BTreeMap<Identifier<C>, round1::Package<C>>, DkgError> {
     decode_all(me, participants, messages, "commitment", |bytes| {
-        frost::keys::dkg::round1::Package::deserialize(bytes).ok()
+        round1::Package::<C>::deserialize(bytes).ok()
     })
 }
 
 /// Maps FROST's error to the dealer it names, where it names one.
-fn blame(error: &frost::Error, participants: u16, otherwise: &'static str) -> DkgError {
+fn blame<C: Suite>(
+    error: &frost_core::Error<C>,
+    participants: u16,
+    otherwise: &'static str,
+) -> DkgError {
     let reason = match error {
-        frost::Error::InvalidProofOfKnowledge { .. } => {
+        frost_core::Error::InvalidProofOfKnowledge { .. } => {
             "a commitment whose proof of knowledge fails"
         }
-        frost::Error::InvalidSecretShare { .. } => "a share that fails its commitments",
+        frost_core::Error::InvalidSecretShare { .. } => "a share that fails its commitments",
         _ => otherwise,
     };
     match error
@@ -309,17 +346,17 @@ fn blame(error: &frost::Error, participants: u16, otherwise: &'static str) -> Dk
 /// Part 2: checks every other participant's proof of knowledge and deals them their shares.
 /// Its [`Round2`] to keep, and by recipient the share to seal to it. A commitment whose proof
 /// fails names its dealer.
-pub fn share_out(
-    round1: Round1,
+pub fn share_out<C: Suite>(
+    round1: Round1<C>,
     commitments_received: &BTreeMap<Participant, impl AsRef<[u8]>>,
-) -> Result<(Round2, Shares), DkgError> {
+) -> Result<(Round2<C>, Shares), DkgError> {
     let Round1 {
         me,
         participants,
         secret,
     } = round1;
-    let received = commitments(me, participants, commitments_received)?;
-    let (secret, packages) = frost::keys::dkg::part2(secret, &received)
+    let received = commitments::<C>(me, participants, commitments_received)?;
+    let (secret, packages) = frost_core::keys::dkg::part2(secret, &received)
         .map_err(|e| blame(&e, participants, "an unusable set of commitments"))?;
     let mut shares = BTreeMap::new();
     for (id, package) in packages {
@@ -342,45 +379,45 @@ pub fn share_out(
     ))
 }
 
-/// Every participant's public share (SEC1 compressed), participant 1 first: what the
-/// commitment to a generated key lists, and what each released share is checked against.
+/// Every participant's public share (its group's encoding: SEC1 compressed on secp256k1, 48
+/// compressed bytes on G1), participant 1 first: what the commitment to a generated key
+/// lists, and what each released share is checked against.
 pub type PublicShares = Vec<Vec<u8>>;
 
 /// Part 3: checks each share addressed to this participant against its dealer's
 /// commitments and sums them into this participant's [`KeyShare`]; with it, every
 /// participant's public share as these commitments give them. A failing share names its
 /// dealer.
-pub fn finish(
-    round2: &Round2,
+pub fn finish<C: Suite>(
+    round2: &Round2<C>,
     commitments_received: &BTreeMap<Participant, impl AsRef<[u8]>>,
     shares_received: &Shares,
-) -> Result<(KeyShare, PublicShares), DkgError> {
+) -> Result<(KeyShare<C>, PublicShares), DkgError> {
     let (me, participants) = (round2.me, round2.participants);
-    let received = commitments(me, participants, commitments_received)?;
+    let received = commitments::<C>(me, participants, commitments_received)?;
     let shares = decode_all(me, participants, shares_received, "share", |bytes| {
-        frost::keys::dkg::round2::Package::deserialize(bytes).ok()
+        round2::Package::<C>::deserialize(bytes).ok()
     })?;
-    let (key_package, public) = frost::keys::dkg::part3(&round2.secret, &received, &shares)
+    let (key_package, public) = frost_core::keys::dkg::part3(&round2.secret, &received, &shares)
         .map_err(|e| blame(&e, participants, "an unusable set of shares"))?;
     let public_shares = public_shares(&public, participants)?;
     Ok((KeyShare::new(me, key_package, &public)?, public_shares))
 }
 
-/// The group key and every participant's public share that the dealers' part-1 commitments
-/// (every participant's, participant 1 first) give, as [`finish`] derives them: what an
-/// auditor checks a generated key against, with no secret at hand. Proofs of knowledge are
-/// not checked here (the participants did, in part 2).
-pub fn public_shares_of(
+/// The group key (its group's encoding) and every participant's public share that the
+/// dealers' part-1 commitments (every participant's, participant 1 first) give, as
+/// [`finish`] derives them: what an auditor checks a generated key against, with no secret
+/// at hand. Proofs of knowledge are not checked here (the participants did, in part 2).
+pub fn public_shares_of<C: Suite>(
     commitments: &[impl AsRef<[u8]>],
-) -> Result<(PublicKey, PublicShares), DkgError> {
-    use frost::keys::Tweak;
+) -> Result<(Vec<u8>, PublicShares), DkgError> {
     let participants =
         u16::try_from(commitments.len()).map_err(|_| DkgError::Failed("too many participants"))?;
     let packages = commitments
         .iter()
         .zip(1..=participants)
         .map(|(bytes, from)| {
-            frost::keys::dkg::round1::Package::deserialize(bytes.as_ref())
+            round1::Package::<C>::deserialize(bytes.as_ref())
                 .map(|package| (from, package))
                 .map_err(|_| DkgError::Malformed {
                     from,
@@ -390,53 +427,56 @@ pub fn public_shares_of(
         .collect::<Result<Vec<_>, _>>()?;
     let by_participant = packages
         .iter()
-        .map(|(from, package)| Ok((identifier(*from)?, package.commitment())))
+        .map(|(from, package)| Ok((identifier::<C>(*from)?, package.commitment())))
         .collect::<Result<BTreeMap<_, _>, DkgError>>()?;
-    // As FROST's DKG ends: the Taproot tweak that commits to no script path.
-    let public = frost::keys::PublicKeyPackage::from_dkg_commitments(&by_participant)
-        .map_err(|_| DkgError::Failed("commitments that give no group key"))?
-        .tweak::<&[u8]>(None);
+    let public = C::finished(
+        PublicKeyPackage::from_dkg_commitments(&by_participant)
+            .map_err(|_| DkgError::Failed("commitments that give no group key"))?,
+    );
     let shares = public_shares(&public, participants)?;
-    Ok((public_key_of(public.verifying_key())?, shares))
+    Ok((group_key_bytes(public.verifying_key())?, shares))
 }
 
 /// Every participant's public share in a public key package, participant 1 first.
-fn public_shares(
-    public: &frost::keys::PublicKeyPackage,
+fn public_shares<C: Suite>(
+    public: &PublicKeyPackage<C>,
     participants: u16,
 ) -> Result<PublicShares, DkgError> {
     (1..=participants)
         .map(|p| {
             public
                 .verifying_shares()
-                .get(&identifier(p)?)
+                .get(&identifier::<C>(p)?)
                 .and_then(|share| share.serialize().ok())
                 .ok_or(DkgError::Failed("a participant without a public share"))
         })
         .collect()
 }
 
+fn group_key_bytes<C: Suite>(key: &VerifyingKey<C>) -> Result<Vec<u8>, DkgError> {
+    key.serialize()
+        .map_err(|_| DkgError::Rebuild("an unencodable group key"))
+}
+
 /// Whether `share`, dealt to `recipient` in part 2, is on the polynomial that its dealer's
 /// part-1 `commitment` commits to: how anyone checks a complaint against a dealer once the
 /// recipient has revealed the share. `Err` when either does not decode.
-pub fn share_fits(
+pub fn share_fits<C: Suite>(
     commitment: &[u8],
     recipient: Participant,
     share: &[u8],
 ) -> Result<bool, DkgError> {
-    let commitment = frost::keys::dkg::round1::Package::deserialize(commitment).map_err(|_| {
-        DkgError::Malformed {
+    let commitment =
+        round1::Package::<C>::deserialize(commitment).map_err(|_| DkgError::Malformed {
             from: 0,
             what: "commitment",
-        }
-    })?;
-    let share =
-        frost::keys::dkg::round2::Package::deserialize(share).map_err(|_| DkgError::Malformed {
-            from: 0,
-            what: "share",
         })?;
-    let secret = frost::keys::SecretShare::new(
-        identifier(recipient)?,
+    let share = round2::Package::<C>::deserialize(share).map_err(|_| DkgError::Malformed {
+        from: 0,
+        what: "share",
+    })?;
+    let secret = SecretShare::new(
+        identifier::<C>(recipient)?,
         *share.signing_share(),
         commitment.commitment().clone(),
     );
@@ -466,42 +506,32 @@ pub fn commitments_digest(
 
 /// One participant's share of a generated key, with the group's public key and its own
 /// public share. The secret part zeroizes on drop and never prints.
-pub struct KeyShare {
+pub struct KeyShare<C: Suite = Taproot> {
     participant: Participant,
-    key_package: frost::keys::KeyPackage,
-    group_key: PublicKey,
+    key_package: KeyPackage<C>,
 }
 
-impl std::fmt::Debug for KeyShare {
+impl<C: Suite> std::fmt::Debug for KeyShare<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyShare")
             .field("participant", &self.participant)
-            .field("group_key", &self.group_key)
+            .field("suite", &C::ID)
             .finish_non_exhaustive()
     }
 }
 
-fn public_key_of(key: &frost::VerifyingKey) -> Result<PublicKey, DkgError> {
-    let bytes = key
-        .serialize()
-        .map_err(|_| DkgError::Rebuild("an unencodable group key"))?;
-    PublicKey::from_sec1(&bytes).map_err(|_| DkgError::Rebuild("an invalid group key"))
-}
-
-impl KeyShare {
+impl<C: Suite> KeyShare<C> {
     fn new(
         participant: Participant,
-        key_package: frost::keys::KeyPackage,
-        public: &frost::keys::PublicKeyPackage,
+        key_package: KeyPackage<C>,
+        public: &PublicKeyPackage<C>,
     ) -> Result<Self, DkgError> {
         if public.verifying_key() != key_package.verifying_key() {
             return Err(DkgError::Failed("the key package names another group key"));
         }
-        let group_key = public_key_of(key_package.verifying_key())?;
         Ok(Self {
             participant,
             key_package,
-            group_key,
         })
     }
 
@@ -515,13 +545,14 @@ impl KeyShare {
         *self.key_package.min_signers()
     }
 
-    /// The group's public key: what the generated key's public half is.
-    pub fn group_key(&self) -> &PublicKey {
-        &self.group_key
+    /// The group's public key in its group's encoding: what the generated key's public half
+    /// is.
+    pub fn group_key_bytes(&self) -> Result<Vec<u8>, DkgError> {
+        group_key_bytes(self.key_package.verifying_key())
     }
 
-    /// This participant's public share (its secret share times the generator), SEC1
-    /// compressed: what anyone checks a released share against.
+    /// This participant's public share (its secret share times the generator), in its
+    /// group's encoding: what anyone checks a released share against.
     pub fn public_share(&self) -> Result<Vec<u8>, DkgError> {
         self.key_package
             .verifying_share()
@@ -534,10 +565,56 @@ impl KeyShare {
     pub fn secret_bytes(&self) -> Secret<32> {
         let bytes = Zeroizing::new(self.key_package.signing_share().serialize());
         let mut secret = Secret::<32>::zero();
-        // FROST encodes a secp256k1 scalar in 32 bytes.
+        // Both groups' scalars encode in 32 bytes.
         let len = bytes.len().min(32);
         secret.expose_mut()[32 - len..].copy_from_slice(&bytes[..len]);
         secret
+    }
+
+    /// The share as bytes (FROST's key package encoding), to store wrapped or release
+    /// sealed.
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, DkgError> {
+        self.key_package
+            .serialize()
+            .map(Zeroizing::new)
+            .map_err(|_| DkgError::Rebuild("an unencodable key share"))
+    }
+
+    /// A share from [`KeyShare::to_bytes`]; its public share must match its secret.
+    pub fn from_bytes(participant: Participant, bytes: &[u8]) -> Result<Self, DkgError> {
+        let key_package = KeyPackage::<C>::deserialize(bytes).map_err(|_| DkgError::Malformed {
+            from: participant,
+            what: "key share",
+        })?;
+        if key_package.identifier() != &identifier::<C>(participant)? {
+            return Err(DkgError::Malformed {
+                from: participant,
+                what: "key share (another participant's)",
+            });
+        }
+        let public_share = VerifyingShare::from(*key_package.signing_share());
+        if &public_share != key_package.verifying_share() {
+            return Err(DkgError::Malformed {
+                from: participant,
+                what: "key share (its public share does not match)",
+            });
+        }
+        Ok(Self {
+            participant,
+            key_package,
+        })
+    }
+}
+
+fn public_key_of(key: &VerifyingKey<Taproot>) -> Result<PublicKey, DkgError> {
+    PublicKey::from_sec1(&group_key_bytes(key)?)
+        .map_err(|_| DkgError::Rebuild("an invalid group key"))
+}
+
+impl KeyShare<Taproot> {
+    /// The group's public key: what the generated key's public half is.
+    pub fn group_key(&self) -> Result<PublicKey, DkgError> {
+        public_key_of(self.key_package.verifying_key())
     }
 
     /// Participant `participant`'s share of a `threshold`-of-n key with group key
@@ -553,66 +630,32 @@ impl KeyShare {
             what: "key share",
         };
         let signing_share =
-            frost::keys::SigningShare::deserialize(secret).map_err(|_| malformed.clone())?;
-        let verifying_key =
-            frost::VerifyingKey::deserialize(&group_key.to_compressed()).map_err(|_| malformed)?;
-        let key_package = frost::keys::KeyPackage::new(
-            identifier(participant)?,
+            SigningShare::<Taproot>::deserialize(secret).map_err(|_| malformed.clone())?;
+        let verifying_key = VerifyingKey::<Taproot>::deserialize(&group_key.to_compressed())
+            .map_err(|_| malformed)?;
+        let key_package = KeyPackage::new(
+            identifier::<Taproot>(participant)?,
             signing_share,
-            frost::keys::VerifyingShare::from(signing_share),
+            VerifyingShare::from(signing_share),
             verifying_key,
             threshold,
         );
         Ok(Self {
             participant,
             key_package,
-            group_key: *group_key,
-        })
-    }
-
-    /// The share as bytes (FROST's key package encoding), to store wrapped or release
-    /// sealed.
-    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, DkgError> {
-        self.key_package
-            .serialize()
-            .map(Zeroizing::new)
-            .map_err(|_| DkgError::Rebuild("an unencodable key share"))
-    }
-
-    /// A share from [`KeyShare::to_bytes`]; its public share must match its secret.
-    pub fn from_bytes(participant: Participant, bytes: &[u8]) -> Result<Self, DkgError> {
-        let key_package =
-            frost::keys::KeyPackage::deserialize(bytes).map_err(|_| DkgError::Malformed {
-                from: participant,
-                what: "key share",
-            })?;
-        if key_package.identifier() != &identifier(participant)? {
-            return Err(DkgError::Malformed {
-                from: participant,
-                what: "key share (another participant's)",
-            });
-        }
-        let public_share = frost::keys::VerifyingShare::from(*key_package.signing_share());
-        if &public_share != key_package.verifying_share() {
-            return Err(DkgError::Malformed {
-                from: participant,
-                what: "key share (its public share does not match)",
-            });
-        }
-        let group_key = public_key_of(key_package.verifying_key())?;
-        Ok(Self {
-            participant,
-            key_package,
-            group_key,
         })
     }
 }
 
 /// Rebuilds the key from at least t shares of one generated key (Lagrange interpolation at
 /// zero), and checks it against their group key.
-pub fn rebuild(shares: &[KeyShare]) -> Result<SecretKey, DkgError> {
+pub fn rebuild(shares: &[KeyShare<Taproot>]) -> Result<SecretKey, DkgError> {
     let first = shares.first().ok_or(DkgError::Rebuild("no shares"))?;
-    if shares.iter().any(|s| s.group_key != first.group_key) {
+    let group_key = first.key_package.verifying_key();
+    if shares
+        .iter()
+        .any(|s| s.key_package.verifying_key() != group_key)
+    {
         return Err(DkgError::Rebuild("the shares are of different keys"));
     }
     let mut participants: Vec<Participant> = shares.iter().map(|s| s.participant).collect();
@@ -624,9 +667,8 @@ pub fn rebuild(shares: &[KeyShare]) -> Result<SecretKey, DkgError> {
     if shares.len() < usize::from(first.threshold()) {
         return Err(DkgError::Rebuild("fewer shares than the threshold"));
     }
-    let packages: Vec<frost::keys::KeyPackage> =
-        shares.iter().map(|s| s.key_package.clone()).collect();
-    let key = frost::keys::reconstruct(&packages)
+    let packages: Vec<KeyPackage<Taproot>> = shares.iter().map(|s| s.key_package.clone()).collect();
+    let key = frost_core::keys::reconstruct(&packages)
         .map_err(|_| DkgError::Rebuild("the shares do not interpolate"))?;
     let bytes = Zeroizing::new(key.serialize());
     let secret: [u8; 32] = bytes
@@ -636,13 +678,11 @@ pub fn rebuild(shares: &[KeyShare]) -> Result<SecretKey, DkgError> {
     let secret = Zeroizing::new(secret);
     let rebuilt =
         SecretKey::from_bytes(&secret).map_err(|_| DkgError::Rebuild("an invalid key"))?;
-    if rebuilt.public_key().to_compressed() != first.group_key.to_compressed() {
+    if rebuilt.public_key().to_compressed() != first.group_key()?.to_compressed() {
         return Err(DkgError::Rebuild("the rebuilt key is not the group key"));
     }
     Ok(rebuilt)
 }
-
-pub mod reshare;
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ fn generated(n: u16, t: u16) -> (Vec<Secret<32>>, PublicShares, PublicKey) {
     let mut rounds = Vec::new();
     let mut commitments = BTreeMap::new();
     for me in 1..=n {
-        let (round, commitment) = dkg::deal(me, n, t).unwrap();
+        let (round, commitment) = dkg::deal::<dkg::Taproot>(me, n, t).unwrap();
         rounds.push(round);
         commitments.insert(me, commitment);
     }
@@ -34,7 +34,7 @@ fn generated(n: u16, t: u16) -> (Vec<Secret<32>>, PublicShares, PublicKey) {
         .zip(&seconds)
         .map(|(me, second)| dkg::finish(second, &others(me), &inboxes[&me]).unwrap())
         .collect();
-    let group_key = *finished[0].0.group_key();
+    let group_key = finished[0].0.group_key().unwrap();
     let public_shares = finished[0].1.clone();
     let secrets = finished.iter().map(|(s, _)| s.secret_bytes()).collect();
     (secrets, public_shares, group_key)

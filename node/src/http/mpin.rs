@@ -8,6 +8,11 @@
 //! - `POST /v2/mpin/server-secret` `{from: [CID…]}`: the same for a server secret, which this
 //!   node keeps as its authentication-server secret and does not answer.
 //! - `POST /v2/mpin/permit` `{identity, date, from}`: a time permit.
+//! - Each of the three takes `master: {reference, principal?, threshold?}`: shares of a
+//!   master secret generated t-of-n (an `mpin-master` order), combined from the first t
+//!   authorities that answer. `from` may then be left out when this node knows the order
+//!   (as its principal or a fiduciary): every fiduciary is asked. Without `master`, each
+//!   authority answers from a share of its own and every one must answer.
 //! - `POST /v2/mpin/token` `{identity, pin, client_secret | reference}`: the token (the client
 //!   secret with the PIN taken out). Nothing is stored.
 //! - `POST /v2/mpin/auth/challenge` `{identity, u, date?}` → `{session, y}` and
@@ -30,7 +35,9 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use dta_actors::custody::CustodyEvent;
-use dta_actors::mpin::{AuthError, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
+use dta_actors::mpin::{
+    AuthError, MasterChoice, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name,
+};
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::states::{MpinSide, MpinState};
 use dta_crypto::mpin::{self, G1Point};
@@ -175,6 +182,11 @@ fn describe(record: &MpinRecord) -> Value {
         "answered": record.answers.len(),
         "refusals": record.refusals,
         "state": record.state,
+        "master": record.master.as_ref().map(|m| json!({
+            "reference": m.reference,
+            "principal": m.principal.to_string(),
+            "threshold": m.threshold,
+        })),
     })
 }
 
@@ -189,8 +201,66 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
 pub struct IssueBody {
     identity: Option<String>,
     date: Option<u32>,
+    #[serde(default)]
     from: Vec<String>,
+    master: Option<MasterBody>,
     wait_ms: Option<u64>,
+}
+
+/// A master secret generated t-of-n, as a request names it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterBody {
+    reference: String,
+    principal: Option<String>,
+    threshold: Option<u32>,
+}
+
+impl IssueBody {
+    /// The request for `secret`, checked.
+    fn request(&self, secret: MpinSecret) -> Result<NewMpinRequest, ApiError> {
+        let master = self
+            .master
+            .as_ref()
+            .map(|m| {
+                Ok::<_, ApiError>(MasterChoice {
+                    reference: m.reference.clone(),
+                    principal: m
+                        .principal
+                        .as_ref()
+                        .map(|p| parse_cid(p).map_err(|e| bad_request(format!("{p:?}: {e}"))))
+                        .transpose()?,
+                    threshold: m.threshold,
+                })
+            })
+            .transpose()?;
+        if self.from.is_empty() && master.is_none() {
+            return Err(bad_request("from is required"));
+        }
+        let identity = match secret {
+            MpinSecret::Server => None,
+            MpinSecret::Client | MpinSecret::Permit => Some(
+                self.identity
+                    .clone()
+                    .ok_or_else(|| bad_request("identity is required"))?,
+            ),
+        };
+        let date = match secret {
+            MpinSecret::Permit => Some(self.date.ok_or_else(|| bad_request("date is required"))?),
+            MpinSecret::Client | MpinSecret::Server => None,
+        };
+        Ok(NewMpinRequest {
+            secret,
+            identity,
+            date,
+            authorities: cids(&self.from)?,
+            master,
+        })
+    }
+}
+
+fn authorities_of(record: &MpinRecord) -> Vec<String> {
+    record.authorities.iter().map(ToString::to_string).collect()
 }
 
 /// `POST /v2/mpin/client-secret`.
@@ -199,20 +269,12 @@ pub async fn client_secret(
     body: Result<Json<IssueBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    let request = NewMpinRequest {
-        secret: MpinSecret::Client,
-        identity: Some(
-            body.identity
-                .ok_or_else(|| bad_request("identity is required"))?,
-        ),
-        date: None,
-        authorities: cids(&body.from)?,
-    };
+    let request = body.request(MpinSecret::Client)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
     Ok(Json(json!({
         "reference": record.reference,
         "identity": record.identity,
-        "authorities": body.from,
+        "authorities": authorities_of(&record),
         "client_secret": combined(&state, &record.reference).await?,
     })))
 }
@@ -223,15 +285,7 @@ pub async fn permit(
     body: Result<Json<IssueBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    let request = NewMpinRequest {
-        secret: MpinSecret::Permit,
-        identity: Some(
-            body.identity
-                .ok_or_else(|| bad_request("identity is required"))?,
-        ),
-        date: Some(body.date.ok_or_else(|| bad_request("date is required"))?),
-        authorities: cids(&body.from)?,
-    };
+    let request = body.request(MpinSecret::Permit)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
     Ok(Json(json!({
         "reference": record.reference,
@@ -250,16 +304,11 @@ pub async fn server_secret(
     if body.identity.is_some() || body.date.is_some() {
         return Err(bad_request("a server secret takes no identity or date"));
     }
-    let request = NewMpinRequest {
-        secret: MpinSecret::Server,
-        identity: None,
-        date: None,
-        authorities: cids(&body.from)?,
-    };
+    let request = body.request(MpinSecret::Server)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
     Ok(Json(json!({
         "reference": record.reference,
-        "authorities": body.from,
+        "authorities": authorities_of(&record),
         "kept": true,
     })))
 }

@@ -116,6 +116,7 @@ async fn issue_all(
                 identity: Some(name.to_owned()),
                 date: None,
                 authorities: authorities.clone(),
+                master: None,
             };
             async move {
                 ractor::call_t!(
