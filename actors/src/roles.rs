@@ -391,6 +391,26 @@ impl RoleActor {
         });
     }
 
+    /// Principal: asks for the refreshes that are due (orders with `refresh_every_ms`); their
+    /// deliveries. One that cannot start is logged, and tried again at the next tick.
+    async fn refresh_due(ctx: &RoleContext) -> Vec<crate::context::Delivery> {
+        let due = match custody::refresh::due(ctx) {
+            Ok(due) => due,
+            Err(err) => {
+                warn!(%err, "cannot read the refreshes due");
+                return Vec::new();
+            }
+        };
+        let mut deliveries = Vec::new();
+        for reference in due {
+            match custody::refresh::create_reshare(ctx, &reference, None).await {
+                Ok((_, out)) => deliveries.extend(out),
+                Err(err) => warn!(order = %reference, %err, "scheduled refresh not started"),
+            }
+        }
+        deliveries
+    }
+
     /// Principal: sends again, in the background, the releases no receipt answered yet.
     fn resend_releases(ctx: &RoleContext) {
         match custody::resume_releases(ctx, RESUME_INTERVAL) {
@@ -635,7 +655,11 @@ impl Actor for RoleActor {
                 let resumed = match args.role {
                     Role::Principal => {
                         Self::resend_releases(&args.context);
-                        custody::resume(&args.context, RESUME_INTERVAL)
+                        let refreshed = Self::refresh_due(&args.context).await;
+                        custody::resume(&args.context, RESUME_INTERVAL).map(|mut deliveries| {
+                            deliveries.extend(refreshed);
+                            deliveries
+                        })
                     }
                     Role::Beneficiary => custody::resume_receiving(&args.context, RESUME_INTERVAL),
                     Role::Fiduciary => {

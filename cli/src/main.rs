@@ -348,6 +348,35 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keys generated without a dealer by committees of each size (t = 2n/3 + 1), and custody
+    /// moved from 3-of-5 to 5-of-9 and refreshed: time and CPU.
+    Dkg {
+        /// Committee sizes.
+        #[arg(long, value_delimiter = ',', default_values_t = [3, 16, 64])]
+        sizes: Vec<usize>,
+        /// Keys per size, and moves and refreshes.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// A plugin whose keys the fiduciaries generate: `milagro`, `bitcoinwallet` or
+        /// `mpin-master` (never moved: no reshare phase).
+        #[arg(long, default_value = "milagro")]
+        plugin: String,
+        /// Skip the reshare and refresh phase.
+        #[arg(long)]
+        no_reshare: bool,
+        /// Orders that refresh themselves while others flow (0 skips that phase).
+        #[arg(long, default_value_t = 10)]
+        refreshed: usize,
+        /// Their refresh period (ms; the principal checks every 5 s whether one is due).
+        #[arg(long, default_value_t = 10_000)]
+        refresh_every_ms: u64,
+        /// Order-and-release cycles on the same committee meanwhile.
+        #[arg(long, default_value_t = 1000)]
+        cycles: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Orders and releases: latency percentiles and throughput.
     Custody {
         /// The orders' plugin: `safeguardsecret` (a dealt secret), or `milagro` or
@@ -795,6 +824,33 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 fiduciaries,
                 threshold,
                 policy,
+            })
+            .await?;
+            print_report(&report, json)?;
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Dkg {
+                    sizes,
+                    runs,
+                    plugin,
+                    no_reshare,
+                    refreshed,
+                    refresh_every_ms,
+                    cycles,
+                    json,
+                },
+        } => {
+            let report = bench::dkg::run(bench::dkg::DkgBench {
+                sizes,
+                runs,
+                plugin,
+                reshare: !no_reshare,
+                flow: (refreshed > 0).then_some(bench::dkg::FlowBench {
+                    refreshed,
+                    refresh_every_ms,
+                    cycles,
+                }),
             })
             .await?;
             print_report(&report, json)?;

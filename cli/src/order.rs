@@ -51,6 +51,11 @@ pub enum OrderCommand {
         /// Plugin.
         #[arg(long, default_value = "safeguardsecret")]
         plugin: String,
+        /// Refresh the shares this often (milliseconds, at least 1000) once the order is
+        /// certified: same key, new shares, the old ones deleted. The principal checks every
+        /// 5 s whether a refresh is due.
+        #[arg(long, value_name = "MS")]
+        refresh_every_ms: Option<u64>,
         /// Wait until the order is certified (at most SECONDS, 60 by default); fail naming
         /// the fiduciaries that have not signed if it is not.
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
@@ -260,6 +265,7 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             max_releases,
             policy,
             plugin,
+            refresh_every_ms,
             input,
             wait,
             client,
@@ -277,6 +283,9 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             });
             if let Some(policy) = policy {
                 body["policy"] = policy;
+            }
+            if let Some(every) = refresh_every_ms {
+                body["refresh_every_ms"] = every.into();
             }
             if let Some(secret) = secret {
                 body["secret"] = Value::String(secret);

@@ -156,6 +156,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         policy: dta_protocol::policy::ReleasePolicy::default(),
         input: Default::default(),
         secret: Some(SecretBytes::new(SECRET.to_vec())),
+        refresh_every_ms: None,
     };
     let at = Instant::now();
     ractor::call_t!(

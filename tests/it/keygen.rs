@@ -163,3 +163,60 @@ async fn a_fiduciary_restarted_in_the_middle_of_a_key_generation_finishes_it() {
     assert_eq!(public_of(&secret["secret_hex"]), public_key);
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_generation_benchmark_runs_every_phase() {
+    use dta_testnet::bench::dkg::{DkgBench, FlowBench, run, threshold_of};
+    assert_eq!(
+        [3, 16, 64].map(threshold_of),
+        [2, 11, 43],
+        "t = 2n/3 + 1, below n"
+    );
+    let report = run(DkgBench {
+        sizes: vec![3, 4],
+        runs: 1,
+        plugin: "milagro".into(),
+        reshare: true,
+        flow: Some(FlowBench {
+            refreshed: 2,
+            refresh_every_ms: 1_000,
+            cycles: 20,
+        }),
+    })
+    .await
+    .expect("benchmark runs");
+    assert_eq!(report.sizes.len(), 2);
+    assert!(report.sizes.iter().all(|s| s.certified_p50_ms > 0.0));
+    let moved = report.reshare.expect("the reshare phase ran");
+    assert!(moved.reshare_p50_ms > 0.0 && moved.refresh_p50_ms > 0.0);
+    let flow = report.flow.expect("the flow phase ran");
+    assert_eq!((flow.cycles, flow.failed_orders), (20, 0));
+    assert!(
+        flow.refreshes >= 2,
+        "each refreshed order refreshed: {flow:?}"
+    );
+    // An M-Pin master is generated the same way, and never moved.
+    let report = run(DkgBench {
+        sizes: vec![3],
+        runs: 1,
+        plugin: "mpin-master".into(),
+        reshare: true,
+        flow: None,
+    })
+    .await
+    .expect("benchmark runs");
+    assert_eq!(report.sizes[0].threshold, 2);
+    assert!(report.reshare.is_none());
+    // A plugin whose key is dealt has no key generation to measure.
+    assert!(
+        run(DkgBench {
+            sizes: vec![3],
+            runs: 1,
+            plugin: "safeguardsecret".into(),
+            reshare: false,
+            flow: None,
+        })
+        .await
+        .is_err()
+    );
+}

@@ -58,29 +58,29 @@ async fn release(api: &Api, net: &Testnet, reference: &str) {
     assert_eq!(body["waited"]["reached"], true, "{body}");
 }
 
+/// The principal's 2-of-3 `safeguardsecret` order `reference` of "the launch codes", with
+/// `extra` fields in its body, certified.
+async fn launch_codes(api: &Api, net: &Testnet, reference: &str, extra: serde_json::Value) {
+    let mut body = json!({
+        "reference": reference,
+        "plugin": "safeguardsecret",
+        "fiduciaries": FIDUCIARIES.iter().map(|i| identity(net, *i)).collect::<Vec<_>>(),
+        "threshold": 2,
+        "beneficiary": identity(net, BENEFICIARY),
+        "secret": "the launch codes",
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    let (status, created) = api.post(net, PRINCIPAL, "/v2/orders?wait=30", body).await;
+    assert_eq!(status, 201, "{created}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refreshed_secret_keeps_its_key_and_its_old_shares_are_gone() {
     let mut net = one_role_each(5).await;
     let api = Api::new();
-    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
-    let beneficiary = identity(&net, BENEFICIARY);
-    let (status, created) = api
-        .post(
-            &net,
-            PRINCIPAL,
-            "/v2/orders?wait=30",
-            json!({
-                "reference": "vault",
-                "plugin": "safeguardsecret",
-                "fiduciaries": fiduciaries,
-                "threshold": 2,
-                "beneficiary": beneficiary,
-                "secret": "the launch codes",
-                "max_releases": 3,
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
+    launch_codes(&api, &net, "vault", json!({ "max_releases": 3 })).await;
     release(&api, &net, "vault").await;
     let before: Vec<Vec<u8>> = {
         let mut shares = Vec::new();
@@ -119,6 +119,7 @@ async fn a_refreshed_secret_keeps_its_key_and_its_old_shares_are_gone() {
 
     // A fiduciary down during a refresh: the other two deal, and the new shares are certified
     // once it is back and has its own.
+    let third = identity(&net, FIDUCIARIES[2]);
     net.test_node(FIDUCIARIES[2]).stop().await;
     let (status, body) = api
         .post(&net, PRINCIPAL, "/v2/orders/vault/refresh", json!({}))
@@ -138,7 +139,7 @@ async fn a_refreshed_secret_keeps_its_key_and_its_old_shares_are_gone() {
                 .iter()
                 .filter_map(|w| w["identity"].as_str())
                 .collect();
-            if waiting == [fiduciaries[2].as_str()] {
+            if waiting == [third.as_str()] {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -330,4 +331,83 @@ async fn custody_moves_from_two_of_three_to_three_of_five_and_the_first_two_can_
         );
     }
     net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_refreshes_itself_on_its_schedule_and_still_releases() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let order = |reference: &str, plugin: &str, threshold: u32, every: u64| {
+        json!({
+            "reference": reference,
+            "plugin": plugin,
+            "fiduciaries": fiduciaries,
+            "threshold": threshold,
+            "beneficiary": identity(&net, BENEFICIARY),
+            "secret": (plugin == "safeguardsecret").then_some("the launch codes"),
+            "refresh_every_ms": every,
+        })
+    };
+    // A schedule an order could not keep is refused before anything is sent.
+    for (body, why) in [
+        (order("fast", "safeguardsecret", 2, 500), "at least 1000"),
+        (order("added", "milagro", 3, 5_000), "n-of-n"),
+        (order("master", "mpin-master", 2, 5_000), "never released"),
+    ] {
+        let (status, answer) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains(why), "{why}: {answer}");
+    }
+
+    launch_codes(&api, &net, "ticking", json!({ "refresh_every_ms": 1_000 })).await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/ticking").await;
+    assert_eq!(record(&shown, "principal")["refresh_every_ms"], 1_000);
+    // The principal refreshes it at its checks (every 5 s) while its certificate is older
+    // than a second: two epochs within half a minute, nobody asking.
+    let refreshed = tokio::time::timeout(std::time::Duration::from_secs(40), async {
+        loop {
+            let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/ticking").await;
+            let principal = record(&shown, "principal");
+            if principal["epoch"].as_u64() >= Some(2) && principal["state"] == "certified" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(refreshed.is_ok(), "no two refreshes within 40 s");
+    release(&api, &net, "ticking").await;
+    let (_, secret) = api
+        .get(&net, BENEFICIARY, "/v2/orders/ticking/secret")
+        .await;
+    assert_eq!(secret["secret"], "the launch codes", "{secret}");
+    let (status, report) = api.get(&net, PRINCIPAL, "/v2/orders/ticking/audit").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_asked_for_during_a_refresh_waits_for_the_new_shares() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    launch_codes(&api, &net, "mid-refresh", json!({})).await;
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/mid-refresh/refresh", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Shares of two epochs would not combine: the release is refused until the refresh is
+    // certified, and says why.
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/mid-refresh/release", json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("being refreshed"), "{body}");
+    api.wait_state(&net, PRINCIPAL, "mid-refresh", "principal", "certified")
+        .await;
+    release(&api, &net, "mid-refresh").await;
+    let (_, secret) = api
+        .get(&net, BENEFICIARY, "/v2/orders/mid-refresh/secret")
+        .await;
+    assert_eq!(secret["secret"], "the launch codes", "{secret}");
 }

@@ -40,6 +40,8 @@ async fn ordered() -> (Vec<Party>, Vec<Delivery>) {
             policy: Default::default(),
             input: BTreeMap::new(),
             secret: None,
+
+            refresh_every_ms: None,
         },
     )
     .await

@@ -106,4 +106,10 @@ pub struct NewOrder {
     pub input: BTreeMap<String, String>,
     /// The secret to safeguard, for plugins that take one.
     pub secret: Option<SecretBytes>,
+    /// Refresh the shares this often (ms, at least [`MIN_REFRESH_EVERY_MS`]) once the order
+    /// is certified: the principal asks for a refresh when its last certificate is this old.
+    pub refresh_every_ms: Option<u64>,
 }
+
+/// The shortest period of an order's proactive refresh (ms).
+pub const MIN_REFRESH_EVERY_MS: u64 = 1_000;

@@ -90,6 +90,9 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         .check_order(&request)
         .and_then(|()| plugin.check_secret(new.secret.as_ref()))
         .map_err(CustodyError::from)?;
+    if let Some(every) = new.refresh_every_ms {
+        check_refresh_every(plugin, &request, every)?;
+    }
     if ctx.own_record(&reference)?.is_some() {
         return Err(CustodyError::Exists(reference));
     }
@@ -126,6 +129,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
         threshold: new.threshold,
         max_releases: new.policy.max_releases,
         key_generation: keygen::without_dealer(plugin, &request).then(KeyGeneration::default),
+        refresh_every_ms: new.refresh_every_ms,
         ..OrderRecord::fresh(
             reference.clone(),
             Role::Principal,
@@ -250,6 +254,30 @@ pub async fn on_key_share(
         (key_shares, None)
     };
     commit_generated_key(ctx, record, key_shares, generated).await
+}
+
+/// Refuses a proactive refresh an order could not have: too frequent, of a key that never
+/// leaves its committee, of an n-of-n key added up, or under a release policy with conditions
+/// (the cases a refresh itself refuses).
+fn check_refresh_every(
+    plugin: &dyn Plugin,
+    request: &OrderRequest,
+    every_ms: u64,
+) -> Result<(), CustodyError> {
+    let refused = |why: &str| Err(CustodyError::Invalid(format!("refresh_every_ms: {why}")));
+    if every_ms < super::MIN_REFRESH_EVERY_MS {
+        return refused(&format!("at least {} ms", super::MIN_REFRESH_EVERY_MS));
+    }
+    plugin.check_release().map_err(CustodyError::from)?;
+    if plugin.key_source() == KeySource::Generated && !keygen::without_dealer(plugin, request) {
+        return refused("an n-of-n key added up from its shares is not refreshed");
+    }
+    if request.policy.has_conditions() {
+        return refused(
+            "refreshing an order whose release policy has conditions is not supported yet",
+        );
+    }
+    Ok(())
 }
 
 /// Refuses an envelope that speaks for fiduciary `index` of the record's order when its

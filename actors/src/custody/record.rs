@@ -81,6 +81,9 @@ pub struct OrderRecord {
     /// (its own count of releases starts from here). 0, and absent, otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub releases_before: u32,
+    /// Principal: the period of the order's proactive refresh (ms). Absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_every_ms: Option<u64>,
 }
 
 impl OrderRecord {
@@ -117,6 +120,7 @@ impl OrderRecord {
             epoch: 0,
             refresh: None,
             releases_before: 0,
+            refresh_every_ms: None,
         }
     }
 
@@ -471,6 +475,7 @@ mod tests {
             epoch: 0,
             refresh: None,
             releases_before: 0,
+            refresh_every_ms: None,
         })
         .collect()
     }

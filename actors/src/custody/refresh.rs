@@ -118,6 +118,31 @@ fn u16_of(value: u32) -> Result<u16, CustodyError> {
     u16::try_from(value).map_err(|_| CustodyError::Invalid(format!("{value} is too large")))
 }
 
+/// Principal: the orders whose proactive refresh is due (`refresh_every_ms` in their record):
+/// certified, no release or refresh under way, and their certificate at least that old by its
+/// envelope's timestamp.
+pub fn due(ctx: &RoleContext) -> Result<Vec<String>, CustodyError> {
+    let now = crate::context::now_millis();
+    let mut due = Vec::new();
+    for record in ctx.records()? {
+        let (Role::Principal, Some(every), Some(certificate)) =
+            (record.role, record.refresh_every_ms, record.certificate)
+        else {
+            continue;
+        };
+        if !matches!(record.state, OrderState::Certified | OrderState::Released)
+            || open_release(ctx, &record)?.is_some()
+        {
+            continue;
+        }
+        let certified_at = ctx.verified_block(&certificate)?.envelope().timestamp;
+        if now >= certified_at.saturating_add(every) {
+            due.push(record.reference);
+        }
+    }
+    Ok(due)
+}
+
 /// Principal: asks the order's committee to deal its shares anew, to itself under its own
 /// threshold (a refresh, `next` none) or to the committee and threshold `next` names; the
 /// record and the request's deliveries to the dealers.

@@ -45,6 +45,31 @@ pub async fn create_release(
     let certificate = record
         .certificate
         .ok_or_else(|| CustodyError::Conflict(format!("order {reference} is not certified yet")))?;
+    match record.state {
+        OrderState::Certified | OrderState::Releasing | OrderState::Released => {}
+        // Shares of two epochs do not combine: a release waits for the new ones.
+        OrderState::Refreshing | OrderState::Committed => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} is being refreshed (to epoch {}); release it once the new \
+                 shares are certified",
+                record.epoch + 1
+            )));
+        }
+        OrderState::Ordered
+        | OrderState::Generating
+        | OrderState::Dealt
+        | OrderState::Generated
+        | OrderState::Holding
+        | OrderState::Collecting
+        | OrderState::Received
+        | OrderState::Aborted
+        | OrderState::Retired => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} is {}: it cannot be released",
+                record.state
+            )));
+        }
+    }
     let (cid, bytes, beneficiary) = match open_release(ctx, &record)? {
         Some((cid, bytes, request)) => {
             if beneficiary.is_some_and(|b| b != request.beneficiary) {

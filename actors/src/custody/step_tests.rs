@@ -45,6 +45,8 @@ async fn ordered_under(
             policy: policy(&parties),
             input: BTreeMap::new(),
             secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
+
+            refresh_every_ms: None,
         },
     )
     .await

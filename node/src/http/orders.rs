@@ -93,6 +93,7 @@ fn stored_record_json(record: &OrderRecord) -> Value {
         "fiduciaries": record.fiduciaries.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "threshold": record.threshold,
         "epoch": record.epoch,
+        "refresh_every_ms": record.refresh_every_ms,
         "max_releases": record.max_releases,
         "signatures": record.signatures.len(),
         "releases": map(&record.releases),
@@ -186,6 +187,8 @@ pub struct CreateBody {
     secret_hex: Option<SecretText>,
     /// The secret's bytes in standard base64 (padding optional).
     secret_base64: Option<SecretText>,
+    /// Refresh the shares this often (ms) once certified.
+    refresh_every_ms: Option<u64>,
 }
 
 /// A string of a request body that carries a secret or its encoding: wiped when dropped and
@@ -386,6 +389,7 @@ pub async fn create(
         policy: super::policy::release_policy(body.max_releases, body.policy)?,
         input: body.input,
         secret,
+        refresh_every_ms: body.refresh_every_ms,
     };
     let principal = role_actor(&state, Role::Principal)?;
     let events = state.custody_events.subscribe();

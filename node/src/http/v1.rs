@@ -402,6 +402,7 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
         policy: dta_protocol::policy::ReleasePolicy::default(),
         input,
         secret,
+        refresh_every_ms: None,
     };
     ractor::call_t!(
         principal(&state)?,

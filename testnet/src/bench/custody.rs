@@ -82,9 +82,31 @@ pub(super) struct Principal {
     threshold: u32,
     plugin: String,
     pub(super) policy: dta_protocol::policy::ReleasePolicy,
+    /// The orders' proactive refresh period, if any.
+    pub(super) refresh_every_ms: Option<u64>,
 }
 
 impl Principal {
+    /// Node 0's principal of `net`, ordering `plugin` keys `threshold`-of-n from
+    /// `fiduciaries` for `beneficiary`.
+    pub(super) fn new(
+        net: &Testnet,
+        fiduciaries: Vec<Cid>,
+        beneficiary: Cid,
+        threshold: u32,
+        plugin: String,
+    ) -> Result<Self, BenchError> {
+        Ok(Self {
+            actor: principal_of(net, 0)?,
+            fiduciaries,
+            beneficiary,
+            threshold,
+            plugin,
+            policy: Default::default(),
+            refresh_every_ms: None,
+        })
+    }
+
     fn order(&self, reference: String) -> NewOrder {
         let dealt = self.plugin == dta_actors::custody::SAFEGUARD_SECRET;
         let input = match self.plugin.as_str() {
@@ -102,6 +124,7 @@ impl Principal {
             policy: self.policy.clone(),
             input,
             secret: dealt.then(|| SecretBytes::new(vec![0x42; 32])),
+            refresh_every_ms: self.refresh_every_ms,
         }
     }
 
@@ -138,7 +161,7 @@ impl Principal {
 
 /// The principal's custody events, read while orders run: the channel is bounded, and a
 /// reader that waited for every call to return first would fall behind it.
-pub(super) struct Events(broadcast::Receiver<CustodyEvent>);
+pub(super) struct Events(pub(super) broadcast::Receiver<CustodyEvent>);
 
 impl Events {
     /// Waits until `count` principal records of `prefix` reached `state`.
@@ -211,18 +234,16 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
         .build()
         .await?;
     let principal_node = net.node(0);
-    let actor = principal_of(&net, 0)?;
     let cid = |i: usize| identity_of(&net, i);
-    let principal = Principal {
-        actor,
-        fiduciaries: (1..=config.fiduciaries)
+    let principal = Principal::new(
+        &net,
+        (1..=config.fiduciaries)
             .map(cid)
             .collect::<Result<_, _>>()?,
-        beneficiary: cid(beneficiary)?,
-        threshold: config.threshold,
-        plugin: config.plugin.clone(),
-        policy: Default::default(),
-    };
+        cid(beneficiary)?,
+        config.threshold,
+        config.plugin.clone(),
+    )?;
     let mut events = Events(principal_node.custody_events());
 
     // 1. Latency, one order at a time.
@@ -252,18 +273,7 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
     // 3. Full cycles.
     let cpu_before = process_cpu();
     let started = Instant::now();
-    let (created, certified) = tokio::join!(
-        run_all(&principal, "cyc-", config.orders, |p, r| p.create(r)),
-        events.wait("cyc-", OrderState::Certified, config.orders),
-    );
-    created.and(certified)?;
-    let (requested, released) = tokio::join!(
-        run_all(&principal, "cyc-", config.orders, |p, r| async move {
-            Principal::release(p.actor.clone(), r).await.map(drop)
-        }),
-        events.wait("cyc-", OrderState::Released, config.orders),
-    );
-    requested.and(released)?;
+    cycles(&principal, &mut events, "cyc-", config.orders).await?;
     let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
     let cpu_ms_per_cycle = cpu_ms_per(cpu_before, config.orders);
 
@@ -292,6 +302,28 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
         cpu_ms_per_cycle,
         policy,
     })
+}
+
+/// `count` orders `prefix0..` made, certified, released and received, all at once (at most
+/// [`IN_FLIGHT`] calls at a time).
+pub(super) async fn cycles(
+    principal: &Principal,
+    events: &mut Events,
+    prefix: &str,
+    count: usize,
+) -> Result<(), BenchError> {
+    let (created, certified) = tokio::join!(
+        run_all(principal, prefix, count, |p, r| p.create(r)),
+        events.wait(prefix, OrderState::Certified, count),
+    );
+    created.and(certified)?;
+    let (requested, released) = tokio::join!(
+        run_all(principal, prefix, count, |p, r| async move {
+            Principal::release(p.actor.clone(), r).await.map(drop)
+        }),
+        events.wait(prefix, OrderState::Released, count),
+    );
+    requested.and(released)
 }
 
 /// CPU time this process has used, user plus system, from `/proc/self/stat`; `None` where

@@ -3,6 +3,8 @@
 //!
 //! - [`custody`]: orders and releases on an in-process testnet (`dta bench custody`), and
 //!   [`policy`], what a release policy adds to a release (`--policy FILE`).
+//! - [`dkg`]: keys generated without a dealer by committees of growing size, and custody
+//!   moved to another committee and refreshed (`dta bench dkg`).
 //! - [`bitswap`]: block fetches over Bitswap, from a dta node and from kubo
 //!   (`dta bench bitswap`).
 //! - [`mpin`]: M-Pin share issuance and the server's check (`dta bench mpin`).
@@ -21,6 +23,7 @@ use crate::harness::{HarnessError, Testnet};
 
 pub mod bitswap;
 pub mod custody;
+pub mod dkg;
 pub mod mpin;
 pub mod policy;
 pub mod testnet;
