@@ -401,3 +401,51 @@ fn the_two_groups_do_not_take_each_others_messages() {
     assert_eq!(group_key.len(), 48);
     assert!(public_shares.iter().all(|s| s.len() == 48));
 }
+
+/// The last part here gives what FROST's own gives, in both groups.
+fn same_as_frost<C: Suite>(n: u16, t: u16) {
+    let (rounds, commitments) = deal_all::<C>(n, t);
+    let (seconds, inboxes) = share_all(rounds, &commitments);
+    for second in &seconds {
+        let me = second.me;
+        let received = super::commitments::<C>(me, n, &others(&commitments, me)).unwrap();
+        let shares = decode_all(me, n, &inboxes[&me], "share", |bytes| {
+            round2::Package::<C>::deserialize(bytes).ok()
+        })
+        .unwrap();
+        let ours = part3::finish(&second.secret, &received, &shares, me, n).unwrap();
+        let theirs = frost_core::keys::dkg::part3(&second.secret, &received, &shares).unwrap();
+        assert!(ours == theirs, "participant {me} of {t}-of-{n}");
+        let all: Vec<_> = (1..=n)
+            .map(|p| {
+                round1::Package::<C>::deserialize(&commitments[&p])
+                    .unwrap()
+                    .commitment()
+                    .clone()
+            })
+            .collect();
+        let audited = part3::public_of::<C>(&all.iter().collect::<Vec<_>>()).unwrap();
+        assert!(audited == theirs.1);
+    }
+}
+
+#[test]
+fn the_last_part_gives_what_frosts_gives() {
+    same_as_frost::<Taproot>(5, 3);
+    same_as_frost::<Taproot>(4, 4);
+    same_as_frost::<Bls12381G1>(5, 4);
+}
+
+#[test]
+fn shares_that_fail_together_name_the_dealer_whose_share_fails_alone() {
+    let (rounds, commitments) = deal_all::<Bls12381G1>(4, 3);
+    let (seconds, mut inboxes) = share_all(rounds, &commitments);
+    // Dealer 3's share to participant 1 is dealer 2's.
+    let swapped = inboxes[&1][&2].clone();
+    inboxes.get_mut(&1).unwrap().insert(3, swapped);
+    let failed = finish(&seconds[0], &others(&commitments, 1), &inboxes[&1]).unwrap_err();
+    assert!(
+        matches!(failed, DkgError::Dealer { culprit: 3, .. }),
+        "{failed:?}"
+    );
+}
