@@ -36,6 +36,7 @@ impl Role {
                 kind,
                 Kind::KeyShare
                     | Kind::ReshareDeal
+                    | Kind::ShareDeleted
                     | Kind::DkgCommitment
                     | Kind::DkgComplaint
                     | Kind::CommitmentSignature
@@ -51,6 +52,7 @@ impl Role {
                     | Kind::DkgRound
                     | Kind::DkgShare
                     | Kind::DkgAbort
+                    | Kind::DkgAbandon
                     | Kind::ReshareRequest
                     | Kind::ReshareDeal
                     | Kind::Commitment
@@ -105,6 +107,13 @@ pub enum RoleMsg {
         vote: custody::NewVote,
         /// Its envelope's CID, once made and sent off.
         reply: RpcReplyPort<Result<Cid, CustodyError>>,
+    },
+    /// Principal: give up a generated key that waits for fiduciaries that do not answer.
+    Abandon {
+        /// The order reference.
+        reference: String,
+        /// The record, and the fiduciaries named as missing, once the abandon is sent off.
+        reply: RpcReplyPort<Result<(OrderRecord, Vec<Cid>), CustodyError>>,
     },
     /// Principal: deal an order's shares anew, to its own committee (a refresh) or another.
     Reshare {
@@ -229,6 +238,7 @@ impl RoleActor {
                         | Kind::DkgRound
                         | Kind::DkgShare
                         | Kind::DkgAbort
+                        | Kind::DkgAbandon
                         | Kind::ReshareRequest
                         | Kind::ReshareDeal
                         | Kind::Commitment
@@ -458,6 +468,12 @@ impl RoleActor {
             }
             (Role::Principal, Kind::ReshareDeal) => {
                 send_all(ctx, custody::refresh::on_deal(ctx, &envelope, cid).await?);
+            }
+            (Role::Fiduciary, Kind::DkgAbandon) => {
+                custody::keygen::on_abandon(ctx, &envelope, cid).await?;
+            }
+            (Role::Principal, Kind::ShareDeleted) => {
+                custody::refresh::on_share_deleted(ctx, &envelope, cid).await?;
             }
             (Role::Fiduciary, Kind::ReshareRequest) => {
                 if let Some(delivery) = custody::refresh::on_request(ctx, &envelope, cid).await? {
@@ -700,6 +716,13 @@ impl Actor for RoleActor {
                 let _ = reply.send(result.map(|(cid, deliveries)| {
                     send_all(&args.context, deliveries);
                     cid
+                }));
+            }
+            RoleMsg::Abandon { reference, reply } => {
+                let made = custody::keygen::abandon(&args.context, &reference).await;
+                let _ = reply.send(made.map(|(record, missing, deliveries)| {
+                    send_all(&args.context, deliveries);
+                    (record, missing)
                 }));
             }
             RoleMsg::Reshare {

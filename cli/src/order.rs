@@ -136,6 +136,15 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Give up a generated key whose fiduciaries did not all answer (one is down for good):
+    /// the order ends, every fiduciary drops what it kept for it, and the ones that did not
+    /// answer are named. Make a new order without them.
+    Abandon {
+        /// The order reference.
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The secret a beneficiary received: as text when it is UTF-8, else as hex.
     Secret {
         /// The order reference.
@@ -414,6 +423,28 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 "moved to its new committee",
             )
             .await?;
+        }
+        OrderCommand::Abandon { reference, client } => {
+            let answer = client
+                .post(
+                    &format!("/v2/orders/{reference}/abandon"),
+                    serde_json::json!({}),
+                )
+                .await?;
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let missing: Vec<&str> = answer["missing"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                outln!(
+                    "order {reference} abandoned; no answer from {}",
+                    missing.join(", ")
+                );
+            }
         }
         OrderCommand::Secret {
             reference,

@@ -126,6 +126,18 @@ pub struct DkgAbort {
     pub reason: String,
 }
 
+/// The principal gives up a key generation that waits for fiduciaries that do not answer
+/// (public payload of [`Kind::DkgAbandon`], `prev` the order's head): every fiduciary drops
+/// what it kept for it. Nobody is blamed for cheating; the ones that did not answer are
+/// named.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DkgAbandon {
+    /// The order request envelope.
+    pub order: Cid,
+    /// The fiduciaries whose answer was missing.
+    pub missing: Vec<Cid>,
+}
+
 /// Why a round or a complaint does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DkgCheckError {

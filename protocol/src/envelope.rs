@@ -89,6 +89,9 @@ pub enum Kind {
     /// The principal ends a key generation and names who failed it
     /// ([`crate::dkg::DkgAbort`], `prev` the round).
     DkgAbort,
+    /// The principal gives up a generated key whose fiduciaries did not all answer, and names
+    /// them ([`crate::dkg::DkgAbandon`], `prev` the order's head).
+    DkgAbandon,
     /// The principal asks an order's holders to deal their shares anew
     /// ([`crate::reshare::ReshareRequest`], `prev` the order's head).
     ReshareRequest,
@@ -96,6 +99,9 @@ pub enum Kind {
     /// sub-share sealed to its recipient ([`crate::reshare::ReshareCommitments`],
     /// [`crate::reshare::ReshareSubShare`], `prev` the request).
     ReshareDeal,
+    /// A holder says it deleted its share of an epoch, once the commitment of the next one
+    /// made it useless ([`crate::reshare::ShareDeleted`], `prev` that commitment).
+    ShareDeleted,
 }
 
 /// One recipient of the sealed payload.

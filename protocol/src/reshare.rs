@@ -1,7 +1,8 @@
 //! The payloads that move an order's shares to new ones without rebuilding its key: the
 //! principal's request, and each old holder's deal of its share to every holder of the next
 //! epoch (public Feldman commitments beside a sealed sub-share). The commitment that ends it
-//! names what it came from ([`crate::order::Reshared`]).
+//! names what it came from ([`crate::order::Reshared`]); each old holder then says, signed,
+//! that it deleted its old share ([`ShareDeleted`]).
 //!
 //! The next committee and threshold may be the order's own (a refresh: same key, new
 //! shares) or others (custody moves; any overlap allowed).
@@ -32,6 +33,19 @@ pub struct ReshareRequest {
     pub epoch: u32,
     /// Releases served so far: a holder that joins counts its releases from here.
     pub releases: u32,
+}
+
+/// An old holder's statement that it deleted its share of `epoch` (public payload of
+/// [`crate::envelope::Kind::ShareDeleted`], `prev` the commitment of the next epoch, sent to
+/// the principal).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ShareDeleted {
+    /// The order request envelope.
+    pub order: Cid,
+    /// The epoch of the share deleted.
+    pub epoch: u32,
+    /// The holder's share index in that epoch's committee.
+    pub index: u32,
 }
 
 /// An old holder's Feldman commitments to the polynomial it deals its share with (public

@@ -220,3 +220,58 @@ async fn the_key_generation_benchmark_runs_every_phase() {
         .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_generation_that_waits_for_a_fiduciary_down_for_good_is_abandoned_naming_it() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let principal: dta_protocol::Cid = identity(&net, PRINCIPAL).parse().unwrap();
+    net.test_node(FIDUCIARIES[2]).stop().await;
+    order_two_of_three(&api, &net, "stalled", &fiduciaries).await;
+    for node in &FIDUCIARIES[..2] {
+        api.wait_state(&net, *node, "stalled", "fiduciary", "generated")
+            .await;
+    }
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/stalled/abandon", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["missing"], json!([fiduciaries[2]]), "{body}");
+    assert_eq!(body["state"], "aborted", "{body}");
+    // The two that answered drop what they kept for the run (just after their record says
+    // so).
+    let round = dta_actors::custody::round_name(&principal, "stalled");
+    for node in &FIDUCIARIES[..2] {
+        api.wait_state(&net, *node, "stalled", "fiduciary", "aborted")
+            .await;
+        let store = net.node(*node).store();
+        let dropped = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while store
+                .get(dta_actors::store::Column::Keystore, round.as_bytes())
+                .unwrap()
+                .is_some()
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            dropped.is_ok(),
+            "node {node} still keeps the round's secret"
+        );
+    }
+    // Once abandoned, or once every fiduciary answered, there is nothing to abandon.
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/stalled/abandon", json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    order_two_of_three(&api, &net, "whole", &fiduciaries[..2]).await;
+    api.wait_state(&net, PRINCIPAL, "whole", "principal", "certified")
+        .await;
+    let (status, body) = api
+        .post(&net, PRINCIPAL, "/v2/orders/whole/abandon", json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    net.stop().await;
+}

@@ -58,6 +58,25 @@ async fn release(api: &Api, net: &Testnet, reference: &str) {
     assert_eq!(body["waited"]["reached"], true, "{body}");
 }
 
+/// Waits until the principal holds `count` signed statements of deleted shares of
+/// `reference`.
+async fn deletions_reach(api: &Api, net: &Testnet, reference: &str, count: u64) {
+    let path = format!("/v2/orders/{reference}");
+    let reached = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let (_, shown) = api.get(net, PRINCIPAL, &path).await;
+            let deleted = record(&shown, "principal")["shares_deleted"].as_u64();
+            assert!(deleted <= Some(count), "{shown}");
+            if deleted == Some(count) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "{reference}: not {count} deletions said");
+}
+
 /// The principal's 2-of-3 `safeguardsecret` order `reference` of "the launch codes", with
 /// `extra` fields in its body, certified.
 async fn launch_codes(api: &Api, net: &Testnet, reference: &str, extra: serde_json::Value) {
@@ -97,6 +116,7 @@ async fn a_refreshed_secret_keeps_its_key_and_its_old_shares_are_gone() {
     let refreshed = refresh(&api, &net, "vault").await;
     assert_eq!(refreshed["epoch"], 1, "{refreshed}");
     assert_eq!(refreshed["state"], "certified", "{refreshed}");
+    deletions_reach(&api, &net, "vault", 3).await;
     for (node, old) in FIDUCIARIES.into_iter().zip(&before) {
         assert_eq!(
             held(&net, node, "vault", 0).await,
@@ -289,6 +309,9 @@ async fn custody_moves_from_two_of_three_to_three_of_five_and_the_first_two_can_
                 .await;
             assert!(held(&net, node, reference, 1).await.is_some());
         }
+        // Each of the old committee (the two that left and the one that stayed) said, signed,
+        // that it deleted its old share.
+        deletions_reach(&api, &net, reference, 3).await;
     }
     // The first two leave for good: the new committee releases (3 of 5, two of them down).
     net.test_node(1).stop().await;

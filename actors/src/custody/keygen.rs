@@ -28,7 +28,9 @@ use std::collections::BTreeMap;
 
 use dta_crypto::dkg::{DkgError, Scheme, Shares};
 use dta_protocol::Cid;
-use dta_protocol::dkg::{DkgAbort, DkgCommitment, DkgComplaint, DkgRound, DkgShare, Verdict};
+use dta_protocol::dkg::{
+    DkgAbandon, DkgAbort, DkgCommitment, DkgComplaint, DkgRound, DkgShare, Verdict,
+};
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::order::{GeneratedKey, GeneratedShares, KeyShare, OrderRequest, SecretBytes};
 use serde_bytes::ByteBuf;
@@ -113,16 +115,6 @@ fn forget_round(ctx: &RoleContext, record: &OrderRecord) -> Result<(), CustodyEr
         .map_err(internal)
 }
 
-/// This fiduciary's share index in a record.
-fn own_index(record: &OrderRecord) -> Result<u32, CustodyError> {
-    record
-        .shares
-        .keys()
-        .next()
-        .copied()
-        .ok_or_else(|| internal("no share index recorded"))
-}
-
 /// The fiduciary record of a key generation and its state, for a step of `principal`'s order.
 fn generation_record(
     ctx: &RoleContext,
@@ -199,7 +191,7 @@ pub async fn on_round(
             round.scheme.name()
         )));
     }
-    let index = own_index(&record)?;
+    let index = record.own_index()?;
     let me = participant(index)?;
     let participants = participant(record.fiduciaries.len() as u32)?;
     let commitments = round_commitments(ctx, &record, &round)?;
@@ -290,7 +282,7 @@ pub async fn on_share(
     let (mut record, mut generation) =
         generation_record(ctx, Role::Fiduciary, &order.principal, &reference)?;
     let dealer = envelope.envelope().sender;
-    let index = own_index(&record)?;
+    let index = record.own_index()?;
     if share.order != record.order
         || share.recipient != index
         || share.dealer == index
@@ -347,7 +339,7 @@ async fn finish_if_complete(
         return Ok(Vec::new());
     }
     let reference = &record.reference;
-    let index = own_index(record)?;
+    let index = record.own_index()?;
     let me = participant(index)?;
     let round: DkgRound = ctx.stored_payload(&round_cid)?;
     let commitments = round_commitments(ctx, record, &round)?;
@@ -469,6 +461,90 @@ pub async fn on_abort(
     ctx.save(Role::Fiduciary, &record).await?;
     forget_round(ctx, &record)?;
     tracing::warn!(order = %reference, culprit = %abort.culprit, "key generation aborted");
+    Ok(())
+}
+
+/// Principal: gives up a generated key that waits for fiduciaries that do not answer (its
+/// commitments or key shares), in a signed abandon that names them; the record and its
+/// deliveries to every fiduciary, and the fiduciaries named. Refused once every answer is in
+/// (the order is finishing) or past its key generation.
+pub async fn abandon(
+    ctx: &RoleContext,
+    reference: &str,
+) -> Result<(OrderRecord, Vec<Cid>, Vec<Delivery>), CustodyError> {
+    let mut record = ctx.principal_record(reference)?;
+    let answered: Vec<u32> = match (record.state, &record.key_generation) {
+        (OrderState::Ordered, _) => record.shares.keys().copied().collect(),
+        (OrderState::Generating, Some(generation)) => generation.sent.keys().copied().collect(),
+        _ => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} is {}: only a generated key still waiting for its \
+                 fiduciaries can be abandoned",
+                record.state
+            )));
+        }
+    };
+    let missing: Vec<Cid> = (1u32..)
+        .zip(&record.fiduciaries)
+        .filter(|(index, _)| !answered.contains(index))
+        .map(|(_, fiduciary)| *fiduciary)
+        .collect();
+    if missing.is_empty() {
+        return Err(CustodyError::Conflict(format!(
+            "every fiduciary of {reference} has answered: it is finishing"
+        )));
+    }
+    let payload = DkgAbandon {
+        order: record.order,
+        missing,
+    };
+    let (cid, bytes) = ctx
+        .publish(Kind::DkgAbandon, reference, Some(record.head), &payload)
+        .await?;
+    record.head = cid;
+    record.state = OrderState::Aborted;
+    ctx.save(Role::Principal, &record).await?;
+    tracing::warn!(order = %reference, missing = ?payload.missing, "key generation abandoned");
+    let deliveries = to_each(ctx, &record.fiduciaries, &[bytes]);
+    Ok((record, payload.missing, deliveries))
+}
+
+/// Fiduciary: the principal gave up the order's key generation. The record says so, and
+/// what was kept for it (the round's secrets, or a share of an n-of-n key) is deleted.
+pub async fn on_abandon(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<(), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let principal = envelope.envelope().sender;
+    let Some(mut record) = ctx.record(Role::Fiduciary, &principal, &reference)? else {
+        return Ok(());
+    };
+    let abandon: DkgAbandon = RoleContext::payload(envelope)?;
+    if abandon.order != record.order {
+        return Err(CustodyError::Invalid("an abandon of another order".into()));
+    }
+    match record.state {
+        OrderState::Aborted => return Ok(()),
+        OrderState::Generated => {}
+        state => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} is {state} here: past its key generation"
+            )));
+        }
+    }
+    record.state = OrderState::Aborted;
+    record.head = cid;
+    ctx.save(Role::Fiduciary, &record).await?;
+    forget_round(ctx, &record)?;
+    ctx.store
+        .delete_durable(
+            Column::Keystore,
+            share_name(&record.principal, &reference).as_bytes(),
+        )
+        .map_err(internal)?;
+    tracing::warn!(order = %reference, "key generation abandoned by the principal");
     Ok(())
 }
 

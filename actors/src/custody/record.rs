@@ -84,9 +84,22 @@ pub struct OrderRecord {
     /// Principal: the period of the order's proactive refresh (ms). Absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_every_ms: Option<u64>,
+    /// Principal: old holders' signed statements that they deleted their shares
+    /// ([`dta_protocol::envelope::Kind::ShareDeleted`]), after refreshes and reshares.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deletions: Vec<Cid>,
 }
 
 impl OrderRecord {
+    /// A fiduciary's own share index in its record's committee.
+    pub(crate) fn own_index(&self) -> Result<u32, CustodyError> {
+        self.shares
+            .keys()
+            .next()
+            .copied()
+            .ok_or_else(|| internal("no share index recorded"))
+    }
+
     /// A record of `role` in `principal`'s order `reference` (request envelope `order`) that
     /// has collected nothing yet: no committee, commitment, shares or releases.
     pub(crate) fn fresh(
@@ -121,6 +134,7 @@ impl OrderRecord {
             refresh: None,
             releases_before: 0,
             refresh_every_ms: None,
+            deletions: Vec::new(),
         }
     }
 
@@ -476,6 +490,7 @@ mod tests {
             refresh: None,
             releases_before: 0,
             refresh_every_ms: None,
+            deletions: Vec::new(),
         })
         .collect()
     }

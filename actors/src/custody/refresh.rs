@@ -34,7 +34,7 @@ use dta_crypto::{Secret, dkg};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, OrderRequest, Reshared, SecretBytes};
-use dta_protocol::reshare::{ReshareCommitments, ReshareRequest, ReshareSubShare};
+use dta_protocol::reshare::{ReshareCommitments, ReshareRequest, ReshareSubShare, ShareDeleted};
 use serde_bytes::ByteBuf;
 
 use crate::role::Role;
@@ -631,6 +631,76 @@ fn combined_secp256k1(parts: &[(u32, Vec<ByteBuf>)]) -> Result<Vec<Vec<u8>>, Cus
     dkg::reshare::combine_commitments(&parts).map_err(|e| CustodyError::Invalid(e.to_string()))
 }
 
+/// Fiduciary: deletes its share of `deleted.epoch`, which the commitment `superseded_by`
+/// made useless, and says so in a signed statement for the principal (its block).
+async fn delete_and_say(
+    ctx: &RoleContext,
+    principal: &Cid,
+    reference: &str,
+    superseded_by: Cid,
+    deleted: &ShareDeleted,
+) -> Result<Vec<u8>, CustodyError> {
+    ctx.store
+        .delete_durable(
+            Column::Keystore,
+            held_share_name(principal, reference, deleted.epoch).as_bytes(),
+        )
+        .map_err(internal)?;
+    let (_, said) = ctx
+        .publish(Kind::ShareDeleted, reference, Some(superseded_by), deleted)
+        .await?;
+    Ok(said)
+}
+
+/// Principal: an old holder says it deleted its share. Kept in the record (its CID), once per
+/// holder and epoch, when the sender is the holder of that index in the committee the
+/// commitment it names came from.
+pub async fn on_share_deleted(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<(), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx.principal_record(&reference)?;
+    let deleted: ShareDeleted = RoleContext::payload(envelope)?;
+    let sender = envelope.envelope().sender;
+    let commitment_cid = envelope
+        .envelope()
+        .prev
+        .ok_or_else(|| CustodyError::Invalid("a deletion that names no commitment".into()))?;
+    let commitment: Commitment = ctx.stored_payload(&commitment_cid)?;
+    let previous: Commitment = match &commitment.reshared {
+        Some(reshared) => ctx.stored_payload(&reshared.previous)?,
+        None => {
+            return Err(CustodyError::Invalid(
+                "a deletion after a commitment that replaced none".into(),
+            ));
+        }
+    };
+    if deleted.order != record.order
+        || commitment.order != record.order
+        || previous
+            .fiduciaries
+            .get((deleted.index as usize).wrapping_sub(1))
+            != Some(&sender)
+    {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not holder {} of the shares it says it deleted",
+            deleted.index
+        )));
+    }
+    let already = record.deletions.iter().any(|said| {
+        ctx.stored_payload::<ShareDeleted>(said)
+            .is_ok_and(|d| d.epoch == deleted.epoch && d.index == deleted.index)
+    });
+    if already {
+        return Ok(());
+    }
+    record.deletions.push(cid);
+    tracing::info!(order = %reference, holder = %sender, epoch = deleted.epoch, "old share deleted");
+    ctx.save_buffered(Role::Principal, &record).await
+}
+
 /// Fiduciary: the commitment of a refresh arrived (after this node's deals). Checks each
 /// counted sub-share against its dealer's commitments, combines them into the new share,
 /// checks the commitment is what the deals give, keeps the new share under the next epoch's
@@ -699,7 +769,11 @@ pub async fn on_commitment(
     let Some(position) = joins else {
         // Custody moved to a committee without this node: its share goes.
         let mut record = existing.ok_or_else(|| internal("no record to retire"))?;
-        let held = held_share_name(&principal, &reference, record.epoch);
+        let deleted = ShareDeleted {
+            order: record.order,
+            epoch: record.epoch,
+            index: record.own_index()?,
+        };
         record.epoch = request.epoch;
         record.commitment = Some(commitment_cid);
         record.certificate = None;
@@ -707,11 +781,9 @@ pub async fn on_commitment(
         record.state = OrderState::Retired;
         record.refresh = None;
         ctx.save(Role::Fiduciary, &record).await?;
-        ctx.store
-            .delete_durable(Column::Keystore, held.as_bytes())
-            .map_err(internal)?;
+        let said = delete_and_say(ctx, &principal, &reference, commitment_cid, &deleted).await?;
         tracing::info!(order = %reference, "custody moved on; share deleted");
-        return Ok(None);
+        return Ok(ctx.peer_of(&principal).map(|peer| (peer, vec![said])));
     };
     let index = position as u32 + 1;
     let shares = Shares::of(&old)?;
@@ -798,7 +870,14 @@ pub async fn on_commitment(
         new_value.expose().to_vec(),
     )
     .await?;
-    let previous_epoch = existing.as_ref().map(|r| r.epoch);
+    let deleted = match &existing {
+        Some(record) => Some(ShareDeleted {
+            order: record.order,
+            epoch: record.epoch,
+            index: record.own_index()?,
+        }),
+        None => None,
+    };
     let mut record = match existing {
         Some(record) => record,
         // A fiduciary that joins: its record starts here, counting the releases before.
@@ -827,7 +906,7 @@ pub async fn on_commitment(
     record.head = commitment_cid;
     record.state = OrderState::Holding;
     record.refresh = None;
-    let delivery = ctx
+    let mut delivery = ctx
         .save_while(
             Role::Fiduciary,
             &record,
@@ -835,13 +914,9 @@ pub async fn on_commitment(
         )
         .await?;
     // The principal has moved on to the new commitment: the old share can serve no release.
-    if let Some(previous_epoch) = previous_epoch {
-        ctx.store
-            .delete_durable(
-                Column::Keystore,
-                held_share_name(&principal, &reference, previous_epoch).as_bytes(),
-            )
-            .map_err(internal)?;
+    if let Some(deleted) = deleted {
+        let said = delete_and_say(ctx, &principal, &reference, commitment_cid, &deleted).await?;
+        delivery.1.push(said);
     }
     tracing::info!(order = %reference, epoch, "new share kept, old one deleted; commitment signed");
     Ok(Some(delivery))

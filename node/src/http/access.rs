@@ -130,6 +130,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("POST", Access::Token(&[Scope::Order]))],
     ),
     endpoint(
+        "/v2/orders/{reference}/abandon",
+        "give up a generated key whose fiduciaries did not all answer, naming them",
+        &[("POST", Access::Token(&[Scope::Order]))],
+    ),
+    endpoint(
         "/v2/orders/{reference}/reshare",
         "move custody to another committee and threshold, same key (?wait=SECONDS)",
         &[("POST", Access::Token(&[Scope::Order]))],

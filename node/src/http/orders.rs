@@ -94,6 +94,7 @@ fn stored_record_json(record: &OrderRecord) -> Value {
         "threshold": record.threshold,
         "epoch": record.epoch,
         "refresh_every_ms": record.refresh_every_ms,
+        "shares_deleted": record.deletions.len(),
         "max_releases": record.max_releases,
         "signatures": record.signatures.len(),
         "releases": map(&record.releases),
@@ -494,6 +495,24 @@ pub async fn refresh(
     query: WaitParam,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     reshare_to(state, reference, query, None).await
+}
+
+/// `POST /v2/orders/{ref}/abandon`: gives up a generated key whose fiduciaries did not all
+/// answer; the record, and the fiduciaries named as missing.
+pub async fn abandon(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let principal = role_actor(&state, Role::Principal)?;
+    let (record, missing) = ractor::call_t!(
+        principal,
+        |reply| RoleMsg::Abandon { reference, reply },
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
+    let mut answer = record_json(&state, &record);
+    answer["missing"] = missing.iter().map(ToString::to_string).collect();
+    Ok(Json(answer))
 }
 
 /// The body of `POST /v2/orders/{ref}/reshare`.
