@@ -434,3 +434,54 @@ async fn a_release_asked_for_during_a_refresh_waits_for_the_new_shares() {
         .await;
     assert_eq!(secret["secret"], "the launch codes", "{secret}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fiduciary_down_while_custody_moves_off_it_deletes_its_share_once_back() {
+    let mut net = one_role_each(6).await;
+    let api = Api::new();
+    let ids: Vec<String> = (0..6).map(|i| identity(&net, i)).collect();
+    let (status, created) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders?wait=30",
+            json!({
+                "reference": "moving",
+                "plugin": "safeguardsecret",
+                "fiduciaries": [ids[1], ids[2], ids[3]],
+                "threshold": 2,
+                "beneficiary": ids[5],
+                "secret": "left behind?",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    // Fiduciary 1 is down while the other two move custody to 2, 3 and 4.
+    net.test_node(1).stop().await;
+    let (status, moved) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/moving/reshare?wait=30",
+            json!({ "fiduciaries": [ids[2], ids[3], ids[4]], "threshold": 2 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["waited"]["reached"], true, "{moved}");
+    deletions_reach(&api, &net, "moving", 2).await;
+    // Back, it hears of the move (the principal sends every peer that connects the heads of
+    // its orders, and the chain to the new commitment follows), retires, deletes its share
+    // and says so.
+    net.test_node(1)
+        .start()
+        .await
+        .expect("fiduciary 1 restarts");
+    api.wait_state(&net, 1, "moving", "fiduciary", "retired")
+        .await;
+    assert_eq!(held(&net, 1, "moving", 0).await, None, "share deleted");
+    deletions_reach(&api, &net, "moving", 3).await;
+    release(&api, &net, "moving").await;
+    let (_, secret) = api.get(&net, 5, "/v2/orders/moving/secret").await;
+    assert_eq!(secret["secret"], "left behind?", "{secret}");
+    net.stop().await;
+}
