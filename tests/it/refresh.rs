@@ -6,7 +6,8 @@ use dta_actors::store::Column;
 use serde_json::json;
 
 use crate::custody::{
-    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, identity, one_role_each, public_of, record,
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, custody_rejections, deliver_and_settle, identity,
+    one_role_each, public_of, record,
 };
 use dta_testnet::harness::Testnet;
 
@@ -484,4 +485,40 @@ async fn a_fiduciary_down_while_custody_moves_off_it_deletes_its_share_once_back
     let (_, secret) = api.get(&net, 5, "/v2/orders/moving/secret").await;
     assert_eq!(secret["secret"], "left behind?", "{secret}");
     net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_signature_of_a_replaced_commitment_is_dropped_quietly() {
+    use dta_protocol::envelope::{Kind, SignedEnvelope};
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    launch_codes(&api, &net, "late", json!({})).await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/late").await;
+    let old: dta_protocol::Cid = record(&shown, "principal")["commitment"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    refresh(&api, &net, "late").await;
+    // Fiduciary 1's signature of the commitment the refresh replaced, as it kept it, reaches
+    // the principal late: not a refusal (nothing is wrong with it), and nothing changes.
+    let mut late = None;
+    net.node(FIDUCIARIES[0])
+        .store()
+        .visit(Column::Blocks, |_, bytes| {
+            if let Ok(signed) = SignedEnvelope::decode(bytes)
+                && signed.envelope.kind == Kind::CommitmentSignature
+                && signed.envelope.prev == Some(old)
+            {
+                late = Some(bytes.to_vec());
+            }
+        })
+        .unwrap();
+    let late = late.expect("the old signature is kept");
+    let before = custody_rejections(&net, PRINCIPAL).await;
+    deliver_and_settle(&net, FIDUCIARIES[0], PRINCIPAL, "principal", late).await;
+    assert_eq!(custody_rejections(&net, PRINCIPAL).await, before);
+    let (_, after) = api.get(&net, PRINCIPAL, "/v2/orders/late").await;
+    assert_eq!(record(&after, "principal")["epoch"], 1, "{after}");
+    assert_eq!(record(&after, "principal")["state"], "certified", "{after}");
 }

@@ -256,6 +256,28 @@ pub async fn on_key_share(
     commit_generated_key(ctx, record, key_shares, generated).await
 }
 
+/// Whether `commitment` is one that a refresh or a move of `record`'s order replaced: found
+/// going back from the commitment in force through what each came from.
+fn replaced(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    commitment: Cid,
+) -> Result<bool, CustodyError> {
+    let mut current = record.commitment;
+    // One step per epoch: never more than the order has had.
+    for _ in 0..=record.epoch {
+        let Some(cid) = current else {
+            return Ok(false);
+        };
+        let payload: Commitment = ctx.stored_payload(&cid)?;
+        current = payload.reshared.map(|r| r.previous);
+        if current == Some(commitment) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Refuses a proactive refresh an order could not have: too frequent, of a key that never
 /// leaves its committee, of an n-of-n key added up, or under a release policy with conditions
 /// (the cases a refresh itself refuses).
@@ -484,6 +506,14 @@ pub async fn on_commitment_signature(
         )));
     }
     if signed.envelope.prev != record.commitment {
+        if let Some(prev) = signed.envelope.prev
+            && replaced(ctx, &record, prev)?
+        {
+            // A repeat of a signature from before a refresh or a move, late: nothing wrong
+            // with it, and nothing to do.
+            tracing::debug!(order = %reference, %sender, "signature of a replaced commitment");
+            return Ok(None);
+        }
         return Err(CustodyError::Invalid(
             "signature for another commitment".into(),
         ));
