@@ -36,6 +36,7 @@ impl Role {
                 kind,
                 Kind::KeyShare
                     | Kind::ReshareDeal
+                    | Kind::ReshareComplaint
                     | Kind::ShareDeleted
                     | Kind::DkgCommitment
                     | Kind::DkgComplaint
@@ -472,6 +473,12 @@ impl RoleActor {
             (Role::Fiduciary, Kind::DkgAbandon) => {
                 custody::keygen::on_abandon(ctx, &envelope, cid).await?;
             }
+            (Role::Principal, Kind::ReshareComplaint) => {
+                send_all(
+                    ctx,
+                    custody::exclusion::on_complaint(ctx, &envelope, cid).await?,
+                );
+            }
             (Role::Principal, Kind::ShareDeleted) => {
                 custody::refresh::on_share_deleted(ctx, &envelope, cid).await?;
             }
@@ -506,9 +513,13 @@ impl RoleActor {
                 let outcome = custody::on_vote(ctx, args.role, &envelope, cid).await?;
                 ctx.metrics
                     .observe_policy(PolicyStep::Vote, started.elapsed());
-                if let custody::VoteOutcome::Recheck(request) = outcome {
-                    // The held request goes through its release step again, now with the vote.
-                    Self::recheck(myself, peer, vec![request]);
+                match outcome {
+                    // The held request goes through its step again, now with the vote.
+                    custody::VoteOutcome::Recheck(request) => {
+                        Self::recheck(myself, peer, vec![request]);
+                    }
+                    custody::VoteOutcome::Forward(deliveries) => send_all(ctx, deliveries),
+                    custody::VoteOutcome::Kept => {}
                 }
             }
             (Role::Fiduciary, Kind::OrderRequest) => {

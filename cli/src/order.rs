@@ -76,11 +76,12 @@ pub enum OrderCommand {
         client: ClientArgs,
     },
     /// Approve (or with --veto, veto) a release request of an order under its release
-    /// policy, as an identity of this node.
+    /// policy, or a request that moves its custody to another committee or threshold, as an
+    /// identity of this node.
     Approve {
         /// The order reference.
         reference: String,
-        /// The release request's CID (`dta order show` lists it).
+        /// The request's CID (`dta order show` lists those a fiduciary holds).
         #[arg(long)]
         request: String,
         /// Veto it instead (as a member of the policy's veto group).

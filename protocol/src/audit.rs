@@ -19,7 +19,7 @@ use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
 use crate::policy::{Approval, DEFAULT_CLOCK_TOLERANCE_MS, Signed, Situation, Verdict};
-use crate::reshare::ReshareRequest;
+use crate::reshare::{OldShares, ReshareComplaint, ReshareRequest};
 
 /// Longest chain the audit walks.
 pub const MAX_CHAIN: usize = 10_000;
@@ -108,8 +108,8 @@ pub struct AuditReport {
     pub certified: bool,
     /// Receipts found.
     pub receipts: usize,
-    /// Releases checked against the order's release policy (those with a receipt, of an
-    /// order with release conditions).
+    /// Releases (those with a receipt) and moves of custody checked against the order's
+    /// release policy, of an order with release conditions.
     pub policies: usize,
 }
 
@@ -192,13 +192,16 @@ fn check_generated(
 /// For shares dealt anew (a refresh, or custody moved to another committee): the commitment
 /// it came from is in the chain, the principal asked for it and for this committee and
 /// threshold, and it keeps the order and the key (for a dealt secret, the constant term of its
-/// Feldman commitments), counting t distinct dealers of the committee before.
+/// Feldman commitments), counting t distinct dealers of the committee before; every dealer it
+/// excluded is convicted by a holder's complaint, and none of them is counted.
 fn check_reshared(
+    reference: &str,
     request: &OrderRequest,
     cid: Cid,
     commitment: &Commitment,
     commitments: &BTreeMap<Cid, Commitment>,
     verified: &[(Cid, VerifiedEnvelope)],
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
 ) -> Result<(), AuditError> {
     let Some(reshared) = &commitment.reshared else {
         return Ok(());
@@ -242,7 +245,70 @@ fn check_reshared(
             "it does not count t distinct dealers of the committee before",
         ));
     }
+    for block in &reshared.excluded {
+        let dealer = check_exclusion(
+            reference,
+            reshared.request,
+            block,
+            commitment,
+            previous,
+            identity,
+        )
+        .map_err(|reason| failed(&format!("an exclusion does not hold: {reason}")))?;
+        if dealers.contains(&dealer) {
+            return Err(failed(&format!(
+                "it counts holder {dealer}, whom it excluded"
+            )));
+        }
+    }
     Ok(())
+}
+
+/// The dealer (old share index) a complaint in a commitment's exclusions convicts: signed by
+/// the holder of the new committee it names as recipient, about the commitment's request, and
+/// judged against the shares before.
+fn check_exclusion(
+    reference: &str,
+    request: Cid,
+    block: &[u8],
+    commitment: &Commitment,
+    previous: &Commitment,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<u32, String> {
+    let signed = SignedEnvelope::decode(block).map_err(|e| e.to_string())?;
+    let complainer = signed.envelope.sender;
+    let recipient = commitment
+        .fiduciaries
+        .iter()
+        .position(|f| *f == complainer)
+        .ok_or("its maker is not a holder of the new committee")? as u32
+        + 1;
+    let complainer_identity = identity(&complainer).ok_or("its maker is not known")?;
+    let envelope = signed
+        .verify(&complainer_identity)
+        .map_err(|_| "it is not signed by its maker")?;
+    if envelope.envelope().kind != Kind::ReshareComplaint || envelope.envelope().order != reference
+    {
+        return Err("it is not a complaint of this order".into());
+    }
+    let complaint: ReshareComplaint = envelope
+        .public_payload()
+        .ok()
+        .flatten()
+        .ok_or("it holds no complaint")?;
+    let dealer_cid = previous
+        .fiduciaries
+        .get((complaint.dealer as usize).wrapping_sub(1))
+        .ok_or("it accuses no holder of the committee before")?;
+    let dealer = identity(dealer_cid).ok_or("the dealer is not known")?;
+    let old = OldShares::of(previous).map_err(|e| e.to_string())?;
+    match complaint
+        .judge(request, recipient, &complainer, &dealer, &old)
+        .map_err(|e| e.to_string())?
+    {
+        crate::dkg::Verdict::DealerCheated => Ok(complaint.dealer),
+        crate::dkg::Verdict::FalseComplaint => Err("the sub-share it accuses fits".into()),
+    }
 }
 
 /// Checks every release request in the chain: made by the order's principal, and for the
@@ -360,8 +426,10 @@ fn votes_for(
 
 /// Checks each release a receipt answers against the order's release policy, as of the
 /// receipt (the shares were released before it): the approvals and vetoes `votes` holds for
-/// its request, the delay counted from the request's own time. Clocks may disagree by
-/// [`DEFAULT_CLOCK_TOLERANCE_MS`]. Returns how many releases were checked.
+/// its request, the delay counted from the request's own time. Each move of custody to another
+/// committee or threshold is checked the same way, as of its commitment, with the votes the
+/// commitment names. Clocks may disagree by [`DEFAULT_CLOCK_TOLERANCE_MS`]. Returns how many
+/// releases and moves were checked.
 fn check_policy(
     reference: &str,
     order: &Cid,
@@ -422,6 +490,65 @@ fn check_policy(
             Verdict::Refused(refusal) => return Err(failed(refusal.to_string())),
         }
     }
+    // Each move of custody to another committee or threshold, as of its commitment: authorized
+    // like a release, but not one.
+    for (_, commitment_envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Commitment)
+    {
+        let Some(commitment) = commitment_envelope
+            .public_payload::<Commitment>()
+            .ok()
+            .flatten()
+        else {
+            continue;
+        };
+        let Some(reshared) = &commitment.reshared else {
+            continue;
+        };
+        let (Some(previous), Some(request_envelope)) = (
+            by_cid
+                .get(&reshared.previous)
+                .and_then(|e| e.public_payload::<Commitment>().ok().flatten()),
+            by_cid.get(&reshared.request),
+        ) else {
+            // `check_reshared` refuses a commitment whose previous one or request is missing.
+            continue;
+        };
+        if previous.fiduciaries == commitment.fiduciaries
+            && previous.threshold == commitment.threshold
+        {
+            continue;
+        }
+        let failed = |reason: String| AuditError::Policy {
+            release: reshared.request.to_string(),
+            reason: format!("custody moved {reason}"),
+        };
+        let mut named: Vec<Cid> = votes.iter().chain(&reshared.votes).copied().collect();
+        named.sort();
+        named.dedup();
+        let (approvals, vetoes) = votes_for(reference, &reshared.request, &named, block, identity)?;
+        let situation = Situation {
+            order: *order,
+            request: reshared.request,
+            request_seen_ms: request_envelope.envelope().timestamp,
+            now_ms: commitment_envelope
+                .envelope()
+                .timestamp
+                .saturating_add(DEFAULT_CLOCK_TOLERANCE_MS),
+            tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+            released: 0,
+            approvals: &approvals,
+            vetoes: &vetoes,
+        };
+        match request.policy.evaluate(&situation) {
+            Verdict::Release => checked += 1,
+            Verdict::Wait(waiting) => {
+                return Err(failed(format!("while waiting for {waiting}")));
+            }
+            Verdict::Refused(refusal) => return Err(failed(format!("though {refusal}"))),
+        }
+    }
     Ok(checked)
 }
 
@@ -469,7 +596,15 @@ pub fn audit(
         .collect();
     for (cid, commitment) in &commitments {
         check_generated(reference, &request, *cid, commitment, &verified, &identity)?;
-        check_reshared(&request, *cid, commitment, &commitments, &verified)?;
+        check_reshared(
+            reference,
+            &request,
+            *cid,
+            commitment,
+            &commitments,
+            &verified,
+            &identity,
+        )?;
     }
     let mut certified = false;
     for (cid, envelope) in verified

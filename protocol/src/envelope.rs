@@ -102,6 +102,10 @@ pub enum Kind {
     /// A holder says it deleted its share of an epoch, once the commitment of the next one
     /// made it useless ([`crate::reshare::ShareDeleted`], `prev` that commitment).
     ShareDeleted,
+    /// A holder of the next epoch's complaint against a dealer whose sub-share fails, with the
+    /// deal as evidence ([`crate::reshare::ReshareComplaint`], `prev` the commitment that
+    /// counted the deal).
+    ReshareComplaint,
 }
 
 /// One recipient of the sealed payload.

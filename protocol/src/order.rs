@@ -154,6 +154,14 @@ pub struct Reshared {
     /// For each of those dealers, its deal envelope to each holder of the new epoch, in share
     /// order.
     pub deals: Vec<Vec<Cid>>,
+    /// The complaints that excluded a dealer from this epoch, each a holder's signed
+    /// [`crate::reshare::ReshareComplaint`] envelope (its block); absent when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ByteBuf>,
+    /// For a move to another committee or threshold under a release policy with conditions:
+    /// the approvals and vetoes of the request the principal had, for auditors to fetch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Cid>,
 }
 
 /// How a t-of-n generated key came about (see [`Commitment::generated`]).

@@ -7,14 +7,24 @@
 //! The next committee and threshold may be the order's own (a refresh: same key, new
 //! shares) or others (custody moves; any overlap allowed).
 //!
-//! What it does not do: deal, check or combine shares (`dta_crypto::threshold::reshare` and
+//! A holder of the next epoch whose sub-share fails its dealer's commitments complains
+//! ([`ReshareComplaint`]), revealing that one deal's content key; anyone can judge the
+//! complaint ([`ReshareComplaint::judge`]) against the shares the deal started from
+//! ([`OldShares`]). The principal then excludes the dealer and commits again without it.
+//!
+//! What it does not do: deal or combine shares (`dta_crypto::threshold::reshare` and
 //! `dta_crypto::dkg::reshare` do), or keep anything.
 
 use cid::Cid;
+use dta_crypto::Secret;
+use dta_crypto::threshold::{Commitments, Share};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::order::SecretBytes;
+use crate::dkg::Verdict;
+use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
+use crate::identity::VerifiedIdentity;
+use crate::order::{Commitment, SecretBytes};
 
 /// The principal asks the holders of an order's shares to deal them anew (public payload of
 /// [`crate::envelope::Kind::ReshareRequest`], `prev` the order's head).
@@ -73,4 +83,213 @@ pub struct ReshareSubShare {
     pub recipient: u32,
     /// 32 big-endian bytes.
     pub share: SecretBytes,
+}
+
+/// A holder of the next epoch's complaint against a counted dealer whose sub-share fails the
+/// dealer's commitments (public payload of [`Kind::ReshareComplaint`], `prev` the commitment
+/// that counted the deal, to the principal): the deal's envelope and its content key, so that
+/// anyone can open that one envelope and check it. The sub-share revealed is of a dealing
+/// that is never used.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ReshareComplaint {
+    /// The request envelope.
+    pub request: Cid,
+    /// The dealer accused, by its share index in the old epoch.
+    pub dealer: u32,
+    /// The dealer's [`Kind::ReshareDeal`] envelope to the complainer (its block).
+    pub deal: ByteBuf,
+    /// The content key of its sealed payload.
+    #[serde(with = "serde_bytes")]
+    pub content_key: Vec<u8>,
+}
+
+/// Why a commitment's shares cannot be dealt anew, a deal is refused, or a complaint does not
+/// hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReshareCheckError {
+    /// The commitment is of an n-of-n key added up from its shares.
+    #[error("an n-of-n key added up from its shares cannot be dealt anew yet")]
+    AddedUp,
+    /// The commitment in force does not decode.
+    #[error("the commitment in force does not decode: {0}")]
+    Commitment(String),
+    /// A dealer's commitments do not start from its old share, or do not decode.
+    #[error("the deal of holder {dealer} is refused: {reason}")]
+    Deal {
+        /// The dealer's share index.
+        dealer: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The complaint does not hold together.
+    #[error("the complaint does not hold: {0}")]
+    Complaint(String),
+}
+
+/// The shares of an epoch as its commitment shows them, which every deal of the next epoch
+/// must start from.
+#[derive(Debug, Clone)]
+pub enum OldShares {
+    /// A dealt secret: Feldman commitments over BLS12-381.
+    Dealt(Commitments),
+    /// A key generated without a dealer: every holder's public share (secp256k1).
+    Generated(Vec<ByteBuf>),
+}
+
+impl OldShares {
+    /// The shares `commitment` commits to; an n-of-n key added up has none to deal anew.
+    pub fn of(commitment: &Commitment) -> Result<Self, ReshareCheckError> {
+        if !commitment.feldman.is_empty() {
+            return Commitments::from_bytes(&commitment.feldman)
+                .map(Self::Dealt)
+                .map_err(|e| ReshareCheckError::Commitment(e.to_string()));
+        }
+        if commitment.generated.is_some() {
+            return Ok(Self::Generated(commitment.key_shares.clone()));
+        }
+        Err(ReshareCheckError::AddedUp)
+    }
+
+    /// Refuses commitments that do not start from `dealer`'s old share.
+    pub fn check_dealer(
+        &self,
+        dealer: u32,
+        commitments: &[ByteBuf],
+    ) -> Result<(), ReshareCheckError> {
+        let refused = |reason: String| ReshareCheckError::Deal { dealer, reason };
+        match self {
+            Self::Dealt(old) => Commitments::from_bytes(commitments)
+                .map_err(|e| refused(e.to_string()))?
+                .check_reshared_from(old, dealer)
+                .map_err(|e| refused(e.to_string())),
+            Self::Generated(public_shares) => {
+                let old = public_shares
+                    .get((dealer as usize).wrapping_sub(1))
+                    .ok_or_else(|| refused("no such holder".into()))?;
+                if commitments.first() == Some(old) {
+                    Ok(())
+                } else {
+                    Err(refused(
+                        "its commitments do not start from its share".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Whether `sub_share` (32 big-endian bytes) is what `dealer`'s `commitments`, started
+    /// from its old share, give holder `recipient` of the next epoch.
+    pub fn sub_share_fits(
+        &self,
+        dealer: u32,
+        commitments: &[ByteBuf],
+        recipient: u32,
+        sub_share: &[u8],
+    ) -> bool {
+        let Ok(value) = <&[u8; 32]>::try_from(sub_share) else {
+            return false;
+        };
+        if self.check_dealer(dealer, commitments).is_err() {
+            return false;
+        }
+        match self {
+            Self::Dealt(_) => {
+                let (Ok(share), Ok(commitments)) = (
+                    Share::from_parts(recipient, value),
+                    Commitments::from_bytes(commitments),
+                ) else {
+                    return false;
+                };
+                commitments.verify_share(&share).is_ok()
+            }
+            Self::Generated(public_shares) => {
+                let (Ok(dealer), Ok(recipient)) = (u16::try_from(dealer), u16::try_from(recipient))
+                else {
+                    return false;
+                };
+                let commitments: Vec<Vec<u8>> = commitments.iter().map(|c| c.to_vec()).collect();
+                dta_crypto::dkg::reshare::check_sub_share(
+                    dealer,
+                    &commitments,
+                    &public_shares[usize::from(dealer) - 1],
+                    recipient,
+                    value,
+                )
+                .is_ok()
+            }
+        }
+    }
+}
+
+impl ReshareComplaint {
+    /// Checks a complaint made by `complainer` (holder `recipient` of the next epoch, the
+    /// complaint's signer) against `dealer` (the old holder it accuses), under the request
+    /// envelope `request`, whose deals start from `old`.
+    pub fn judge(
+        &self,
+        request: Cid,
+        recipient: u32,
+        complainer: &Cid,
+        dealer: &VerifiedIdentity,
+        old: &OldShares,
+    ) -> Result<Verdict, ReshareCheckError> {
+        let failed = |reason: &str| ReshareCheckError::Complaint(reason.to_owned());
+        if self.request != request {
+            return Err(failed("it is about another request"));
+        }
+        let envelope: VerifiedEnvelope = SignedEnvelope::decode(&self.deal)
+            .map_err(|e| failed(&e.to_string()))?
+            .verify(dealer)
+            .map_err(|_| failed("the deal is not signed by the dealer"))?;
+        let header = envelope.envelope();
+        if header.kind != Kind::ReshareDeal
+            || header.prev != Some(request)
+            || header.recipients.len() != 1
+            || header.recipients[0].identity != *complainer
+        {
+            return Err(failed("the deal is not the dealer's to the complainer"));
+        }
+        let public: ReshareCommitments = envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("the deal has no commitments"))?;
+        if public.request != request
+            || public.dealer != self.dealer
+            || public.recipient != recipient
+        {
+            return Err(failed(
+                "the deal names another request, dealer or recipient",
+            ));
+        }
+        let key: [u8; 32] = self
+            .content_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| failed("the content key is not 32 bytes"))?;
+        let plain = envelope
+            .signed()
+            .open_with_content_key(&Secret::new(key))
+            .map_err(|_| failed("the content key does not open the deal"))?;
+        // Whatever the dealer sealed and signed is its doing: a sub-share that does not
+        // decode, names another recipient or fails its commitments convicts it alike.
+        let sub_share: Option<ReshareSubShare> =
+            crate::dagcbor::decode(&plain, crate::dagcbor::Limits::default()).ok();
+        let fits = sub_share.is_some_and(|s| {
+            s.request == request
+                && s.dealer == self.dealer
+                && s.recipient == recipient
+                && old.sub_share_fits(
+                    self.dealer,
+                    &public.commitments,
+                    recipient,
+                    s.share.expose(),
+                )
+        });
+        Ok(if fits {
+            Verdict::FalseComplaint
+        } else {
+            Verdict::DealerCheated
+        })
+    }
 }

@@ -472,3 +472,95 @@ async fn the_api_judges_time_gates_with_the_nodes_own_clock_tolerance() {
     );
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custody_moves_only_with_the_approvals_a_release_needs_and_a_refresh_needs_none() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let olga = approver(&api, &net, "olga").await;
+    let policy = json!({ "groups": [{ "name": "ops", "members": [olga], "count": 1 }] });
+    order(&api, &net, "guarded-move", policy).await;
+    // A refresh changes no hands: it needs no approval.
+    let (status, refreshed) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/guarded-move/refresh?wait=30",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(refreshed["state"], "certified", "{refreshed}");
+    // A move to fiduciaries 2 and 3 alone is held by every fiduciary until olga approves it.
+    let next: Vec<String> = [2, 3].iter().map(|i| identity(&net, *i)).collect();
+    let (status, moving) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/guarded-move/reshare",
+            json!({ "fiduciaries": next, "threshold": 2 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moving}");
+    let request = moving["head"].as_str().unwrap().to_owned();
+    for fiduciary in FIDUCIARIES {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (_, records) = api.get(&net, fiduciary, "/v2/orders/guarded-move").await;
+                if record(&records, "fiduciary")["held"][0]["request"] == request.as_str() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("fiduciary {fiduciary} never held the move"));
+    }
+    let (_, records) = api.get(&net, PRINCIPAL, "/v2/orders/guarded-move").await;
+    assert_eq!(record(&records, "principal")["state"], "refreshing");
+    let (status, answer) = vote(&api, &net, "guarded-move", &request, &olga, false).await;
+    assert_eq!(status, 201, "{answer}");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (_, records) = api.get(&net, PRINCIPAL, "/v2/orders/guarded-move").await;
+            let principal = record(&records, "principal");
+            if principal["state"] == "certified" && principal["epoch"] == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the approved move is certified");
+    // The audit checks the move against the policy.
+    let (status, audit) = api
+        .get(&net, PRINCIPAL, "/v2/orders/guarded-move/audit")
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["policies"], 1, "{audit}");
+    // Releases still need their own approval, from the new committee.
+    let release_request = release_and_hold(&api, &net, "guarded-move", &[2, 3]).await;
+    let (status, answer) = vote(&api, &net, "guarded-move", &release_request, &olga, false).await;
+    assert_eq!(status, 201, "{answer}");
+    api.wait_state(&net, BENEFICIARY, "guarded-move", "beneficiary", "received")
+        .await;
+    // The move and the release, on the beneficiary's node too (whose records keep no votes:
+    // the commitment and the receipt name them). The principal's announcement of the head
+    // with the receipt follows within a gossip batch.
+    for node in [PRINCIPAL, BENEFICIARY] {
+        let audited = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (status, audit) = api.get(&net, node, "/v2/orders/guarded-move/audit").await;
+                assert_eq!(status, 200, "{audit}");
+                if audit["receipts"] == 1 {
+                    return audit;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {node} never audited the receipt"));
+        assert_eq!(audited["policies"], 2, "node {node}: {audited}");
+    }
+    net.stop().await;
+}

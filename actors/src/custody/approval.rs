@@ -1,6 +1,8 @@
-//! Approvals and vetoes of release requests, under an order's release policy.
+//! Approvals and vetoes of release requests, under an order's release policy, and of requests
+//! that move custody to another committee or threshold (a reshare is authorized like a
+//! release; see `super::refresh`).
 //!
-//! An approver's node makes one ([`create_vote`]): it finds the release request (stored, or
+//! An approver's node makes one ([`create_vote`]): it finds the request (stored, or
 //! fetched over Bitswap) and its order request, checks the approver is in a group the policy
 //! names, signs an `approval` (or `veto`) envelope as that identity with the request as its
 //! `prev`, and delivers it with the request to every fiduciary and to the principal. A
@@ -15,6 +17,7 @@ use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{OrderRequest, ReleaseRequest};
 use dta_protocol::policy::{Approval, ReleasePolicy, Signed, Situation};
+use dta_protocol::reshare::ReshareRequest;
 
 use crate::role::Role;
 use crate::store::Store;
@@ -27,7 +30,7 @@ use crate::context::{CustodyError, Delivery, RoleContext, internal, now_millis};
 pub struct NewVote {
     /// The order's reference.
     pub reference: String,
-    /// The release request it is about.
+    /// The release or reshare request it is about.
     pub request: Cid,
     /// A veto rather than an approval.
     pub veto: bool,
@@ -64,20 +67,19 @@ pub async fn create_vote(
         ))
     })?;
     let (request_envelope, request_bytes) = envelope_of(ctx, &vote.request).await?;
-    if request_envelope.envelope().kind != Kind::ReleaseRequest
-        || request_envelope.envelope().order != vote.reference
-    {
-        return Err(CustodyError::Invalid(format!(
-            "{} is not a release request of order {}",
-            vote.request, vote.reference
-        )));
-    }
-    let request: ReleaseRequest = RoleContext::payload(&request_envelope)?;
-    let (order_envelope, order_bytes) = envelope_of(ctx, &request.order).await?;
+    let order_cid = order_of_request(&request_envelope)
+        .filter(|_| request_envelope.envelope().order == vote.reference)
+        .ok_or_else(|| {
+            CustodyError::Invalid(format!(
+                "{} is not a release or reshare request of order {}",
+                vote.request, vote.reference
+            ))
+        })?;
+    let (order_envelope, order_bytes) = envelope_of(ctx, &order_cid).await?;
     let order: OrderRequest = RoleContext::payload(&order_envelope)?;
     if order_envelope.envelope().sender != request_envelope.envelope().sender {
         return Err(CustodyError::Invalid(
-            "the release request is not by the order's principal".into(),
+            "the request is not by the order's principal".into(),
         ));
     }
     let policy = &order.policy;
@@ -104,7 +106,7 @@ pub async fn create_vote(
         )));
     }
     let payload = Approval {
-        order: request.order,
+        order: order_cid,
         request: vote.request,
     };
     let kind = if vote.veto {
@@ -142,6 +144,20 @@ pub async fn create_vote(
     }
     tracing::info!(order = %vote.reference, request = %vote.request, veto = vote.veto, "vote made");
     Ok((cid, deliveries))
+}
+
+/// The order request envelope a release or reshare request names; `None` for any other
+/// envelope.
+fn order_of_request(envelope: &VerifiedEnvelope) -> Option<Cid> {
+    match envelope.envelope().kind {
+        Kind::ReleaseRequest => RoleContext::payload::<ReleaseRequest>(envelope)
+            .ok()
+            .map(|r| r.order),
+        Kind::ReshareRequest => RoleContext::payload::<ReshareRequest>(envelope)
+            .ok()
+            .map(|r| r.order),
+        _ => None,
+    }
 }
 
 /// The approvals and vetoes a record keeps, as the policy reads them. Their blocks were
@@ -203,6 +219,9 @@ pub enum VoteOutcome {
     Kept,
     /// Kept; the fiduciary holds the request it is about, which should be looked at again.
     Recheck(Vec<u8>),
+    /// Kept by the principal, and to be sent on with the order and the request to the
+    /// fiduciaries custody moved to (the approver's node sends to the order's first ones).
+    Forward(Vec<Delivery>),
 }
 
 /// Fiduciary or principal: an approval or veto arrived. Refuses one that is not for an order
@@ -232,14 +251,15 @@ pub async fn on_vote(
     }
     let request_envelope = ctx.verified_block(&approval.request).map_err(|_| {
         CustodyError::Invalid(format!(
-            "vote for release request {}, which is not here",
+            "vote for request {}, which is not here",
             approval.request
         ))
     })?;
-    let request: ReleaseRequest = RoleContext::payload(&request_envelope)?;
-    if request.order != approval.order || request_envelope.envelope().order != reference {
+    if order_of_request(&request_envelope) != Some(approval.order)
+        || request_envelope.envelope().order != reference
+    {
         return Err(CustodyError::Invalid(
-            "the vote's request is not a release of this order".into(),
+            "the vote's request is not a release or reshare of this order".into(),
         ));
     }
     let signed = Signed {
@@ -275,7 +295,7 @@ pub async fn on_vote(
         .any(|s| s.signer == signed.signer && s.approval.request == approval.request)
     {
         return Err(CustodyError::Conflict(format!(
-            "{} already {} release request {}",
+            "{} already {} request {}",
             signed.signer,
             if veto { "vetoed" } else { "approved" },
             approval.request
@@ -283,6 +303,21 @@ pub async fn on_vote(
     }
     record.votes.push(cid);
     ctx.save(role, &record).await?;
+    if role == Role::Principal {
+        let moved_to: Vec<Cid> = record
+            .fiduciaries
+            .iter()
+            .filter(|f| !order.fiduciaries.contains(f))
+            .copied()
+            .collect();
+        let bundle: Vec<Vec<u8>> = [approval.order, approval.request, cid]
+            .iter()
+            .filter_map(|c| ctx.block(c))
+            .collect();
+        return Ok(VoteOutcome::Forward(super::principal::to_each(
+            ctx, &moved_to, &bundle,
+        )));
+    }
     let held = record.held.iter().any(|h| h.request == approval.request);
     Ok(match (held, ctx.block(&approval.request)) {
         (true, Some(bytes)) => VoteOutcome::Recheck(bytes),

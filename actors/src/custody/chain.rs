@@ -46,8 +46,8 @@ pub fn audit(
 }
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
-/// asking connected peers over Bitswap, and the votes its receipts name (an order with a
-/// release policy). Every fetched block is checked against its CID before it is stored.
+/// asking connected peers over Bitswap, and the votes its receipts and its commitments of moves
+/// of custody name (an order with a release policy). Every fetched block is checked against its CID before it is stored.
 /// Returns how many blocks were fetched.
 pub async fn fetch_chain(
     store: &Store,
@@ -79,9 +79,7 @@ pub async fn fetch_chain(
         };
         let signed = SignedEnvelope::decode(&bytes)
             .map_err(|e| CustodyError::Invalid(format!("block {cid}: {e}")))?;
-        if signed.envelope.kind == Kind::Receipt {
-            fetched += fetch_named_votes(store, network, &signed).await?;
-        }
+        fetched += fetch_named_votes(store, network, &signed).await?;
         next = signed.envelope.prev;
     }
     Ok(fetched)
@@ -95,26 +93,31 @@ pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyE
     Ok(cid)
 }
 
-/// The votes a receipt names that are not here, fetched and kept (unchecked: the audit checks
-/// them). A receipt that names none, or does not decode, names nothing to fetch.
+/// The votes a receipt, or the commitment of a move of custody, names that are not here,
+/// fetched and kept (unchecked: the audit checks them). Any other envelope, or one that does
+/// not decode, names nothing to fetch.
 async fn fetch_named_votes(
     store: &Store,
     network: &NetworkHandle,
-    receipt: &SignedEnvelope,
+    signed: &SignedEnvelope,
 ) -> Result<usize, CustodyError> {
-    let named = receipt
-        .envelope
-        .public
-        .as_ref()
-        .and_then(|bytes| {
-            dta_protocol::dagcbor::decode::<dta_protocol::order::Receipt>(
-                bytes,
-                dta_protocol::dagcbor::Limits::default(),
-            )
-            .ok()
-        })
-        .map(|receipt| receipt.votes)
-        .unwrap_or_default();
+    let limits = dta_protocol::dagcbor::Limits::default;
+    let public: &[u8] = signed.envelope.public.as_ref().map_or(&[][..], |p| &p[..]);
+    let named: Vec<Cid> = match signed.envelope.kind {
+        Kind::Receipt => {
+            dta_protocol::dagcbor::decode::<dta_protocol::order::Receipt>(public, limits())
+                .map(|receipt| receipt.votes)
+                .unwrap_or_default()
+        }
+        Kind::Commitment => {
+            dta_protocol::dagcbor::decode::<dta_protocol::order::Commitment>(public, limits())
+                .ok()
+                .and_then(|commitment| commitment.reshared)
+                .map(|reshared| reshared.votes)
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
     let mut fetched = 0;
     for cid in named.into_iter().take(dta_protocol::audit::MAX_CHAIN) {
         if store.block(&cid).map_err(internal)?.is_some() {

@@ -419,15 +419,45 @@ pub enum ReleaseStep {
     Held(Waiting),
 }
 
+/// What a release policy holds back at a fiduciary.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Gated {
+    /// A release, by its sequence number.
+    Release(u32),
+    /// A move of custody to another committee or threshold: authorized like a release, but
+    /// not one (it counts against no `max_releases`).
+    Move,
+}
+
+impl Gated {
+    /// Its [`HeldRelease::sequence`].
+    fn sequence(self) -> u32 {
+        match self {
+            Self::Release(sequence) => sequence,
+            Self::Move => HeldRelease::MOVE,
+        }
+    }
+}
+
+impl std::fmt::Display for Gated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Release(sequence) => write!(f, "release {sequence}"),
+            Self::Move => f.write_str("the move of custody"),
+        }
+    }
+}
+
 /// Fiduciary: the order's release policy on this request, by this node's clock and the votes
-/// it has. `None` lets the release go on; a wait is recorded (the delay runs from the first
-/// sight of the request) and returned; a refusal drops the hold and is an error.
-async fn policy_gate(
+/// it has. `None` lets the request go on (and drops its hold); a wait is recorded (the delay
+/// runs from the first sight of the request) and returned; a refusal drops the hold and is an
+/// error.
+pub(crate) async fn policy_gate(
     ctx: &RoleContext,
     record: &mut OrderRecord,
     order: &OrderRequest,
-    request: &ReleaseRequest,
     request_cid: Cid,
+    gated: Gated,
 ) -> Result<Option<Waiting>, CustodyError> {
     let now = now_millis();
     let held = record
@@ -442,23 +472,29 @@ async fn policy_gate(
         request_seen_ms: held.as_ref().map_or(now, |h| h.seen_ms),
         now_ms: now,
         tolerance_ms: ctx.clock_tolerance_ms,
-        released: record.releases_served(),
+        released: match gated {
+            Gated::Release(_) => record.releases_served(),
+            Gated::Move => 0,
+        },
         approvals: &approvals,
         vetoes: &vetoes,
     };
     match order.policy.evaluate(&situation) {
-        Verdict::Release => Ok(None),
+        Verdict::Release => {
+            record.held.retain(|h| h.request != request_cid);
+            Ok(None)
+        }
         Verdict::Wait(waiting) => {
             if held.is_none() {
                 record.held.push(HeldRelease {
-                    sequence: request.sequence,
+                    sequence: gated.sequence(),
                     request: request_cid,
                     seen_ms: now,
                 });
                 ctx.save(Role::Fiduciary, record).await?;
                 Metrics::bump(&ctx.metrics.releases_held);
             }
-            tracing::info!(order = %record.reference, sequence = request.sequence, %waiting, "release held by its policy");
+            tracing::info!(order = %record.reference, %gated, %waiting, "held by the release policy");
             Ok(Some(waiting))
         }
         Verdict::Refused(refusal) => {
@@ -468,8 +504,8 @@ async fn policy_gate(
             }
             Metrics::bump(&ctx.metrics.releases_refused_by_policy);
             Err(CustodyError::Conflict(format!(
-                "release {} of {} refused by its policy: {refusal}",
-                request.sequence, record.reference
+                "{gated} of {} refused by its policy: {refusal}",
+                record.reference
             )))
         }
     }
@@ -565,7 +601,14 @@ pub async fn on_release_request(
     // with each vote, and only the look that lets it go pays for the check.
     if order.policy.has_conditions() {
         let started = std::time::Instant::now();
-        let gate = policy_gate(ctx, &mut record, &order, &request, request_cid).await;
+        let gate = policy_gate(
+            ctx,
+            &mut record,
+            &order,
+            request_cid,
+            Gated::Release(request.sequence),
+        )
+        .await;
         ctx.metrics
             .observe_policy(PolicyStep::Check, started.elapsed());
         if let Some(waiting) = gate? {

@@ -50,6 +50,7 @@ pub use crate::plugin::SAFEGUARD_SECRET;
 mod approval;
 mod beneficiary;
 mod chain;
+pub mod exclusion;
 mod fiduciary;
 pub mod keygen;
 #[cfg(test)]
@@ -57,6 +58,8 @@ mod keygen_tests;
 mod principal;
 mod record;
 pub mod refresh;
+#[cfg(test)]
+mod refresh_tests;
 mod release;
 mod resume;
 #[cfg(test)]

@@ -257,12 +257,18 @@ pub async fn on_key_share(
 }
 
 /// Whether `commitment` is one that a refresh or a move of `record`'s order replaced: found
-/// going back from the commitment in force through what each came from.
+/// going back from the commitment in force through what each came from, or made for the
+/// request of one of those and replaced by it (a dealer was excluded).
 fn replaced(
     ctx: &RoleContext,
     record: &OrderRecord,
     commitment: Cid,
 ) -> Result<bool, CustodyError> {
+    let candidate: Option<Cid> = ctx
+        .stored_payload::<Commitment>(&commitment)
+        .ok()
+        .and_then(|c| c.reshared)
+        .map(|r| r.request);
     let mut current = record.commitment;
     // One step per epoch: never more than the order has had.
     for _ in 0..=record.epoch {
@@ -270,7 +276,14 @@ fn replaced(
             return Ok(false);
         };
         let payload: Commitment = ctx.stored_payload(&cid)?;
-        current = payload.reshared.map(|r| r.previous);
+        let reshared = payload.reshared;
+        if cid != commitment
+            && candidate.is_some()
+            && reshared.as_ref().map(|r| r.request) == candidate
+        {
+            return Ok(true);
+        }
+        current = reshared.map(|r| r.previous);
         if current == Some(commitment) {
             return Ok(true);
         }
@@ -279,8 +292,7 @@ fn replaced(
 }
 
 /// Refuses a proactive refresh an order could not have: too frequent, of a key that never
-/// leaves its committee, of an n-of-n key added up, or under a release policy with conditions
-/// (the cases a refresh itself refuses).
+/// leaves its committee, or of an n-of-n key added up (the cases a refresh itself refuses).
 fn check_refresh_every(
     plugin: &dyn Plugin,
     request: &OrderRequest,
@@ -293,11 +305,6 @@ fn check_refresh_every(
     plugin.check_release().map_err(CustodyError::from)?;
     if plugin.key_source() == KeySource::Generated && !keygen::without_dealer(plugin, request) {
         return refused("an n-of-n key added up from its shares is not refreshed");
-    }
-    if request.policy.has_conditions() {
-        return refused(
-            "refreshing an order whose release policy has conditions is not supported yet",
-        );
     }
     Ok(())
 }

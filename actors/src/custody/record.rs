@@ -158,6 +158,18 @@ pub struct Refresh {
     /// Deal envelopes by dealer: each dealer's to every holder of the next epoch, in share
     /// order (`None` where one is not in yet). A fiduciary records its own deals here.
     pub deals: Vec<DealerDeals>,
+    /// Principal: dealers a holder's upheld complaint excluded from this refresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Exclusion>,
+}
+
+/// A dealer excluded from a refresh, and the complaint that convicted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    /// The dealer's share index in the old epoch.
+    pub dealer: u32,
+    /// The holder's complaint envelope.
+    pub complaint: Cid,
 }
 
 /// One dealer's deal envelopes in a refresh.
@@ -191,12 +203,17 @@ pub struct KeyGeneration {
 /// A release request waiting for its policy: approvals, or the end of its delay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRelease {
-    /// Its sequence number.
+    /// Its sequence number, or [`HeldRelease::MOVE`] for a move of custody.
     pub sequence: u32,
     /// The request envelope.
     pub request: Cid,
     /// When this node first saw it (its clock, ms): the delay runs from here.
     pub seen_ms: u64,
+}
+
+impl HeldRelease {
+    /// The sequence of a held move of custody (releases count from 1).
+    pub const MOVE: u32 = 0;
 }
 
 /// DAG-CBOR map keys must be text, so number-keyed maps are stored as `[[n, cid], ...]`.

@@ -22,10 +22,17 @@
 //!    before. Each that leaves deletes its share and retires. The signatures aggregate into the
 //!    new certificate as for any commitment.
 //!
+//! A sub-share that fails draws its recipient's complaint instead, and the principal commits
+//! again without the dealer it convicts (`super::exclusion`). Moving custody to another
+//! committee or threshold is authorized like a release: under a release policy with
+//! conditions, each dealer holds the request until the policy lets it go (approvals naming the
+//! request, its delay, no veto), and the commitment names the votes. A refresh changes no
+//! hands and is not held.
+//!
 //! A dealt secret's shares are BLS12-381 scalars (`dta_crypto::threshold::reshare`), a key
 //! generated without a dealer's secp256k1 scalars (`dta_crypto::dkg::reshare`). What it does
-//! not do yet: deal anew an n-of-n key added up from its shares, or go on under a release
-//! policy with conditions. Until the new certificate is in, the order has none: releases wait,
+//! not do yet: deal anew an n-of-n key added up from its shares. Until the new certificate is
+//! in, the order has none: releases wait,
 //! and a fiduciary of the next committee that stays down keeps them waiting (the new
 //! certificate, like any, needs every fiduciary's signature).
 
@@ -34,65 +41,32 @@ use dta_crypto::{Secret, dkg};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, OrderRequest, Reshared, SecretBytes};
-use dta_protocol::reshare::{ReshareCommitments, ReshareRequest, ReshareSubShare, ShareDeleted};
+use dta_protocol::reshare::{
+    OldShares, ReshareCheckError, ReshareCommitments, ReshareRequest, ReshareSubShare, ShareDeleted,
+};
 use serde_bytes::ByteBuf;
 
 use crate::role::Role;
 use crate::states::OrderState;
 use crate::store::Column;
 
-use super::fiduciary::sign_commitment;
+use super::fiduciary::{Gated, policy_gate, sign_commitment};
 use super::principal::to_each;
 use super::record::{DealerDeals, OrderRecord, Refresh, held_share_name};
 use super::release::open_release;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 
-/// The two kinds of shares a refresh deals anew.
-enum Shares {
-    /// A dealt secret: Feldman commitments over BLS12-381.
-    Dealt(Commitments),
-    /// A key generated without a dealer: every holder's public share (secp256k1).
-    Generated(Vec<ByteBuf>),
+/// The shares `commitment` commits to, to deal anew; an n-of-n key added up has none.
+pub(super) fn old_shares(commitment: &Commitment) -> Result<OldShares, CustodyError> {
+    OldShares::of(commitment).map_err(refused)
 }
 
-impl Shares {
-    fn of(commitment: &Commitment) -> Result<Self, CustodyError> {
-        if !commitment.feldman.is_empty() {
-            return Commitments::from_bytes(&commitment.feldman)
-                .map(Self::Dealt)
-                .map_err(|e| CustodyError::Invalid(e.to_string()));
-        }
-        if commitment.generated.is_some() {
-            return Ok(Self::Generated(commitment.key_shares.clone()));
-        }
-        Err(CustodyError::Conflict(
-            "an n-of-n key added up from its shares cannot be refreshed yet".into(),
-        ))
-    }
-
-    /// Refuses commitments that do not start from `dealer`'s old share.
-    fn check_dealer(&self, dealer: u32, commitments: &[ByteBuf]) -> Result<(), CustodyError> {
-        let refused = |what: String| {
-            CustodyError::Invalid(format!("the deal of holder {dealer} is refused: {what}"))
-        };
-        match self {
-            Self::Dealt(old) => Commitments::from_bytes(commitments)
-                .map_err(|e| refused(e.to_string()))?
-                .check_reshared_from(old, dealer)
-                .map_err(|e| refused(e.to_string())),
-            Self::Generated(public_shares) => {
-                let old = public_shares
-                    .get((dealer as usize).wrapping_sub(1))
-                    .ok_or_else(|| refused("no such holder".into()))?;
-                if commitments.first() == Some(old) {
-                    Ok(())
-                } else {
-                    Err(refused(
-                        "its commitments do not start from its share".into(),
-                    ))
-                }
-            }
-        }
+/// A reshare check's error as this step's: an order that cannot be dealt anew is a conflict,
+/// anything else bad input.
+pub(super) fn refused(error: ReshareCheckError) -> CustodyError {
+    match error {
+        ReshareCheckError::AddedUp => CustodyError::Conflict(error.to_string()),
+        _ => CustodyError::Invalid(error.to_string()),
     }
 }
 
@@ -178,18 +152,12 @@ pub async fn create_reshare(
     super::principal::order_plugin(&order)?
         .check_release()
         .map_err(CustodyError::from)?;
-    if order.policy.has_conditions() {
-        return Err(CustodyError::Conflict(format!(
-            "order {reference} has a release policy with conditions; refreshing it is not \
-             supported yet"
-        )));
-    }
     let commitment: Commitment = ctx.stored_payload(
         &record
             .commitment
             .ok_or_else(|| internal("certified order without commitment"))?,
     )?;
-    Shares::of(&commitment)?;
+    old_shares(&commitment)?;
     let (fiduciaries, threshold) =
         next.unwrap_or_else(|| (record.fiduciaries.clone(), record.threshold));
     check_committee(ctx, &order, &fiduciaries, threshold)?;
@@ -207,6 +175,7 @@ pub async fn create_reshare(
     record.refresh = Some(Refresh {
         request: cid,
         deals: Vec::new(),
+        excluded: Vec::new(),
     });
     record.head = cid;
     record.state = OrderState::Refreshing;
@@ -297,6 +266,18 @@ pub async fn on_request(
             .collect();
         return Ok(Some((peer, blocks)));
     }
+    let moved_on_with_it = || {
+        record
+            .commitment
+            .and_then(|c| ctx.stored_payload::<Commitment>(&c).ok())
+            .and_then(|c| c.reshared)
+            .is_some_and(|r| r.request == cid)
+    };
+    if request.epoch == record.epoch && moved_on_with_it() {
+        // This holder dealt for it and moved on with a commitment of it: the request comes
+        // again with a commitment that replaces that one.
+        return Ok(None);
+    }
     if request.epoch <= record.epoch {
         return Err(CustodyError::Conflict(format!(
             "refresh to epoch {} of {reference} is stale (this holder is at epoch {})",
@@ -326,12 +307,23 @@ pub async fn on_request(
     super::principal::order_plugin(&order)?
         .check_release()
         .map_err(CustodyError::from)?;
+    // Moving custody puts the key in other hands: under a release policy with conditions it
+    // waits for the approvals (and delay) a release would. A refresh, same committee and
+    // threshold, changes no hands and is not held.
+    let moves = request.fiduciaries != record.fiduciaries || request.threshold != record.threshold;
+    if moves
+        && order.policy.has_conditions()
+        && let Some(waiting) = policy_gate(ctx, &mut record, &order, cid, Gated::Move).await?
+    {
+        tracing::info!(order = %reference, %waiting, "move of custody held by the release policy");
+        return Ok(None);
+    }
     let commitment: Commitment = ctx.stored_payload(
         &record
             .commitment
             .ok_or_else(|| internal("held order without commitment"))?,
     )?;
-    let shares = Shares::of(&commitment)?;
+    let shares = old_shares(&commitment)?;
     let index = *record
         .shares
         .keys()
@@ -344,7 +336,7 @@ pub async fn on_request(
     let holders = u16_of(request.fiduciaries.len() as u32)?;
     let threshold = u16_of(request.threshold)?;
     let (sub_shares, commitments): (Vec<Secret<32>>, Vec<ByteBuf>) = match shares {
-        Shares::Dealt(_) => {
+        OldShares::Dealt(_) => {
             let share = Share::from_parts(index, value.expose()).map_err(internal)?;
             let (subs, commitments) =
                 threshold::reshare::deal(&share, usize::from(threshold), usize::from(holders))
@@ -358,7 +350,7 @@ pub async fn on_request(
                     .collect(),
             )
         }
-        Shares::Generated(_) => {
+        OldShares::Generated(_) => {
             let (subs, commitments) =
                 dkg::reshare::deal(value.expose(), threshold, holders).map_err(internal)?;
             (subs, byte_bufs(commitments))
@@ -396,14 +388,85 @@ pub async fn on_request(
     record.refresh = Some(Refresh {
         request: cid,
         deals: vec![DealerDeals { dealer: index, to }],
+        excluded: Vec::new(),
     });
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, epoch = request.epoch, "share dealt anew");
     Ok(Some((peer, blocks)))
 }
 
+/// Where a refresh under way stands at the principal.
+pub(super) enum Stage {
+    /// Waiting for t dealers' deals; the commitment in force is the one dealt from.
+    Dealing,
+    /// Committed to the next epoch: the commitment in force, not certified yet.
+    Committed(Box<Commitment>),
+}
+
+/// Principal: the stage of `refresh` if it is under way, with the commitment its deals start
+/// from (CID and payload); `None` once it is certified or another request replaced it.
+pub(super) fn under_way(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    refresh: &Refresh,
+) -> Result<Option<(Stage, Cid, Commitment)>, CustodyError> {
+    let Some(current_cid) = record.commitment else {
+        return Ok(None);
+    };
+    match record.state {
+        OrderState::Refreshing => {
+            let current: Commitment = ctx.stored_payload(&current_cid)?;
+            Ok(Some((Stage::Dealing, current_cid, current)))
+        }
+        OrderState::Committed => {
+            let current: Commitment = ctx.stored_payload(&current_cid)?;
+            let Some(reshared) = current.reshared.clone() else {
+                return Ok(None);
+            };
+            if reshared.request != refresh.request {
+                return Ok(None);
+            }
+            let old = ctx.stored_payload(&reshared.previous)?;
+            Ok(Some((
+                Stage::Committed(Box::new(current)),
+                reshared.previous,
+                old,
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The dealers whose deals to every holder are in and who are not excluded, lowest index
+/// first, at most `threshold` of them.
+pub(super) fn countable(refresh: &Refresh, threshold: u32) -> Vec<DealerDeals> {
+    let mut complete: Vec<&DealerDeals> = refresh
+        .deals
+        .iter()
+        .filter(|d| d.to.iter().all(Option::is_some))
+        .filter(|d| !refresh.excluded.iter().any(|e| e.dealer == d.dealer))
+        .collect();
+    complete.sort_by_key(|d| d.dealer);
+    complete
+        .into_iter()
+        .take(threshold as usize)
+        .cloned()
+        .collect()
+}
+
+/// Whether `commitment` counts a dealer that `refresh` has excluded since.
+pub(super) fn counts_excluded(commitment: &Commitment, refresh: &Refresh) -> bool {
+    commitment.reshared.as_ref().is_some_and(|r| {
+        r.dealers
+            .iter()
+            .any(|d| refresh.excluded.iter().any(|e| e.dealer == *d))
+    })
+}
+
 /// Principal: a holder's deal to one holder arrived. Once t dealers' deals are complete,
-/// publishes the new commitment and returns each fiduciary's deals and the commitment.
+/// publishes the new commitment and returns each fiduciary's deals and the commitment. Deals
+/// that come later are kept while the new commitment is not certified: a complaint may
+/// exclude a counted dealer, and the commitment is then made again from them.
 pub async fn on_deal(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
@@ -420,7 +483,6 @@ pub async fn on_deal(
     if envelope.envelope().prev != Some(refresh.request) || deal.request != refresh.request {
         return Err(CustodyError::Invalid("a deal of another refresh".into()));
     }
-    super::principal::check_fiduciary(&record, deal.dealer, envelope)?;
     let request: ReshareRequest = ctx.stored_payload(&refresh.request)?;
     let holders = request.fiduciaries.len();
     if deal.recipient == 0 || deal.recipient as usize > holders {
@@ -429,15 +491,19 @@ pub async fn on_deal(
             deal.recipient
         )));
     }
-    if record.state != OrderState::Refreshing {
+    let Some((stage, old_cid, old)) = under_way(ctx, &record, &refresh)? else {
         return Ok(Vec::new());
+    };
+    let sender = envelope.envelope().sender;
+    if old.fiduciaries.get((deal.dealer as usize).wrapping_sub(1)) != Some(&sender) {
+        return Err(CustodyError::Invalid(format!(
+            "{sender} is not holder {} of {reference}",
+            deal.dealer
+        )));
     }
-    let old_cid = record
-        .commitment
-        .ok_or_else(|| internal("refreshing without a commitment"))?;
-    let old: Commitment = ctx.stored_payload(&old_cid)?;
-    let shares = Shares::of(&old)?;
-    shares.check_dealer(deal.dealer, &deal.commitments)?;
+    old_shares(&old)?
+        .check_dealer(deal.dealer, &deal.commitments)
+        .map_err(refused)?;
     if deal.commitments.len() != request.threshold as usize {
         return Err(CustodyError::Invalid(format!(
             "the deal of holder {} commits to another threshold",
@@ -459,22 +525,44 @@ pub async fn on_deal(
         return Ok(Vec::new());
     }
     *slot = Some(cid);
-    let mut complete: Vec<&DealerDeals> = refresh
-        .deals
-        .iter()
-        .filter(|d| d.to.iter().all(Option::is_some))
-        .collect();
-    complete.sort_by_key(|d| d.dealer);
-    if complete.len() < record.threshold as usize {
+    let counted = countable(&refresh, old.threshold);
+    let replaces = match stage {
+        Stage::Dealing => None,
+        Stage::Committed(current) if counts_excluded(&current, &refresh) => record.commitment,
+        // Committed from dealers nobody complained about: kept in case one is excluded.
+        Stage::Committed(_) => {
+            record.refresh = Some(refresh);
+            ctx.save_buffered(Role::Principal, &record).await?;
+            return Ok(Vec::new());
+        }
+    };
+    if counted.len() < old.threshold as usize {
         record.refresh = Some(refresh);
         ctx.save_buffered(Role::Principal, &record).await?;
         return Ok(Vec::new());
     }
-    let counted: Vec<DealerDeals> = complete
-        .into_iter()
-        .take(record.threshold as usize)
-        .cloned()
-        .collect();
+    record.refresh = Some(refresh);
+    commit_anew(ctx, record, &request, (old_cid, &old), &counted, replaces).await
+}
+
+/// Principal: publishes the commitment of the next epoch that the `counted` dealers' deals
+/// give (replacing `replaces`, a commitment of the same request that counted a dealer
+/// excluded since) and returns its deliveries: to each holder of the next epoch its deals, the
+/// request and the commitment; to each old holder that leaves, the request and the commitment.
+pub(super) async fn commit_anew(
+    ctx: &RoleContext,
+    mut record: OrderRecord,
+    request: &ReshareRequest,
+    (old_cid, old): (Cid, &Commitment),
+    counted: &[DealerDeals],
+    replaces: Option<Cid>,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = record.reference.clone();
+    let refresh = record
+        .refresh
+        .clone()
+        .ok_or_else(|| internal("committing without a refresh"))?;
+    let holders = request.fiduciaries.len();
     let deals: Vec<Vec<Cid>> = counted
         .iter()
         .map(|d| d.to.iter().flatten().copied().collect())
@@ -492,14 +580,14 @@ pub async fn on_deal(
     let mut commitment = old.clone();
     commitment.fiduciaries = request.fiduciaries.clone();
     commitment.threshold = request.threshold;
-    match &shares {
-        Shares::Dealt(_) => {
-            commitment.feldman = combined_feldman(&parts, record.threshold)?;
+    match old_shares(old)? {
+        OldShares::Dealt(_) => {
+            commitment.feldman = combined_feldman(&parts, old.threshold)?;
             if commitment.feldman.first() != old.feldman.first() {
                 return Err(internal("the dealers' commitments give another key"));
             }
         }
-        Shares::Generated(_) => {
+        OldShares::Generated(_) => {
             let combined = combined_secp256k1(&parts)?;
             if combined.first().map(Vec::as_slice)
                 != old.generated.as_ref().map(|g| g.group_key.as_slice())
@@ -512,11 +600,33 @@ pub async fn on_deal(
             );
         }
     }
+    let excluded = refresh
+        .excluded
+        .iter()
+        .map(|e| {
+            ctx.block(&e.complaint)
+                .map(ByteBuf::from)
+                .ok_or_else(|| internal("complaint block missing"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The votes a move was authorized by, named for auditors (a refresh needs none).
+    let votes = record
+        .votes
+        .iter()
+        .filter(|vote| {
+            ctx.block(vote)
+                .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+                .is_some_and(|signed| signed.envelope.prev == Some(refresh.request))
+        })
+        .copied()
+        .collect();
     commitment.reshared = Some(Reshared {
         previous: old_cid,
         request: refresh.request,
         dealers: counted.iter().map(|d| d.dealer).collect(),
         deals: deals.clone(),
+        excluded,
+        votes,
     });
     let (commitment_cid, bytes) = ctx
         .publish(
@@ -526,28 +636,40 @@ pub async fn on_deal(
             &commitment,
         )
         .await?;
-    let request_cid = refresh.request;
-    let leaving: Vec<Cid> = record
-        .fiduciaries
-        .iter()
-        .filter(|f| !request.fiduciaries.contains(f))
-        .copied()
-        .collect();
-    record.refresh = Some(refresh);
+    // Fiduciaries that leave learn that custody moved, and delete their shares; they learnt
+    // it already from a commitment this one replaces.
+    let leaving: Vec<Cid> = match replaces {
+        Some(_) => Vec::new(),
+        None => old
+            .fiduciaries
+            .iter()
+            .filter(|f| !request.fiduciaries.contains(f))
+            .copied()
+            .collect(),
+    };
+    if replaces.is_none() {
+        record.epoch += 1;
+    }
     record.fiduciaries = request.fiduciaries.clone();
     record.threshold = request.threshold;
     record.commitment = Some(commitment_cid);
     record.certificate = None;
     record.signatures.clear();
     record.head = commitment_cid;
-    record.epoch += 1;
     record.state = OrderState::Committed;
     ctx.save(Role::Principal, &record).await?;
-    tracing::info!(order = %reference, commitment = %commitment_cid, "shares dealt anew");
-    let mut deliveries = deliveries_of(ctx, &record, &deals, request_cid, bytes.clone())?;
-    // Fiduciaries that leave learn that custody moved, and delete their shares.
+    match replaces {
+        Some(replaced) => tracing::warn!(
+            order = %reference, commitment = %commitment_cid, %replaced,
+            "shares dealt anew without an excluded dealer"
+        ),
+        None => {
+            tracing::info!(order = %reference, commitment = %commitment_cid, "shares dealt anew")
+        }
+    }
+    let mut deliveries = deliveries_of(ctx, &record, &deals, refresh.request, bytes.clone())?;
     let request_bytes = ctx
-        .block(&request_cid)
+        .block(&refresh.request)
         .ok_or_else(|| internal("refresh request missing"))?;
     deliveries.extend(to_each(ctx, &leaving, &[request_bytes, bytes]));
     Ok(deliveries)
@@ -702,9 +824,11 @@ pub async fn on_share_deleted(
 }
 
 /// Fiduciary: the commitment of a refresh arrived (after this node's deals). Checks each
-/// counted sub-share against its dealer's commitments, combines them into the new share,
-/// checks the commitment is what the deals give, keeps the new share under the next epoch's
-/// name, deletes the old one and signs the commitment.
+/// counted sub-share against its dealer's commitments (one that fails draws a complaint, and
+/// nothing is kept), combines them into the new share, checks the commitment is what the deals
+/// give, keeps the new share under the next epoch's name, deletes the old one and signs the
+/// commitment. A commitment that replaces one this node signed (a dealer was excluded since)
+/// gives it its new share again, from the deals it counts.
 pub async fn on_commitment(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
@@ -736,11 +860,23 @@ pub async fn on_commitment(
     let request: ReshareRequest = RoleContext::payload(&request_envelope)?;
     let previous_envelope = ctx.verified_block(&reshared.previous)?;
     let old: Commitment = RoleContext::payload(&previous_envelope)?;
+    // This node moved on with a commitment of the same request that is not certified: this
+    // one replaces it.
+    let replacing = existing.as_ref().is_some_and(|record| {
+        record.certificate.is_none()
+            && record.epoch == request.epoch
+            && record
+                .commitment
+                .and_then(|c| ctx.stored_payload::<Commitment>(&c).ok())
+                .and_then(|c| c.reshared)
+                .is_some_and(|r| r.request == reshared.request && r.previous == reshared.previous)
+    });
     let fits_this_node = match &existing {
         Some(record) => {
             request.order == record.order
-                && request.epoch == record.epoch + 1
-                && record.commitment == Some(reshared.previous)
+                && ((request.epoch == record.epoch + 1
+                    && record.commitment == Some(reshared.previous))
+                    || replacing)
         }
         None => request.epoch > 0,
     };
@@ -767,6 +903,10 @@ pub async fn on_commitment(
         ));
     }
     let Some(position) = joins else {
+        if replacing {
+            // Retired with the commitment this one replaces: nothing left to do.
+            return Ok(None);
+        }
         // Custody moved to a committee without this node: its share goes.
         let mut record = existing.ok_or_else(|| internal("no record to retire"))?;
         let deleted = ShareDeleted {
@@ -786,7 +926,7 @@ pub async fn on_commitment(
         return Ok(ctx.peer_of(&principal).map(|peer| (peer, vec![said])));
     };
     let index = position as u32 + 1;
-    let shares = Shares::of(&old)?;
+    let shares = old_shares(&old)?;
     let mut sub_shares = Vec::with_capacity(reshared.dealers.len());
     let mut parts = Vec::with_capacity(reshared.dealers.len());
     for (dealer, deals) in reshared.dealers.iter().zip(&reshared.deals) {
@@ -804,35 +944,47 @@ pub async fn on_commitment(
             )));
         }
         let public: ReshareCommitments = RoleContext::payload(&deal_envelope)?;
-        let sealed: ReshareSubShare = ctx.sealed(&deal_envelope)?;
-        if public.dealer != *dealer
-            || sealed.dealer != *dealer
-            || public.recipient != index
-            || sealed.recipient != index
-        {
+        if public.dealer != *dealer || public.recipient != index {
             return Err(CustodyError::Invalid(format!(
                 "deal {deal_cid} is not holder {dealer}'s to this one"
             )));
         }
-        shares.check_dealer(*dealer, &public.commitments)?;
-        let value = secret_32(sealed.share.expose())
-            .ok_or_else(|| CustodyError::Invalid("a sub-share is not 32 bytes".into()))?;
+        // What the dealer sealed must be its sub-share to this holder, fitting its
+        // commitments; anything else convicts the dealer.
+        let sealed: Option<ReshareSubShare> = ctx.sealed(&deal_envelope).ok();
+        let value = sealed
+            .filter(|s| {
+                s.request == reshared.request
+                    && s.dealer == *dealer
+                    && s.recipient == index
+                    && shares.sub_share_fits(*dealer, &public.commitments, index, s.share.expose())
+            })
+            .and_then(|s| secret_32(s.share.expose()));
+        let Some(value) = value else {
+            let complaint = super::exclusion::complain(
+                ctx,
+                &reference,
+                commitment_cid,
+                (reshared.request, *dealer, *deal_cid),
+                &principal,
+            )
+            .await?;
+            return Ok(Some(complaint));
+        };
         sub_shares.push((*dealer, value));
         parts.push((*dealer, public.commitments));
     }
     let named = |e: String| CustodyError::Invalid(format!("refresh: {e}"));
     let new_value: Secret<32> = match &shares {
-        Shares::Dealt(_) => {
-            let mut subs = Vec::with_capacity(sub_shares.len());
-            for ((dealer, value), (_, commitments)) in sub_shares.iter().zip(&parts) {
-                let sub =
-                    Share::from_parts(index, value.expose()).map_err(|e| named(e.to_string()))?;
-                Commitments::from_bytes(commitments)
-                    .map_err(|e| named(e.to_string()))?
-                    .verify_share(&sub)
-                    .map_err(|_| named(format!("the sub-share of holder {dealer} fails")))?;
-                subs.push((*dealer, sub));
-            }
+        OldShares::Dealt(_) => {
+            let subs = sub_shares
+                .iter()
+                .map(|(dealer, value)| {
+                    Share::from_parts(index, value.expose())
+                        .map(|sub| (*dealer, sub))
+                        .map_err(|e| named(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             if combined_feldman(&parts, old.threshold)? != commitment.feldman {
                 return Err(named("the commitment is not what the deals give".into()));
             }
@@ -840,21 +992,11 @@ pub async fn on_commitment(
                 .map_err(|e| named(e.to_string()))?
                 .value_bytes()
         }
-        Shares::Generated(public_shares) => {
-            let me = u16_of(index)?;
-            let mut subs = Vec::with_capacity(sub_shares.len());
-            for ((dealer, value), (_, commitments)) in sub_shares.iter().zip(&parts) {
-                let dealer = u16_of(*dealer)?;
-                dkg::reshare::check_sub_share(
-                    dealer,
-                    &vecs(commitments),
-                    &public_shares[usize::from(dealer) - 1],
-                    me,
-                    value.expose(),
-                )
-                .map_err(|e| named(e.to_string()))?;
-                subs.push((dealer, value.clone()));
-            }
+        OldShares::Generated(_) => {
+            let subs = sub_shares
+                .into_iter()
+                .map(|(dealer, value)| Ok((u16_of(dealer)?, value)))
+                .collect::<Result<Vec<_>, CustodyError>>()?;
             let holders = u16_of(commitment.fiduciaries.len() as u32)?;
             let expected = dkg::reshare::public_shares_from(&combined_secp256k1(&parts)?, holders)
                 .map_err(|e| named(e.to_string()))?;
@@ -870,13 +1012,14 @@ pub async fn on_commitment(
         new_value.expose().to_vec(),
     )
     .await?;
+    // A replacement: the old share went with the commitment replaced.
     let deleted = match &existing {
-        Some(record) => Some(ShareDeleted {
+        Some(record) if !replacing => Some(ShareDeleted {
             order: record.order,
             epoch: record.epoch,
             index: record.own_index()?,
         }),
-        None => None,
+        _ => None,
     };
     let mut record = match existing {
         Some(record) => record,

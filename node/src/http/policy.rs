@@ -105,7 +105,7 @@ pub fn policy_from_json(max_releases: u32, policy: Value) -> Result<ReleasePolic
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
-    /// The release request's CID.
+    /// The release or reshare request's CID.
     request: String,
     /// A veto rather than an approval.
     #[serde(default)]

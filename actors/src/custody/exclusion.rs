@@ -1,0 +1,154 @@
+//! A bad sub-share in a refresh or a move of custody. The holder of the next epoch that got it
+//! complains to the principal ([`complain`]), revealing that one deal's content key, and
+//! neither keeps nor signs anything. The principal judges the complaint from its evidence
+//! ([`on_complaint`]):
+//!
+//! - the dealer cheated: it is excluded from the refresh, and the commitment of the next epoch
+//!   is made again from t other dealers' deals, naming the complaint (at once if their deals
+//!   are in, or when they arrive). Holders that signed the commitment replaced combine their
+//!   new share again from the deals the new one counts; the old shares are not needed for it.
+//! - the sub-share is good: the complaint is refused, naming its maker; nothing changes, and
+//!   the commitment waits for that holder's signature as for one that is down.
+//!
+//! What it does not do: ask an old holder that never dealt to deal again while the next
+//! epoch's commitment waits (holders get the request before any commitment, so every holder
+//! that was up dealt).
+
+use dta_protocol::Cid;
+use dta_protocol::dkg::Verdict;
+use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::reshare::{ReshareComplaint, ReshareRequest};
+use serde_bytes::ByteBuf;
+
+use crate::role::Role;
+
+use super::record::Exclusion;
+use super::refresh::{Stage, commit_anew, counts_excluded, old_shares, refused, under_way};
+use crate::context::{CustodyError, Delivery, RoleContext, internal};
+
+/// Fiduciary: the sub-share in `deal` (dealt by old holder `dealer` for `request`) fails, so
+/// this holder complains about it to the principal, under the commitment that counted it; the
+/// complaint's delivery.
+pub(super) async fn complain(
+    ctx: &RoleContext,
+    reference: &str,
+    commitment: Cid,
+    (request, dealer, deal): (Cid, u32, Cid),
+    principal: &Cid,
+) -> Result<Delivery, CustodyError> {
+    let deal_envelope = ctx.verified_block(&deal)?;
+    // Without its content key the deal cannot be shown to anyone: refused, not complained of.
+    let content_key = deal_envelope
+        .content_key(&ctx.local)
+        .map_err(|e| CustodyError::Invalid(format!("deal {deal} does not open: {e}")))?;
+    let complaint = ReshareComplaint {
+        request,
+        dealer,
+        deal: ByteBuf::from(
+            ctx.block(&deal)
+                .ok_or_else(|| internal("deal block missing"))?,
+        ),
+        content_key: content_key.expose().to_vec(),
+    };
+    let (_, bytes) = ctx
+        .publish(
+            Kind::ReshareComplaint,
+            reference,
+            Some(commitment),
+            &complaint,
+        )
+        .await?;
+    tracing::warn!(order = %reference, dealer, "sub-share fails its commitments: complaint made");
+    let peer = ctx
+        .peer_of(principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    Ok((peer, vec![bytes]))
+}
+
+/// Principal: a holder of the next epoch complains about a sub-share. Judged from its
+/// evidence: a dealer that cheated is excluded and, where the commitment under way counts it
+/// and t other dealers' deals are in, the commitment is made again without it (its
+/// deliveries); a complaint about a good sub-share is refused, naming its maker.
+pub async fn on_complaint(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx.principal_record(&reference)?;
+    let complaint: ReshareComplaint = RoleContext::payload(envelope)?;
+    let Some(mut refresh) = record.refresh.clone() else {
+        return Err(CustodyError::Invalid(format!(
+            "order {reference} is not refreshing"
+        )));
+    };
+    if complaint.request != refresh.request {
+        return Err(CustodyError::Invalid(
+            "a complaint about another refresh".into(),
+        ));
+    }
+    let Some((Stage::Committed(current), old_cid, old)) = under_way(ctx, &record, &refresh)? else {
+        return Err(CustodyError::Invalid(format!(
+            "order {reference} has no commitment under way to complain about"
+        )));
+    };
+    if refresh
+        .excluded
+        .iter()
+        .any(|e| e.dealer == complaint.dealer)
+    {
+        // Made again, or by another holder: the dealer is out already.
+        return Ok(Vec::new());
+    }
+    let request: ReshareRequest = ctx.stored_payload(&refresh.request)?;
+    let complainer = envelope.envelope().sender;
+    let recipient = request
+        .fiduciaries
+        .iter()
+        .position(|f| *f == complainer)
+        .map(|p| p as u32 + 1)
+        .ok_or_else(|| {
+            CustodyError::Invalid(format!("{complainer} is not a holder of the next epoch"))
+        })?;
+    let accused = old
+        .fiduciaries
+        .get((complaint.dealer as usize).wrapping_sub(1))
+        .ok_or_else(|| CustodyError::Invalid("a complaint against no old holder".into()))?;
+    let dealer = ctx
+        .identity(accused)
+        .ok_or_else(|| CustodyError::UnknownIdentity(accused.to_string()))?;
+    let verdict = complaint
+        .judge(
+            refresh.request,
+            recipient,
+            &complainer,
+            &dealer,
+            &old_shares(&old)?,
+        )
+        .map_err(refused)?;
+    if verdict == Verdict::FalseComplaint {
+        tracing::warn!(order = %reference, %complainer, dealer = complaint.dealer, "false complaint");
+        return Err(CustodyError::Invalid(format!(
+            "{complainer} complained about a good sub-share of holder {}",
+            complaint.dealer
+        )));
+    }
+    refresh.excluded.push(Exclusion {
+        dealer: complaint.dealer,
+        complaint: cid,
+    });
+    tracing::warn!(
+        order = %reference, dealer = %accused, index = complaint.dealer,
+        "dealer excluded: its sub-share fails its commitments"
+    );
+    record.refresh = Some(refresh.clone());
+    let counted = super::refresh::countable(&refresh, old.threshold);
+    if !counts_excluded(&current, &refresh) || counted.len() < old.threshold as usize {
+        // Kept durably: the exclusion must outlive a restart, or the dealer would be counted
+        // again.
+        ctx.save(Role::Principal, &record).await?;
+        return Ok(Vec::new());
+    }
+    let replaces = record.commitment;
+    commit_anew(ctx, record, &request, (old_cid, &old), &counted, replaces).await
+}

@@ -1,0 +1,334 @@
+//! A refresh step by step among a principal and three fiduciaries (see `rig`): a dealer whose
+//! sub-share to one holder fails is named in that holder's complaint, excluded, and the
+//! refresh finishes without it; a complaint about a good sub-share names its maker and changes
+//! nothing.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dta_crypto::threshold::{Commitments, Share};
+use dta_protocol::dkg::Verdict;
+use dta_protocol::envelope::{Kind, SignedEnvelope};
+use dta_protocol::order::{Commitment, SecretBytes};
+use dta_protocol::reshare::{OldShares, ReshareComplaint, ReshareSubShare};
+
+use super::rig::{Party, parties};
+use super::{
+    Delivery, NewOrder, create_order, exclusion, held_share_name, on_certificate, on_commitment,
+    on_commitment_signature, on_order_request, on_share_deal, refresh,
+};
+use crate::context::{CustodyError, RoleContext, encode};
+use crate::role::Role;
+use crate::states::OrderState;
+
+const REFERENCE: &str = "refreshed-1";
+
+/// Changes a block on its way to a party (by index), lets it through, or drops it (`None`).
+type Tamper<'a> = &'a mut dyn FnMut(&[Party], usize, Vec<u8>) -> Option<Vec<u8>>;
+
+fn party_of(parties: &[Party], peer: libp2p::PeerId) -> usize {
+    parties
+        .iter()
+        .position(|p| p.ctx.peer_of(&p.cid()) == Some(peer))
+        .expect("a party's peer")
+}
+
+/// Hands every delivery to its party's step, and what those steps send on, until nothing
+/// moves. `tamper` sees each block first.
+async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
+    let mut queue: VecDeque<(usize, Vec<u8>)> = deliveries
+        .into_iter()
+        .flat_map(|(peer, blocks)| {
+            let to = party_of(parties, peer);
+            blocks.into_iter().map(move |b| (to, b))
+        })
+        .collect();
+    while let Some((to, block)) = queue.pop_front() {
+        let Some(block) = tamper(parties, to, block) else {
+            continue;
+        };
+        let party = &parties[to];
+        let ctx = &party.ctx;
+        let signed = SignedEnvelope::decode(&block).unwrap();
+        if signed.envelope.kind == Kind::CommitmentSignature {
+            let peer = ctx.peer_of(&signed.envelope.sender).unwrap();
+            // Checked alone, in place: no batch waits in the rig.
+            assert!(
+                on_commitment_signature(ctx, peer, &signed)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            continue;
+        }
+        let (envelope, cid) = party.take(&block).await.unwrap();
+        let sent: Vec<Delivery> = match (to, signed.envelope.kind) {
+            (0, Kind::ReshareDeal) => refresh::on_deal(ctx, &envelope, cid).await.unwrap(),
+            (0, Kind::ReshareComplaint) => {
+                exclusion::on_complaint(ctx, &envelope, cid).await.unwrap()
+            }
+            (0, Kind::ShareDeleted) => {
+                refresh::on_share_deleted(ctx, &envelope, cid)
+                    .await
+                    .unwrap();
+                Vec::new()
+            }
+            (0, kind) => panic!("unexpected {kind:?} at the principal"),
+            (_, Kind::OrderRequest) => on_order_request(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::Commitment) => on_commitment(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::ShareDeal) => vec![on_share_deal(ctx, &envelope, cid).await.unwrap()],
+            (_, Kind::Certificate) => {
+                on_certificate(ctx, &envelope, cid).await.unwrap();
+                Vec::new()
+            }
+            (_, Kind::ReshareRequest) => refresh::on_request(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            // Deals reach a holder with the commitment that counts them: kept for it.
+            (_, Kind::ReshareDeal) => Vec::new(),
+            (_, kind) => panic!("unexpected {kind:?}"),
+        };
+        for (peer, blocks) in sent {
+            let to = party_of(parties, peer);
+            queue.extend(blocks.into_iter().map(|b| (to, b)));
+        }
+    }
+}
+
+/// A principal (party 0), three fiduciaries and a beneficiary, and a certified 2-of-3 order of
+/// a secret the principal made.
+async fn certified() -> Vec<Party> {
+    let parties = parties(&[
+        "principal",
+        "fiduciary-1",
+        "fiduciary-2",
+        "fiduciary-3",
+        "beneficiary",
+    ])
+    .await;
+    let prepared = create_order(
+        &parties[0].ctx,
+        NewOrder {
+            reference: Some(REFERENCE.into()),
+            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
+            fiduciaries: parties[1..4].iter().map(Party::cid).collect(),
+            threshold: 2,
+            beneficiary: Some(parties[4].cid()),
+            policy: Default::default(),
+            input: BTreeMap::new(),
+            secret: Some(SecretBytes::new(b"the launch codes".to_vec())),
+            refresh_every_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    run(&parties, prepared.deliveries, &mut |_, _, b| Some(b)).await;
+    assert_eq!(principal_record(&parties).state, OrderState::Certified);
+    parties
+}
+
+fn principal_record(parties: &[Party]) -> super::OrderRecord {
+    parties[0].ctx.own_record(REFERENCE).unwrap().unwrap()
+}
+
+/// The deal `block` (one dealer's to one holder) with its sub-share changed, signed again by
+/// the dealer: a dealer that cheats that holder.
+fn bad_deal(parties: &[Party], block: &[u8]) -> Vec<u8> {
+    let signed = SignedEnvelope::decode(block).unwrap();
+    let dealer = parties
+        .iter()
+        .find(|p| p.cid() == signed.envelope.sender)
+        .unwrap();
+    let recipient = parties
+        .iter()
+        .find(|p| p.cid() == signed.envelope.recipients[0].identity)
+        .unwrap();
+    let envelope = recipient.ctx.verify(block).unwrap();
+    let public: dta_protocol::reshare::ReshareCommitments =
+        RoleContext::payload(&envelope).unwrap();
+    let mut sub_share: ReshareSubShare = recipient.ctx.sealed(&envelope).unwrap();
+    let mut bytes = sub_share.share.expose().to_vec();
+    bytes[31] ^= 1;
+    sub_share.share = SecretBytes::new(bytes);
+    let sealed = encode(&sub_share).unwrap();
+    dealer
+        .ctx
+        .envelope(
+            Kind::ReshareDeal,
+            REFERENCE,
+            signed.envelope.prev,
+            Some(encode(&public).unwrap()),
+            Some(&sealed),
+            &[recipient.ctx.local.identity()],
+        )
+        .unwrap()
+        .signed()
+        .to_block()
+        .unwrap()
+        .into_bytes()
+}
+
+/// Whether a block is `from`'s deal to `to`.
+fn is_deal(parties: &[Party], block: &[u8], from: usize, to: usize) -> bool {
+    let signed = SignedEnvelope::decode(block).unwrap();
+    signed.envelope.kind == Kind::ReshareDeal
+        && signed.envelope.sender == parties[from].cid()
+        && signed.envelope.recipients[0].identity == parties[to].cid()
+}
+
+#[tokio::test]
+async fn a_dealer_whose_sub_share_fails_is_named_excluded_and_the_refresh_finishes_without_it() {
+    let parties = certified().await;
+    let before = principal_record(&parties).commitment.unwrap();
+    let (_, deliveries) = refresh::create_reshare(&parties[0].ctx, REFERENCE, None)
+        .await
+        .unwrap();
+    // Fiduciary 1 deals fiduciary 2 a bad sub-share; the principal counts fiduciaries 1 and 2
+    // first (lowest indices).
+    let mut cheated = 0;
+    run(&parties, deliveries, &mut |parties, to, block| {
+        if to == 0 && is_deal(parties, &block, 1, 2) {
+            cheated += 1;
+            return Some(bad_deal(parties, &block));
+        }
+        Some(block)
+    })
+    .await;
+    // Dealers send their deals again when the commitment brings them the request.
+    assert!(cheated >= 1);
+
+    let record = principal_record(&parties);
+    assert_eq!(record.state, OrderState::Certified, "{record:?}");
+    assert_eq!(record.epoch, 1);
+    let commitment: Commitment = parties[0]
+        .ctx
+        .stored_payload(&record.commitment.unwrap())
+        .unwrap();
+    let reshared = commitment.reshared.clone().unwrap();
+    assert_eq!(reshared.previous, before);
+    assert_eq!(reshared.dealers, vec![2, 3], "dealer 1 is not counted");
+    // The commitment names the complaint, fiduciary 2's against dealer 1, and anyone can
+    // check it.
+    let [complaint_block] = reshared.excluded.as_slice() else {
+        panic!("one exclusion: {:?}", reshared.excluded.len());
+    };
+    let complaint_envelope = parties[0].ctx.verify(complaint_block).unwrap();
+    assert_eq!(complaint_envelope.envelope().sender, parties[2].cid());
+    let complaint: ReshareComplaint = RoleContext::payload(&complaint_envelope).unwrap();
+    assert_eq!(complaint.dealer, 1);
+    let old: Commitment = parties[0].ctx.stored_payload(&before).unwrap();
+    let verdict = complaint
+        .judge(
+            reshared.request,
+            2,
+            &parties[2].cid(),
+            parties[1].ctx.local.identity(),
+            &OldShares::of(&old).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(verdict, Verdict::DealerCheated);
+
+    // Every holder's new share fits the commitment in force, the old ones are gone, and the
+    // audit of the log passes.
+    let feldman = Commitments::from_bytes(&commitment.feldman).unwrap();
+    let principal = parties[0].cid();
+    for (index, fiduciary) in (1u32..).zip(&parties[1..4]) {
+        let held = fiduciary
+            .ctx
+            .load_secret(&held_share_name(&principal, REFERENCE, 1))
+            .await
+            .unwrap();
+        let share = Share::from_parts(index, held.expose().try_into().unwrap()).unwrap();
+        feldman.verify_share(&share).unwrap();
+        assert!(
+            fiduciary
+                .ctx
+                .load_secret(&held_share_name(&principal, REFERENCE, 0))
+                .await
+                .is_err(),
+            "the share of epoch 0 of fiduciary {index} is deleted"
+        );
+        let kept = fiduciary
+            .ctx
+            .record(Role::Fiduciary, &principal, REFERENCE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.commitment, record.commitment);
+    }
+    let directory = parties[0].ctx.directory.borrow().clone();
+    let report = super::audit(&parties[0].ctx.store, &directory, REFERENCE, record.head).unwrap();
+    assert!(report.certified);
+}
+
+#[tokio::test]
+async fn a_complaint_about_a_good_sub_share_names_its_maker_and_changes_nothing() {
+    let parties = certified().await;
+    let (_, deliveries) = refresh::create_reshare(&parties[0].ctx, REFERENCE, None)
+        .await
+        .unwrap();
+    // Every signature of the new commitment is held back: it stays under way.
+    run(&parties, deliveries, &mut |_, to, block| {
+        let kind = SignedEnvelope::decode(&block).unwrap().envelope.kind;
+        (to != 0 || kind != Kind::CommitmentSignature).then_some(block)
+    })
+    .await;
+    let record = principal_record(&parties);
+    assert_eq!(record.state, OrderState::Committed);
+    let commitment_cid = record.commitment.unwrap();
+    let commitment: Commitment = parties[0].ctx.stored_payload(&commitment_cid).unwrap();
+    let reshared = commitment.reshared.unwrap();
+    // Fiduciary 2 complains about dealer 1's good sub-share to it.
+    let liar = &parties[2];
+    let deal = reshared.deals[0][1];
+    let (_, blocks) = exclusion::complain(
+        &liar.ctx,
+        REFERENCE,
+        commitment_cid,
+        (reshared.request, 1, deal),
+        &parties[0].cid(),
+    )
+    .await
+    .unwrap();
+    let principal = &parties[0];
+    let (envelope, cid) = principal.take(&blocks[0]).await.unwrap();
+    let refused = exclusion::on_complaint(&principal.ctx, &envelope, cid).await;
+    let Err(CustodyError::Invalid(why)) = refused else {
+        panic!("refused as bad input: {refused:?}");
+    };
+    assert!(why.contains(&liar.cid().to_string()), "{why}");
+    let after = principal_record(&parties);
+    assert_eq!(after.commitment, Some(commitment_cid));
+    assert!(after.refresh.unwrap().excluded.is_empty());
+}
+
+#[tokio::test]
+async fn a_complaint_with_no_refresh_under_way_is_refused() {
+    let parties = certified().await;
+    let complaint = ReshareComplaint {
+        request: principal_record(&parties).order,
+        dealer: 1,
+        deal: Default::default(),
+        content_key: vec![0; 32],
+    };
+    let block = parties[2].publish(
+        Kind::ReshareComplaint,
+        REFERENCE,
+        principal_record(&parties).commitment,
+        &complaint,
+    );
+    let (envelope, cid) = parties[0].take(&block).await.unwrap();
+    let refused = exclusion::on_complaint(&parties[0].ctx, &envelope, cid).await;
+    assert!(
+        matches!(refused, Err(CustodyError::Invalid(_))),
+        "{refused:?}"
+    );
+}
