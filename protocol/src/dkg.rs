@@ -15,12 +15,11 @@
 //! `dta_crypto::dkg`), or keep anything.
 
 use cid::Cid;
-use dta_crypto::Secret;
 use dta_crypto::dkg;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
+use crate::envelope::{Kind, SignedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::order::SecretBytes;
 
@@ -231,27 +230,14 @@ impl DkgComplaint {
         if self.round != round {
             return Err(failed("it is about another round"));
         }
-        let envelope: VerifiedEnvelope = SignedEnvelope::decode(&self.share)
-            .map_err(|e| failed(&e.to_string()))?
-            .verify(dealer)
-            .map_err(|_| failed("the share is not signed by the dealer"))?;
-        let header = envelope.envelope();
-        if header.kind != Kind::DkgShare
-            || header.prev != Some(round)
-            || header.recipients.len() != 1
-            || header.recipients[0].identity != *complainer
-        {
-            return Err(failed("the share is not the dealer's to the complainer"));
-        }
-        let key: [u8; 32] = self
-            .content_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| failed("the content key is not 32 bytes"))?;
-        let plain = envelope
-            .signed()
-            .open_with_content_key(&Secret::new(key))
-            .map_err(|_| failed("the content key does not open the share"))?;
+        let (_, plain) = crate::evidence::open(
+            &self.share,
+            &self.content_key,
+            dealer,
+            (Kind::DkgShare, round),
+            complainer,
+        )
+        .map_err(|e| failed(&format!("the share: {e}")))?;
         let share: DkgShare = crate::dagcbor::decode(&plain, crate::dagcbor::Limits::default())
             .map_err(|_| failed("the share does not decode"))?;
         if share.round != round || share.dealer != self.dealer || share.recipient != recipient {

@@ -36,6 +36,7 @@ pub mod car;
 pub mod dagcbor;
 pub mod dkg;
 pub mod envelope;
+pub mod evidence;
 pub mod identity;
 pub mod inbound;
 pub mod links;

@@ -16,13 +16,12 @@
 //! `dta_crypto::dkg::reshare` do), or keep anything.
 
 use cid::Cid;
-use dta_crypto::Secret;
 use dta_crypto::threshold::{Commitments, Share};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::dkg::Verdict;
-use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
+use crate::envelope::Kind;
 use crate::identity::VerifiedIdentity;
 use crate::order::{Commitment, SecretBytes};
 
@@ -237,18 +236,14 @@ impl ReshareComplaint {
         if self.request != request {
             return Err(failed("it is about another request"));
         }
-        let envelope: VerifiedEnvelope = SignedEnvelope::decode(&self.deal)
-            .map_err(|e| failed(&e.to_string()))?
-            .verify(dealer)
-            .map_err(|_| failed("the deal is not signed by the dealer"))?;
-        let header = envelope.envelope();
-        if header.kind != Kind::ReshareDeal
-            || header.prev != Some(request)
-            || header.recipients.len() != 1
-            || header.recipients[0].identity != *complainer
-        {
-            return Err(failed("the deal is not the dealer's to the complainer"));
-        }
+        let (envelope, plain) = crate::evidence::open(
+            &self.deal,
+            &self.content_key,
+            dealer,
+            (Kind::ReshareDeal, request),
+            complainer,
+        )
+        .map_err(|e| failed(&format!("the deal: {e}")))?;
         let public: ReshareCommitments = envelope
             .public_payload()
             .ok()
@@ -262,15 +257,6 @@ impl ReshareComplaint {
                 "the deal names another request, dealer or recipient",
             ));
         }
-        let key: [u8; 32] = self
-            .content_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| failed("the content key is not 32 bytes"))?;
-        let plain = envelope
-            .signed()
-            .open_with_content_key(&Secret::new(key))
-            .map_err(|_| failed("the content key does not open the deal"))?;
         // Whatever the dealer sealed and signed is its doing: a sub-share that does not
         // decode, names another recipient or fails its commitments convicts it alike.
         let sub_share: Option<ReshareSubShare> =

@@ -18,6 +18,7 @@ use dta_protocol::order::SecretBytes;
 use libp2p::PeerId;
 use ractor::ActorRef;
 use serde::{Serialize, de::DeserializeOwned};
+use serde_bytes::ByteBuf;
 use tokio::sync::watch;
 
 use crate::identities::Directory;
@@ -352,6 +353,20 @@ impl RoleContext {
             .block(cid)
             .ok_or_else(|| CustodyError::Invalid(format!("block {cid} is not here")))?;
         self.verify(&bytes)
+    }
+
+    /// A sealed envelope this node received, as evidence for a complaint: its block and the
+    /// content key that opens it for anyone (see `dta_protocol::evidence`).
+    pub(crate) fn reveal(&self, cid: &Cid) -> Result<(ByteBuf, Vec<u8>), CustodyError> {
+        let envelope = self.verified_block(cid)?;
+        // Without its content key the envelope cannot be shown to anyone.
+        let content_key = envelope
+            .content_key(&self.local)
+            .map_err(|e| CustodyError::Invalid(format!("envelope {cid} does not open: {e}")))?;
+        let block = self
+            .block(cid)
+            .ok_or_else(|| internal(format!("block {cid} missing")))?;
+        Ok((ByteBuf::from(block), content_key.expose().to_vec()))
     }
 
     /// Decodes and verifies envelope bytes against the sender's verified identity, and

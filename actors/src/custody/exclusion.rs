@@ -18,13 +18,12 @@ use dta_protocol::Cid;
 use dta_protocol::dkg::Verdict;
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::reshare::{ReshareComplaint, ReshareRequest};
-use serde_bytes::ByteBuf;
 
 use crate::role::Role;
 
 use super::record::Exclusion;
 use super::refresh::{Stage, commit_anew, counts_excluded, old_shares, refused, under_way};
-use crate::context::{CustodyError, Delivery, RoleContext, internal};
+use crate::context::{CustodyError, Delivery, RoleContext};
 
 /// Fiduciary: the sub-share in `deal` (dealt by old holder `dealer` for `request`) fails, so
 /// this holder complains about it to the principal, under the commitment that counted it; the
@@ -36,19 +35,12 @@ pub(super) async fn complain(
     (request, dealer, deal): (Cid, u32, Cid),
     principal: &Cid,
 ) -> Result<Delivery, CustodyError> {
-    let deal_envelope = ctx.verified_block(&deal)?;
-    // Without its content key the deal cannot be shown to anyone: refused, not complained of.
-    let content_key = deal_envelope
-        .content_key(&ctx.local)
-        .map_err(|e| CustodyError::Invalid(format!("deal {deal} does not open: {e}")))?;
+    let (deal, content_key) = ctx.reveal(&deal)?;
     let complaint = ReshareComplaint {
         request,
         dealer,
-        deal: ByteBuf::from(
-            ctx.block(&deal)
-                .ok_or_else(|| internal("deal block missing"))?,
-        ),
-        content_key: content_key.expose().to_vec(),
+        deal,
+        content_key,
     };
     let (_, bytes) = ctx
         .publish(

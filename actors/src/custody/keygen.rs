@@ -405,18 +405,12 @@ async fn finish_if_complete(
                 .get(&dealer)
                 .copied()
                 .ok_or_else(|| internal("a culprit that dealt nothing"))?;
-            let share_envelope = ctx.verified_block(&share_cid)?;
-            let content_key = share_envelope
-                .content_key(&ctx.local)
-                .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+            let (share, content_key) = ctx.reveal(&share_cid)?;
             let complaint = DkgComplaint {
                 round: round_cid,
                 dealer,
-                share: ByteBuf::from(
-                    ctx.block(&share_cid)
-                        .ok_or_else(|| internal("share block missing"))?,
-                ),
-                content_key: content_key.expose().to_vec(),
+                share,
+                content_key,
             };
             let (cid, bytes) = ctx
                 .publish(Kind::DkgComplaint, reference, Some(round_cid), &complaint)

@@ -12,7 +12,7 @@ use dta_protocol::order::{Commitment, SecretBytes};
 use serde_bytes::ByteBuf;
 
 use super::record::round_name;
-use super::rig::{Party, parties};
+use super::rig::{Party, addressed, parties};
 use super::{
     Delivery, NewOrder, create_order, keygen, on_commitment, on_key_share, on_order_request,
     share_name,
@@ -49,23 +49,10 @@ async fn ordered() -> (Vec<Party>, Vec<Delivery>) {
     (parties, prepared.deliveries)
 }
 
-fn party_of(parties: &[Party], peer: libp2p::PeerId) -> usize {
-    parties
-        .iter()
-        .position(|p| p.ctx.peer_of(&p.cid()) == Some(peer))
-        .expect("a party's peer")
-}
-
 /// Hands every delivery to its party's step, and what those steps send on, until nothing
 /// moves; commitment signatures stop at the principal. `tamper` sees each block first.
 async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
-    let mut queue: VecDeque<(usize, Vec<u8>)> = deliveries
-        .into_iter()
-        .flat_map(|(peer, blocks)| {
-            let to = party_of(parties, peer);
-            blocks.into_iter().map(move |b| (to, b))
-        })
-        .collect();
+    let mut queue: VecDeque<(usize, Vec<u8>)> = addressed(parties, deliveries).collect();
     while let Some((to, block)) = queue.pop_front() {
         let block = tamper(parties, to, block);
         let party = &parties[to];
@@ -95,10 +82,7 @@ async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
                 .collect(),
             (_, kind) => panic!("unexpected {kind:?}"),
         };
-        for (peer, blocks) in sent {
-            let to = party_of(parties, peer);
-            queue.extend(blocks.into_iter().map(|b| (to, b)));
-        }
+        queue.extend(addressed(parties, sent));
     }
 }
 

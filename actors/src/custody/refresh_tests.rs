@@ -11,7 +11,7 @@ use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::order::{Commitment, SecretBytes};
 use dta_protocol::reshare::{OldShares, ReshareComplaint, ReshareSubShare};
 
-use super::rig::{Party, parties};
+use super::rig::{Party, addressed, parties};
 use super::{
     Delivery, NewOrder, create_order, exclusion, held_share_name, on_certificate, on_commitment,
     on_commitment_signature, on_order_request, on_share_deal, refresh,
@@ -25,23 +25,10 @@ const REFERENCE: &str = "refreshed-1";
 /// Changes a block on its way to a party (by index), lets it through, or drops it (`None`).
 type Tamper<'a> = &'a mut dyn FnMut(&[Party], usize, Vec<u8>) -> Option<Vec<u8>>;
 
-fn party_of(parties: &[Party], peer: libp2p::PeerId) -> usize {
-    parties
-        .iter()
-        .position(|p| p.ctx.peer_of(&p.cid()) == Some(peer))
-        .expect("a party's peer")
-}
-
 /// Hands every delivery to its party's step, and what those steps send on, until nothing
 /// moves. `tamper` sees each block first.
 async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
-    let mut queue: VecDeque<(usize, Vec<u8>)> = deliveries
-        .into_iter()
-        .flat_map(|(peer, blocks)| {
-            let to = party_of(parties, peer);
-            blocks.into_iter().map(move |b| (to, b))
-        })
-        .collect();
+    let mut queue: VecDeque<(usize, Vec<u8>)> = addressed(parties, deliveries).collect();
     while let Some((to, block)) = queue.pop_front() {
         let Some(block) = tamper(parties, to, block) else {
             continue;
@@ -97,10 +84,7 @@ async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
             (_, Kind::ReshareDeal) => Vec::new(),
             (_, kind) => panic!("unexpected {kind:?}"),
         };
-        for (peer, blocks) in sent {
-            let to = party_of(parties, peer);
-            queue.extend(blocks.into_iter().map(|b| (to, b)));
-        }
+        queue.extend(addressed(parties, sent));
     }
 }
 

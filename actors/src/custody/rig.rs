@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::context::{CustodyError, EVENT_CAPACITY, RoleContext, encode};
+use crate::context::{CustodyError, Delivery, EVENT_CAPACITY, RoleContext, encode};
 use crate::identities::{Directory, KnownIdentity};
 use crate::keystore::{KeystoreActor, KeystoreArgs};
 use crate::network::NetworkChannels;
@@ -153,4 +153,24 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
         });
     }
     made
+}
+
+/// The index of the party whose node is `peer`.
+pub(crate) fn party_of(parties: &[Party], peer: PeerId) -> usize {
+    parties
+        .iter()
+        .position(|p| p.ctx.peer_of(&p.cid()) == Some(peer))
+        .expect("a party's peer")
+}
+
+/// Every block of `deliveries`, in order, with the index of the party it is for: what a test
+/// hands from step to step.
+pub(crate) fn addressed(
+    parties: &[Party],
+    deliveries: Vec<Delivery>,
+) -> impl Iterator<Item = (usize, Vec<u8>)> + '_ {
+    deliveries.into_iter().flat_map(move |(peer, blocks)| {
+        let to = party_of(parties, peer);
+        blocks.into_iter().map(move |b| (to, b))
+    })
 }
