@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::dkg::Verdict;
-use crate::envelope::Kind;
+use crate::envelope::{Kind, SignedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::order::{Commitment, SecretBytes};
 
@@ -100,6 +100,12 @@ pub struct ReshareComplaint {
     /// The content key of its sealed payload.
     #[serde(with = "serde_bytes")]
     pub content_key: Vec<u8>,
+    /// When the dealer committed to other polynomials in the deal the principal took its
+    /// commitments from (the one to the next epoch's first holder): that deal's envelope (its
+    /// block). Two signed dealings of one share for one request convict the dealer whatever
+    /// the sub-shares are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted: Option<ByteBuf>,
 }
 
 /// Why a commitment's shares cannot be dealt anew, a deal is refused, or a complaint does not
@@ -256,6 +262,26 @@ impl ReshareComplaint {
             return Err(failed(
                 "the deal names another request, dealer or recipient",
             ));
+        }
+        if let Some(counted) = &self.counted {
+            let counted = SignedEnvelope::decode(counted)
+                .map_err(|e| failed(&format!("the counted deal: {e}")))?
+                .verify(dealer)
+                .map_err(|_| failed("the counted deal is not signed by the dealer"))?;
+            let counted_public: ReshareCommitments = counted
+                .public_payload()
+                .ok()
+                .flatten()
+                .filter(|c: &ReshareCommitments| {
+                    counted.envelope().kind == Kind::ReshareDeal
+                        && counted.envelope().prev == Some(request)
+                        && c.request == request
+                        && c.dealer == self.dealer
+                })
+                .ok_or_else(|| failed("the counted deal is not the dealer's for this request"))?;
+            if counted_public.commitments != public.commitments {
+                return Ok(Verdict::DealerCheated);
+            }
         }
         // Whatever the dealer sealed and signed is its doing: a sub-share that does not
         // decode, names another recipient or fails its commitments convicts it alike.

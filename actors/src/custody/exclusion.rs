@@ -1,6 +1,8 @@
-//! A bad sub-share in a refresh or a move of custody. The holder of the next epoch that got it
-//! complains to the principal ([`complain`]), revealing that one deal's content key, and
-//! neither keeps nor signs anything. The principal judges the complaint from its evidence
+//! A bad sub-share in a refresh or a move of custody, or a dealer that committed to other
+//! polynomials in one holder's deal than in the deal the principal combined (two dealings).
+//! The holder of the next epoch that got it complains to the principal ([`complain`]),
+//! revealing that one deal's content key (and the other deal), and neither keeps nor signs
+//! anything. The principal judges the complaint from its evidence
 //! ([`on_complaint`]):
 //!
 //! - the dealer cheated: it is excluded from the refresh, and the commitment of the next epoch
@@ -18,29 +20,40 @@ use dta_protocol::Cid;
 use dta_protocol::dkg::Verdict;
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::reshare::{ReshareComplaint, ReshareRequest};
+use serde_bytes::ByteBuf;
 
 use crate::role::Role;
 
 use super::record::Exclusion;
 use super::refresh::{Stage, commit_anew, counts_excluded, old_shares, refused, under_way};
-use crate::context::{CustodyError, Delivery, RoleContext};
+use crate::context::{CustodyError, Delivery, RoleContext, internal};
 
-/// Fiduciary: the sub-share in `deal` (dealt by old holder `dealer` for `request`) fails, so
-/// this holder complains about it to the principal, under the commitment that counted it; the
-/// complaint's delivery.
+/// Fiduciary: the sub-share in `deal` (dealt by old holder `dealer` for `request`) fails, or
+/// its commitments are not those of the `counted` deal the principal combined, so this holder
+/// complains about it to the principal, under the commitment that counted it; the complaint's
+/// delivery.
 pub(super) async fn complain(
     ctx: &RoleContext,
     reference: &str,
     commitment: Cid,
     (request, dealer, deal): (Cid, u32, Cid),
+    counted: Option<Cid>,
     principal: &Cid,
 ) -> Result<Delivery, CustodyError> {
     let (deal, content_key) = ctx.reveal(&deal)?;
+    let counted = counted
+        .map(|cid| {
+            ctx.block(&cid)
+                .map(ByteBuf::from)
+                .ok_or_else(|| internal(format!("deal {cid} missing")))
+        })
+        .transpose()?;
     let complaint = ReshareComplaint {
         request,
         dealer,
         deal,
         content_key,
+        counted,
     };
     let (_, bytes) = ctx
         .publish(

@@ -711,9 +711,9 @@ pub(crate) fn deliveries_of(
             continue;
         };
         let mut blocks = context.clone();
-        for to in deals {
+        for cid in deals_for(deals, position as u32 + 1) {
             blocks.push(
-                ctx.block(&to[position])
+                ctx.block(&cid)
                     .ok_or_else(|| internal("deal block missing"))?,
             );
         }
@@ -722,6 +722,18 @@ pub(crate) fn deliveries_of(
         deliveries.push((peer, blocks));
     }
     Ok(deliveries)
+}
+
+/// The deals holder `index` of the next epoch checks its new share with: each counted
+/// dealer's deal to it, and the dealer's deal to the first holder, whose commitments the
+/// principal combined (a dealer that committed to others in this holder's deal is caught).
+pub(crate) fn deals_for(deals: &[Vec<Cid>], index: u32) -> Vec<Cid> {
+    let mut cids = Vec::with_capacity(deals.len() * 2);
+    for to in deals {
+        cids.extend(to.first().filter(|_| index != 1));
+        cids.extend(to.get((index as usize).wrapping_sub(1)));
+    }
+    cids
 }
 
 fn combined_feldman(
@@ -949,6 +961,34 @@ pub async fn on_commitment(
                 "deal {deal_cid} is not holder {dealer}'s to this one"
             )));
         }
+        // The principal combined the commitments of the dealer's deal to the first holder:
+        // a dealer that committed to others here signed two dealings.
+        let counted_cid = deals
+            .first()
+            .ok_or_else(|| CustodyError::Invalid("a dealer with no deals".into()))?;
+        let counted: ReshareCommitments = ctx.stored_payload(counted_cid)?;
+        let counted_header = ctx.verified_block(counted_cid)?;
+        if counted_header.envelope().sender != header.sender
+            || counted_header.envelope().kind != Kind::ReshareDeal
+            || counted.dealer != *dealer
+            || counted.request != reshared.request
+        {
+            return Err(CustodyError::Invalid(format!(
+                "deal {counted_cid} is not holder {dealer}'s"
+            )));
+        }
+        if counted.commitments != public.commitments {
+            let complaint = super::exclusion::complain(
+                ctx,
+                &reference,
+                commitment_cid,
+                (reshared.request, *dealer, *deal_cid),
+                Some(*counted_cid),
+                &principal,
+            )
+            .await?;
+            return Ok(Some(complaint));
+        }
         // What the dealer sealed must be its sub-share to this holder, fitting its
         // commitments; anything else convicts the dealer.
         let sealed: Option<ReshareSubShare> = ctx.sealed(&deal_envelope).ok();
@@ -966,6 +1006,7 @@ pub async fn on_commitment(
                 &reference,
                 commitment_cid,
                 (reshared.request, *dealer, *deal_cid),
+                None,
                 &principal,
             )
             .await?;

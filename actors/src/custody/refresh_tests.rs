@@ -1,7 +1,8 @@
 //! A refresh step by step among a principal and three fiduciaries (see `rig`): a dealer whose
 //! sub-share to one holder fails is named in that holder's complaint, excluded, and the
-//! refresh finishes without it; a complaint about a good sub-share names its maker and changes
-//! nothing.
+//! refresh finishes without it, and so is one that deals a holder from another polynomial than
+//! the one the principal combined; a complaint about a good sub-share names its maker and
+//! changes nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -278,6 +279,7 @@ async fn a_complaint_about_a_good_sub_share_names_its_maker_and_changes_nothing(
         REFERENCE,
         commitment_cid,
         (reshared.request, 1, deal),
+        None,
         &parties[0].cid(),
     )
     .await
@@ -302,6 +304,7 @@ async fn a_complaint_with_no_refresh_under_way_is_refused() {
         dealer: 1,
         deal: Default::default(),
         content_key: vec![0; 32],
+        counted: None,
     };
     let block = parties[2].publish(
         Kind::ReshareComplaint,
@@ -315,4 +318,83 @@ async fn a_complaint_with_no_refresh_under_way_is_refused() {
         matches!(refused, Err(CustodyError::Invalid(_))),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_dealer_that_deals_one_holder_from_another_polynomial_is_named_and_excluded() {
+    let parties = certified().await;
+    let (record, deliveries) = refresh::create_reshare(&parties[0].ctx, REFERENCE, None)
+        .await
+        .unwrap();
+    let request = record.head;
+    // Fiduciary 1 deals its share a second time, from another polynomial with the same
+    // constant term, and sends fiduciary 2 its sub-share of that one: the sub-share fits the
+    // commitments in its deal, but they are not those the principal combines.
+    let dealer = &parties[1];
+    let held = dealer
+        .ctx
+        .load_secret(&held_share_name(&parties[0].cid(), REFERENCE, 0))
+        .await
+        .unwrap();
+    let share = Share::from_parts(1, held.expose().try_into().unwrap()).unwrap();
+    let (subs, commitments) = dta_crypto::threshold::reshare::deal(&share, 2, 3).unwrap();
+    let public = dta_protocol::reshare::ReshareCommitments {
+        request,
+        dealer: 1,
+        recipient: 2,
+        commitments: commitments
+            .to_bytes()
+            .iter()
+            .map(|c| serde_bytes::ByteBuf::from(c.to_vec()))
+            .collect(),
+    };
+    let sealed = ReshareSubShare {
+        request,
+        dealer: 1,
+        recipient: 2,
+        share: SecretBytes::new(subs[1].value_bytes().expose().to_vec()),
+    };
+    let second_dealing = dealer
+        .ctx
+        .envelope(
+            Kind::ReshareDeal,
+            REFERENCE,
+            Some(request),
+            Some(encode(&public).unwrap()),
+            Some(&encode(&sealed).unwrap()),
+            &[parties[2].ctx.local.identity()],
+        )
+        .unwrap()
+        .signed()
+        .to_block()
+        .unwrap()
+        .into_bytes();
+    run(&parties, deliveries, &mut |parties, to, block| {
+        if to == 0 && is_deal(parties, &block, 1, 2) {
+            return Some(second_dealing.clone());
+        }
+        Some(block)
+    })
+    .await;
+
+    let record = principal_record(&parties);
+    assert_eq!(record.state, OrderState::Certified, "{record:?}");
+    let commitment: Commitment = parties[0]
+        .ctx
+        .stored_payload(&record.commitment.unwrap())
+        .unwrap();
+    let reshared = commitment.reshared.unwrap();
+    assert_eq!(reshared.dealers, vec![2, 3], "dealer 1 is not counted");
+    let [complaint_block] = reshared.excluded.as_slice() else {
+        panic!("one exclusion: {:?}", reshared.excluded.len());
+    };
+    let complaint: ReshareComplaint =
+        RoleContext::payload(&parties[0].ctx.verify(complaint_block).unwrap()).unwrap();
+    assert_eq!(complaint.dealer, 1);
+    assert!(
+        complaint.counted.is_some(),
+        "the other dealing is the evidence"
+    );
+    let directory = parties[0].ctx.directory.borrow().clone();
+    super::audit(&parties[0].ctx.store, &directory, REFERENCE, record.head).unwrap();
 }

@@ -255,9 +255,9 @@ pub fn resume(
                             [Some(record.order), Some(r.previous)]
                                 .into_iter()
                                 .chain(
-                                    r.deals
-                                        .iter()
-                                        .map(move |to| to.get(index as usize - 1).copied()),
+                                    super::refresh::deals_for(&r.deals, index)
+                                        .into_iter()
+                                        .map(Some),
                                 )
                                 .chain([Some(r.request)])
                         })
