@@ -522,3 +522,62 @@ async fn a_late_signature_of_a_replaced_commitment_is_dropped_quietly() {
     assert_eq!(record(&after, "principal")["epoch"], 1, "{after}");
     assert_eq!(record(&after, "principal")["state"], "certified", "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshare_request_from_anyone_but_the_principal_changes_nothing() {
+    use dta_protocol::envelope::Kind;
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    launch_codes(&api, &net, "mine", json!({})).await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/mine").await;
+    let cid_of = |field: &str| -> dta_protocol::Cid {
+        record(&shown, "principal")[field]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (order, certificate) = (cid_of("order"), cid_of("certificate"));
+    // Mallory, known to the fiduciary, asks it to deal its share to her alone.
+    let mallory = crate::custody::stranger(&net, 7, &[FIDUCIARIES[0]]).await;
+    let request = dta_protocol::reshare::ReshareRequest {
+        order,
+        certificate,
+        fiduciaries: vec![mallory.cid()],
+        threshold: 1,
+        epoch: 1,
+        releases: 0,
+    };
+    let block = crate::custody::envelope(
+        &mallory,
+        Kind::ReshareRequest,
+        "mine",
+        certificate,
+        Some(dta_protocol::dagcbor::encode(&request).unwrap()),
+        None,
+        &[],
+    );
+    let share_before = held(&net, FIDUCIARIES[0], "mine", 0).await;
+    assert!(share_before.is_some());
+    let before = custody_rejections(&net, FIDUCIARIES[0]).await;
+    deliver_and_settle(&net, BENEFICIARY, FIDUCIARIES[0], "fiduciary", block).await;
+    assert_eq!(custody_rejections(&net, FIDUCIARIES[0]).await, before + 1);
+    // Nothing dealt, nothing changed: same share, same epoch, no refresh under way.
+    assert_eq!(held(&net, FIDUCIARIES[0], "mine", 0).await, share_before);
+    let mut deals = 0;
+    net.node(FIDUCIARIES[0])
+        .store()
+        .visit(Column::Blocks, |_, bytes| {
+            if dta_protocol::envelope::SignedEnvelope::decode(bytes)
+                .is_ok_and(|s| s.envelope.kind == Kind::ReshareDeal)
+            {
+                deals += 1;
+            }
+        })
+        .unwrap();
+    assert_eq!(deals, 0);
+    let (_, shown) = api.get(&net, FIDUCIARIES[0], "/v2/orders/mine").await;
+    assert_eq!(record(&shown, "fiduciary")["epoch"], 0, "{shown}");
+    assert_eq!(record(&shown, "fiduciary")["state"], "holding", "{shown}");
+    net.stop().await;
+}
