@@ -37,6 +37,8 @@ impl Role {
                 Kind::KeyShare
                     | Kind::ReshareDeal
                     | Kind::ReshareComplaint
+                    | Kind::SignCommitment
+                    | Kind::SignatureShare
                     | Kind::ShareDeleted
                     | Kind::DkgCommitment
                     | Kind::DkgComplaint
@@ -50,6 +52,9 @@ impl Role {
             Self::Fiduciary => matches!(
                 kind,
                 Kind::OrderRequest
+                    | Kind::SignRequest
+                    | Kind::SignPackage
+                    | Kind::Signature
                     | Kind::DkgRound
                     | Kind::DkgShare
                     | Kind::DkgAbort
@@ -122,6 +127,15 @@ pub enum RoleMsg {
         reference: String,
         /// The next committee and threshold; none for a refresh.
         next: Option<(Vec<Cid>, u32)>,
+        /// The record, once the request is sent off.
+        reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
+    },
+    /// Principal: have the order's fiduciaries sign a message with its key.
+    Sign {
+        /// The order reference.
+        reference: String,
+        /// The bytes to sign.
+        message: Vec<u8>,
         /// The record, once the request is sent off.
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
@@ -236,6 +250,9 @@ impl RoleActor {
                 | (
                     Role::Fiduciary,
                     Kind::OrderRequest
+                        | Kind::SignRequest
+                        | Kind::SignPackage
+                        | Kind::Signature
                         | Kind::DkgRound
                         | Kind::DkgShare
                         | Kind::DkgAbort
@@ -472,6 +489,28 @@ impl RoleActor {
             }
             (Role::Fiduciary, Kind::DkgAbandon) => {
                 custody::keygen::on_abandon(ctx, &envelope, cid).await?;
+            }
+            (Role::Principal, Kind::SignCommitment) => {
+                send_all(
+                    ctx,
+                    custody::signing::on_commitment(ctx, &envelope, cid).await?,
+                );
+            }
+            (Role::Principal, Kind::SignatureShare) => {
+                send_all(ctx, custody::signing::on_share(ctx, &envelope, cid).await?);
+            }
+            (Role::Fiduciary, Kind::SignRequest) => {
+                if let Some(delivery) = custody::signing::on_request(ctx, &envelope, cid).await? {
+                    send_all(ctx, vec![delivery]);
+                }
+            }
+            (Role::Fiduciary, Kind::SignPackage) => {
+                if let Some(delivery) = custody::signing::on_package(ctx, &envelope, cid).await? {
+                    send_all(ctx, vec![delivery]);
+                }
+            }
+            (Role::Fiduciary, Kind::Signature) => {
+                custody::signing::on_signature(ctx, &envelope, cid).await?;
             }
             (Role::Principal, Kind::ReshareComplaint) => {
                 send_all(
@@ -734,6 +773,17 @@ impl Actor for RoleActor {
                 let _ = reply.send(made.map(|(record, missing, deliveries)| {
                     send_all(&args.context, deliveries);
                     (record, missing)
+                }));
+            }
+            RoleMsg::Sign {
+                reference,
+                message,
+                reply,
+            } => {
+                let made = custody::signing::create_sign(&args.context, &reference, message).await;
+                let _ = reply.send(made.map(|(record, deliveries)| {
+                    send_all(&args.context, deliveries);
+                    record
                 }));
             }
             RoleMsg::Reshare {

@@ -157,6 +157,7 @@ impl NodeSupervisor {
                         certificate_checks: crate::certificates::CertificateChecks::start(),
                         metrics: state.args.metrics.clone(),
                         clock_tolerance_ms: state.args.clock_tolerance_ms,
+                        nonces: Default::default(),
                     },
                     mpin_sessions: state.args.mpin_sessions.clone(),
                     delay_timers: Default::default(),

@@ -119,6 +119,23 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Have t fiduciaries sign a message with the order's key, which nobody holds (a t-of-n
+    /// secp256k1 key they generated): a BIP-340 signature under the key's x-only form.
+    Sign {
+        /// The order reference.
+        reference: String,
+        /// The message, hex (1 to 4096 bytes).
+        #[arg(long, conflicts_with = "sighash", required_unless_present = "sighash")]
+        message: Option<String>,
+        /// A 32-byte digest to sign as it is (a BIP-341 sighash), hex.
+        #[arg(long)]
+        sighash: Option<String>,
+        /// Wait for the signature (at most SECONDS, 60 by default).
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Move custody of an order to another committee and threshold (any overlap), same key:
     /// the old fiduciaries deal their shares to the new ones and delete them.
     Reshare {
@@ -402,6 +419,44 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             dealt_anew(&client, &reference, answer, wait, "refreshed").await?;
+        }
+        OrderCommand::Sign {
+            reference,
+            message,
+            sighash,
+            wait,
+            client,
+        } => {
+            let body = match (message, sighash) {
+                (Some(message), _) => serde_json::json!({ "message_hex": message }),
+                (None, sighash) => serde_json::json!({ "sighash": sighash }),
+            };
+            let path = match wait {
+                Some(seconds) => format!("/v2/orders/{reference}/sign?wait={seconds}"),
+                None => format!("/v2/orders/{reference}/sign"),
+            };
+            let answer = client.post(&path, body).await?;
+            let signature = &answer["signature"];
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&answer)?);
+            } else if let Some(hex) = signature["signature"].as_str() {
+                outln!(
+                    "{reference}: signature {} (BIP-340)\n  signature {hex}\n  key       {}",
+                    signature["sequence"],
+                    text(&signature["key"])
+                );
+            } else if wait.is_some() {
+                anyhow::bail!(
+                    "{reference}: signature {} not made in time; waiting for {}",
+                    signature["sequence"],
+                    waiting_for(&answer)
+                );
+            } else {
+                outln!(
+                    "{reference}: signature {} asked for (dta order show {reference} lists it once made)",
+                    signature["sequence"]
+                );
+            }
         }
         OrderCommand::Reshare {
             reference,

@@ -36,6 +36,7 @@ pub mod mpin;
 pub mod seal;
 pub mod secp256k1;
 mod secret;
+pub mod signing;
 pub mod threshold;
 
 pub use secret::{Secret, random_bytes};

@@ -1,5 +1,6 @@
 //! secp256k1 helpers for the wallet plugins: keys from seeds, additive key splitting,
-//! SEC1 encodings and Bitcoin P2PKH addresses.
+//! SEC1 encodings, Bitcoin P2PKH addresses, and BIP-340 signature checks (k256's verifier,
+//! independent of the FROST code that makes threshold signatures).
 //!
 //! The `bitcoinwallet` plugin of the original D-TA splits a wallet key by addition
 //! (`y = s₁ + c`, `Y = S₁ + C`) and derives the address from the uncompressed `Y`; these are
@@ -189,6 +190,18 @@ impl PublicKey {
         payload.extend_from_slice(&check[..4]);
         bs58::encode(payload).into_string()
     }
+}
+
+/// Whether `signature` (64 bytes) is a valid BIP-340 Schnorr signature of `message` under the
+/// x-only public key `x_only` (32 bytes). Any malformed input is simply not valid.
+pub fn verify_bip340(x_only: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(signature)) = (
+        k256::schnorr::VerifyingKey::from_slice(x_only),
+        k256::schnorr::Signature::try_from(signature),
+    ) else {
+        return false;
+    };
+    key.verify_raw(message, &signature).is_ok()
 }
 
 impl fmt::Debug for PublicKey {

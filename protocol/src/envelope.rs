@@ -106,6 +106,20 @@ pub enum Kind {
     /// deal as evidence ([`crate::reshare::ReshareComplaint`], `prev` the commitment that
     /// counted the deal).
     ReshareComplaint,
+    /// The principal asks the fiduciaries to sign a message with the order's key
+    /// ([`crate::signing::SignRequest`], `prev` the order's head).
+    SignRequest,
+    /// A fiduciary's commitments to nonces for one signature
+    /// ([`crate::signing::SignCommitment`], `prev` the request).
+    SignCommitment,
+    /// The principal's choice of t signers and their commitments
+    /// ([`crate::signing::SignPackage`], `prev` the request).
+    SignPackage,
+    /// A signer's share of the signature ([`crate::signing::SignatureShare`], `prev` the
+    /// package).
+    SignatureShare,
+    /// The signature the shares made ([`crate::signing::Signature`], `prev` the request).
+    Signature,
 }
 
 /// One recipient of the sealed payload.

@@ -45,5 +45,6 @@ pub mod network;
 pub mod order;
 pub mod policy;
 pub mod reshare;
+pub mod signing;
 
 pub use cid::Cid;

@@ -20,5 +20,6 @@ mod process;
 mod references;
 mod refresh;
 mod secrets;
+mod signing;
 mod v1;
 mod waiting;

@@ -137,6 +137,11 @@ pub struct RoleContext {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// How far clocks may disagree when a release policy's times are checked (ms).
     pub clock_tolerance_ms: u64,
+    /// Fiduciary: the nonces of each signature it committed to and has not signed with yet,
+    /// by request. In memory only: after a restart, fresh ones are made, never the same again.
+    pub nonces: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<Cid, dta_crypto::signing::Nonces>>,
+    >,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).

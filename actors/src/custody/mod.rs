@@ -64,6 +64,9 @@ mod release;
 mod resume;
 #[cfg(test)]
 mod rig;
+pub mod signing;
+#[cfg(test)]
+mod signing_tests;
 #[cfg(test)]
 mod step_tests;
 

@@ -88,6 +88,49 @@ pub struct OrderRecord {
     /// ([`dta_protocol::envelope::Kind::ShareDeleted`]), after refreshes and reshares.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletions: Vec<Cid>,
+    /// Threshold signatures asked of the order's key (principal, fiduciary), oldest first.
+    /// Absent before the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing: Vec<SigningRun>,
+}
+
+/// Where one threshold signature stands (see `super::signing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningRun {
+    /// Its number among the order's signatures, from 1.
+    pub sequence: u32,
+    /// The principal's request.
+    pub request: Cid,
+    /// Principal: the attempt under way, from 1.
+    pub attempt: u32,
+    /// Principal: each fiduciary's latest envelope carrying commitments not yet put in a
+    /// package (a commitment, or a share with its next ones), by index.
+    pub fresh: Vec<(u32, Cid)>,
+    /// The package of the attempt under way (principal), or the last one this fiduciary
+    /// signed.
+    pub package: Option<Cid>,
+    /// Signature shares of that package in (principal), or this fiduciary's share of it.
+    pub shares: Vec<(u32, Cid)>,
+    /// Principal: signers whose share failed, with that share's envelope.
+    pub excluded: Vec<(u32, Cid)>,
+    /// The signature, once made.
+    pub signature: Option<Cid>,
+}
+
+impl SigningRun {
+    /// A run of `request`, number `sequence`, with nothing in yet.
+    pub(crate) fn new(sequence: u32, request: Cid) -> Self {
+        Self {
+            sequence,
+            request,
+            attempt: 1,
+            fresh: Vec::new(),
+            package: None,
+            shares: Vec::new(),
+            excluded: Vec::new(),
+            signature: None,
+        }
+    }
 }
 
 impl OrderRecord {
@@ -135,6 +178,7 @@ impl OrderRecord {
             releases_before: 0,
             refresh_every_ms: None,
             deletions: Vec::new(),
+            signing: Vec::new(),
         }
     }
 
@@ -508,6 +552,7 @@ mod tests {
             releases_before: 0,
             refresh_every_ms: None,
             deletions: Vec::new(),
+            signing: Vec::new(),
         })
         .collect()
     }

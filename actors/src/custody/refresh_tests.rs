@@ -4,7 +4,7 @@
 //! the one the principal combined; a complaint about a good sub-share names its maker and
 //! changes nothing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use dta_crypto::threshold::{Commitments, Share};
 use dta_protocol::dkg::Verdict;
@@ -12,82 +12,13 @@ use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::order::{Commitment, SecretBytes};
 use dta_protocol::reshare::{OldShares, ReshareComplaint, ReshareSubShare};
 
-use super::rig::{Party, addressed, parties};
-use super::{
-    Delivery, NewOrder, create_order, exclusion, held_share_name, on_certificate, on_commitment,
-    on_commitment_signature, on_order_request, on_share_deal, refresh,
-};
+use super::rig::{Party, parties, run};
+use super::{NewOrder, create_order, exclusion, held_share_name, refresh};
 use crate::context::{CustodyError, RoleContext, encode};
 use crate::role::Role;
 use crate::states::OrderState;
 
 const REFERENCE: &str = "refreshed-1";
-
-/// Changes a block on its way to a party (by index), lets it through, or drops it (`None`).
-type Tamper<'a> = &'a mut dyn FnMut(&[Party], usize, Vec<u8>) -> Option<Vec<u8>>;
-
-/// Hands every delivery to its party's step, and what those steps send on, until nothing
-/// moves. `tamper` sees each block first.
-async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
-    let mut queue: VecDeque<(usize, Vec<u8>)> = addressed(parties, deliveries).collect();
-    while let Some((to, block)) = queue.pop_front() {
-        let Some(block) = tamper(parties, to, block) else {
-            continue;
-        };
-        let party = &parties[to];
-        let ctx = &party.ctx;
-        let signed = SignedEnvelope::decode(&block).unwrap();
-        if signed.envelope.kind == Kind::CommitmentSignature {
-            let peer = ctx.peer_of(&signed.envelope.sender).unwrap();
-            // Checked alone, in place: no batch waits in the rig.
-            assert!(
-                on_commitment_signature(ctx, peer, &signed)
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
-            continue;
-        }
-        let (envelope, cid) = party.take(&block).await.unwrap();
-        let sent: Vec<Delivery> = match (to, signed.envelope.kind) {
-            (0, Kind::ReshareDeal) => refresh::on_deal(ctx, &envelope, cid).await.unwrap(),
-            (0, Kind::ReshareComplaint) => {
-                exclusion::on_complaint(ctx, &envelope, cid).await.unwrap()
-            }
-            (0, Kind::ShareDeleted) => {
-                refresh::on_share_deleted(ctx, &envelope, cid)
-                    .await
-                    .unwrap();
-                Vec::new()
-            }
-            (0, kind) => panic!("unexpected {kind:?} at the principal"),
-            (_, Kind::OrderRequest) => on_order_request(ctx, &envelope, cid)
-                .await
-                .unwrap()
-                .into_iter()
-                .collect(),
-            (_, Kind::Commitment) => on_commitment(ctx, &envelope, cid)
-                .await
-                .unwrap()
-                .into_iter()
-                .collect(),
-            (_, Kind::ShareDeal) => vec![on_share_deal(ctx, &envelope, cid).await.unwrap()],
-            (_, Kind::Certificate) => {
-                on_certificate(ctx, &envelope, cid).await.unwrap();
-                Vec::new()
-            }
-            (_, Kind::ReshareRequest) => refresh::on_request(ctx, &envelope, cid)
-                .await
-                .unwrap()
-                .into_iter()
-                .collect(),
-            // Deals reach a holder with the commitment that counts them: kept for it.
-            (_, Kind::ReshareDeal) => Vec::new(),
-            (_, kind) => panic!("unexpected {kind:?}"),
-        };
-        queue.extend(addressed(parties, sent));
-    }
-}
 
 /// A principal (party 0), three fiduciaries and a beneficiary, and a certified 2-of-3 order of
 /// a secret the principal made.

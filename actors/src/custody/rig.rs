@@ -1,18 +1,26 @@
 //! A rig for custody steps on their own: role contexts over temporary stores and soft
 //! keystores, every party known to every other, and no swarm. Tests hand envelopes from step to
 //! step themselves (what the role actor and the network do in a node), so each role's checks
-//! can be tried with exactly the envelope that should fail them.
+//! can be tried with exactly the envelope that should fail them; or [`run`] hands them on
+//! until nothing moves.
 
 use std::sync::Arc;
 
 use dta_protocol::Cid;
-use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::LocalIdentity;
 use libp2p::PeerId;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use std::collections::VecDeque;
+
 use crate::context::{CustodyError, Delivery, EVENT_CAPACITY, RoleContext, encode};
+
+use super::{
+    exclusion, on_certificate, on_commitment, on_commitment_signature, on_order_request,
+    on_share_deal, refresh,
+};
 use crate::identities::{Directory, KnownIdentity};
 use crate::keystore::{KeystoreActor, KeystoreArgs};
 use crate::network::NetworkChannels;
@@ -148,6 +156,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
                 certificate_checks: crate::certificates::CertificateChecks::start(),
                 metrics: Arc::new(crate::metrics::Metrics::default()),
                 clock_tolerance_ms: dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS,
+                nonces: Default::default(),
             },
             _home: home,
         });
@@ -173,4 +182,98 @@ pub(crate) fn addressed(
         let to = party_of(parties, peer);
         blocks.into_iter().map(move |b| (to, b))
     })
+}
+
+/// Changes a block on its way to a party (by index), lets it through, or drops it (`None`).
+pub(crate) type Tamper<'a> = &'a mut dyn FnMut(&[Party], usize, Vec<u8>) -> Option<Vec<u8>>;
+
+/// Hands every delivery to its party's step, and what those steps send on, until nothing
+/// moves. `tamper` sees each block first.
+pub(crate) async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Tamper<'_>) {
+    let mut queue: VecDeque<(usize, Vec<u8>)> = addressed(parties, deliveries).collect();
+    while let Some((to, block)) = queue.pop_front() {
+        let Some(block) = tamper(parties, to, block) else {
+            continue;
+        };
+        let party = &parties[to];
+        let ctx = &party.ctx;
+        let signed = SignedEnvelope::decode(&block).unwrap();
+        if signed.envelope.kind == Kind::CommitmentSignature {
+            let peer = ctx.peer_of(&signed.envelope.sender).unwrap();
+            // Checked alone, in place: no batch waits in the rig.
+            assert!(
+                on_commitment_signature(ctx, peer, &signed)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            continue;
+        }
+        let (envelope, cid) = party.take(&block).await.unwrap();
+        let sent: Vec<Delivery> = match (to, signed.envelope.kind) {
+            (0, Kind::ReshareDeal) => refresh::on_deal(ctx, &envelope, cid).await.unwrap(),
+            (0, Kind::ReshareComplaint) => {
+                exclusion::on_complaint(ctx, &envelope, cid).await.unwrap()
+            }
+            (0, Kind::DkgCommitment) => super::keygen::on_commitment(ctx, &envelope, cid)
+                .await
+                .unwrap(),
+            (0, Kind::KeyShare) => super::on_key_share(ctx, &envelope, cid).await.unwrap(),
+            (0, Kind::SignCommitment) => super::signing::on_commitment(ctx, &envelope, cid)
+                .await
+                .unwrap(),
+            (0, Kind::SignatureShare) => {
+                super::signing::on_share(ctx, &envelope, cid).await.unwrap()
+            }
+            (0, Kind::ShareDeleted) => {
+                refresh::on_share_deleted(ctx, &envelope, cid)
+                    .await
+                    .unwrap();
+                Vec::new()
+            }
+            (0, kind) => panic!("unexpected {kind:?} at the principal"),
+            (_, Kind::OrderRequest) => on_order_request(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::Commitment) => on_commitment(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::ShareDeal) => vec![on_share_deal(ctx, &envelope, cid).await.unwrap()],
+            (_, Kind::Certificate) => {
+                on_certificate(ctx, &envelope, cid).await.unwrap();
+                Vec::new()
+            }
+            (_, Kind::ReshareRequest) => refresh::on_request(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::DkgRound) => super::keygen::on_round(ctx, &envelope, cid).await.unwrap(),
+            (_, Kind::DkgShare) => super::keygen::on_share(ctx, &envelope, cid).await.unwrap(),
+            (_, Kind::SignRequest) => super::signing::on_request(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::SignPackage) => super::signing::on_package(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::Signature) => {
+                super::signing::on_signature(ctx, &envelope, cid)
+                    .await
+                    .unwrap();
+                Vec::new()
+            }
+            // Deals reach a holder with the commitment that counts them: kept for it.
+            (_, Kind::ReshareDeal) => Vec::new(),
+            (_, kind) => panic!("unexpected {kind:?}"),
+        };
+        queue.extend(addressed(parties, sent));
+    }
 }

@@ -192,7 +192,7 @@ kept_between_parts!(Round1, round1);
 kept_between_parts!(Round2, round2);
 
 /// The operating system's randomness, as FROST's generic code takes it.
-struct OsRandom;
+pub(crate) struct OsRandom;
 
 impl RngCore for OsRandom {
     fn next_u32(&mut self) -> u32 {
@@ -533,6 +533,11 @@ impl<C: Suite> KeyShare<C> {
         })
     }
 
+    /// FROST's key package, for signing (`crate::signing`).
+    pub(crate) fn key_package(&self) -> &KeyPackage<C> {
+        &self.key_package
+    }
+
     /// Whose share.
     pub fn participant(&self) -> Participant {
         self.participant
@@ -683,4 +688,4 @@ pub fn rebuild(shares: &[KeyShare<Taproot>]) -> Result<SecretKey, DkgError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -41,7 +41,8 @@ fn share_all<C: Suite>(
     (seconds, inboxes)
 }
 
-fn run<C: Suite>(n: u16, t: u16) -> Vec<KeyShare<C>> {
+/// A whole run among `n` participants for a `t`-of-`n` key: every participant's share.
+pub(crate) fn run<C: Suite>(n: u16, t: u16) -> Vec<KeyShare<C>> {
     let (rounds, commitments) = deal_all::<C>(n, t);
     let (seconds, inboxes) = share_all(rounds, &commitments);
     let finished: Vec<(KeyShare<C>, PublicShares)> = seconds

@@ -125,6 +125,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("POST", Access::Token(&[Scope::Release]))],
     ),
     endpoint(
+        "/v2/orders/{reference}/sign",
+        "the fiduciaries sign a message with the order's key, never rebuilt (?wait=SECONDS: until signed)",
+        &[("POST", Access::Token(&[Scope::Release]))],
+    ),
+    endpoint(
         "/v2/orders/{reference}/refresh",
         "deal the shares anew: same key, new shares (?wait=SECONDS: until certified again)",
         &[("POST", Access::Token(&[Scope::Order]))],

@@ -77,6 +77,7 @@ mod mpin;
 mod orders;
 mod peers;
 mod policy;
+mod signing;
 mod tokens;
 mod v1;
 mod wait;
@@ -133,6 +134,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/release", post(orders::release))
         .route("/v2/orders/{reference}/refresh", post(orders::refresh))
         .route("/v2/orders/{reference}/reshare", post(orders::reshare))
+        .route("/v2/orders/{reference}/sign", post(signing::sign))
         .route("/v2/orders/{reference}/abandon", post(orders::abandon))
         .route("/v2/orders/{reference}/approvals", post(policy::vote))
         .route("/v2/orders/{reference}/secret", get(orders::secret))

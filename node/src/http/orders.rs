@@ -21,7 +21,7 @@ use super::wait::{self, WaitQuery, Waited};
 use super::{ApiError, ApiState};
 
 /// How long an order or release call may take before the API answers 504.
-const CALL_TIMEOUT_MS: u64 = dta_actors::roles::CALL_TIMEOUT_MS;
+pub(super) const CALL_TIMEOUT_MS: u64 = dta_actors::roles::CALL_TIMEOUT_MS;
 
 fn status(err: &CustodyError) -> StatusCode {
     match err {
@@ -41,7 +41,7 @@ impl From<CustodyError> for ApiError {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
@@ -59,7 +59,7 @@ pub(super) fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMs
 }
 
 /// A record as the API shows it, with who the order still waits for (principal).
-fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
+pub(super) fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
     let mut json = stored_record_json(record);
     json["policy"] = super::policy::progress_json(state, record);
     json["waiting_for"] = dta_actors::custody::awaited(&state.store, record)
@@ -72,6 +72,7 @@ fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
             })
         })
         .collect();
+    json["signing"] = super::signing::runs_json(state, record);
     json
 }
 
@@ -341,16 +342,17 @@ fn one() -> u32 {
 }
 
 /// `?wait=SECONDS` of the calls that start a step.
-type WaitParam = Result<axum::extract::Query<WaitQuery>, axum::extract::rejection::QueryRejection>;
+pub(super) type WaitParam =
+    Result<axum::extract::Query<WaitQuery>, axum::extract::rejection::QueryRejection>;
 
-fn wait_duration(query: WaitParam) -> Result<Option<std::time::Duration>, ApiError> {
+pub(super) fn wait_duration(query: WaitParam) -> Result<Option<std::time::Duration>, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     query.duration()
 }
 
 /// Waits (when asked) for `goal`, and answers the record with `done` as its status once the
 /// goal is reached, else 202 Accepted and who the order still waits for.
-async fn answer_after(
+pub(super) async fn answer_after(
     state: &ApiState,
     events: tokio::sync::broadcast::Receiver<dta_actors::custody::CustodyEvent>,
     record: OrderRecord,

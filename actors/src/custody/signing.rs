@@ -1,0 +1,604 @@
+//! Threshold signatures with an order's key, which is never rebuilt: t fiduciaries sign with
+//! their shares (FROST over secp256k1, BIP-340 signatures; `dta_crypto::signing`), the
+//! principal coordinates.
+//!
+//! 1. The principal signs a request (the message, the certificate in force, the signature's
+//!    number) and sends it to every fiduciary ([`create_sign`]).
+//! 2. Each fiduciary makes nonces for it, kept in memory only, and sends their commitments
+//!    ([`on_request`]). A request it has seen gets the same commitments again while their
+//!    nonces are unused; a replayed one of a number it has passed is refused.
+//! 3. Once t fiduciaries' commitments are in, the principal publishes a package naming them
+//!    and the message, and sends it to those t ([`on_commitment`]).
+//! 4. Each signs the package with its nonces, which that uses up, and sends its signature share
+//!    with commitments to fresh nonces ([`on_package`]).
+//! 5. The principal checks each share against its signer's public share. A share that fails
+//!    names its signer, who is left out of the next attempt: a package of t other signers'
+//!    unused commitments. Once every share of a package is in, the principal aggregates them,
+//!    checks the signature with a BIP-340 verifier, and publishes it in the order's log
+//!    ([`on_share`]); fiduciaries then forget their nonces for the request ([`on_signature`]).
+//!
+//! A fiduciary that lost its nonces (a restart) cannot sign a package naming them: it sends
+//! fresh commitments instead, and the principal makes a new package.
+//!
+//! What it does not do yet: sign with a dealt secret or a BLS12-381 key (threshold BLS),
+//! sign under a release policy with conditions, or resume a signature after the principal
+//! restarts.
+
+use std::collections::BTreeMap;
+
+use dta_crypto::dkg::{self, KeyShare, Participant};
+use dta_crypto::signing::{self as frost, Group, Package};
+use dta_protocol::Cid;
+use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::order::{Certificate, Commitment, OrderRequest};
+use dta_protocol::signing::{SignCommitment, SignPackage, SignRequest, Signature, SignatureShare};
+use serde_bytes::ByteBuf;
+
+use crate::role::Role;
+use crate::states::OrderState;
+
+use super::principal::{check_fiduciary, order_plugin, to_each};
+use super::record::{OrderRecord, SigningRun, held_share_name};
+use crate::context::{CustodyError, Delivery, RoleContext, internal};
+
+fn refused(e: frost::SignError) -> CustodyError {
+    CustodyError::Invalid(e.to_string())
+}
+
+fn participant(index: u32) -> Result<Participant, CustodyError> {
+    Participant::try_from(index).map_err(|_| CustodyError::Invalid(format!("index {index}")))
+}
+
+/// The public side of an order's key, for signing: refuses any key but a t-of-n secp256k1
+/// key generated without a dealer whose public key is the group's own (no beneficiary share
+/// added).
+fn group_of(order: &OrderRequest, commitment: &Commitment) -> Result<Group, CustodyError> {
+    let plugin = order_plugin(order)?;
+    let generated = commitment.generated.as_ref().filter(|g| {
+        super::keygen::without_dealer(plugin, order)
+            && plugin.key_scheme() == dkg::Scheme::Secp256k1Taproot
+            && g.group_key == commitment.public_key
+    });
+    let Some(generated) = generated else {
+        return Err(CustodyError::Conflict(format!(
+            "order {} cannot sign: only a t-of-n secp256k1 key the fiduciaries generated \
+             without a dealer, with no beneficiary share, signs (plugin {})",
+            order.plugin, order.plugin
+        )));
+    };
+    let threshold = u16::try_from(commitment.threshold)
+        .map_err(|_| CustodyError::Invalid("threshold out of range".into()))?;
+    Group::new(threshold, &generated.group_key, &commitment.key_shares).map_err(refused)
+}
+
+/// Principal: asks the order's fiduciaries to sign `message` with its key; the record and
+/// the request's deliveries.
+pub async fn create_sign(
+    ctx: &RoleContext,
+    reference: &str,
+    message: Vec<u8>,
+) -> Result<(OrderRecord, Vec<Delivery>), CustodyError> {
+    let mut record = ctx.principal_record(reference)?;
+    let certificate = match (record.state, record.certificate) {
+        (OrderState::Certified | OrderState::Released, Some(certificate)) => certificate,
+        _ => {
+            return Err(CustodyError::Conflict(format!(
+                "order {reference} is {}: only a certified order signs",
+                record.state
+            )));
+        }
+    };
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if order.policy.has_conditions() {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} has a release policy with conditions; signing under one is \
+             not supported yet"
+        )));
+    }
+    let commitment: Commitment = ctx.stored_payload(
+        &record
+            .commitment
+            .ok_or_else(|| internal("certified order without commitment"))?,
+    )?;
+    group_of(&order, &commitment)?;
+    if message.is_empty() || message.len() > MAX_MESSAGE {
+        return Err(CustodyError::Invalid(format!(
+            "a message to sign is 1 to {MAX_MESSAGE} bytes, not {}",
+            message.len()
+        )));
+    }
+    let sequence = u32::try_from(record.signing.len()).unwrap_or(u32::MAX) + 1;
+    let request = SignRequest {
+        order: record.order,
+        certificate,
+        message: ByteBuf::from(message),
+        sequence,
+    };
+    let (cid, bytes) = ctx
+        .publish(Kind::SignRequest, reference, Some(record.head), &request)
+        .await?;
+    record.signing.push(SigningRun::new(sequence, cid));
+    record.head = cid;
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, sequence, "signature requested");
+    let certificate = ctx
+        .block(&certificate)
+        .ok_or_else(|| internal("certificate block missing"))?;
+    Ok((
+        record.clone(),
+        to_each(ctx, &record.fiduciaries, &[certificate, bytes]),
+    ))
+}
+
+/// Longest message a signature request carries.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// Fiduciary: the share of the order it holds, as a FROST key share of `commitment`'s key.
+async fn key_share(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    commitment: &Commitment,
+) -> Result<KeyShare, CustodyError> {
+    let index = participant(record.own_index()?)?;
+    let threshold = u16::try_from(commitment.threshold)
+        .map_err(|_| CustodyError::Invalid("threshold out of range".into()))?;
+    let group_key = commitment
+        .generated
+        .as_ref()
+        .ok_or_else(|| internal("a generated key without its group key"))?;
+    let group_key = dta_crypto::secp256k1::PublicKey::from_sec1(&group_key.group_key)
+        .map_err(|e| internal(e.to_string()))?;
+    let secret = ctx
+        .load_secret(&held_share_name(
+            &record.principal,
+            &record.reference,
+            record.epoch,
+        ))
+        .await?;
+    let secret: &[u8; 32] = secret
+        .expose()
+        .get(..)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| internal("a held share is not 32 bytes"))?;
+    KeyShare::from_secret(index, threshold, secret, &group_key).map_err(|e| internal(e.to_string()))
+}
+
+/// Fiduciary: fresh nonces for `request`, kept in memory; their commitments.
+fn fresh_nonces(
+    ctx: &RoleContext,
+    request: Cid,
+    share: &KeyShare,
+) -> Result<Vec<u8>, CustodyError> {
+    let (nonces, commitments) = frost::commit(share).map_err(refused)?;
+    ctx.nonces
+        .lock()
+        .map_err(|_| internal("nonce store poisoned"))?
+        .insert(request, nonces);
+    Ok(commitments)
+}
+
+/// Fiduciary: the principal asks for a signature. Makes nonces and returns their commitments'
+/// delivery to the principal.
+pub async fn on_request(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let principal = envelope.envelope().sender;
+    let mut record = ctx
+        .record(Role::Fiduciary, &principal, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let request: SignRequest = RoleContext::payload(envelope)?;
+    let peer = ctx
+        .peer_of(&principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    if let Some(run) = record.signing.iter().find(|r| r.request == cid) {
+        if run.signature.is_some() {
+            return Ok(None);
+        }
+        // Asked again: the same commitments while their nonces are unused, else fresh ones.
+        if ctx
+            .nonces
+            .lock()
+            .map_err(|_| internal("nonce store poisoned"))?
+            .contains_key(&cid)
+            && let Some(sent) = run.shares.first().or(run.fresh.first())
+            && let Some(block) = ctx.block(&sent.1)
+        {
+            return Ok(Some((peer, vec![block])));
+        }
+    } else if record
+        .signing
+        .iter()
+        .any(|r| r.sequence >= request.sequence)
+    {
+        return Err(CustodyError::Conflict(format!(
+            "signature {} of {reference} is a replay (this fiduciary has seen it or a later one)",
+            request.sequence
+        )));
+    }
+    let certified = record.certificate == Some(request.certificate)
+        || (record.certificate.is_none()
+            && ctx
+                .stored_payload::<Certificate>(&request.certificate)
+                .is_ok_and(|c| Some(c.commitment) == record.commitment));
+    if request.order != record.order || !certified {
+        return Err(CustodyError::Invalid(
+            "a signature request of another order or certificate".into(),
+        ));
+    }
+    if !matches!(
+        record.state,
+        OrderState::Holding | OrderState::Certified | OrderState::Released
+    ) {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} is {} here: it does not sign",
+            record.state
+        )));
+    }
+    if request.message.is_empty() || request.message.len() > MAX_MESSAGE {
+        return Err(CustodyError::Invalid("a message of the wrong size".into()));
+    }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if order.policy.has_conditions() {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} has a release policy with conditions; signing under one is \
+             not supported yet"
+        )));
+    }
+    let commitment: Commitment = ctx.stored_payload(
+        &record
+            .commitment
+            .ok_or_else(|| internal("held order without commitment"))?,
+    )?;
+    group_of(&order, &commitment)?;
+    let share = key_share(ctx, &record, &commitment).await?;
+    let commitments = fresh_nonces(ctx, cid, &share)?;
+    let index = record.own_index()?;
+    let payload = SignCommitment {
+        request: cid,
+        index,
+        commitments: ByteBuf::from(commitments),
+    };
+    let (sent, bytes) = ctx
+        .publish(Kind::SignCommitment, &reference, Some(cid), &payload)
+        .await?;
+    match record.signing.iter_mut().find(|r| r.request == cid) {
+        Some(run) => run.fresh = vec![(index, sent)],
+        None => {
+            let mut run = SigningRun::new(request.sequence, cid);
+            run.fresh = vec![(index, sent)];
+            record.signing.push(run);
+        }
+    }
+    ctx.save(Role::Fiduciary, &record).await?;
+    tracing::info!(order = %reference, sequence = request.sequence, "signing commitments sent");
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// The commitments an envelope carries: a fiduciary's commitment, or the next ones in its
+/// signature share.
+fn commitments_in(ctx: &RoleContext, cid: &Cid) -> Result<ByteBuf, CustodyError> {
+    let envelope = ctx.verified_block(cid)?;
+    match envelope.envelope().kind {
+        Kind::SignCommitment => Ok(RoleContext::payload::<SignCommitment>(&envelope)?.commitments),
+        Kind::SignatureShare => Ok(RoleContext::payload::<SignatureShare>(&envelope)?.next),
+        _ => Err(internal(format!("{cid} carries no commitments"))),
+    }
+}
+
+/// Principal: the run of `request` and its index in the record.
+fn run_of(record: &OrderRecord, request: &Cid) -> Result<usize, CustodyError> {
+    record
+        .signing
+        .iter()
+        .position(|r| r.request == *request)
+        .ok_or_else(|| CustodyError::Invalid("no such signature request".into()))
+}
+
+/// Principal: a fiduciary's commitments arrived. Once t are in and no package is under way,
+/// publishes one and returns its deliveries to the signers it names.
+pub async fn on_commitment(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx.principal_record(&reference)?;
+    let payload: SignCommitment = RoleContext::payload(envelope)?;
+    check_fiduciary(&record, payload.index, envelope)?;
+    if envelope.envelope().prev != Some(payload.request) {
+        return Err(CustodyError::Invalid(
+            "commitments of another request".into(),
+        ));
+    }
+    let at = run_of(&record, &payload.request)?;
+    let run = &mut record.signing[at];
+    if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
+        return Ok(Vec::new());
+    }
+    // A signer of the package under way that sends fresh commitments has lost the nonces it
+    // named there (a restart): that package can never be signed.
+    if run.package.is_some()
+        && !run.shares.iter().any(|(i, _)| *i == payload.index)
+        && packaged(ctx, run)?.contains(&payload.index)
+    {
+        tracing::warn!(order = %reference, index = payload.index, "a signer lost its nonces: new package");
+        abandon_package(run);
+    }
+    run.fresh.retain(|(i, _)| *i != payload.index);
+    run.fresh.push((payload.index, cid));
+    try_package(ctx, record, at).await
+}
+
+/// The signers the run's package names.
+fn packaged(ctx: &RoleContext, run: &SigningRun) -> Result<Vec<u32>, CustodyError> {
+    let Some(package) = run.package else {
+        return Ok(Vec::new());
+    };
+    let package: SignPackage = ctx.stored_payload(&package)?;
+    Ok(package.commitments.iter().map(|(i, _)| *i).collect())
+}
+
+/// Drops the run's package: the next attempt needs fresh commitments of its signers (the
+/// shares in carry theirs, already in `fresh`).
+fn abandon_package(run: &mut SigningRun) {
+    run.package = None;
+    run.shares.clear();
+    run.attempt += 1;
+}
+
+/// Principal: publishes the run's next package if none is under way and t signers'
+/// unused commitments are in (lowest indices first); its deliveries.
+async fn try_package(
+    ctx: &RoleContext,
+    mut record: OrderRecord,
+    at: usize,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = record.reference.clone();
+    let threshold = record.threshold as usize;
+    let run = record.signing[at].clone();
+    if run.package.is_some() || run.fresh.len() < threshold {
+        ctx.save_buffered(Role::Principal, &record).await?;
+        return Ok(Vec::new());
+    }
+    let mut chosen = run.fresh.clone();
+    chosen.sort_unstable();
+    chosen.truncate(threshold);
+    let request: SignRequest = ctx.stored_payload(&run.request)?;
+    let mut commitments = BTreeMap::new();
+    for (index, cid) in &chosen {
+        commitments.insert(participant(*index)?, commitments_in(ctx, cid)?);
+    }
+    let package = Package::new(&commitments, &request.message).map_err(refused)?;
+    let payload = SignPackage {
+        request: run.request,
+        attempt: run.attempt,
+        commitments: chosen.clone(),
+        excluded: run.excluded.clone(),
+        package: ByteBuf::from(package.to_bytes().map_err(refused)?),
+    };
+    let (cid, bytes) = ctx
+        .publish(Kind::SignPackage, &reference, Some(run.request), &payload)
+        .await?;
+    let run = &mut record.signing[at];
+    run.package = Some(cid);
+    run.fresh.retain(|f| !chosen.contains(f));
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, attempt = payload.attempt, "signing package sent");
+    let signers: Vec<Cid> = chosen
+        .iter()
+        .filter_map(|(index, _)| record.fiduciaries.get(*index as usize - 1).copied())
+        .collect();
+    Ok(to_each(ctx, &signers, &[bytes]))
+}
+
+/// Fiduciary: the principal's package. Signs it with the nonces this node committed to for the
+/// request (using them up) and returns the share, with fresh commitments, to the principal. A
+/// package it signed already gets the same share again; one naming nonces it no longer has
+/// gets fresh commitments instead.
+pub async fn on_package(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Option<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let principal = envelope.envelope().sender;
+    let mut record = ctx
+        .record(Role::Fiduciary, &principal, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let payload: SignPackage = RoleContext::payload(envelope)?;
+    let peer = ctx
+        .peer_of(&principal)
+        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let at = record
+        .signing
+        .iter()
+        .position(|r| r.request == payload.request)
+        .ok_or_else(|| CustodyError::Invalid("a package of a request not seen here".into()))?;
+    if envelope.envelope().prev != Some(payload.request) {
+        return Err(CustodyError::Invalid("a package of another request".into()));
+    }
+    if record.signing[at].package == Some(cid)
+        && let Some(block) = record.signing[at]
+            .shares
+            .first()
+            .and_then(|(_, share)| ctx.block(share))
+    {
+        return Ok(Some((peer, vec![block])));
+    }
+    let index = record.own_index()?;
+    if !payload.commitments.iter().any(|(i, _)| *i == index) {
+        return Ok(None);
+    }
+    let request: SignRequest = ctx.stored_payload(&payload.request)?;
+    let package = Package::from_bytes(&payload.package).map_err(refused)?;
+    if package.message() != request.message.as_slice() {
+        return Err(CustodyError::Invalid(
+            "a package of another message than the request's".into(),
+        ));
+    }
+    let commitment: Commitment = ctx.stored_payload(
+        &record
+            .commitment
+            .ok_or_else(|| internal("held order without commitment"))?,
+    )?;
+    let share = key_share(ctx, &record, &commitment).await?;
+    let nonces = ctx
+        .nonces
+        .lock()
+        .map_err(|_| internal("nonce store poisoned"))?
+        .remove(&payload.request);
+    let signed = match nonces {
+        Some(nonces) => frost::sign(&package, nonces, &share).ok(),
+        None => None,
+    };
+    let next = fresh_nonces(ctx, payload.request, &share)?;
+    let Some(signature_share) = signed else {
+        // Nonces gone (a restart) or not those named: fresh commitments, for a new package.
+        let fresh = SignCommitment {
+            request: payload.request,
+            index,
+            commitments: ByteBuf::from(next),
+        };
+        let (sent, bytes) = ctx
+            .publish(
+                Kind::SignCommitment,
+                &reference,
+                Some(payload.request),
+                &fresh,
+            )
+            .await?;
+        record.signing[at].fresh = vec![(index, sent)];
+        ctx.save(Role::Fiduciary, &record).await?;
+        tracing::warn!(order = %reference, "a package names nonces not held here: fresh commitments sent");
+        return Ok(Some((peer, vec![bytes])));
+    };
+    let out = SignatureShare {
+        package: cid,
+        index,
+        share: ByteBuf::from(signature_share),
+        next: ByteBuf::from(next),
+    };
+    let (sent, bytes) = ctx
+        .publish(Kind::SignatureShare, &reference, Some(cid), &out)
+        .await?;
+    let run = &mut record.signing[at];
+    run.package = Some(cid);
+    run.shares = vec![(index, sent)];
+    run.fresh.clear();
+    let sequence = run.sequence;
+    ctx.save(Role::Fiduciary, &record).await?;
+    tracing::info!(order = %reference, sequence, "signature share sent");
+    Ok(Some((peer, vec![bytes])))
+}
+
+/// Principal: a signer's share arrived. A share that fails names its signer, who is left out
+/// of a new package; once every share of the package is in, the signature is made, checked
+/// and published, and sent to every fiduciary.
+pub async fn on_share(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let mut record = ctx.principal_record(&reference)?;
+    let payload: SignatureShare = RoleContext::payload(envelope)?;
+    check_fiduciary(&record, payload.index, envelope)?;
+    if envelope.envelope().prev != Some(payload.package) {
+        return Err(CustodyError::Invalid("a share of another package".into()));
+    }
+    let package_payload: SignPackage = ctx.stored_payload(&payload.package)?;
+    let at = run_of(&record, &package_payload.request)?;
+    let run = &mut record.signing[at];
+    if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
+        return Ok(Vec::new());
+    }
+    if run.package != Some(payload.package) {
+        // A share of an abandoned package: only its fresh commitments count.
+        run.fresh.retain(|(i, _)| *i != payload.index);
+        run.fresh.push((payload.index, cid));
+        return try_package(ctx, record, at).await;
+    }
+    if run.shares.iter().any(|(i, _)| *i == payload.index) {
+        return Ok(Vec::new());
+    }
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    let commitment: Commitment = ctx.stored_payload(
+        &record
+            .commitment
+            .ok_or_else(|| internal("certified order without commitment"))?,
+    )?;
+    let group = group_of(&order, &commitment)?;
+    let package = Package::from_bytes(&package_payload.package).map_err(refused)?;
+    let signer = participant(payload.index)?;
+    if group.check_share(&package, signer, &payload.share).is_err() {
+        tracing::warn!(order = %reference, index = payload.index, "signature share fails: signer left out");
+        run.excluded.push((payload.index, cid));
+        run.fresh.retain(|(i, _)| *i != payload.index);
+        abandon_package(run);
+        return try_package(ctx, record, at).await;
+    }
+    run.shares.push((payload.index, cid));
+    run.fresh.retain(|(i, _)| *i != payload.index);
+    run.fresh.push((payload.index, cid));
+    if run.shares.len() < package.signers() {
+        ctx.save_buffered(Role::Principal, &record).await?;
+        return Ok(Vec::new());
+    }
+    let mut shares = BTreeMap::new();
+    for (index, share_cid) in &run.shares {
+        let share: SignatureShare = ctx.stored_payload(share_cid)?;
+        shares.insert(participant(*index)?, share.share);
+    }
+    let signature = group.aggregate(&package, &shares).map_err(refused)?;
+    let out = Signature {
+        request: run.request,
+        package: payload.package,
+        shares: run.shares.iter().map(|(_, c)| *c).collect(),
+        key: ByteBuf::from(group.x_only().map_err(refused)?.to_vec()),
+        signature: ByteBuf::from(signature.to_vec()),
+    };
+    let request = run.request;
+    let sequence = run.sequence;
+    let (signature_cid, bytes) = ctx
+        .publish(Kind::Signature, &reference, Some(request), &out)
+        .await?;
+    let run = &mut record.signing[at];
+    run.signature = Some(signature_cid);
+    run.fresh.clear();
+    record.head = signature_cid;
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, sequence, "signature made");
+    Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
+}
+
+/// Fiduciary: the signature of a request is made; the nonces it kept for it go.
+pub async fn on_signature(
+    ctx: &RoleContext,
+    envelope: &VerifiedEnvelope,
+    cid: Cid,
+) -> Result<(), CustodyError> {
+    let reference = envelope.envelope().order.clone();
+    let principal = envelope.envelope().sender;
+    let mut record = ctx
+        .record(Role::Fiduciary, &principal, &reference)?
+        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let payload: Signature = RoleContext::payload(envelope)?;
+    ctx.nonces
+        .lock()
+        .map_err(|_| internal("nonce store poisoned"))?
+        .remove(&payload.request);
+    if let Some(run) = record
+        .signing
+        .iter_mut()
+        .find(|r| r.request == payload.request)
+        && run.signature.is_none()
+    {
+        run.signature = Some(cid);
+        run.fresh.clear();
+        ctx.save_buffered(Role::Fiduciary, &record).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Threshold signatures step by step among a principal and three fiduciaries (see `rig`), with
+//! a 2-of-3 key they generated: the signature is BIP-340 under the key's x-only form; a signer
+//! whose share fails is named and left out, and the signature is made without it; a signer
+//! that lost its nonces (a restart) sends fresh commitments, and a new package is signed.
+
+use std::collections::BTreeMap;
+
+use dta_protocol::envelope::{Kind, SignedEnvelope};
+use dta_protocol::order::Commitment;
+use dta_protocol::signing::{Signature, SignatureShare};
+use serde_bytes::ByteBuf;
+
+use super::rig::{Party, parties, run};
+use super::{NewOrder, create_order, signing};
+use crate::context::{RoleContext, encode};
+use crate::states::OrderState;
+
+const REFERENCE: &str = "signer-1";
+const MESSAGE: &[u8] = b"spend the vault's first output";
+
+/// A principal (party 0) and three fiduciaries, and their certified 2-of-3 `milagro` key.
+async fn certified_key() -> Vec<Party> {
+    let parties = parties(&["principal", "fiduciary-1", "fiduciary-2", "fiduciary-3"]).await;
+    let prepared = create_order(
+        &parties[0].ctx,
+        NewOrder {
+            reference: Some(REFERENCE.into()),
+            plugin: crate::plugin::MILAGRO.into(),
+            fiduciaries: parties[1..].iter().map(Party::cid).collect(),
+            threshold: 2,
+            beneficiary: None,
+            policy: Default::default(),
+            input: BTreeMap::new(),
+            secret: None,
+            refresh_every_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    run(&parties, prepared.deliveries, &mut |_, _, b| Some(b)).await;
+    assert_eq!(record(&parties).state, OrderState::Certified);
+    parties
+}
+
+fn record(parties: &[Party]) -> super::OrderRecord {
+    parties[0].ctx.own_record(REFERENCE).unwrap().unwrap()
+}
+
+/// The signature of the principal's last run, checked as BIP-340 under the order's key.
+fn signature_made(parties: &[Party]) -> Signature {
+    let record = record(parties);
+    let run = record.signing.last().unwrap();
+    let signature: Signature = parties[0]
+        .ctx
+        .stored_payload(&run.signature.expect("a signature"))
+        .unwrap();
+    let commitment: Commitment = parties[0]
+        .ctx
+        .stored_payload(&record.commitment.unwrap())
+        .unwrap();
+    assert_eq!(signature.key.as_slice(), &commitment.public_key[1..]);
+    assert!(dta_crypto::secp256k1::verify_bip340(
+        &signature.key,
+        MESSAGE,
+        &signature.signature
+    ));
+    signature
+}
+
+/// The index of the fiduciary that signed a share envelope.
+fn signer_of(parties: &[Party], share: &dta_protocol::Cid) -> u32 {
+    let payload: SignatureShare = parties[0].ctx.stored_payload(share).unwrap();
+    payload.index
+}
+
+#[tokio::test]
+async fn two_of_three_sign_and_the_signature_is_bip340_under_the_orders_key() {
+    let parties = certified_key().await;
+    let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    run(&parties, deliveries, &mut |_, _, b| Some(b)).await;
+    let signature = signature_made(&parties);
+    assert_eq!(signature.shares.len(), 2);
+    let run = record(&parties).signing[0].clone();
+    assert_eq!((run.attempt, run.excluded.len()), (1, 0));
+    // Every fiduciary forgot its nonces for the request once the signature was made.
+    for fiduciary in &parties[1..] {
+        assert!(fiduciary.ctx.nonces.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_signer_whose_share_fails_is_named_and_the_signature_is_made_without_it() {
+    let parties = certified_key().await;
+    let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    let cheat = parties[1].cid();
+    let mut cheated = 0;
+    run(&parties, deliveries, &mut |parties, to, block| {
+        let signed = SignedEnvelope::decode(&block).unwrap();
+        if to != 0
+            || signed.envelope.kind != Kind::SignatureShare
+            || signed.envelope.sender != cheat
+        {
+            return Some(block);
+        }
+        // Fiduciary 1 sends a share that is not its share of the package, signed as itself.
+        cheated += 1;
+        let envelope = parties[0].ctx.verify(&block).unwrap();
+        let mut share: SignatureShare = RoleContext::payload(&envelope).unwrap();
+        let mut bytes = share.share.to_vec();
+        bytes[31] ^= 1;
+        share.share = ByteBuf::from(bytes);
+        Some(
+            parties[1]
+                .ctx
+                .envelope(
+                    Kind::SignatureShare,
+                    REFERENCE,
+                    signed.envelope.prev,
+                    Some(encode(&share).unwrap()),
+                    None,
+                    &[],
+                )
+                .unwrap()
+                .signed()
+                .to_block()
+                .unwrap()
+                .into_bytes(),
+        )
+    })
+    .await;
+    assert_eq!(cheated, 1);
+    let signature = signature_made(&parties);
+    let run = record(&parties).signing[0].clone();
+    assert_eq!(run.attempt, 2);
+    assert_eq!(
+        run.excluded.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![1]
+    );
+    let mut signers: Vec<u32> = signature
+        .shares
+        .iter()
+        .map(|s| signer_of(&parties, s))
+        .collect();
+    signers.sort_unstable();
+    assert_eq!(signers, vec![2, 3]);
+}
+
+#[tokio::test]
+async fn a_signer_that_lost_its_nonces_sends_fresh_commitments_and_a_new_package_is_signed() {
+    let parties = certified_key().await;
+    let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    let mut restarted = false;
+    run(&parties, deliveries, &mut |parties, to, block| {
+        let kind = SignedEnvelope::decode(&block).unwrap().envelope.kind;
+        if to == 1 && kind == Kind::SignPackage && !restarted {
+            // Fiduciary 1 restarts before the package arrives: its nonces are gone.
+            restarted = true;
+            parties[1].ctx.nonces.lock().unwrap().clear();
+        }
+        Some(block)
+    })
+    .await;
+    assert!(restarted);
+    signature_made(&parties);
+    let run = record(&parties).signing[0].clone();
+    assert_eq!(run.attempt, 2, "{run:?}");
+    assert!(run.excluded.is_empty());
+}
+
+#[tokio::test]
+async fn a_dealt_secret_does_not_sign() {
+    let parties = parties(&["principal", "fiduciary-1", "fiduciary-2"]).await;
+    let prepared = create_order(
+        &parties[0].ctx,
+        NewOrder {
+            reference: Some(REFERENCE.into()),
+            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
+            fiduciaries: parties[1..].iter().map(Party::cid).collect(),
+            threshold: 2,
+            beneficiary: None,
+            policy: Default::default(),
+            input: BTreeMap::new(),
+            secret: Some(dta_protocol::order::SecretBytes::new(b"no key".to_vec())),
+            refresh_every_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    run(&parties, prepared.deliveries, &mut |_, _, b| Some(b)).await;
+    let refused = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec()).await;
+    assert!(
+        matches!(&refused, Err(crate::context::CustodyError::Conflict(why)) if why.contains("cannot sign")),
+        "{refused:?}"
+    );
+}
