@@ -9,7 +9,12 @@ use crate::custody::{
 };
 
 /// The principal orders a 2-of-3 `milagro` key from `fiduciaries`.
-async fn order_two_of_three(api: &Api, net: &Testnet, reference: &str, fiduciaries: &[String]) {
+pub(crate) async fn order_two_of_three(
+    api: &Api,
+    net: &Testnet,
+    reference: &str,
+    fiduciaries: &[String],
+) {
     let (status, created) = api
         .post(
             net,

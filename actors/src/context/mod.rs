@@ -263,6 +263,12 @@ impl RoleContext {
             .map(|i| i.peer_id)
     }
 
+    /// The peer of a known identity, or why there is none.
+    pub(crate) fn known_peer(&self, cid: &Cid) -> Result<PeerId, CustodyError> {
+        self.peer_of(cid)
+            .ok_or_else(|| CustodyError::UnknownIdentity(cid.to_string()))
+    }
+
     /// This node's identity or one it hosts, with its keys.
     pub fn own(&self, cid: &Cid) -> Option<LocalIdentity> {
         if *cid == self.local.cid() {

@@ -64,9 +64,7 @@ pub(super) async fn complain(
         )
         .await?;
     tracing::warn!(order = %reference, dealer, "sub-share fails its commitments: complaint made");
-    let peer = ctx
-        .peer_of(principal)
-        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let peer = ctx.known_peer(principal)?;
     Ok((peer, vec![bytes]))
 }
 

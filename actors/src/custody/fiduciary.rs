@@ -55,9 +55,7 @@ pub async fn on_order_request(
         ));
     }
     let index = position as u32 + 1;
-    let peer = ctx
-        .peer_of(&principal)
-        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let peer = ctx.known_peer(&principal)?;
     if let Some(existing) = ctx.record(Role::Fiduciary, &principal, &reference)? {
         // Asked again (our key share was lost on the way): send the same one.
         if existing.order == order_cid {
@@ -328,9 +326,7 @@ pub(crate) async fn sign_commitment(
     )?;
     // Staged: it goes to disk with the caller's record, or with the blocks of the event.
     let (_, bytes) = ctx.save_block(&reply).await?;
-    let peer = ctx
-        .peer_of(&principal)
-        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let peer = ctx.known_peer(&principal)?;
     Ok((peer, vec![bytes]))
 }
 

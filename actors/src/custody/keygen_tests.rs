@@ -2,7 +2,7 @@
 //! (see `rig`): the whole run to a commitment, a restart between its parts, a dealer that
 //! deals a bad share, and a complaint against a good one.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use dta_crypto::dkg;
 use dta_crypto::secp256k1::{PublicKey, SecretKey};
@@ -12,10 +12,9 @@ use dta_protocol::order::{Commitment, SecretBytes};
 use serde_bytes::ByteBuf;
 
 use super::record::round_name;
-use super::rig::{Party, addressed, parties};
+use super::rig::{Party, addressed, generated_key_order, parties};
 use super::{
-    Delivery, NewOrder, create_order, keygen, on_commitment, on_key_share, on_order_request,
-    share_name,
+    Delivery, create_order, keygen, on_commitment, on_key_share, on_order_request, share_name,
 };
 use crate::context::RoleContext;
 use crate::role::Role;
@@ -29,23 +28,9 @@ type Tamper<'a> = &'a mut dyn FnMut(&[Party], usize, Vec<u8>) -> Vec<u8>;
 /// A principal (party 0) and three fiduciaries, and a 2-of-3 `milagro` order: its deliveries.
 async fn ordered() -> (Vec<Party>, Vec<Delivery>) {
     let parties = parties(&["principal", "fiduciary-1", "fiduciary-2", "fiduciary-3"]).await;
-    let prepared = create_order(
-        &parties[0].ctx,
-        NewOrder {
-            reference: Some(REFERENCE.into()),
-            plugin: crate::plugin::MILAGRO.into(),
-            fiduciaries: parties[1..].iter().map(Party::cid).collect(),
-            threshold: 2,
-            beneficiary: None,
-            policy: Default::default(),
-            input: BTreeMap::new(),
-            secret: None,
-
-            refresh_every_ms: None,
-        },
-    )
-    .await
-    .unwrap();
+    let prepared = create_order(&parties[0].ctx, generated_key_order(&parties, REFERENCE))
+        .await
+        .unwrap();
     (parties, prepared.deliveries)
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
+use dta_protocol::order::Commitment;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -368,6 +369,24 @@ impl RoleContext {
     pub(crate) fn principal_record(&self, reference: &str) -> Result<OrderRecord, CustodyError> {
         self.own_record(reference)?
             .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))
+    }
+
+    /// Fiduciary: its record of `principal`'s order `reference`, or not found.
+    pub(crate) fn fiduciary_record(
+        &self,
+        principal: &Cid,
+        reference: &str,
+    ) -> Result<OrderRecord, CustodyError> {
+        self.record(Role::Fiduciary, principal, reference)?
+            .ok_or_else(|| CustodyError::NotFound(reference.to_owned()))
+    }
+
+    /// The commitment in force of a record's order.
+    pub(crate) fn committed(&self, record: &OrderRecord) -> Result<Commitment, CustodyError> {
+        let cid = record
+            .commitment
+            .ok_or_else(|| internal(format!("order {} has no commitment", record.reference)))?;
+        self.stored_payload(&cid)
     }
 
     /// Every record on this node.

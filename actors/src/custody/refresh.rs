@@ -152,11 +152,7 @@ pub async fn create_reshare(
     super::principal::order_plugin(&order)?
         .check_release()
         .map_err(CustodyError::from)?;
-    let commitment: Commitment = ctx.stored_payload(
-        &record
-            .commitment
-            .ok_or_else(|| internal("certified order without commitment"))?,
-    )?;
+    let commitment = ctx.committed(&record)?;
     old_shares(&commitment)?;
     let (fiduciaries, threshold) =
         next.unwrap_or_else(|| (record.fiduciaries.clone(), record.threshold));
@@ -248,13 +244,9 @@ pub async fn on_request(
 ) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let principal = envelope.envelope().sender;
-    let mut record = ctx
-        .record(Role::Fiduciary, &principal, &reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let request: ReshareRequest = RoleContext::payload(envelope)?;
-    let peer = ctx
-        .peer_of(&principal)
-        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let peer = ctx.known_peer(&principal)?;
     if let Some(refresh) = &record.refresh
         && refresh.request == cid
     {
@@ -318,11 +310,7 @@ pub async fn on_request(
         tracing::info!(order = %reference, %waiting, "move of custody held by the release policy");
         return Ok(None);
     }
-    let commitment: Commitment = ctx.stored_payload(
-        &record
-            .commitment
-            .ok_or_else(|| internal("held order without commitment"))?,
-    )?;
+    let commitment = ctx.committed(&record)?;
     let shares = old_shares(&commitment)?;
     let index = *record
         .shares

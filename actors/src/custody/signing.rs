@@ -71,6 +71,25 @@ fn group_of(order: &OrderRequest, commitment: &Commitment) -> Result<Group, Cust
     Group::new(threshold, &generated.group_key, &commitment.key_shares).map_err(refused)
 }
 
+/// The order, its commitment in force and the public side of its key, of an order that
+/// signs: refuses one under a release policy with conditions, or with a key that cannot sign.
+fn signing_key(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+) -> Result<(OrderRequest, Commitment, Group), CustodyError> {
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if order.policy.has_conditions() {
+        return Err(CustodyError::Conflict(format!(
+            "order {} has a release policy with conditions; signing under one is not \
+             supported yet",
+            record.reference
+        )));
+    }
+    let commitment = ctx.committed(record)?;
+    let group = group_of(&order, &commitment)?;
+    Ok((order, commitment, group))
+}
+
 /// Principal: asks the order's fiduciaries to sign `message` with its key; the record and
 /// the request's deliveries.
 pub async fn create_sign(
@@ -88,19 +107,7 @@ pub async fn create_sign(
             )));
         }
     };
-    let order: OrderRequest = ctx.stored_payload(&record.order)?;
-    if order.policy.has_conditions() {
-        return Err(CustodyError::Conflict(format!(
-            "order {reference} has a release policy with conditions; signing under one is \
-             not supported yet"
-        )));
-    }
-    let commitment: Commitment = ctx.stored_payload(
-        &record
-            .commitment
-            .ok_or_else(|| internal("certified order without commitment"))?,
-    )?;
-    group_of(&order, &commitment)?;
+    signing_key(ctx, &record)?;
     if message.is_empty() || message.len() > MAX_MESSAGE {
         return Err(CustodyError::Invalid(format!(
             "a message to sign is 1 to {MAX_MESSAGE} bytes, not {}",
@@ -186,13 +193,9 @@ pub async fn on_request(
 ) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let principal = envelope.envelope().sender;
-    let mut record = ctx
-        .record(Role::Fiduciary, &principal, &reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let request: SignRequest = RoleContext::payload(envelope)?;
-    let peer = ctx
-        .peer_of(&principal)
-        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let peer = ctx.known_peer(&principal)?;
     if let Some(run) = record.signing.iter().find(|r| r.request == cid) {
         if run.signature.is_some() {
             return Ok(None);
@@ -240,19 +243,7 @@ pub async fn on_request(
     if request.message.is_empty() || request.message.len() > MAX_MESSAGE {
         return Err(CustodyError::Invalid("a message of the wrong size".into()));
     }
-    let order: OrderRequest = ctx.stored_payload(&record.order)?;
-    if order.policy.has_conditions() {
-        return Err(CustodyError::Conflict(format!(
-            "order {reference} has a release policy with conditions; signing under one is \
-             not supported yet"
-        )));
-    }
-    let commitment: Commitment = ctx.stored_payload(
-        &record
-            .commitment
-            .ok_or_else(|| internal("held order without commitment"))?,
-    )?;
-    group_of(&order, &commitment)?;
+    let (_, commitment, _) = signing_key(ctx, &record)?;
     let share = key_share(ctx, &record, &commitment).await?;
     let commitments = fresh_nonces(ctx, cid, &share)?;
     let index = record.own_index()?;
@@ -405,13 +396,9 @@ pub async fn on_package(
 ) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     let principal = envelope.envelope().sender;
-    let mut record = ctx
-        .record(Role::Fiduciary, &principal, &reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let payload: SignPackage = RoleContext::payload(envelope)?;
-    let peer = ctx
-        .peer_of(&principal)
-        .ok_or_else(|| CustodyError::UnknownIdentity(principal.to_string()))?;
+    let peer = ctx.known_peer(&principal)?;
     let at = record
         .signing
         .iter()
@@ -439,11 +426,7 @@ pub async fn on_package(
             "a package of another message than the request's".into(),
         ));
     }
-    let commitment: Commitment = ctx.stored_payload(
-        &record
-            .commitment
-            .ok_or_else(|| internal("held order without commitment"))?,
-    )?;
+    let commitment = ctx.committed(&record)?;
     let share = key_share(ctx, &record, &commitment).await?;
     let nonces = ctx
         .nonces
@@ -511,6 +494,7 @@ pub async fn on_share(
     }
     let package_payload: SignPackage = ctx.stored_payload(&payload.package)?;
     let at = run_of(&record, &package_payload.request)?;
+    let (_, _, group) = signing_key(ctx, &record)?;
     let run = &mut record.signing[at];
     if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
@@ -524,13 +508,6 @@ pub async fn on_share(
     if run.shares.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
     }
-    let order: OrderRequest = ctx.stored_payload(&record.order)?;
-    let commitment: Commitment = ctx.stored_payload(
-        &record
-            .commitment
-            .ok_or_else(|| internal("certified order without commitment"))?,
-    )?;
-    let group = group_of(&order, &commitment)?;
     let package = Package::from_bytes(&package_payload.package).map_err(refused)?;
     let signer = participant(payload.index)?;
     if group.check_share(&package, signer, &payload.share).is_err() {
@@ -582,9 +559,7 @@ pub async fn on_signature(
 ) -> Result<(), CustodyError> {
     let reference = envelope.envelope().order.clone();
     let principal = envelope.envelope().sender;
-    let mut record = ctx
-        .record(Role::Fiduciary, &principal, &reference)?
-        .ok_or_else(|| CustodyError::NotFound(reference.clone()))?;
+    let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let payload: Signature = RoleContext::payload(envelope)?;
     ctx.nonces
         .lock()

@@ -10,7 +10,7 @@ use dta_protocol::order::Commitment;
 use dta_protocol::signing::{Signature, SignatureShare};
 use serde_bytes::ByteBuf;
 
-use super::rig::{Party, parties, run};
+use super::rig::{Party, generated_key_order, parties, run};
 use super::{NewOrder, create_order, signing};
 use crate::context::{RoleContext, encode};
 use crate::states::OrderState;
@@ -21,22 +21,9 @@ const MESSAGE: &[u8] = b"spend the vault's first output";
 /// A principal (party 0) and three fiduciaries, and their certified 2-of-3 `milagro` key.
 async fn certified_key() -> Vec<Party> {
     let parties = parties(&["principal", "fiduciary-1", "fiduciary-2", "fiduciary-3"]).await;
-    let prepared = create_order(
-        &parties[0].ctx,
-        NewOrder {
-            reference: Some(REFERENCE.into()),
-            plugin: crate::plugin::MILAGRO.into(),
-            fiduciaries: parties[1..].iter().map(Party::cid).collect(),
-            threshold: 2,
-            beneficiary: None,
-            policy: Default::default(),
-            input: BTreeMap::new(),
-            secret: None,
-            refresh_every_ms: None,
-        },
-    )
-    .await
-    .unwrap();
+    let prepared = create_order(&parties[0].ctx, generated_key_order(&parties, REFERENCE))
+        .await
+        .unwrap();
     run(&parties, prepared.deliveries, &mut |_, _, b| Some(b)).await;
     assert_eq!(record(&parties).state, OrderState::Certified);
     parties
