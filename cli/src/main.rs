@@ -377,6 +377,25 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Threshold signatures with a key nobody holds (FROST, BIP-340): latency one at a time,
+    /// and throughput with many in flight.
+    Sign {
+        /// Signatures per phase.
+        #[arg(long, default_value_t = 200)]
+        signatures: usize,
+        /// Fiduciaries holding the key.
+        #[arg(long, default_value_t = 5)]
+        fiduciaries: usize,
+        /// Shares a signature needs.
+        #[arg(long, default_value_t = 3)]
+        threshold: u32,
+        /// Most signatures in flight in the throughput phase.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Orders and releases: latency percentiles and throughput.
     Custody {
         /// The orders' plugin: `safeguardsecret` (a dealt secret), or `milagro` or
@@ -851,6 +870,25 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     refresh_every_ms,
                     cycles,
                 }),
+            })
+            .await?;
+            print_report(&report, json)?;
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Sign {
+                    signatures,
+                    fiduciaries,
+                    threshold,
+                    in_flight,
+                    json,
+                },
+        } => {
+            let report = bench::sign::run(bench::sign::SignBench {
+                signatures,
+                fiduciaries,
+                threshold,
+                in_flight,
             })
             .await?;
             print_report(&report, json)?;

@@ -182,20 +182,8 @@ fn dkg(c: &mut Criterion) {
     group.sample_size(10);
     for n in [3u16, 16, 64] {
         let t = 2 * n / 3 + 1;
-        let mut firsts = Vec::new();
-        let mut commitments = BTreeMap::new();
-        for me in 1..=n {
-            let (first, commitment) = dkg::deal::<dkg::Taproot>(me, n, t).unwrap();
-            firsts.push(first);
-            commitments.insert(me, commitment);
-        }
-        let others = |me: u16| -> BTreeMap<u16, Vec<u8>> {
-            commitments
-                .iter()
-                .filter(|(p, _)| **p != me)
-                .map(|(p, b)| (*p, b.clone()))
-                .collect()
-        };
+        let (firsts, commitments) = dealt(n, t);
+        let others = |me: u16| others_of(&commitments, me);
         let mut inbox = BTreeMap::new();
         let mut own_second = None;
         for (me, first) in (1u16..).zip(firsts) {
@@ -226,5 +214,138 @@ fn dkg(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signatures, shamir, sealing, mpin, dkg);
+/// Part 1 of a key generation among `n` for a `t`-of-`n` key: every participant's kept
+/// round and commitment.
+fn dealt(n: u16, t: u16) -> (Vec<dkg::Round1>, std::collections::BTreeMap<u16, Vec<u8>>) {
+    let mut firsts = Vec::new();
+    let mut commitments = std::collections::BTreeMap::new();
+    for me in 1..=n {
+        let (first, commitment) = dkg::deal::<dkg::Taproot>(me, n, t).unwrap();
+        firsts.push(first);
+        commitments.insert(me, commitment);
+    }
+    (firsts, commitments)
+}
+
+/// Every commitment but `me`'s.
+fn others_of(
+    commitments: &std::collections::BTreeMap<u16, Vec<u8>>,
+    me: u16,
+) -> std::collections::BTreeMap<u16, Vec<u8>> {
+    commitments
+        .iter()
+        .filter(|(p, _)| **p != me)
+        .map(|(p, b)| (*p, b.clone()))
+        .collect()
+}
+
+/// Every participant's share of a `t`-of-`n` key generated without a dealer.
+fn generated_key(n: u16, t: u16) -> Vec<dkg::KeyShare> {
+    use std::collections::BTreeMap;
+    let (firsts, commitments) = dealt(n, t);
+    let others = |me: u16| others_of(&commitments, me);
+    let mut seconds = Vec::new();
+    let mut inboxes: BTreeMap<u16, dkg::Shares> = BTreeMap::new();
+    for (me, first) in (1u16..).zip(firsts) {
+        let (second, shares) = dkg::share_out(first, &others(me)).unwrap();
+        for (to, share) in shares {
+            inboxes.entry(to).or_default().insert(me, share);
+        }
+        seconds.push((me, second));
+    }
+    seconds
+        .iter()
+        .map(|(me, second)| dkg::finish(second, &others(*me), &inboxes[me]).unwrap().0)
+        .collect()
+}
+
+/// FROST signing with a 3-of-5 key, one operation at a time: what each signer and the
+/// coordinator spend per signature.
+fn threshold_signing(c: &mut Criterion) {
+    use dta_crypto::signing;
+    use std::collections::BTreeMap;
+    let shares = generated_key(5, 3);
+    let public: Vec<Vec<u8>> = shares.iter().map(|s| s.public_share().unwrap()).collect();
+    let group = signing::Group::new(3, &shares[0].group_key_bytes().unwrap(), &public).unwrap();
+    let message = [0x5a; 32];
+    let round1 = || {
+        let mut nonces = Vec::new();
+        let mut commitments = BTreeMap::new();
+        for share in &shares[..3] {
+            let (n, c) = signing::commit(share).unwrap();
+            nonces.push(n);
+            commitments.insert(share.participant(), c);
+        }
+        (
+            nonces,
+            signing::Package::new(&commitments, &message).unwrap(),
+        )
+    };
+    let (nonces, package) = round1();
+    let signature_shares: BTreeMap<u16, Vec<u8>> = shares[..3]
+        .iter()
+        .zip(nonces)
+        .map(|(share, n)| {
+            (
+                share.participant(),
+                signing::sign(&package, n, share).unwrap(),
+            )
+        })
+        .collect();
+    let signature = group.aggregate(&package, &signature_shares).unwrap();
+    let x_only = group.x_only().unwrap();
+    c.bench_function("frost/commit", |b| {
+        b.iter(|| signing::commit(&shares[0]).unwrap())
+    });
+    c.bench_function("frost/package_3_signers", |b| {
+        let commitments: BTreeMap<u16, Vec<u8>> = shares[..3]
+            .iter()
+            .map(|s| (s.participant(), signing::commit(s).unwrap().1))
+            .collect();
+        b.iter(|| signing::Package::new(black_box(&commitments), &message).unwrap())
+    });
+    c.bench_function("frost/sign_3_of_5", |b| {
+        b.iter_batched(
+            || {
+                let (mut nonces, package) = round1();
+                (nonces.remove(0), package)
+            },
+            |(nonces, package)| signing::sign(&package, nonces, &shares[0]).unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    c.bench_function("frost/check_share_3_of_5", |b| {
+        b.iter(|| {
+            group
+                .check_share(&package, 1, black_box(&signature_shares[&1]))
+                .unwrap()
+        })
+    });
+    c.bench_function("frost/aggregate_3_of_5_with_checks", |b| {
+        b.iter(|| {
+            group
+                .aggregate(&package, black_box(&signature_shares))
+                .unwrap()
+        })
+    });
+    c.bench_function("bip340/verify", |b| {
+        b.iter(|| {
+            assert!(dta_crypto::secp256k1::verify_bip340(
+                &x_only,
+                &message,
+                black_box(&signature)
+            ))
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    signatures,
+    shamir,
+    sealing,
+    mpin,
+    dkg,
+    threshold_signing
+);
 criterion_main!(benches);

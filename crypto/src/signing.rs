@@ -9,10 +9,11 @@
 //!    signer [`sign`]s it with its nonces, which the call consumes, and sends its signature
 //!    share.
 //!
-//! The coordinator checks each share against its signer's public share
-//! ([`Group::check_share`], naming the signer whose share fails) and aggregates them
-//! ([`Group::aggregate`]) into a 64-byte BIP-340 signature, checked once more with k256's
-//! BIP-340 verifier ([`crate::secp256k1::verify_bip340`]), which shares no code with FROST.
+//! The coordinator aggregates the shares ([`Group::aggregate`]) into a 64-byte BIP-340
+//! signature and checks it with k256's BIP-340 verifier ([`crate::secp256k1::verify_bip340`]),
+//! which shares no code with FROST. Only when that fails does it check each share against its
+//! signer's public share ([`Group::check_share`]), to name the signer whose share fails: the
+//! aggregate first, blame only when needed.
 //!
 //! What it does not do: transport, choosing signers, remembering which commitments were
 //! used (a [`Nonces`] can sign once, by construction), or keeping anything.
@@ -280,41 +281,58 @@ impl Group {
         .map_err(|_| bad())
     }
 
-    /// The 64-byte BIP-340 signature the signers' `shares` of `package` make, each share
-    /// checked first (the first that fails is named).
+    /// The 64-byte BIP-340 signature the signers' `shares` of `package` make. The shares are
+    /// combined and the signature checked first; only when it fails is each share checked, to
+    /// name the first signer whose share fails.
     pub fn aggregate(
         &self,
         package: &Package,
         shares: &BTreeMap<Participant, impl AsRef<[u8]>>,
     ) -> Result<[u8; 64], SignError> {
         self.check_package(package)?;
+        let named_culprit = || {
+            shares
+                .iter()
+                .find(|(participant, share)| {
+                    self.check_share(package, **participant, share.as_ref())
+                        .is_err()
+                })
+                .map(|(participant, _)| SignError::BadShare(*participant))
+        };
         let mut decoded = BTreeMap::new();
         for (participant, bytes) in shares {
-            self.check_share(package, *participant, bytes.as_ref())?;
             let share = SignatureShare::<Taproot>::deserialize(bytes.as_ref())
                 .map_err(|_| SignError::BadShare(*participant))?;
             decoded.insert(identifier(*participant)?, share);
         }
-        if decoded.len() != package.signers() {
-            return Err(SignError::Failed("a signer's share is missing"));
+        if decoded.len() != package.signers()
+            || decoded
+                .keys()
+                .any(|id| package.0.signing_commitment(id).is_none())
+        {
+            return Err(SignError::Failed(
+                "the shares are not the package's signers'",
+            ));
         }
-        let signature = frost_core::aggregate_custom(
+        let combined = frost_core::aggregate_custom(
             &package.0,
             &decoded,
             &self.public,
             frost_core::CheaterDetection::Disabled,
         )
-        .map_err(|_| SignError::Failed("the shares do not aggregate"))?;
-        let bytes: [u8; 64] = signature
-            .serialize()
-            .map_err(|_| SignError::Failed("unencodable signature"))?
-            .as_slice()
-            .try_into()
-            .map_err(|_| SignError::Failed("a signature of the wrong length"))?;
-        if !crate::secp256k1::verify_bip340(&self.x_only()?, package.message(), &bytes) {
-            return Err(SignError::Failed("the signature does not verify"));
+        .ok()
+        .and_then(|signature| signature.serialize().ok())
+        .and_then(|bytes| <[u8; 64]>::try_from(bytes.as_slice()).ok());
+        match combined {
+            Some(bytes)
+                if crate::secp256k1::verify_bip340(&self.x_only()?, package.message(), &bytes) =>
+            {
+                Ok(bytes)
+            }
+            _ => Err(named_culprit().unwrap_or(SignError::Failed(
+                "the shares do not make a valid signature",
+            ))),
         }
-        Ok(bytes)
     }
 }
 

@@ -21,5 +21,6 @@ mod references;
 mod refresh;
 mod secrets;
 mod signing;
+mod signing_interop;
 mod v1;
 mod waiting;

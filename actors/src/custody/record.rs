@@ -95,7 +95,8 @@ pub struct OrderRecord {
     pub signing: Vec<SigningRun>,
 }
 
-/// Where one threshold signature stands (see `super::signing`).
+/// Where one threshold signature stands (see `super::signing`). Once it is made, only its
+/// number, request, attempts, exclusions and signature stay: its envelopes name the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningRun {
     /// Its number among the order's signatures, from 1.
@@ -105,16 +106,22 @@ pub struct SigningRun {
     /// Principal: the attempt under way, from 1.
     pub attempt: u32,
     /// Principal: each fiduciary's latest envelope carrying commitments not yet put in a
-    /// package (a commitment, or a share with its next ones), by index.
+    /// package (a commitment, or a share with its next ones), by index. Fiduciary: the
+    /// commitments it sent last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fresh: Vec<(u32, Cid)>,
     /// The package of the attempt under way (principal), or the last one this fiduciary
     /// signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<Cid>,
     /// Signature shares of that package in (principal), or this fiduciary's share of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<(u32, Cid)>,
     /// Principal: signers whose share failed, with that share's envelope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<(u32, Cid)>,
     /// The signature, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Cid>,
 }
 

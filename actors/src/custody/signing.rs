@@ -6,16 +6,18 @@
 //!    number) and sends it to every fiduciary ([`create_sign`]).
 //! 2. Each fiduciary makes nonces for it, kept in memory only, and sends their commitments
 //!    ([`on_request`]). A request it has seen gets the same commitments again while their
-//!    nonces are unused; a replayed one of a number it has passed is refused.
+//!    nonces are unused, and nothing once signed; another request of a number it has seen
+//!    is refused.
 //! 3. Once t fiduciaries' commitments are in, the principal publishes a package naming them
 //!    and the message, and sends it to those t ([`on_commitment`]).
 //! 4. Each signs the package with its nonces, which that uses up, and sends its signature share
 //!    with commitments to fresh nonces ([`on_package`]).
-//! 5. The principal checks each share against its signer's public share. A share that fails
-//!    names its signer, who is left out of the next attempt: a package of t other signers'
-//!    unused commitments. Once every share of a package is in, the principal aggregates them,
-//!    checks the signature with a BIP-340 verifier, and publishes it in the order's log
-//!    ([`on_share`]); fiduciaries then forget their nonces for the request ([`on_signature`]).
+//! 5. Once every share of the package is in, the principal aggregates them, checks the
+//!    signature with a BIP-340 verifier, and publishes it in the order's log ([`on_share`]);
+//!    fiduciaries then forget their nonces for the request ([`on_signature`]). Only when the
+//!    signature fails are the shares checked one by one against their signers' public
+//!    shares: the first that fails names its signer, who is left out of the next attempt, a
+//!    package of t other signers' unused commitments.
 //!
 //! A fiduciary that lost its nonces (a restart) cannot sign a package naming them: it sends
 //! fresh commitments instead, and the principal makes a new package.
@@ -214,10 +216,12 @@ pub async fn on_request(
     } else if record
         .signing
         .iter()
-        .any(|r| r.sequence >= request.sequence)
+        .any(|r| r.sequence == request.sequence)
     {
+        // Requests may arrive out of order; two of one number cannot both be the principal's
+        // honest doing.
         return Err(CustodyError::Conflict(format!(
-            "signature {} of {reference} is a replay (this fiduciary has seen it or a later one)",
+            "signature {} of {reference} was asked for already, in another request",
             request.sequence
         )));
     }
@@ -477,9 +481,9 @@ pub async fn on_package(
     Ok(Some((peer, vec![bytes])))
 }
 
-/// Principal: a signer's share arrived. A share that fails names its signer, who is left out
-/// of a new package; once every share of the package is in, the signature is made, checked
-/// and published, and sent to every fiduciary.
+/// Principal: a signer's share arrived. Once every share of the package is in, the signature
+/// is made, checked and published, and sent to every fiduciary; if it fails, the first share
+/// that fails names its signer, who is left out of a new package.
 pub async fn on_share(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
@@ -494,7 +498,6 @@ pub async fn on_share(
     }
     let package_payload: SignPackage = ctx.stored_payload(&payload.package)?;
     let at = run_of(&record, &package_payload.request)?;
-    let (_, _, group) = signing_key(ctx, &record)?;
     let run = &mut record.signing[at];
     if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
@@ -509,14 +512,6 @@ pub async fn on_share(
         return Ok(Vec::new());
     }
     let package = Package::from_bytes(&package_payload.package).map_err(refused)?;
-    let signer = participant(payload.index)?;
-    if group.check_share(&package, signer, &payload.share).is_err() {
-        tracing::warn!(order = %reference, index = payload.index, "signature share fails: signer left out");
-        run.excluded.push((payload.index, cid));
-        run.fresh.retain(|(i, _)| *i != payload.index);
-        abandon_package(run);
-        return try_package(ctx, record, at).await;
-    }
     run.shares.push((payload.index, cid));
     run.fresh.retain(|(i, _)| *i != payload.index);
     run.fresh.push((payload.index, cid));
@@ -529,7 +524,27 @@ pub async fn on_share(
         let share: SignatureShare = ctx.stored_payload(share_cid)?;
         shares.insert(participant(*index)?, share.share);
     }
-    let signature = group.aggregate(&package, &shares).map_err(refused)?;
+    let (_, _, group) = signing_key(ctx, &record)?;
+    let run = &mut record.signing[at];
+    // The aggregate first; each share is checked only when it fails, to name the culprit.
+    let signature = match group.aggregate(&package, &shares) {
+        Ok(signature) => signature,
+        Err(frost::SignError::BadShare(culprit)) => {
+            let culprit = u32::from(culprit);
+            tracing::warn!(order = %reference, index = culprit, "signature share fails: signer left out");
+            let share = run
+                .shares
+                .iter()
+                .find(|(i, _)| *i == culprit)
+                .map(|(_, c)| *c)
+                .ok_or_else(|| internal("a culprit without a share"))?;
+            run.excluded.push((culprit, share));
+            run.fresh.retain(|(i, _)| *i != culprit);
+            abandon_package(run);
+            return try_package(ctx, record, at).await;
+        }
+        Err(e) => return Err(refused(e)),
+    };
     let out = Signature {
         request: run.request,
         package: payload.package,
@@ -542,9 +557,12 @@ pub async fn on_share(
     let (signature_cid, bytes) = ctx
         .publish(Kind::Signature, &reference, Some(request), &out)
         .await?;
+    // Done: what made it is in the signature's envelope, and the record keeps only its end.
     let run = &mut record.signing[at];
     run.signature = Some(signature_cid);
     run.fresh.clear();
+    run.shares.clear();
+    run.package = None;
     record.head = signature_cid;
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, sequence, "signature made");

@@ -126,7 +126,7 @@ pub fn threshold_of(n: usize) -> u32 {
 
 /// A testnet of a principal, `fiduciaries` fiduciaries and a beneficiary, and its principal
 /// ordering `plugin` keys `threshold`-of-n from the first `committee` fiduciaries.
-async fn network(
+pub(super) async fn network(
     fiduciaries: usize,
     committee: usize,
     threshold: u32,

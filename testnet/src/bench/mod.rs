@@ -5,6 +5,7 @@
 //!   [`policy`], what a release policy adds to a release (`--policy FILE`).
 //! - [`dkg`]: keys generated without a dealer by committees of growing size, and custody
 //!   moved to another committee and refreshed (`dta bench dkg`).
+//! - [`sign`]: threshold signatures with a key nobody holds (`dta bench sign`).
 //! - [`bitswap`]: block fetches over Bitswap, from a dta node and from kubo
 //!   (`dta bench bitswap`).
 //! - [`mpin`]: M-Pin share issuance and the server's check (`dta bench mpin`).
@@ -26,6 +27,7 @@ pub mod custody;
 pub mod dkg;
 pub mod mpin;
 pub mod policy;
+pub mod sign;
 pub mod testnet;
 
 /// Longest wait for any one phase.
