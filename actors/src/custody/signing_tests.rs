@@ -186,3 +186,28 @@ async fn a_dealt_secret_does_not_sign() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn requests_that_reach_a_fiduciary_out_of_order_are_both_signed() {
+    let parties = certified_key().await;
+    let (_, first) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    let (_, second) = signing::create_sign(&parties[0].ctx, REFERENCE, b"another".to_vec())
+        .await
+        .unwrap();
+    // The second request reaches every fiduciary before the first.
+    run(
+        &parties,
+        second.into_iter().chain(first).collect(),
+        &mut |_, _, b| Some(b),
+    )
+    .await;
+    let record = record(&parties);
+    assert_eq!(record.signing.len(), 2);
+    assert!(
+        record.signing.iter().all(|run| run.signature.is_some()),
+        "{:?}",
+        record.signing
+    );
+}
