@@ -350,7 +350,8 @@ impl Plugin for SafeguardSecret {
 
 /// `bitcoinwallet`: a secp256k1 wallet key split between the fiduciaries and, when the order
 /// names a beneficiary, the beneficiary's identity key; outputs the P2PKH address for coin 0
-/// (mainnet) or 1 (testnet), hashing the uncompressed key as the original did.
+/// (mainnet) or 1 (testnet), hashing the uncompressed key as the original did, and for a key
+/// the fiduciaries generated t-of-n with no beneficiary share, its P2TR address too.
 #[derive(Debug)]
 pub struct BitcoinWallet;
 
@@ -360,6 +361,9 @@ pub const BITCOIN_WALLET: &str = "bitcoinwallet";
 pub const COIN: &str = "coin";
 /// The output field holding the address.
 pub const ADDRESS: &str = "address";
+/// The output field holding the pay-to-Taproot address (bech32m) of a key the fiduciaries
+/// generated t-of-n without a beneficiary share, which they can sign for (`dta order sign`).
+pub const TAPROOT_ADDRESS: &str = "taproot_address";
 
 fn network(order: &OrderRequest) -> Result<Network, PluginError> {
     let coin = order.input.get(COIN).ok_or(PluginError::NoCoin)?;
@@ -393,8 +397,15 @@ impl Plugin for BitcoinWallet {
         order: &OrderRequest,
         public_key: &secp256k1::PublicKey,
     ) -> Result<BTreeMap<String, String>, PluginError> {
-        let address = public_key.p2pkh_address(network(order)?, PointEncoding::Uncompressed);
-        Ok([(ADDRESS.to_owned(), address)].into())
+        let network = network(order)?;
+        let address = public_key.p2pkh_address(network, PointEncoding::Uncompressed);
+        let mut outputs: BTreeMap<String, String> = [(ADDRESS.to_owned(), address)].into();
+        // A key the fiduciaries generated t-of-n, all theirs: it carries Taproot's tweak and
+        // they can sign for its P2TR output without rebuilding it.
+        if crate::custody::keygen::without_dealer(self, order) && order.beneficiary.is_none() {
+            outputs.insert(TAPROOT_ADDRESS.to_owned(), public_key.p2tr_address(network));
+        }
+        Ok(outputs)
     }
 
     fn finish(

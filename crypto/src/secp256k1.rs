@@ -65,6 +65,14 @@ impl Network {
             Self::Testnet => 0x6f,
         }
     }
+
+    /// The human-readable part of its segwit addresses: `bc`, or `tb` for testnet.
+    fn segwit_hrp(self) -> bech32::Hrp {
+        match self {
+            Self::Mainnet => bech32::hrp::BC,
+            Self::Testnet => bech32::hrp::TB,
+        }
+    }
 }
 
 /// Which SEC1 form of the public key an address hashes.
@@ -176,6 +184,21 @@ impl PublicKey {
             .map_err(|_| Secp256k1Error::Degenerate)
     }
 
+    /// The key's x-only form (32 bytes): its BIP-340 public key.
+    pub fn x_only(&self) -> [u8; 32] {
+        let mut out = [0; 32];
+        out.copy_from_slice(&self.to_compressed()[1..]);
+        out
+    }
+
+    /// The pay-to-Taproot address (BIP-341, bech32m, witness version 1) whose output key is
+    /// this key, spent by a key-path BIP-340 signature under [`PublicKey::x_only`]. The key
+    /// is taken as the output key as it is: a key that should commit to no script path
+    /// carries Taproot's tweak already (keys generated without a dealer do).
+    pub fn p2tr_address(&self, network: Network) -> String {
+        p2tr_address(&self.x_only(), network)
+    }
+
     /// The pay-to-public-key-hash address: Base58Check of the version byte and
     /// `RIPEMD160(SHA256(key))`.
     pub fn p2pkh_address(&self, network: Network, encoding: PointEncoding) -> String {
@@ -190,6 +213,20 @@ impl PublicKey {
         payload.extend_from_slice(&check[..4]);
         bs58::encode(payload).into_string()
     }
+}
+
+/// The pay-to-Taproot address (bech32m, witness version 1) of the 32-byte output key
+/// `x_only`.
+pub fn p2tr_address(x_only: &[u8; 32], network: Network) -> String {
+    let mut address = String::with_capacity(62);
+    // A 32-byte program of version 1 always encodes, into a String that never fails.
+    let _ = bech32::segwit::encode_to_fmt_unchecked(
+        &mut address,
+        network.segwit_hrp(),
+        bech32::segwit::VERSION_1,
+        x_only,
+    );
+    address
 }
 
 /// Whether `signature` (64 bytes) is a valid BIP-340 Schnorr signature of `message` under the

@@ -156,3 +156,40 @@ fn debug_output_redacts_the_secret() {
     let shown = format!("{:?}", key("deadbeef"));
     assert!(shown.contains("redacted") && !shown.contains("deadbeef"));
 }
+
+#[test]
+fn taproot_addresses_match_bip86_and_bip350() {
+    let x = |text: &str| -> [u8; 32] { hex::decode(text).unwrap().try_into().unwrap() };
+    // BIP-86's first two output keys and their addresses.
+    for (output_key, address) in [
+        (
+            "a60869f0dbcf1dc659c9cecbaf8050135ea9e8cdc487053f1dc6880949dc684c",
+            "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr",
+        ),
+        (
+            "a82f29944d65b86ae6b5e5cc75e294ead6c59391a1edc5e016e3498c67fc7bbb",
+            "bc1p4qhjn9zdvkux4e44uhx8tc55attvtyu358kutcqkudyccelu0was9fqzwh",
+        ),
+    ] {
+        let mut compressed = vec![0x02];
+        compressed.extend_from_slice(&x(output_key));
+        let key = PublicKey::from_sec1(&compressed).unwrap();
+        assert_eq!(key.x_only(), x(output_key));
+        assert_eq!(key.p2tr_address(Network::Mainnet), address);
+    }
+    // BIP-350's valid version-1 addresses, mainnet and testnet.
+    assert_eq!(
+        p2tr_address(
+            &x("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"),
+            Network::Mainnet
+        ),
+        "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"
+    );
+    assert_eq!(
+        p2tr_address(
+            &x("000000c4a5cad46221b2a187905e5266362b99d5e91c6ce24d165dab93e86433"),
+            Network::Testnet
+        ),
+        "tb1pqqqqp399et2xygdj5xreqhjjvcmzhxw4aywxecjdzew6hylgvsesf3hn0c"
+    );
+}

@@ -206,3 +206,48 @@ async fn replays_bad_input_and_keys_that_cannot_sign_are_refused() {
     );
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_key_made_t_of_n_shows_its_taproot_address_and_signs_for_it() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    let (status, created) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders?wait=30",
+            json!({
+                "reference": "taproot",
+                "plugin": "bitcoinwallet",
+                "fiduciaries": fiduciaries,
+                "threshold": 2,
+                "input": { "coin": "1" },
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/taproot").await;
+    let output = &record(&shown, "principal")["output"];
+    let address = output["taproot_address"].as_str().expect("a P2TR address");
+    assert!(
+        address.starts_with("tb1p") && address.len() == 62,
+        "{output}"
+    );
+    assert!(
+        output["address"].as_str().is_some(),
+        "P2PKH as before: {output}"
+    );
+    // The address's output key is the key the fiduciaries sign under.
+    let signature = sign(&api, &net, "taproot", &[0x11; 32]).await;
+    let key: [u8; 32] = hex::decode(signature["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        dta_crypto::secp256k1::p2tr_address(&key, dta_crypto::secp256k1::Network::Testnet),
+        address
+    );
+    assert!(verifies(&signature, &[0x11; 32]));
+    net.stop().await;
+}
