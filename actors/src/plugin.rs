@@ -348,6 +348,15 @@ impl Plugin for SafeguardSecret {
     }
 }
 
+/// Whether an order's key is generated without a dealer: a generated key below n-of-n, or
+/// any key outside secp256k1. An n-of-n secp256k1 key is added up from shares each fiduciary
+/// draws alone (the degenerate case of the same protocol, in one round).
+pub(crate) fn without_dealer(plugin: &dyn Plugin, order: &OrderRequest) -> bool {
+    plugin.key_source() == KeySource::Generated
+        && ((order.threshold as usize) < order.fiduciaries.len()
+            || plugin.key_scheme() != Scheme::Secp256k1Taproot)
+}
+
 /// `bitcoinwallet`: a secp256k1 wallet key split between the fiduciaries and, when the order
 /// names a beneficiary, the beneficiary's identity key; outputs the P2PKH address for coin 0
 /// (mainnet) or 1 (testnet), hashing the uncompressed key as the original did, and for a key
@@ -402,7 +411,7 @@ impl Plugin for BitcoinWallet {
         let mut outputs: BTreeMap<String, String> = [(ADDRESS.to_owned(), address)].into();
         // A key the fiduciaries generated t-of-n, all theirs: it carries Taproot's tweak and
         // they can sign for its P2TR output without rebuilding it.
-        if crate::custody::keygen::without_dealer(self, order) && order.beneficiary.is_none() {
+        if without_dealer(self, order) && order.beneficiary.is_none() {
             outputs.insert(TAPROOT_ADDRESS.to_owned(), public_key.p2tr_address(network));
         }
         Ok(outputs)

@@ -48,6 +48,7 @@ pub fn offline(
             "certified": report.chain.certified,
             "receipts": report.chain.receipts,
             "policies": report.chain.policies,
+            "threshold_signatures": report.chain.threshold_signatures,
             "envelopes": listed(&report.chain.envelopes),
             "attached": listed(&report.attached),
         });

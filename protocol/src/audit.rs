@@ -85,6 +85,15 @@ pub enum AuditError {
         /// Why.
         reason: String,
     },
+    /// A threshold signature that answers no request of the principal's in the chain, names
+    /// another key than the order's, or does not verify.
+    #[error("threshold signature {envelope} does not hold: {reason}")]
+    ThresholdSignature {
+        /// The signature envelope.
+        envelope: String,
+        /// Why.
+        reason: String,
+    },
     /// The chain is longer than [`MAX_CHAIN`] or loops.
     #[error("chain too long")]
     TooLong,
@@ -111,6 +120,9 @@ pub struct AuditReport {
     /// Releases (those with a receipt) and moves of custody checked against the order's
     /// release policy, of an order with release conditions.
     pub policies: usize,
+    /// Threshold signatures made with the order's key, each verified as BIP-340 over its
+    /// request's message.
+    pub threshold_signatures: usize,
 }
 
 /// For a key the fiduciaries generated without a dealer: the round in the chain is the
@@ -552,6 +564,56 @@ fn check_policy(
     Ok(checked)
 }
 
+/// Every threshold signature in the chain: made by the principal for one of its signature
+/// requests in the chain, under the x-only form of the order's key (every commitment keeps
+/// it), and valid as BIP-340 over that request's message. Returns how many.
+fn check_threshold_signatures(
+    request: &OrderRequest,
+    commitments: &BTreeMap<Cid, Commitment>,
+    verified: &[(Cid, VerifiedEnvelope)],
+) -> Result<usize, AuditError> {
+    let mut checked = 0;
+    for (cid, envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Signature)
+    {
+        let failed = |reason: &str| AuditError::ThresholdSignature {
+            envelope: cid.to_string(),
+            reason: reason.to_owned(),
+        };
+        if envelope.envelope().sender != request.principal {
+            return Err(failed("it is not the principal's"));
+        }
+        let made: crate::signing::Signature = envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("no signature payload"))?;
+        let asked: crate::signing::SignRequest = verified
+            .iter()
+            .find(|(c, e)| {
+                *c == made.request
+                    && e.envelope().kind == Kind::SignRequest
+                    && e.envelope().sender == request.principal
+            })
+            .and_then(|(_, e)| e.public_payload().ok().flatten())
+            .ok_or_else(|| failed("no request of the principal's in the chain asked for it"))?;
+        let key_matches = commitments
+            .values()
+            .next()
+            .and_then(|c| c.public_key.get(1..))
+            .is_some_and(|x_only| x_only == made.key.as_slice());
+        if !key_matches {
+            return Err(failed("it names another key than the order's"));
+        }
+        if !dta_crypto::secp256k1::verify_bip340(&made.key, &asked.message, &made.signature) {
+            return Err(failed("it does not verify over the request's message"));
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
+
 /// Audits the chain ending at `head` for order `reference`. `votes` are approval and veto
 /// envelopes the auditor has for the order, to which each receipt adds those it names
 /// (those hanging off a release request of the chain are checked; the rest are ignored); with
@@ -665,6 +727,7 @@ pub fn audit(
         })
         .collect::<Result<Vec<()>, _>>()?
         .len();
+    let threshold_signatures = check_threshold_signatures(&request, &commitments, &verified)?;
     Ok(AuditReport {
         envelopes: verified
             .iter()
@@ -673,5 +736,6 @@ pub fn audit(
         certified,
         receipts,
         policies,
+        threshold_signatures,
     })
 }

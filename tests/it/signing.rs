@@ -108,6 +108,7 @@ async fn two_of_three_fiduciaries_sign_with_a_key_nobody_holds_also_with_one_dow
         2,
         "{audit}"
     );
+    assert_eq!(audit["threshold_signatures"], 2, "both verified: {audit}");
     net.stop().await;
 }
 

@@ -36,7 +36,6 @@ use dta_protocol::order::{GeneratedKey, GeneratedShares, KeyShare, OrderRequest,
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
 
-use crate::plugin::{KeySource, Plugin};
 use crate::role::Role;
 use crate::states::OrderState;
 use crate::store::Column;
@@ -45,14 +44,7 @@ use super::principal::{all_answered, check_fiduciary, to_each};
 use super::record::{KeyGeneration, OrderRecord, round_name, share_name};
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 
-/// Whether an order's key is generated without a dealer: a generated key below n-of-n, or
-/// any key outside secp256k1. An n-of-n secp256k1 key is added up from shares each fiduciary
-/// draws alone (the degenerate case of the same protocol, in one round).
-pub(crate) fn without_dealer(plugin: &dyn Plugin, order: &OrderRequest) -> bool {
-    plugin.key_source() == KeySource::Generated
-        && ((order.threshold as usize) < order.fiduciaries.len()
-            || plugin.key_scheme() != Scheme::Secp256k1Taproot)
-}
+pub(crate) use crate::plugin::without_dealer;
 
 /// The group an order's key is generated over.
 fn scheme_of(order: &OrderRequest) -> Result<Scheme, CustodyError> {

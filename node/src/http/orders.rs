@@ -763,6 +763,7 @@ pub async fn audit(
             "certified": report.certified,
             "receipts": report.receipts,
             "policies": report.policies,
+            "threshold_signatures": report.threshold_signatures,
             "envelopes": report.envelopes.iter().map(|(cid, kind)| json!({
                 "cid": cid.to_string(),
                 "kind": serde_json::to_value(kind).unwrap_or(Value::Null),
