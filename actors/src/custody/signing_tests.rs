@@ -211,3 +211,49 @@ async fn requests_that_reach_a_fiduciary_out_of_order_are_both_signed() {
         record.signing
     );
 }
+
+#[tokio::test]
+async fn the_audit_verifies_each_signature_and_refuses_one_with_a_bit_flipped() {
+    let parties = certified_key().await;
+    let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    run(&parties, deliveries, &mut |_, _, b| Some(b)).await;
+    let principal = &parties[0];
+    let record = record(&parties);
+    let directory = principal.ctx.directory.borrow().clone();
+    let report = super::audit(&principal.ctx.store, &directory, REFERENCE, record.head).unwrap();
+    assert_eq!(report.threshold_signatures, 1);
+    // The same signature with one bit flipped, signed by the principal as a signature of the
+    // same request: the audit refuses it.
+    let mut made = signature_made(&parties);
+    let mut bytes = made.signature.to_vec();
+    bytes[63] ^= 1;
+    made.signature = ByteBuf::from(bytes);
+    let request = made.request;
+    let forged = principal
+        .ctx
+        .envelope(
+            Kind::Signature,
+            REFERENCE,
+            Some(request),
+            Some(encode(&made).unwrap()),
+            None,
+            &[],
+        )
+        .unwrap()
+        .signed()
+        .to_block()
+        .unwrap()
+        .into_bytes();
+    let (_, forged_cid) = principal.take(&forged).await.unwrap();
+    let refused = super::audit(&principal.ctx.store, &directory, REFERENCE, forged_cid);
+    assert!(
+        matches!(
+            &refused,
+            Err(dta_protocol::audit::AuditError::ThresholdSignature { reason, .. })
+                if reason.contains("does not verify")
+        ),
+        "{refused:?}"
+    );
+}
