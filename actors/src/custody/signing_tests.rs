@@ -12,7 +12,7 @@ use serde_bytes::ByteBuf;
 
 use super::rig::{Party, generated_key_order, parties, run};
 use super::{NewOrder, create_order, signing};
-use crate::context::{RoleContext, encode};
+use crate::context::RoleContext;
 use crate::states::OrderState;
 
 const REFERENCE: &str = "signer-1";
@@ -100,23 +100,12 @@ async fn a_signer_whose_share_fails_is_named_and_the_signature_is_made_without_i
         let mut bytes = share.share.to_vec();
         bytes[31] ^= 1;
         share.share = ByteBuf::from(bytes);
-        Some(
-            parties[1]
-                .ctx
-                .envelope(
-                    Kind::SignatureShare,
-                    REFERENCE,
-                    signed.envelope.prev,
-                    Some(encode(&share).unwrap()),
-                    None,
-                    &[],
-                )
-                .unwrap()
-                .signed()
-                .to_block()
-                .unwrap()
-                .into_bytes(),
-        )
+        Some(parties[1].publish(
+            Kind::SignatureShare,
+            REFERENCE,
+            signed.envelope.prev,
+            &share,
+        ))
     })
     .await;
     assert_eq!(cheated, 1);
@@ -231,21 +220,7 @@ async fn the_audit_verifies_each_signature_and_refuses_one_with_a_bit_flipped() 
     bytes[63] ^= 1;
     made.signature = ByteBuf::from(bytes);
     let request = made.request;
-    let forged = principal
-        .ctx
-        .envelope(
-            Kind::Signature,
-            REFERENCE,
-            Some(request),
-            Some(encode(&made).unwrap()),
-            None,
-            &[],
-        )
-        .unwrap()
-        .signed()
-        .to_block()
-        .unwrap()
-        .into_bytes();
+    let forged = principal.publish(Kind::Signature, REFERENCE, Some(request), &made);
     let (_, forged_cid) = principal.take(&forged).await.unwrap();
     let refused = super::audit(&principal.ctx.store, &directory, REFERENCE, forged_cid);
     assert!(
