@@ -208,6 +208,36 @@ fn order_rows(orders: &Value) {
 /// 12:00:01 UTC (3 s), ...`, or `-`.
 /// Each release's policy progress, as the records' `policy` says it: who approved in which
 /// group, who vetoed, and what is missing.
+/// The principal's threshold signatures of each record: made (with the signature and key) or
+/// under way.
+fn signing_lines(records: &Value) {
+    for record in records.as_array().into_iter().flatten() {
+        if record["role"] != "principal" {
+            continue;
+        }
+        for run in record["signing"].as_array().into_iter().flatten() {
+            match run["signature"].as_str() {
+                Some(signature) => outln!(
+                    "signature {}: {signature} (BIP-340, key {})",
+                    text(&run["sequence"]),
+                    text(&run["key"])
+                ),
+                None => outln!(
+                    "signature {}: under way (attempt {}; left out: {})",
+                    text(&run["sequence"]),
+                    text(&run["attempt"]),
+                    run["excluded"]
+                        .as_array()
+                        .filter(|e| !e.is_empty())
+                        .map_or("none".to_owned(), |e| {
+                            e.iter().map(text).collect::<Vec<_>>().join(", ")
+                        })
+                ),
+            }
+        }
+    }
+}
+
 fn policy_lines(records: &Value) {
     for record in records.as_array().into_iter().flatten() {
         let policy = &record["policy"];
@@ -377,6 +407,7 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             } else {
                 order_rows(&orders);
                 policy_lines(&orders);
+                signing_lines(&orders);
             }
         }
         OrderCommand::Release {

@@ -266,6 +266,59 @@ async fn three_processes_find_each_other_through_bootstrap() {
     let audit = wait_for(args(&["audit", "proc", "--json"]), |v| v["receipts"] == 1).await;
     assert_eq!(audit["passed"], true);
 
+    // A key the three nodes generate 2-of-3 signs from the CLI, as the README shows, and
+    // `order show` lists the signature.
+    cli(
+        &homes[0],
+        &[
+            "order",
+            "create",
+            "--reference",
+            "proc-key",
+            "--plugin",
+            "milagro",
+            "--fiduciary",
+            &identities[0],
+            "--fiduciary",
+            &identities[1],
+            "--fiduciary",
+            &identities[2],
+            "--threshold",
+            "2",
+            "--wait",
+            "--json",
+        ],
+    );
+    let signed = cli(
+        &homes[0],
+        &[
+            "order",
+            "sign",
+            "proc-key",
+            "--message",
+            "68656c6c6f",
+            "--wait",
+            "--json",
+        ],
+    );
+    let hex_of = |field: &str| hex::decode(signed["signature"][field].as_str().unwrap()).unwrap();
+    assert!(
+        dta_crypto::secp256k1::verify_bip340(&hex_of("key"), b"hello", &hex_of("signature")),
+        "{signed}"
+    );
+    let shown = dta(&homes[0])
+        .args(["order", "show", "proc-key"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!(
+            "signature 1: {}",
+            signed["signature"]["signature"].as_str().unwrap()
+        )),
+        "{shown}"
+    );
+
     // The log as a CAR archive, imported on another node; a file as a block and back.
     let files = tempfile::tempdir().unwrap();
     let car = files.path().join("proc.car");
