@@ -39,6 +39,7 @@ impl Role {
                     | Kind::ReshareComplaint
                     | Kind::SignCommitment
                     | Kind::SignatureShare
+                    | Kind::PartialSignature
                     | Kind::ShareDeleted
                     | Kind::DkgCommitment
                     | Kind::DkgComplaint
@@ -91,8 +92,8 @@ pub enum RoleMsg {
     Network(NetworkEvent),
     /// Principal: start an order.
     CreateOrder {
-        /// The order.
-        order: NewOrder,
+        /// The order (boxed: it is by far the largest message).
+        order: Box<NewOrder>,
         /// The stored record, once the deals are sent off.
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
@@ -499,6 +500,12 @@ impl RoleActor {
             (Role::Principal, Kind::SignatureShare) => {
                 send_all(ctx, custody::signing::on_share(ctx, &envelope, cid).await?);
             }
+            (Role::Principal, Kind::PartialSignature) => {
+                send_all(
+                    ctx,
+                    custody::threshold_bls::on_partial(ctx, &envelope, cid).await?,
+                );
+            }
             (Role::Fiduciary, Kind::SignRequest) => {
                 if let Some(delivery) = custody::signing::on_request(ctx, &envelope, cid).await? {
                     send_all(ctx, vec![delivery]);
@@ -748,7 +755,7 @@ impl Actor for RoleActor {
                 }
             }
             RoleMsg::CreateOrder { order, reply } => {
-                let result = custody::create_order(&args.context, order).await;
+                let result = custody::create_order(&args.context, *order).await;
                 let _ = reply.send(result.map(|prepared| {
                     send_all(&args.context, prepared.deliveries);
                     prepared.record

@@ -37,6 +37,15 @@ enum LogFormatArg {
     Json,
 }
 
+/// How `dta bench sign`'s key signs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SignScheme {
+    /// FROST over secp256k1, BIP-340 signatures (a `milagro` key).
+    Frost,
+    /// Threshold BLS over BLS12-381 (an `mpin-master` key).
+    Bls,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a node home: config, node key, keystore and identity.
@@ -377,9 +386,13 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Threshold signatures with a key nobody holds (FROST, BIP-340): latency one at a time,
-    /// and throughput with many in flight.
+    /// Threshold signatures with a key nobody holds (FROST with BIP-340, or threshold BLS):
+    /// latency one at a time, and throughput with many in flight.
     Sign {
+        /// How the key signs: `frost` (a secp256k1 key, BIP-340 signatures) or `bls` (a
+        /// BLS12-381 key).
+        #[arg(long, value_enum, default_value_t = SignScheme::Frost)]
+        scheme: SignScheme,
         /// Signatures per phase.
         #[arg(long, default_value_t = 200)]
         signatures: usize,
@@ -877,6 +890,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench {
             command:
                 BenchCommand::Sign {
+                    scheme,
                     signatures,
                     fiduciaries,
                     threshold,
@@ -885,6 +899,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 },
         } => {
             let report = bench::sign::run(bench::sign::SignBench {
+                scheme: match scheme {
+                    SignScheme::Frost => dta_protocol::signing::SignatureScheme::Bip340,
+                    SignScheme::Bls => dta_protocol::signing::SignatureScheme::Bls12381,
+                },
                 signatures,
                 fiduciaries,
                 threshold,

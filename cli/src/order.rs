@@ -45,7 +45,7 @@ pub enum OrderCommand {
         #[arg(long, default_value_t = 1)]
         max_releases: u32,
         /// A release policy, as a TOML or JSON file (approver groups, rule, not_before_ms,
-        /// delay_ms, veto, approval_lifetime_ms; see the README).
+        /// delay_ms, veto, approval_lifetime_ms, signing; see the README).
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Plugin.
@@ -119,8 +119,9 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Have t fiduciaries sign a message with the order's key, which nobody holds (a t-of-n
-    /// secp256k1 key they generated): a BIP-340 signature under the key's x-only form.
+    /// Have t fiduciaries sign a message with the order's key, which nobody holds: a BIP-340
+    /// signature under the x-only form of a t-of-n secp256k1 key they generated, or a BLS
+    /// signature under a BLS12-381 key (a dealt secret, an `mpin-master` key).
     Sign {
         /// The order reference.
         reference: String,
@@ -218,8 +219,9 @@ fn signing_lines(records: &Value) {
         for run in record["signing"].as_array().into_iter().flatten() {
             match run["signature"].as_str() {
                 Some(signature) => outln!(
-                    "signature {}: {signature} (BIP-340, key {})",
+                    "signature {}: {signature} ({}, key {})",
                     text(&run["sequence"]),
+                    scheme_name(&run["scheme"]),
                     text(&run["key"])
                 ),
                 None => outln!(
@@ -235,6 +237,14 @@ fn signing_lines(records: &Value) {
                 ),
             }
         }
+    }
+}
+
+/// How the API names a signature's scheme, as the CLI shows it.
+fn scheme_name(scheme: &Value) -> &'static str {
+    match scheme.as_str() {
+        Some("bls12-381") => "BLS12-381",
+        _ => "BIP-340",
     }
 }
 
@@ -472,8 +482,9 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 outln!("{}", serde_json::to_string_pretty(&answer)?);
             } else if let Some(hex) = signature["signature"].as_str() {
                 outln!(
-                    "{reference}: signature {} (BIP-340)\n  signature {hex}\n  key       {}",
+                    "{reference}: signature {} ({})\n  signature {hex}\n  key       {}",
                     signature["sequence"],
+                    scheme_name(&signature["scheme"]),
                     text(&signature["key"])
                 );
             } else if wait.is_some() {

@@ -339,8 +339,38 @@ fn threshold_signing(c: &mut Criterion) {
     });
 }
 
+/// Threshold BLS, 2-of-3 (a dealt secret): what each fiduciary and the coordinator spend on
+/// one signature.
+fn threshold_bls(c: &mut Criterion) {
+    let secret = SecretScalar::random();
+    let (shares, commitments) = threshold::split(&secret, 2, 3).unwrap();
+    let group = threshold::signing::SigningGroup::dealt(commitments.clone());
+    let message = b"benchmark message 1".to_vec();
+    let partials: Vec<_> = shares[..2]
+        .iter()
+        .map(|s| threshold::partial_sign(s, &message).unwrap())
+        .collect();
+    c.bench_function("threshold-bls/partial_sign", |b| {
+        b.iter(|| threshold::partial_sign(&shares[0], black_box(&message)))
+    });
+    c.bench_function("threshold-bls/group_from_commitments_2_of_3", |b| {
+        b.iter(|| {
+            threshold::signing::SigningGroup::dealt(
+                threshold::Commitments::from_bytes(black_box(&commitments.to_bytes())).unwrap(),
+            )
+        })
+    });
+    c.bench_function("threshold-bls/combine_2_of_3_and_verify", |b| {
+        b.iter(|| group.combine(black_box(&partials), &message).unwrap())
+    });
+    c.bench_function("threshold-bls/check_partial", |b| {
+        b.iter(|| group.check_partial(black_box(&partials[0]), &message))
+    });
+}
+
 criterion_group!(
     benches,
+    threshold_bls,
     signatures,
     shamir,
     sealing,

@@ -20,6 +20,7 @@ use crate::identity::VerifiedIdentity;
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
 use crate::policy::{Approval, DEFAULT_CLOCK_TOLERANCE_MS, Signed, Situation, Verdict};
 use crate::reshare::{OldShares, ReshareComplaint, ReshareRequest};
+use crate::signing::SignatureScheme;
 
 /// Longest chain the audit walks.
 pub const MAX_CHAIN: usize = 10_000;
@@ -565,8 +566,9 @@ fn check_policy(
 }
 
 /// Every threshold signature in the chain: made by the principal for one of its signature
-/// requests in the chain, under the x-only form of the order's key (every commitment keeps
-/// it), and valid as BIP-340 over that request's message. Returns how many.
+/// requests in the chain, allowed by the order's signing policy, under the order's key (every
+/// commitment keeps it; its x-only form for BIP-340), and valid as its scheme says over that
+/// request's message. Returns how many.
 fn check_threshold_signatures(
     request: &OrderRequest,
     commitments: &BTreeMap<Cid, Commitment>,
@@ -598,15 +600,24 @@ fn check_threshold_signatures(
             })
             .and_then(|(_, e)| e.public_payload().ok().flatten())
             .ok_or_else(|| failed("no request of the principal's in the chain asked for it"))?;
-        let key_matches = commitments
-            .values()
-            .next()
-            .and_then(|c| c.public_key.get(1..))
-            .is_some_and(|x_only| x_only == made.key.as_slice());
+        let key_matches = commitments.values().next().is_some_and(|c| {
+            let key = match made.scheme {
+                SignatureScheme::Bip340 => c.public_key.get(1..),
+                SignatureScheme::Bls12381 => Some(c.public_key.as_slice()),
+            };
+            key == Some(made.key.as_slice())
+        });
         if !key_matches {
             return Err(failed("it names another key than the order's"));
         }
-        if !dta_crypto::secp256k1::verify_bip340(&made.key, &asked.message, &made.signature) {
+        if let Some(policy) = &request.policy.signing
+            && let Err(refusal) = policy.allows(asked.sequence, &asked.message)
+        {
+            return Err(failed(&format!(
+                "the order's release policy does not allow it: {refusal}"
+            )));
+        }
+        if !made.verifies(&asked.message) {
             return Err(failed("it does not verify over the request's message"));
         }
         checked += 1;

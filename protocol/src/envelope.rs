@@ -120,6 +120,9 @@ pub enum Kind {
     SignatureShare,
     /// The signature the shares made ([`crate::signing::Signature`], `prev` the request).
     Signature,
+    /// A fiduciary's threshold BLS signature with its share
+    /// ([`crate::signing::PartialSignature`], `prev` the request).
+    PartialSignature,
 }
 
 /// One recipient of the sealed payload.

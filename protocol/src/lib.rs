@@ -10,6 +10,8 @@
 //! - [`dkg`]: the payloads of a key the fiduciaries generate without a dealer, and their checks.
 //! - [`reshare`]: the payloads that deal an order's shares anew (a refresh) without its key.
 //! - [`policy`]: release policies (approver groups, time locks, vetoes) and their evaluation.
+//! - [`signing`]: the payloads of a threshold signature with an order's key (FROST, BLS).
+//! - [`signing_policy`]: what an order's key may sign, and how many times.
 //! - [`audit`]: offline verification of an order's whole log.
 //! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
 //! - [`links`]: the links of a DAG-CBOR block, and every block reachable from a root.
@@ -46,5 +48,6 @@ pub mod order;
 pub mod policy;
 pub mod reshare;
 pub mod signing;
+pub mod signing_policy;
 
 pub use cid::Cid;

@@ -10,6 +10,8 @@
 //!   within that time cancels the request.
 //! - **Approval lifetime**: older approvals do not count. **Max releases**: how many releases
 //!   the order allows.
+//! - **Signing** ([`SigningPolicy`]): what the order's key may sign with a threshold signature,
+//!   how many times.
 //!
 //! An approval (or veto) is a signed envelope whose public payload is an [`Approval`] naming
 //! the order and the exact release request, with the request as its `prev`.
@@ -22,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cid::Cid;
 use serde::{Deserialize, Serialize};
+
+pub use crate::signing_policy::{SigningPolicy, SigningPolicyError, SigningRefusal};
 
 /// How far clocks may disagree, by default: a time gate opens this much early, and an
 /// approval may be this much in the future.
@@ -89,6 +93,9 @@ pub struct ReleasePolicy {
     /// Approvals older than this do not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_lifetime_ms: Option<u64>,
+    /// What the order's key may sign with a threshold signature; anything when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningPolicy>,
 }
 
 impl Default for ReleasePolicy {
@@ -101,6 +108,7 @@ impl Default for ReleasePolicy {
             delay_ms: None,
             veto: None,
             approval_lifetime_ms: None,
+            signing: None,
         }
     }
 }
@@ -188,6 +196,9 @@ pub enum PolicyError {
     /// A lifetime of 0.
     #[error("approval_lifetime_ms must be above 0")]
     ZeroLifetime,
+    /// A malformed signing policy.
+    #[error("signing: {0}")]
+    Signing(#[from] SigningPolicyError),
 }
 
 /// Why one approval does not count.
@@ -332,6 +343,9 @@ impl ReleasePolicy {
         }
         if self.approval_lifetime_ms == Some(0) {
             return Err(PolicyError::ZeroLifetime);
+        }
+        if let Some(signing) = &self.signing {
+            signing.validate()?;
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ fn example() -> ReleasePolicy {
             count: 2,
         }),
         approval_lifetime_ms: Some(3_600 * SECOND),
+        signing: None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! In-process testnets: n full nodes in one process, on 127.0.0.1 with port 0, temporary
-//! homes, mDNS off and explicit bootstrap dials.
+//! In-process testnets: n full nodes in one process, on a loopback address of the testnet's
+//! own (`127.P.N.H`) with port 0, temporary homes, mDNS off and explicit bootstrap dials.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), dta_testnet::harness::HarnessError> {
@@ -57,6 +57,17 @@ pub enum HarnessError {
     Knowledge(Duration),
 }
 
+/// A loopback address of one testnet's own, `127.P.N.H` (P from the process id, N.H counting
+/// the process's testnets), which no other testnet's nodes listen on: a node that stops and
+/// starts again finds its port free, which on a loopback address shared by every test running
+/// beside it another node could have taken meanwhile.
+fn own_loopback() -> std::net::Ipv4Addr {
+    static TESTNETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = TESTNETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let process = (std::process::id() % 255 + 1) as u8;
+    std::net::Ipv4Addr::new(127, process, (n / 254 % 256) as u8, (n % 254 + 1) as u8)
+}
+
 /// Builds a [`Testnet`].
 #[derive(Debug, Clone)]
 pub struct TestnetBuilder {
@@ -77,6 +88,8 @@ const TEST_SO_PIN: &str = "testnet-so-pin-1357";
 #[derive(Debug)]
 pub struct TestNode {
     home: PathBuf,
+    /// Its testnet's own loopback address.
+    loopback: std::net::Ipv4Addr,
     options: RunOptions,
     node: Option<Node>,
 }
@@ -107,7 +120,7 @@ impl TestNode {
     /// Makes the next [`TestNode::start`] listen on new ports, as a node whose ports were
     /// not configured would: peers cannot find it where it was.
     pub fn move_to_new_ports(&mut self) {
-        self.options.listen = Some(vec!["/ip4/127.0.0.1/tcp/0".into()]);
+        self.options.listen = Some(vec![format!("/ip4/{}/tcp/0", self.loopback)]);
     }
 
     /// Starts the node again from its home.
@@ -338,12 +351,13 @@ impl TestnetBuilder {
             edit_config(*index, &|config| config.allow_list = Some(allowed.clone()))?;
         }
         let started = Instant::now();
+        let loopback = own_loopback();
         let mut nodes: Vec<TestNode> = Vec::new();
         for (index, home) in homes.into_iter().enumerate() {
             let bootstrap = nodes.first().map(|first| vec![first.dial_address()]);
             let options = RunOptions {
                 home: home.clone(),
-                listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
+                listen: Some(vec![format!("/ip4/{loopback}/tcp/0")]),
                 api: Some("127.0.0.1:0".into()),
                 bootstrap: Some(bootstrap.unwrap_or_default()),
                 no_mdns: true,
@@ -355,6 +369,7 @@ impl TestnetBuilder {
                 .map_err(|source| HarnessError::Start { index, source })?;
             nodes.push(TestNode {
                 home,
+                loopback,
                 options,
                 node: Some(node),
             });

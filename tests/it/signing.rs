@@ -1,7 +1,9 @@
 //! Threshold signatures with a key nobody holds, across separate nodes: a 2-of-3 key the
 //! fiduciaries generated signs messages as BIP-340 signatures under its x-only key, with a
-//! fiduciary down too; replays, bad input and keys that cannot sign are refused; the order's
-//! log with its signatures audits.
+//! fiduciary down too; a dealt secret signs with threshold BLS, with one fiduciary down but not
+//! two; a signature left open is made once the principal restarts and a fiduciary is back;
+//! replays, bad input, keys that cannot sign and messages the order's signing policy
+//! forbids are refused; the order's log with its signatures audits.
 
 use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_testnet::harness::Testnet;
@@ -89,6 +91,31 @@ async fn two_of_three_fiduciaries_sign_with_a_key_nobody_holds_also_with_one_dow
     assert_eq!(second["signature"]["sequence"], 2);
     assert!(verifies(&second["signature"], &sighash), "{second}");
 
+    // A second one down: the request stays open. The principal restarts, the fiduciary comes
+    // back with no nonces (they were in memory only): fresh commitments, and the signature is
+    // made.
+    net.test_node(FIDUCIARIES[1]).stop().await;
+    let (status, third) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/signer/sign?wait=2",
+            json!({ "message_hex": hex::encode(message) }),
+        )
+        .await;
+    assert_eq!(status, 202, "{third}");
+    net.test_node(PRINCIPAL).stop().await;
+    net.test_node(PRINCIPAL)
+        .start()
+        .await
+        .expect("principal restarts");
+    net.test_node(FIDUCIARIES[1])
+        .start()
+        .await
+        .expect("fiduciary restarts");
+    let made = signature_made_later(&api, &net, "signer", 3).await;
+    assert!(verifies(&made, message), "{made}");
+
     // The log with both signatures audits.
     let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/signer/audit").await;
     assert_eq!(status, 200, "{audit}");
@@ -100,15 +127,15 @@ async fn two_of_three_fiduciaries_sign_with_a_key_nobody_holds_also_with_one_dow
         .collect();
     assert_eq!(
         kinds.iter().filter(|k| **k == "signature").count(),
-        2,
+        3,
         "{audit}"
     );
     assert_eq!(
         kinds.iter().filter(|k| **k == "sign-request").count(),
-        2,
+        3,
         "{audit}"
     );
-    assert_eq!(audit["threshold_signatures"], 2, "both verified: {audit}");
+    assert_eq!(audit["threshold_signatures"], 3, "all verified: {audit}");
     net.stop().await;
 }
 
@@ -176,13 +203,19 @@ async fn replays_bad_input_and_keys_that_cannot_sign_are_refused() {
         )
         .await;
     assert_eq!(status, 404);
-    // A dealt secret has no key the fiduciaries can sign with.
+    // A 3-of-3 key is added up from shares no t-of-n sharing covers: it cannot sign.
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
     let (status, created) = api
         .post(
             &net,
             PRINCIPAL,
             "/v2/orders?wait=30",
-            crate::custody::order_body(&net, "dealt", "not a key"),
+            json!({
+                "reference": "added",
+                "plugin": "milagro",
+                "fiduciaries": fiduciaries,
+                "threshold": 3,
+            }),
         )
         .await;
     assert_eq!(status, 201, "{created}");
@@ -190,7 +223,7 @@ async fn replays_bad_input_and_keys_that_cannot_sign_are_refused() {
         .post(
             &net,
             PRINCIPAL,
-            "/v2/orders/dealt/sign",
+            "/v2/orders/added/sign",
             json!({ "message_hex": "00" }),
         )
         .await;
@@ -250,5 +283,144 @@ async fn a_wallet_key_made_t_of_n_shows_its_taproot_address_and_signs_for_it() {
         address
     );
     assert!(verifies(&signature, &[0x11; 32]));
+    net.stop().await;
+}
+
+fn bls_verifies(entry: &Value, message: &[u8]) -> bool {
+    let bytes = |field: &str| hex::decode(entry[field].as_str().unwrap()).unwrap();
+    let key = dta_crypto::bls::PublicKey::from_bytes(&bytes("key")).unwrap();
+    dta_crypto::bls::Signature::from_bytes(&bytes("signature"))
+        .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dealt_secret_signs_with_threshold_bls_with_one_fiduciary_down_but_not_two() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    crate::custody::order(&api, &net, "dealt", "the launch codes").await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/dealt").await;
+    let public_key = record(&shown, "principal")["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = sign(&api, &net, "dealt", b"round 1").await;
+    assert_eq!(first["scheme"], "bls12-381", "{first}");
+    assert_eq!(first["key"].as_str().unwrap(), public_key, "{first}");
+    assert!(bls_verifies(&first, b"round 1"), "{first}");
+    assert!(!bls_verifies(&first, b"round 2"));
+
+    // n - t = 1 fiduciary down: the two others sign.
+    net.test_node(FIDUCIARIES[0]).stop().await;
+    let second = sign(&api, &net, "dealt", b"round 2").await;
+    assert!(bls_verifies(&second, b"round 2"), "{second}");
+
+    // One more down: the request stays open, no signature appears in the log, and the one
+    // partial signature in is no signature of the key.
+    net.test_node(FIDUCIARIES[1]).stop().await;
+    let (status, third) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/dealt/sign?wait=3",
+            json!({ "message_hex": hex::encode(b"round 3") }),
+        )
+        .await;
+    assert_eq!(status, 202, "{third}");
+    assert!(third["signature"]["signature"].is_null(), "{third}");
+    let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/dealt/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["threshold_signatures"], 2, "{audit}");
+
+    // The principal restarts and one fiduciary comes back: the principal asks again, and the
+    // open signature is made.
+    net.test_node(PRINCIPAL).stop().await;
+    net.test_node(PRINCIPAL)
+        .start()
+        .await
+        .expect("principal restarts");
+    net.test_node(FIDUCIARIES[1])
+        .start()
+        .await
+        .expect("fiduciary restarts");
+    let made = signature_made_later(&api, &net, "dealt", 3).await;
+    assert!(bls_verifies(&made, b"round 3"), "{made}");
+    net.stop().await;
+}
+
+/// Waits until signature `sequence` of `reference` is made (the principal's resume loop sends
+/// its request again every few seconds); its entry.
+async fn signature_made_later(api: &Api, net: &Testnet, reference: &str, sequence: usize) -> Value {
+    tokio::time::timeout(std::time::Duration::from_secs(40), async {
+        loop {
+            let (_, shown) = api
+                .get(net, PRINCIPAL, &format!("/v2/orders/{reference}"))
+                .await;
+            let entry = record(&shown, "principal")["signing"][sequence - 1].clone();
+            if entry["signature"].is_string() {
+                return entry;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the open signature is made once enough fiduciaries are back")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fiduciary_refuses_what_the_signing_policy_forbids() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let mut body = crate::custody::order_body(&net, "limited", "a secret");
+    body["policy"] = json!({
+        "signing": { "max_signatures": 2, "message_prefixes_hex": [hex::encode(b"dta/")] }
+    });
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 201, "{created}");
+    api.wait_state(&net, PRINCIPAL, "limited", "principal", "certified")
+        .await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/limited").await;
+    assert_eq!(
+        record(&shown, "principal")["policy"]["signing"]["max_signatures"],
+        2,
+        "{shown}"
+    );
+    let signed = sign(&api, &net, "limited", b"dta/payout 1").await;
+    assert!(bls_verifies(&signed, b"dta/payout 1"), "{signed}");
+
+    // The principal's node refuses a message without an allowed prefix, before anything is
+    // written.
+    let (status, answer) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/limited/sign",
+            json!({ "message_hex": hex::encode(b"other/payout") }),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.to_string().contains("allowed prefixes"), "{answer}");
+
+    // Signature 2 of an allowed message is made; a third is over max_signatures. (Each
+    // fiduciary's own check is a step test: a request its principal's node should have
+    // refused.)
+    let signed = sign(&api, &net, "limited", b"dta/payout 2").await;
+    assert!(bls_verifies(&signed, b"dta/payout 2"), "{signed}");
+    let (status, answer) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/limited/sign",
+            json!({ "message_hex": hex::encode(b"dta/payout 3") }),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.to_string().contains("max_signatures"), "{answer}");
+
+    // A malformed signing policy is refused before anything is made.
+    let mut body = crate::custody::order_body(&net, "malformed", "a secret");
+    body["policy"] = json!({ "signing": { "message_prefixes_hex": [""] } });
+    let (status, answer) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("message prefix"), "{answer}");
     net.stop().await;
 }

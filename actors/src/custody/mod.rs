@@ -69,6 +69,9 @@ pub mod signing;
 mod signing_tests;
 #[cfg(test)]
 mod step_tests;
+pub mod threshold_bls;
+#[cfg(test)]
+mod threshold_bls_tests;
 
 pub use crate::states::OrderState;
 pub use approval::{

@@ -15,7 +15,7 @@ use crate::role::Role;
 use crate::states::OrderState;
 use crate::store::{Column, Store};
 
-use super::resume::{open_release_key, settles_a_step, waits_for_fiduciaries};
+use super::resume::{open_release_key, settles_a_step, signing_open, waits_for_fiduciaries};
 use crate::context::Durability;
 use crate::context::{CustodyError, CustodyEvent, RoleContext, internal, joined};
 
@@ -488,7 +488,7 @@ impl RoleContext {
                 .progress
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if waits_for_fiduciaries(record.state) {
+            if waits_for_fiduciaries(record.state) || signing_open(record) {
                 progress.insert(record.reference.clone(), std::time::Instant::now());
             } else {
                 progress.remove(&record.reference);

@@ -1,7 +1,7 @@
 //! Carrying on after a restart or a stall: records of older versions re-keyed, heads
-//! remembered, orders not yet certified and releases not yet received sent again (not too
-//! often), a beneficiary asking again for the shares it lacks, a receipt sent again, and who an
-//! order still waits for ([`awaited`]). It starts no new step.
+//! remembered, orders not yet certified, releases not yet received and signatures not yet
+//! made sent again (not too often), a beneficiary asking again for the shares it lacks, a
+//! receipt sent again, and who an order still waits for ([`awaited`]). It starts no new step.
 
 use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
@@ -157,9 +157,15 @@ pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
     }
 }
 
+/// Principal: whether a signature of the order was asked for and not made.
+pub(crate) fn signing_open(record: &OrderRecord) -> bool {
+    record.signing.iter().any(|run| run.signature.is_none())
+}
+
 /// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move
-/// on: the order request to every fiduciary that has not sent its key share, and the deal or
-/// commitment to every fiduciary that has not signed yet (open releases are sent again by
+/// on: the order request to every fiduciary that has not sent its key share, the deal or
+/// commitment to every fiduciary that has not signed yet, and each signature request not
+/// yet answered by a signature to every fiduciary (open releases are sent again by
 /// [`resume_releases`]). Deliveries are idempotent on the receiving side, so sending too
 /// often costs only bandwidth.
 pub fn resume(
@@ -168,7 +174,9 @@ pub fn resume(
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
     for record in ctx.records()? {
-        if record.role != Role::Principal || !waits_for_fiduciaries(record.state) {
+        if record.role != Role::Principal
+            || !(waits_for_fiduciaries(record.state) || signing_open(&record))
+        {
             continue;
         }
         let recent = ctx
@@ -198,6 +206,14 @@ pub fn resume(
                 deliveries.push((peer, blocks));
             }
         };
+        // A signature asked for and not made: the request again, with the certificate. Each
+        // fiduciary answers with what it sent for it (FROST: fresh commitments if it lost its
+        // nonces), so a principal that restarted, or fiduciaries that were down, carry on.
+        for run in record.signing.iter().filter(|r| r.signature.is_none()) {
+            for fiduciary in &record.fiduciaries {
+                send(fiduciary, &[record.certificate, Some(run.request)]);
+            }
+        }
         let signed = |_: u32, f: &Cid| record.signatures.contains_key(&f.to_string());
         match record.state {
             OrderState::Ordered => {

@@ -225,6 +225,9 @@ pub(crate) async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Ta
             (0, Kind::SignatureShare) => {
                 super::signing::on_share(ctx, &envelope, cid).await.unwrap()
             }
+            (0, Kind::PartialSignature) => super::threshold_bls::on_partial(ctx, &envelope, cid)
+                .await
+                .unwrap(),
             (0, Kind::ShareDeleted) => {
                 refresh::on_share_deleted(ctx, &envelope, cid)
                     .await

@@ -1,6 +1,8 @@
 //! Threshold signatures with an order's key, which is never rebuilt: t fiduciaries sign with
-//! their shares (FROST over secp256k1, BIP-340 signatures; `dta_crypto::signing`), the
-//! principal coordinates.
+//! their shares, the principal coordinates. A secp256k1 key generated without a dealer signs
+//! with FROST (BIP-340 signatures; `dta_crypto::signing`), as below; a BLS12-381 scalar (a
+//! dealt secret, or a key generated in G1) with threshold BLS, in one round
+//! ([`super::threshold_bls`]).
 //!
 //! 1. The principal signs a request (the message, the certificate in force, the signature's
 //!    number) and sends it to every fiduciary ([`create_sign`]).
@@ -22,18 +24,27 @@
 //! A fiduciary that lost its nonces (a restart) cannot sign a package naming them: it sends
 //! fresh commitments instead, and the principal makes a new package.
 //!
-//! What it does not do yet: sign with a dealt secret or a BLS12-381 key (threshold BLS),
-//! sign under a release policy with conditions, or resume a signature after the principal
-//! restarts.
+//! A signature not made (the principal restarted, fiduciaries were down) is asked for again
+//! by the principal's resume loop (`super::resume::resume`): the request goes to every
+//! fiduciary again, and each answers with what it sent for it.
+//!
+//! What it does not do yet: sign under a release policy with conditions (approvals, delays);
+//! a signing policy ([`dta_protocol::policy::SigningPolicy`]) limits how many signatures and
+//! which messages, checked by the principal and by each fiduciary.
 
 use std::collections::BTreeMap;
 
+use dta_crypto::Secret;
 use dta_crypto::dkg::{self, KeyShare, Participant};
 use dta_crypto::signing::{self as frost, Group, Package};
+use dta_crypto::threshold::Commitments;
+use dta_crypto::threshold::signing::SigningGroup;
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::order::{Certificate, Commitment, OrderRequest};
-use dta_protocol::signing::{SignCommitment, SignPackage, SignRequest, Signature, SignatureShare};
+use dta_protocol::signing::{
+    SignCommitment, SignPackage, SignRequest, Signature, SignatureScheme, SignatureShare,
+};
 use serde_bytes::ByteBuf;
 
 use crate::role::Role;
@@ -51,34 +62,59 @@ fn participant(index: u32) -> Result<Participant, CustodyError> {
     Participant::try_from(index).map_err(|_| CustodyError::Invalid(format!("index {index}")))
 }
 
-/// The public side of an order's key, for signing: refuses any key but a t-of-n secp256k1
-/// key generated without a dealer whose public key is the group's own (no beneficiary share
-/// added).
-fn group_of(order: &OrderRequest, commitment: &Commitment) -> Result<Group, CustodyError> {
+/// The public side of an order's key, and how it signs.
+pub(super) enum SigningKey {
+    /// FROST over secp256k1: a t-of-n key generated without a dealer.
+    Frost(Group),
+    /// Threshold BLS: a dealt secret, or a key generated in G1 of BLS12-381.
+    Bls(SigningGroup),
+}
+
+/// The public side of an order's key, for signing: a dealt secret's Feldman commitments, or
+/// a t-of-n key generated without a dealer whose public key is the group's own. Refuses an
+/// n-of-n secp256k1 key added up from its shares and a key with a beneficiary's share, which
+/// no t fiduciaries hold.
+fn key_of(order: &OrderRequest, commitment: &Commitment) -> Result<SigningKey, CustodyError> {
+    if !commitment.feldman.is_empty() {
+        let commitments = Commitments::from_bytes(&commitment.feldman)
+            .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        return Ok(SigningKey::Bls(SigningGroup::dealt(commitments)));
+    }
     let plugin = order_plugin(order)?;
     let generated = commitment.generated.as_ref().filter(|g| {
-        super::keygen::without_dealer(plugin, order)
-            && plugin.key_scheme() == dkg::Scheme::Secp256k1Taproot
-            && g.group_key == commitment.public_key
+        super::keygen::without_dealer(plugin, order) && g.group_key == commitment.public_key
     });
     let Some(generated) = generated else {
         return Err(CustodyError::Conflict(format!(
-            "order {} cannot sign: only a t-of-n secp256k1 key the fiduciaries generated \
-             without a dealer, with no beneficiary share, signs (plugin {})",
+            "order {} cannot sign: its key is not held t-of-n by its fiduciaries alone (an \
+             n-of-n key added up from its shares, or one with a beneficiary's share; plugin {})",
             order.plugin, order.plugin
         )));
     };
     let threshold = u16::try_from(commitment.threshold)
         .map_err(|_| CustodyError::Invalid("threshold out of range".into()))?;
-    Group::new(threshold, &generated.group_key, &commitment.key_shares).map_err(refused)
+    match plugin.key_scheme() {
+        dkg::Scheme::Secp256k1Taproot => {
+            Group::new(threshold, &generated.group_key, &commitment.key_shares)
+                .map(SigningKey::Frost)
+                .map_err(refused)
+        }
+        dkg::Scheme::Bls12381 => SigningGroup::generated(
+            usize::from(threshold),
+            &generated.group_key,
+            &commitment.key_shares,
+        )
+        .map(SigningKey::Bls)
+        .map_err(|e| CustodyError::Invalid(e.to_string())),
+    }
 }
 
 /// The order, its commitment in force and the public side of its key, of an order that
 /// signs: refuses one under a release policy with conditions, or with a key that cannot sign.
-fn signing_key(
+pub(super) fn signing_key(
     ctx: &RoleContext,
     record: &OrderRecord,
-) -> Result<(OrderRequest, Commitment, Group), CustodyError> {
+) -> Result<(OrderRequest, Commitment, SigningKey), CustodyError> {
     let order: OrderRequest = ctx.stored_payload(&record.order)?;
     if order.policy.has_conditions() {
         return Err(CustodyError::Conflict(format!(
@@ -88,8 +124,8 @@ fn signing_key(
         )));
     }
     let commitment = ctx.committed(record)?;
-    let group = group_of(&order, &commitment)?;
-    Ok((order, commitment, group))
+    let key = key_of(&order, &commitment)?;
+    Ok((order, commitment, key))
 }
 
 /// Principal: asks the order's fiduciaries to sign `message` with its key; the record and
@@ -109,7 +145,7 @@ pub async fn create_sign(
             )));
         }
     };
-    signing_key(ctx, &record)?;
+    let (order, _, _) = signing_key(ctx, &record)?;
     if message.is_empty() || message.len() > MAX_MESSAGE {
         return Err(CustodyError::Invalid(format!(
             "a message to sign is 1 to {MAX_MESSAGE} bytes, not {}",
@@ -117,6 +153,7 @@ pub async fn create_sign(
         )));
     }
     let sequence = u32::try_from(record.signing.len()).unwrap_or(u32::MAX) + 1;
+    check_policy(&order, reference, sequence, &message)?;
     let request = SignRequest {
         order: record.order,
         certificate,
@@ -139,8 +176,47 @@ pub async fn create_sign(
     ))
 }
 
+/// Refuses signature `sequence` of `message` where the order's signing policy does not
+/// allow it.
+fn check_policy(
+    order: &OrderRequest,
+    reference: &str,
+    sequence: u32,
+    message: &[u8],
+) -> Result<(), CustodyError> {
+    match &order.policy.signing {
+        Some(policy) => policy.allows(sequence, message).map_err(|refusal| {
+            CustodyError::Conflict(format!(
+                "the release policy of order {reference} refuses this signature: {refusal}"
+            ))
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Longest message a signature request carries.
 pub const MAX_MESSAGE: usize = 4096;
+
+/// Fiduciary: its index and the share of the order it holds in the epoch in force.
+pub(super) async fn held_share(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+) -> Result<(u32, Secret<32>), CustodyError> {
+    let index = record.own_index()?;
+    let held = ctx
+        .load_secret(&held_share_name(
+            &record.principal,
+            &record.reference,
+            record.epoch,
+        ))
+        .await?;
+    let mut share = Secret::<32>::zero();
+    if held.expose().len() != 32 {
+        return Err(internal("a held share is not 32 bytes"));
+    }
+    share.expose_mut().copy_from_slice(held.expose());
+    Ok((index, share))
+}
 
 /// Fiduciary: the share of the order it holds, as a FROST key share of `commitment`'s key.
 async fn key_share(
@@ -148,7 +224,8 @@ async fn key_share(
     record: &OrderRecord,
     commitment: &Commitment,
 ) -> Result<KeyShare, CustodyError> {
-    let index = participant(record.own_index()?)?;
+    let (index, secret) = held_share(ctx, record).await?;
+    let index = participant(index)?;
     let threshold = u16::try_from(commitment.threshold)
         .map_err(|_| CustodyError::Invalid("threshold out of range".into()))?;
     let group_key = commitment
@@ -157,19 +234,8 @@ async fn key_share(
         .ok_or_else(|| internal("a generated key without its group key"))?;
     let group_key = dta_crypto::secp256k1::PublicKey::from_sec1(&group_key.group_key)
         .map_err(|e| internal(e.to_string()))?;
-    let secret = ctx
-        .load_secret(&held_share_name(
-            &record.principal,
-            &record.reference,
-            record.epoch,
-        ))
-        .await?;
-    let secret: &[u8; 32] = secret
-        .expose()
-        .get(..)
-        .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| internal("a held share is not 32 bytes"))?;
-    KeyShare::from_secret(index, threshold, secret, &group_key).map_err(|e| internal(e.to_string()))
+    KeyShare::from_secret(index, threshold, secret.expose(), &group_key)
+        .map_err(|e| internal(e.to_string()))
 }
 
 /// Fiduciary: fresh nonces for `request`, kept in memory; their commitments.
@@ -202,15 +268,21 @@ pub async fn on_request(
         if run.signature.is_some() {
             return Ok(None);
         }
-        // Asked again: the same commitments while their nonces are unused, else fresh ones.
-        if ctx
+        // Asked again: a partial BLS signature (a share with no package) as it was; FROST's
+        // commitments the same while their nonces are unused, else fresh ones.
+        let again = if run.package.is_none() && !run.shares.is_empty() {
+            run.shares.first()
+        } else if ctx
             .nonces
             .lock()
             .map_err(|_| internal("nonce store poisoned"))?
             .contains_key(&cid)
-            && let Some(sent) = run.shares.first().or(run.fresh.first())
-            && let Some(block) = ctx.block(&sent.1)
         {
+            run.shares.first().or(run.fresh.first())
+        } else {
+            None
+        };
+        if let Some(block) = again.and_then(|(_, sent)| ctx.block(sent)) {
             return Ok(Some((peer, vec![block])));
         }
     } else if record
@@ -247,7 +319,13 @@ pub async fn on_request(
     if request.message.is_empty() || request.message.len() > MAX_MESSAGE {
         return Err(CustodyError::Invalid("a message of the wrong size".into()));
     }
-    let (_, commitment, _) = signing_key(ctx, &record)?;
+    let (order, commitment, key) = signing_key(ctx, &record)?;
+    check_policy(&order, &reference, request.sequence, &request.message)?;
+    if let SigningKey::Bls(_) = key {
+        return super::threshold_bls::partial(ctx, record, cid, &request)
+            .await
+            .map(|sent| Some((peer, vec![sent])));
+    }
     let share = key_share(ctx, &record, &commitment).await?;
     let commitments = fresh_nonces(ctx, cid, &share)?;
     let index = record.own_index()?;
@@ -284,7 +362,7 @@ fn commitments_in(ctx: &RoleContext, cid: &Cid) -> Result<ByteBuf, CustodyError>
 }
 
 /// Principal: the run of `request` and its index in the record.
-fn run_of(record: &OrderRecord, request: &Cid) -> Result<usize, CustodyError> {
+pub(super) fn run_of(record: &OrderRecord, request: &Cid) -> Result<usize, CustodyError> {
     record
         .signing
         .iter()
@@ -524,7 +602,11 @@ pub async fn on_share(
         let share: SignatureShare = ctx.stored_payload(share_cid)?;
         shares.insert(participant(*index)?, share.share);
     }
-    let (_, _, group) = signing_key(ctx, &record)?;
+    let (_, _, SigningKey::Frost(group)) = signing_key(ctx, &record)? else {
+        return Err(CustodyError::Invalid(
+            "a FROST signature share for a key that does not sign with FROST".into(),
+        ));
+    };
     let run = &mut record.signing[at];
     // The aggregate first; each share is checked only when it fails, to name the culprit.
     let signature = match group.aggregate(&package, &shares) {
@@ -547,25 +629,42 @@ pub async fn on_share(
     };
     let out = Signature {
         request: run.request,
-        package: payload.package,
+        scheme: SignatureScheme::Bip340,
+        package: Some(payload.package),
         shares: run.shares.iter().map(|(_, c)| *c).collect(),
+        excluded: Vec::new(),
         key: ByteBuf::from(group.x_only().map_err(refused)?.to_vec()),
         signature: ByteBuf::from(signature.to_vec()),
     };
-    let request = run.request;
-    let sequence = run.sequence;
+    publish_signature(ctx, record, at, &out).await
+}
+
+/// Principal: publishes run `at`'s signature and returns its deliveries to every fiduciary.
+/// What made it is in the signature's envelope: the record keeps only its end.
+pub(super) async fn publish_signature(
+    ctx: &RoleContext,
+    mut record: OrderRecord,
+    at: usize,
+    signature: &Signature,
+) -> Result<Vec<Delivery>, CustodyError> {
+    let reference = record.reference.clone();
     let (signature_cid, bytes) = ctx
-        .publish(Kind::Signature, &reference, Some(request), &out)
+        .publish(
+            Kind::Signature,
+            &reference,
+            Some(signature.request),
+            signature,
+        )
         .await?;
-    // Done: what made it is in the signature's envelope, and the record keeps only its end.
     let run = &mut record.signing[at];
     run.signature = Some(signature_cid);
     run.fresh.clear();
     run.shares.clear();
     run.package = None;
+    let sequence = run.sequence;
     record.head = signature_cid;
     ctx.save(Role::Principal, &record).await?;
-    tracing::info!(order = %reference, sequence, "signature made");
+    tracing::info!(order = %reference, sequence, scheme = signature.scheme.name(), "signature made");
     Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
 }
 

@@ -3,15 +3,13 @@
 //! whose share fails is named and left out, and the signature is made without it; a signer
 //! that lost its nonces (a restart) sends fresh commitments, and a new package is signed.
 
-use std::collections::BTreeMap;
-
 use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::order::Commitment;
 use dta_protocol::signing::{Signature, SignatureShare};
 use serde_bytes::ByteBuf;
 
 use super::rig::{Party, generated_key_order, parties, run};
-use super::{NewOrder, create_order, signing};
+use super::{create_order, signing};
 use crate::context::RoleContext;
 use crate::states::OrderState;
 
@@ -147,33 +145,6 @@ async fn a_signer_that_lost_its_nonces_sends_fresh_commitments_and_a_new_package
     let run = record(&parties).signing[0].clone();
     assert_eq!(run.attempt, 2, "{run:?}");
     assert!(run.excluded.is_empty());
-}
-
-#[tokio::test]
-async fn a_dealt_secret_does_not_sign() {
-    let parties = parties(&["principal", "fiduciary-1", "fiduciary-2"]).await;
-    let prepared = create_order(
-        &parties[0].ctx,
-        NewOrder {
-            reference: Some(REFERENCE.into()),
-            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
-            fiduciaries: parties[1..].iter().map(Party::cid).collect(),
-            threshold: 2,
-            beneficiary: None,
-            policy: Default::default(),
-            input: BTreeMap::new(),
-            secret: Some(dta_protocol::order::SecretBytes::new(b"no key".to_vec())),
-            refresh_every_ms: None,
-        },
-    )
-    .await
-    .unwrap();
-    run(&parties, prepared.deliveries, &mut |_, _, b| Some(b)).await;
-    let refused = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec()).await;
-    assert!(
-        matches!(&refused, Err(crate::context::CustodyError::Conflict(why)) if why.contains("cannot sign")),
-        "{refused:?}"
-    );
 }
 
 #[tokio::test]

@@ -352,6 +352,26 @@ pub fn aggregate_signatures(signatures: &[Signature]) -> Result<Signature, Aggre
     Ok(Signature(signature))
 }
 
+/// `Σ scalars[i] · signatures[i]`, each scalar 32 little-endian bytes below the group order,
+/// in one multi-scalar multiplication: a threshold signature from partial signatures and
+/// their Lagrange coefficients. Every input was group-checked when decoded, so the result is
+/// in the group; the identity is refused.
+pub(crate) fn linear_combination(
+    signatures: &[Signature],
+    scalars: &[[u8; 32]],
+) -> Result<Signature, AggregateError> {
+    use blst::MultiPoint;
+    if signatures.is_empty() || signatures.len() != scalars.len() {
+        return Err(AggregateError::Empty);
+    }
+    let points: Vec<raw::Signature> = signatures.iter().map(|s| s.0).collect();
+    let signature = points.mult(&scalars.concat(), 255).to_signature();
+    if is_infinity(&signature.compress()) {
+        return Err(AggregateError::Identity);
+    }
+    Ok(Signature(signature))
+}
+
 /// Adds encoded signatures into one, group-checking only the sum: each input is decompressed
 /// and checked to be on the curve, and the subgroup check (the costly part of decoding) is
 /// done once on the aggregate, as CoreAggregateVerify of the BLS draft does. The result

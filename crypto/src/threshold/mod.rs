@@ -7,6 +7,8 @@
 //! - Lagrange: any `t` shares give back `s`, and any `t` partial BLS signatures (one per share)
 //!   give back the group signature, verifiable under the group public key.
 //!
+//! - [`signing`]: threshold BLS signatures checked against the group's public shares, the
+//!   group signature first.
 //! - [`reshare`]: the secret moved to a new committee and threshold, or its shares refreshed,
 //!   without rebuilding it.
 //!
@@ -15,12 +17,13 @@
 
 use std::fmt;
 
-use bls12_381::{G1Affine, G1Projective, G2Affine, G2Projective, Scalar};
+use bls12_381::{G1Affine, G1Projective, Scalar};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::bls;
 
 pub mod reshare;
+pub mod signing;
 use crate::{Secret, random_bytes};
 
 /// Most shares one split may produce.
@@ -500,15 +503,10 @@ pub fn combine_signatures(
 ) -> Result<bls::Signature, CombineError> {
     let indices: Vec<u32> = partials.iter().map(|p| p.index).collect();
     let lambdas = lagrange_at_zero(&indices, threshold)?;
-    let mut sum = G2Projective::identity();
-    for (partial, lambda) in partials.iter().zip(&lambdas) {
-        let point =
-            Option::<G2Affine>::from(G2Affine::from_compressed(&partial.signature.to_bytes()))
-                .ok_or(CombineError::Degenerate)?;
-        sum += point * lambda;
-    }
-    bls::Signature::from_bytes(&G2Affine::from(sum).to_compressed())
-        .map_err(|_| CombineError::Degenerate)
+    let signatures: Vec<bls::Signature> =
+        partials[..threshold].iter().map(|p| p.signature).collect();
+    let scalars: Vec<[u8; 32]> = lambdas.iter().map(Scalar::to_bytes).collect();
+    bls::linear_combination(&signatures, &scalars).map_err(|_| CombineError::Degenerate)
 }
 
 /// Lagrange coefficients at x = 0 for the first `threshold` of `indices`, after checking

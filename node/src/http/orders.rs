@@ -403,7 +403,10 @@ pub async fn create(
     let events = state.custody_events.subscribe();
     let record = ractor::call_t!(
         principal,
-        |reply| RoleMsg::CreateOrder { order, reply },
+        |reply| RoleMsg::CreateOrder {
+            order: Box::new(order),
+            reply
+        },
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;

@@ -11,8 +11,9 @@ use axum::http::StatusCode;
 use dta_actors::custody::{NewVote, OrderRecord};
 use dta_actors::roles::{CALL_TIMEOUT_MS, Role, RoleMsg};
 use dta_protocol::Cid;
-use dta_protocol::policy::{ApproverGroup, ReleasePolicy, Rule, Situation, Verdict};
+use dta_protocol::policy::{ApproverGroup, ReleasePolicy, Rule, SigningPolicy, Situation, Verdict};
 use serde::Deserialize;
+use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
@@ -44,6 +45,38 @@ pub struct PolicyBody {
     veto: Option<GroupBody>,
     #[serde(default)]
     approval_lifetime_ms: Option<u64>,
+    /// What the order's key may sign with a threshold signature.
+    #[serde(default)]
+    signing: Option<SigningBody>,
+}
+
+/// The `signing` of a policy: `{"max_signatures": 10, "message_prefixes_hex": ["6474612f"]}`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SigningBody {
+    #[serde(default)]
+    max_signatures: Option<u32>,
+    #[serde(default)]
+    message_prefixes_hex: Vec<String>,
+}
+
+fn signing(body: SigningBody) -> Result<SigningPolicy, ApiError> {
+    let message_prefixes = body
+        .message_prefixes_hex
+        .iter()
+        .map(|text| {
+            hex::decode(text).map(ByteBuf::from).map_err(|e| {
+                ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("message prefix {text:?} is not hex: {e}"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SigningPolicy {
+        max_signatures: body.max_signatures,
+        message_prefixes,
+    })
 }
 
 fn cid(text: &str) -> Result<Cid, ApiError> {
@@ -86,6 +119,7 @@ pub fn release_policy(
         delay_ms: body.delay_ms,
         veto: body.veto.map(group).transpose()?,
         approval_lifetime_ms: body.approval_lifetime_ms,
+        signing: body.signing.map(signing).transpose()?,
     };
     policy
         .validate()
@@ -153,11 +187,11 @@ pub(super) async fn vote(
 }
 
 /// A record's policy progress, by this node's clock: for each release request it knows, who
-/// approved in which group, who vetoed, and what the policy says now. `null` for an order
-/// without release conditions.
+/// approved in which group, who vetoed, and what the policy says now; and what the order's
+/// key may sign. `null` for an order without release conditions or a signing policy.
 pub fn progress_json(state: &ApiState, record: &OrderRecord) -> Value {
-    let Some(policy) =
-        dta_actors::custody::policy_of(&state.store, record).filter(ReleasePolicy::has_conditions)
+    let Some(policy) = dta_actors::custody::policy_of(&state.store, record)
+        .filter(|p| p.has_conditions() || p.signing.is_some())
     else {
         return Value::Null;
     };
@@ -219,6 +253,10 @@ pub fn progress_json(state: &ApiState, record: &OrderRecord) -> Value {
         "not_before_ms": policy.not_before_ms,
         "delay_ms": policy.delay_ms,
         "veto": policy.veto.as_ref().map(|g| json!({ "count": g.count, "members": members(g) })),
+        "signing": policy.signing.as_ref().map(|s| json!({
+            "max_signatures": s.max_signatures,
+            "message_prefixes_hex": s.message_prefixes.iter().map(hex::encode).collect::<Vec<_>>(),
+        })),
         "requests": requests,
     })
 }

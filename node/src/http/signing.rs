@@ -105,8 +105,9 @@ pub async fn sign(
     Ok((status, Json(answer)))
 }
 
-/// The signatures asked of a record's order: each request, and once made the signature and
-/// the x-only key it verifies under (hex).
+/// The signatures asked of a record's order: each request, and once made its scheme
+/// (`bip340`, `bls12-381`), the signature and the key it verifies under (hex; the x-only key
+/// for BIP-340).
 pub(super) fn runs_json(state: &ApiState, record: &OrderRecord) -> Value {
     record
         .signing
@@ -127,6 +128,7 @@ pub(super) fn runs_json(state: &ApiState, record: &OrderRecord) -> Value {
                 "attempt": run.attempt,
                 "excluded": run.excluded.iter().map(|(index, _)| index).collect::<Vec<_>>(),
                 "envelope": run.signature.map(|c| c.to_string()),
+                "scheme": made.as_ref().map(|s| s.scheme.name()),
                 "signature": made.as_ref().map(|s| hex::encode(&s.signature)),
                 "key": made.as_ref().map(|s| hex::encode(&s.key)),
             })

@@ -406,7 +406,10 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
     };
     ractor::call_t!(
         principal(&state)?,
-        |reply| RoleMsg::CreateOrder { order: new, reply },
+        |reply| RoleMsg::CreateOrder {
+            order: Box::new(new),
+            reply
+        },
         60_000
     )
     .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?

@@ -132,7 +132,10 @@ impl Principal {
         let order = self.order(reference);
         ractor::call_t!(
             self.actor,
-            |reply| RoleMsg::CreateOrder { order, reply },
+            |reply| RoleMsg::CreateOrder {
+                order: Box::new(order),
+                reply
+            },
             dta_actors::roles::CALL_TIMEOUT_MS
         )
         .map_err(|e| BenchError::Custody(e.to_string()))?

@@ -1,10 +1,12 @@
-//! `dta bench sign`: threshold signatures with a key nobody holds (FROST, BIP-340) on an
-//! in-process testnet where every node plays one part: a principal coordinating, n
-//! fiduciaries holding a t-of-n key they generated.
+//! `dta bench sign`: threshold signatures with a key nobody holds on an in-process testnet
+//! where every node plays one part: a principal coordinating, n fiduciaries holding a t-of-n
+//! key they generated: secp256k1 signing with FROST (BIP-340), or BLS12-381 (an
+//! `mpin-master` key) signing with threshold BLS.
 //!
 //! 1. Latency: signatures one after the other, each timed from the request to the signature
-//!    in the principal's record (two rounds of messages between the principal and t
-//!    fiduciaries, every share checked, the signature checked with a BIP-340 verifier).
+//!    in the principal's record (FROST: two rounds of messages between the principal and t
+//!    fiduciaries, the signature checked with a BIP-340 verifier; BLS: one round, the
+//!    signature checked under the group key).
 //! 2. Throughput: many signatures asked for at once, up to a number in flight.
 //!
 //! CPU is the whole process's (every node) per signature. It reports figures and judges none.
@@ -13,6 +15,7 @@ use std::time::Instant;
 
 use dta_actors::custody::OrderState;
 use dta_actors::roles::{Role, RoleMsg};
+use dta_protocol::signing::SignatureScheme;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -24,6 +27,8 @@ use crate::harness::Testnet;
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct SignBench {
+    /// How the key signs.
+    pub scheme: SignatureScheme,
     /// Signatures per phase.
     pub signatures: usize,
     /// Fiduciaries (n).
@@ -37,6 +42,8 @@ pub struct SignBench {
 /// What it measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignReport {
+    /// How the key signed.
+    pub scheme: SignatureScheme,
     /// n.
     pub fiduciaries: usize,
     /// t.
@@ -78,7 +85,10 @@ pub async fn run(config: SignBench) -> Result<SignReport, BenchError> {
         config.fiduciaries,
         config.fiduciaries,
         config.threshold,
-        dta_actors::plugin::MILAGRO,
+        match config.scheme {
+            SignatureScheme::Bip340 => dta_actors::plugin::MILAGRO,
+            SignatureScheme::Bls12381 => dta_actors::plugin::MPIN_MASTER,
+        },
     ))
     .await?;
     let mut events = Events(net.node(0).custody_events());
@@ -114,6 +124,7 @@ pub async fn run(config: SignBench) -> Result<SignReport, BenchError> {
     let cpu_ms_per_signature_in_flight = cpu_ms_per(cpu_before, config.signatures);
     net.stop().await;
     Ok(SignReport {
+        scheme: config.scheme,
         fiduciaries: config.fiduciaries,
         threshold: config.threshold,
         signatures: config.signatures,
@@ -200,8 +211,14 @@ impl std::fmt::Display for SignReport {
         let cpu = |ms: Option<f64>| ms.map_or("n/a".to_owned(), |ms| format!("{ms:.2} ms"));
         writeln!(
             f,
-            "threshold signature benchmark (FROST, BIP-340): {}-of-{}, {} signatures per phase, one process, every node one part",
-            self.threshold, self.fiduciaries, self.signatures
+            "threshold signature benchmark ({}): {}-of-{}, {} signatures per phase, one process, every node one part",
+            match self.scheme {
+                SignatureScheme::Bip340 => "FROST, BIP-340",
+                SignatureScheme::Bls12381 => "threshold BLS, BLS12-381",
+            },
+            self.threshold,
+            self.fiduciaries,
+            self.signatures
         )?;
         writeln!(
             f,
