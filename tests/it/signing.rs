@@ -389,32 +389,14 @@ async fn every_fiduciary_refuses_what_the_signing_policy_forbids() {
 
     // The principal's node refuses a message without an allowed prefix, before anything is
     // written.
-    let (status, answer) = api
-        .post(
-            &net,
-            PRINCIPAL,
-            "/v2/orders/limited/sign",
-            json!({ "message_hex": hex::encode(b"other/payout") }),
-        )
-        .await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(answer.to_string().contains("allowed prefixes"), "{answer}");
+    refused_to_sign(&api, &net, "limited", b"other/payout", "allowed prefixes").await;
 
     // Signature 2 of an allowed message is made; a third is over max_signatures. (Each
     // fiduciary's own check is a step test: a request its principal's node should have
     // refused.)
     let signed = sign(&api, &net, "limited", b"dta/payout 2").await;
     assert!(bls_verifies(&signed, b"dta/payout 2"), "{signed}");
-    let (status, answer) = api
-        .post(
-            &net,
-            PRINCIPAL,
-            "/v2/orders/limited/sign",
-            json!({ "message_hex": hex::encode(b"dta/payout 3") }),
-        )
-        .await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(answer.to_string().contains("max_signatures"), "{answer}");
+    refused_to_sign(&api, &net, "limited", b"dta/payout 3", "max_signatures").await;
 
     // A malformed signing policy is refused before anything is made.
     let mut body = crate::custody::order_body(&net, "malformed", "a secret");
@@ -423,4 +405,18 @@ async fn every_fiduciary_refuses_what_the_signing_policy_forbids() {
     assert_eq!(status, 422, "{answer}");
     assert!(answer.to_string().contains("message prefix"), "{answer}");
     net.stop().await;
+}
+
+/// Asks `reference`'s key to sign `message`: refused (409) with `why` in the answer.
+async fn refused_to_sign(api: &Api, net: &Testnet, reference: &str, message: &[u8], why: &str) {
+    let (status, answer) = api
+        .post(
+            net,
+            PRINCIPAL,
+            &format!("/v2/orders/{reference}/sign"),
+            json!({ "message_hex": hex::encode(message) }),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.to_string().contains(why), "{why}: {answer}");
 }

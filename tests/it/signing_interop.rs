@@ -92,27 +92,7 @@ async fn libsecp256k1_verifies_the_signatures_of_a_key_nobody_holds() {
         vec![0x00],
         vec![0x5c; 1000],
     ];
-    let mut checks = Vec::new();
-    for message in &messages {
-        let (status, signed) = api
-            .post(
-                &net,
-                PRINCIPAL,
-                "/v2/orders/checked/sign?wait=30",
-                json!({ "message_hex": hex::encode(message) }),
-            )
-            .await;
-        assert_eq!(status, 200, "{signed}");
-        let entry: &Value = &signed["signature"];
-        let (key, signature) = (
-            entry["key"].as_str().unwrap().to_owned(),
-            entry["signature"].as_str().unwrap().to_owned(),
-        );
-        checks.push((key.clone(), hex::encode(message), signature.clone()));
-        let mut flipped = hex::decode(&signature).unwrap();
-        flipped[7] ^= 0x10;
-        checks.push((key, hex::encode(message), hex::encode(flipped)));
-    }
+    let checks = signed_and_flipped(&api, &net, "checked", &messages).await;
     let results = coincurve_verifies(&python, &checks);
     let expected: Vec<bool> = (0..checks.len()).map(|i| i % 2 == 0).collect();
     assert_eq!(results, expected, "signed ones verify, flipped ones do not");
