@@ -225,8 +225,9 @@ fn signing_lines(records: &Value) {
                     text(&run["key"])
                 ),
                 None => outln!(
-                    "signature {}: under way (attempt {}; left out: {})",
+                    "signature {}: under way, request {} (attempt {}; left out: {})",
                     text(&run["sequence"]),
+                    text(&run["request"]),
                     text(&run["attempt"]),
                     run["excluded"]
                         .as_array()

@@ -98,11 +98,12 @@ pub enum AuditError {
     /// The chain is longer than [`MAX_CHAIN`] or loops.
     #[error("chain too long")]
     TooLong,
-    /// A release that a receipt shows was made, though the order's release policy did not
-    /// let it go with the approvals and vetoes at hand.
-    #[error("release {release} broke its order's policy: {reason}")]
+    /// A release that a receipt shows was made (or a move of custody, or a threshold
+    /// signature), though the order's release policy did not let it go with the approvals
+    /// and vetoes at hand.
+    #[error("request {release} broke its order's policy: {reason}")]
     Policy {
-        /// The release request.
+        /// The release, reshare or signature request.
         release: String,
         /// The rule that did not hold.
         reason: String,
@@ -118,11 +119,11 @@ pub struct AuditReport {
     pub certified: bool,
     /// Receipts found.
     pub receipts: usize,
-    /// Releases (those with a receipt) and moves of custody checked against the order's
-    /// release policy, of an order with release conditions.
+    /// Releases (those with a receipt), moves of custody and threshold signatures checked
+    /// against the order's release policy, of an order with release conditions.
     pub policies: usize,
-    /// Threshold signatures made with the order's key, each verified as BIP-340 over its
-    /// request's message.
+    /// Threshold signatures made with the order's key, each verified as its scheme says
+    /// (BIP-340 or BLS) over its request's message.
     pub threshold_signatures: usize,
 }
 
@@ -441,8 +442,9 @@ fn votes_for(
 /// receipt (the shares were released before it): the approvals and vetoes `votes` holds for
 /// its request, the delay counted from the request's own time. Each move of custody to another
 /// committee or threshold is checked the same way, as of its commitment, with the votes the
-/// commitment names. Clocks may disagree by [`DEFAULT_CLOCK_TOLERANCE_MS`]. Returns how many
-/// releases and moves were checked.
+/// commitment names, and each threshold signature as of its envelope, with the votes it names.
+/// Clocks may disagree by [`DEFAULT_CLOCK_TOLERANCE_MS`]. Returns how many releases, moves
+/// and signatures were checked.
 fn check_policy(
     reference: &str,
     order: &Cid,
@@ -456,6 +458,14 @@ fn check_policy(
         return Ok(0);
     }
     let by_cid: BTreeMap<&Cid, &VerifiedEnvelope> = verified.iter().map(|(c, e)| (c, e)).collect();
+    let judge = Judge {
+        reference,
+        order,
+        request,
+        votes,
+        block,
+        identity,
+    };
     let mut checked = 0;
     for (_, receipt_envelope) in verified
         .iter()
@@ -478,24 +488,14 @@ fn check_policy(
             .ok_or_else(|| failed("no release payload".into()))?;
         // The votes the auditor has, and those the receipt names (each is checked: naming a
         // vote proves nothing, the vote's own signature and link do).
-        let mut named: Vec<Cid> = votes.iter().chain(&receipt.votes).copied().collect();
-        named.sort();
-        named.dedup();
-        let (approvals, vetoes) = votes_for(reference, &receipt.release, &named, block, identity)?;
-        let situation = Situation {
-            order: *order,
+        let decided = Decided {
             request: receipt.release,
-            request_seen_ms: release_envelope.envelope().timestamp,
-            now_ms: receipt_envelope
-                .envelope()
-                .timestamp
-                .saturating_add(DEFAULT_CLOCK_TOLERANCE_MS),
-            tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
+            request_envelope: release_envelope,
+            at: receipt_envelope,
             released: release.sequence.saturating_sub(1),
-            approvals: &approvals,
-            vetoes: &vetoes,
+            named: &receipt.votes,
         };
-        match request.policy.evaluate(&situation) {
+        match judge.verdict(&decided)? {
             Verdict::Release => checked += 1,
             Verdict::Wait(waiting) => {
                 return Err(failed(format!("released while waiting for {waiting}")));
@@ -533,36 +533,125 @@ fn check_policy(
         {
             continue;
         }
-        let failed = |reason: String| AuditError::Policy {
-            release: reshared.request.to_string(),
-            reason: format!("custody moved {reason}"),
+        judge.let_go(
+            "custody moved",
+            &Decided {
+                request: reshared.request,
+                request_envelope,
+                at: commitment_envelope,
+                released: 0,
+                named: &reshared.votes,
+            },
+        )?;
+        checked += 1;
+    }
+    // Each threshold signature, as of its envelope, with the votes it names: authorized like
+    // a release, but not one.
+    for (_, signature_envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::Signature)
+    {
+        let Some(made) = signature_envelope
+            .public_payload::<crate::signing::Signature>()
+            .ok()
+            .flatten()
+        else {
+            continue;
         };
-        let mut named: Vec<Cid> = votes.iter().chain(&reshared.votes).copied().collect();
+        // `check_threshold_signatures` refuses a signature whose request is missing.
+        let Some(request_envelope) = by_cid.get(&made.request) else {
+            continue;
+        };
+        judge.let_go(
+            "signed",
+            &Decided {
+                request: made.request,
+                request_envelope,
+                at: signature_envelope,
+                released: 0,
+                named: &made.votes,
+            },
+        )?;
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+/// A release, move or signature whose envelope shows it was made: what the audit checks
+/// against the order's release policy.
+struct Decided<'a> {
+    /// The request.
+    request: Cid,
+    /// Its envelope: the delay counts from its time.
+    request_envelope: &'a VerifiedEnvelope,
+    /// The envelope showing it was made (receipt, commitment, signature): the policy is
+    /// judged as of its time, give or take the clocks' disagreement.
+    at: &'a VerifiedEnvelope,
+    /// Releases before it.
+    released: u32,
+    /// The votes that envelope names.
+    named: &'a [Cid],
+}
+
+/// What judges a [`Decided`] against the order's release policy: the order, the auditor's
+/// votes, and where blocks and identities come from.
+struct Judge<'a, B, I> {
+    reference: &'a str,
+    order: &'a Cid,
+    request: &'a OrderRequest,
+    votes: &'a [Cid],
+    block: &'a B,
+    identity: &'a I,
+}
+
+impl<B, I> Judge<'_, B, I>
+where
+    B: Fn(&Cid) -> Option<Vec<u8>>,
+    I: Fn(&Cid) -> Option<VerifiedIdentity>,
+{
+    /// The policy's verdict with the auditor's votes and those `decided` names (each checked:
+    /// naming a vote proves nothing, the vote's own signature and link do).
+    fn verdict(&self, decided: &Decided<'_>) -> Result<Verdict, AuditError> {
+        let mut named: Vec<Cid> = self.votes.iter().chain(decided.named).copied().collect();
         named.sort();
         named.dedup();
-        let (approvals, vetoes) = votes_for(reference, &reshared.request, &named, block, identity)?;
+        let (approvals, vetoes) = votes_for(
+            self.reference,
+            &decided.request,
+            &named,
+            self.block,
+            self.identity,
+        )?;
         let situation = Situation {
-            order: *order,
-            request: reshared.request,
-            request_seen_ms: request_envelope.envelope().timestamp,
-            now_ms: commitment_envelope
+            order: *self.order,
+            request: decided.request,
+            request_seen_ms: decided.request_envelope.envelope().timestamp,
+            now_ms: decided
+                .at
                 .envelope()
                 .timestamp
                 .saturating_add(DEFAULT_CLOCK_TOLERANCE_MS),
             tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
-            released: 0,
+            released: decided.released,
             approvals: &approvals,
             vetoes: &vetoes,
         };
-        match request.policy.evaluate(&situation) {
-            Verdict::Release => checked += 1,
-            Verdict::Wait(waiting) => {
-                return Err(failed(format!("while waiting for {waiting}")));
-            }
-            Verdict::Refused(refusal) => return Err(failed(format!("though {refusal}"))),
+        Ok(self.request.policy.evaluate(&situation))
+    }
+
+    /// Nothing if the policy let a move or a signature go; else its failure: `done` (what was
+    /// done) while waiting, or though refused.
+    fn let_go(&self, done: &str, decided: &Decided<'_>) -> Result<(), AuditError> {
+        let failed = |reason: String| AuditError::Policy {
+            release: decided.request.to_string(),
+            reason: format!("{done} {reason}"),
+        };
+        match self.verdict(decided)? {
+            Verdict::Release => Ok(()),
+            Verdict::Wait(waiting) => Err(failed(format!("while waiting for {waiting}"))),
+            Verdict::Refused(refusal) => Err(failed(format!("though {refusal}"))),
         }
     }
-    Ok(checked)
 }
 
 /// Every threshold signature in the chain: made by the principal for one of its signature

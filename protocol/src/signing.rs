@@ -147,6 +147,10 @@ pub struct Signature {
     pub key: ByteBuf,
     /// The 64-byte BIP-340 or 96-byte BLS signature.
     pub signature: ByteBuf,
+    /// Under a release policy with conditions: the approvals and vetoes of the request the
+    /// principal had, for auditors to fetch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Cid>,
 }
 
 impl Signature {

@@ -1,5 +1,6 @@
 //! Release policies end to end: fiduciaries hold a release until its approvals are in and its
 //! delay has passed, release with one of them down, and refuse one its veto group stopped;
+//! a threshold signature waits for its approvals like a release, and the audit checks them;
 //! policies that can never be met, and votes that do not count, are refused.
 
 use std::time::Duration;
@@ -83,6 +84,12 @@ async fn release_and_hold(
     fiduciaries: &[usize],
 ) -> String {
     let request = release(api, net, reference).await;
+    wait_held(api, net, reference, fiduciaries).await;
+    request
+}
+
+/// Waits until each of `fiduciaries` holds a request of `reference` for its policy.
+async fn wait_held(api: &Api, net: &Testnet, reference: &str, fiduciaries: &[usize]) {
     for fiduciary in fiduciaries {
         tokio::time::timeout(Duration::from_secs(30), async {
             loop {
@@ -101,7 +108,6 @@ async fn release_and_hold(
         .await
         .unwrap_or_else(|_| panic!("fiduciary {fiduciary} never held {reference}"));
     }
-    request
 }
 
 async fn vote(
@@ -562,5 +568,52 @@ async fn custody_moves_only_with_the_approvals_a_release_needs_and_a_refresh_nee
         .unwrap_or_else(|_| panic!("node {node} never audited the receipt"));
         assert_eq!(audited["policies"], 2, "node {node}: {audited}");
     }
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_waits_for_its_approvals_like_a_release_and_the_audit_checks_them() {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let lena = approver(&api, &net, "lena").await;
+    order(
+        &api,
+        &net,
+        "gated",
+        json!({ "groups": [{ "name": "legal", "members": [lena], "count": 1 }] }),
+    )
+    .await;
+    let (status, asked) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/gated/sign",
+            json!({ "message_hex": hex::encode(b"pay the auditors") }),
+        )
+        .await;
+    assert_eq!(status, 200, "{asked}");
+    let request = asked["signature"]["request"].as_str().unwrap().to_owned();
+    wait_held(&api, &net, "gated", &FIDUCIARIES).await;
+    let (_, shown) = api.get(&net, FIDUCIARIES[0], "/v2/orders/gated").await;
+    let held = &record(&shown, "fiduciary")["held"][0];
+    assert_eq!(held["what"], "signature", "{shown}");
+    assert_eq!(held["request"], request.as_str(), "{shown}");
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/gated").await;
+    assert!(
+        record(&shown, "principal")["signing"][0]["signature"].is_null(),
+        "no signature before the approval: {shown}"
+    );
+
+    let (status, voted) = vote(&api, &net, "gated", &request, &lena, false).await;
+    assert_eq!(status, 201, "{voted}");
+    let signature = crate::signing::signature_made_later(&api, &net, "gated", 1).await;
+    assert_eq!(signature["scheme"], "bls12-381", "{signature}");
+    let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/gated/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["threshold_signatures"], 1, "{audit}");
+    assert_eq!(
+        audit["policies"], 1,
+        "the signature's approval checked: {audit}"
+    );
     net.stop().await;
 }

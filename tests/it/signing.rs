@@ -349,7 +349,12 @@ async fn a_dealt_secret_signs_with_threshold_bls_with_one_fiduciary_down_but_not
 
 /// Waits until signature `sequence` of `reference` is made (the principal's resume loop sends
 /// its request again every few seconds); its entry.
-async fn signature_made_later(api: &Api, net: &Testnet, reference: &str, sequence: usize) -> Value {
+pub(crate) async fn signature_made_later(
+    api: &Api,
+    net: &Testnet,
+    reference: &str,
+    sequence: usize,
+) -> Value {
     tokio::time::timeout(std::time::Duration::from_secs(40), async {
         loop {
             let (_, shown) = api

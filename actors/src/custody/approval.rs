@@ -1,6 +1,6 @@
-//! Approvals and vetoes of release requests, under an order's release policy, and of requests
-//! that move custody to another committee or threshold (a reshare is authorized like a
-//! release; see `super::refresh`).
+//! Approvals and vetoes of release requests, under an order's release policy, of requests
+//! that move custody to another committee or threshold and of signature requests (each is
+//! authorized like a release; see `super::refresh` and `super::signing`).
 //!
 //! An approver's node makes one ([`create_vote`]): it finds the request (stored, or
 //! fetched over Bitswap) and its order request, checks the approver is in a group the policy
@@ -18,6 +18,7 @@ use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{OrderRequest, ReleaseRequest};
 use dta_protocol::policy::{Approval, ReleasePolicy, Signed, Situation};
 use dta_protocol::reshare::ReshareRequest;
+use dta_protocol::signing::SignRequest;
 
 use crate::role::Role;
 use crate::store::Store;
@@ -71,7 +72,7 @@ pub async fn create_vote(
         .filter(|_| request_envelope.envelope().order == vote.reference)
         .ok_or_else(|| {
             CustodyError::Invalid(format!(
-                "{} is not a release or reshare request of order {}",
+                "{} is not a release, reshare or signature request of order {}",
                 vote.request, vote.reference
             ))
         })?;
@@ -146,8 +147,8 @@ pub async fn create_vote(
     Ok((cid, deliveries))
 }
 
-/// The order request envelope a release or reshare request names; `None` for any other
-/// envelope.
+/// The order request envelope a release, reshare or signature request names; `None` for any
+/// other envelope.
 fn order_of_request(envelope: &VerifiedEnvelope) -> Option<Cid> {
     match envelope.envelope().kind {
         Kind::ReleaseRequest => RoleContext::payload::<ReleaseRequest>(envelope)
@@ -156,8 +157,26 @@ fn order_of_request(envelope: &VerifiedEnvelope) -> Option<Cid> {
         Kind::ReshareRequest => RoleContext::payload::<ReshareRequest>(envelope)
             .ok()
             .map(|r| r.order),
+        Kind::SignRequest => RoleContext::payload::<SignRequest>(envelope)
+            .ok()
+            .map(|r| r.order),
         _ => None,
     }
+}
+
+/// The votes a record keeps on `request` (each links to the request it is about): what a
+/// move's commitment or a signature names for auditors.
+pub(crate) fn votes_on(ctx: &RoleContext, record: &OrderRecord, request: Cid) -> Vec<Cid> {
+    record
+        .votes
+        .iter()
+        .filter(|vote| {
+            ctx.block(vote)
+                .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+                .is_some_and(|signed| signed.envelope.prev == Some(request))
+        })
+        .copied()
+        .collect()
 }
 
 /// The approvals and vetoes a record keeps, as the policy reads them. Their blocks were
@@ -259,7 +278,8 @@ pub async fn on_vote(
         || request_envelope.envelope().order != reference
     {
         return Err(CustodyError::Invalid(
-            "the vote's request is not a release or reshare of this order".into(),
+            "the vote's request is not a release, reshare or signature request of this order"
+                .into(),
         ));
     }
     let signed = Signed {

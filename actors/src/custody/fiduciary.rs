@@ -25,7 +25,7 @@ use crate::states::OrderState;
 use super::approval::votes_of;
 use super::keygen;
 use super::principal::{generated_key, order_plugin};
-use super::record::{HeldRelease, KeyGeneration, OrderRecord, held_share_name, share_name};
+use super::record::{Gated, Hold, KeyGeneration, OrderRecord, held_share_name, share_name};
 use super::release::check_beneficiary;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal, now_millis};
 use crate::metrics::{Metrics, PolicyStep};
@@ -415,35 +415,6 @@ pub enum ReleaseStep {
     Held(Waiting),
 }
 
-/// What a release policy holds back at a fiduciary.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Gated {
-    /// A release, by its sequence number.
-    Release(u32),
-    /// A move of custody to another committee or threshold: authorized like a release, but
-    /// not one (it counts against no `max_releases`).
-    Move,
-}
-
-impl Gated {
-    /// Its [`HeldRelease::sequence`].
-    fn sequence(self) -> u32 {
-        match self {
-            Self::Release(sequence) => sequence,
-            Self::Move => HeldRelease::MOVE,
-        }
-    }
-}
-
-impl std::fmt::Display for Gated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Release(sequence) => write!(f, "release {sequence}"),
-            Self::Move => f.write_str("the move of custody"),
-        }
-    }
-}
-
 /// Fiduciary: the order's release policy on this request, by this node's clock and the votes
 /// it has. `None` lets the request go on (and drops its hold); a wait is recorded (the delay
 /// runs from the first sight of the request) and returned; a refusal drops the hold and is an
@@ -470,7 +441,7 @@ pub(crate) async fn policy_gate(
         tolerance_ms: ctx.clock_tolerance_ms,
         released: match gated {
             Gated::Release(_) => record.releases_served(),
-            Gated::Move => 0,
+            Gated::Move | Gated::Signature(_) => 0,
         },
         approvals: &approvals,
         vetoes: &vetoes,
@@ -482,8 +453,8 @@ pub(crate) async fn policy_gate(
         }
         Verdict::Wait(waiting) => {
             if held.is_none() {
-                record.held.push(HeldRelease {
-                    sequence: gated.sequence(),
+                record.held.push(Hold {
+                    gated,
                     request: request_cid,
                     seen_ms: now,
                 });
@@ -669,7 +640,7 @@ pub async fn on_release_request(
     let (reply_cid, bytes) = ctx.save_block(&reply).await?;
     record.releases.insert(request.sequence, request_cid);
     record.served.insert(request.sequence, reply_cid);
-    record.held.retain(|h| h.sequence != request.sequence);
+    record.held.retain(|h| h.request != request_cid);
     record.head = request_cid;
     record.state = OrderState::Released;
     ctx.save(Role::Fiduciary, &record).await?;

@@ -85,7 +85,7 @@ pub use fiduciary::{
 };
 pub use principal::{Prepared, create_order, on_commitment_signature, on_key_share};
 pub use record::{
-    HeldRelease, OrderRecord, held_share_name, received_name, round_name, secret_name, share_name,
+    Gated, Hold, OrderRecord, held_share_name, received_name, round_name, secret_name, share_name,
     stored_record, stored_records,
 };
 pub use release::{ReleasePlan, create_release, on_receipt};

@@ -59,10 +59,10 @@ pub struct OrderRecord {
     pub served: BTreeMap<u32, Cid>,
     /// The latest envelope on the main chain, for audits.
     pub head: Cid,
-    /// Release requests this fiduciary holds until the order's release policy lets them go.
-    /// Absent from records of orders without release conditions.
+    /// Release, move and signature requests this fiduciary holds until the order's release
+    /// policy lets them go. Absent from records of orders without release conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held: Vec<HeldRelease>,
+    pub held: Vec<Hold>,
     /// Approval and veto envelopes taken in for this order's releases (fiduciary, principal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub votes: Vec<Cid>,
@@ -252,20 +252,100 @@ pub struct KeyGeneration {
     pub ended_by: Option<Cid>,
 }
 
-/// A release request waiting for its policy: approvals, or the end of its delay.
+/// What a release policy holds back at a fiduciary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gated {
+    /// A release, by its sequence number.
+    Release(u32),
+    /// A move of custody to another committee or threshold: authorized like a release, but
+    /// not one (it counts against no `max_releases`).
+    Move,
+    /// A threshold signature, by its number: authorized like a release, but not one.
+    Signature(u32),
+}
+
+impl Gated {
+    /// What the API calls it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Release(_) => "release",
+            Self::Move => "move",
+            Self::Signature(_) => "signature",
+        }
+    }
+
+    /// Its number, where it has one.
+    pub fn sequence(self) -> Option<u32> {
+        match self {
+            Self::Release(sequence) | Self::Signature(sequence) => Some(sequence),
+            Self::Move => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Gated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Release(sequence) => write!(f, "release {sequence}"),
+            Self::Move => f.write_str("the move of custody"),
+            Self::Signature(sequence) => write!(f, "signature {sequence}"),
+        }
+    }
+}
+
+/// A request waiting for its policy: approvals, or the end of its delay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldRelease {
-    /// Its sequence number, or [`HeldRelease::MOVE`] for a move of custody.
-    pub sequence: u32,
+#[serde(from = "StoredHold", into = "StoredHold")]
+pub struct Hold {
+    /// What it holds back.
+    pub gated: Gated,
     /// The request envelope.
     pub request: Cid,
     /// When this node first saw it (its clock, ms): the delay runs from here.
     pub seen_ms: u64,
 }
 
-impl HeldRelease {
-    /// The sequence of a held move of custody (releases count from 1).
-    pub const MOVE: u32 = 0;
+/// How a [`Hold`] is stored: a release by its number, a move as number 0, a signature as
+/// number 0 with its own number beside (records written before signatures were held decode
+/// as they were).
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredHold {
+    sequence: u32,
+    request: Cid,
+    seen_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<u32>,
+}
+
+impl From<StoredHold> for Hold {
+    fn from(stored: StoredHold) -> Self {
+        let gated = match (stored.signature, stored.sequence) {
+            (Some(sequence), _) => Gated::Signature(sequence),
+            (None, 0) => Gated::Move,
+            (None, sequence) => Gated::Release(sequence),
+        };
+        Self {
+            gated,
+            request: stored.request,
+            seen_ms: stored.seen_ms,
+        }
+    }
+}
+
+impl From<Hold> for StoredHold {
+    fn from(hold: Hold) -> Self {
+        let (sequence, signature) = match hold.gated {
+            Gated::Release(sequence) => (sequence, None),
+            Gated::Move => (0, None),
+            Gated::Signature(sequence) => (0, Some(sequence)),
+        };
+        Self {
+            sequence,
+            request: hold.request,
+            seen_ms: hold.seen_ms,
+            signature,
+        }
+    }
 }
 
 /// DAG-CBOR map keys must be text, so number-keyed maps are stored as `[[n, cid], ...]`.
@@ -590,6 +670,49 @@ mod tests {
         crate::states::stored::reads_and_writes_back(
             include_str!("../../testdata/order-records.hex"),
             written_before(),
+        );
+    }
+
+    /// Holds stored before signatures were held (a release by its number, a move as 0) read
+    /// as they were meant; each kind writes back the bytes it reads.
+    #[test]
+    fn holds_read_as_stored_before_signatures_were_held_and_round_trip() {
+        #[derive(Serialize)]
+        struct Before {
+            sequence: u32,
+            request: Cid,
+            seen_ms: u64,
+        }
+        let before = |sequence| {
+            dagcbor::encode(&Before {
+                sequence,
+                request: cid(b"request"),
+                seen_ms: 5,
+            })
+            .unwrap()
+        };
+        let read = |bytes: &[u8]| dagcbor::decode::<Hold>(bytes, Limits::default()).unwrap();
+        assert_eq!(read(&before(3)).gated, Gated::Release(3));
+        assert_eq!(read(&before(0)).gated, Gated::Move);
+        for gated in [Gated::Release(2), Gated::Move, Gated::Signature(4)] {
+            let hold = Hold {
+                gated,
+                request: cid(b"request"),
+                seen_ms: 9,
+            };
+            let bytes = dagcbor::encode(&hold).unwrap();
+            assert_eq!(read(&bytes), hold);
+            assert_eq!(dagcbor::encode(&read(&bytes)).unwrap(), bytes);
+        }
+        assert_eq!(
+            dagcbor::encode(&Hold {
+                gated: Gated::Release(3),
+                request: cid(b"request"),
+                seen_ms: 5,
+            })
+            .unwrap(),
+            before(3),
+            "a release is stored as before"
         );
     }
 }

@@ -50,9 +50,9 @@ use crate::role::Role;
 use crate::states::OrderState;
 use crate::store::Column;
 
-use super::fiduciary::{Gated, policy_gate, sign_commitment};
+use super::fiduciary::{policy_gate, sign_commitment};
 use super::principal::to_each;
-use super::record::{DealerDeals, OrderRecord, Refresh, held_share_name};
+use super::record::{DealerDeals, Gated, OrderRecord, Refresh, held_share_name};
 use super::release::open_release;
 use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
 
@@ -598,16 +598,7 @@ pub(super) async fn commit_anew(
         })
         .collect::<Result<Vec<_>, _>>()?;
     // The votes a move was authorized by, named for auditors (a refresh needs none).
-    let votes = record
-        .votes
-        .iter()
-        .filter(|vote| {
-            ctx.block(vote)
-                .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
-                .is_some_and(|signed| signed.envelope.prev == Some(refresh.request))
-        })
-        .copied()
-        .collect();
+    let votes = super::approval::votes_on(ctx, &record, refresh.request);
     commitment.reshared = Some(Reshared {
         previous: old_cid,
         request: refresh.request,

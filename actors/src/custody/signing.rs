@@ -28,9 +28,14 @@
 //! by the principal's resume loop (`super::resume::resume`): the request goes to every
 //! fiduciary again, and each answers with what it sent for it.
 //!
-//! What it does not do yet: sign under a release policy with conditions (approvals, delays);
-//! a signing policy ([`dta_protocol::policy::SigningPolicy`]) limits how many signatures and
-//! which messages, checked by the principal and by each fiduciary.
+//! A signature is authorized like a release: the principal's signed request, the order's
+//! signing policy ([`dta_protocol::policy::SigningPolicy`]: how many signatures, which
+//! messages; checked by the principal and by each fiduciary), and under a release policy with
+//! conditions the approvals and delay a release would need, each fiduciary holding the request
+//! until they are in; the signature names the votes it relied on.
+//!
+//! What it does not do: choose the message (the principal does), or keep a signature's
+//! nonces anywhere but in memory.
 
 use std::collections::BTreeMap;
 
@@ -50,8 +55,9 @@ use serde_bytes::ByteBuf;
 use crate::role::Role;
 use crate::states::OrderState;
 
+use super::fiduciary::policy_gate;
 use super::principal::{check_fiduciary, order_plugin, to_each};
-use super::record::{OrderRecord, SigningRun, held_share_name};
+use super::record::{Gated, OrderRecord, SigningRun, held_share_name};
 use crate::context::{CustodyError, Delivery, RoleContext, internal};
 
 fn refused(e: frost::SignError) -> CustodyError {
@@ -110,19 +116,12 @@ fn key_of(order: &OrderRequest, commitment: &Commitment) -> Result<SigningKey, C
 }
 
 /// The order, its commitment in force and the public side of its key, of an order that
-/// signs: refuses one under a release policy with conditions, or with a key that cannot sign.
+/// signs: refuses one with a key that cannot sign.
 pub(super) fn signing_key(
     ctx: &RoleContext,
     record: &OrderRecord,
 ) -> Result<(OrderRequest, Commitment, SigningKey), CustodyError> {
     let order: OrderRequest = ctx.stored_payload(&record.order)?;
-    if order.policy.has_conditions() {
-        return Err(CustodyError::Conflict(format!(
-            "order {} has a release policy with conditions; signing under one is not \
-             supported yet",
-            record.reference
-        )));
-    }
     let commitment = ctx.committed(record)?;
     let key = key_of(&order, &commitment)?;
     Ok((order, commitment, key))
@@ -321,6 +320,21 @@ pub async fn on_request(
     }
     let (order, commitment, key) = signing_key(ctx, &record)?;
     check_policy(&order, &reference, request.sequence, &request.message)?;
+    // Under a release policy with conditions, a signature waits for the approvals (and delay)
+    // a release would; the request is looked at again when a vote arrives or time passes.
+    if order.policy.has_conditions()
+        && let Some(waiting) = policy_gate(
+            ctx,
+            &mut record,
+            &order,
+            cid,
+            Gated::Signature(request.sequence),
+        )
+        .await?
+    {
+        tracing::info!(order = %reference, sequence = request.sequence, %waiting, "signature held by the release policy");
+        return Ok(None);
+    }
     if let SigningKey::Bls(_) = key {
         return super::threshold_bls::partial(ctx, record, cid, &request)
             .await
@@ -627,12 +641,14 @@ pub async fn on_share(
         }
         Err(e) => return Err(refused(e)),
     };
+    let request = run.request;
     let out = Signature {
-        request: run.request,
+        request,
         scheme: SignatureScheme::Bip340,
         package: Some(payload.package),
         shares: run.shares.iter().map(|(_, c)| *c).collect(),
         excluded: Vec::new(),
+        votes: super::approval::votes_on(ctx, &record, request),
         key: ByteBuf::from(group.x_only().map_err(refused)?.to_vec()),
         signature: ByteBuf::from(signature.to_vec()),
     };

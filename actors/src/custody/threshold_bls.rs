@@ -129,8 +129,9 @@ async fn combine(
             Some(culprit) => culprit,
             None => match group.combine(&partials, &request.message) {
                 Ok(signature) => {
+                    let request = run.request;
                     let out = Signature {
-                        request: run.request,
+                        request,
                         scheme: SignatureScheme::Bls12381,
                         package: None,
                         shares: run
@@ -140,6 +141,7 @@ async fn combine(
                             .map(|(_, c)| *c)
                             .collect(),
                         excluded: run.excluded.clone(),
+                        votes: super::approval::votes_on(ctx, &record, request),
                         key: ByteBuf::from(group.public_key().to_bytes().to_vec()),
                         signature: ByteBuf::from(signature.to_bytes().to_vec()),
                     };

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use dta_actors::custody::{CustodyError, HeldRelease, NewOrder, OrderRecord, SAFEGUARD_SECRET};
+use dta_actors::custody::{CustodyError, NewOrder, OrderRecord, SAFEGUARD_SECRET};
 use dta_actors::plugin::MAX_SECRET_LEN;
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
@@ -103,8 +103,8 @@ fn stored_record_json(record: &OrderRecord) -> Value {
         "receipts": map(&record.receipts),
         "served": map(&record.served),
         "held": record.held.iter().map(|h| json!({
-            "what": if h.sequence == HeldRelease::MOVE { "move" } else { "release" },
-            "sequence": h.sequence,
+            "what": h.gated.name(),
+            "sequence": h.gated.sequence(),
             "request": h.request.to_string(),
             "since_ms": h.seen_ms,
         })).collect::<Vec<_>>(),
