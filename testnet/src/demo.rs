@@ -1,6 +1,6 @@
 //! `dta demo`: one custody order on a real network of five nodes, start to finish.
 //!
-//! Six full nodes start in this process on a loopback address (a principal, three fiduciaries, a
+//! Six full nodes start in this process on 127.0.0.1 (a principal, three fiduciaries, a
 //! beneficiary and a spare fiduciary), each with its own home, keystore, rocksdb and libp2p
 //! swarm, and find each other. The principal orders custody of a secret, 2-of-3: the
 //! fiduciaries check and keep their shares and their signatures aggregate into one custody
@@ -127,15 +127,8 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         .collect();
     steps.push(Step {
         what: format!(
-            "{} nodes started on loopback ({}); each verified every other's identity",
-            net.len(),
-            net.test_node_address(0)
-                .iter()
-                .find_map(|part| match part {
-                    libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip.to_string()),
-                    _ => None,
-                })
-                .unwrap_or_default()
+            "{} nodes started on 127.0.0.1; each verified every other's identity",
+            net.len()
         ),
         millis: millis(started),
     });

@@ -1,5 +1,5 @@
-//! In-process testnets: n full nodes in one process, on a loopback address of the testnet's
-//! own (`127.P.N.H`) with port 0, temporary homes, mDNS off and explicit bootstrap dials.
+//! In-process testnets: n full nodes in one process, on 127.0.0.1 with port 0, temporary
+//! homes, mDNS off and explicit bootstrap dials.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), dta_testnet::harness::HarnessError> {
@@ -57,17 +57,6 @@ pub enum HarnessError {
     Knowledge(Duration),
 }
 
-/// A loopback address of one testnet's own, `127.P.N.H` (P from the process id, N.H counting
-/// the process's testnets), which no other testnet's nodes listen on: a node that stops and
-/// starts again finds its port free, which on a loopback address shared by every test running
-/// beside it another node could have taken meanwhile.
-fn own_loopback() -> std::net::Ipv4Addr {
-    static TESTNETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = TESTNETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let process = (std::process::id() % 255 + 1) as u8;
-    std::net::Ipv4Addr::new(127, process, (n / 254 % 256) as u8, (n % 254 + 1) as u8)
-}
-
 /// Builds a [`Testnet`].
 #[derive(Debug, Clone)]
 pub struct TestnetBuilder {
@@ -80,6 +69,9 @@ pub struct TestnetBuilder {
     roles: Vec<(usize, Role)>,
 }
 
+/// How long a restarted node waits for its port to be free again.
+pub const RESTART_PATIENCE: Duration = Duration::from_secs(20);
+
 /// The user PIN of the tokens the harness creates (test tokens only).
 pub const TEST_PIN: &str = "testnet-pin-2468";
 const TEST_SO_PIN: &str = "testnet-so-pin-1357";
@@ -88,8 +80,6 @@ const TEST_SO_PIN: &str = "testnet-so-pin-1357";
 #[derive(Debug)]
 pub struct TestNode {
     home: PathBuf,
-    /// Its testnet's own loopback address.
-    loopback: std::net::Ipv4Addr,
     options: RunOptions,
     node: Option<Node>,
 }
@@ -120,13 +110,23 @@ impl TestNode {
     /// Makes the next [`TestNode::start`] listen on new ports, as a node whose ports were
     /// not configured would: peers cannot find it where it was.
     pub fn move_to_new_ports(&mut self) {
-        self.options.listen = Some(vec![format!("/ip4/{}/tcp/0", self.loopback)]);
+        self.options.listen = Some(vec!["/ip4/127.0.0.1/tcp/0".into()]);
     }
 
-    /// Starts the node again from its home.
+    /// Starts the node again from its home. Its port may be held for a while by another
+    /// test's node meanwhile (every testnet of a test run shares 127.0.0.1, and an outgoing
+    /// connection's source port can be the one this node listened on): it tries again for up
+    /// to [`RESTART_PATIENCE`] before giving up.
     pub async fn start(&mut self) -> Result<(), RunError> {
-        if self.node.is_none() {
-            self.node = Some(Node::start(self.options.clone()).await?);
+        let started = Instant::now();
+        while self.node.is_none() {
+            match Node::start(self.options.clone()).await {
+                Ok(node) => self.node = Some(node),
+                Err(RunError::Listen(_)) if started.elapsed() < RESTART_PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => return Err(err),
+            }
         }
         Ok(())
     }
@@ -351,13 +351,12 @@ impl TestnetBuilder {
             edit_config(*index, &|config| config.allow_list = Some(allowed.clone()))?;
         }
         let started = Instant::now();
-        let loopback = own_loopback();
         let mut nodes: Vec<TestNode> = Vec::new();
         for (index, home) in homes.into_iter().enumerate() {
             let bootstrap = nodes.first().map(|first| vec![first.dial_address()]);
             let options = RunOptions {
                 home: home.clone(),
-                listen: Some(vec![format!("/ip4/{loopback}/tcp/0")]),
+                listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
                 api: Some("127.0.0.1:0".into()),
                 bootstrap: Some(bootstrap.unwrap_or_default()),
                 no_mdns: true,
@@ -369,7 +368,6 @@ impl TestnetBuilder {
                 .map_err(|source| HarnessError::Start { index, source })?;
             nodes.push(TestNode {
                 home,
-                loopback,
                 options,
                 node: Some(node),
             });

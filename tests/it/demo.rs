@@ -21,7 +21,7 @@ async fn the_demo_recovers_the_secret_and_passes_the_audit() {
         report
             .nodes
             .iter()
-            .all(|n| n.address.starts_with("/ip4/127.")),
+            .all(|n| n.address.starts_with("/ip4/127.0.0.1/")),
         "loopback only"
     );
 }
