@@ -1,5 +1,5 @@
-//! In-process testnets: n full nodes in one process, on 127.0.0.1 with port 0, temporary
-//! homes, mDNS off and explicit bootstrap dials.
+//! In-process testnets: n full nodes in one process, on 127.0.0.1 with ports no other node
+//! of the process had, temporary homes, mDNS off and explicit bootstrap dials.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), dta_testnet::harness::HarnessError> {
@@ -70,7 +70,28 @@ pub struct TestnetBuilder {
 }
 
 /// How long a restarted node waits for its port to be free again.
-pub const RESTART_PATIENCE: Duration = Duration::from_secs(20);
+pub const RESTART_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A listen address on 127.0.0.1 that no other node of this process ever had, on a port below
+/// the kernel's ephemeral range. With port 0 the kernel could give a new node (of another
+/// test running beside) the port of a node that stopped, or make it the source port of an
+/// outgoing connection; the stopped node's peers would then keep dialling a stranger there,
+/// and the node could not restart on its own port.
+fn listen_address() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    const LAST: u32 = 32_000;
+    // Processes that run at the same time start far apart.
+    let start = (std::process::id() % 1_000) * 11;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = FIRST + (start + n) % (LAST - FIRST);
+        if let Ok(probe) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            drop(probe);
+            return format!("/ip4/127.0.0.1/tcp/{port}");
+        }
+    }
+}
 
 /// The user PIN of the tokens the harness creates (test tokens only).
 pub const TEST_PIN: &str = "testnet-pin-2468";
@@ -110,13 +131,12 @@ impl TestNode {
     /// Makes the next [`TestNode::start`] listen on new ports, as a node whose ports were
     /// not configured would: peers cannot find it where it was.
     pub fn move_to_new_ports(&mut self) {
-        self.options.listen = Some(vec!["/ip4/127.0.0.1/tcp/0".into()]);
+        self.options.listen = Some(vec![listen_address()]);
     }
 
-    /// Starts the node again from its home. Its port may be held for a while by another
-    /// test's node meanwhile (every testnet of a test run shares 127.0.0.1, and an outgoing
-    /// connection's source port can be the one this node listened on): it tries again for up
-    /// to [`RESTART_PATIENCE`] before giving up.
+    /// Starts the node again from its home, on the port it had. No other node of this
+    /// process is given that port (see [`listen_address`]); should the old listener still be
+    /// closing, it tries again for up to [`RESTART_PATIENCE`].
     pub async fn start(&mut self) -> Result<(), RunError> {
         let started = Instant::now();
         while self.node.is_none() {
@@ -356,7 +376,7 @@ impl TestnetBuilder {
             let bootstrap = nodes.first().map(|first| vec![first.dial_address()]);
             let options = RunOptions {
                 home: home.clone(),
-                listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
+                listen: Some(vec![listen_address()]),
                 api: Some("127.0.0.1:0".into()),
                 bootstrap: Some(bootstrap.unwrap_or_default()),
                 no_mdns: true,
