@@ -10,8 +10,8 @@
 //! - integers, lengths and tags not in their shortest form;
 //! - map keys that are not text, or not sorted length-first then bytewise, or repeated;
 //! - tags other than 42, and tag 42 around anything but a `0x00`-prefixed binary CID;
-//! - simple values other than false, true and null, floats not in 64-bit form, NaN and
-//!   infinities;
+//! - simple values other than false, true and null, floats not in 64-bit form, NaN,
+//!   infinities and negative zero (which `serde_ipld_dagcbor` refuses to decode);
 //! - text that is not UTF-8, and nesting deeper than the limit.
 //!
 //! Encoding runs the same validator on its own output, so nothing non-canonical is ever
@@ -31,8 +31,10 @@ pub struct Limits {
 
 /// The block size IPFS implementations exchange over Bitswap (2 MiB).
 pub const DEFAULT_MAX_SIZE: usize = 2 * 1024 * 1024;
-/// Nesting limit: far deeper than any dta document, shallow enough for any stack.
-pub const DEFAULT_MAX_DEPTH: usize = 128;
+/// Nesting limit: far deeper than any dta document, shallow enough for any stack and for the
+/// codec's own recursion limit (256 steps, up to two a level), so that whatever the validator
+/// takes the codec decodes.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -139,6 +141,13 @@ pub enum DecodeError {
     /// NaN or an infinity.
     #[error("NaN or infinity at byte {offset}")]
     NonFiniteFloat {
+        /// Where.
+        offset: usize,
+    },
+    /// Negative zero, which the codec refuses to decode (a value it could never have
+    /// encoded from a decode), so the validator refuses it first.
+    #[error("negative zero at byte {offset}")]
+    NegativeZero {
         /// Where.
         offset: usize,
     },
@@ -379,12 +388,17 @@ impl<'a> Reader<'a> {
                 offset: head.offset,
             }),
             27 => {
-                if f64::from_bits(head.value).is_finite() {
-                    Ok(())
-                } else {
+                let float = f64::from_bits(head.value);
+                if !float.is_finite() {
                     Err(DecodeError::NonFiniteFloat {
                         offset: head.offset,
                     })
+                } else if float == 0.0 && float.is_sign_negative() {
+                    Err(DecodeError::NegativeZero {
+                        offset: head.offset,
+                    })
+                } else {
+                    Ok(())
                 }
             }
             _ => Err(DecodeError::UnsupportedSimple {

@@ -235,3 +235,48 @@ fn typed_decode_reports_shape_errors() {
     let err = decode::<Wanted>(&[0xa1, 0x61, b'b', 0x01], Limits::default()).unwrap_err();
     assert!(matches!(err, DecodeError::Shape(_)), "{err:?}");
 }
+
+/// Found by the `dagcbor` fuzz target: the validator took negative zero, which the codec then
+/// refused, so a block could pass validation and fail to decode.
+#[test]
+fn negative_zero_is_refused_by_the_validator_as_by_the_codec() {
+    let negative_zero = [0xfb, 0x80, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        validate(&negative_zero, Limits::default()),
+        Err(DecodeError::NegativeZero { offset: 0 })
+    );
+    assert!(decode::<Ipld>(&negative_zero, Limits::default()).is_err());
+    for float in [0.0f64, 1.5, -1.5, 5e-324, -5e-324] {
+        let mut bytes = vec![0xfb];
+        bytes.extend_from_slice(&float.to_bits().to_be_bytes());
+        validate(&bytes, Limits::default()).unwrap();
+        let value: Ipld = decode(&bytes, Limits::default()).unwrap();
+        assert_eq!(encode(&value).unwrap(), bytes);
+    }
+}
+
+/// Found by the `dagcbor` fuzz target: 128 nested one-entry maps and arrays passed the
+/// validator (then 128 deep) and hit the codec's recursion limit, so a block could pass
+/// validation and fail to decode. At the default depth, whatever validates decodes.
+#[test]
+fn what_the_default_depth_admits_the_codec_decodes() {
+    for inner in [&[0xa1u8, 0x60][..], &[0x81]] {
+        for depth in [
+            DEFAULT_MAX_DEPTH - 1,
+            DEFAULT_MAX_DEPTH,
+            DEFAULT_MAX_DEPTH + 1,
+            128,
+        ] {
+            let mut bytes = inner.repeat(depth);
+            bytes.push(0x80);
+            let valid = validate(&bytes, Limits::default()).is_ok();
+            let decoded = decode::<Ipld>(&bytes, Limits::default()).is_ok();
+            assert_eq!(valid, decoded, "{depth} levels of {inner:02x?}");
+            assert_eq!(
+                valid,
+                depth <= DEFAULT_MAX_DEPTH,
+                "{depth} levels of {inner:02x?}"
+            );
+        }
+    }
+}
