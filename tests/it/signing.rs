@@ -104,15 +104,7 @@ async fn two_of_three_fiduciaries_sign_with_a_key_nobody_holds_also_with_one_dow
         )
         .await;
     assert_eq!(status, 202, "{third}");
-    net.test_node(PRINCIPAL).stop().await;
-    net.test_node(PRINCIPAL)
-        .start()
-        .await
-        .expect("principal restarts");
-    net.test_node(FIDUCIARIES[1])
-        .start()
-        .await
-        .expect("fiduciary restarts");
+    restart_principal_and(&mut net, FIDUCIARIES[1]).await;
     let made = signature_made_later(&api, &net, "signer", 3).await;
     assert!(verifies(&made, message), "{made}");
 
@@ -333,18 +325,23 @@ async fn a_dealt_secret_signs_with_threshold_bls_with_one_fiduciary_down_but_not
 
     // The principal restarts and one fiduciary comes back: the principal asks again, and the
     // open signature is made.
+    restart_principal_and(&mut net, FIDUCIARIES[1]).await;
+    let made = signature_made_later(&api, &net, "dealt", 3).await;
+    assert!(bls_verifies(&made, b"round 3"), "{made}");
+    net.stop().await;
+}
+
+/// Restarts the principal, then starts `fiduciary` again (it was stopped).
+async fn restart_principal_and(net: &mut Testnet, fiduciary: usize) {
     net.test_node(PRINCIPAL).stop().await;
     net.test_node(PRINCIPAL)
         .start()
         .await
         .expect("principal restarts");
-    net.test_node(FIDUCIARIES[1])
+    net.test_node(fiduciary)
         .start()
         .await
         .expect("fiduciary restarts");
-    let made = signature_made_later(&api, &net, "dealt", 3).await;
-    assert!(bls_verifies(&made, b"round 3"), "{made}");
-    net.stop().await;
 }
 
 /// Waits until signature `sequence` of `reference` is made (the principal's resume loop sends
