@@ -17,37 +17,42 @@ use crate::custody::{Api, FIDUCIARIES, PRINCIPAL, identity, one_role_each, order
 
 /// Checks each `(key, message, signature)` (hex) with coincurve: true where it verifies.
 fn coincurve_verifies(python: &std::ffi::OsStr, checks: &[(String, String, String)]) -> Vec<bool> {
-    const SCRIPT: &str = r#"
-import json, sys
-from coincurve import PublicKeyXOnly
-results = []
-for key, message, signature in json.load(sys.stdin):
-    try:
-        ok = PublicKeyXOnly(bytes.fromhex(key)).verify(bytes.fromhex(signature), bytes.fromhex(message))
-    except Exception:
-        ok = False
-    results.append(bool(ok))
-print(json.dumps(results))
-"#;
-    python_verifies(python, SCRIPT, checks)
+    let script = verifier_script(
+        "from coincurve import PublicKeyXOnly",
+        "PublicKeyXOnly(key).verify(signature, message)",
+    );
+    python_verifies(python, &script, checks)
 }
 
 /// Checks each `(key, message, signature)` (hex) with py_ecc's IETF BLS ciphersuite (minimal
 /// public keys, proof of possession): true where it verifies.
 fn py_ecc_verifies(python: &std::ffi::OsStr, checks: &[(String, String, String)]) -> Vec<bool> {
-    const SCRIPT: &str = r#"
+    let script = verifier_script(
+        "from py_ecc.bls import G2ProofOfPossession as bls",
+        "bls.Verify(key, message, signature)",
+    );
+    python_verifies(python, &script, checks)
+}
+
+/// A Python program that reads `[[key, message, signature], ...]` (hex) as JSON and prints,
+/// for each, whether `verify` (an expression over the decoded `key`, `message` and
+/// `signature`) holds; an exception counts as no.
+fn verifier_script(import: &str, verify: &str) -> String {
+    format!(
+        r#"
 import json, sys
-from py_ecc.bls import G2ProofOfPossession as bls
+{import}
 results = []
 for key, message, signature in json.load(sys.stdin):
+    key, message, signature = (bytes.fromhex(x) for x in (key, message, signature))
     try:
-        ok = bls.Verify(bytes.fromhex(key), bytes.fromhex(message), bytes.fromhex(signature))
+        ok = {verify}
     except Exception:
         ok = False
     results.append(bool(ok))
 print(json.dumps(results))
-"#;
-    python_verifies(python, SCRIPT, checks)
+"#
+    )
 }
 
 /// Runs `script` with `checks` as JSON on its input; the list of booleans it prints.
