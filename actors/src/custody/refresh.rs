@@ -898,13 +898,18 @@ pub async fn on_commitment(
             // Retired with the commitment this one replaces: nothing left to do.
             return Ok(None);
         }
-        // Custody moved to a committee without this node: its share goes.
+        // Custody moved to a committee without this node: its share goes. The share is
+        // deleted and the deletion said before the record is retired: a node that stops in
+        // between still holds the old record, and deletes and says it again when it hears of
+        // the move again (deleting is idempotent, the principal counts one deletion per
+        // holder), where a record retired first would have kept its share forever.
         let mut record = existing.ok_or_else(|| internal("no record to retire"))?;
         let deleted = ShareDeleted {
             order: record.order,
             epoch: record.epoch,
             index: record.own_index()?,
         };
+        let said = delete_and_say(ctx, &principal, &reference, commitment_cid, &deleted).await?;
         record.epoch = request.epoch;
         record.commitment = Some(commitment_cid);
         record.certificate = None;
@@ -912,7 +917,6 @@ pub async fn on_commitment(
         record.state = OrderState::Retired;
         record.refresh = None;
         ctx.save(Role::Fiduciary, &record).await?;
-        let said = delete_and_say(ctx, &principal, &reference, commitment_cid, &deleted).await?;
         tracing::info!(order = %reference, "custody moved on; share deleted");
         return Ok(ctx.peer_of(&principal).map(|peer| (peer, vec![said])));
     };
