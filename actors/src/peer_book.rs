@@ -55,9 +55,11 @@ pub fn recent(store: &Store, limit: usize) -> Result<Vec<(PeerId, Vec<Multiaddr>
         .into_iter()
         .filter_map(|(key, value)| {
             let peer = PeerId::from_bytes(key.strip_prefix(PREFIX)?).ok()?;
-            let entry: Entry =
-                dta_protocol::dagcbor::decode(&value, dta_protocol::dagcbor::Limits::default())
-                    .ok()?;
+            let entry: Entry = dta_protocol::dagcbor::decode_lenient(
+                &value,
+                dta_protocol::dagcbor::Limits::default(),
+            )
+            .ok()?;
             let addresses = entry
                 .addresses
                 .iter()

@@ -114,7 +114,10 @@ impl Block {
     }
 
     /// Decodes a DAG-CBOR block into a document type.
-    pub fn decode<T: DeserializeOwned>(&self, limits: Limits) -> Result<T, DecodeError> {
+    pub fn decode<T: DeserializeOwned + serde::Serialize>(
+        &self,
+        limits: Limits,
+    ) -> Result<T, DecodeError> {
         dagcbor::decode(&self.bytes, limits)
     }
 

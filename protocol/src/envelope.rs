@@ -596,7 +596,9 @@ impl VerifiedEnvelope {
     }
 
     /// Decodes the public payload as `T`.
-    pub fn public_payload<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, DecodeError> {
+    pub fn public_payload<T: serde::de::DeserializeOwned + serde::Serialize>(
+        &self,
+    ) -> Result<Option<T>, DecodeError> {
         self.signed
             .envelope
             .public

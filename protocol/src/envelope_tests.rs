@@ -443,3 +443,49 @@ fn a_commitment_signature_is_bls_whatever_the_identity() {
         Err(EnvelopeError::MalformedSignature)
     );
 }
+
+/// `bytes` (a map of maps) with one more key, `"zz": 0`, in the map under `path`.
+fn with_a_key_added(bytes: &[u8], path: &[&str]) -> Vec<u8> {
+    use ipld_core::ipld::Ipld;
+    let mut document: Ipld = dagcbor::decode(bytes, Limits::default()).unwrap();
+    let mut map = &mut document;
+    for key in path {
+        let Ipld::Map(entries) = map else {
+            panic!("{key} is not under a map")
+        };
+        map = entries.get_mut(*key).unwrap();
+    }
+    let Ipld::Map(entries) = map else {
+        panic!("not a map")
+    };
+    entries.insert("zz".into(), Ipld::Integer(0));
+    dagcbor::encode(&document).unwrap()
+}
+
+/// Found by the `identity` fuzz target, which showed that serde skips map keys a type does
+/// not have. The signature covers the envelope's encoding, which leaves such a key out, so an
+/// envelope with a key added still verified, and a bundle named it by the hash of the bytes
+/// it received: anyone relaying a signed envelope could give it a second CID.
+#[test]
+fn an_envelope_with_a_key_added_is_refused_and_keeps_its_one_cid() {
+    let w = world();
+    let bytes = chained(&w.principal, None, Kind::OrderRequest);
+    for path in [&[][..], &["envelope"][..]] {
+        let padded = with_a_key_added(&bytes, path);
+        assert_ne!(cid(&padded), cid(&bytes));
+        let err = SignedEnvelope::decode(&padded).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::Decode(DecodeError::NotExact { .. })),
+            "{path:?}: {err:?}"
+        );
+        let err = Bundle::decode(&[padded]).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::Decode(DecodeError::NotExact { .. })),
+            "{err}"
+        );
+    }
+    SignedEnvelope::decode(&bytes)
+        .unwrap()
+        .verify(w.principal.identity())
+        .unwrap();
+}

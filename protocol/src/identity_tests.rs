@@ -182,6 +182,32 @@ fn non_canonical_and_oversized_documents_are_refused() {
     ));
 }
 
+/// Found by the `identity` fuzz target: a document with one more key in its claims decoded
+/// (serde skips it) and verified (the self-signature covers the claims' encoding, which
+/// leaves it out).
+#[test]
+fn a_document_with_a_key_added_to_its_claims_is_refused() {
+    use ipld_core::ipld::Ipld;
+    let me = local("alice", 1);
+    let bytes = Block::encode(me.identity().document())
+        .unwrap()
+        .into_bytes();
+    let mut document: Ipld = dagcbor::decode(&bytes, Limits::default()).unwrap();
+    let Ipld::Map(top) = &mut document else {
+        panic!("a document is a map")
+    };
+    let Some(Ipld::Map(claims)) = top.get_mut("claims") else {
+        panic!("claims are a map")
+    };
+    claims.insert("zz".into(), Ipld::Bool(true));
+    let padded = dagcbor::encode(&document).unwrap();
+    assert!(matches!(
+        IdentityDocument::decode_verified(&padded),
+        Err(IdentityError::Decode(DecodeError::NotExact { .. }))
+    ));
+    IdentityDocument::decode_verified(&bytes).unwrap();
+}
+
 #[test]
 fn keys_are_redacted_in_debug() {
     let me = local("alice", 1);

@@ -432,7 +432,10 @@ impl RoleContext {
 
     /// The public payload of a block this node stored; stored blocks were verified before
     /// they were kept, so this skips the signature check.
-    pub(crate) fn stored_payload<T: DeserializeOwned>(&self, cid: &Cid) -> Result<T, CustodyError> {
+    pub(crate) fn stored_payload<T: DeserializeOwned + Serialize>(
+        &self,
+        cid: &Cid,
+    ) -> Result<T, CustodyError> {
         let bytes = self
             .block(cid)
             .ok_or_else(|| internal(format!("block {cid} is missing")))?;
@@ -444,7 +447,7 @@ impl RoleContext {
             .and_then(|public| dagcbor::decode(&public, Limits::default()).map_err(internal))
     }
 
-    pub(crate) fn payload<T: DeserializeOwned>(
+    pub(crate) fn payload<T: DeserializeOwned + Serialize>(
         envelope: &VerifiedEnvelope,
     ) -> Result<T, CustodyError> {
         envelope
@@ -453,7 +456,7 @@ impl RoleContext {
             .ok_or_else(|| CustodyError::Invalid("envelope has no payload".into()))
     }
 
-    pub(crate) fn sealed<T: DeserializeOwned>(
+    pub(crate) fn sealed<T: DeserializeOwned + Serialize>(
         &self,
         envelope: &VerifiedEnvelope,
     ) -> Result<T, CustodyError> {
@@ -461,7 +464,7 @@ impl RoleContext {
     }
 
     /// Opens the sealed payload as `me` (this node's identity or one it hosts).
-    pub(crate) fn sealed_for<T: DeserializeOwned>(
+    pub(crate) fn sealed_for<T: DeserializeOwned + Serialize>(
         envelope: &VerifiedEnvelope,
         me: &LocalIdentity,
     ) -> Result<T, CustodyError> {

@@ -392,7 +392,7 @@ pub fn stored_record(
     store
         .get(Column::Orders, &record_key(role, principal, reference))
         .map_err(internal)?
-        .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .map(|bytes| dagcbor::decode_lenient(&bytes, Limits::default()).map_err(internal))
         .transpose()
 }
 
@@ -402,7 +402,7 @@ pub fn stored_records(store: &Store) -> Result<Vec<OrderRecord>, CustodyError> {
         .scan(Column::Orders)
         .map_err(internal)?
         .into_iter()
-        .map(|(_, bytes)| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .map(|(_, bytes)| dagcbor::decode_lenient(&bytes, Limits::default()).map_err(internal))
         .collect()
 }
 

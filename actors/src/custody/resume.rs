@@ -52,7 +52,8 @@ pub(crate) async fn migrate_record(
     key: Vec<u8>,
     bytes: Vec<u8>,
 ) -> Result<(), CustodyError> {
-    let record: OrderRecord = dagcbor::decode(&bytes, Limits::default()).map_err(internal)?;
+    let record: OrderRecord =
+        dagcbor::decode_lenient(&bytes, Limits::default()).map_err(internal)?;
     let (principal, reference) = (record.principal, record.reference.as_str());
     let mut names = Vec::new();
     if role == Role::Fiduciary {

@@ -58,7 +58,7 @@ pub fn record(
     store
         .get(Column::Mpin, &key(side, reference))
         .map_err(internal)?
-        .map(|bytes| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .map(|bytes| dagcbor::decode_lenient(&bytes, Limits::default()).map_err(internal))
         .transpose()
 }
 
@@ -68,7 +68,7 @@ pub fn records(store: &Store) -> Result<Vec<MpinRecord>, CustodyError> {
         .scan(Column::Mpin)
         .map_err(internal)?
         .into_iter()
-        .map(|(_, bytes)| dagcbor::decode(&bytes, Limits::default()).map_err(internal))
+        .map(|(_, bytes)| dagcbor::decode_lenient(&bytes, Limits::default()).map_err(internal))
         .collect()
 }
 

@@ -629,7 +629,9 @@ pub async fn orders(
         .scan(Column::Orders)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .into_iter()
-        .filter_map(|(_, bytes)| dagcbor::decode::<OrderRecord>(&bytes, Limits::default()).ok())
+        .filter_map(|(_, bytes)| {
+            dagcbor::decode_lenient::<OrderRecord>(&bytes, Limits::default()).ok()
+        })
         .filter(|r| r.role == Role::Principal)
         .map(|r| {
             // Records are keyed by reference: the order request's time says when it was made.

@@ -296,7 +296,7 @@ pub(super) fn stored_envelope(store: &Store, cid: &Cid) -> Result<Envelope, ApiE
 }
 
 /// A stored envelope and its public payload.
-pub(super) fn envelope_with<T: DeserializeOwned>(
+pub(super) fn envelope_with<T: DeserializeOwned + Serialize>(
     store: &Store,
     cid: &Cid,
 ) -> Result<(Envelope, T), ApiError> {

@@ -16,6 +16,12 @@
 //!
 //! Encoding runs the same validator on its own output, so nothing non-canonical is ever
 //! signed or hashed.
+//!
+//! Decoding into a type is exact: the value must encode back to the very bytes it came from.
+//! serde alone would take a map with a key the type does not have, or a field written out at
+//! its default where the encoder leaves it out, and the decoded value would then stand for
+//! more than one encoding, so one signed document could travel under several CIDs. Records a
+//! node wrote itself under an older layout are read with [`decode_lenient`].
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -160,6 +166,17 @@ pub enum DecodeError {
     /// Canonical DAG-CBOR, but not the shape of the expected type.
     #[error("unexpected document shape: {0}")]
     Shape(String),
+    /// Canonical DAG-CBOR of the expected shape, but not the one encoding of the value it
+    /// decodes to: a field the type does not have, or one written out at its default.
+    #[error(
+        "{size} bytes decode, but the value encodes to {encoded} different bytes (a field the document does not have, or a default written out)"
+    )]
+    NotExact {
+        /// Length of the input.
+        size: usize,
+        /// Length of the value's one encoding.
+        encoded: usize,
+    },
 }
 
 /// Why a value could not be encoded.
@@ -186,8 +203,30 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> 
     Ok(bytes)
 }
 
-/// Decodes canonical DAG-CBOR into `T`, rejecting anything [`validate`] rejects.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, DecodeError> {
+/// Decodes canonical DAG-CBOR into `T`, rejecting anything [`validate`] rejects and anything
+/// that is not the value's one encoding ([`DecodeError::NotExact`]).
+pub fn decode<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<T, DecodeError> {
+    let value: T = decode_lenient(bytes, limits)?;
+    // Sealed payloads decode here too: the copy may hold a secret.
+    let encoded = zeroize::Zeroizing::new(
+        serde_ipld_dagcbor::to_vec(&value).map_err(|e| DecodeError::Shape(e.to_string()))?,
+    );
+    if encoded.as_slice() != bytes {
+        return Err(DecodeError::NotExact {
+            size: bytes.len(),
+            encoded: encoded.len(),
+        });
+    }
+    Ok(value)
+}
+
+/// Decodes canonical DAG-CBOR into `T`, rejecting anything [`validate`] rejects, but taking
+/// fields `T` does not have and defaults written out. Only for records a node wrote itself,
+/// whose layout may be older than the code reading them; never for what a peer sent.
+pub fn decode_lenient<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, DecodeError> {
     validate(bytes, limits)?;
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DecodeError::Shape(e.to_string()))
 }

@@ -226,14 +226,54 @@ fn framing_size_depth_and_utf8() {
 
 #[test]
 fn typed_decode_reports_shape_errors() {
-    #[derive(serde::Deserialize, Debug)]
+    #[derive(serde::Deserialize, serde::Serialize, Debug)]
     struct Wanted {
-        #[allow(dead_code)]
         a: u64,
     }
     // {"b": 1} is canonical but not a `Wanted`.
     let err = decode::<Wanted>(&[0xa1, 0x61, b'b', 0x01], Limits::default()).unwrap_err();
     assert!(matches!(err, DecodeError::Shape(_)), "{err:?}");
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+struct WithOptional {
+    a: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    b: Option<u64>,
+}
+
+/// Found by the `identity` fuzz target: serde skips a key the type does not have, so the
+/// decoded value stood for more encodings than one, and a signed document (whose signature
+/// covers the value's encoding) could be given a second CID by adding a key.
+#[test]
+fn a_key_the_type_does_not_have_is_refused() {
+    // {"a": 1, "z": 2}
+    let bytes = [0xa2, 0x61, b'a', 0x01, 0x61, b'z', 0x02];
+    validate(&bytes, Limits::default()).unwrap();
+    let err = decode::<WithOptional>(&bytes, Limits::default()).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::NotExact {
+            size: 7,
+            encoded: 4
+        }
+    );
+    // What a node wrote itself under an older layout still reads.
+    let old: WithOptional = decode_lenient(&bytes, Limits::default()).unwrap();
+    assert_eq!(old, WithOptional { a: 1, b: None });
+}
+
+#[test]
+fn a_default_written_out_is_refused() {
+    // {"a": 1, "b": null}: `b` is left out when it is None.
+    let bytes = [0xa2, 0x61, b'a', 0x01, 0x61, b'b', 0xf6];
+    let err = decode::<WithOptional>(&bytes, Limits::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::NotExact { .. }), "{err:?}");
+    let exact = encode(&WithOptional { a: 1, b: Some(2) }).unwrap();
+    assert_eq!(
+        decode::<WithOptional>(&exact, Limits::default()).unwrap(),
+        WithOptional { a: 1, b: Some(2) }
+    );
 }
 
 /// Found by the `dagcbor` fuzz target: the validator took negative zero, which the codec then
