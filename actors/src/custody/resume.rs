@@ -7,6 +7,7 @@ use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, ReleaseRequest};
+use dta_protocol::reshare::ReshareRequest;
 
 use crate::role::Role;
 use crate::states::OrderState;
@@ -259,7 +260,11 @@ pub fn resume(
                 }
             }
             OrderState::Committed => {
-                // A refreshed commitment goes with the deals it counts and its request.
+                // A refreshed commitment goes with the deals it counts and its request, and the
+                // certificate that request names: a holder that was down when the request went
+                // out learns of the certificate from it, and deals before it signs (once it
+                // signs, its old share is gone, and a dealer excluded since could not be
+                // replaced by it).
                 let reshared = record
                     .commitment
                     .and_then(|cid| ctx.stored_payload::<Commitment>(&cid).ok())
@@ -275,6 +280,11 @@ pub fn resume(
                                     super::refresh::deals_for(&r.deals, index)
                                         .into_iter()
                                         .map(Some),
+                                )
+                                .chain(
+                                    ctx.stored_payload::<ReshareRequest>(&r.request)
+                                        .ok()
+                                        .map(|request| Some(request.certificate)),
                                 )
                                 .chain([Some(r.request)])
                         })
