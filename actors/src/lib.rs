@@ -13,6 +13,9 @@
 //! (M-Pin issuance) are the steps, one file per role or concern, and `roles` routes each
 //! network event to its step.
 //!
+//! `byzantine` lets a test build play a role dishonestly (the `byzantine` feature; release
+//! builds have none of it).
+//!
 //! The supervisor restarts any child that fails or stops unexpectedly, and gives up (failing
 //! the node) after too many restarts in a short time.
 //!
@@ -22,6 +25,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod byzantine;
 pub mod certificates;
 pub mod context;
 pub mod custody;

@@ -1,8 +1,13 @@
 //! Counters the node exposes on `/metrics`. Plain atomics: they are not network state, just
 //! tallies that the swarm loop and actors bump and the HTTP API reads.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use dta_protocol::Cid;
+use dta_protocol::misconduct::Offence;
 
 /// Upper bounds, in seconds, of the request-latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -76,12 +81,43 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Offences this node saw, by offence and culprit (see [`Metrics::record_misconduct`]).
+    misconduct: Mutex<BTreeMap<(Offence, Option<Cid>), u64>>,
 }
+
+/// Most culprits [`Metrics::record_misconduct`] keeps apart; offences of others are still
+/// logged, and counted under the culprit `other`.
+pub const MAX_CULPRITS: usize = 256;
 
 impl Metrics {
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one offence of `culprit`'s. The culprits are identities this node verified,
+    /// so only members can add labels, and no more than [`MAX_CULPRITS`] of them: past that,
+    /// offences of new culprits are counted under no culprit.
+    pub fn record_misconduct(&self, offence: Offence, culprit: Option<Cid>) {
+        let mut seen = self
+            .misconduct
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let culprits = seen.len();
+        let culprit =
+            culprit.filter(|c| culprits < MAX_CULPRITS || seen.contains_key(&(offence, Some(*c))));
+        *seen.entry((offence, culprit)).or_default() += 1;
+    }
+
+    /// Offences seen so far, by offence and culprit (none for those counted past
+    /// [`MAX_CULPRITS`]).
+    pub fn misconduct(&self) -> Vec<(Offence, Option<Cid>, u64)> {
+        self.misconduct
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|((offence, culprit), count)| (*offence, *culprit, *count))
+            .collect()
     }
 
     /// Records the round trip of one request.

@@ -56,6 +56,8 @@ pub struct NodeArgs {
     pub mpin_sessions: crate::mpin::AuthSessions,
     /// How far clocks may disagree when a release policy's times are checked (ms).
     pub clock_tolerance_ms: u64,
+    /// The role this node plays dishonestly (test builds only, see [`crate::byzantine`]).
+    pub misbehaviour: Option<crate::byzantine::Misbehaviour>,
 }
 
 /// Messages to the supervisor.
@@ -157,6 +159,7 @@ impl NodeSupervisor {
                         certificate_checks: crate::certificates::CertificateChecks::start(),
                         metrics: state.args.metrics.clone(),
                         clock_tolerance_ms: state.args.clock_tolerance_ms,
+                        misbehaviour: state.args.misbehaviour,
                         nonces: Default::default(),
                     },
                     mpin_sessions: state.args.mpin_sessions.clone(),

@@ -49,6 +49,11 @@ pub fn offline(
             "receipts": report.chain.receipts,
             "policies": report.chain.policies,
             "threshold_signatures": report.chain.threshold_signatures,
+            "misconduct": report.chain.misconduct.iter().map(|m| json!({
+                "culprit": m.culprit.to_string(),
+                "offence": m.offence.name(),
+                "evidence": m.evidence.to_string(),
+            })).collect::<Vec<_>>(),
             "envelopes": listed(&report.chain.envelopes),
             "attached": listed(&report.attached),
         });
@@ -86,6 +91,14 @@ pub fn offline(
         outln!(
             "  {} release(s) kept the order's release policy",
             report.chain.policies
+        );
+    }
+    for misconduct in &report.chain.misconduct {
+        outln!(
+            "  misconduct: {} by {} (evidence {})",
+            misconduct.offence,
+            misconduct.culprit,
+            misconduct.evidence
         );
     }
     for (cid, k) in report.chain.envelopes.iter().chain(&report.attached) {

@@ -410,6 +410,14 @@ pub async fn audit(
         text(&report["receipts"]),
         text(&report["policies"])
     );
+    for misconduct in report["misconduct"].as_array().into_iter().flatten() {
+        outln!(
+            "  misconduct: {} by {} (evidence {})",
+            text(&misconduct["offence"]),
+            text(&misconduct["culprit"]),
+            text(&misconduct["evidence"])
+        );
+    }
     for envelope in report["envelopes"].as_array().into_iter().flatten() {
         outln!(
             "  {:<22} {}",

@@ -1,5 +1,6 @@
 //! `dta`: the command-line front of a dta node. Thin by design: it parses arguments and calls
-//! the libraries (`dta-node`, `dta-testnet`), which hold all the logic.
+//! the libraries (`dta-node`, `dta-testnet`), which hold all the logic. The binaries `dta`
+//! and (built with the `byzantine` feature, for tests) `dta-byzantine` only call [`main`].
 
 mod audit;
 mod client;
@@ -102,6 +103,10 @@ enum Command {
         /// Threshold of /v1 orders (default: all fiduciaries).
         #[arg(long)]
         threshold: Option<u32>,
+        /// Play a role dishonestly, to test that honest nodes refuse it: wrong-share,
+        /// bad-deal or bad-sub-share. Only the test build `dta-byzantine` can.
+        #[arg(long, hide = true)]
+        misbehave: Option<String>,
     },
     /// This node's identity, peer id, addresses and roles.
     Status(client::ClientArgs),
@@ -574,7 +579,8 @@ enum IdentityCommand {
     },
 }
 
-fn main() -> std::process::ExitCode {
+/// Runs the command line this process was given.
+pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // A home holds the node's secrets, and RocksDB keeps creating files in it while the node
     // runs: whatever these commands create is for the owner alone.
@@ -689,6 +695,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             plugin,
             fiduciaries,
             threshold,
+            misbehave,
         } => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -705,6 +712,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 plugin,
                 fiduciaries,
                 threshold,
+                misbehave,
             };
             dta_node::run(options, shutdown).await?;
         }
@@ -1024,6 +1032,7 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                     Backend::Pkcs11 => pkcs11_module,
                 },
                 lan,
+                misbehave: Default::default(),
             };
             let started = std::time::Instant::now();
             let testnet = process::up(config, |stage| {
@@ -1181,6 +1190,7 @@ mod tests {
                 binary: "dta".into(),
                 pkcs11_module: None,
                 lan: false,
+                misbehave: Default::default(),
             },
             |_| {},
         )

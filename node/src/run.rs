@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config, ConfigError};
 use crate::home::{self, HomeError};
 use crate::http::{self, ApiState, OrderDefaults};
+use dta_actors::byzantine::Misbehaviour;
 
 /// How long the node waits for its listeners before it gives up starting.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,6 +47,9 @@ pub struct RunOptions {
     pub fiduciaries: Vec<String>,
     /// Threshold of `/v1` orders.
     pub threshold: Option<u32>,
+    /// A role to play dishonestly (`dta run --misbehave`): test builds only (the `byzantine`
+    /// feature); any other build refuses to start with one.
+    pub misbehave: Option<String>,
 }
 
 /// Why a node could not start.
@@ -60,6 +64,9 @@ pub enum RunError {
     /// A listen address another process holds.
     #[error(transparent)]
     Listen(#[from] crate::ports::PortInUse),
+    /// A misbehaviour this build cannot play, or one that does not exist.
+    #[error("--misbehave: {0}")]
+    Misbehave(String),
     /// The API port.
     #[error("cannot listen for the API on {address}: {source}")]
     Api {
@@ -186,6 +193,7 @@ impl Node {
             api_tls,
             roles,
             order_defaults,
+            misbehaviour,
         } = checked;
 
         // Bind the API first: a port in use should fail before anything else starts.
@@ -257,6 +265,7 @@ impl Node {
             mpin_servers: Arc::new(config.mpin_servers()?),
             mpin_sessions: mpin_sessions.clone(),
             clock_tolerance_ms,
+            misbehaviour,
         };
         let (supervisor, supervisor_task) =
             Actor::spawn(Some(format!("{peer_id}/supervisor")), NodeSupervisor, args)
@@ -475,6 +484,8 @@ struct Checked {
     roles: Vec<Role>,
     /// Plugin, fiduciaries and threshold of `/v1` orders.
     order_defaults: OrderDefaults,
+    /// The role played dishonestly (test builds only).
+    misbehaviour: Option<Misbehaviour>,
 }
 
 /// Reads the home's config (never writing it) and checks it together with every option that
@@ -514,6 +525,19 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
         return Err(RunError::PlainApi(config.api.listen.clone()));
     }
     let roles = config.roles()?;
+    let misbehaviour = options
+        .misbehave
+        .as_deref()
+        .map(|name| {
+            if !dta_actors::byzantine::COMPILED {
+                return Err(RunError::Misbehave(
+                    "this dta cannot misbehave: only test builds can (the byzantine feature)"
+                        .into(),
+                ));
+            }
+            Misbehaviour::parse(name).map_err(RunError::Misbehave)
+        })
+        .transpose()?;
     let plugin = options
         .plugin
         .clone()
@@ -556,6 +580,7 @@ fn check(options: &RunOptions) -> Result<Checked, RunError> {
             threshold: options.threshold,
             plugin,
         },
+        misbehaviour,
     })
 }
 

@@ -161,6 +161,7 @@ fn released_order_with(
             shares_from: fiduciaries.iter().map(LocalIdentity::cid).collect(),
             public_key: ByteBuf::from(vec![1; 48]),
             votes: Vec::new(),
+            refused: Vec::new(),
         }),
         T0 + receipt_after_ms,
     );

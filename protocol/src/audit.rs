@@ -17,7 +17,9 @@ use dta_crypto::secp256k1::PublicKey;
 use crate::dkg::DkgRound;
 use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
+use crate::misconduct::{Misconduct, Offence};
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
+use crate::order::{RefusedShare, ShareRelease};
 use crate::policy::{Approval, DEFAULT_CLOCK_TOLERANCE_MS, Signed, Situation, Verdict};
 use crate::reshare::{OldShares, ReshareComplaint, ReshareRequest};
 use crate::signing::SignatureScheme;
@@ -125,6 +127,10 @@ pub struct AuditReport {
     /// Threshold signatures made with the order's key, each verified as its scheme says
     /// (BIP-340 or BLS) over its request's message.
     pub threshold_signatures: usize,
+    /// Offences the log proves, each judged here from its evidence: shares a receipt refused
+    /// (opened with the key it reveals, and found off the commitment), dealers a refresh
+    /// excluded (convicted by a holder's complaint).
+    pub misconduct: Vec<Misconduct>,
 }
 
 /// For a key the fiduciaries generated without a dealer: the round in the chain is the
@@ -216,9 +222,9 @@ fn check_reshared(
     commitments: &BTreeMap<Cid, Commitment>,
     verified: &[(Cid, VerifiedEnvelope)],
     identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
-) -> Result<(), AuditError> {
+) -> Result<Vec<Misconduct>, AuditError> {
     let Some(reshared) = &commitment.reshared else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let failed = |reason: &str| AuditError::KeyGeneration {
         envelope: cid.to_string(),
@@ -259,6 +265,7 @@ fn check_reshared(
             "it does not count t distinct dealers of the committee before",
         ));
     }
+    let mut convicted = Vec::new();
     for block in &reshared.excluded {
         let dealer = check_exclusion(
             reference,
@@ -274,8 +281,15 @@ fn check_reshared(
                 "it counts holder {dealer}, whom it excluded"
             )));
         }
+        if let Some(culprit) = previous.fiduciaries.get(dealer as usize - 1) {
+            convicted.push(Misconduct {
+                culprit: *culprit,
+                offence: Offence::BadSubShare,
+                evidence: crate::block::cid_of(crate::block::DAG_CBOR, block),
+            });
+        }
     }
-    Ok(())
+    Ok(convicted)
 }
 
 /// The dealer (old share index) a complaint in a commitment's exclusions convicts: signed by
@@ -756,9 +770,10 @@ pub fn audit(
         .filter(|(_, e)| e.envelope().kind == Kind::Commitment)
         .filter_map(|(cid, e)| e.public_payload().ok().flatten().map(|c| (*cid, c)))
         .collect();
+    let mut misconduct = Vec::new();
     for (cid, commitment) in &commitments {
         check_generated(reference, &request, *cid, commitment, &verified, &identity)?;
-        check_reshared(
+        misconduct.extend(check_reshared(
             reference,
             &request,
             *cid,
@@ -766,7 +781,7 @@ pub fn audit(
             &commitments,
             &verified,
             &identity,
-        )?;
+        )?);
     }
     let mut certified = false;
     for (cid, envelope) in verified
@@ -820,13 +835,35 @@ pub fn audit(
                 .flatten()
                 .ok_or_else(|| failed("no receipt payload"))?;
             match releases.get(&receipt.release) {
-                Some(beneficiary) if *beneficiary == envelope.envelope().sender => Ok(()),
-                Some(_) => Err(failed("the receipt is not from the release's beneficiary")),
-                None => Err(failed("the receipt answers no release in the chain")),
+                Some(beneficiary) if *beneficiary == envelope.envelope().sender => {}
+                Some(_) => return Err(failed("the receipt is not from the release's beneficiary")),
+                None => return Err(failed("the receipt answers no release in the chain")),
             }
+            receipt
+                .refused
+                .iter()
+                .map(|refused| {
+                    let beneficiary = envelope.envelope().sender;
+                    judge_refused(
+                        refused,
+                        &receipt,
+                        &beneficiary,
+                        &commitments,
+                        &verified,
+                        &block,
+                        &identity,
+                    )
+                    .map_err(|reason| AuditError::Release {
+                        envelope: cid.to_string(),
+                        reason: format!("refused share {}: {reason}", refused.share),
+                    })
+                })
+                .collect::<Result<Vec<Misconduct>, _>>()
         })
-        .collect::<Result<Vec<()>, _>>()?
-        .len();
+        .collect::<Result<Vec<Vec<Misconduct>>, _>>()?;
+    let receipts_found = receipts.len();
+    misconduct.extend(receipts.into_iter().flatten());
+    let receipts = receipts_found;
     let threshold_signatures = check_threshold_signatures(&request, &commitments, &verified)?;
     Ok(AuditReport {
         envelopes: verified
@@ -837,5 +874,67 @@ pub fn audit(
         receipts,
         policies,
         threshold_signatures,
+        misconduct,
+    })
+}
+
+/// The fiduciary a receipt's refused share convicts: its envelope is the fiduciary's share
+/// release for the receipt's release, sealed to the beneficiary alone, the revealed key opens
+/// it, it names the fiduciary's own index, and the share it holds is not the one the release's
+/// certified commitment commits to. A refused share that fits convicts the beneficiary's
+/// receipt of a false accusation (an error).
+fn judge_refused(
+    refused: &RefusedShare,
+    receipt: &Receipt,
+    beneficiary: &Cid,
+    commitments: &BTreeMap<Cid, Commitment>,
+    verified: &[(Cid, VerifiedEnvelope)],
+    block: &impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<Misconduct, String> {
+    let bytes = block(&refused.share).ok_or("it is missing")?;
+    let culprit = SignedEnvelope::decode(&bytes)
+        .map_err(|e| e.to_string())?
+        .envelope
+        .sender;
+    let signer = identity(&culprit).ok_or("its sender is not known")?;
+    let (_, plain) = crate::evidence::open(
+        &bytes,
+        &refused.content_key,
+        &signer,
+        (Kind::ShareRelease, receipt.release),
+        beneficiary,
+    )
+    .map_err(|e| e.to_string())?;
+    let released: ShareRelease =
+        crate::dagcbor::decode(&plain, Limits::default()).map_err(|e| e.to_string())?;
+    let commitment = verified
+        .iter()
+        .find(|(c, _)| *c == receipt.release)
+        .and_then(|(_, e)| e.public_payload::<ReleaseRequest>().ok().flatten())
+        .and_then(|request| {
+            verified
+                .iter()
+                .find(|(c, _)| *c == request.certificate)
+                .and_then(|(_, e)| e.public_payload::<Certificate>().ok().flatten())
+        })
+        .and_then(|certificate| commitments.get(&certificate.commitment))
+        .ok_or("its release's commitment is not in the chain")?;
+    let position = commitment
+        .fiduciaries
+        .iter()
+        .position(|f| *f == culprit)
+        .ok_or("its sender is no fiduciary of the release")?;
+    if released.release != receipt.release || released.index != position as u32 + 1 {
+        return Err("it is not its sender's share of this release".into());
+    }
+    let value: Option<&[u8; 32]> = released.share.expose().try_into().ok();
+    if value.is_some_and(|value| commitment.fits_share(released.index, value)) {
+        return Err("it fits the commitment: the receipt accuses falsely".into());
+    }
+    Ok(Misconduct {
+        culprit,
+        offence: Offence::WrongShare,
+        evidence: refused.share,
     })
 }

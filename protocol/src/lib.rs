@@ -18,6 +18,7 @@
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
 //! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
 //! - [`car`]: CAR v1 archives, every block checked against its CID on reading.
+//! - [`misconduct`]: offences a node can be shown to commit, and their evidence.
 //! - [`inbound`]: inbound streams of one protocol (Bitswap's), queued rather than dropped.
 //!
 //! Verification comes before use: a document is only trusted through the `Verified…` value
@@ -42,6 +43,7 @@ pub mod evidence;
 pub mod identity;
 pub mod inbound;
 pub mod links;
+pub mod misconduct;
 pub mod mpin;
 pub mod network;
 pub mod order;

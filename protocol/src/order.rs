@@ -124,6 +124,29 @@ pub struct Commitment {
 }
 
 impl Commitment {
+    /// Whether `value` is the share of index `index` (from 1) this commitment commits to: on
+    /// the Feldman polynomial of a dealt secret, or the secret key of the public key share
+    /// listed for a generated key.
+    pub fn fits_share(&self, index: u32, value: &[u8; 32]) -> bool {
+        if self.key_shares.is_empty() {
+            let Ok(commitments) = dta_crypto::threshold::Commitments::from_bytes(&self.feldman)
+            else {
+                return false;
+            };
+            return dta_crypto::threshold::Share::from_parts(index, value)
+                .is_ok_and(|share| commitments.verify_share(&share).is_ok());
+        }
+        let listed = (index as usize)
+            .checked_sub(1)
+            .and_then(|position| self.key_shares.get(position));
+        match (listed, dta_crypto::secp256k1::SecretKey::from_bytes(value)) {
+            (Some(listed), Ok(key)) => {
+                listed.as_slice() == key.public_key().to_compressed().as_slice()
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this commitment (of shares dealt anew, perhaps to another committee and
     /// threshold) keeps the order and the key of `previous`: the order, plugin, key (a dealt
     /// secret's constant Feldman term), outputs and how the key came about, and as many
@@ -430,6 +453,20 @@ pub struct Receipt {
     /// check the policy (absent otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub votes: Vec<Cid>,
+    /// Shares released for this release that did not fit the commitment, each with the
+    /// content key that opens it, so that anyone can check the fiduciary that sealed it
+    /// ([`crate::evidence`]). Absent when every share fitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedShare>,
+}
+
+/// A share release the beneficiary refused, revealed as evidence against its fiduciary.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RefusedShare {
+    /// The share release envelope.
+    pub share: Cid,
+    /// Its content key, which opens that envelope alone.
+    pub content_key: ByteBuf,
 }
 
 #[cfg(test)]

@@ -25,8 +25,13 @@
 //! Steps: `order`, `release` and `wait` (each may say `expect = "failure"`), `stop`
 //! (SIGTERM), `kill` (SIGKILL), `restart`, `partition` and `heal` (through each node's block
 //! list, `/v2/peers/blocked`), `mpin-server-secret`, `mpin-client-secret`,
-//! `mpin-authenticate`, and the assertions `assert-secret`, `assert-audit`, `assert-peers`
-//! and `assert-converged` (every running node audits an order to the same head).
+//! `mpin-authenticate`, and the assertions `assert-secret`, `assert-audit` (with the
+//! misconduct the log must prove), `assert-misconduct` (a node counted an offence of a
+//! culprit's), `assert-peers` and `assert-converged` (every running node audits an order to
+//! the same head).
+//!
+//! `[network] misbehave = { "node-2" = "wrong-share" }` runs nodes that play a role
+//! dishonestly; only the test build `dta-byzantine` runs such a scenario.
 //!
 //! In a testnet the fiduciaries are the M-Pin trust authorities and the principals the
 //! authentication servers; an M-Pin client's identity is its node's name.
@@ -67,6 +72,10 @@ pub struct NetworkSpec {
     pub beneficiaries: usize,
     /// The orders' threshold (default: every fiduciary).
     pub threshold: Option<u32>,
+    /// Nodes that play a role dishonestly, by name, and how (`"node-2" = "wrong-share"`; see
+    /// `dta run --misbehave`). Only a test build runs them (`dta-byzantine`).
+    #[serde(default)]
+    pub misbehave: BTreeMap<String, String>,
 }
 
 fn one() -> usize {
@@ -137,6 +146,8 @@ pub enum StepSpec {
     Refresh {
         /// The order's reference.
         reference: String,
+        /// Seconds to wait for the certificate (default 60).
+        timeout: Option<u64>,
         /// Succeed or be refused.
         #[serde(default)]
         expect: Expect,
@@ -150,6 +161,8 @@ pub enum StepSpec {
         fiduciaries: Vec<String>,
         /// The new threshold.
         threshold: u32,
+        /// Seconds to wait for the certificate (default 60).
+        timeout: Option<u64>,
         /// Succeed or be refused.
         #[serde(default)]
         expect: Expect,
@@ -244,12 +257,27 @@ pub enum StepSpec {
         /// The secret expected.
         equals: String,
     },
-    /// An order's log audits on a node.
+    /// An order's log audits on a node, proving exactly the misconduct listed (none unless
+    /// listed).
     AssertAudit {
         /// The node.
         node: String,
         /// The order.
         reference: String,
+        /// The offences the audit must find, each by culprit (a node name) and offence name.
+        #[serde(default)]
+        misconduct: Vec<ExpectedMisconduct>,
+    },
+    /// A node counted at least one offence of a culprit's (its `dta_misconduct_total`).
+    AssertMisconduct {
+        /// The node that saw it.
+        node: String,
+        /// The culprit, by node name.
+        culprit: String,
+        /// The offence (`wrong-share`, `deal-off-commitment`, `bad-sub-share`, ...).
+        offence: String,
+        /// Seconds to keep trying (default 30).
+        timeout: Option<u64>,
     },
     /// A node has at least this many peers.
     AssertPeers {
@@ -260,6 +288,16 @@ pub enum StepSpec {
         /// Seconds to keep trying (default: check once).
         timeout: Option<u64>,
     },
+}
+
+/// An offence an audit must prove.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedMisconduct {
+    /// The culprit, by node name.
+    pub culprit: String,
+    /// The offence's name.
+    pub offence: String,
 }
 
 /// One step's outcome.
@@ -313,6 +351,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     if scenario.steps.is_empty() {
         return Err(file("no steps".into()));
     }
+    misbehaving(&scenario.network).map_err(file)?;
     for (index, step) in scenario.steps.iter().enumerate() {
         if let StepSpec::Partition { groups } = step {
             check_groups(groups, scenario.network.nodes)
@@ -320,6 +359,37 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         }
     }
     Ok(scenario)
+}
+
+/// The dishonest nodes of `network` by index, each misbehaviour checked; refused unless this
+/// build can misbehave.
+fn misbehaving(network: &NetworkSpec) -> Result<BTreeMap<usize, String>, String> {
+    if !network.misbehave.is_empty() && !dta_actors::byzantine::COMPILED {
+        return Err(
+            "its dishonest nodes (misbehave) run only in a test build: use dta-byzantine \
+             (cargo build -p dta-cli --features byzantine --bin dta-byzantine)"
+                .into(),
+        );
+    }
+    network
+        .misbehave
+        .iter()
+        .map(|(name, misbehaviour)| {
+            let index = name
+                .strip_prefix("node-")
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|i| *i < network.nodes && format!("node-{i}") == *name)
+                .ok_or_else(|| {
+                    format!(
+                        "misbehave: no node {name:?} in a network of {}",
+                        network.nodes
+                    )
+                })?;
+            dta_actors::byzantine::Misbehaviour::parse(misbehaviour)
+                .map_err(|e| format!("misbehave: {name}: {e}"))?;
+            Ok((index, misbehaviour.clone()))
+        })
+        .collect()
 }
 
 /// Every node of `nodes` in exactly one of at least two non-empty groups.
@@ -373,6 +443,10 @@ pub async fn run(
         binary,
         pkcs11_module: None,
         lan,
+        misbehave: misbehaving(spec).map_err(|message| ScenarioError::File {
+            path: "the scenario".into(),
+            message,
+        })?,
     };
     let testnet = process::up(config, |_| {}).await?;
     let runner = Runner {
@@ -474,14 +548,20 @@ impl Runner {
                 )
                 .await,
             ),
-            StepSpec::Refresh { reference, expect } => (
+            StepSpec::Refresh {
+                reference,
+                timeout,
+                expect,
+            } => (
                 format!("refresh {reference}"),
-                self.deal_anew(reference, None, *expect).await,
+                self.deal_anew(reference, None, timeout.unwrap_or(60), *expect)
+                    .await,
             ),
             StepSpec::Reshare {
                 reference,
                 fiduciaries,
                 threshold,
+                timeout,
                 expect,
             } => (
                 format!(
@@ -489,8 +569,13 @@ impl Runner {
                     threshold,
                     fiduciaries.join(",")
                 ),
-                self.deal_anew(reference, Some((fiduciaries, *threshold)), *expect)
-                    .await,
+                self.deal_anew(
+                    reference,
+                    Some((fiduciaries, *threshold)),
+                    timeout.unwrap_or(60),
+                    *expect,
+                )
+                .await,
             ),
             StepSpec::Approve {
                 node,
@@ -600,9 +685,23 @@ impl Runner {
                 format!("{node} holds the secret of {reference}"),
                 self.assert_secret(node, reference, equals).await,
             ),
-            StepSpec::AssertAudit { node, reference } => (
+            StepSpec::AssertAudit {
+                node,
+                reference,
+                misconduct,
+            } => (
                 format!("the log of {reference} audits on {node}"),
-                self.assert_audit(node, reference).await,
+                self.assert_audit(node, reference, misconduct).await,
+            ),
+            StepSpec::AssertMisconduct {
+                node,
+                culprit,
+                offence,
+                timeout,
+            } => (
+                format!("{node} counted {offence} by {culprit}"),
+                self.assert_misconduct(node, culprit, offence, timeout.unwrap_or(30))
+                    .await,
             ),
             StepSpec::AssertPeers {
                 node,
@@ -727,13 +826,17 @@ impl Runner {
         &self,
         reference: &str,
         next: Option<(&[String], u32)>,
+        timeout: u64,
         expect: Expect,
     ) -> Result<String, String> {
         let principal = self.node("@principal")?;
         let (path, body) = match next {
-            None => (format!("/v2/orders/{reference}/refresh?wait=60"), json!({})),
+            None => (
+                format!("/v2/orders/{reference}/refresh?wait={timeout}"),
+                json!({}),
+            ),
             Some((names, threshold)) => (
-                format!("/v2/orders/{reference}/reshare?wait=60"),
+                format!("/v2/orders/{reference}/reshare?wait={timeout}"),
                 json!({ "fiduciaries": self.identities(names)?, "threshold": threshold }),
             ),
         };
@@ -836,7 +939,12 @@ impl Runner {
         }
     }
 
-    async fn assert_audit(&self, node: &str, reference: &str) -> Result<String, String> {
+    async fn assert_audit(
+        &self,
+        node: &str,
+        reference: &str,
+        expected: &[ExpectedMisconduct],
+    ) -> Result<String, String> {
         let target = self.node(node)?;
         let (status, report) = self
             .call(
@@ -846,15 +954,78 @@ impl Runner {
                 None,
             )
             .await;
-        if status == 200 && report["passed"] == true {
-            Ok(format!(
-                "{} envelopes, certified {}, {} receipts",
-                report["envelopes"].as_array().map_or(0, Vec::len),
-                report["certified"],
-                report["receipts"]
-            ))
-        } else {
-            Err(format!("{status}: {}", report["error"]))
+        if status != 200 || report["passed"] != true {
+            return Err(format!("{status}: {}", report["error"]));
+        }
+        let nodes = self.testnet()?.nodes;
+        let name_of = |cid: &Value| {
+            nodes
+                .iter()
+                .find(|n| cid.as_str() == Some(n.identity.as_str()))
+                .map_or_else(|| cid.to_string(), |n| n.name.clone())
+        };
+        let found: BTreeSet<(String, String)> = report["misconduct"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    name_of(&m["culprit"]),
+                    m["offence"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let wanted: BTreeSet<(String, String)> = expected
+            .iter()
+            .map(|m| (m.culprit.clone(), m.offence.clone()))
+            .collect();
+        if found != wanted {
+            return Err(format!(
+                "the audit proves {found:?}, not {wanted:?}: {}",
+                report["misconduct"]
+            ));
+        }
+        Ok(format!(
+            "{} envelopes, certified {}, {} receipts, misconduct {found:?}",
+            report["envelopes"].as_array().map_or(0, Vec::len),
+            report["certified"],
+            report["receipts"]
+        ))
+    }
+
+    /// Reads `node`'s `dta_misconduct_total` until it counts `offence` by `culprit`.
+    async fn assert_misconduct(
+        &self,
+        node: &str,
+        culprit: &str,
+        offence: &str,
+        timeout: u64,
+    ) -> Result<String, String> {
+        let culprit_identity = self.node(culprit)?.identity;
+        let series = format!(
+            "dta_misconduct_total{{offence=\"{offence}\",culprit=\"{culprit_identity}\"}} "
+        );
+        let started = Instant::now();
+        loop {
+            let target = self.node(node)?;
+            let (status, metrics) = self.call(&target, Method::GET, "/metrics", None).await;
+            let count = metrics
+                .as_str()
+                .into_iter()
+                .flat_map(str::lines)
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .and_then(|count| count.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if status == 200 && count > 0 {
+                return Ok(format!(
+                    "{count} after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            if started.elapsed() >= Duration::from_secs(timeout) {
+                return Err(format!("none after {timeout} s ({status})"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 

@@ -279,6 +279,7 @@ async fn campaign(victims: &'static [&'static str], kill_every: Duration, orders
             binary: dta_bin(),
             pkcs11_module: None,
             lan: false,
+            misbehave: Default::default(),
         },
         |_| {},
     )

@@ -2,6 +2,7 @@
 
 mod access;
 mod blocks;
+mod byzantine;
 mod custody;
 mod delivery;
 mod demo;

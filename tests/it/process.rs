@@ -621,6 +621,18 @@ fn a_usage_error_of_dta_run_leaves_the_home_untouched() {
             vec!["--listen", listen, "--api", api, "--fiduciary", "not-a-cid"],
             "--fiduciary not-a-cid",
         ),
+        // Misbehaviour is compiled into the test build `dta-byzantine` only.
+        (
+            vec![
+                "--listen",
+                listen,
+                "--api",
+                api,
+                "--misbehave",
+                "wrong-share",
+            ],
+            "this dta cannot misbehave",
+        ),
     ] {
         let (ok, stderr) = run_to_end(dta(&home).args(["run", "--no-mdns"]).args(&args));
         assert!(!ok, "{args:?} started a node");
@@ -779,6 +791,10 @@ async fn the_example_scenarios_pass_and_a_failing_step_fails_the_run() {
     let mut ran = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let file = entry.unwrap().path();
+        // Scenarios with dishonest nodes (`byzantine/`) need the test build.
+        if file.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
         let output = succeed_blocking(dta_client(&[
             "scenario",
             "run",

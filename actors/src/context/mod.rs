@@ -14,6 +14,7 @@ use dta_protocol::Cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::envelope::{Bundle, Draft, Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::{LocalIdentity, VerifiedIdentity};
+use dta_protocol::misconduct::Offence;
 use dta_protocol::order::SecretBytes;
 use libp2p::PeerId;
 use ractor::ActorRef;
@@ -137,6 +138,9 @@ pub struct RoleContext {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// How far clocks may disagree when a release policy's times are checked (ms).
     pub clock_tolerance_ms: u64,
+    /// The role this node plays dishonestly, in a test build (see [`crate::byzantine`]);
+    /// never set otherwise.
+    pub misbehaviour: Option<crate::byzantine::Misbehaviour>,
     /// Fiduciary: the nonces of each signature it committed to and has not signed with yet,
     /// by request. In memory only: after a restart, fresh ones are made, never the same again.
     pub nonces: std::sync::Arc<
@@ -428,6 +432,15 @@ impl RoleContext {
             self.verified.insert(cid, envelope);
         }
         Ok(())
+    }
+
+    /// A peer was caught at `offence`: logged with its identity and counted by offence and
+    /// culprit ([`crate::metrics::Metrics::record_misconduct`]). Returns the refusal the step
+    /// gives, which names the culprit too.
+    pub(crate) fn misconduct(&self, culprit: Cid, offence: Offence, detail: &str) -> CustodyError {
+        tracing::warn!(%culprit, offence = offence.name(), "misconduct: {detail}");
+        self.metrics.record_misconduct(offence, Some(culprit));
+        CustodyError::Invalid(format!("{offence} by {culprit}: {detail}"))
     }
 
     /// The public payload of a block this node stored; stored blocks were verified before

@@ -10,8 +10,10 @@ use dta_crypto::{dkg, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::LocalIdentity;
+use dta_protocol::misconduct::Offence;
 use dta_protocol::order::{
-    Certificate, Commitment, OrderRequest, Receipt, ReleaseGrounds, ReleaseRequest, ShareRelease,
+    Certificate, Commitment, OrderRequest, Receipt, RefusedShare, ReleaseGrounds, ReleaseRequest,
+    ShareRelease,
 };
 
 use crate::plugin::RebuiltKey;
@@ -100,20 +102,15 @@ pub async fn on_share_release(
         .expose()
         .try_into()
         .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
-    let mismatch =
-        || CustodyError::Invalid(format!("share from {sender} does not match the commitment"));
-    if commitment.key_shares.is_empty() {
-        // Checked against the Feldman commitments only if the key rebuilt from t shares does
-        // not match the commitment's public key (see below): one scalar multiplication for
-        // the key instead of one per share, plus the decoding of every commitment.
-        Share::from_parts(released.index, &value).map_err(|_| mismatch())?;
+    // A dealt share is checked against the Feldman commitments only if the key rebuilt from
+    // t shares does not match the commitment's public key (see below): one scalar
+    // multiplication for the key instead of one per share, plus the decoding of every
+    // commitment. A generated key's share is checked now, against its public key share.
+    let fits = if commitment.key_shares.is_empty() {
+        Share::from_parts(released.index, &value).is_ok()
     } else {
-        let key = secp256k1::SecretKey::from_bytes(&value).map_err(|_| mismatch())?;
-        let expected = commitment.key_shares.get(released.index as usize - 1);
-        if expected.map(|k| k.as_slice()) != Some(key.public_key().to_compressed().as_slice()) {
-            return Err(mismatch());
-        }
-    }
+        commitment.fits_share(released.index, &value)
+    };
 
     let mut record = match ctx.record(Role::Beneficiary, &order.principal, &reference)? {
         Some(record) => record,
@@ -144,12 +141,22 @@ pub async fn on_share_release(
     {
         entry.insert(request_cid);
         record.shares.clear();
+        record.refused.clear();
         record.certificate = Some(request.certificate);
         record.head = request_cid;
         record.state = OrderState::Collecting;
     }
-    if record.shares.contains_key(&released.index) {
+    if record.shares.contains_key(&released.index) || record.refused.contains(&cid) {
         return Ok(None);
+    }
+    if !fits {
+        record.refused.push(cid);
+        ctx.save(Role::Beneficiary, &record).await?;
+        return Err(ctx.misconduct(
+            sender,
+            Offence::WrongShare,
+            &format!("its share {cid} of {reference} does not match the commitment"),
+        ));
     }
     ctx.keep_secret(
         received_name(&order.principal, &reference, released.index),
@@ -178,22 +185,26 @@ pub async fn on_share_release(
             if bad.is_empty() {
                 return Err(err);
             }
+            // Each is kept as evidence for the receipt, and its fiduciary named.
+            let mut refusals = Vec::with_capacity(bad.len());
             for index in &bad {
-                record.shares.remove(index);
+                let Some(share_cid) = record.shares.remove(index) else {
+                    continue;
+                };
+                record.refused.push(share_cid);
+                let culprit = (*index as usize)
+                    .checked_sub(1)
+                    .and_then(|position| commitment.fiduciaries.get(position))
+                    .copied()
+                    .ok_or_else(|| internal(format!("no fiduciary of index {index}")))?;
+                refusals.push(ctx.misconduct(
+                    culprit,
+                    Offence::WrongShare,
+                    &format!("its share {share_cid} of {reference} does not match the commitment"),
+                ));
             }
             ctx.save(Role::Beneficiary, &record).await?;
-            return Err(CustodyError::Invalid(format!(
-                "share from {} does not match the commitment",
-                bad.iter()
-                    .map(|index| {
-                        (*index as usize)
-                            .checked_sub(1)
-                            .and_then(|position| commitment.fiduciaries.get(position))
-                            .map_or_else(|| format!("index {index}"), ToString::to_string)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(refusals.into_iter().next().unwrap_or(err));
         }
         Err(err) => return Err(err),
     };
@@ -215,6 +226,20 @@ pub async fn on_share_release(
             .collect(),
         public_key: commitment.public_key.clone(),
         votes: grounds_of(ctx, &record)?,
+        refused: record
+            .refused
+            .iter()
+            .map(|share| {
+                let key = ctx
+                    .verified_block(share)?
+                    .content_key(&me)
+                    .map_err(internal)?;
+                Ok(RefusedShare {
+                    share: *share,
+                    content_key: serde_bytes::ByteBuf::from(key.expose().to_vec()),
+                })
+            })
+            .collect::<Result<_, CustodyError>>()?,
     };
     let envelope = RoleContext::envelope_as(
         &me,

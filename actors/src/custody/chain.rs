@@ -46,8 +46,8 @@ pub fn audit(
 }
 
 /// Fetches the blocks of a chain that are not here, walking `prev` links back from `head` and
-/// asking connected peers over Bitswap, and the votes its receipts and its commitments of moves
-/// of custody name (an order with a release policy). Every fetched block is checked against its CID before it is stored.
+/// asking connected peers over Bitswap, and the votes (and refused shares) its receipts and
+/// its commitments of moves of custody name (an order with a release policy). Every fetched block is checked against its CID before it is stored.
 /// Returns how many blocks were fetched.
 pub async fn fetch_chain(
     store: &Store,
@@ -93,8 +93,8 @@ pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyE
     Ok(cid)
 }
 
-/// The votes a receipt, or the commitment of a move of custody, names that are not here,
-/// fetched and kept (unchecked: the audit checks them). Any other envelope, or one that does
+/// The votes a receipt (and the shares it refused, its evidence), or the commitment of a move
+/// of custody, names that are not here, fetched and kept (unchecked: the audit checks them). Any other envelope, or one that does
 /// not decode, names nothing to fetch.
 async fn fetch_named_votes(
     store: &Store,
@@ -106,7 +106,10 @@ async fn fetch_named_votes(
     let named: Vec<Cid> = match signed.envelope.kind {
         Kind::Receipt => {
             dta_protocol::dagcbor::decode::<dta_protocol::order::Receipt>(public, limits())
-                .map(|receipt| receipt.votes)
+                .map(|receipt| {
+                    let refused = receipt.refused.iter().map(|refused| refused.share);
+                    receipt.votes.iter().copied().chain(refused).collect()
+                })
                 .unwrap_or_default()
         }
         Kind::Commitment => {

@@ -23,6 +23,7 @@ use dta_protocol::reshare::{ReshareComplaint, ReshareRequest};
 use serde_bytes::ByteBuf;
 
 use crate::role::Role;
+use dta_protocol::misconduct::Offence;
 
 use super::record::Exclusion;
 use super::refresh::{Stage, commit_anew, counts_excluded, old_shares, refused, under_way};
@@ -40,6 +41,8 @@ pub(super) async fn complain(
     counted: Option<Cid>,
     principal: &Cid,
 ) -> Result<Delivery, CustodyError> {
+    let culprit = ctx.verified_block(&deal)?.envelope().sender;
+    let deal_cid = deal;
     let (deal, content_key) = ctx.reveal(&deal)?;
     let counted = counted
         .map(|cid| {
@@ -63,7 +66,14 @@ pub(super) async fn complain(
             &complaint,
         )
         .await?;
-    tracing::warn!(order = %reference, dealer, "sub-share fails its commitments: complaint made");
+    // Counted here as well as where the principal convicts: the holder saw it first.
+    let _ = ctx.misconduct(
+        culprit,
+        Offence::BadSubShare,
+        &format!(
+            "holder {dealer}'s deal {deal_cid} of {reference} fails its commitments: complaint made"
+        ),
+    );
     let peer = ctx.known_peer(principal)?;
     Ok((peer, vec![bytes]))
 }
@@ -130,19 +140,27 @@ pub async fn on_complaint(
         )
         .map_err(refused)?;
     if verdict == Verdict::FalseComplaint {
-        tracing::warn!(order = %reference, %complainer, dealer = complaint.dealer, "false complaint");
-        return Err(CustodyError::Invalid(format!(
-            "{complainer} complained about a good sub-share of holder {}",
-            complaint.dealer
-        )));
+        return Err(ctx.misconduct(
+            complainer,
+            Offence::FalseComplaint,
+            &format!(
+                "its complaint {cid} of {reference} is about a good sub-share of holder {}",
+                complaint.dealer
+            ),
+        ));
     }
     refresh.excluded.push(Exclusion {
         dealer: complaint.dealer,
         complaint: cid,
     });
-    tracing::warn!(
-        order = %reference, dealer = %accused, index = complaint.dealer,
-        "dealer excluded: its sub-share fails its commitments"
+    // Convicted, not refused: the step goes on without the dealer.
+    let _ = ctx.misconduct(
+        *accused,
+        Offence::BadSubShare,
+        &format!(
+            "holder {} of {reference} dealt a sub-share that fails its commitments (complaint {cid}); excluded",
+            complaint.dealer
+        ),
     );
     record.refresh = Some(refresh.clone());
     let counted = super::refresh::countable(&refresh, old.threshold);

@@ -11,6 +11,7 @@ use dta_crypto::threshold::{Commitments, Share};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
+use dta_protocol::misconduct::Offence;
 use dta_protocol::order::{
     Certificate, CertificateCheck, CertificateError, Commitment, KeyShare, OrderRequest,
     ReleaseGrounds, ReleaseRequest, ShareDeal, ShareRelease,
@@ -269,12 +270,20 @@ pub async fn on_share_deal(
         .expose()
         .try_into()
         .map_err(|_| CustodyError::Invalid("share is not 32 bytes".into()))?;
-    let share =
-        Share::from_parts(deal.index, &value).map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    Commitments::from_bytes(&commitment.feldman)
-        .map_err(|e| CustodyError::Invalid(e.to_string()))?
-        .verify_share(&share)
+    let commitments = Commitments::from_bytes(&commitment.feldman)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
+    // The deal is signed and sealed to this node alone: a share off the polynomial the
+    // principal committed to is the principal's doing.
+    Share::from_parts(deal.index, &value)
+        .map_err(|e| e.to_string())
+        .and_then(|share| commitments.verify_share(&share).map_err(|e| e.to_string()))
+        .map_err(|reason| {
+            ctx.misconduct(
+                principal,
+                Offence::DealOffCommitment,
+                &format!("its deal {deal_cid} of {reference}: {reason}"),
+            )
+        })?;
     ctx.keep_secret(
         share_name(&envelope.envelope().sender, &reference),
         value.to_vec(),
@@ -612,6 +621,12 @@ pub async fn on_release_request(
         .keys()
         .next()
         .ok_or_else(|| internal("no share index recorded"))?;
+    #[cfg(feature = "byzantine")]
+    let value = crate::byzantine::tampered(
+        ctx.misbehaviour,
+        crate::byzantine::Misbehaviour::WrongShare,
+        value,
+    );
     let released = ShareRelease {
         release: request_cid,
         index,

@@ -176,10 +176,20 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
 
     let mut deliveries = Vec::with_capacity(n);
     for ((fiduciary, share), peer) in fiduciaries.iter().zip(&shares).zip(fiduciary_peers) {
+        let dealt = SecretBytes::new(share.value_bytes().expose().to_vec());
+        #[cfg(feature = "byzantine")]
+        let dealt = match share.index() {
+            1 => crate::byzantine::tampered(
+                ctx.misbehaviour,
+                crate::byzantine::Misbehaviour::BadDeal,
+                dealt,
+            ),
+            _ => dealt,
+        };
         let deal = ShareDeal {
             order: order_cid,
             index: share.index(),
-            share: SecretBytes::new(share.value_bytes().expose().to_vec()),
+            share: dealt,
             commitments: feldman.clone(),
         };
         let plain = zeroize::Zeroizing::new(encode(&deal)?);

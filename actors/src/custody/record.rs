@@ -93,6 +93,10 @@ pub struct OrderRecord {
     /// Absent before the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signing: Vec<SigningRun>,
+    /// Beneficiary: share releases of the release being collected that did not fit the
+    /// commitment, revealed in its receipt as evidence against their fiduciaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Cid>,
 }
 
 /// Where one threshold signature stands (see `super::signing`). Once it is made, only its
@@ -187,6 +191,7 @@ impl OrderRecord {
             refresh_every_ms: None,
             deletions: Vec::new(),
             signing: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -659,6 +664,7 @@ mod tests {
             refresh_every_ms: None,
             deletions: Vec::new(),
             signing: Vec::new(),
+            refused: Vec::new(),
         })
         .collect()
     }

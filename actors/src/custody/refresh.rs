@@ -354,11 +354,21 @@ pub async fn on_request(
             recipient,
             commitments: commitments.clone(),
         };
+        let dealt = SecretBytes::new(sub_share.expose().to_vec());
+        #[cfg(feature = "byzantine")]
+        let dealt = match recipient {
+            1 => crate::byzantine::tampered(
+                ctx.misbehaviour,
+                crate::byzantine::Misbehaviour::BadSubShare,
+                dealt,
+            ),
+            _ => dealt,
+        };
         let sealed = ReshareSubShare {
             request: cid,
             dealer: index,
             recipient,
-            share: SecretBytes::new(sub_share.expose().to_vec()),
+            share: dealt,
         };
         let plain = zeroize::Zeroizing::new(encode(&sealed)?);
         let deal = ctx.envelope(

@@ -156,6 +156,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
                 certificate_checks: crate::certificates::CertificateChecks::start(),
                 metrics: Arc::new(crate::metrics::Metrics::default()),
                 clock_tolerance_ms: dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS,
+                misbehaviour: None,
                 nonces: Default::default(),
             },
             _home: home,

@@ -617,6 +617,17 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             spent.as_secs_f64()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP dta_misconduct_total Offences against the protocol this node saw, by offence and culprit (an identity CID; empty past the culprits kept apart).\n# TYPE dta_misconduct_total counter"
+    );
+    for (offence, culprit, count) in m.misconduct() {
+        let culprit = culprit.map(|c| c.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "dta_misconduct_total{{offence=\"{offence}\",culprit=\"{culprit}\"}} {count}"
+        );
+    }
     let (buckets, count, sum) = m.latency();
     let _ = writeln!(
         out,

@@ -767,6 +767,11 @@ pub async fn audit(
             "receipts": report.receipts,
             "policies": report.policies,
             "threshold_signatures": report.threshold_signatures,
+            "misconduct": report.misconduct.iter().map(|m| json!({
+                "culprit": m.culprit.to_string(),
+                "offence": m.offence.name(),
+                "evidence": m.evidence.to_string(),
+            })).collect::<Vec<_>>(),
             "envelopes": report.envelopes.iter().map(|(cid, kind)| json!({
                 "cid": cid.to_string(),
                 "kind": serde_json::to_value(kind).unwrap_or(Value::Null),

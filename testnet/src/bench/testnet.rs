@@ -46,6 +46,7 @@ pub async fn run(
             binary: binary.clone(),
             pkcs11_module: None,
             lan: false,
+            misbehave: Default::default(),
         };
         // The clock starts when the last home is made, just before the first process starts.
         let last_home = format!("home {nodes}/{nodes} created");

@@ -44,6 +44,9 @@ pub struct UpConfig {
     /// Each node in a network namespace of its own on a simulated LAN, finding the others by
     /// mDNS only (see [`lan`]). Needs root.
     pub lan: bool,
+    /// Nodes (by index) that play a role dishonestly, and how (`dta run --misbehave`): the
+    /// binary must be a test build that can (`dta-byzantine`).
+    pub misbehave: std::collections::BTreeMap<usize, String>,
 }
 
 /// Launches a testnet; `progress` hears about each stage. Arguments are checked before
@@ -149,6 +152,12 @@ fn check(config: &UpConfig) -> Result<(), TestnetError> {
     }
     if config.lan {
         lan::check(config.nodes)?;
+    }
+    if let Some(index) = config.misbehave.keys().find(|i| **i >= config.nodes) {
+        return Err(TestnetError::Invalid(format!(
+            "node-{index} cannot misbehave: there are {} nodes",
+            config.nodes
+        )));
     }
     Ok(())
 }
@@ -314,6 +323,9 @@ async fn launch(
         command.extend(["--log-format".into(), "json".into()]);
         if let Some(address) = bootstrap.filter(|_| lan.is_none()) {
             command.extend(["--bootstrap".into(), address.to_owned()]);
+        }
+        if let Some(misbehaviour) = config.misbehave.get(&index) {
+            command.extend(["--misbehave".into(), misbehaviour.clone()]);
         }
         if role_of(index) == "principal" {
             command.extend(["--plugin".into(), "safeguardsecret".into()]);

@@ -1,0 +1,75 @@
+//! Dishonest roles, for tests: a node started with a [`Misbehaviour`] plays one of its roles
+//! against the protocol, so that tests and scenarios can show that honest nodes refuse it,
+//! name the culprit and keep the evidence.
+//!
+//! The names and parsing are always compiled (so that a build without them can say why it
+//! refuses one); the tampering itself exists only with the `byzantine` feature, which no
+//! release build has. A node without the feature refuses to start with a misbehaviour.
+
+#[cfg(feature = "byzantine")]
+use dta_protocol::order::SecretBytes;
+
+/// Whether this build can misbehave (the `byzantine` feature).
+pub const COMPILED: bool = cfg!(feature = "byzantine");
+
+/// One way of playing a role dishonestly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Fiduciary: releases a share that is not its share (one bit off).
+    WrongShare,
+    /// Principal: deals its first fiduciary a share off the polynomial it commits to.
+    BadDeal,
+    /// Old holder, in a refresh or a move of custody: deals the first new holder a sub-share
+    /// that does not fit the commitments it publishes.
+    BadSubShare,
+}
+
+impl Misbehaviour {
+    /// Every misbehaviour.
+    pub const ALL: [Misbehaviour; 3] = [
+        Misbehaviour::WrongShare,
+        Misbehaviour::BadDeal,
+        Misbehaviour::BadSubShare,
+    ];
+
+    /// Its name, as `dta run --misbehave` and scenarios take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Misbehaviour::WrongShare => "wrong-share",
+            Misbehaviour::BadDeal => "bad-deal",
+            Misbehaviour::BadSubShare => "bad-sub-share",
+        }
+    }
+
+    /// The misbehaviour named `name`, or an error listing the names.
+    pub fn parse(name: &str) -> Result<Misbehaviour, String> {
+        Misbehaviour::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Misbehaviour::ALL.iter().map(|m| m.name()).collect();
+                format!("no misbehaviour {name:?}; there are: {}", names.join(", "))
+            })
+    }
+}
+
+/// `secret` as a node that plays `played` sends it: one bit off when that is `misbehaviour`.
+#[cfg(feature = "byzantine")]
+pub(crate) fn tampered(
+    played: Option<Misbehaviour>,
+    misbehaviour: Misbehaviour,
+    secret: SecretBytes,
+) -> SecretBytes {
+    if played != Some(misbehaviour) {
+        return secret;
+    }
+    let mut bytes = secret.expose().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 1;
+    }
+    tracing::warn!(
+        misbehaviour = misbehaviour.name(),
+        "misbehaving on purpose (a test build)"
+    );
+    SecretBytes::new(bytes)
+}

@@ -1,0 +1,5 @@
+//! The `dta` command (see the `dta_cli` library).
+
+fn main() -> std::process::ExitCode {
+    dta_cli::main()
+}
