@@ -938,3 +938,7 @@ fn judge_refused(
         evidence: refused.share,
     })
 }
+
+#[cfg(test)]
+#[path = "audit_tests.rs"]
+mod tests;

@@ -1,0 +1,209 @@
+//! A receipt's refused shares, judged by the audit: a share off the commitment convicts its
+//! fiduciary; a share that fits convicts the receipt of a false accusation.
+
+use std::collections::BTreeMap;
+
+use dta_crypto::Secret;
+use dta_crypto::threshold::{self, SecretScalar, Share};
+use serde_bytes::ByteBuf;
+
+use super::*;
+use crate::envelope::Draft;
+use crate::identity::LocalIdentity;
+use crate::order::{
+    Certificate, Commitment, OrderRequest, Receipt, RefusedShare, ReleasePolicy, ReleaseRequest,
+    SecretBytes, ShareRelease, custody_message,
+};
+
+const ORDER: &str = "accused-1";
+
+fn node(name: &str, seed: u8) -> LocalIdentity {
+    LocalIdentity::create(&Secret::new([seed; 32]), name, name.as_bytes(), 1).unwrap()
+}
+
+fn envelope(
+    sender: &LocalIdentity,
+    kind: Kind,
+    prev: Option<Cid>,
+    public: Option<Vec<u8>>,
+    sealed: Option<(&[u8], &VerifiedIdentity)>,
+) -> VerifiedEnvelope {
+    let recipients: Vec<&VerifiedIdentity> = sealed.iter().map(|(_, to)| *to).collect();
+    VerifiedEnvelope::create(
+        sender,
+        Draft {
+            kind,
+            order: ORDER,
+            prev,
+            timestamp: 1_700_000_000_000,
+            public,
+            secret: sealed.map(|(plain, _)| plain),
+            recipients: &recipients,
+        },
+    )
+    .unwrap()
+}
+
+fn cbor<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
+    Some(crate::dagcbor::encode(value).unwrap())
+}
+
+fn cid_of(envelope: &VerifiedEnvelope) -> Cid {
+    envelope.signed().to_block().unwrap().cid()
+}
+
+/// A certified and released 2-of-2 order of a dealt secret whose beneficiary refused the
+/// share fiduciary 2 sealed to it (`share_of_2` as its value): the audit's outcome.
+fn audit_with_refused(share_of_2: impl Fn(&Share) -> [u8; 32]) -> Result<AuditReport, AuditError> {
+    let principal = node("principal", 1);
+    let fiduciaries = [node("fiduciary-1", 2), node("fiduciary-2", 3)];
+    let beneficiary = node("beneficiary", 4);
+    let secret = SecretScalar::from_bytes(&[9; 32]).unwrap();
+    let (shares, feldman) = threshold::split(&secret, 2, 2).unwrap();
+    let request = envelope(
+        &principal,
+        Kind::OrderRequest,
+        None,
+        cbor(&OrderRequest {
+            plugin: "safeguardsecret".into(),
+            principal: principal.cid(),
+            fiduciaries: fiduciaries.iter().map(LocalIdentity::cid).collect(),
+            threshold: 2,
+            beneficiary: Some(beneficiary.cid()),
+            policy: ReleasePolicy::default(),
+            input: BTreeMap::new(),
+        }),
+        None,
+    );
+    let commitment = envelope(
+        &principal,
+        Kind::Commitment,
+        Some(cid_of(&request)),
+        cbor(&Commitment {
+            order: cid_of(&request),
+            plugin: "safeguardsecret".into(),
+            threshold: 2,
+            fiduciaries: fiduciaries.iter().map(LocalIdentity::cid).collect(),
+            feldman: feldman
+                .to_bytes()
+                .iter()
+                .map(|point| ByteBuf::from(point.to_vec()))
+                .collect(),
+            key_shares: vec![],
+            beneficiary_share: None,
+            public_key: ByteBuf::from(feldman.group_public_key().to_bytes().to_vec()),
+            output: BTreeMap::new(),
+            generated: None,
+            reshared: None,
+        }),
+        None,
+    );
+    let signatures: Vec<_> = fiduciaries
+        .iter()
+        .map(|f| {
+            (
+                f.identity(),
+                f.keys().bls().sign(&custody_message(&cid_of(&commitment))),
+            )
+        })
+        .collect();
+    let certificate = envelope(
+        &principal,
+        Kind::Certificate,
+        Some(cid_of(&commitment)),
+        cbor(&Certificate::aggregate(cid_of(&commitment), &signatures).unwrap()),
+        None,
+    );
+    let release = envelope(
+        &principal,
+        Kind::ReleaseRequest,
+        Some(cid_of(&certificate)),
+        cbor(&ReleaseRequest {
+            order: cid_of(&request),
+            certificate: cid_of(&certificate),
+            beneficiary: beneficiary.cid(),
+            sequence: 1,
+        }),
+        None,
+    );
+    let released = crate::dagcbor::encode(&ShareRelease {
+        release: cid_of(&release),
+        index: 2,
+        share: SecretBytes::new(share_of_2(&shares[1]).to_vec()),
+    })
+    .unwrap();
+    let share = envelope(
+        &fiduciaries[1],
+        Kind::ShareRelease,
+        Some(cid_of(&release)),
+        None,
+        Some((&released, beneficiary.identity())),
+    );
+    let receipt = envelope(
+        &beneficiary,
+        Kind::Receipt,
+        Some(cid_of(&release)),
+        cbor(&Receipt {
+            release: cid_of(&release),
+            shares_from: vec![fiduciaries[0].cid()],
+            public_key: ByteBuf::from(feldman.group_public_key().to_bytes().to_vec()),
+            votes: Vec::new(),
+            refused: vec![RefusedShare {
+                share: cid_of(&share),
+                content_key: ByteBuf::from(
+                    share.content_key(&beneficiary).unwrap().expose().to_vec(),
+                ),
+            }],
+        }),
+        None,
+    );
+    let blocks: BTreeMap<Cid, Vec<u8>> = [
+        &request,
+        &commitment,
+        &certificate,
+        &release,
+        &share,
+        &receipt,
+    ]
+    .into_iter()
+    .map(|e| {
+        let block = e.signed().to_block().unwrap();
+        (block.cid(), block.into_bytes())
+    })
+    .collect();
+    let identities: Vec<VerifiedIdentity> = [&principal, &beneficiary]
+        .into_iter()
+        .chain(&fiduciaries)
+        .map(|n| n.identity().clone())
+        .collect();
+    audit(
+        ORDER,
+        cid_of(&receipt),
+        &[],
+        |cid| blocks.get(cid).cloned(),
+        |cid| identities.iter().find(|i| i.cid() == *cid).cloned(),
+    )
+}
+
+#[test]
+fn a_refused_share_off_the_commitment_convicts_its_fiduciary() {
+    let report = audit_with_refused(|share| {
+        let mut value = *share.value_bytes().expose();
+        value[31] ^= 1;
+        value
+    })
+    .unwrap();
+    let fiduciary_2 = node("fiduciary-2", 3).cid();
+    assert_eq!(report.misconduct.len(), 1, "{report:?}");
+    assert_eq!(report.misconduct[0].culprit, fiduciary_2);
+    assert_eq!(report.misconduct[0].offence, Offence::WrongShare);
+}
+
+#[test]
+fn a_refused_share_that_fits_is_a_false_accusation() {
+    let err = audit_with_refused(|share| *share.value_bytes().expose()).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::Release { reason, .. } if reason.contains("accuses falsely")),
+        "{err}"
+    );
+}
