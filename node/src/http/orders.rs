@@ -702,6 +702,40 @@ fn order_head(
     }
 }
 
+/// How long an audit waits for the principal's node to say where an order's log ends.
+const PRINCIPAL_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Where `principal`'s node says its order `reference` ends now, if it is connected and
+/// answers in time. Announced heads are gossip: a node whose mesh was still forming (it had
+/// just restarted) can miss one and would otherwise audit an older head for good.
+async fn principal_head(state: &ApiState, reference: &str, principal: &Cid) -> Option<Cid> {
+    let peer = state
+        .directory
+        .borrow()
+        .identities
+        .get(&principal.to_string())?
+        .peer_id;
+    if !state.network.snapshot().connected.contains(&peer) {
+        return None;
+    }
+    let answer = tokio::time::timeout(
+        PRINCIPAL_HEAD_TIMEOUT,
+        state
+            .network
+            .request(peer, dta_protocol::network::Request::Identity),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    match answer {
+        dta_protocol::network::Response::Identity { heads, .. } => heads
+            .into_iter()
+            .find(|h| h.reference == reference)
+            .map(|h| h.head),
+        _ => None,
+    }
+}
+
 /// Whether the log ending at `newer` passes through `older` (in the blocks kept here): then
 /// this node's own record is ahead of an announcement that has not caught up yet.
 fn extends(state: &ApiState, newer: Cid, older: Cid) -> bool {
@@ -753,7 +787,27 @@ pub async fn audit(
 ) -> Result<Json<Value>, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let principal = query.principal.as_deref().map(cid).transpose()?;
-    let head = order_head(&state, &reference, principal.as_ref(), query.head)?;
+    let fresh = match (&query.head, &principal) {
+        (None, Some(principal)) if principal.to_string() != state.identity => {
+            principal_head(&state, &reference, principal).await
+        }
+        _ => None,
+    };
+    let known = order_head(&state, &reference, principal.as_ref(), query.head);
+    // The principal's word wins where its log passes through what is known here (this node
+    // may know a newer end, a receipt the principal has not taken yet).
+    let head = match (fresh, known) {
+        (Some(fresh), Ok(known)) if fresh != known => {
+            dta_actors::custody::fetch_chain(&state.store, &state.network, fresh).await?;
+            if extends(&state, fresh, known) {
+                fresh
+            } else {
+                known
+            }
+        }
+        (Some(fresh), Err(_)) => fresh,
+        (_, known) => known?,
+    };
     let fetched = dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
     let directory = state.directory.borrow().clone();
     let report = dta_actors::custody::audit(&state.store, &directory, &reference, head);
