@@ -347,7 +347,7 @@ async fn launch(
         Ok(pid)
     };
     let mut pids = vec![start(0, None)?];
-    let first = wait_for_node_file(&homes[0], "node-0").await?;
+    let first = wait_for_node_file(&homes[0], "node-0", None).await?;
     let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
     progress("node-0 is up; starting the others");
     for index in 1..config.nodes {
@@ -355,7 +355,7 @@ async fn launch(
     }
     let mut files = Vec::with_capacity(config.nodes);
     for (index, home_dir) in homes.iter().enumerate() {
-        files.push(wait_for_node_file(home_dir, &format!("node-{index}")).await?);
+        files.push(wait_for_node_file(home_dir, &format!("node-{index}"), None).await?);
     }
     // A node started again must be found where it was, and must find others even when the
     // one it bootstrapped from is down: on loopback its recorded command line keeps the ports
@@ -483,7 +483,7 @@ pub async fn restart_node(dir: &Path, name: &str) -> Result<TestnetNode, Testnet
         std::fs::remove_file(&node_file).map_err(io(&node_file))?;
     }
     let pid = spawn_node(&node.command, &node.home)?;
-    let file = wait_for_node_file(&node.home, name).await?;
+    let file = wait_for_node_file(&node.home, name, Some(pid)).await?;
     let entry = testnet
         .nodes
         .iter_mut()
@@ -496,7 +496,13 @@ pub async fn restart_node(dir: &Path, name: &str) -> Result<TestnetNode, Testnet
     Ok(updated)
 }
 
-async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, TestnetError> {
+/// Waits for the node of `home_dir` to write its `node.json`; with the `pid` it runs as, stops
+/// waiting as soon as that process is gone (it failed to start: its log says why).
+async fn wait_for_node_file(
+    home_dir: &Path,
+    name: &str,
+    pid: Option<u32>,
+) -> Result<NodeFile, TestnetError> {
     let path = home_dir.join("node.json");
     let started = Instant::now();
     let limit = Duration::from_secs(60);
@@ -505,6 +511,9 @@ async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, Tes
             && let Ok(file) = serde_json::from_str::<NodeFile>(&text)
         {
             return Ok(file);
+        }
+        if pid.is_some_and(has_exited) {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -515,7 +524,7 @@ async fn wait_for_node_file(home_dir: &Path, name: &str) -> Result<NodeFile, Tes
     };
     Err(TestnetError::NotStarted {
         name: name.to_owned(),
-        seconds: limit.as_secs(),
+        seconds: started.elapsed().as_secs(),
         log: log.display().to_string(),
     })
 }

@@ -139,11 +139,11 @@ pub enum TestnetError {
         source: home::HomeError,
     },
     /// A node did not come up.
-    #[error("node {name} did not start within {seconds} s; see {log}")]
+    #[error("node {name} did not start (after {seconds} s); see {log}")]
     NotStarted {
         /// The node.
         name: String,
-        /// How long we waited.
+        /// How long we waited (less when its process ended first).
         seconds: u64,
         /// Its log.
         log: String,
