@@ -12,6 +12,8 @@
 //! - [`named_policy`]: release policies with node names for members, as scenarios and
 //!   `dta bench custody --policy` take them.
 //! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`).
+//! - [`chaos`]: `dta scenario run --chaos SEED`: seeded faults while orders flow, then every
+//!   invariant checked.
 //!
 //! This crate defines no protocol or cryptography of its own, and parses no arguments of the
 //! `dta` command: the binary does, and calls in here.
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod chaos;
 pub mod demo;
 pub mod harness;
 pub mod interop;
