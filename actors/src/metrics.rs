@@ -85,8 +85,8 @@ pub struct Metrics {
     misconduct: Mutex<BTreeMap<(Offence, Option<Cid>), u64>>,
 }
 
-/// Most culprits [`Metrics::record_misconduct`] keeps apart; offences of others are still
-/// logged, and counted under the culprit `other`.
+/// Most series (offence and culprit) [`Metrics::record_misconduct`] keeps apart; offences of
+/// culprits past them are still logged, and counted under no culprit.
 pub const MAX_CULPRITS: usize = 256;
 
 impl Metrics {
@@ -96,7 +96,7 @@ impl Metrics {
     }
 
     /// Counts one offence of `culprit`'s. The culprits are identities this node verified,
-    /// so only members can add labels, and no more than [`MAX_CULPRITS`] of them: past that,
+    /// so only members can add labels, and no more than [`MAX_CULPRITS`] series: past that,
     /// offences of new culprits are counted under no culprit.
     pub fn record_misconduct(&self, offence: Offence, culprit: Option<Cid>) {
         let mut seen = self
