@@ -26,6 +26,7 @@ use dta_node::client::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::live::LiveNet;
 use crate::process::{self, TestnetError, UpConfig};
 
 /// Both place orders under every reference.
@@ -204,10 +205,11 @@ pub async fn run(
         |_| {},
     )
     .await?;
-    let net = Net {
+    let net = Net(LiveNet {
         dir: config.dir.clone(),
         binary: config.binary.clone(),
-    };
+        timeout: Duration::from_secs(30),
+    });
     let outcome = campaign(&config, &net, progress.clone()).await;
     // A node that did not come back: its log says why (the homes go with the network).
     if let Err(ChaosError::Testnet(TestnetError::NotStarted { log, .. })) = &outcome
@@ -309,8 +311,8 @@ async fn inject(
         progress(&format!("fault: {fault:?}"));
         match fault {
             Fault::Kill(victim) => {
-                process::stop_node(&net.dir, &victim, true).await?;
-                process::restart_node(&net.dir, &victim).await?;
+                process::stop_node(&net.0.dir, &victim, true).await?;
+                process::restart_node(&net.0.dir, &victim).await?;
                 kills += 1;
             }
             Fault::Partition(victim) => {
@@ -475,24 +477,13 @@ fn record<'a>(records: &'a Value, role: &str) -> Option<&'a Value> {
     records.as_array()?.iter().find(|r| r["role"] == role)
 }
 
-/// The testnet, reached through `testnet.json` (a node's API moves when it restarts).
+/// The testnet as the workload and the faults see it: a node that is down answers `None`.
 #[derive(Debug, Clone)]
-struct Net {
-    dir: PathBuf,
-    binary: PathBuf,
-}
+struct Net(LiveNet);
 
 impl Net {
-    fn node(&self, name: &str) -> Result<process::TestnetNode, ChaosError> {
-        process::load(&self.dir)?
-            .nodes
-            .into_iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| ChaosError::Workload(format!("no node {name}")))
-    }
-
     fn identity(&self, name: &str) -> Result<String, ChaosError> {
-        Ok(self.node(name)?.identity)
+        Ok(self.0.node(name).map_err(ChaosError::Workload)?.identity)
     }
 
     /// One call; a node that is down (or dies mid-call) answers `None`.
@@ -503,13 +494,10 @@ impl Net {
         path: &str,
         body: Option<Value>,
     ) -> Option<(u16, Value)> {
-        let client = self
-            .node(name)
-            .ok()?
-            .client(&self.binary)
-            .with_timeout(Duration::from_secs(30));
-        let answer = client.call(method, path, body.as_ref()).await.ok()?;
-        Some((answer.status, answer.body))
+        match self.0.call_named(name, method, path, body).await {
+            (0, _) => None,
+            answer => Some(answer),
+        }
     }
 
     async fn get(&self, name: &str, path: &str) -> Option<(u16, Value)> {
@@ -518,57 +506,16 @@ impl Net {
 
     /// Every running node blocks `victim`, and `victim` blocks every node.
     async fn cut_off(&self, victim: &str) -> Result<(), ChaosError> {
-        let nodes = process::load(&self.dir)?.nodes;
-        let victim_peer = self.node(victim)?.peer_id;
-        for node in nodes.iter().filter(|n| n.name != victim) {
-            // A node that is down (restarting) keeps no block list: nothing to do there.
-            let _ = self
-                .call(
-                    &node.name,
-                    Method::PUT,
-                    &format!("/v2/peers/blocked/{victim_peer}"),
-                    None,
-                )
-                .await;
-            let _ = self
-                .call(
-                    victim,
-                    Method::PUT,
-                    &format!("/v2/peers/blocked/{}", node.peer_id),
-                    None,
-                )
-                .await;
-        }
+        self.0
+            .partition(&[vec![victim.to_owned()]])
+            .await
+            .map_err(ChaosError::Fault)?;
         Ok(())
     }
 
     /// Every node unblocks whatever it blocked.
     async fn heal(&self) -> Result<(), ChaosError> {
-        for node in process::load(&self.dir)?.nodes {
-            let Some((200, blocked)) = self.get(&node.name, "/v2/peers/blocked").await else {
-                continue;
-            };
-            for peer in blocked.as_array().into_iter().flatten() {
-                let peer = peer["peer_id"].as_str().unwrap_or_default();
-                match self
-                    .call(
-                        &node.name,
-                        Method::DELETE,
-                        &format!("/v2/peers/blocked/{peer}"),
-                        None,
-                    )
-                    .await
-                {
-                    Some((200, _)) | None => {}
-                    Some((status, answer)) => {
-                        return Err(ChaosError::Fault(format!(
-                            "{} cannot unblock {peer}: {status} {answer}",
-                            node.name
-                        )));
-                    }
-                }
-            }
-        }
+        self.0.heal().await.map_err(ChaosError::Fault)?;
         Ok(())
     }
 
@@ -580,8 +527,7 @@ impl Net {
         head: &str,
         deadline: Instant,
     ) -> Result<(), String> {
-        let nodes = process::load(&self.dir).map_err(|e| e.to_string())?.nodes;
-        for node in nodes {
+        for node in self.0.testnet()?.nodes {
             loop {
                 let audit = self.get(&node.name, &format!("{path}/audit?{whose}")).await;
                 let at = match &audit {

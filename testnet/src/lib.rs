@@ -25,6 +25,7 @@ pub mod chaos;
 pub mod demo;
 pub mod harness;
 pub mod interop;
+mod live;
 pub mod named_policy;
 pub mod process;
 pub mod scenario;

@@ -45,7 +45,8 @@ use dta_node::client::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::process::{self, TestnetError, TestnetFile, UpConfig};
+use crate::live::LiveNet;
+use crate::process::{self, TestnetError, UpConfig};
 
 /// A scenario file.
 #[derive(Debug, Clone, Deserialize)]
@@ -450,8 +451,11 @@ pub async fn run(
     };
     let testnet = process::up(config, |_| {}).await?;
     let runner = Runner {
-        dir: dir.clone(),
-        binary: testnet.binary.clone(),
+        net: LiveNet {
+            dir: dir.clone(),
+            binary: testnet.binary.clone(),
+            timeout: CALL_TIMEOUT,
+        },
         threshold: spec.threshold,
         fiduciaries: testnet
             .nodes
@@ -487,9 +491,7 @@ pub async fn run(
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Runner {
-    dir: PathBuf,
-    /// The `dta` binary, which calls the API of a node in a namespace from inside it.
-    binary: PathBuf,
+    net: LiveNet,
     threshold: Option<u32>,
     fiduciaries: Vec<String>,
     /// M-Pin client secrets (hex) by node name.
@@ -497,36 +499,6 @@ struct Runner {
 }
 
 impl Runner {
-    fn testnet(&self) -> Result<TestnetFile, String> {
-        process::load(&self.dir).map_err(|e| e.to_string())
-    }
-
-    /// A node by name, or the first node with a role (`@principal`).
-    fn node(&self, name: &str) -> Result<process::TestnetNode, String> {
-        let testnet = self.testnet()?;
-        testnet
-            .nodes
-            .into_iter()
-            .find(|n| n.name == name || n.roles.iter().any(|r| format!("@{r}") == name))
-            .ok_or_else(|| format!("no node {name:?}"))
-    }
-
-    /// Calls a node's API at `path` (for a node in a network namespace, from inside it). A
-    /// call that cannot be made has status 0 and the reason as its error.
-    async fn call(
-        &self,
-        node: &process::TestnetNode,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let client = node.client(&self.binary).with_timeout(CALL_TIMEOUT);
-        match client.call(method, path, body.as_ref()).await {
-            Ok(answer) => (answer.status, answer.body),
-            Err(e) => (0, json!({ "error": e.to_string() })),
-        }
-    }
-
     /// Runs one step: its description and its outcome (a detail either way).
     async fn step(&self, step: &StepSpec) -> (String, Result<String, String>) {
         match step {
@@ -658,21 +630,21 @@ impl Runner {
             ),
             StepSpec::Stop { node } => (
                 format!("stop {node}"),
-                process::stop_node(&self.dir, node, false)
+                process::stop_node(&self.net.dir, node, false)
                     .await
                     .map(|()| "stopped".into())
                     .map_err(|e| e.to_string()),
             ),
             StepSpec::Kill { node } => (
                 format!("kill {node}"),
-                process::stop_node(&self.dir, node, true)
+                process::stop_node(&self.net.dir, node, true)
                     .await
                     .map(|()| "killed".into())
                     .map_err(|e| e.to_string()),
             ),
             StepSpec::Restart { node } => (
                 format!("restart {node}"),
-                process::restart_node(&self.dir, node)
+                process::restart_node(&self.net.dir, node)
                     .await
                     .map(|n| format!("running again, pid {}", n.pid))
                     .map_err(|e| e.to_string()),
@@ -723,8 +695,8 @@ impl Runner {
         policy: Option<&toml::Table>,
         expect: Expect,
     ) -> Result<String, String> {
-        let principal = self.node("@principal")?;
-        let beneficiary = self.node("@beneficiary")?.identity;
+        let principal = self.net.node("@principal")?;
+        let beneficiary = self.net.node("@beneficiary")?.identity;
         let fiduciaries = match named {
             Some(names) => self.identities(names)?,
             None => self.fiduciaries.clone(),
@@ -744,6 +716,7 @@ impl Runner {
             body["policy"] = self.with_identities(policy)?;
         }
         let (status, answer) = self
+            .net
             .call(&principal, Method::POST, "/v2/orders", Some(body))
             .await;
         expected(status, &answer, expect, "ordered")
@@ -752,7 +725,7 @@ impl Runner {
     /// A scenario's policy with each group member's node name replaced by its identity.
     fn with_identities(&self, policy: &toml::Table) -> Result<Value, String> {
         let policy = serde_json::to_value(policy).map_err(|e| e.to_string())?;
-        let testnet = self.testnet()?;
+        let testnet = self.net.testnet()?;
         crate::named_policy::with_identities(policy, |name| {
             testnet
                 .nodes
@@ -772,8 +745,9 @@ impl Runner {
         veto: bool,
         expect: Expect,
     ) -> Result<String, String> {
-        let principal = self.node("@principal")?;
+        let principal = self.net.node("@principal")?;
         let (status, records) = self
+            .net
             .call(
                 &principal,
                 Method::GET,
@@ -796,8 +770,9 @@ impl Runner {
             .and_then(Value::as_str)
             .ok_or_else(|| format!("{reference} has no release request yet ({status})"))?
             .to_owned();
-        let voter = self.node(node)?;
+        let voter = self.net.node(node)?;
         let (status, answer) = self
+            .net
             .call(
                 &voter,
                 Method::POST,
@@ -817,7 +792,7 @@ impl Runner {
     fn identities(&self, names: &[String]) -> Result<Vec<String>, String> {
         names
             .iter()
-            .map(|name| self.node(name).map(|n| n.identity))
+            .map(|name| self.net.node(name).map(|n| n.identity))
             .collect()
     }
 
@@ -829,7 +804,7 @@ impl Runner {
         timeout: u64,
         expect: Expect,
     ) -> Result<String, String> {
-        let principal = self.node("@principal")?;
+        let principal = self.net.node("@principal")?;
         let (path, body) = match next {
             None => (
                 format!("/v2/orders/{reference}/refresh?wait={timeout}"),
@@ -840,7 +815,10 @@ impl Runner {
                 json!({ "fiduciaries": self.identities(names)?, "threshold": threshold }),
             ),
         };
-        let (status, answer) = self.call(&principal, Method::POST, &path, Some(body)).await;
+        let (status, answer) = self
+            .net
+            .call(&principal, Method::POST, &path, Some(body))
+            .await;
         // A wait that ran out is not success.
         let status = match answer["waited"]["reached"].as_bool() {
             Some(false) => 504,
@@ -850,8 +828,9 @@ impl Runner {
     }
 
     async fn release(&self, reference: &str, expect: Expect) -> Result<String, String> {
-        let principal = self.node("@principal")?;
+        let principal = self.net.node("@principal")?;
         let (status, answer) = self
+            .net
             .call(
                 &principal,
                 Method::POST,
@@ -890,8 +869,9 @@ impl Runner {
         let started = Instant::now();
         let mut last = String::from("no record");
         while started.elapsed() < Duration::from_secs(timeout) {
-            let target = self.node(node)?;
+            let target = self.net.node(node)?;
             let (status, records) = self
+                .net
                 .call(
                     &target,
                     Method::GET,
@@ -923,8 +903,9 @@ impl Runner {
         reference: &str,
         equals: &str,
     ) -> Result<String, String> {
-        let target = self.node(node)?;
+        let target = self.net.node(node)?;
         let (status, answer) = self
+            .net
             .call(
                 &target,
                 Method::GET,
@@ -945,8 +926,9 @@ impl Runner {
         reference: &str,
         expected: &[ExpectedMisconduct],
     ) -> Result<String, String> {
-        let target = self.node(node)?;
+        let target = self.net.node(node)?;
         let (status, report) = self
+            .net
             .call(
                 &target,
                 Method::GET,
@@ -957,7 +939,7 @@ impl Runner {
         if status != 200 || report["passed"] != true {
             return Err(format!("{status}: {}", report["error"]));
         }
-        let nodes = self.testnet()?.nodes;
+        let nodes = self.net.testnet()?.nodes;
         let name_of = |cid: &Value| {
             nodes
                 .iter()
@@ -1001,14 +983,14 @@ impl Runner {
         offence: &str,
         timeout: u64,
     ) -> Result<String, String> {
-        let culprit_identity = self.node(culprit)?.identity;
+        let culprit_identity = self.net.node(culprit)?.identity;
         let series = format!(
             "dta_misconduct_total{{offence=\"{offence}\",culprit=\"{culprit_identity}\"}} "
         );
         let started = Instant::now();
         loop {
-            let target = self.node(node)?;
-            let (status, metrics) = self.call(&target, Method::GET, "/metrics", None).await;
+            let target = self.net.node(node)?;
+            let (status, metrics) = self.net.call(&target, Method::GET, "/metrics", None).await;
             let count = metrics
                 .as_str()
                 .into_iter()
@@ -1037,8 +1019,8 @@ impl Runner {
     ) -> Result<String, String> {
         let started = Instant::now();
         loop {
-            let target = self.node(node)?;
-            let (status, peers) = self.call(&target, Method::GET, "/v2/peers", None).await;
+            let target = self.net.node(node)?;
+            let (status, peers) = self.net.call(&target, Method::GET, "/v2/peers", None).await;
             let count = peers.as_array().map_or(0, Vec::len);
             if status == 200 && count >= at_least {
                 return Ok(format!(
@@ -1053,78 +1035,16 @@ impl Runner {
         }
     }
 
-    /// The running nodes of the testnet.
-    fn running(&self) -> Result<Vec<process::TestnetNode>, String> {
-        Ok(self
-            .testnet()?
-            .nodes
-            .into_iter()
-            .filter(|n| process::is_our_node(n.pid, &n.home))
-            .collect())
-    }
-
     async fn partition(&self, groups: &[Vec<String>]) -> Result<String, String> {
-        let testnet = self.testnet()?;
-        let side_of = |name: &str| groups.iter().position(|g| g.iter().any(|n| n == name));
-        let running = self.running()?;
-        let mut blocks = 0;
-        for node in &running {
-            for other in &testnet.nodes {
-                if side_of(&other.name) == side_of(&node.name) {
-                    continue;
-                }
-                let (status, answer) = self
-                    .call(
-                        node,
-                        Method::PUT,
-                        &format!("/v2/peers/blocked/{}", other.peer_id),
-                        None,
-                    )
-                    .await;
-                if status != 200 {
-                    return Err(format!(
-                        "{} cannot block {}: {status}: {}",
-                        node.name, other.name, answer["error"]
-                    ));
-                }
-                blocks += 1;
-            }
-        }
+        let blocks = self.net.partition(groups).await?;
         Ok(format!(
             "{blocks} peers blocked on {} running nodes",
-            running.len()
+            self.net.running()?.len()
         ))
     }
 
     async fn heal(&self) -> Result<String, String> {
-        let mut unblocked = 0;
-        for node in self.running()? {
-            let (status, blocked) = self
-                .call(&node, Method::GET, "/v2/peers/blocked", None)
-                .await;
-            if status != 200 {
-                return Err(format!("{}: {status}: {}", node.name, blocked["error"]));
-            }
-            for peer in blocked.as_array().into_iter().flatten() {
-                let peer = peer["peer_id"].as_str().unwrap_or_default();
-                let (status, answer) = self
-                    .call(
-                        &node,
-                        Method::DELETE,
-                        &format!("/v2/peers/blocked/{peer}"),
-                        None,
-                    )
-                    .await;
-                if status != 200 {
-                    return Err(format!(
-                        "{} cannot unblock {peer}: {status}: {}",
-                        node.name, answer["error"]
-                    ));
-                }
-                unblocked += 1;
-            }
-        }
-        Ok(format!("{unblocked} peers unblocked"))
+        Ok(format!("{} peers unblocked", self.net.heal().await?))
     }
 
     async fn assert_converged(&self, reference: &str, timeout: u64) -> Result<String, String> {
@@ -1132,9 +1052,10 @@ impl Runner {
         loop {
             let mut heads: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut failures = Vec::new();
-            let running = self.running()?;
+            let running = self.net.running()?;
             for node in &running {
                 let (status, report) = self
+                    .net
                     .call(
                         node,
                         Method::GET,
@@ -1171,8 +1092,9 @@ impl Runner {
     }
 
     async fn mpin_server_secret(&self, node: &str) -> Result<String, String> {
-        let target = self.node(node)?;
+        let target = self.net.node(node)?;
         let (status, answer) = self
+            .net
             .call(
                 &target,
                 Method::POST,
@@ -1184,8 +1106,9 @@ impl Runner {
     }
 
     async fn mpin_client_secret(&self, node: &str) -> Result<String, String> {
-        let target = self.node(node)?;
+        let target = self.net.node(node)?;
         let (status, answer) = self
+            .net
             .call(
                 &target,
                 Method::POST,
@@ -1229,8 +1152,9 @@ impl Runner {
         let token = mpin::extract_pin(&secret, node.as_bytes(), pin).map_err(|e| e.to_string())?;
         let first = mpin::client_first(&token, node.as_bytes(), entered, None, None)
             .map_err(|e| e.to_string())?;
-        let target = self.node(server)?;
+        let target = self.net.node(server)?;
         let (status, challenge) = self
+            .net
             .call(
                 &target,
                 Method::POST,
@@ -1246,6 +1170,7 @@ impl Runner {
         let y = MpinScalar::from_bytes(&y).map_err(|e| e.to_string())?;
         let v = mpin::client_second(first.state, &y).map_err(|e| e.to_string())?;
         let (status, verdict) = self
+            .net
             .call(
                 &target,
                 Method::POST,
