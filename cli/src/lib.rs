@@ -804,12 +804,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     seed,
                     std::time::Duration::from_secs(duration),
                 );
-                let report = dta_testnet::chaos::run(config, move |line| {
+                let net = config.dir.clone();
+                let run = dta_testnet::chaos::run(config, move |line| {
                     if !json {
                         outln!("{line}");
                     }
-                })
-                .await?;
+                });
+                let report = down_on_signal(&net, async { Ok(run.await?) }).await?;
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
@@ -831,7 +832,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| scratch.path().join("net"));
             let binary = std::env::current_exe().context("cannot find the dta binary")?;
             let started = std::time::Instant::now();
-            let report = dta_testnet::scenario::run(&scenario, dir, binary, lan, |index, step| {
+            let net = dir.clone();
+            let run = dta_testnet::scenario::run(&scenario, dir, binary, lan, |index, step| {
                 if !json {
                     outln!(
                         "{index:>3}. {:<6} {} ({:.0} ms): {}",
@@ -841,8 +843,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                         step.detail
                     );
                 }
-            })
-            .await?;
+            });
+            let report = down_on_signal(&net, async { Ok(run.await?) }).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -1031,6 +1033,29 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs a scenario or a chaos run; a SIGINT or SIGTERM takes its testnet under `dir` down
+/// (the logs stay) rather than leaving its nodes running.
+async fn down_on_signal<T>(
+    dir: &std::path::Path,
+    run: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        outcome = run => outcome,
+        () = wait_for_signal() => {
+            eprintln!("interrupted: taking the testnet under {} down", dir.display());
+            match dta_testnet::process::down(dir, dta_testnet::process::Logs::Keep).await {
+                Ok(_) => anyhow::bail!("interrupted; the testnet is down"),
+                // Cut short while it came up: its nodes are known by their homes only.
+                Err(dta_testnet::process::TestnetError::NoTestnet(_)) => {
+                    let killed = dta_testnet::process::reap(dir);
+                    anyhow::bail!("interrupted while the testnet came up; {killed} nodes killed")
+                }
+                Err(e) => anyhow::bail!("interrupted, and the testnet did not go down: {e}"),
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -785,6 +785,81 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }
 
+/// The pids of `dta run` processes whose home is under `dir`.
+fn nodes_under(dir: &Path) -> Vec<u32> {
+    let dir = dir.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&&b"run"[..])
+                && args
+                    .windows(2)
+                    .any(|pair| pair[0] == b"--home" && pair[1].starts_with(dir))
+        })
+        .collect()
+}
+
+#[test]
+fn a_scenario_run_interrupted_takes_its_testnet_down() {
+    let root = tempfile::tempdir().unwrap();
+    let scenario = root.path().join("long.toml");
+    std::fs::write(
+        &scenario,
+        "[network]\nnodes = 3\n\n[[steps]]\ndo = \"wait-until\"\nseconds = 600\n",
+    )
+    .unwrap();
+    // Once while it runs its steps (SIGINT), once while it comes up (SIGTERM, as soon as a
+    // node's process exists and before the testnet file names them all).
+    for (signal, running) in [("-INT", true), ("-TERM", false)] {
+        let net = root.path().join(format!("net{signal}"));
+        let mut child = dta_client(&[
+            "scenario",
+            "run",
+            scenario.to_str().unwrap(),
+            "--dir",
+            net.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let started = std::time::Instant::now();
+        let ready = || {
+            if running {
+                net.join("testnet.json").exists()
+            } else {
+                !nodes_under(&net).is_empty()
+            }
+        };
+        while !ready() {
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "{signal}: the testnet never came up"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{signal}: the run ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!nodes_under(&net).is_empty());
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
+        assert_eq!(nodes_under(&net), Vec::<u32>::new(), "{signal}: {stderr}");
+        assert!(!net.join("testnet.json").exists(), "{signal}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_scenarios_pass_and_a_failing_step_fails_the_run() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/scenarios");

@@ -38,7 +38,7 @@ mod launch;
 mod stop;
 
 pub use launch::{BOOTSTRAP_PEERS, KNOWLEDGE_TIMEOUT, UpConfig, restart_node, up};
-pub use stop::{DownReport, Logs, down, stop_node};
+pub use stop::{DownReport, Logs, down, reap, stop_node};
 
 /// The file `up` writes.
 pub const TESTNET_FILE: &str = "testnet.json";

@@ -97,6 +97,33 @@ pub async fn down(dir: &Path, logs: Logs) -> Result<DownReport, TestnetError> {
     Ok(report)
 }
 
+/// SIGKILLs every `dta run` whose home is under `dir`: for a testnet cut short while it came
+/// up, before `testnet.json` named its nodes. Returns how many it killed.
+pub fn reap(dir: &Path) -> usize {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let dir = dir.as_os_str().as_encoded_bytes();
+    let mut killed = 0;
+    for pid in processes
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let home_under_dir = args
+            .windows(2)
+            .any(|pair| pair[0] == b"--home" && pair[1].starts_with(dir));
+        if args.contains(&&b"run"[..]) && home_under_dir {
+            signal("-KILL", pid);
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// Stops one node of a testnet (SIGTERM, or SIGKILL for a crash) and waits until it is gone.
 pub async fn stop_node(dir: &Path, name: &str, crash: bool) -> Result<(), TestnetError> {
     let testnet = load(dir)?;
