@@ -22,14 +22,24 @@ pub enum Misbehaviour {
     /// Old holder, in a refresh or a move of custody: deals the first new holder a sub-share
     /// that does not fit the commitments it publishes.
     BadSubShare,
+    /// Fiduciary: answers a commitment with a custody signature over another one.
+    SignOtherCommitment,
+    /// Any node: sends every connected peer, every second, a delivery whose block is no
+    /// envelope.
+    Malformed,
+    /// Any node: sends every connected peer, every second, a request over the size limit.
+    Oversized,
 }
 
 impl Misbehaviour {
     /// Every misbehaviour.
-    pub const ALL: [Misbehaviour; 3] = [
+    pub const ALL: [Misbehaviour; 6] = [
         Misbehaviour::WrongShare,
         Misbehaviour::BadDeal,
         Misbehaviour::BadSubShare,
+        Misbehaviour::SignOtherCommitment,
+        Misbehaviour::Malformed,
+        Misbehaviour::Oversized,
     ];
 
     /// Its name, as `dta run --misbehave` and scenarios take it.
@@ -38,6 +48,9 @@ impl Misbehaviour {
             Misbehaviour::WrongShare => "wrong-share",
             Misbehaviour::BadDeal => "bad-deal",
             Misbehaviour::BadSubShare => "bad-sub-share",
+            Misbehaviour::SignOtherCommitment => "sign-other-commitment",
+            Misbehaviour::Malformed => "malformed",
+            Misbehaviour::Oversized => "oversized",
         }
     }
 
@@ -72,4 +85,71 @@ pub(crate) fn tampered(
         "misbehaving on purpose (a test build)"
     );
     SecretBytes::new(bytes)
+}
+
+/// For [`Misbehaviour::SignOtherCommitment`]: the fiduciary's answer to `commitment`, an
+/// envelope that names it but carries a custody signature over another CID (the principal's
+/// identity): a real signature of this fiduciary's, on the wrong thing.
+#[cfg(feature = "byzantine")]
+pub(crate) fn sign_other_commitment(
+    ctx: &crate::context::RoleContext,
+    reference: &str,
+    commitment: dta_protocol::Cid,
+    principal: dta_protocol::Cid,
+) -> Result<crate::context::Delivery, crate::context::CustodyError> {
+    use dta_protocol::envelope::{Kind, SignedEnvelope};
+    let elsewhere = ctx.envelope(
+        Kind::CommitmentSignature,
+        reference,
+        Some(principal),
+        None,
+        None,
+        &[],
+    )?;
+    let answer = SignedEnvelope::custody_signature(
+        ctx.local.cid(),
+        reference,
+        commitment,
+        elsewhere.signed().signature.clone(),
+    )
+    .and_then(|signed| signed.to_block())
+    .map_err(crate::context::internal)?;
+    tracing::warn!(
+        misbehaviour = Misbehaviour::SignOtherCommitment.name(),
+        "misbehaving on purpose (a test build)"
+    );
+    Ok((ctx.known_peer(&principal)?, vec![answer.into_bytes()]))
+}
+
+/// How often a noisy node sends its peers what it should not.
+#[cfg(feature = "byzantine")]
+const NOISE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// For [`Misbehaviour::Malformed`] and [`Misbehaviour::Oversized`]: a task that sends every
+/// connected peer such a request every [`NOISE_EVERY`], until the network stops. Nothing for
+/// the other misbehaviours.
+#[cfg(feature = "byzantine")]
+pub(crate) fn make_noise(played: Option<Misbehaviour>, network: crate::network::NetworkHandle) {
+    use dta_protocol::network::{MAX_REQUEST_SIZE, Request};
+    let block = match played {
+        Some(Misbehaviour::Malformed) => b"not an envelope".to_vec(),
+        Some(Misbehaviour::Oversized) => vec![0; MAX_REQUEST_SIZE as usize],
+        _ => return,
+    };
+    let request = Request::Deliver {
+        blocks: vec![serde_bytes::ByteBuf::from(block)],
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(NOISE_EVERY).await;
+            for peer in network.snapshot().connected {
+                tracing::warn!(%peer, "misbehaving on purpose (a test build)");
+                if let Err(crate::network::RequestError::Closed) =
+                    network.request(peer, request.clone()).await
+                {
+                    return;
+                }
+            }
+        }
+    });
 }

@@ -194,6 +194,23 @@ impl Actor for IdentitiesActor {
                 }
                 return Ok(());
             }
+            NetworkEvent::Misconduct {
+                peer,
+                offence,
+                detail,
+            } => {
+                // Counted against the peer's identity when it is known; a stranger's offences
+                // are counted under no culprit, so strangers cannot add labels.
+                let culprit = state.directory.borrow().cid_of(&peer);
+                match culprit {
+                    Some(culprit) => {
+                        warn!(%peer, %culprit, offence = offence.name(), "misconduct: {detail}");
+                    }
+                    None => warn!(%peer, offence = offence.name(), "misconduct: {detail}"),
+                }
+                state.metrics.record_misconduct(offence, culprit);
+                return Ok(());
+            }
             NetworkEvent::EnvelopesReceived { .. } | NetworkEvent::Answer { .. } => return Ok(()),
         };
         let identity = match verify_received(peer, &document) {

@@ -237,6 +237,8 @@ impl Actor for NodeSupervisor {
         for role in roles {
             Self::spawn(&myself, &mut state, Child::Role(role)).await?;
         }
+        #[cfg(feature = "byzantine")]
+        crate::byzantine::make_noise(state.args.misbehaviour, state.args.network_handle.clone());
         Ok(state)
     }
 

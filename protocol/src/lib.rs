@@ -16,6 +16,8 @@
 //! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
 //! - [`links`]: the links of a DAG-CBOR block, and every block reachable from a root.
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
+//! - [`rpc_codec`]: the request-response codec, which tells a malformed or oversized request
+//!   from a broken connection.
 //! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
 //! - [`car`]: CAR v1 archives, every block checked against its CID on reading.
 //! - [`misconduct`]: offences a node can be shown to commit, and their evidence.
@@ -49,6 +51,7 @@ pub mod network;
 pub mod order;
 pub mod policy;
 pub mod reshare;
+pub mod rpc_codec;
 pub mod signing;
 pub mod signing_policy;
 

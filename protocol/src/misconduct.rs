@@ -2,6 +2,9 @@
 //! offence, with the block that proves it. Nodes count what they see by offence and culprit;
 //! the audit lists what an order's log proves.
 //!
+//! Offences on the wire (a malformed or oversized request) have no block to prove them: the
+//! node that received it names the peer in its log and its metrics, and that is all.
+//!
 //! What it does not do: judge anything. Each offence is judged where its evidence is checked
 //! (a share against its commitment in the beneficiary and the audit, a sub-share by the
 //! reshare's complaint).
@@ -23,16 +26,27 @@ pub enum Offence {
     BadKeyGenerationShare,
     /// A holder complained about a sub-share that fits.
     FalseComplaint,
+    /// A fiduciary's custody signature does not verify over the commitment its envelope names
+    /// (it signed something else). Seen by the principal it was delivered to; a signature that
+    /// does not verify proves nothing to a third party, so no audit shows it.
+    BadCustodySignature,
+    /// A peer sent a request that is not one, or a delivery whose blocks are no envelopes.
+    MalformedMessage,
+    /// A peer sent a request over the size limit.
+    OversizedMessage,
 }
 
 impl Offence {
     /// Every offence, in order.
-    pub const ALL: [Offence; 5] = [
+    pub const ALL: [Offence; 8] = [
         Offence::WrongShare,
         Offence::DealOffCommitment,
         Offence::BadSubShare,
         Offence::BadKeyGenerationShare,
         Offence::FalseComplaint,
+        Offence::BadCustodySignature,
+        Offence::MalformedMessage,
+        Offence::OversizedMessage,
     ];
 
     /// The offence's name, as metrics, logs and the audit show it.
@@ -43,6 +57,9 @@ impl Offence {
             Offence::BadSubShare => "bad-sub-share",
             Offence::BadKeyGenerationShare => "bad-key-generation-share",
             Offence::FalseComplaint => "false-complaint",
+            Offence::BadCustodySignature => "bad-custody-signature",
+            Offence::MalformedMessage => "malformed-message",
+            Offence::OversizedMessage => "oversized-message",
         }
     }
 

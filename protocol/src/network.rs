@@ -152,7 +152,7 @@ mod composed {
     use libp2p::swarm::behaviour::toggle::Toggle;
     use libp2p::{gossipsub, identify, kad, mdns, ping, request_response};
 
-    use super::{Request, Response};
+    use crate::rpc_codec::RpcCodec;
 
     /// Every protocol a dta node speaks, in one behaviour.
     #[derive(NetworkBehaviour)]
@@ -173,7 +173,7 @@ mod composed {
         /// Identity announcements (and later, log heads).
         pub gossipsub: gossipsub::Behaviour,
         /// dta requests, CBOR-encoded, size-capped.
-        pub rpc: request_response::cbor::Behaviour<Request, Response>,
+        pub rpc: request_response::Behaviour<RpcCodec>,
         /// Raw outbound streams (Bitswap), opened outside the swarm task through a control.
         pub stream: libp2p_stream::Behaviour,
         /// Inbound Bitswap streams, queued and handed to the swarm owner.
@@ -256,11 +256,8 @@ fn behaviour(
     )?;
     gossipsub.subscribe(&gossipsub::IdentTopic::new(IDENTITY_TOPIC))?;
     gossipsub.subscribe(&gossipsub::IdentTopic::new(HEADS_TOPIC))?;
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(MAX_REQUEST_SIZE)
-        .set_response_size_maximum(MAX_RESPONSE_SIZE);
     let rpc = request_response::Behaviour::with_codec(
-        codec,
+        crate::rpc_codec::RpcCodec::default(),
         [(RPC_PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(REQUEST_TIMEOUT)

@@ -61,6 +61,24 @@ async fn dishonest_nodes_are_refused_named_in_logs_and_metrics_and_proven_by_the
             "bad-sub-share",
             vec!["node-1", "node-0"],
         ),
+        (
+            "sign-other-commitment",
+            "node-2",
+            "bad-custody-signature",
+            vec!["node-0"],
+        ),
+        (
+            "malformed",
+            "node-2",
+            "malformed-message",
+            vec!["node-0", "node-4"],
+        ),
+        (
+            "oversized",
+            "node-2",
+            "oversized-message",
+            vec!["node-0", "node-4"],
+        ),
     ];
     let binary = byzantine_bin();
     for (scenario, culprit, offence, observers) in cases {

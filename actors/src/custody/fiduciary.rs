@@ -324,6 +324,10 @@ pub(crate) async fn sign_commitment(
     commitment_cid: Cid,
     principal: Cid,
 ) -> Result<Delivery, CustodyError> {
+    #[cfg(feature = "byzantine")]
+    if ctx.misbehaviour == Some(crate::byzantine::Misbehaviour::SignOtherCommitment) {
+        return crate::byzantine::sign_other_commitment(ctx, reference, commitment_cid, principal);
+    }
     // The envelope's signature is the custody signature over the commitment.
     let reply = ctx.envelope(
         Kind::CommitmentSignature,

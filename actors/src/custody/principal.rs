@@ -11,6 +11,7 @@ use dta_crypto::{Secret, bls, secp256k1};
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
+use dta_protocol::misconduct::Offence;
 use dta_protocol::order::{
     Certificate, Commitment, GeneratedKey, KeyShare, OrderRequest, SecretBytes, ShareDeal,
     custody_message,
@@ -602,8 +603,18 @@ pub async fn on_commitment_signature(
                 })
                 .map(|(i, _)| i.cid())
                 .collect();
+            // Each came over its fiduciary's own connection (any other is checked alone on
+            // arrival), so the culprit is known here; a signature that does not verify proves
+            // nothing to anyone else, so no audit can show it.
             for fiduciary in &bad {
                 record.signatures.remove(&fiduciary.to_string());
+                let _ = ctx.misconduct(
+                    *fiduciary,
+                    Offence::BadCustodySignature,
+                    &format!(
+                        "its custody signature on {reference} does not verify over {commitment}"
+                    ),
+                );
             }
             ctx.save_buffered(Role::Principal, &record).await?;
             return Err(CustodyError::Invalid(format!(

@@ -165,6 +165,16 @@ pub enum NetworkEvent {
         /// already).
         taken: Option<Taken>,
     },
+    /// A peer sent something only a dishonest or broken peer sends (a malformed or oversized
+    /// request): refused, and told so that it is counted against the peer's identity.
+    Misconduct {
+        /// The connection's peer.
+        peer: PeerId,
+        /// What it did.
+        offence: dta_protocol::misconduct::Offence,
+        /// Why the request was refused.
+        detail: String,
+    },
 }
 
 /// Read-only network state, published after every change.

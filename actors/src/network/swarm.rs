@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dta_protocol::envelope::Bundle;
+use dta_protocol::misconduct::Offence;
 use dta_protocol::network::{
     self, Behaviour, BehaviourEvent, HeadAnnouncement, IDENTITY_TOPIC, KAD_PROTOCOL,
     MAX_HEADS_IN_IDENTITY, Request, Response,
 };
+use dta_protocol::rpc_codec::{Inbound, WireRefusal};
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -223,7 +225,7 @@ impl SwarmLoop {
             .swarm
             .behaviour_mut()
             .rpc
-            .send_request(&peer, Request::Identity);
+            .send_request(&peer, Ok(Request::Identity));
         Metrics::bump(&self.metrics.rpc_requests_sent);
         self.identity_requests.insert(id);
     }
@@ -364,7 +366,11 @@ impl SwarmLoop {
     }
 
     fn send(&mut self, peer: PeerId, request: Request, reply: Reply) {
-        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_request(&peer, Ok(request));
         Metrics::bump(&self.metrics.rpc_requests_sent);
         *self.in_flight.entry(peer).or_default() += 1;
         self.pending.insert(
@@ -719,13 +725,46 @@ impl SwarmLoop {
         }
     }
 
-    fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+    /// A peer sent a request that is none (or too big to read): it is told so, and its
+    /// misconduct goes out to be counted against it.
+    fn refuse(
+        &mut self,
+        peer: PeerId,
+        refusal: WireRefusal,
+        channel: request_response::ResponseChannel<Response>,
+    ) {
+        let offence = match refusal {
+            WireRefusal::Oversized => Offence::OversizedMessage,
+            WireRefusal::Malformed(_) => Offence::MalformedMessage,
+        };
+        let reason = refusal.to_string();
+        let _ = self.swarm.behaviour_mut().rpc.send_response(
+            channel,
+            Response::Rejected {
+                reason: reason.clone(),
+            },
+        );
+        self.emit(NetworkEvent::Misconduct {
+            peer,
+            offence,
+            detail: reason,
+        });
+    }
+
+    fn on_rpc(&mut self, event: request_response::Event<Inbound, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
                     Metrics::bump(&self.metrics.rpc_requests_received);
+                    let request = match request {
+                        Ok(request) => request,
+                        Err(refusal) => {
+                            self.refuse(peer, refusal, channel);
+                            return;
+                        }
+                    };
                     if matches!(
                         request,
                         Request::MpinChallenge { .. } | Request::MpinVerify { .. }
@@ -734,10 +773,21 @@ impl SwarmLoop {
                         return;
                     }
                     let request = match request {
-                        Request::Deliver { blocks } if Bundle::decode(&blocks).is_ok() => {
-                            self.take_delivery(peer, blocks, channel);
-                            return;
-                        }
+                        Request::Deliver { blocks } => match Bundle::decode(&blocks) {
+                            Ok(_) => {
+                                self.take_delivery(peer, blocks, channel);
+                                return;
+                            }
+                            Err(err) => {
+                                let detail = format!("a delivery of no envelopes: {err}");
+                                self.emit(NetworkEvent::Misconduct {
+                                    peer,
+                                    offence: Offence::MalformedMessage,
+                                    detail,
+                                });
+                                Request::Deliver { blocks }
+                            }
+                        },
                         other => other,
                     };
                     let response = self.answer(peer, request);

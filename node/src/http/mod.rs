@@ -619,7 +619,7 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     }
     let _ = writeln!(
         out,
-        "# HELP dta_misconduct_total Offences against the protocol this node saw, by offence and culprit (an identity CID; empty past the culprits kept apart).\n# TYPE dta_misconduct_total counter"
+        "# HELP dta_misconduct_total Offences against the protocol this node saw, by offence and culprit (an identity CID; empty for a peer of unknown identity and past the culprits kept apart).\n# TYPE dta_misconduct_total counter"
     );
     for (offence, culprit, count) in m.misconduct() {
         let culprit = culprit.map(|c| c.to_string()).unwrap_or_default();
