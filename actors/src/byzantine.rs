@@ -24,6 +24,9 @@ pub enum Misbehaviour {
     BadSubShare,
     /// Fiduciary: answers a commitment with a custody signature over another one.
     SignOtherCommitment,
+    /// Fiduciary, in a key generation without a dealer: deals the first other fiduciary a
+    /// share that does not fit its commitment.
+    BadDkgShare,
     /// Any node: sends every connected peer, every second, a delivery whose block is no
     /// envelope.
     Malformed,
@@ -33,11 +36,12 @@ pub enum Misbehaviour {
 
 impl Misbehaviour {
     /// Every misbehaviour.
-    pub const ALL: [Misbehaviour; 6] = [
+    pub const ALL: [Misbehaviour; 7] = [
         Misbehaviour::WrongShare,
         Misbehaviour::BadDeal,
         Misbehaviour::BadSubShare,
         Misbehaviour::SignOtherCommitment,
+        Misbehaviour::BadDkgShare,
         Misbehaviour::Malformed,
         Misbehaviour::Oversized,
     ];
@@ -49,6 +53,7 @@ impl Misbehaviour {
             Misbehaviour::BadDeal => "bad-deal",
             Misbehaviour::BadSubShare => "bad-sub-share",
             Misbehaviour::SignOtherCommitment => "sign-other-commitment",
+            Misbehaviour::BadDkgShare => "bad-dkg-share",
             Misbehaviour::Malformed => "malformed",
             Misbehaviour::Oversized => "oversized",
         }
@@ -85,40 +90,6 @@ pub(crate) fn tampered(
         "misbehaving on purpose (a test build)"
     );
     SecretBytes::new(bytes)
-}
-
-/// For [`Misbehaviour::SignOtherCommitment`]: the fiduciary's answer to `commitment`, an
-/// envelope that names it but carries a custody signature over another CID (the principal's
-/// identity): a real signature of this fiduciary's, on the wrong thing.
-#[cfg(feature = "byzantine")]
-pub(crate) fn sign_other_commitment(
-    ctx: &crate::context::RoleContext,
-    reference: &str,
-    commitment: dta_protocol::Cid,
-    principal: dta_protocol::Cid,
-) -> Result<crate::context::Delivery, crate::context::CustodyError> {
-    use dta_protocol::envelope::{Kind, SignedEnvelope};
-    let elsewhere = ctx.envelope(
-        Kind::CommitmentSignature,
-        reference,
-        Some(principal),
-        None,
-        None,
-        &[],
-    )?;
-    let answer = SignedEnvelope::custody_signature(
-        ctx.local.cid(),
-        reference,
-        commitment,
-        elsewhere.signed().signature.clone(),
-    )
-    .and_then(|signed| signed.to_block())
-    .map_err(crate::context::internal)?;
-    tracing::warn!(
-        misbehaviour = Misbehaviour::SignOtherCommitment.name(),
-        "misbehaving on purpose (a test build)"
-    );
-    Ok((ctx.known_peer(&principal)?, vec![answer.into_bytes()]))
 }
 
 /// How often a noisy node sends its peers what it should not.

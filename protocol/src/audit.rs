@@ -14,7 +14,7 @@ use crate::dagcbor::Limits;
 use dta_crypto::dkg;
 use dta_crypto::secp256k1::PublicKey;
 
-use crate::dkg::DkgRound;
+use crate::dkg::{DkgAbort, DkgComplaint, DkgRound, Verdict as DkgVerdict};
 use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::misconduct::{Misconduct, Offence};
@@ -207,6 +207,98 @@ fn check_generated(
         return Err(failed("the public key is not the group key's".into()));
     }
     Ok(())
+}
+
+/// For a key generation the principal ended on a complaint: the abort is the principal's and
+/// ends a round in the chain, its complaint is signed by a fiduciary of the order and judged
+/// again here against the accused dealer's commitment in the round, and the abort names the
+/// culprit that judgment does (the dealer of a bad share, or the fiduciary that complained
+/// about a good one). Each such abort convicts its culprit, the complaint its evidence.
+fn check_aborted(
+    reference: &str,
+    request: &OrderRequest,
+    verified: &[(Cid, VerifiedEnvelope)],
+    block: &impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<Vec<Misconduct>, AuditError> {
+    let mut convicted = Vec::new();
+    for (cid, envelope) in verified
+        .iter()
+        .filter(|(_, e)| e.envelope().kind == Kind::DkgAbort)
+    {
+        let failed = |reason: String| AuditError::KeyGeneration {
+            envelope: cid.to_string(),
+            reason,
+        };
+        if envelope.envelope().sender != request.principal {
+            return Err(failed("the abort is not the principal's".into()));
+        }
+        let abort: DkgAbort = envelope
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("no abort payload".into()))?;
+        let round: DkgRound = verified
+            .iter()
+            .find(|(c, e)| *c == abort.round && e.envelope().kind == Kind::DkgRound)
+            .filter(|_| envelope.envelope().prev == Some(abort.round))
+            .and_then(|(_, e)| e.public_payload().ok().flatten())
+            .ok_or_else(|| failed("it ends no round in the chain".into()))?;
+        let complaint = verified_envelope(reference, abort.complaint, block, identity, |s| {
+            s.envelope.kind == Kind::DkgComplaint
+        })?
+        .ok_or_else(|| failed("its complaint is not a complaint".into()))?;
+        let complainer = complaint.envelope().sender;
+        let payload: DkgComplaint = complaint
+            .public_payload()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("no complaint payload".into()))?;
+        let fiduciaries: Vec<VerifiedIdentity> = request
+            .fiduciaries
+            .iter()
+            .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))
+            .collect::<Result<_, _>>()?;
+        let recipient = request
+            .fiduciaries
+            .iter()
+            .position(|f| *f == complainer)
+            .ok_or_else(|| failed("the complaint is not a fiduciary's".into()))?;
+        let dealer = (payload.dealer as usize)
+            .checked_sub(1)
+            .and_then(|d| fiduciaries.get(d))
+            .filter(|d| d.cid() != complainer)
+            .ok_or_else(|| failed("the complaint accuses no other fiduciary".into()))?;
+        let dealt = round
+            .commitments_of(reference, &fiduciaries)
+            .map_err(|e| failed(e.to_string()))?;
+        let verdict = payload
+            .judge(
+                abort.round,
+                round.scheme,
+                recipient as u32 + 1,
+                &complainer,
+                dealer,
+                &dealt[payload.dealer as usize - 1],
+            )
+            .map_err(|e| failed(e.to_string()))?;
+        let (culprit, offence) = match verdict {
+            DkgVerdict::DealerCheated => (dealer.cid(), Offence::BadKeyGenerationShare),
+            DkgVerdict::FalseComplaint => (complainer, Offence::FalseComplaint),
+        };
+        if abort.culprit != culprit {
+            return Err(failed(format!(
+                "the abort names {}, but its complaint convicts {culprit}",
+                abort.culprit
+            )));
+        }
+        convicted.push(Misconduct {
+            culprit,
+            offence,
+            evidence: abort.complaint,
+        });
+    }
+    Ok(convicted)
 }
 
 /// For shares dealt anew (a refresh, or custody moved to another committee): the commitment
@@ -783,6 +875,9 @@ pub fn audit(
             &identity,
         )?);
     }
+    misconduct.extend(check_aborted(
+        reference, &request, &verified, &block, &identity,
+    )?);
     let mut certified = false;
     for (cid, envelope) in verified
         .iter()

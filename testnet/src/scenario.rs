@@ -22,7 +22,7 @@
 //! state = "certified"
 //! ```
 //!
-//! Steps: `order`, `release` and `wait` (each may say `expect = "failure"`), `stop`
+//! Steps: `order`, `generate-key`, `release` and `wait` (each may say `expect = "failure"`), `stop`
 //! (SIGTERM), `kill` (SIGKILL), `restart`, `partition` and `heal` (through each node's block
 //! list, `/v2/peers/blocked`), `mpin-server-secret`, `mpin-client-secret`,
 //! `mpin-authenticate`, and the assertions `assert-secret`, `assert-audit` (with the
@@ -113,6 +113,21 @@ pub enum StepSpec {
         /// CIDs go (`members = ["node-4", "node-5"]`).
         #[serde(default)]
         policy: Option<toml::Table>,
+        /// Succeed or be refused.
+        #[serde(default)]
+        expect: Expect,
+    },
+    /// The principal has the fiduciaries generate a key without a dealer.
+    GenerateKey {
+        /// The order's reference.
+        reference: String,
+        /// The plugin whose key it is (`milagro`, a BLS12-381 key, by default).
+        #[serde(default = "default_key_plugin")]
+        plugin: String,
+        /// The fiduciaries by node name (default: every fiduciary).
+        fiduciaries: Option<Vec<String>>,
+        /// The threshold (default: the network's).
+        threshold: Option<u32>,
         /// Succeed or be refused.
         #[serde(default)]
         expect: Expect,
@@ -487,6 +502,10 @@ pub async fn run(
     })
 }
 
+fn default_key_plugin() -> String {
+    "milagro".into()
+}
+
 /// How long one API call of a step may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -516,6 +535,22 @@ impl Runner {
                     secret,
                     (fiduciaries.as_deref(), *threshold),
                     policy.as_ref(),
+                    *expect,
+                )
+                .await,
+            ),
+            StepSpec::GenerateKey {
+                reference,
+                plugin,
+                fiduciaries,
+                threshold,
+                expect,
+            } => (
+                format!("generate a {plugin} key for {reference}"),
+                self.generate_key(
+                    reference,
+                    plugin,
+                    (fiduciaries.as_deref(), *threshold),
                     *expect,
                 )
                 .await,
@@ -691,19 +726,13 @@ impl Runner {
         &self,
         reference: &str,
         secret: &str,
-        (named, threshold): (Option<&[String]>, Option<u32>),
+        committee: (Option<&[String]>, Option<u32>),
         policy: Option<&toml::Table>,
         expect: Expect,
     ) -> Result<String, String> {
         let principal = self.net.node("@principal")?;
         let beneficiary = self.net.node("@beneficiary")?.identity;
-        let fiduciaries = match named {
-            Some(names) => self.identities(names)?,
-            None => self.fiduciaries.clone(),
-        };
-        let threshold = threshold
-            .or(self.threshold)
-            .unwrap_or(fiduciaries.len() as u32);
+        let (fiduciaries, threshold) = self.committee(committee)?;
         let mut body = json!({
             "reference": reference,
             "plugin": "safeguardsecret",
@@ -720,6 +749,44 @@ impl Runner {
             .call(&principal, Method::POST, "/v2/orders", Some(body))
             .await;
         expected(status, &answer, expect, "ordered")
+    }
+
+    async fn generate_key(
+        &self,
+        reference: &str,
+        plugin: &str,
+        committee: (Option<&[String]>, Option<u32>),
+        expect: Expect,
+    ) -> Result<String, String> {
+        let principal = self.net.node("@principal")?;
+        let (fiduciaries, threshold) = self.committee(committee)?;
+        let body = json!({
+            "reference": reference,
+            "plugin": plugin,
+            "fiduciaries": fiduciaries,
+            "threshold": threshold,
+        });
+        let (status, answer) = self
+            .net
+            .call(&principal, Method::POST, "/v2/orders", Some(body))
+            .await;
+        expected(status, &answer, expect, "ordered")
+    }
+
+    /// The fiduciaries' identities (the nodes named, or every fiduciary) and the threshold
+    /// (given, the network's, or all of them).
+    fn committee(
+        &self,
+        (named, threshold): (Option<&[String]>, Option<u32>),
+    ) -> Result<(Vec<String>, u32), String> {
+        let fiduciaries = match named {
+            Some(names) => self.identities(names)?,
+            None => self.fiduciaries.clone(),
+        };
+        let threshold = threshold
+            .or(self.threshold)
+            .unwrap_or(fiduciaries.len() as u32);
+        Ok((fiduciaries, threshold))
     }
 
     /// A scenario's policy with each group member's node name replaced by its identity.

@@ -93,9 +93,10 @@ pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyE
     Ok(cid)
 }
 
-/// The votes a receipt (and the shares it refused, its evidence), or the commitment of a move
-/// of custody, names that are not here, fetched and kept (unchecked: the audit checks them). Any other envelope, or one that does
-/// not decode, names nothing to fetch.
+/// The votes a receipt (and the shares it refused, its evidence), the commitment of a move of
+/// custody, or the abort of a key generation (its complaint) names that are not here, fetched
+/// and kept (unchecked: the audit checks them). Any other envelope, or one that does not
+/// decode, names nothing to fetch.
 async fn fetch_named_votes(
     store: &Store,
     network: &NetworkHandle,
@@ -117,6 +118,11 @@ async fn fetch_named_votes(
                 .ok()
                 .and_then(|commitment| commitment.reshared)
                 .map(|reshared| reshared.votes)
+                .unwrap_or_default()
+        }
+        Kind::DkgAbort => {
+            dta_protocol::dagcbor::decode::<dta_protocol::dkg::DkgAbort>(public, limits())
+                .map(|abort| vec![abort.complaint])
                 .unwrap_or_default()
         }
         _ => Vec::new(),

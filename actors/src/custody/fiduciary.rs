@@ -326,7 +326,7 @@ pub(crate) async fn sign_commitment(
 ) -> Result<Delivery, CustodyError> {
     #[cfg(feature = "byzantine")]
     if ctx.misbehaviour == Some(crate::byzantine::Misbehaviour::SignOtherCommitment) {
-        return crate::byzantine::sign_other_commitment(ctx, reference, commitment_cid, principal);
+        return sign_other_commitment(ctx, reference, commitment_cid, principal);
     }
     // The envelope's signature is the custody signature over the commitment.
     let reply = ctx.envelope(
@@ -341,6 +341,39 @@ pub(crate) async fn sign_commitment(
     let (_, bytes) = ctx.save_block(&reply).await?;
     let peer = ctx.known_peer(&principal)?;
     Ok((peer, vec![bytes]))
+}
+
+/// For [`Misbehaviour::SignOtherCommitment`]: the fiduciary's answer to `commitment`, an
+/// envelope that names it but carries a custody signature over another CID (the principal's
+/// identity): a real signature of this fiduciary's, on the wrong thing.
+#[cfg(feature = "byzantine")]
+fn sign_other_commitment(
+    ctx: &RoleContext,
+    reference: &str,
+    commitment: Cid,
+    principal: Cid,
+) -> Result<Delivery, CustodyError> {
+    let elsewhere = ctx.envelope(
+        Kind::CommitmentSignature,
+        reference,
+        Some(principal),
+        None,
+        None,
+        &[],
+    )?;
+    let answer = dta_protocol::envelope::SignedEnvelope::custody_signature(
+        ctx.local.cid(),
+        reference,
+        commitment,
+        elsewhere.signed().signature.clone(),
+    )
+    .and_then(|signed| signed.to_block())
+    .map_err(internal)?;
+    tracing::warn!(
+        misbehaviour = crate::byzantine::Misbehaviour::SignOtherCommitment.name(),
+        "misbehaving on purpose (a test build)"
+    );
+    Ok((ctx.known_peer(&principal)?, vec![answer.into_bytes()]))
 }
 
 /// Fiduciary: the certificate arrived.

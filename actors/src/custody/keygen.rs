@@ -32,6 +32,7 @@ use dta_protocol::dkg::{
     DkgAbandon, DkgAbort, DkgCommitment, DkgComplaint, DkgRound, DkgShare, Verdict,
 };
 use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::misconduct::Offence;
 use dta_protocol::order::{GeneratedKey, GeneratedShares, KeyShare, OrderRequest, SecretBytes};
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
@@ -203,12 +204,23 @@ pub async fn on_round(
     let mut deliveries = Vec::with_capacity(shares.len());
     for (to, share) in &shares {
         let recipient = &fiduciaries[usize::from(*to) - 1];
+        let share = SecretBytes::new(share.to_vec());
+        #[cfg(feature = "byzantine")]
+        let share = if shares.keys().next() == Some(to) {
+            crate::byzantine::tampered(
+                ctx.misbehaviour,
+                crate::byzantine::Misbehaviour::BadDkgShare,
+                share,
+            )
+        } else {
+            share
+        };
         let payload = DkgShare {
             round: round_cid,
             order: record.order,
             dealer: index,
             recipient: u32::from(*to),
-            share: SecretBytes::new(share.to_vec()),
+            share,
         };
         let plain = Zeroizing::new(encode(&payload)?);
         let sealed = ctx.envelope(
@@ -409,6 +421,9 @@ async fn finish_if_complete(
                 .await?;
             generation.ended_by = Some(cid);
             tracing::warn!(order = %reference, dealer, reason, "complaint against a dealer");
+            if let Some(culprit) = record.fiduciaries.get(dealer as usize - 1) {
+                let _ = ctx.misconduct(*culprit, Offence::BadKeyGenerationShare, reason);
+            }
             Ok(vec![(peer, vec![bytes])])
         }
         Err(err) => Err(dkg_failed(err)),
@@ -700,10 +715,23 @@ pub async fn on_complaint(
             &commitments[complaint.dealer as usize - 1],
         )
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    let (culprit, reason) = match verdict {
-        Verdict::DealerCheated => (accused, "dealt a share that fails its commitment"),
-        Verdict::FalseComplaint => (complainer, "complained about a share that is good"),
+    let (culprit, offence, reason) = match verdict {
+        Verdict::DealerCheated => (
+            accused,
+            Offence::BadKeyGenerationShare,
+            "dealt a share that fails its commitment",
+        ),
+        Verdict::FalseComplaint => (
+            complainer,
+            Offence::FalseComplaint,
+            "complained about a share that is good",
+        ),
     };
+    let _ = ctx.misconduct(
+        culprit,
+        offence,
+        &format!("{reason} (key generation of {reference})"),
+    );
     let abort = DkgAbort {
         round: round_cid,
         culprit,

@@ -8,6 +8,7 @@ use dta_crypto::dkg;
 use dta_crypto::secp256k1::{PublicKey, SecretKey};
 use dta_protocol::dkg::{DkgAbort, DkgComplaint, DkgShare};
 use dta_protocol::envelope::{Kind, SignedEnvelope};
+use dta_protocol::misconduct::{Misconduct, Offence};
 use dta_protocol::order::{Commitment, SecretBytes};
 use serde_bytes::ByteBuf;
 
@@ -21,6 +22,21 @@ use crate::role::Role;
 use crate::states::OrderState;
 
 const REFERENCE: &str = "dkg-1";
+
+/// The audit of the principal's log of [`REFERENCE`] from `head`, with what the principal
+/// holds.
+fn audit_from(
+    principal: &Party,
+    head: dta_protocol::Cid,
+) -> Result<dta_protocol::audit::AuditReport, dta_protocol::audit::AuditError> {
+    dta_protocol::audit::audit(
+        REFERENCE,
+        head,
+        &[],
+        |cid| principal.ctx.block(cid),
+        |cid| principal.ctx.identity(cid),
+    )
+}
 
 /// Changes a block on its way to a party (by index), or lets it through.
 type Tamper<'a> = &'a mut dyn FnMut(&[Party], usize, Vec<u8>) -> Vec<u8>;
@@ -264,6 +280,24 @@ async fn a_dealer_that_cheats_one_fiduciary_is_named_and_the_run_ends() {
     // The victim kept no share of the key; the others may have finished but hold a share of
     // a key nobody will commit to.
     assert!(!kept(&parties[1], &share_name(&principal.cid(), REFERENCE)));
+    // The audit judges the complaint again and convicts the dealer, the complaint its
+    // evidence.
+    let report = audit_from(principal, record.head).expect("the aborted log audits");
+    assert_eq!(
+        report.misconduct,
+        vec![Misconduct {
+            culprit: dealer,
+            offence: Offence::BadKeyGenerationShare,
+            evidence: abort.complaint,
+        }]
+    );
+    // An abort that names someone else than its complaint convicts does not audit.
+    let mut framed = abort.clone();
+    framed.culprit = victim;
+    let block = principal.publish(Kind::DkgAbort, REFERENCE, Some(abort.round), &framed);
+    let (_, cid) = principal.take(&block).await.unwrap();
+    let err = audit_from(principal, cid).unwrap_err();
+    assert!(err.to_string().contains("its complaint convicts"), "{err}");
 }
 
 #[tokio::test]
@@ -346,6 +380,15 @@ async fn a_complaint_against_a_good_share_names_the_complainer() {
     assert_eq!(record.state, OrderState::Aborted);
     let abort: DkgAbort = principal.ctx.stored_payload(&record.head).unwrap();
     assert_eq!(abort.culprit, complainer);
+    let report = audit_from(principal, record.head).expect("the aborted log audits");
+    assert_eq!(
+        report.misconduct,
+        vec![Misconduct {
+            culprit: complainer,
+            offence: Offence::FalseComplaint,
+            evidence: abort.complaint,
+        }]
+    );
     // The run has ended: a late complaint is no step of it.
     let (envelope, cid) = principal.take(&block).await.unwrap();
     assert_eq!(
@@ -360,15 +403,7 @@ async fn the_audit_checks_the_key_against_its_generation() {
     run(&parties, deliveries, &mut |_, _, block| block).await;
     let principal = &parties[0];
     let record = principal.ctx.own_record(REFERENCE).unwrap().unwrap();
-    let audit = |head| {
-        dta_protocol::audit::audit(
-            REFERENCE,
-            head,
-            &[],
-            |cid| principal.ctx.block(cid),
-            |cid| principal.ctx.identity(cid),
-        )
-    };
+    let audit = |head| audit_from(principal, head);
     let report = audit(record.commitment.unwrap()).expect("the honest log audits");
     assert!(
         report
