@@ -32,11 +32,13 @@ pub enum Misbehaviour {
     Malformed,
     /// Any node: sends every connected peer, every second, a request over the size limit.
     Oversized,
+    /// Any node: sends every connected peer, every second, a thousand identity requests.
+    Flood,
 }
 
 impl Misbehaviour {
     /// Every misbehaviour.
-    pub const ALL: [Misbehaviour; 7] = [
+    pub const ALL: [Misbehaviour; 8] = [
         Misbehaviour::WrongShare,
         Misbehaviour::BadDeal,
         Misbehaviour::BadSubShare,
@@ -44,6 +46,7 @@ impl Misbehaviour {
         Misbehaviour::BadDkgShare,
         Misbehaviour::Malformed,
         Misbehaviour::Oversized,
+        Misbehaviour::Flood,
     ];
 
     /// Its name, as `dta run --misbehave` and scenarios take it.
@@ -56,6 +59,7 @@ impl Misbehaviour {
             Misbehaviour::BadDkgShare => "bad-dkg-share",
             Misbehaviour::Malformed => "malformed",
             Misbehaviour::Oversized => "oversized",
+            Misbehaviour::Flood => "flood",
         }
     }
 
@@ -96,27 +100,35 @@ pub(crate) fn tampered(
 #[cfg(feature = "byzantine")]
 const NOISE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// For [`Misbehaviour::Malformed`] and [`Misbehaviour::Oversized`]: a task that sends every
-/// connected peer such a request every [`NOISE_EVERY`], until the network stops. Nothing for
-/// the other misbehaviours.
+/// Identity requests a flooding node sends each peer every [`NOISE_EVERY`].
+#[cfg(feature = "byzantine")]
+const FLOOD: usize = 1000;
+
+/// For [`Misbehaviour::Malformed`], [`Misbehaviour::Oversized`] and [`Misbehaviour::Flood`]:
+/// a task that sends every connected peer such requests every [`NOISE_EVERY`], until the
+/// network stops. Nothing for the other misbehaviours.
 #[cfg(feature = "byzantine")]
 pub(crate) fn make_noise(played: Option<Misbehaviour>, network: crate::network::NetworkHandle) {
     use dta_protocol::network::{MAX_REQUEST_SIZE, Request};
-    let block = match played {
-        Some(Misbehaviour::Malformed) => b"not an envelope".to_vec(),
-        Some(Misbehaviour::Oversized) => vec![0; MAX_REQUEST_SIZE as usize],
-        _ => return,
-    };
-    let request = Request::Deliver {
+    let delivery = |block: Vec<u8>| Request::Deliver {
         blocks: vec![serde_bytes::ByteBuf::from(block)],
+    };
+    let (request, copies) = match played {
+        Some(Misbehaviour::Malformed) => (delivery(b"not an envelope".to_vec()), 1),
+        Some(Misbehaviour::Oversized) => (delivery(vec![0; MAX_REQUEST_SIZE as usize]), 1),
+        Some(Misbehaviour::Flood) => (Request::Identity, FLOOD),
+        _ => return,
     };
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(NOISE_EVERY).await;
             for peer in network.snapshot().connected {
-                tracing::warn!(%peer, "misbehaving on purpose (a test build)");
-                if let Err(crate::network::RequestError::Closed) =
-                    network.request(peer, request.clone()).await
+                tracing::warn!(%peer, copies, "misbehaving on purpose (a test build)");
+                let sent = (0..copies).map(|_| network.request(peer, request.clone()));
+                let answers = futures::future::join_all(sent).await;
+                if answers
+                    .iter()
+                    .any(|a| matches!(a, Err(crate::network::RequestError::Closed)))
                 {
                     return;
                 }

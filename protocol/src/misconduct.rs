@@ -2,7 +2,7 @@
 //! offence, with the block that proves it. Nodes count what they see by offence and culprit;
 //! the audit lists what an order's log proves.
 //!
-//! Offences on the wire (a malformed or oversized request) have no block to prove them: the
+//! Offences on the wire (a malformed or oversized request, a flood) have no block to prove them: the
 //! node that received it names the peer in its log and its metrics, and that is all.
 //!
 //! What it does not do: judge anything. Each offence is judged where its evidence is checked
@@ -34,11 +34,13 @@ pub enum Offence {
     MalformedMessage,
     /// A peer sent a request over the size limit.
     OversizedMessage,
+    /// A peer sent identity requests far past what an honest node sends.
+    Flood,
 }
 
 impl Offence {
     /// Every offence, in order.
-    pub const ALL: [Offence; 8] = [
+    pub const ALL: [Offence; 9] = [
         Offence::WrongShare,
         Offence::DealOffCommitment,
         Offence::BadSubShare,
@@ -47,6 +49,7 @@ impl Offence {
         Offence::BadCustodySignature,
         Offence::MalformedMessage,
         Offence::OversizedMessage,
+        Offence::Flood,
     ];
 
     /// The offence's name, as metrics, logs and the audit show it.
@@ -60,6 +63,7 @@ impl Offence {
             Offence::BadCustodySignature => "bad-custody-signature",
             Offence::MalformedMessage => "malformed-message",
             Offence::OversizedMessage => "oversized-message",
+            Offence::Flood => "flood",
         }
     }
 

@@ -11,7 +11,8 @@
 //! Once the time is up, every partition heals and every node runs, and each order must
 //! settle: certified, released once (no fiduciary serves a release twice), one receipt, the
 //! secret received byte for byte, the auditor audits its log, and every node audits it to
-//! the same head. Anything else is a violation, named in the report. The seed is in the
+//! the same head; and no node accused another of misconduct (all are honest). Anything else
+//! is a violation, named in the report. The seed is in the
 //! report: the same seed gives the same schedule of faults (the network's own timing still
 //! varies from run to run).
 //!
@@ -283,6 +284,24 @@ async fn campaign(
                     .violations
                     .push(format!("{}/{}: {violation}", PRINCIPALS[p], reference(i)));
             }
+        }
+    }
+    // Every node is honest: none may have accused another (a connection cut by a kill is
+    // no malformed request, a restart's identity requests no flood).
+    for node in net.0.testnet().map_err(ChaosError::Workload)?.nodes {
+        let metrics = net.get(&node.name, "/metrics").await;
+        let text = metrics
+            .as_ref()
+            .and_then(|(_, m)| m.as_str())
+            .unwrap_or_default();
+        for accusation in text
+            .lines()
+            .filter(|l| l.starts_with("dta_misconduct_total{"))
+        {
+            report.violations.push(format!(
+                "{} accused an honest node: {accusation}",
+                node.name
+            ));
         }
     }
     progress(&report.to_string());

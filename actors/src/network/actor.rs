@@ -119,6 +119,7 @@ impl Actor for NetworkActor {
                 identity_retries: HashSet::new(),
                 pending_heads: Vec::new(),
                 seen_identities: HashSet::new(),
+                identity_budget: crate::network::budget::Budget::identity_requests(),
                 awaiting: HashMap::new(),
                 next_awaiting: 0,
                 unacknowledged: HashMap::new(),

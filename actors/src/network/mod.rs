@@ -24,6 +24,7 @@ use crate::role::Role;
 
 mod actor;
 pub mod bitswap;
+mod budget;
 mod heads;
 mod swarm;
 

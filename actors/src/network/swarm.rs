@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::budget::Spend;
 use super::heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, decode_heads};
 use super::{
     ANNOUNCE_INTERVAL, ANSWER_TIMEOUT, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER, MAX_QUEUED_PER_PEER,
@@ -85,6 +86,8 @@ pub(super) struct SwarmLoop {
     pub(super) acknowledged: mpsc::Receiver<(u64, bool)>,
     /// Digests of identity documents already handed on.
     pub(super) seen_identities: HashSet<[u8; 32]>,
+    /// What each peer may still ask of identity requests (see [`super::budget`]).
+    pub(super) identity_budget: super::budget::Budget,
     /// Whether the identity should be (re)announced at the next tick.
     pub(super) announce_due: bool,
     /// When the identity last went out.
@@ -751,6 +754,34 @@ impl SwarmLoop {
         });
     }
 
+    /// A peer asked for identities past its budget: it is told so, and reported as flooding
+    /// when `report` says it is time to.
+    fn refuse_flood(
+        &mut self,
+        peer: PeerId,
+        report: bool,
+        channel: request_response::ResponseChannel<Response>,
+    ) {
+        let reason = "too many identity requests".to_owned();
+        let _ = self.swarm.behaviour_mut().rpc.send_response(
+            channel,
+            Response::Rejected {
+                reason: reason.clone(),
+            },
+        );
+        if report {
+            self.emit(NetworkEvent::Misconduct {
+                peer,
+                offence: Offence::Flood,
+                detail: format!(
+                    "{reason} (over {} at once or {} a second)",
+                    super::budget::IDENTITY_BURST,
+                    super::budget::IDENTITY_RATE
+                ),
+            });
+        }
+    }
+
     fn on_rpc(&mut self, event: request_response::Event<Inbound, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -759,6 +790,15 @@ impl SwarmLoop {
                 } => {
                     Metrics::bump(&self.metrics.rpc_requests_received);
                     let request = match request {
+                        Ok(Request::Identity) => {
+                            match self.identity_budget.spend(peer, Instant::now()) {
+                                Spend::Allowed => Request::Identity,
+                                Spend::Refused { report } => {
+                                    self.refuse_flood(peer, report, channel);
+                                    return;
+                                }
+                            }
+                        }
                         Ok(request) => request,
                         Err(refusal) => {
                             self.refuse(peer, refusal, channel);
