@@ -24,6 +24,9 @@ pub enum Misbehaviour {
     BadSubShare,
     /// Fiduciary: answers a commitment with a custody signature over another one.
     SignOtherCommitment,
+    /// Fiduciary: answers a release with two different share releases (the same share, sealed
+    /// twice).
+    Equivocate,
     /// Fiduciary, in a key generation without a dealer: deals the first other fiduciary a
     /// share that does not fit its commitment.
     BadDkgShare,
@@ -38,11 +41,12 @@ pub enum Misbehaviour {
 
 impl Misbehaviour {
     /// Every misbehaviour.
-    pub const ALL: [Misbehaviour; 8] = [
+    pub const ALL: [Misbehaviour; 9] = [
         Misbehaviour::WrongShare,
         Misbehaviour::BadDeal,
         Misbehaviour::BadSubShare,
         Misbehaviour::SignOtherCommitment,
+        Misbehaviour::Equivocate,
         Misbehaviour::BadDkgShare,
         Misbehaviour::Malformed,
         Misbehaviour::Oversized,
@@ -56,6 +60,7 @@ impl Misbehaviour {
             Misbehaviour::BadDeal => "bad-deal",
             Misbehaviour::BadSubShare => "bad-sub-share",
             Misbehaviour::SignOtherCommitment => "sign-other-commitment",
+            Misbehaviour::Equivocate => "equivocate",
             Misbehaviour::BadDkgShare => "bad-dkg-share",
             Misbehaviour::Malformed => "malformed",
             Misbehaviour::Oversized => "oversized",

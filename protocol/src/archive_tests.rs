@@ -162,6 +162,7 @@ fn released_order_with(
             public_key: ByteBuf::from(vec![1; 48]),
             votes: Vec::new(),
             refused: Vec::new(),
+            equivocations: Vec::new(),
         }),
         T0 + receipt_after_ms,
     );

@@ -19,7 +19,7 @@ use crate::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use crate::identity::VerifiedIdentity;
 use crate::misconduct::{Misconduct, Offence};
 use crate::order::{Certificate, Commitment, OrderRequest, Receipt, ReleaseRequest};
-use crate::order::{RefusedShare, ShareRelease};
+use crate::order::{Equivocation, RefusedShare, ShareRelease};
 use crate::policy::{Approval, DEFAULT_CLOCK_TOLERANCE_MS, Signed, Situation, Verdict};
 use crate::reshare::{OldShares, ReshareComplaint, ReshareRequest};
 use crate::signing::SignatureScheme;
@@ -934,6 +934,21 @@ pub fn audit(
                 Some(_) => return Err(failed("the receipt is not from the release's beneficiary")),
                 None => return Err(failed("the receipt answers no release in the chain")),
             }
+            let equivocations = receipt
+                .equivocations
+                .iter()
+                .map(|pair| {
+                    judge_equivocation(reference, pair, &receipt, &block, &identity).map_err(
+                        |reason| AuditError::Release {
+                            envelope: cid.to_string(),
+                            reason: format!(
+                                "equivocation {} and {}: {reason}",
+                                pair.first, pair.second
+                            ),
+                        },
+                    )
+                })
+                .collect::<Result<Vec<Misconduct>, _>>()?;
             receipt
                 .refused
                 .iter()
@@ -953,6 +968,7 @@ pub fn audit(
                         reason: format!("refused share {}: {reason}", refused.share),
                     })
                 })
+                .chain(equivocations.into_iter().map(Ok))
                 .collect::<Result<Vec<Misconduct>, _>>()
         })
         .collect::<Result<Vec<Vec<Misconduct>>, _>>()?;
@@ -970,6 +986,39 @@ pub fn audit(
         policies,
         threshold_signatures,
         misconduct,
+    })
+}
+
+/// The fiduciary a receipt's equivocation convicts: both envelopes are its share releases for
+/// the receipt's release, signed by it, and they differ. An honest fiduciary seals one share
+/// release per request and sends that one again when asked again.
+fn judge_equivocation(
+    reference: &str,
+    pair: &Equivocation,
+    receipt: &Receipt,
+    block: &impl Fn(&Cid) -> Option<Vec<u8>>,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<Misconduct, String> {
+    if pair.first == pair.second {
+        return Err("it names one envelope twice".into());
+    }
+    let answer = |cid: Cid| {
+        verified_envelope(reference, cid, block, identity, |s| {
+            s.envelope.kind == Kind::ShareRelease
+        })
+        .map_err(|e| e.to_string())?
+        .filter(|e| e.envelope().prev == Some(receipt.release))
+        .ok_or_else(|| format!("{cid} is no share release for the receipt's release"))
+    };
+    let (first, second) = (answer(pair.first)?, answer(pair.second)?);
+    let culprit = first.envelope().sender;
+    if second.envelope().sender != culprit {
+        return Err("they are from two senders".into());
+    }
+    Ok(Misconduct {
+        culprit,
+        offence: Offence::Equivocation,
+        evidence: pair.second,
     })
 }
 

@@ -1,5 +1,7 @@
-//! A receipt's refused shares, judged by the audit: a share off the commitment convicts its
-//! fiduciary; a share that fits convicts the receipt of a false accusation.
+//! A receipt's evidence, judged by the audit: a refused share off the commitment convicts its
+//! fiduciary, one that fits convicts the receipt of a false accusation; two share releases
+//! of one fiduciary for the release convict it of equivocation, two of two fiduciaries
+//! convict the receipt.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,8 @@ use super::*;
 use crate::envelope::Draft;
 use crate::identity::LocalIdentity;
 use crate::order::{
-    Certificate, Commitment, OrderRequest, Receipt, RefusedShare, ReleasePolicy, ReleaseRequest,
-    SecretBytes, ShareRelease, custody_message,
+    Certificate, Commitment, Equivocation, OrderRequest, Receipt, RefusedShare, ReleasePolicy,
+    ReleaseRequest, SecretBytes, ShareRelease, custody_message,
 };
 
 const ORDER: &str = "accused-1";
@@ -52,9 +54,24 @@ fn cid_of(envelope: &VerifiedEnvelope) -> Cid {
     envelope.signed().to_block().unwrap().cid()
 }
 
-/// A certified and released 2-of-2 order of a dealt secret whose beneficiary refused the
-/// share fiduciary 2 sealed to it (`share_of_2` as its value): the audit's outcome.
+/// What the receipt accuses fiduciary 2's share release of.
+enum Accused {
+    /// Not fitting the commitment.
+    Refused,
+    /// Being one of two answers, the other sealed by fiduciary `second_by` (0 or 1).
+    Equivocation { second_by: usize },
+}
+
+/// A certified and released 2-of-2 order of a dealt secret whose beneficiary accused the share
+/// release fiduciary 2 sealed to it (`share_of_2` as its value): the audit's outcome.
 fn audit_with_refused(share_of_2: impl Fn(&Share) -> [u8; 32]) -> Result<AuditReport, AuditError> {
+    audit_with(share_of_2, Accused::Refused)
+}
+
+fn audit_with(
+    share_of_2: impl Fn(&Share) -> [u8; 32],
+    accused: Accused,
+) -> Result<AuditReport, AuditError> {
     let principal = node("principal", 1);
     let fiduciaries = [node("fiduciary-1", 2), node("fiduciary-2", 3)];
     let beneficiary = node("beneficiary", 4);
@@ -139,6 +156,36 @@ fn audit_with_refused(share_of_2: impl Fn(&Share) -> [u8; 32]) -> Result<AuditRe
         None,
         Some((&released, beneficiary.identity())),
     );
+    let second_by = match accused {
+        Accused::Refused => 1,
+        Accused::Equivocation { second_by } => second_by,
+    };
+    // Sealed anew: another envelope even from the same fiduciary.
+    let second = envelope(
+        &fiduciaries[second_by],
+        Kind::ShareRelease,
+        Some(cid_of(&release)),
+        None,
+        Some((&released, beneficiary.identity())),
+    );
+    let (refused, equivocations) = match accused {
+        Accused::Refused => (
+            vec![RefusedShare {
+                share: cid_of(&share),
+                content_key: ByteBuf::from(
+                    share.content_key(&beneficiary).unwrap().expose().to_vec(),
+                ),
+            }],
+            Vec::new(),
+        ),
+        Accused::Equivocation { .. } => (
+            Vec::new(),
+            vec![Equivocation {
+                first: cid_of(&share),
+                second: cid_of(&second),
+            }],
+        ),
+    };
     let receipt = envelope(
         &beneficiary,
         Kind::Receipt,
@@ -148,12 +195,8 @@ fn audit_with_refused(share_of_2: impl Fn(&Share) -> [u8; 32]) -> Result<AuditRe
             shares_from: vec![fiduciaries[0].cid()],
             public_key: ByteBuf::from(feldman.group_public_key().to_bytes().to_vec()),
             votes: Vec::new(),
-            refused: vec![RefusedShare {
-                share: cid_of(&share),
-                content_key: ByteBuf::from(
-                    share.content_key(&beneficiary).unwrap().expose().to_vec(),
-                ),
-            }],
+            refused,
+            equivocations,
         }),
         None,
     );
@@ -163,6 +206,7 @@ fn audit_with_refused(share_of_2: impl Fn(&Share) -> [u8; 32]) -> Result<AuditRe
         &certificate,
         &release,
         &share,
+        &second,
         &receipt,
     ]
     .into_iter()
@@ -204,6 +248,32 @@ fn a_refused_share_that_fits_is_a_false_accusation() {
     let err = audit_with_refused(|share| *share.value_bytes().expose()).unwrap_err();
     assert!(
         matches!(&err, AuditError::Release { reason, .. } if reason.contains("accuses falsely")),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_answers_of_one_fiduciary_to_a_release_convict_it_of_equivocation() {
+    let report = audit_with(
+        |share| *share.value_bytes().expose(),
+        Accused::Equivocation { second_by: 1 },
+    )
+    .unwrap();
+    let fiduciary_2 = node("fiduciary-2", 3).cid();
+    assert_eq!(report.misconduct.len(), 1, "{report:?}");
+    assert_eq!(report.misconduct[0].culprit, fiduciary_2);
+    assert_eq!(report.misconduct[0].offence, Offence::Equivocation);
+}
+
+#[test]
+fn answers_of_two_fiduciaries_are_no_equivocation() {
+    let err = audit_with(
+        |share| *share.value_bytes().expose(),
+        Accused::Equivocation { second_by: 0 },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, AuditError::Release { reason, .. } if reason.contains("two senders")),
         "{err}"
     );
 }

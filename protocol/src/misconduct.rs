@@ -30,6 +30,8 @@ pub enum Offence {
     /// (it signed something else). Seen by the principal it was delivered to; a signature that
     /// does not verify proves nothing to a third party, so no audit shows it.
     BadCustodySignature,
+    /// A fiduciary answered one release with two different share releases, both signed.
+    Equivocation,
     /// A peer sent a request that is not one, or a delivery whose blocks are no envelopes.
     MalformedMessage,
     /// A peer sent a request over the size limit.
@@ -40,13 +42,14 @@ pub enum Offence {
 
 impl Offence {
     /// Every offence, in order.
-    pub const ALL: [Offence; 9] = [
+    pub const ALL: [Offence; 10] = [
         Offence::WrongShare,
         Offence::DealOffCommitment,
         Offence::BadSubShare,
         Offence::BadKeyGenerationShare,
         Offence::FalseComplaint,
         Offence::BadCustodySignature,
+        Offence::Equivocation,
         Offence::MalformedMessage,
         Offence::OversizedMessage,
         Offence::Flood,
@@ -61,6 +64,7 @@ impl Offence {
             Offence::BadKeyGenerationShare => "bad-key-generation-share",
             Offence::FalseComplaint => "false-complaint",
             Offence::BadCustodySignature => "bad-custody-signature",
+            Offence::Equivocation => "equivocation",
             Offence::MalformedMessage => "malformed-message",
             Offence::OversizedMessage => "oversized-message",
             Offence::Flood => "flood",

@@ -458,6 +458,20 @@ pub struct Receipt {
     /// ([`crate::evidence`]). Absent when every share fitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<RefusedShare>,
+    /// Fiduciaries that answered this release twice, differently: each pair of their share
+    /// releases, both signed, both for this release. An honest fiduciary seals one share
+    /// release per request and sends that one again when asked again. Absent when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// Two different envelopes one sender signed as its one answer to one request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Equivocation {
+    /// The answer that came first.
+    pub first: Cid,
+    /// The other.
+    pub second: Cid,
 }
 
 /// A share release the beneficiary refused, revealed as evidence against its fiduciary.

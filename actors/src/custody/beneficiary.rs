@@ -12,8 +12,8 @@ use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::LocalIdentity;
 use dta_protocol::misconduct::Offence;
 use dta_protocol::order::{
-    Certificate, Commitment, OrderRequest, Receipt, RefusedShare, ReleaseGrounds, ReleaseRequest,
-    ShareRelease,
+    Certificate, Commitment, Equivocation, OrderRequest, Receipt, RefusedShare, ReleaseGrounds,
+    ReleaseRequest, ShareRelease,
 };
 
 use crate::plugin::RebuiltKey;
@@ -42,10 +42,18 @@ pub fn share_is_late(ctx: &RoleContext, signed: &SignedEnvelope) -> bool {
         .ok()
         .flatten()
         .is_some_and(|record| {
-            record
+            let rebuilt = record
                 .releases
                 .iter()
-                .any(|(sequence, cid)| *cid == release && record.receipts.contains_key(sequence))
+                .any(|(sequence, cid)| *cid == release && record.receipts.contains_key(sequence));
+            // Another answer from a fiduciary whose share was used is no late share: it is
+            // read, as evidence that the fiduciary equivocated.
+            let used = record
+                .fiduciaries
+                .iter()
+                .position(|f| *f == signed.envelope.sender)
+                .and_then(|position| record.shares.get(&(position as u32 + 1)));
+            rebuilt && used.is_none_or(|used| signed.to_block().is_ok_and(|b| b.cid() == *used))
         })
 }
 
@@ -131,6 +139,25 @@ pub async fn on_share_release(
             )
         },
     };
+    // Two different answers from one fiduciary to the release being collected, both signed
+    // by it: an honest fiduciary seals one share release per request and sends that one again
+    // when asked again. Read even after the receipt went out (then only logged and counted).
+    let collecting = record.releases.last_key_value() == Some((&request.sequence, &request_cid));
+    if collecting
+        && let Some(first) = record.shares.get(&released.index).copied()
+        && first != cid
+    {
+        let equivocation = Equivocation { first, second: cid };
+        if !record.equivocations.contains(&equivocation) {
+            record.equivocations.push(equivocation);
+            ctx.save(Role::Beneficiary, &record).await?;
+        }
+        return Err(ctx.misconduct(
+            sender,
+            Offence::Equivocation,
+            &format!("it answered release {request_cid} of {reference} with {first} and {cid}"),
+        ));
+    }
     if record.receipts.contains_key(&request.sequence) {
         return Ok(None);
     }
@@ -142,6 +169,7 @@ pub async fn on_share_release(
         entry.insert(request_cid);
         record.shares.clear();
         record.refused.clear();
+        record.equivocations.clear();
         record.certificate = Some(request.certificate);
         record.head = request_cid;
         record.state = OrderState::Collecting;
@@ -240,6 +268,7 @@ pub async fn on_share_release(
                 })
             })
             .collect::<Result<_, CustodyError>>()?,
+        equivocations: record.equivocations.clone(),
     };
     let envelope = RoleContext::envelope_as(
         &me,

@@ -93,7 +93,8 @@ pub async fn keep_block(ctx: &RoleContext, bytes: &[u8]) -> Result<Cid, CustodyE
     Ok(cid)
 }
 
-/// The votes a receipt (and the shares it refused, its evidence), the commitment of a move of
+/// The votes a receipt (and the shares it refused and the answers of fiduciaries that
+/// equivocated, its evidence), the commitment of a move of
 /// custody, or the abort of a key generation (its complaint) names that are not here, fetched
 /// and kept (unchecked: the audit checks them). Any other envelope, or one that does not
 /// decode, names nothing to fetch.
@@ -109,7 +110,17 @@ async fn fetch_named_votes(
             dta_protocol::dagcbor::decode::<dta_protocol::order::Receipt>(public, limits())
                 .map(|receipt| {
                     let refused = receipt.refused.iter().map(|refused| refused.share);
-                    receipt.votes.iter().copied().chain(refused).collect()
+                    let equivocated = receipt
+                        .equivocations
+                        .iter()
+                        .flat_map(|pair| [pair.first, pair.second]);
+                    receipt
+                        .votes
+                        .iter()
+                        .copied()
+                        .chain(refused)
+                        .chain(equivocated)
+                        .collect()
                 })
                 .unwrap_or_default()
         }

@@ -697,5 +697,24 @@ pub async fn on_release_request(
     record.state = OrderState::Released;
     ctx.save(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, sequence = request.sequence, "share released to the beneficiary");
+    #[cfg(feature = "byzantine")]
+    if ctx.misbehaviour == Some(crate::byzantine::Misbehaviour::Equivocate) {
+        // The same share sealed again is another envelope: a second answer, sent after the
+        // first.
+        let other = ctx.envelope(
+            Kind::ShareRelease,
+            &reference,
+            Some(request_cid),
+            reply.envelope().public.as_ref().map(|p| p.to_vec()),
+            Some(&plain),
+            &[&beneficiary],
+        )?;
+        let other = other.signed().to_block().map_err(internal)?.into_bytes();
+        tracing::warn!(
+            misbehaviour = crate::byzantine::Misbehaviour::Equivocate.name(),
+            "misbehaving on purpose (a test build)"
+        );
+        return Ok(ReleaseStep::Deliver((beneficiary_peer, vec![bytes, other])));
+    }
     Ok(ReleaseStep::Deliver((beneficiary_peer, vec![bytes])))
 }

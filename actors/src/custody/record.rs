@@ -97,6 +97,10 @@ pub struct OrderRecord {
     /// commitment, revealed in its receipt as evidence against their fiduciaries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Cid>,
+    /// Beneficiary: pairs of different share releases one fiduciary sent for the release
+    /// being collected, revealed in its receipt as evidence of equivocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equivocations: Vec<dta_protocol::order::Equivocation>,
 }
 
 /// Where one threshold signature stands (see `super::signing`). Once it is made, only its
@@ -192,6 +196,7 @@ impl OrderRecord {
             deletions: Vec::new(),
             signing: Vec::new(),
             refused: Vec::new(),
+            equivocations: Vec::new(),
         }
     }
 
@@ -665,6 +670,7 @@ mod tests {
             deletions: Vec::new(),
             signing: Vec::new(),
             refused: Vec::new(),
+            equivocations: Vec::new(),
         })
         .collect()
     }

@@ -191,6 +191,7 @@ async fn a_receipt_for_no_release_of_the_order_changes_nothing() {
         public_key: ByteBuf::from(vec![0; 48]),
         votes: Vec::new(),
         refused: Vec::new(),
+        equivocations: Vec::new(),
     };
     let block = beneficiary.publish(Kind::Receipt, REFERENCE, before.commitment, &receipt);
     let (envelope, cid) = principal.take(&block).await.unwrap();
