@@ -7,6 +7,7 @@
 
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope};
+use dta_protocol::network::Request;
 use dta_protocol::order::ReleaseRequest;
 use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -709,14 +710,21 @@ impl Actor for RoleActor {
                 // `taken` was dropped with the bundle's steps done and durable: the sender
                 // gets its acknowledgement now (or once a certificate check's step ran).
             }
-            // The principal answers peers' M-Pin authentication steps, off its own queue.
+            // The principal answers peers' M-Pin authentication steps and where its orders'
+            // logs end, off its own queue.
             RoleMsg::Network(NetworkEvent::Answer { id, request, .. })
                 if args.role == Role::Principal =>
             {
                 let ctx = args.context.clone();
                 let sessions = args.mpin_sessions.clone();
                 tokio::spawn(async move {
-                    let response = mpin::serve(&ctx, &sessions, request).await;
+                    let response = match request {
+                        Request::Head {
+                            principal,
+                            reference,
+                        } => custody::head_answer(&ctx, &principal, &reference),
+                        request => mpin::serve(&ctx, &sessions, request).await,
+                    };
                     let _ = ctx
                         .network
                         .send(crate::network::NetworkCommand::Respond { id, response })

@@ -63,6 +63,16 @@ pub enum Request {
         /// The date of a time permit, if the client used one.
         date: Option<u32>,
     },
+    /// "Where does your log of this order end?", to the order's principal: answered with
+    /// [`Response::Heads`], empty when the responder is not its principal. A node asks this
+    /// when it audits an order it heard of while away, or too long ago for the newest heads
+    /// an identity response carries.
+    Head {
+        /// The order's principal (this node's identity, or one it hosts).
+        principal: cid::Cid,
+        /// The order reference.
+        reference: String,
+    },
     /// The client's second pass: V for an open session. Answered with
     /// [`Response::MpinVerdict`].
     MpinVerify {
@@ -118,6 +128,11 @@ pub enum Response {
         authenticated: bool,
         /// Why not.
         reason: Option<String>,
+    },
+    /// The answer to [`Request::Head`]: the order's head, or none.
+    Heads {
+        /// At most one head, of the order asked about.
+        heads: Vec<HeadAnnouncement>,
     },
 }
 

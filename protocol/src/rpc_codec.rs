@@ -27,6 +27,9 @@ pub enum WireRefusal {
     /// Complete, but not a request.
     #[error("a malformed request: {0}")]
     Malformed(String),
+    /// A request of a kind this node does not know: a newer peer's, no misconduct.
+    #[error("a request this node does not know: {0}")]
+    Unknown(String),
 }
 
 /// What the codec reads: a request, or why the bytes were none.
@@ -67,6 +70,10 @@ pub async fn decode_request(codec: &mut RpcCodec, bytes: &[u8]) -> io::Result<In
     match request_response::Codec::read_request(&mut codec.cbor, protocol, &mut reader).await {
         Ok(request) => Ok(Ok(request)),
         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(error),
+        // serde's words for a variant the enum lacks, as the CBOR decoder passes them on.
+        Err(error) if error.to_string().contains("unknown variant") => {
+            Ok(Err(WireRefusal::Unknown(error.to_string())))
+        }
         Err(error) => Ok(Err(WireRefusal::Malformed(error.to_string()))),
     }
 }
@@ -163,13 +170,20 @@ mod tests {
 
     #[test]
     fn bytes_that_are_no_request_are_refused_as_malformed() {
-        for garbage in [&[0xffu8; 64][..], &b"\x63abc"[..], &b"\x68Nonsense"[..]] {
+        for garbage in [&[0xffu8; 64][..], &b"\x63\xff\xfe\xfd"[..], &b"\x05"[..]] {
             let read = decode(garbage).expect("read whole");
             assert!(
                 matches!(read, Err(WireRefusal::Malformed(_))),
                 "{garbage:?}: {read:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_request_of_an_unknown_kind_is_no_misconduct() {
+        // A map of one key, as a newer peer's request variant with fields is encoded.
+        let read = decode(b"\xa1\x69Handshake\xa0").expect("read whole");
+        assert!(matches!(read, Err(WireRefusal::Unknown(_))), "{read:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Order references belong to their principal: two principals may use one reference with the
 //! same fiduciaries and beneficiary, and neither squats the other's; records stored before
-//! they were keyed by principal move under it when the node starts.
+//! they were keyed by principal move under it when the node starts; and any node finds where
+//! a principal's log of an order ends by asking it, however old the order.
 
 use dta_actors::roles::Role;
 use dta_actors::store::Column;
@@ -161,5 +162,53 @@ async fn records_stored_under_the_reference_alone_move_under_their_principal_at_
         let held: &Value = &shown.as_array().unwrap()[0];
         assert_eq!(held["state"], "released", "{shown}");
     }
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_restarted_audits_an_order_older_than_the_heads_it_was_told() {
+    let mut net = testnet().await;
+    let api = Api::new();
+    let fiduciaries: Vec<String> = FIDUCIARIES.iter().map(|i| identity(&net, *i)).collect();
+    // More orders than the newest heads an identity response carries.
+    let count = dta_protocol::network::MAX_HEADS_IN_IDENTITY + 4;
+    for i in 0..count {
+        let body = json!({
+            "reference": format!("old-{i}"),
+            "plugin": "safeguardsecret",
+            "fiduciaries": fiduciaries,
+            "threshold": 2,
+            "beneficiary": identity(&net, BENEFICIARY),
+            "secret": format!("secret {i}"),
+        });
+        let (status, created) = api.post(&net, PRINCIPALS[0], "/v2/orders", body).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    api.wait_state(&net, PRINCIPALS[0], "old-0", "principal", "certified")
+        .await;
+    let last = format!("old-{}", count - 1);
+    api.wait_state(&net, PRINCIPALS[0], &last, "principal", "certified")
+        .await;
+    // The other principal, party to none of them, forgets what gossip told it.
+    let auditor = PRINCIPALS[1];
+    net.test_node(auditor).stop().await;
+    net.test_node(auditor).start().await.expect("restart");
+    let principal: libp2p::PeerId = net.node(PRINCIPALS[0]).info().peer_id.parse().unwrap();
+    let mut snapshot = net.node(auditor).network().watch();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        snapshot.wait_for(|s| s.connected.contains(&principal)),
+    )
+    .await
+    .expect("connected again")
+    .unwrap();
+    let whose = identity(&net, PRINCIPALS[0]);
+    let (_, own) = api.get(&net, PRINCIPALS[0], "/v2/orders/old-0").await;
+    let head = record(&own, "principal")["head"].clone();
+    let path = format!("/v2/orders/old-0/audit?principal={whose}");
+    let (status, report) = api.get(&net, auditor, &path).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["head"], head, "{report}");
     net.stop().await;
 }

@@ -5,8 +5,10 @@
 use dta_protocol::Cid;
 use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::identity::IdentityDocument;
+use dta_protocol::network::{HeadAnnouncement, Response};
 
 use crate::network::NetworkHandle;
+use crate::role::Role;
 use crate::store::{Column, Store};
 
 use crate::context::{CustodyError, RoleContext, internal};
@@ -160,4 +162,22 @@ async fn keep_fetched(store: &Store, cid: Cid, bytes: Vec<u8>) -> Result<(), Cus
         .await
         .map_err(internal)?
         .map_err(internal)
+}
+
+/// Principal: the answer to a peer's [`Request::Head`]: where the log of `principal`'s order
+/// `reference` ends on this node (nothing when this node has no such order as its principal).
+///
+/// [`Request::Head`]: dta_protocol::network::Request::Head
+pub fn head_answer(ctx: &RoleContext, principal: &Cid, reference: &str) -> Response {
+    let heads = ctx
+        .record(Role::Principal, principal, reference)
+        .ok()
+        .flatten()
+        .map(|record| HeadAnnouncement {
+            reference: reference.to_owned(),
+            head: record.head,
+        })
+        .into_iter()
+        .collect();
+    Response::Heads { heads }
 }

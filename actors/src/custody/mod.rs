@@ -78,7 +78,7 @@ pub use approval::{
     NewVote, VoteOutcome, create_vote, held_requests, on_vote, policy_of, votes_of,
 };
 pub use beneficiary::{on_share_release, share_is_late};
-pub use chain::{audit, fetch_chain, keep_block};
+pub use chain::{audit, fetch_chain, head_answer, keep_block};
 pub use fiduciary::{
     PendingCheck, ReleaseStep, on_certificate, on_commitment, on_order_request, on_release_request,
     on_share_deal,

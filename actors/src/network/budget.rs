@@ -1,6 +1,5 @@
 //! Per-peer budgets for a request an honest peer sends rarely: the identity request (sent once
-//! per connection, again when its answer failed, and by audits that look for a principal's
-//! newest head). Its answer is the most a node sends for the least a peer asks, so a peer that
+//! per connection, and again when its answer failed). Its answer is the most a node sends for the least a peer asks, so a peer that
 //! floods it is refused past its budget and reported, at most once a second, as flooding.
 //!
 //! What it does not do: budget deliveries or M-Pin steps (their pace is the business's, and
@@ -12,10 +11,10 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 
 /// Identity requests a peer may send at once.
-pub const IDENTITY_BURST: f64 = 500.0;
+pub const IDENTITY_BURST: f64 = 100.0;
 /// Identity requests per second a peer may keep sending: far above what an honest node
-/// sends (a node auditing orders one after another asks once per audit).
-pub const IDENTITY_RATE: f64 = 50.0;
+/// sends (one per connection).
+pub const IDENTITY_RATE: f64 = 10.0;
 /// A peer over budget is reported no more often than this.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Peers tracked at most; past that the budgets start afresh (an attacker with that many

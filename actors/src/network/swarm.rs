@@ -710,6 +710,16 @@ impl SwarmLoop {
             Request::MpinChallenge { .. } | Request::MpinVerify { .. } => Response::Rejected {
                 reason: "this node cannot take M-Pin authentications now".into(),
             },
+            // A node that is no principal holds no order's log as its own; from this node
+            // itself, its newest heads are all it has here.
+            Request::Head { reference, .. } => Response::Heads {
+                heads: self
+                    .own_heads
+                    .all()
+                    .into_iter()
+                    .filter(|h| h.reference == reference)
+                    .collect(),
+            },
             // From this node itself (a peer's delivery waits for its handlers, see `on_rpc`).
             Request::Deliver { blocks } => match Bundle::decode(&blocks) {
                 Ok(_) => {
@@ -728,8 +738,9 @@ impl SwarmLoop {
         }
     }
 
-    /// A peer sent a request that is none (or too big to read): it is told so, and its
-    /// misconduct goes out to be counted against it.
+    /// A peer sent a request that is none (or too big to read, or of a kind this node does
+    /// not know): it is told so, and its misconduct (not a newer peer's request) goes out to
+    /// be counted against it.
     fn refuse(
         &mut self,
         peer: PeerId,
@@ -737,8 +748,9 @@ impl SwarmLoop {
         channel: request_response::ResponseChannel<Response>,
     ) {
         let offence = match refusal {
-            WireRefusal::Oversized => Offence::OversizedMessage,
-            WireRefusal::Malformed(_) => Offence::MalformedMessage,
+            WireRefusal::Oversized => Some(Offence::OversizedMessage),
+            WireRefusal::Malformed(_) => Some(Offence::MalformedMessage),
+            WireRefusal::Unknown(_) => None,
         };
         let reason = refusal.to_string();
         let _ = self.swarm.behaviour_mut().rpc.send_response(
@@ -747,11 +759,13 @@ impl SwarmLoop {
                 reason: reason.clone(),
             },
         );
-        self.emit(NetworkEvent::Misconduct {
-            peer,
-            offence,
-            detail: reason,
-        });
+        if let Some(offence) = offence {
+            self.emit(NetworkEvent::Misconduct {
+                peer,
+                offence,
+                detail: reason,
+            });
+        }
     }
 
     /// A peer asked for identities past its budget: it is told so, and reported as flooding
@@ -805,10 +819,14 @@ impl SwarmLoop {
                             return;
                         }
                     };
-                    if matches!(
-                        request,
-                        Request::MpinChallenge { .. } | Request::MpinVerify { .. }
-                    ) {
+                    let principal_answers = matches!(request, Request::Head { .. })
+                        && self.roles.contains(&Role::Principal);
+                    if principal_answers
+                        || matches!(
+                            request,
+                            Request::MpinChallenge { .. } | Request::MpinVerify { .. }
+                        )
+                    {
                         self.hand_over(peer, request, channel);
                         return;
                     }

@@ -720,15 +720,19 @@ async fn principal_head(state: &ApiState, reference: &str, principal: &Cid) -> O
     }
     let answer = tokio::time::timeout(
         PRINCIPAL_HEAD_TIMEOUT,
-        state
-            .network
-            .request(peer, dta_protocol::network::Request::Identity),
+        state.network.request(
+            peer,
+            dta_protocol::network::Request::Head {
+                principal: *principal,
+                reference: reference.to_owned(),
+            },
+        ),
     )
     .await
     .ok()?
     .ok()?;
     match answer {
-        dta_protocol::network::Response::Identity { heads, .. } => heads
+        dta_protocol::network::Response::Heads { heads } => heads
             .into_iter()
             .find(|h| h.reference == reference)
             .map(|h| h.head),
