@@ -26,6 +26,7 @@ pub mod demo;
 pub mod harness;
 pub mod interop;
 mod live;
+mod mpin_client;
 pub mod named_policy;
 pub mod process;
 pub mod scenario;

@@ -1206,7 +1206,6 @@ impl Runner {
         entered: u32,
         expect: Expect,
     ) -> Result<String, String> {
-        use dta_crypto::mpin::{self, G1Point, MpinScalar};
         let secret = self
             .client_secrets
             .lock()
@@ -1214,37 +1213,10 @@ impl Runner {
             .get(node)
             .cloned()
             .ok_or_else(|| format!("{node} has no client secret: mpin-client-secret first"))?;
-        let secret = hex::decode(secret).map_err(|e| e.to_string())?;
-        let secret = G1Point::from_bytes(&secret).map_err(|e| e.to_string())?;
-        let token = mpin::extract_pin(&secret, node.as_bytes(), pin).map_err(|e| e.to_string())?;
-        let first = mpin::client_first(&token, node.as_bytes(), entered, None, None)
-            .map_err(|e| e.to_string())?;
         let target = self.net.node(server)?;
-        let (status, challenge) = self
-            .net
-            .call(
-                &target,
-                Method::POST,
-                "/v2/mpin/auth/challenge",
-                Some(json!({ "identity": node, "u": hex::encode(first.u.to_bytes()) })),
-            )
-            .await;
-        if status != 200 {
-            return Err(format!("challenge: {status}: {}", challenge["error"]));
-        }
-        let y =
-            hex::decode(challenge["y"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
-        let y = MpinScalar::from_bytes(&y).map_err(|e| e.to_string())?;
-        let v = mpin::client_second(first.state, &y).map_err(|e| e.to_string())?;
-        let (status, verdict) = self
-            .net
-            .call(
-                &target,
-                Method::POST,
-                "/v2/mpin/auth/verify",
-                Some(json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) })),
-            )
-            .await;
+        let (status, verdict) =
+            crate::mpin_client::authenticate(&self.net, &target, node, &secret, pin, entered)
+                .await?;
         expected(status, &verdict, expect, "authenticated")
     }
 }

@@ -465,8 +465,12 @@ fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> 
         .stdout(log)
         .stderr(err);
     std::os::unix::process::CommandExt::process_group(&mut process, 0);
-    let child = process.spawn().map_err(io(Path::new(program)))?;
-    Ok(child.id())
+    let mut child = process.spawn().map_err(io(Path::new(program)))?;
+    let pid = child.id();
+    // Reaped when it ends, so that a long run that kills and restarts nodes (a chaos run)
+    // leaves no zombies behind; a command that only starts nodes exits before they do.
+    std::thread::spawn(move || drop(child.wait()));
+    Ok(pid)
 }
 
 /// Starts a stopped node again with its recorded command line; testnet.json gets its new pid
