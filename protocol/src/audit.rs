@@ -165,14 +165,7 @@ fn check_generated(
         .ok()
         .flatten()
         .ok_or_else(|| failed("no round payload".into()))?;
-    let fiduciaries: Vec<VerifiedIdentity> = request
-        .fiduciaries
-        .iter()
-        .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))
-        .collect::<Result<_, _>>()?;
-    let dealt = round
-        .commitments_of(reference, &fiduciaries)
-        .map_err(|e| failed(e.to_string()))?;
+    let (_, dealt) = dealt_in(reference, request, &round, identity).map_err(failed)?;
     let (group_key, public_shares) = round
         .scheme
         .public_shares_of(&dealt)
@@ -207,6 +200,24 @@ fn check_generated(
         return Err(failed("the public key is not the group key's".into()));
     }
     Ok(())
+}
+
+/// The order's fiduciaries, verified, and the commitment each made in `round`.
+fn dealt_in(
+    reference: &str,
+    request: &OrderRequest,
+    round: &DkgRound,
+    identity: &impl Fn(&Cid) -> Option<VerifiedIdentity>,
+) -> Result<(Vec<VerifiedIdentity>, Vec<Vec<u8>>), String> {
+    let fiduciaries: Vec<VerifiedIdentity> = request
+        .fiduciaries
+        .iter()
+        .map(|f| identity(f).ok_or_else(|| format!("unknown fiduciary {f}")))
+        .collect::<Result<_, _>>()?;
+    let dealt = round
+        .commitments_of(reference, &fiduciaries)
+        .map_err(|e| e.to_string())?;
+    Ok((fiduciaries, dealt))
 }
 
 /// For a key generation the principal ended on a complaint: the abort is the principal's and
@@ -254,11 +265,8 @@ fn check_aborted(
             .ok()
             .flatten()
             .ok_or_else(|| failed("no complaint payload".into()))?;
-        let fiduciaries: Vec<VerifiedIdentity> = request
-            .fiduciaries
-            .iter()
-            .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))
-            .collect::<Result<_, _>>()?;
+        let (fiduciaries, dealt) =
+            dealt_in(reference, request, &round, identity).map_err(failed)?;
         let recipient = request
             .fiduciaries
             .iter()
@@ -269,9 +277,6 @@ fn check_aborted(
             .and_then(|d| fiduciaries.get(d))
             .filter(|d| d.cid() != complainer)
             .ok_or_else(|| failed("the complaint accuses no other fiduciary".into()))?;
-        let dealt = round
-            .commitments_of(reference, &fiduciaries)
-            .map_err(|e| failed(e.to_string()))?;
         let verdict = payload
             .judge(
                 abort.round,
