@@ -273,15 +273,19 @@ async fn campaign(
             Ok::<_, ChaosError>(placed)
         })
     });
+    // M-Pin flows for as long as orders do (a run limited by its number of orders ends
+    // before its duration).
+    let orders_done = Arc::new(AtomicBool::new(false));
     let mpin = {
-        let (net, fiduciaries, duration) = (net.clone(), fiduciaries.clone(), config.duration);
-        tokio::spawn(async move { mpin::workload(&net, &fiduciaries, started, duration).await })
+        let (net, fiduciaries, done) = (net.clone(), fiduciaries.clone(), orders_done.clone());
+        tokio::spawn(async move { mpin::workload(&net, &fiduciaries, &done).await })
     };
     let placed: Vec<Result<usize, ChaosError>> = futures::future::join_all(workload)
         .await
         .into_iter()
         .map(|joined| joined.map_err(|e| ChaosError::Workload(e.to_string()))?)
         .collect();
+    orders_done.store(true, Ordering::Relaxed);
     let mpin = mpin
         .await
         .map_err(|e| ChaosError::Workload(e.to_string()))??;

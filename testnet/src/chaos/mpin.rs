@@ -1,13 +1,14 @@
 //! The M-Pin part of a chaos run: each principal obtains its authentication-server secret
-//! from the three fiduciaries (the trust authorities), then, for the run's duration, the
-//! principals take turns as clients: one obtains a client secret for its own name from them
-//! (a node asks for its own name or an identity it hosts), and authenticates at the other
-//! with the right PIN (which must pass) and at itself with a wrong one (which must fail),
-//! trying again while nodes are down or cut off.
+//! from the three fiduciaries (the trust authorities); then, for as long as orders are
+//! placed, the principals take turns as clients: one obtains a client secret for its own
+//! name from them (a node asks for its own name or an identity it hosts), and authenticates
+//! at the other with the right PIN (which must pass) and at itself with a wrong one (which
+//! must fail), trying again while nodes are down or cut off.
 //!
 //! What it does not do: check the issuances' records, or use a master secret generated
 //! t-of-n (every authority answers from a share of its own, so every one must be up).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dta_node::client::Method;
@@ -33,12 +34,11 @@ pub(super) struct MpinTally {
     pub violations: Vec<String>,
 }
 
-/// Runs the M-Pin workload until `duration` has passed since `started`.
+/// Runs the M-Pin workload until `done` (the orders are all placed).
 pub(super) async fn workload(
     net: &Net,
     fiduciaries: &[String],
-    started: Instant,
-    duration: Duration,
+    done: &AtomicBool,
 ) -> Result<MpinTally, ChaosError> {
     let from = json!({ "from": fiduciaries });
     for principal in PRINCIPALS {
@@ -59,7 +59,7 @@ pub(super) async fn workload(
         .await?;
     }
     let mut tally = MpinTally::default();
-    while started.elapsed() < duration {
+    while !done.load(Ordering::Relaxed) {
         let (client, other) = (
             PRINCIPALS[tally.issued % 2],
             PRINCIPALS[(tally.issued + 1) % 2],
