@@ -223,8 +223,7 @@ pub fn names() -> String {
     BUILT_IN.map(|p| p.name()).join(", ")
 }
 
-/// Largest secret a principal may hand over.
-pub const MAX_SECRET_LEN: usize = 64 * 1024;
+pub use dta_api::secret::MAX_SECRET_LEN;
 
 /// Most input fields an order may carry, and their longest key and value.
 pub const MAX_INPUT_FIELDS: usize = 16;

@@ -40,11 +40,6 @@ pub use crate::context::{
     VerifiedCache,
 };
 
-use std::collections::BTreeMap;
-
-use dta_protocol::Cid;
-use dta_protocol::order::SecretBytes;
-
 pub use crate::plugin::SAFEGUARD_SECRET;
 
 mod approval;
@@ -96,29 +91,7 @@ pub use resume::{
 
 /// Longest order reference.
 pub const MAX_REFERENCE_LEN: usize = 128;
-/// A principal's request for a new order.
-#[derive(Debug, Clone)]
-pub struct NewOrder {
-    /// Unique reference; generated when absent.
-    pub reference: Option<String>,
-    /// Plugin name.
-    pub plugin: String,
-    /// Fiduciary identity CIDs, in share order.
-    pub fiduciaries: Vec<Cid>,
-    /// Shares needed to release.
-    pub threshold: u32,
-    /// Beneficiary, if known now.
-    pub beneficiary: Option<Cid>,
-    /// How many releases are allowed, and on what conditions.
-    pub policy: dta_protocol::policy::ReleasePolicy,
-    /// Plugin input (for example `coin` for `bitcoinwallet`).
-    pub input: BTreeMap<String, String>,
-    /// The secret to safeguard, for plugins that take one.
-    pub secret: Option<SecretBytes>,
-    /// Refresh the shares this often (ms, at least [`MIN_REFRESH_EVERY_MS`]) once the order
-    /// is certified: the principal asks for a refresh when its last certificate is this old.
-    pub refresh_every_ms: Option<u64>,
-}
+pub use dta_api::NewOrder;
 
 /// The shortest period of an order's proactive refresh (ms).
 pub const MIN_REFRESH_EVERY_MS: u64 = 1_000;

@@ -21,34 +21,7 @@ use crate::role::Role;
 use crate::states::{MpinSide, MpinState, OrderState};
 use crate::store::Column;
 
-/// A request to make.
-#[derive(Debug, Clone)]
-pub struct NewMpinRequest {
-    /// What to ask for.
-    pub secret: MpinSecret,
-    /// The M-Pin identity (client secrets and permits).
-    pub identity: Option<String>,
-    /// The permit's date, in days since the Unix epoch (permits).
-    pub date: Option<u32>,
-    /// The authorities to ask (identity CIDs). With a master secret this node knows, empty
-    /// asks every one of its fiduciaries.
-    pub authorities: Vec<Cid>,
-    /// The master secret generated t-of-n to ask shares of, if any.
-    pub master: Option<MasterChoice>,
-}
-
-/// Which master secret generated t-of-n a request is for: an `mpin-master` order. What this
-/// node does not know of it (it is neither its principal nor one of its fiduciaries) must be
-/// given.
-#[derive(Debug, Clone)]
-pub struct MasterChoice {
-    /// The order's reference.
-    pub reference: String,
-    /// Its principal; this node by default.
-    pub principal: Option<Cid>,
-    /// Its threshold; the order's, where this node knows it.
-    pub threshold: Option<u32>,
-}
+pub use dta_api::{MasterChoice, NewMpinRequest};
 
 /// The record of an `mpin-master` order this node keeps, as principal or fiduciary.
 fn master_record(

@@ -1,7 +1,8 @@
 //! Writes the seed corpora under `fuzz/corpus/`: valid encodings made by dta's own encoders
 //! (an identity document, a sealed envelope and a bundle of two, BLS keys and signatures, a
 //! Bitswap message, a CAR archive, wire messages), so that the fuzzer starts from inputs that
-//! pass the first checks. Deterministic: the same bytes on every run.
+//! pass the first checks. Envelopes differ from run to run (timestamps, fresh encapsulation),
+//! so a run rewrites those seeds; keep the committed ones unless a format changed.
 //!
 //! `cargo run --release --manifest-path fuzz/Cargo.toml --bin seeds`, without the fuzzing
 //! `RUSTFLAGS` (it is an ordinary program; instrumented, it would not link).
@@ -20,6 +21,11 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
         .join(target);
     std::fs::create_dir_all(&dir).expect("the corpus directory");
     std::fs::write(dir.join(name), bytes).expect("a seed");
+}
+
+/// A target's input that picks its case `which` with the first byte.
+fn with(which: u8, bytes: &[u8]) -> Vec<u8> {
+    [&[which][..], bytes].concat()
 }
 
 fn main() {
@@ -61,7 +67,6 @@ fn main() {
     write("bundle", "two", &bundle);
 
     let key = dta_crypto::bls::SecretKey::from_ikm(&[9; 32], b"").expect("a key");
-    let with = |which: u8, bytes: &[u8]| [&[which][..], bytes].concat();
     write("bls", "public-key", &with(0, &key.public_key().to_bytes()));
     write("bls", "signature", &with(1, &key.sign(b"seed").to_bytes()));
     write("bls", "proof", &with(2, &key.prove_possession().to_bytes()));
@@ -107,4 +112,51 @@ fn main() {
         "accepted",
         &with(1, &dagcbor::encode(&Response::Accepted).unwrap()),
     );
+
+    http_bodies(&identity_cid.to_string());
+    scenarios();
+}
+
+/// Bodies of each call the `http_bodies` target drives (its first byte picks the call).
+fn http_bodies(identity: &str) {
+    let order = format!(
+        r#"{{"reference":"seed","fiduciaries":["{identity}","{identity}"],"threshold":2,"beneficiary":"{identity}","secret_hex":"00ff10Ab","policy":{{"groups":[{{"name":"legal","members":["{identity}"],"count":1}}],"rule":{{"group":"legal"}},"delay_ms":1000,"signing":{{"max_signatures":3,"message_prefixes_hex":["6474612f"]}}}}}}"#
+    );
+    write("http_bodies", "order", &with(0, order.as_bytes()));
+    let text = r#"{"fiduciaries":[],"threshold":1,"secret":"the launch codes"}"#;
+    write("http_bodies", "order-text", &with(0, text.as_bytes()));
+    let base64 = r#"{"fiduciaries":[],"threshold":1,"secret_base64":"dGhlIGxhdW5jaA"}"#;
+    write("http_bodies", "order-base64", &with(0, base64.as_bytes()));
+    let policy = format!(
+        r#"{{"groups":[{{"name":"a","members":["{identity}"],"count":1}},{{"name":"b","members":["{identity}"],"count":1}}],"rule":{{"at-least":{{"count":1,"of":[{{"group":"a"}},{{"group":"b"}}]}}}},"veto":{{"name":"v","members":["{identity}"],"count":1}},"not_before_ms":5,"approval_lifetime_ms":60000}}"#
+    );
+    write("http_bodies", "policy", &with(6, policy.as_bytes()));
+    let reshare = format!(r#"{{"fiduciaries":["{identity}"],"threshold":1}}"#);
+    write("http_bodies", "reshare", &with(2, reshare.as_bytes()));
+    let release = format!(r#"{{"beneficiary":"{identity}"}}"#);
+    write("http_bodies", "release", &with(2, release.as_bytes()));
+    let vote = format!(r#"{{"request":"{identity}","veto":true,"identity":"{identity}"}}"#);
+    write("http_bodies", "vote", &with(3, vote.as_bytes()));
+    let issue = format!(
+        r#"{{"identity":"alice@example.org","date":20000,"from":["{identity}"],"master":{{"reference":"m","principal":"{identity}","threshold":2}},"wait_ms":100}}"#
+    );
+    write("http_bodies", "mpin", &with(4, issue.as_bytes()));
+}
+
+/// The example scenarios of `testnet/scenarios`, for the `scenario` target.
+fn scenarios() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/scenarios");
+    let mut files = Vec::new();
+    for dir in [examples.clone(), examples.join("byzantine")] {
+        for entry in std::fs::read_dir(&dir).expect("the example scenarios") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
+        let name = path.file_stem().expect("a file name").to_string_lossy().into_owned();
+        write("scenario", &name, &std::fs::read(&path).expect("an example scenario"));
+    }
 }

@@ -28,6 +28,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<dta_api::BodyError> for ApiError {
+    fn from(err: dta_api::BodyError) -> Self {
+        let status = match err {
+            dta_api::BodyError::Malformed(_) => StatusCode::BAD_REQUEST,
+            dta_api::BodyError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError(status, err.to_string())
+    }
+}
+
 /// The stable kinds of failure, one per status the API answers with. Scripts match on these
 /// names, so they never change; a new kind gets a new name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,7 +84,6 @@ mod wait;
 
 pub use access::{Access, ENDPOINTS, Endpoint, Openness, required};
 pub use errors::{ApiError, ErrorCode};
-pub use policy::policy_from_json;
 
 /// The payload of a stored commitment block (stored blocks were verified on arrival).
 fn stored_commitment(

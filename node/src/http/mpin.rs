@@ -35,13 +35,11 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use dta_actors::custody::CustodyEvent;
-use dta_actors::mpin::{
-    AuthError, MasterChoice, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name,
-};
+use dta_actors::mpin::{AuthError, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::states::{MpinSide, MpinState};
+use dta_api::mpin::IssueBody;
 use dta_crypto::mpin::{self, G1Point};
-use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
 use dta_protocol::mpin::MpinSecret;
 use dta_protocol::network::{Request, Response};
@@ -62,13 +60,6 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(body)| body)
         .map_err(|e| bad_request(e.body_text()))
-}
-
-fn cids(texts: &[String]) -> Result<Vec<Cid>, ApiError> {
-    texts
-        .iter()
-        .map(|t| parse_cid(t).map_err(|e| bad_request(format!("{t:?}: {e}"))))
-        .collect()
 }
 
 fn wait_of(wait_ms: Option<u64>) -> Duration {
@@ -196,69 +187,6 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
     Ok(Json(Value::Array(records.iter().map(describe).collect())))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssueBody {
-    identity: Option<String>,
-    date: Option<u32>,
-    #[serde(default)]
-    from: Vec<String>,
-    master: Option<MasterBody>,
-    wait_ms: Option<u64>,
-}
-
-/// A master secret generated t-of-n, as a request names it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MasterBody {
-    reference: String,
-    principal: Option<String>,
-    threshold: Option<u32>,
-}
-
-impl IssueBody {
-    /// The request for `secret`, checked.
-    fn request(&self, secret: MpinSecret) -> Result<NewMpinRequest, ApiError> {
-        let master = self
-            .master
-            .as_ref()
-            .map(|m| {
-                Ok::<_, ApiError>(MasterChoice {
-                    reference: m.reference.clone(),
-                    principal: m
-                        .principal
-                        .as_ref()
-                        .map(|p| parse_cid(p).map_err(|e| bad_request(format!("{p:?}: {e}"))))
-                        .transpose()?,
-                    threshold: m.threshold,
-                })
-            })
-            .transpose()?;
-        if self.from.is_empty() && master.is_none() {
-            return Err(bad_request("from is required"));
-        }
-        let identity = match secret {
-            MpinSecret::Server => None,
-            MpinSecret::Client | MpinSecret::Permit => Some(
-                self.identity
-                    .clone()
-                    .ok_or_else(|| bad_request("identity is required"))?,
-            ),
-        };
-        let date = match secret {
-            MpinSecret::Permit => Some(self.date.ok_or_else(|| bad_request("date is required"))?),
-            MpinSecret::Client | MpinSecret::Server => None,
-        };
-        Ok(NewMpinRequest {
-            secret,
-            identity,
-            date,
-            authorities: cids(&self.from)?,
-            master,
-        })
-    }
-}
-
 fn authorities_of(record: &MpinRecord) -> Vec<String> {
     record.authorities.iter().map(ToString::to_string).collect()
 }
@@ -301,9 +229,6 @@ pub async fn server_secret(
     body: Result<Json<IssueBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    if body.identity.is_some() || body.date.is_some() {
-        return Err(bad_request("a server secret takes no identity or date"));
-    }
     let request = body.request(MpinSecret::Server)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
     Ok(Json(json!({

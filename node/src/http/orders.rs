@@ -5,13 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use dta_actors::custody::{CustodyError, NewOrder, OrderRecord, SAFEGUARD_SECRET};
-use dta_actors::plugin::MAX_SECRET_LEN;
+use dta_actors::custody::{CustodyError, OrderRecord, SAFEGUARD_SECRET};
 use dta_actors::roles::{Role, RoleMsg};
 use dta_actors::store::Column;
+use dta_api::orders::{CreateBody, ReleaseBody, ReshareBody};
+use dta_api::secret::BASE64;
 use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
-use dta_protocol::order::SecretBytes;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -170,177 +170,6 @@ fn only_one(
     Ok(candidates.into_iter().next())
 }
 
-/// The body of `POST /v2/orders`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    reference: Option<String>,
-    #[serde(default = "default_plugin")]
-    plugin: String,
-    fiduciaries: Vec<String>,
-    threshold: u32,
-    beneficiary: Option<String>,
-    #[serde(default = "one")]
-    max_releases: u32,
-    /// Release conditions: approver groups, a rule, time locks, a veto group.
-    #[serde(default)]
-    policy: Option<super::policy::PolicyBody>,
-    /// Plugin input (for example `{"coin": "0"}` for `bitcoinwallet`).
-    #[serde(default)]
-    input: std::collections::BTreeMap<String, String>,
-    /// The secret, as UTF-8 text, for plugins that take one.
-    secret: Option<SecretText>,
-    /// The secret's bytes in hex, for secrets that are not text.
-    secret_hex: Option<SecretText>,
-    /// The secret's bytes in standard base64 (padding optional).
-    secret_base64: Option<SecretText>,
-    /// Refresh the shares this often (ms) once certified.
-    refresh_every_ms: Option<u64>,
-}
-
-/// A string of a request body that carries a secret or its encoding: wiped when dropped and
-/// never printed. A value of another type is refused without being quoted (serde_json's own
-/// message for a string field quotes it).
-struct SecretText(Zeroizing<String>);
-
-impl std::fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretText {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // `deserialize_any`, so that a number or boolean reaches the visitor, which answers
-        // without quoting it.
-        deserializer.deserialize_any(SecretTextVisitor)
-    }
-}
-
-struct SecretTextVisitor;
-
-impl SecretTextVisitor {
-    fn not_text<E: serde::de::Error>() -> E {
-        E::custom("expected a string")
-    }
-}
-
-impl serde::de::Visitor<'_> for SecretTextVisitor {
-    type Value = SecretText;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SecretText, E> {
-        Ok(SecretText(Zeroizing::new(text.to_owned())))
-    }
-
-    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<SecretText, E> {
-        Ok(SecretText(Zeroizing::new(text)))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretText, E> {
-        Err(Self::not_text())
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretText, E> {
-        Err(Self::not_text())
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretText, E> {
-        Err(Self::not_text())
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretText, E> {
-        Err(Self::not_text())
-    }
-}
-
-/// Base64 of secrets: the standard alphabet; padding written out, optional on the way in.
-const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-);
-
-/// The secret of a `POST /v2/orders` body, from whichever one of `secret` (UTF-8 text),
-/// `secret_hex` and `secret_base64` it gives. Errors name the field, never its content: the
-/// value or place of a bad digit would give away part of the secret.
-fn given_secret(
-    text: Option<SecretText>,
-    hex_digits: Option<SecretText>,
-    base64_text: Option<SecretText>,
-) -> Result<Option<SecretBytes>, ApiError> {
-    let given: Vec<&str> = [
-        ("secret", text.is_some()),
-        ("secret_hex", hex_digits.is_some()),
-        ("secret_base64", base64_text.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(field, given)| given.then_some(field))
-    .collect();
-    if given.len() > 1 {
-        return Err(bad_request(format!(
-            "give the secret once: as secret (text), secret_hex or secret_base64, not as {}",
-            given.join(" and ")
-        )));
-    }
-    let secret = if let Some(mut text) = text {
-        // Moved, not copied, so the only copy is the one SecretBytes wipes.
-        SecretBytes::new(std::mem::take(&mut *text.0).into_bytes())
-    } else if let Some(digits) = hex_digits {
-        decode_hex(digits.0.trim())?
-    } else if let Some(encoded) = base64_text {
-        decode_base64(encoded.0.trim())?
-    } else {
-        return Ok(None);
-    };
-    if secret.expose().len() > MAX_SECRET_LEN {
-        return Err(bad_request(format!(
-            "the secret is {} bytes; a secret may be at most {MAX_SECRET_LEN} bytes (64 KiB)",
-            secret.expose().len()
-        )));
-    }
-    Ok(Some(secret))
-}
-
-/// Decodes into a buffer that is wiped whatever happens (`hex::decode` would drop a partly
-/// filled one as it is).
-fn decode_hex(digits: &str) -> Result<SecretBytes, ApiError> {
-    let mut bytes = Zeroizing::new(vec![0; digits.len() / 2]);
-    hex::decode_to_slice(digits, bytes.as_mut_slice()).map_err(|_| {
-        bad_request(
-            "secret_hex is not hex: it takes an even number of the digits 0-9 and a-f (or A-F) \
-             and nothing else",
-        )
-    })?;
-    Ok(SecretBytes::new(std::mem::take(&mut *bytes)))
-}
-
-/// Decodes into a buffer that is wiped whatever happens, as [`decode_hex`].
-fn decode_base64(encoded: &str) -> Result<SecretBytes, ApiError> {
-    let mut bytes = Zeroizing::new(vec![0; base64::decoded_len_estimate(encoded.len())]);
-    let len = BASE64
-        .decode_slice(encoded, bytes.as_mut_slice())
-        .map_err(|_| {
-            bad_request(
-                "secret_base64 is not base64: it takes the standard alphabet (A-Z a-z 0-9 + /), \
-                 optionally padded with =, and nothing else",
-            )
-        })?;
-    bytes.truncate(len);
-    Ok(SecretBytes::new(std::mem::take(&mut *bytes)))
-}
-
-fn default_plugin() -> String {
-    SAFEGUARD_SECRET.to_owned()
-}
-
-fn one() -> u32 {
-    1
-}
-
 /// `?wait=SECONDS` of the calls that start a step.
 pub(super) type WaitParam =
     Result<axum::extract::Query<WaitQuery>, axum::extract::rejection::QueryRejection>;
@@ -383,22 +212,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let wait = wait_duration(query)?;
     let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
-    let secret = given_secret(body.secret, body.secret_hex, body.secret_base64)?;
-    let order = NewOrder {
-        reference: body.reference,
-        plugin: body.plugin,
-        fiduciaries: body
-            .fiduciaries
-            .iter()
-            .map(|f| cid(f))
-            .collect::<Result<_, _>>()?,
-        threshold: body.threshold,
-        beneficiary: body.beneficiary.as_deref().map(cid).transpose()?,
-        policy: super::policy::release_policy(body.max_releases, body.policy)?,
-        input: body.input,
-        secret,
-        refresh_every_ms: body.refresh_every_ms,
-    };
+    let order = body.check(SAFEGUARD_SECRET)?;
     let principal = role_actor(&state, Role::Principal)?;
     let events = state.custody_events.subscribe();
     let record = ractor::call_t!(
@@ -451,13 +265,6 @@ pub async fn show(
     Ok(Json(Value::Array(shown)))
 }
 
-/// The body of `POST /v2/orders/{ref}/release`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseBody {
-    beneficiary: Option<String>,
-}
-
 pub async fn release(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
@@ -466,7 +273,7 @@ pub async fn release(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let wait = wait_duration(query)?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let beneficiary = body.beneficiary.as_deref().map(cid).transpose()?;
+    let beneficiary = body.check()?;
     let principal = role_actor(&state, Role::Principal)?;
     let events = state.custody_events.subscribe();
     let record = ractor::call_t!(
@@ -525,16 +332,6 @@ pub async fn abandon(
     Ok(Json(answer))
 }
 
-/// The body of `POST /v2/orders/{ref}/reshare`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReshareBody {
-    /// The next committee's identity CIDs, in share order.
-    fiduciaries: Vec<String>,
-    /// The next threshold.
-    threshold: u32,
-}
-
 /// `POST /v2/orders/{ref}/reshare[?wait=SECONDS]`: custody of the order moves to another
 /// committee and threshold (any overlap), same key.
 pub async fn reshare(
@@ -544,12 +341,7 @@ pub async fn reshare(
     body: Result<Json<ReshareBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
-    let fiduciaries = body
-        .fiduciaries
-        .iter()
-        .map(|f| cid(f))
-        .collect::<Result<Vec<_>, _>>()?;
-    reshare_to(state, reference, query, Some((fiduciaries, body.threshold))).await
+    reshare_to(state, reference, query, Some(body.check()?)).await
 }
 
 async fn reshare_to(

@@ -1,6 +1,6 @@
-//! Release policies over HTTP: the `policy` of `POST /v2/orders` (identity CIDs as text),
-//! `POST /v2/orders/{reference}/approvals` (an approval or veto signed by an identity of this
-//! node), and the policy's progress in a record's JSON.
+//! Release policies over HTTP: `POST /v2/orders/{reference}/approvals` (an approval or veto
+//! signed by an identity of this node), and the policy's progress in a record's JSON. The
+//! `policy` of `POST /v2/orders` is checked by `dta_api::policy`.
 //!
 //! What it does not do: decide anything. Fiduciaries evaluate a policy in their release step;
 //! this shows what this node knows, by its clock.
@@ -10,144 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dta_actors::custody::{NewVote, OrderRecord};
 use dta_actors::roles::{CALL_TIMEOUT_MS, Role, RoleMsg};
-use dta_protocol::Cid;
-use dta_protocol::policy::{ApproverGroup, ReleasePolicy, Rule, SigningPolicy, Situation, Verdict};
-use serde::Deserialize;
-use serde_bytes::ByteBuf;
+use dta_api::policy::VoteBody;
+use dta_protocol::policy::{ApproverGroup, Situation, Verdict};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
-
-/// An approver group as JSON gives it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupBody {
-    name: String,
-    members: Vec<String>,
-    count: u32,
-}
-
-/// The `policy` of `POST /v2/orders` (and of `dta order create --policy FILE`).
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyBody {
-    #[serde(default)]
-    groups: Vec<GroupBody>,
-    /// `{"group": "legal"}`, `{"all": [...]}`, `{"any": [...]}`,
-    /// `{"at-least": {"count": 2, "of": [...]}}`; every group when absent.
-    #[serde(default)]
-    rule: Option<Rule>,
-    #[serde(default)]
-    not_before_ms: Option<u64>,
-    #[serde(default)]
-    delay_ms: Option<u64>,
-    #[serde(default)]
-    veto: Option<GroupBody>,
-    #[serde(default)]
-    approval_lifetime_ms: Option<u64>,
-    /// What the order's key may sign with a threshold signature.
-    #[serde(default)]
-    signing: Option<SigningBody>,
-}
-
-/// The `signing` of a policy: `{"max_signatures": 10, "message_prefixes_hex": ["6474612f"]}`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SigningBody {
-    #[serde(default)]
-    max_signatures: Option<u32>,
-    #[serde(default)]
-    message_prefixes_hex: Vec<String>,
-}
-
-fn signing(body: SigningBody) -> Result<SigningPolicy, ApiError> {
-    let message_prefixes = body
-        .message_prefixes_hex
-        .iter()
-        .map(|text| {
-            hex::decode(text).map(ByteBuf::from).map_err(|e| {
-                ApiError(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("message prefix {text:?} is not hex: {e}"),
-                )
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(SigningPolicy {
-        max_signatures: body.max_signatures,
-        message_prefixes,
-    })
-}
-
-fn cid(text: &str) -> Result<Cid, ApiError> {
-    dta_protocol::block::parse_cid(text).map_err(|e| {
-        ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{text:?} is not an identity CID: {e}"),
-        )
-    })
-}
-
-fn group(body: GroupBody) -> Result<ApproverGroup, ApiError> {
-    Ok(ApproverGroup {
-        members: body
-            .members
-            .iter()
-            .map(|m| cid(m))
-            .collect::<Result<_, _>>()?,
-        name: body.name,
-        count: body.count,
-    })
-}
-
-/// The order's release policy from the body's `max_releases` and `policy`, checked (a
-/// policy that can never be met is refused here, before anything is made).
-pub fn release_policy(
-    max_releases: u32,
-    body: Option<PolicyBody>,
-) -> Result<ReleasePolicy, ApiError> {
-    let body = body.unwrap_or_default();
-    let policy = ReleasePolicy {
-        max_releases,
-        groups: body
-            .groups
-            .into_iter()
-            .map(group)
-            .collect::<Result<_, _>>()?,
-        rule: body.rule,
-        not_before_ms: body.not_before_ms,
-        delay_ms: body.delay_ms,
-        veto: body.veto.map(group).transpose()?,
-        approval_lifetime_ms: body.approval_lifetime_ms,
-        signing: body.signing.map(signing).transpose()?,
-    };
-    policy
-        .validate()
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    Ok(policy)
-}
-
-/// A release policy given as JSON (the `policy` of `POST /v2/orders`, a benchmark's policy
-/// file), checked as an order's would be; the error says what is wrong with it.
-pub fn policy_from_json(max_releases: u32, policy: Value) -> Result<ReleasePolicy, String> {
-    let body: PolicyBody =
-        serde_json::from_value(policy).map_err(|e| format!("not a release policy: {e}"))?;
-    release_policy(max_releases, Some(body)).map_err(|ApiError(_, message)| message)
-}
-
-/// The body of `POST /v2/orders/{reference}/approvals`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoteBody {
-    /// The release or reshare request's CID.
-    request: String,
-    /// A veto rather than an approval.
-    #[serde(default)]
-    veto: bool,
-    /// Sign as this identity (one this node hosts); the node's own by default.
-    #[serde(default)]
-    identity: Option<String>,
-}
 
 /// `POST /v2/orders/{reference}/approvals`: 201 with the vote's CID once it is signed, kept
 /// and on its way to the order's fiduciaries and principal.
@@ -157,11 +24,12 @@ pub(super) async fn vote(
     body: Result<Json<VoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let vote = body.check()?;
     let vote = NewVote {
         reference,
-        request: cid(&body.request)?,
-        veto: body.veto,
-        approver: body.identity.as_deref().map(cid).transpose()?,
+        request: vote.request,
+        veto: vote.veto,
+        approver: vote.approver,
     };
     // Any role may vote: an approver's node need not be a party to the order.
     let actor = [Role::Principal, Role::Fiduciary, Role::Beneficiary]

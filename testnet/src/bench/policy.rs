@@ -105,7 +105,7 @@ impl BenchPolicy {
                 .map_err(|e| e.to_string())
         })
         .map_err(BenchError::Policy)?;
-        dta_node::http::policy_from_json(1, policy).map_err(BenchError::Policy)
+        dta_api::policy::policy_from_json(1, policy).map_err(BenchError::Policy)
     }
 }
 
