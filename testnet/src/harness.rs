@@ -140,7 +140,9 @@ impl TestNode {
     pub async fn start(&mut self) -> Result<(), RunError> {
         let started = Instant::now();
         while self.node.is_none() {
-            match Node::start(self.options.clone()).await {
+            // Boxed: a node's start is a large future, too large for a test thread's stack
+            // in a debug build when polled in place.
+            match Box::pin(Node::start(self.options.clone())).await {
                 Ok(node) => self.node = Some(node),
                 Err(RunError::Listen(_)) if started.elapsed() < RESTART_PATIENCE => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
