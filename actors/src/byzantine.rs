@@ -19,6 +19,9 @@ pub enum Misbehaviour {
     WrongShare,
     /// Principal: deals its first fiduciary a share off the polynomial it commits to.
     BadDeal,
+    /// Principal: gives its last fiduciary another commitment to the same key (another
+    /// polynomial), with a deal on it, than the others get for the same order.
+    SplitCommitment,
     /// Old holder, in a refresh or a move of custody: deals the first new holder a sub-share
     /// that does not fit the commitments it publishes.
     BadSubShare,
@@ -41,9 +44,10 @@ pub enum Misbehaviour {
 
 impl Misbehaviour {
     /// Every misbehaviour.
-    pub const ALL: [Misbehaviour; 9] = [
+    pub const ALL: [Misbehaviour; 10] = [
         Misbehaviour::WrongShare,
         Misbehaviour::BadDeal,
+        Misbehaviour::SplitCommitment,
         Misbehaviour::BadSubShare,
         Misbehaviour::SignOtherCommitment,
         Misbehaviour::Equivocate,
@@ -58,6 +62,7 @@ impl Misbehaviour {
         match self {
             Misbehaviour::WrongShare => "wrong-share",
             Misbehaviour::BadDeal => "bad-deal",
+            Misbehaviour::SplitCommitment => "split-commitment",
             Misbehaviour::BadSubShare => "bad-sub-share",
             Misbehaviour::SignOtherCommitment => "sign-other-commitment",
             Misbehaviour::Equivocate => "equivocate",

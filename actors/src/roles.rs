@@ -180,6 +180,9 @@ pub struct RoleArgs {
     pub mpin_sessions: mpin::AuthSessions,
     /// Fiduciary: held releases with a timer set for the end of their delay.
     pub delay_timers: DelayTimers,
+    /// Fiduciary: the stalled commitments it has shown to their orders' other fiduciaries
+    /// since it started (see [`custody::crosscheck`]).
+    pub shown_commitments: std::collections::HashSet<Cid>,
 }
 
 /// The release requests a fiduciary set a timer for, each once however often the principal
@@ -754,7 +757,10 @@ impl Actor for RoleActor {
                             }
                             Err(err) => warn!(%err, "cannot read held releases"),
                         }
-                        Ok(Vec::new())
+                        custody::crosscheck::show_stalled(
+                            &args.context,
+                            &mut args.shown_commitments,
+                        )
                     }
                 };
                 match resumed {

@@ -164,6 +164,7 @@ impl NodeSupervisor {
                     },
                     mpin_sessions: state.args.mpin_sessions.clone(),
                     delay_timers: Default::default(),
+                    shown_commitments: Default::default(),
                 };
                 let (actor, _) = Actor::spawn_linked(name, RoleActor, args, supervisor).await?;
                 Self::subscribe(state, actor.get_derived()).await;

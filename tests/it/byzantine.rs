@@ -56,6 +56,20 @@ async fn dishonest_nodes_are_refused_named_in_logs_and_metrics_and_proven_by_the
         ("wrong-share", "node-2", "wrong-share", vec!["node-4"]),
         ("bad-deal", "node-0", "deal-off-commitment", vec!["node-1"]),
         (
+            "split-commitment",
+            "node-0",
+            "equivocation",
+            vec!["node-1", "node-3"],
+        ),
+        ("equivocate", "node-2", "equivocation", vec!["node-4"]),
+        (
+            "bad-dkg-share",
+            "node-2",
+            "bad-key-generation-share",
+            vec!["node-1", "node-0"],
+        ),
+        ("flood", "node-3", "flood", vec!["node-0", "node-4"]),
+        (
             "bad-sub-share",
             "node-2",
             "bad-sub-share",
@@ -80,6 +94,16 @@ async fn dishonest_nodes_are_refused_named_in_logs_and_metrics_and_proven_by_the
             vec!["node-0", "node-4"],
         ),
     ];
+    let mut examples_here: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    examples_here.sort();
+    let mut run_here: Vec<&str> = cases.iter().map(|case| case.0).collect();
+    run_here.sort();
+    assert_eq!(examples_here, run_here, "every example scenario runs here");
     let binary = byzantine_bin();
     for (scenario, culprit, offence, observers) in cases {
         let root = tempfile::tempdir().unwrap();

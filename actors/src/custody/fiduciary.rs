@@ -122,13 +122,15 @@ pub async fn on_commitment(
     if commitment.reshared.is_some() {
         return super::refresh::on_commitment(ctx, envelope, commitment_cid, &commitment).await;
     }
-    if commitment.key_shares.is_empty() {
-        return Ok(None);
-    }
     let principal = envelope.envelope().sender;
     let Some(mut record) = ctx.record(Role::Fiduciary, &principal, &reference)? else {
         return Ok(None);
     };
+    // Shown by another fiduciary of the order when it stalled (see `crosscheck`).
+    super::crosscheck::judge(ctx, &record, &commitment, commitment_cid)?;
+    if commitment.key_shares.is_empty() {
+        return Ok(None);
+    }
     if envelope.envelope().sender != record.principal || commitment.order != record.order {
         return Err(CustodyError::Invalid(
             "commitment not from the order's principal".into(),

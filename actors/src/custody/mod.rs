@@ -45,6 +45,7 @@ pub use crate::plugin::SAFEGUARD_SECRET;
 mod approval;
 mod beneficiary;
 mod chain;
+pub mod crosscheck;
 pub mod exclusion;
 mod fiduciary;
 pub mod keygen;

@@ -152,11 +152,7 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
 
     let (shares, commitments) =
         threshold::split(&key, new.threshold as usize, n).map_err(internal)?;
-    let feldman: Vec<ByteBuf> = commitments
-        .to_bytes()
-        .iter()
-        .map(|c| ByteBuf::from(c.to_vec()))
-        .collect();
+    let feldman = feldman_bytes(&commitments);
     let commitment = Commitment {
         order: order_cid,
         plugin: new.plugin.clone(),
@@ -209,6 +205,18 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
             vec![order_bytes.clone(), commitment_bytes.clone(), deal_bytes],
         ));
     }
+    #[cfg(feature = "byzantine")]
+    if ctx.misbehaviour == Some(crate::byzantine::Misbehaviour::SplitCommitment) {
+        split_commitment(
+            ctx,
+            &reference,
+            &key,
+            &commitment,
+            &fiduciaries,
+            &mut deliveries,
+        )
+        .await?;
+    }
     record.state = OrderState::Dealt;
     record.commitment = Some(commitment_cid);
     record.head = commitment_cid;
@@ -220,6 +228,73 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     }
     ctx.save(Role::Principal, &record).await?;
     Ok(Prepared { record, deliveries })
+}
+
+/// Feldman commitments as a commitment and its deals carry them.
+pub(super) fn feldman_bytes(commitments: &threshold::Commitments) -> Vec<ByteBuf> {
+    commitments
+        .to_bytes()
+        .iter()
+        .map(|c| ByteBuf::from(c.to_vec()))
+        .collect()
+}
+
+/// For [`crate::byzantine::Misbehaviour::SplitCommitment`]: the last fiduciary's delivery
+/// replaced by another commitment to the same key and order (another polynomial) and a deal
+/// on it.
+#[cfg(feature = "byzantine")]
+async fn split_commitment(
+    ctx: &RoleContext,
+    reference: &str,
+    key: &SecretScalar,
+    commitment: &Commitment,
+    fiduciaries: &[VerifiedIdentity],
+    deliveries: &mut [Delivery],
+) -> Result<(), CustodyError> {
+    let (shares, commitments) =
+        threshold::split(key, commitment.threshold as usize, fiduciaries.len())
+            .map_err(internal)?;
+    let feldman = feldman_bytes(&commitments);
+    let other = Commitment {
+        feldman: feldman.clone(),
+        ..commitment.clone()
+    };
+    let envelope = ctx.envelope(
+        Kind::Commitment,
+        reference,
+        Some(commitment.order),
+        Some(encode(&other)?),
+        None,
+        &[],
+    )?;
+    let (other_cid, other_bytes) = ctx.save_block(&envelope).await?;
+    let (Some(share), Some(last), Some((_, blocks))) =
+        (shares.last(), fiduciaries.last(), deliveries.last_mut())
+    else {
+        return Ok(());
+    };
+    let deal = ShareDeal {
+        order: commitment.order,
+        index: share.index(),
+        share: SecretBytes::new(share.value_bytes().expose().to_vec()),
+        commitments: feldman,
+    };
+    let plain = zeroize::Zeroizing::new(encode(&deal)?);
+    let envelope = ctx.envelope(
+        Kind::ShareDeal,
+        reference,
+        Some(other_cid),
+        None,
+        Some(&plain),
+        &[last],
+    )?;
+    let (_, deal_bytes) = ctx.save_block(&envelope).await?;
+    tracing::warn!(
+        misbehaviour = "split-commitment",
+        "misbehaving on purpose (a test build)"
+    );
+    *blocks = vec![blocks[0].clone(), other_bytes, deal_bytes];
+    Ok(())
 }
 
 /// Principal: a fiduciary's key share arrived. Once every fiduciary's is in (and, for a key

@@ -331,11 +331,7 @@ pub async fn on_request(
                     .map_err(internal)?;
             (
                 subs.iter().map(Share::value_bytes).collect(),
-                commitments
-                    .to_bytes()
-                    .iter()
-                    .map(|c| ByteBuf::from(c.to_vec()))
-                    .collect(),
+                super::principal::feldman_bytes(&commitments),
             )
         }
         OldShares::Generated(_) => {
@@ -739,11 +735,7 @@ fn combined_feldman(
         .collect::<Result<Vec<_>, _>>()?;
     let combined = threshold::reshare::combine_commitments(&parts, threshold as usize)
         .map_err(|e| CustodyError::Invalid(e.to_string()))?;
-    Ok(combined
-        .to_bytes()
-        .iter()
-        .map(|c| ByteBuf::from(c.to_vec()))
-        .collect())
+    Ok(super::principal::feldman_bytes(&combined))
 }
 
 fn combined_secp256k1(parts: &[(u32, Vec<ByteBuf>)]) -> Result<Vec<Vec<u8>>, CustodyError> {

@@ -326,3 +326,76 @@ async fn votes_that_do_not_count_are_refused_and_a_second_by_one_approver_too() 
     );
     assert_eq!(record_at(fiduciary, principal).unwrap().votes.len(), 1);
 }
+
+#[tokio::test]
+async fn a_second_first_commitment_for_one_order_convicts_the_principal_of_equivocation() {
+    let (parties, blocks) = ordered().await;
+    let (principal, fiduciary) = (&parties[0], &parties[1]);
+    let (held_cid, held) = holding(fiduciary, &blocks[0]).await;
+    // The same order and key, another polynomial: what another fiduciary signed and shows.
+    let mut other = held.clone();
+    other.feldman[1] = held.feldman[0].clone();
+    let block = principal.sign(
+        Kind::Commitment,
+        REFERENCE,
+        Some(held.order),
+        Some(&other),
+        None,
+        &[],
+    );
+    let (envelope, other_cid) = fiduciary.take(&block).await.unwrap();
+    let refused = on_commitment(&fiduciary.ctx, &envelope, other_cid).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Invalid(why)) if why.contains("equivocation")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        fiduciary.ctx.metrics.misconduct(),
+        vec![(
+            dta_protocol::misconduct::Offence::Equivocation,
+            Some(principal.cid()),
+            1
+        )]
+    );
+    // What the fiduciary signed stands.
+    assert_eq!(
+        record_at(fiduciary, principal).unwrap().commitment,
+        Some(held_cid)
+    );
+
+    // Its own commitment shown to it again is no offence.
+    let (envelope, cid) = fiduciary.take(&blocks[0][1]).await.unwrap();
+    assert_eq!(
+        on_commitment(&fiduciary.ctx, &envelope, cid).await,
+        Ok(None)
+    );
+    assert_eq!(fiduciary.ctx.metrics.misconduct().len(), 1);
+}
+
+#[tokio::test]
+async fn a_commitment_left_uncertified_is_shown_once_to_the_other_fiduciaries() {
+    let (parties, blocks) = ordered().await;
+    let fiduciary = &parties[1];
+    holding(fiduciary, &blocks[0]).await;
+    let mut shown = std::collections::HashSet::new();
+    // Just made: not stalled yet.
+    let now = super::crosscheck::show_stalled(&fiduciary.ctx, &mut shown).unwrap();
+    assert!(now.is_empty(), "{now:?}");
+    assert!(shown.is_empty());
+    let later = super::crosscheck::show_stalled_at(
+        &fiduciary.ctx,
+        &mut shown,
+        crate::context::now_millis() + super::crosscheck::STALLED_AFTER_MS,
+    )
+    .unwrap();
+    let other_peer = fiduciary.ctx.peer_of(&parties[2].cid()).unwrap();
+    assert_eq!(later, vec![(other_peer, vec![blocks[0][1].clone()])]);
+    // Once only.
+    let again = super::crosscheck::show_stalled_at(
+        &fiduciary.ctx,
+        &mut shown,
+        crate::context::now_millis() + 2 * super::crosscheck::STALLED_AFTER_MS,
+    )
+    .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
