@@ -16,6 +16,7 @@ mod log;
 mod mpin;
 mod mpin_master;
 mod network;
+mod operations;
 mod policy;
 mod process;
 mod references;

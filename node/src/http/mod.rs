@@ -497,6 +497,52 @@ async fn block(
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
+/// Orders by role and state, and the principal's orders that wait for a party (what `dta
+/// order show` calls awaited), with how long the oldest has waited. Read from the records at
+/// each scrape: a scan of every record, which is what a node with many orders pays for it.
+fn write_order_gauges(out: &mut String, state: &ApiState) {
+    let records = dta_actors::custody::stored_records(&state.store).unwrap_or_default();
+    let mut by_state: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    for record in &records {
+        *by_state
+            .entry((record.role.name(), record.state.name()))
+            .or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dta_orders Orders this node keeps a record of, by its role in them and their state.\n# TYPE dta_orders gauge"
+    );
+    for ((role, order_state), count) in by_state {
+        let _ = writeln!(
+            out,
+            "dta_orders{{role=\"{role}\",state=\"{order_state}\"}} {count}"
+        );
+    }
+    let waiting_since: Vec<u64> = records
+        .iter()
+        .filter_map(|record| {
+            dta_actors::custody::awaited(&state.store, record)
+                .iter()
+                .map(|awaited| awaited.since)
+                .min()
+        })
+        .collect();
+    let now_ms = crate::tokens::now_ms();
+    let oldest = waiting_since
+        .iter()
+        .min()
+        .map_or(0.0, |since| now_ms.saturating_sub(*since) as f64 / 1e3);
+    let _ = writeln!(
+        out,
+        "# HELP dta_orders_waiting Orders of this node's, as principal, that wait for a fiduciary or the beneficiary to answer.\n# TYPE dta_orders_waiting gauge\ndta_orders_waiting {}",
+        waiting_since.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dta_orders_waiting_oldest_seconds How long the order that has waited longest has waited (0 when none waits).\n# TYPE dta_orders_waiting_oldest_seconds gauge\ndta_orders_waiting_oldest_seconds {oldest}"
+    );
+}
+
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let m = &state.metrics;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -627,6 +673,7 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             "dta_misconduct_total{{offence=\"{offence}\",culprit=\"{culprit}\"}} {count}"
         );
     }
+    write_order_gauges(&mut out, &state);
     let (buckets, count, sum) = m.latency();
     let _ = writeln!(
         out,
