@@ -321,13 +321,20 @@ enum TestnetCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print a node's log (also after `down`, from DIR/logs).
+    /// Print a node's log, or every node's merged in time order (also after `down`, from
+    /// DIR/logs).
     Logs {
         /// The testnet's directory.
         #[arg(long)]
         dir: PathBuf,
-        /// The node: its name (node-3) or index (3).
-        node: String,
+        /// The node: its name (node-3) or index (3); every node when absent.
+        node: Option<String>,
+        /// Only the lines about this order (its reference), from every node.
+        #[arg(long)]
+        order: Option<String>,
+        /// Print one JSON object a line, each with its node.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -1207,11 +1214,40 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        TestnetCommand::Logs { dir, node } => {
+        TestnetCommand::Logs {
+            dir,
+            node: Some(node),
+            order: None,
+            json: false,
+        } => {
             let path = process::log_path(&dir, &node)?;
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             out!("{text}");
+        }
+        TestnetCommand::Logs {
+            dir,
+            node,
+            order,
+            json,
+        } => {
+            let node = node.map(|node| {
+                if node.starts_with("node-") {
+                    node
+                } else {
+                    format!("node-{node}")
+                }
+            });
+            for line in process::logs::merged(&dir, order.as_deref())? {
+                if node.as_ref().is_some_and(|node| *node != line.node) {
+                    continue;
+                }
+                if json {
+                    outln!("{}", serde_json::to_string(&line)?);
+                } else {
+                    outln!("{line}");
+                }
+            }
         }
     }
     Ok(())

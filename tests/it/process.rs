@@ -687,6 +687,25 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let (ok, stderr) = run_to_end(&mut cli(&["testnet", "logs", "--dir", dir_arg, "node-9"]));
     assert!(!ok && stderr.contains("no node"), "{stderr}");
 
+    // An order and its release, to follow across the nodes' logs once the testnet is down.
+    let identity = |i: usize| nodes[i]["identity"].as_str().unwrap().to_owned();
+    let order = serde_json::json!({
+        "reference": "followed",
+        "fiduciaries": [identity(1), identity(2)],
+        "threshold": 2,
+        "beneficiary": identity(3),
+        "secret": "the launch codes",
+    })
+    .to_string();
+    let principal = |path: &str, body: &[&str]| {
+        let mut args = vec!["testnet", "api", "--dir", dir_arg, "node-0", "POST", path];
+        args.extend(body);
+        succeed(&mut cli(&args))
+    };
+    let made = principal("/v2/orders?wait=30", &["--data", &order]);
+    assert!(String::from_utf8_lossy(&made).contains("certified"));
+    principal("/v2/orders/followed/release?wait=30", &[]);
+
     // Secrets are the owner's alone, whatever the umask: the passphrase file, each home and
     // everything in it, the database files the running nodes keep creating included.
     let passphrase = dir.join("passphrase");
@@ -727,6 +746,31 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     }
     let log = succeed(&mut cli(&["testnet", "logs", "--dir", dir_arg, "1"]));
     assert!(String::from_utf8_lossy(&log).contains("identity verified"));
+    // The order's lines from every node, merged in time order.
+    let followed = succeed(&mut cli(&[
+        "testnet", "logs", "--dir", dir_arg, "--order", "followed", "--json",
+    ]));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&followed)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let writers: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l["node"].as_str().unwrap()).collect();
+    assert_eq!(
+        writers,
+        ["node-0", "node-1", "node-2", "node-3"].into(),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["line"]["fields"]["order"] == "followed")
+    );
+    let times: Vec<&str> = lines
+        .iter()
+        .map(|l| l["line"]["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
     succeed_blocking(cli(&["testnet", "up", "--dir", dir_arg, "--nodes", "3"])).await;
     succeed(&mut cli(&["testnet", "down", "--dir", dir_arg, "--purge"]));
     assert!(!dir.join("logs").exists());

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod lan;
 mod launch;
+pub mod logs;
 mod stop;
 
 pub use launch::{BOOTSTRAP_PEERS, KNOWLEDGE_TIMEOUT, UpConfig, restart_node, up};
