@@ -30,6 +30,9 @@ pub enum Misbehaviour {
     /// Fiduciary: answers a release with two different share releases (the same share, sealed
     /// twice).
     Equivocate,
+    /// Fiduciary: answers a release with the share release it sent for the order's previous
+    /// release, sent again (a replay), and no share of its own for this one.
+    Replay,
     /// Fiduciary, in a key generation without a dealer: deals the first other fiduciary a
     /// share that does not fit its commitment.
     BadDkgShare,
@@ -44,13 +47,14 @@ pub enum Misbehaviour {
 
 impl Misbehaviour {
     /// Every misbehaviour.
-    pub const ALL: [Misbehaviour; 10] = [
+    pub const ALL: [Misbehaviour; 11] = [
         Misbehaviour::WrongShare,
         Misbehaviour::BadDeal,
         Misbehaviour::SplitCommitment,
         Misbehaviour::BadSubShare,
         Misbehaviour::SignOtherCommitment,
         Misbehaviour::Equivocate,
+        Misbehaviour::Replay,
         Misbehaviour::BadDkgShare,
         Misbehaviour::Malformed,
         Misbehaviour::Oversized,
@@ -66,6 +70,7 @@ impl Misbehaviour {
             Misbehaviour::BadSubShare => "bad-sub-share",
             Misbehaviour::SignOtherCommitment => "sign-other-commitment",
             Misbehaviour::Equivocate => "equivocate",
+            Misbehaviour::Replay => "replay",
             Misbehaviour::BadDkgShare => "bad-dkg-share",
             Misbehaviour::Malformed => "malformed",
             Misbehaviour::Oversized => "oversized",

@@ -74,6 +74,8 @@ pub enum StepSpec {
         /// CIDs go (`members = ["node-4", "node-5"]`).
         #[serde(default)]
         policy: Option<toml::Table>,
+        /// Releases allowed (default 1).
+        max_releases: Option<u32>,
         /// Succeed or be refused.
         #[serde(default)]
         expect: Expect,
@@ -148,6 +150,8 @@ pub enum StepSpec {
     Release {
         /// The order's reference.
         reference: String,
+        /// Seconds to wait for the beneficiary's receipt (default: do not wait).
+        timeout: Option<u64>,
         /// Succeed or be refused.
         #[serde(default)]
         expect: Expect,

@@ -22,7 +22,8 @@
 //! state = "certified"
 //! ```
 //!
-//! Steps: `order`, `generate-key`, `release` and `wait` (each may say `expect = "failure"`), `stop`
+//! Steps: `order` (with `max_releases`), `generate-key`, `release` (with `timeout`, to wait for
+//! the receipt) and `wait` (each may say `expect = "failure"`), `stop`
 //! (SIGTERM), `kill` (SIGKILL), `restart`, `partition` and `heal` (through each node's block
 //! list, `/v2/peers/blocked`), `mpin-server-secret`, `mpin-client-secret`,
 //! `mpin-authenticate`, and the assertions `assert-secret`, `assert-audit` (with the
@@ -216,6 +217,7 @@ impl Runner {
                 fiduciaries,
                 threshold,
                 policy,
+                max_releases,
                 expect,
             } => (
                 format!("order {reference}"),
@@ -223,7 +225,7 @@ impl Runner {
                     reference,
                     secret,
                     (fiduciaries.as_deref(), *threshold),
-                    policy.as_ref(),
+                    (policy.as_ref(), *max_releases),
                     *expect,
                 )
                 .await,
@@ -293,9 +295,13 @@ impl Runner {
                 tokio::time::sleep(Duration::from_secs(*seconds)).await;
                 (format!("let {seconds} s pass"), Ok("done".into()))
             }
-            StepSpec::Release { reference, expect } => (
+            StepSpec::Release {
+                reference,
+                timeout,
+                expect,
+            } => (
                 format!("release {reference}"),
-                self.release(reference, *expect).await,
+                self.release(reference, *timeout, *expect).await,
             ),
             StepSpec::Wait {
                 node,
@@ -416,7 +422,7 @@ impl Runner {
         reference: &str,
         secret: &str,
         committee: (Option<&[String]>, Option<u32>),
-        policy: Option<&toml::Table>,
+        (policy, max_releases): (Option<&toml::Table>, Option<u32>),
         expect: Expect,
     ) -> Result<String, String> {
         let principal = self.net.node("@principal")?;
@@ -432,6 +438,9 @@ impl Runner {
         });
         if let Some(policy) = policy {
             body["policy"] = self.with_identities(policy)?;
+        }
+        if let Some(max_releases) = max_releases {
+            body["max_releases"] = json!(max_releases);
         }
         let (status, answer) = self
             .net
@@ -583,17 +592,27 @@ impl Runner {
         expected(status, &answer, expect, "certified with the new shares")
     }
 
-    async fn release(&self, reference: &str, expect: Expect) -> Result<String, String> {
+    async fn release(
+        &self,
+        reference: &str,
+        timeout: Option<u64>,
+        expect: Expect,
+    ) -> Result<String, String> {
         let principal = self.net.node("@principal")?;
+        let wait = timeout.map_or(String::new(), |seconds| format!("?wait={seconds}"));
         let (status, answer) = self
             .net
             .call(
                 &principal,
                 Method::POST,
-                &format!("/v2/orders/{reference}/release"),
+                &format!("/v2/orders/{reference}/release{wait}"),
                 Some(json!({})),
             )
             .await;
+        // 202 after a wait: the receipt did not come in time.
+        if let (Some(seconds), 202, Expect::Success) = (timeout, status, expect) {
+            return Err(format!("no receipt after {seconds} s: {answer}"));
+        }
         expected(status, &answer, expect, "released")
     }
 

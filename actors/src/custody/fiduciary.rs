@@ -648,6 +648,20 @@ pub async fn on_release_request(
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)
         .ok_or_else(|| CustodyError::UnknownIdentity(request.beneficiary.to_string()))?;
+    #[cfg(feature = "byzantine")]
+    if ctx.misbehaviour == Some(crate::byzantine::Misbehaviour::Replay)
+        && let Some(previous) = request
+            .sequence
+            .checked_sub(1)
+            .and_then(|sequence| record.served.get(&sequence))
+            .and_then(|served| ctx.block(served))
+    {
+        tracing::warn!(
+            misbehaviour = crate::byzantine::Misbehaviour::Replay.name(),
+            "misbehaving on purpose (a test build)"
+        );
+        return Ok(ReleaseStep::Deliver((beneficiary_peer, vec![previous])));
+    }
     let value = ctx
         .load_secret(&held_share_name(
             &record.principal,
