@@ -422,7 +422,7 @@ impl Runner {
         reference: &str,
         secret: &str,
         committee: (Option<&[String]>, Option<u32>),
-        (policy, max_releases): (Option<&toml::Table>, Option<u32>),
+        (policy, max_releases): (Option<&dta_api::policy::PolicyBody>, Option<u32>),
         expect: Expect,
     ) -> Result<String, String> {
         let principal = self.net.node("@principal")?;
@@ -488,7 +488,7 @@ impl Runner {
     }
 
     /// A scenario's policy with each group member's node name replaced by its identity.
-    fn with_identities(&self, policy: &toml::Table) -> Result<Value, String> {
+    fn with_identities(&self, policy: &dta_api::policy::PolicyBody) -> Result<Value, String> {
         let policy = serde_json::to_value(policy).map_err(|e| e.to_string())?;
         let testnet = self.net.testnet()?;
         crate::named_policy::with_identities(policy, |name| {
