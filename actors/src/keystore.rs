@@ -54,6 +54,8 @@ pub struct KeystoreArgs {
     pub keystore: Arc<dyn Keystore>,
     /// Where wrapped blobs live (for the count).
     pub store: Store,
+    /// Where each operation's time is recorded.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The keystore actor.
@@ -99,19 +101,31 @@ impl Actor for KeystoreActor {
                 secret,
                 reply,
             } => {
+                let started = std::time::Instant::now();
+                let backend = keystore.backend();
                 let result = call(keystore, move |keystore| {
                     keystore.wrap(&name, secret.expose())
                 })
                 .await?;
+                state
+                    .metrics
+                    .keystore_operations
+                    .observe(&[backend, "wrap"], started.elapsed());
                 let _ = reply.send(result);
             }
             KeystoreMsg::Unwrap { name, blob, reply } => {
+                let started = std::time::Instant::now();
+                let backend = keystore.backend();
                 let result = call(keystore, move |keystore| {
                     keystore
                         .unwrap(&name, &blob)
                         .map(|secret| SecretBytes::new(secret.to_vec()))
                 })
                 .await?;
+                state
+                    .metrics
+                    .keystore_operations
+                    .observe(&[backend, "unwrap"], started.elapsed());
                 let _ = reply.send(result);
             }
             KeystoreMsg::Status(reply) => {

@@ -13,6 +13,9 @@
 //! (M-Pin issuance) are the steps, one file per role or concern, and `roles` routes each
 //! network event to its step.
 //!
+//! `metrics` holds the counters and histograms `/metrics` shows; `record_states` counts
+//! records entering a state from the record changes.
+//!
 //! `byzantine` lets a test build play a role dishonestly (the `byzantine` feature; release
 //! builds have none of it).
 //!
@@ -39,6 +42,7 @@ pub mod mpin;
 pub mod network;
 pub mod peer_book;
 pub mod plugin;
+pub mod record_states;
 pub mod registry;
 pub mod role;
 pub mod roles;

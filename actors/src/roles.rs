@@ -219,7 +219,10 @@ fn rejected(args: &RoleArgs, peer: PeerId, reason: &CustodyError, what: &str) {
         return;
     }
     warn!(role = args.role.name(), %peer, %reason, "{what} rejected");
-    Metrics::bump(&args.context.metrics.custody_rejected);
+    args.context
+        .metrics
+        .custody_rejected
+        .bump(&[reason.reason()]);
 }
 
 /// Sends each delivery from a task of its own; one that fails every attempt is counted (the
@@ -229,7 +232,7 @@ fn send_all(ctx: &RoleContext, deliveries: Vec<custody::Delivery>) {
         let network = ctx.network.clone();
         let metrics = ctx.metrics.clone();
         tokio::spawn(async move {
-            if !RoleContext::deliver(&network, peer, blocks).await {
+            if !RoleContext::deliver(&network, &metrics, peer, blocks).await {
                 Metrics::bump(&metrics.deliveries_abandoned);
             }
         });
@@ -241,7 +244,7 @@ impl RoleActor {
     /// is this role's business and either this role acts on it or no role of this node has
     /// kept it yet. Blocks are only ever stored after their signature was verified, so a kept
     /// block needs no second look.
-    fn wants(args: &RoleArgs, block: &[u8]) -> Option<bool> {
+    fn wants(args: &RoleArgs, block: &[u8]) -> Option<(bool, Kind)> {
         let Ok(envelope) = SignedEnvelope::decode(block) else {
             return None;
         };
@@ -288,7 +291,7 @@ impl RoleActor {
             return None;
         }
         let cid = dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, block);
-        (acts || args.context.block(&cid).is_none()).then_some(acts)
+        (acts || args.context.block(&cid).is_none()).then_some((acts, kind))
     }
 
     /// Whether a release request names this node (or an identity it hosts) as beneficiary:
@@ -322,17 +325,22 @@ impl RoleActor {
         blocks: Vec<Vec<u8>>,
         taken: &Option<Taken>,
     ) {
-        let wanted: Vec<Option<bool>> = blocks.iter().map(|b| Self::wants(args, b)).collect();
-        if !wanted.contains(&Some(true)) {
+        let wanted: Vec<Option<(bool, Kind)>> =
+            blocks.iter().map(|b| Self::wants(args, b)).collect();
+        if !wanted.iter().any(|w| matches!(w, Some((true, _)))) {
             return;
         }
-        let wanted: Vec<bool> = wanted.iter().map(Option::is_some).collect();
+        let role = args.role.name();
+        let steps = &args.context.metrics.custody_steps;
         if args.role == Role::Principal
             && let [block] = blocks.as_slice()
             && let Ok(signed) = SignedEnvelope::decode(block)
             && signed.envelope.kind == Kind::CommitmentSignature
         {
-            match custody::on_commitment_signature(&args.context, peer, &signed).await {
+            let started = std::time::Instant::now();
+            let outcome = custody::on_commitment_signature(&args.context, peer, &signed).await;
+            steps.observe(&[role, Kind::CommitmentSignature.name()], started.elapsed());
+            match outcome {
                 Ok(None) => {}
                 Ok(Some(pending)) => {
                     let again = (peer, blocks, taken.clone());
@@ -347,10 +355,13 @@ impl RoleActor {
             return;
         }
         for (block, wanted) in blocks.into_iter().zip(wanted) {
-            if !wanted {
+            let Some((_, kind)) = wanted else {
                 continue;
-            }
-            if let Err(reason) = Self::on_envelope(myself, args, peer, block, taken).await {
+            };
+            let started = std::time::Instant::now();
+            let outcome = Self::on_envelope(myself, args, peer, block, taken).await;
+            steps.observe(&[role, kind.name()], started.elapsed());
+            if let Err(reason) = outcome {
                 rejected(args, peer, &reason, "custody step");
             }
         }
@@ -450,9 +461,10 @@ impl RoleActor {
             Ok(plans) => {
                 for plan in plans {
                     let network = ctx.network.clone();
+                    let metrics = ctx.metrics.clone();
                     tokio::spawn(async move {
                         let reference = plan.record.reference.clone();
-                        if let Err(err) = release(network, plan).await {
+                        if let Err(err) = release(network, metrics, plan).await {
                             debug!(order = %reference, %err, "open release not delivered");
                         }
                     });
@@ -828,8 +840,9 @@ impl Actor for RoleActor {
                 }
                 Ok(plan) => {
                     let network = args.context.network.clone();
+                    let metrics = args.context.metrics.clone();
                     tokio::spawn(async move {
-                        let _ = reply.send(release(network, plan).await);
+                        let _ = reply.send(release(network, metrics, plan).await);
                     });
                 }
             },
@@ -844,12 +857,13 @@ impl Actor for RoleActor {
 /// too few are left to reach t.
 async fn release(
     network: NetworkHandle,
+    metrics: std::sync::Arc<Metrics>,
     plan: custody::ReleasePlan,
 ) -> Result<OrderRecord, CustodyError> {
     use futures::StreamExt;
     let record = plan.record;
     let (peer, blocks) = plan.beneficiary;
-    if !RoleContext::deliver(&network, peer, blocks).await {
+    if !RoleContext::deliver(&network, &metrics, peer, blocks).await {
         return Err(CustodyError::Conflict(format!(
             "the beneficiary of {} cannot be reached",
             record.reference
@@ -861,7 +875,10 @@ async fn release(
         .into_iter()
         .map(|(peer, blocks)| {
             let network = network.clone();
-            tokio::spawn(async move { RoleContext::deliver(&network, peer, blocks).await })
+            let metrics = metrics.clone();
+            tokio::spawn(
+                async move { RoleContext::deliver(&network, &metrics, peer, blocks).await },
+            )
         })
         .collect();
     let (mut reached, mut missed) = (0, 0);

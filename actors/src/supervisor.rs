@@ -109,6 +109,7 @@ impl NodeSupervisor {
                 let args = KeystoreArgs {
                     keystore: state.args.keystore.clone(),
                     store: state.args.store.clone(),
+                    metrics: state.args.metrics.clone(),
                 };
                 let (actor, _) = Actor::spawn_linked(name, KeystoreActor, args, supervisor).await?;
                 state.keystore = Some(actor.clone());

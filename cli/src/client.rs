@@ -324,6 +324,18 @@ pub async fn api(
         .transpose()
         .context("--data is not JSON")?;
     let client = args.client()?;
+    if method == Method::GET && path == dta_node::client::EVENTS_PATH {
+        // A stream that does not end: one JSON line per event, as it comes.
+        let mut events = client.events().await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            outln!(
+                "{}",
+                serde_json::json!({ "event": event.name, "data": event.data })
+            );
+        }
+        return Ok(());
+    }
     let answer = client.call(method, path, body.as_ref()).await?;
     if args.json {
         outln!("{}", dta_node::client::api_line(&answer));

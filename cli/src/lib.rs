@@ -276,7 +276,27 @@ enum TestnetCommand {
         /// mDNS only (needs root).
         #[arg(long)]
         lan: bool,
+        /// Once up, serve the live view of the testnet (as `dta testnet ui`) until
+        /// interrupted; the nodes keep running.
+        #[arg(long)]
+        ui: bool,
+        /// Where the view listens, with --ui.
+        #[arg(long, default_value = "127.0.0.1:0", requires = "ui")]
+        ui_listen: std::net::SocketAddr,
         /// Print testnet.json when up.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a live web view of a running testnet (nodes, connections, orders, faults) until
+    /// interrupted; prints the page's URL, which carries the view's token.
+    Ui {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where the view listens (loopback unless you mean otherwise: the view is plain HTTP).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Print `{"url": ...}` as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -1080,6 +1100,26 @@ async fn wait_for_signal() {
     }
 }
 
+/// Serves the live view of the testnet in `dir` until interrupted.
+async fn serve_view(dir: PathBuf, listen: std::net::SocketAddr, json: bool) -> anyhow::Result<()> {
+    let view = dta_testnet::view::start(dta_testnet::view::ViewConfig { dir, listen }).await?;
+    if json {
+        outln!("{}", serde_json::json!({ "url": view.url.as_str() }));
+    } else {
+        outln!("testnet view: {}", view.url.as_str());
+        eprintln!("(the URL carries the view's token; Ctrl-C stops the view, not the nodes)");
+    }
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "warning: the view listens on {} over plain HTTP; its token crosses the network in clear",
+            view.address
+        );
+    }
+    wait_for_signal().await;
+    view.stop().await;
+    Ok(())
+}
+
 async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
     use dta_testnet::process;
     match command {
@@ -1093,8 +1133,11 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             backend,
             pkcs11_module,
             lan,
+            ui,
+            ui_listen,
             json,
         } => {
+            let testnet_dir = dir.clone();
             let config = process::UpConfig {
                 dir,
                 nodes,
@@ -1129,7 +1172,11 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                     );
                 }
             }
+            if ui {
+                serve_view(testnet_dir, ui_listen, json).await?;
+            }
         }
+        TestnetCommand::Ui { dir, listen, json } => serve_view(dir, listen, json).await?,
         TestnetCommand::Status { dir, json } => {
             let status = process::status(&dir).await?;
             if json {

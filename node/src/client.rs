@@ -20,6 +20,10 @@ use zeroize::Zeroizing;
 
 pub use reqwest::Method;
 
+mod events;
+
+pub use events::{EVENTS_PATH, EventStream, ServerEvent};
+
 /// How requests get to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
@@ -116,6 +120,14 @@ pub enum ClientError {
         url: String,
         /// The namespace.
         namespace: String,
+    },
+    /// The node did not start answering within the client's time limit.
+    #[error("{url}: no answer within {seconds} s")]
+    NoAnswer {
+        /// The URL asked.
+        url: String,
+        /// The limit.
+        seconds: f64,
     },
 }
 

@@ -229,6 +229,11 @@ impl Node {
         let (directory_tx, directory) = watch::channel(Directory::default());
         let (custody_events, _) =
             tokio::sync::broadcast::channel(dta_actors::custody::EVENT_CAPACITY);
+        // Ends with the node: the task holds no sender, so it stops once the senders go.
+        tokio::spawn(dta_actors::record_states::count(
+            custody_events.subscribe(),
+            metrics.clone(),
+        ));
         let identity_document =
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;

@@ -125,6 +125,43 @@ pub enum Kind {
     PartialSignature,
 }
 
+impl Kind {
+    /// The kind's name, as envelopes serialise it (`order-request`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::OrderRequest => "order-request",
+            Kind::ShareDeal => "share-deal",
+            Kind::KeyShare => "key-share",
+            Kind::Commitment => "commitment",
+            Kind::CommitmentSignature => "commitment-signature",
+            Kind::Certificate => "certificate",
+            Kind::ReleaseRequest => "release-request",
+            Kind::ShareRelease => "share-release",
+            Kind::Receipt => "receipt",
+            Kind::MpinRequest => "mpin-request",
+            Kind::MpinShare => "mpin-share",
+            Kind::Approval => "approval",
+            Kind::Veto => "veto",
+            Kind::DkgCommitment => "dkg-commitment",
+            Kind::DkgRound => "dkg-round",
+            Kind::DkgShare => "dkg-share",
+            Kind::DkgComplaint => "dkg-complaint",
+            Kind::DkgAbort => "dkg-abort",
+            Kind::DkgAbandon => "dkg-abandon",
+            Kind::ReshareRequest => "reshare-request",
+            Kind::ReshareDeal => "reshare-deal",
+            Kind::ShareDeleted => "share-deleted",
+            Kind::ReshareComplaint => "reshare-complaint",
+            Kind::SignRequest => "sign-request",
+            Kind::SignCommitment => "sign-commitment",
+            Kind::SignPackage => "sign-package",
+            Kind::SignatureShare => "signature-share",
+            Kind::Signature => "signature",
+            Kind::PartialSignature => "partial-signature",
+        }
+    }
+}
+
 /// One recipient of the sealed payload.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {

@@ -489,3 +489,44 @@ fn an_envelope_with_a_key_added_is_refused_and_keeps_its_one_cid() {
         .verify(w.principal.identity())
         .unwrap();
 }
+
+#[test]
+fn a_kinds_name_is_what_it_serialises_to() {
+    for kind in [
+        Kind::OrderRequest,
+        Kind::ShareDeal,
+        Kind::KeyShare,
+        Kind::Commitment,
+        Kind::CommitmentSignature,
+        Kind::Certificate,
+        Kind::ReleaseRequest,
+        Kind::ShareRelease,
+        Kind::Receipt,
+        Kind::MpinRequest,
+        Kind::MpinShare,
+        Kind::Approval,
+        Kind::Veto,
+        Kind::DkgCommitment,
+        Kind::DkgRound,
+        Kind::DkgShare,
+        Kind::DkgComplaint,
+        Kind::DkgAbort,
+        Kind::DkgAbandon,
+        Kind::ReshareRequest,
+        Kind::ReshareDeal,
+        Kind::ShareDeleted,
+        Kind::ReshareComplaint,
+        Kind::SignRequest,
+        Kind::SignCommitment,
+        Kind::SignPackage,
+        Kind::SignatureShare,
+        Kind::Signature,
+        Kind::PartialSignature,
+    ] {
+        assert_eq!(
+            crate::dagcbor::encode(&kind).unwrap(),
+            crate::dagcbor::encode(&kind.name()).unwrap(),
+            "{kind:?}"
+        );
+    }
+}

@@ -14,6 +14,7 @@
 //! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`).
 //! - [`chaos`]: `dta scenario run --chaos SEED`: seeded faults while orders flow, then every
 //!   invariant checked.
+//! - [`view`]: `dta testnet ui`: a live web page of a whole running testnet.
 //!
 //! This crate defines no protocol or cryptography of its own, and parses no arguments of the
 //! `dta` command: the binary does, and calls in here.
@@ -30,3 +31,4 @@ mod mpin_client;
 pub mod named_policy;
 pub mod process;
 pub mod scenario;
+pub mod view;

@@ -514,15 +514,26 @@ async fn forged_certificate(
 }
 
 /// A counter of a node's `/metrics`.
+/// A counter of a node's `/metrics`: its one series, or the sum of its labelled series.
 pub(crate) async fn counter(net: &Testnet, node: usize, name: &str) -> u64 {
     let text = net.node(node).client().get_bytes("/metrics").await.unwrap();
-    String::from_utf8(text)
-        .unwrap()
+    let text = String::from_utf8(text).unwrap();
+    let values: Vec<u64> = text
         .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no counter {name}"))
-        .parse()
-        .unwrap()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.parse().ok()
+        })
+        .collect();
+    assert!(
+        text.contains(&format!("# TYPE {name} counter")),
+        "no counter {name}"
+    );
+    values.iter().sum()
 }
 
 /// `dta_custody_rejected_total` of a node.

@@ -13,7 +13,7 @@ use crate::process::{dta_client, run_to_end, succeed, succeed_blocking};
 
 /// Takes a testnet down when dropped, so that a failing assertion leaves no processes or
 /// namespaces behind (the directory goes with the test's temporary directory).
-struct Down(String);
+pub(crate) struct Down(pub(crate) String);
 
 impl Drop for Down {
     fn drop(&mut self) {

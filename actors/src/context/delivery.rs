@@ -7,6 +7,7 @@ use dta_protocol::envelope::{Bundle, MAX_BUNDLE};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 
+use crate::metrics::Metrics;
 use crate::network::NetworkHandle;
 
 use crate::context::RoleContext;
@@ -21,7 +22,12 @@ impl RoleContext {
     /// form one sender's `prev` chain go as one bundle, checked with one signature. A peer that
     /// cannot be reached is tried again a few times, since a node that just restarted may not
     /// know every address yet.
-    pub async fn deliver(network: &NetworkHandle, peer: PeerId, blocks: Vec<Vec<u8>>) -> bool {
+    pub async fn deliver(
+        network: &NetworkHandle,
+        metrics: &Metrics,
+        peer: PeerId,
+        blocks: Vec<Vec<u8>>,
+    ) -> bool {
         for bundle in bundles(blocks) {
             let mut attempt = 0;
             loop {
@@ -43,6 +49,7 @@ impl RoleContext {
                         tracing::debug!(%peer, %err, attempt, "delivery failed; trying again");
                         tokio::time::sleep(DELIVERY_BACKOFF * 2u32.pow(attempt)).await;
                         attempt += 1;
+                        Metrics::bump(&metrics.delivery_retries);
                     }
                     Err(err) => {
                         tracing::warn!(%peer, %err, "delivery failed");

@@ -77,6 +77,22 @@ pub enum CustodyError {
     Stopping,
 }
 
+impl CustodyError {
+    /// The reason as `/metrics` labels a refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::UnknownIdentity(_) => "unknown_identity",
+            Self::Exists(_) => "exists",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Internal(_) => "internal",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
 impl From<crate::plugin::PluginError> for CustodyError {
     fn from(err: crate::plugin::PluginError) -> Self {
         CustodyError::Invalid(err.to_string())

@@ -134,6 +134,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
             KeystoreArgs {
                 keystore: Arc::new(keystore),
                 store: store.clone(),
+                metrics: Arc::new(crate::metrics::Metrics::default()),
             },
         )
         .await

@@ -680,6 +680,9 @@ pub(super) async fn publish_signature(
     let sequence = run.sequence;
     record.head = signature_cid;
     ctx.save(Role::Principal, &record).await?;
+    ctx.metrics
+        .threshold_signatures
+        .bump(&[signature.scheme.name()]);
     tracing::info!(order = %reference, sequence, scheme = signature.scheme.name(), "signature made");
     Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
 }

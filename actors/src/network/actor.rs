@@ -94,6 +94,7 @@ impl Actor for NetworkActor {
                 snapshot: args.channels.snapshot.subscribe(),
                 commands: bitswap_commands,
                 cancel: cancel.clone(),
+                metrics: args.metrics.clone(),
             }
             .run(),
         );

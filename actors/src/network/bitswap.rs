@@ -143,6 +143,8 @@ pub struct Engine {
     pub commands: mpsc::Receiver<BitswapCommand>,
     /// Stops the engine and its tasks.
     pub cancel: CancellationToken,
+    /// Blocks and bytes in and out are counted here.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -161,6 +163,7 @@ struct State {
     /// Blocks fetched lately, so late duplicates from other peers are not taken for bad ones.
     recent: RecentBlocks,
     cancel: CancellationToken,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The last [`RECENT_BLOCKS`] fetched CIDs.
@@ -203,6 +206,7 @@ impl Engine {
             mut snapshot,
             mut commands,
             cancel,
+            metrics,
         } = self;
         let (inbox, mut inbound) = mpsc::channel(INBOX_CAPACITY);
         // Inbound streams get a reader each, from a task of its own so none waits behind the
@@ -232,6 +236,7 @@ impl Engine {
             delivered: HashMap::new(),
             recent: RecentBlocks::default(),
             cancel: cancel.clone(),
+            metrics,
         };
         let mut connected: HashSet<PeerId> = snapshot
             .borrow_and_update()
@@ -245,7 +250,10 @@ impl Engine {
                 () = cancel.cancelled() => break,
                 Some(inbound) = inbound.recv() => match inbound {
                     Inbound::Message(peer, message) => state.on_message(peer, message),
-                    Inbound::Answer(peer, message) => state.send(peer, message),
+                    Inbound::Answer(peer, message) => {
+                        state.count_served(&message);
+                        state.send(peer, message);
+                    }
                 },
                 Some(command) = commands.recv() => match command {
                     BitswapCommand::Fetch { cid, reply } => {
@@ -338,6 +346,18 @@ impl State {
         self.send(peer, wants(&have, Ask::Have));
     }
 
+    /// Counts the blocks of an answer to a peer's wants.
+    fn count_served(&self, answer: &Message) {
+        let bytes: usize = answer.blocks.iter().map(|(_, data)| data.len()).sum();
+        self.metrics.bitswap_blocks_sent.fetch_add(
+            answer.blocks.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.metrics
+            .bitswap_bytes_sent
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn on_message(&mut self, peer: PeerId, message: Message) {
         for (cid, data) in message.blocks {
             // The CID was computed from the bytes: a block we asked for is the right one.
@@ -347,6 +367,12 @@ impl State {
             };
             self.recent.insert(cid);
             *self.delivered.entry(peer).or_default() += 1;
+            self.metrics
+                .bitswap_blocks_received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics
+                .bitswap_bytes_received
+                .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
             for reply in fetch.replies {
                 let _ = reply.send(Ok(data.clone()));
             }

@@ -48,6 +48,7 @@ fn engine_state(behaviour: &libp2p_stream::Behaviour, delivered: HashMap<PeerId,
         delivered,
         recent: RecentBlocks::default(),
         cancel: CancellationToken::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -147,6 +148,10 @@ fn a_fetch_gives_up_when_every_peer_refuses_and_takes_the_first_right_block() {
         );
         assert_eq!(answer.await.unwrap(), Ok(b"wanted".to_vec()));
         assert!(state.fetches.is_empty());
+        // Only the block that was asked for counts as fetched.
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(load(&state.metrics.bitswap_blocks_received), 1);
+        assert_eq!(load(&state.metrics.bitswap_bytes_received), 6);
 
         // One refuses, the other sends bytes that hash to something else (same prefix): the
         // fetch ends as rejected, not as missing.

@@ -85,6 +85,21 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint("/", "this index", &[("GET", Access::Open)]),
     endpoint("/v2/health", "readiness", &[("GET", Access::Open)]),
     endpoint(
+        "/v2/events",
+        "this node live: server-sent events (snapshot, peers, record, heartbeat)",
+        &[("GET", READ)],
+    ),
+    endpoint(
+        "/ui",
+        "the web UI (static; it asks for a token and calls the API with it)",
+        &[("GET", Access::Open)],
+    ),
+    endpoint(
+        "/ui/{asset}",
+        "the web UI's scripts and style",
+        &[("GET", Access::Open)],
+    ),
+    endpoint(
         "/v2/node",
         "this node: identity, peer id, addresses, roles",
         &[("GET", READ)],
@@ -157,6 +172,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint(
         "/v2/orders/{reference}/audit",
         "re-verify the order's log",
+        &[("GET", READ)],
+    ),
+    endpoint(
+        "/v2/orders/{reference}/log",
+        "the order's log as a chain: kinds, signers, links",
         &[("GET", READ)],
     ),
     endpoint(

@@ -4,7 +4,6 @@
 //! `access.rs` names for it (`/v1` and `/metrics` may be left open). Request bodies are at most [`MAX_BODY_SIZE`] bytes ([`MAX_CAR_SIZE`] for a CAR
 //! import); a larger one is answered 413 on every route.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
@@ -16,7 +15,7 @@ use axum::{Json, Router};
 use dta_actors::identities::{Directory, KnownIdentity};
 use dta_actors::metrics::Metrics;
 use dta_actors::network::NetworkHandle;
-use dta_actors::store::{COLUMN_FAMILIES, Store};
+use dta_actors::store::Store;
 use dta_protocol::block::parse_cid;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -71,14 +70,19 @@ pub struct OrderDefaults {
 }
 
 mod access;
+mod chain;
 mod errors;
+mod events;
 mod index;
+mod metrics;
 mod mpin;
+mod observe;
 mod orders;
 mod peers;
 mod policy;
 mod signing;
 mod tokens;
+pub mod ui;
 mod v1;
 mod wait;
 
@@ -109,6 +113,9 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(index::index))
         .route("/v2/health", get(index::health))
+        .route("/v2/events", get(events::events))
+        .route("/ui", get(ui::page))
+        .route("/ui/{asset}", get(ui::asset))
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
         .route("/v2/peers/blocked", get(peers::blocked))
@@ -138,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/approvals", post(policy::vote))
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))
+        .route("/v2/orders/{reference}/log", get(chain::log))
         .route("/v2/blocks", axum::routing::put(put_block))
         .route(IMPORT_PATH, post(import_car))
         .route("/v2/blocks/{cid}", get(block))
@@ -151,10 +159,15 @@ pub fn router(state: ApiState) -> Router {
             get(v1::identities).post(v1::create_identity),
         )
         .route("/v1/identity/{cid}", get(v1::identity))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::require_access,
+        ))
+        // Outside the access check, so that refusals are counted and carry an id too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
         ))
         .fallback(|| async {
             ApiError(
@@ -244,6 +257,11 @@ async fn keystore_status(State(state): State<ApiState>) -> Result<Json<Value>, A
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<Value> {
+    Json(peers_json(&state))
+}
+
+/// The connected peers, with the identity and name known for each.
+fn peers_json(state: &ApiState) -> Value {
     let snapshot = state.network.snapshot();
     let directory = state.directory.borrow().clone();
     let peers: Vec<Value> = snapshot
@@ -258,7 +276,7 @@ async fn peers(State(state): State<ApiState>) -> Json<Value> {
             })
         })
         .collect();
-    Json(Value::Array(peers))
+    Value::Array(peers)
 }
 
 async fn identities(State(state): State<ApiState>) -> Json<Value> {
@@ -495,213 +513,4 @@ async fn block(
         "application/vnd.ipld.raw"
     };
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
-}
-
-/// Orders by role and state, and the principal's orders that wait for a party (what `dta
-/// order show` calls awaited), with how long the oldest has waited. Read from the records at
-/// each scrape: a scan of every record, which is what a node with many orders pays for it.
-fn write_order_gauges(out: &mut String, state: &ApiState) {
-    let records = dta_actors::custody::stored_records(&state.store).unwrap_or_default();
-    let mut by_state: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
-    for record in &records {
-        *by_state
-            .entry((record.role.name(), record.state.name()))
-            .or_default() += 1;
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dta_orders Orders this node keeps a record of, by its role in them and their state.\n# TYPE dta_orders gauge"
-    );
-    for ((role, order_state), count) in by_state {
-        let _ = writeln!(
-            out,
-            "dta_orders{{role=\"{role}\",state=\"{order_state}\"}} {count}"
-        );
-    }
-    let waiting_since: Vec<u64> = records
-        .iter()
-        .filter_map(|record| {
-            dta_actors::custody::awaited(&state.store, record)
-                .iter()
-                .map(|awaited| awaited.since)
-                .min()
-        })
-        .collect();
-    let now_ms = crate::tokens::now_ms();
-    let oldest = waiting_since
-        .iter()
-        .min()
-        .map_or(0.0, |since| now_ms.saturating_sub(*since) as f64 / 1e3);
-    let _ = writeln!(
-        out,
-        "# HELP dta_orders_waiting Orders of this node's, as principal, that wait for a fiduciary or the beneficiary to answer.\n# TYPE dta_orders_waiting gauge\ndta_orders_waiting {}",
-        waiting_since.len()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_orders_waiting_oldest_seconds How long the order that has waited longest has waited (0 when none waits).\n# TYPE dta_orders_waiting_oldest_seconds gauge\ndta_orders_waiting_oldest_seconds {oldest}"
-    );
-}
-
-async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let m = &state.metrics;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let mut out = String::new();
-    let snapshot = state.network.snapshot();
-    let _ = writeln!(
-        out,
-        "# HELP dta_peers Connected peers.\n# TYPE dta_peers gauge"
-    );
-    let _ = writeln!(out, "dta_peers {}", snapshot.connected.len());
-    let _ = writeln!(
-        out,
-        "# HELP dta_identities Known identities.\n# TYPE dta_identities gauge"
-    );
-    let _ = writeln!(
-        out,
-        "dta_identities {}",
-        state.directory.borrow().identities.len()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_messages_total Messages by protocol and direction.\n# TYPE dta_messages_total counter"
-    );
-    for (protocol, direction, value) in [
-        ("rpc", "sent", load(&m.rpc_requests_sent)),
-        ("rpc", "received", load(&m.rpc_requests_received)),
-        ("gossipsub", "sent", load(&m.gossip_published)),
-        ("gossipsub", "received", load(&m.gossip_received)),
-        ("identify", "received", load(&m.identify_received)),
-    ] {
-        let _ = writeln!(
-            out,
-            "dta_messages_total{{protocol=\"{protocol}\",direction=\"{direction}\"}} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dta_api_denied_total HTTP API calls refused, by reason (no valid token, or a token without the scope).\n# TYPE dta_api_denied_total counter"
-    );
-    for (reason, value) in [
-        ("unauthenticated", load(&m.api_denied_unauthenticated)),
-        ("scope", load(&m.api_denied_scope)),
-    ] {
-        let _ = writeln!(out, "dta_api_denied_total{{reason=\"{reason}\"}} {value}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dta_rpc_failures_total Failed requests.\n# TYPE dta_rpc_failures_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "dta_rpc_failures_total{{direction=\"inbound\"}} {}",
-        load(&m.rpc_inbound_failures)
-    );
-    let _ = writeln!(
-        out,
-        "dta_rpc_failures_total{{direction=\"outbound\"}} {}",
-        load(&m.rpc_outbound_failures)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_identity_documents_total Received identity documents by outcome.\n# TYPE dta_identity_documents_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "dta_identity_documents_total{{outcome=\"accepted\"}} {}",
-        load(&m.identities_accepted)
-    );
-    let _ = writeln!(
-        out,
-        "dta_identity_documents_total{{outcome=\"rejected\"}} {}",
-        load(&m.identities_rejected)
-    );
-    for (name, help, value) in [
-        (
-            "dta_custody_rejected_total",
-            "Custody deliveries and steps refused.",
-            &m.custody_rejected,
-        ),
-        (
-            "dta_deliveries_abandoned_total",
-            "Custody deliveries given up after every attempt.",
-            &m.deliveries_abandoned,
-        ),
-        (
-            "dta_certificate_checks_total",
-            "Custody certificates whose aggregate signature a step had checked (a pairing check each, batched where several wait).",
-            &m.certificate_checks,
-        ),
-        (
-            "dta_releases_held_total",
-            "Release requests a fiduciary held for their order's release policy.",
-            &m.releases_held,
-        ),
-        (
-            "dta_releases_refused_total",
-            "Release requests a fiduciary refused under their order's release policy (too early, vetoed, none left).",
-            &m.releases_refused_by_policy,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            load(value)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dta_policy_step_seconds Time spent on release policies: checking and recording a vote, evaluating a held release.\n# TYPE dta_policy_step_seconds summary"
-    );
-    for step in dta_actors::metrics::PolicyStep::ALL {
-        let (count, spent) = m.policy_time(step);
-        let label = step.label();
-        let _ = writeln!(
-            out,
-            "dta_policy_step_seconds_sum{{step=\"{label}\"}} {}\ndta_policy_step_seconds_count{{step=\"{label}\"}} {count}",
-            spent.as_secs_f64()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dta_misconduct_total Offences against the protocol this node saw, by offence and culprit (an identity CID; empty for a peer of unknown identity and past the culprits kept apart).\n# TYPE dta_misconduct_total counter"
-    );
-    for (offence, culprit, count) in m.misconduct() {
-        let culprit = culprit.map(|c| c.to_string()).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "dta_misconduct_total{{offence=\"{offence}\",culprit=\"{culprit}\"}} {count}"
-        );
-    }
-    write_order_gauges(&mut out, &state);
-    let (buckets, count, sum) = m.latency();
-    let _ = writeln!(
-        out,
-        "# HELP dta_request_latency_seconds Round trip of requests.\n# TYPE dta_request_latency_seconds histogram"
-    );
-    for (bound, value) in buckets {
-        let _ = writeln!(
-            out,
-            "dta_request_latency_seconds_bucket{{le=\"{bound}\"}} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "dta_request_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-    );
-    let _ = writeln!(out, "dta_request_latency_seconds_sum {sum}");
-    let _ = writeln!(out, "dta_request_latency_seconds_count {count}");
-    let _ = writeln!(
-        out,
-        "# HELP dta_store_keys Estimated keys per column family.\n# TYPE dta_store_keys gauge"
-    );
-    for column in COLUMN_FAMILIES {
-        let _ = writeln!(
-            out,
-            "dta_store_keys{{column=\"{}\"}} {}",
-            column.name(),
-            state.store.estimated_keys(column)
-        );
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -425,9 +425,9 @@ pub async fn secret(
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Where to start; by default the head this node recorded for the order.
-    head: Option<String>,
+    pub(super) head: Option<String>,
     /// Whose order, where two principals used one reference.
-    principal: Option<String>,
+    pub(super) principal: Option<String>,
 }
 
 /// Where an order's log ends: the `head` asked for; else this node's own principal record;
@@ -634,6 +634,28 @@ pub async fn audit(
     }
 }
 
+/// The head of `reference`'s log (as `?head=` and `?principal=` say, else as known here) and
+/// every block of the log kept here, missing envelopes of the main chain fetched from peers
+/// first, as for an audit.
+pub(super) async fn collected_log(
+    state: &ApiState,
+    reference: &str,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Cid, Vec<(Cid, Vec<u8>)>), ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let principal = query.principal.as_deref().map(cid).transpose()?;
+    let head = order_head(state, reference, principal.as_ref(), query.head)?;
+    dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    // Finding the envelopes that hang off the chain reads every stored block.
+    let store = state.store.clone();
+    let blocks = tokio::task::spawn_blocking(move || dta_actors::log::collect(&store, head))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(format!("the log of {reference} cannot be collected: {e}")))?;
+    Ok((head, blocks))
+}
+
 /// `GET /v2/orders/{ref}/car[?head=CID]`: the order's log as a CAR v1 archive, root = head:
 /// the main chain (missing envelopes fetched from peers first, as for an audit), the identity
 /// documents its envelopes link to, and the envelopes kept here that hang off it, so that
@@ -643,17 +665,8 @@ pub async fn car(
     Path(reference): Path<String>,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let principal = query.principal.as_deref().map(cid).transpose()?;
-    let head = order_head(&state, &reference, principal.as_ref(), query.head)?;
-    dta_actors::custody::fetch_chain(&state.store, &state.network, head).await?;
+    let (head, blocks) = collected_log(&state, &reference, query).await?;
     let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
-    // Finding the envelopes that hang off the chain reads every stored block.
-    let store = state.store.clone();
-    let blocks = tokio::task::spawn_blocking(move || dta_actors::log::collect(&store, head))
-        .await
-        .map_err(|e| internal(e.to_string()))?
-        .map_err(|e| internal(format!("the log of {reference} cannot be collected: {e}")))?;
     let archive =
         dta_protocol::car::write(&[head], &blocks).map_err(|e| internal(e.to_string()))?;
     Ok((

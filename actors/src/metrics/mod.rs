@@ -1,5 +1,6 @@
-//! Counters the node exposes on `/metrics`. Plain atomics: they are not network state, just
-//! tallies that the swarm loop and actors bump and the HTTP API reads.
+//! Counters and histograms the node exposes on `/metrics`. Plain atomics (and, for the
+//! labelled families of [`family`], small capped maps): they are not network state, just
+//! tallies that the swarm loop, the actors and the HTTP API bump and `/metrics` reads.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,6 +9,10 @@ use std::time::Duration;
 
 use dta_protocol::Cid;
 use dta_protocol::misconduct::Offence;
+
+pub mod family;
+
+pub use family::{CounterFamily, HistogramFamily, HistogramReading};
 
 /// Upper bounds, in seconds, of the request-latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -57,8 +62,34 @@ pub struct Metrics {
     /// Identity documents rejected.
     pub identities_rejected: AtomicU64,
     /// Custody deliveries and steps refused (a bad signature, a sender that may not ask, a
-    /// certificate that does not verify...).
-    pub custody_rejected: AtomicU64,
+    /// certificate that does not verify...), by reason: `invalid`, `unknown_identity`,
+    /// `exists`, `conflict`, `not_found`, `unreachable`, `internal`.
+    pub custody_rejected: CounterFamily,
+    /// Time a role actor took over one delivered envelope, by role and envelope kind.
+    pub custody_steps: HistogramFamily,
+    /// Records entering a state, by kind (`order`, `mpin`), role and state: orders certified
+    /// and released, keys generated without a dealer, committees refreshed, M-Pin shares
+    /// issued or refused.
+    pub record_states: CounterFamily,
+    /// Signatures made with a key nobody holds, by scheme (`bip340` for FROST, or threshold
+    /// BLS), as they land at the coordinating principal.
+    pub threshold_signatures: CounterFamily,
+    /// Custody deliveries sent again after a failed attempt.
+    pub delivery_retries: AtomicU64,
+    /// Bitswap blocks this node fetched from peers, and their bytes.
+    pub bitswap_blocks_received: AtomicU64,
+    /// Bytes of those blocks.
+    pub bitswap_bytes_received: AtomicU64,
+    /// Bitswap blocks this node served to peers.
+    pub bitswap_blocks_sent: AtomicU64,
+    /// Bytes of those blocks.
+    pub bitswap_bytes_sent: AtomicU64,
+    /// HTTP API calls answered, by route template, method and status.
+    pub http_requests: CounterFamily,
+    /// Time the HTTP API took to answer, by route template and method.
+    pub http_latency: HistogramFamily,
+    /// Keystore operations and their time, by backend (`soft`, `pkcs11`) and operation.
+    pub keystore_operations: HistogramFamily,
     /// Custody deliveries given up after every attempt (the peer was unreachable or refused
     /// them); the principal's and the beneficiary's resumption sends what matters again.
     pub deliveries_abandoned: AtomicU64,
