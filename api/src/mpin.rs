@@ -38,7 +38,7 @@ pub struct MasterChoice {
 }
 
 /// The body of an issuance call.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
     /// The M-Pin identity (client secrets and permits).
@@ -55,7 +55,7 @@ pub struct IssueBody {
 }
 
 /// A master secret generated t-of-n, as a request names it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MasterBody {
     /// The `mpin-master` order's reference.

@@ -38,7 +38,7 @@ pub struct NewOrder {
 }
 
 /// The body of `POST /v2/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// Unique reference; generated when absent.
@@ -61,10 +61,13 @@ pub struct CreateBody {
     #[serde(default)]
     pub input: BTreeMap<String, String>,
     /// The secret, as UTF-8 text, for plugins that take one.
+    #[schema(value_type = Option<String>, write_only)]
     pub secret: Option<SecretText>,
     /// The secret's bytes in hex, for secrets that are not text.
+    #[schema(value_type = Option<String>, write_only)]
     pub secret_hex: Option<SecretText>,
     /// The secret's bytes in standard base64 (padding optional).
+    #[schema(value_type = Option<String>, write_only)]
     pub secret_base64: Option<SecretText>,
     /// Refresh the shares this often (ms) once certified.
     pub refresh_every_ms: Option<u64>,
@@ -98,7 +101,7 @@ impl CreateBody {
 }
 
 /// The body of `POST /v2/orders/{ref}/release`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
     /// Release to this identity rather than the order's beneficiary.
@@ -113,7 +116,7 @@ impl ReleaseBody {
 }
 
 /// The body of `POST /v2/orders/{ref}/reshare`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReshareBody {
     /// The next committee's identity CIDs, in share order.

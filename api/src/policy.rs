@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::BodyError;
 
 /// An approver group as JSON gives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupBody {
     /// The group's name.
@@ -25,7 +25,7 @@ pub struct GroupBody {
 }
 
 /// The `policy` of `POST /v2/orders` (and of `dta order create --policy FILE`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
     /// Approver groups.
@@ -34,6 +34,7 @@ pub struct PolicyBody {
     /// `{"group": "legal"}`, `{"all": [...]}`, `{"any": [...]}`,
     /// `{"at-least": {"count": 2, "of": [...]}}`; every group when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub rule: Option<Rule>,
     /// No release before this time (ms since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +54,7 @@ pub struct PolicyBody {
 }
 
 /// The `signing` of a policy: `{"max_signatures": 10, "message_prefixes_hex": ["6474612f"]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigningBody {
     /// Most signatures the key makes.
@@ -166,7 +167,7 @@ impl From<&ReleasePolicy> for PolicyBody {
 }
 
 /// The body of `POST /v2/orders/{reference}/approvals`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
     /// The release or reshare request's CID.

@@ -17,6 +17,7 @@ mod log;
 mod mpin;
 mod mpin_master;
 mod network;
+mod openapi;
 mod operations;
 mod policy;
 mod process;

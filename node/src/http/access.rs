@@ -85,6 +85,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint("/", "this index", &[("GET", Access::Open)]),
     endpoint("/v2/health", "readiness", &[("GET", Access::Open)]),
     endpoint(
+        "/v2/openapi.json",
+        "this API as an OpenAPI 3.1 document",
+        &[("GET", Access::Open)],
+    ),
+    endpoint(
         "/v2/events",
         "this node live: server-sent events (snapshot, peers, record, heartbeat)",
         &[("GET", READ)],

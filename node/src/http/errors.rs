@@ -93,6 +93,24 @@ impl ErrorCode {
         }
     }
 
+    /// Every code, in the order of their statuses.
+    pub const ALL: [ErrorCode; 14] = [
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Conflict,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::InvalidBody,
+        Self::Internal,
+        Self::PeerFailed,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::Other,
+    ];
+
     /// The name in answers.
     pub fn as_str(self) -> &'static str {
         match self {

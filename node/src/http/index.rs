@@ -41,7 +41,9 @@ pub(super) async fn index(State(state): State<ApiState>) -> Json<Value> {
 
 /// `GET /v2/health`: 200 `{"status": "ready", ...}` while the node listens and its network
 /// runs; 503 otherwise (for example while the network actor restarts).
-pub(super) async fn health(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn health(
+    State(state): State<ApiState>,
+) -> Result<Json<super::answers::HealthAnswer>, ApiError> {
     let snapshot = state.network.snapshot();
     if snapshot.peer_id.is_none() || snapshot.listen_addrs.is_empty() {
         return Err(ApiError(
@@ -50,10 +52,10 @@ pub(super) async fn health(State(state): State<ApiState>) -> Result<Json<Value>,
         ));
     }
     let identities = state.directory.borrow().identities.len();
-    Ok(Json(json!({
-        "status": "ready",
-        "listening": snapshot.listen_addrs.len(),
-        "peers": snapshot.connected.len(),
-        "identities": identities,
-    })))
+    Ok(Json(super::answers::HealthAnswer {
+        status: "ready".into(),
+        listening: snapshot.listen_addrs.len(),
+        peers: snapshot.connected.len(),
+        identities,
+    }))
 }

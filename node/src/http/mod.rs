@@ -70,6 +70,7 @@ pub struct OrderDefaults {
 }
 
 mod access;
+mod answers;
 mod chain;
 mod errors;
 mod events;
@@ -77,6 +78,7 @@ mod index;
 mod metrics;
 mod mpin;
 mod observe;
+mod openapi;
 mod orders;
 mod peers;
 mod policy;
@@ -114,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(index::index))
         .route("/v2/health", get(index::health))
         .route("/v2/events", get(events::events))
+        .route("/v2/openapi.json", get(openapi::served))
         .route("/ui", get(ui::page))
         .route("/ui/{asset}", get(ui::asset))
         .route("/v2/node", get(node))
@@ -221,24 +224,23 @@ async fn limit_body(request: Request, next: Next) -> Response {
 }
 
 fn identity_json(identity: &KnownIdentity) -> Value {
-    json!({
-        "cid": identity.cid.to_string(),
-        "name": identity.name,
-        "peer_id": identity.peer_id.to_string(),
-        "created_at": identity.created_at,
-    })
+    serde_json::to_value(answers::IdentityAnswer::of(identity)).unwrap_or(Value::Null)
 }
 
-async fn node(State(state): State<ApiState>) -> Json<Value> {
+async fn node(State(state): State<ApiState>) -> Json<answers::NodeAnswer> {
     let snapshot = state.network.snapshot();
-    Json(json!({
-        "identity": state.identity,
-        "name": state.name,
-        "peer_id": snapshot.peer_id.map(|p| p.to_string()),
-        "listen_addrs": snapshot.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "roles": state.roles,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    Json(answers::NodeAnswer {
+        identity: state.identity.clone(),
+        name: state.name.clone(),
+        peer_id: snapshot.peer_id.map(|p| p.to_string()),
+        listen_addrs: snapshot
+            .listen_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        roles: state.roles.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 /// The keystore's backend, token and number of secrets; never a secret.
@@ -263,20 +265,8 @@ async fn peers(State(state): State<ApiState>) -> Json<Value> {
 /// The connected peers, with the identity and name known for each.
 fn peers_json(state: &ApiState) -> Value {
     let snapshot = state.network.snapshot();
-    let directory = state.directory.borrow().clone();
-    let peers: Vec<Value> = snapshot
-        .connected
-        .iter()
-        .map(|peer| {
-            let known = directory.identities.values().find(|i| i.peer_id == *peer);
-            json!({
-                "peer_id": peer.to_string(),
-                "identity": known.map(|i| i.cid.to_string()),
-                "name": known.map(|i| i.name.clone()),
-            })
-        })
-        .collect();
-    Value::Array(peers)
+    serde_json::to_value(peers::listed(state, snapshot.connected.into_iter()))
+        .unwrap_or(Value::Null)
 }
 
 async fn identities(State(state): State<ApiState>) -> Json<Value> {
@@ -390,7 +380,7 @@ pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownI
 }
 
 /// The body of `POST /v2/identities`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HostBody {
     name: String,
@@ -406,7 +396,8 @@ async fn create_identity(
 }
 
 /// Query of `PUT /v2/blocks`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PutQuery {
     /// `raw` (default) or `dag-cbor`.

@@ -238,7 +238,8 @@ pub async fn server_secret(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = MpinTokenBody)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     identity: String,
@@ -275,7 +276,7 @@ pub async fn token(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeBody {
     identity: String,
@@ -352,7 +353,7 @@ pub async fn challenge(
     Ok(Json(json!({ "session": session, "y": hex::encode(y) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     session: String,

@@ -60,57 +60,7 @@ pub(super) fn role_actor(state: &ApiState, role: Role) -> Result<ActorRef<RoleMs
 
 /// A record as the API shows it, with who the order still waits for (principal).
 pub(super) fn record_json(state: &ApiState, record: &OrderRecord) -> Value {
-    let mut json = stored_record_json(record);
-    json["policy"] = super::policy::progress_json(state, record);
-    json["waiting_for"] = dta_actors::custody::awaited(&state.store, record)
-        .iter()
-        .map(|awaited| {
-            json!({
-                "identity": awaited.identity.to_string(),
-                "for": awaited.what.name(),
-                "since_ms": awaited.since,
-            })
-        })
-        .collect();
-    json["signing"] = super::signing::runs_json(state, record);
-    json
-}
-
-fn stored_record_json(record: &OrderRecord) -> Value {
-    let map = |m: &std::collections::BTreeMap<u32, Cid>| -> Value {
-        m.iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    json!({
-        "reference": record.reference,
-        "role": record.role,
-        "state": record.state,
-        "order": record.order.to_string(),
-        "commitment": record.commitment.map(|c| c.to_string()),
-        "certificate": record.certificate.map(|c| c.to_string()),
-        "principal": record.principal.to_string(),
-        "fiduciaries": record.fiduciaries.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "threshold": record.threshold,
-        "epoch": record.epoch,
-        "refresh_every_ms": record.refresh_every_ms,
-        "shares_deleted": record.deletions.len(),
-        "max_releases": record.max_releases,
-        "signatures": record.signatures.len(),
-        "releases": map(&record.releases),
-        "shares": map(&record.shares),
-        "receipts": map(&record.receipts),
-        "served": map(&record.served),
-        "held": record.held.iter().map(|h| json!({
-            "what": h.gated.name(),
-            "sequence": h.gated.sequence(),
-            "request": h.request.to_string(),
-            "since_ms": h.seen_ms,
-        })).collect::<Vec<_>>(),
-        "votes": record.votes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "head": record.head.to_string(),
-    })
+    serde_json::to_value(super::answers::RecordAnswer::of(state, record)).unwrap_or(Value::Null)
 }
 
 fn records(state: &ApiState) -> Result<Vec<OrderRecord>, ApiError> {
@@ -138,9 +88,11 @@ fn records_of(
 }
 
 /// `?principal=CID`: whose order, where two principals used one reference.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalQuery {
+    /// Whose order (an identity CID), where two principals used one reference.
     principal: Option<String>,
 }
 
@@ -420,8 +372,9 @@ pub async fn secret(
     .into_response())
 }
 
-/// Query of `GET /v2/orders/{ref}/audit`.
-#[derive(Debug, Deserialize)]
+/// Query of `GET /v2/orders/{ref}/audit` (and `/car`, `/log`).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Where to start; by default the head this node recorded for the order.

@@ -52,26 +52,27 @@ async fn apply(
     Ok(())
 }
 
-fn listed(state: &ApiState, peers: impl Iterator<Item = PeerId>) -> Value {
+pub(super) fn listed(
+    state: &ApiState,
+    peers: impl Iterator<Item = PeerId>,
+) -> Vec<super::answers::PeerAnswer> {
     let directory = state.directory.borrow().clone();
-    Value::Array(
-        peers
-            .map(|peer| {
-                let known = directory.identities.values().find(|i| i.peer_id == peer);
-                json!({
-                    "peer_id": peer.to_string(),
-                    "identity": known.map(|i| i.cid.to_string()),
-                    "name": known.map(|i| i.name.clone()),
-                })
-            })
-            .collect(),
-    )
+    peers
+        .map(|peer| {
+            let known = directory.identities.values().find(|i| i.peer_id == peer);
+            super::answers::PeerAnswer {
+                peer_id: peer.to_string(),
+                identity: known.map(|i| i.cid.to_string()),
+                name: known.map(|i| i.name.clone()),
+            }
+        })
+        .collect()
 }
 
 /// `GET /v2/peers/blocked`.
 pub async fn blocked(State(state): State<ApiState>) -> Json<Value> {
     let blocked = state.network.snapshot().blocked;
-    Json(listed(&state, blocked.into_iter()))
+    Json(serde_json::to_value(listed(&state, blocked.into_iter())).unwrap_or(Value::Null))
 }
 
 /// `PUT /v2/peers/blocked/{peer}`: idempotent.

@@ -21,7 +21,7 @@ use super::orders::{
 use super::{ApiError, ApiState};
 
 /// The body of `POST /v2/orders/{ref}/sign`: exactly one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignBody {
     /// The message, hex (1 to 4096 bytes).

@@ -53,7 +53,8 @@ pub(super) async fn list(State(state): State<ApiState>) -> Json<Value> {
 }
 
 /// Body of `POST /v2/tokens`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = NewTokenBody)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
     /// Scope names (`["read", "order"]`, or `["all"]`).

@@ -95,7 +95,8 @@ fn identity_json(identity: &KnownIdentity) -> Value {
 
 /// Paging of `GET /v1/identity` and `GET /v1/order`. The original required `page` and
 /// `perPage`; they default to 0 and 10 here, the defaults its API description gave.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct Paging {
     page: Option<usize>,
@@ -168,7 +169,8 @@ pub async fn identity(
 }
 
 /// The body of `POST /v1/identity` (the original 0.1.0 API), keys folded by [`read_body`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = V1IdentityBody)]
 pub struct IdentityBody {
     name: Option<String>,
 }
@@ -233,7 +235,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
 
 /// The body of `POST /v1/order`, keys folded by [`read_body`]. No `Debug`: safeguardsecret's
 /// `extension.plainText` is the secret.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = V1OrderBody)]
 pub struct OrderBody {
     #[serde(default, rename = "beneficiaryiddocumentcid")]
     beneficiary_id_document_cid: Option<String>,
@@ -437,7 +440,8 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
 
 /// The body of `POST /v1/order/secret`, keys folded by [`read_body`]. No `Debug`, like
 /// [`OrderBody`].
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = V1SecretBody)]
 pub struct SecretBody {
     #[serde(rename = "orderreference")]
     order_reference: String,

@@ -22,9 +22,11 @@ pub const MAX_WAIT_SECONDS: u64 = 3_600;
 const RECHECK: Duration = Duration::from_millis(500);
 
 /// `?wait=SECONDS`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
+    /// Wait this many seconds (at most 300) for the step to land; 202 if it has not.
     wait: Option<u64>,
 }
 

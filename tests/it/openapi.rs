@@ -1,0 +1,304 @@
+//! The API's OpenAPI document (`docs/openapi.json`, the one every node serves) against real
+//! answers: on a testnet that certified and released an order, every route is called, with
+//! real arguments and with wrong ones, and each answer (status, media type, body) is checked
+//! by openapi-core (PyPI), an independent validator, against the document.
+//!
+//! `#[ignore]`d in a plain `cargo test`: it needs openapi-core, which `scripts/test` installs
+//! in its Python environment (`DTA_OPENAPI_PYTHON`) before it runs this with
+//! `--ignored openapi::`.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use dta_node::client::Method;
+use serde_json::{Value, json};
+
+use crate::custody::{Api, BENEFICIARY, PRINCIPAL, identity, one_role_each, order};
+
+const SCRIPT: &str = include_str!("../interop/openapi_answers.py");
+
+/// One call and its answer, as the checker reads it.
+async fn exchange(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = http.request(method.clone(), format!("{base}{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    let content_type = answer
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = answer.bytes().await.unwrap();
+    let mut exchange = json!({
+        "method": method.as_str(),
+        "path": path,
+        "status": status,
+        "content_type": content_type,
+    });
+    // Binary answers (blocks, CAR archives) travel to the checker in base64.
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => exchange["body"] = json!(text),
+        Err(_) => {
+            use base64::Engine as _;
+            exchange["body_base64"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        }
+    }
+    exchange
+}
+
+/// Whether `path` (as called, maybe with a query) is an instance of the route `template`.
+fn matches(template: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    let (wanted, given): (Vec<&str>, Vec<&str>) =
+        (template.split('/').collect(), path.split('/').collect());
+    wanted.len() == given.len()
+        && wanted
+            .iter()
+            .zip(&given)
+            .all(|(w, g)| w == g || (w.starts_with('{') && !g.is_empty()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs openapi-core (PyPI): scripts/test installs it and runs it"]
+async fn every_routes_real_answers_match_the_openapi_document() {
+    let python = std::env::var("DTA_OPENAPI_PYTHON")
+        .expect("DTA_OPENAPI_PYTHON must name a Python with openapi-core");
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    order(&api, &net, "answers-1", "the launch codes").await;
+    let (status, released) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/answers-1/release?wait=30",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    let token = dta_node::tokens::read_token_file(&net.node(PRINCIPAL).token_file())
+        .unwrap()
+        .unwrap();
+    let http = crate::process::raw_http_with(token.as_str());
+    let base = net.node(PRINCIPAL).info().api.clone();
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/answers-1").await;
+    let head = shown[0]["head"].as_str().unwrap().to_owned();
+    let principal = identity(&net, PRINCIPAL);
+    let peer = net.node(1).info().peer_id.to_string();
+    let (_, tokens) = api.get(&net, PRINCIPAL, "/v2/tokens").await;
+    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+
+    let index: Value = http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut exchanges = Vec::new();
+    // Every GET route with real arguments.
+    for endpoint in index["endpoints"].as_array().unwrap() {
+        let template = endpoint["path"].as_str().unwrap();
+        if !endpoint["method"].as_str().unwrap().split('|').any(|m| m == "GET")
+            // A live stream never ends; its status and media type are checked in `live`.
+            || template == "/v2/events"
+        {
+            continue;
+        }
+        let path = template
+            .replace("{reference}", "answers-1")
+            .replace("{peer}", &peer)
+            .replace("{asset}", "node.js")
+            .replace(
+                "{cid}",
+                if template.starts_with("/v2/blocks") {
+                    &head
+                } else {
+                    &principal
+                },
+            );
+        exchanges.push(exchange(&http, &base, Method::GET, &path, None).await);
+    }
+    // Changes, each with a body the node takes, and failures of every kind.
+    let fiduciaries: Vec<String> = (1..4).map(|i| identity(&net, i)).collect();
+    let beneficiary = identity(&net, BENEFICIARY);
+    let calls: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::POST,
+            "/v2/orders?wait=30".into(),
+            Some(json!({
+                "reference": "answers-2",
+                "fiduciaries": fiduciaries,
+                "threshold": 2,
+                "beneficiary": beneficiary,
+                "secret_hex": "00ff10",
+            })),
+        ),
+        (
+            Method::POST,
+            "/v2/orders".into(),
+            Some(json!({"threshold": 2})),
+        ),
+        (
+            Method::POST,
+            "/v2/orders".into(),
+            Some(json!({"fiduciaries": ["not-a-cid"], "threshold": 1, "secret": "x"})),
+        ),
+        (Method::GET, "/v2/orders/no-such-order".into(), None),
+        (
+            Method::GET,
+            "/v2/orders/answers-1?principal=not-a-cid".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v2/orders/answers-2/release?wait=30".into(),
+            Some(json!({})),
+        ),
+        (Method::POST, "/v2/orders/answers-1/refresh".into(), None),
+        (
+            Method::POST,
+            "/v2/orders/answers-1/approvals".into(),
+            Some(json!({"request": "not-a-cid"})),
+        ),
+        (
+            Method::POST,
+            "/v2/orders/answers-1/sign".into(),
+            Some(json!({"message_hex": "00"})),
+        ),
+        (
+            Method::POST,
+            "/v2/identities".into(),
+            Some(json!({"name": "hosted-answers"})),
+        ),
+        (
+            Method::POST,
+            "/v2/tokens".into(),
+            Some(json!({"scopes": ["read"], "label": "answers"})),
+        ),
+        (
+            Method::POST,
+            "/v2/tokens".into(),
+            Some(json!({"scopes": []})),
+        ),
+        (Method::DELETE, format!("/v2/tokens/{token_id}x"), None),
+        (Method::PUT, format!("/v2/peers/blocked/{peer}"), None),
+        (Method::DELETE, format!("/v2/peers/blocked/{peer}"), None),
+        (Method::DELETE, format!("/v2/peers/blocked/{peer}"), None),
+        (
+            Method::POST,
+            "/v2/mpin/auth/verify".into(),
+            Some(json!({"session": "none", "v": "00"})),
+        ),
+        (Method::POST, "/v2/orders/answers-1/abandon".into(), None),
+        (
+            Method::POST,
+            "/v2/orders/answers-1/reshare".into(),
+            Some(json!({"fiduciaries": ["not-a-cid"], "threshold": 1})),
+        ),
+        (
+            Method::PUT,
+            "/v2/blocks".into(),
+            Some(json!({"any": "bytes"})),
+        ),
+        (Method::POST, "/v2/blocks/import".into(), Some(json!({}))),
+        (
+            Method::POST,
+            "/v2/mpin/client-secret".into(),
+            Some(json!({"identity": "alice@example.org"})),
+        ),
+        (
+            Method::POST,
+            "/v2/mpin/server-secret".into(),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v2/mpin/permit".into(),
+            Some(json!({"identity": "alice@example.org", "date": 20000})),
+        ),
+        (
+            Method::POST,
+            "/v2/mpin/token".into(),
+            Some(json!({"identity": "alice@example.org", "pin": 1234})),
+        ),
+        (
+            Method::POST,
+            "/v2/mpin/auth/challenge".into(),
+            Some(json!({"identity": "alice@example.org", "u": "00"})),
+        ),
+        (
+            Method::POST,
+            "/v1/identity".into(),
+            Some(json!({"name": "v1-answers"})),
+        ),
+        (
+            Method::POST,
+            "/v1/order".into(),
+            Some(json!({"beneficiaryIDDocumentCID": identity(&net, BENEFICIARY)})),
+        ),
+        (
+            Method::POST,
+            "/v1/order/secret".into(),
+            Some(json!({"orderReference": "no-such-order"})),
+        ),
+        (Method::GET, "/v1/order?page=0&perPage=5".into(), None),
+        (Method::GET, "/v1/identity?page=0&perPage=5".into(), None),
+    ];
+    for (method, path, body) in calls {
+        exchanges.push(exchange(&http, &base, method, &path, body).await);
+    }
+    // Without a token: 401 on every closed route.
+    let anonymous = reqwest::Client::new();
+    exchanges.push(exchange(&anonymous, &base, Method::GET, "/v2/orders", None).await);
+    net.stop().await;
+    // Every method of every route was called (the event stream aside).
+    for endpoint in index["endpoints"].as_array().unwrap() {
+        let template = endpoint["path"].as_str().unwrap();
+        for method in endpoint["method"].as_str().unwrap().split('|') {
+            let called = exchanges
+                .iter()
+                .any(|e| e["method"] == method && matches(template, e["path"].as_str().unwrap()));
+            assert!(
+                called || template == "/v2/events",
+                "{method} {template} was not called"
+            );
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let exchanges_file = dir.path().join("exchanges.jsonl");
+    let mut file = std::fs::File::create(&exchanges_file).unwrap();
+    for exchange in &exchanges {
+        writeln!(file, "{exchange}").unwrap();
+    }
+    let script = dir.path().join("openapi_answers.py");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let document = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&document)
+        .arg(&exchanges_file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    println!("{said}");
+    assert!(
+        output.status.success(),
+        "answers that do not match docs/openapi.json:\n{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&format!("{} checked, 0 failed", exchanges.len())),
+        "{said}"
+    );
+}
