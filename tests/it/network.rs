@@ -202,12 +202,15 @@ async fn a_restarted_node_dials_the_peers_it_met_before() {
     net.test_node(0).move_to_new_ports();
     net.test_node(0).start().await.expect("restart");
     let mut snapshot = net.node(0).network().watch();
+    // `wait_for` answers a read guard of the snapshot: it is let go at once, or the swarm
+    // could never publish again (and `stop` would wait for it forever).
     let reconnected = tokio::time::timeout(
         TIMEOUT,
         snapshot.wait_for(|s| others.iter().all(|p| s.connected.contains(p))),
     )
-    .await;
-    assert!(reconnected.is_ok(), "node 0 stayed alone after its restart");
+    .await
+    .is_ok_and(|seen| seen.is_ok());
+    assert!(reconnected, "node 0 stayed alone after its restart");
     net.stop().await;
 }
 

@@ -257,6 +257,20 @@ async fn every_routes_real_answers_match_the_openapi_document() {
     for (method, path, body) in calls {
         exchanges.push(exchange(&http, &base, method, &path, body).await);
     }
+    // A received secret, where it was received.
+    let beneficiary_token = dta_node::tokens::read_token_file(&net.node(BENEFICIARY).token_file())
+        .unwrap()
+        .unwrap();
+    let received = exchange(
+        &crate::process::raw_http_with(beneficiary_token.as_str()),
+        &net.node(BENEFICIARY).info().api,
+        Method::GET,
+        "/v2/orders/answers-1/secret",
+        None,
+    )
+    .await;
+    assert_eq!(received["status"], 200, "{received}");
+    exchanges.push(received);
     // Without a token: 401 on every closed route.
     let anonymous = reqwest::Client::new();
     exchanges.push(exchange(&anonymous, &base, Method::GET, "/v2/orders", None).await);

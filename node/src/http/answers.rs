@@ -248,3 +248,183 @@ impl RecordAnswer {
         }
     }
 }
+
+/// `GET /`: where the endpoints are and what each needs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexAnswer {
+    /// `dta`.
+    pub service: String,
+    /// The crate version.
+    pub version: String,
+    /// This node's identity CID.
+    pub identity: String,
+    /// Its name.
+    pub name: String,
+    /// Every endpoint.
+    pub endpoints: Vec<EndpointAnswer>,
+}
+
+/// One endpoint of the index.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointAnswer {
+    /// Its methods, `|`-separated.
+    pub method: String,
+    /// Its path, `{name}` for a parameter.
+    pub path: String,
+    /// What it is for.
+    pub what: String,
+    /// What each method needs: `open`, scopes joined by `+`, `v1:...`, `metrics`.
+    pub access: BTreeMap<String, String>,
+}
+
+/// `GET /v2/keystore`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeystoreAnswer {
+    /// `soft` or `pkcs11`.
+    pub backend: String,
+    /// The token's label, for a PKCS#11 keystore.
+    pub token: Option<String>,
+    /// Secrets kept.
+    pub secrets: usize,
+}
+
+/// An API token's record (`/v2/tokens`); the token itself only in the answer that made it.
+/// No `Debug`: it may hold the token.
+#[derive(Serialize, ToSchema)]
+pub struct TokenAnswer {
+    /// Its id.
+    pub id: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The operator's note.
+    pub label: Option<String>,
+    /// When it was made.
+    pub created_ms: u64,
+    /// When it expires, if it does.
+    pub expires_ms: Option<u64>,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<u64>,
+    /// Whether it works now.
+    pub live: bool,
+    /// The token (`dta_...`), shown this once, when it was just made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `PUT /v2/peers/blocked/{peer}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlockedAnswer {
+    /// The peer now blocked.
+    pub blocked: String,
+}
+
+/// `DELETE /v2/peers/blocked/{peer}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnblockedAnswer {
+    /// The peer no longer blocked.
+    pub unblocked: String,
+}
+
+/// `PUT /v2/blocks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredBlockAnswer {
+    /// The block's CID.
+    pub cid: String,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+/// `POST /v2/blocks/import`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportAnswer {
+    /// The archive's roots.
+    pub roots: Vec<String>,
+    /// Blocks stored.
+    pub blocks: usize,
+}
+
+/// `POST /v2/orders/{ref}/approvals`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteAnswer {
+    /// The vote envelope's CID.
+    pub cid: String,
+    /// `approval` or `veto`.
+    pub kind: String,
+}
+
+/// An offence an audit proved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MisconductAnswer {
+    /// The culprit's identity CID.
+    pub culprit: String,
+    /// The offence.
+    pub offence: String,
+    /// The envelope that proves it.
+    pub evidence: String,
+}
+
+/// An envelope of an audited log, by kind.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditedEnvelope {
+    /// Its CID.
+    pub cid: String,
+    /// Its kind (`order-request`, ...).
+    pub kind: String,
+}
+
+/// `GET /v2/orders/{ref}/audit`, when the audit passed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditAnswer {
+    /// The order's reference.
+    pub reference: String,
+    /// Where the audited log ends.
+    pub head: String,
+    /// `true` (a failed audit is a 422).
+    pub passed: bool,
+    /// Envelopes fetched from peers first.
+    pub fetched: usize,
+    /// Whether the log holds a custody certificate.
+    pub certified: bool,
+    /// Receipts in the log.
+    pub receipts: usize,
+    /// Release policies checked.
+    pub policies: usize,
+    /// Threshold signatures checked.
+    pub threshold_signatures: usize,
+    /// Offences the log proves.
+    pub misconduct: Vec<MisconductAnswer>,
+    /// The main chain's envelopes, oldest first.
+    pub envelopes: Vec<AuditedEnvelope>,
+}
+
+/// One envelope of an order's log as the web page draws it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogEnvelopeAnswer {
+    /// Its CID.
+    pub cid: String,
+    /// Its kind.
+    pub kind: String,
+    /// The signer's identity CID.
+    pub signer: String,
+    /// The signer's name, where known.
+    pub signer_name: Option<String>,
+    /// When the signer made it, by its clock.
+    pub timestamp_ms: u64,
+    /// The envelope it links back to.
+    pub prev: Option<String>,
+    /// Whom its sealed part is for (identity CIDs).
+    pub sealed_for: Vec<String>,
+    /// Whether it is on the main chain (else it hangs off it).
+    pub on_chain: bool,
+}
+
+/// `GET /v2/orders/{ref}/log`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogAnswer {
+    /// The order's reference.
+    pub reference: String,
+    /// Where the log ends.
+    pub head: String,
+    /// The main chain oldest first, then what hangs off it in time order.
+    pub envelopes: Vec<LogEnvelopeAnswer>,
+}

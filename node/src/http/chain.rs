@@ -13,8 +13,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use dta_protocol::Cid;
 use dta_protocol::envelope::SignedEnvelope;
-use serde_json::{Value, json};
 
+use super::answers::{LogAnswer, LogEnvelopeAnswer};
 use super::orders::AuditQuery;
 use super::{ApiError, ApiState};
 
@@ -23,7 +23,7 @@ pub async fn log(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogAnswer>, ApiError> {
     let (head, blocks) = super::orders::collected_log(&state, &reference, query).await?;
     // Identity documents are blocks of the log too; only envelopes are drawn.
     let envelopes: Vec<(Cid, SignedEnvelope)> = blocks
@@ -51,27 +51,31 @@ pub async fn log(
     };
     let shown = |cid: Cid, signed: &SignedEnvelope| {
         let envelope = &signed.envelope;
-        json!({
-            "cid": cid.to_string(),
-            "kind": envelope.kind,
-            "signer": envelope.sender.to_string(),
-            "signer_name": name_of(&envelope.sender),
-            "timestamp_ms": envelope.timestamp,
-            "prev": envelope.prev.map(|p| p.to_string()),
-            "sealed_for": envelope.recipients.iter().map(|r| r.identity.to_string()).collect::<Vec<_>>(),
-            "on_chain": on_chain.contains(&cid),
-        })
+        LogEnvelopeAnswer {
+            cid: cid.to_string(),
+            kind: envelope.kind.name().to_owned(),
+            signer: envelope.sender.to_string(),
+            signer_name: name_of(&envelope.sender),
+            timestamp_ms: envelope.timestamp,
+            prev: envelope.prev.map(|p| p.to_string()),
+            sealed_for: envelope
+                .recipients
+                .iter()
+                .map(|r| r.identity.to_string())
+                .collect(),
+            on_chain: on_chain.contains(&cid),
+        }
     };
-    let mut shown_envelopes: Vec<Value> = chain
+    let mut shown_envelopes: Vec<LogEnvelopeAnswer> = chain
         .iter()
         .filter_map(|cid| by_cid.get(cid).map(|signed| shown(*cid, signed)))
         .collect();
     shown_envelopes.extend(hanging.into_iter().map(|(cid, signed)| shown(*cid, signed)));
-    Ok(Json(json!({
-        "reference": reference,
-        "head": head.to_string(),
-        "envelopes": shown_envelopes,
-    })))
+    Ok(Json(LogAnswer {
+        reference,
+        head: head.to_string(),
+        envelopes: shown_envelopes,
+    }))
 }
 
 /// The chain from `head` back along `prev`, oldest first (as far as the envelopes go).

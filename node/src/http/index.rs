@@ -3,40 +3,38 @@
 //! What each endpoint does is documented in the README; this lists where they are and what
 //! calling each needs (the table in `access.rs`).
 
+use super::access::ENDPOINTS;
+use super::answers::{EndpointAnswer, IndexAnswer};
+use super::{ApiError, ApiState};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
-
-use super::access::ENDPOINTS;
-use super::{ApiError, ApiState};
 
 /// `GET /`.
-pub(super) async fn index(State(state): State<ApiState>) -> Json<Value> {
-    let endpoints: Vec<Value> = ENDPOINTS
+pub(super) async fn index(State(state): State<ApiState>) -> Json<IndexAnswer> {
+    let endpoints = ENDPOINTS
         .iter()
         .map(|endpoint| {
             let methods: Vec<&str> = endpoint.methods.iter().map(|(m, _)| *m).collect();
-            let access: serde_json::Map<String, Value> = endpoint
-                .methods
-                .iter()
-                .map(|(m, access)| ((*m).to_owned(), access.describe().into()))
-                .collect();
-            json!({
-                "method": methods.join("|"),
-                "path": endpoint.path,
-                "what": endpoint.about,
-                "access": access,
-            })
+            EndpointAnswer {
+                method: methods.join("|"),
+                path: endpoint.path.to_owned(),
+                what: endpoint.about.to_owned(),
+                access: endpoint
+                    .methods
+                    .iter()
+                    .map(|(m, access)| ((*m).to_owned(), access.describe()))
+                    .collect(),
+            }
         })
         .collect();
-    Json(json!({
-        "service": "dta",
-        "version": env!("CARGO_PKG_VERSION"),
-        "identity": state.identity,
-        "name": state.name,
-        "endpoints": endpoints,
-    }))
+    Json(IndexAnswer {
+        service: "dta".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        identity: state.identity.clone(),
+        name: state.name.clone(),
+        endpoints,
+    })
 }
 
 /// `GET /v2/health`: 200 `{"status": "ready", ...}` while the node listens and its network

@@ -17,7 +17,7 @@ use dta_actors::metrics::Metrics;
 use dta_actors::network::NetworkHandle;
 use dta_actors::store::Store;
 use dta_protocol::block::parse_cid;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
 /// What the handlers read.
@@ -244,18 +244,20 @@ async fn node(State(state): State<ApiState>) -> Json<answers::NodeAnswer> {
 }
 
 /// The keystore's backend, token and number of secrets; never a secret.
-async fn keystore_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn keystore_status(
+    State(state): State<ApiState>,
+) -> Result<Json<answers::KeystoreAnswer>, ApiError> {
     let status = ractor::call!(
         keystore_actor(&state)?,
         dta_actors::keystore::KeystoreMsg::Status
     )
     .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({
-        "backend": status.backend,
-        "token": status.token,
-        "secrets": status.secrets,
-    })))
+    Ok(Json(answers::KeystoreAnswer {
+        backend: status.backend.to_owned(),
+        token: status.token,
+        secrets: status.secrets,
+    }))
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<Value> {
@@ -410,7 +412,7 @@ async fn put_block(
     State(state): State<ApiState>,
     query: Result<axum::extract::Query<PutQuery>, axum::extract::rejection::QueryRejection>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<answers::StoredBlockAnswer>), ApiError> {
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
     let axum::extract::Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let codec = match query.codec.as_deref().unwrap_or("raw") {
@@ -430,7 +432,10 @@ async fn put_block(
     store_blocks(&state, vec![(block.cid(), block.into_bytes())]).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "cid": cid.to_string(), "size": body.len() })),
+        Json(answers::StoredBlockAnswer {
+            cid: cid.to_string(),
+            size: body.len(),
+        }),
     ))
 }
 
@@ -439,15 +444,15 @@ async fn put_block(
 async fn import_car(
     State(state): State<ApiState>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<answers::ImportAnswer>, ApiError> {
     let car = dta_protocol::car::read(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let count = car.blocks.len();
     store_blocks(&state, car.blocks).await?;
-    Ok(Json(json!({
-        "roots": car.roots.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "blocks": count,
-    })))
+    Ok(Json(answers::ImportAnswer {
+        roots: car.roots.iter().map(ToString::to_string).collect(),
+        blocks: count,
+    }))
 }
 
 /// Writes checked blocks in one synced batch.

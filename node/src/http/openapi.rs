@@ -95,7 +95,11 @@ enum Answer {
 }
 
 fn shape(method: &str, path: &str) -> Shape {
-    use super::answers::{HealthAnswer, IdentityAnswer, NodeAnswer, PeerAnswer, RecordAnswer};
+    use super::answers::{
+        AuditAnswer, BlockedAnswer, HealthAnswer, IdentityAnswer, ImportAnswer, IndexAnswer,
+        KeystoreAnswer, LogAnswer, NodeAnswer, PeerAnswer, RecordAnswer, StoredBlockAnswer,
+        TokenAnswer, UnblockedAnswer, VoteAnswer,
+    };
     use super::orders::{AuditQuery, PrincipalQuery};
     use super::wait::WaitQuery;
     let record = Answer::Typed(component::<RecordAnswer>);
@@ -130,7 +134,17 @@ fn shape(method: &str, path: &str) -> Shape {
         ("GET", "/ui/{asset}") => plain(200, Answer::Script),
         ("GET", "/v2/events") => plain(200, Answer::Events),
         ("GET", "/metrics") => plain(200, Answer::Metrics),
+        ("GET", "/") => plain(200, Answer::Typed(component::<IndexAnswer>)),
         ("GET", "/v2/health") => plain(200, Answer::Typed(component::<HealthAnswer>)),
+        ("GET", "/v2/keystore") => plain(200, Answer::Typed(component::<KeystoreAnswer>)),
+        ("GET", "/v2/tokens") => plain(200, Answer::List(component::<TokenAnswer>)),
+        ("DELETE", "/v2/tokens/{id}") => plain(200, Answer::Typed(component::<TokenAnswer>)),
+        ("PUT", "/v2/peers/blocked/{peer}") => {
+            plain(200, Answer::Typed(component::<BlockedAnswer>))
+        }
+        ("DELETE", "/v2/peers/blocked/{peer}") => {
+            plain(200, Answer::Typed(component::<UnblockedAnswer>))
+        }
         ("GET", "/v2/node") => plain(200, Answer::Typed(component::<NodeAnswer>)),
         ("GET", "/v2/peers") | ("GET", "/v2/peers/blocked") => {
             plain(200, Answer::List(component::<PeerAnswer>))
@@ -143,9 +157,10 @@ fn shape(method: &str, path: &str) -> Shape {
             answer: Answer::Typed(component::<IdentityAnswer>),
             ..with_body(Body::Json(component::<super::HostBody>), 201)
         },
-        ("POST", "/v2/tokens") => {
-            with_body(Body::Json(component::<super::tokens::CreateBody>), 201)
-        }
+        ("POST", "/v2/tokens") => Shape {
+            answer: Answer::Typed(component::<TokenAnswer>),
+            ..with_body(Body::Json(component::<super::tokens::CreateBody>), 201)
+        },
         ("POST", "/v2/orders") => {
             waiting(Body::Json(component::<dta_api::orders::CreateBody>), 201)
         }
@@ -155,7 +170,10 @@ fn shape(method: &str, path: &str) -> Shape {
         },
         ("GET", "/v2/orders/{reference}/secret") => Shape {
             query: query::<PrincipalQuery>(),
-            ..plain(200, Answer::Json)
+            ..plain(
+                200,
+                Answer::Typed(component::<super::orders::ReceivedSecret<'static>>),
+            )
         },
         ("POST", "/v2/orders/{reference}/release") => {
             waiting(Body::Json(component::<dta_api::orders::ReleaseBody>), 200)
@@ -167,18 +185,22 @@ fn shape(method: &str, path: &str) -> Shape {
         ("POST", "/v2/orders/{reference}/sign") => {
             waiting(Body::Json(component::<super::signing::SignBody>), 200)
         }
-        ("POST", "/v2/orders/{reference}/approvals") => {
-            with_body(Body::Json(component::<dta_api::policy::VoteBody>), 201)
-        }
-        ("GET", "/v2/orders/{reference}/audit") | ("GET", "/v2/orders/{reference}/log") => {
-            audit(Answer::Json)
-        }
+        ("POST", "/v2/orders/{reference}/approvals") => Shape {
+            answer: Answer::Typed(component::<VoteAnswer>),
+            ..with_body(Body::Json(component::<dta_api::policy::VoteBody>), 201)
+        },
+        ("GET", "/v2/orders/{reference}/audit") => audit(Answer::Typed(component::<AuditAnswer>)),
+        ("GET", "/v2/orders/{reference}/log") => audit(Answer::Typed(component::<LogAnswer>)),
         ("GET", "/v2/orders/{reference}/car") => audit(Answer::Car),
         ("PUT", "/v2/blocks") => Shape {
             query: query::<super::PutQuery>(),
+            answer: Answer::Typed(component::<StoredBlockAnswer>),
             ..with_body(Body::Block, 201)
         },
-        ("POST", "/v2/blocks/import") => with_body(Body::Car, 200),
+        ("POST", "/v2/blocks/import") => Shape {
+            answer: Answer::Typed(component::<ImportAnswer>),
+            ..with_body(Body::Car, 200)
+        },
         ("GET", "/v2/blocks/{cid}") => plain(200, Answer::Bytes),
         ("POST", "/v2/mpin/client-secret")
         | ("POST", "/v2/mpin/server-secret")

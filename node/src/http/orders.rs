@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::answers::{AuditAnswer, AuditedEnvelope, MisconductAnswer};
 use super::wait::{self, WaitQuery, Waited};
 use super::{ApiError, ApiState};
 
@@ -329,8 +330,9 @@ async fn reshare_to(
 
 /// The answer of `GET /v2/orders/{ref}/secret`, borrowed from copies that are wiped once it
 /// is serialized.
-#[derive(Serialize)]
-struct ReceivedSecret<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SecretAnswer)]
+pub(super) struct ReceivedSecret<'a> {
     reference: &'a str,
     /// The secret as text, when it is UTF-8 (else null).
     secret: Option<&'a str>,
@@ -533,7 +535,7 @@ pub async fn audit(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditAnswer>, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
     let principal = query.principal.as_deref().map(cid).transpose()?;
     let fresh = match (&query.head, &principal) {
@@ -561,25 +563,33 @@ pub async fn audit(
     let directory = state.directory.borrow().clone();
     let report = dta_actors::custody::audit(&state.store, &directory, &reference, head);
     match report {
-        Ok(report) => Ok(Json(json!({
-            "reference": reference,
-            "head": head.to_string(),
-            "passed": true,
-            "fetched": fetched,
-            "certified": report.certified,
-            "receipts": report.receipts,
-            "policies": report.policies,
-            "threshold_signatures": report.threshold_signatures,
-            "misconduct": report.misconduct.iter().map(|m| json!({
-                "culprit": m.culprit.to_string(),
-                "offence": m.offence.name(),
-                "evidence": m.evidence.to_string(),
-            })).collect::<Vec<_>>(),
-            "envelopes": report.envelopes.iter().map(|(cid, kind)| json!({
-                "cid": cid.to_string(),
-                "kind": serde_json::to_value(kind).unwrap_or(Value::Null),
-            })).collect::<Vec<_>>(),
-        }))),
+        Ok(report) => Ok(Json(AuditAnswer {
+            reference,
+            head: head.to_string(),
+            passed: true,
+            fetched,
+            certified: report.certified,
+            receipts: report.receipts,
+            policies: report.policies,
+            threshold_signatures: report.threshold_signatures,
+            misconduct: report
+                .misconduct
+                .iter()
+                .map(|m| MisconductAnswer {
+                    culprit: m.culprit.to_string(),
+                    offence: m.offence.name().to_owned(),
+                    evidence: m.evidence.to_string(),
+                })
+                .collect(),
+            envelopes: report
+                .envelopes
+                .iter()
+                .map(|(cid, kind)| AuditedEnvelope {
+                    cid: cid.to_string(),
+                    kind: kind.name().to_owned(),
+                })
+                .collect(),
+        })),
         Err(err) => Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("audit of {reference} failed: {err}"),

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dta_actors::network::{NetworkCommand, NetworkSnapshot};
 use libp2p::PeerId;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ApiError, ApiState};
 
@@ -79,20 +79,22 @@ pub async fn blocked(State(state): State<ApiState>) -> Json<Value> {
 pub async fn block(
     State(state): State<ApiState>,
     Path(peer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<super::answers::BlockedAnswer>, ApiError> {
     let peer = peer_id(&state, &peer)?;
     apply(&state, NetworkCommand::Block(peer), |s| {
         s.blocked.contains(&peer) && !s.connected.contains(&peer)
     })
     .await?;
-    Ok(Json(json!({ "blocked": peer.to_string() })))
+    Ok(Json(super::answers::BlockedAnswer {
+        blocked: peer.to_string(),
+    }))
 }
 
 /// `DELETE /v2/peers/blocked/{peer}`: 404 when the peer is not blocked.
 pub async fn unblock(
     State(state): State<ApiState>,
     Path(peer): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<super::answers::UnblockedAnswer>, ApiError> {
     let peer = peer_id(&state, &peer)?;
     if !state.network.snapshot().blocked.contains(&peer) {
         return Err(ApiError(
@@ -104,5 +106,7 @@ pub async fn unblock(
         !s.blocked.contains(&peer)
     })
     .await?;
-    Ok(Json(json!({ "unblocked": peer.to_string() })))
+    Ok(Json(super::answers::UnblockedAnswer {
+        unblocked: peer.to_string(),
+    }))
 }

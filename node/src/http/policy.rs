@@ -22,7 +22,7 @@ pub(super) async fn vote(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
     body: Result<Json<VoteBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<super::answers::VoteAnswer>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let vote = body.check()?;
     let vote = NewVote {
@@ -50,7 +50,10 @@ pub(super) async fn vote(
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "cid": made.to_string(), "kind": if veto { "veto" } else { "approval" } })),
+        Json(super::answers::VoteAnswer {
+            cid: made.to_string(),
+            kind: if veto { "veto" } else { "approval" }.to_owned(),
+        }),
     ))
 }
 

@@ -6,22 +6,28 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+
+use super::answers::TokenAnswer;
 
 use super::{ApiError, ApiState};
 use crate::tokens::{Scope, TokenError, TokenRecord, parse_lifetime};
 
 /// What a list shows of a token.
-fn record_json(record: &TokenRecord, now_ms: u64) -> Value {
-    json!({
-        "id": record.id,
-        "scopes": record.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "label": record.label,
-        "created_ms": record.created_ms,
-        "expires_ms": record.expires_ms,
-        "revoked_ms": record.revoked_ms,
-        "live": record.is_live(now_ms),
-    })
+fn record_json(record: &TokenRecord, now_ms: u64) -> TokenAnswer {
+    TokenAnswer {
+        id: record.id.clone(),
+        scopes: record
+            .scopes
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        label: record.label.clone(),
+        created_ms: record.created_ms,
+        expires_ms: record.expires_ms,
+        revoked_ms: record.revoked_ms,
+        live: record.is_live(now_ms),
+        token: None,
+    }
 }
 
 fn refused(error: TokenError) -> ApiError {
@@ -40,7 +46,7 @@ fn refused(error: TokenError) -> ApiError {
 }
 
 /// `GET /v2/tokens`.
-pub(super) async fn list(State(state): State<ApiState>) -> Json<Value> {
+pub(super) async fn list(State(state): State<ApiState>) -> Json<Vec<TokenAnswer>> {
     let now = crate::tokens::now_ms();
     Json(
         state
@@ -71,7 +77,7 @@ pub(super) struct CreateBody {
 pub(super) async fn create(
     State(state): State<ApiState>,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TokenAnswer>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let scopes: BTreeSet<Scope> = Scope::parse_list(&body.scopes.join(",")).map_err(refused)?;
     let lifetime = body
@@ -86,7 +92,7 @@ pub(super) async fn create(
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(refused)?;
     let mut answer = record_json(&made.record, crate::tokens::now_ms());
-    answer["token"] = made.token.as_str().into();
+    answer.token = Some(made.token.as_str().to_owned());
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
@@ -94,7 +100,7 @@ pub(super) async fn create(
 pub(super) async fn revoke(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenAnswer>, ApiError> {
     let tokens = state.tokens.clone();
     let revoked = tokio::task::spawn_blocking(move || tokens.revoke(&id))
         .await
