@@ -51,7 +51,7 @@ async fn watch(state: ApiState, sender: mpsc::Sender<Event>) {
     let mut directory = state.directory.clone();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shown_peers = peers(&state);
+    let mut shown_peers = super::peers_json(&state);
     if sender
         .send(event("snapshot", &snapshot(&state, &shown_peers)))
         .await
@@ -66,7 +66,7 @@ async fn watch(state: ApiState, sender: mpsc::Sender<Event>) {
             change = records.recv() => match change {
                 Ok(change) => event("record", &record_change(&change)),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    shown_peers = peers(&state);
+                    shown_peers = super::peers_json(&state);
                     event("snapshot", &snapshot(&state, &shown_peers))
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -98,17 +98,12 @@ async fn watch(state: ApiState, sender: mpsc::Sender<Event>) {
 
 /// A `peers` event if the list differs from what the watcher was last shown.
 fn changed_peers(state: &ApiState, shown: &mut Value) -> Option<Event> {
-    let now = peers(state);
+    let now = super::peers_json(state);
     if now == *shown {
         return None;
     }
     *shown = now;
     Some(event("peers", &json!({ "peers": shown })))
-}
-
-/// The connected peers, with the identity and name known for each.
-fn peers(state: &ApiState) -> Value {
-    super::peers_json(state)
 }
 
 fn record_change(change: &CustodyEvent) -> Value {

@@ -99,33 +99,25 @@ fn write_families(out: &mut String, m: &Metrics) {
         &["scheme"],
         m.threshold_signatures.read(),
     );
-    let _ = writeln!(
+    let by_direction = |received: &std::sync::atomic::AtomicU64, sent| {
+        vec![
+            (vec!["in".to_owned()], load(received)),
+            (vec!["out".to_owned()], load(sent)),
+        ]
+    };
+    write_counters(
         out,
-        "# HELP dta_bitswap_blocks_total Bitswap blocks fetched from peers (in) and served to them (out).\n# TYPE dta_bitswap_blocks_total counter"
+        "dta_bitswap_blocks_total",
+        "Bitswap blocks fetched from peers (in) and served to them (out).",
+        &["direction"],
+        by_direction(&m.bitswap_blocks_received, &m.bitswap_blocks_sent),
     );
-    let _ = writeln!(
+    write_counters(
         out,
-        "dta_bitswap_blocks_total{{direction=\"in\"}} {}",
-        load(&m.bitswap_blocks_received)
-    );
-    let _ = writeln!(
-        out,
-        "dta_bitswap_blocks_total{{direction=\"out\"}} {}",
-        load(&m.bitswap_blocks_sent)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_bitswap_bytes_total Bytes of those blocks.\n# TYPE dta_bitswap_bytes_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "dta_bitswap_bytes_total{{direction=\"in\"}} {}",
-        load(&m.bitswap_bytes_received)
-    );
-    let _ = writeln!(
-        out,
-        "dta_bitswap_bytes_total{{direction=\"out\"}} {}",
-        load(&m.bitswap_bytes_sent)
+        "dta_bitswap_bytes_total",
+        "Bytes of those blocks.",
+        &["direction"],
+        by_direction(&m.bitswap_bytes_received, &m.bitswap_bytes_sent),
     );
     write_counters(
         out,
@@ -231,43 +223,41 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             "dta_messages_total{{protocol=\"{protocol}\",direction=\"{direction}\"}} {value}"
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP dta_api_denied_total HTTP API calls refused, by reason (no valid token, or a token without the scope).\n# TYPE dta_api_denied_total counter"
+    let one_label = |pairs: [(&str, u64); 2]| {
+        pairs
+            .into_iter()
+            .map(|(value, count)| (vec![value.to_owned()], count))
+            .collect::<Vec<_>>()
+    };
+    write_counters(
+        &mut out,
+        "dta_api_denied_total",
+        "HTTP API calls refused, by reason (no valid token, or a token without the scope).",
+        &["reason"],
+        one_label([
+            ("unauthenticated", load(&m.api_denied_unauthenticated)),
+            ("scope", load(&m.api_denied_scope)),
+        ]),
     );
-    for (reason, value) in [
-        ("unauthenticated", load(&m.api_denied_unauthenticated)),
-        ("scope", load(&m.api_denied_scope)),
-    ] {
-        let _ = writeln!(out, "dta_api_denied_total{{reason=\"{reason}\"}} {value}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP dta_rpc_failures_total Failed requests.\n# TYPE dta_rpc_failures_total counter"
+    write_counters(
+        &mut out,
+        "dta_rpc_failures_total",
+        "Failed requests.",
+        &["direction"],
+        one_label([
+            ("inbound", load(&m.rpc_inbound_failures)),
+            ("outbound", load(&m.rpc_outbound_failures)),
+        ]),
     );
-    let _ = writeln!(
-        out,
-        "dta_rpc_failures_total{{direction=\"inbound\"}} {}",
-        load(&m.rpc_inbound_failures)
-    );
-    let _ = writeln!(
-        out,
-        "dta_rpc_failures_total{{direction=\"outbound\"}} {}",
-        load(&m.rpc_outbound_failures)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dta_identity_documents_total Received identity documents by outcome.\n# TYPE dta_identity_documents_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "dta_identity_documents_total{{outcome=\"accepted\"}} {}",
-        load(&m.identities_accepted)
-    );
-    let _ = writeln!(
-        out,
-        "dta_identity_documents_total{{outcome=\"rejected\"}} {}",
-        load(&m.identities_rejected)
+    write_counters(
+        &mut out,
+        "dta_identity_documents_total",
+        "Received identity documents by outcome.",
+        &["outcome"],
+        one_label([
+            ("accepted", load(&m.identities_accepted)),
+            ("rejected", load(&m.identities_rejected)),
+        ]),
     );
     for (name, help, value) in [
         (
