@@ -11,7 +11,7 @@ use dta_protocol::network::Request;
 use dta_protocol::order::ReleaseRequest;
 use libp2p::PeerId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::context::{CustodyError, RoleContext};
 use crate::custody::{self, NewOrder, OrderRecord};
@@ -150,6 +150,16 @@ pub enum RoleMsg {
         /// Answered once the fiduciaries took the request (or too few could).
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
+    /// Another message, sent on behalf of a caller (an API call): handled inside the caller's
+    /// span, so that every line it logs carries the call's request id.
+    Traced(Box<RoleMsg>, tracing::Span),
+}
+
+impl RoleMsg {
+    /// This message, to be handled inside the current span (see [`RoleMsg::Traced`]).
+    pub fn traced(self) -> Self {
+        Self::Traced(Box::new(self), tracing::Span::current())
+    }
 }
 
 impl From<NetworkEvent> for RoleMsg {
@@ -231,11 +241,14 @@ fn send_all(ctx: &RoleContext, deliveries: Vec<custody::Delivery>) {
     for (peer, blocks) in deliveries {
         let network = ctx.network.clone();
         let metrics = ctx.metrics.clone();
-        tokio::spawn(async move {
-            if !RoleContext::deliver(&network, &metrics, peer, blocks).await {
-                Metrics::bump(&metrics.deliveries_abandoned);
+        tokio::spawn(
+            async move {
+                if !RoleContext::deliver(&network, &metrics, peer, blocks).await {
+                    Metrics::bump(&metrics.deliveries_abandoned);
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 
@@ -705,6 +718,24 @@ impl Actor for RoleActor {
         message: Self::Msg,
         args: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let mut message = message;
+        let mut span = tracing::Span::none();
+        while let RoleMsg::Traced(inner, caller) = message {
+            message = *inner;
+            span = caller;
+        }
+        self.dispatch(myself, message, args).instrument(span).await
+    }
+}
+
+impl RoleActor {
+    /// Handles one message (a traced one already unwrapped, inside its caller's span).
+    async fn dispatch(
+        &self,
+        myself: ActorRef<RoleMsg>,
+        message: RoleMsg,
+        args: &mut RoleArgs,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             RoleMsg::Describe(reply) => {
                 let _ = reply.send(args.role);
@@ -783,6 +814,7 @@ impl Actor for RoleActor {
             RoleMsg::CreateOrder { order, reply } => {
                 let result = custody::create_order(&args.context, *order).await;
                 let _ = reply.send(result.map(|prepared| {
+                    info!(order = %prepared.record.reference, "order made and sent to its fiduciaries");
                     send_all(&args.context, prepared.deliveries);
                     prepared.record
                 }));
@@ -839,13 +871,19 @@ impl Actor for RoleActor {
                     let _ = reply.send(Err(err));
                 }
                 Ok(plan) => {
+                    info!(order = %reference, "release requested");
                     let network = args.context.network.clone();
                     let metrics = args.context.metrics.clone();
-                    tokio::spawn(async move {
-                        let _ = reply.send(release(network, metrics, plan).await);
-                    });
+                    tokio::spawn(
+                        async move {
+                            let _ = reply.send(release(network, metrics, plan).await);
+                        }
+                        .in_current_span(),
+                    );
                 }
             },
+            // Unwrapped by `handle`.
+            RoleMsg::Traced(..) => {}
         }
         Ok(())
     }

@@ -13,7 +13,11 @@ use std::path::Path;
 use dta_node::client::Method;
 use serde_json::{Value, json};
 
-use crate::custody::{Api, BENEFICIARY, PRINCIPAL, identity, one_role_each, order};
+use dta_actors::roles::Role;
+use dta_crypto::mpin::{self, G1Point, MpinScalar};
+use dta_testnet::harness::Testnet;
+
+use crate::custody::{Api, BENEFICIARY, PRINCIPAL, identity, order};
 
 const SCRIPT: &str = include_str!("../interop/openapi_answers.py");
 
@@ -67,12 +71,93 @@ fn matches(template: &str, path: &str) -> bool {
             .all(|(w, g)| w == g || (w.starts_with('{') && !g.is_empty()))
 }
 
+/// The JSON body of `exchange`'s answer, which must have succeeded.
+fn succeeded(exchange: &Value) -> Value {
+    let status = exchange["status"].as_u64().unwrap();
+    assert!((200..300).contains(&status), "{exchange}");
+    serde_json::from_str(exchange["body"].as_str().unwrap()).unwrap()
+}
+
+/// Every M-Pin call answering as it does when all goes well: a server secret, a client
+/// secret, a time permit and a token for `name`, and an authentication with the token.
+async fn mpin_answers(
+    http: &reqwest::Client,
+    base: &str,
+    authorities: &[String],
+    name: &str,
+) -> Vec<Value> {
+    const PIN: u32 = 1234;
+    let call =
+        |path: &'static str, body: Value| exchange(http, base, Method::POST, path, Some(body));
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let mut exchanges = vec![
+        call("/v2/mpin/server-secret", json!({ "from": authorities })).await,
+        call(
+            "/v2/mpin/permit",
+            json!({ "identity": name, "date": today, "from": authorities }),
+        )
+        .await,
+    ];
+    let issued = call(
+        "/v2/mpin/client-secret",
+        json!({ "identity": name, "from": authorities }),
+    )
+    .await;
+    let reference = succeeded(&issued)["reference"].clone();
+    exchanges.push(issued);
+    let made = call(
+        "/v2/mpin/token",
+        json!({ "identity": name, "pin": PIN, "reference": reference }),
+    )
+    .await;
+    let token = succeeded(&made)["token"].as_str().unwrap().to_owned();
+    exchanges.push(made);
+    let token = G1Point::from_bytes(&hex::decode(token).unwrap()).unwrap();
+    let first = mpin::client_first(&token, name.as_bytes(), PIN, None, None).unwrap();
+    let challenged = call(
+        "/v2/mpin/auth/challenge",
+        json!({ "identity": name, "u": hex::encode(first.u.to_bytes()) }),
+    )
+    .await;
+    let challenge = succeeded(&challenged);
+    exchanges.push(challenged);
+    let y =
+        MpinScalar::from_bytes(&hex::decode(challenge["y"].as_str().unwrap()).unwrap()).unwrap();
+    let v = mpin::client_second(first.state, &y).unwrap();
+    let verified = call(
+        "/v2/mpin/auth/verify",
+        json!({ "session": challenge["session"], "v": hex::encode(v.to_bytes()) }),
+    )
+    .await;
+    assert_eq!(succeeded(&verified)["authenticated"], true, "{verified}");
+    exchanges.push(verified);
+    for answer in &exchanges {
+        succeeded(answer);
+    }
+    exchanges
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs openapi-core (PyPI): scripts/test installs it and runs it"]
 async fn every_routes_real_answers_match_the_openapi_document() {
     let python = std::env::var("DTA_OPENAPI_PYTHON")
         .expect("DTA_OPENAPI_PYTHON must name a Python with openapi-core");
-    let net = one_role_each(5).await;
+    // The fiduciaries are M-Pin authorities too, and serve the principal a server secret.
+    let net = Testnet::builder()
+        .nodes(5)
+        .one_role_each(|i| match i {
+            PRINCIPAL => Role::Principal,
+            BENEFICIARY => Role::Beneficiary,
+            _ => Role::Fiduciary,
+        })
+        .mpin_servers(&[PRINCIPAL])
+        .build()
+        .await
+        .expect("testnet");
     let api = Api::new();
     order(&api, &net, "answers-1", "the launch codes").await;
     let (status, released) = api
@@ -104,7 +189,10 @@ async fn every_routes_real_answers_match_the_openapi_document() {
         .json()
         .await
         .unwrap();
-    let mut exchanges = Vec::new();
+    let fiduciaries: Vec<String> = (1..4).map(|i| identity(&net, i)).collect();
+    // M-Pin first, so that `GET /v2/mpin` lists its issuances.
+    let name = net.node(PRINCIPAL).info().name.clone();
+    let mut exchanges = mpin_answers(&http, &base, &fiduciaries, &name).await;
     // Every GET route with real arguments.
     for endpoint in index["endpoints"].as_array().unwrap() {
         let template = endpoint["path"].as_str().unwrap();
@@ -129,7 +217,6 @@ async fn every_routes_real_answers_match_the_openapi_document() {
         exchanges.push(exchange(&http, &base, Method::GET, &path, None).await);
     }
     // Changes, each with a body the node takes, and failures of every kind.
-    let fiduciaries: Vec<String> = (1..4).map(|i| identity(&net, i)).collect();
     let beneficiary = identity(&net, BENEFICIARY);
     let calls: Vec<(Method, String, Option<Value>)> = vec![
         (

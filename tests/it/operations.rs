@@ -304,7 +304,7 @@ async fn every_answer_carries_a_request_id_a_caller_may_choose() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_calls_log_line_carries_its_request_id_and_its_order_in_the_merged_logs() {
+async fn a_calls_log_lines_carry_its_request_id_and_its_order_in_the_merged_logs() {
     use crate::process::{dta_client, succeed_blocking};
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("traced");
@@ -332,6 +332,7 @@ async fn a_calls_log_line_carries_its_request_id_and_its_order_in_the_merged_log
     let api = nodes[0]["api"].as_str().unwrap();
     let created = http
         .post(format!("{api}/v2/orders?wait=30"))
+        .header("x-request-id", "trace-order-1")
         .json(&body)
         .send()
         .await
@@ -349,11 +350,25 @@ async fn a_calls_log_line_carries_its_request_id_and_its_order_in_the_merged_log
     let lines = dta_testnet::process::logs::merged(&dir, Some("traced-1")).unwrap();
     let call = lines
         .iter()
-        .find(|l| l.line["span"]["id"] == "trace-release-1")
+        .find(|l| {
+            l.line["span"]["id"] == "trace-release-1" && l.line["fields"]["message"] == "api call"
+        })
         .unwrap_or_else(|| panic!("no line of the call in {lines:#?}"));
     assert_eq!(call.node, "node-0");
     assert_eq!(call.line["span"]["route"], "/v2/orders/{reference}/release");
     assert_eq!(call.line["fields"]["status"], 200);
+    // The principal's own lines about the calls carry their ids too.
+    for (id, message) in [
+        ("trace-order-1", "order made and sent to its fiduciaries"),
+        ("trace-release-1", "release requested"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.node == "node-0"
+                && l.line["span"]["id"] == id
+                && l.line["fields"]["message"] == message),
+            "no line {message:?} with {id} in {lines:#?}"
+        );
+    }
     // The order's own steps on the other nodes are there too, in time order.
     assert!(lines.iter().any(|l| l.node == "node-4"), "{lines:#?}");
 }

@@ -77,6 +77,7 @@ mod events;
 mod index;
 mod metrics;
 mod mpin;
+mod mpin_answers;
 mod observe;
 mod openapi;
 mod orders;

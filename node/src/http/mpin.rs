@@ -34,6 +34,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use dta_actors::custody::CustodyEvent;
 use dta_actors::mpin::{AuthError, MpinRecord, NewMpinRequest, SERVER_SECRET, combined_name};
 use dta_actors::roles::{Role, RoleMsg};
@@ -45,8 +46,12 @@ use dta_protocol::mpin::MpinSecret;
 use dta_protocol::network::{Request, Response};
 use libp2p::PeerId;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
+use super::mpin_answers::{
+    ChallengeAnswer, ClientSecretAnswer, MpinRecordAnswer, MpinTokenAnswer, PermitAnswer,
+    ServerSecretAnswer, VerdictAnswer, authorities_of,
+};
 use super::orders::role_actor;
 use super::{ApiError, ApiState, kept_secret};
 
@@ -78,7 +83,7 @@ async fn issue(
     let mut events = state.custody_events.subscribe();
     let record = ractor::call_t!(
         role_actor(state, Role::Principal)?,
-        |reply| RoleMsg::MpinRequest { request, reply },
+        |reply| RoleMsg::MpinRequest { request, reply }.traced(),
         dta_actors::roles::CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
@@ -149,10 +154,11 @@ fn stored_record(state: &ApiState, reference: &str) -> Result<MpinRecord, ApiErr
     })
 }
 
-async fn combined(state: &ApiState, reference: &str) -> Result<String, ApiError> {
+/// The hex of the combined secret of `reference`, in a buffer wiped when dropped.
+async fn combined(state: &ApiState, reference: &str) -> Result<Zeroizing<String>, ApiError> {
     kept_secret(state, combined_name(reference))
         .await?
-        .map(|secret| hex::encode(secret.expose()))
+        .map(|secret| Zeroizing::new(hex::encode(secret.expose())))
         .ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -161,81 +167,62 @@ async fn combined(state: &ApiState, reference: &str) -> Result<String, ApiError>
         })
 }
 
-fn describe(record: &MpinRecord) -> Value {
-    json!({
-        "reference": record.reference,
-        "side": record.side,
-        "secret": record.secret.name(),
-        "identity": record.identity,
-        "date": record.date,
-        "requester": record.requester.to_string(),
-        "authorities": record.authorities.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "answered": record.answers.len(),
-        "refusals": record.refusals,
-        "state": record.state,
-        "master": record.master.as_ref().map(|m| json!({
-            "reference": m.reference,
-            "principal": m.principal.to_string(),
-            "threshold": m.threshold,
-        })),
-    })
-}
-
 /// `GET /v2/mpin`.
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<MpinRecordAnswer>>, ApiError> {
     let records = dta_actors::mpin::records(&state.store)?;
-    Ok(Json(Value::Array(records.iter().map(describe).collect())))
-}
-
-fn authorities_of(record: &MpinRecord) -> Vec<String> {
-    record.authorities.iter().map(ToString::to_string).collect()
+    Ok(Json(records.iter().map(MpinRecordAnswer::of).collect()))
 }
 
 /// `POST /v2/mpin/client-secret`.
 pub async fn client_secret(
     State(state): State<ApiState>,
     body: Result<Json<IssueBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body = json_body(body)?;
     let request = body.request(MpinSecret::Client)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
-    Ok(Json(json!({
-        "reference": record.reference,
-        "identity": record.identity,
-        "authorities": authorities_of(&record),
-        "client_secret": combined(&state, &record.reference).await?,
-    })))
+    let client_secret = combined(&state, &record.reference).await?;
+    // The answer's own buffer goes to the socket and cannot be wiped; this copy is.
+    Ok(Json(ClientSecretAnswer {
+        reference: &record.reference,
+        identity: record.identity.as_deref(),
+        authorities: authorities_of(&record),
+        client_secret: &client_secret,
+    })
+    .into_response())
 }
 
 /// `POST /v2/mpin/permit`.
 pub async fn permit(
     State(state): State<ApiState>,
     body: Result<Json<IssueBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body = json_body(body)?;
     let request = body.request(MpinSecret::Permit)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
-    Ok(Json(json!({
-        "reference": record.reference,
-        "identity": record.identity,
-        "date": record.date,
-        "permit": combined(&state, &record.reference).await?,
-    })))
+    let permit = combined(&state, &record.reference).await?;
+    Ok(Json(PermitAnswer {
+        reference: &record.reference,
+        identity: record.identity.as_deref(),
+        date: record.date,
+        permit: &permit,
+    })
+    .into_response())
 }
 
 /// `POST /v2/mpin/server-secret`.
 pub async fn server_secret(
     State(state): State<ApiState>,
     body: Result<Json<IssueBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServerSecretAnswer>, ApiError> {
     let body = json_body(body)?;
     let request = body.request(MpinSecret::Server)?;
     let record = issue(&state, request, wait_of(body.wait_ms)).await?;
-    Ok(Json(json!({
-        "reference": record.reference,
-        "authorities": authorities_of(&record),
-        "kept": true,
-    })))
+    Ok(Json(ServerSecretAnswer {
+        authorities: authorities_of(&record),
+        reference: record.reference,
+        kept: true,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -252,28 +239,30 @@ pub struct TokenBody {
 pub async fn token(
     State(state): State<ApiState>,
     body: Result<Json<TokenBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body = json_body(body)?;
     let secret_hex = match (&body.client_secret, &body.reference) {
-        (Some(hex), None) => zeroize::Zeroizing::new(hex.clone()),
-        (None, Some(reference)) => zeroize::Zeroizing::new(combined(&state, reference).await?),
+        (Some(hex), None) => Zeroizing::new(hex.clone()),
+        (None, Some(reference)) => combined(&state, reference).await?,
         _ => {
             return Err(bad_request(
                 "give either client_secret (hex) or the reference of an issued client secret",
             ));
         }
     };
-    let secret_bytes = zeroize::Zeroizing::new(
+    let secret_bytes = Zeroizing::new(
         hex::decode(secret_hex.as_str()).map_err(|_| bad_request("client_secret is not hex"))?,
     );
     let client_secret =
         G1Point::from_bytes(&secret_bytes).map_err(|e| bad_request(e.to_string()))?;
     let token = mpin::extract_pin(&client_secret, body.identity.as_bytes(), body.pin)
         .map_err(|e| bad_request(e.to_string()))?;
-    Ok(Json(json!({
-        "identity": body.identity,
-        "token": hex::encode(token.to_bytes()),
-    })))
+    let token = Zeroizing::new(hex::encode(token.to_bytes()));
+    Ok(Json(MpinTokenAnswer {
+        identity: &body.identity,
+        token: &token,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -327,7 +316,7 @@ async fn relay(state: &ApiState, peer: PeerId, request: Request) -> Result<Respo
 pub async fn challenge(
     State(state): State<ApiState>,
     body: Result<Json<ChallengeBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChallengeAnswer>, ApiError> {
     let body = json_body(body)?;
     let u = hex::decode(&body.u).map_err(|_| bad_request("u is not hex"))?;
     if let Some(peer) = relay_target(&state, body.server.as_deref())? {
@@ -337,9 +326,10 @@ pub async fn challenge(
             date: body.date,
         };
         return match relay(&state, peer, request).await? {
-            Response::MpinChallenge { session, y } => {
-                Ok(Json(json!({ "session": session, "y": hex::encode(y) })))
-            }
+            Response::MpinChallenge { session, y } => Ok(Json(ChallengeAnswer {
+                session,
+                y: hex::encode(y),
+            })),
             other => Err(ApiError(
                 StatusCode::BAD_GATEWAY,
                 format!("unexpected answer {other:?}"),
@@ -350,7 +340,10 @@ pub async fn challenge(
         .mpin_sessions
         .challenge(body.identity, &u, body.date)
         .map_err(auth_error)?;
-    Ok(Json(json!({ "session": session, "y": hex::encode(y) })))
+    Ok(Json(ChallengeAnswer {
+        session,
+        y: hex::encode(y),
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -367,7 +360,7 @@ pub struct VerifyBody {
 pub async fn verify(
     State(state): State<ApiState>,
     body: Result<Json<VerifyBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerdictAnswer>, ApiError> {
     let body = json_body(body)?;
     let v = hex::decode(&body.v).map_err(|_| bad_request("v is not hex"))?;
     if let Some(peer) = relay_target(&state, body.server.as_deref())? {
@@ -379,7 +372,10 @@ pub async fn verify(
             Response::MpinVerdict {
                 authenticated: true,
                 ..
-            } => Ok(Json(json!({ "authenticated": true }))),
+            } => Ok(Json(VerdictAnswer {
+                authenticated: true,
+                identity: None,
+            })),
             Response::MpinVerdict { reason, .. } => Err(ApiError(
                 StatusCode::UNAUTHORIZED,
                 reason.unwrap_or_else(|| AuthError::Failed.to_string()),
@@ -403,5 +399,8 @@ pub async fn verify(
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(auth_error)?;
-    Ok(Json(json!({ "authenticated": true, "identity": identity })))
+    Ok(Json(VerdictAnswer {
+        authenticated: true,
+        identity: Some(identity),
+    }))
 }

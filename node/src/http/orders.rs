@@ -173,7 +173,8 @@ pub async fn create(
         |reply| RoleMsg::CreateOrder {
             order: Box::new(order),
             reply
-        },
+        }
+        .traced(),
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
@@ -235,7 +236,8 @@ pub async fn release(
             reference,
             beneficiary,
             reply
-        },
+        }
+        .traced(),
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
@@ -276,7 +278,7 @@ pub async fn abandon(
     let principal = role_actor(&state, Role::Principal)?;
     let (record, missing) = ractor::call_t!(
         principal,
-        |reply| RoleMsg::Abandon { reference, reply },
+        |reply| RoleMsg::Abandon { reference, reply }.traced(),
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
@@ -312,7 +314,8 @@ async fn reshare_to(
             reference,
             next,
             reply
-        },
+        }
+        .traced(),
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;

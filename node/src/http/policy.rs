@@ -44,7 +44,7 @@ pub(super) async fn vote(
     let veto = vote.veto;
     let made = ractor::call_t!(
         actor,
-        |reply| RoleMsg::Vote { vote, reply },
+        |reply| RoleMsg::Vote { vote, reply }.traced(),
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;

@@ -79,7 +79,8 @@ pub async fn sign(
             reference,
             message,
             reply
-        },
+        }
+        .traced(),
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;

@@ -45,14 +45,21 @@ use dta_protocol::Cid;
 use dta_protocol::block::parse_cid;
 use dta_protocol::dagcbor::{self, Limits};
 use dta_protocol::order::{Commitment, OrderRequest, SecretBytes};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::{ApiError, ApiState};
 
+#[path = "v1_answers.rs"]
+pub(super) mod answers;
 #[path = "v1_order_doc.rs"]
 mod order_doc;
+
+use answers::{
+    CreatedIdentityAnswer, Extension, GetOrderAnswer, IdentityAnswer, IdentityListAnswer,
+    OrderAnswer, OrderListAnswer, SecretAnswer, SecretExtension, StatusAnswer,
+};
 
 /// What `/v1/status` reports as the node type: the original's names for role sets.
 fn node_type(roles: &[String]) -> &'static str {
@@ -65,31 +72,16 @@ fn node_type(roles: &[String]) -> &'static str {
     }
 }
 
-pub async fn status(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({
-        "application": "Milagro Distributed Trust",
-        "timeStamp": rfc3339_now(),
-        "apiVersion": "v1",
-        "nodeCID": state.identity,
-        "extensionVendor": "dta",
-        "plugin": state.order_defaults.plugin,
-        "nodeType": node_type(&state.roles),
-        "extension": {},
-    }))
-}
-
-fn identity_json(identity: &KnownIdentity) -> Value {
-    let claims = &identity.verified.document().claims;
-    json!({
-        "idDocumentCID": identity.cid.to_string(),
-        "authenticationReference": identity.name,
-        "beneficiaryECPublicKey": hex::encode(&claims.secp256k1_public_key),
-        // The original carried a SIKE key here; dta's identities carry an X-Wing key instead.
-        "sikePublicKey": "",
-        "kemPublicKey": hex::encode(&claims.kem_public_key),
-        "blsPublicKey": hex::encode(&claims.bls_public_key),
-        "timestamp": identity.created_at,
-        "extension": {},
+pub async fn status(State(state): State<ApiState>) -> Json<StatusAnswer> {
+    Json(StatusAnswer {
+        application: "Milagro Distributed Trust",
+        time_stamp: rfc3339_now(),
+        api_version: "v1",
+        node_cid: state.identity.clone(),
+        extension_vendor: "dta",
+        plugin: state.order_defaults.plugin.clone(),
+        node_type: node_type(&state.roles),
+        extension: Extension::new(),
     })
 }
 
@@ -143,7 +135,7 @@ impl Window {
 pub async fn identities(
     State(state): State<ApiState>,
     query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IdentityListAnswer>, ApiError> {
     let Query(paging) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let window = paging.window()?;
     let mut all: Vec<KnownIdentity> = state
@@ -157,15 +149,18 @@ pub async fn identities(
     if paging.newest_first() {
         all.reverse();
     }
-    let page: Vec<Value> = window.of(all).map(|i| identity_json(&i)).collect();
-    Ok(Json(json!({ "idDocumentList": page })))
+    Ok(Json(IdentityListAnswer {
+        id_document_list: window.of(all).map(|i| IdentityAnswer::of(&i)).collect(),
+    }))
 }
 
 pub async fn identity(
     State(state): State<ApiState>,
     Path(cid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(identity_json(&super::known_identity(&state, &cid)?)))
+) -> Result<Json<IdentityAnswer>, ApiError> {
+    Ok(Json(IdentityAnswer::of(&super::known_identity(
+        &state, &cid,
+    )?)))
 }
 
 /// The body of `POST /v1/identity` (the original 0.1.0 API), keys folded by [`read_body`].
@@ -180,7 +175,7 @@ pub struct IdentityBody {
 pub async fn create_identity(
     State(state): State<ApiState>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CreatedIdentityAnswer>, ApiError> {
     let body: IdentityBody = read_body(&body, r#"{"name": string}"#)?;
     let name = body
         .name
@@ -193,7 +188,9 @@ pub async fn create_identity(
         ));
     }
     let known = super::host_identity(&state, &name).await?;
-    Ok(Json(json!({ "idDocumentCID": known.cid.to_string() })))
+    Ok(Json(CreatedIdentityAnswer {
+        id_document_cid: known.cid.to_string(),
+    }))
 }
 
 /// Reads a `/v1` request body as the original's Go decoder did: as JSON whatever the
@@ -327,15 +324,29 @@ fn commitment_hex(commitment: &Commitment) -> String {
 }
 
 /// The plugin's `extension` of an order or secret answer.
-fn extension(record: &OrderRecord, commitment: &Commitment) -> Value {
+fn extension(record: &OrderRecord, commitment: &Commitment) -> Extension {
     match commitment.plugin.as_str() {
-        SAFEGUARD_SECRET => json!({
-            "cypherText": commitment.output.get("sealed_secret").cloned().unwrap_or_default(),
-            "v": record.commitment.map(|c| c.to_string()),
-            "t": record.order.to_string(),
-        }),
-        BITCOIN_WALLET => json!({ "address": commitment.output.get(ADDRESS) }),
-        _ => json!({}),
+        SAFEGUARD_SECRET => Extension::from([
+            (
+                "cypherText",
+                commitment
+                    .output
+                    .get("sealed_secret")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            (
+                "v",
+                record.commitment.map(|c| c.to_string()).unwrap_or_default(),
+            ),
+            ("t", record.order.to_string()),
+        ]),
+        BITCOIN_WALLET => commitment
+            .output
+            .get(ADDRESS)
+            .map(|address| Extension::from([("address", address.clone())]))
+            .unwrap_or_default(),
+        _ => Extension::new(),
     }
 }
 
@@ -359,7 +370,10 @@ fn principal(state: &ApiState) -> Result<ractor::ActorRef<RoleMsg>, ApiError> {
         })
 }
 
-pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn order(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<Json<OrderAnswer>, ApiError> {
     let body: OrderBody = read_body(
         &body,
         r#"{"beneficiaryIDDocumentCID": string, "extension": {string: string}}"#,
@@ -412,7 +426,8 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
         |reply| RoleMsg::CreateOrder {
             order: Box::new(new),
             reply
-        },
+        }
+        .traced(),
         60_000
     )
     .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
@@ -427,15 +442,15 @@ pub async fn order(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
     .await?;
     let record = principal_record(&state, &reference)?;
     let commitment = commitment(&state, &record)?;
-    Ok(Json(json!({
-        "orderReference": reference,
-        "commitment": commitment_hex(&commitment),
-        "createdAt": std::time::SystemTime::now()
+    Ok(Json(OrderAnswer {
+        commitment: commitment_hex(&commitment),
+        created_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        "extension": extension(&record, &commitment),
-    })))
+        extension: extension(&record, &commitment),
+        order_reference: reference,
+    }))
 }
 
 /// The body of `POST /v1/order/secret`, keys folded by [`read_body`]. No `Debug`, like
@@ -465,7 +480,7 @@ pub async fn order_secret(
     if commitment.plugin == SAFEGUARD_SECRET {
         let expected = extension(&record, &commitment);
         for field in ["cypherText", "v", "t"] {
-            if body.extension.get(field).map(String::as_str) != expected[field].as_str() {
+            if body.extension.get(field) != expected.get(field) {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!("extension.{field} does not match order {reference}"),
@@ -531,7 +546,8 @@ pub async fn order_secret(
                 reference: release_reference,
                 beneficiary: Some(beneficiary),
                 reply
-            },
+            }
+            .traced(),
             60_000
         )
         .map_err(|e| error(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?
@@ -591,31 +607,6 @@ pub async fn order_secret(
     .into_response())
 }
 
-/// The answer of `POST /v1/order/secret`, as the original's `OrderSecretResponse`. No
-/// `Debug`: it holds the secret.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SecretAnswer<'a> {
-    /// Present only where the secret was received.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret: Option<&'a str>,
-    commitment: &'a str,
-    order_reference: &'a str,
-    extension: SecretExtension<'a>,
-}
-
-/// The `extension` of a secret answer: the plugin's public fields, or safeguardsecret's
-/// secret text, borrowed so that the owned copy is wiped. No `Debug`: it may hold the secret.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum SecretExtension<'a> {
-    Public(Value),
-    PlainText {
-        #[serde(rename = "plainText")]
-        plain_text: &'a str,
-    },
-}
-
 /// The beneficiary an order named when it was made.
 fn record_beneficiary(state: &ApiState, record: &OrderRecord) -> Result<Option<Cid>, ApiError> {
     let (_, order) = order_doc::envelope_with::<OrderRequest>(&state.store, &record.order)?;
@@ -625,7 +616,7 @@ fn record_beneficiary(state: &ApiState, record: &OrderRecord) -> Result<Option<C
 pub async fn orders(
     State(state): State<ApiState>,
     query: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OrderListAnswer>, ApiError> {
     let Query(paging) = query.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
     let window = paging.window()?;
     let mut orders: Vec<(u64, String)> = state
@@ -646,22 +637,10 @@ pub async fn orders(
     if paging.newest_first() {
         orders.reverse();
     }
-    let page: Vec<String> = window.of(orders).map(|(_, reference)| reference).collect();
-    Ok(Json(json!({ "orderReference": page, "extension": {} })))
-}
-
-/// The answer of `GET /v1/order/{ref}`, as the original's `GetOrderResponse`. No `Debug`: its
-/// `order` may hold the secret.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GetOrderAnswer<'a> {
-    #[serde(rename = "orderCID")]
-    order_cid: String,
-    /// The original's `OrderDoc` as a JSON string, borrowed so that the owned copy is wiped.
-    order: &'a str,
-    timestamp: u64,
-    /// What dta adds about the order, as the original's string map.
-    extension: BTreeMap<&'static str, String>,
+    Ok(Json(OrderListAnswer {
+        order_reference: window.of(orders).map(|(_, reference)| reference).collect(),
+        extension: Extension::new(),
+    }))
 }
 
 pub async fn get_order(
@@ -694,7 +673,7 @@ pub async fn get_order(
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
     );
     let head = order_doc::stored_envelope(&state.store, &record.head)?;
-    let extension = BTreeMap::from([
+    let extension = Extension::from([
         ("state", record.state.to_string()),
         ("threshold", record.threshold.to_string()),
         (
