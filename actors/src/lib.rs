@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod block_list;
 pub mod byzantine;
 pub mod certificates;
 pub mod context;
@@ -46,6 +47,7 @@ pub mod record_states;
 pub mod registry;
 pub mod role;
 pub mod roles;
+pub mod schema;
 pub mod states;
 pub mod store;
 pub mod supervisor;

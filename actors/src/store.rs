@@ -174,6 +174,37 @@ impl Store {
         Ok(())
     }
 
+    /// Makes a consistent copy of the whole database in the new directory `into` (hard
+    /// links where it can: on the same file system it takes no room until the database
+    /// moves on), while the database stays open and in use.
+    pub fn checkpoint(&self, into: &std::path::Path) -> Result<(), StoreError> {
+        Ok(rocksdb::checkpoint::Checkpoint::new(&*self.db)?.create_checkpoint(into)?)
+    }
+
+    /// Hands `visit` the keys and values of a column family that come after `after` (from
+    /// the first without it), in key order, one at a time, until `visit` answers false.
+    pub fn visit_after(
+        &self,
+        column: Column,
+        after: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mode = match after {
+            Some(key) => rocksdb::IteratorMode::From(key, rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        for item in self.db.iterator_cf(self.cf(column)?, mode) {
+            let (key, value) = item?;
+            if after.is_some_and(|after| *key <= *after) {
+                continue;
+            }
+            if !visit(&key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// A block by its CID: a stored block, else an identity document this node knows, which
     /// is a DAG-CBOR block under its CID like any other (envelopes link to them).
     pub fn block(&self, cid: &dta_protocol::Cid) -> Result<Option<Vec<u8>>, StoreError> {

@@ -66,6 +66,11 @@ impl ClientArgs {
         }
     }
 
+    /// The node home named (`--home`, `DTA_HOME`), if any.
+    pub(crate) fn home_dir(&self) -> Option<&Path> {
+        self.home.as_deref()
+    }
+
     /// The token to send, if there is one: `--token-file`, else `DTA_TOKEN`, else
     /// `HOME/api-token`.
     fn token(&self) -> anyhow::Result<Option<Zeroizing<String>>> {

@@ -3,6 +3,7 @@
 //! and (built with the `byzantine` feature, for tests) `dta-byzantine` only call [`main`].
 
 mod audit;
+mod backup;
 mod client;
 mod mpin;
 mod order;
@@ -23,7 +24,7 @@ use crate::output::{out, outln};
 
 /// dta: a peer-to-peer Decentralized Trust Authority.
 #[derive(Debug, Parser)]
-#[command(name = "dta", version, about)]
+#[command(name = "dta", version = dta_node::version::LONG, about)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "human")]
@@ -122,6 +123,11 @@ enum Command {
         data: Option<String>,
         #[command(flatten)]
         args: client::ClientArgs,
+    },
+    /// Back up a node's home into one encrypted archive, check an archive, restore one.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
     },
     /// The keystore: status (running node), migrate to another backend (stopped node).
     Keystore {
@@ -628,6 +634,7 @@ pub fn main() -> std::process::ExitCode {
             | Command::Keystore {
                 command: KeystoreCommand::Migrate { .. }
             }
+            | Command::Backup { .. }
     ) {
         dta_node::private::restrict_umask();
     }
@@ -760,6 +767,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             data,
             args,
         } => client::api(&method, &path, data.as_deref(), &args).await?,
+        Command::Backup { command } => backup::run(command).await?,
         Command::Keystore {
             command: KeystoreCommand::Status(args),
         } => client::keystore_status(&args).await?,

@@ -63,8 +63,29 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Orders this node knows.
-    List(ClientArgs),
+    /// Orders this node knows, of every role; filtered, and in pages with --limit.
+    List {
+        /// Only orders in this state (`certified`, `holding`, `released`, …), or `stalled`:
+        /// the orders of this node's, as principal, that have waited for a fiduciary or the
+        /// beneficiary longer than --stalled-after.
+        #[arg(long)]
+        state: Option<String>,
+        /// With --state stalled: how long an order must have waited, in seconds (60 if not
+        /// given).
+        #[arg(long, value_name = "SECONDS")]
+        stalled_after: Option<u64>,
+        /// Only orders where this node plays this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// At most this many (1 to 1000); a full page says how to ask for the next.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this order: `ROLE/PRINCIPAL/REFERENCE` of the last one listed.
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// One order, as each local role sees it.
     Show {
         /// The order reference.
@@ -398,12 +419,46 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 outln!("{}", text(&made["cid"]));
             }
         }
-        OrderCommand::List(client) => {
-            let orders = client.get("/v2/orders").await?;
+        OrderCommand::List {
+            state,
+            stalled_after,
+            role,
+            limit,
+            after,
+            client,
+        } => {
+            let mut query = Vec::new();
+            for (name, value) in [
+                ("state", state),
+                ("stalled_after", stalled_after.map(|s| s.to_string())),
+                ("role", role),
+                ("limit", limit.map(|l| l.to_string())),
+                ("after", after),
+            ] {
+                if let Some(value) = value {
+                    query.push(format!("{name}={}", dta_node::client::query_value(&value)));
+                }
+            }
+            let path = match query.is_empty() {
+                true => "/v2/orders".to_owned(),
+                false => format!("/v2/orders?{}", query.join("&")),
+            };
+            let orders = client.get(&path).await?;
             if client.json {
                 outln!("{}", serde_json::to_string_pretty(&orders)?);
             } else {
                 order_rows(&orders);
+                let listed = orders.as_array().map_or(0, Vec::len);
+                if let (Some(limit), Some(last)) = (limit, orders.as_array().and_then(|o| o.last()))
+                    && listed == limit
+                {
+                    eprintln!(
+                        "more: --after {}/{}/{}",
+                        text(&last["role"]),
+                        text(&last["principal"]),
+                        text(&last["reference"])
+                    );
+                }
             }
         }
         OrderCommand::Show {

@@ -448,6 +448,19 @@ fn refused(url: String, status: u16, body: &Value) -> ClientError {
     }
 }
 
+/// `value` escaped for a query string: every byte but the unreserved ones and `/`.
+pub fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The `--json` line `dta api` prints, which [`Reach::Namespace`] reads back.
 pub fn api_line(answer: &Answer) -> Value {
     json!({ "status": answer.status, "body": answer.body })

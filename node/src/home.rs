@@ -91,6 +91,14 @@ pub enum HomeError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database's layout.
+    #[error("{path}: {source}")]
+    Schema {
+        /// The database.
+        path: String,
+        /// Why it cannot be read.
+        source: dta_actors::schema::SchemaError,
+    },
     /// The API's certificate could not be made.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -479,6 +487,17 @@ pub fn open_with(home: &Path, config: Config) -> Result<OpenHome, HomeError> {
     })?;
     let keystore = open_keystore(home, &config)?;
     let store = open_store(home)?;
+    let migrated = dta_actors::schema::migrate(&store).map_err(|source| HomeError::Schema {
+        path: home.join("db").display().to_string(),
+        source,
+    })?;
+    if migrated.from != migrated.to {
+        tracing::info!(
+            from = migrated.from,
+            to = migrated.to,
+            "database layout brought up to date"
+        );
+    }
     let missing = |what: &str| HomeError::Damaged {
         path: home.join("db").display().to_string(),
         message: format!("{what} is missing"),

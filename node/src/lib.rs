@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod home;
@@ -31,5 +32,6 @@ pub mod private;
 pub mod run;
 pub mod tls;
 pub mod tokens;
+pub mod version;
 
 pub use run::{Node, NodeFile, RunError, RunOptions, run};

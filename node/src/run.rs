@@ -309,6 +309,7 @@ impl Node {
             mpin_sessions,
             tokens,
             openness,
+            home: options.home.clone(),
             clock_tolerance_ms,
         };
         let stop = http_stop.clone();

@@ -19,8 +19,30 @@ pub const HEADS_TOPIC: &str = "dta/heads/v1";
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dta/kad/1.0.0");
 /// The request-response protocol.
 pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/dta/rpc/1.0.0");
-/// Identify's protocol version string.
+/// Identify's protocol version string: `/dta/MAJOR.MINOR.PATCH`. Nodes of one major version
+/// speak to each other; a new major version is a change older nodes cannot follow.
 pub const IDENTIFY_PROTOCOL: &str = "/dta/1.0.0";
+
+/// Whether this node can speak to a peer that announced `announced` as its identify protocol
+/// version: yes for a dta peer of the same major version, and for a peer that is not dta at
+/// all (an IPFS peer, which only ever exchanges blocks); else why not.
+pub fn compatible(announced: &str) -> Result<(), String> {
+    let Some(version) = announced.strip_prefix("/dta/") else {
+        return Ok(());
+    };
+    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    let ours = major(&IDENTIFY_PROTOCOL["/dta/".len()..]);
+    match major(version) {
+        Some(theirs) if Some(theirs) == ours => Ok(()),
+        Some(_) => Err(format!(
+            "it speaks dta protocol {announced}, this node {IDENTIFY_PROTOCOL}: another major \
+             version, whose messages this node cannot read"
+        )),
+        None => Err(format!(
+            "it announces dta protocol {announced:?}, which names no version this node knows"
+        )),
+    }
+}
 /// Largest request accepted: one envelope plus framing.
 pub const MAX_REQUEST_SIZE: u64 = 1024 * 1024 + 4096;
 /// Largest response accepted.
@@ -295,4 +317,27 @@ fn behaviour(
             crate::bitswap::PROTOCOL,
         )),
     })
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::compatible;
+
+    #[test]
+    fn peers_of_another_major_version_are_refused_with_a_reason() {
+        assert_eq!(compatible("/dta/1.0.0"), Ok(()));
+        assert_eq!(compatible("/dta/1.7.3"), Ok(()));
+        assert_eq!(
+            compatible("ipfs/0.1.0"),
+            Ok(()),
+            "an IPFS peer takes part in Bitswap"
+        );
+        let refused = compatible("/dta/2.0.0").unwrap_err();
+        assert!(
+            refused.contains("/dta/2.0.0") && refused.contains("/dta/1.0.0"),
+            "{refused}"
+        );
+        assert!(compatible("/dta/").is_err());
+        assert!(compatible("/dta/x.1").is_err());
+    }
 }

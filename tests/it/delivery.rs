@@ -465,3 +465,42 @@ async fn orders_naming_nodes_that_cannot_serve_them_are_refused_up_front() {
     assert!(waited.is_ok(), "the stalled order never named fiduciary 3");
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_peer_stays_blocked_when_the_node_starts_again() {
+    let mut net = Testnet::builder().nodes(3).build().await.expect("testnet");
+    set_blocked(&net, 0, 1, true).await;
+    net.test_node(0).stop().await;
+    net.test_node(0).start().await.expect("restart");
+    let api = Api::new();
+    let (status, listed) = api.get(&net, 0, "/v2/peers/blocked").await;
+    assert_eq!(status, 200, "{listed}");
+    let blocked = net.node(1).info().peer_id.clone();
+    assert_eq!(listed[0]["peer_id"], blocked, "{listed}");
+    // Node 0 meets node 2 again, and both know node 1, yet it stays cut off from node 1.
+    let (other, blocked): (libp2p::PeerId, libp2p::PeerId) = (
+        net.node(2).info().peer_id.parse().unwrap(),
+        blocked.parse().unwrap(),
+    );
+    let mut snapshot = net.node(0).network().watch();
+    tokio::time::timeout(TIMEOUT, snapshot.wait_for(|s| s.connected.contains(&other)))
+        .await
+        .expect("node 0 meets node 2 again")
+        .expect("network snapshot");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !net.node(0)
+            .network()
+            .snapshot()
+            .connected
+            .contains(&blocked),
+        "a blocked peer connected after a restart"
+    );
+    // Unblocking still works, and is kept too.
+    set_blocked(&net, 0, 1, false).await;
+    net.test_node(0).stop().await;
+    net.test_node(0).start().await.expect("restart");
+    let (_, listed) = api.get(&net, 0, "/v2/peers/blocked").await;
+    assert_eq!(listed, json!([]));
+    net.stop().await;
+}

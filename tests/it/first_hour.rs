@@ -300,3 +300,22 @@ fn init_refuses_a_short_passphrase_and_prints_the_peer_id() {
     assert!(keystore.contains("memory_kib = 32768"), "{keystore}");
     assert!(keystore.contains("iterations = 3"), "{keystore}");
 }
+
+#[test]
+fn the_version_names_the_release_and_the_commit() {
+    let printed = succeed(&mut crate::process::dta_client(&["--version"]));
+    let printed = String::from_utf8(printed).unwrap();
+    assert_eq!(printed, format!("dta {}\n", dta_node::version::LONG));
+    assert_ne!(dta_node::version::VERSION, "0.0.0");
+    // Built from a git checkout, the commit is HEAD's.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if root.join(".git").exists() {
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert_eq!(dta_node::version::COMMIT, head.trim(), "{printed}");
+    }
+}

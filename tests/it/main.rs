@@ -1,6 +1,7 @@
 //! One integration-test binary: each module drives dta the way a user would.
 
 mod access;
+mod backup;
 mod blocks;
 mod byzantine;
 mod custody;
@@ -12,6 +13,7 @@ mod hsm;
 mod interop;
 mod keygen;
 mod lan;
+mod listing;
 mod live;
 mod log;
 mod mpin;
@@ -27,5 +29,6 @@ mod secrets;
 mod signing;
 mod signing_interop;
 mod ui;
+mod upgrade;
 mod v1;
 mod waiting;

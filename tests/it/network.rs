@@ -347,3 +347,66 @@ async fn nodes_that_cannot_connect_learn_each_others_identity_through_a_shared_p
     assert!(!net.node(2).network().snapshot().connected.contains(&node1));
     net.stop().await;
 }
+
+/// What a bare libp2p peer announcing `protocol` sees of node 0: whether its connection was
+/// still open 2 s after the two exchanged identify.
+async fn stays_connected_announcing(net: &Testnet, protocol: &str) -> bool {
+    use libp2p::futures::StreamExt as _;
+    use libp2p::swarm::SwarmEvent;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                protocol.to_owned(),
+                key.public(),
+            ))
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.dial(net.test_node_address(0)).unwrap();
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::Behaviour(libp2p::identify::Event::Received { .. }) =
+                swarm.select_next_some().await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("identify exchanged");
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
+                return;
+            }
+        }
+    })
+    .await;
+    closed.is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_another_major_protocol_version_is_refused_and_counted() {
+    let net = Testnet::builder().nodes(1).build().await.expect("testnet");
+    let (_, node) = crate::custody::Api::new().get(&net, 0, "/v2/node").await;
+    assert_eq!(node["protocol"], "/dta/1.0.0", "{node}");
+    assert!(
+        node["commit"].as_str().is_some_and(|c| !c.is_empty()),
+        "{node}"
+    );
+    let refused = || crate::custody::counter(&net, 0, "dta_peers_refused_total");
+    assert!(stays_connected_announcing(&net, "/dta/1.4.0").await);
+    assert!(stays_connected_announcing(&net, "ipfs/0.1.0").await);
+    assert_eq!(refused().await, 0);
+    assert!(!stays_connected_announcing(&net, "/dta/2.0.0").await);
+    assert_eq!(refused().await, 1);
+    net.stop().await;
+}

@@ -338,6 +338,18 @@ async fn every_routes_real_answers_match_the_openapi_document() {
             "/v1/order/secret".into(),
             Some(json!({"orderReference": "no-such-order"})),
         ),
+        (Method::POST, "/v2/backup/checkpoint".into(), None),
+        (
+            Method::GET,
+            "/v2/orders?limit=1&role=principal".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/v2/orders?state=stalled&stalled_after=0".into(),
+            None,
+        ),
+        (Method::GET, "/v2/orders?limit=0".into(), None),
         (Method::GET, "/v1/order?page=0&perPage=5".into(), None),
         (Method::GET, "/v1/identity?page=0&perPage=5".into(), None),
     ];

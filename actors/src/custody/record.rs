@@ -384,7 +384,7 @@ mod numbered {
 /// Where a record is stored: a principal's under its reference (its own references are
 /// unique), a fiduciary's and a beneficiary's under the order's principal and reference, so
 /// that two principals using one reference never meet.
-pub(crate) fn record_key(role: Role, principal: &Cid, reference: &str) -> Vec<u8> {
+pub fn record_key(role: Role, principal: &Cid, reference: &str) -> Vec<u8> {
     match role {
         Role::Principal => format!("principal/{reference}"),
         Role::Fiduciary | Role::Beneficiary => format!("{}/{principal}/{reference}", role.name()),
@@ -414,6 +414,35 @@ pub fn stored_records(store: &Store) -> Result<Vec<OrderRecord>, CustodyError> {
         .into_iter()
         .map(|(_, bytes)| dagcbor::decode_lenient(&bytes, Limits::default()).map_err(internal))
         .collect()
+}
+
+/// The records that come after the store key `after` (from the first without it), in key
+/// order, that `keep` keeps, at most `limit` of them. Reads no further than it must.
+pub fn stored_records_after(
+    store: &Store,
+    after: Option<&[u8]>,
+    limit: Option<usize>,
+    mut keep: impl FnMut(&OrderRecord) -> bool,
+) -> Result<Vec<OrderRecord>, CustodyError> {
+    let mut kept = Vec::new();
+    let mut failure = None;
+    store
+        .visit_after(Column::Orders, after, |_, bytes| {
+            match dagcbor::decode_lenient::<OrderRecord>(bytes, Limits::default()) {
+                Ok(record) if keep(&record) => kept.push(record),
+                Ok(_) => {}
+                Err(err) => {
+                    failure = Some(internal(err));
+                    return false;
+                }
+            }
+            limit.is_none_or(|limit| kept.len() < limit)
+        })
+        .map_err(internal)?;
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(kept),
+    }
 }
 
 /// The keystore name of a fiduciary's share of an order.

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub gossip_published: AtomicU64,
     /// Identify exchanges completed.
     pub identify_received: AtomicU64,
+    /// Peers disconnected because they speak another major version of the dta protocol.
+    pub peers_refused_version: AtomicU64,
     /// Identity documents verified and stored.
     pub identities_accepted: AtomicU64,
     /// Identity documents rejected.

@@ -71,9 +71,12 @@ impl Actor for NetworkActor {
         args: NetworkArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut swarm = network::build_swarm(args.keypair.clone(), &args.swarm)?;
-        // Blocks outlive a restart of this actor: they are the operator's, not the swarm's.
-        for peer in &args.channels.snapshot.borrow().blocked {
-            swarm.behaviour_mut().block.block_peer(*peer);
+        // Blocks outlive a restart of this actor and of the node: they are the operator's,
+        // not the swarm's.
+        let mut blocked = args.channels.snapshot.borrow().blocked.clone();
+        blocked.extend(crate::block_list::peers(&args.peer_book)?);
+        for peer in blocked {
+            swarm.behaviour_mut().block.block_peer(peer);
         }
         for address in &args.listen {
             swarm

@@ -563,6 +563,12 @@ impl SwarmLoop {
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 Metrics::bump(&self.metrics.identify_received);
+                if let Err(reason) = dta_protocol::network::compatible(&info.protocol_version) {
+                    warn!(peer = %peer_id, %reason, "peer refused");
+                    Metrics::bump(&self.metrics.peers_refused_version);
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 // Only dta peers go into dta's DHT.
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     // Kept for the next start, off the swarm task (a write to the store).

@@ -117,6 +117,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("PUT", ADMIN), ("DELETE", ADMIN)],
     ),
     endpoint(
+        "/v2/backup/checkpoint",
+        "a consistent copy of the database in the node's home, for dta backup create",
+        &[("POST", ADMIN)],
+    ),
+    endpoint(
         "/v2/keystore",
         "keystore backend and number of secrets",
         &[("GET", ADMIN)],

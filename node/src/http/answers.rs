@@ -44,6 +44,13 @@ pub struct NodeAnswer {
     pub roles: Vec<String>,
     /// The crate version.
     pub version: String,
+    /// The git commit it was built from, or `unknown`.
+    pub commit: String,
+    /// The network protocol it speaks (`/dta/MAJOR.MINOR.PATCH`); it refuses peers of another
+    /// major version.
+    pub protocol: String,
+    /// The layout version of its database.
+    pub schema: u32,
 }
 
 /// A peer, with the identity known for it (`GET /v2/peers`, `/v2/peers/blocked`).
@@ -309,6 +316,14 @@ pub struct TokenAnswer {
     /// The token (`dta_...`), shown this once, when it was just made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+/// `POST /v2/backup/checkpoint`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointAnswer {
+    /// The directory the copy of the database was made in, in the node's home; whoever asked
+    /// removes it.
+    pub path: String,
 }
 
 /// `PUT /v2/peers/blocked/{peer}`.

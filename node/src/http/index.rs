@@ -30,7 +30,7 @@ pub(super) async fn index(State(state): State<ApiState>) -> Json<IndexAnswer> {
         .collect();
     Json(IndexAnswer {
         service: "dta".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::version::VERSION.into(),
         identity: state.identity.clone(),
         name: state.name.clone(),
         endpoints,

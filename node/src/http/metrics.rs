@@ -261,6 +261,11 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     );
     for (name, help, value) in [
         (
+            "dta_peers_refused_total",
+            "Peers disconnected because they speak another major version of the dta protocol.",
+            &m.peers_refused_version,
+        ),
+        (
             "dta_delivery_retries_total",
             "Custody deliveries sent again after a failed attempt.",
             &m.delivery_retries,

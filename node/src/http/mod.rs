@@ -52,6 +52,8 @@ pub struct ApiState {
     pub tokens: crate::tokens::Tokens,
     /// What this node serves without a token.
     pub openness: Openness,
+    /// The node's home (where a backup's checkpoints are made).
+    pub home: std::path::PathBuf,
     /// How far this node lets clocks disagree in a release policy's time gates (ms), as its
     /// fiduciary does: the progress the API shows is judged the same way.
     pub clock_tolerance_ms: u64,
@@ -71,6 +73,7 @@ pub struct OrderDefaults {
 
 mod access;
 mod answers;
+mod backup;
 mod chain;
 mod errors;
 mod events;
@@ -80,6 +83,7 @@ mod mpin;
 mod mpin_answers;
 mod observe;
 mod openapi;
+mod order_list;
 mod orders;
 mod peers;
 mod policy;
@@ -130,6 +134,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/keystore", get(keystore_status))
         .route("/v2/tokens", get(tokens::list).post(tokens::create))
         .route("/v2/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v2/backup/checkpoint", post(backup::checkpoint))
         .route("/v2/mpin", get(mpin::list))
         .route("/v2/mpin/client-secret", post(mpin::client_secret))
         .route("/v2/mpin/server-secret", post(mpin::server_secret))
@@ -139,7 +144,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/mpin/auth/verify", post(mpin::verify))
         .route("/v2/identities", get(identities).post(create_identity))
         .route("/v2/identities/{cid}", get(identity))
-        .route("/v2/orders", get(orders::list).post(orders::create))
+        .route("/v2/orders", get(order_list::list).post(orders::create))
         .route("/v2/orders/{reference}", get(orders::show))
         .route("/v2/orders/{reference}/release", post(orders::release))
         .route("/v2/orders/{reference}/refresh", post(orders::refresh))
@@ -240,7 +245,10 @@ async fn node(State(state): State<ApiState>) -> Json<answers::NodeAnswer> {
             .map(ToString::to_string)
             .collect(),
         roles: state.roles.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: crate::version::VERSION.to_owned(),
+        commit: crate::version::COMMIT.to_owned(),
+        protocol: crate::version::PROTOCOL.to_owned(),
+        schema: dta_actors::schema::CURRENT,
     })
 }
 

@@ -149,6 +149,10 @@ fn shape(method: &str, path: &str) -> Shape {
         ("GET", "/v2/openapi.json") => plain(200, Answer::Document),
         ("GET", "/") => plain(200, Answer::Typed(component::<IndexAnswer>)),
         ("GET", "/v2/health") => plain(200, Answer::Typed(component::<HealthAnswer>)),
+        ("POST", "/v2/backup/checkpoint") => plain(
+            201,
+            Answer::Typed(component::<super::answers::CheckpointAnswer>),
+        ),
         ("GET", "/v2/keystore") => plain(200, Answer::Typed(component::<KeystoreAnswer>)),
         ("GET", "/v2/tokens") => plain(200, Answer::List(component::<TokenAnswer>)),
         ("DELETE", "/v2/tokens/{id}") => plain(200, Answer::Typed(component::<TokenAnswer>)),
@@ -164,7 +168,10 @@ fn shape(method: &str, path: &str) -> Shape {
         }
         ("GET", "/v2/identities") => plain(200, Answer::List(component::<IdentityAnswer>)),
         ("GET", "/v2/identities/{cid}") => plain(200, Answer::Typed(component::<IdentityAnswer>)),
-        ("GET", "/v2/orders") => plain(200, Answer::List(component::<RecordAnswer>)),
+        ("GET", "/v2/orders") => Shape {
+            query: query::<super::order_list::ListQuery>(),
+            ..plain(200, Answer::List(component::<RecordAnswer>))
+        },
         ("POST", "/v2/orders/{reference}/abandon") => plain(200, record),
         ("POST", "/v2/identities") => Shape {
             answer: Answer::Typed(component::<IdentityAnswer>),
@@ -458,7 +465,7 @@ pub fn document() -> Value {
         "openapi": "3.1.0",
         "info": {
             "title": "dta node API",
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": crate::version::VERSION,
             "description": "A dta node's HTTP API: `/v2` native, `/v1` the original D-TA's. `GET /` lists the endpoints with the access each needs.",
         },
         "paths": paths,

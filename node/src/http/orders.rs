@@ -189,15 +189,6 @@ pub async fn create(
     .await
 }
 
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(Value::Array(
-        records(&state)?
-            .iter()
-            .map(|record| record_json(&state, record))
-            .collect(),
-    )))
-}
-
 pub async fn show(
     State(state): State<ApiState>,
     Path(reference): Path<String>,

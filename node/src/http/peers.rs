@@ -1,6 +1,6 @@
 //! `/v2/peers/blocked`: the operator's block list. A blocked peer's connections are closed
-//! and new ones refused in both directions; unblocking dials it again. The list lives as long
-//! as the node process (a restart starts with none), so a mistake is undone by a restart.
+//! and new ones refused in both directions; unblocking dials it again. The list is kept in the
+//! store (see `dta_actors::block_list`) before the call answers, so a restart keeps it.
 
 use std::time::Duration;
 
@@ -75,12 +75,27 @@ pub async fn blocked(State(state): State<ApiState>) -> Json<Value> {
     Json(serde_json::to_value(listed(&state, blocked.into_iter())).unwrap_or(Value::Null))
 }
 
+/// Writes a change of the block list to the store (a synced write, off the async threads).
+async fn keep(
+    state: &ApiState,
+    peer: PeerId,
+    change: fn(&dta_actors::store::Store, PeerId) -> Result<(), dta_actors::store::StoreError>,
+) -> Result<(), ApiError> {
+    let store = state.store.clone();
+    let internal = |message: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, message);
+    tokio::task::spawn_blocking(move || change(&store, peer))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(format!("cannot keep the block list: {e}")))
+}
+
 /// `PUT /v2/peers/blocked/{peer}`: idempotent.
 pub async fn block(
     State(state): State<ApiState>,
     Path(peer): Path<String>,
 ) -> Result<Json<super::answers::BlockedAnswer>, ApiError> {
     let peer = peer_id(&state, &peer)?;
+    keep(&state, peer, dta_actors::block_list::add).await?;
     apply(&state, NetworkCommand::Block(peer), |s| {
         s.blocked.contains(&peer) && !s.connected.contains(&peer)
     })
@@ -102,6 +117,7 @@ pub async fn unblock(
             format!("{peer} is not blocked"),
         ));
     }
+    keep(&state, peer, dta_actors::block_list::remove).await?;
     apply(&state, NetworkCommand::Unblock(peer), |s| {
         !s.blocked.contains(&peer)
     })
