@@ -68,6 +68,7 @@ impl Role {
                     | Kind::Certificate
                     | Kind::ReleaseRequest
                     | Kind::MpinRequest
+                    | Kind::OrderCancel
                     | Kind::Approval
                     | Kind::Veto
             ),
@@ -139,6 +140,13 @@ pub enum RoleMsg {
         /// The bytes to sign.
         message: Vec<u8>,
         /// The record, once the request is sent off.
+        reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
+    },
+    /// Principal: cancel an order: its holders delete their shares.
+    Cancel {
+        /// The order reference.
+        reference: String,
+        /// The record, once the cancel is sent off.
         reply: RpcReplyPort<Result<OrderRecord, CustodyError>>,
     },
     /// Principal: release an order.
@@ -285,6 +293,7 @@ impl RoleActor {
                         | Kind::Certificate
                         | Kind::ReleaseRequest
                         | Kind::MpinRequest
+                        | Kind::OrderCancel
                         | Kind::Approval
                         | Kind::Veto
                 )
@@ -557,6 +566,11 @@ impl RoleActor {
             (Role::Principal, Kind::ShareDeleted) => {
                 custody::refresh::on_share_deleted(ctx, &envelope, cid).await?;
             }
+            (Role::Fiduciary, Kind::OrderCancel) => {
+                if let Some(delivery) = custody::ending::on_cancel(ctx, &envelope, cid).await? {
+                    send_all(ctx, vec![delivery]);
+                }
+            }
             (Role::Fiduciary, Kind::ReshareRequest) => {
                 if let Some(delivery) = custody::refresh::on_request(ctx, &envelope, cid).await? {
                     send_all(ctx, vec![delivery]);
@@ -800,6 +814,10 @@ impl RoleActor {
                             }
                             Err(err) => warn!(%err, "cannot read held releases"),
                         }
+                        match custody::ending::sweep(&args.context).await {
+                            Ok(deliveries) => send_all(&args.context, deliveries),
+                            Err(err) => warn!(%err, "cannot delete the shares of expired orders"),
+                        }
                         custody::crosscheck::show_stalled(
                             &args.context,
                             &mut args.shown_commitments,
@@ -817,6 +835,13 @@ impl RoleActor {
                     info!(order = %prepared.record.reference, "order made and sent to its fiduciaries");
                     send_all(&args.context, prepared.deliveries);
                     prepared.record
+                }));
+            }
+            RoleMsg::Cancel { reference, reply } => {
+                let result = custody::ending::create_cancel(&args.context, &reference).await;
+                let _ = reply.send(result.map(|(record, deliveries)| {
+                    send_all(&args.context, deliveries);
+                    record
                 }));
             }
             RoleMsg::MpinRequest { request, reply } => {

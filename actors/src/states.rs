@@ -87,6 +87,14 @@ named_states! {
         Refreshing => "refreshing",
         /// Fiduciary: custody moved to a committee without this node; its share is deleted.
         Retired => "retired",
+        /// Fiduciary: the order's policy expired and its share is deleted; principal: every
+        /// fiduciary said so.
+        Expired => "expired",
+        /// Principal: the order is cancelled; not every holder has said it deleted its share.
+        Cancelling => "cancelling",
+        /// Fiduciary: the principal cancelled the order and its share is deleted; principal:
+        /// every holder said so.
+        Cancelled => "cancelled",
     }
 }
 

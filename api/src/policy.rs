@@ -51,6 +51,10 @@ pub struct PolicyBody {
     /// What the order's key may sign with a threshold signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningBody>,
+    /// From this time on (ms since the Unix epoch) nothing is released or signed, and the
+    /// fiduciaries delete their shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// The `signing` of a policy: `{"max_signatures": 10, "message_prefixes_hex": ["6474612f"]}`.
@@ -122,6 +126,7 @@ pub fn release_policy(
         veto: body.veto.map(group).transpose()?,
         approval_lifetime_ms: body.approval_lifetime_ms,
         signing: body.signing.map(signing).transpose()?,
+        expires_at_ms: body.expires_at_ms,
     };
     policy
         .validate()
@@ -162,6 +167,7 @@ impl From<&ReleasePolicy> for PolicyBody {
                 max_signatures: s.max_signatures,
                 message_prefixes_hex: s.message_prefixes.iter().map(hex::encode).collect(),
             }),
+            expires_at_ms: policy.expires_at_ms,
         }
     }
 }

@@ -140,6 +140,19 @@ pub enum OrderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// End an order: every fiduciary deletes its share and says so in a signed envelope.
+    /// Under a release policy the cancel needs what a release needs (approvals, delay, no
+    /// veto). Nothing can be released afterwards.
+    Cancel {
+        /// The order reference.
+        reference: String,
+        /// Wait until every fiduciary said it deleted its share (at most SECONDS, 60 by
+        /// default); fail naming who has not if they have not.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "60", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Have t fiduciaries sign a message with the order's key, which nobody holds: a BIP-340
     /// signature under the x-only form of a t-of-n secp256k1 key they generated, or a BLS
     /// signature under a BLS12-381 key (a dealt secret, an `mpin-master` key).
@@ -516,6 +529,31 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             dealt_anew(&client, &reference, answer, wait, "refreshed").await?;
+        }
+        OrderCommand::Cancel {
+            reference,
+            wait,
+            client,
+        } => {
+            let mut answer = client
+                .post(
+                    &format!("/v2/orders/{reference}/cancel"),
+                    serde_json::json!({}),
+                )
+                .await?;
+            if let Some(seconds) = wait {
+                answer = wait::until(&client, answer, Goal::Cancelled, seconds).await?;
+            }
+            if client.json {
+                outln!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                outln!(
+                    "{reference}: {}; {} of {} holders deleted their shares",
+                    text(&answer["state"]),
+                    answer["shares_deleted"],
+                    answer["fiduciaries"].as_array().map_or(0, Vec::len)
+                );
+            }
         }
         OrderCommand::Sign {
             reference,

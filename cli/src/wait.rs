@@ -23,6 +23,8 @@ pub enum Goal {
     Receipt(u32),
     /// The shares of `epoch` certified (after a refresh).
     Epoch(u64),
+    /// Every holder said it deleted its share (after a cancel).
+    Cancelled,
 }
 
 impl Goal {
@@ -33,6 +35,7 @@ impl Goal {
             Self::Epoch(epoch) => {
                 record["epoch"].as_u64() >= Some(epoch) && !record["certificate"].is_null()
             }
+            Self::Cancelled => record["state"] == "cancelled",
         }
     }
 
@@ -41,6 +44,7 @@ impl Goal {
             Self::Certified => "certified",
             Self::Receipt(_) => "received by its beneficiary",
             Self::Epoch(_) => "certified with its new shares",
+            Self::Cancelled => "cancelled by every holder",
         }
     }
 }

@@ -862,6 +862,15 @@ pub fn audit(
         .ok()
         .flatten()
         .ok_or(AuditError::NoOrderRequest)?;
+    // Only the order's principal ends it.
+    if let Some((cid, _)) = verified.iter().find(|(_, e)| {
+        e.envelope().kind == Kind::OrderCancel && e.envelope().sender != request.principal
+    }) {
+        return Err(AuditError::BadEnvelope {
+            envelope: cid.to_string(),
+            reason: "a cancel not from the order's principal".into(),
+        });
+    }
     let commitments: BTreeMap<Cid, Commitment> = verified
         .iter()
         .filter(|(_, e)| e.envelope().kind == Kind::Commitment)

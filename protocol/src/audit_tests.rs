@@ -1,7 +1,7 @@
 //! A receipt's evidence, judged by the audit: a refused share off the commitment convicts its
 //! fiduciary, one that fits convicts the receipt of a false accusation; two share releases
 //! of one fiduciary for the release convict it of equivocation, two of two fiduciaries
-//! convict the receipt.
+//! convict the receipt. A cancel on the chain counts only from the order's principal.
 
 use std::collections::BTreeMap;
 
@@ -276,4 +276,58 @@ fn answers_of_two_fiduciaries_are_no_equivocation() {
         matches!(&err, AuditError::Release { reason, .. } if reason.contains("two senders")),
         "{err}"
     );
+}
+
+#[test]
+fn only_the_orders_principal_cancels_it() {
+    let principal = node("principal", 1);
+    let fiduciary = node("fiduciary-1", 2);
+    let request = envelope(
+        &principal,
+        Kind::OrderRequest,
+        None,
+        cbor(&OrderRequest {
+            plugin: "safeguardsecret".into(),
+            principal: principal.cid(),
+            fiduciaries: vec![fiduciary.cid()],
+            threshold: 1,
+            beneficiary: None,
+            policy: ReleasePolicy::default(),
+            input: BTreeMap::new(),
+        }),
+        None,
+    );
+    let identities = [principal.identity().clone(), fiduciary.identity().clone()];
+    for (sender, passes) in [(&principal, true), (&fiduciary, false)] {
+        let cancel = envelope(
+            sender,
+            Kind::OrderCancel,
+            Some(cid_of(&request)),
+            cbor(&crate::order::OrderCancel {
+                order: cid_of(&request),
+            }),
+            None,
+        );
+        let blocks: BTreeMap<Cid, Vec<u8>> = [&request, &cancel]
+            .into_iter()
+            .map(|e| {
+                let block = e.signed().to_block().unwrap();
+                (block.cid(), block.into_bytes())
+            })
+            .collect();
+        let audited = audit(
+            ORDER,
+            cid_of(&cancel),
+            &[],
+            |cid| blocks.get(cid).cloned(),
+            |cid| identities.iter().find(|i| i.cid() == *cid).cloned(),
+        );
+        match audited {
+            Ok(_) => assert!(passes, "a cancel by a fiduciary passed"),
+            Err(AuditError::BadEnvelope { reason, .. }) => {
+                assert!(!passes && reason.contains("principal"), "{reason}");
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
 }

@@ -123,6 +123,10 @@ pub enum Kind {
     /// A fiduciary's threshold BLS signature with its share
     /// ([`crate::signing::PartialSignature`], `prev` the request).
     PartialSignature,
+    /// The principal ends an order: its holders delete their shares, each saying so in a
+    /// [`Kind::ShareDeleted`] whose `prev` is this ([`crate::order::OrderCancel`], `prev` the
+    /// order's head). Authorized like a release under the order's policy.
+    OrderCancel,
 }
 
 impl Kind {
@@ -158,6 +162,7 @@ impl Kind {
             Kind::SignatureShare => "signature-share",
             Kind::Signature => "signature",
             Kind::PartialSignature => "partial-signature",
+            Kind::OrderCancel => "order-cancel",
         }
     }
 }

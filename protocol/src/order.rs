@@ -74,6 +74,14 @@ pub struct OrderRequest {
     pub input: BTreeMap<String, String>,
 }
 
+/// The principal's cancellation of an order (public payload of
+/// [`crate::envelope::Kind::OrderCancel`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OrderCancel {
+    /// The order request envelope.
+    pub order: Cid,
+}
+
 /// One fiduciary's share of a principal-provided secret (sealed payload of
 /// [`crate::envelope::Kind::ShareDeal`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -96,6 +96,10 @@ pub struct ReleasePolicy {
     /// What the order's key may sign with a threshold signature; anything when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningPolicy>,
+    /// From this time on (ms since the Unix epoch) nothing is released or signed, and each
+    /// fiduciary deletes its share and says so to the principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Default for ReleasePolicy {
@@ -109,6 +113,7 @@ impl Default for ReleasePolicy {
             veto: None,
             approval_lifetime_ms: None,
             signing: None,
+            expires_at_ms: None,
         }
     }
 }
@@ -190,6 +195,9 @@ pub enum PolicyError {
     /// A rule, veto or lifetime without groups to apply to.
     #[error("{0} needs approver groups")]
     NoGroups(&'static str),
+    /// An expiry at or before the first time a release is allowed.
+    #[error("expires_at_ms must come after not_before_ms: the order could never be released")]
+    ExpiresFirst,
     /// A veto group with no delay to veto within.
     #[error("a veto group needs a delay (delay_ms) to veto within")]
     VetoWithoutDelay,
@@ -250,6 +258,14 @@ pub enum PolicyRefusal {
     /// The veto group reached its count within the delay.
     #[error("vetoed by {}", .0.join(", "))]
     Vetoed(Vec<String>),
+    /// The order expired.
+    #[error("the order expired at {expires_at_ms} (ms since the epoch); it is {now_ms}")]
+    Expired {
+        /// The policy's time.
+        expires_at_ms: u64,
+        /// The decider's clock.
+        now_ms: u64,
+    },
 }
 
 /// What may happen with a release request now.
@@ -337,6 +353,11 @@ impl ReleasePolicy {
         }
         if let Some(rule) = &self.rule {
             check_rule(rule, &names, 1)?;
+        }
+        if let (Some(not_before), Some(expires_at)) = (self.not_before_ms, self.expires_at_ms)
+            && expires_at <= not_before
+        {
+            return Err(PolicyError::ExpiresFirst);
         }
         if self.veto.is_some() && self.delay_ms.is_none_or(|d| d == 0) {
             return Err(PolicyError::VetoWithoutDelay);
@@ -440,8 +461,21 @@ impl ReleasePolicy {
         tally
     }
 
+    /// Why nothing may be released or signed at `now_ms` because the order expired, if it has.
+    pub fn expired(&self, now_ms: u64) -> Option<PolicyRefusal> {
+        self.expires_at_ms
+            .filter(|expires_at_ms| now_ms >= *expires_at_ms)
+            .map(|expires_at_ms| PolicyRefusal::Expired {
+                expires_at_ms,
+                now_ms,
+            })
+    }
+
     /// What may happen with the request of `situation` now.
     pub fn evaluate(&self, situation: &Situation<'_>) -> Verdict {
+        if let Some(expired) = self.expired(situation.now_ms) {
+            return Verdict::Refused(expired);
+        }
         if situation.released >= self.max_releases {
             return Verdict::Refused(PolicyRefusal::NoReleasesLeft(self.max_releases));
         }

@@ -34,6 +34,7 @@ fn example() -> ReleasePolicy {
         }),
         approval_lifetime_ms: Some(3_600 * SECOND),
         signing: None,
+        expires_at_ms: None,
     }
 }
 
@@ -357,4 +358,23 @@ fn policies_that_cannot_be_met_or_are_malformed_are_refused() {
         ..ReleasePolicy::default()
     };
     assert_eq!(bare.validate(), Err(PolicyError::NoGroups("a rule")));
+}
+
+#[test]
+fn an_expired_order_releases_nothing_and_an_expiry_before_the_first_release_is_refused() {
+    let mut policy = example();
+    policy.expires_at_ms = Some(10 * SECOND);
+    assert_eq!(policy.expired(10 * SECOND - 1), None);
+    assert!(matches!(
+        policy.expired(10 * SECOND),
+        Some(PolicyRefusal::Expired { expires_at_ms, .. }) if expires_at_ms == 10 * SECOND
+    ));
+    assert!(matches!(
+        policy.evaluate(&situation(10 * SECOND, &[], &[])),
+        Verdict::Refused(PolicyRefusal::Expired { .. })
+    ));
+    policy.not_before_ms = Some(10 * SECOND);
+    assert_eq!(policy.validate(), Err(PolicyError::ExpiresFirst));
+    policy.not_before_ms = Some(SECOND);
+    assert_eq!(policy.validate(), Ok(()));
 }

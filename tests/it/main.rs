@@ -7,6 +7,7 @@ mod byzantine;
 mod custody;
 mod delivery;
 mod demo;
+mod ending;
 mod faults;
 mod first_hour;
 mod hsm;

@@ -340,6 +340,12 @@ async fn every_routes_real_answers_match_the_openapi_document() {
         ),
         (Method::POST, "/v2/backup/checkpoint".into(), None),
         (
+            Method::POST,
+            "/v2/orders/answers-2/cancel?wait=30".into(),
+            None,
+        ),
+        (Method::POST, "/v2/orders/no-such-order/cancel".into(), None),
+        (
             Method::GET,
             "/v2/orders?limit=1&role=principal".into(),
             None,

@@ -72,7 +72,7 @@ pub async fn create_vote(
         .filter(|_| request_envelope.envelope().order == vote.reference)
         .ok_or_else(|| {
             CustodyError::Invalid(format!(
-                "{} is not a release, reshare or signature request of order {}",
+                "{} is not a release, reshare, signature or cancel request of order {}",
                 vote.request, vote.reference
             ))
         })?;
@@ -147,7 +147,7 @@ pub async fn create_vote(
     Ok((cid, deliveries))
 }
 
-/// The order request envelope a release, reshare or signature request names; `None` for any
+/// The order request envelope a release, reshare, signature or cancel request names; `None` for any
 /// other envelope.
 fn order_of_request(envelope: &VerifiedEnvelope) -> Option<Cid> {
     match envelope.envelope().kind {
@@ -158,6 +158,9 @@ fn order_of_request(envelope: &VerifiedEnvelope) -> Option<Cid> {
             .ok()
             .map(|r| r.order),
         Kind::SignRequest => RoleContext::payload::<SignRequest>(envelope)
+            .ok()
+            .map(|r| r.order),
+        Kind::OrderCancel => RoleContext::payload::<dta_protocol::order::OrderCancel>(envelope)
             .ok()
             .map(|r| r.order),
         _ => None,
@@ -278,7 +281,7 @@ pub async fn on_vote(
         || request_envelope.envelope().order != reference
     {
         return Err(CustodyError::Invalid(
-            "the vote's request is not a release, reshare or signature request of this order"
+            "the vote's request is not a release, reshare, signature or cancel request of this order"
                 .into(),
         ));
     }

@@ -489,7 +489,7 @@ pub(crate) async fn policy_gate(
         tolerance_ms: ctx.clock_tolerance_ms,
         released: match gated {
             Gated::Release(_) => record.releases_served(),
-            Gated::Move | Gated::Signature(_) => 0,
+            Gated::Move | Gated::Signature(_) | Gated::Cancel => 0,
         },
         approvals: &approvals,
         vetoes: &vetoes,
@@ -560,6 +560,15 @@ pub async fn on_release_request(
             envelope.envelope().sender
         )));
     }
+    if matches!(
+        record.state,
+        OrderState::Cancelled | OrderState::Expired | OrderState::Retired
+    ) {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} is {} here: its share is deleted",
+            record.state
+        )));
+    }
     let request: ReleaseRequest = RoleContext::payload(envelope)?;
     let certificate_cid = record.certificate.ok_or_else(|| {
         CustodyError::Conflict(format!("order {reference} is not certified here"))
@@ -612,6 +621,13 @@ pub async fn on_release_request(
         .commitment
         .ok_or_else(|| internal("held order without commitment"))?;
     check_beneficiary(ctx, &commitment_cid, &request.beneficiary)?;
+    if let Some(expired) = order.policy.expired(now_millis()) {
+        Metrics::bump(&ctx.metrics.releases_refused_by_policy);
+        return Err(CustodyError::Conflict(format!(
+            "release {} of {reference} refused: {expired}",
+            request.sequence
+        )));
+    }
     // The policy before the certificate's pairing check: a held request is looked at again
     // with each vote, and only the look that lets it go pays for the check.
     if order.policy.has_conditions() {

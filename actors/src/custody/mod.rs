@@ -46,6 +46,7 @@ mod approval;
 mod beneficiary;
 mod chain;
 pub mod crosscheck;
+pub mod ending;
 pub mod exclusion;
 mod fiduciary;
 pub mod keygen;

@@ -272,6 +272,8 @@ pub enum Gated {
     Move,
     /// A threshold signature, by its number: authorized like a release, but not one.
     Signature(u32),
+    /// The order's cancellation: authorized like a release, but not one.
+    Cancel,
 }
 
 impl Gated {
@@ -281,6 +283,7 @@ impl Gated {
             Self::Release(_) => "release",
             Self::Move => "move",
             Self::Signature(_) => "signature",
+            Self::Cancel => "cancel",
         }
     }
 
@@ -288,7 +291,7 @@ impl Gated {
     pub fn sequence(self) -> Option<u32> {
         match self {
             Self::Release(sequence) | Self::Signature(sequence) => Some(sequence),
-            Self::Move => None,
+            Self::Move | Self::Cancel => None,
         }
     }
 }
@@ -299,6 +302,7 @@ impl std::fmt::Display for Gated {
             Self::Release(sequence) => write!(f, "release {sequence}"),
             Self::Move => f.write_str("the move of custody"),
             Self::Signature(sequence) => write!(f, "signature {sequence}"),
+            Self::Cancel => f.write_str("the cancellation"),
         }
     }
 }
@@ -316,8 +320,8 @@ pub struct Hold {
 }
 
 /// How a [`Hold`] is stored: a release by its number, a move as number 0, a signature as
-/// number 0 with its own number beside (records written before signatures were held decode
-/// as they were).
+/// number 0 with its own number beside, a cancellation as number 0 marked so (records written
+/// before signatures or cancellations were held decode as they were).
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredHold {
     sequence: u32,
@@ -325,11 +329,14 @@ struct StoredHold {
     seen_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signature: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cancel: bool,
 }
 
 impl From<StoredHold> for Hold {
     fn from(stored: StoredHold) -> Self {
         let gated = match (stored.signature, stored.sequence) {
+            _ if stored.cancel => Gated::Cancel,
             (Some(sequence), _) => Gated::Signature(sequence),
             (None, 0) => Gated::Move,
             (None, sequence) => Gated::Release(sequence),
@@ -346,7 +353,7 @@ impl From<Hold> for StoredHold {
     fn from(hold: Hold) -> Self {
         let (sequence, signature) = match hold.gated {
             Gated::Release(sequence) => (sequence, None),
-            Gated::Move => (0, None),
+            Gated::Move | Gated::Cancel => (0, None),
             Gated::Signature(sequence) => (0, Some(sequence)),
         };
         Self {
@@ -354,6 +361,7 @@ impl From<Hold> for StoredHold {
             request: hold.request,
             seen_ms: hold.seen_ms,
             signature,
+            cancel: hold.gated == Gated::Cancel,
         }
     }
 }

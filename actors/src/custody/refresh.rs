@@ -152,6 +152,11 @@ pub async fn create_reshare(
     super::principal::order_plugin(&order)?
         .check_release()
         .map_err(CustodyError::from)?;
+    if let Some(expired) = order.policy.expired(crate::context::now_millis()) {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} cannot be dealt anew: {expired}"
+        )));
+    }
     let commitment = ctx.committed(&record)?;
     old_shares(&commitment)?;
     let (fiduciaries, threshold) =
@@ -246,6 +251,12 @@ pub async fn on_request(
     let principal = envelope.envelope().sender;
     let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let request: ReshareRequest = RoleContext::payload(envelope)?;
+    let order: OrderRequest = ctx.stored_payload(&record.order)?;
+    if let Some(expired) = order.policy.expired(crate::context::now_millis()) {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} is dealt anew no more: {expired}"
+        )));
+    }
     let peer = ctx.known_peer(&principal)?;
     if let Some(refresh) = &record.refresh
         && refresh.request == cid
@@ -783,6 +794,9 @@ pub async fn on_share_deleted(
         .envelope()
         .prev
         .ok_or_else(|| CustodyError::Invalid("a deletion that names no commitment".into()))?;
+    if super::ending::ends_the_order(&record, &deleted, commitment_cid) {
+        return super::ending::on_deleted(ctx, envelope, cid, record, &deleted).await;
+    }
     let commitment: Commitment = ctx.stored_payload(&commitment_cid)?;
     let previous: Commitment = match &commitment.reshared {
         Some(reshared) => ctx.stored_payload(&reshared.previous)?,
@@ -792,18 +806,12 @@ pub async fn on_share_deleted(
             ));
         }
     };
-    if deleted.order != record.order
-        || commitment.order != record.order
-        || previous
-            .fiduciaries
-            .get((deleted.index as usize).wrapping_sub(1))
-            != Some(&sender)
-    {
+    if deleted.order != record.order || commitment.order != record.order {
         return Err(CustodyError::Invalid(format!(
-            "{sender} is not holder {} of the shares it says it deleted",
-            deleted.index
+            "{sender} names another order than the one it says it deleted a share of"
         )));
     }
+    super::ending::holder_of(&previous.fiduciaries, &deleted, &sender)?;
     let already = record.deletions.iter().any(|said| {
         ctx.stored_payload::<ShareDeleted>(said)
             .is_ok_and(|d| d.epoch == deleted.epoch && d.index == deleted.index)

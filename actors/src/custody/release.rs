@@ -63,12 +63,20 @@ pub async fn create_release(
         | OrderState::Collecting
         | OrderState::Received
         | OrderState::Aborted
-        | OrderState::Retired => {
+        | OrderState::Retired
+        | OrderState::Expired
+        | OrderState::Cancelling
+        | OrderState::Cancelled => {
             return Err(CustodyError::Conflict(format!(
                 "order {reference} is {}: it cannot be released",
                 record.state
             )));
         }
+    }
+    if let Some(expired) = order.policy.expired(crate::context::now_millis()) {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} cannot be released: {expired}"
+        )));
     }
     let (cid, bytes, beneficiary) = match open_release(ctx, &record)? {
         Some((cid, bytes, request)) => {

@@ -110,8 +110,11 @@ pub fn settles_a_step(state: OrderState) -> bool {
         OrderState::Certified
         | OrderState::Released
         | OrderState::Aborted
-        | OrderState::Retired => true,
-        OrderState::Ordered
+        | OrderState::Retired
+        | OrderState::Expired
+        | OrderState::Cancelled => true,
+        OrderState::Cancelling
+        | OrderState::Ordered
         | OrderState::Generating
         | OrderState::Refreshing
         | OrderState::Dealt
@@ -146,10 +149,13 @@ pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
         | OrderState::Generating
         | OrderState::Refreshing
         | OrderState::Dealt
-        | OrderState::Committed => true,
+        | OrderState::Committed
+        | OrderState::Cancelling => true,
         OrderState::Certified
         | OrderState::Aborted
         | OrderState::Retired
+        | OrderState::Expired
+        | OrderState::Cancelled
         | OrderState::Releasing
         | OrderState::Released
         | OrderState::Generated
@@ -293,6 +299,14 @@ pub fn resume(
                     send(&fiduciary, &cids);
                 }
             }
+            OrderState::Cancelling => {
+                // Holders that have not said they deleted their shares get the cancel again
+                // (one that did already sends its word again).
+                let deleted = super::ending::deleted_after_cancel(&record, |c| ctx.block(c));
+                for (_, fiduciary) in waiting(&|_, f| deleted.contains(f)) {
+                    send(&fiduciary, &[record.certificate, Some(record.head)]);
+                }
+            }
             OrderState::Certified
             | OrderState::Releasing
             | OrderState::Released
@@ -301,7 +315,9 @@ pub fn resume(
             | OrderState::Collecting
             | OrderState::Received
             | OrderState::Aborted
-            | OrderState::Retired => {}
+            | OrderState::Retired
+            | OrderState::Expired
+            | OrderState::Cancelled => {}
         }
     }
     Ok(deliveries)
@@ -507,6 +523,8 @@ pub enum AwaitedStep {
     CustodySignature,
     /// The beneficiary's receipt of an open release.
     Receipt,
+    /// A holder's word that it deleted its share of a cancelled order.
+    Deletion,
 }
 
 impl AwaitedStep {
@@ -517,6 +535,7 @@ impl AwaitedStep {
             Self::Deal => "deal",
             Self::CustodySignature => "custody signature",
             Self::Receipt => "receipt",
+            Self::Deletion => "share deletion",
         }
     }
 }
@@ -585,6 +604,16 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
             AwaitedStep::CustodySignature,
             envelope(record.commitment.as_ref().unwrap_or(&record.order)).map(|e| e.timestamp),
         ),
+        OrderState::Cancelling => {
+            let deleted = super::ending::deleted_after_cancel(record, |c| {
+                store.get(Column::Blocks, &c.to_bytes()).ok().flatten()
+            });
+            fiduciaries(
+                &|_, f| !deleted.contains(f),
+                AwaitedStep::Deletion,
+                envelope(&record.head).map(|e| e.timestamp),
+            )
+        }
         OrderState::Releasing => record
             .releases
             .iter()
@@ -609,6 +638,8 @@ pub fn awaited(store: &Store, record: &OrderRecord) -> Vec<Awaited> {
         | OrderState::Collecting
         | OrderState::Received
         | OrderState::Aborted
-        | OrderState::Retired => Vec::new(),
+        | OrderState::Retired
+        | OrderState::Expired
+        | OrderState::Cancelled => Vec::new(),
     }
 }

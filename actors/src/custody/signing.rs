@@ -183,6 +183,11 @@ fn check_policy(
     sequence: u32,
     message: &[u8],
 ) -> Result<(), CustodyError> {
+    if let Some(expired) = order.policy.expired(crate::context::now_millis()) {
+        return Err(CustodyError::Conflict(format!(
+            "order {reference} signs nothing more: {expired}"
+        )));
+    }
     match &order.policy.signing {
         Some(policy) => policy.allows(sequence, message).map_err(|refusal| {
             CustodyError::Conflict(format!(

@@ -160,6 +160,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("POST", Access::Token(&[Scope::Order]))],
     ),
     endpoint(
+        "/v2/orders/{reference}/cancel",
+        "end the order: every holder deletes its share (authorized like a release under its \
+         policy; ?wait=SECONDS: until all said so)",
+        &[("POST", Access::Token(&[Scope::Order]))],
+    ),
+    endpoint(
         "/v2/orders/{reference}/abandon",
         "give up a generated key whose fiduciaries did not all answer, naming them",
         &[("POST", Access::Token(&[Scope::Order]))],

@@ -151,6 +151,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/orders/{reference}/reshare", post(orders::reshare))
         .route("/v2/orders/{reference}/sign", post(signing::sign))
         .route("/v2/orders/{reference}/abandon", post(orders::abandon))
+        .route("/v2/orders/{reference}/cancel", post(orders::cancel))
         .route("/v2/orders/{reference}/approvals", post(policy::vote))
         .route("/v2/orders/{reference}/secret", get(orders::secret))
         .route("/v2/orders/{reference}/audit", get(orders::audit))

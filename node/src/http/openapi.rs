@@ -199,6 +199,7 @@ fn shape(method: &str, path: &str) -> Shape {
             waiting(Body::Json(component::<dta_api::orders::ReleaseBody>), 200)
         }
         ("POST", "/v2/orders/{reference}/refresh") => waiting(Body::Nothing, 200),
+        ("POST", "/v2/orders/{reference}/cancel") => waiting(Body::Nothing, 200),
         ("POST", "/v2/orders/{reference}/reshare") => {
             waiting(Body::Json(component::<dta_api::orders::ReshareBody>), 200)
         }

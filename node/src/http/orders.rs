@@ -260,6 +260,34 @@ pub async fn refresh(
     reshare_to(state, reference, query, None).await
 }
 
+/// `POST /v2/orders/{ref}/cancel[?wait=SECONDS]`: the order ends; its holders delete their
+/// shares (under a policy with conditions, once it allows). Answered once the cancel is out,
+/// or once every holder said it deleted its share.
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+    query: WaitParam,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let wait = wait_duration(query)?;
+    let principal = role_actor(&state, Role::Principal)?;
+    let events = state.custody_events.subscribe();
+    let record = ractor::call_t!(
+        principal,
+        |reply| RoleMsg::Cancel { reference, reply }.traced(),
+        CALL_TIMEOUT_MS
+    )
+    .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
+    answer_after(
+        &state,
+        events,
+        record,
+        wait,
+        wait::cancelled,
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// `POST /v2/orders/{ref}/abandon`: gives up a generated key whose fiduciaries did not all
 /// answer; the record, and the fiduciaries named as missing.
 pub async fn abandon(

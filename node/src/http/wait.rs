@@ -103,6 +103,11 @@ pub fn certified(record: &OrderRecord) -> bool {
     record.certificate.is_some()
 }
 
+/// The goal of a cancellation: every holder said it deleted its share.
+pub fn cancelled(record: &OrderRecord) -> bool {
+    record.state == dta_actors::custody::OrderState::Cancelled
+}
+
 /// The goal of a release: the beneficiary's receipt of release `sequence` is in.
 pub fn receipt_of(sequence: u32) -> impl Fn(&OrderRecord) -> bool {
     move |record| record.receipts.contains_key(&sequence)
