@@ -517,3 +517,103 @@ pub fn checkpoint_path(home: &Path) -> Result<PathBuf, BackupError> {
         hex::encode(random)
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive of `files` (path, bytes) behind a manifest that counts them.
+    fn archive_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let manifest = Manifest {
+            format: FORMAT,
+            created_ms: 0,
+            made_by: "test".into(),
+            name: "n".into(),
+            identity: "i".into(),
+            peer_id: "p".into(),
+            keystore: KeystoreNeeds::Soft,
+            orders: 0,
+            secrets: 0,
+            blocks: 0,
+            files: files.len(),
+            bytes: 0,
+        };
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut out = (json.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&json);
+        for (path, bytes) in files {
+            out.extend_from_slice(&(path.len() as u16).to_be_bytes());
+            out.extend_from_slice(path.as_bytes());
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    #[test]
+    fn an_archive_lands_inside_the_new_home_or_not_at_all() {
+        let sound = archive_of(&[("config.toml", b"x"), ("db/CURRENT", b"y")]);
+        assert_eq!(read_archive(&sound).unwrap().1.len(), 2);
+        for path in [
+            "../evil",
+            "db/../../evil",
+            "/etc/passwd",
+            "db/sub/x",
+            "",
+            "a\\b",
+        ] {
+            let refused = read_archive(&archive_of(&[(path, b"x")])).err();
+            assert!(
+                matches!(refused, Some(BackupError::Malformed(_))),
+                "{path:?} was taken"
+            );
+        }
+        // Cut anywhere: refused, never a panic.
+        for end in 0..sound.len() {
+            assert!(read_archive(&sound[..end]).is_err(), "cut at {end}");
+        }
+        // A manifest that counts otherwise.
+        let mut lying = archive_of(&[("config.toml", b"x"), ("node.key", b"k")]);
+        let json_len = u32::from_be_bytes(lying[..4].try_into().unwrap()) as usize;
+        let json = String::from_utf8(lying[4..4 + json_len].to_vec()).unwrap();
+        let fewer = json.replace("\"files\":2", "\"files\":1");
+        assert_ne!(json, fewer);
+        lying.splice(4..4 + json_len, fewer.bytes());
+        assert!(matches!(
+            read_archive(&lying),
+            Err(BackupError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_pkcs11_keystore_is_named_with_its_token_and_key() {
+        let text = "backend = \"pkcs11\"\nversion = 1\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+                    token = \"dta-node\"\nkek_label = \"dta-kek\"\ncheck = \"00\"\n";
+        assert_eq!(
+            keystore_needs(text).unwrap(),
+            KeystoreNeeds::Pkcs11 {
+                module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+                token: "dta-node".into(),
+                key_label: "dta-kek".into(),
+            }
+        );
+        assert_eq!(
+            keystore_needs("backend = \"soft\"\n").unwrap(),
+            KeystoreNeeds::Soft
+        );
+        assert!(keystore_needs("backend = \"floppy\"\n").is_err());
+        assert!(keystore_needs("not toml [").is_err());
+    }
+
+    #[test]
+    fn a_directory_without_a_node_is_not_backed_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, checkpoint) = (dir.path().join("home"), dir.path().join("checkpoint"));
+        std::fs::create_dir(&home).unwrap();
+        std::fs::write(home.join("config.toml"), "x").unwrap();
+        drop(Store::open(&checkpoint).unwrap());
+        // No node here (no identity): the archive is not made, and says why.
+        let refused = create(&home, &checkpoint, b"a long passphrase").unwrap_err();
+        assert!(matches!(refused, BackupError::Malformed(_)), "{refused}");
+    }
+}
