@@ -45,7 +45,7 @@ pub enum OrderCommand {
         #[arg(long, default_value_t = 1)]
         max_releases: u32,
         /// A release policy, as a TOML or JSON file (approver groups, rule, not_before_ms,
-        /// delay_ms, veto, approval_lifetime_ms, signing; see the README).
+        /// delay_ms, veto, approval_lifetime_ms, signing, expires_at_ms; see the README).
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Plugin.
