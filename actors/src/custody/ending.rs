@@ -70,7 +70,8 @@ async fn delete_and_say(
 }
 
 /// Fiduciary: deletes the share of every order of its whose policy expired, and says so to
-/// each principal.
+/// each principal. An order that cannot be read or deleted now is named in the log and tried
+/// again at the next sweep; it holds back none of the others.
 pub async fn sweep(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
     let now = now_millis();
     let mut deliveries = Vec::new();
@@ -78,12 +79,23 @@ pub async fn sweep(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
         if record.role != Role::Fiduciary || !holds_a_share(record.state) {
             continue;
         }
-        let order: OrderRequest = ctx.stored_payload(&record.order)?;
-        if order.policy.expired(now).is_none() {
-            continue;
+        let expired = ctx
+            .stored_payload::<OrderRequest>(&record.order)
+            .map(|order| order.policy.expired(now).is_some());
+        let deleted = match expired {
+            Ok(false) => continue,
+            Ok(true) => {
+                let prev = record.commitment.unwrap_or(record.order);
+                delete_and_say(ctx, &mut record, prev, OrderState::Expired).await
+            }
+            Err(err) => Err(err),
+        };
+        match deleted {
+            Ok(delivery) => deliveries.extend(delivery),
+            Err(err) => {
+                tracing::warn!(order = %record.reference, %err, "an expired order's share is not deleted yet");
+            }
         }
-        let prev = record.commitment.unwrap_or(record.order);
-        deliveries.extend(delete_and_say(ctx, &mut record, prev, OrderState::Expired).await?);
     }
     Ok(deliveries)
 }
