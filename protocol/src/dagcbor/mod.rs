@@ -410,8 +410,9 @@ impl<'a> Reader<'a> {
         match raw.split_first() {
             Some((0x00, cid_bytes)) => {
                 let cid = cid::Cid::try_from(cid_bytes).map_err(|_| invalid.clone())?;
-                // The CID must use all the bytes: no padding after it.
-                if cid.encoded_len() != cid_bytes.len() {
+                // The CID must be its one encoding: no padding after it, and no varint the
+                // parser reads loosely (overlong, or with bits past 64).
+                if cid.to_bytes() != cid_bytes {
                     return Err(invalid);
                 }
                 Ok(())
