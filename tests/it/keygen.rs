@@ -238,6 +238,19 @@ async fn a_key_generation_that_waits_for_a_fiduciary_down_for_good_is_abandoned_
         api.wait_state(&net, *node, "stalled", "fiduciary", "generated")
             .await;
     }
+    // A fiduciary says `generated` once its key share is out; the principal has it a moment
+    // later. Only the third is missing once the principal holds two.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/stalled").await;
+            if shown[0]["shares"].as_object().is_some_and(|s| s.len() == 2) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the principal gets both key shares");
     let (status, body) = api
         .post(&net, PRINCIPAL, "/v2/orders/stalled/abandon", json!({}))
         .await;
