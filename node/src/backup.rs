@@ -242,12 +242,19 @@ fn describe(home: &Path, store: &Store) -> Result<Manifest, BackupError> {
         identity: identity.to_string(),
         peer_id: peer_id.to_string(),
         keystore: keystore_needs(&keystore_text)?,
-        orders: store.scan(Column::Orders)?.len(),
-        secrets: store.scan(Column::Keystore)?.len(),
-        blocks: store.scan(Column::Blocks)?.len(),
+        orders: count(store, Column::Orders)?,
+        secrets: count(store, Column::Keystore)?,
+        blocks: count(store, Column::Blocks)?,
         files: 0,
         bytes: 0,
     })
+}
+
+/// The keys of `column`, counted one at a time (a block column is not held whole).
+fn count(store: &Store, column: Column) -> Result<usize, BackupError> {
+    let mut keys = 0;
+    store.visit(column, |_, _| keys += 1)?;
+    Ok(keys)
 }
 
 /// The keystore `keystore.toml` describes.
