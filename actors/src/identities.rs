@@ -4,19 +4,28 @@
 //! A document is accepted only if it decodes strictly, its self-signature and proof of
 //! possession verify, and its peer id is the peer that sent it (the connection's peer, or the
 //! signed gossip publisher). A rejected document is logged with the reason and never stored.
+//!
+//! Revocations come the same ways (and from the API, for identities this node holds or whose
+//! node it operates): one is kept only if it verifies against the identity it names, which
+//! must be known here; the earliest kept for an identity stands. Kept ones are stored, put in
+//! the directory for the role steps to refuse by, and handed to the network loop, which
+//! serves them to peers that connect and gossips them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dta_protocol::Cid;
-use dta_protocol::identity::{IdentityDocument, VerifiedIdentity};
+use dta_protocol::identity::{IdentityDocument, IdentityError, LocalIdentity, VerifiedIdentity};
+use dta_protocol::revocation::{Revocation, RevocationError, Revoker, VerifiedRevocation};
 use libp2p::PeerId;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use libp2p::identity::Keypair;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::hosted::Hosted;
 use crate::metrics::Metrics;
-use crate::network::NetworkEvent;
+use crate::network::{NetworkCommand, NetworkEvent, NetworkHandle};
 use crate::store::{Column, Store, StoreMsg};
 
 /// How long a durable write may take before the actor gives up on it.
@@ -48,9 +57,59 @@ pub struct Directory {
     /// may use one reference). Only a hint of where to start an audit: the audit itself
     /// checks everything.
     pub heads: BTreeMap<(String, Cid), Cid>,
+    /// Revoked identities, by CID as text.
+    pub revoked: BTreeMap<String, RevokedIdentity>,
+}
+
+/// An identity revoked, as a verified revocation says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedIdentity {
+    /// The identity.
+    pub identity: Cid,
+    /// From when, milliseconds since the epoch.
+    pub at: u64,
+    /// Why.
+    pub reason: String,
+    /// Who signed the revocation.
+    pub revoker: Revoker,
+    /// The revocation's CID.
+    pub revocation: Cid,
+}
+
+impl RevokedIdentity {
+    fn of(revocation: &VerifiedRevocation) -> Self {
+        Self {
+            identity: revocation.revoked(),
+            at: revocation.at(),
+            reason: revocation.reason().to_owned(),
+            revoker: revocation.revoker(),
+            revocation: revocation.cid(),
+        }
+    }
+}
+
+impl std::fmt::Display for RevokedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "identity {} was revoked by its {} at {} ms",
+            self.identity,
+            self.revoker.name(),
+            self.at
+        )?;
+        if !self.reason.is_empty() {
+            write!(f, " ({})", self.reason)?;
+        }
+        Ok(())
+    }
 }
 
 impl Directory {
+    /// The revocation of `cid`, if it was revoked.
+    pub fn revoked(&self, cid: &Cid) -> Option<&RevokedIdentity> {
+        self.revoked.get(&cid.to_string())
+    }
+
     /// The identity CID of a peer, if known.
     pub fn cid_of(&self, peer: &PeerId) -> Option<Cid> {
         self.identities
@@ -92,11 +151,54 @@ pub fn verify_received(peer: PeerId, document: &[u8]) -> Result<VerifiedIdentity
     Ok(identity)
 }
 
+/// Why the node did not revoke an identity on its operator's word.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RevokeError {
+    /// The identity is not known here.
+    #[error("unknown identity {0}")]
+    Unknown(String),
+    /// It is revoked already.
+    #[error("{0}")]
+    AlreadyRevoked(RevokedIdentity),
+    /// This node holds neither the identity's keys nor the operator key of the node its
+    /// document names (or not the kind asked for).
+    #[error("this node cannot sign a revocation of {identity} as its {revoker}")]
+    NoKey {
+        /// The identity.
+        identity: String,
+        /// Who was to sign.
+        revoker: &'static str,
+    },
+    /// The revocation could not be made or did not verify.
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
+    /// It could not be stored.
+    #[error("cannot store the revocation: {0}")]
+    Store(String),
+}
+
+/// What the API asks of the directory.
+#[derive(Debug)]
+pub struct RevokeRequest {
+    /// The identity to revoke.
+    pub identity: Cid,
+    /// Why.
+    pub reason: String,
+    /// Who signs: the identity, the operator, or (none) the identity when this node holds its
+    /// keys, else the operator.
+    pub revoker: Option<Revoker>,
+}
+
 /// Messages to the [`IdentitiesActor`].
 #[derive(Debug)]
 pub enum IdentitiesMsg {
     /// Something arrived from the network.
     Network(NetworkEvent),
+    /// Revoke an identity this node holds or whose node it operates.
+    Revoke(
+        RevokeRequest,
+        RpcReplyPort<Result<RevokedIdentity, RevokeError>>,
+    ),
 }
 
 impl From<NetworkEvent> for IdentitiesMsg {
@@ -110,6 +212,7 @@ impl TryFrom<IdentitiesMsg> for NetworkEvent {
     fn try_from(message: IdentitiesMsg) -> Result<Self, ()> {
         match message {
             IdentitiesMsg::Network(event) => Ok(event),
+            IdentitiesMsg::Revoke(..) => Err(()),
         }
     }
 }
@@ -121,8 +224,14 @@ pub struct IdentitiesArgs {
     pub store: Store,
     /// For durable writes.
     pub store_actor: ActorRef<StoreMsg>,
-    /// This node's identity.
-    pub local: VerifiedIdentity,
+    /// This node's identity and keys (to sign a revocation of itself).
+    pub local: LocalIdentity,
+    /// The identities it hosts (to sign a revocation of one).
+    pub hosted: Hosted,
+    /// The node's libp2p key (to sign a revocation as the operator).
+    pub operator: Keypair,
+    /// Where kept revocations go, to be served and gossiped.
+    pub network: NetworkHandle,
     /// Where the directory is published.
     pub directory: Arc<watch::Sender<Directory>>,
     /// Counters.
@@ -167,8 +276,19 @@ impl Actor for IdentitiesActor {
                 Err(err) => warn!(%err, "stored identity document no longer verifies; ignored"),
             }
         }
-        if let Some(entry) = known(&args.local) {
+        if let Some(entry) = known(args.local.identity()) {
             directory.identities.insert(entry.cid.to_string(), entry);
+        }
+        for bytes in crate::revocations::stored(&args.store)? {
+            match verify_revocation(&directory, &bytes) {
+                Ok(revocation) => {
+                    let revoked = RevokedIdentity::of(&revocation);
+                    directory
+                        .revoked
+                        .insert(revoked.identity.to_string(), revoked);
+                }
+                Err(err) => warn!(%err, "stored revocation no longer verifies; ignored"),
+            }
         }
         args.directory.send_replace(directory);
         Ok(args)
@@ -180,7 +300,13 @@ impl Actor for IdentitiesActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let IdentitiesMsg::Network(event) = message;
+        let event = match message {
+            IdentitiesMsg::Network(event) => event,
+            IdentitiesMsg::Revoke(request, reply) => {
+                let _ = reply.send(revoke(state, request).await);
+                return Ok(());
+            }
+        };
         let (peer, document) = match event {
             NetworkEvent::IdentityReceived { peer, document } => (peer, document),
             NetworkEvent::HeadAnnounced { peer, announcement } => {
@@ -215,6 +341,17 @@ impl Actor for IdentitiesActor {
         };
         let identity = match verify_received(peer, &document) {
             Ok(identity) => identity,
+            // Revocations travel the same ways as documents, and anyone may pass one on.
+            Err(RejectReason::Invalid(IdentityError::Decode(_)))
+                if Revocation::decode(&document).is_ok() =>
+            {
+                match keep_revocation(state, &document).await {
+                    Ok(Some(revoked)) => info!(%peer, "{revoked}"),
+                    Ok(None) => {}
+                    Err(err) => warn!(%peer, %err, "revocation refused"),
+                }
+                return Ok(());
+            }
             Err(reason) => {
                 Metrics::bump(&state.metrics.identities_rejected);
                 warn!(%peer, %reason, "identity document rejected");
@@ -249,5 +386,117 @@ impl Actor for IdentitiesActor {
             d.identities.insert(cid.to_string(), entry);
         });
         Ok(())
+    }
+}
+
+/// Decodes a revocation and checks it against the identity it names, which must be known.
+fn verify_revocation(
+    directory: &Directory,
+    bytes: &[u8],
+) -> Result<VerifiedRevocation, RevocationError> {
+    let revocation = Revocation::decode(bytes)?;
+    let revoked = revocation.claims.revoked;
+    let Some(known) = directory.identities.get(&revoked.to_string()) else {
+        return Err(RevocationError::WrongIdentity {
+            revoked: revoked.to_string(),
+            given: "no identity known here".into(),
+        });
+    };
+    revocation.verify(&known.verified)
+}
+
+/// Keeps a revocation that verifies: stored, in the directory, handed to the network loop.
+/// `None` when the identity was revoked already (the earlier revocation stands).
+async fn keep_revocation(
+    state: &IdentitiesArgs,
+    bytes: &[u8],
+) -> Result<Option<RevokedIdentity>, RevokeError> {
+    let revocation = verify_revocation(&state.directory.borrow(), bytes)?;
+    if state
+        .directory
+        .borrow()
+        .revoked(&revocation.revoked())
+        .is_some()
+    {
+        return Ok(None);
+    }
+    ractor::call_t!(
+        state.store_actor,
+        |reply| StoreMsg::Put {
+            column: Column::Metadata,
+            key: crate::revocations::key(&revocation.revoked()),
+            value: revocation.bytes().to_vec(),
+            reply,
+        },
+        STORE_TIMEOUT_MS
+    )
+    .map_err(|e| RevokeError::Store(e.to_string()))?
+    .map_err(|e| RevokeError::Store(e.to_string()))?;
+    let revoked = RevokedIdentity::of(&revocation);
+    state.directory.send_modify(|d| {
+        d.revoked
+            .insert(revoked.identity.to_string(), revoked.clone());
+    });
+    // A network loop that is restarting reads the store when it starts again.
+    let _ = state
+        .network
+        .send(NetworkCommand::Revocation(revocation.bytes().to_vec()))
+        .await;
+    Ok(Some(revoked))
+}
+
+/// Signs a revocation with the keys the request asks for (or the best this node holds) and
+/// keeps it.
+async fn revoke(
+    state: &IdentitiesArgs,
+    request: RevokeRequest,
+) -> Result<RevokedIdentity, RevokeError> {
+    let identity = request.identity;
+    let known = state
+        .directory
+        .borrow()
+        .identities
+        .get(&identity.to_string())
+        .cloned()
+        .ok_or_else(|| RevokeError::Unknown(identity.to_string()))?;
+    if let Some(revoked) = state.directory.borrow().revoked(&identity) {
+        return Err(RevokeError::AlreadyRevoked(revoked.clone()));
+    }
+    let keys = if state.local.cid() == identity {
+        Some(state.local.clone())
+    } else {
+        state.hosted.get(&identity)
+    };
+    let operates = known.peer_id == state.operator.public().to_peer_id();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let made = match (request.revoker, keys) {
+        (Some(Revoker::Identity) | None, Some(keys)) => {
+            Revocation::by_identity(keys.keys(), identity, at, &request.reason)?
+        }
+        (Some(Revoker::Operator), _) | (None, None) if operates => {
+            Revocation::by_operator(&state.operator, identity, at, &request.reason)?
+        }
+        (revoker, _) => {
+            return Err(RevokeError::NoKey {
+                identity: identity.to_string(),
+                revoker: revoker.unwrap_or(Revoker::Operator).name(),
+            });
+        }
+    };
+    match keep_revocation(state, made.bytes()).await? {
+        Some(revoked) => {
+            warn!("{revoked}");
+            Ok(revoked)
+        }
+        None => Err(RevokeError::AlreadyRevoked(
+            state
+                .directory
+                .borrow()
+                .revoked(&identity)
+                .cloned()
+                .ok_or_else(|| RevokeError::Unknown(identity.to_string()))?,
+        )),
     }
 }

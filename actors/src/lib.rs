@@ -45,6 +45,7 @@ pub mod peer_book;
 pub mod plugin;
 pub mod record_states;
 pub mod registry;
+pub mod revocations;
 pub mod role;
 pub mod roles;
 pub mod schema;

@@ -380,6 +380,44 @@ pub async fn identity(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
     for key in ["cid", "name", "peer_id", "created_at"] {
         outln!("{key:<11}{}", text(&identity[key]));
     }
+    if let Some(revoked) = identity.get("revoked") {
+        outln!("{:<11}{}", "revoked", revocation_line(revoked));
+    }
+    Ok(())
+}
+
+fn revocation_line(revoked: &Value) -> String {
+    let mut line = format!(
+        "at {} ms by its {} (revocation {})",
+        text(&revoked["at"]),
+        text(&revoked["revoker"]),
+        text(&revoked["revocation"])
+    );
+    if let Some(reason) = revoked["reason"].as_str().filter(|r| !r.is_empty()) {
+        line.push_str(&format!(": {reason}"));
+    }
+    line
+}
+
+/// `dta identity revoke CID [--reason TEXT] [--as-operator]`.
+pub async fn revoke_identity(
+    args: &ClientArgs,
+    cid: &str,
+    reason: &str,
+    as_operator: bool,
+) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({ "reason": reason });
+    if as_operator {
+        body["revoker"] = "operator".into();
+    }
+    let revoked = args
+        .post(&format!("/v2/identities/{cid}/revoke"), body)
+        .await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&revoked)?);
+    } else {
+        outln!("{cid} revoked {}", revocation_line(&revoked));
+    }
     Ok(())
 }
 
@@ -435,9 +473,20 @@ pub async fn audit(
             text(&misconduct["evidence"])
         );
     }
-    for envelope in report["envelopes"].as_array().into_iter().flatten() {
+    for revoked in report["revoked"].as_array().into_iter().flatten() {
         outln!(
-            "  {:<22} {}",
+            "  revoked: {} {}",
+            text(&revoked["identity"]),
+            revocation_line(revoked)
+        );
+    }
+    for envelope in report["envelopes"].as_array().into_iter().flatten() {
+        let mark = match envelope["after_revocation_of"].as_str() {
+            Some(sender) => format!("  (signed after {sender} was revoked)"),
+            None => String::new(),
+        };
+        outln!(
+            "  {:<22} {}{mark}",
             text(&envelope["kind"]),
             text(&envelope["cid"])
         );

@@ -620,6 +620,22 @@ enum IdentityCommand {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Revoke an identity for good: one this node holds (signed by the identity) or one
+    /// whose document names this node (signed by this node's operator key). Peers then
+    /// refuse new orders, releases and approvals from or to it; audits of its past orders
+    /// still verify and mark what came after.
+    Revoke {
+        /// The identity CID.
+        cid: String,
+        /// Why, in a few words (kept in the signed revocation).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Sign as the operator of the identity's node even when the node holds its keys.
+        #[arg(long)]
+        as_operator: bool,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
 }
 
 /// Runs the command line this process was given.
@@ -813,6 +829,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Identity {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
+        Command::Identity {
+            command:
+                IdentityCommand::Revoke {
+                    cid,
+                    reason,
+                    as_operator,
+                    client,
+                },
+        } => client::revoke_identity(&client, &cid, &reason, as_operator).await?,
         Command::Order { command } => order::order(command).await?,
         Command::Token { command } => token::run(command).await?,
         Command::Mpin { command } => mpin::run(command).await?,

@@ -51,6 +51,7 @@ pub mod network;
 pub mod order;
 pub mod policy;
 pub mod reshare;
+pub mod revocation;
 pub mod rpc_codec;
 pub mod signing;
 pub mod signing_policy;

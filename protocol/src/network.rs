@@ -128,6 +128,10 @@ pub enum Response {
         /// before anything is published. Empty from a node that does not say.
         #[serde(default)]
         roles: Vec<String>,
+        /// Revocations the responder holds (at most 1024), each checked by the receiver
+        /// against the identity it names.
+        #[serde(default)]
+        revocations: Vec<serde_bytes::ByteBuf>,
     },
     /// The delivered block was taken.
     Accepted,

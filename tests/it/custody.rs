@@ -515,6 +515,26 @@ async fn forged_certificate(
 
 /// A counter of a node's `/metrics`.
 /// A counter of a node's `/metrics`: its one series, or the sum of its labelled series.
+/// Hosts an identity named `name` on the beneficiary's node and waits until every fiduciary
+/// and the principal know it; its CID.
+pub(crate) async fn hosted_identity(api: &Api, net: &Testnet, name: &str) -> String {
+    let (status, made) = api
+        .post(net, BENEFICIARY, "/v2/identities", json!({ "name": name }))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let cid = made["cid"].as_str().unwrap().to_owned();
+    for node in FIDUCIARIES.into_iter().chain([PRINCIPAL]) {
+        tokio::time::timeout(TIMEOUT, async {
+            while api.get(net, node, &format!("/v2/identities/{cid}")).await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {node} never learned {name}"));
+    }
+    cid
+}
+
 pub(crate) async fn counter(net: &Testnet, node: usize, name: &str) -> u64 {
     let text = net.node(node).client().get_bytes("/metrics").await.unwrap();
     let text = String::from_utf8(text).unwrap();

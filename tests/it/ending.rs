@@ -12,7 +12,8 @@ use serde_json::json;
 use dta_testnet::harness::Testnet;
 
 use crate::custody::{
-    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, one_role_each, order, order_body, record,
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, hosted_identity, one_role_each, order, order_body,
+    record,
 };
 
 fn now_ms() -> u64 {
@@ -158,30 +159,7 @@ async fn a_cancelled_order_loses_its_shares_and_under_a_policy_waits_for_its_app
     assert_eq!(status, 200, "{audit}");
 
     // Under a policy, the cancel is held until the approver approves it.
-    let (status, approver) = api
-        .post(
-            &net,
-            BENEFICIARY,
-            "/v2/identities",
-            json!({ "name": "keeper" }),
-        )
-        .await;
-    assert_eq!(status, 201, "{approver}");
-    let approver = approver["cid"].as_str().unwrap().to_owned();
-    for node in FIDUCIARIES.into_iter().chain([PRINCIPAL]) {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while api
-                .get(&net, node, &format!("/v2/identities/{approver}"))
-                .await
-                .0
-                != 200
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("every party learns the approver");
-    }
+    let approver = hosted_identity(&api, &net, "keeper").await;
     let mut body = order_body(&net, "guarded", "a guarded secret");
     body["policy"] = json!({
         "groups": [{ "name": "keepers", "members": [approver], "count": 1 }],

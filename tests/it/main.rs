@@ -11,6 +11,7 @@ mod ending;
 mod faults;
 mod first_hour;
 mod hsm;
+mod identities;
 mod interop;
 mod keygen;
 mod lan;

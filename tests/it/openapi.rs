@@ -362,6 +362,33 @@ async fn every_routes_real_answers_match_the_openapi_document() {
     for (method, path, body) in calls {
         exchanges.push(exchange(&http, &base, method, &path, body).await);
     }
+    // The hosted identity made above, revoked (then shown, and refused a second time).
+    let (_, known) = api.get(&net, PRINCIPAL, "/v2/identities").await;
+    let hosted = known
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "hosted-answers")
+        .map(|i| i["cid"].as_str().unwrap().to_owned())
+        .expect("the hosted identity is listed");
+    let revoke = format!("/v2/identities/{hosted}/revoke");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            revoke.clone(),
+            Some(json!({"reason": "answers"})),
+        ),
+        (Method::POST, revoke, Some(json!({}))),
+        (
+            Method::POST,
+            "/v2/identities/not-a-cid/revoke".into(),
+            Some(json!({})),
+        ),
+        (Method::GET, format!("/v2/identities/{hosted}"), None),
+        (Method::GET, "/v2/identities".into(), None),
+    ] {
+        exchanges.push(exchange(&http, &base, method, &path, body).await);
+    }
     // A received secret, where it was received.
     let beneficiary_token = dta_node::tokens::read_token_file(&net.node(BENEFICIARY).token_file())
         .unwrap()

@@ -8,32 +8,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::custody::{
-    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, counter, identity, one_role_each, order_body,
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, counter, hosted_identity, identity, one_role_each,
+    order_body,
 };
 use dta_testnet::harness::Testnet;
 
 /// The node whose hosted identities approve (any node may vote).
 const APPROVERS: usize = BENEFICIARY;
-
-/// Hosts an identity named `name` on the approvers' node and waits until every fiduciary and
-/// the principal know it; its CID.
-async fn approver(api: &Api, net: &Testnet, name: &str) -> String {
-    let (status, made) = api
-        .post(net, APPROVERS, "/v2/identities", json!({ "name": name }))
-        .await;
-    assert_eq!(status, 201, "{made}");
-    let cid = made["cid"].as_str().unwrap().to_owned();
-    for node in FIDUCIARIES.into_iter().chain([PRINCIPAL]) {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while api.get(net, node, &format!("/v2/identities/{cid}")).await.0 != 200 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("node {node} never learned {name}"));
-    }
-    cid
-}
 
 struct Approvers {
     legal: Vec<String>,
@@ -142,7 +123,7 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
     let api = Api::new();
     let mut names = Vec::new();
     for name in ["lena", "luis", "olga", "omar", "otto", "bea", "bob"] {
-        names.push(approver(&api, &net, name).await);
+        names.push(hosted_identity(&api, &net, name).await);
     }
     let approvers = Approvers {
         legal: names[0..2].to_vec(),
@@ -296,7 +277,7 @@ async fn approvals_and_the_delay_release_with_a_fiduciary_down_and_a_veto_stops_
 async fn a_fiduciary_down_while_approvals_were_made_gets_them_with_the_request_again() {
     let mut net = one_role_each(5).await;
     let api = Api::new();
-    let olga = approver(&api, &net, "olga").await;
+    let olga = hosted_identity(&api, &net, "olga").await;
     let policy = json!({ "groups": [{ "name": "ops", "members": [olga], "count": 1 }] });
     order(&api, &net, "late", policy).await;
     // Fiduciaries 1 and 2 hold the request; 2 goes down before the approval is made, and 1
@@ -483,7 +464,7 @@ async fn the_api_judges_time_gates_with_the_nodes_own_clock_tolerance() {
 async fn custody_moves_only_with_the_approvals_a_release_needs_and_a_refresh_needs_none() {
     let net = one_role_each(5).await;
     let api = Api::new();
-    let olga = approver(&api, &net, "olga").await;
+    let olga = hosted_identity(&api, &net, "olga").await;
     let policy = json!({ "groups": [{ "name": "ops", "members": [olga], "count": 1 }] });
     order(&api, &net, "guarded-move", policy).await;
     // A refresh changes no hands: it needs no approval.
@@ -575,7 +556,7 @@ async fn custody_moves_only_with_the_approvals_a_release_needs_and_a_refresh_nee
 async fn a_signature_waits_for_its_approvals_like_a_release_and_the_audit_checks_them() {
     let net = one_role_each(5).await;
     let api = Api::new();
-    let lena = approver(&api, &net, "lena").await;
+    let lena = hosted_identity(&api, &net, "lena").await;
     order(
         &api,
         &net,

@@ -68,6 +68,9 @@ pub enum CustodyError {
         /// Threshold.
         threshold: usize,
     },
+    /// An identity the step involves was revoked (the text names it, when and why).
+    #[error("{0}")]
+    Revoked(String),
     /// Storage or encoding failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +90,7 @@ impl CustodyError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Unreachable { .. } => "unreachable",
+            Self::Revoked(_) => "revoked",
             Self::Internal(_) => "internal",
             Self::Stopping => "stopping",
         }
@@ -192,6 +196,20 @@ pub(crate) fn now_millis() -> u64 {
 }
 
 impl RoleContext {
+    /// Refuses a step that involves a revoked identity, naming the first one.
+    pub(crate) fn refuse_revoked<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a Cid>,
+    ) -> Result<(), CustodyError> {
+        let directory = self.directory.borrow();
+        for identity in identities {
+            if let Some(revoked) = directory.revoked(identity) {
+                return Err(CustodyError::Revoked(revoked.to_string()));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn keystore_actor(&self) -> Result<ActorRef<KeystoreMsg>, CustodyError> {
         ractor::registry::where_is(self.keystore.clone())
             .map(Into::into)

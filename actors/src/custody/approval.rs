@@ -62,6 +62,7 @@ pub async fn create_vote(
     vote: &NewVote,
 ) -> Result<(Cid, Vec<Delivery>), CustodyError> {
     let approver_cid = vote.approver.unwrap_or_else(|| ctx.local.cid());
+    ctx.refuse_revoked([&approver_cid])?;
     let approver = ctx.own(&approver_cid).ok_or_else(|| {
         CustodyError::Invalid(format!(
             "{approver_cid} is not an identity of this node: it cannot sign as it"
@@ -271,6 +272,7 @@ pub async fn on_vote(
     if record.votes.contains(&cid) {
         return Ok(VoteOutcome::Kept);
     }
+    ctx.refuse_revoked([&envelope.envelope().sender])?;
     let request_envelope = ctx.verified_block(&approval.request).map_err(|_| {
         CustodyError::Invalid(format!(
             "vote for request {}, which is not here",

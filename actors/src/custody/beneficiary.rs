@@ -98,6 +98,8 @@ pub async fn on_share_release(
             "{sender} is not a fiduciary of {reference}"
         )));
     };
+    // A revoked fiduciary's share is not taken; the release waits for the others'.
+    ctx.refuse_revoked([&sender])?;
     let released: ShareRelease = RoleContext::sealed_for(envelope, &me)?;
     if released.index != position as u32 + 1 || released.release != request_cid {
         return Err(CustodyError::Invalid(format!(

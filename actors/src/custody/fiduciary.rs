@@ -57,6 +57,7 @@ pub async fn on_order_request(
     }
     let index = position as u32 + 1;
     let peer = ctx.known_peer(&principal)?;
+    ctx.refuse_revoked([&principal].into_iter().chain(&order.beneficiary))?;
     if let Some(existing) = ctx.record(Role::Fiduciary, &principal, &reference)? {
         // Asked again (our key share was lost on the way): send the same one.
         if existing.order == order_cid {
@@ -259,6 +260,7 @@ pub async fn on_share_deal(
     {
         return Err(CustodyError::Invalid("blocks of another order".into()));
     }
+    ctx.refuse_revoked([&principal].into_iter().chain(&order.beneficiary))?;
     let deal: ShareDeal = ctx.sealed(envelope)?;
     let me = ctx.local.cid();
     let position = order.fiduciaries.iter().position(|f| *f == me);
@@ -570,6 +572,7 @@ pub async fn on_release_request(
         )));
     }
     let request: ReleaseRequest = RoleContext::payload(envelope)?;
+    ctx.refuse_revoked([&record.principal, &request.beneficiary])?;
     let certificate_cid = record.certificate.ok_or_else(|| {
         CustodyError::Conflict(format!("order {reference} is not certified here"))
     })?;

@@ -97,6 +97,12 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     if ctx.own_record(&reference)?.is_some() {
         return Err(CustodyError::Exists(reference));
     }
+    ctx.refuse_revoked(
+        [&request.principal]
+            .into_iter()
+            .chain(&new.fiduciaries)
+            .chain(&new.beneficiary),
+    )?;
     let fiduciaries: Vec<VerifiedIdentity> = ctx.known_identities(&new.fiduciaries)?;
     if let Some(beneficiary) = &new.beneficiary {
         ctx.identity(beneficiary)

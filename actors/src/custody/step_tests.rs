@@ -399,3 +399,93 @@ async fn a_commitment_left_uncertified_is_shown_once_to_the_other_fiduciaries() 
     .unwrap();
     assert!(again.is_empty(), "{again:?}");
 }
+
+/// `party` from now on holds a revocation of `revoked`.
+fn revoke_at(party: &mut Party, revoked: &Party) {
+    let mut directory = party.ctx.directory.borrow().clone();
+    directory.revoked.insert(
+        revoked.cid().to_string(),
+        crate::identities::RevokedIdentity {
+            identity: revoked.cid(),
+            at: 1,
+            reason: "device lost".into(),
+            revoker: dta_protocol::revocation::Revoker::Identity,
+            revocation: revoked.cid(),
+        },
+    );
+    let (sender, receiver) = tokio::sync::watch::channel(directory);
+    std::mem::forget(sender);
+    party.ctx.directory = receiver;
+}
+
+#[tokio::test]
+async fn orders_and_releases_from_or_to_a_revoked_identity_are_refused_by_each_party() {
+    let (mut parties, blocks) = ordered().await;
+    // A fiduciary that knows the beneficiary revoked refuses the release request to it.
+    let (commitment_cid, commitment) = holding(&parties[1], &blocks[0]).await;
+    let beneficiary = parties.remove(3);
+    revoke_at(&mut parties[1], &beneficiary);
+    let request = ReleaseRequest {
+        order: commitment.order,
+        certificate: commitment_cid,
+        beneficiary: beneficiary.cid(),
+        sequence: 1,
+    };
+    let block = parties[0].publish(
+        Kind::ReleaseRequest,
+        REFERENCE,
+        Some(commitment_cid),
+        &request,
+    );
+    let (envelope, cid) = parties[1].take(&block).await.unwrap();
+    let refused = on_release_request(&parties[1].ctx, &envelope, cid).await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Revoked(m))
+            if m.contains(&beneficiary.cid().to_string()) && m.contains("device lost")),
+        "{refused:?}"
+    );
+    assert!(
+        record_at(&parties[1], &parties[0])
+            .unwrap()
+            .releases
+            .is_empty()
+    );
+
+    // One that knows the principal revoked takes no share of its order.
+    let principal = parties.remove(0);
+    revoke_at(&mut parties[1], &principal);
+    let fiduciary = &parties[1];
+    order_and_commitment(fiduciary, &blocks[1]).await;
+    let (deal, cid) = fiduciary.take(&blocks[1][2]).await.unwrap();
+    let refused = on_share_deal(&fiduciary.ctx, &deal, cid).await;
+    assert!(
+        matches!(refused, Err(CustodyError::Revoked(_))),
+        "{refused:?}"
+    );
+    assert!(!holds_share(fiduciary, &principal));
+
+    // The principal makes no order for a revoked fiduciary.
+    let mut principal = principal;
+    revoke_at(&mut principal, &parties[0]);
+    let refused = create_order(
+        &principal.ctx,
+        NewOrder {
+            reference: Some("vault-2".into()),
+            plugin: crate::plugin::SAFEGUARD_SECRET.into(),
+            fiduciaries: vec![parties[0].cid(), parties[1].cid()],
+            threshold: 2,
+            beneficiary: Some(beneficiary.cid()),
+            policy: Default::default(),
+            input: BTreeMap::new(),
+            secret: Some(SecretBytes::new(b"more launch codes".to_vec())),
+            refresh_every_ms: None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(CustodyError::Revoked(m)) if m.contains(&parties[0].cid().to_string())),
+        "{:?}",
+        refused.err()
+    );
+    assert!(principal.ctx.own_record("vault-2").unwrap().is_none());
+}

@@ -112,6 +112,7 @@ impl Actor for NetworkActor {
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
                 hosted: args.hosted,
+                revocations: crate::revocations::stored(&args.peer_book)?,
                 roles: args.roles,
                 peer_book: args.peer_book,
                 bitswap_streams,

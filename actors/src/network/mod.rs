@@ -71,6 +71,8 @@ pub enum NetworkCommand {
     Unblock(PeerId),
     /// Announce this node's identities again (one was added).
     AnnounceIdentities,
+    /// Serve and gossip a revocation the directory kept.
+    Revocation(Vec<u8>),
     /// Answer a request that a subscriber took over (see [`NetworkEvent::Answer`]).
     Respond {
         /// The request's number in that event.

@@ -57,6 +57,8 @@ pub(super) struct SwarmLoop {
     pub(super) subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     pub(super) identity_document: Vec<u8>,
     pub(super) hosted: Hosted,
+    /// Revocations the directory kept, served to every peer that connects.
+    pub(super) revocations: Vec<Vec<u8>>,
     pub(super) roles: Vec<Role>,
     pub(super) peer_book: crate::store::Store,
     /// Inbound Bitswap streams, for the engine.
@@ -312,6 +314,23 @@ impl SwarmLoop {
             NetworkCommand::AnnounceIdentities => {
                 self.hosted_added = true;
                 self.announce();
+            }
+            NetworkCommand::Revocation(bytes) => {
+                // Peers connected now hear it by gossip; later ones in their identity answer.
+                let topic = gossipsub::IdentTopic::new(IDENTITY_TOPIC);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic, bytes.clone());
+                if !self.revocations.contains(&bytes) {
+                    self.revocations.push(bytes);
+                    let excess = self
+                        .revocations
+                        .len()
+                        .saturating_sub(crate::revocations::MAX_SERVED);
+                    self.revocations.drain(..excess);
+                }
             }
             NetworkCommand::Block(peer) => {
                 self.swarm.behaviour_mut().block.block_peer(peer);
@@ -711,6 +730,12 @@ impl SwarmLoop {
                     .collect(),
                 heads: self.own_heads.all(),
                 roles: self.roles.iter().map(|r| r.name().to_owned()).collect(),
+                revocations: self
+                    .revocations
+                    .iter()
+                    .cloned()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
             },
             // Reached only when they could not be handed over (or from this node itself).
             Request::MpinChallenge { .. } | Request::MpinVerify { .. } => Response::Rejected {
@@ -879,12 +904,18 @@ impl SwarmLoop {
                             hosted,
                             heads,
                             roles,
+                            revocations,
                         } = response
                     {
                         self.on_roles(peer, &document, &roles);
                         self.on_identity(peer, document);
                         for document in hosted.into_iter().take(MAX_HOSTED_IDENTITIES) {
                             self.on_identity(peer, document.into_vec());
+                        }
+                        // After the documents, which they are checked against.
+                        let served = crate::revocations::MAX_SERVED;
+                        for revocation in revocations.into_iter().take(served) {
+                            self.on_identity(peer, revocation.into_vec());
                         }
                         // After the identity, so that its announcer is known when they land.
                         for announcement in heads.into_iter().take(MAX_HEADS_IN_IDENTITY) {

@@ -139,6 +139,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     endpoint("/v2/identities/{cid}", "one identity", &[("GET", READ)]),
     endpoint(
+        "/v2/identities/{cid}/revoke",
+        "revoke an identity this node holds or whose node it operates",
+        &[("POST", ADMIN)],
+    ),
+    endpoint(
         "/v2/orders",
         "custody orders; create one (?wait=SECONDS: until certified)",
         &[("GET", READ), ("POST", Access::Token(&[Scope::Order]))],

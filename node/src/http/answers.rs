@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use dta_actors::custody::OrderRecord;
-use dta_actors::identities::KnownIdentity;
+use dta_actors::identities::{Directory, KnownIdentity, RevokedIdentity};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -78,17 +78,49 @@ pub struct IdentityAnswer {
     /// The identity document's bytes, hex (one identity only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_hex: Option<String>,
+    /// Its revocation, if this node holds one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<RevokedAnswer>,
 }
 
 impl IdentityAnswer {
     /// The answer for `identity`, without its document.
-    pub fn of(identity: &KnownIdentity) -> Self {
+    pub fn of(identity: &KnownIdentity, directory: &Directory) -> Self {
         Self {
             cid: identity.cid.to_string(),
             name: identity.name.clone(),
             peer_id: identity.peer_id.to_string(),
             created_at: identity.created_at,
             document_hex: None,
+            revoked: directory.revoked(&identity.cid).map(RevokedAnswer::of),
+        }
+    }
+}
+
+/// A revoked identity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedAnswer {
+    /// The identity.
+    pub identity: String,
+    /// From when, milliseconds since the epoch.
+    pub at: u64,
+    /// Why.
+    pub reason: String,
+    /// `identity` or `operator`.
+    pub revoker: String,
+    /// The revocation's CID.
+    pub revocation: String,
+}
+
+impl RevokedAnswer {
+    /// The answer for a revoked identity.
+    pub fn of(revoked: &RevokedIdentity) -> Self {
+        Self {
+            identity: revoked.identity.to_string(),
+            at: revoked.at,
+            reason: revoked.reason.clone(),
+            revoker: revoked.revoker.name().to_owned(),
+            revocation: revoked.revocation.to_string(),
         }
     }
 }
@@ -385,6 +417,10 @@ pub struct AuditedEnvelope {
     pub cid: String,
     /// Its kind (`order-request`, ...).
     pub kind: String,
+    /// Its sender, where a revocation this node holds revoked the sender at or before the
+    /// envelope's time: the envelope verifies, but was signed after its signer was revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_revocation_of: Option<String>,
 }
 
 /// `GET /v2/orders/{ref}/audit`, when the audit passed.
@@ -410,6 +446,8 @@ pub struct AuditAnswer {
     pub misconduct: Vec<MisconductAnswer>,
     /// The main chain's envelopes, oldest first.
     pub envelopes: Vec<AuditedEnvelope>,
+    /// The revoked identities that signed envelopes of the log, as this node knows them.
+    pub revoked: Vec<RevokedAnswer>,
 }
 
 /// One envelope of an order's log as the web page draws it.

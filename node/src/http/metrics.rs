@@ -209,6 +209,11 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     );
     let _ = writeln!(
         out,
+        "# HELP dta_revoked_identities Identities this node holds a verified revocation of.\n# TYPE dta_revoked_identities gauge\ndta_revoked_identities {}",
+        state.directory.borrow().revoked.len()
+    );
+    let _ = writeln!(
+        out,
         "# HELP dta_messages_total Messages by protocol and direction.\n# TYPE dta_messages_total counter"
     );
     for (protocol, direction, value) in [

@@ -87,6 +87,7 @@ mod order_list;
 mod orders;
 mod peers;
 mod policy;
+mod revocation;
 mod signing;
 mod tokens;
 pub mod ui;
@@ -144,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/mpin/auth/verify", post(mpin::verify))
         .route("/v2/identities", get(identities).post(create_identity))
         .route("/v2/identities/{cid}", get(identity))
+        .route("/v2/identities/{cid}/revoke", post(revocation::revoke))
         .route("/v2/orders", get(order_list::list).post(orders::create))
         .route("/v2/orders/{reference}", get(orders::show))
         .route("/v2/orders/{reference}/release", post(orders::release))
@@ -230,8 +232,8 @@ async fn limit_body(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-fn identity_json(identity: &KnownIdentity) -> Value {
-    serde_json::to_value(answers::IdentityAnswer::of(identity)).unwrap_or(Value::Null)
+fn identity_json(identity: &KnownIdentity, directory: &Directory) -> Value {
+    serde_json::to_value(answers::IdentityAnswer::of(identity, directory)).unwrap_or(Value::Null)
 }
 
 async fn node(State(state): State<ApiState>) -> Json<answers::NodeAnswer> {
@@ -284,7 +286,11 @@ fn peers_json(state: &ApiState) -> Value {
 async fn identities(State(state): State<ApiState>) -> Json<Value> {
     let directory = state.directory.borrow().clone();
     Json(Value::Array(
-        directory.identities.values().map(identity_json).collect(),
+        directory
+            .identities
+            .values()
+            .map(|identity| identity_json(identity, &directory))
+            .collect(),
     ))
 }
 
@@ -305,7 +311,7 @@ async fn identity(
     Path(cid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let known = known_identity(&state, &cid)?;
-    let mut body = identity_json(&known);
+    let mut body = identity_json(&known, &state.directory.borrow());
     body["document_hex"] = Value::String(hex::encode(&known.document));
     Ok(Json(body))
 }
@@ -404,7 +410,8 @@ async fn create_identity(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let known = host_identity(&state, &body.name).await?;
-    Ok((StatusCode::CREATED, Json(identity_json(&known))))
+    let body = identity_json(&known, &state.directory.borrow());
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// Query of `PUT /v2/blocks`.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::answers::{AuditAnswer, AuditedEnvelope, MisconductAnswer};
+use super::answers::{AuditAnswer, AuditedEnvelope, MisconductAnswer, RevokedAnswer};
 use super::wait::{self, WaitQuery, Waited};
 use super::{ApiError, ApiState};
 
@@ -27,7 +27,9 @@ pub(super) const CALL_TIMEOUT_MS: u64 = dta_actors::roles::CALL_TIMEOUT_MS;
 fn status(err: &CustodyError) -> StatusCode {
     match err {
         CustodyError::Invalid(_) | CustodyError::UnknownIdentity(_) => StatusCode::BAD_REQUEST,
-        CustodyError::Exists(_) | CustodyError::Conflict(_) => StatusCode::CONFLICT,
+        CustodyError::Exists(_) | CustodyError::Conflict(_) | CustodyError::Revoked(_) => {
+            StatusCode::CONFLICT
+        }
         CustodyError::NotFound(_) => StatusCode::NOT_FOUND,
         CustodyError::Unreachable { .. } | CustodyError::Stopping => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -553,6 +555,49 @@ fn walk_log(
     }
 }
 
+/// The audited envelopes, each marked when its sender was revoked at or before its time, and
+/// the revoked senders.
+fn marked(
+    store: &dta_actors::store::Store,
+    directory: &dta_actors::identities::Directory,
+    envelopes: &[(Cid, dta_protocol::envelope::Kind)],
+) -> (Vec<AuditedEnvelope>, Vec<RevokedAnswer>) {
+    let mut revoked = Vec::new();
+    let audited = envelopes
+        .iter()
+        .map(|(cid, kind)| {
+            let signed = store
+                .block(cid)
+                .ok()
+                .flatten()
+                .and_then(|bytes| dta_protocol::envelope::SignedEnvelope::decode(&bytes).ok());
+            let revocation = signed.as_ref().and_then(|signed| {
+                directory
+                    .revoked(&signed.envelope.sender)
+                    .map(|r| (r, signed.envelope.timestamp))
+            });
+            let mut after_revocation_of = None;
+            if let Some((revocation, timestamp)) = revocation {
+                if !revoked
+                    .iter()
+                    .any(|r: &RevokedAnswer| r.identity == revocation.identity.to_string())
+                {
+                    revoked.push(RevokedAnswer::of(revocation));
+                }
+                if timestamp >= revocation.at {
+                    after_revocation_of = Some(revocation.identity.to_string());
+                }
+            }
+            AuditedEnvelope {
+                cid: cid.to_string(),
+                kind: kind.name().to_owned(),
+                after_revocation_of,
+            }
+        })
+        .collect();
+    (audited, revoked)
+}
+
 pub async fn audit(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
@@ -585,33 +630,30 @@ pub async fn audit(
     let directory = state.directory.borrow().clone();
     let report = dta_actors::custody::audit(&state.store, &directory, &reference, head);
     match report {
-        Ok(report) => Ok(Json(AuditAnswer {
-            reference,
-            head: head.to_string(),
-            passed: true,
-            fetched,
-            certified: report.certified,
-            receipts: report.receipts,
-            policies: report.policies,
-            threshold_signatures: report.threshold_signatures,
-            misconduct: report
-                .misconduct
-                .iter()
-                .map(|m| MisconductAnswer {
-                    culprit: m.culprit.to_string(),
-                    offence: m.offence.name().to_owned(),
-                    evidence: m.evidence.to_string(),
-                })
-                .collect(),
-            envelopes: report
-                .envelopes
-                .iter()
-                .map(|(cid, kind)| AuditedEnvelope {
-                    cid: cid.to_string(),
-                    kind: kind.name().to_owned(),
-                })
-                .collect(),
-        })),
+        Ok(report) => {
+            let (envelopes, revoked) = marked(&state.store, &directory, &report.envelopes);
+            Ok(Json(AuditAnswer {
+                reference,
+                head: head.to_string(),
+                passed: true,
+                fetched,
+                certified: report.certified,
+                receipts: report.receipts,
+                policies: report.policies,
+                threshold_signatures: report.threshold_signatures,
+                misconduct: report
+                    .misconduct
+                    .iter()
+                    .map(|m| MisconductAnswer {
+                        culprit: m.culprit.to_string(),
+                        offence: m.offence.name().to_owned(),
+                        evidence: m.evidence.to_string(),
+                    })
+                    .collect(),
+                envelopes,
+                revoked,
+            }))
+        }
         Err(err) => Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("audit of {reference} failed: {err}"),
@@ -659,4 +701,75 @@ pub async fn car(
         archive,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use dta_actors::identities::{Directory, RevokedIdentity};
+    use dta_protocol::envelope::{Draft, Kind, VerifiedEnvelope};
+    use dta_protocol::identity::LocalIdentity;
+    use dta_protocol::revocation::Revoker;
+
+    use super::marked;
+
+    #[test]
+    fn an_envelope_signed_at_or_after_its_signers_revocation_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dta_actors::store::Store::open(dir.path()).unwrap();
+        let signer = LocalIdentity::create(
+            &dta_crypto::Secret::new([7; 32]),
+            "signer",
+            &libp2p::PeerId::random().to_bytes(),
+            1,
+        )
+        .unwrap();
+        let mut envelopes = Vec::new();
+        for timestamp in [100, 200, 300] {
+            let draft = Draft {
+                kind: Kind::Approval,
+                order: "marked",
+                prev: None,
+                timestamp,
+                public: None,
+                secret: None,
+                recipients: &[],
+            };
+            let block = VerifiedEnvelope::create(&signer, draft)
+                .unwrap()
+                .signed()
+                .to_block()
+                .unwrap();
+            store
+                .put_durable(
+                    dta_actors::store::Column::Blocks,
+                    &block.cid().to_bytes(),
+                    block.bytes(),
+                )
+                .unwrap();
+            envelopes.push((block.cid(), Kind::Approval));
+        }
+        let (unmarked, revoked) = marked(&store, &Directory::default(), &envelopes);
+        assert!(revoked.is_empty());
+        assert!(unmarked.iter().all(|e| e.after_revocation_of.is_none()));
+
+        let mut directory = Directory::default();
+        directory.revoked.insert(
+            signer.cid().to_string(),
+            RevokedIdentity {
+                identity: signer.cid(),
+                at: 200,
+                reason: String::new(),
+                revoker: Revoker::Operator,
+                revocation: signer.cid(),
+            },
+        );
+        let (audited, revoked) = marked(&store, &directory, &envelopes);
+        let marks: Vec<bool> = audited
+            .iter()
+            .map(|e| e.after_revocation_of == Some(signer.cid().to_string()))
+            .collect();
+        assert_eq!(marks, [false, true, true]);
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].revoker, "operator");
+    }
 }

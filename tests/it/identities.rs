@@ -1,0 +1,226 @@
+//! Identities over a node's life. A revocation, made with the `dta` binary by the identity
+//! itself or by the operator of its node, reaches every peer; from then on the principal makes
+//! no order and no release to it, the beneficiary takes no share from a revoked fiduciary (the
+//! release waits for another), the node refuses what it cannot sign, and a node started
+//! again still knows. Audits of older orders still pass and name the revoked signers.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use dta_testnet::harness::Testnet;
+
+use crate::custody::{
+    Api, BENEFICIARY, FIDUCIARIES, PRINCIPAL, hosted_identity, identity, one_role_each, order_body,
+};
+use crate::process::dta_output;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `dta identity revoke CID ARGS --json` against `node`: its JSON, or its error.
+async fn revoke(net: &mut Testnet, node: usize, cid: &str, args: &[&str]) -> Result<Value, String> {
+    let home = net.test_node(node).home().to_str().unwrap().to_owned();
+    let mut all = vec!["identity", "revoke", cid, "--home", &home, "--json"];
+    all.extend_from_slice(args);
+    let output = dta_output(all.into_iter().map(str::to_owned).collect()).await;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+/// Waits until `node` holds the revocation of `cid`; what it shows of it.
+async fn revoked_at(api: &Api, net: &Testnet, node: usize, cid: &str) -> Value {
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let (status, body) = api.get(net, node, &format!("/v2/identities/{cid}")).await;
+            if status == 200 && body.get("revoked").is_some() {
+                return body["revoked"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("node {node} never heard that {cid} was revoked"))
+}
+
+async fn metrics(net: &Testnet, node: usize) -> String {
+    let bytes = net.node(node).client().get_bytes("/metrics").await.unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+fn error(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_identity_gets_no_order_release_or_share_and_audits_still_pass() {
+    let mut net = one_role_each(5).await;
+    let api = Api::new();
+    let mut body = order_body(&net, "before", "made before any revocation");
+    body["max_releases"] = json!(2);
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", body).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, released) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/before/release?wait=30",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+
+    let carol = hosted_identity(&api, &net, "carol").await;
+    let mut body = order_body(&net, "for-carol", "carol's secret");
+    body["beneficiary"] = json!(carol);
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", body).await;
+    assert_eq!(status, 201, "{created}");
+
+    // Carol revokes herself, through the node that holds her keys.
+    let made = revoke(&mut net, BENEFICIARY, &carol, &["--reason", "device lost"])
+        .await
+        .unwrap();
+    assert_eq!(made["identity"], carol.as_str(), "{made}");
+    assert_eq!(made["revoker"], "identity", "{made}");
+    for node in FIDUCIARIES.into_iter().chain([PRINCIPAL]) {
+        let shown = revoked_at(&api, &net, node, &carol).await;
+        assert_eq!(shown["reason"], "device lost", "node {node}: {shown}");
+        assert_eq!(
+            shown["revocation"], made["revocation"],
+            "node {node}: {shown}"
+        );
+    }
+    // No new order, no release to her; the principal says why.
+    let mut body = order_body(&net, "after", "never made");
+    body["beneficiary"] = json!(carol);
+    let (status, refused) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        error(&refused).contains(&carol) && error(&refused).contains("revoked"),
+        "{refused}"
+    );
+    let (status, refused) = api
+        .post(&net, PRINCIPAL, "/v2/orders/for-carol/release", json!({}))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(error(&refused).contains("device lost"), "{refused}");
+
+    // What a node cannot do is refused with a reason, and changes nothing.
+    let again = revoke(&mut net, BENEFICIARY, &carol, &[])
+        .await
+        .unwrap_err();
+    assert!(again.contains("revoked"), "{again}");
+    let beneficiary = identity(&net, BENEFICIARY);
+    let not_ours = revoke(&mut net, FIDUCIARIES[0], &beneficiary, &[])
+        .await
+        .unwrap_err();
+    assert!(not_ours.contains("cannot sign"), "{not_ours}");
+    let unknown = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    let refused = revoke(&mut net, BENEFICIARY, unknown, &[])
+        .await
+        .unwrap_err();
+    assert!(refused.contains("unknown identity"), "{refused}");
+    let refused = revoke(&mut net, BENEFICIARY, "not-a-cid", &[])
+        .await
+        .unwrap_err();
+    assert!(refused.contains("not-a-cid"), "{refused}");
+    let (status, refused) = api
+        .post(
+            &net,
+            BENEFICIARY,
+            &format!("/v2/identities/{beneficiary}/revoke"),
+            json!({ "reason": "a\u{7}b" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, shown) = api
+        .get(&net, BENEFICIARY, &format!("/v2/identities/{beneficiary}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(shown.get("revoked").is_none(), "{shown}");
+
+    // The operator of a node revokes an identity its node hosts with the node's own key.
+    let dave = hosted_identity(&api, &net, "dave").await;
+    let made = revoke(&mut net, BENEFICIARY, &dave, &["--as-operator"])
+        .await
+        .unwrap();
+    assert_eq!(made["revoker"], "operator", "{made}");
+    assert_eq!(
+        revoked_at(&api, &net, PRINCIPAL, &dave).await["revoker"],
+        "operator"
+    );
+
+    // A fiduciary revoked: with another fiduciary down, its share alone with the third's
+    // would make two; the beneficiary refuses it and the release waits for the one down.
+    let revoked_fiduciary = FIDUCIARIES[2];
+    let cid = identity(&net, revoked_fiduciary);
+    revoke(&mut net, revoked_fiduciary, &cid, &["--reason", "retired"])
+        .await
+        .unwrap();
+    revoked_at(&api, &net, BENEFICIARY, &cid).await;
+    revoked_at(&api, &net, PRINCIPAL, &cid).await;
+    net.test_node(FIDUCIARIES[1]).stop().await;
+    let (status, released) = api
+        .post(&net, PRINCIPAL, "/v2/orders/before/release", json!({}))
+        .await;
+    assert!(status == 200 || status == 202, "{status} {released}");
+    tokio::time::timeout(TIMEOUT, async {
+        while !metrics(&net, BENEFICIARY)
+            .await
+            .lines()
+            .any(|l| l.starts_with("dta_custody_rejected_total{reason=\"revoked\"}"))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the beneficiary refuses the revoked fiduciary's share");
+    let (_, audit) = api.get(&net, PRINCIPAL, "/v2/orders/before/audit").await;
+    assert_eq!(
+        audit["receipts"], 1,
+        "not released with a revoked share: {audit}"
+    );
+    net.test_node(FIDUCIARIES[1]).start().await.unwrap();
+    tokio::time::timeout(TIMEOUT, async {
+        while api.get(&net, PRINCIPAL, "/v2/orders/before/audit").await.1["receipts"] != 2 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the release completes with the fiduciary back");
+
+    // The log made before still audits, and the audit names the revoked signer.
+    let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/before/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    let revoked: Vec<&str> = audit["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["identity"].as_str().unwrap())
+        .collect();
+    assert!(
+        revoked.is_empty(),
+        "no signer of the chain is revoked: {audit}"
+    );
+    let (status, audit) = api
+        .get(&net, BENEFICIARY, "/v2/orders/for-carol/audit")
+        .await;
+    assert_eq!(status, 200, "{audit}");
+
+    // Started again, the principal still knows and still refuses.
+    net.test_node(PRINCIPAL).stop().await;
+    net.test_node(PRINCIPAL).start().await.unwrap();
+    let shown = revoked_at(&api, &net, PRINCIPAL, &carol).await;
+    assert_eq!(shown["reason"], "device lost");
+    let mut body = order_body(&net, "after-restart", "never made");
+    body["beneficiary"] = json!(carol);
+    let (status, refused) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
+    assert_eq!(status, 409, "{refused}");
+    let metrics = metrics(&net, PRINCIPAL).await;
+    assert!(
+        metrics.lines().any(|l| l == "dta_revoked_identities 3"),
+        "three identities revoked: {metrics}"
+    );
+    net.stop().await;
+}
