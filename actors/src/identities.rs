@@ -21,7 +21,7 @@ use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::hosted::Hosted;
 use crate::metrics::Metrics;
@@ -128,6 +128,10 @@ pub enum RejectReason {
     /// The peer id inside is not parseable.
     #[error("the document's peer id is not a libp2p peer id")]
     BadPeerId,
+    /// A rotated document whose predecessor is not the key state known here (it comes
+    /// before it, with the chain, in an identity answer).
+    #[error("a rotated document that does not follow the key state known here")]
+    Unlinked,
     /// The document names another peer than the one that sent it.
     #[error("the document is for peer {claimed}, but came from {sender}")]
     PeerMismatch {
@@ -138,9 +142,49 @@ pub enum RejectReason {
     },
 }
 
-/// Verifies a received document against its sender. Pure, so it can be tested directly.
-pub fn verify_received(peer: PeerId, document: &[u8]) -> Result<VerifiedIdentity, RejectReason> {
-    let identity = IdentityDocument::decode_verified(document)?;
+/// Verifies a received document against its sender and, for a rotated document, against the
+/// key state it replaces, which `directory` must hold. `None` when the directory has this
+/// key state or a newer one. Pure, so it can be tested directly.
+pub fn verify_received(
+    peer: PeerId,
+    document: &[u8],
+    directory: &Directory,
+) -> Result<Option<VerifiedIdentity>, RejectReason> {
+    let identity = match IdentityDocument::decode_verified(document) {
+        Ok(identity) => {
+            if directory
+                .identities
+                .contains_key(&identity.cid().to_string())
+            {
+                return Ok(None);
+            }
+            identity
+        }
+        Err(IdentityError::Unlinked) => {
+            let limits = dta_protocol::dagcbor::Limits {
+                max_size: dta_protocol::identity::MAX_IDENTITY_SIZE,
+                ..Default::default()
+            };
+            let rotated: IdentityDocument =
+                dta_protocol::dagcbor::decode(document, limits).map_err(IdentityError::from)?;
+            let succession = rotated
+                .claims
+                .succeeds
+                .clone()
+                .ok_or(RejectReason::Invalid(IdentityError::Unlinked))?;
+            let Some(known) = directory.identities.get(&succession.identity.to_string()) else {
+                return Err(RejectReason::Unlinked);
+            };
+            if known.verified.sequence() >= succession.sequence {
+                return Ok(None);
+            }
+            if known.verified.document_cid() != succession.previous {
+                return Err(RejectReason::Unlinked);
+            }
+            rotated.verify_successor(&known.verified)?
+        }
+        Err(err) => return Err(err.into()),
+    };
     let claimed = PeerId::from_bytes(identity.peer_id()).map_err(|_| RejectReason::BadPeerId)?;
     if claimed != peer {
         return Err(RejectReason::PeerMismatch {
@@ -148,7 +192,7 @@ pub fn verify_received(peer: PeerId, document: &[u8]) -> Result<VerifiedIdentity
             sender: peer.to_string(),
         });
     }
-    Ok(identity)
+    Ok(Some(identity))
 }
 
 /// Why the node did not revoke an identity on its operator's word.
@@ -224,8 +268,9 @@ pub struct IdentitiesArgs {
     pub store: Store,
     /// For durable writes.
     pub store_actor: ActorRef<StoreMsg>,
-    /// This node's identity and keys (to sign a revocation of itself).
-    pub local: LocalIdentity,
+    /// This node's identity and keys (to sign a revocation of itself). Shared: the keys are
+    /// large, and actor arguments are moved around by value.
+    pub local: Arc<LocalIdentity>,
     /// The identities it hosts (to sign a revocation of one).
     pub hosted: Hosted,
     /// The node's libp2p key (to sign a revocation as the operator).
@@ -263,33 +308,10 @@ impl Actor for IdentitiesActor {
         _myself: ActorRef<Self::Msg>,
         args: IdentitiesArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        // What was stored was verified before it was stored; verify again anyway, since the
-        // database is only as trustworthy as the disk.
-        let mut directory = Directory::default();
-        for (_, bytes) in args.store.scan(Column::Identities)? {
-            match IdentityDocument::decode_verified(&bytes) {
-                Ok(identity) => {
-                    if let Some(entry) = known(&identity) {
-                        directory.identities.insert(entry.cid.to_string(), entry);
-                    }
-                }
-                Err(err) => warn!(%err, "stored identity document no longer verifies; ignored"),
-            }
-        }
-        if let Some(entry) = known(args.local.identity()) {
-            directory.identities.insert(entry.cid.to_string(), entry);
-        }
-        for bytes in crate::revocations::stored(&args.store)? {
-            match verify_revocation(&directory, &bytes) {
-                Ok(revocation) => {
-                    let revoked = RevokedIdentity::of(&revocation);
-                    directory
-                        .revoked
-                        .insert(revoked.identity.to_string(), revoked);
-                }
-                Err(err) => warn!(%err, "stored revocation no longer verifies; ignored"),
-            }
-        }
+        // Pairing checks of every stored document: off the async workers (and off the stack
+        // of whoever spawns this actor).
+        let (store, local) = (args.store.clone(), args.local.identity().clone());
+        let directory = tokio::task::spawn_blocking(move || load(&store, &local)).await??;
         args.directory.send_replace(directory);
         Ok(args)
     }
@@ -339,8 +361,14 @@ impl Actor for IdentitiesActor {
             }
             NetworkEvent::EnvelopesReceived { .. } | NetworkEvent::Answer { .. } => return Ok(()),
         };
-        let identity = match verify_received(peer, &document) {
-            Ok(identity) => identity,
+        let received = verify_received(peer, &document, &state.directory.borrow());
+        let identity = match received {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return Ok(()),
+            Err(RejectReason::Unlinked) => {
+                debug!(%peer, "rotated identity document of a key state not known here; left");
+                return Ok(());
+            }
             // Revocations travel the same ways as documents, and anyone may pass one on.
             Err(RejectReason::Invalid(IdentityError::Decode(_)))
                 if Revocation::decode(&document).is_ok() =>
@@ -359,14 +387,6 @@ impl Actor for IdentitiesActor {
             }
         };
         let cid = identity.cid();
-        if state
-            .directory
-            .borrow()
-            .identities
-            .contains_key(&cid.to_string())
-        {
-            return Ok(());
-        }
         let Some(entry) = known(&identity) else {
             return Ok(());
         };
@@ -374,18 +394,102 @@ impl Actor for IdentitiesActor {
             state.store_actor,
             |reply| StoreMsg::Put {
                 column: Column::Identities,
-                key: cid.to_bytes(),
+                // Under the document's own CID: an identity's documents are all kept, and
+                // each is a block peers may ask for.
+                key: identity.document_cid().to_bytes(),
                 value: entry.document.clone(),
                 reply,
             },
             STORE_TIMEOUT_MS
         )??;
-        info!(%peer, %cid, name = %entry.name, "identity verified and stored");
+        match identity.sequence() {
+            0 => info!(%peer, %cid, name = %entry.name, "identity verified and stored"),
+            rotation => info!(
+                %peer, %cid, rotation, document = %identity.document_cid(),
+                "identity's keys rotated: verified against its previous keys and stored"
+            ),
+        }
         Metrics::bump(&state.metrics.identities_accepted);
         state.directory.send_modify(|d| {
             d.identities.insert(cid.to_string(), entry);
         });
         Ok(())
+    }
+}
+
+/// What the store holds, verified again (the database is only as trustworthy as the disk),
+/// with this node's own identity.
+fn load(store: &Store, local: &VerifiedIdentity) -> Result<Directory, ActorProcessingErr> {
+    // What was stored was verified before it was stored; verify again anyway, since the
+    // database is only as trustworthy as the disk.
+    let mut directory = Directory::default();
+    let mut rotated = Vec::new();
+    for (_, bytes) in store.scan(Column::Identities)? {
+        match IdentityDocument::decode_verified(&bytes) {
+            Ok(identity) => {
+                if let Some(entry) = known(&identity) {
+                    directory.identities.insert(entry.cid.to_string(), entry);
+                }
+            }
+            Err(IdentityError::Unlinked) => rotated.push(bytes),
+            Err(err) => warn!(%err, "stored identity document no longer verifies; ignored"),
+        }
+    }
+    // Rotations, each after the key state it replaces: as many passes as the longest chain.
+    while !rotated.is_empty() {
+        let before = rotated.len();
+        rotated.retain(|bytes| {
+            let Ok(Some(identity)) = verify_stored_rotation(bytes, &directory) else {
+                return true;
+            };
+            if let Some(entry) = known(&identity) {
+                directory.identities.insert(entry.cid.to_string(), entry);
+            }
+            false
+        });
+        if rotated.len() == before {
+            warn!(
+                left = rotated.len(),
+                "stored rotated identity documents follow no stored key state; ignored"
+            );
+            break;
+        }
+    }
+    if let Some(entry) = known(local) {
+        directory.identities.insert(entry.cid.to_string(), entry);
+    }
+    for bytes in crate::revocations::stored(store)? {
+        match verify_revocation(&directory, &bytes) {
+            Ok(revocation) => {
+                let revoked = RevokedIdentity::of(&revocation);
+                directory
+                    .revoked
+                    .insert(revoked.identity.to_string(), revoked);
+            }
+            Err(err) => warn!(%err, "stored revocation no longer verifies; ignored"),
+        }
+    }
+    Ok(directory)
+}
+
+/// A stored rotated document checked against the key state the directory has: `None` when
+/// that is not yet the one it replaces.
+fn verify_stored_rotation(
+    bytes: &[u8],
+    directory: &Directory,
+) -> Result<Option<VerifiedIdentity>, RejectReason> {
+    // The peer check passes by construction: stored documents passed it when they came.
+    let Some(peer) = dta_protocol::dagcbor::decode::<IdentityDocument>(
+        bytes,
+        dta_protocol::dagcbor::Limits::default(),
+    )
+    .ok()
+    .and_then(|document| PeerId::from_bytes(&document.claims.peer_id).ok()) else {
+        return Err(RejectReason::BadPeerId);
+    };
+    match verify_received(peer, bytes, directory) {
+        Err(RejectReason::Unlinked) => Ok(None),
+        other => other,
     }
 }
 
@@ -463,7 +567,7 @@ async fn revoke(
         return Err(RevokeError::AlreadyRevoked(revoked.clone()));
     }
     let keys = if state.local.cid() == identity {
-        Some(state.local.clone())
+        Some(LocalIdentity::clone(&state.local))
     } else {
         state.hosted.get(&identity)
     };

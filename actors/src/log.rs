@@ -1,7 +1,9 @@
 //! An order's log as this node keeps it, collected for export: every block reachable from
 //! the head (the main chain and the identity documents its envelopes link to), then every
 //! envelope kept here that hangs off that chain (deals, commitment signatures, key shares,
-//! share releases link back to it, not the other way) with the identities they link to.
+//! share releases link back to it, not the other way) with the identities they link to, and
+//! last the documents of those identities' key rotations kept here (an envelope signed after a
+//! rotation is checked with the rotated keys).
 //!
 //! It reads the store only: fetching missing blocks from peers is
 //! [`crate::custody::fetch_chain`]'s job, and checking what was collected is the audit's
@@ -67,7 +69,36 @@ pub fn collect(store: &Store, head: Cid) -> Result<Vec<(Cid, Vec<u8>)>, CollectE
             }
         }
     }
+    collected.extend(rotations(store, &have)?);
     Ok(collected)
+}
+
+/// The rotated documents kept here of the identities among `collected`, each after the one
+/// it replaces.
+fn rotations(store: &Store, collected: &BTreeSet<Cid>) -> Result<Vec<(Cid, Vec<u8>)>, StoreError> {
+    let limits = dta_protocol::dagcbor::Limits {
+        max_size: dta_protocol::identity::MAX_IDENTITY_SIZE,
+        ..Default::default()
+    };
+    let mut rotated = Vec::new();
+    store.visit(Column::Identities, |key, bytes| {
+        let Ok(cid) = Cid::try_from(key) else {
+            return;
+        };
+        let succession = dta_protocol::dagcbor::decode::<dta_protocol::identity::IdentityDocument>(
+            bytes, limits,
+        )
+        .ok()
+        .and_then(|document| document.claims.succeeds);
+        if let Some(succession) = succession.filter(|s| collected.contains(&s.identity)) {
+            rotated.push((succession.sequence, cid, bytes.to_vec()));
+        }
+    })?;
+    rotated.sort_by_key(|(sequence, cid, _)| (*sequence, *cid));
+    Ok(rotated
+        .into_iter()
+        .map(|(_, cid, bytes)| (cid, bytes))
+        .collect())
 }
 
 /// The envelopes of `order` kept here whose `prev` leads, directly or through one another,

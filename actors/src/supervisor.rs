@@ -120,7 +120,7 @@ impl NodeSupervisor {
                 let args = IdentitiesArgs {
                     store: state.args.store.clone(),
                     store_actor,
-                    local: state.args.local.clone(),
+                    local: Arc::new(state.args.local.clone()),
                     hosted: state.args.network.hosted.clone(),
                     operator: state.args.network.keypair.clone(),
                     network: state.args.network_handle.clone(),

@@ -377,7 +377,14 @@ pub async fn identity(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(&identity)?);
         return Ok(());
     }
-    for key in ["cid", "name", "peer_id", "created_at"] {
+    for key in [
+        "cid",
+        "name",
+        "peer_id",
+        "created_at",
+        "document",
+        "rotations",
+    ] {
         outln!("{key:<11}{}", text(&identity[key]));
     }
     if let Some(revoked) = identity.get("revoked") {

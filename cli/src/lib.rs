@@ -620,6 +620,18 @@ enum IdentityCommand {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Rotate the identity keys of a stopped node: new keys, endorsed by the old ones, under
+    /// the same identity CID. Peers check the new document against the old one when the node
+    /// starts again; orders, shares and logs stay as they are, and logs signed before still
+    /// verify with the keys of their time.
+    Rotate {
+        /// The node's home.
+        #[arg(long, env = "DTA_HOME")]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke an identity for good: one this node holds (signed by the identity) or one
     /// whose document names this node (signed by this node's operator key). Peers then
     /// refuse new orders, releases and approvals from or to it; audits of its past orders
@@ -651,6 +663,9 @@ pub fn main() -> std::process::ExitCode {
                 command: KeystoreCommand::Migrate { .. }
             }
             | Command::Backup { .. }
+            | Command::Identity {
+                command: IdentityCommand::Rotate { .. }
+            }
     ) {
         dta_node::private::restrict_umask();
     }
@@ -829,6 +844,23 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Identity {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
+        Command::Identity {
+            command: IdentityCommand::Rotate { home, json },
+        } => {
+            let rotated = dta_node::rotation::rotate(&home)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&rotated)?);
+            } else {
+                outln!(
+                    "identity {} rotated (rotation {}): document {} replaces {}; start the node \
+                     to tell its peers",
+                    rotated.identity,
+                    rotated.rotation,
+                    rotated.document,
+                    rotated.previous
+                );
+            }
+        }
         Command::Identity {
             command:
                 IdentityCommand::Revoke {

@@ -14,6 +14,10 @@
 //! RocksDB creates its own files all the time a node runs, so the processes that run a node
 //! restrict their umask first ([`restrict_umask`]). [`loose_modes`] lists what is open to
 //! others in an existing home.
+//!
+//! Opening reads the node's own identity document; after rotations of its keys (see
+//! `crate::rotation`) it checks every document from the first (kept in the identities column)
+//! and unwraps the retired seeds, which open envelopes sealed to the old keys.
 
 use crate::private::{DIR_MODE, FILE_MODE, write_private_file};
 use std::fs::{OpenOptions, Permissions};
@@ -27,7 +31,10 @@ use dta_crypto::Secret;
 use dta_hsm::{
     KdfParams, KekPolicy, Keystore, KeystoreError, Pkcs11Config, Pkcs11Keystore, SoftKeystore,
 };
-use dta_protocol::identity::{IdentityError, LocalIdentity};
+use dta_protocol::Cid;
+use dta_protocol::identity::{
+    IdentityDocument, IdentityError, IdentityKeys, LocalIdentity, MAX_ROTATIONS,
+};
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
@@ -515,7 +522,12 @@ pub fn open_with(home: &Path, config: Config) -> Result<OpenHome, HomeError> {
     let document = store
         .get(Column::Metadata, OWN_IDENTITY)?
         .ok_or_else(|| missing("the identity document"))?;
-    let identity = LocalIdentity::from_document(&seed, &document)?;
+    let identity = own_identity(&store, &*keystore, &seed, document, |message| {
+        HomeError::Damaged {
+            path: home.join("db").display().to_string(),
+            message,
+        }
+    })?;
     if PeerId::from_bytes(identity.identity().peer_id()).ok() != Some(keypair.public().to_peer_id())
     {
         return Err(HomeError::Damaged {
@@ -731,3 +743,64 @@ fn walk(root: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, HomeError> {
 #[cfg(test)]
 #[path = "home_tests.rs"]
 mod tests;
+
+/// Keystore name prefix of a retired seed, followed by the CID of its document.
+pub const RETIRED_SEED_PREFIX: &str = "retired-identity-seed/";
+
+/// The keystore name of the seed of the document `document`, once retired.
+pub fn retired_seed_name(document: &Cid) -> String {
+    format!("{RETIRED_SEED_PREFIX}{document}")
+}
+
+/// The node's own identity: its stored `document`, checked with every document it succeeds
+/// (kept in the identities column) against the keys of `seed`, with the retired seeds that
+/// the keystore still has.
+fn own_identity(
+    store: &Store,
+    keystore: &dyn Keystore,
+    seed: &Secret<32>,
+    document: Vec<u8>,
+    damaged: impl Fn(String) -> HomeError,
+) -> Result<LocalIdentity, HomeError> {
+    // Newest first, back to the first document.
+    let mut chain = vec![document];
+    loop {
+        let newest = chain.last().map(Vec::as_slice).unwrap_or_default();
+        let decoded: IdentityDocument =
+            dta_protocol::dagcbor::decode(newest, dta_protocol::dagcbor::Limits::default())
+                .map_err(|e| HomeError::Identity(e.into()))?;
+        let Some(succession) = decoded.claims.succeeds else {
+            break;
+        };
+        if chain.len() as u64 > MAX_ROTATIONS {
+            return Err(damaged("the identity's documents go on too long".into()));
+        }
+        let previous = store
+            .get(Column::Identities, &succession.previous.to_bytes())?
+            .ok_or_else(|| {
+                damaged(format!(
+                    "the identity's document {} is missing",
+                    succession.previous
+                ))
+            })?;
+        chain.push(previous);
+    }
+    let mut retired = Vec::new();
+    for previous in &chain[1..] {
+        let name = retired_seed_name(&dta_protocol::block::cid_of(
+            dta_protocol::block::DAG_CBOR,
+            previous,
+        ));
+        if let Some(blob) = store.get(Column::Keystore, name.as_bytes())? {
+            let bytes = keystore.unwrap(&name, &blob)?;
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| damaged(format!("{name} is not a 32-byte seed")))?;
+            retired.push(IdentityKeys::from_seed(&Secret::new(seed)));
+        }
+    }
+    chain.reverse();
+    let documents: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+    Ok(LocalIdentity::from_chain(seed, &documents, retired)?)
+}

@@ -29,6 +29,7 @@ pub mod logging;
 pub mod netns;
 pub mod ports;
 pub mod private;
+pub mod rotation;
 pub mod run;
 pub mod tls;
 pub mod tokens;

@@ -237,6 +237,16 @@ impl Node {
         let identity_document =
             dta_protocol::dagcbor::encode(opened.identity.identity().document())
                 .map_err(|e| RunError::Actors(e.to_string()))?;
+        // The documents a rotation replaced, the first one first: peers check the current
+        // document against them.
+        let mut predecessors = Vec::new();
+        for state in opened.identity.identity().key_states().skip(1) {
+            predecessors.push(
+                dta_protocol::dagcbor::encode(state.document())
+                    .map_err(|e| RunError::Actors(e.to_string()))?,
+            );
+        }
+        predecessors.reverse();
         let keystore: Arc<dyn dta_hsm::Keystore> = opened.keystore;
         let hosted = dta_actors::hosted::Hosted::new(opened.hosted);
         let mpin_sessions = dta_actors::mpin::AuthSessions::default();
@@ -255,6 +265,7 @@ impl Node {
                 listen: listen.clone(),
                 bootstrap,
                 identity_document,
+                predecessors,
                 subscribers: Vec::new(),
                 channels,
                 metrics: metrics.clone(),

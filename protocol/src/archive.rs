@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cid::Cid;
 
 use crate::audit::{self, AuditError, AuditReport};
-use crate::block::DAG_CBOR;
+use crate::block::{Block, DAG_CBOR};
 use crate::car::Car;
 use crate::envelope::{Kind, SignedEnvelope};
 use crate::identity::{IdentityDocument, VerifiedIdentity};
@@ -88,6 +88,8 @@ impl ArchiveReport {
 /// A block sorted by what it decodes as.
 enum Sorted {
     Identity(Box<VerifiedIdentity>),
+    /// A rotated document, checked once the document it replaces is.
+    Rotation(Box<IdentityDocument>),
     Envelope(Box<SignedEnvelope>),
 }
 
@@ -112,6 +114,14 @@ fn sort(cid: &Cid, bytes: &[u8]) -> Result<Sorted, ArchiveError> {
     };
     let document: IdentityDocument = crate::dagcbor::decode(bytes, limits)
         .map_err(|_| stray("neither an envelope nor an identity document"))?;
+    if document.claims.succeeds.is_some() {
+        if Block::encode(&document).map(|b| b.cid()).ok() != Some(*cid) {
+            return Err(bad_identity(
+                "the document is stored under another CID".into(),
+            ));
+        }
+        return Ok(Sorted::Rotation(Box::new(document)));
+    }
     let identity = document.verify().map_err(|e| bad_identity(e.to_string()))?;
     if identity.cid() != *cid {
         return Err(bad_identity(
@@ -119,6 +129,34 @@ fn sort(cid: &Cid, bytes: &[u8]) -> Result<Sorted, ArchiveError> {
         ));
     }
     Ok(Sorted::Identity(Box::new(identity)))
+}
+
+/// Checks each rotated document against the key state it replaces, which the archive must
+/// hold, and keeps the identity in its newest state.
+fn link_rotations(
+    identities: &mut BTreeMap<Cid, VerifiedIdentity>,
+    mut rotations: Vec<(Cid, IdentityDocument)>,
+) -> Result<(), ArchiveError> {
+    rotations.sort_by_key(|(cid, document)| {
+        (document.claims.succeeds.as_ref().map(|s| s.sequence), *cid)
+    });
+    for (cid, document) in rotations {
+        let bad = |reason: String| ArchiveError::Identity {
+            cid: cid.to_string(),
+            reason,
+        };
+        let Some(succession) = document.claims.succeeds.clone() else {
+            continue;
+        };
+        let previous = identities
+            .get(&succession.identity)
+            .ok_or_else(|| bad("the identity it rotates is not in the archive".into()))?;
+        let rotated = document
+            .verify_successor(previous)
+            .map_err(|e| bad(e.to_string()))?;
+        identities.insert(succession.identity, rotated);
+    }
+    Ok(())
 }
 
 /// Audits the order whose head is `head` (by default the archive's only root), with nothing
@@ -136,17 +174,20 @@ pub fn audit(
     let mut identities: BTreeMap<Cid, VerifiedIdentity> = BTreeMap::new();
     let mut envelopes: BTreeMap<Cid, SignedEnvelope> = BTreeMap::new();
     let mut bytes: BTreeMap<Cid, &[u8]> = BTreeMap::new();
+    let mut rotations: Vec<(Cid, IdentityDocument)> = Vec::new();
     for (cid, data) in &archive.blocks {
         match sort(cid, data)? {
             Sorted::Identity(identity) => {
                 identities.insert(*cid, *identity);
             }
+            Sorted::Rotation(document) => rotations.push((*cid, *document)),
             Sorted::Envelope(envelope) => {
                 envelopes.insert(*cid, *envelope);
             }
         }
         bytes.insert(*cid, data);
     }
+    link_rotations(&mut identities, rotations)?;
     let order = envelopes
         .get(&head)
         .ok_or_else(|| ArchiveError::HeadMissing(head.to_string()))?

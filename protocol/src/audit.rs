@@ -911,10 +911,16 @@ pub fn audit(
         };
         // The committee that signed is the commitment's: custody may have moved since the
         // order was made.
+        // With the keys they had then: a fiduciary may have rotated its keys since.
+        let at = envelope.envelope().timestamp;
         let signers: Vec<VerifiedIdentity> = committed
             .fiduciaries
             .iter()
-            .map(|f| identity(f).ok_or_else(|| failed(format!("unknown fiduciary {f}"))))
+            .map(|f| {
+                identity(f)
+                    .map(|i| i.as_of(at).clone())
+                    .ok_or_else(|| failed(format!("unknown fiduciary {f}")))
+            })
             .collect::<Result<_, _>>()?;
         let refs: Vec<&VerifiedIdentity> = signers.iter().collect();
         certificate

@@ -583,7 +583,8 @@ impl SignedEnvelope {
         Ok(())
     }
 
-    /// Checks structure and the signature against the sender's verified identity.
+    /// Checks structure and the signature against the sender's verified identity, with the
+    /// keys it had at the envelope's time (an identity's keys may have been rotated since).
     pub fn verify(self, sender: &VerifiedIdentity) -> Result<VerifiedEnvelope, EnvelopeError> {
         self.check_structure()?;
         if self.envelope.sender != sender.cid() {
@@ -592,6 +593,7 @@ impl SignedEnvelope {
                 given: sender.cid().to_string(),
             });
         }
+        let sender = sender.as_of(self.envelope.timestamp);
         let message = self.signed_message()?;
         match sender.envelope_key() {
             Some(key) if self.signs_with_ed25519(sender) => {
@@ -673,7 +675,16 @@ impl VerifiedEnvelope {
             wrapped_key: recipient.wrapped_key.clone(),
         };
         let header = envelope.header(envelope.recipients.iter().map(|r| &r.identity).collect())?;
-        Ok(seal::content_key(&header, &encapsulation, me.keys().kem())?)
+        // Sealed to the current keys, or to keys a rotation retired before the sender heard.
+        let opened = seal::content_key(&header, &encapsulation, me.keys().kem());
+        match opened {
+            Err(err) => me
+                .retired()
+                .iter()
+                .find_map(|keys| seal::content_key(&header, &encapsulation, keys.kem()).ok())
+                .ok_or_else(|| err.into()),
+            key => Ok(key?),
+        }
     }
 }
 

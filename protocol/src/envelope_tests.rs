@@ -530,3 +530,46 @@ fn a_kinds_name_is_what_it_serialises_to() {
         );
     }
 }
+
+#[test]
+fn after_a_rotation_old_envelopes_verify_with_the_old_keys_and_new_ones_with_the_new() {
+    let w = world();
+    // Envelopes of w are made at 1_700_000_000_000 ms; the principal rotates later.
+    let before = sealed_envelope(&w, b"share bytes", None);
+    let principal = w
+        .principal
+        .rotate(&Secret::new([2; 32]), 1_700_000_100_000)
+        .unwrap();
+    let verified = before.clone().verify(principal.identity()).unwrap();
+    // A fiduciary that rotated before the envelope reached it still opens it.
+    let fiduciary = w.fiduciaries[0]
+        .rotate(&Secret::new([20; 32]), 1_700_000_100_000)
+        .unwrap();
+    assert_eq!(
+        verified.open(&fiduciary).unwrap().as_slice(),
+        b"share bytes"
+    );
+    // The old keys signing after the rotation are refused; the new keys are taken.
+    let draft = |timestamp| Draft {
+        kind: Kind::Approval,
+        order: "order-1",
+        prev: None,
+        timestamp,
+        public: None,
+        secret: None,
+        recipients: &[],
+    };
+    let late = SignedEnvelope::create(&w.principal, draft(1_700_000_200_000)).unwrap();
+    assert_eq!(
+        late.verify(principal.identity()),
+        Err(EnvelopeError::BadSignature)
+    );
+    let fresh = SignedEnvelope::create(&principal, draft(1_700_000_200_000)).unwrap();
+    assert!(fresh.verify(principal.identity()).is_ok());
+    // And the new keys cannot sign as of before the rotation.
+    let backdated = SignedEnvelope::create(&principal, draft(1_700_000_000_000)).unwrap();
+    assert_eq!(
+        backdated.verify(principal.identity()),
+        Err(EnvelopeError::BadSignature)
+    );
+}

@@ -7,8 +7,18 @@
 //! Version 2 documents add an Ed25519 key, which signs the node's envelopes; a version 1
 //! document (made before it existed) is still accepted, and its node signs envelopes with
 //! its BLS key as it always did. See [`crate::envelope`].
+//!
+//! Keys can change (a rotation): a new document with new keys names the identity (the CID of
+//! its first document, which stays its name everywhere), the document it replaces and its
+//! place in the sequence, and carries, besides its own self-signature (whose proof of
+//! possession covers the new BLS key), an endorsement by the replaced document's BLS key. Such
+//! a document is verified only against the one it replaces
+//! ([`IdentityDocument::verify_successor`]); the [`VerifiedIdentity`] it gives keeps the
+//! earlier key states, so that an envelope is checked with the keys its identity had at the
+//! envelope's time ([`VerifiedIdentity::as_of`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 use cid::Cid;
 use dta_crypto::bls::{self, PopVerifiedKey, ProofOfPossession};
@@ -31,6 +41,25 @@ pub const MAX_PEER_ID_LEN: usize = 512;
 pub const MAX_IDENTITY_SIZE: usize = 8 * 1024;
 /// What a self-signature signs: this prefix, then the canonical encoding of the claims.
 pub const IDENTITY_CONTEXT: &[u8] = b"dta/identity/v1\0";
+/// What the replaced keys sign to endorse a rotated document: this prefix, then the canonical
+/// encoding of the new document's claims.
+pub const ROTATION_CONTEXT: &[u8] = b"dta/identity/rotation/v1\0";
+/// Most rotations one identity may go through (a chain longer than this is refused).
+pub const MAX_ROTATIONS: u64 = 64;
+
+/// Where a rotated document stands in its identity's sequence of documents.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Succession {
+    /// The identity: the CID of its first document.
+    pub identity: Cid,
+    /// The CID of the document this one replaces.
+    pub previous: Cid,
+    /// 1 for the first rotation, then one more for each.
+    pub sequence: u64,
+    /// From when the new keys sign, milliseconds since the Unix epoch (the rotating node's
+    /// clock); envelopes dated before are checked with the keys before.
+    pub at: u64,
+}
 
 /// What the self-signature covers: everything in the document but the signature.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -60,6 +89,10 @@ pub struct IdentityClaims {
     /// documents; absent from the encoding of a version 1 document, so its CID is unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ed25519_public_key: Option<serde_bytes::ByteBuf>,
+    /// For a rotated document (version 2 only): the identity and the document it replaces.
+    /// Absent from a first document, so its CID is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeds: Option<Succession>,
 }
 
 /// A self-signed identity document, as stored and exchanged.
@@ -70,6 +103,10 @@ pub struct IdentityDocument {
     /// BLS signature over [`IDENTITY_CONTEXT`] followed by the canonical claims.
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// For a rotated document: the replaced document's BLS signature over
+    /// [`ROTATION_CONTEXT`] followed by the canonical claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<serde_bytes::ByteBuf>,
 }
 
 /// Why an identity document was refused.
@@ -112,12 +149,26 @@ pub enum IdentityError {
     /// A stored document whose keys are not the ones the seed derives.
     #[error("the identity document does not belong to this seed")]
     NotOurs,
+    /// A rotated document, which is checked only against the document it replaces.
+    #[error("a rotated identity document is checked against the document it replaces")]
+    Unlinked,
+    /// A rotated document that does not follow the document given, or whose endorsement by
+    /// it does not verify.
+    #[error("the rotation does not follow the identity's document: {0}")]
+    Succession(&'static str),
 }
 
 /// An identity whose document has been fully checked. The only form the rest of dta trusts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedIdentity {
+    /// The identity: its first document's CID.
     cid: Cid,
+    /// This document's own CID (the identity's, for a first document).
+    document_cid: Cid,
+    /// 0 for a first document, then the rotation's number.
+    sequence: u64,
+    /// The key state this one replaced.
+    previous: Option<Arc<VerifiedIdentity>>,
     document: IdentityDocument,
     bls: PopVerifiedKey,
     kem: KemPublicKey,
@@ -126,9 +177,41 @@ pub struct VerifiedIdentity {
 }
 
 impl VerifiedIdentity {
-    /// The identity CID.
+    /// The identity CID: its first document's, however often its keys changed.
     pub fn cid(&self) -> Cid {
         self.cid
+    }
+    /// This document's own CID: the identity's for a first document, a rotated one's own.
+    pub fn document_cid(&self) -> Cid {
+        self.document_cid
+    }
+    /// How many rotations came before this key state (0 for a first document).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+    /// The key state this one replaced, if any.
+    pub fn previous(&self) -> Option<&VerifiedIdentity> {
+        self.previous.as_deref()
+    }
+    /// The key state in force at `timestamp_ms` (milliseconds since the epoch): the newest
+    /// whose rotation took effect at or before it, else the first.
+    pub fn as_of(&self, timestamp_ms: u64) -> &VerifiedIdentity {
+        let mut state = self;
+        while let Some(previous) = state.previous.as_deref() {
+            if state.rotated_at().is_some_and(|at| at <= timestamp_ms) {
+                break;
+            }
+            state = previous;
+        }
+        state
+    }
+    /// When this key state took effect, for a rotated one.
+    fn rotated_at(&self) -> Option<u64> {
+        self.document.claims.succeeds.as_ref().map(|s| s.at)
+    }
+    /// Every key state, the newest first.
+    pub fn key_states(&self) -> impl Iterator<Item = &VerifiedIdentity> {
+        std::iter::successors(Some(self), |state| state.previous.as_deref())
     }
     /// The document.
     pub fn document(&self) -> &IdentityDocument {
@@ -181,9 +264,65 @@ impl IdentityDocument {
         document.verify()
     }
 
-    /// Checks structure, the BLS key, its proof of possession and the self-signature (in one
-    /// pairing product), then the other keys.
+    /// Checks a first document: structure, the BLS key, its proof of possession and the
+    /// self-signature (in one pairing product), then the other keys. A rotated document is
+    /// refused here ([`IdentityError::Unlinked`]): see [`Self::verify_successor`].
     pub fn verify(self) -> Result<VerifiedIdentity, IdentityError> {
+        if self.claims.succeeds.is_some() || self.endorsement.is_some() {
+            return Err(IdentityError::Unlinked);
+        }
+        self.check()
+    }
+
+    /// Checks a rotated document against the key state it replaces: it names that state's
+    /// identity and document and the next number, the replaced BLS key endorses its claims,
+    /// and it is a valid document of its own. The result is the same identity with the new
+    /// keys, keeping `previous` as the state before.
+    pub fn verify_successor(
+        self,
+        previous: &VerifiedIdentity,
+    ) -> Result<VerifiedIdentity, IdentityError> {
+        let succession = self
+            .claims
+            .succeeds
+            .clone()
+            .ok_or(IdentityError::Succession("it is no rotated document"))?;
+        if succession.identity != previous.cid() {
+            return Err(IdentityError::Succession("it names another identity"));
+        }
+        if succession.previous != previous.document_cid() {
+            return Err(IdentityError::Succession("it replaces another document"));
+        }
+        if succession.sequence != previous.sequence() + 1 || succession.sequence > MAX_ROTATIONS {
+            return Err(IdentityError::Succession("its number is not the next one"));
+        }
+        if self.claims.created_at < previous.document.claims.created_at
+            || previous.rotated_at().is_some_and(|at| succession.at < at)
+        {
+            return Err(IdentityError::Succession(
+                "it is older than the document it replaces",
+            ));
+        }
+        let endorsement = self
+            .endorsement
+            .as_ref()
+            .and_then(|e| bls::Signature::from_bytes(e).ok())
+            .ok_or(IdentityError::Succession("it carries no endorsement"))?;
+        let message = signing_message(ROTATION_CONTEXT, &dagcbor::encode(&self.claims)?);
+        previous
+            .bls_key()
+            .public_key()
+            .verify(&message, &endorsement)
+            .map_err(|_| IdentityError::Succession("the replaced keys did not endorse it"))?;
+        let mut verified = self.check()?;
+        verified.cid = previous.cid();
+        verified.sequence = succession.sequence;
+        verified.previous = Some(Arc::new(previous.clone()));
+        Ok(verified)
+    }
+
+    /// Every check of a document on its own.
+    fn check(self) -> Result<VerifiedIdentity, IdentityError> {
         let claims = &self.claims;
         if claims.version != IDENTITY_VERSION && claims.version != IDENTITY_VERSION_BLS_ONLY {
             return Err(IdentityError::Version(claims.version));
@@ -224,9 +363,15 @@ impl IdentityDocument {
             (IDENTITY_VERSION_BLS_ONLY, None) => None,
             _ => return Err(IdentityError::Ed25519Key),
         };
+        if claims.version != IDENTITY_VERSION && claims.succeeds.is_some() {
+            return Err(IdentityError::Version(claims.version));
+        }
         let cid = Block::encode(&self)?.cid();
         Ok(VerifiedIdentity {
             cid,
+            document_cid: cid,
+            sequence: 0,
+            previous: None,
             document: self,
             bls,
             kem,
@@ -302,7 +447,29 @@ impl IdentityKeys {
         peer_id: &[u8],
         created_at: u64,
     ) -> Result<IdentityDocument, IdentityError> {
-        let claims = IdentityClaims {
+        self.document_of(self.claims(name, peer_id, created_at, None))
+    }
+
+    /// Self-signs `claims`.
+    fn document_of(&self, claims: IdentityClaims) -> Result<IdentityDocument, IdentityError> {
+        let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(&claims)?);
+        let signature = self.bls.sign(&message).to_bytes().to_vec();
+        Ok(IdentityDocument {
+            claims,
+            signature,
+            endorsement: None,
+        })
+    }
+
+    /// The claims of a document of these keys.
+    fn claims(
+        &self,
+        name: &str,
+        peer_id: &[u8],
+        created_at: u64,
+        succeeds: Option<Succession>,
+    ) -> IdentityClaims {
+        IdentityClaims {
             version: IDENTITY_VERSION,
             name: name.to_owned(),
             peer_id: peer_id.to_vec(),
@@ -312,10 +479,8 @@ impl IdentityKeys {
             secp256k1_public_key: self.secp256k1.public_key().to_compressed().to_vec(),
             created_at,
             ed25519_public_key: Some(self.ed25519.public_key().to_bytes().to_vec().into()),
-        };
-        let message = signing_message(IDENTITY_CONTEXT, &dagcbor::encode(&claims)?);
-        let signature = self.bls.sign(&message).to_bytes().to_vec();
-        Ok(IdentityDocument { claims, signature })
+            succeeds,
+        }
     }
 }
 
@@ -330,6 +495,9 @@ impl fmt::Debug for IdentityKeys {
 pub struct LocalIdentity {
     keys: IdentityKeys,
     identity: VerifiedIdentity,
+    /// The keys of the states a rotation replaced, newest first: they open envelopes sealed
+    /// to them before peers heard of the rotation, and sign nothing.
+    retired: Vec<IdentityKeys>,
 }
 
 impl LocalIdentity {
@@ -345,14 +513,30 @@ impl LocalIdentity {
         let identity = keys
             .identity_document(name, peer_id, created_at)?
             .verify()?;
-        Ok(Self { keys, identity })
+        Ok(Self {
+            keys,
+            identity,
+            retired: Vec::new(),
+        })
     }
 
     /// Reopens an identity: derives the keys from `seed` and checks that `document` is the
     /// valid document of exactly those keys, so a node keeps its CID across restarts.
     pub fn from_document(seed: &Secret<32>, document: &[u8]) -> Result<Self, IdentityError> {
+        Self::from_chain(seed, &[document], Vec::new())
+    }
+
+    /// Reopens an identity whose keys were rotated: `documents` are its documents, the first
+    /// one first, each checked against the one before; the last must be the document of
+    /// exactly the keys `seed` derives. `retired` are the keys of the earlier states, newest
+    /// first.
+    pub fn from_chain(
+        seed: &Secret<32>,
+        documents: &[&[u8]],
+        retired: Vec<IdentityKeys>,
+    ) -> Result<Self, IdentityError> {
         let keys = IdentityKeys::from_seed(seed);
-        let identity = IdentityDocument::decode_verified(document)?;
+        let identity = verify_chain(documents)?;
         let claims = &identity.document().claims;
         if claims.bls_public_key != keys.bls.public_key().to_bytes()
             || claims.kem_public_key != keys.kem.public_key().to_bytes()
@@ -363,12 +547,56 @@ impl LocalIdentity {
         {
             return Err(IdentityError::NotOurs);
         }
-        Ok(Self { keys, identity })
+        Ok(Self {
+            keys,
+            identity,
+            retired,
+        })
+    }
+
+    /// Rotates the keys: a document of the keys `seed` derives, with the same name and peer
+    /// id, that succeeds this one from `at_ms` (milliseconds since the epoch) and that these
+    /// keys endorse, checked as peers check it. The current keys become the newest retired
+    /// ones.
+    pub fn rotate(&self, seed: &Secret<32>, at_ms: u64) -> Result<Self, IdentityError> {
+        let keys = IdentityKeys::from_seed(seed);
+        let current = &self.identity;
+        let at = current
+            .rotated_at()
+            .map_or(at_ms, |before| at_ms.max(before));
+        let succeeds = Succession {
+            identity: current.cid(),
+            previous: current.document_cid(),
+            sequence: current.sequence() + 1,
+            at,
+        };
+        let claims = &current.document().claims;
+        let mut document = keys.document_of(keys.claims(
+            &claims.name,
+            &claims.peer_id,
+            (at / 1000).max(claims.created_at),
+            Some(succeeds),
+        ))?;
+        let message = signing_message(ROTATION_CONTEXT, &dagcbor::encode(&document.claims)?);
+        document.endorsement = Some(self.keys.bls.sign(&message).to_bytes().to_vec().into());
+        let identity = document.verify_successor(current)?;
+        let mut retired = vec![self.keys.clone()];
+        retired.extend(self.retired.iter().cloned());
+        Ok(Self {
+            keys,
+            identity,
+            retired,
+        })
     }
 
     /// The secret keys.
     pub fn keys(&self) -> &IdentityKeys {
         &self.keys
+    }
+
+    /// The keys of the states a rotation replaced, newest first.
+    pub fn retired(&self) -> &[IdentityKeys] {
+        &self.retired
     }
 
     /// The public, verified identity.
@@ -380,6 +608,41 @@ impl LocalIdentity {
     pub fn cid(&self) -> Cid {
         self.identity.cid
     }
+}
+
+/// Verifies an identity's documents, its first one first, each rotated one against the one
+/// before: the identity in its newest key state.
+pub fn verify_chain(documents: &[&[u8]]) -> Result<VerifiedIdentity, IdentityError> {
+    let limits = Limits {
+        max_size: MAX_IDENTITY_SIZE,
+        ..Limits::default()
+    };
+    let (first, rest) = documents
+        .split_first()
+        .ok_or(IdentityError::Succession("there is no document"))?;
+    let mut identity = IdentityDocument::decode_verified(first)?;
+    for bytes in rest {
+        let document: IdentityDocument = dagcbor::decode(bytes, limits)?;
+        identity = document.verify_successor(&identity)?;
+    }
+    Ok(identity)
+}
+
+/// What a document says its identity is, unchecked: the identity a rotated document names,
+/// else the document's own CID. Only a hint (say, which identity a peer announced as its
+/// own); nothing is trusted on it.
+pub fn claimed_identity(bytes: &[u8]) -> Cid {
+    let limits = Limits {
+        max_size: MAX_IDENTITY_SIZE,
+        ..Limits::default()
+    };
+    dagcbor::decode::<IdentityDocument>(bytes, limits)
+        .ok()
+        .and_then(|document| document.claims.succeeds)
+        .map_or_else(
+            || crate::block::cid_of(crate::block::DAG_CBOR, bytes),
+            |succession| succession.identity,
+        )
 }
 
 #[cfg(test)]

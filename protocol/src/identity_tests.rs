@@ -15,6 +15,7 @@ fn resign(keys: &IdentityKeys, claims: IdentityClaims) -> IdentityDocument {
     IdentityDocument {
         claims,
         signature: keys.bls().sign(&message).to_bytes().to_vec(),
+        endorsement: None,
     }
 }
 
@@ -263,4 +264,135 @@ fn a_version_1_document_still_opens_and_keeps_its_encoding() {
         Some(&new.keys().ed25519().public_key())
     );
     assert_ne!(new.cid(), me.cid());
+}
+
+fn rotated(me: &LocalIdentity, seed: u8, at: u64) -> LocalIdentity {
+    me.rotate(&Secret::new([seed; 32]), at).unwrap()
+}
+
+fn bytes_of(identity: &VerifiedIdentity) -> Vec<u8> {
+    dagcbor::encode(identity.document()).unwrap()
+}
+
+#[test]
+fn a_rotation_keeps_the_identity_and_checks_against_the_document_it_replaces() {
+    let first = local("alice", 1);
+    let second = rotated(&first, 2, 1_700_000_100_000);
+    let third = rotated(&second, 3, 1_700_000_200_000);
+    // The name stays the first document's CID; each document has its own.
+    assert_eq!(third.cid(), first.cid());
+    assert_eq!(third.identity().sequence(), 2);
+    assert_ne!(
+        third.identity().document_cid(),
+        second.identity().document_cid()
+    );
+    assert_eq!(
+        third.identity().document_cid(),
+        Block::encode(third.identity().document()).unwrap().cid()
+    );
+    assert_ne!(third.identity().bls_key(), first.identity().bls_key());
+    assert_eq!(third.retired().len(), 2);
+    // Alone, a rotated document is not trusted; after the one it replaces, it is.
+    let document = third.identity().document().clone();
+    assert_eq!(document.clone().verify(), Err(IdentityError::Unlinked));
+    let chain = [
+        bytes_of(first.identity()),
+        bytes_of(second.identity()),
+        bytes_of(third.identity()),
+    ];
+    let chain: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+    let verified = verify_chain(&chain).unwrap();
+    assert_eq!(verified, *third.identity());
+    // Out of order, or with a link missing, it is refused.
+    assert!(verify_chain(&[chain[0], chain[2]]).is_err());
+    assert!(verify_chain(&[chain[1], chain[2]]).is_err());
+    // The seed of the newest keys reopens it; another does not.
+    let reopened = LocalIdentity::from_chain(&Secret::new([3; 32]), &chain, vec![]).unwrap();
+    assert_eq!(reopened.identity(), third.identity());
+    assert_eq!(
+        LocalIdentity::from_chain(&Secret::new([2; 32]), &chain, vec![]).err(),
+        Some(IdentityError::NotOurs)
+    );
+    // The claimed identity of a rotated document is the first document's CID.
+    assert_eq!(claimed_identity(chain[2]), first.cid());
+    assert_eq!(claimed_identity(chain[0]), first.cid());
+}
+
+#[test]
+fn each_key_state_counts_from_its_rotations_time_to_the_millisecond() {
+    let first = local("alice", 1);
+    let second = rotated(&first, 2, 1_700_000_100_000);
+    let third = rotated(&second, 3, 1_700_000_200_000);
+    let identity = third.identity();
+    let state = |ms: u64| identity.as_of(ms).document_cid();
+    assert_eq!(state(1_700_000_050_000), first.identity().document_cid());
+    assert_eq!(state(1_700_000_099_999), first.identity().document_cid());
+    // Within the second of the rotation, before it, the old keys still hold.
+    let third_too = rotated(&second, 4, 1_700_000_200_500);
+    assert_eq!(
+        third_too.identity().as_of(1_700_000_200_400).document_cid(),
+        second.identity().document_cid()
+    );
+    assert_eq!(state(1_700_000_100_000), second.identity().document_cid());
+    assert_eq!(state(1_700_000_200_000), third.identity().document_cid());
+    assert_eq!(state(0), first.identity().document_cid());
+    assert_eq!(identity.key_states().count(), 3);
+    assert!(identity.key_states().all(|s| s.cid() == first.cid()));
+}
+
+#[test]
+fn a_rotation_not_endorsed_by_the_replaced_keys_or_misplaced_is_refused() {
+    let first = local("alice", 1);
+    let other = local("mallory", 9);
+    let second = rotated(&first, 2, 1_700_000_100_000);
+    let document = second.identity().document().clone();
+    // Endorsed by another identity's keys.
+    let mut forged = document.clone();
+    let message = signing_message(ROTATION_CONTEXT, &dagcbor::encode(&forged.claims).unwrap());
+    forged.endorsement = Some(other.keys().bls().sign(&message).to_bytes().to_vec().into());
+    assert_eq!(
+        forged.verify_successor(first.identity()),
+        Err(IdentityError::Succession(
+            "the replaced keys did not endorse it"
+        ))
+    );
+    // Without an endorsement.
+    let mut bare = document.clone();
+    bare.endorsement = None;
+    assert_eq!(
+        bare.verify_successor(first.identity()),
+        Err(IdentityError::Succession("it carries no endorsement"))
+    );
+    // Checked against another identity, or against itself.
+    assert_eq!(
+        document.clone().verify_successor(other.identity()),
+        Err(IdentityError::Succession("it names another identity"))
+    );
+    assert!(
+        document
+            .clone()
+            .verify_successor(second.identity())
+            .is_err()
+    );
+    // Claims changed after the endorsement (a new number, say) break it.
+    let mut renumbered = document.clone();
+    if let Some(succession) = renumbered.claims.succeeds.as_mut() {
+        succession.sequence = 1;
+    }
+    renumbered.claims.created_at += 1;
+    assert_eq!(
+        renumbered.verify_successor(first.identity()),
+        Err(IdentityError::Succession(
+            "the replaced keys did not endorse it"
+        ))
+    );
+    // A first document is no rotation.
+    assert_eq!(
+        first
+            .identity()
+            .document()
+            .clone()
+            .verify_successor(first.identity()),
+        Err(IdentityError::Succession("it is no rotated document"))
+    );
 }

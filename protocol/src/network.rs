@@ -132,6 +132,10 @@ pub enum Response {
         /// against the identity it names.
         #[serde(default)]
         revocations: Vec<serde_bytes::ByteBuf>,
+        /// The documents `document` succeeds, after rotations of the responder's keys, the
+        /// first one first: the receiver checks each against the one before.
+        #[serde(default)]
+        predecessors: Vec<serde_bytes::ByteBuf>,
     },
     /// The delivered block was taken.
     Accepted,

@@ -221,8 +221,9 @@ impl Revocation {
         Ok(dagcbor::decode(bytes, limits)?)
     }
 
-    /// Checks the claims and the signature against the identity revoked: its BLS key, or the
-    /// operator key whose peer id its document names.
+    /// Checks the claims and the signature against the identity revoked: the BLS key of any
+    /// of its key states (revoking is never unsafe), or the operator key whose peer id its
+    /// document names.
     pub fn verify(
         self,
         identity: &VerifiedIdentity,
@@ -244,10 +245,15 @@ impl Revocation {
                 let signature = dta_crypto::bls::Signature::from_bytes(&self.signature)
                     .map_err(|_| RevocationError::Signature)?;
                 identity
-                    .bls_key()
-                    .public_key()
-                    .verify(&message, &signature)
-                    .map_err(|_| RevocationError::Signature)?;
+                    .key_states()
+                    .find(|state| {
+                        state
+                            .bls_key()
+                            .public_key()
+                            .verify(&message, &signature)
+                            .is_ok()
+                    })
+                    .ok_or(RevocationError::Signature)?;
             }
             Some(key) => {
                 let key = PublicKey::try_decode_protobuf(key)

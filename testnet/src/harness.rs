@@ -385,7 +385,9 @@ impl TestnetBuilder {
                 plugin: self.plugin.clone(),
                 ..RunOptions::default()
             };
-            let node = Node::start(options.clone())
+            // Boxed, as in `TestNode::start`: polled in place, a node's start is too large for
+            // a test thread's stack in a debug build.
+            let node = Box::pin(Node::start(options.clone()))
                 .await
                 .map_err(|source| HarnessError::Start { index, source })?;
             nodes.push(TestNode {

@@ -29,19 +29,49 @@ async fn revoke(net: &mut Testnet, node: usize, cid: &str, args: &[&str]) -> Res
     Ok(serde_json::from_slice(&output.stdout).unwrap())
 }
 
-/// Waits until `node` holds the revocation of `cid`; what it shows of it.
-async fn revoked_at(api: &Api, net: &Testnet, node: usize, cid: &str) -> Value {
+/// A testnet with one order of two releases, released once.
+async fn released_once(reference: &str, secret: &str) -> (Testnet, Api) {
+    let net = one_role_each(5).await;
+    let api = Api::new();
+    let mut body = order_body(&net, reference, secret);
+    body["max_releases"] = json!(2);
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", body).await;
+    assert_eq!(status, 201, "{created}");
+    let release = format!("/v2/orders/{reference}/release?wait=30");
+    let (status, released) = api.post(&net, PRINCIPAL, &release, json!({})).await;
+    assert_eq!(status, 200, "{released}");
+    (net, api)
+}
+
+/// Waits until what `node` shows of identity `cid` passes `holds`; what it shows.
+async fn shown_once(
+    api: &Api,
+    net: &Testnet,
+    node: usize,
+    cid: &str,
+    what: &str,
+    holds: impl Fn(&Value) -> bool,
+) -> Value {
     tokio::time::timeout(TIMEOUT, async {
         loop {
             let (status, body) = api.get(net, node, &format!("/v2/identities/{cid}")).await;
-            if status == 200 && body.get("revoked").is_some() {
-                return body["revoked"].clone();
+            if status == 200 && holds(&body) {
+                return body;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("node {node} never heard that {cid} was revoked"))
+    .unwrap_or_else(|_| panic!("node {node} never showed {what} of {cid}"))
+}
+
+/// Waits until `node` holds the revocation of `cid`; what it shows of it.
+async fn revoked_at(api: &Api, net: &Testnet, node: usize, cid: &str) -> Value {
+    let shown = shown_once(api, net, node, cid, "the revocation", |b| {
+        b.get("revoked").is_some()
+    })
+    .await;
+    shown["revoked"].clone()
 }
 
 async fn metrics(net: &Testnet, node: usize) -> String {
@@ -55,21 +85,7 @@ fn error(body: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_identity_gets_no_order_release_or_share_and_audits_still_pass() {
-    let mut net = one_role_each(5).await;
-    let api = Api::new();
-    let mut body = order_body(&net, "before", "made before any revocation");
-    body["max_releases"] = json!(2);
-    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", body).await;
-    assert_eq!(status, 201, "{created}");
-    let (status, released) = api
-        .post(
-            &net,
-            PRINCIPAL,
-            "/v2/orders/before/release?wait=30",
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{released}");
+    let (mut net, api) = released_once("before", "made before any revocation").await;
 
     let carol = hosted_identity(&api, &net, "carol").await;
     let mut body = order_body(&net, "for-carol", "carol's secret");
@@ -222,5 +238,127 @@ async fn a_revoked_identity_gets_no_order_release_or_share_and_audits_still_pass
         metrics.lines().any(|l| l == "dta_revoked_identities 3"),
         "three identities revoked: {metrics}"
     );
+    net.stop().await;
+}
+
+/// `dta ARGS` (with `--json`): its JSON, or its error.
+async fn dta_json(args: &[&str]) -> Result<Value, String> {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.push("--json".into());
+    let output = dta_output(all).await;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+/// Waits until `node` knows `cid` in its `rotations`-th key state; what it shows of it.
+async fn rotated_at(api: &Api, net: &Testnet, node: usize, cid: &str, rotations: u64) -> Value {
+    shown_once(api, net, node, cid, "the rotation", |b| {
+        b["rotations"] == rotations
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fiduciary_with_rotated_keys_keeps_its_shares_and_old_logs_still_verify() {
+    let (mut net, api) = released_once("kept", "certified before the rotation").await;
+
+    // A running node's keys are not rotated under it.
+    let rotating = FIDUCIARIES[0];
+    let cid = identity(&net, rotating);
+    let home = net.test_node(rotating).home().to_str().unwrap().to_owned();
+    let running = dta_json(&["identity", "rotate", "--home", &home])
+        .await
+        .unwrap_err();
+    assert!(running.contains("running"), "{running}");
+    let (_, before) = api
+        .get(&net, PRINCIPAL, &format!("/v2/identities/{cid}"))
+        .await;
+    assert_eq!(before["rotations"], 0, "{before}");
+    assert_eq!(before["document"], cid.as_str(), "{before}");
+
+    // Stopped, rotated, started: the identity is the same, its document and keys new.
+    net.test_node(rotating).stop().await;
+    let rotated = dta_json(&["identity", "rotate", "--home", &home])
+        .await
+        .unwrap();
+    assert_eq!(rotated["identity"], cid.as_str(), "{rotated}");
+    assert_eq!(rotated["rotation"], 1, "{rotated}");
+    assert_eq!(rotated["previous"], cid.as_str(), "{rotated}");
+    let document = rotated["document"].as_str().unwrap().to_owned();
+    assert_ne!(document, cid);
+    net.test_node(rotating).start().await.unwrap();
+    assert_eq!(identity(&net, rotating), cid, "the node keeps its identity");
+    for node in [
+        PRINCIPAL,
+        BENEFICIARY,
+        FIDUCIARIES[1],
+        FIDUCIARIES[2],
+        rotating,
+    ] {
+        let shown = rotated_at(&api, &net, node, &cid, 1).await;
+        assert_eq!(shown["document"], document.as_str(), "node {node}: {shown}");
+    }
+
+    // The order certified with its old keys releases with its share, signed with the new
+    // keys: with the third fiduciary down, the release needs it.
+    let mut after = order_body(&net, "after", "certified after the rotation");
+    after["fiduciaries"] = json!([cid, identity(&net, FIDUCIARIES[1])]);
+    net.test_node(FIDUCIARIES[2]).stop().await;
+    let (status, released) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/kept/release?wait=30",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    let (status, secret) = api.get(&net, BENEFICIARY, "/v2/orders/kept/secret").await;
+    assert_eq!(status, 200, "{secret}");
+    // A new order takes its new keys; it certifies with them.
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", after).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["state"], "certified", "{created}");
+
+    // Both logs audit: the certificate made with the old keys, the share released with the
+    // new ones.
+    for reference in ["kept", "after"] {
+        let (status, audit) = api
+            .get(&net, PRINCIPAL, &format!("/v2/orders/{reference}/audit"))
+            .await;
+        assert_eq!(status, 200, "{reference}: {audit}");
+        assert_eq!(audit["certified"], true, "{reference}: {audit}");
+    }
+    // Exported with its identities' documents, the log audits with nothing else.
+    let files = tempfile::tempdir().unwrap();
+    let car = files.path().join("kept.car");
+    let car = car.to_str().unwrap();
+    let principal_home = net.test_node(PRINCIPAL).home().to_str().unwrap().to_owned();
+    let principal_node = principal_home.as_str();
+    dta_json(&[
+        "log",
+        "export",
+        "kept",
+        "--car",
+        car,
+        "--home",
+        principal_node,
+    ])
+    .await
+    .unwrap();
+    let report = dta_json(&["audit", "--car", car]).await.unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["receipts"], 2, "{report}");
+
+    // The principal started again knows the new keys from its store at once.
+    net.test_node(PRINCIPAL).stop().await;
+    net.test_node(PRINCIPAL).start().await.unwrap();
+    let (_, shown) = api
+        .get(&net, PRINCIPAL, &format!("/v2/identities/{cid}"))
+        .await;
+    assert_eq!(shown["rotations"], 1, "{shown}");
+    assert_eq!(shown["document"], document.as_str(), "{shown}");
     net.stop().await;
 }

@@ -45,10 +45,10 @@ async fn tampered_or_misattributed_identities_are_rejected_and_not_stored() {
     let mut tampered = genuine.clone();
     let middle = tampered.len() / 2;
     tampered[middle] ^= 0x01;
-    assert!(verify_received(sender, &tampered).is_err());
+    assert!(verify_received(sender, &tampered, &Default::default()).is_err());
     // A genuine document relayed by someone else as if it were theirs is refused too.
     let impostor = PeerId::random();
-    assert!(verify_received(impostor, &genuine).is_err());
+    assert!(verify_received(impostor, &genuine, &Default::default()).is_err());
 
     // Fed through the same path the network uses, neither is stored.
     let stranger = dta_protocol::identity::LocalIdentity::create(

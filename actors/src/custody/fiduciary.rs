@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use dta_crypto::secp256k1;
 use dta_crypto::threshold::{Commitments, Share};
 use dta_protocol::Cid;
-use dta_protocol::envelope::{Kind, VerifiedEnvelope};
+use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
 use dta_protocol::misconduct::Offence;
 use dta_protocol::order::{
@@ -427,13 +427,20 @@ pub async fn on_certificate(
     ctx.save_buffered(Role::Fiduciary, &record).await
 }
 
-/// The pairing check of an order's certificate, after its cheap checks.
+/// The pairing check of an order's certificate, after its cheap checks, with the keys the
+/// fiduciaries had when the certificate was made (`at`, its envelope's time: a fiduciary may
+/// have rotated its keys since).
 pub(crate) fn prepare_certificate_check(
     ctx: &RoleContext,
     record: &OrderRecord,
     certificate: &Certificate,
+    at: u64,
 ) -> Result<CertificateCheck, CustodyError> {
-    let identities: Vec<VerifiedIdentity> = ctx.known_identities(&record.fiduciaries)?;
+    let identities: Vec<VerifiedIdentity> = ctx
+        .known_identities(&record.fiduciaries)?
+        .iter()
+        .map(|identity| identity.as_of(at).clone())
+        .collect();
     let refs: Vec<&VerifiedIdentity> = identities.iter().collect();
     let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
     certificate
@@ -660,7 +667,14 @@ pub async fn on_release_request(
         None => {
             return Ok(ReleaseStep::CheckCertificate(Box::new(PendingCheck {
                 key: certificate_cid,
-                check: prepare_certificate_check(ctx, &record, &certificate)?,
+                check: prepare_certificate_check(
+                    ctx,
+                    &record,
+                    &certificate,
+                    ctx.block(&certificate_cid)
+                        .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+                        .map_or(u64::MAX, |signed| signed.envelope.timestamp),
+                )?,
             })));
         }
     }

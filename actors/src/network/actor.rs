@@ -31,6 +31,9 @@ pub struct NetworkArgs {
     pub bootstrap: Vec<Multiaddr>,
     /// This node's identity document, served on request and announced on gossip.
     pub identity_document: Vec<u8>,
+    /// The documents the node's own one succeeds (after rotations of its keys), the first
+    /// one first.
+    pub predecessors: Vec<Vec<u8>>,
     /// Identities this node hosts, served and announced with its own.
     pub hosted: Hosted,
     /// Where events go.
@@ -111,6 +114,7 @@ impl Actor for NetworkActor {
                 own_heads: args.channels.heads.clone(),
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
+                predecessors: args.predecessors,
                 hosted: args.hosted,
                 revocations: crate::revocations::stored(&args.peer_book)?,
                 roles: args.roles,

@@ -47,6 +47,8 @@ pub(super) struct Pending {
 
 /// Most hosted identity documents taken from one peer's answer.
 pub const MAX_HOSTED_IDENTITIES: usize = 64;
+/// Most predecessor documents taken from an identity answer.
+pub const MAX_PREDECESSORS: usize = dta_protocol::identity::MAX_ROTATIONS as usize;
 
 pub(super) struct SwarmLoop {
     pub(super) swarm: Swarm<Behaviour>,
@@ -56,6 +58,8 @@ pub(super) struct SwarmLoop {
     pub(super) own_heads: OwnHeads,
     pub(super) subscribers: Vec<DerivedActorRef<NetworkEvent>>,
     pub(super) identity_document: Vec<u8>,
+    /// The documents the node's own one succeeds, the first one first.
+    pub(super) predecessors: Vec<Vec<u8>>,
     pub(super) hosted: Hosted,
     /// Revocations the directory kept, served to every peer that connects.
     pub(super) revocations: Vec<Vec<u8>>,
@@ -462,7 +466,7 @@ impl SwarmLoop {
     /// more), for as long as it is connected.
     fn on_roles(&mut self, peer: PeerId, document: &[u8], roles: &[String]) {
         let known = PeerRoles {
-            identity: dta_protocol::block::cid_of(dta_protocol::block::DAG_CBOR, document),
+            identity: dta_protocol::identity::claimed_identity(document),
             roles: roles.iter().filter_map(|r| Role::parse(r)).collect(),
         };
         self.snapshot.send_if_modified(|s| {
@@ -722,6 +726,12 @@ impl SwarmLoop {
         match request {
             Request::Identity => Response::Identity {
                 document: self.identity_document.clone(),
+                predecessors: self
+                    .predecessors
+                    .iter()
+                    .cloned()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
                 hosted: self
                     .hosted
                     .documents()
@@ -905,9 +915,15 @@ impl SwarmLoop {
                             heads,
                             roles,
                             revocations,
+                            predecessors,
                         } = response
                     {
                         self.on_roles(peer, &document, &roles);
+                        // Each document checked against the one before it.
+                        let chain = predecessors.into_iter().take(MAX_PREDECESSORS);
+                        for predecessor in chain {
+                            self.on_identity(peer, predecessor.into_vec());
+                        }
                         self.on_identity(peer, document);
                         for document in hosted.into_iter().take(MAX_HOSTED_IDENTITIES) {
                             self.on_identity(peer, document.into_vec());

@@ -33,6 +33,19 @@ fn main() {
     let document = dagcbor::encode(me.identity().document()).expect("the document encodes");
     write("identity", "fixed", &document);
     write("dagcbor", "identity", &document);
+    let rotated = me
+        .rotate(&dta_crypto::Secret::new([8; 32]), 1_700_000_000_000)
+        .expect("a rotation");
+    let rotated = dagcbor::encode(rotated.identity().document()).expect("the document encodes");
+    write("identity", "rotated", &rotated);
+    let revocation = dta_protocol::revocation::Revocation::by_identity(
+        me.keys(),
+        me.cid(),
+        1_700_000_000_000,
+        "a seed",
+    )
+    .expect("a revocation");
+    write("identity", "revocation", revocation.bytes());
     let identity_cid = me.identity().cid();
     write("cid", "text", identity_cid.to_string().as_bytes());
     write("cid", "bytes", &identity_cid.to_bytes());

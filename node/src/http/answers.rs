@@ -73,8 +73,12 @@ pub struct IdentityAnswer {
     pub name: String,
     /// The peer id of the node that hosts it.
     pub peer_id: String,
-    /// When it was made.
+    /// When its current document was made.
     pub created_at: u64,
+    /// The CID of its current document: the identity's own until its keys are rotated.
+    pub document: String,
+    /// How often its keys were rotated.
+    pub rotations: u64,
     /// The identity document's bytes, hex (one identity only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_hex: Option<String>,
@@ -91,6 +95,8 @@ impl IdentityAnswer {
             name: identity.name.clone(),
             peer_id: identity.peer_id.to_string(),
             created_at: identity.created_at,
+            document: identity.verified.document_cid().to_string(),
+            rotations: identity.verified.sequence(),
             document_hex: None,
             revoked: directory.revoked(&identity.cid).map(RevokedAnswer::of),
         }
