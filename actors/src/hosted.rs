@@ -28,6 +28,16 @@ impl Hosted {
             .push(identity);
     }
 
+    /// Puts `identity` in place of the hosted identity of the same CID (its keys rotated).
+    pub fn replace(&self, identity: LocalIdentity) {
+        let mut hosted = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hosted.retain(|i| i.cid() != identity.cid());
+        hosted.push(identity);
+    }
+
     /// The hosted identity `cid`, if it is one.
     pub fn get(&self, cid: &Cid) -> Option<LocalIdentity> {
         self.0
@@ -48,13 +58,23 @@ impl Hosted {
             .cloned()
     }
 
-    /// Their documents, encoded.
+    /// Their documents, encoded; for one whose keys were rotated, every document from its
+    /// first, in order, so that a peer checks each against the one before.
     pub fn documents(&self) -> Vec<Vec<u8>> {
-        self.0
+        let hosted = self
+            .0
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter_map(|i| dta_protocol::dagcbor::encode(i.identity().document()).ok())
-            .collect()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut documents = Vec::new();
+        for identity in hosted.iter() {
+            let mut chain: Vec<Vec<u8>> = identity
+                .identity()
+                .key_states()
+                .filter_map(|state| dta_protocol::dagcbor::encode(state.document()).ok())
+                .collect();
+            chain.reverse();
+            documents.extend(chain);
+        }
+        documents
     }
 }

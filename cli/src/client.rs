@@ -32,6 +32,13 @@ pub struct ClientArgs {
     pub(crate) json: bool,
 }
 
+impl ClientArgs {
+    /// The node home named, if any.
+    pub(crate) fn home(&self) -> Option<&Path> {
+        self.home.as_deref()
+    }
+}
+
 /// How to reach a node whose API listens inside another network namespace (a `--lan`
 /// testnet's node): its address means something else out here.
 pub(crate) fn elsewhere(home: &Path, node: &dta_node::NodeFile, namespace: &str) -> String {
@@ -404,6 +411,23 @@ fn revocation_line(revoked: &Value) -> String {
         line.push_str(&format!(": {reason}"));
     }
     line
+}
+
+/// `dta identity rotate CID`: new keys for an identity the node hosts.
+pub async fn rotate_hosted(args: &ClientArgs, cid: &str) -> anyhow::Result<()> {
+    let rotated = args
+        .post(&format!("/v2/identities/{cid}/rotate"), Value::Null)
+        .await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&rotated)?);
+    } else {
+        outln!(
+            "identity {cid} rotated (rotation {}): document {}",
+            text(&rotated["rotations"]),
+            text(&rotated["document"])
+        );
+    }
+    Ok(())
 }
 
 /// `dta identity revoke CID [--reason TEXT] [--as-operator]`.

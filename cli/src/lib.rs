@@ -620,17 +620,16 @@ enum IdentityCommand {
         #[command(flatten)]
         client: client::ClientArgs,
     },
-    /// Rotate the identity keys of a stopped node: new keys, endorsed by the old ones, under
-    /// the same identity CID. Peers check the new document against the old one when the node
-    /// starts again; orders, shares and logs stay as they are, and logs signed before still
+    /// Rotate identity keys: new keys, endorsed by the old ones, under the same identity CID.
+    /// Without CID, the node's own keys, with the node stopped (--home); peers check the new
+    /// document against the old one when it starts again. With CID, an identity the running
+    /// node hosts. Orders, shares and logs stay as they are, and logs signed before still
     /// verify with the keys of their time.
     Rotate {
-        /// The node's home.
-        #[arg(long, env = "DTA_HOME")]
-        home: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// A hosted identity's CID (the node's own keys when left out).
+        cid: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
     },
     /// Revoke an identity for good: one this node holds (signed by the identity) or one
     /// whose document names this node (signed by this node's operator key). Peers then
@@ -845,10 +844,20 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             command: IdentityCommand::Create { name, client },
         } => client::create_identity(&client, &name).await?,
         Command::Identity {
-            command: IdentityCommand::Rotate { home, json },
+            command:
+                IdentityCommand::Rotate {
+                    cid: Some(cid),
+                    client,
+                },
+        } => client::rotate_hosted(&client, &cid).await?,
+        Command::Identity {
+            command: IdentityCommand::Rotate { cid: None, client },
         } => {
-            let rotated = dta_node::rotation::rotate(&home)?;
-            if json {
+            let home = client
+                .home()
+                .ok_or_else(|| anyhow::anyhow!("the node's own keys: give its home (--home)"))?;
+            let rotated = dta_node::rotation::rotate(home)?;
+            if client.json {
                 outln!("{}", serde_json::to_string_pretty(&rotated)?);
             } else {
                 outln!(

@@ -31,7 +31,6 @@ use dta_crypto::Secret;
 use dta_hsm::{
     KdfParams, KekPolicy, Keystore, KeystoreError, Pkcs11Config, Pkcs11Keystore, SoftKeystore,
 };
-use dta_protocol::Cid;
 use dta_protocol::identity::{
     IdentityDocument, IdentityError, IdentityKeys, LocalIdentity, MAX_ROTATIONS,
 };
@@ -522,7 +521,7 @@ pub fn open_with(home: &Path, config: Config) -> Result<OpenHome, HomeError> {
     let document = store
         .get(Column::Metadata, OWN_IDENTITY)?
         .ok_or_else(|| missing("the identity document"))?;
-    let identity = own_identity(&store, &*keystore, &seed, document, |message| {
+    let identity = identity_of_seed(&store, &*keystore, &seed, document, |message| {
         HomeError::Damaged {
             path: home.join("db").display().to_string(),
             message,
@@ -553,7 +552,13 @@ pub fn open_with(home: &Path, config: Config) -> Result<OpenHome, HomeError> {
                 .try_into()
                 .map_err(|_| missing(&format!("a 32-byte seed for {name}")))?,
         );
-        hosted.push(LocalIdentity::from_document(&seed, &document)?);
+        let damaged = |message| HomeError::Damaged {
+            path: home.join("db").display().to_string(),
+            message,
+        };
+        hosted.push(identity_of_seed(
+            &store, &*keystore, &seed, document, damaged,
+        )?);
     }
     Ok(OpenHome {
         config,
@@ -744,18 +749,11 @@ fn walk(root: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, HomeError> {
 #[path = "home_tests.rs"]
 mod tests;
 
-/// Keystore name prefix of a retired seed, followed by the CID of its document.
-pub const RETIRED_SEED_PREFIX: &str = "retired-identity-seed/";
-
-/// The keystore name of the seed of the document `document`, once retired.
-pub fn retired_seed_name(document: &Cid) -> String {
-    format!("{RETIRED_SEED_PREFIX}{document}")
-}
-
-/// The node's own identity: its stored `document`, checked with every document it succeeds
+/// An identity of this node (its own, or one it hosts): its stored `document`, checked with
+/// every document it succeeds
 /// (kept in the identities column) against the keys of `seed`, with the retired seeds that
 /// the keystore still has.
-fn own_identity(
+fn identity_of_seed(
     store: &Store,
     keystore: &dyn Keystore,
     seed: &Secret<32>,
@@ -787,7 +785,7 @@ fn own_identity(
     }
     let mut retired = Vec::new();
     for previous in &chain[1..] {
-        let name = retired_seed_name(&dta_protocol::block::cid_of(
+        let name = dta_actors::hosting::retired_seed_name(&dta_protocol::block::cid_of(
             dta_protocol::block::DAG_CBOR,
             previous,
         ));

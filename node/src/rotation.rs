@@ -12,7 +12,7 @@
 //!
 //! What it does not do: reopen a rotated identity (`home::open` does, with every document and
 //! retired seed), rotate a running node (the database lock refuses it; stop it first) or an
-//! identity the node hosts, or tell peers (the node does when it starts: it serves its
+//! identity the node hosts (the running node does that, `dta_actors::hosting`), or tell peers (the node does when it starts: it serves its
 //! documents, oldest first, to every peer that connects).
 
 use std::path::Path;
@@ -23,7 +23,9 @@ use dta_crypto::Secret;
 use dta_protocol::identity::IdentityDocument;
 use serde::Serialize;
 
-use crate::home::{HomeError, IDENTITY_SEED, OWN_IDENTITY, retired_seed_name};
+use dta_actors::hosting::retired_seed_name;
+
+use crate::home::{HomeError, IDENTITY_SEED, OWN_IDENTITY};
 
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize)]

@@ -181,8 +181,14 @@ fn check_generated(
         (None, _) => group_key,
         (Some(beneficiary), dkg::Scheme::Secp256k1Taproot) => {
             let group_key = PublicKey::from_sec1(&group_key).map_err(|e| failed(e.to_string()))?;
+            // The beneficiary's key when the commitment was made (it may have rotated since).
+            let at = verified
+                .iter()
+                .find(|(c, _)| *c == cid)
+                .map_or(u64::MAX, |(_, e)| e.envelope().timestamp);
             identity(&beneficiary)
                 .ok_or_else(|| failed(format!("unknown beneficiary {beneficiary}")))?
+                .as_of(at)
                 .secp256k1_key()
                 .add(&group_key)
                 .map_err(|e| failed(e.to_string()))?

@@ -352,6 +352,55 @@ async fn a_fiduciary_with_rotated_keys_keeps_its_shares_and_old_logs_still_verif
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["receipts"], 2, "{report}");
 
+    // An identity a running node hosts rotates at once; a release to it after the rotation is
+    // sealed to its new keys and its receipt signed with them.
+    net.test_node(FIDUCIARIES[2]).start().await.unwrap();
+    let carol = hosted_identity(&api, &net, "carol").await;
+    let mut body = order_body(&net, "for-carol", "carol's secret");
+    body["beneficiary"] = json!(carol);
+    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders?wait=30", body).await;
+    assert_eq!(status, 201, "{created}");
+    let beneficiary_home = net
+        .test_node(BENEFICIARY)
+        .home()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let rotated = dta_json(&["identity", "rotate", &carol, "--home", &beneficiary_home])
+        .await
+        .unwrap();
+    assert_eq!(rotated["cid"], carol.as_str(), "{rotated}");
+    assert_eq!(rotated["rotations"], 1, "{rotated}");
+    rotated_at(&api, &net, PRINCIPAL, &carol, 1).await;
+    let (status, released) = api
+        .post(
+            &net,
+            PRINCIPAL,
+            "/v2/orders/for-carol/release?wait=30",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    // Not the node's own identity, which is rotated with the node stopped.
+    let own = identity(&net, BENEFICIARY);
+    let refused = dta_json(&["identity", "rotate", &own, "--home", &beneficiary_home])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("not an identity this node hosts"),
+        "{refused}"
+    );
+    // Started again, the node reopens the hosted identity with its rotated keys.
+    net.test_node(BENEFICIARY).stop().await;
+    net.test_node(BENEFICIARY).start().await.unwrap();
+    let (_, shown) = api
+        .get(&net, BENEFICIARY, &format!("/v2/identities/{carol}"))
+        .await;
+    assert_eq!(shown["rotations"], 1, "{shown}");
+    let (status, audit) = api.get(&net, PRINCIPAL, "/v2/orders/for-carol/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["receipts"], 1, "{audit}");
+
     // The principal started again knows the new keys from its store at once.
     net.test_node(PRINCIPAL).stop().await;
     net.test_node(PRINCIPAL).start().await.unwrap();

@@ -375,6 +375,16 @@ async fn every_routes_real_answers_match_the_openapi_document() {
     for (method, path, body) in [
         (
             Method::POST,
+            format!("/v2/identities/{hosted}/rotate"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v2/identities/{principal}/rotate"),
+            None,
+        ),
+        (
+            Method::POST,
             revoke.clone(),
             Some(json!({"reason": "answers"})),
         ),

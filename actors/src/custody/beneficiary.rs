@@ -353,24 +353,35 @@ pub(crate) fn rebuild(
             .map(|(_, value)| secp256k1::SecretKey::from_bytes(value).map_err(internal))
             .collect::<Result<_, _>>()?,
     };
-    match commitment.beneficiary_share {
-        Some(holder) if holder == me.cid() => keys.push(me.keys().secp256k1().clone()),
+    // The beneficiary's own share is its identity's secp256k1 key when the order was made:
+    // the current one, or one a rotation retired since.
+    let own_shares: Vec<Option<&secp256k1::SecretKey>> = match commitment.beneficiary_share {
+        Some(holder) if holder == me.cid() => std::iter::once(me.keys())
+            .chain(me.retired())
+            .map(|keys| Some(keys.secp256k1()))
+            .collect(),
         Some(holder) => {
             return Err(CustodyError::Invalid(format!(
                 "the key includes the share of {holder}, not of this node"
             )));
         }
-        None => {}
+        None => vec![None],
+    };
+    for own in own_shares {
+        keys.extend(own.cloned());
+        let (first, rest) = keys.split_first().ok_or_else(mismatch)?;
+        let key = rest
+            .iter()
+            .try_fold(first.clone(), |sum, k| sum.add(k))
+            .map_err(|_| mismatch())?;
+        if key.public_key().to_compressed().as_slice() == commitment.public_key.as_slice() {
+            return Ok(RebuiltKey::Secp256k1(key));
+        }
+        if own.is_some() {
+            keys.pop();
+        }
     }
-    let (first, rest) = keys.split_first().ok_or_else(mismatch)?;
-    let key = rest
-        .iter()
-        .try_fold(first.clone(), |sum, k| sum.add(k))
-        .map_err(|_| mismatch())?;
-    if key.public_key().to_compressed().as_slice() != commitment.public_key.as_slice() {
-        return Err(mismatch());
-    }
-    Ok(RebuiltKey::Secp256k1(key))
+    Err(mismatch())
 }
 
 /// The votes the combined share releases relied on (each fiduciary's, in the clear beside
@@ -392,4 +403,53 @@ fn grounds_of(ctx: &RoleContext, record: &OrderRecord) -> Result<Vec<Cid>, Custo
         }
     }
     Ok(votes.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use dta_crypto::{Secret, secp256k1};
+    use dta_protocol::identity::LocalIdentity;
+    use dta_protocol::order::Commitment;
+    use serde_bytes::ByteBuf;
+
+    use super::{RebuiltKey, rebuild};
+
+    #[test]
+    fn a_beneficiary_whose_keys_rotated_since_the_order_still_adds_its_own_share() {
+        let me = LocalIdentity::create(&Secret::new([5; 32]), "beneficiary", b"peer", 1).unwrap();
+        let shares: Vec<(u32, [u8; 32])> = (1..=2u8)
+            .map(|i| {
+                let key = secp256k1::SecretKey::from_seed(&[i; 32], b"share");
+                (u32::from(i), *key.to_bytes().expose())
+            })
+            .collect();
+        let sum = shares
+            .iter()
+            .map(|(_, bytes)| secp256k1::SecretKey::from_bytes(bytes).unwrap())
+            .chain([me.keys().secp256k1().clone()])
+            .reduce(|a, b| a.add(&b).unwrap())
+            .unwrap();
+        let commitment = Commitment {
+            order: me.cid(),
+            plugin: "bitcoinwallet".into(),
+            threshold: 2,
+            fiduciaries: vec![me.cid(), me.cid()],
+            feldman: Vec::new(),
+            key_shares: vec![ByteBuf::from(vec![2; 33]), ByteBuf::from(vec![2; 33])],
+            beneficiary_share: Some(me.cid()),
+            public_key: ByteBuf::from(sum.public_key().to_compressed().to_vec()),
+            output: BTreeMap::new(),
+            generated: None,
+            reshared: None,
+        };
+        let rotated = me.rotate(&Secret::new([6; 32]), 2_000).unwrap();
+        for holder in [&me, &rotated] {
+            let Ok(RebuiltKey::Secp256k1(key)) = rebuild(holder, &commitment, &shares) else {
+                panic!("the key rebuilds");
+            };
+            assert_eq!(key.public_key(), sum.public_key());
+        }
+    }
 }

@@ -139,6 +139,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     endpoint("/v2/identities/{cid}", "one identity", &[("GET", READ)]),
     endpoint(
+        "/v2/identities/{cid}/rotate",
+        "new keys for an identity this node hosts",
+        &[("POST", ADMIN)],
+    ),
+    endpoint(
         "/v2/identities/{cid}/revoke",
         "revoke an identity this node holds or whose node it operates",
         &[("POST", ADMIN)],

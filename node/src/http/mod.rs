@@ -146,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/identities", get(identities).post(create_identity))
         .route("/v2/identities/{cid}", get(identity))
         .route("/v2/identities/{cid}/revoke", post(revocation::revoke))
+        .route("/v2/identities/{cid}/rotate", post(rotate_identity))
         .route("/v2/orders", get(order_list::list).post(orders::create))
         .route("/v2/orders/{reference}", get(orders::show))
         .route("/v2/orders/{reference}/release", post(orders::release))
@@ -373,28 +374,45 @@ pub const MAX_BODY_SIZE: usize = dta_protocol::bitswap::MAX_BLOCK_SIZE;
 /// Creates an identity this node hosts (see `dta_actors::hosting`) and answers it once the
 /// directory has it.
 pub(crate) async fn host_identity(state: &ApiState, name: &str) -> Result<KnownIdentity, ApiError> {
-    use dta_actors::hosting::{Host, HostError};
-    let host = Host {
+    host(state).identity(name).await.map_err(host_error)
+}
+
+/// What hosting needs of the node.
+fn host(state: &ApiState) -> dta_actors::hosting::Host {
+    dta_actors::hosting::Host {
         prefix: state.prefix.clone(),
         own_name: state.name.clone(),
         hosted: state.hosted.clone(),
         store: state.store.clone(),
         network: state.network.clone(),
         directory: state.directory.clone(),
+    }
+}
+
+fn host_error(e: dta_actors::hosting::HostError) -> ApiError {
+    use dta_actors::hosting::HostError;
+    let status = match &e {
+        HostError::InvalidName => StatusCode::BAD_REQUEST,
+        HostError::Taken(_) | HostError::NotHosted(_) => StatusCode::CONFLICT,
+        HostError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        HostError::KeystoreTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        HostError::Keystore(_)
+        | HostError::Store(_)
+        | HostError::Identity(_)
+        | HostError::NotInDirectory(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    host.identity(name).await.map_err(|e| {
-        let status = match &e {
-            HostError::InvalidName => StatusCode::BAD_REQUEST,
-            HostError::Taken(_) => StatusCode::CONFLICT,
-            HostError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            HostError::KeystoreTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            HostError::Keystore(_)
-            | HostError::Store(_)
-            | HostError::Identity(_)
-            | HostError::NotInDirectory(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    })
+    ApiError(status, e.to_string())
+}
+
+/// `POST /v2/identities/{cid}/rotate`: new keys for an identity this node hosts (404 if it
+/// is not known, 409 if it is not hosted here).
+async fn rotate_identity(
+    State(state): State<ApiState>,
+    Path(cid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let known = known_identity(&state, &cid)?;
+    let rotated = host(&state).rotate(known.cid).await.map_err(host_error)?;
+    Ok(Json(identity_json(&rotated, &state.directory.borrow())))
 }
 
 /// The body of `POST /v2/identities`.

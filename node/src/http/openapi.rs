@@ -173,6 +173,9 @@ fn shape(method: &str, path: &str) -> Shape {
             ..plain(200, Answer::List(component::<RecordAnswer>))
         },
         ("POST", "/v2/orders/{reference}/abandon") => plain(200, record),
+        ("POST", "/v2/identities/{cid}/rotate") => {
+            plain(200, Answer::Typed(component::<IdentityAnswer>))
+        }
         ("POST", "/v2/identities/{cid}/revoke") => Shape {
             answer: Answer::Typed(component::<super::answers::RevokedAnswer>),
             ..with_body(Body::Json(component::<super::revocation::RevokeBody>), 201)
