@@ -381,7 +381,8 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Process testnets of each size: time to full identity knowledge and memory per node.
+    /// Process testnets of each size: time to full identity knowledge and memory per node
+    /// (resident, proportional and anonymous: the node's own, what many nodes multiply).
     Testnet {
         /// Sizes to launch, one after the other.
         #[arg(long, value_delimiter = ',', default_values_t = [10, 25, 50])]
@@ -1104,12 +1105,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 outln!("testnet benchmark: process testnets on 127.0.0.1");
                 for f in &figures {
                     outln!(
-                        "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB",
+                        "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB   anonymous mean {:>5.1} MiB, max {:>5.1} MiB",
                         f.nodes,
                         f.knowledge_seconds,
                         f.rss_mean_mib,
                         f.rss_max_mib,
-                        f.pss_mean_mib
+                        f.pss_mean_mib,
+                        f.anon_mean_mib,
+                        f.anon_max_mib
                     );
                 }
             }

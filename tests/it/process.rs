@@ -825,6 +825,13 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
     assert_eq!(figures["nodes"], 3);
     assert!(figures["knowledge_seconds"].as_f64().unwrap() > 0.0);
     assert!(figures["rss_mean_mib"].as_f64().unwrap() > 1.0);
+    // Anonymous memory is a node's own, part of what is resident.
+    let anonymous = figures["anon_mean_mib"].as_f64().unwrap();
+    assert!(anonymous > 0.5, "{figures}");
+    assert!(
+        anonymous < figures["rss_max_mib"].as_f64().unwrap(),
+        "{figures}"
+    );
     // Nothing left behind: no testnet, no homes.
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }

@@ -1,6 +1,8 @@
 //! `dta bench testnet`: launches process testnets of N nodes on 127.0.0.1, one after the other,
 //! and measures the time from the first process start to full identity knowledge (every node
-//! knows every identity) and each node's resident memory once it got there.
+//! knows every identity) and each node's memory once it got there: resident (RSS), its
+//! proportional share (PSS) and anonymous memory, the part that is the node's alone (heap,
+//! stacks, rocksdb's buffers), which is what a thousand nodes on one machine multiply.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,6 +25,10 @@ pub struct TestnetFigures {
     /// Mean proportional memory per node (MiB): resident memory with the pages processes
     /// share (the binary's and rocksdb's code) divided among them.
     pub pss_mean_mib: f64,
+    /// Mean anonymous memory per node (MiB): memory no file backs, the node's own.
+    pub anon_mean_mib: f64,
+    /// Largest anonymous memory of a node (MiB).
+    pub anon_max_mib: f64,
 }
 
 /// Runs one testnet per size in `sizes`, each in a fresh directory under `dir`, and takes each
@@ -71,6 +77,11 @@ pub async fn run(
             .iter()
             .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Pss:"))
             .collect();
+        let anon: Vec<f64> = testnet
+            .nodes
+            .iter()
+            .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Anonymous:"))
+            .collect();
         process::down(&net_dir, process::Logs::Purge).await?;
         let _ = std::fs::remove_dir(&net_dir);
         figures.push(TestnetFigures {
@@ -79,6 +90,8 @@ pub async fn run(
             rss_mean_mib: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
             rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
             pss_mean_mib: pss.iter().sum::<f64>() / pss.len().max(1) as f64,
+            anon_mean_mib: anon.iter().sum::<f64>() / anon.len().max(1) as f64,
+            anon_max_mib: anon.iter().copied().fold(0.0, f64::max),
         });
     }
     Ok(figures)
