@@ -58,6 +58,16 @@ impl Hosted {
             .cloned()
     }
 
+    /// Their identity CIDs.
+    pub fn cids(&self) -> Vec<Cid> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(LocalIdentity::cid)
+            .collect()
+    }
+
     /// Their documents, encoded; for one whose keys were rotated, every document from its
     /// first, in order, so that a peer checks each against the one before.
     pub fn documents(&self) -> Vec<Vec<u8>> {

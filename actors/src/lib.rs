@@ -36,6 +36,7 @@ pub mod custody;
 pub mod hosted;
 pub mod hosting;
 pub mod identities;
+pub mod identity_lookup;
 pub mod keystore;
 pub mod log;
 pub mod metrics;

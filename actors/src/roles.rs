@@ -6,7 +6,7 @@
 //! goes to its reply port from that task.
 
 use dta_protocol::Cid;
-use dta_protocol::envelope::{Kind, SignedEnvelope};
+use dta_protocol::envelope::{Bundle, Kind, SignedEnvelope};
 use dta_protocol::network::Request;
 use dta_protocol::order::ReleaseRequest;
 use libp2p::PeerId;
@@ -23,6 +23,10 @@ pub use crate::role::Role;
 /// How long a caller waits for a role actor's answer to an order, a release or an M-Pin
 /// request before giving up (the step may still finish).
 pub const CALL_TIMEOUT_MS: u64 = 60_000;
+
+/// Identities a delivered step may look up before it runs to its end (see
+/// [`RoleContext`]'s `ensure_known`).
+pub const MAX_LOOKUPS_PER_STEP: usize = 4;
 
 /// How often a principal sends again what its stalled orders and open releases still need,
 /// and a beneficiary asks again for the shares an open release lacks.
@@ -372,6 +376,13 @@ impl RoleActor {
             }
             return;
         }
+        // A sender this node never met is looked up first.
+        if let Ok(bundle) = Bundle::decode(&blocks)
+            && let Err(reason) = args.context.ensure_known(&[bundle.sender()]).await
+        {
+            rejected(args, peer, &reason, "delivery");
+            return;
+        }
         if let Err(reason) = args.context.verify_bundle(&blocks) {
             rejected(args, peer, &reason, "delivery");
             return;
@@ -381,7 +392,22 @@ impl RoleActor {
                 continue;
             };
             let started = std::time::Instant::now();
-            let outcome = Self::on_envelope(myself, args, peer, block, taken).await;
+            let mut outcome = Self::on_envelope(myself, args, peer, block.clone(), taken).await;
+            // A step that needs an identity this node does not know (an order's beneficiary,
+            // another fiduciary) runs again once it is found.
+            for _ in 0..MAX_LOOKUPS_PER_STEP {
+                let Err(CustodyError::UnknownIdentity(unknown)) = &outcome else {
+                    break;
+                };
+                let Ok(unknown) = dta_protocol::block::parse_cid(unknown) else {
+                    break;
+                };
+                if let Err(reason) = args.context.ensure_known(&[unknown]).await {
+                    outcome = Err(reason);
+                    break;
+                }
+                outcome = Self::on_envelope(myself, args, peer, block.clone(), taken).await;
+            }
             steps.observe(&[role, kind.name()], started.elapsed());
             if let Err(reason) = outcome {
                 rejected(args, peer, &reason, "custody step");

@@ -381,7 +381,7 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Process testnets of each size: time to full identity knowledge and memory per node
+    /// Process testnets of each size: time until every node is ready and memory per node
     /// (resident, proportional and anonymous: the node's own, what many nodes multiply).
     Testnet {
         /// Sizes to launch, one after the other.
@@ -1094,7 +1094,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| scratch.path().to_owned());
             let binary = std::env::current_exe().context("cannot find the dta binary")?;
             let figures = bench::testnet::run(&nodes, dir, binary, |stage| {
-                if stage.contains("know every identity") {
+                if stage.contains("nodes ready") {
                     eprintln!("{stage}");
                 }
             })
@@ -1105,15 +1105,24 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 outln!("testnet benchmark: process testnets on 127.0.0.1");
                 for f in &figures {
                     outln!(
-                        "  {:>3} nodes   full knowledge {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB   anonymous mean {:>5.1} MiB, max {:>5.1} MiB",
+                        "  {:>3} nodes   ready {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB   anonymous mean {:>5.1} MiB, max {:>5.1} MiB",
                         f.nodes,
-                        f.knowledge_seconds,
+                        f.ready_seconds,
                         f.rss_mean_mib,
                         f.rss_max_mib,
                         f.pss_mean_mib,
                         f.anon_mean_mib,
                         f.anon_max_mib
                     );
+                    if let Some(ms) = f.stranger_order_ms {
+                        outln!("        order between strangers (identities looked up) {ms:.0} ms");
+                    }
+                    if let Some(error) = &f.stranger_order_error {
+                        outln!(
+                            "        orders between strangers failed: {} ({error})",
+                            f.stranger_orders_failed
+                        );
+                    }
                 }
             }
         }

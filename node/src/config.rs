@@ -13,6 +13,9 @@ pub const DEFAULT_API: &str = "127.0.0.1:7070";
 /// Default libp2p listen addresses (TCP and QUIC on the same port).
 pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/7071", "/ip4/0.0.0.0/udp/7071/quic-v1"];
 
+/// Most peers a node may be told to keep connections with.
+pub const MAX_TARGET_PEERS: usize = 256;
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -47,6 +50,12 @@ pub struct Config {
     /// If set, only these peer ids may connect.
     #[serde(default)]
     pub allow_list: Option<Vec<String>>,
+    /// How many peers the node keeps connections with; 12 when absent. It dials peers it
+    /// learns of only while it has fewer, closes the idlest connections (down to twice as
+    /// many) once it has three times as many, and refuses new ones past
+    /// `8 × target_peers + 32`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_peers: Option<usize>,
     /// Roles this node plays.
     pub roles: Vec<String>,
     /// A file holding the keystore passphrase (used when `DTA_PASSPHRASE` is not set).
@@ -168,7 +177,10 @@ pub enum ConfigError {
     /// The API address is not HOST:PORT.
     #[error("invalid API address {0:?}: expected HOST:PORT, for example 127.0.0.1:7070")]
     Api(String),
-    /// An allow-list entry is not a peer id.
+    /// `target_peers` out of range.
+    #[error("target_peers = {0}: it must be from 1 to {MAX_TARGET_PEERS}")]
+    TargetPeers(usize),
+    /// A peer id of the allow-list.
     #[error("invalid peer id {0:?} in allow_list")]
     PeerId(String),
     /// An `mpin_servers` entry is not an identity CID.
@@ -190,6 +202,7 @@ impl Config {
             bootstrap: Vec::new(),
             mdns: true,
             allow_list: None,
+            target_peers: None,
             roles: ["principal", "fiduciary", "beneficiary"]
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -245,7 +258,17 @@ impl Config {
         parse_api(&self.api.listen)?;
         self.allow_list()?;
         self.roles()?;
+        self.target_peers()?;
         Ok(())
+    }
+
+    /// The number of peers to keep connections with.
+    pub fn target_peers(&self) -> Result<usize, ConfigError> {
+        match self.target_peers {
+            None => Ok(dta_protocol::network::DEFAULT_TARGET_PEERS),
+            Some(n) if (1..=MAX_TARGET_PEERS).contains(&n) => Ok(n),
+            Some(n) => Err(ConfigError::TargetPeers(n)),
+        }
     }
 
     /// The allow-list as peer ids.
@@ -297,4 +320,27 @@ pub fn parse_api(value: &str) -> Result<SocketAddr, ConfigError> {
     value
         .parse()
         .map_err(|_| ConfigError::Api(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_peers_defaults_to_twelve_and_refuses_zero_and_too_many() {
+        let mut config = Config::new("n");
+        assert_eq!(config.target_peers().unwrap(), 12);
+        config.target_peers = Some(3);
+        assert_eq!(config.target_peers().unwrap(), 3);
+        for bad in [0, MAX_TARGET_PEERS + 1] {
+            config.target_peers = Some(bad);
+            let err = config.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::TargetPeers(n) if n == bad));
+            assert!(err.to_string().contains("from 1 to 256"), "{err}");
+        }
+        let text = "version = 1\nname = \"n\"\nlisten = []\napi = \"127.0.0.1:1\"\n\
+                    roles = [\"fiduciary\"]\ntarget_peers = 8\n";
+        let parsed: Config = toml::from_str(text).unwrap();
+        assert_eq!(parsed.target_peers().unwrap(), 8);
+    }
 }

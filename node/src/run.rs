@@ -261,6 +261,7 @@ impl Node {
                 swarm: SwarmConfig {
                     mdns: config.mdns,
                     allow_list: config.allow_list()?,
+                    target_peers: config.target_peers()?,
                 },
                 listen: listen.clone(),
                 bootstrap,

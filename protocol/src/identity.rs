@@ -645,6 +645,16 @@ pub fn claimed_identity(bytes: &[u8]) -> Cid {
         )
 }
 
+/// The peer id a document names, unchecked (a hint, like [`claimed_identity`]).
+pub fn claimed_peer(bytes: &[u8]) -> Option<libp2p::PeerId> {
+    let limits = Limits {
+        max_size: MAX_IDENTITY_SIZE,
+        ..Limits::default()
+    };
+    let document = dagcbor::decode::<IdentityDocument>(bytes, limits).ok()?;
+    libp2p::PeerId::from_bytes(&document.claims.peer_id).ok()
+}
+
 #[cfg(test)]
 #[path = "identity_tests.rs"]
 pub(crate) mod tests;

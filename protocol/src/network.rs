@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use libp2p::allow_block_list::{self, AllowedPeers};
 use libp2p::identity::Keypair;
-use libp2p::{PeerId, StreamProtocol, Swarm, gossipsub, identify, kad, mdns, noise, ping};
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns, noise, ping,
+};
 use libp2p::{request_response, tcp, yamux};
 use serde::{Deserialize, Serialize};
 
-/// Gossipsub topic on which nodes announce their identity documents.
+/// Gossipsub topic for identity news: revocations, identities a node starts hosting, and a
+/// node's rotated document. First documents are not gossiped: peers ask for them when they
+/// connect, or find their providers in the DHT when they need one.
 pub const IDENTITY_TOPIC: &str = "dta/identities/v1";
 /// Gossipsub topic on which principals announce the newest envelope of each order's log.
 pub const HEADS_TOPIC: &str = "dta/heads/v1";
@@ -52,11 +56,12 @@ pub const MAX_GOSSIP_SIZE: usize = 64 * 1024;
 /// Gossip messages that may wait for one peer's connection (half of them forwards, half
 /// publishes and control messages). Gossipsub allocates the forward half in full for every
 /// peer, 232 bytes a slot: its default of 5 000 cost about 0.6 MiB per connected peer, the
-/// largest part of a node's memory in a 50-node network. dta gossips an identity every 30 s
-/// and a batch of heads every 250 ms; 64 queued forwards absorb the burst of every identity
-/// of a 50-node network starting at once (gossipsub's "couldn't consume" debug line, logged
-/// for every message dropped, stays silent there), and each slot fewer saves 232 bytes per
-/// connected peer.
+/// largest part of a node's memory in a 50-node network. dta gossips a batch of heads every
+/// 250 ms and identity news (revocations, hosted identities) now and then; 64 queued forwards
+/// absorbed the burst of every identity of a 50-node network starting at once, when first
+/// documents were still gossiped (gossipsub's "couldn't consume" debug line, logged for every
+/// message dropped, stayed silent there), and each slot fewer saves 232 bytes per connected
+/// peer.
 pub const GOSSIP_QUEUE_LEN: usize = 128;
 /// How long a request may wait for its response.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -203,6 +208,8 @@ mod composed {
     #[derive(NetworkBehaviour)]
     #[allow(missing_debug_implementations)]
     pub struct Behaviour {
+        /// Refuses connections past the hard cap (see [`super::SwarmConfig::max_connections`]).
+        pub limits: libp2p::connection_limits::Behaviour,
         /// With an allow-list configured, connections with any other peer are denied.
         pub allow: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
         /// Peers the operator blocked: no connection with them, in either direction.
@@ -226,13 +233,54 @@ mod composed {
     }
 }
 
+/// How many peers a node keeps connections with when it can choose: about gossipsub's mesh
+/// degree and its spare. A node dials peers it learns of only while it has fewer, and closes
+/// the idlest connections (down to twice as many) once it has three times as many.
+pub const DEFAULT_TARGET_PEERS: usize = 12;
+
+/// How many connections a node of `target_peers` accepts at most; past that, new ones are
+/// refused. Far above the target, so that a bootstrap node takes newcomers long enough for
+/// them to look around and DHT queries find room: a cap of `4 × target + 16` left nodes of a
+/// 100-node testnet that started at once without any peer (their one bootstrap peer was
+/// full) and slowed the others' start threefold.
+pub fn max_connections(target_peers: usize) -> u32 {
+    u32::try_from(8 * target_peers + 32).unwrap_or(u32::MAX)
+}
+
+/// How long a connection no protocol needs stays open. Long: the network loop closes the
+/// idlest connections itself once it has too many, and one closed early would be dialed again
+/// as soon as the node has fewer than its target.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How often a node announces again, in the DHT, that it provides its identities.
+pub const PROVIDE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
 /// How to build a swarm.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SwarmConfig {
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
     /// Only these peers may connect, if set.
     pub allow_list: Option<Vec<PeerId>>,
+    /// How many peers to keep connections with (see [`DEFAULT_TARGET_PEERS`]).
+    pub target_peers: usize,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            mdns: false,
+            allow_list: None,
+            target_peers: DEFAULT_TARGET_PEERS,
+        }
+    }
+}
+
+impl SwarmConfig {
+    /// The hard cap on established connections.
+    pub fn max_connections(&self) -> u32 {
+        max_connections(self.target_peers)
+    }
 }
 
 /// Why a swarm could not be built.
@@ -259,7 +307,7 @@ pub fn build_swarm(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behav
         .with_quic()
         .with_behaviour(|key| behaviour(key, config))
         .map_err(|e| SwarmError::Behaviour(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
     Ok(swarm)
 }
@@ -284,11 +332,11 @@ fn behaviour(
     } else {
         None
     };
-    let mut kad = kad::Behaviour::with_config(
-        peer_id,
-        kad::store::MemoryStore::new(peer_id),
-        kad::Config::new(KAD_PROTOCOL),
-    );
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    // The network loop announces its identities again itself, every `PROVIDE_INTERVAL`.
+    kad_config.set_provider_publication_interval(None);
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
     let gossipsub_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -308,7 +356,12 @@ fn behaviour(
             .with_request_timeout(REQUEST_TIMEOUT)
             .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
     );
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections()))
+        // Two peers that dial each other at once hold two connections for a moment.
+        .with_max_established_per_peer(Some(2));
     Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
         allow: allow.into(),
         block: allow_block_list::Behaviour::default(),
         identify: identify::Behaviour::new(identify::Config::new(

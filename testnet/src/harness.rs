@@ -67,6 +67,8 @@ pub struct TestnetBuilder {
     pkcs11: Option<(PathBuf, Vec<usize>)>,
     mpin_servers: Vec<usize>,
     roles: Vec<(usize, Role)>,
+    target_peers: Option<usize>,
+    chain: bool,
 }
 
 /// How long a restarted node waits for its port to be free again.
@@ -181,6 +183,8 @@ impl Testnet {
             mpin_servers: Vec::new(),
             roles: Vec::new(),
             plugin: None,
+            target_peers: None,
+            chain: false,
         }
     }
 
@@ -279,6 +283,21 @@ impl TestnetBuilder {
         self
     }
 
+    /// Every node keeps connections with `target` peers (its `target_peers`).
+    pub fn target_peers(mut self, target: usize) -> Self {
+        self.target_peers = Some(target);
+        self
+    }
+
+    /// Node i bootstraps from node i - 1 rather than every node from node 0, so that, with a
+    /// small target of peers, the ends of the chain never meet unless one needs the other.
+    /// Does not wait for full identity knowledge (the nodes look identities up on demand).
+    pub fn chain(mut self) -> Self {
+        self.chain = true;
+        self.wait_for_knowledge = false;
+        self
+    }
+
     /// Return as soon as the nodes run, without waiting for full identity knowledge.
     pub fn no_wait(mut self) -> Self {
         self.wait_for_knowledge = false;
@@ -368,6 +387,11 @@ impl TestnetBuilder {
                 config.roles = vec![role.name().to_owned()]
             })?;
         }
+        if let Some(target) = self.target_peers {
+            for index in 0..homes.len() {
+                edit_config(index, &|config| config.target_peers = Some(target))?;
+            }
+        }
         for (index, allowed) in &self.allow_lists {
             let allowed: Vec<String> = allowed.iter().map(|i| peers[*i].to_string()).collect();
             edit_config(*index, &|config| config.allow_list = Some(allowed.clone()))?;
@@ -375,7 +399,12 @@ impl TestnetBuilder {
         let started = Instant::now();
         let mut nodes: Vec<TestNode> = Vec::new();
         for (index, home) in homes.into_iter().enumerate() {
-            let bootstrap = nodes.first().map(|first| vec![first.dial_address()]);
+            let from = if self.chain {
+                nodes.last()
+            } else {
+                nodes.first()
+            };
+            let bootstrap = from.map(|node| vec![node.dial_address()]);
             let options = RunOptions {
                 home: home.clone(),
                 listen: Some(vec![listen_address()]),

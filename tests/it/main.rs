@@ -27,6 +27,7 @@ mod policy;
 mod process;
 mod references;
 mod refresh;
+mod scale;
 mod secrets;
 mod signing;
 mod signing_interop;

@@ -329,22 +329,41 @@ async fn a_crashed_child_is_restarted_by_its_supervisor() {
     net.stop().await;
 }
 
-/// Two nodes that may only connect to a third still learn each other's identity: their
-/// announcements travel through the peer they share. (Each one's table holds only that
-/// connected peer, which once kept them from announcing at all.)
+/// Two nodes that may only connect to a third find each other's identity when asked for it:
+/// the DHT names a provider neither can reach, and the peer they share gives the document over
+/// Bitswap. Nodes do not push their documents to every node any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_that_cannot_connect_learn_each_others_identity_through_a_shared_peer() {
+async fn nodes_that_cannot_connect_find_each_others_identity_through_a_shared_peer() {
     let net = Testnet::builder()
         .nodes(3)
         .allow_list(1, &[0])
         .allow_list(2, &[0])
+        .no_wait()
         .build()
         .await
-        .expect("every node knows every identity");
+        .expect("testnet");
+    let mut shared = net.node(0).directory();
+    let everyone = tokio::time::timeout(TIMEOUT, shared.wait_for(|d| d.identities.len() == 3));
+    assert!(everyone.await.is_ok(), "the shared peer meets both");
     let node1: PeerId = net.node(1).info().peer_id.parse().unwrap();
     let node2: PeerId = net.node(2).info().peer_id.parse().unwrap();
     assert!(!net.node(1).network().snapshot().connected.contains(&node2));
     assert!(!net.node(2).network().snapshot().connected.contains(&node1));
+    for (asker, other) in [(1, 2), (2, 1)] {
+        let cid = net.node(other).info().identity.clone();
+        let known = net.node(asker).directory().borrow().identities.len();
+        assert_eq!(
+            known, 2,
+            "node {asker} knows only itself and the shared peer"
+        );
+        let answer = net
+            .node(asker)
+            .client()
+            .get(&format!("/v2/identities/{cid}"))
+            .await
+            .unwrap_or_else(|err| panic!("node {asker} finds node {other}: {err}"));
+        assert_eq!(answer["cid"], cid.as_str());
+    }
     net.stop().await;
 }
 

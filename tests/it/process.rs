@@ -823,7 +823,11 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
     let figures: serde_json::Value = serde_json::from_slice(&output).unwrap();
     let figures = &figures.as_array().unwrap()[0];
     assert_eq!(figures["nodes"], 3);
-    assert!(figures["knowledge_seconds"].as_f64().unwrap() > 0.0);
+    assert!(figures["ready_seconds"].as_f64().unwrap() > 0.0);
+    // Three nodes are a full mesh: the principal knows every fiduciary, so there is no order
+    // between strangers to make, and none failed.
+    assert!(figures["stranger_order_ms"].is_null(), "{figures}");
+    assert_eq!(figures["stranger_orders_failed"], 0, "{figures}");
     assert!(figures["rss_mean_mib"].as_f64().unwrap() > 1.0);
     // Anonymous memory is a node's own, part of what is resident.
     let anonymous = figures["anon_mean_mib"].as_f64().unwrap();

@@ -280,6 +280,19 @@ impl RoleContext {
         Some(known.verified.clone())
     }
 
+    /// Makes sure the directory knows `cids`: those it does not are looked up in the DHT
+    /// (see [`crate::identity_lookup`]), and the step waits until the directory verified and
+    /// kept them, for at most its `LOOKUP_TIMEOUT`.
+    /// Nodes do not learn every identity of a network: they ask for one when they need it.
+    pub(crate) async fn ensure_known(&self, cids: &[Cid]) -> Result<(), CustodyError> {
+        use crate::identity_lookup::{LOOKUP_TIMEOUT, LookupError, find};
+        match find(&self.network, &self.directory, cids, LOOKUP_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(LookupError::NotFound(cid)) => Err(CustodyError::UnknownIdentity(cid.to_string())),
+            Err(LookupError::Closed) => Err(internal(LookupError::Closed)),
+        }
+    }
+
     /// The verified identities of `cids`, failing on the first unknown one.
     pub(crate) fn known_identities(
         &self,

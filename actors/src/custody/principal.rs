@@ -97,6 +97,14 @@ pub async fn create_order(ctx: &RoleContext, new: NewOrder) -> Result<Prepared, 
     if ctx.own_record(&reference)?.is_some() {
         return Err(CustodyError::Exists(reference));
     }
+    // Parties this node never met are looked up before anything is checked against them.
+    let parties: Vec<Cid> = new
+        .fiduciaries
+        .iter()
+        .chain(&new.beneficiary)
+        .copied()
+        .collect();
+    ctx.ensure_known(&parties).await?;
     ctx.refuse_revoked(
         [&request.principal]
             .into_iter()

@@ -108,6 +108,7 @@ pub async fn create_release(
                     return Err(CustodyError::Invalid("no beneficiary named".into()));
                 }
             };
+            ctx.ensure_known(&[beneficiary]).await?;
             ctx.refuse_revoked([&order.principal, &beneficiary])?;
             ctx.identity(&beneficiary)
                 .ok_or_else(|| CustodyError::UnknownIdentity(beneficiary.to_string()))?;

@@ -57,6 +57,11 @@ pub struct Metrics {
     pub gossip_published: AtomicU64,
     /// Identify exchanges completed.
     pub identify_received: AtomicU64,
+    /// DHT lookups of an identity's providers started (an identity this node needed and did
+    /// not know).
+    pub identity_lookups: AtomicU64,
+    /// DHT lookups of a peer's addresses started (a request to a peer of no known address).
+    pub peer_lookups: AtomicU64,
     /// Peers disconnected because they speak another major version of the dta protocol.
     pub peers_refused_version: AtomicU64,
     /// Identity documents verified and stored.

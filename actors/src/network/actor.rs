@@ -105,6 +105,7 @@ impl Actor for NetworkActor {
             .run(),
         );
         let (acknowledged_tx, acknowledged) = mpsc::channel(MAX_UNACKNOWLEDGED);
+        let rotated = !args.predecessors.is_empty();
         let task = tokio::spawn(
             SwarmLoop {
                 swarm,
@@ -135,10 +136,15 @@ impl Actor for NetworkActor {
                 next_delivery: 0,
                 acknowledged_tx,
                 acknowledged,
-                announce_due: true,
-                last_announced: None,
+                // A rotated document goes to the peers connected at start; a first one is
+                // asked for or looked up.
+                announce_due: rotated,
                 hosted_added: false,
+                connections: crate::network::peers::Connections::new(args.swarm.target_peers),
+                connections_round: 0,
+                lookups: crate::network::lookup::Lookups::default(),
                 bootstrap_dials: HashMap::new(),
+                bootstrap: crate::network::peers::Bootstrap::default(),
             }
             .run(args.bootstrap),
         );

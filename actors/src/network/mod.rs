@@ -26,6 +26,8 @@ mod actor;
 pub mod bitswap;
 mod budget;
 mod heads;
+pub mod lookup;
+mod peers;
 mod swarm;
 
 pub use actor::{NetworkActor, NetworkArgs, NetworkState};
@@ -40,12 +42,8 @@ pub const MAX_QUEUED_PER_PEER: usize = 4096;
 pub const COMMAND_CAPACITY: usize = 256;
 /// How many identity-document digests the loop remembers to drop repeats.
 pub const SEEN_IDENTITIES_CAPACITY: usize = 4096;
-/// How often the node re-announces its identity.
-pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
-/// Least time between two announcements that newly subscribed peers asked for. While a
-/// network forms, peers subscribe every second, and every announcement floods the whole
-/// network.
-pub const MIN_ANNOUNCE_GAP: Duration = Duration::from_secs(10);
+/// How often a node whose Kademlia table is small looks around again.
+pub const LOOK_AROUND_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What other parts of the node ask of the network.
 #[derive(Debug)]
@@ -71,6 +69,20 @@ pub enum NetworkCommand {
     Unblock(PeerId),
     /// Announce this node's identities again (one was added).
     AnnounceIdentities,
+    /// Find an identity this node does not know: ask the DHT for its providers and send them
+    /// the identity request. What they answer reaches the subscribers as
+    /// [`NetworkEvent::IdentityReceived`]; `reply` gets how many providers were asked once
+    /// the DHT query ends (none: nobody provides it).
+    FindIdentity {
+        /// The identity.
+        identity: Cid,
+        /// How many providers were asked.
+        reply: oneshot::Sender<usize>,
+    },
+    /// An identity document fetched by its CID over Bitswap (from a peer that keeps it, not
+    /// necessarily its node's): handed to the subscribers as from the peer it names. The
+    /// bytes hash to the identity's CID, and the directory checks its signatures as for any.
+    IdentityFetched(Vec<u8>),
     /// Serve and gossip a revocation the directory kept.
     Revocation(Vec<u8>),
     /// Answer a request that a subscriber took over (see [`NetworkEvent::Answer`]).
@@ -239,6 +251,9 @@ pub enum RequestError {
     /// Too many requests to that peer wait already.
     #[error("too many requests queued for {0}")]
     Busy(PeerId),
+    /// No address of the peer is known here, and a lookup in the DHT found none.
+    #[error("no address of {0} is known here or found in the DHT")]
+    Unreachable(PeerId),
     /// libp2p could not send it or get its answer (no connection, timeout, refused protocol).
     #[error("request to {peer} failed: {error}")]
     Failed {

@@ -28,9 +28,9 @@ use tracing::{debug, info, warn};
 use super::budget::Spend;
 use super::heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, decode_heads};
 use super::{
-    ANNOUNCE_INTERVAL, ANSWER_TIMEOUT, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER, MAX_QUEUED_PER_PEER,
-    MAX_UNACKNOWLEDGED, MIN_ANNOUNCE_GAP, NetworkCommand, NetworkEvent, NetworkSnapshot, OwnHeads,
-    PeerRoles, RequestError, SEEN_IDENTITIES_CAPACITY, Taken, TakenGuard,
+    ANSWER_TIMEOUT, LOOK_AROUND_INTERVAL, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER,
+    MAX_QUEUED_PER_PEER, MAX_UNACKNOWLEDGED, NetworkCommand, NetworkEvent, NetworkSnapshot,
+    OwnHeads, PeerRoles, RequestError, SEEN_IDENTITIES_CAPACITY, Taken, TakenGuard,
 };
 use crate::hosted::Hosted;
 use crate::metrics::Metrics;
@@ -94,14 +94,21 @@ pub(super) struct SwarmLoop {
     pub(super) seen_identities: HashSet<[u8; 32]>,
     /// What each peer may still ask of identity requests (see [`super::budget`]).
     pub(super) identity_budget: super::budget::Budget,
-    /// Whether the identity should be (re)announced at the next tick.
+    /// The node's own document is to be gossiped at the next tick: a rotated one, once per
+    /// start, so that peers that knew its keys before learn the new ones.
     pub(super) announce_due: bool,
-    /// When the identity last went out.
-    pub(super) last_announced: Option<Instant>,
     /// A hosted identity was added and not announced yet.
     pub(super) hosted_added: bool,
+    /// The connected peers' activity and the target number of peers (see [`super::peers`]).
+    pub(super) connections: super::peers::Connections,
+    /// Turns of [`Self::manage_connections`], to spread the peers it dials over the table.
+    pub(super) connections_round: usize,
+    /// Kademlia queries for identities and peers (see [`super::lookup`]).
+    pub(super) lookups: super::lookup::Lookups,
     /// Dials to bootstrap addresses not yet answered, so that a failure names its address.
     pub(super) bootstrap_dials: HashMap<libp2p::swarm::ConnectionId, Multiaddr>,
+    /// The bootstrap addresses, dialed again while the node has no peer.
+    pub(super) bootstrap: super::peers::Bootstrap,
 }
 
 impl SwarmLoop {
@@ -116,20 +123,10 @@ impl SwarmLoop {
         });
         // Blocks carried over from a previous run of the loop.
         self.publish_snapshot();
-        for address in bootstrap {
-            let dial = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
-                .address(address.clone())
-                .build();
-            let connection = dial.connection_id();
-            match self.swarm.dial(dial) {
-                Ok(()) => {
-                    self.bootstrap_dials.insert(connection, address);
-                }
-                Err(err) => warn!(%address, %err, "cannot dial bootstrap address"),
-            }
-        }
+        self.bootstrap.addresses = bootstrap;
+        self.dial_bootstrap();
         self.dial_known_peers().await;
-        let mut announce = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut flush_heads = tokio::time::interval(HEAD_BATCH_INTERVAL);
         let mut ticks = 0u64;
         loop {
@@ -143,26 +140,21 @@ impl SwarmLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some((id, claimed)) = self.acknowledged.recv() => self.acknowledge(id, claimed),
                 _ = flush_heads.tick() => self.publish_heads(),
-                _ = announce.tick() => {
+                _ = tick.tick() => {
                     ticks += 1;
-                    // The identity is re-announced for late joiners, and a small table looks
-                    // around again (see `table_is_small`).
-                    if ticks.is_multiple_of(ANNOUNCE_INTERVAL.as_secs()) {
-                        self.announce_due = true;
-                        if self.table_is_small() {
-                            let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                        }
+                    // A small table looks around again (see `table_is_small`).
+                    if ticks.is_multiple_of(LOOK_AROUND_INTERVAL.as_secs())
+                        && self.table_is_small()
+                    {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                     self.retry_identity_requests();
-                    let wanted = self.announce_due
-                        && self
-                            .last_announced
-                            .is_none_or(|at| at.elapsed() >= MIN_ANNOUNCE_GAP);
+                    self.retry_bootstrap();
+                    self.manage_connections();
+                    self.provide_if_due();
                     // Connected peers asked before a newly hosted identity existed.
-                    if self.hosted_added || (wanted && self.someone_may_lack_identity()) {
+                    if self.hosted_added || self.announce_due {
                         self.announce();
-                    } else if wanted {
-                        self.announce_due = false;
                     }
                 }
             }
@@ -177,32 +169,6 @@ impl SwarmLoop {
         debug!("swarm loop stopped");
     }
 
-    /// Whether a node may lack this one's identity: one it knows of is not connected to it,
-    /// or its table is small (see `table_is_small`), so that it may not know of every node.
-    /// Connected peers asked for its identity when they connected (and ask again if that
-    /// failed), so an announcement only serves the others, which get it relayed through the
-    /// peers they share. In a 50-node network where every node is connected to every other,
-    /// announcements made up a quarter of the CPU it took to converge, and a node that
-    /// announced every 30 s kept costing the whole network about 75 ms of CPU each time.
-    fn someone_may_lack_identity(&mut self) -> bool {
-        if self.table_is_small() {
-            return true;
-        }
-        let known: Vec<PeerId> = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .flat_map(|bucket| {
-                bucket
-                    .iter()
-                    .map(|entry| *entry.node.key.preimage())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        known.iter().any(|peer| !self.swarm.is_connected(peer))
-    }
-
     /// Whether Kademlia's table holds fewer peers than one bucket. Such a node may have
     /// bootstrapped (asked its peers whom they know) before they knew the others: a node
     /// that joined with another, both through one bootstrap peer under load, was seen to
@@ -210,14 +176,17 @@ impl SwarmLoop {
     /// minutes. Large tables are left to Kademlia: bootstrapping costs every peer a sort of
     /// its table.
     fn table_is_small(&mut self) -> bool {
-        let known: usize = self
-            .swarm
+        self.table_size() < kad::K_VALUE.get()
+    }
+
+    /// How many peers Kademlia's table holds.
+    pub(super) fn table_size(&mut self) -> usize {
+        self.swarm
             .behaviour_mut()
             .kad
             .kbuckets()
             .map(|bucket| bucket.num_entries())
-            .sum();
-        known < kad::K_VALUE.get()
+            .sum()
     }
 
     /// Asks again for the identity of connected peers whose answer failed.
@@ -229,7 +198,11 @@ impl SwarmLoop {
         }
     }
 
-    fn request_identity(&mut self, peer: PeerId) {
+    pub(super) fn request_identity(&mut self, peer: PeerId) {
+        if !self.reachable(peer) {
+            self.park(peer, super::lookup::Waiting::Identity);
+            return;
+        }
         let id = self
             .swarm
             .behaviour_mut()
@@ -239,15 +212,22 @@ impl SwarmLoop {
         self.identity_requests.insert(id);
     }
 
+    /// Gossips identity news to the peers connected now: the hosted identities (one was
+    /// added or rotated) and the node's own document when it is due (see `announce_due`).
+    /// First documents are not gossiped to the whole network: a network of n nodes would
+    /// check n² of them. Peers ask a node for its documents when they connect, and the
+    /// others find them in the DHT when they need them (see [`super::lookup`]).
     fn announce(&mut self) {
         let topic = gossipsub::IdentTopic::new(IDENTITY_TOPIC);
         // Hosted identities first: once the node's own document is out, the round is done.
-        for document in self.hosted.documents() {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(topic.clone(), document);
+        if self.hosted_added {
+            for document in self.hosted.documents() {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic.clone(), document);
+            }
         }
         match self
             .swarm
@@ -259,7 +239,6 @@ impl SwarmLoop {
                 Metrics::bump(&self.metrics.gossip_published);
                 self.announce_due = false;
                 self.hosted_added = false;
-                self.last_announced = Some(Instant::now());
             }
             // No subscribed peers yet (or the same document again): try again at the next tick.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
@@ -317,7 +296,16 @@ impl SwarmLoop {
             }
             NetworkCommand::AnnounceIdentities => {
                 self.hosted_added = true;
+                self.lookups.provide_soon();
                 self.announce();
+            }
+            NetworkCommand::FindIdentity { identity, reply } => {
+                self.find_identity(identity, reply);
+            }
+            NetworkCommand::IdentityFetched(document) => {
+                if let Some(peer) = dta_protocol::identity::claimed_peer(&document) {
+                    self.on_identity(peer, document);
+                }
             }
             NetworkCommand::Revocation(bytes) => {
                 // Peers connected now hear it by gossip; later ones in their identity answer.
@@ -377,8 +365,13 @@ impl SwarmLoop {
         }
     }
 
-    /// Sends now if the peer has room, else queues; a full queue is answered at once.
-    fn send_or_queue(&mut self, peer: PeerId, request: Request, reply: Reply) {
+    /// Sends now if the peer has room, else queues; a full queue is answered at once. A peer
+    /// of no known address is looked for first (see [`super::lookup`]).
+    pub(super) fn send_or_queue(&mut self, peer: PeerId, request: Request, reply: Reply) {
+        if !self.reachable(peer) {
+            self.park(peer, super::lookup::Waiting::Request(request, reply));
+            return;
+        }
         if self.in_flight.get(&peer).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_PEER {
             self.send(peer, request, reply);
             return;
@@ -398,6 +391,7 @@ impl SwarmLoop {
             .rpc
             .send_request(&peer, Ok(request));
         Metrics::bump(&self.metrics.rpc_requests_sent);
+        self.connections.used(&peer, Instant::now());
         *self.in_flight.entry(peer).or_default() += 1;
         self.pending.insert(
             id,
@@ -452,6 +446,10 @@ impl SwarmLoop {
                     .behaviour_mut()
                     .kad
                     .add_address(&peer, address.clone());
+            }
+            // The others stay in the table, for when the node wants more peers.
+            if !self.wants_peers() {
+                continue;
             }
             let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                 .addresses(addresses)
@@ -535,18 +533,39 @@ impl SwarmLoop {
                 self.publish_snapshot();
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
-                    self.request_identity(peer_id);
+                    self.connections.connected(peer_id, Instant::now());
+                    // The node learns the identities of the peers it keeps, up to its target;
+                    // not of every peer a DHT query touches (each document costs a pairing
+                    // check). The others it looks up when it needs them.
+                    if self.swarm.connected_peers().count() <= self.connections.target() {
+                        self.request_identity(peer_id);
+                    }
+                    self.release_waiting(peer_id);
                 }
             }
-            SwarmEvent::ConnectionClosed { .. } => self.publish_snapshot(),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connections.disconnected(&peer_id);
+                }
+                self.publish_snapshot();
+            }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
                 ..
             } => {
-                // Once per address and start: the peer book and Kademlia retry on their own.
+                // A warning once per address and start; the retries (see `retry_bootstrap`)
+                // only in the debug log.
                 if let Some(address) = self.bootstrap_dials.remove(&connection_id) {
-                    warn!(%address, %error, "cannot reach bootstrap address");
+                    if self.bootstrap.first_failure(&address) {
+                        warn!(%address, %error, "cannot reach bootstrap address");
+                    } else {
+                        debug!(%address, %error, "cannot reach bootstrap address again");
+                    }
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -580,9 +599,6 @@ impl SwarmLoop {
                         }
                     }
                 }
-            }
-            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
-                self.announce_due = true;
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 Metrics::bump(&self.metrics.identify_received);
@@ -623,16 +639,19 @@ impl SwarmLoop {
                         .behaviour_mut()
                         .kad
                         .add_address(&peer, address.clone());
-                    if !self.swarm.is_connected(&peer) {
+                    if !self.swarm.is_connected(&peer) && self.wants_peers() {
                         let _ = self.swarm.dial(address);
                     }
                 }
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
-                if !self.swarm.is_connected(&peer) =>
+                if !self.swarm.is_connected(&peer) && self.wants_peers() =>
             {
                 let _ = self.swarm.dial(peer);
             }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            }) => self.on_query(id, result, step.last),
             _ => {}
         }
     }
@@ -844,6 +863,7 @@ impl SwarmLoop {
                     request, channel, ..
                 } => {
                     Metrics::bump(&self.metrics.rpc_requests_received);
+                    self.connections.used(&peer, Instant::now());
                     let request = match request {
                         Ok(Request::Identity) => {
                             match self.identity_budget.spend(peer, Instant::now()) {

@@ -228,6 +228,16 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             "dta_messages_total{{protocol=\"{protocol}\",direction=\"{direction}\"}} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP dta_dht_lookups_total Kademlia lookups started for what this node needed and did not know: an identity's providers, or a peer's addresses.\n# TYPE dta_dht_lookups_total counter"
+    );
+    for (kind, value) in [
+        ("identity", load(&m.identity_lookups)),
+        ("peer", load(&m.peer_lookups)),
+    ] {
+        let _ = writeln!(out, "dta_dht_lookups_total{{kind=\"{kind}\"}} {value}");
+    }
     let one_label = |pairs: [(&str, u64); 2]| {
         pairs
             .into_iter()

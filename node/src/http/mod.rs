@@ -307,10 +307,17 @@ fn known_identity(state: &ApiState, cid: &str) -> Result<KnownIdentity, ApiError
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown identity {cid}")))
 }
 
+/// An identity by CID; one this node does not know is looked up in the network first (see
+/// `dta_actors::identity_lookup`), so that 404 means nobody reachable knows it.
 async fn identity(
     State(state): State<ApiState>,
     Path(cid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Ok(parsed) = parse_cid(&cid) {
+        use dta_actors::identity_lookup::{LOOKUP_TIMEOUT, find};
+        // Not found is answered below, as for any unknown identity.
+        let _ = find(&state.network, &state.directory, &[parsed], LOOKUP_TIMEOUT).await;
+    }
     let known = known_identity(&state, &cid)?;
     let mut body = identity_json(&known, &state.directory.borrow());
     body["document_hex"] = Value::String(hex::encode(&known.document));

@@ -9,7 +9,7 @@
 //! - [`bitswap`]: block fetches over Bitswap, from a dta node and from kubo
 //!   (`dta bench bitswap`).
 //! - [`mpin`]: M-Pin share issuance and the server's check (`dta bench mpin`).
-//! - [`testnet`]: process testnets of growing size, to full knowledge (`dta bench testnet`).
+//! - [`testnet`]: process testnets of growing size, until every node is ready (`dta bench testnet`).
 //!
 //! They report figures and judge none: `dta bench` prints them, the tests only check that every
 //! phase ran. Each starts and stops the networks it measures; none keeps anything afterwards.

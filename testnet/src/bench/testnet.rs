@@ -1,6 +1,6 @@
 //! `dta bench testnet`: launches process testnets of N nodes on 127.0.0.1, one after the other,
-//! and measures the time from the first process start to full identity knowledge (every node
-//! knows every identity) and each node's memory once it got there: resident (RSS), its
+//! and measures the time from the first process start until every node is ready (connected to
+//! its target number of peers and knowing their identities) and each node's memory then: resident (RSS), its
 //! proportional share (PSS) and anonymous memory, the part that is the node's alone (heap,
 //! stacks, rocksdb's buffers), which is what a thousand nodes on one machine multiply.
 
@@ -9,15 +9,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::process::{self, TestnetError, UpConfig};
+use crate::process::{self, TestnetError, TestnetFile, UpConfig};
 
 /// One size's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestnetFigures {
     /// Nodes.
     pub nodes: usize,
-    /// Seconds from starting the first process to full knowledge.
-    pub knowledge_seconds: f64,
+    /// Seconds from starting the first process until every node was ready.
+    pub ready_seconds: f64,
     /// Mean resident memory per node (MiB).
     pub rss_mean_mib: f64,
     /// Largest resident memory of a node (MiB).
@@ -29,6 +29,23 @@ pub struct TestnetFigures {
     pub anon_mean_mib: f64,
     /// Largest anonymous memory of a node (MiB).
     pub anon_max_mib: f64,
+    /// Milliseconds from asking the principal for a 2-of-2 order to its certificate, with
+    /// fiduciaries whose identities the principal did not know (looked up in the DHT), the
+    /// median of [`STRANGER_ORDERS`]; none when the principal knew every node (a network no
+    /// larger than its target of peers).
+    pub stranger_order_ms: Option<f64>,
+    /// Orders between strangers that failed (with why, the first).
+    pub stranger_orders_failed: usize,
+    /// Why the first failed order between strangers failed.
+    pub stranger_order_error: Option<String>,
+}
+
+/// What the orders between strangers gave.
+#[derive(Debug, Default)]
+struct StrangerOrders {
+    median_ms: Option<f64>,
+    failed: usize,
+    error: Option<String>,
 }
 
 /// Runs one testnet per size in `sizes`, each in a fresh directory under `dir`, and takes each
@@ -66,7 +83,7 @@ pub async fn run(
         .await;
         // A failed `up` has removed what it made.
         let testnet = up?;
-        let knowledge_seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let ready_seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         let rss: Vec<f64> = testnet
             .nodes
             .iter()
@@ -82,19 +99,84 @@ pub async fn run(
             .iter()
             .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Anonymous:"))
             .collect();
+        let strangers = order_between_strangers(&testnet).await;
         process::down(&net_dir, process::Logs::Purge).await?;
         let _ = std::fs::remove_dir(&net_dir);
         figures.push(TestnetFigures {
             nodes,
-            knowledge_seconds,
+            ready_seconds,
             rss_mean_mib: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
             rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
             pss_mean_mib: pss.iter().sum::<f64>() / pss.len().max(1) as f64,
             anon_mean_mib: anon.iter().sum::<f64>() / anon.len().max(1) as f64,
             anon_max_mib: anon.iter().copied().fold(0.0, f64::max),
+            stranger_order_ms: strangers.median_ms,
+            stranger_orders_failed: strangers.failed,
+            stranger_order_error: strangers.error,
         });
     }
     Ok(figures)
+}
+
+/// Orders between strangers each benchmark makes; the figure is their median.
+pub const STRANGER_ORDERS: usize = 3;
+
+/// Times 2-of-2 orders from the principal (node 0) to two fiduciaries it does not know, for
+/// the beneficiary (the last node): from the call until the principal holds the certificate.
+/// Each order takes two other strangers; the median of [`STRANGER_ORDERS`] (fewer when the
+/// principal knows too many nodes; none when it knows every fiduciary).
+async fn order_between_strangers(testnet: &TestnetFile) -> StrangerOrders {
+    let mut outcome = StrangerOrders::default();
+    let (Some(principal), Some(beneficiary)) = (testnet.nodes.first(), testnet.nodes.last()) else {
+        return outcome;
+    };
+    let client = principal.client(&testnet.binary);
+    let known = match client.get("/v2/identities").await {
+        Ok(known) => known,
+        Err(err) => {
+            outcome.failed += 1;
+            outcome.error = Some(err.to_string());
+            return outcome;
+        }
+    };
+    let known: Vec<&str> = known
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|identity| identity["cid"].as_str())
+        .collect();
+    let strangers: Vec<&str> = testnet
+        .nodes
+        .iter()
+        .filter(|node| node.roles.iter().any(|role| role == "fiduciary"))
+        .map(|node| node.identity.as_str())
+        .filter(|identity| !known.contains(identity))
+        .collect();
+    let mut times = Vec::with_capacity(STRANGER_ORDERS);
+    for (index, pair) in strangers.chunks_exact(2).take(STRANGER_ORDERS).enumerate() {
+        let order = serde_json::json!({
+            "reference": format!("bench-strangers-{index}"),
+            "plugin": "safeguardsecret",
+            "fiduciaries": pair,
+            "threshold": 2,
+            "beneficiary": beneficiary.identity,
+            "secret": "between strangers",
+        });
+        let started = Instant::now();
+        let error = match client.post("/v2/orders?wait=30", &order).await {
+            Ok(answer) if answer["waited"]["reached"].as_bool() == Some(true) => {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                continue;
+            }
+            Ok(answer) => format!("not certified in 30 s: {answer}"),
+            Err(err) => err.to_string(),
+        };
+        outcome.failed += 1;
+        outcome.error.get_or_insert(error);
+    }
+    times.sort_by(f64::total_cmp);
+    outcome.median_ms = times.get(times.len() / 2).copied();
+    outcome
 }
 
 /// A memory figure of a process (MiB): the `field` line (in kB) of a file under /proc.

@@ -18,8 +18,8 @@ use super::{
     lan, load, logs_dir, save,
 };
 
-/// How long `up` waits for every node to know every identity.
-pub const KNOWLEDGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `up` waits for every node to be ready (see `wait_until_ready`).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What to launch.
 #[derive(Debug, Clone)]
@@ -349,9 +349,24 @@ async fn launch(
     let mut pids = vec![start(0, None)?];
     let first = wait_for_node_file(&homes[0], "node-0", None).await?;
     let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
+    // A node takes at most `max_connections` at once: in a large testnet the first nodes
+    // bootstrap from node-0 and the others from one of them each, so that no node is dialed
+    // by every other at once.
+    let seeds = (config.nodes - 1).min(SEED_NODES);
     progress("node-0 is up; starting the others");
-    for index in 1..config.nodes {
+    for index in 1..=seeds {
         pids.push(start(index, Some(&bootstrap))?);
+    }
+    let mut seed_addresses = Vec::with_capacity(seeds);
+    if config.nodes > seeds + 1 {
+        for (index, home) in homes.iter().enumerate().take(seeds + 1).skip(1) {
+            let seed = wait_for_node_file(home, &format!("node-{index}"), None).await?;
+            seed_addresses.push(format!("{}/p2p/{}", seed.listen_addrs[0], seed.peer_id));
+        }
+    }
+    for index in seeds + 1..config.nodes {
+        let seed = &seed_addresses[index % seeds];
+        pids.push(start(index, Some(seed))?);
     }
     let mut files = Vec::with_capacity(config.nodes);
     for (index, home_dir) in homes.iter().enumerate() {
@@ -397,12 +412,15 @@ async fn launch(
     made.files.push(dir.join(TESTNET_FILE));
     save(dir, &testnet)?;
     progress(&format!(
-        "{} nodes running; waiting for full identity knowledge",
+        "{} nodes running; waiting until each is ready",
         config.nodes
     ));
-    wait_for_knowledge(dir, &testnet, progress).await?;
+    wait_until_ready(dir, &testnet, progress).await?;
     Ok(testnet)
 }
+
+/// How many nodes bootstrap from node-0; the others bootstrap from one of them each.
+pub const SEED_NODES: usize = 16;
 
 /// How many other nodes a loopback node's recorded command line bootstraps from.
 pub const BOOTSTRAP_PEERS: usize = 3;
@@ -533,35 +551,46 @@ async fn wait_for_node_file(
     })
 }
 
-async fn wait_for_knowledge(
+/// Waits until every node is ready: connected to its target number of peers, or in a testnet
+/// no larger than that to every other node and knowing every identity. Nodes do not learn
+/// every identity of a larger network; they look them up when they need them.
+async fn wait_until_ready(
     dir: &Path,
     testnet: &TestnetFile,
     progress: &mut impl FnMut(&str),
 ) -> Result<(), TestnetError> {
-    let expected = testnet.nodes.len();
+    let others = testnet.nodes.len() - 1;
+    let target = dta_protocol::network::DEFAULT_TARGET_PEERS;
+    let peers_wanted = others.min(target);
+    // A small testnet is a full mesh where every node knows every identity, as before; in a
+    // larger one a node knows those of the peers it kept, and looks up the others.
+    let identities_wanted = if others <= target { others + 1 } else { 1 };
     let started = Instant::now();
     let mut last = usize::MAX;
     let mut last_counts = Vec::new();
-    while started.elapsed() < KNOWLEDGE_TIMEOUT {
+    while started.elapsed() < READY_TIMEOUT {
         // All nodes at once: asked one after the other, a round over 50 busy nodes took
-        // seconds, and full knowledge was seen that much later than it happened.
-        let counts = futures::future::join_all(
-            testnet
-                .nodes
-                .iter()
-                .map(|node| count(&testnet.binary, node, "identities")),
-        )
+        // seconds, and readiness was seen that much later than it happened.
+        let counts = futures::future::join_all(testnet.nodes.iter().map(|node| async {
+            let identities = count(&testnet.binary, node, "identities").await;
+            let peers = count(&testnet.binary, node, "peers").await;
+            (identities, peers)
+        }))
         .await;
-        let complete = counts.iter().filter(|c| **c >= Some(expected)).count();
+        let ready = counts
+            .iter()
+            .filter(|c| is_ready_counts(c, identities_wanted, peers_wanted))
+            .count();
         last_counts = counts.clone();
-        if complete != last {
+        if ready != last {
             progress(&format!(
-                "{complete}/{expected} nodes know every identity ({:.1} s)",
+                "{ready}/{} nodes ready ({:.1} s)",
+                testnet.nodes.len(),
                 started.elapsed().as_secs_f64()
             ));
-            last = complete;
+            last = ready;
         }
-        if complete == expected {
+        if ready == testnet.nodes.len() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -570,17 +599,29 @@ async fn wait_for_knowledge(
         .nodes
         .iter()
         .zip(&last_counts)
-        .filter(|(_, known)| **known < Some(expected))
-        .map(|(node, known)| match known {
-            Some(known) => format!("{} knows {known} of {expected}", node.name),
-            None => format!("{} does not answer", node.name),
+        .filter(|(_, counts)| !is_ready_counts(counts, identities_wanted, peers_wanted))
+        .map(|(node, counts)| match counts {
+            (Some(identities), Some(peers)) => format!(
+                "{} knows {identities} identities and has {peers} peers",
+                node.name
+            ),
+            _ => format!("{} does not answer", node.name),
         })
         .collect();
-    Err(TestnetError::Knowledge {
-        waited: KNOWLEDGE_TIMEOUT,
+    Err(TestnetError::NotReady {
+        waited: READY_TIMEOUT,
+        wanted: format!("{peers_wanted} peers and {identities_wanted} identities"),
         lagging: lagging.join(", "),
         logs: logs_dir(dir).display().to_string(),
     })
+}
+
+fn is_ready_counts(
+    (identities, peers): &(Option<usize>, Option<usize>),
+    identities_wanted: usize,
+    peers_wanted: usize,
+) -> bool {
+    *identities >= Some(identities_wanted) && *peers >= Some(peers_wanted)
 }
 
 #[cfg(test)]

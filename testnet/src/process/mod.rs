@@ -2,7 +2,8 @@
 //!
 //! `up` creates one home per node under a directory, starts a `dta run` process for each on
 //! 127.0.0.1 (free ports, mDNS off, every node bootstrapping from the first), waits until
-//! every node knows every identity, and writes `DIR/testnet.json`. The processes outlive the
+//! every node is ready (connected to its target of peers; in a testnet no larger than that, to
+//! every other node and knowing every identity), and writes `DIR/testnet.json`. The processes outlive the
 //! command (each in a process group of its own); `down` stops exactly the pids `up` started,
 //! after checking each is still a `dta run` of that directory, and removes what `up` made but
 //! the nodes' logs, which it keeps in `DIR/logs/` unless asked to purge them. An `up` that
@@ -38,7 +39,7 @@ mod launch;
 pub mod logs;
 mod stop;
 
-pub use launch::{BOOTSTRAP_PEERS, KNOWLEDGE_TIMEOUT, UpConfig, restart_node, up};
+pub use launch::{BOOTSTRAP_PEERS, READY_TIMEOUT, UpConfig, restart_node, up};
 pub use stop::{DownReport, Logs, down, reap, stop_node};
 
 /// The file `up` writes.
@@ -149,15 +150,17 @@ pub enum TestnetError {
         /// Its log.
         log: String,
     },
-    /// Not every node learned every identity in time.
+    /// Not every node was ready in time.
     #[error(
-        "after {waited:?} not every node knows every identity: {lagging}; the testnet was \
-         taken down, its logs are in {logs}"
+        "after {waited:?} not every node has {wanted}: {lagging}; the testnet was taken \
+         down, its logs are in {logs}"
     )]
-    Knowledge {
+    NotReady {
         /// How long `up` waited.
         waited: Duration,
-        /// The nodes that did not, with how many identities each knew.
+        /// What a ready node has.
+        wanted: String,
+        /// The nodes that were not ready, with what each had.
         lagging: String,
         /// Where the logs were kept.
         logs: String,

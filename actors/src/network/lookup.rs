@@ -1,0 +1,279 @@
+//! Finding what the node is not connected to, through Kademlia: identities by CID and peers by
+//! id. A node announces itself in the DHT as the provider of its own identity and of those it
+//! hosts; a node that needs an identity it does not know (an order names it, an envelope comes
+//! from it) asks the DHT for its providers and sends them the identity request. A request for a
+//! peer whose address no behaviour knows waits while a lookup of the peer finds one.
+//!
+//! Here: the bookkeeping of those queries and the loop's side of them. It verifies nothing:
+//! documents go to the identity directory like those of connected peers.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use dta_protocol::Cid;
+use dta_protocol::network::Request;
+use libp2p::swarm::DialError;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, kad};
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::swarm::{Reply, SwarmLoop};
+use super::{MAX_QUEUED_PER_PEER, RequestError};
+use crate::metrics::Metrics;
+
+/// Identity lookups under way at once; past that, a lookup is not started (its waiter times
+/// out and may ask again).
+pub const MAX_IDENTITY_LOOKUPS: usize = 64;
+/// Peer lookups under way at once; past that, a request to a peer of no known address fails.
+pub const MAX_PEER_LOOKUPS: usize = 64;
+/// Providers of one identity sent the identity request.
+pub const PROVIDERS_ASKED: usize = 3;
+/// The second announcement of the node's identities in the DHT comes this long after the
+/// first, or as soon as the node's table holds a bucket's worth of peers; the node repeats it
+/// every [`dta_protocol::network::PROVIDE_INTERVAL`] after that.
+pub const SECOND_PROVIDE: Duration = Duration::from_secs(30);
+
+/// What waits for a peer's address.
+pub(super) enum Waiting {
+    /// A request of a command, with where its answer goes.
+    Request(Request, Reply),
+    /// The identity request (of an identity lookup).
+    Identity,
+}
+
+/// A provider query under way.
+pub(super) struct IdentityLookup {
+    identity: Cid,
+    asked: HashSet<PeerId>,
+    replies: Vec<oneshot::Sender<usize>>,
+}
+
+/// Queries under way and what waits for them.
+#[derive(Default)]
+pub(super) struct Lookups {
+    /// Provider queries: the identity looked for, how many providers were asked, and who
+    /// waits to hear that number when the query ends.
+    identities: HashMap<kad::QueryId, IdentityLookup>,
+    /// Peer queries, with the peer looked for.
+    peers: HashMap<kad::QueryId, PeerId>,
+    /// What waits for each peer's address.
+    waiting: HashMap<PeerId, Vec<Waiting>>,
+    /// When the node's identities are next announced in the DHT; none: as soon as the node
+    /// knows a peer.
+    next_provide: Option<Instant>,
+    /// Announcements made since the start.
+    provided: u32,
+    /// Whether one went out once the node's table held a full bucket's worth of peers.
+    provided_to_many: bool,
+}
+
+impl Lookups {
+    /// Has the node's identities announced again at the next chance (one was added).
+    pub(super) fn provide_soon(&mut self) {
+        self.next_provide = None;
+    }
+}
+
+/// The DHT key under which an identity's providers are found.
+pub fn provider_key(identity: &Cid) -> kad::RecordKey {
+    kad::RecordKey::new(&identity.to_bytes())
+}
+
+impl SwarmLoop {
+    /// Starts a lookup of `identity`'s providers, unless one is under way; `reply` hears how
+    /// many providers were asked when it ends (none at once when too many are under way).
+    pub(super) fn find_identity(&mut self, identity: Cid, reply: oneshot::Sender<usize>) {
+        let lookups = &mut self.lookups.identities;
+        if let Some(lookup) = lookups.values_mut().find(|l| l.identity == identity) {
+            lookup.replies.push(reply);
+            return;
+        }
+        if lookups.len() >= MAX_IDENTITY_LOOKUPS {
+            let _ = reply.send(0);
+            return;
+        }
+        debug!(%identity, "looking for the providers of an identity");
+        Metrics::bump(&self.metrics.identity_lookups);
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(provider_key(&identity));
+        let lookup = IdentityLookup {
+            identity,
+            asked: HashSet::new(),
+            replies: vec![reply],
+        };
+        self.lookups.identities.insert(query, lookup);
+    }
+
+    /// Whether a request to `peer` can go out: it is connected, or a dial to it is under way
+    /// or could start now (some behaviour knows an address of it).
+    pub(super) fn reachable(&mut self, peer: PeerId) -> bool {
+        if self.swarm.is_connected(&peer) {
+            return true;
+        }
+        let dial = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(dial) {
+            Ok(()) => true,
+            Err(DialError::NoAddresses) => false,
+            // Dialing already, or refused (blocked, not allowed): the request fails on its own.
+            Err(_) => true,
+        }
+    }
+
+    /// Keeps `waiting` until `peer` is found, and starts looking for it.
+    pub(super) fn park(&mut self, peer: PeerId, waiting: Waiting) {
+        let under_way = self.lookups.peers.values().any(|p| *p == peer);
+        if !under_way && self.lookups.peers.len() >= MAX_PEER_LOOKUPS {
+            fail(peer, waiting);
+            return;
+        }
+        let queue = self.lookups.waiting.entry(peer).or_default();
+        if queue.len() >= MAX_QUEUED_PER_PEER {
+            if let Waiting::Request(_, reply) = waiting {
+                let _ = reply.send(Err(RequestError::Busy(peer)));
+            }
+            return;
+        }
+        queue.push(waiting);
+        if !under_way {
+            debug!(%peer, "looking for a peer of no known address");
+            Metrics::bump(&self.metrics.peer_lookups);
+            let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            self.lookups.peers.insert(query, peer);
+        }
+    }
+
+    /// Sends what waited for `peer`, now that it is connected or found (or fails it, when it
+    /// was not found).
+    pub(super) fn release_waiting(&mut self, peer: PeerId) {
+        let Some(waiting) = self.lookups.waiting.remove(&peer) else {
+            return;
+        };
+        let reachable = self.reachable(peer);
+        for waiting in waiting {
+            match waiting {
+                _ if !reachable => fail(peer, waiting),
+                Waiting::Request(request, reply) => self.send_or_queue(peer, request, reply),
+                Waiting::Identity => self.request_identity(peer),
+            }
+        }
+    }
+
+    /// Kademlia reported progress on a query: providers found, a peer found, or the end.
+    pub(super) fn on_query(&mut self, query: kad::QueryId, result: kad::QueryResult, last: bool) {
+        match result {
+            kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                providers,
+                ..
+            })) => self.on_providers(query, providers),
+            kad::QueryResult::GetProviders(_) => {}
+            kad::QueryResult::GetClosestPeers(result) => {
+                let found = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                self.on_closest_peers(query, found);
+            }
+            kad::QueryResult::StartProviding(Err(err)) => {
+                debug!(%err, "identity not announced in the DHT");
+            }
+            _ => {}
+        }
+        if last && let Some(lookup) = self.lookups.identities.remove(&query) {
+            if lookup.asked.is_empty() {
+                debug!(identity = %lookup.identity, "no provider of the identity found");
+            }
+            for reply in lookup.replies {
+                let _ = reply.send(lookup.asked.len());
+            }
+        }
+    }
+
+    fn on_providers(&mut self, query: kad::QueryId, providers: HashSet<PeerId>) {
+        let local = *self.swarm.local_peer_id();
+        let Some(lookup) = self.lookups.identities.get_mut(&query) else {
+            return;
+        };
+        let identity = lookup.identity;
+        let room = PROVIDERS_ASKED.saturating_sub(lookup.asked.len());
+        // Every peer that holds the record names the same providers: each is asked once.
+        let chosen: Vec<PeerId> = providers
+            .into_iter()
+            .filter(|p| *p != local && !lookup.asked.contains(p))
+            .take(room)
+            .collect();
+        lookup.asked.extend(chosen.iter().copied());
+        let done = lookup.asked.len() >= PROVIDERS_ASKED;
+        for provider in chosen {
+            debug!(%identity, %provider, "asking a provider for an identity");
+            self.request_identity(provider);
+        }
+        if done && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&query) {
+            query.finish();
+        }
+    }
+
+    fn on_closest_peers(&mut self, query: kad::QueryId, found: Vec<kad::PeerInfo>) {
+        let Some(peer) = self.lookups.peers.remove(&query) else {
+            return;
+        };
+        let addresses: Vec<Multiaddr> = found
+            .into_iter()
+            .find(|info| info.peer_id == peer)
+            .map(|info| info.addrs)
+            .unwrap_or_default();
+        if !addresses.is_empty() && !self.swarm.is_connected(&peer) {
+            let dial = DialOpts::peer_id(peer).addresses(addresses).build();
+            if let Err(err) = self.swarm.dial(dial) {
+                debug!(%peer, %err, "cannot dial a peer found in the DHT");
+            }
+        }
+        self.release_waiting(peer);
+    }
+
+    /// Announces the node's identities (its own and those it hosts) as provided by it, when
+    /// that is due and the node knows a peer to tell.
+    pub(super) fn provide_if_due(&mut self) {
+        let now = Instant::now();
+        let known = self.table_size();
+        // The first announcement reaches only the few peers the node knew then, which may not
+        // be the ones closest to its key once the network has formed: it goes out again as soon
+        // as the table holds a bucket's worth of peers.
+        let table_grew = !self.lookups.provided_to_many && known >= kad::K_VALUE.get();
+        let due = self.lookups.next_provide.is_none_or(|at| now >= at);
+        if known == 0 || !(due || table_grew) {
+            return;
+        }
+        self.lookups.provided_to_many |= known >= kad::K_VALUE.get();
+        let own = dta_protocol::identity::claimed_identity(&self.identity_document);
+        let identities = std::iter::once(own).chain(self.hosted.cids());
+        for identity in identities {
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            if let Err(err) = kad.start_providing(provider_key(&identity)) {
+                debug!(%identity, %err, "identity not announced in the DHT");
+            }
+        }
+        self.lookups.provided += 1;
+        // Each announcement is a DHT query that connects to about twenty peers, and in a
+        // network that forms at once every peer it reaches is a connection made again:
+        // after the one that reaches a full table, every 10 minutes.
+        let first_only = self.lookups.provided == 1 && !self.lookups.provided_to_many;
+        self.lookups.next_provide = Some(if first_only {
+            now + SECOND_PROVIDE
+        } else {
+            now + dta_protocol::network::PROVIDE_INTERVAL
+        });
+    }
+}
+
+/// Fails what waited for a peer that was not found.
+fn fail(peer: PeerId, waiting: Waiting) {
+    if let Waiting::Request(_, reply) = waiting {
+        let _ = reply.send(Err(RequestError::Unreachable(peer)));
+    }
+}
