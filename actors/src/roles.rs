@@ -6,7 +6,7 @@
 //! goes to its reply port from that task.
 
 use dta_protocol::Cid;
-use dta_protocol::envelope::{Bundle, Kind, SignedEnvelope};
+use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::network::Request;
 use dta_protocol::order::ReleaseRequest;
 use libp2p::PeerId;
@@ -376,14 +376,17 @@ impl RoleActor {
             }
             return;
         }
-        // A sender this node never met is looked up first.
-        if let Ok(bundle) = Bundle::decode(&blocks)
-            && let Err(reason) = args.context.ensure_known(&[bundle.sender()]).await
+        let mut verified = args.context.verify_bundle(&blocks);
+        // A sender this node never met is looked up, and the bundle checked again.
+        if let Err(CustodyError::UnknownIdentity(sender)) = &verified
+            && let Ok(sender) = dta_protocol::block::parse_cid(sender)
         {
-            rejected(args, peer, &reason, "delivery");
-            return;
+            verified = match args.context.ensure_known(&[sender]).await {
+                Ok(()) => args.context.verify_bundle(&blocks),
+                Err(reason) => Err(reason),
+            };
         }
-        if let Err(reason) = args.context.verify_bundle(&blocks) {
+        if let Err(reason) = verified {
             rejected(args, peer, &reason, "delivery");
             return;
         }
