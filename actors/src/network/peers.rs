@@ -190,6 +190,11 @@ impl SwarmLoop {
 
     /// Whether the node wants another peer now (it dials one it learned of only then).
     pub(super) fn wants_peers(&self) -> bool {
+        self.peers_wanted() > 0
+    }
+
+    /// How many more peers to dial now, counting the dials under way.
+    fn peers_wanted(&self) -> usize {
         let dialing = self
             .swarm
             .network_info()
@@ -197,7 +202,6 @@ impl SwarmLoop {
             .num_pending_outgoing() as usize;
         self.connections
             .wanted(self.swarm.connected_peers().count(), dialing)
-            > 0
     }
 
     /// Once a second: closes the idlest connections when there are too many, and dials peers
@@ -220,14 +224,7 @@ impl SwarmLoop {
             debug!(%peer, "idle connection closed: more peers than needed");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
-        let dialing = self
-            .swarm
-            .network_info()
-            .connection_counters()
-            .num_pending_outgoing() as usize;
-        let wanted = self
-            .connections
-            .wanted(self.swarm.connected_peers().count(), dialing);
+        let wanted = self.peers_wanted();
         if wanted == 0 {
             return;
         }
