@@ -41,6 +41,11 @@ pub struct NetworkSpec {
     /// `dta run --misbehave`). Only a test build runs them (`dta-byzantine`).
     #[serde(default)]
     pub misbehave: BTreeMap<String, String>,
+    /// Sites joined by a simulated WAN (node `i` in site `i mod sites`; needs root), unless
+    /// the run says otherwise.
+    pub sites: Option<usize>,
+    /// The WAN's link figures between sites (`"delay=40ms jitter=10ms loss=0.5%"`).
+    pub wan: Option<String>,
 }
 
 fn one() -> usize {
@@ -182,8 +187,23 @@ pub enum StepSpec {
         /// The sides, by node name.
         groups: Vec<Vec<String>>,
     },
-    /// Ends partitions: every running node unblocks every peer it blocked, and dials it.
+    /// Ends partitions: every running node unblocks every peer it blocked, and dials it; on a
+    /// network of sites, isolated sites rejoin the WAN.
     Heal,
+    /// Changes the WAN's link figures (network of sites only): of one site's link, or of every
+    /// site's.
+    Netem {
+        /// The site (default: every site).
+        site: Option<usize>,
+        /// The figures to change (`"delay=100ms loss=2%"`); others keep theirs.
+        link: String,
+    },
+    /// Cuts a site off the WAN (network of sites only): every packet to or from it is dropped
+    /// until `heal`.
+    IsolateSite {
+        /// The site.
+        site: usize,
+    },
     /// Every running node audits an order, and all reach the same head.
     AssertConverged {
         /// The order.

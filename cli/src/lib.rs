@@ -243,6 +243,13 @@ enum ScenarioCommand {
         /// (needs root).
         #[arg(long)]
         lan: bool,
+        /// Spread the nodes over this many sites joined by a simulated WAN (needs root;
+        /// overrides the file's `sites`).
+        #[arg(long, conflicts_with = "lan")]
+        sites: Option<usize>,
+        /// The WAN's link figures between sites, e.g. "delay=40ms jitter=10ms loss=0.5%".
+        #[arg(long, value_name = "FIGURES", conflicts_with = "lan")]
+        wan: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -257,9 +264,9 @@ enum TestnetCommand {
         /// Where the homes and testnet.json go.
         #[arg(long)]
         dir: PathBuf,
-        /// Nodes.
-        #[arg(long, default_value_t = 5)]
-        nodes: usize,
+        /// Nodes (default 5).
+        #[arg(long, conflicts_with = "nodes_per_site")]
+        nodes: Option<usize>,
         /// Principals (the first nodes).
         #[arg(long, default_value_t = 1)]
         principals: usize,
@@ -282,6 +289,19 @@ enum TestnetCommand {
         /// mDNS only (needs root).
         #[arg(long)]
         lan: bool,
+        /// Spread the nodes over this many sites (node i in site i mod SITES), each a LAN
+        /// like --lan's, joined by a simulated WAN: nodes reach other sites through node-0
+        /// and Kademlia (needs root and /dev/net/tun).
+        #[arg(long, conflicts_with = "lan")]
+        sites: Option<usize>,
+        /// With --sites: nodes in each site (instead of --nodes).
+        #[arg(long, requires = "sites")]
+        nodes_per_site: Option<usize>,
+        /// With --sites: the link between any two sites (one way; jitter spreads each packet's
+        /// delay evenly over delay ± jitter).
+        #[arg(long, value_name = "FIGURES", requires = "sites",
+              default_value = dta_testnet::scenario::DEFAULT_WAN)]
+        wan: String,
         /// Once up, serve the live view of the testnet (as `dta testnet ui`) until
         /// interrupted; the nodes keep running.
         #[arg(long)]
@@ -314,6 +334,46 @@ enum TestnetCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Change the WAN of a testnet with sites: one site's link figures, or every site's
+    /// (figures not named keep theirs).
+    Netem {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The site (default: every site).
+        #[arg(long)]
+        site: Option<usize>,
+        /// The figures, e.g. delay=100ms jitter=20ms loss=2%.
+        #[arg(required = true, num_args = 1..)]
+        figures: Vec<String>,
+        /// Print the WAN's settings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a site of a testnet with sites off the WAN (every packet to or from it dropped),
+    /// or with --rejoin end every site's isolation.
+    IsolateSite {
+        /// The testnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The site.
+        #[arg(long, required_unless_present = "rejoin", conflicts_with = "rejoin")]
+        site: Option<usize>,
+        /// Rejoin every isolated site instead.
+        #[arg(long)]
+        rejoin: bool,
+        /// Print the WAN's settings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The WAN router of a testnet with sites; `dta testnet up --sites` starts it inside its
+    /// router namespace.
+    #[command(hide = true)]
+    WanRouter {
+        /// The settings file (DIR/wan.json), read again on SIGHUP.
+        #[arg(long)]
+        settings: PathBuf,
     },
     /// Stop the processes `up` started (and only those), then remove what it made; each
     /// node's log is kept as DIR/logs/NODE.log.
@@ -390,6 +450,14 @@ enum BenchCommand {
         /// Where the testnets' homes go (a temporary directory by default).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Spread each testnet over this many sites joined by a simulated WAN, and time
+        /// orders across sites too (needs root).
+        #[arg(long)]
+        sites: Option<usize>,
+        /// With --sites: the link between any two sites.
+        #[arg(long, value_name = "FIGURES", requires = "sites",
+              default_value = dta_testnet::scenario::DEFAULT_WAN)]
+        wan: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -892,11 +960,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     duration,
                     dir,
                     lan,
+                    sites,
+                    wan,
                     json,
                 },
         } => {
             if let Some(seed) = chaos {
-                anyhow::ensure!(!lan, "--chaos runs on loopback only, not with --lan");
+                anyhow::ensure!(
+                    !lan && sites.is_none(),
+                    "--chaos runs on loopback only, not with --lan or --sites"
+                );
                 let scratch = tempfile::Builder::new().prefix("dta-chaos-").tempdir()?;
                 let dir = dir.unwrap_or_else(|| scratch.path().join("net"));
                 let binary = std::env::current_exe().context("cannot find the dta binary")?;
@@ -935,17 +1008,20 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let binary = std::env::current_exe().context("cannot find the dta binary")?;
             let started = std::time::Instant::now();
             let net = dir.clone();
-            let run = dta_testnet::scenario::run(&scenario, dir, binary, lan, |index, step| {
-                if !json {
-                    outln!(
-                        "{index:>3}. {:<6} {} ({:.0} ms): {}",
-                        if step.passed { "ok" } else { "FAILED" },
-                        step.step,
-                        step.millis,
-                        step.detail
-                    );
-                }
-            });
+            let placement =
+                dta_testnet::scenario::placement(&scenario.network, lan, sites, wan.as_deref())?;
+            let run =
+                dta_testnet::scenario::run(&scenario, dir, binary, placement, |index, step| {
+                    if !json {
+                        outln!(
+                            "{index:>3}. {:<6} {} ({:.0} ms): {}",
+                            if step.passed { "ok" } else { "FAILED" },
+                            step.step,
+                            step.millis,
+                            step.detail
+                        );
+                    }
+                });
             let report = down_on_signal(&net, async { Ok(run.await?) }).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -1086,14 +1162,30 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             print_report(&report, json)?;
         }
         Command::Bench {
-            command: BenchCommand::Testnet { nodes, dir, json },
+            command:
+                BenchCommand::Testnet {
+                    nodes,
+                    dir,
+                    sites,
+                    wan,
+                    json,
+                },
         } => {
+            let placement = match sites {
+                Some(sites) => dta_testnet::process::Placement::Sites {
+                    sites,
+                    link: wan
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--wan {wan:?}: {e}"))?,
+                },
+                None => dta_testnet::process::Placement::Loopback,
+            };
             let scratch = tempfile::Builder::new()
                 .prefix("dta-bench-testnet-")
                 .tempdir()?;
             let dir = dir.unwrap_or_else(|| scratch.path().to_owned());
             let binary = std::env::current_exe().context("cannot find the dta binary")?;
-            let figures = bench::testnet::run(&nodes, dir, binary, |stage| {
+            let figures = bench::testnet::run(&nodes, placement, dir, binary, |stage| {
                 if stage.contains("nodes ready") {
                     eprintln!("{stage}");
                 }
@@ -1102,7 +1194,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&figures)?);
             } else {
-                outln!("testnet benchmark: process testnets on 127.0.0.1");
+                outln!(
+                    "testnet benchmark: process testnets {}",
+                    if sites.is_some() {
+                        "in sites joined by a simulated WAN"
+                    } else {
+                        "on 127.0.0.1"
+                    }
+                );
                 for f in &figures {
                     outln!(
                         "  {:>3} nodes   ready {:>6.1} s   RSS mean {:>5.1} MiB, max {:>5.1} MiB   PSS mean {:>5.1} MiB   anonymous mean {:>5.1} MiB, max {:>5.1} MiB",
@@ -1122,6 +1221,20 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                             "        orders between strangers failed: {} ({error})",
                             f.stranger_orders_failed
                         );
+                    }
+                    if let Some(across) = &f.across_sites {
+                        outln!(
+                            "        2-of-3 order across sites ({}) {} ms; a call that does nothing {} ms",
+                            across.wan,
+                            across.order_ms.map_or("-".into(), |ms| format!("{ms:.0}")),
+                            across.call_ms.map_or("-".into(), |ms| format!("{ms:.0}"))
+                        );
+                        if let Some(error) = &across.error {
+                            outln!(
+                                "        orders across sites failed: {} ({error})",
+                                across.orders_failed
+                            );
+                        }
                     }
                 }
             }
@@ -1169,6 +1282,26 @@ async fn down_on_signal<T>(
             }
         }
     }
+}
+
+/// The WAN's settings, as `dta testnet netem|isolate-site` print them.
+fn print_wan(wan: &dta_testnet::wan::link::WanSettings, json: bool) -> anyhow::Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(wan)?);
+        return Ok(());
+    }
+    for site in 0..wan.sites {
+        outln!(
+            "site {site}: {}{}",
+            wan.link_of(site),
+            if wan.isolated.contains(&site) {
+                " (isolated)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {
@@ -1219,11 +1352,28 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             backend,
             pkcs11_module,
             lan,
+            sites,
+            nodes_per_site,
+            wan,
             ui,
             ui_listen,
             json,
         } => {
             let testnet_dir = dir.clone();
+            let nodes = match (sites, nodes_per_site) {
+                (Some(sites), Some(per_site)) => sites.saturating_mul(per_site),
+                _ => nodes.unwrap_or(5),
+            };
+            let placement = match sites {
+                Some(sites) => process::Placement::Sites {
+                    sites,
+                    link: wan
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--wan {wan:?}: {e}"))?,
+                },
+                None if lan => process::Placement::Lan,
+                None => process::Placement::Loopback,
+            };
             let config = process::UpConfig {
                 dir,
                 nodes,
@@ -1237,7 +1387,7 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                     Backend::Soft => None,
                     Backend::Pkcs11 => pkcs11_module,
                 },
-                lan,
+                placement,
                 misbehave: Default::default(),
             };
             let started = std::time::Instant::now();
@@ -1286,6 +1436,34 @@ async fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                         .collect(),
                 );
             }
+        }
+        TestnetCommand::Netem {
+            dir,
+            site,
+            figures,
+            json,
+        } => {
+            let wan = process::router::netem(&dir, site, &figures.join(" "))?;
+            print_wan(&wan, json)?;
+        }
+        TestnetCommand::IsolateSite {
+            dir,
+            site,
+            rejoin,
+            json,
+        } => {
+            let wan = match site {
+                Some(site) if !rejoin => process::router::isolate(&dir, site)?,
+                _ => process::router::rejoin(&dir)?.1,
+            };
+            print_wan(&wan, json)?;
+        }
+        TestnetCommand::WanRouter { settings } => {
+            let counts = dta_testnet::wan::router::run(&settings, std::future::pending()).await?;
+            eprintln!(
+                "stopped: {} packets delivered, {} lost, {} dropped",
+                counts.delivered, counts.lost, counts.dropped
+            );
         }
         TestnetCommand::Down { dir, purge, json } => {
             let logs = if purge {
@@ -1428,7 +1606,7 @@ mod tests {
                 threshold: None,
                 binary: "dta".into(),
                 pkcs11_module: None,
-                lan: false,
+                placement: dta_testnet::process::Placement::Loopback,
                 misbehave: Default::default(),
             },
             |_| {},

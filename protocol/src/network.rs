@@ -307,7 +307,13 @@ pub fn build_swarm(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behav
         .with_quic()
         .with_behaviour(|key| behaviour(key, config))
         .map_err(|e| SwarmError::Behaviour(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT)
+                // A new stream proposes its one protocol and sends its first message at once
+                // instead of waiting a round trip for the peer's consent: every request opens
+                // a stream, so over a WAN this saves a round trip per message.
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

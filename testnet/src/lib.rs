@@ -8,7 +8,9 @@
 //! - [`interop`]: real IPFS nodes (kubo on go-libp2p, Helia on js-libp2p) beside a testnet,
 //!   for interop tests and the Bitswap benchmark.
 //! - [`process`]: testnets of real `dta run` processes (`dta testnet up|status|down|logs`),
-//!   with [`process::lan`], the network namespaces of `dta testnet up --lan`.
+//!   with [`process::lan`], the network namespaces of `dta testnet up --lan`, and
+//!   [`process::sites`], those of `dta testnet up --sites`.
+//! - [`wan`]: the simulated WAN between sites: link figures and the router that applies them.
 //! - [`named_policy`]: release policies with node names for members, as scenarios and
 //!   `dta bench custody --policy` take them.
 //! - [`scenario`]: `dta scenario run FILE` (examples in `testnet/scenarios/`).
@@ -32,3 +34,4 @@ pub mod named_policy;
 pub mod process;
 pub mod scenario;
 pub mod view;
+pub mod wan;

@@ -22,6 +22,10 @@
 //! state = "certified"
 //! ```
 //!
+//! `[network] sites = 3` (or `--sites 3`) spreads the nodes over sites joined by a simulated
+//! WAN ([`crate::process::sites`]); the steps `netem` and `isolate-site` change it, and `heal`
+//! rejoins isolated sites.
+//!
 //! Steps: `order` (with `max_releases`), `generate-key`, `release` (with `timeout`, to wait for
 //! the receipt) and `wait` (each may say `expect = "failure"`), `stop`
 //! (SIGTERM), `kill` (SIGKILL), `restart`, `partition` and `heal` (through each node's block
@@ -130,14 +134,50 @@ fn misbehaving(network: &NetworkSpec) -> Result<BTreeMap<usize, String>, String>
         .collect()
 }
 
-/// Runs a scenario on a fresh network under `dir` (with `lan`, each node in a network
-/// namespace of its own, found by mDNS: see [`crate::process::lan`]); `on_step` hears each result as
-/// it comes.
+/// Where a scenario's network runs: on a LAN with `lan`; in sites joined by a WAN with
+/// `sites` (or when the file says so, unless `lan`), with the run's `wan` figures, the file's,
+/// or [`DEFAULT_WAN`]; on loopback otherwise.
+pub fn placement(
+    network: &NetworkSpec,
+    lan: bool,
+    sites: Option<usize>,
+    wan: Option<&str>,
+) -> Result<process::Placement, ScenarioError> {
+    let file = |message: String| ScenarioError::File {
+        path: "the scenario".into(),
+        message,
+    };
+    if lan {
+        if sites.is_some() || wan.is_some() {
+            return Err(file("--lan is one LAN: leave out --sites and --wan".into()));
+        }
+        return Ok(process::Placement::Lan);
+    }
+    let Some(sites) = sites.or(network.sites) else {
+        if wan.is_some() || network.wan.is_some() {
+            return Err(file(
+                "a WAN joins sites: give --sites (or sites = N)".into(),
+            ));
+        }
+        return Ok(process::Placement::Loopback);
+    };
+    let figures = wan.or(network.wan.as_deref()).unwrap_or(DEFAULT_WAN);
+    let link = figures
+        .parse()
+        .map_err(|e| file(format!("wan {figures:?}: {e}")))?;
+    Ok(process::Placement::Sites { sites, link })
+}
+
+/// The WAN between sites when nothing says otherwise.
+pub const DEFAULT_WAN: &str = "delay=40ms jitter=10ms loss=0.5%";
+
+/// Runs a scenario on a fresh network under `dir`, placed as `placement` says; `on_step`
+/// hears each result as it comes.
 pub async fn run(
     scenario: &Scenario,
     dir: PathBuf,
     binary: PathBuf,
-    lan: bool,
+    placement: process::Placement,
     mut on_step: impl FnMut(usize, &StepResult),
 ) -> Result<ScenarioReport, ScenarioError> {
     let spec = &scenario.network;
@@ -152,7 +192,7 @@ pub async fn run(
         threshold: spec.threshold,
         binary,
         pkcs11_module: None,
-        lan,
+        placement,
         misbehave: misbehaving(spec).map_err(|message| ScenarioError::File {
             path: "the scenario".into(),
             message,
@@ -334,6 +374,24 @@ impl Runner {
                 self.partition(groups).await,
             ),
             StepSpec::Heal => ("heal every partition".into(), self.heal().await),
+            StepSpec::Netem { site, link } => (
+                match site {
+                    Some(site) => format!("site {site}'s link: {link}"),
+                    None => format!("every site's link: {link}"),
+                },
+                process::router::netem(&self.net.dir, *site, link)
+                    .map(|wan| match site {
+                        Some(site) => format!("site {site}: {}", wan.link_of(*site)),
+                        None => format!("every site: {}", wan.link),
+                    })
+                    .map_err(|e| e.to_string()),
+            ),
+            StepSpec::IsolateSite { site } => (
+                format!("isolate site {site}"),
+                process::router::isolate(&self.net.dir, *site)
+                    .map(|_| format!("site {site} is cut off"))
+                    .map_err(|e| e.to_string()),
+            ),
             StepSpec::AssertConverged { reference, timeout } => (
                 format!("every running node audits {reference} to the same head"),
                 self.assert_converged(reference, timeout.unwrap_or(30))
@@ -819,7 +877,23 @@ impl Runner {
     }
 
     async fn heal(&self) -> Result<String, String> {
-        Ok(format!("{} peers unblocked", self.net.heal().await?))
+        let has_sites = process::load(&self.net.dir)
+            .map_err(|e| e.to_string())?
+            .router
+            .is_some();
+        let rejoined = if has_sites {
+            process::router::rejoin(&self.net.dir)
+                .map_err(|e| e.to_string())?
+                .0
+        } else {
+            0
+        };
+        let unblocked = self.net.heal().await?;
+        Ok(if rejoined > 0 {
+            format!("{unblocked} peers unblocked, sites rejoined: {rejoined}")
+        } else {
+            format!("{unblocked} peers unblocked")
+        })
     }
 
     async fn assert_converged(&self, reference: &str, timeout: u64) -> Result<String, String> {

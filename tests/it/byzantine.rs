@@ -133,8 +133,10 @@ async fn dishonest_nodes_are_refused_named_in_logs_and_metrics_and_proven_by_the
             .unwrap();
         let report: serde_json::Value = serde_json::from_slice(&output.stdout)
             .unwrap_or_else(|_| panic!("{scenario}: {}", String::from_utf8_lossy(&output.stderr)));
-        assert_eq!(report["failed"], 0, "{scenario}: {report}");
         let steps = report["steps"].as_array().unwrap();
+        let failed: Vec<&serde_json::Value> =
+            steps.iter().filter(|s| s["passed"] != true).collect();
+        assert!(failed.is_empty(), "{scenario}: failed steps {failed:?}");
         let counted = |offence: &str| {
             steps.iter().any(|s| {
                 s["step"]

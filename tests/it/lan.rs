@@ -23,7 +23,8 @@ impl Drop for Down {
     }
 }
 
-fn root_links() -> String {
+/// The links of the root namespace, by name.
+pub(crate) fn root_links() -> String {
     let output = Command::new("ip").args(["-o", "link"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout)
         .lines()

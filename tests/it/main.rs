@@ -35,3 +35,4 @@ mod ui;
 mod upgrade;
 mod v1;
 mod waiting;
+mod wan;

@@ -3,13 +3,16 @@
 //! its target number of peers and knowing their identities) and each node's memory then: resident (RSS), its
 //! proportional share (PSS) and anonymous memory, the part that is the node's alone (heap,
 //! stacks, rocksdb's buffers), which is what a thousand nodes on one machine multiply.
+//!
+//! With sites (`--sites`), each testnet is spread over sites joined by the simulated WAN, and
+//! it also times 2-of-3 orders whose fiduciaries are all in other sites than the principal's.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::process::{self, TestnetError, TestnetFile, UpConfig};
+use crate::process::{self, Placement, TestnetError, TestnetFile, UpConfig};
 
 /// One size's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +41,30 @@ pub struct TestnetFigures {
     pub stranger_orders_failed: usize,
     /// Why the first failed order between strangers failed.
     pub stranger_order_error: Option<String>,
+    /// With sites: orders across the WAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub across_sites: Option<AcrossSites>,
 }
+
+/// Orders whose fiduciaries are all in other sites than the principal's.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AcrossSites {
+    /// The WAN's figures.
+    pub wan: String,
+    /// Median milliseconds from asking the principal for a 2-of-3 order to its certificate,
+    /// over [`ACROSS_SITES_ORDERS`] orders, as a client in the principal's namespace sees it.
+    pub order_ms: Option<f64>,
+    /// Median milliseconds of a call that does nothing (`GET /v2/health`) through the same
+    /// client: what of `order_ms` is the client's own start, not the order.
+    pub call_ms: Option<f64>,
+    /// Orders that failed.
+    pub orders_failed: usize,
+    /// Why the first failed.
+    pub error: Option<String>,
+}
+
+/// Orders across sites each benchmark makes; the figure is their median.
+pub const ACROSS_SITES_ORDERS: usize = 7;
 
 /// What the orders between strangers gave.
 #[derive(Debug, Default)]
@@ -52,6 +78,7 @@ struct StrangerOrders {
 /// down again.
 pub async fn run(
     sizes: &[usize],
+    placement: Placement,
     dir: PathBuf,
     binary: PathBuf,
     mut progress: impl FnMut(&str),
@@ -68,7 +95,7 @@ pub async fn run(
             threshold: None,
             binary: binary.clone(),
             pkcs11_module: None,
-            lan: false,
+            placement: placement.clone(),
             misbehave: Default::default(),
         };
         // The clock starts when the last home is made, just before the first process starts.
@@ -100,6 +127,12 @@ pub async fn run(
             .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Anonymous:"))
             .collect();
         let strangers = order_between_strangers(&testnet).await;
+        let across_sites = match &placement {
+            Placement::Sites { sites, link } => {
+                Some(orders_across_sites(&testnet, *sites, link.to_string()).await)
+            }
+            _ => None,
+        };
         process::down(&net_dir, process::Logs::Purge).await?;
         let _ = std::fs::remove_dir(&net_dir);
         figures.push(TestnetFigures {
@@ -113,6 +146,7 @@ pub async fn run(
             stranger_order_ms: strangers.median_ms,
             stranger_orders_failed: strangers.failed,
             stranger_order_error: strangers.error,
+            across_sites,
         });
     }
     Ok(figures)
@@ -174,9 +208,71 @@ async fn order_between_strangers(testnet: &TestnetFile) -> StrangerOrders {
         outcome.failed += 1;
         outcome.error.get_or_insert(error);
     }
-    times.sort_by(f64::total_cmp);
-    outcome.median_ms = times.get(times.len() / 2).copied();
+    outcome.median_ms = median(&mut times);
     outcome
+}
+
+/// Times 2-of-3 orders from the principal (node 0, in site 0) to the first three fiduciaries
+/// in other sites, for the beneficiary (the last node), and a call that does nothing.
+async fn orders_across_sites(testnet: &TestnetFile, sites: usize, wan: String) -> AcrossSites {
+    let mut outcome = AcrossSites {
+        wan,
+        ..AcrossSites::default()
+    };
+    let (Some(principal), Some(beneficiary)) = (testnet.nodes.first(), testnet.nodes.last()) else {
+        return outcome;
+    };
+    let fiduciaries: Vec<&str> = testnet
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(index, node)| {
+            process::sites::site_of(*index, sites) != 0
+                && node.roles.iter().any(|role| role == "fiduciary")
+        })
+        .map(|(_, node)| node.identity.as_str())
+        .take(3)
+        .collect();
+    if fiduciaries.len() < 3 {
+        outcome.error = Some("fewer than three fiduciaries outside site 0".into());
+        return outcome;
+    }
+    let client = principal.client(&testnet.binary);
+    let mut calls = Vec::with_capacity(ACROSS_SITES_ORDERS);
+    let mut orders = Vec::with_capacity(ACROSS_SITES_ORDERS);
+    for index in 0..ACROSS_SITES_ORDERS {
+        let started = Instant::now();
+        if client.get("/v2/health").await.is_ok() {
+            calls.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let order = serde_json::json!({
+            "reference": format!("bench-across-sites-{index}"),
+            "plugin": "safeguardsecret",
+            "fiduciaries": fiduciaries,
+            "threshold": 2,
+            "beneficiary": beneficiary.identity,
+            "secret": "across sites",
+        });
+        let started = Instant::now();
+        let error = match client.post("/v2/orders?wait=30", &order).await {
+            Ok(answer) if answer["waited"]["reached"].as_bool() == Some(true) => {
+                orders.push(started.elapsed().as_secs_f64() * 1000.0);
+                continue;
+            }
+            Ok(answer) => format!("not certified in 30 s: {answer}"),
+            Err(err) => err.to_string(),
+        };
+        outcome.orders_failed += 1;
+        outcome.error.get_or_insert(error);
+    }
+    outcome.order_ms = median(&mut orders);
+    outcome.call_ms = median(&mut calls);
+    outcome
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// A memory figure of a process (MiB): the `field` line (in kB) of a file under /proc.

@@ -221,7 +221,7 @@ pub async fn run(
             threshold: Some(2),
             binary: config.binary.clone(),
             pkcs11_module: None,
-            lan: false,
+            placement: crate::process::Placement::Loopback,
             misbehave: Default::default(),
         },
         |_| {},

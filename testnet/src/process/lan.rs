@@ -34,7 +34,8 @@ impl Lan {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), TestnetError> {
+/// Runs `ip` with `args`; its error output becomes the error.
+pub(super) fn ip(args: &[&str]) -> Result<(), TestnetError> {
     let output = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
@@ -67,15 +68,21 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Refuses `option` unless this process runs as root.
+pub(super) fn check_root(option: &str) -> Result<(), TestnetError> {
+    if is_root() {
+        Ok(())
+    } else {
+        Err(TestnetError::Invalid(format!(
+            "{option} needs root: it makes network namespaces (run as root, or leave out {option})"
+        )))
+    }
+}
+
 /// Whether a LAN for `nodes` nodes can be made here (root, and few enough nodes), checked
 /// before anything else is made.
 pub fn check(nodes: usize) -> Result<(), TestnetError> {
-    if !is_root() {
-        return Err(TestnetError::Invalid(
-            "--lan needs root: it makes network namespaces (run as root, or leave out --lan)"
-                .into(),
-        ));
-    }
+    check_root("--lan")?;
     if nodes > MAX_NODES {
         return Err(TestnetError::Invalid(format!(
             "a LAN holds at most {MAX_NODES} nodes"

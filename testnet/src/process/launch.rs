@@ -14,8 +14,8 @@ use dta_node::home;
 
 use super::stop::{STOP_TIMEOUT, has_exited, keep_log, signal};
 use super::{
-    TESTNET_FILE, TestnetError, TestnetFile, TestnetNode, count, find, io, is_our_node, kept_log,
-    lan, load, logs_dir, save,
+    Placement, RouterProcess, TESTNET_FILE, TestnetError, TestnetFile, TestnetNode, count, find,
+    io, is_our_node, kept_log, lan, load, logs_dir, router, save, sites,
 };
 
 /// How long `up` waits for every node to be ready (see `wait_until_ready`).
@@ -41,9 +41,8 @@ pub struct UpConfig {
     /// A PKCS#11 module: every node keeps its secrets in a token of its own on it (created on
     /// the module's free slot; with SoftHSM2, `SOFTHSM2_CONF` must name its configuration).
     pub pkcs11_module: Option<PathBuf>,
-    /// Each node in a network namespace of its own on a simulated LAN, finding the others by
-    /// mDNS only (see [`lan`]). Needs root.
-    pub lan: bool,
+    /// Where the nodes run.
+    pub placement: Placement,
     /// Nodes (by index) that play a role dishonestly, and how (`dta run --misbehave`): the
     /// binary must be a test build that can (`dta-byzantine`).
     pub misbehave: std::collections::BTreeMap<usize, String>,
@@ -83,6 +82,8 @@ struct Made {
     processes: Vec<(u32, PathBuf)>,
     /// Network namespaces.
     namespaces: Vec<String>,
+    /// The WAN router.
+    router: Option<RouterProcess>,
 }
 
 impl Made {
@@ -105,6 +106,9 @@ impl Made {
             if is_our_node(*pid, home_dir) {
                 signal("-KILL", *pid);
             }
+        }
+        if let Some(router) = &self.router {
+            router.stop().await;
         }
         lan::remove(&self.namespaces);
         for home_dir in &self.homes {
@@ -150,8 +154,10 @@ fn check(config: &UpConfig) -> Result<(), TestnetError> {
             config.dir.display()
         )));
     }
-    if config.lan {
-        lan::check(config.nodes)?;
+    match config.placement {
+        Placement::Loopback => {}
+        Placement::Lan => lan::check(config.nodes)?,
+        Placement::Sites { sites, .. } => sites::check(sites, config.nodes)?,
     }
     if let Some(index) = config.misbehave.keys().find(|i| **i >= config.nodes) {
         return Err(TestnetError::Invalid(format!(
@@ -253,7 +259,7 @@ async fn launch(
         })?;
         node_config.roles = vec![role_of(index).to_owned()];
         // mDNS only inside a LAN testnet's namespaces, never on the machine's own link.
-        node_config.mdns = config.lan;
+        node_config.mdns = config.placement != Placement::Loopback;
         node_config.save(&home_dir).map_err(io(&home_dir))?;
         homes.push(home_dir);
         identities.push(report.identity);
@@ -272,16 +278,42 @@ async fn launch(
             node_config.save(home_dir).map_err(io(home_dir))?;
         }
     }
-    let lan = if config.lan {
-        let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
-        progress("making the LAN: a bridge namespace and one namespace per node");
-        let lan = lan::create(&tag, config.nodes)?;
-        made.namespaces = lan.namespaces();
-        Some(lan)
-    } else {
-        None
+    let tag = hex::encode(dta_crypto::Secret::<3>::random().expose());
+    // Each node's namespace and address, when the nodes run in namespaces.
+    let spread: Option<(Vec<String>, Vec<String>)> = match &config.placement {
+        Placement::Loopback => None,
+        Placement::Lan => {
+            progress("making the LAN: a bridge namespace and one namespace per node");
+            let lan = lan::create(&tag, config.nodes)?;
+            made.namespaces = lan.namespaces();
+            let addresses = (0..config.nodes).map(lan::address).collect();
+            Some((lan.nodes, addresses))
+        }
+        Placement::Sites { sites: count, link } => {
+            progress(&format!(
+                "making {count} sites and a WAN router ({link}) between them"
+            ));
+            let made_sites = sites::create(&tag, *count, config.nodes)?;
+            made.namespaces = made_sites.namespaces();
+            let settings = crate::wan::link::WanSettings {
+                sites: *count,
+                link: *link,
+                ..Default::default()
+            };
+            made.files.push(dir.join(router::SETTINGS_FILE));
+            made.router =
+                Some(router::start(dir, &config.binary, &made_sites.router, &settings).await?);
+            let addresses = (0..config.nodes)
+                .map(|index| sites::address(index, *count))
+                .collect();
+            Some((made_sites.nodes, addresses))
+        }
     };
-    let namespace_of = |index: usize| lan.as_ref().map(|l| l.nodes[index].clone());
+    let in_namespaces = spread.is_some();
+    // Only nodes of one LAN find each other by mDNS alone: nodes on loopback or in other sites
+    // need an address to start from.
+    let bootstraps = !matches!(config.placement, Placement::Lan);
+    let namespace_of = |index: usize| spread.as_ref().map(|(n, _)| n[index].clone());
     let fiduciaries: Vec<&String> = (0..config.nodes)
         .filter(|i| role_of(*i) == "fiduciary")
         .map(|i| &identities[i])
@@ -292,8 +324,8 @@ async fn launch(
         let home_dir = homes[index].display().to_string();
         let binary = config.binary.display().to_string();
         let mut command: Vec<String> = match namespace_of(index) {
-            // On the LAN: its own address, fixed ports (each namespace has its own), mDNS on,
-            // no bootstrap address.
+            // In a namespace: its own address, fixed ports (each namespace has its own), mDNS
+            // on.
             Some(namespace) => vec![
                 "ip".into(),
                 "netns".into(),
@@ -304,7 +336,13 @@ async fn launch(
                 "--home".into(),
                 home_dir,
                 "--listen".into(),
-                format!("/ip4/{}/tcp/7071", lan::address(index)),
+                format!(
+                    "/ip4/{}/tcp/7071",
+                    spread
+                        .as_ref()
+                        .map(|(_, a)| a[index].as_str())
+                        .unwrap_or_default()
+                ),
                 "--api".into(),
                 "127.0.0.1:7070".into(),
             ],
@@ -321,7 +359,7 @@ async fn launch(
             ],
         };
         command.extend(["--log-format".into(), "json".into()]);
-        if let Some(address) = bootstrap.filter(|_| lan.is_none()) {
+        if let Some(address) = bootstrap.filter(|_| bootstraps) {
             command.extend(["--bootstrap".into(), address.to_owned()]);
         }
         if let Some(misbehaviour) = config.misbehave.get(&index) {
@@ -375,7 +413,7 @@ async fn launch(
     // A node started again must be found where it was, and must find others even when the
     // one it bootstrapped from is down: on loopback its recorded command line keeps the ports
     // it got and bootstraps from several others.
-    if lan.is_none() {
+    if !in_namespaces {
         let dial: Vec<String> = files
             .iter()
             .map(|f| format!("{}/p2p/{}", f.listen_addrs[0], f.peer_id))
@@ -407,7 +445,8 @@ async fn launch(
     let testnet = TestnetFile {
         nodes,
         binary: config.binary.clone(),
-        namespaces: lan.as_ref().map(lan::Lan::namespaces).unwrap_or_default(),
+        namespaces: made.namespaces.clone(),
+        router: made.router.clone(),
     };
     made.files.push(dir.join(TESTNET_FILE));
     save(dir, &testnet)?;
@@ -456,19 +495,23 @@ fn pinned_command(command: &[String], running: &NodeFile, bootstrap: &[String]) 
     pinned
 }
 
-/// Starts a node's command line, its output appended to `HOME/log` (mode 0600 like every file
-/// of a home), in a process group of its own (so it outlives this command and its terminal);
-/// its pid.
+/// Starts a node's command line, its output appended to `HOME/log`; its pid.
 fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> {
+    spawn_detached(command, &home_dir.join("log"))
+}
+
+/// Starts a command line, its output appended to `log_path` (mode 0600 like every file of a
+/// home), in a process group of its own (so it outlives this command and its terminal); its
+/// pid.
+pub(super) fn spawn_detached(command: &[String], log_path: &Path) -> Result<u32, TestnetError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let log_path = home_dir.join("log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(dta_node::private::FILE_MODE)
-        .open(&log_path)
-        .map_err(io(&log_path))?;
-    let err = log.try_clone().map_err(io(&log_path))?;
+        .open(log_path)
+        .map_err(io(log_path))?;
+    let err = log.try_clone().map_err(io(log_path))?;
     let (program, args) = command
         .split_first()
         .ok_or_else(|| TestnetError::Invalid("an empty command line".into()))?;

@@ -23,6 +23,9 @@
 //! namespace (`testnet.json` and the node's `node.json` name it; [`node`] says how to reach
 //! a node). `down` removes the namespaces too.
 //!
+//! With sites, the nodes are spread over several such LANs joined by a simulated WAN
+//! ([`sites`]), whose router process ([`router`]) `down` stops too.
+//!
 //! This module holds what the commands share: `testnet.json`, the errors, `status` and where
 //! the logs are. Bringing a testnet up, undoing a failed launch and starting a stopped node
 //! again are in `launch`; taking it down and stopping one node are in `stop`.
@@ -37,9 +40,31 @@ use serde::{Deserialize, Serialize};
 pub mod lan;
 mod launch;
 pub mod logs;
+pub mod router;
+pub mod sites;
 mod stop;
 
 pub use launch::{BOOTSTRAP_PEERS, READY_TIMEOUT, UpConfig, restart_node, up};
+pub use router::RouterProcess;
+
+/// Where a testnet's nodes run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    /// On 127.0.0.1, free ports, mDNS off, each node bootstrapping from others.
+    Loopback,
+    /// Each node in a network namespace of its own on one simulated LAN, finding the others by
+    /// mDNS only ([`lan`]). Needs root.
+    Lan,
+    /// Sites, each a LAN like [`Placement::Lan`]'s, joined by a simulated WAN with these
+    /// figures ([`sites`]); nodes find their site by mDNS and the others through node-0 and
+    /// Kademlia. Needs root and `/dev/net/tun`.
+    Sites {
+        /// How many sites (node `i` is in site `i mod sites`).
+        sites: usize,
+        /// The link between any two sites.
+        link: crate::wan::link::Link,
+    },
+}
 pub use stop::{DownReport, Logs, down, reap, stop_node};
 
 /// The file `up` writes.
@@ -99,6 +124,9 @@ pub struct TestnetFile {
     /// The network namespaces `up` made (a LAN testnet), removed by `down`.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// The WAN router, in a testnet with sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterProcess>,
 }
 
 /// One node's state for `status`.
@@ -307,6 +335,7 @@ mod tests {
             nodes: Vec::new(),
             binary: PathBuf::from("dta"),
             namespaces: (0..200).map(|i| format!("namespace-{i}")).collect(),
+            router: None,
         };
         save(dir.path(), &testnet).unwrap();
         let writing = {

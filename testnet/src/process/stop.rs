@@ -70,6 +70,9 @@ pub async fn down(dir: &Path, logs: Logs) -> Result<DownReport, TestnetError> {
             report.stopped += 1;
         }
     }
+    if let Some(router) = &testnet.router {
+        router.stop().await;
+    }
     lan::remove(&testnet.namespaces);
     for node in &testnet.nodes {
         if node.home.starts_with(dir) {
@@ -79,7 +82,12 @@ pub async fn down(dir: &Path, logs: Logs) -> Result<DownReport, TestnetError> {
             std::fs::remove_dir_all(&node.home).map_err(io(&node.home))?;
         }
     }
-    for file in [TESTNET_FILE, "passphrase", "pkcs11-pin"] {
+    for file in [
+        TESTNET_FILE,
+        "passphrase",
+        "pkcs11-pin",
+        super::router::SETTINGS_FILE,
+    ] {
         let path = dir.join(file);
         if path.exists() {
             std::fs::remove_file(&path).map_err(io(&path))?;
