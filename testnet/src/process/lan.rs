@@ -108,35 +108,50 @@ pub fn create(tag: &str, nodes: usize) -> Result<Lan, TestnetError> {
 
 fn build(lan: &Lan) -> Result<(), TestnetError> {
     let bridge = lan.bridge.as_str();
-    ip(&["netns", "add", bridge])?;
-    ip(&["-n", bridge, "link", "add", "br0", "type", "bridge"])?;
-    ip(&["-n", bridge, "link", "set", "br0", "up"])?;
+    add_bridge(bridge)?;
     for (index, namespace) in lan.nodes.iter().enumerate() {
-        let port = format!("p{index}");
-        let address = format!("{}/24", address(index));
-        ip(&["netns", "add", namespace])?;
-        // Made from inside the node's namespace, straight into the bridge's: the root
-        // namespace never sees either end.
-        ip(&[
-            "-n", namespace, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-            bridge,
-        ])?;
-        ip(&["-n", bridge, "link", "set", &port, "master", "br0"])?;
-        ip(&["-n", bridge, "link", "set", &port, "up"])?;
-        ip(&["-n", namespace, "addr", "add", &address, "dev", "eth0"])?;
-        ip(&["-n", namespace, "link", "set", "eth0", "up"])?;
-        ip(&["-n", namespace, "link", "set", "lo", "up"])?;
-        ip(&[
-            "-n",
-            namespace,
-            "route",
-            "add",
-            "224.0.0.0/4",
-            "dev",
-            "eth0",
-        ])?;
+        add_node(namespace, bridge, &format!("p{index}"), &address(index))?;
     }
     Ok(())
+}
+
+/// Makes a namespace holding a bridge, `br0`.
+pub(super) fn add_bridge(namespace: &str) -> Result<(), TestnetError> {
+    ip(&["netns", "add", namespace])?;
+    ip(&["-n", namespace, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", namespace, "link", "set", "br0", "up"])
+}
+
+/// Makes a node's namespace and joins it to the bridge of `bridge`'s namespace through port
+/// `port`, with `address` (in a /24), a multicast route for mDNS and no other route.
+pub(super) fn add_node(
+    namespace: &str,
+    bridge: &str,
+    port: &str,
+    address: &str,
+) -> Result<(), TestnetError> {
+    ip(&["netns", "add", namespace])?;
+    // Made from inside the node's namespace, straight into the bridge's: the root namespace
+    // never sees either end.
+    ip(&[
+        "-n", namespace, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns",
+        bridge,
+    ])?;
+    ip(&["-n", bridge, "link", "set", port, "master", "br0"])?;
+    ip(&["-n", bridge, "link", "set", port, "up"])?;
+    let address = format!("{address}/24");
+    ip(&["-n", namespace, "addr", "add", &address, "dev", "eth0"])?;
+    ip(&["-n", namespace, "link", "set", "eth0", "up"])?;
+    ip(&["-n", namespace, "link", "set", "lo", "up"])?;
+    ip(&[
+        "-n",
+        namespace,
+        "route",
+        "add",
+        "224.0.0.0/4",
+        "dev",
+        "eth0",
+    ])
 }
 
 /// Removes namespaces (and with them their links); missing ones are skipped.

@@ -167,9 +167,7 @@ fn build(sites: &Sites) -> Result<(), TestnetError> {
     ])?;
     for (site, bridge) in sites.bridges.iter().enumerate() {
         let uplink = format!("s{site}");
-        ip(&["netns", "add", bridge])?;
-        ip(&["-n", bridge, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", bridge, "link", "set", "br0", "up"])?;
+        super::lan::add_bridge(bridge)?;
         ip(&[
             "-n", router, "link", "add", &uplink, "type", "veth", "peer", "name", "wan", "netns",
             bridge,
@@ -191,25 +189,13 @@ fn build(sites: &Sites) -> Result<(), TestnetError> {
     for (index, namespace) in sites.nodes.iter().enumerate() {
         let site = site_of(index, count);
         let bridge = sites.bridges[site].as_str();
-        let port = format!("p{index}");
-        ip(&["netns", "add", namespace])?;
-        ip(&[
-            "-n", namespace, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-            bridge,
-        ])?;
-        ip(&["-n", bridge, "link", "set", &port, "master", "br0"])?;
-        ip(&["-n", bridge, "link", "set", &port, "up"])?;
-        ip(&[
-            "-n",
+        // mDNS stays on the site's LAN: the router forwards no multicast.
+        super::lan::add_node(
             namespace,
-            "addr",
-            "add",
-            &format!("{}/24", address(index, count)),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&["-n", namespace, "link", "set", "eth0", "up"])?;
-        ip(&["-n", namespace, "link", "set", "lo", "up"])?;
+            bridge,
+            &format!("p{index}"),
+            &address(index, count),
+        )?;
         ip(&[
             "-n",
             namespace,
@@ -218,16 +204,6 @@ fn build(sites: &Sites) -> Result<(), TestnetError> {
             &everywhere,
             "via",
             &gateway(site),
-        ])?;
-        // mDNS stays on the site's LAN: the router forwards no multicast.
-        ip(&[
-            "-n",
-            namespace,
-            "route",
-            "add",
-            "224.0.0.0/4",
-            "dev",
-            "eth0",
         ])?;
     }
     Ok(())
