@@ -1213,6 +1213,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                         f.anon_mean_mib,
                         f.anon_max_mib
                     );
+                    outln!(
+                        "        settled ({:?} later): anonymous mean {:.1} MiB, max {:.1} MiB",
+                        bench::testnet::SETTLE,
+                        f.settled_anon_mean_mib,
+                        f.settled_anon_max_mib
+                    );
                     if let Some(ms) = f.stranger_order_ms {
                         outln!("        order between strangers (identities looked up) {ms:.0} ms");
                     }

@@ -13,6 +13,7 @@
 //! - [`tls`]: HTTPS for the API (a self-signed certificate, the listener, pinning clients).
 //! - [`tokens`]: API tokens and their scopes (made, listed, revoked, checked).
 //! - [`netns`]: the named network namespace a process runs in (for `node.json`).
+//! - [`memory`]: free memory given back to the kernel, in a node process.
 //!
 //! What it does not do: protocol internals (dta-protocol), actors (dta-actors), the testnet
 //! harness (dta-testnet), argument parsing (the `dta` binary).
@@ -26,6 +27,7 @@ pub mod config;
 pub mod home;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod netns;
 pub mod ports;
 pub mod private;

@@ -637,6 +637,8 @@ fn warn_about_loose_modes(home_dir: &std::path::Path) {
 /// Runs a node until `shutdown` is cancelled.
 pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut node = Node::start(options).await?;
+    // The process is this node's alone: what it frees goes back to the kernel.
+    let give_back = tokio::spawn(crate::memory::give_back_every_interval());
     tokio::select! {
         biased;
         _ = shutdown.cancelled() => {}
@@ -644,6 +646,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
             tracing::error!("the node's supervisor stopped; shutting down");
         }
     }
+    give_back.abort();
     node.stop().await;
     Ok(())
 }

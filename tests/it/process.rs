@@ -836,6 +836,10 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
         anonymous < figures["rss_max_mib"].as_f64().unwrap(),
         "{figures}"
     );
+    // Measured again once settled: the nodes still run then.
+    let settled = figures["settled_anon_mean_mib"].as_f64().unwrap();
+    assert!(settled > 0.5, "{figures}");
+    assert!(figures["settled_anon_max_mib"].as_f64().unwrap() >= settled);
     // Nothing left behind: no testnet, no homes.
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }

@@ -32,6 +32,11 @@ pub struct TestnetFigures {
     pub anon_mean_mib: f64,
     /// Largest anonymous memory of a node (MiB).
     pub anon_max_mib: f64,
+    /// Mean anonymous memory per node (MiB) [`SETTLE`] after the orders, once the nodes have
+    /// closed the connections their DHT queries opened and given the memory back.
+    pub settled_anon_mean_mib: f64,
+    /// Largest anonymous memory of a node (MiB) then.
+    pub settled_anon_max_mib: f64,
     /// Milliseconds from asking the principal for a 2-of-2 order to its certificate, with
     /// fiduciaries whose identities the principal did not know (looked up in the DHT), the
     /// median of [`STRANGER_ORDERS`]; none when the principal knew every node (a network no
@@ -111,21 +116,16 @@ pub async fn run(
         // A failed `up` has removed what it made.
         let testnet = up?;
         let ready_seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let rss: Vec<f64> = testnet
-            .nodes
-            .iter()
-            .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/status", "VmRSS:"))
-            .collect();
-        let pss: Vec<f64> = testnet
-            .nodes
-            .iter()
-            .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Pss:"))
-            .collect();
-        let anon: Vec<f64> = testnet
-            .nodes
-            .iter()
-            .filter_map(|n| memory_mib(n.pid, "/proc/{pid}/smaps_rollup", "Anonymous:"))
-            .collect();
+        let memory_now = |field: &str, file: &str| -> Vec<f64> {
+            testnet
+                .nodes
+                .iter()
+                .filter_map(|n| memory_mib(n.pid, file, field))
+                .collect()
+        };
+        let rss = memory_now("VmRSS:", "/proc/{pid}/status");
+        let pss = memory_now("Pss:", "/proc/{pid}/smaps_rollup");
+        let anon = memory_now("Anonymous:", "/proc/{pid}/smaps_rollup");
         let strangers = order_between_strangers(&testnet).await;
         let across_sites = match &placement {
             Placement::Sites { sites, link } => {
@@ -133,6 +133,9 @@ pub async fn run(
             }
             _ => None,
         };
+        progress(&format!("{nodes} nodes: settling for {SETTLE:?}"));
+        tokio::time::sleep(SETTLE).await;
+        let settled = memory_now("Anonymous:", "/proc/{pid}/smaps_rollup");
         process::down(&net_dir, process::Logs::Purge).await?;
         let _ = std::fs::remove_dir(&net_dir);
         figures.push(TestnetFigures {
@@ -143,6 +146,8 @@ pub async fn run(
             pss_mean_mib: pss.iter().sum::<f64>() / pss.len().max(1) as f64,
             anon_mean_mib: anon.iter().sum::<f64>() / anon.len().max(1) as f64,
             anon_max_mib: anon.iter().copied().fold(0.0, f64::max),
+            settled_anon_mean_mib: settled.iter().sum::<f64>() / settled.len().max(1) as f64,
+            settled_anon_max_mib: settled.iter().copied().fold(0.0, f64::max),
             stranger_order_ms: strangers.median_ms,
             stranger_orders_failed: strangers.failed,
             stranger_order_error: strangers.error,
@@ -151,6 +156,10 @@ pub async fn run(
     }
     Ok(figures)
 }
+
+/// How long after its orders a testnet's memory is measured again: past the time the nodes
+/// trim idle connections and give freed memory back (`dta_node::memory::INTERVAL`).
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Orders between strangers each benchmark makes; the figure is their median.
 pub const STRANGER_ORDERS: usize = 3;
