@@ -967,6 +967,7 @@ impl SwarmLoop {
                 ..
             } => {
                 Metrics::bump(&self.metrics.rpc_outbound_failures);
+                debug!(%peer, %error, "request failed");
                 // A peer that does not speak dta (a kubo or Helia peer fetching blocks) is
                 // not asked again; one that timed out, failed mid-way or closed one of
                 // several connections is (only while still connected).
