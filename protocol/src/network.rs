@@ -341,6 +341,16 @@ fn behaviour(
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
     // The network loop announces its identities again itself, every `PROVIDE_INTERVAL`.
     kad_config.set_provider_publication_interval(None);
+    // The network loop decides what enters the table (see `dta_actors::network::peers`):
+    // left to itself, Kademlia dials a bucket's oldest peer whenever a new one finds the
+    // bucket full, and with most of the table not connected that dial is a connection made
+    // again for every connection made.
+    kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+    // Nor does it refresh every bucket every five minutes, a lookup per bucket (see
+    // `dta_actors::network::swarm::look_around`); the loop announces the node's identities
+    // every `PROVIDE_INTERVAL`, and a table that lost peers fills again from those that
+    // connect.
+    kad_config.set_periodic_bootstrap_interval(None);
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));

@@ -845,7 +845,7 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
 }
 
 /// The pids of `dta run` processes whose home is under `dir`.
-fn nodes_under(dir: &Path) -> Vec<u32> {
+pub(crate) fn nodes_under(dir: &Path) -> Vec<u32> {
     let dir = dir.as_os_str().as_encoded_bytes();
     std::fs::read_dir("/proc")
         .unwrap()

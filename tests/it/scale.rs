@@ -39,9 +39,10 @@ async fn an_order_between_nodes_that_never_met_finds_their_identities_in_the_dht
         .build()
         .await
         .expect("testnet");
-    // Every node in the DHT with its identity provided (the first announcement goes out once a
-    // node knows a peer, at most a second after it starts).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every node in the DHT with its identity provided (in a table this small, the first
+    // announcement goes out `FIRST_PROVIDE_WAIT` after a node first knows a peer).
+    let first_provide = dta_actors::network::lookup::FIRST_PROVIDE_WAIT;
+    tokio::time::sleep(first_provide + Duration::from_secs(1)).await;
     let strangers: Vec<usize> = FIDUCIARIES
         .into_iter()
         .chain([BENEFICIARY])
@@ -107,4 +108,102 @@ async fn an_order_between_nodes_that_never_met_finds_their_identities_in_the_dht
         "{answer}"
     );
     net.stop().await;
+}
+
+/// Nodes of the hundred-node testnet.
+const HUNDRED: usize = 100;
+/// How long the hundred-node test tries orders between strangers while the network forms.
+const FORMING: Duration = Duration::from_secs(120);
+
+/// A hundred node processes on one machine: they come up, an order between two fiduciaries
+/// the principal never met is certified, and the testnet goes down leaving nothing behind.
+/// `#[ignore]`d in a plain `cargo test`: a hundred processes load the machine's cores for a
+/// while, so `scripts/test` runs it alone, after the other tiers, with `--ignored scale::`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a hundred processes: scripts/test runs it alone"]
+async fn a_hundred_node_testnet_comes_up_orders_between_strangers_and_goes_down() {
+    use crate::process::{dta_client, home_client, nodes_under, succeed_blocking};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("net");
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let nodes = HUNDRED.to_string();
+    let up = succeed_blocking(dta_client(&[
+        "testnet", "up", "--dir", &dir_arg, "--nodes", &nodes, "--json",
+    ]))
+    .await;
+    let testnet: serde_json::Value = serde_json::from_slice(&up).unwrap();
+    let nodes = testnet["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), HUNDRED);
+    let principal = &nodes[0];
+    let client = home_client(
+        std::path::Path::new(principal["home"].as_str().unwrap()),
+        principal["api"].as_str().unwrap(),
+    );
+    // Each node keeps a few peers: the principal knows few of the others.
+    let known: Vec<String> = client
+        .get("/v2/identities")
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|identity| identity["cid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        known.len() < HUNDRED / 2,
+        "the principal knows {} nodes",
+        known.len()
+    );
+    let strangers: Vec<&str> = nodes
+        .iter()
+        .filter(|node| node["roles"][0] == "fiduciary")
+        .map(|node| node["identity"].as_str().unwrap())
+        .filter(|identity| !known.iter().any(|k| k == identity))
+        .collect();
+    let beneficiary = nodes[HUNDRED - 1]["identity"].as_str().unwrap();
+    // While the network forms, an identity may not be in the DHT yet: the order is refused
+    // cleanly (400, unknown identity) and tried again with two other strangers.
+    let started = std::time::Instant::now();
+    let mut refusals = Vec::new();
+    let mut certified = None;
+    for (attempt, pair) in strangers.chunks_exact(2).enumerate() {
+        let order = json!({
+            "reference": format!("strangers-{attempt}"),
+            "plugin": "safeguardsecret",
+            "fiduciaries": pair,
+            "threshold": 2,
+            "beneficiary": beneficiary,
+            "secret": "among a hundred",
+        });
+        match client.post("/v2/orders?wait=30", &order).await {
+            Ok(answer) if answer["waited"]["reached"] == true => {
+                certified = Some(answer);
+                break;
+            }
+            Ok(answer) => refusals.push(format!("not certified in 30 s: {answer}")),
+            Err(err) => {
+                let err = err.to_string();
+                assert!(err.contains("unknown or unverified identity"), "{err}");
+                refusals.push(err);
+            }
+        }
+        if started.elapsed() > FORMING {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let certified = certified.unwrap_or_else(|| panic!("no order certified: {refusals:#?}"));
+    eprintln!(
+        "certified after {:?} and {} refusals: {}",
+        started.elapsed(),
+        refusals.len(),
+        certified["certificate"]
+    );
+    succeed_blocking(dta_client(&["testnet", "down", "--dir", &dir_arg])).await;
+    let left = nodes_under(root.path());
+    assert!(left.is_empty(), "node processes left running: {left:?}");
+    assert!(
+        !dir.join("testnet.json").exists(),
+        "the testnet file is left"
+    );
 }

@@ -29,6 +29,12 @@ pub const MAX_IDENTITY_LOOKUPS: usize = 64;
 pub const MAX_PEER_LOOKUPS: usize = 64;
 /// Providers of one identity sent the identity request.
 pub const PROVIDERS_ASKED: usize = 3;
+/// The first announcement of the node's identities in the DHT waits this long after the node
+/// first knows a peer, unless its table holds a bucket's worth of peers before: an
+/// announcement made while the table holds a few peers reaches peers that are not the closest
+/// to the key, and has to be made again (each is a lookup of some eighty requests in a
+/// network of 250).
+pub const FIRST_PROVIDE_WAIT: Duration = Duration::from_secs(5);
 /// The second announcement of the node's identities in the DHT comes this long after the
 /// first, or as soon as the node's table holds a bucket's worth of peers; the node repeats it
 /// every [`dta_protocol::network::PROVIDE_INTERVAL`] after that.
@@ -59,13 +65,15 @@ pub(super) struct Lookups {
     peers: HashMap<kad::QueryId, PeerId>,
     /// What waits for each peer's address.
     waiting: HashMap<PeerId, Vec<Waiting>>,
-    /// When the node's identities are next announced in the DHT; none: as soon as the node
-    /// knows a peer.
+    /// When the node's identities are next announced in the DHT; none: at the next chance
+    /// (the first one, see [`FIRST_PROVIDE_WAIT`]).
     next_provide: Option<Instant>,
     /// Announcements made since the start.
     provided: u32,
     /// Whether one went out once the node's table held a full bucket's worth of peers.
     provided_to_many: bool,
+    /// When the node first knew a peer.
+    first_peer_at: Option<Instant>,
 }
 
 impl Lookups {
@@ -244,9 +252,16 @@ impl SwarmLoop {
         // The first announcement reaches only the few peers the node knew then, which may not
         // be the ones closest to its key once the network has formed: it goes out again as soon
         // as the table holds a bucket's worth of peers.
+        if known == 0 {
+            return;
+        }
         let table_grew = !self.lookups.provided_to_many && known >= kad::K_VALUE.get();
-        let due = self.lookups.next_provide.is_none_or(|at| now >= at);
-        if known == 0 || !(due || table_grew) {
+        let first_peer_at = *self.lookups.first_peer_at.get_or_insert(now);
+        let due = match self.lookups.next_provide {
+            Some(at) => now >= at,
+            None => self.lookups.provided > 0 || now >= first_peer_at + FIRST_PROVIDE_WAIT,
+        };
+        if !(due || table_grew) {
             return;
         }
         self.lookups.provided_to_many |= known >= kad::K_VALUE.get();
@@ -268,6 +283,19 @@ impl SwarmLoop {
         } else {
             now + dta_protocol::network::PROVIDE_INTERVAL
         });
+    }
+}
+
+/// A DHT query's kind, for logs.
+pub(super) fn query_kind(result: &kad::QueryResult) -> &'static str {
+    match result {
+        kad::QueryResult::Bootstrap(_) => "bootstrap",
+        kad::QueryResult::GetClosestPeers(_) => "closest peers",
+        kad::QueryResult::GetProviders(_) => "providers",
+        kad::QueryResult::StartProviding(_) | kad::QueryResult::RepublishProvider(_) => "provide",
+        kad::QueryResult::GetRecord(_)
+        | kad::QueryResult::PutRecord(_)
+        | kad::QueryResult::RepublishRecord(_) => "record",
     }
 }
 

@@ -2,18 +2,18 @@
 //! rather than with every peer it learns of. It dials peers it knows of (from Kademlia, mDNS,
 //! its peer book) only while it has fewer than the target; once it has three times as many
 //! (peers that dialed it, peers it asked something), it closes the idlest down to twice the
-//! target. Peers
-//! in the gossip mesh, peers with requests under way and peers met or used in the last few
-//! seconds are spared. A hard cap on connections (refused past it) is the swarm's, see
-//! `dta_protocol::network::max_connections`.
+//! target. Peers in the gossip mesh, peers with requests under way and peers met or used in
+//! the last few seconds are spared. A hard cap on connections (refused past it) is the
+//! swarm's, see `dta_protocol::network::max_connections`. Kademlia's table takes a new peer
+//! only where a bucket has room ([`add_to_table`]).
 //!
-//! Here: the bookkeeping and the choice of whom to close (pure, tested alone) and the loop's
-//! side of it. Finding a peer that is not connected is in `lookup`.
+//! Here: the bookkeeping and the choice of whom to close (pure, tested alone), what enters
+//! the table, and the loop's side of it. Finding a peer that is not connected is in `lookup`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, kad};
 use tracing::{debug, warn};
 
 use super::swarm::SwarmLoop;
@@ -29,6 +29,30 @@ pub const RECENT_USE: Duration = Duration::from_secs(5);
 pub const BOOTSTRAP_RETRY_FIRST: Duration = Duration::from_secs(2);
 /// Longest wait between two dials of the bootstrap addresses.
 pub const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Adds `address` of `peer` to Kademlia's table when the peer is in it already or its bucket
+/// has room; whether it did. A full bucket is left as it is: Kademlia would dial the bucket's
+/// oldest peer to see whether it is still there, and since a node keeps connections with a
+/// few of the peers in its table, that is a connection for every peer met, which the peer
+/// dialed meets in turn (a 250-node testnet made six connections a second per node this way,
+/// for minutes, and trimmed as many). A peer that is gone leaves the table when a query
+/// fails to reach it, which makes room.
+pub(super) fn add_to_table(
+    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    peer: PeerId,
+    address: Multiaddr,
+) -> bool {
+    let admitted = kad.kbucket(peer).is_none_or(|bucket| {
+        bucket.num_entries() < kad::K_VALUE.get()
+            || bucket
+                .iter()
+                .any(|entry| *entry.node.key.preimage() == peer)
+    });
+    if admitted {
+        kad.add_address(&peer, address);
+    }
+    admitted
+}
 
 /// The bootstrap addresses and when to dial them again. A bootstrap peer that was full or
 /// not up yet when the node started would otherwise leave it alone for good.
@@ -255,6 +279,7 @@ impl SwarmLoop {
             .step_by(step)
             .take(wanted)
         {
+            debug!(%peer, "dialing a peer of the table: fewer peers than the target");
             if let Err(err) = self.swarm.dial(peer) {
                 debug!(%peer, %err, "cannot dial a peer from the table");
             }
@@ -309,6 +334,134 @@ mod tests {
         let mut expected = vec![all[2], all[3], all[4]];
         expected.sort();
         assert_eq!(first, expected);
+    }
+
+    /// A swarm of Kademlia alone, configured as the node's (the table filled by the loop).
+    fn kademlia_swarm(
+        keypair: libp2p::identity::Keypair,
+    ) -> libp2p::Swarm<kad::Behaviour<kad::store::MemoryStore>> {
+        libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|key| {
+                let local = key.public().to_peer_id();
+                let mut config = kad::Config::new(libp2p::StreamProtocol::new("/dta-test/kad"));
+                config.set_kbucket_inserts(kad::BucketInserts::Manual);
+                kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config)
+            })
+            .unwrap()
+            .build()
+    }
+
+    /// A swarm in the farthest bucket of `local`, listening on loopback and running on its
+    /// own task; its id and address.
+    async fn live_peer_far_from(local: PeerId) -> (PeerId, Multiaddr) {
+        use futures::StreamExt;
+        let local = kad::KBucketKey::from(local);
+        let key = std::iter::repeat_with(libp2p::identity::Keypair::generate_ed25519)
+            .find(|key| {
+                let peer = kad::KBucketKey::from(key.public().to_peer_id());
+                peer.distance(&local).ilog2() == Some(255)
+            })
+            .unwrap();
+        let peer = key.public().to_peer_id();
+        let mut swarm = kademlia_swarm(key);
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        let address = loop {
+            let event = swarm.select_next_some().await;
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = event {
+                break address;
+            }
+        };
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        (peer, address)
+    }
+
+    #[tokio::test]
+    async fn a_peer_met_when_its_bucket_is_full_is_left_out_and_dials_nobody() {
+        use futures::StreamExt;
+        use libp2p::swarm::SwarmEvent;
+        let mut swarm = kademlia_swarm(libp2p::identity::Keypair::generate_ed25519());
+        let local = *swarm.local_peer_id();
+        // A full bucket of live peers. Filling it starts Kademlia's bootstrap, which connects
+        // to them; once it is over they are all disconnected, as most of a node's table is.
+        let mut in_table = Vec::new();
+        for _ in 0..kad::K_VALUE.get() {
+            let (peer, address) = live_peer_far_from(local).await;
+            assert!(add_to_table(swarm.behaviour_mut(), peer, address));
+            in_table.push(peer);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await;
+            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::Bootstrap(_),
+                step,
+                ..
+            }) = event.expect("Kademlia's bootstrap did not end")
+                && step.last
+            {
+                break;
+            }
+        }
+        for peer in &in_table {
+            let _ = swarm.disconnect_peer_id(*peer);
+        }
+        while swarm.connected_peers().next().is_some() {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await;
+            event.expect("connections to the table's peers did not close");
+        }
+        assert!(
+            add_to_table(
+                swarm.behaviour_mut(),
+                in_table[0],
+                "/ip4/127.0.0.1/tcp/1".parse().unwrap()
+            ),
+            "a peer in the table is updated"
+        );
+        // A peer of the same bucket, met through a connection.
+        let (newcomer, address) = live_peer_far_from(local).await;
+        swarm.dial(address.clone()).unwrap();
+        loop {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await;
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                event.expect("no connection to the newcomer")
+                && peer_id == newcomer
+            {
+                break;
+            }
+        }
+        let admitted = add_to_table(swarm.behaviour_mut(), newcomer, address);
+        assert!(!admitted, "the full bucket took the newcomer");
+        let table: usize = swarm
+            .behaviour_mut()
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        assert_eq!(table, kad::K_VALUE.get());
+        let mut dialed = Vec::new();
+        let watch = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(event) = tokio::time::timeout_at(watch, swarm.select_next_some()).await {
+            if let SwarmEvent::Dialing {
+                peer_id: Some(peer),
+                ..
+            } = event
+            {
+                dialed.push(peer);
+            }
+        }
+        assert!(dialed.is_empty(), "dialed peers of the table: {dialed:?}");
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl SwarmLoop {
                     if ticks.is_multiple_of(LOOK_AROUND_INTERVAL.as_secs())
                         && self.table_is_small()
                     {
-                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                        self.look_around();
                     }
                     self.retry_identity_requests();
                     self.retry_bootstrap();
@@ -177,6 +177,16 @@ impl SwarmLoop {
     /// its table.
     fn table_is_small(&mut self) -> bool {
         self.table_size() < kad::K_VALUE.get()
+    }
+
+    /// Asks the DHT for the peers closest to this node, which introduces it to them and
+    /// them to it. One lookup: Kademlia's own bootstrap adds one for every bucket farther out
+    /// (about nine in a network of 250), each a connection to some twenty peers, and a
+    /// network that forms at once then spends minutes of both cores on handshakes. The far
+    /// buckets fill anyway, with every peer that connects.
+    pub(super) fn look_around(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        self.swarm.behaviour_mut().kad.get_closest_peers(local);
     }
 
     /// How many peers Kademlia's table holds.
@@ -442,10 +452,11 @@ impl SwarmLoop {
                 continue;
             }
             for address in &addresses {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, address.clone());
+                super::peers::add_to_table(
+                    &mut self.swarm.behaviour_mut().kad,
+                    peer,
+                    address.clone(),
+                );
             }
             // The others stay in the table, for when the node wants more peers.
             if !self.wants_peers() {
@@ -527,12 +538,13 @@ impl SwarmLoop {
                 peer_id,
                 num_established,
                 connection_id,
+                endpoint,
                 ..
             } => {
                 self.bootstrap_dials.remove(&connection_id);
                 self.publish_snapshot();
                 if num_established.get() == 1 {
-                    debug!(peer = %peer_id, "connected");
+                    debug!(peer = %peer_id, dialed = endpoint.is_dialer(), "connected");
                     self.connections.connected(peer_id, Instant::now());
                     // The node learns the identities of the peers it keeps, up to its target;
                     // not of every peer a DHT query touches (each document costs a pairing
@@ -617,41 +629,63 @@ impl SwarmLoop {
                             debug!(%err, "cannot keep a peer's addresses");
                         }
                     });
+                    // A node whose table was empty looks around by itself: Kademlia
+                    // bootstraps while its table holds fewer than a bucket's worth.
                     let kad = &mut self.swarm.behaviour_mut().kad;
-                    let knew_nobody = kad.kbuckets().next().is_none();
                     for address in info.listen_addrs {
-                        kad.add_address(&peer_id, address);
-                    }
-                    // A node that just (re)joined looks around now rather than at Kademlia's
-                    // next bootstrap. Only then: Kademlia bootstraps by itself while its table
-                    // is small, and each bootstrap is many requests that every peer answers
-                    // by sorting its table (bootstrapping on every identify, at most every
-                    // 10 s, cost a 50-node network 5 % more CPU to converge).
-                    if knew_nobody {
-                        let _ = kad.bootstrap();
+                        super::peers::add_to_table(kad, peer_id, address);
                     }
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
                     debug!(%peer, %address, "found on the LAN");
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, address.clone());
+                    super::peers::add_to_table(
+                        &mut self.swarm.behaviour_mut().kad,
+                        peer,
+                        address.clone(),
+                    );
                     if !self.swarm.is_connected(&peer) && self.wants_peers() {
                         let _ = self.swarm.dial(address);
                     }
                 }
             }
+            // A peer that dialed in tells its listening addresses through identify instead.
+            BehaviourEvent::Kad(kad::Event::RoutablePeer { peer, address }) => {
+                super::peers::add_to_table(&mut self.swarm.behaviour_mut().kad, peer, address);
+            }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
                 if !self.swarm.is_connected(&peer) && self.wants_peers() =>
             {
+                debug!(%peer, "dialing a peer new in the table: fewer peers than the target");
                 let _ = self.swarm.dial(peer);
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            }) => self.on_query(id, result, step.last),
+                id,
+                result,
+                step,
+                stats,
+            }) => {
+                // Kademlia bootstraps by itself while its table is small: a lookup of the
+                // node's own key, then one per bucket farther out. The rest is cut short (each
+                // step ends as soon as it starts), as in `look_around`.
+                if matches!(result, kad::QueryResult::Bootstrap(_))
+                    && !step.last
+                    && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                {
+                    query.finish();
+                }
+                if step.last {
+                    debug!(
+                        kind = super::lookup::query_kind(&result),
+                        requests = stats.num_requests(),
+                        failures = stats.num_failures(),
+                        ms = stats.duration().map_or(0, |d| d.as_millis()),
+                        "DHT query ended"
+                    );
+                }
+                self.on_query(id, result, step.last);
+            }
             _ => {}
         }
     }
