@@ -862,7 +862,14 @@ impl Runner {
                 ));
             }
             if started.elapsed() >= Duration::from_secs(timeout) {
-                return Err(format!("{count} peers ({status})"));
+                // Which peers, so that the one missing can be told.
+                let names: Vec<&str> = peers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|peer| peer["name"].as_str().unwrap_or("an unknown peer"))
+                    .collect();
+                return Err(format!("{count} peers ({status}): {}", names.join(", ")));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use dta_protocol::Cid;
 use dta_protocol::network::Request;
 use libp2p::swarm::DialError;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, kad};
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -122,9 +121,8 @@ impl SwarmLoop {
         if self.swarm.is_connected(&peer) {
             return true;
         }
-        let dial = DialOpts::peer_id(peer)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
+        // The default condition: not connected and no dial under way.
+        let dial = super::peers::dial_of(peer, Vec::new());
         match self.swarm.dial(dial) {
             Ok(()) => true,
             Err(DialError::NoAddresses) => false,
@@ -235,11 +233,11 @@ impl SwarmLoop {
             .find(|info| info.peer_id == peer)
             .map(|info| info.addrs)
             .unwrap_or_default();
-        if !addresses.is_empty() && !self.swarm.is_connected(&peer) {
-            let dial = DialOpts::peer_id(peer).addresses(addresses).build();
-            if let Err(err) = self.swarm.dial(dial) {
-                debug!(%peer, %err, "cannot dial a peer found in the DHT");
-            }
+        if !addresses.is_empty()
+            && !self.swarm.is_connected(&peer)
+            && let Err(err) = self.swarm.dial(super::peers::dial_of(peer, addresses))
+        {
+            debug!(%peer, %err, "cannot dial a peer found in the DHT");
         }
         self.release_waiting(peer);
     }

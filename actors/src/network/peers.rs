@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, kad};
 use tracing::{debug, warn};
 
@@ -52,6 +53,32 @@ pub(super) fn add_to_table(
         kad.add_address(&peer, address);
     }
     admitted
+}
+
+/// A dial of `peer` from a new local port, at `addresses` or wherever the behaviours know.
+///
+/// libp2p dials from the listening port by default (it helps hole punching), which gives a
+/// node's dial of a peer and that peer's dial back the same two ends. When the two cross on
+/// a slow link, TCP's simultaneous open makes them one connection on which both sides start
+/// the security handshake as its initiator, and it fails. Two nodes that dial each other once
+/// a second in step (both unblocked each other at once, across a WAN) failed so for half a
+/// minute. From a new port the two dials are two connections, and both succeed.
+pub(super) fn dial_of(peer: PeerId, addresses: Vec<Multiaddr>) -> DialOpts {
+    let dial = DialOpts::peer_id(peer);
+    if addresses.is_empty() {
+        dial.allocate_new_port().build()
+    } else {
+        dial.addresses(addresses).allocate_new_port().build()
+    }
+}
+
+/// A dial of an address whose peer is not known yet, from a new local port (see
+/// [`dial_of`]).
+pub(super) fn dial_of_address(address: Multiaddr) -> DialOpts {
+    DialOpts::unknown_peer_id()
+        .address(address)
+        .allocate_new_port()
+        .build()
 }
 
 /// The bootstrap addresses and when to dial them again. A bootstrap peer that was full or
@@ -171,9 +198,7 @@ impl SwarmLoop {
     /// Dials every bootstrap address.
     pub(super) fn dial_bootstrap(&mut self) {
         for address in self.bootstrap.addresses.clone() {
-            let dial = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
-                .address(address.clone())
-                .build();
+            let dial = dial_of_address(address.clone());
             let connection = dial.connection_id();
             match self.swarm.dial(dial) {
                 Ok(()) => {
@@ -280,7 +305,7 @@ impl SwarmLoop {
             .take(wanted)
         {
             debug!(%peer, "dialing a peer of the table: fewer peers than the target");
-            if let Err(err) = self.swarm.dial(peer) {
+            if let Err(err) = self.swarm.dial(dial_of(peer, Vec::new())) {
                 debug!(%peer, %err, "cannot dial a peer from the table");
             }
         }

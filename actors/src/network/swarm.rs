@@ -269,7 +269,10 @@ impl SwarmLoop {
     fn on_command(&mut self, command: NetworkCommand) {
         match command {
             NetworkCommand::Dial(address) => {
-                if let Err(err) = self.swarm.dial(address.clone()) {
+                if let Err(err) = self
+                    .swarm
+                    .dial(super::peers::dial_of_address(address.clone()))
+                {
                     warn!(%address, %err, "dial failed");
                 }
             }
@@ -342,7 +345,7 @@ impl SwarmLoop {
                 if self.swarm.behaviour_mut().block.unblock_peer(peer) {
                     // Addresses come from Kademlia and mDNS; a peer that cannot be reached
                     // now is found again by them later.
-                    if let Err(err) = self.swarm.dial(peer) {
+                    if let Err(err) = self.swarm.dial(super::peers::dial_of(peer, Vec::new())) {
                         debug!(%peer, %err, "unblocked peer not dialled");
                     }
                 }
@@ -462,10 +465,7 @@ impl SwarmLoop {
             if !self.wants_peers() {
                 continue;
             }
-            let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .addresses(addresses)
-                .build();
-            if let Err(err) = self.swarm.dial(dial) {
+            if let Err(err) = self.swarm.dial(super::peers::dial_of(peer, addresses)) {
                 debug!(%peer, %err, "cannot dial a peer met before");
             }
         }
@@ -568,7 +568,7 @@ impl SwarmLoop {
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
-                ..
+                peer_id,
             } => {
                 // A warning once per address and start; the retries (see `retry_bootstrap`)
                 // only in the debug log.
@@ -578,8 +578,15 @@ impl SwarmLoop {
                     } else {
                         debug!(%address, %error, "cannot reach bootstrap address again");
                     }
+                } else if let Some(peer) = peer_id {
+                    debug!(%peer, %error, "dial failed");
                 }
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => debug!(%send_back_addr, %error, "incoming connection failed"),
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
@@ -646,7 +653,7 @@ impl SwarmLoop {
                         address.clone(),
                     );
                     if !self.swarm.is_connected(&peer) && self.wants_peers() {
-                        let _ = self.swarm.dial(address);
+                        let _ = self.swarm.dial(super::peers::dial_of(peer, vec![address]));
                     }
                 }
             }
@@ -658,7 +665,7 @@ impl SwarmLoop {
                 if !self.swarm.is_connected(&peer) && self.wants_peers() =>
             {
                 debug!(%peer, "dialing a peer new in the table: fewer peers than the target");
-                let _ = self.swarm.dial(peer);
+                let _ = self.swarm.dial(super::peers::dial_of(peer, Vec::new()));
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
