@@ -1222,6 +1222,35 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     if let Some(ms) = f.stranger_order_ms {
                         outln!("        order between strangers (identities looked up) {ms:.0} ms");
                     }
+                    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+                    outln!(
+                        "        DHT: {} probes ({} failed), lookup median {} ms, max {} ms, {} requests, {} failed, {} closest peers",
+                        f.dht.probes,
+                        f.dht.probes_failed,
+                        ms(f.dht.lookup_ms_median),
+                        ms(f.dht.lookup_ms_max),
+                        ms(f.dht.requests_median),
+                        f.dht
+                            .failed_share
+                            .map_or("-".into(), |s| format!("{:.0} %", s * 100.0)),
+                        ms(f.dht.closest_median)
+                    );
+                    outln!(
+                        "        gossip: a head reached {} of {} nodes; half in {} ms, 99 % in {} ms{}",
+                        f.gossip.reached,
+                        f.gossip.nodes,
+                        ms(f.gossip.ms_to_half),
+                        ms(f.gossip.ms_to_99_percent),
+                        f.gossip
+                            .error
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(" ({e})"))
+                    );
+                    outln!(
+                        "        CPU of all nodes: {:.1} s until ready, {:.1} s in all",
+                        f.cpu_seconds_to_ready,
+                        f.cpu_seconds_total
+                    );
                     if let Some(error) = &f.stranger_order_error {
                         outln!(
                             "        orders between strangers failed: {} ({error})",

@@ -429,3 +429,70 @@ async fn a_peer_of_another_major_protocol_version_is_refused_and_counted() {
     assert_eq!(refused().await, 1);
     net.stop().await;
 }
+
+/// An operator's view of the network's health: a probe of the DHT reaches the other nodes
+/// and says what it did; a head the principal announced is seen by every node, first by the
+/// principal (published), then by the others (gossip); bad input gets a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dht_can_be_probed_and_every_node_tells_when_it_first_saw_a_head() {
+    use crate::custody::{Api, PRINCIPAL, one_role_each, order};
+    let api = Api::new();
+    let net = one_role_each(5).await;
+    order(&api, &net, "heard", "a secret heard of").await;
+    let (_, shown) = api.get(&net, PRINCIPAL, "/v2/orders/heard").await;
+    let head = shown[0]["head"].as_str().unwrap().to_owned();
+    let path = format!("/v2/network/heads/{head}");
+    let seen = |node: usize| {
+        let (api, net, path) = (&api, &net, &path);
+        async move {
+            tokio::time::timeout(TIMEOUT, async {
+                loop {
+                    let (status, body) = api.get(net, node, path).await;
+                    if status == 200 {
+                        return body;
+                    }
+                    assert_eq!(status, 404, "{body}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("node {node} never saw the head"))
+        }
+    };
+    let published = seen(PRINCIPAL).await;
+    assert_eq!(published["source"], "published", "{published}");
+    assert_eq!(published["head"], head.as_str());
+    let at = published["seen_unix_ms"].as_u64().unwrap();
+    for node in 1..5 {
+        let heard = seen(node).await;
+        assert_eq!(heard["source"], "gossip", "node {node}: {heard}");
+        assert!(heard["seen_unix_ms"].as_u64().unwrap() >= at, "{heard}");
+    }
+
+    let (status, probe) = api
+        .post(&net, 2, "/v2/network/probe", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{probe}");
+    let requests = probe["requests"].as_u64().unwrap();
+    assert!(requests >= 1, "{probe}");
+    assert_eq!(
+        probe["successes"].as_u64().unwrap() + probe["failures"].as_u64().unwrap(),
+        requests,
+        "{probe}"
+    );
+    // The four other nodes, all of them found.
+    assert_eq!(probe["closest"], 4, "{probe}");
+
+    let (status, refused) = api.get(&net, 1, "/v2/network/heads/not-a-cid").await;
+    assert_eq!(status, 400, "{refused}");
+    let identity = crate::custody::identity(&net, 1);
+    let (status, unseen) = api
+        .get(&net, 1, &format!("/v2/network/heads/{identity}"))
+        .await;
+    assert_eq!(status, 404, "{unseen}");
+    assert!(
+        unseen["error"].as_str().unwrap().contains("not seen"),
+        "{unseen}"
+    );
+    net.stop().await;
+}

@@ -208,7 +208,7 @@ async fn every_routes_real_answers_match_the_openapi_document() {
             .replace("{asset}", "node.js")
             .replace(
                 "{cid}",
-                if template.starts_with("/v2/blocks") {
+                if template.starts_with("/v2/blocks") || template.starts_with("/v2/network/heads") {
                     &head
                 } else {
                     &principal
@@ -358,6 +358,9 @@ async fn every_routes_real_answers_match_the_openapi_document() {
         (Method::GET, "/v2/orders?limit=0".into(), None),
         (Method::GET, "/v1/order?page=0&perPage=5".into(), None),
         (Method::GET, "/v1/identity?page=0&perPage=5".into(), None),
+        (Method::POST, "/v2/network/probe".into(), None),
+        (Method::GET, "/v2/network/heads/not-a-cid".into(), None),
+        (Method::GET, format!("/v2/network/heads/{principal}"), None),
     ];
     for (method, path, body) in calls {
         exchanges.push(exchange(&http, &base, method, &path, body).await);

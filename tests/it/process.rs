@@ -840,6 +840,32 @@ fn the_testnet_benchmark_launches_measures_and_cleans_up() {
     let settled = figures["settled_anon_mean_mib"].as_f64().unwrap();
     assert!(settled > 0.5, "{figures}");
     assert!(figures["settled_anon_max_mib"].as_f64().unwrap() >= settled);
+    // The DHT probed from every node (fewer than 50), each lookup answered.
+    assert_eq!(figures["dht"]["probes"], 3, "{figures}");
+    assert_eq!(figures["dht"]["probes_failed"], 0, "{figures}");
+    assert!(
+        figures["dht"]["lookup_ms_median"].as_f64().is_some(),
+        "{figures}"
+    );
+    assert!(
+        figures["dht"]["closest_median"].as_f64().unwrap() >= 1.0,
+        "{figures}"
+    );
+    // The gossip order's head reached both other nodes.
+    assert_eq!(figures["gossip"]["nodes"], 2, "{figures}");
+    assert_eq!(figures["gossip"]["reached"], 2, "{figures}");
+    let spread = figures["gossip"]["ms_to_99_percent"].as_f64().unwrap();
+    assert!(
+        spread >= figures["gossip"]["ms_to_half"].as_f64().unwrap(),
+        "{figures}"
+    );
+    // CPU time: some to get ready, more by the end.
+    let to_ready = figures["cpu_seconds_to_ready"].as_f64().unwrap();
+    assert!(to_ready > 0.0, "{figures}");
+    assert!(
+        figures["cpu_seconds_total"].as_f64().unwrap() >= to_ready,
+        "{figures}"
+    );
     // Nothing left behind: no testnet, no homes.
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }

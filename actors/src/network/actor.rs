@@ -113,6 +113,8 @@ impl Actor for NetworkActor {
                 cancel: cancel.clone(),
                 snapshot: args.channels.snapshot.clone(),
                 own_heads: args.channels.heads.clone(),
+                seen_heads: args.channels.seen_heads.clone(),
+                probes: HashMap::new(),
                 subscribers: args.subscribers,
                 identity_document: args.identity_document,
                 predecessors: args.predecessors,

@@ -7,7 +7,8 @@
 //! signature checks happen in the actors.
 //!
 //! Here: the handle, commands, events and snapshot. The actor that starts the loop is in
-//! `actor`, the loop in `swarm`, head announcements in `heads`, Bitswap in [`bitswap`].
+//! `actor`, the loop in `swarm`, head announcements in `heads`, probes of the DHT and heads
+//! seen in `health`, Bitswap in [`bitswap`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,12 +27,16 @@ mod actor;
 pub mod bitswap;
 mod budget;
 mod heads;
+mod health;
 pub mod lookup;
 mod peers;
 mod swarm;
 
 pub use actor::{NetworkActor, NetworkArgs, NetworkState};
 pub use heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, OwnHeads};
+pub use health::{
+    HEADS_REMEMBERED, HeadSeen, HeadSource, MAX_PROBES, ProbeError, ProbeReport, SeenHeads,
+};
 
 /// Requests to one peer in flight at once; more wait in a queue. Below the per-connection
 /// stream limit of the request-response protocol, so a busy peer is never asked to drop one.
@@ -85,6 +90,9 @@ pub enum NetworkCommand {
     IdentityFetched(Vec<u8>),
     /// Serve and gossip a revocation the directory kept.
     Revocation(Vec<u8>),
+    /// Look up the peers closest to a random key, as a probe of the DHT's health; `reply`
+    /// gets the lookup's figures when it ends.
+    Probe(oneshot::Sender<Result<ProbeReport, ProbeError>>),
     /// Answer a request that a subscriber took over (see [`NetworkEvent::Answer`]).
     Respond {
         /// The request's number in that event.
@@ -271,6 +279,7 @@ pub struct NetworkHandle {
     bitswap: watch::Receiver<mpsc::Sender<BitswapCommand>>,
     snapshot: watch::Receiver<NetworkSnapshot>,
     heads: OwnHeads,
+    seen_heads: SeenHeads,
 }
 
 impl NetworkHandle {
@@ -320,6 +329,20 @@ impl NetworkHandle {
     pub fn remember_head(&self, announcement: HeadAnnouncement) {
         self.heads.remember(announcement);
     }
+
+    /// When and how this node first saw a head announced (see [`SeenHeads`]).
+    pub fn head_seen(&self, head: &Cid) -> Option<HeadSeen> {
+        self.seen_heads.seen(head)
+    }
+
+    /// Probes the DHT: looks up the peers closest to a random key and reports the lookup.
+    pub async fn probe(&self) -> Result<ProbeReport, ProbeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(NetworkCommand::Probe(reply))
+            .await
+            .map_err(|_| ProbeError::Closed)?;
+        answer.await.map_err(|_| ProbeError::Closed)?
+    }
 }
 
 /// The shared ends the supervisor keeps so the network can restart behind the same handle.
@@ -329,6 +352,7 @@ pub struct NetworkChannels {
     bitswap: Arc<watch::Sender<mpsc::Sender<BitswapCommand>>>,
     snapshot: Arc<watch::Sender<NetworkSnapshot>>,
     heads: OwnHeads,
+    seen_heads: SeenHeads,
 }
 
 impl NetworkChannels {
@@ -341,18 +365,21 @@ impl NetworkChannels {
         let (bitswap, bitswap_rx) = watch::channel(placeholder);
         let (snapshot, snapshot_rx) = watch::channel(NetworkSnapshot::default());
         let heads = OwnHeads::default();
+        let seen_heads = SeenHeads::default();
         (
             Self {
                 commands: Arc::new(commands),
                 bitswap: Arc::new(bitswap),
                 snapshot: Arc::new(snapshot),
                 heads: heads.clone(),
+                seen_heads: seen_heads.clone(),
             },
             NetworkHandle {
                 commands: commands_rx,
                 bitswap: bitswap_rx,
                 snapshot: snapshot_rx,
                 heads,
+                seen_heads,
             },
         )
     }

@@ -30,7 +30,8 @@ use super::heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, decode_heads};
 use super::{
     ANSWER_TIMEOUT, LOOK_AROUND_INTERVAL, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER,
     MAX_QUEUED_PER_PEER, MAX_UNACKNOWLEDGED, NetworkCommand, NetworkEvent, NetworkSnapshot,
-    OwnHeads, PeerRoles, RequestError, SEEN_IDENTITIES_CAPACITY, Taken, TakenGuard,
+    OwnHeads, PeerRoles, ProbeError, ProbeReport, RequestError, SEEN_IDENTITIES_CAPACITY, Taken,
+    TakenGuard,
 };
 use crate::hosted::Hosted;
 use crate::metrics::Metrics;
@@ -76,6 +77,10 @@ pub(super) struct SwarmLoop {
     pub(super) queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
     /// Heads announced since the last batch went out.
     pub(super) pending_heads: Vec<HeadAnnouncement>,
+    /// When each head was first seen here (see [`super::health`]).
+    pub(super) seen_heads: super::SeenHeads,
+    /// Probes of the DHT under way, with where their reports go.
+    pub(super) probes: HashMap<kad::QueryId, oneshot::Sender<Result<ProbeReport, ProbeError>>>,
     /// Identity requests the loop sent on its own.
     pub(super) identity_requests: HashSet<OutboundRequestId>,
     /// Connected peers whose identity request failed, asked again at the next tick.
@@ -337,6 +342,7 @@ impl SwarmLoop {
                     self.revocations.drain(..excess);
                 }
             }
+            NetworkCommand::Probe(reply) => self.probe(reply),
             NetworkCommand::Block(peer) => {
                 self.swarm.behaviour_mut().block.block_peer(peer);
                 self.publish_snapshot();
@@ -370,7 +376,13 @@ impl SwarmLoop {
             let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
             match dta_protocol::dagcbor::encode(&batch) {
                 Ok(data) => match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-                    Ok(_) => Metrics::bump(&self.metrics.gossip_published),
+                    Ok(_) => {
+                        Metrics::bump(&self.metrics.gossip_published);
+                        for announcement in batch {
+                            self.seen_heads
+                                .saw(announcement.head, super::HeadSource::Published);
+                        }
+                    }
                     Err(err) => debug!(%err, "head announcements not published"),
                 },
                 Err(err) => warn!(%err, "cannot encode head announcements"),
@@ -608,6 +620,8 @@ impl SwarmLoop {
                                 for announcement in
                                     announcements.into_iter().take(MAX_HEADS_PER_MESSAGE)
                                 {
+                                    self.seen_heads
+                                        .saw(announcement.head, super::HeadSource::Gossip);
                                     self.emit(NetworkEvent::HeadAnnounced {
                                         peer: source,
                                         announcement,
@@ -683,6 +697,7 @@ impl SwarmLoop {
                     query.finish();
                 }
                 if step.last {
+                    self.probe_ended(id, &result, &stats);
                     debug!(
                         kind = super::lookup::query_kind(&result),
                         requests = stats.num_requests(),

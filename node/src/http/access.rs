@@ -117,6 +117,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[("PUT", ADMIN), ("DELETE", ADMIN)],
     ),
     endpoint(
+        "/v2/network/probe",
+        "probe the DHT: a lookup of a random key, timed and counted",
+        &[("POST", ADMIN)],
+    ),
+    endpoint(
+        "/v2/network/heads/{cid}",
+        "when this node first saw a head announced (published or gossiped)",
+        &[("GET", READ)],
+    ),
+    endpoint(
         "/v2/backup/checkpoint",
         "a consistent copy of the database in the node's home, for dta backup create",
         &[("POST", ADMIN)],

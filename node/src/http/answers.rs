@@ -378,6 +378,32 @@ pub struct UnblockedAnswer {
     pub unblocked: String,
 }
 
+/// `POST /v2/network/probe`: a lookup of the peers closest to a random key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProbeAnswer {
+    /// How long the lookup took (ms).
+    pub millis: u64,
+    /// Requests it sent.
+    pub requests: u32,
+    /// Requests answered.
+    pub successes: u32,
+    /// Requests that failed (no connection, no answer in time).
+    pub failures: u32,
+    /// Peers it found closest to the key (at most 20).
+    pub closest: usize,
+}
+
+/// `GET /v2/network/heads/{cid}`: when this node first saw a head announced.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeadSeenAnswer {
+    /// The head's CID.
+    pub head: String,
+    /// When, in milliseconds since the Unix epoch (this machine's clock).
+    pub seen_unix_ms: u64,
+    /// How: `published` (this node is the order's principal) or `gossip`.
+    pub source: String,
+}
+
 /// `PUT /v2/blocks`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StoredBlockAnswer {

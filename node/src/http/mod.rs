@@ -81,6 +81,7 @@ mod index;
 mod metrics;
 mod mpin;
 mod mpin_answers;
+mod network;
 mod observe;
 mod openapi;
 mod order_list;
@@ -128,6 +129,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/node", get(node))
         .route("/v2/peers", get(peers))
         .route("/v2/peers/blocked", get(peers::blocked))
+        .route("/v2/network/probe", post(network::probe))
+        .route("/v2/network/heads/{cid}", get(network::head_seen))
         .route(
             "/v2/peers/blocked/{peer}",
             axum::routing::put(peers::block).delete(peers::unblock),

@@ -163,6 +163,13 @@ fn shape(method: &str, path: &str) -> Shape {
             plain(200, Answer::Typed(component::<UnblockedAnswer>))
         }
         ("GET", "/v2/node") => plain(200, Answer::Typed(component::<NodeAnswer>)),
+        ("POST", "/v2/network/probe") => {
+            plain(200, Answer::Typed(component::<super::answers::ProbeAnswer>))
+        }
+        ("GET", "/v2/network/heads/{cid}") => plain(
+            200,
+            Answer::Typed(component::<super::answers::HeadSeenAnswer>),
+        ),
         ("GET", "/v2/peers") | ("GET", "/v2/peers/blocked") => {
             plain(200, Answer::List(component::<PeerAnswer>))
         }

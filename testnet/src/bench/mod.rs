@@ -9,7 +9,8 @@
 //! - [`bitswap`]: block fetches over Bitswap, from a dta node and from kubo
 //!   (`dta bench bitswap`).
 //! - [`mpin`]: M-Pin share issuance and the server's check (`dta bench mpin`).
-//! - [`testnet`]: process testnets of growing size, until every node is ready (`dta bench testnet`).
+//! - [`testnet`]: process testnets of growing size, until every node is ready, and what they
+//!   then do (`dta bench testnet`); [`network_health`], the DHT and gossip figures of one.
 //!
 //! They report figures and judge none: `dta bench` prints them, the tests only check that every
 //! phase ran. Each starts and stops the networks it measures; none keeps anything afterwards.
@@ -26,6 +27,7 @@ pub mod bitswap;
 pub mod custody;
 pub mod dkg;
 pub mod mpin;
+pub mod network_health;
 pub mod policy;
 pub mod sign;
 pub mod testnet;

@@ -4,6 +4,10 @@
 //! proportional share (PSS) and anonymous memory, the part that is the node's alone (heap,
 //! stacks, rocksdb's buffers), which is what a thousand nodes on one machine multiply.
 //!
+//! Then, on the running testnet: orders between strangers (identities looked up on demand),
+//! the DHT probed from many nodes and the spread of a head announcement by gossip (see
+//! [`super::network_health`]), and the CPU time the nodes used.
+//!
 //! With sites (`--sites`), each testnet is spread over sites joined by the simulated WAN, and
 //! it also times 2-of-3 orders whose fiduciaries are all in other sites than the principal's.
 
@@ -46,6 +50,14 @@ pub struct TestnetFigures {
     pub stranger_orders_failed: usize,
     /// Why the first failed order between strangers failed.
     pub stranger_order_error: Option<String>,
+    /// Probes of the DHT from nodes spread over the testnet.
+    pub dht: super::network_health::DhtHealth,
+    /// The spread of a head announcement by gossip.
+    pub gossip: super::network_health::GossipSpread,
+    /// CPU time (user and system) all nodes had used when every node was ready (s).
+    pub cpu_seconds_to_ready: f64,
+    /// CPU time all nodes had used when the testnet was taken down (s).
+    pub cpu_seconds_total: f64,
     /// With sites: orders across the WAN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub across_sites: Option<AcrossSites>,
@@ -116,6 +128,8 @@ pub async fn run(
         // A failed `up` has removed what it made.
         let testnet = up?;
         let ready_seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let pids = || testnet.nodes.iter().map(|n| n.pid);
+        let cpu_seconds_to_ready = super::network_health::cpu_seconds(pids());
         let memory_now = |field: &str, file: &str| -> Vec<f64> {
             testnet
                 .nodes
@@ -127,6 +141,10 @@ pub async fn run(
         let pss = memory_now("Pss:", "/proc/{pid}/smaps_rollup");
         let anon = memory_now("Anonymous:", "/proc/{pid}/smaps_rollup");
         let strangers = order_between_strangers(&testnet).await;
+        progress(&format!("{nodes} nodes: probing the DHT"));
+        let dht = super::network_health::probe_dht(&testnet).await;
+        progress(&format!("{nodes} nodes: timing gossip"));
+        let gossip = gossip_of_an_order(&testnet).await;
         let across_sites = match &placement {
             Placement::Sites { sites, link } => {
                 Some(orders_across_sites(&testnet, *sites, link.to_string()).await)
@@ -136,6 +154,7 @@ pub async fn run(
         progress(&format!("{nodes} nodes: settling for {SETTLE:?}"));
         tokio::time::sleep(SETTLE).await;
         let settled = memory_now("Anonymous:", "/proc/{pid}/smaps_rollup");
+        let cpu_seconds_total = super::network_health::cpu_seconds(pids());
         process::down(&net_dir, process::Logs::Purge).await?;
         let _ = std::fs::remove_dir(&net_dir);
         figures.push(TestnetFigures {
@@ -151,6 +170,10 @@ pub async fn run(
             stranger_order_ms: strangers.median_ms,
             stranger_orders_failed: strangers.failed,
             stranger_order_error: strangers.error,
+            dht,
+            gossip,
+            cpu_seconds_to_ready,
+            cpu_seconds_total,
             across_sites,
         });
     }
@@ -210,6 +233,38 @@ async fn order_between_strangers(testnet: &TestnetFile) -> StrangerOrders {
     outcome
 }
 
+/// Has the principal certify an order with the first fiduciaries (two, or one in a testnet of
+/// one), and times the spread of its head announcement.
+async fn gossip_of_an_order(testnet: &TestnetFile) -> super::network_health::GossipSpread {
+    let failed = |error: String| super::network_health::GossipSpread {
+        error: Some(error),
+        ..Default::default()
+    };
+    let (Some(principal), Some(beneficiary)) = (testnet.nodes.first(), testnet.nodes.last()) else {
+        return failed("no nodes".into());
+    };
+    let fiduciaries: Vec<&str> = testnet
+        .nodes
+        .iter()
+        .filter(|node| node.roles.iter().any(|role| role == "fiduciary"))
+        .map(|node| node.identity.as_str())
+        .take(2)
+        .collect();
+    let client = principal.client(&testnet.binary);
+    let reference = "bench-gossip";
+    if let Err(error) = certify(&client, reference, &fiduciaries, &beneficiary.identity).await {
+        return failed(error);
+    }
+    let head = match client.get(&format!("/v2/orders/{reference}")).await {
+        Ok(records) => records[0]["head"].as_str().map(str::to_owned),
+        Err(err) => return failed(err.to_string()),
+    };
+    match head {
+        Some(head) => super::network_health::gossip_spread(testnet, &head).await,
+        None => failed("the order's record names no head".into()),
+    }
+}
+
 /// Times 2-of-3 orders from the principal (node 0, in site 0) to the first three fiduciaries
 /// in other sites, for the beneficiary (the last node), and a call that does nothing.
 async fn orders_across_sites(testnet: &TestnetFile, sites: usize, wan: String) -> AcrossSites {
@@ -257,8 +312,8 @@ async fn orders_across_sites(testnet: &TestnetFile, sites: usize, wan: String) -
     outcome
 }
 
-/// Has the principal behind `client` order a 2-of-n custody of a secret from `fiduciaries`
-/// for `beneficiary`, and waits (30 s at most) until it holds the certificate; the
+/// Has the principal behind `client` order a 2-of-n custody (1-of-1 with one fiduciary) of a
+/// secret from `fiduciaries` for `beneficiary`, and waits (30 s at most) until it holds the certificate; the
 /// milliseconds that took, or why it failed.
 async fn certify(
     client: &dta_node::client::ApiClient,
@@ -270,7 +325,7 @@ async fn certify(
         "reference": reference,
         "plugin": "safeguardsecret",
         "fiduciaries": fiduciaries,
-        "threshold": 2,
+        "threshold": fiduciaries.len().min(2),
         "beneficiary": beneficiary,
         "secret": "a benchmark's secret",
     });
