@@ -233,8 +233,13 @@ async fn order_between_strangers(testnet: &TestnetFile) -> StrangerOrders {
     outcome
 }
 
+/// How long the order whose head is timed may be refused because the principal cannot find
+/// a party's identity yet (in a large testnet the last nodes started are found only later).
+pub const GOSSIP_ORDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Has the principal certify an order with the first fiduciaries (two, or one in a testnet of
-/// one), and times the spread of its head announcement.
+/// one), trying again while a party's identity is not found (for [`GOSSIP_ORDER_PATIENCE`]),
+/// and times the spread of its head announcement.
 async fn gossip_of_an_order(testnet: &TestnetFile) -> super::network_health::GossipSpread {
     let failed = |error: String| super::network_health::GossipSpread {
         error: Some(error),
@@ -251,10 +256,22 @@ async fn gossip_of_an_order(testnet: &TestnetFile) -> super::network_health::Gos
         .take(2)
         .collect();
     let client = principal.client(&testnet.binary);
-    let reference = "bench-gossip";
-    if let Err(error) = certify(&client, reference, &fiduciaries, &beneficiary.identity).await {
-        return failed(error);
-    }
+    let started = Instant::now();
+    let mut attempt = 0;
+    let reference = loop {
+        let reference = format!("bench-gossip-{attempt}");
+        match certify(&client, &reference, &fiduciaries, &beneficiary.identity).await {
+            Ok(_) => break reference,
+            Err(error)
+                if error.contains("unknown or unverified identity")
+                    && started.elapsed() < GOSSIP_ORDER_PATIENCE =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            Err(error) => return failed(error),
+        }
+    };
     let head = match client.get(&format!("/v2/orders/{reference}")).await {
         Ok(records) => records[0]["head"].as_str().map(str::to_owned),
         Err(err) => return failed(err.to_string()),
