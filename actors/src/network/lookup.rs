@@ -38,6 +38,12 @@ pub const FIRST_PROVIDE_WAIT: Duration = Duration::from_secs(5);
 /// first, or as soon as the node's table holds a bucket's worth of peers; the node repeats it
 /// every [`dta_protocol::network::PROVIDE_INTERVAL`] after that.
 pub const SECOND_PROVIDE: Duration = Duration::from_secs(30);
+/// An announcement that failed is made again this long after, twice as long after each
+/// further failure in a row, up to [`dta_protocol::network::PROVIDE_INTERVAL`]. Kademlia
+/// sends no provider record at all when its search for the closest peers times out (a busy
+/// network): waiting the full interval left a node that started last unknown for ten
+/// minutes, and every order naming it refused.
+pub const PROVIDE_RETRY: Duration = Duration::from_secs(15);
 
 /// What waits for a peer's address.
 pub(super) enum Waiting {
@@ -73,12 +79,33 @@ pub(super) struct Lookups {
     provided_to_many: bool,
     /// When the node first knew a peer.
     first_peer_at: Option<Instant>,
+    /// Announcements that failed since the last that went out.
+    provide_failures: u32,
 }
 
 impl Lookups {
     /// Has the node's identities announced again at the next chance (one was added).
     pub(super) fn provide_soon(&mut self) {
         self.next_provide = None;
+    }
+
+    /// An announcement failed: it is made again after [`PROVIDE_RETRY`], doubled for each
+    /// failure before it (unless one is due sooner).
+    pub(super) fn provide_failed(&mut self, now: Instant) {
+        let wait = PROVIDE_RETRY
+            .saturating_mul(1 << self.provide_failures.min(8))
+            .min(dta_protocol::network::PROVIDE_INTERVAL);
+        let retry = now + wait;
+        // Several identities announced at once fail together: they count as one failure.
+        if self.next_provide.is_none_or(|at| at > retry) {
+            self.next_provide = Some(retry);
+            self.provide_failures += 1;
+        }
+    }
+
+    /// An announcement went out: the next failure waits [`PROVIDE_RETRY`] again.
+    pub(super) fn provide_succeeded(&mut self) {
+        self.provide_failures = 0;
     }
 }
 
@@ -186,8 +213,10 @@ impl SwarmLoop {
                 self.on_closest_peers(query, found);
             }
             kad::QueryResult::StartProviding(Err(err)) => {
-                debug!(%err, "identity not announced in the DHT");
+                debug!(%err, "identity not announced in the DHT; announcing again soon");
+                self.lookups.provide_failed(Instant::now());
             }
+            kad::QueryResult::StartProviding(Ok(_)) => self.lookups.provide_succeeded(),
             _ => {}
         }
         if last && let Some(lookup) = self.lookups.identities.remove(&query) {
@@ -301,5 +330,41 @@ pub(super) fn query_kind(result: &kad::QueryResult) -> &'static str {
 fn fail(peer: PeerId, waiting: Waiting) {
     if let Waiting::Request(_, reply) = waiting {
         let _ = reply.send(Err(RequestError::Unreachable(peer)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dta_protocol::network::PROVIDE_INTERVAL;
+
+    #[test]
+    fn a_failed_announcement_is_made_again_within_seconds_then_less_and_less_often() {
+        let now = Instant::now();
+        let mut lookups = Lookups {
+            provided: 1,
+            next_provide: Some(now + PROVIDE_INTERVAL),
+            ..Lookups::default()
+        };
+        lookups.provide_failed(now);
+        assert_eq!(lookups.next_provide, Some(now + PROVIDE_RETRY));
+        // The identities announced with it fail at the same moment: no longer wait for them.
+        lookups.provide_failed(now);
+        assert_eq!(lookups.next_provide, Some(now + PROVIDE_RETRY));
+        // The retry fails in turn: it waits twice as long, and so on up to the interval.
+        let later = now + PROVIDE_RETRY;
+        lookups.next_provide = Some(later + PROVIDE_INTERVAL);
+        lookups.provide_failed(later);
+        assert_eq!(lookups.next_provide, Some(later + 2 * PROVIDE_RETRY));
+        for _ in 0..20 {
+            lookups.next_provide = None;
+            lookups.provide_failed(later);
+        }
+        assert_eq!(lookups.next_provide, Some(later + PROVIDE_INTERVAL));
+        // One that goes out starts the count again.
+        lookups.provide_succeeded();
+        lookups.next_provide = Some(later + PROVIDE_INTERVAL);
+        lookups.provide_failed(later);
+        assert_eq!(lookups.next_provide, Some(later + PROVIDE_RETRY));
     }
 }

@@ -267,7 +267,7 @@ pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
         let binary = &testnet.binary;
         let count = |what| async move {
             if running {
-                count(binary, node, what).await
+                count(binary, node, what).await.ok()
             } else {
                 None
             }
@@ -286,11 +286,29 @@ pub async fn status(dir: &Path) -> Result<Vec<NodeStatus>, TestnetError> {
 }
 
 /// How many entries a node's `/v2/{what}` lists (`identities`, `peers`, `orders`), asked with
-/// a 5 s limit.
-async fn count(binary: &Path, node: &TestnetNode, what: &str) -> Option<usize> {
+/// a 5 s limit; or why the node did not say (the error and its causes, which tell a timeout
+/// from a refused connection).
+async fn count(binary: &Path, node: &TestnetNode, what: &str) -> Result<usize, String> {
     let client = node.client(binary).with_timeout(Duration::from_secs(5));
-    let body = client.get(&format!("/v2/{what}")).await.ok()?;
-    body.as_array().map(Vec::len)
+    let body = client
+        .get(&format!("/v2/{what}"))
+        .await
+        .map_err(|err| error_chain(&err))?;
+    body.as_array()
+        .map(Vec::len)
+        .ok_or_else(|| format!("/v2/{what} is not a list"))
+}
+
+/// An error and its causes, on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Where the logs of nodes that were taken down are kept.
