@@ -13,6 +13,7 @@ use std::fmt;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 use crate::Secret;
+use crate::meter::{Operation, measure};
 
 /// Encoded public key length.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -50,7 +51,7 @@ impl SecretKey {
 
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-        self.0.sign(message).to_bytes()
+        measure(Operation::Ed25519Sign, || self.0.sign(message).to_bytes())
     }
 }
 
@@ -82,12 +83,14 @@ impl PublicKey {
 
     /// Checks `signature` over `message`, strictly.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Ed25519Error> {
-        let signature: &[u8; SIGNATURE_LEN] = signature
-            .try_into()
-            .map_err(|_| Ed25519Error::MalformedSignature)?;
-        self.0
-            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
-            .map_err(|_| Ed25519Error::InvalidSignature)
+        measure(Operation::Ed25519Verify, || {
+            let signature: &[u8; SIGNATURE_LEN] = signature
+                .try_into()
+                .map_err(|_| Ed25519Error::MalformedSignature)?;
+            self.0
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+                .map_err(|_| Ed25519Error::InvalidSignature)
+        })
     }
 }
 

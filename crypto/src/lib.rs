@@ -20,6 +20,7 @@
 //! - [`mpin`]: M-Pin over BLS12-381 (bls12_381 crate), byte-compatible with Milagro's 2019
 //!   library: client- and server-secret shares, PIN extraction, time permits and both sides
 //!   of the authentication protocol.
+//! - [`meter`]: counts and times of the costly operations above, for benchmarks.
 //! - [`Secret`]: the zeroizing byte container every secret travels in.
 //!
 //! What it does not do: no I/O, no async, no storage, no encoding of documents (that is
@@ -32,6 +33,7 @@
 pub mod bls;
 pub mod dkg;
 pub mod ed25519;
+pub mod meter;
 pub mod mpin;
 pub mod seal;
 pub mod secp256k1;

@@ -857,6 +857,20 @@ async fn the_custody_benchmark_runs_every_phase() {
             report.certified_p50_ms > 0.0 && report.certified_p50_ms <= report.certified_p99_ms
         );
         assert!(report.certified_per_second > 0.0 && report.cycles_per_second > 0.0);
+        // The cryptography is counted: each of the three fiduciaries signs every order's
+        // commitment and checks the envelopes it gets. (Other tests of this process count
+        // too, so only lower bounds hold.)
+        let calls = |operation: &str| {
+            report
+                .crypto_per_certified_order
+                .iter()
+                .find(|cost| cost.operation == operation)
+                .map_or(0.0, |cost| cost.calls_per_order)
+        };
+        assert!(calls("bls.sign") >= 3.0, "{report}");
+        assert!(calls("ed25519.sign") >= 3.0, "{report}");
+        assert!(calls("ed25519.verify") >= 3.0, "{report}");
+        assert!(report.crypto_ms_per_certified_order > 0.0, "{report}");
     }
 }
 

@@ -14,6 +14,7 @@ use blst::BLST_ERROR;
 use blst::min_pk as raw;
 
 use crate::Secret;
+use crate::meter::{Operation, measure};
 
 /// Domain separation tag for signatures (the POP ciphersuite's signing tag).
 pub const SIGNATURE_DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
@@ -157,14 +158,18 @@ impl SecretKey {
 
     /// Signs `message` under [`SIGNATURE_DST`].
     pub fn sign(&self, message: &[u8]) -> Signature {
-        Signature(self.0.sign(message, SIGNATURE_DST, &[]))
+        measure(Operation::BlsSign, || {
+            Signature(self.0.sign(message, SIGNATURE_DST, &[]))
+        })
     }
 
     /// Proves possession of this key: a signature over the compressed public key under
     /// [`POP_DST`].
     pub fn prove_possession(&self) -> ProofOfPossession {
-        let public = self.public_key().to_bytes();
-        ProofOfPossession(Signature(self.0.sign(&public, POP_DST, &[])))
+        measure(Operation::BlsSign, || {
+            let public = self.public_key().to_bytes();
+            ProofOfPossession(Signature(self.0.sign(&public, POP_DST, &[])))
+        })
     }
 }
 
@@ -181,15 +186,17 @@ pub struct PublicKey(raw::PublicKey);
 impl PublicKey {
     /// Decodes 48 compressed bytes, with the IETF KeyValidate checks.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() != PUBLIC_KEY_LEN {
-            return Err(DecodeError::WrongLength {
-                expected: PUBLIC_KEY_LEN,
-                actual: bytes.len(),
-            });
-        }
-        raw::PublicKey::key_validate(bytes)
-            .map(Self)
-            .map_err(DecodeError::from_blst)
+        measure(Operation::BlsDecode, || {
+            if bytes.len() != PUBLIC_KEY_LEN {
+                return Err(DecodeError::WrongLength {
+                    expected: PUBLIC_KEY_LEN,
+                    actual: bytes.len(),
+                });
+            }
+            raw::PublicKey::key_validate(bytes)
+                .map(Self)
+                .map_err(DecodeError::from_blst)
+        })
     }
 
     /// The 48-byte compressed encoding.
@@ -204,25 +211,29 @@ impl PublicKey {
 
     /// Verifies a signature on `message` by this key.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), VerifyError> {
-        // Both points were group-checked when they were decoded or made.
-        check(
-            signature
-                .0
-                .verify(false, message, SIGNATURE_DST, &[], &self.0, false),
-        )
+        measure(Operation::BlsVerify, || {
+            // Both points were group-checked when they were decoded or made.
+            check(
+                signature
+                    .0
+                    .verify(false, message, SIGNATURE_DST, &[], &self.0, false),
+            )
+        })
     }
 
     /// Checks a proof of possession and, if it holds, returns the key in the only form that
     /// may be aggregated.
     pub fn verify_pop(&self, proof: &ProofOfPossession) -> Result<PopVerifiedKey, VerifyError> {
-        let public = self.to_bytes();
-        check(
-            proof
-                .0
-                .0
-                .verify(false, &public, POP_DST, &[], &self.0, false),
-        )?;
-        Ok(PopVerifiedKey(*self))
+        measure(Operation::BlsVerify, || {
+            let public = self.to_bytes();
+            check(
+                proof
+                    .0
+                    .0
+                    .verify(false, &public, POP_DST, &[], &self.0, false),
+            )?;
+            Ok(PopVerifiedKey(*self))
+        })
     }
 
     /// Checks a proof of possession and a signature on `message` by this key in one pairing
@@ -238,29 +249,31 @@ impl PublicKey {
         message: &[u8],
         signature: &Signature,
     ) -> Result<PopVerifiedKey, VerifyError> {
-        let public = self.to_bytes();
-        let key: &blst::blst_p1_affine = (&self.0).into();
-        let mut pop_side = blst::Pairing::new(true, POP_DST);
-        let mut signature_side = blst::Pairing::new(true, SIGNATURE_DST);
-        for (pairing, point, signed) in [
-            (&mut pop_side, &proof.0.0, &public[..]),
-            (&mut signature_side, &signature.0, message),
-        ] {
-            // Odd, hence never zero.
-            let mut weight = [0u8; 8];
-            crate::random_bytes(&mut weight);
-            weight[0] |= 1;
-            let point: &blst::blst_p2_affine = point.into();
-            // Both points were group-checked when they were decoded or made.
-            check(pairing.mul_n_aggregate(key, false, point, false, &weight, 64, signed, &[]))?;
-            pairing.commit();
-        }
-        check(pop_side.merge(&signature_side))?;
-        if pop_side.finalverify(None) {
-            Ok(PopVerifiedKey(*self))
-        } else {
-            Err(VerifyError::InvalidSignature)
-        }
+        measure(Operation::BlsVerify, || {
+            let public = self.to_bytes();
+            let key: &blst::blst_p1_affine = (&self.0).into();
+            let mut pop_side = blst::Pairing::new(true, POP_DST);
+            let mut signature_side = blst::Pairing::new(true, SIGNATURE_DST);
+            for (pairing, point, signed) in [
+                (&mut pop_side, &proof.0.0, &public[..]),
+                (&mut signature_side, &signature.0, message),
+            ] {
+                // Odd, hence never zero.
+                let mut weight = [0u8; 8];
+                crate::random_bytes(&mut weight);
+                weight[0] |= 1;
+                let point: &blst::blst_p2_affine = point.into();
+                // Both points were group-checked when they were decoded or made.
+                check(pairing.mul_n_aggregate(key, false, point, false, &weight, 64, signed, &[]))?;
+                pairing.commit();
+            }
+            check(pop_side.merge(&signature_side))?;
+            if pop_side.finalverify(None) {
+                Ok(PopVerifiedKey(*self))
+            } else {
+                Err(VerifyError::InvalidSignature)
+            }
+        })
     }
 }
 
@@ -295,15 +308,17 @@ pub struct Signature(raw::Signature);
 impl Signature {
     /// Decodes 96 compressed bytes, with subgroup and identity checks.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() != SIGNATURE_LEN {
-            return Err(DecodeError::WrongLength {
-                expected: SIGNATURE_LEN,
-                actual: bytes.len(),
-            });
-        }
-        raw::Signature::sig_validate(bytes, true)
-            .map(Self)
-            .map_err(DecodeError::from_blst)
+        measure(Operation::BlsDecode, || {
+            if bytes.len() != SIGNATURE_LEN {
+                return Err(DecodeError::WrongLength {
+                    expected: SIGNATURE_LEN,
+                    actual: bytes.len(),
+                });
+            }
+            raw::Signature::sig_validate(bytes, true)
+                .map(Self)
+                .map_err(DecodeError::from_blst)
+        })
     }
 
     /// The 96-byte compressed encoding.
@@ -342,14 +357,16 @@ fn is_infinity(compressed: &[u8]) -> bool {
 /// Adds signatures into one. Every input was group-checked when it was decoded (or made by
 /// signing), so the sum is in the group too; only the identity is refused.
 pub fn aggregate_signatures(signatures: &[Signature]) -> Result<Signature, AggregateError> {
-    let refs: Vec<&raw::Signature> = signatures.iter().map(|s| &s.0).collect();
-    let aggregate =
-        raw::AggregateSignature::aggregate(&refs, false).map_err(|_| AggregateError::Empty)?;
-    let signature = aggregate.to_signature();
-    if is_infinity(&signature.compress()) {
-        return Err(AggregateError::Identity);
-    }
-    Ok(Signature(signature))
+    measure(Operation::BlsAggregate, || {
+        let refs: Vec<&raw::Signature> = signatures.iter().map(|s| &s.0).collect();
+        let aggregate =
+            raw::AggregateSignature::aggregate(&refs, false).map_err(|_| AggregateError::Empty)?;
+        let signature = aggregate.to_signature();
+        if is_infinity(&signature.compress()) {
+            return Err(AggregateError::Identity);
+        }
+        Ok(Signature(signature))
+    })
 }
 
 /// `Σ scalars[i] · signatures[i]`, each scalar 32 little-endian bytes below the group order,
@@ -360,16 +377,18 @@ pub(crate) fn linear_combination(
     signatures: &[Signature],
     scalars: &[[u8; 32]],
 ) -> Result<Signature, AggregateError> {
-    use blst::MultiPoint;
-    if signatures.is_empty() || signatures.len() != scalars.len() {
-        return Err(AggregateError::Empty);
-    }
-    let points: Vec<raw::Signature> = signatures.iter().map(|s| s.0).collect();
-    let signature = points.mult(&scalars.concat(), 255).to_signature();
-    if is_infinity(&signature.compress()) {
-        return Err(AggregateError::Identity);
-    }
-    Ok(Signature(signature))
+    measure(Operation::Recover, || {
+        use blst::MultiPoint;
+        if signatures.is_empty() || signatures.len() != scalars.len() {
+            return Err(AggregateError::Empty);
+        }
+        let points: Vec<raw::Signature> = signatures.iter().map(|s| s.0).collect();
+        let signature = points.mult(&scalars.concat(), 255).to_signature();
+        if is_infinity(&signature.compress()) {
+            return Err(AggregateError::Identity);
+        }
+        Ok(Signature(signature))
+    })
 }
 
 /// Adds encoded signatures into one, group-checking only the sum: each input is decompressed
@@ -379,25 +398,27 @@ pub(crate) fn linear_combination(
 /// cancel out, which changes nothing the aggregate proves. Use it where the inputs are
 /// aggregated anyway; [`Signature::from_bytes`] tells a bad one apart.
 pub fn aggregate_encoded(encoded: &[&[u8]]) -> Result<Signature, AggregateEncodedError> {
-    let mut points = Vec::with_capacity(encoded.len());
-    for (index, bytes) in encoded.iter().enumerate() {
-        if bytes.len() != SIGNATURE_LEN {
-            return Err(AggregateEncodedError::Undecodable(index));
+    measure(Operation::BlsAggregate, || {
+        let mut points = Vec::with_capacity(encoded.len());
+        for (index, bytes) in encoded.iter().enumerate() {
+            if bytes.len() != SIGNATURE_LEN {
+                return Err(AggregateEncodedError::Undecodable(index));
+            }
+            points.push(
+                raw::Signature::from_bytes(bytes)
+                    .map_err(|_| AggregateEncodedError::Undecodable(index))?,
+            );
         }
-        points.push(
-            raw::Signature::from_bytes(bytes)
-                .map_err(|_| AggregateEncodedError::Undecodable(index))?,
-        );
-    }
-    let refs: Vec<&raw::Signature> = points.iter().collect();
-    let aggregate = raw::AggregateSignature::aggregate(&refs, false)
-        .map_err(|_| AggregateEncodedError::Empty)?
-        .to_signature();
-    // Not the identity, and in the subgroup.
-    aggregate
-        .validate(true)
-        .map_err(|_| AggregateEncodedError::NotInGroup)?;
-    Ok(Signature(aggregate))
+        let refs: Vec<&raw::Signature> = points.iter().collect();
+        let aggregate = raw::AggregateSignature::aggregate(&refs, false)
+            .map_err(|_| AggregateEncodedError::Empty)?
+            .to_signature();
+        // Not the identity, and in the subgroup.
+        aggregate
+            .validate(true)
+            .map_err(|_| AggregateEncodedError::NotInGroup)?;
+        Ok(Signature(aggregate))
+    })
 }
 
 /// Why encoded signatures could not be aggregated.
@@ -417,15 +438,17 @@ pub enum AggregateEncodedError {
 /// Adds PoP-verified public keys into the key that verifies their aggregate signature on a
 /// common message.
 pub fn aggregate_public_keys(keys: &[PopVerifiedKey]) -> Result<PublicKey, AggregateError> {
-    let refs: Vec<&raw::PublicKey> = keys.iter().map(|k| &k.0.0).collect();
-    let aggregate =
-        raw::AggregatePublicKey::aggregate(&refs, false).map_err(|_| AggregateError::Empty)?;
-    let key = aggregate.to_public_key();
-    // Every input passed KeyValidate, so the sum is in the group; only the identity is refused.
-    if is_infinity(&key.compress()) {
-        return Err(AggregateError::Identity);
-    }
-    Ok(PublicKey(key))
+    measure(Operation::BlsAggregate, || {
+        let refs: Vec<&raw::PublicKey> = keys.iter().map(|k| &k.0.0).collect();
+        let aggregate =
+            raw::AggregatePublicKey::aggregate(&refs, false).map_err(|_| AggregateError::Empty)?;
+        let key = aggregate.to_public_key();
+        // Every input passed KeyValidate, so the sum is in the group; only the identity is refused.
+        if is_infinity(&key.compress()) {
+            return Err(AggregateError::Identity);
+        }
+        Ok(PublicKey(key))
+    })
 }
 
 /// Verifies an aggregate signature by several keys on one message: one pairing check,
@@ -435,11 +458,13 @@ pub fn fast_aggregate_verify(
     message: &[u8],
     signature: &Signature,
 ) -> Result<(), VerifyError> {
-    let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
-        AggregateError::Empty => VerifyError::NoKeys,
-        AggregateError::Identity => VerifyError::InvalidSignature,
-    })?;
-    aggregate.verify(message, signature)
+    measure(Operation::BlsVerify, || {
+        let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
+            AggregateError::Empty => VerifyError::NoKeys,
+            AggregateError::Identity => VerifyError::InvalidSignature,
+        })?;
+        aggregate.verify(message, signature)
+    })
 }
 
 /// The half of a [`fast_aggregate_verify`] that needs no signature: the keys' aggregate and
@@ -456,30 +481,34 @@ impl fmt::Debug for PreparedVerification {
 impl PreparedVerification {
     /// Hashes `message` and runs the keys' side of the check.
     pub fn new(keys: &[PopVerifiedKey], message: &[u8]) -> Result<Self, VerifyError> {
-        let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
-            AggregateError::Empty => VerifyError::NoKeys,
-            AggregateError::Identity => VerifyError::InvalidSignature,
-        })?;
-        let key: &blst::blst_p1_affine = (&aggregate.0).into();
-        let mut pairing = blst::Pairing::new(true, SIGNATURE_DST);
-        // No signature here (`&()` is none): it comes in `verify`.
-        check(pairing.aggregate(key, false, &(), false, message, &[]))?;
-        pairing.commit();
-        Ok(Self(pairing))
+        measure(Operation::BlsPrepare, || {
+            let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
+                AggregateError::Empty => VerifyError::NoKeys,
+                AggregateError::Identity => VerifyError::InvalidSignature,
+            })?;
+            let key: &blst::blst_p1_affine = (&aggregate.0).into();
+            let mut pairing = blst::Pairing::new(true, SIGNATURE_DST);
+            // No signature here (`&()` is none): it comes in `verify`.
+            check(pairing.aggregate(key, false, &(), false, message, &[]))?;
+            pairing.commit();
+            Ok(Self(pairing))
+        })
     }
 
     /// Finishes the check with the aggregate `signature`; the same outcome as
     /// [`fast_aggregate_verify`] with this check's keys and message.
     pub fn verify(&self, signature: &Signature) -> Result<(), VerifyError> {
-        // The point was group-checked when it was decoded or made.
-        let point: &blst::blst_p2_affine = (&signature.0).into();
-        let mut signature_side = blst::blst_fp12::default();
-        blst::Pairing::aggregated(&mut signature_side, point);
-        if self.0.finalverify(Some(&signature_side)) {
-            Ok(())
-        } else {
-            Err(VerifyError::InvalidSignature)
-        }
+        measure(Operation::BlsVerify, || {
+            // The point was group-checked when it was decoded or made.
+            let point: &blst::blst_p2_affine = (&signature.0).into();
+            let mut signature_side = blst::blst_fp12::default();
+            blst::Pairing::aggregated(&mut signature_side, point);
+            if self.0.finalverify(Some(&signature_side)) {
+                Ok(())
+            } else {
+                Err(VerifyError::InvalidSignature)
+            }
+        })
     }
 }
 
@@ -491,29 +520,31 @@ impl PreparedVerification {
 pub fn fast_aggregate_verify_batch(
     batch: &[(&[PopVerifiedKey], &[u8], &Signature)],
 ) -> Result<(), VerifyError> {
-    if batch.is_empty() {
-        return Err(VerifyError::NoKeys);
-    }
-    let mut pairing = blst::Pairing::new(true, SIGNATURE_DST);
-    for (keys, message, signature) in batch {
-        let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
-            AggregateError::Empty => VerifyError::NoKeys,
-            AggregateError::Identity => VerifyError::InvalidSignature,
-        })?;
-        let key: &blst::blst_p1_affine = (&aggregate.0).into();
-        let point: &blst::blst_p2_affine = (&signature.0).into();
-        let mut weight = [0u8; 8];
-        crate::random_bytes(&mut weight);
-        weight[0] |= 1;
-        // Both points were group-checked when they were decoded or made.
-        check(pairing.mul_n_aggregate(key, false, point, false, &weight, 64, message, &[]))?;
-    }
-    pairing.commit();
-    if pairing.finalverify(None) {
-        Ok(())
-    } else {
-        Err(VerifyError::InvalidSignature)
-    }
+    measure(Operation::BlsVerifyBatch, || {
+        if batch.is_empty() {
+            return Err(VerifyError::NoKeys);
+        }
+        let mut pairing = blst::Pairing::new(true, SIGNATURE_DST);
+        for (keys, message, signature) in batch {
+            let aggregate = aggregate_public_keys(keys).map_err(|err| match err {
+                AggregateError::Empty => VerifyError::NoKeys,
+                AggregateError::Identity => VerifyError::InvalidSignature,
+            })?;
+            let key: &blst::blst_p1_affine = (&aggregate.0).into();
+            let point: &blst::blst_p2_affine = (&signature.0).into();
+            let mut weight = [0u8; 8];
+            crate::random_bytes(&mut weight);
+            weight[0] |= 1;
+            // Both points were group-checked when they were decoded or made.
+            check(pairing.mul_n_aggregate(key, false, point, false, &weight, 64, message, &[]))?;
+        }
+        pairing.commit();
+        if pairing.finalverify(None) {
+            Ok(())
+        } else {
+            Err(VerifyError::InvalidSignature)
+        }
+    })
 }
 
 /// Verifies an aggregate signature by several keys, each on its own message
@@ -524,21 +555,23 @@ pub fn aggregate_verify(
     messages: &[&[u8]],
     signature: &Signature,
 ) -> Result<(), VerifyError> {
-    if keys.is_empty() {
-        return Err(VerifyError::NoKeys);
-    }
-    if keys.len() != messages.len() {
-        return Err(VerifyError::LengthMismatch {
-            keys: keys.len(),
-            messages: messages.len(),
-        });
-    }
-    let refs: Vec<&raw::PublicKey> = keys.iter().map(|k| &k.0).collect();
-    check(
-        signature
-            .0
-            .aggregate_verify(false, messages, SIGNATURE_DST, &refs, false),
-    )
+    measure(Operation::BlsVerify, || {
+        if keys.is_empty() {
+            return Err(VerifyError::NoKeys);
+        }
+        if keys.len() != messages.len() {
+            return Err(VerifyError::LengthMismatch {
+                keys: keys.len(),
+                messages: messages.len(),
+            });
+        }
+        let refs: Vec<&raw::PublicKey> = keys.iter().map(|k| &k.0).collect();
+        check(
+            signature
+                .0
+                .aggregate_verify(false, messages, SIGNATURE_DST, &refs, false),
+        )
+    })
 }
 
 /// First bytes of a public value in hex, enough to tell values apart in logs.

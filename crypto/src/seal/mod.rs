@@ -22,6 +22,7 @@ use x_wing::{Decapsulator, Encapsulate, KeyExport};
 use zeroize::Zeroizing;
 
 use crate::Secret;
+use crate::meter::{Operation, measure};
 
 /// Length of an encoded X-Wing public (encapsulation) key.
 pub const KEM_PUBLIC_KEY_LEN: usize = x_wing::ENCAPSULATION_KEY_SIZE;
@@ -95,24 +96,26 @@ const ML_KEM_CIPHERTEXT_LEN: usize = 1088;
 impl KemSecretKey {
     /// The key expanded from a 32-byte seed (X-Wing's own secret-key format).
     pub fn from_seed(seed: &Secret<32>) -> Self {
-        use shake::{ExtendableOutput, Update, XofReader};
-        // As X-Wing expands it: SHAKE256(seed) gives the ML-KEM seed, then the X25519 key.
-        let mut expanded = shake::Shake256::default();
-        expanded.update(seed.expose());
-        let mut reader = expanded.finalize_xof();
-        let mut ml_kem_seed = Zeroizing::new(ml_kem::Seed::default());
-        reader.read(ml_kem_seed.as_mut_slice());
-        let mut x25519_seed = Zeroizing::new([0u8; 32]);
-        reader.read(x25519_seed.as_mut_slice());
-        let (ml_kem, _) = <ml_kem::MlKem768 as ml_kem::FromSeed>::from_seed(&ml_kem_seed);
-        let x25519 = x25519_dalek::StaticSecret::from(*x25519_seed);
-        let x25519_public = x25519_dalek::PublicKey::from(&x25519);
-        Self {
-            seed: x_wing::DecapsulationKey::from(*seed.expose()),
-            ml_kem,
-            x25519,
-            x25519_public,
-        }
+        measure(Operation::KemKey, || {
+            use shake::{ExtendableOutput, Update, XofReader};
+            // As X-Wing expands it: SHAKE256(seed) gives the ML-KEM seed, then the X25519 key.
+            let mut expanded = shake::Shake256::default();
+            expanded.update(seed.expose());
+            let mut reader = expanded.finalize_xof();
+            let mut ml_kem_seed = Zeroizing::new(ml_kem::Seed::default());
+            reader.read(ml_kem_seed.as_mut_slice());
+            let mut x25519_seed = Zeroizing::new([0u8; 32]);
+            reader.read(x25519_seed.as_mut_slice());
+            let (ml_kem, _) = <ml_kem::MlKem768 as ml_kem::FromSeed>::from_seed(&ml_kem_seed);
+            let x25519 = x25519_dalek::StaticSecret::from(*x25519_seed);
+            let x25519_public = x25519_dalek::PublicKey::from(&x25519);
+            Self {
+                seed: x_wing::DecapsulationKey::from(*seed.expose()),
+                ml_kem,
+                x25519,
+                x25519_public,
+            }
+        })
     }
 
     /// A fresh key from the operating system's randomness.
@@ -169,9 +172,11 @@ pub struct KemPublicKey(x_wing::EncapsulationKey);
 impl KemPublicKey {
     /// Decodes the 1216-byte encoding (ML-KEM-768 key then X25519 key).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KemKeyError> {
-        x_wing::EncapsulationKey::try_from(bytes)
-            .map(Self)
-            .map_err(|_| KemKeyError { len: bytes.len() })
+        measure(Operation::KemKey, || {
+            x_wing::EncapsulationKey::try_from(bytes)
+                .map(Self)
+                .map_err(|_| KemKeyError { len: bytes.len() })
+        })
     }
 
     /// The 1216-byte encoding.
@@ -221,28 +226,30 @@ const ZERO_NONCE: [u8; 12] = [0; 12];
 
 /// Encrypts `body` once and seals the content key to each recipient.
 pub fn seal(header: &[u8], body: &[u8], recipients: &[&KemPublicKey]) -> Result<Sealed, SealError> {
-    if recipients.is_empty() {
-        return Err(SealError::NoRecipients);
-    }
-    if recipients.len() > MAX_RECIPIENTS {
-        return Err(SealError::TooManyRecipients(recipients.len()));
-    }
-    let content_key = Secret::<32>::random();
-    let ciphertext = aead_seal(&content_key, header, body)?;
-    let encapsulations = recipients
-        .iter()
-        .map(|recipient| {
-            let (kem_ciphertext, shared) = recipient.0.encapsulate();
-            let shared = Secret::new(shared.into());
-            Ok(Encapsulation {
-                kem_ciphertext: kem_ciphertext.to_vec(),
-                wrapped_key: aead_seal(&shared, header, content_key.expose())?,
+    measure(Operation::Seal, || {
+        if recipients.is_empty() {
+            return Err(SealError::NoRecipients);
+        }
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(SealError::TooManyRecipients(recipients.len()));
+        }
+        let content_key = Secret::<32>::random();
+        let ciphertext = aead_seal(&content_key, header, body)?;
+        let encapsulations = recipients
+            .iter()
+            .map(|recipient| {
+                let (kem_ciphertext, shared) = recipient.0.encapsulate();
+                let shared = Secret::new(shared.into());
+                Ok(Encapsulation {
+                    kem_ciphertext: kem_ciphertext.to_vec(),
+                    wrapped_key: aead_seal(&shared, header, content_key.expose())?,
+                })
             })
+            .collect::<Result<_, SealError>>()?;
+        Ok(Sealed {
+            ciphertext,
+            encapsulations,
         })
-        .collect::<Result<_, SealError>>()?;
-    Ok(Sealed {
-        ciphertext,
-        encapsulations,
     })
 }
 
@@ -253,8 +260,10 @@ pub fn open(
     encapsulation: &Encapsulation,
     key: &KemSecretKey,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    let content_key = content_key(header, encapsulation, key)?;
-    open_with_content_key(header, ciphertext, &content_key)
+    measure(Operation::Open, || {
+        let content_key = content_key(header, encapsulation, key)?;
+        open_with_content_key(header, ciphertext, &content_key)
+    })
 }
 
 /// The content key of one sealed body, unwrapped with the recipient's key: revealing it
@@ -265,25 +274,27 @@ pub fn content_key(
     encapsulation: &Encapsulation,
     key: &KemSecretKey,
 ) -> Result<Secret<32>, OpenError> {
-    if encapsulation.kem_ciphertext.len() != KEM_CIPHERTEXT_LEN
-        || encapsulation.wrapped_key.len() != WRAPPED_KEY_LEN
-    {
-        return Err(OpenError::MalformedEncapsulation);
-    }
-    let kem_ciphertext: &[u8; KEM_CIPHERTEXT_LEN] = encapsulation
-        .kem_ciphertext
-        .as_slice()
-        .try_into()
-        .map_err(|_| OpenError::MalformedEncapsulation)?;
-    let shared = key.decapsulate(kem_ciphertext);
-    let unwrapped = aead_open(&shared, header, &encapsulation.wrapped_key)
-        .map_err(|()| OpenError::NotForThisKey)?;
-    let mut content_key = Secret::<32>::zero();
-    if unwrapped.len() != 32 {
-        return Err(OpenError::NotForThisKey);
-    }
-    content_key.expose_mut().copy_from_slice(&unwrapped);
-    Ok(content_key)
+    measure(Operation::Open, || {
+        if encapsulation.kem_ciphertext.len() != KEM_CIPHERTEXT_LEN
+            || encapsulation.wrapped_key.len() != WRAPPED_KEY_LEN
+        {
+            return Err(OpenError::MalformedEncapsulation);
+        }
+        let kem_ciphertext: &[u8; KEM_CIPHERTEXT_LEN] = encapsulation
+            .kem_ciphertext
+            .as_slice()
+            .try_into()
+            .map_err(|_| OpenError::MalformedEncapsulation)?;
+        let shared = key.decapsulate(kem_ciphertext);
+        let unwrapped = aead_open(&shared, header, &encapsulation.wrapped_key)
+            .map_err(|()| OpenError::NotForThisKey)?;
+        let mut content_key = Secret::<32>::zero();
+        if unwrapped.len() != 32 {
+            return Err(OpenError::NotForThisKey);
+        }
+        content_key.expose_mut().copy_from_slice(&unwrapped);
+        Ok(content_key)
+    })
 }
 
 /// Opens a sealed body with its content key ([`content_key`]).

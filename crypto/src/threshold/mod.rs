@@ -21,6 +21,7 @@ use bls12_381::{G1Affine, G1Projective, Scalar};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::bls;
+use crate::meter::{Operation, measure};
 
 pub mod reshare;
 pub mod signing;
@@ -236,37 +237,39 @@ pub struct Commitments(Vec<G1Affine>);
 impl Commitments {
     /// Decodes compressed G1 points, each checked to be in the subgroup.
     pub fn from_bytes<B: AsRef<[u8]>>(points: &[B]) -> Result<Self, CommitmentError> {
-        if points.is_empty() {
-            return Err(CommitmentError::Empty);
-        }
-        if points.len() > MAX_SHARES {
-            return Err(CommitmentError::TooMany(points.len()));
-        }
-        let mut decoded = Vec::with_capacity(points.len());
-        for (i, point) in points.iter().enumerate() {
-            let bytes: &[u8; COMMITMENT_LEN] = point
-                .as_ref()
-                .try_into()
-                .map_err(|_| CommitmentError::BadPoint(i))?;
-            if *bytes == G1Affine::identity().to_compressed() {
-                if i == 0 {
-                    return Err(CommitmentError::IdentitySecret);
-                }
-                decoded.push(G1Affine::identity());
-                continue;
+        measure(Operation::FeldmanDecode, || {
+            if points.is_empty() {
+                return Err(CommitmentError::Empty);
             }
-            // blst decompresses and checks the subgroup faster than bls12_381 does.
-            let point = bls::PublicKey::from_bytes(bytes)
-                .ok()
-                .and_then(|key| {
-                    Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(
-                        &key.to_uncompressed(),
-                    ))
-                })
-                .ok_or(CommitmentError::BadPoint(i))?;
-            decoded.push(point);
-        }
-        Ok(Self(decoded))
+            if points.len() > MAX_SHARES {
+                return Err(CommitmentError::TooMany(points.len()));
+            }
+            let mut decoded = Vec::with_capacity(points.len());
+            for (i, point) in points.iter().enumerate() {
+                let bytes: &[u8; COMMITMENT_LEN] = point
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| CommitmentError::BadPoint(i))?;
+                if *bytes == G1Affine::identity().to_compressed() {
+                    if i == 0 {
+                        return Err(CommitmentError::IdentitySecret);
+                    }
+                    decoded.push(G1Affine::identity());
+                    continue;
+                }
+                // blst decompresses and checks the subgroup faster than bls12_381 does.
+                let point = bls::PublicKey::from_bytes(bytes)
+                    .ok()
+                    .and_then(|key| {
+                        Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(
+                            &key.to_uncompressed(),
+                        ))
+                    })
+                    .ok_or(CommitmentError::BadPoint(i))?;
+                decoded.push(point);
+            }
+            Ok(Self(decoded))
+        })
     }
 
     /// The commitments of a key generated without a dealer: the sum of every dealer's, the
@@ -318,24 +321,26 @@ impl Commitments {
 
     /// Checks that `share` lies on the committed polynomial.
     pub fn verify_share(&self, share: &Share) -> Result<(), ShareError> {
-        if share.index == 0 {
-            return Err(ShareError::ZeroIndex);
-        }
-        let expected = self.evaluate(share.index);
-        // `value · G1` through blst, several times faster than the generic multiplication;
-        // compared in projective form, so the commitments' side needs no field inversion.
-        let actual = share
-            .signing_key()
-            .map_err(|_| ShareError::Mismatch(share.index))?
-            .public_key()
-            .to_uncompressed();
-        let actual = Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(&actual))
-            .ok_or(ShareError::Mismatch(share.index))?;
-        if G1Projective::from(actual) == expected {
-            Ok(())
-        } else {
-            Err(ShareError::Mismatch(share.index))
-        }
+        measure(Operation::FeldmanVerify, || {
+            if share.index == 0 {
+                return Err(ShareError::ZeroIndex);
+            }
+            let expected = self.evaluate(share.index);
+            // `value · G1` through blst, several times faster than the generic multiplication;
+            // compared in projective form, so the commitments' side needs no field inversion.
+            let actual = share
+                .signing_key()
+                .map_err(|_| ShareError::Mismatch(share.index))?
+                .public_key()
+                .to_uncompressed();
+            let actual = Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(&actual))
+                .ok_or(ShareError::Mismatch(share.index))?;
+            if G1Projective::from(actual) == expected {
+                Ok(())
+            } else {
+                Err(ShareError::Mismatch(share.index))
+            }
+        })
     }
 
     /// Horner evaluation of the committed polynomial in the exponent. The index is public
@@ -395,32 +400,34 @@ pub fn split(
     threshold: usize,
     shares: usize,
 ) -> Result<(Vec<Share>, Commitments), SplitError> {
-    if threshold == 0 {
-        return Err(SplitError::ZeroThreshold);
-    }
-    if shares > MAX_SHARES {
-        return Err(SplitError::TooManyShares { shares });
-    }
-    if threshold > shares {
-        return Err(SplitError::ThresholdAboveShares { threshold, shares });
-    }
-    let mut coefficients = Vec::with_capacity(threshold);
-    coefficients.push(secret.0);
-    coefficients.extend((1..threshold).map(|_| random_scalar()));
+    measure(Operation::ShamirSplit, || {
+        if threshold == 0 {
+            return Err(SplitError::ZeroThreshold);
+        }
+        if shares > MAX_SHARES {
+            return Err(SplitError::TooManyShares { shares });
+        }
+        if threshold > shares {
+            return Err(SplitError::ThresholdAboveShares { threshold, shares });
+        }
+        let mut coefficients = Vec::with_capacity(threshold);
+        coefficients.push(secret.0);
+        coefficients.extend((1..threshold).map(|_| random_scalar()));
 
-    let commitments = Commitments(coefficients.iter().map(commit).collect());
-    let out = (1..=shares as u32)
-        .map(|index| {
-            let x = Scalar::from(u64::from(index));
-            let value = coefficients
-                .iter()
-                .rev()
-                .fold(Scalar::zero(), |acc, a| acc * x + a);
-            Share { index, value }
-        })
-        .collect();
-    coefficients.zeroize();
-    Ok((out, commitments))
+        let commitments = Commitments(coefficients.iter().map(commit).collect());
+        let out = (1..=shares as u32)
+            .map(|index| {
+                let x = Scalar::from(u64::from(index));
+                let value = coefficients
+                    .iter()
+                    .rev()
+                    .fold(Scalar::zero(), |acc, a| acc * x + a);
+                Share { index, value }
+            })
+            .collect();
+        coefficients.zeroize();
+        Ok((out, commitments))
+    })
 }
 
 /// A participant's share of a key generated without a dealer (each participant deals a
@@ -453,18 +460,20 @@ pub fn add_shares(shares: &[Share]) -> Result<Share, CombineError> {
 
 /// Recovers the secret from the first `threshold` of `shares` (all indices are checked).
 pub fn recover(shares: &[Share], threshold: usize) -> Result<SecretScalar, CombineError> {
-    let indices: Vec<u32> = shares.iter().map(|s| s.index).collect();
-    let lambdas = lagrange_at_zero(&indices, threshold)?;
-    let secret = shares
-        .iter()
-        .zip(&lambdas)
-        .fold(Scalar::zero(), |acc, (share, lambda)| {
-            acc + share.value * lambda
-        });
-    if secret == Scalar::zero() {
-        return Err(CombineError::Degenerate);
-    }
-    Ok(SecretScalar(secret))
+    measure(Operation::Recover, || {
+        let indices: Vec<u32> = shares.iter().map(|s| s.index).collect();
+        let lambdas = lagrange_at_zero(&indices, threshold)?;
+        let secret = shares
+            .iter()
+            .zip(&lambdas)
+            .fold(Scalar::zero(), |acc, (share, lambda)| {
+                acc + share.value * lambda
+            });
+        if secret == Scalar::zero() {
+            return Err(CombineError::Degenerate);
+        }
+        Ok(SecretScalar(secret))
+    })
 }
 
 /// A BLS signature made with one share's value as the secret key.
@@ -478,9 +487,11 @@ pub struct PartialSignature {
 
 /// Signs `message` with one share.
 pub fn partial_sign(share: &Share, message: &[u8]) -> Result<PartialSignature, ShareError> {
-    Ok(PartialSignature {
-        index: share.index,
-        signature: share.signing_key()?.sign(message),
+    measure(Operation::PartialSignature, || {
+        Ok(PartialSignature {
+            index: share.index,
+            signature: share.signing_key()?.sign(message),
+        })
     })
 }
 
@@ -490,10 +501,12 @@ pub fn verify_partial(
     partial: &PartialSignature,
     message: &[u8],
 ) -> Result<(), bls::VerifyError> {
-    let key = commitments
-        .share_public_key(partial.index)
-        .map_err(|_| bls::VerifyError::InvalidSignature)?;
-    key.verify(message, &partial.signature)
+    measure(Operation::PartialSignature, || {
+        let key = commitments
+            .share_public_key(partial.index)
+            .map_err(|_| bls::VerifyError::InvalidSignature)?;
+        key.verify(message, &partial.signature)
+    })
 }
 
 /// Combines the first `threshold` partial signatures into the group signature.
@@ -501,12 +514,14 @@ pub fn combine_signatures(
     partials: &[PartialSignature],
     threshold: usize,
 ) -> Result<bls::Signature, CombineError> {
-    let indices: Vec<u32> = partials.iter().map(|p| p.index).collect();
-    let lambdas = lagrange_at_zero(&indices, threshold)?;
-    let signatures: Vec<bls::Signature> =
-        partials[..threshold].iter().map(|p| p.signature).collect();
-    let scalars: Vec<[u8; 32]> = lambdas.iter().map(Scalar::to_bytes).collect();
-    bls::linear_combination(&signatures, &scalars).map_err(|_| CombineError::Degenerate)
+    measure(Operation::Recover, || {
+        let indices: Vec<u32> = partials.iter().map(|p| p.index).collect();
+        let lambdas = lagrange_at_zero(&indices, threshold)?;
+        let signatures: Vec<bls::Signature> =
+            partials[..threshold].iter().map(|p| p.signature).collect();
+        let scalars: Vec<[u8; 32]> = lambdas.iter().map(Scalar::to_bytes).collect();
+        bls::linear_combination(&signatures, &scalars).map_err(|_| CombineError::Degenerate)
+    })
 }
 
 /// Lagrange coefficients at x = 0 for the first `threshold` of `indices`, after checking

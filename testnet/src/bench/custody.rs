@@ -69,9 +69,47 @@ pub struct CustodyReport {
     pub cpu_ms_per_certified_order: Option<f64>,
     /// The same per order-and-release cycle (ms).
     pub cpu_ms_per_cycle: Option<f64>,
+    /// Time in dta-crypto's costly operations per order in the certified throughput phase
+    /// (ms), timed around each call in the same run.
+    pub crypto_ms_per_certified_order: f64,
+    /// That time's share of the phase's CPU time: what is left is everything but the
+    /// cryptography (actors, storage, encoding, the kernel).
+    pub crypto_share_of_cpu: Option<f64>,
+    /// The same per order-and-release cycle (ms).
+    pub crypto_ms_per_cycle: f64,
+    /// The certified throughput phase's cryptography, operation by operation.
+    pub crypto_per_certified_order: Vec<CryptoCost>,
     /// What the release policy added, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyReport>,
+}
+
+/// One cryptographic operation's part in each order.
+#[derive(Debug, Clone, Serialize)]
+pub struct CryptoCost {
+    /// The operation (`bls.sign`, `ed25519.verify`, ...: see [`dta_crypto::meter`]).
+    pub operation: &'static str,
+    /// Calls per order.
+    pub calls_per_order: f64,
+    /// Mean time per call (µs).
+    pub us_per_call: f64,
+    /// Time per order (ms).
+    pub ms_per_order: f64,
+}
+
+/// What the cryptography cost per order between two meter readings.
+pub(super) fn crypto_costs(used: &dta_crypto::meter::Reading, orders: usize) -> Vec<CryptoCost> {
+    let orders = orders.max(1) as f64;
+    used.usages()
+        .iter()
+        .filter(|usage| usage.calls > 0)
+        .map(|usage| CryptoCost {
+            operation: usage.operation.name(),
+            calls_per_order: usage.calls as f64 / orders,
+            us_per_call: usage.nanos as f64 / 1e3 / usage.calls as f64,
+            ms_per_order: usage.nanos as f64 / 1e6 / orders,
+        })
+        .collect()
 }
 
 #[derive(Clone)]
@@ -264,6 +302,7 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
 
     // 2. Certified throughput.
     let cpu_before = process_cpu();
+    let crypto_before = dta_crypto::meter::read();
     let started = Instant::now();
     let (created, certified) = tokio::join!(
         run_all(&principal, "thr-", config.orders, |p, r| p.create(r)),
@@ -272,13 +311,22 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
     created.and(certified)?;
     let certified_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
     let cpu_ms_per_certified_order = cpu_ms_per(cpu_before, config.orders);
+    let crypto_certified = dta_crypto::meter::read().since(&crypto_before);
+    let crypto_ms_per_certified_order =
+        crypto_certified.total_nanos() as f64 / 1e6 / config.orders.max(1) as f64;
 
     // 3. Full cycles.
     let cpu_before = process_cpu();
+    let crypto_before = dta_crypto::meter::read();
     let started = Instant::now();
     cycles(&principal, &mut events, "cyc-", config.orders).await?;
     let cycles_per_second = config.orders as f64 / started.elapsed().as_secs_f64();
     let cpu_ms_per_cycle = cpu_ms_per(cpu_before, config.orders);
+    let crypto_ms_per_cycle = dta_crypto::meter::read()
+        .since(&crypto_before)
+        .total_nanos() as f64
+        / 1e6
+        / config.orders.max(1) as f64;
 
     // 4. What a release policy adds, releasing the orders of phase 1.
     let policy = match &config.policy {
@@ -303,6 +351,12 @@ pub async fn run(config: CustodyBench) -> Result<CustodyReport, BenchError> {
         cpu_ms_per_order_alone,
         cpu_ms_per_certified_order,
         cpu_ms_per_cycle,
+        crypto_ms_per_certified_order,
+        crypto_share_of_cpu: cpu_ms_per_certified_order
+            .filter(|cpu| *cpu > 0.0)
+            .map(|cpu| crypto_ms_per_certified_order / cpu),
+        crypto_ms_per_cycle,
+        crypto_per_certified_order: crypto_costs(&crypto_certified, config.orders),
         policy,
     })
 }
@@ -387,12 +441,27 @@ impl std::fmt::Display for CustodyReport {
             self.certified_per_second,
             cpu_note(self.cpu_ms_per_certified_order, "order")
         )?;
-        write!(
+        writeln!(
             f,
             "  order+release cycles      {:.1} /s{}",
             self.cycles_per_second,
             cpu_note(self.cpu_ms_per_cycle, "cycle")
         )?;
+        let share = self
+            .crypto_share_of_cpu
+            .map_or_else(String::new, |s| format!(", {:.0} % of the CPU", s * 100.0));
+        write!(
+            f,
+            "  cryptography              {:.2} ms per certified order{share}; {:.2} ms per cycle",
+            self.crypto_ms_per_certified_order, self.crypto_ms_per_cycle
+        )?;
+        for cost in &self.crypto_per_certified_order {
+            write!(
+                f,
+                "\n    {:<18} {:>5.1} calls  {:>7.1} µs each  {:>6.3} ms per order",
+                cost.operation, cost.calls_per_order, cost.us_per_call, cost.ms_per_order
+            )?;
+        }
         match &self.policy {
             Some(policy) => write!(f, "\n{policy}"),
             None => Ok(()),
