@@ -149,6 +149,12 @@ async fn what_operators_alert_on_is_counted_as_it_happens() {
     let principal = metrics(PRINCIPAL).await;
     let fiduciary = metrics(1).await;
     let beneficiary = metrics(4).await;
+    // Each node of the five connected to the four others, dialing or dialed.
+    for text in [&principal, &fiduciary, &beneficiary] {
+        let connections = series(text, "dta_connections_total{direction=\"outbound\"}")
+            + series(text, "dta_connections_total{direction=\"inbound\"}");
+        assert!(connections >= 4.0, "{text}");
+    }
     // Records entering their states, once each however often they were saved.
     assert_eq!(
         series(

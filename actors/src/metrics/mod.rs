@@ -62,6 +62,10 @@ pub struct Metrics {
     pub identity_lookups: AtomicU64,
     /// DHT lookups of a peer's addresses started (a request to a peer of no known address).
     pub peer_lookups: AtomicU64,
+    /// Connections established that this node dialed (each a transport handshake).
+    pub connections_dialed: AtomicU64,
+    /// Connections established that a peer dialed.
+    pub connections_accepted: AtomicU64,
     /// Peers disconnected because they speak another major version of the dta protocol.
     pub peers_refused_version: AtomicU64,
     /// Identity documents verified and stored.

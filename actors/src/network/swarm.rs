@@ -554,6 +554,11 @@ impl SwarmLoop {
                 ..
             } => {
                 self.bootstrap_dials.remove(&connection_id);
+                Metrics::bump(if endpoint.is_dialer() {
+                    &self.metrics.connections_dialed
+                } else {
+                    &self.metrics.connections_accepted
+                });
                 self.publish_snapshot();
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, dialed = endpoint.is_dialer(), "connected");

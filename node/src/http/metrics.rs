@@ -238,6 +238,19 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     ] {
         let _ = writeln!(out, "dta_dht_lookups_total{{kind=\"{kind}\"}} {value}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP dta_connections_total Connections established, each a noise handshake: dialed by this node (outbound) or by a peer (inbound).\n# TYPE dta_connections_total counter"
+    );
+    for (direction, value) in [
+        ("outbound", load(&m.connections_dialed)),
+        ("inbound", load(&m.connections_accepted)),
+    ] {
+        let _ = writeln!(
+            out,
+            "dta_connections_total{{direction=\"{direction}\"}} {value}"
+        );
+    }
     let one_label = |pairs: [(&str, u64); 2]| {
         pairs
             .into_iter()
