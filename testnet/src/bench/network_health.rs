@@ -189,7 +189,8 @@ pub fn cpu_seconds(pids: impl Iterator<Item = u32>) -> f64 {
     .sum()
 }
 
-fn median(values: &mut [f64]) -> Option<f64> {
+/// The middle value (the upper one of an even count), sorting `values`; none when empty.
+pub(super) fn median(values: &mut [f64]) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied()
 }

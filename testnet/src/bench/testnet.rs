@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::network_health::median;
 use crate::process::{self, Placement, TestnetError, TestnetFile, UpConfig};
 
 /// One size's figures.
@@ -354,11 +355,6 @@ async fn certify(
         Ok(answer) => Err(format!("not certified in 30 s: {answer}")),
         Err(err) => Err(err.to_string()),
     }
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied()
 }
 
 /// A memory figure of a process (MiB): the `field` line (in kB) of a file under /proc.
