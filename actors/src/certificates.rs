@@ -28,6 +28,10 @@ pub const QUEUE_LEN: usize = 1024;
 /// batch saves little more, while one bad certificate makes the whole batch be checked again
 /// one by one.
 pub const MAX_BATCH: usize = 64;
+/// Checks that passed lately, kept so that the same check made again costs no pairing: every
+/// order of a batch makes its batch's check, and each release of an order checks its
+/// certificate again. A check's outcome depends on nothing but the check.
+pub const REMEMBERED: usize = 64;
 /// Prepared halves kept at most. Only a principal with one order on its way prepares one, so
 /// more are only the leftovers of orders that stalled; the oldest goes first.
 pub const MAX_PREPARED: usize = 4;
@@ -147,6 +151,7 @@ fn record(into: &Mutex<HashMap<Cid, bool>>, outcomes: &[(Cid, bool)]) {
 }
 
 async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, bool>>>) {
+    let mut passed_lately = VecDeque::with_capacity(REMEMBERED);
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -159,11 +164,7 @@ async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, boo
             .into_iter()
             .map(|(key, check, then)| ((key, then), check))
             .unzip();
-        let count = checks.len();
-        // Pairings are milliseconds of CPU: keep them off the async workers.
-        let passed = tokio::task::spawn_blocking(move || check_all(&checks))
-            .await
-            .unwrap_or_else(|_| vec![false; count]);
+        let passed = check_new(checks, &mut passed_lately).await;
         let results: Vec<(Cid, bool)> = waiting
             .iter()
             .zip(&passed)
@@ -174,6 +175,50 @@ async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, boo
             then();
         }
     }
+}
+
+/// Whether each check passes, making each different check not passed lately once.
+async fn check_new(
+    checks: Vec<CertificateCheck>,
+    passed_lately: &mut VecDeque<CertificateCheck>,
+) -> Vec<bool> {
+    let mut new: Vec<CertificateCheck> = Vec::new();
+    // Where each check's outcome is: passed lately, or the new check it is the same as.
+    let places: Vec<Option<usize>> = checks
+        .iter()
+        .map(|check| {
+            if passed_lately.contains(check) {
+                return None;
+            }
+            Some(new.iter().position(|n| n == check).unwrap_or_else(|| {
+                new.push(check.clone());
+                new.len() - 1
+            }))
+        })
+        .collect();
+    if new.is_empty() {
+        return vec![true; checks.len()];
+    }
+    let count = new.len();
+    // Pairings are milliseconds of CPU: keep them off the async workers.
+    let (new, outcomes) = tokio::task::spawn_blocking(move || {
+        let outcomes = check_all(&new);
+        (new, outcomes)
+    })
+    .await
+    .unwrap_or_else(|_| (Vec::new(), vec![false; count]));
+    for (check, passed) in new.into_iter().zip(&outcomes) {
+        if *passed {
+            if passed_lately.len() == REMEMBERED {
+                passed_lately.pop_front();
+            }
+            passed_lately.push_back(check);
+        }
+    }
+    places
+        .into_iter()
+        .map(|place| place.is_none_or(|i| outcomes[i]))
+        .collect()
 }
 
 /// Whether each check passes: all at once, and one by one only if that fails.
@@ -248,6 +293,28 @@ mod tests {
             assert_eq!(checks.take_outcome(key), Some(*valid), "{key}");
             assert_eq!(checks.take_outcome(key), None, "given once");
         }
+    }
+
+    #[tokio::test]
+    async fn the_same_check_is_made_once_and_not_again_while_it_is_remembered() {
+        let nodes = fiduciaries();
+        let commitment = Block::raw(vec![1]).cid();
+        let good = check(&nodes, commitment, true);
+        let bad = check(&nodes, commitment, false);
+        let mut lately = VecDeque::new();
+        let burst = vec![good.clone(), bad.clone(), good.clone(), bad.clone()];
+        assert_eq!(
+            check_new(burst, &mut lately).await,
+            [true, false, true, false]
+        );
+        assert!(
+            lately.len() == 1 && lately[0] == good,
+            "the passed check, once"
+        );
+        // One remembered is not made again: shown with a check that would fail if it were.
+        let mut lately = VecDeque::from([bad.clone()]);
+        assert_eq!(check_new(vec![bad, good], &mut lately).await, [true, true]);
+        assert_eq!(lately.len(), 2);
     }
 
     #[tokio::test]

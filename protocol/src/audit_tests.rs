@@ -72,6 +72,23 @@ fn audit_with(
     share_of_2: impl Fn(&Share) -> [u8; 32],
     accused: Accused,
 ) -> Result<AuditReport, AuditError> {
+    audit_certified(share_of_2, accused, Certified::Alone)
+}
+
+/// How the order's fiduciaries certified it.
+enum Certified {
+    /// Each signed its commitment.
+    Alone,
+    /// Each signed the root of a batch of three orders, this one second; the certificate
+    /// carries the proof of leaf `proof_of`.
+    InBatch { proof_of: usize },
+}
+
+fn audit_certified(
+    share_of_2: impl Fn(&Share) -> [u8; 32],
+    accused: Accused,
+    certified: Certified,
+) -> Result<AuditReport, AuditError> {
     let principal = node("principal", 1);
     let fiduciaries = [node("fiduciary-1", 2), node("fiduciary-2", 3)];
     let beneficiary = node("beneficiary", 4);
@@ -124,11 +141,37 @@ fn audit_with(
             )
         })
         .collect();
+    let certified = match certified {
+        Certified::Alone => Certificate::aggregate(cid_of(&commitment), &signatures).unwrap(),
+        Certified::InBatch { proof_of } => {
+            let others = |i: u8| crate::block::Block::raw(vec![i; 8]).cid();
+            let leaves = [others(1), cid_of(&commitment), others(2)];
+            let tree = crate::batch::BatchTree::new(&leaves).unwrap();
+            let signed: Vec<_> = fiduciaries
+                .iter()
+                .map(|f| {
+                    (
+                        f.identity(),
+                        f.keys().bls().sign(&tree.message()).to_bytes(),
+                    )
+                })
+                .collect();
+            let encoded: Vec<_> = signed.iter().map(|(i, s)| (*i, &s[..])).collect();
+            let (aggregate, _) = Certificate::aggregate_batch_unchecked(&tree, &encoded).unwrap();
+            let proof = tree.inclusion(proof_of).unwrap();
+            Certificate {
+                commitment: cid_of(&commitment),
+                signers: fiduciaries.iter().map(LocalIdentity::cid).collect(),
+                signature: aggregate,
+                batch: Some(proof),
+            }
+        }
+    };
     let certificate = envelope(
         &principal,
         Kind::Certificate,
         Some(cid_of(&commitment)),
-        cbor(&Certificate::aggregate(cid_of(&commitment), &signatures).unwrap()),
+        cbor(&certified),
         None,
     );
     let release = envelope(
@@ -330,4 +373,21 @@ fn only_the_orders_principal_cancels_it() {
             Err(other) => panic!("{other}"),
         }
     }
+}
+
+#[test]
+fn an_order_certified_in_a_batch_audits_with_its_proof_and_not_with_another() {
+    // A refused share off the commitment: an audit that passes, with one conviction.
+    let wrong = |share: &Share| {
+        let mut value = *share.value_bytes().expose();
+        value[31] ^= 1;
+        value
+    };
+    let report = audit_certified(wrong, Accused::Refused, Certified::InBatch { proof_of: 1 });
+    assert!(report.is_ok_and(|r| r.certified));
+    let elsewhere = audit_certified(wrong, Accused::Refused, Certified::InBatch { proof_of: 2 });
+    assert!(
+        matches!(elsewhere, Err(AuditError::Certificate { .. })),
+        "{elsewhere:?}"
+    );
 }

@@ -35,6 +35,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod batch;
 pub mod bitswap;
 pub mod block;
 pub mod car;

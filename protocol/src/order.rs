@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
 
+use crate::batch::{BatchError, BatchTree, Inclusion, batch_message};
 use crate::identity::VerifiedIdentity;
 
 /// What every fiduciary signs to certify custody: this prefix, then the commitment's CID.
@@ -242,6 +243,11 @@ pub struct Certificate {
     pub signers: Vec<Cid>,
     /// 96-byte aggregate BLS signature.
     pub signature: ByteBuf,
+    /// For an order certified with others: where its commitment sits in the batch whose root
+    /// the fiduciaries signed ([`crate::batch`]). Absent when they signed the commitment
+    /// itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Inclusion>,
 }
 
 /// Why a certificate could not be made or does not hold.
@@ -259,6 +265,9 @@ pub enum CertificateError {
     /// A fiduciary signature does not verify.
     #[error("signature of {0} does not verify")]
     SignerSignature(String),
+    /// The inclusion proof does not lead from the commitment to a batch root.
+    #[error("batch inclusion: {0}")]
+    Inclusion(#[from] BatchError),
 }
 
 /// The bytes fiduciaries sign to certify custody of `commitment`.
@@ -289,6 +298,7 @@ impl Certificate {
             commitment,
             signers: signatures.iter().map(|(i, _)| i.cid()).collect(),
             signature: ByteBuf::from(aggregate.to_bytes().to_vec()),
+            batch: None,
         })
     }
 
@@ -300,20 +310,59 @@ impl Certificate {
         commitment: Cid,
         signatures: &[(&VerifiedIdentity, &[u8])],
     ) -> Result<(Self, CertificateCheck), CertificateError> {
-        let encoded: Vec<&[u8]> = signatures.iter().map(|(_, s)| *s).collect();
-        let aggregate =
-            bls::aggregate_encoded(&encoded).map_err(|_| CertificateError::Signature)?;
+        let check = CertificateCheck::of_encoded(signatures, custody_message(&commitment))?;
         let certificate = Self {
             commitment,
             signers: signatures.iter().map(|(i, _)| i.cid()).collect(),
-            signature: ByteBuf::from(aggregate.to_bytes().to_vec()),
-        };
-        let check = CertificateCheck {
-            keys: signatures.iter().map(|(i, _)| *i.bls_key()).collect(),
-            message: custody_message(&commitment),
-            signature: aggregate,
+            signature: ByteBuf::from(check.signature.to_bytes().to_vec()),
+            batch: None,
         };
         Ok((certificate, check))
+    }
+
+    /// Aggregates encoded signatures over a batch's root, not checked one by one: the
+    /// aggregate, and the pairing check that every order's certificate of the batch shares
+    /// (each is [`Certificate::in_batch`]).
+    pub fn aggregate_batch_unchecked(
+        tree: &BatchTree,
+        signatures: &[(&VerifiedIdentity, &[u8])],
+    ) -> Result<(ByteBuf, CertificateCheck), CertificateError> {
+        let check = CertificateCheck::of_encoded(signatures, tree.message())?;
+        Ok((ByteBuf::from(check.signature.to_bytes().to_vec()), check))
+    }
+
+    /// The certificate of leaf `index` of `tree`, from the batch's aggregate `signature` by
+    /// `signers`.
+    pub fn in_batch(
+        tree: &BatchTree,
+        index: usize,
+        commitment: Cid,
+        signers: Vec<Cid>,
+        signature: ByteBuf,
+    ) -> Result<Self, CertificateError> {
+        let batch = tree.inclusion(index).ok_or(BatchError::Proof {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            leaves: u32::try_from(tree.len()).unwrap_or(u32::MAX),
+        })?;
+        let certificate = Self {
+            commitment,
+            signers,
+            signature,
+            batch: Some(batch),
+        };
+        if certificate.message()? != tree.message() {
+            return Err(CertificateError::Commitment(commitment.to_string()));
+        }
+        Ok(certificate)
+    }
+
+    /// What the signers signed: the custody message of the commitment, or of its batch's
+    /// root.
+    pub fn message(&self) -> Result<Vec<u8>, CertificateError> {
+        match &self.batch {
+            None => Ok(custody_message(&self.commitment)),
+            Some(inclusion) => Ok(batch_message(&inclusion.root(&self.commitment)?)),
+        }
     }
 
     /// One pairing check that every listed fiduciary signed `commitment`.
@@ -345,14 +394,15 @@ impl Certificate {
             bls::Signature::from_bytes(&self.signature).map_err(|_| CertificateError::Signature)?;
         Ok(CertificateCheck {
             keys: signers.iter().map(|i| *i.bls_key()).collect(),
-            message: custody_message(&commitment),
+            message: self.message()?,
             signature,
         })
     }
 }
 
-/// A certificate's pairing check, ready to run alone or with others.
-#[derive(Debug, Clone)]
+/// A certificate's pairing check, ready to run alone or with others. The certificates of one
+/// batch's orders all make the same check.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateCheck {
     keys: Vec<PopVerifiedKey>,
     message: Vec<u8>,
@@ -360,6 +410,22 @@ pub struct CertificateCheck {
 }
 
 impl CertificateCheck {
+    /// The check that `signatures`, aggregated with one subgroup check for them all, are
+    /// over `message`.
+    fn of_encoded(
+        signatures: &[(&VerifiedIdentity, &[u8])],
+        message: Vec<u8>,
+    ) -> Result<Self, CertificateError> {
+        let encoded: Vec<&[u8]> = signatures.iter().map(|(_, s)| *s).collect();
+        let signature =
+            bls::aggregate_encoded(&encoded).map_err(|_| CertificateError::Signature)?;
+        Ok(Self {
+            keys: signatures.iter().map(|(i, _)| *i.bls_key()).collect(),
+            message,
+            signature,
+        })
+    }
+
     /// One pairing check (a fast aggregate verification).
     pub fn verify(&self) -> Result<(), CertificateError> {
         bls::fast_aggregate_verify(&self.keys, &self.message, &self.signature)

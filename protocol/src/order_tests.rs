@@ -204,3 +204,78 @@ fn certificates_of_several_orders_check_in_one_batch() {
         Err(CertificateError::Signature)
     );
 }
+
+#[test]
+fn one_aggregate_over_a_batch_root_certifies_each_order_with_its_proof() {
+    let nodes = fiduciaries(3);
+    let signers: Vec<&VerifiedIdentity> = nodes.iter().map(LocalIdentity::identity).collect();
+    let signer_cids: Vec<Cid> = signers.iter().map(|i| i.cid()).collect();
+    let commitments: Vec<Cid> = (0..5u8).map(|i| Block::raw(vec![i; 8]).cid()).collect();
+    let tree = crate::batch::BatchTree::new(&commitments).unwrap();
+    let signatures: Vec<(&VerifiedIdentity, [u8; bls::SIGNATURE_LEN])> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.identity(),
+                n.keys().bls().sign(&tree.message()).to_bytes(),
+            )
+        })
+        .collect();
+    let encoded: Vec<(&VerifiedIdentity, &[u8])> =
+        signatures.iter().map(|(i, s)| (*i, &s[..])).collect();
+    let (aggregate, check) = Certificate::aggregate_batch_unchecked(&tree, &encoded).unwrap();
+    assert_eq!(check.verify(), Ok(()));
+
+    for (index, commitment) in commitments.iter().enumerate() {
+        let certificate = Certificate::in_batch(
+            &tree,
+            index,
+            *commitment,
+            signer_cids.clone(),
+            aggregate.clone(),
+        )
+        .unwrap();
+        // Through its encoding, as an auditor reads it.
+        let decoded: Certificate = Block::encode(&certificate)
+            .unwrap()
+            .decode(Limits::default())
+            .unwrap();
+        assert_eq!(decoded, certificate);
+        assert_eq!(decoded.verify(*commitment, &signers), Ok(()));
+    }
+
+    // The proof of one order does not certify another.
+    let first = Certificate::in_batch(
+        &tree,
+        0,
+        commitments[0],
+        signer_cids.clone(),
+        aggregate.clone(),
+    )
+    .unwrap();
+    let moved = Certificate {
+        commitment: commitments[1],
+        ..first.clone()
+    };
+    assert_eq!(
+        moved.verify(commitments[1], &signers),
+        Err(CertificateError::Signature)
+    );
+    // Nor does a proof cut short, nor the same signature without any proof.
+    let mut cut = first.clone();
+    cut.batch.as_mut().unwrap().path.pop();
+    assert!(matches!(
+        cut.verify(commitments[0], &signers),
+        Err(CertificateError::Inclusion(_))
+    ));
+    let bare = Certificate {
+        batch: None,
+        ..first.clone()
+    };
+    assert_eq!(
+        bare.verify(commitments[0], &signers),
+        Err(CertificateError::Signature)
+    );
+    // A certificate is made only for a commitment at its place in the tree.
+    assert!(Certificate::in_batch(&tree, 1, commitments[0], signer_cids, aggregate).is_err());
+}

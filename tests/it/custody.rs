@@ -500,6 +500,7 @@ async fn forged_certificate(
                 .to_bytes()
                 .to_vec(),
         ),
+        batch: None,
     };
     let block = envelope(
         &principal,

@@ -217,6 +217,7 @@ async fn a_certificate_for_another_commitment_is_refused() {
         commitment: other,
         signers: vec![parties[1].cid(), parties[2].cid()],
         signature: ByteBuf::from(vec![0; 96]),
+        batch: None,
     };
     let block = principal.publish(
         Kind::Certificate,
