@@ -49,6 +49,7 @@ impl Role {
                     | Kind::DkgCommitment
                     | Kind::DkgComplaint
                     | Kind::CommitmentSignature
+                    | Kind::BatchSignature
                     | Kind::Receipt
                     | Kind::MpinShare
                     | Kind::Approval
@@ -69,6 +70,7 @@ impl Role {
                     | Kind::ReshareDeal
                     | Kind::Commitment
                     | Kind::ShareDeal
+                    | Kind::CustodyBatch
                     | Kind::Certificate
                     | Kind::ReleaseRequest
                     | Kind::MpinRequest
@@ -96,6 +98,10 @@ pub enum RoleMsg {
     Describe(RpcReplyPort<Role>),
     /// Something arrived from the network.
     Network(NetworkEvent),
+    /// Principal: send the deals of the orders made and held since the last of these, in
+    /// batches where they share fiduciaries (see [`custody::batching`]). Queued by the first
+    /// order held, so it comes after every order that was waiting.
+    SendBatches,
     /// Principal: start an order.
     CreateOrder {
         /// The order (boxed: it is by far the largest message).
@@ -294,6 +300,7 @@ impl RoleActor {
                         | Kind::ReshareDeal
                         | Kind::Commitment
                         | Kind::ShareDeal
+                        | Kind::CustodyBatch
                         | Kind::Certificate
                         | Kind::ReleaseRequest
                         | Kind::MpinRequest
@@ -358,6 +365,19 @@ impl RoleActor {
         }
         let role = args.role.name();
         let steps = &args.context.metrics.custody_steps;
+        if args.role == Role::Principal
+            && let [block] = blocks.as_slice()
+            && let Ok(signed) = SignedEnvelope::decode(block)
+            && signed.envelope.kind == Kind::BatchSignature
+        {
+            let started = std::time::Instant::now();
+            let outcome = custody::batching::on_batch_signature(&args.context, peer, &signed).await;
+            steps.observe(&[role, Kind::BatchSignature.name()], started.elapsed());
+            if let Err(reason) = outcome {
+                rejected(args, peer, &reason, "batch signature");
+            }
+            return;
+        }
         if args.role == Role::Principal
             && let [block] = blocks.as_slice()
             && let Ok(signed) = SignedEnvelope::decode(block)
@@ -657,8 +677,28 @@ impl RoleActor {
                     .iter()
                     .any(|r| r.identity == me) =>
             {
-                let delivery = custody::on_share_deal(ctx, &envelope, cid).await?;
-                send_all(ctx, vec![delivery]);
+                match custody::on_share_deal(ctx, &envelope, cid).await {
+                    Ok(delivery) => send_all(ctx, delivery.into_iter().collect()),
+                    Err(refused) => {
+                        // A batch that waited for it is signed without it, if it was the last.
+                        if let Some(commitment) = envelope.envelope().prev {
+                            let principal = envelope.envelope().sender;
+                            let order = &envelope.envelope().order;
+                            let signed =
+                                custody::batching::deal_refused(ctx, &principal, order, commitment);
+                            if let Some(delivery) = signed.await? {
+                                send_all(ctx, vec![delivery]);
+                            }
+                        }
+                        return Err(refused);
+                    }
+                }
+            }
+            (Role::Fiduciary, Kind::CustodyBatch) => {
+                send_all(
+                    ctx,
+                    custody::batching::on_custody_batch(ctx, &envelope, cid).await?,
+                );
             }
             (Role::Fiduciary, Kind::Certificate) => {
                 custody::on_certificate(ctx, &envelope, cid).await?
@@ -824,6 +864,7 @@ impl RoleActor {
             RoleMsg::Resume => {
                 let resumed = match args.role {
                     Role::Principal => {
+                        custody::batching::forget_stalled(&args.context);
                         Self::resend_releases(&args.context);
                         let refreshed = Self::refresh_due(&args.context).await;
                         custody::resume(&args.context, RESUME_INTERVAL).map(|mut deliveries| {
@@ -847,6 +888,11 @@ impl RoleActor {
                             Ok(deliveries) => send_all(&args.context, deliveries),
                             Err(err) => warn!(%err, "cannot delete the shares of expired orders"),
                         }
+                        match custody::batching::sign_stalled(&args.context, RESUME_INTERVAL).await
+                        {
+                            Ok(deliveries) => send_all(&args.context, deliveries),
+                            Err(err) => warn!(%err, "cannot sign stalled custody batches"),
+                        }
                         custody::crosscheck::show_stalled(
                             &args.context,
                             &mut args.shown_commitments,
@@ -861,11 +907,26 @@ impl RoleActor {
             RoleMsg::CreateOrder { order, reply } => {
                 let result = custody::create_order(&args.context, *order).await;
                 let _ = reply.send(result.map(|prepared| {
-                    info!(order = %prepared.record.reference, "order made and sent to its fiduciaries");
-                    send_all(&args.context, prepared.deliveries);
-                    prepared.record
+                    info!(order = %prepared.record.reference, "order made");
+                    let record = prepared.record.clone();
+                    match custody::batching::hold(&args.context, prepared) {
+                        custody::batching::Held::First => {
+                            if myself.cast(RoleMsg::SendBatches).is_err() {
+                                warn!("held orders not sent: the role stopped");
+                            }
+                        }
+                        custody::batching::Held::Behind => {}
+                        custody::batching::Held::SendNow(deliveries) => {
+                            send_all(&args.context, deliveries)
+                        }
+                    }
+                    record
                 }));
             }
+            RoleMsg::SendBatches => match custody::batching::send_held(&args.context) {
+                Ok(deliveries) => send_all(&args.context, deliveries),
+                Err(err) => warn!(%err, "held orders not sent; resuming sends them"),
+            },
             RoleMsg::Cancel { reference, reply } => {
                 let result = custody::ending::create_cancel(&args.context, &reference).await;
                 let _ = reply.send(result.map(|(record, deliveries)| {

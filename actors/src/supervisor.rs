@@ -161,6 +161,7 @@ impl NodeSupervisor {
                         hosted: state.args.network.hosted.clone(),
                         mpin_servers: state.args.mpin_servers.clone(),
                         certificate_checks: crate::certificates::CertificateChecks::start(),
+                        custody_batches: Default::default(),
                         metrics: state.args.metrics.clone(),
                         clock_tolerance_ms: state.args.clock_tolerance_ms,
                         misbehaviour: state.args.misbehaviour,

@@ -47,6 +47,27 @@ pub struct CustodyBatch {
     pub leaves: Vec<BatchLeaf>,
 }
 
+/// The root a fiduciary's [`crate::envelope::Kind::BatchSignature`] signs.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BatchRoot {
+    /// The tree's root, [`HASH_LEN`] bytes.
+    pub root: ByteBuf,
+}
+
+impl BatchRoot {
+    /// The payload naming `root`.
+    pub fn new(root: &Hash) -> Self {
+        Self {
+            root: ByteBuf::from(root.to_vec()),
+        }
+    }
+
+    /// The root, if it has the right length.
+    pub fn hash(&self) -> Option<Hash> {
+        self.root.as_slice().try_into().ok()
+    }
+}
+
 /// Where one commitment sits in a batch: enough to rebuild the root from the commitment.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Inclusion {

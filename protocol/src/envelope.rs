@@ -8,9 +8,10 @@
 //!
 //! Which key signs is fixed by the sender's identity, never chosen by the envelope: a
 //! version 2 identity signs with its Ed25519 key, a version 1 identity with its BLS key. The
-//! one exception is [`Kind::CommitmentSignature`], always BLS: that signature is aggregated
-//! into the custody certificate. An order so costs its fiduciaries one BLS signature each and
-//! its principal one aggregate verification; every other step is an Ed25519 signature.
+//! exceptions are [`Kind::CommitmentSignature`] and [`Kind::BatchSignature`], always BLS: those
+//! signatures are aggregated into custody certificates. An order so costs its fiduciaries one
+//! BLS signature each, or one for a whole batch of orders, and its principal one aggregate
+//! verification; every other step is an Ed25519 signature.
 //!
 //! Checks run cheapest first: [`SignedEnvelope::check_structure`] (no cryptography), then
 //! [`SignedEnvelope::verify`] (the signature, against an already verified identity). Only a
@@ -127,9 +128,24 @@ pub enum Kind {
     /// [`Kind::ShareDeleted`] whose `prev` is this ([`crate::order::OrderCancel`], `prev` the
     /// order's head). Authorized like a release under the order's policy.
     OrderCancel,
+    /// The principal's list of orders dealt together to the same fiduciaries, sent before
+    /// their deals ([`crate::batch::CustodyBatch`], no `prev`; `order` names the batch).
+    CustodyBatch,
+    /// A fiduciary's one custody signature for every order of a batch, once it holds all their
+    /// shares. Like [`Kind::CommitmentSignature`], the envelope signature *is* the custody
+    /// signature, over [`crate::batch::batch_message`] of the root its public payload names
+    /// ([`crate::batch::BatchRoot`], `prev` the batch, no timestamp).
+    BatchSignature,
 }
 
 impl Kind {
+    /// Whether an envelope of this kind is a fiduciary's BLS custody signature, aggregated
+    /// into certificates: signed with the BLS key whatever the identity's version, and with
+    /// no timestamp, so that every field follows from what it certifies.
+    pub fn is_custody_signature(self) -> bool {
+        matches!(self, Kind::CommitmentSignature | Kind::BatchSignature)
+    }
+
     /// The kind's name, as envelopes serialise it (`order-request`).
     pub fn name(self) -> &'static str {
         match self {
@@ -163,6 +179,8 @@ impl Kind {
             Kind::Signature => "signature",
             Kind::PartialSignature => "partial-signature",
             Kind::OrderCancel => "order-cancel",
+            Kind::CustodyBatch => "custody-batch",
+            Kind::BatchSignature => "batch-signature",
         }
     }
 }
@@ -328,6 +346,9 @@ pub enum EnvelopeError {
     /// A custody signature envelope with a payload, a timestamp or no commitment.
     #[error("a commitment signature names its commitment and carries nothing else")]
     CustodySignatureShape,
+    /// A batch signature without its batch, its root, or with a timestamp or a seal.
+    #[error("a batch signature names its batch and root and carries nothing else")]
+    BatchSignatureShape,
     /// A bundle that is empty, too long, or not one sender's `prev` chain.
     #[error("bad bundle: {0}")]
     Bundle(&'static str),
@@ -452,7 +473,7 @@ impl SignedEnvelope {
                 .collect();
             envelope.ciphertext = Some(ByteBuf::from(sealed.ciphertext));
         }
-        if envelope.kind == Kind::CommitmentSignature {
+        if envelope.kind.is_custody_signature() {
             envelope.timestamp = 0;
         }
         let signed = Self {
@@ -498,9 +519,17 @@ impl SignedEnvelope {
         Ok(signed)
     }
 
+    /// The batch root a [`Kind::BatchSignature`] names, if its payload is one.
+    pub fn batch_root(&self) -> Option<crate::batch::Hash> {
+        let public = self.envelope.public.as_ref()?;
+        dagcbor::decode::<crate::batch::BatchRoot>(public, Limits::default())
+            .ok()?
+            .hash()
+    }
+
     /// Whether `sender` signs this envelope with Ed25519 (else BLS).
     fn signs_with_ed25519(&self, sender: &VerifiedIdentity) -> bool {
-        self.envelope.kind != Kind::CommitmentSignature && sender.envelope_key().is_some()
+        !self.envelope.kind.is_custody_signature() && sender.envelope_key().is_some()
     }
 
     /// What the signature signs.
@@ -508,6 +537,12 @@ impl SignedEnvelope {
         match (self.envelope.kind, self.envelope.prev) {
             (Kind::CommitmentSignature, Some(commitment)) => {
                 Ok(crate::order::custody_message(&commitment))
+            }
+            (Kind::BatchSignature, _) => {
+                let root = self
+                    .batch_root()
+                    .ok_or(EnvelopeError::BatchSignatureShape)?;
+                Ok(crate::batch::batch_message(&root))
             }
             _ => Ok(signing_message(
                 ENVELOPE_CONTEXT,
@@ -525,7 +560,7 @@ impl SignedEnvelope {
         let signed: Self = dagcbor::decode(bytes, limits)?;
         signed.check_structure()?;
         let lengths: &[usize] = match signed.envelope.kind {
-            Kind::CommitmentSignature => &[bls::SIGNATURE_LEN],
+            Kind::CommitmentSignature | Kind::BatchSignature => &[bls::SIGNATURE_LEN],
             _ => &[bls::SIGNATURE_LEN, ed25519::SIGNATURE_LEN],
         };
         if !lengths.contains(&signed.signature.len()) {
@@ -561,6 +596,14 @@ impl SignedEnvelope {
                 || envelope.timestamp != 0)
         {
             return Err(EnvelopeError::CustodySignatureShape);
+        }
+        if envelope.kind == Kind::BatchSignature
+            && (envelope.prev.is_none()
+                || self.batch_root().is_none()
+                || envelope.ciphertext.is_some()
+                || envelope.timestamp != 0)
+        {
+            return Err(EnvelopeError::BatchSignatureShape);
         }
         if envelope.recipients.len() > MAX_RECIPIENTS {
             return Err(EnvelopeError::TooManyRecipients(envelope.recipients.len()));

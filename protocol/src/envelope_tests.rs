@@ -573,3 +573,73 @@ fn after_a_rotation_old_envelopes_verify_with_the_old_keys_and_new_ones_with_the
         Err(EnvelopeError::BadSignature)
     );
 }
+
+#[test]
+fn a_batch_signature_envelope_is_the_custody_signature_over_its_root() {
+    let w = world();
+    let fiduciary = &w.fiduciaries[0];
+    let leaves: Vec<Cid> = (0..3u8)
+        .map(|i| crate::block::Block::raw(vec![i; 4]).cid())
+        .collect();
+    let tree = crate::batch::BatchTree::new(&leaves).unwrap();
+    let payload = dagcbor::encode(&crate::batch::BatchRoot::new(&tree.root())).unwrap();
+    let draft = |public: Option<Vec<u8>>| Draft {
+        kind: Kind::BatchSignature,
+        order: "batch-1",
+        prev: Some(w.principal.cid()),
+        timestamp: 1_700_000_000_000,
+        public,
+        secret: None,
+        recipients: &[],
+    };
+    let signed = SignedEnvelope::create(fiduciary, draft(Some(payload.clone()))).unwrap();
+    assert_eq!(signed.envelope.timestamp, 0);
+    assert_eq!(signed.signature.len(), bls::SIGNATURE_LEN);
+    assert_eq!(signed.batch_root(), Some(tree.root()));
+    let signature = bls::Signature::from_bytes(&signed.signature).unwrap();
+    fiduciary
+        .identity()
+        .bls_key()
+        .public_key()
+        .verify(&tree.message(), &signature)
+        .unwrap();
+    let decoded = SignedEnvelope::decode(signed.to_block().unwrap().bytes()).unwrap();
+    assert!(decoded.clone().verify(fiduciary.identity()).is_ok());
+
+    // Another root under the same signature does not verify.
+    let other = crate::batch::BatchTree::new(&leaves[..2]).unwrap();
+    let moved = SignedEnvelope {
+        envelope: Envelope {
+            public: Some(ByteBuf::from(
+                dagcbor::encode(&crate::batch::BatchRoot::new(&other.root())).unwrap(),
+            )),
+            ..decoded.envelope.clone()
+        },
+        ..decoded.clone()
+    };
+    assert_eq!(
+        moved.verify(fiduciary.identity()).unwrap_err(),
+        EnvelopeError::BadSignature
+    );
+    // Without a root, or with a short one, it is no batch signature.
+    assert_eq!(
+        SignedEnvelope::create(fiduciary, draft(None)).unwrap_err(),
+        EnvelopeError::BatchSignatureShape
+    );
+    let short = dagcbor::encode(&crate::batch::BatchRoot {
+        root: ByteBuf::from(vec![0; 31]),
+    })
+    .unwrap();
+    assert_eq!(
+        SignedEnvelope::create(fiduciary, draft(Some(short))).unwrap_err(),
+        EnvelopeError::BatchSignatureShape
+    );
+    let unlinked = Draft {
+        prev: None,
+        ..draft(Some(payload))
+    };
+    assert_eq!(
+        SignedEnvelope::create(fiduciary, unlinked).unwrap_err(),
+        EnvelopeError::BatchSignatureShape
+    );
+}

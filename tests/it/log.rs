@@ -183,15 +183,7 @@ async fn an_exported_log_audits_from_the_file_alone_and_on_a_node_of_another_net
 
     // One byte flipped inside the certificate: the audit fails and names that block.
     let archive = dta_protocol::car::read(&std::fs::read(&car).unwrap()).unwrap();
-    let certificate = report["envelopes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "certificate")
-        .unwrap()["cid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let certificate = crate::custody::certificate_in(&report).to_string();
     let (_, bytes) = archive
         .blocks
         .iter()

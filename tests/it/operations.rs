@@ -365,7 +365,7 @@ async fn a_calls_log_lines_carry_its_request_id_and_its_order_in_the_merged_logs
     assert_eq!(call.line["fields"]["status"], 200);
     // The principal's own lines about the calls carry their ids too.
     for (id, message) in [
-        ("trace-order-1", "order made and sent to its fiduciaries"),
+        ("trace-order-1", "order made"),
         ("trace-release-1", "release requested"),
     ] {
         assert!(

@@ -154,6 +154,9 @@ pub struct RoleContext {
     /// Where certificate pairing checks run, batched: a fiduciary's before it releases, a
     /// principal's before it certifies.
     pub certificate_checks: crate::certificates::CertificateChecks,
+    /// Custody batches under way: a principal's orders dealt together, a fiduciary's deals
+    /// that wait to be signed together (see [`crate::batches`]).
+    pub custody_batches: crate::batches::Batches,
     /// The node's counters.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// How far clocks may disagree when a release policy's times are checked (ms).

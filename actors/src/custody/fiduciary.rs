@@ -24,6 +24,7 @@ use crate::role::Role;
 use crate::states::OrderState;
 
 use super::approval::votes_of;
+use super::batching;
 use super::keygen;
 use super::principal::{generated_key, order_plugin};
 use super::record::{Gated, Hold, KeyGeneration, OrderRecord, held_share_name, share_name};
@@ -224,7 +225,7 @@ pub async fn on_share_deal(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
     deal_cid: Cid,
-) -> Result<Delivery, CustodyError> {
+) -> Result<Option<Delivery>, CustodyError> {
     let reference = envelope.envelope().order.clone();
     if let Some(existing) = ctx.record(Role::Fiduciary, &envelope.envelope().sender, &reference)? {
         // The same deal again (the principal did not get our signature): sign again.
@@ -234,7 +235,9 @@ pub async fn on_share_deal(
             let commitment = existing
                 .commitment
                 .ok_or_else(|| internal("held order without commitment"))?;
-            return sign_commitment(ctx, &reference, commitment, existing.principal).await;
+            return sign_commitment(ctx, &reference, commitment, existing.principal)
+                .await
+                .map(Some);
         }
         return Err(CustodyError::Exists(existing.reference));
     }
@@ -309,14 +312,28 @@ pub async fn on_share_deal(
             commitment_cid,
         )
     };
-    // The custody signature is made while the share and record reach the disk.
-    let delivery = ctx
-        .save_while(
-            Role::Fiduciary,
-            &record,
-            sign_commitment(ctx, &reference, commitment_cid, principal),
-        )
-        .await?;
+    // The custody signature is made while the share and record reach the disk: this order's
+    // alone, or its batch's once this was the last deal the batch waited for.
+    let delivery = match batching::deal_taken(ctx, &principal, &reference, commitment_cid) {
+        batching::Taken::Alone => Some(
+            ctx.save_while(
+                Role::Fiduciary,
+                &record,
+                sign_commitment(ctx, &reference, commitment_cid, principal),
+            )
+            .await?,
+        ),
+        batching::Taken::Waiting => {
+            ctx.save(Role::Fiduciary, &record).await?;
+            None
+        }
+        batching::Taken::Completes(batch) => {
+            let blocks = ctx
+                .save_while(Role::Fiduciary, &record, batching::sign(ctx, *batch))
+                .await?;
+            Some((ctx.known_peer(&principal)?, blocks))
+        }
+    };
     tracing::info!(order = %reference, index = deal.index, "share verified and kept");
     Ok(delivery)
 }

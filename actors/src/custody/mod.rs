@@ -43,6 +43,9 @@ pub use crate::context::{
 pub use crate::plugin::SAFEGUARD_SECRET;
 
 mod approval;
+pub mod batching;
+#[cfg(test)]
+mod batching_tests;
 mod beneficiary;
 mod chain;
 pub mod crosscheck;

@@ -726,18 +726,28 @@ pub async fn on_commitment_signature(
         .map_err(internal)?;
         ctx.save_signed(&rebuilt)?;
     }
+    store_certificate(ctx, &mut record, &certificate).await?;
+    Ok(None)
+}
+
+/// Publishes `certificate` at the head of the order's log and stores the order certified.
+pub(super) async fn store_certificate(
+    ctx: &RoleContext,
+    record: &mut OrderRecord,
+    certificate: &Certificate,
+) -> Result<(), CustodyError> {
     let (cid, _) = ctx
         .publish(
             Kind::Certificate,
-            &reference,
+            &record.reference,
             Some(record.head),
-            &certificate,
+            certificate,
         )
         .await?;
     record.certificate = Some(cid);
     record.head = cid;
     record.state = OrderState::Certified;
-    ctx.save(Role::Principal, &record).await?;
-    tracing::info!(order = %reference, certificate = %cid, "order certified");
-    Ok(None)
+    ctx.save(Role::Principal, record).await?;
+    tracing::info!(order = %record.reference, certificate = %cid, "order certified");
+    Ok(())
 }

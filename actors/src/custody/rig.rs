@@ -155,6 +155,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
                 releases_open: Default::default(),
                 mpin_servers: Arc::new(Vec::new()),
                 certificate_checks: crate::certificates::CertificateChecks::start(),
+                custody_batches: Default::default(),
                 metrics: Arc::new(crate::metrics::Metrics::default()),
                 clock_tolerance_ms: dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS,
                 misbehaviour: None,
@@ -211,6 +212,13 @@ pub(crate) async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Ta
             );
             continue;
         }
+        if signed.envelope.kind == Kind::BatchSignature {
+            let peer = ctx.peer_of(&signed.envelope.sender).unwrap();
+            super::batching::on_batch_signature(ctx, peer, &signed)
+                .await
+                .unwrap();
+            continue;
+        }
         let (envelope, cid) = party.take(&block).await.unwrap();
         let sent: Vec<Delivery> = match (to, signed.envelope.kind) {
             (0, Kind::ReshareDeal) => refresh::on_deal(ctx, &envelope, cid).await.unwrap(),
@@ -247,7 +255,14 @@ pub(crate) async fn run(parties: &[Party], deliveries: Vec<Delivery>, tamper: Ta
                 .unwrap()
                 .into_iter()
                 .collect(),
-            (_, Kind::ShareDeal) => vec![on_share_deal(ctx, &envelope, cid).await.unwrap()],
+            (_, Kind::ShareDeal) => on_share_deal(ctx, &envelope, cid)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect(),
+            (_, Kind::CustodyBatch) => super::batching::on_custody_batch(ctx, &envelope, cid)
+                .await
+                .unwrap(),
             (_, Kind::Certificate) => {
                 on_certificate(ctx, &envelope, cid).await.unwrap();
                 Vec::new()
