@@ -31,7 +31,7 @@ use libp2p::PeerId;
 use super::fiduciary::sign_commitment;
 use super::principal::{Prepared, store_certificate};
 use crate::batches::{Deal, ExpectedBatch, HeldOrder, NotTaken, ResolvedBatch, SentBatch};
-use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
+use crate::context::{CustodyError, Delivery, Durability, RoleContext, encode, internal};
 use crate::role::Role;
 use crate::states::OrderState;
 
@@ -239,12 +239,11 @@ async fn certify(ctx: &RoleContext, batch: SentBatch) -> Result<(), CustodyError
             )));
         }
     };
+    // The orders still to certify (not certified another way meanwhile, nor moved on).
+    let mut due = Vec::new();
     for (index, leaf) in batch.leaves.iter().enumerate() {
-        let certified = async {
-            let mut record = ctx.principal_record(&leaf.order)?;
-            if record.certificate.is_some() || record.commitment != Some(leaf.commitment) {
-                return Ok(());
-            }
+        let made = ctx.principal_record(&leaf.order).and_then(|record| {
+            let fresh = record.certificate.is_none() && record.commitment == Some(leaf.commitment);
             let certificate = Certificate::in_batch(
                 &tree,
                 index,
@@ -253,10 +252,25 @@ async fn certify(ctx: &RoleContext, batch: SentBatch) -> Result<(), CustodyError
                 aggregate.clone(),
             )
             .map_err(internal)?;
-            store_certificate(ctx, &mut record, &certificate).await
+            Ok(fresh.then_some((record, certificate)))
+        });
+        match made {
+            Ok(Some(due_one)) => due.push(due_one),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(order = %leaf.order, %err, "order of a batch not certified"),
+        }
+    }
+    // One sync for the batch: the last order's write makes every one before it durable. Until
+    // then nothing of theirs has left the node, and a crash leaves them dealt, to be resumed.
+    let last = due.len().saturating_sub(1);
+    for (position, (mut record, certificate)) in due.into_iter().enumerate() {
+        let durability = if position == last {
+            Durability::Synced
+        } else {
+            Durability::Buffered
         };
-        if let Err(err) = certified.await {
-            tracing::warn!(order = %leaf.order, %err, "order of a certified batch not stored");
+        if let Err(err) = store_certificate(ctx, &mut record, &certificate, durability).await {
+            tracing::warn!(order = %record.reference, %err, "order of a batch not certified");
         }
     }
     Ok(())
@@ -298,9 +312,7 @@ pub async fn on_custody_batch(
     let mut deliveries = Vec::new();
     // This batch if it waits for nothing, and the oldest one given up to make room.
     for resolved in ctx.custody_batches.expect(tree.root(), expected) {
-        let principal = resolved.principal;
-        let blocks = sign(ctx, resolved).await?;
-        deliveries.extend(answer(ctx, &principal, blocks)?);
+        deliveries.extend(sign_durably(ctx, resolved).await?);
     }
     Ok(deliveries)
 }
@@ -335,16 +347,15 @@ pub async fn deal_refused(
         .custody_batches
         .mark(principal, order, commitment, Deal::Refused)
     {
-        Some(Some(resolved)) => {
-            let blocks = sign(ctx, resolved).await?;
-            answer(ctx, principal, blocks)
-        }
+        Some(Some(resolved)) => sign_durably(ctx, resolved).await,
         _ => Ok(None),
     }
 }
 
 /// Fiduciary: the signature blocks for a resolved batch: one over its root if every deal was
-/// taken, else one per order taken.
+/// taken, else one per order taken. They are staged, not written: the caller's synced write
+/// makes them durable together with the deals they answer, some of which were written
+/// unsynced (see [`sign_durably`]).
 pub(crate) async fn sign(
     ctx: &RoleContext,
     batch: ResolvedBatch,
@@ -358,14 +369,9 @@ pub(crate) async fn sign(
             None,
             &[],
         )?;
+        let (_, block) = ctx.save_block(&signature).await?;
         tracing::debug!(batch = %batch.reference, orders = tree.len(), "batch signed");
-        return Ok(vec![
-            signature
-                .signed()
-                .to_block()
-                .map_err(internal)?
-                .into_bytes(),
-        ]);
+        return Ok(vec![block]);
     }
     let mut blocks = Vec::new();
     for leaf in batch.taken {
@@ -376,6 +382,18 @@ pub(crate) async fn sign(
     Ok(blocks)
 }
 
+/// [`sign`], then one synced write, so that nothing signed leaves before the deals it answers
+/// are on disk.
+async fn sign_durably(
+    ctx: &RoleContext,
+    batch: ResolvedBatch,
+) -> Result<Option<Delivery>, CustodyError> {
+    let principal = batch.principal;
+    let blocks = sign(ctx, batch).await?;
+    ctx.commit().await?;
+    answer(ctx, &principal, blocks)
+}
+
 /// Fiduciary: batches announced longer than `patience` ago whose deals did not all come,
 /// signed as far as they came.
 pub async fn sign_stalled(
@@ -384,9 +402,7 @@ pub async fn sign_stalled(
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
     for batch in ctx.custody_batches.take_stalled(patience) {
-        let principal = batch.principal;
-        let blocks = sign(ctx, batch).await?;
-        deliveries.extend(answer(ctx, &principal, blocks)?);
+        deliveries.extend(sign_durably(ctx, batch).await?);
     }
     Ok(deliveries)
 }

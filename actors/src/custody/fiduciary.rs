@@ -323,8 +323,9 @@ pub async fn on_share_deal(
             )
             .await?,
         ),
+        // Synced by the write of the batch's last deal, before its signature leaves.
         batching::Taken::Waiting => {
-            ctx.save(Role::Fiduciary, &record).await?;
+            ctx.save_buffered(Role::Fiduciary, &record).await?;
             None
         }
         batching::Taken::Completes(batch) => {

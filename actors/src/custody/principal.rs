@@ -28,7 +28,7 @@ use super::keygen;
 use super::record::{KeyGeneration, OrderRecord};
 use super::release::{check_can_receive, check_holds_shares};
 use super::{MAX_REFERENCE_LEN, NewOrder};
-use crate::context::{CustodyError, Delivery, RoleContext, encode, internal};
+use crate::context::{CustodyError, Delivery, Durability, RoleContext, encode, internal};
 
 /// What the principal prepared for a new order: the record and, per fiduciary, the blocks to
 /// deliver.
@@ -726,15 +726,17 @@ pub async fn on_commitment_signature(
         .map_err(internal)?;
         ctx.save_signed(&rebuilt)?;
     }
-    store_certificate(ctx, &mut record, &certificate).await?;
+    store_certificate(ctx, &mut record, &certificate, Durability::Synced).await?;
     Ok(None)
 }
 
-/// Publishes `certificate` at the head of the order's log and stores the order certified.
+/// Publishes `certificate` at the head of the order's log and stores the order certified,
+/// synced or, for all but the last of a batch's orders, made durable by the next synced write.
 pub(super) async fn store_certificate(
     ctx: &RoleContext,
     record: &mut OrderRecord,
     certificate: &Certificate,
+    durability: Durability,
 ) -> Result<(), CustodyError> {
     let (cid, _) = ctx
         .publish(
@@ -747,7 +749,7 @@ pub(super) async fn store_certificate(
     record.certificate = Some(cid);
     record.head = cid;
     record.state = OrderState::Certified;
-    ctx.save(Role::Principal, record).await?;
+    ctx.save_as(Role::Principal, record, durability).await?;
     tracing::info!(order = %record.reference, certificate = %cid, "order certified");
     Ok(())
 }
