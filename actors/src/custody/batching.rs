@@ -369,6 +369,10 @@ pub(crate) async fn sign(
             None,
             &[],
         )?;
+        #[cfg(feature = "byzantine")]
+        if ctx.misbehaviour == Some(crate::byzantine::Misbehaviour::SignOtherCommitment) {
+            return sign_other_root(ctx, &batch, signature);
+        }
         let (_, block) = ctx.save_block(&signature).await?;
         tracing::debug!(batch = %batch.reference, orders = tree.len(), "batch signed");
         return Ok(vec![block]);
@@ -380,6 +384,35 @@ pub(crate) async fn sign(
         blocks.extend(signed);
     }
     Ok(blocks)
+}
+
+/// For [`crate::byzantine::Misbehaviour::SignOtherCommitment`]: `honest`, the batch's
+/// signature envelope, with a real signature of this fiduciary's over another root.
+#[cfg(feature = "byzantine")]
+fn sign_other_root(
+    ctx: &RoleContext,
+    batch: &ResolvedBatch,
+    honest: VerifiedEnvelope,
+) -> Result<Vec<Vec<u8>>, CustodyError> {
+    let elsewhere = ctx.envelope(
+        Kind::BatchSignature,
+        &batch.reference,
+        Some(batch.cid),
+        Some(encode(&BatchRoot::new(
+            &[0; dta_protocol::batch::HASH_LEN],
+        ))?),
+        None,
+        &[],
+    )?;
+    let forged = SignedEnvelope {
+        signature: elsewhere.signed().signature.clone(),
+        ..honest.signed().clone()
+    };
+    tracing::warn!(
+        misbehaviour = crate::byzantine::Misbehaviour::SignOtherCommitment.name(),
+        "misbehaving on purpose (a test build)"
+    );
+    Ok(vec![forged.to_block().map_err(internal)?.into_bytes()])
 }
 
 /// [`sign`], then one synced write, so that nothing signed leaves before the deals it answers
