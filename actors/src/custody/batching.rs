@@ -24,12 +24,11 @@ use dta_protocol::Cid;
 use dta_protocol::batch::{BatchLeaf, BatchRoot, BatchTree, CustodyBatch};
 use dta_protocol::envelope::{Kind, SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::identity::VerifiedIdentity;
-use dta_protocol::misconduct::Offence;
 use dta_protocol::order::Certificate;
 use libp2p::PeerId;
 
 use super::fiduciary::sign_commitment;
-use super::principal::{Prepared, store_certificate};
+use super::principal::{Prepared, blame, does_not_verify, store_certificate};
 use crate::batches::{Deal, ExpectedBatch, HeldOrder, NotTaken, ResolvedBatch, SentBatch};
 use crate::context::{CustodyError, Delivery, Durability, RoleContext, encode, internal};
 use crate::role::Role;
@@ -212,31 +211,10 @@ async fn certify(ctx: &RoleContext, batch: SentBatch) -> Result<(), CustodyError
     let aggregate = match (checked, passed) {
         (Some((aggregate, _)), true) => aggregate,
         _ => {
-            let message = tree.message();
-            let bad: Vec<Cid> = encoded
-                .iter()
-                .filter(|(i, s)| {
-                    dta_crypto::bls::Signature::from_bytes(s).map_or(true, |s| {
-                        i.bls_key().public_key().verify(&message, &s).is_err()
-                    })
-                })
-                .map(|(i, _)| i.cid())
-                .collect();
-            for fiduciary in &bad {
-                let _ = ctx.misconduct(
-                    *fiduciary,
-                    Offence::BadCustodySignature,
-                    "its signature of a custody batch does not verify over the batch's root",
-                );
-            }
+            let detail = "its signature of a custody batch does not verify over the batch's root";
+            let bad = blame(ctx, &encoded, &tree.message(), detail);
             // Its orders stay dealt: resuming deals them again, to be signed one by one.
-            return Err(CustodyError::Invalid(format!(
-                "batch signature of {} does not verify",
-                bad.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(does_not_verify("batch signature", &bad));
         }
     };
     // The orders still to certify (not certified another way meanwhile, nor moved on).

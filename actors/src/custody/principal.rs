@@ -682,37 +682,17 @@ pub async fn on_commitment_signature(
         _ => {
             // Some signature is bad: find it, drop it, and let resuming ask that fiduciary
             // again. The good ones stay.
-            let message = custody_message(&commitment);
-            let bad: Vec<Cid> = encoded
-                .iter()
-                .filter(|(i, s)| {
-                    bls::Signature::from_bytes(s).map_or(true, |s| {
-                        i.bls_key().public_key().verify(&message, &s).is_err()
-                    })
-                })
-                .map(|(i, _)| i.cid())
-                .collect();
             // Each came over its fiduciary's own connection (any other is checked alone on
             // arrival), so the culprit is known here; a signature that does not verify proves
             // nothing to anyone else, so no audit can show it.
+            let detail =
+                format!("its custody signature on {reference} does not verify over {commitment}");
+            let bad = blame(ctx, &encoded, &custody_message(&commitment), &detail);
             for fiduciary in &bad {
                 record.signatures.remove(&fiduciary.to_string());
-                let _ = ctx.misconduct(
-                    *fiduciary,
-                    Offence::BadCustodySignature,
-                    &format!(
-                        "its custody signature on {reference} does not verify over {commitment}"
-                    ),
-                );
             }
             ctx.save_buffered(Role::Principal, &record).await?;
-            return Err(CustodyError::Invalid(format!(
-                "custody signature of {} does not verify",
-                bad.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(does_not_verify("custody signature", &bad));
         }
     };
     // The fiduciaries' signature envelopes, rebuilt from their parts, are kept for audits.
@@ -728,6 +708,35 @@ pub async fn on_commitment_signature(
     }
     store_certificate(ctx, &mut record, &certificate, Durability::Synced).await?;
     Ok(None)
+}
+
+/// The signers whose signature among `signatures` does not decode or does not verify over
+/// `message`, each counted as misconduct with `detail`.
+pub(super) fn blame(
+    ctx: &RoleContext,
+    signatures: &[(&VerifiedIdentity, &[u8])],
+    message: &[u8],
+    detail: &str,
+) -> Vec<Cid> {
+    let bad: Vec<Cid> = signatures
+        .iter()
+        .filter(|(i, s)| {
+            bls::Signature::from_bytes(s).map_or(true, |s| {
+                i.bls_key().public_key().verify(message, &s).is_err()
+            })
+        })
+        .map(|(i, _)| i.cid())
+        .collect();
+    for fiduciary in &bad {
+        let _ = ctx.misconduct(*fiduciary, Offence::BadCustodySignature, detail);
+    }
+    bad
+}
+
+/// The refusal naming the signers of `what` (a custody or batch signature) that failed.
+pub(super) fn does_not_verify(what: &str, bad: &[Cid]) -> CustodyError {
+    let names: Vec<String> = bad.iter().map(ToString::to_string).collect();
+    CustodyError::Invalid(format!("{what} of {} does not verify", names.join(", ")))
 }
 
 /// Publishes `certificate` at the head of the order's log and stores the order certified,
