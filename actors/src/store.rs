@@ -1,10 +1,11 @@
 //! The node's rocksdb database and the actor that writes to it.
 //!
 //! Column families: `blocks` (CID → block bytes), `identities` (identity CID → document, also
-//! served as a block under that CID),
-//! `orders` (order state, from the custody flow on), `keystore` (name → wrapped secret) and
-//! `metadata`. Reads go straight through a [`Store`] handle (rocksdb is thread-safe); writes
-//! that acknowledge a state change are synced to disk before they return.
+//! served as a block under that CID), `orders` (order state, from the custody flow on),
+//! `signatures` (the threshold signatures an order's key made, one entry each, apart from the
+//! order's record), `keystore` (name → wrapped secret), `metadata`, `mpin` and `tokens`.
+//! Reads go straight through a [`Store`] handle (rocksdb is thread-safe); writes that
+//! acknowledge a state change are synced to disk before they return.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 /// The column families, in creation order.
-pub const COLUMN_FAMILIES: [Column; 7] = [
+pub const COLUMN_FAMILIES: [Column; 8] = [
     Column::Blocks,
     Column::Identities,
     Column::Orders,
@@ -21,6 +22,7 @@ pub const COLUMN_FAMILIES: [Column; 7] = [
     Column::Metadata,
     Column::Mpin,
     Column::Tokens,
+    Column::Signatures,
 ];
 
 /// Each column family's memtable, which also sets the write-ahead log rocksdb preallocates
@@ -56,6 +58,8 @@ pub enum Column {
     Mpin,
     /// API token records (digests and scopes, never tokens).
     Tokens,
+    /// Threshold signatures made, one entry each, under their order record's key.
+    Signatures,
 }
 
 impl Column {
@@ -69,6 +73,7 @@ impl Column {
             Self::Metadata => "metadata",
             Self::Mpin => "mpin",
             Self::Tokens => "tokens",
+            Self::Signatures => "signatures",
         }
     }
 }

@@ -64,6 +64,7 @@ mod release;
 mod resume;
 #[cfg(test)]
 mod rig;
+pub mod signed;
 pub mod signing;
 #[cfg(test)]
 mod signing_tests;
@@ -85,8 +86,8 @@ pub use fiduciary::{
 };
 pub use principal::{Prepared, create_order, on_commitment_signature, on_key_share};
 pub use record::{
-    Gated, Hold, OrderRecord, held_share_name, received_name, record_key, round_name, secret_name,
-    share_name, stored_record, stored_records, stored_records_after,
+    Gated, Hold, OrderRecord, SigningRun, held_share_name, received_name, record_key, round_name,
+    secret_name, share_name, stored_record, stored_records, stored_records_after,
 };
 pub use release::{ReleasePlan, create_release, on_receipt};
 pub use resume::{

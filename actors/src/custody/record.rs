@@ -89,10 +89,17 @@ pub struct OrderRecord {
     /// ([`dta_protocol::envelope::Kind::ShareDeleted`]), after refreshes and reshares.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletions: Vec<Cid>,
-    /// Threshold signatures asked of the order's key (principal, fiduciary), oldest first.
-    /// Absent before the first.
+    /// Threshold signatures of the order's key under way (principal, fiduciary), oldest
+    /// first. A signature made leaves the record for an entry of its own
+    /// ([`super::signed`]): a record is read and written again at every step, and one that
+    /// kept every signature would make each step cost more than the last. Absent when none
+    /// is under way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signing: Vec<SigningRun>,
+    /// Principal: how many signatures were asked of the order's key, so the number of the
+    /// last one. Absent before the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub signatures_asked: u32,
     /// Beneficiary: share releases of the release being collected that did not fit the
     /// commitment, revealed in its receipt as evidence against their fiduciaries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -195,6 +202,7 @@ impl OrderRecord {
             refresh_every_ms: None,
             deletions: Vec::new(),
             signing: Vec::new(),
+            signatures_asked: 0,
             refused: Vec::new(),
             equivocations: Vec::new(),
         }
@@ -706,6 +714,7 @@ mod tests {
             refresh_every_ms: None,
             deletions: Vec::new(),
             signing: Vec::new(),
+            signatures_asked: 0,
             refused: Vec::new(),
             equivocations: Vec::new(),
         })

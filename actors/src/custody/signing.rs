@@ -58,6 +58,7 @@ use crate::states::OrderState;
 use super::fiduciary::policy_gate;
 use super::principal::{check_fiduciary, order_plugin, to_each};
 use super::record::{Gated, OrderRecord, SigningRun, held_share_name};
+use super::signed;
 use crate::context::{CustodyError, Delivery, RoleContext, internal};
 
 fn refused(e: frost::SignError) -> CustodyError {
@@ -151,7 +152,7 @@ pub async fn create_sign(
             message.len()
         )));
     }
-    let sequence = u32::try_from(record.signing.len()).unwrap_or(u32::MAX) + 1;
+    let sequence = record.signatures_asked.saturating_add(1);
     check_policy(&order, reference, sequence, &message)?;
     let request = SignRequest {
         order: record.order,
@@ -163,6 +164,7 @@ pub async fn create_sign(
         .publish(Kind::SignRequest, reference, Some(record.head), &request)
         .await?;
     record.signing.push(SigningRun::new(sequence, cid));
+    record.signatures_asked = sequence;
     record.head = cid;
     ctx.save(Role::Principal, &record).await?;
     tracing::info!(order = %reference, sequence, "signature requested");
@@ -289,17 +291,24 @@ pub async fn on_request(
         if let Some(block) = again.and_then(|(_, sent)| ctx.block(sent)) {
             return Ok(Some((peer, vec![block])));
         }
-    } else if record
-        .signing
-        .iter()
-        .any(|r| r.sequence == request.sequence)
-    {
+    } else {
         // Requests may arrive out of order; two of one number cannot both be the principal's
         // honest doing.
-        return Err(CustodyError::Conflict(format!(
-            "signature {} of {reference} was asked for already, in another request",
-            request.sequence
-        )));
+        let made = signed::made(&ctx.store, &record, request.sequence)?;
+        if made.as_ref().is_some_and(|run| run.request == cid) {
+            return Ok(None);
+        }
+        if made.is_some()
+            || record
+                .signing
+                .iter()
+                .any(|r| r.sequence == request.sequence)
+        {
+            return Err(CustodyError::Conflict(format!(
+                "signature {} of {reference} was asked for already, in another request",
+                request.sequence
+            )));
+        }
     }
     let certified = record.certificate == Some(request.certificate)
         || (record.certificate.is_none()
@@ -380,13 +389,25 @@ fn commitments_in(ctx: &RoleContext, cid: &Cid) -> Result<ByteBuf, CustodyError>
     }
 }
 
-/// Principal: the run of `request` and its index in the record.
-pub(super) fn run_of(record: &OrderRecord, request: &Cid) -> Result<usize, CustodyError> {
-    record
-        .signing
-        .iter()
-        .position(|r| r.request == *request)
-        .ok_or_else(|| CustodyError::Invalid("no such signature request".into()))
+/// Where the run of `request` is in the record while under way; none once its signature is
+/// made (what comes late for it is dropped quietly). Refuses a request not seen here.
+pub(super) fn run_of(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    request: &Cid,
+) -> Result<Option<usize>, CustodyError> {
+    if let Some(at) = record.signing.iter().position(|r| r.request == *request) {
+        return Ok(Some(at));
+    }
+    let unknown = || CustodyError::Invalid("no such signature request".into());
+    let sequence = ctx
+        .stored_payload::<SignRequest>(request)
+        .map_err(|_| unknown())?
+        .sequence;
+    match signed::made(&ctx.store, record, sequence)? {
+        Some(made) if made.request == *request => Ok(None),
+        _ => Err(unknown()),
+    }
 }
 
 /// Principal: a fiduciary's commitments arrived. Once t are in and no package is under way,
@@ -405,7 +426,9 @@ pub async fn on_commitment(
             "commitments of another request".into(),
         ));
     }
-    let at = run_of(&record, &payload.request)?;
+    let Some(at) = run_of(ctx, &record, &payload.request)? else {
+        return Ok(Vec::new());
+    };
     let run = &mut record.signing[at];
     if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
@@ -500,14 +523,12 @@ pub async fn on_package(
     let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let payload: SignPackage = RoleContext::payload(envelope)?;
     let peer = ctx.known_peer(&principal)?;
-    let at = record
-        .signing
-        .iter()
-        .position(|r| r.request == payload.request)
-        .ok_or_else(|| CustodyError::Invalid("a package of a request not seen here".into()))?;
     if envelope.envelope().prev != Some(payload.request) {
         return Err(CustodyError::Invalid("a package of another request".into()));
     }
+    let Some(at) = run_of(ctx, &record, &payload.request)? else {
+        return Ok(None);
+    };
     if record.signing[at].package == Some(cid)
         && let Some(block) = record.signing[at]
             .shares
@@ -594,7 +615,9 @@ pub async fn on_share(
         return Err(CustodyError::Invalid("a share of another package".into()));
     }
     let package_payload: SignPackage = ctx.stored_payload(&payload.package)?;
-    let at = run_of(&record, &package_payload.request)?;
+    let Some(at) = run_of(ctx, &record, &package_payload.request)? else {
+        return Ok(Vec::new());
+    };
     let run = &mut record.signing[at];
     if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
@@ -683,6 +706,7 @@ pub(super) async fn publish_signature(
     run.shares.clear();
     run.package = None;
     let sequence = run.sequence;
+    ctx.keep_made(&mut record, at)?;
     record.head = signature_cid;
     ctx.save(Role::Principal, &record).await?;
     ctx.metrics
@@ -706,14 +730,15 @@ pub async fn on_signature(
         .lock()
         .map_err(|_| internal("nonce store poisoned"))?
         .remove(&payload.request);
-    if let Some(run) = record
+    if let Some(at) = record
         .signing
-        .iter_mut()
-        .find(|r| r.request == payload.request)
-        && run.signature.is_none()
+        .iter()
+        .position(|r| r.request == payload.request)
     {
+        let run = &mut record.signing[at];
         run.signature = Some(cid);
         run.fresh.clear();
+        ctx.keep_made(&mut record, at)?;
         ctx.save_buffered(Role::Fiduciary, &record).await?;
     }
     Ok(())

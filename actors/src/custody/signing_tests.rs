@@ -31,10 +31,15 @@ fn record(parties: &[Party]) -> super::OrderRecord {
     parties[0].ctx.own_record(REFERENCE).unwrap().unwrap()
 }
 
+/// The principal's signatures of the order, made and under way, by number.
+fn runs(parties: &[Party]) -> Vec<super::record::SigningRun> {
+    super::signed::runs(&parties[0].ctx.store, &record(parties)).unwrap()
+}
+
 /// The signature of the principal's last run, checked as BIP-340 under the order's key.
 fn signature_made(parties: &[Party]) -> Signature {
     let record = record(parties);
-    let run = record.signing.last().unwrap();
+    let run = runs(parties).pop().unwrap();
     let signature: Signature = parties[0]
         .ctx
         .stored_payload(&run.signature.expect("a signature"))
@@ -67,7 +72,7 @@ async fn two_of_three_sign_and_the_signature_is_bip340_under_the_orders_key() {
     run(&parties, deliveries, &mut |_, _, b| Some(b)).await;
     let signature = signature_made(&parties);
     assert_eq!(signature.shares.len(), 2);
-    let run = record(&parties).signing[0].clone();
+    let run = runs(&parties)[0].clone();
     assert_eq!((run.attempt, run.excluded.len()), (1, 0));
     // Every fiduciary forgot its nonces for the request once the signature was made.
     for fiduciary in &parties[1..] {
@@ -108,7 +113,7 @@ async fn a_signer_whose_share_fails_is_named_and_the_signature_is_made_without_i
     .await;
     assert_eq!(cheated, 1);
     let signature = signature_made(&parties);
-    let run = record(&parties).signing[0].clone();
+    let run = runs(&parties)[0].clone();
     assert_eq!(run.attempt, 2);
     assert_eq!(
         run.excluded.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
@@ -142,7 +147,7 @@ async fn a_signer_that_lost_its_nonces_sends_fresh_commitments_and_a_new_package
     .await;
     assert!(restarted);
     signature_made(&parties);
-    let run = record(&parties).signing[0].clone();
+    let run = runs(&parties)[0].clone();
     assert_eq!(run.attempt, 2, "{run:?}");
     assert!(run.excluded.is_empty());
 }
@@ -163,13 +168,9 @@ async fn requests_that_reach_a_fiduciary_out_of_order_are_both_signed() {
         &mut |_, _, b| Some(b),
     )
     .await;
-    let record = record(&parties);
-    assert_eq!(record.signing.len(), 2);
-    assert!(
-        record.signing.iter().all(|run| run.signature.is_some()),
-        "{:?}",
-        record.signing
-    );
+    let runs = runs(&parties);
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|run| run.signature.is_some()), "{:?}", runs);
 }
 
 #[tokio::test]
@@ -201,5 +202,78 @@ async fn the_audit_verifies_each_signature_and_refuses_one_with_a_bit_flipped() 
                 if reason.contains("does not verify")
         ),
         "{refused:?}"
+    );
+}
+
+/// The encoded size of the principal's record and of each fiduciary's.
+fn record_sizes(parties: &[Party]) -> Vec<usize> {
+    let principal = parties[0].cid();
+    let mut sizes = vec![
+        dta_protocol::dagcbor::encode(&record(parties))
+            .unwrap()
+            .len(),
+    ];
+    for fiduciary in &parties[1..] {
+        let held = fiduciary
+            .ctx
+            .fiduciary_record(&principal, REFERENCE)
+            .unwrap();
+        assert!(held.signing.is_empty(), "{:?}", held.signing);
+        sizes.push(dta_protocol::dagcbor::encode(&held).unwrap().len());
+    }
+    sizes
+}
+
+/// A signature made leaves the records of the principal and of the fiduciaries for an entry
+/// of its own: every step reads and writes its record, which must not grow with each
+/// signature of the key. A request of a number already signed is still told apart: the same
+/// request is answered with nothing, another is refused.
+#[tokio::test]
+async fn records_do_not_grow_with_the_signatures_made_and_a_signed_number_is_not_asked_again() {
+    let parties = certified_key().await;
+    let mut sizes = Vec::new();
+    let mut first_request = Vec::new();
+    for _ in 0..3 {
+        let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+            .await
+            .unwrap();
+        if first_request.is_empty() {
+            first_request = deliveries.clone();
+        }
+        run(&parties, deliveries, &mut |_, _, b| Some(b)).await;
+        signature_made(&parties);
+        sizes.push(record_sizes(&parties));
+    }
+    assert_eq!(sizes[0], sizes[2], "records grew with the signatures made");
+    let made = runs(&parties);
+    assert_eq!(
+        made.iter().map(|run| run.sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(made.iter().all(|run| run.signature.is_some()), "{made:?}");
+    assert_eq!(record(&parties).signatures_asked, 3);
+
+    // The first request again: nothing is sent and nothing changes.
+    let head = record(&parties).head;
+    run(&parties, first_request, &mut |_, _, b| Some(b)).await;
+    assert_eq!(record(&parties).head, head);
+    assert_eq!(runs(&parties).len(), 3);
+
+    // Another request of number 1: refused by a fiduciary that signed number 1.
+    let principal = &parties[0];
+    let signed_first: dta_protocol::signing::SignRequest =
+        principal.ctx.stored_payload(&made[0].request).unwrap();
+    let again = dta_protocol::signing::SignRequest {
+        message: ByteBuf::from(b"something else".to_vec()),
+        ..signed_first
+    };
+    let block = principal.publish(Kind::SignRequest, REFERENCE, Some(head), &again);
+    let (envelope, cid) = parties[1].take(&block).await.unwrap();
+    let refused = signing::on_request(&parties[1].ctx, &envelope, cid)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("asked for already"),
+        "{refused}"
     );
 }

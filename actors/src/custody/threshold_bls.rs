@@ -81,7 +81,9 @@ pub async fn on_partial(
             "a partial signature of another request".into(),
         ));
     }
-    let at = run_of(&record, &payload.request)?;
+    let Some(at) = run_of(ctx, &record, &payload.request)? else {
+        return Ok(Vec::new());
+    };
     let run = &mut record.signing[at];
     let seen = |list: &[(u32, Cid)]| list.iter().any(|(i, _)| *i == payload.index);
     if run.signature.is_some() || seen(&run.excluded) || seen(&run.shares) {

@@ -84,35 +84,37 @@ pub async fn sign(
         CALL_TIMEOUT_MS
     )
     .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))??;
-    let sequence = record.signing.len();
+    // The run leaves the record once its signature is made.
+    let sequence = record.signatures_asked;
     let (status, Json(mut answer)) = answer_after(
         &state,
         events,
         record,
         wait,
-        move |r| {
-            r.signing
-                .get(sequence.wrapping_sub(1))
-                .is_some_and(|run| run.signature.is_some())
-        },
+        move |r| !r.signing.iter().any(|run| run.sequence == sequence),
         StatusCode::OK,
     )
     .await?;
     answer["signature"] = answer["signing"]
         .as_array()
-        .and_then(|runs| runs.get(sequence.wrapping_sub(1)))
-        .cloned()
+        .and_then(|runs| {
+            runs.iter()
+                .find(|run| run["sequence"] == json!(sequence))
+                .cloned()
+        })
         .unwrap_or(Value::Null);
     Ok((status, Json(answer)))
 }
 
-/// The signatures asked of a record's order: each request, and once made its scheme
-/// (`bip340`, `bls12-381`), the signature and the key it verifies under (hex; the x-only key
-/// for BIP-340).
+/// The signatures asked of a record's order, made and under way: each request, and once made
+/// its scheme (`bip340`, `bls12-381`), the signature and the key it verifies under (hex; the
+/// x-only key for BIP-340).
 pub(super) fn runs_json(state: &ApiState, record: &OrderRecord) -> Value {
-    record
-        .signing
-        .iter()
+    let runs = dta_actors::custody::signed::runs(&state.store, record).unwrap_or_else(|err| {
+        tracing::warn!(order = %record.reference, %err, "signatures made unreadable: only those under way shown");
+        record.signing.clone()
+    });
+    runs.iter()
         .map(|run| {
             let made: Option<Signature> = run.signature.and_then(|cid| {
                 let bytes = state.store.block(&cid).ok()??;

@@ -178,11 +178,7 @@ impl<'a> Signed<'a> {
         )
         .map_err(|e| BenchError::Custody(e.to_string()))?
         .ok_or_else(|| BenchError::Custody("the key has no record".into()))?;
-        Ok(record
-            .signing
-            .iter()
-            .filter(|run| run.signature.is_some())
-            .count())
+        Ok(dta_actors::custody::signed::made_count(&record))
     }
 
     /// Waits until at least `count` signatures are made, looking at the record when the
