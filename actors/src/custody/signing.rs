@@ -373,7 +373,10 @@ pub async fn on_request(
             record.signing.push(run);
         }
     }
-    ctx.save(Role::Fiduciary, &record).await?;
+    // Not synced: commitments bind this fiduciary to nothing, and their nonces live in memory
+    // only, so a record lost with the machine loses nothing a request asked again cannot
+    // make anew. The share is what must not be made twice, and its step is synced.
+    ctx.save_buffered(Role::Fiduciary, &record).await?;
     tracing::info!(order = %reference, sequence = request.sequence, "signing commitments sent");
     Ok(Some((peer, vec![bytes])))
 }
