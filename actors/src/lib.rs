@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod attention;
 pub mod batches;
 pub mod block_list;
 pub mod byzantine;

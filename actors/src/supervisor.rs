@@ -157,6 +157,7 @@ impl NodeSupervisor {
                         staged: Default::default(),
                         progress: Default::default(),
                         releases_open: Default::default(),
+                        attention: Default::default(),
                         verified: state.verified.clone(),
                         hosted: state.args.network.hosted.clone(),
                         mpin_servers: state.args.mpin_servers.clone(),

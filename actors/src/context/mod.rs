@@ -149,6 +149,8 @@ pub struct RoleContext {
     /// memory: after a restart every open release is resumed once.
     pub releases_open:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// The records the roles' periodic work must look at (see [`crate::attention`]).
+    pub attention: crate::attention::Attention,
     /// Identities this node, as an M-Pin trust authority, issues server-secret shares to.
     pub mpin_servers: std::sync::Arc<Vec<Cid>>,
     /// Where certificate pairing checks run, batched: a fiduciary's before it releases, a

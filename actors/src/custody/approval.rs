@@ -225,9 +225,10 @@ pub fn policy_of(store: &Store, record: &OrderRecord) -> Option<ReleasePolicy> {
 }
 
 /// Fiduciary: the requests it holds for their policies, to look at again (a delay may have
-/// ended). Scans the fiduciary's records.
+/// ended).
 pub fn held_requests(ctx: &RoleContext) -> Result<Vec<Vec<u8>>, CustodyError> {
-    Ok(super::record::stored_records(&ctx.store)?
+    Ok(ctx
+        .records_needing(crate::attention::Need::Held)?
         .into_iter()
         .filter(|r| r.role == Role::Fiduciary)
         .flat_map(|r| r.held.into_iter().map(|h| h.request))

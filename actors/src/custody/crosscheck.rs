@@ -20,7 +20,7 @@ use dta_protocol::envelope::SignedEnvelope;
 use dta_protocol::misconduct::Offence;
 use dta_protocol::order::Commitment;
 
-use super::record::{OrderRecord, stored_records};
+use super::record::OrderRecord;
 use crate::context::{CustodyError, Delivery, RoleContext, now_millis};
 use crate::role::Role;
 
@@ -44,8 +44,10 @@ pub(crate) fn show_stalled_at(
     now: u64,
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
-    for record in stored_records(&ctx.store)? {
+    let uncertified = crate::attention::Need::Uncertified;
+    for record in ctx.records_needing(uncertified)? {
         let Some(commitment) = uncertified_commitment(ctx, &record) else {
+            ctx.done_with(&record, uncertified);
             continue;
         };
         let Some(bytes) = ctx.block(&commitment) else {
@@ -55,7 +57,12 @@ pub(crate) fn show_stalled_at(
             Ok(signed) => signed.envelope.timestamp,
             Err(_) => continue,
         };
-        if now.saturating_sub(made_ms) < STALLED_AFTER_MS || !shown.insert(commitment) {
+        if now.saturating_sub(made_ms) < STALLED_AFTER_MS {
+            continue;
+        }
+        // Shown once: the record is looked at again only if it changes.
+        ctx.done_with(&record, uncertified);
+        if !shown.insert(commitment) {
             continue;
         }
         let mut peers: Vec<_> = record

@@ -30,7 +30,7 @@ use crate::states::OrderState;
 use crate::store::Column;
 
 /// Whether a fiduciary's record in `state` still holds a share.
-fn holds_a_share(state: OrderState) -> bool {
+pub(super) fn holds_a_share(state: OrderState) -> bool {
     matches!(
         state,
         OrderState::Generated | OrderState::Holding | OrderState::Certified | OrderState::Released
@@ -75,7 +75,7 @@ async fn delete_and_say(
 pub async fn sweep(ctx: &RoleContext) -> Result<Vec<Delivery>, CustodyError> {
     let now = now_millis();
     let mut deliveries = Vec::new();
-    for mut record in ctx.records()? {
+    for mut record in ctx.records_needing(crate::attention::Need::Expiry)? {
         if record.role != Role::Fiduciary || !holds_a_share(record.state) {
             continue;
         }

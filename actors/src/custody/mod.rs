@@ -43,6 +43,7 @@ pub use crate::context::{
 pub use crate::plugin::SAFEGUARD_SECRET;
 
 mod approval;
+mod attention;
 pub mod batching;
 #[cfg(test)]
 mod batching_tests;

@@ -601,6 +601,7 @@ impl RoleContext {
 
     /// What follows a stored record: progress for resuming, the head announcement, the event.
     pub(crate) async fn saved(&self, role: Role, record: &OrderRecord, durability: Durability) {
+        self.note_attention(role, record);
         {
             let mut open = self
                 .releases_open

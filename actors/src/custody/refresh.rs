@@ -98,7 +98,7 @@ fn u16_of(value: u32) -> Result<u16, CustodyError> {
 pub fn due(ctx: &RoleContext) -> Result<Vec<String>, CustodyError> {
     let now = crate::context::now_millis();
     let mut due = Vec::new();
-    for record in ctx.records()? {
+    for record in ctx.records_needing(crate::attention::Need::Refresh)? {
         let (Role::Principal, Some(every), Some(certificate)) =
             (record.role, record.refresh_every_ms, record.certificate)
         else {

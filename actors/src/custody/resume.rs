@@ -9,6 +9,7 @@ use dta_protocol::envelope::{SignedEnvelope, VerifiedEnvelope};
 use dta_protocol::order::{Commitment, ReleaseRequest};
 use dta_protocol::reshare::ReshareRequest;
 
+use crate::attention::Need;
 use crate::role::Role;
 use crate::states::OrderState;
 use crate::store::{Column, Store};
@@ -93,6 +94,7 @@ pub(crate) async fn migrate_record(
         bytes,
     );
     ctx.commit().await?;
+    ctx.note_attention(role, &record);
     // The old record last: while it is there, the move runs again at the next start.
     old_keys.push((Column::Orders, key));
     for (column, key) in old_keys {
@@ -181,7 +183,7 @@ pub fn resume(
     quiet_for: std::time::Duration,
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
-    for record in ctx.records()? {
+    for record in ctx.records_needing(Need::Resume)? {
         if record.role != Role::Principal
             || !(waits_for_fiduciaries(record.state) || signing_open(&record))
         {
@@ -358,7 +360,7 @@ pub fn resume_releases(
     quiet_for: std::time::Duration,
 ) -> Result<Vec<ReleasePlan>, CustodyError> {
     let mut plans = Vec::new();
-    for record in ctx.records()? {
+    for record in ctx.records_needing(Need::Releasing)? {
         if record.role != Role::Principal || record.state != OrderState::Releasing {
             continue;
         }
@@ -435,7 +437,7 @@ pub fn resume_receiving(
     quiet_for: std::time::Duration,
 ) -> Result<Vec<Delivery>, CustodyError> {
     let mut deliveries = Vec::new();
-    for record in ctx.records()? {
+    for record in ctx.records_needing(Need::Collecting)? {
         if record.role != Role::Beneficiary || record.state != OrderState::Collecting {
             continue;
         }

@@ -153,6 +153,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
                 staged: Default::default(),
                 progress: Default::default(),
                 releases_open: Default::default(),
+                attention: Default::default(),
                 mpin_servers: Arc::new(Vec::new()),
                 certificate_checks: crate::certificates::CertificateChecks::start(),
                 custody_batches: Default::default(),
