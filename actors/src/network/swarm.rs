@@ -375,16 +375,18 @@ impl SwarmLoop {
         for batch in pending.chunks(MAX_HEADS_PER_MESSAGE) {
             let topic = gossipsub::IdentTopic::new(dta_protocol::network::HEADS_TOPIC);
             match dta_protocol::dagcbor::encode(&batch) {
-                Ok(data) => match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-                    Ok(_) => {
-                        Metrics::bump(&self.metrics.gossip_published);
-                        for announcement in batch {
-                            self.seen_heads
-                                .saw(announcement.head, super::HeadSource::Published);
-                        }
+                Ok(data) => {
+                    // Stamped before it leaves: a peer on the same clock may record hearing it
+                    // before `publish` returns, and must never seem to have heard it first.
+                    for announcement in batch {
+                        self.seen_heads
+                            .saw(announcement.head, super::HeadSource::Published);
                     }
-                    Err(err) => debug!(%err, "head announcements not published"),
-                },
+                    match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                        Ok(_) => Metrics::bump(&self.metrics.gossip_published),
+                        Err(err) => debug!(%err, "head announcements not published"),
+                    }
+                }
                 Err(err) => warn!(%err, "cannot encode head announcements"),
             }
         }
