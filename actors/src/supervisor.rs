@@ -167,6 +167,7 @@ impl NodeSupervisor {
                         clock_tolerance_ms: state.args.clock_tolerance_ms,
                         misbehaviour: state.args.misbehaviour,
                         nonces: Default::default(),
+                        spare_commitments: Default::default(),
                     },
                     mpin_sessions: state.args.mpin_sessions.clone(),
                     delay_timers: Default::default(),

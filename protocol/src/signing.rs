@@ -10,7 +10,11 @@
 //!    commitments, for one signature;
 //! 2. the principal's [`SignPackage`] naming t signers' commitments (`prev` the request);
 //! 3. each named signer's [`SignatureShare`] (`prev` the package), which also carries fresh
-//!    commitments for a retry.
+//!    commitments for a retry or a later signature of the order.
+//!
+//! Commitments are made ahead of their message (FROST's preprocessing), so a request may skip
+//! step 1: it names the signers ([`SignRequest::signers`]) whose unused commitments, sent for
+//! an earlier signature of the order, its package (published right after it) puts together.
 //!
 //! A share that fails is named in the next package ([`SignPackage::excluded`]), which goes to t
 //! other signers.
@@ -41,6 +45,11 @@ pub struct SignRequest {
     /// The order's signatures count from 1: a request of a number a fiduciary has seen is a
     /// replay.
     pub sequence: u32,
+    /// The signers a package right after this request names, with commitments they sent for
+    /// an earlier signature of the order: they wait for it rather than send commitments.
+    /// Empty: every fiduciary answers with commitments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<u32>,
 }
 
 /// A fiduciary's commitments to nonces it made for one signature (public payload of
@@ -75,7 +84,7 @@ pub struct SignPackage {
 
 /// A signer's share of the signature (public payload of
 /// [`crate::envelope::Kind::SignatureShare`], `prev` the package, to the principal), with
-/// fresh commitments in case the principal must try again.
+/// fresh commitments for another attempt or a later signature.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct SignatureShare {
     /// The package envelope.
@@ -84,7 +93,8 @@ pub struct SignatureShare {
     pub index: u32,
     /// FROST's signature share.
     pub share: ByteBuf,
-    /// Round-1 commitments to new nonces for the same request.
+    /// Round-1 commitments to new nonces: for another attempt of the same request, or for a
+    /// later signature of the order.
     pub next: ByteBuf,
 }
 

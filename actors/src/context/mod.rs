@@ -166,11 +166,12 @@ pub struct RoleContext {
     /// The role this node plays dishonestly, in a test build (see [`crate::byzantine`]);
     /// never set otherwise.
     pub misbehaviour: Option<crate::byzantine::Misbehaviour>,
-    /// Fiduciary: the nonces of each signature it committed to and has not signed with yet,
-    /// by request. In memory only: after a restart, fresh ones are made, never the same again.
-    pub nonces: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<Cid, dta_crypto::signing::Nonces>>,
-    >,
+    /// Fiduciary: the nonces it committed to and has not signed with yet. In memory only:
+    /// after a restart, fresh ones are made, never the same again.
+    pub nonces: std::sync::Arc<crate::nonces::NonceStore>,
+    /// Principal: commitments its orders' signers sent and no package used yet, for the
+    /// next signatures.
+    pub spare_commitments: std::sync::Arc<crate::spare_commitments::SpareCommitments>,
 }
 
 /// How long a keystore call may take (an HSM can be slow, never this slow).

@@ -129,6 +129,9 @@ pub struct SigningRun {
     /// signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<Cid>,
+    /// Principal: when the package under way went out (ms since the Unix epoch); 0 if none.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub package_at_ms: u64,
     /// Signature shares of that package in (principal), or this fiduciary's share of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<(u32, Cid)>,
@@ -141,6 +144,13 @@ pub struct SigningRun {
 }
 
 impl SigningRun {
+    /// Takes `cid` as the envelope with the unused commitments of signer `index`, in place of
+    /// any before.
+    pub(crate) fn fresh_from(&mut self, index: u32, cid: Cid) {
+        self.fresh.retain(|(i, _)| *i != index);
+        self.fresh.push((index, cid));
+    }
+
     /// A run of `request`, number `sequence`, with nothing in yet.
     pub(crate) fn new(sequence: u32, request: Cid) -> Self {
         Self {
@@ -149,6 +159,7 @@ impl SigningRun {
             attempt: 1,
             fresh: Vec::new(),
             package: None,
+            package_at_ms: 0,
             shares: Vec::new(),
             excluded: Vec::new(),
             signature: None,
@@ -217,6 +228,10 @@ impl OrderRecord {
 }
 
 fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+fn is_zero_u64(value: &u64) -> bool {
     *value == 0
 }
 

@@ -117,6 +117,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
     }
     // The sender lives as long as the process: nothing changes the directory afterwards.
     let directory = Box::leak(Box::new(watch::channel(directory))).1.clone();
+    let peers: Vec<PeerId> = locals.iter().map(|(_, peer)| *peer).collect();
     let mut made = Vec::with_capacity(locals.len());
     for (local, _) in locals {
         let home = tempfile::tempdir().unwrap();
@@ -139,7 +140,9 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
         )
         .await
         .unwrap();
-        let (_, network) = NetworkChannels::new();
+        let (channels, network) = NetworkChannels::new();
+        // Every party reaches every other, as if connected.
+        channels.pretend_connected(peers.iter().copied());
         made.push(Party {
             ctx: RoleContext {
                 local,
@@ -161,6 +164,7 @@ pub(crate) async fn parties(names: &[&str]) -> Vec<Party> {
                 clock_tolerance_ms: dta_protocol::policy::DEFAULT_CLOCK_TOLERANCE_MS,
                 misbehaviour: None,
                 nonces: Default::default(),
+                spare_commitments: Default::default(),
             },
             _home: home,
         });

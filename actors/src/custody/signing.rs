@@ -6,23 +6,31 @@
 //!
 //! 1. The principal signs a request (the message, the certificate in force, the signature's
 //!    number) and sends it to every fiduciary ([`create_sign`]).
-//! 2. Each fiduciary makes nonces for it, kept in memory only, and sends their commitments
-//!    ([`on_request`]). A request it has seen gets the same commitments again while their
-//!    nonces are unused, and nothing once signed; another request of a number it has seen
-//!    is refused.
+//! 2. Each fiduciary makes nonces, kept in memory only under the envelope that sends their
+//!    commitments (`crate::nonces`), and sends those commitments ([`on_request`]). A request
+//!    it has seen gets the same commitments again while their nonces are unused, and nothing
+//!    once signed; another request of a number it has seen is refused.
 //! 3. Once t fiduciaries' commitments are in, the principal publishes a package naming them
 //!    and the message, and sends it to those t ([`on_commitment`]).
-//! 4. Each signs the package with its nonces, which that uses up, and sends its signature share
-//!    with commitments to fresh nonces ([`on_package`]).
+//! 4. Each signs the package with the nonces it names, which that uses up, and sends its
+//!    signature share with commitments to fresh nonces ([`on_package`]).
 //! 5. Once every share of the package is in, the principal aggregates them, checks the
 //!    signature with a BIP-340 verifier, and publishes it in the order's log ([`on_share`]);
-//!    fiduciaries then forget their nonces for the request ([`on_signature`]). Only when the
-//!    signature fails are the shares checked one by one against their signers' public
-//!    shares: the first that fails names its signer, who is left out of the next attempt, a
-//!    package of t other signers' unused commitments.
+//!    fiduciaries record its end ([`on_signature`]). Only when the signature fails are the
+//!    shares checked one by one against their signers' public shares: the first that fails
+//!    names its signer, who is left out of the next attempt, a package of t other signers'
+//!    unused commitments.
 //!
-//! A fiduciary that lost its nonces (a restart) cannot sign a package naming them: it sends
-//! fresh commitments instead, and the principal makes a new package.
+//! Commitments do not depend on the message (FROST's preprocessing). Those no package used,
+//! the commitments of signers not chosen and the next ones each share carries, are the
+//! principal's spares for the order's next signatures (`crate::spare_commitments`). Once t
+//! signers it reaches have one, a request skips step 2: it names those signers and goes to
+//! them alone, with a package of their spares (for 3-of-5, 9 messages rather than 21, and no
+//! commitments made and thrown away). Should that package fail (a signer lost its nonces, a
+//! share fails), the request goes to the other fiduciaries too, for their commitments.
+//!
+//! A fiduciary that lost its nonces (a restart, or too many kept) cannot sign a package naming
+//! them: it sends fresh commitments instead, and the principal makes a new package.
 //!
 //! A signature not made (the principal restarted, fiduciaries were down) is asked for again
 //! by the principal's resume loop (`super::resume::resume`): the request goes to every
@@ -145,7 +153,7 @@ pub async fn create_sign(
             )));
         }
     };
-    let (order, _, _) = signing_key(ctx, &record)?;
+    let (order, _, key) = signing_key(ctx, &record)?;
     if message.is_empty() || message.len() > MAX_MESSAGE {
         return Err(CustodyError::Invalid(format!(
             "a message to sign is 1 to {MAX_MESSAGE} bytes, not {}",
@@ -154,27 +162,50 @@ pub async fn create_sign(
     }
     let sequence = record.signatures_asked.saturating_add(1);
     check_policy(&order, reference, sequence, &message)?;
+    // Spare commitments of t signers this node reaches: their package goes with the request,
+    // to them alone. Not where a release policy's conditions hold the request at each
+    // fiduciary: a package is for signers who sign at once.
+    let spares = match (&key, record.commitment) {
+        (SigningKey::Frost(_), Some(in_force)) if !order.policy.has_conditions() => ctx
+            .spare_commitments
+            .take(reference, in_force, record.threshold as usize, |index| {
+                reachable(ctx, &record, index)
+            }),
+        _ => None,
+    };
     let request = SignRequest {
         order: record.order,
         certificate,
         message: ByteBuf::from(message),
         sequence,
+        signers: spares.iter().flatten().map(|(index, _)| *index).collect(),
     };
     let (cid, bytes) = ctx
         .publish(Kind::SignRequest, reference, Some(record.head), &request)
         .await?;
-    record.signing.push(SigningRun::new(sequence, cid));
+    let mut run = SigningRun::new(sequence, cid);
+    let (recipients, blocks) = match spares {
+        // Signers of spares made them for a request under this certificate: they hold it.
+        Some(chosen) => {
+            let (package, package_bytes) =
+                publish_package(ctx, reference, &run, &chosen, &request.message).await?;
+            run.package = Some(package);
+            run.package_at_ms = crate::context::now_millis();
+            (signers_of(&record, &chosen), vec![bytes, package_bytes])
+        }
+        None => {
+            let certificate = ctx
+                .block(&certificate)
+                .ok_or_else(|| internal("certificate block missing"))?;
+            (record.fiduciaries.clone(), vec![certificate, bytes])
+        }
+    };
+    record.signing.push(run);
     record.signatures_asked = sequence;
     record.head = cid;
     ctx.save(Role::Principal, &record).await?;
-    tracing::info!(order = %reference, sequence, "signature requested");
-    let certificate = ctx
-        .block(&certificate)
-        .ok_or_else(|| internal("certificate block missing"))?;
-    Ok((
-        record.clone(),
-        to_each(ctx, &record.fiduciaries, &[certificate, bytes]),
-    ))
+    tracing::info!(order = %reference, sequence, signers = ?request.signers, "signature requested");
+    Ok((record.clone(), to_each(ctx, &recipients, &blocks)))
 }
 
 /// Refuses signature `sequence` of `message` where the order's signing policy does not
@@ -199,6 +230,9 @@ fn check_policy(
         None => Ok(()),
     }
 }
+
+/// How long a package waits for its signers' shares before t other commitments replace it.
+pub const STALLED_PACKAGE_MS: u64 = 2_000;
 
 /// Longest message a signature request carries.
 pub const MAX_MESSAGE: usize = 4096;
@@ -244,18 +278,20 @@ async fn key_share(
         .map_err(|e| internal(e.to_string()))
 }
 
-/// Fiduciary: fresh nonces for `request`, kept in memory; their commitments.
-fn fresh_nonces(
-    ctx: &RoleContext,
-    request: Cid,
-    share: &KeyShare,
-) -> Result<Vec<u8>, CustodyError> {
-    let (nonces, commitments) = frost::commit(share).map_err(refused)?;
-    ctx.nonces
-        .lock()
-        .map_err(|_| internal("nonce store poisoned"))?
-        .insert(request, nonces);
-    Ok(commitments)
+/// Fiduciary: fresh nonces and their commitments. The nonces are kept once the envelope that
+/// sends the commitments is made, under it ([`keep_nonces`]).
+fn fresh_nonces(share: &KeyShare) -> Result<(frost::Nonces, Vec<u8>), CustodyError> {
+    frost::commit(share).map_err(refused)
+}
+
+/// Fiduciary: keeps `nonces`, whose commitments `envelope` sends, for the record's order.
+fn keep_nonces(ctx: &RoleContext, record: &OrderRecord, envelope: Cid, nonces: frost::Nonces) {
+    ctx.nonces.keep(envelope, &nonce_owner(record), nonces);
+}
+
+/// The order a fiduciary's nonces are kept for.
+fn nonce_owner(record: &OrderRecord) -> String {
+    format!("{}/{}", record.principal, record.reference)
 }
 
 /// Fiduciary: the principal asks for a signature. Makes nonces and returns their commitments'
@@ -275,18 +311,16 @@ pub async fn on_request(
             return Ok(None);
         }
         // Asked again: a partial BLS signature (a share with no package) as it was; FROST's
-        // commitments the same while their nonces are unused, else fresh ones.
+        // share or commitments the same while the nonces they commit to are unused, else
+        // fresh commitments.
         let again = if run.package.is_none() && !run.shares.is_empty() {
             run.shares.first()
-        } else if ctx
-            .nonces
-            .lock()
-            .map_err(|_| internal("nonce store poisoned"))?
-            .contains_key(&cid)
-        {
-            run.shares.first().or(run.fresh.first())
         } else {
-            None
+            run.shares
+                .first()
+                .into_iter()
+                .chain(run.fresh.first())
+                .find(|(_, sent)| ctx.nonces.holds(sent))
         };
         if let Some(block) = again.and_then(|(_, sent)| ctx.block(sent)) {
             return Ok(Some((peer, vec![block])));
@@ -354,9 +388,17 @@ pub async fn on_request(
             .await
             .map(|sent| Some((peer, vec![sent])));
     }
-    let share = key_share(ctx, &record, &commitment).await?;
-    let commitments = fresh_nonces(ctx, cid, &share)?;
     let index = record.own_index()?;
+    let first_seen = !record.signing.iter().any(|r| r.request == cid);
+    if first_seen && request.signers.contains(&index) {
+        // A package of commitments this fiduciary sent before comes right after: nothing to
+        // send until it does.
+        record.signing.push(SigningRun::new(request.sequence, cid));
+        ctx.save_buffered(Role::Fiduciary, &record).await?;
+        return Ok(None);
+    }
+    let share = key_share(ctx, &record, &commitment).await?;
+    let (nonces, commitments) = fresh_nonces(&share)?;
     let payload = SignCommitment {
         request: cid,
         index,
@@ -365,6 +407,7 @@ pub async fn on_request(
     let (sent, bytes) = ctx
         .publish(Kind::SignCommitment, &reference, Some(cid), &payload)
         .await?;
+    keep_nonces(ctx, &record, sent, nonces);
     match record.signing.iter_mut().find(|r| r.request == cid) {
         Some(run) => run.fresh = vec![(index, sent)],
         None => {
@@ -430,6 +473,11 @@ pub async fn on_commitment(
         ));
     }
     let Some(at) = run_of(ctx, &record, &payload.request)? else {
+        // Late for a signature made: unused, so a spare for the next.
+        if let Some(in_force) = record.commitment {
+            ctx.spare_commitments
+                .add(&reference, in_force, [(payload.index, cid)]);
+        }
         return Ok(Vec::new());
     };
     let run = &mut record.signing[at];
@@ -438,31 +486,79 @@ pub async fn on_commitment(
     }
     // A signer of the package under way that sends fresh commitments has lost the nonces it
     // named there (a restart): that package can never be signed.
-    if run.package.is_some()
-        && !run.shares.iter().any(|(i, _)| *i == payload.index)
-        && packaged(ctx, run)?.contains(&payload.index)
-    {
+    // The same commitments again are not that: the fiduciary was asked again.
+    let named = packaged(ctx, run)?;
+    if named.contains(&(payload.index, cid)) {
+        return Ok(Vec::new());
+    }
+    let lost = !run.shares.iter().any(|(i, _)| *i == payload.index)
+        && named.iter().any(|(index, _)| *index == payload.index);
+    if lost {
         tracing::warn!(order = %reference, index = payload.index, "a signer lost its nonces: new package");
         abandon_package(run);
     }
-    run.fresh.retain(|(i, _)| *i != payload.index);
-    run.fresh.push((payload.index, cid));
-    try_package(ctx, record, at).await
+    run.fresh_from(payload.index, cid);
+    // A package one of whose signers has said nothing long after it went (gone without a
+    // word, or the package lost) gives way once t other commitments are in: they come when
+    // the resume loop asks every fiduciary again.
+    let stalled = !lost
+        && run.package.is_some()
+        && crate::context::now_millis().saturating_sub(run.package_at_ms) >= STALLED_PACKAGE_MS
+        && run.fresh.len() >= record.threshold as usize;
+    if stalled {
+        tracing::warn!(order = %reference, "a signer of the package does not answer: new package");
+        abandon_package(run);
+    }
+    let mut sent = if lost || stalled {
+        ask_the_rest(ctx, &record, &record.signing[at])?
+    } else {
+        Vec::new()
+    };
+    sent.extend(try_package(ctx, record, at).await?);
+    Ok(sent)
 }
 
-/// The signers the run's package names.
-fn packaged(ctx: &RoleContext, run: &SigningRun) -> Result<Vec<u32>, CustodyError> {
+/// Principal: after the first package of a request that went to the signers of spare
+/// commitments alone fails, the request to every other fiduciary, for their commitments.
+fn ask_the_rest(
+    ctx: &RoleContext,
+    record: &OrderRecord,
+    run: &SigningRun,
+) -> Result<Vec<Delivery>, CustodyError> {
+    if run.attempt != 2 {
+        return Ok(Vec::new());
+    }
+    let request: SignRequest = ctx.stored_payload(&run.request)?;
+    if request.signers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rest: Vec<Cid> = (1u32..)
+        .zip(&record.fiduciaries)
+        .filter(|(index, _)| !request.signers.contains(index))
+        .map(|(_, fiduciary)| *fiduciary)
+        .collect();
+    let blocks: Option<Vec<Vec<u8>>> = [record.certificate, Some(run.request)]
+        .iter()
+        .map(|cid| cid.and_then(|c| ctx.block(&c)))
+        .collect();
+    let blocks = blocks.ok_or_else(|| internal("a signature request's blocks missing"))?;
+    Ok(to_each(ctx, &rest, &blocks))
+}
+
+/// The signers the run's package names, with the envelope of the commitments it names.
+fn packaged(ctx: &RoleContext, run: &SigningRun) -> Result<Vec<(u32, Cid)>, CustodyError> {
     let Some(package) = run.package else {
         return Ok(Vec::new());
     };
     let package: SignPackage = ctx.stored_payload(&package)?;
-    Ok(package.commitments.iter().map(|(i, _)| *i).collect())
+    Ok(package.commitments)
 }
 
 /// Drops the run's package: the next attempt needs fresh commitments of its signers (the
 /// shares in carry theirs, already in `fresh`).
 fn abandon_package(run: &mut SigningRun) {
     run.package = None;
+    run.package_at_ms = 0;
     run.shares.clear();
     run.attempt += 1;
 }
@@ -485,31 +581,57 @@ async fn try_package(
     chosen.sort_unstable();
     chosen.truncate(threshold);
     let request: SignRequest = ctx.stored_payload(&run.request)?;
+    let (cid, bytes) = publish_package(ctx, &reference, &run, &chosen, &request.message).await?;
+    let run = &mut record.signing[at];
+    run.package = Some(cid);
+    run.package_at_ms = crate::context::now_millis();
+    run.fresh.retain(|f| !chosen.contains(f));
+    let attempt = run.attempt;
+    ctx.save(Role::Principal, &record).await?;
+    tracing::info!(order = %reference, attempt, "signing package sent");
+    Ok(to_each(ctx, &signers_of(&record, &chosen), &[bytes]))
+}
+
+/// Principal: publishes the package of `run`'s attempt under way that puts `chosen` (signer
+/// index, envelope carrying its commitments) together for `message`; its CID and block.
+async fn publish_package(
+    ctx: &RoleContext,
+    reference: &str,
+    run: &SigningRun,
+    chosen: &[(u32, Cid)],
+    message: &[u8],
+) -> Result<(Cid, Vec<u8>), CustodyError> {
     let mut commitments = BTreeMap::new();
-    for (index, cid) in &chosen {
+    for (index, cid) in chosen {
         commitments.insert(participant(*index)?, commitments_in(ctx, cid)?);
     }
-    let package = Package::new(&commitments, &request.message).map_err(refused)?;
+    let package = Package::new(&commitments, message).map_err(refused)?;
     let payload = SignPackage {
         request: run.request,
         attempt: run.attempt,
-        commitments: chosen.clone(),
+        commitments: chosen.to_vec(),
         excluded: run.excluded.clone(),
         package: ByteBuf::from(package.to_bytes().map_err(refused)?),
     };
-    let (cid, bytes) = ctx
-        .publish(Kind::SignPackage, &reference, Some(run.request), &payload)
-        .await?;
-    let run = &mut record.signing[at];
-    run.package = Some(cid);
-    run.fresh.retain(|f| !chosen.contains(f));
-    ctx.save(Role::Principal, &record).await?;
-    tracing::info!(order = %reference, attempt = payload.attempt, "signing package sent");
-    let signers: Vec<Cid> = chosen
+    ctx.publish(Kind::SignPackage, reference, Some(run.request), &payload)
+        .await
+}
+
+/// The fiduciaries of `chosen`'s indices.
+fn signers_of(record: &OrderRecord, chosen: &[(u32, Cid)]) -> Vec<Cid> {
+    chosen
         .iter()
         .filter_map(|(index, _)| record.fiduciaries.get(*index as usize - 1).copied())
-        .collect();
-    Ok(to_each(ctx, &signers, &[bytes]))
+        .collect()
+}
+
+/// Whether the principal reaches the fiduciary of `index` now (it is connected, or this node).
+fn reachable(ctx: &RoleContext, record: &OrderRecord, index: u32) -> bool {
+    index
+        .checked_sub(1)
+        .and_then(|at| record.fiduciaries.get(at as usize))
+        .and_then(|fiduciary| ctx.peer_of(fiduciary))
+        .is_some_and(|peer| ctx.network.reaches(&peer))
 }
 
 /// Fiduciary: the principal's package. Signs it with the nonces this node committed to for the
@@ -541,9 +663,14 @@ pub async fn on_package(
         return Ok(Some((peer, vec![block])));
     }
     let index = record.own_index()?;
-    if !payload.commitments.iter().any(|(i, _)| *i == index) {
+    let Some(named) = payload
+        .commitments
+        .iter()
+        .find(|(i, _)| *i == index)
+        .map(|(_, commitments)| *commitments)
+    else {
         return Ok(None);
-    }
+    };
     let request: SignRequest = ctx.stored_payload(&payload.request)?;
     let package = Package::from_bytes(&payload.package).map_err(refused)?;
     if package.message() != request.message.as_slice() {
@@ -553,16 +680,11 @@ pub async fn on_package(
     }
     let commitment = ctx.committed(&record)?;
     let share = key_share(ctx, &record, &commitment).await?;
-    let nonces = ctx
-        .nonces
-        .lock()
-        .map_err(|_| internal("nonce store poisoned"))?
-        .remove(&payload.request);
-    let signed = match nonces {
+    let signed = match ctx.nonces.take(&named, &nonce_owner(&record)) {
         Some(nonces) => frost::sign(&package, nonces, &share).ok(),
         None => None,
     };
-    let next = fresh_nonces(ctx, payload.request, &share)?;
+    let (next_nonces, next) = fresh_nonces(&share)?;
     let Some(signature_share) = signed else {
         // Nonces gone (a restart) or not those named: fresh commitments, for a new package.
         let fresh = SignCommitment {
@@ -578,6 +700,7 @@ pub async fn on_package(
                 &fresh,
             )
             .await?;
+        keep_nonces(ctx, &record, sent, next_nonces);
         record.signing[at].fresh = vec![(index, sent)];
         ctx.save(Role::Fiduciary, &record).await?;
         tracing::warn!(order = %reference, "a package names nonces not held here: fresh commitments sent");
@@ -592,6 +715,7 @@ pub async fn on_package(
     let (sent, bytes) = ctx
         .publish(Kind::SignatureShare, &reference, Some(cid), &out)
         .await?;
+    keep_nonces(ctx, &record, sent, next_nonces);
     let run = &mut record.signing[at];
     run.package = Some(cid);
     run.shares = vec![(index, sent)];
@@ -627,8 +751,7 @@ pub async fn on_share(
     }
     if run.package != Some(payload.package) {
         // A share of an abandoned package: only its fresh commitments count.
-        run.fresh.retain(|(i, _)| *i != payload.index);
-        run.fresh.push((payload.index, cid));
+        run.fresh_from(payload.index, cid);
         return try_package(ctx, record, at).await;
     }
     if run.shares.iter().any(|(i, _)| *i == payload.index) {
@@ -636,8 +759,7 @@ pub async fn on_share(
     }
     let package = Package::from_bytes(&package_payload.package).map_err(refused)?;
     run.shares.push((payload.index, cid));
-    run.fresh.retain(|(i, _)| *i != payload.index);
-    run.fresh.push((payload.index, cid));
+    run.fresh_from(payload.index, cid);
     if run.shares.len() < package.signers() {
         ctx.save_buffered(Role::Principal, &record).await?;
         return Ok(Vec::new());
@@ -668,7 +790,10 @@ pub async fn on_share(
             run.excluded.push((culprit, share));
             run.fresh.retain(|(i, _)| *i != culprit);
             abandon_package(run);
-            return try_package(ctx, record, at).await;
+            ctx.spare_commitments.forget_signer(&reference, culprit);
+            let mut sent = ask_the_rest(ctx, &record, &record.signing[at])?;
+            sent.extend(try_package(ctx, record, at).await?);
+            return Ok(sent);
         }
         Err(e) => return Err(refused(e)),
     };
@@ -686,8 +811,9 @@ pub async fn on_share(
     publish_signature(ctx, record, at, &out).await
 }
 
-/// Principal: publishes run `at`'s signature and returns its deliveries to every fiduciary.
-/// What made it is in the signature's envelope: the record keeps only its end.
+/// Principal: publishes run `at`'s signature and returns its deliveries to every fiduciary
+/// asked for it. What made it is in the signature's envelope: the record keeps only its end;
+/// the commitments no package used are spares for the next signatures.
 pub(super) async fn publish_signature(
     ctx: &RoleContext,
     mut record: OrderRecord,
@@ -703,23 +829,41 @@ pub(super) async fn publish_signature(
             signature,
         )
         .await?;
+    let request: SignRequest = ctx.stored_payload(&signature.request)?;
     let run = &mut record.signing[at];
+    // Only the signers a request named were asked for it, unless its first package failed.
+    let asked: Vec<Cid> = if request.signers.is_empty() || run.attempt > 1 {
+        record.fiduciaries.clone()
+    } else {
+        (1u32..)
+            .zip(&record.fiduciaries)
+            .filter(|(index, _)| request.signers.contains(index))
+            .map(|(_, fiduciary)| *fiduciary)
+            .collect()
+    };
     run.signature = Some(signature_cid);
-    run.fresh.clear();
+    let spares = std::mem::take(&mut run.fresh);
     run.shares.clear();
     run.package = None;
+    run.package_at_ms = 0;
     let sequence = run.sequence;
     ctx.keep_made(&mut record, at)?;
     record.head = signature_cid;
     ctx.save(Role::Principal, &record).await?;
+    if signature.scheme == SignatureScheme::Bip340
+        && let Some(in_force) = record.commitment
+    {
+        ctx.spare_commitments.add(&reference, in_force, spares);
+    }
     ctx.metrics
         .threshold_signatures
         .bump(&[signature.scheme.name()]);
     tracing::info!(order = %reference, sequence, scheme = signature.scheme.name(), "signature made");
-    Ok(to_each(ctx, &record.fiduciaries, &[bytes]))
+    Ok(to_each(ctx, &asked, &[bytes]))
 }
 
-/// Fiduciary: the signature of a request is made; the nonces it kept for it go.
+/// Fiduciary: the signature of a request is made. Nonces it committed to and did not sign
+/// with stay, for the principal's next package.
 pub async fn on_signature(
     ctx: &RoleContext,
     envelope: &VerifiedEnvelope,
@@ -729,10 +873,6 @@ pub async fn on_signature(
     let principal = envelope.envelope().sender;
     let mut record = ctx.fiduciary_record(&principal, &reference)?;
     let payload: Signature = RoleContext::payload(envelope)?;
-    ctx.nonces
-        .lock()
-        .map_err(|_| internal("nonce store poisoned"))?
-        .remove(&payload.request);
     if let Some(at) = record
         .signing
         .iter()

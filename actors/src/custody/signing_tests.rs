@@ -2,6 +2,7 @@
 //! a 2-of-3 key they generated: the signature is BIP-340 under the key's x-only form; a signer
 //! whose share fails is named and left out, and the signature is made without it; a signer
 //! that lost its nonces (a restart) sends fresh commitments, and a new package is signed.
+//! Later signatures use the commitments no package used, with the same faults.
 
 use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::order::Commitment;
@@ -63,6 +64,45 @@ fn signer_of(parties: &[Party], share: &dta_protocol::Cid) -> u32 {
     payload.index
 }
 
+/// Fiduciary 1's signature shares on their way to the principal, each changed into one that is
+/// not its share of the package, signed as itself; `cheated` counts them.
+fn cheat_with_shares(parties: &[Party], to: usize, block: Vec<u8>, cheated: &mut usize) -> Vec<u8> {
+    let signed = SignedEnvelope::decode(&block).unwrap();
+    if to != 0
+        || signed.envelope.kind != Kind::SignatureShare
+        || signed.envelope.sender != parties[1].cid()
+    {
+        return block;
+    }
+    *cheated += 1;
+    let envelope = parties[0].ctx.verify(&block).unwrap();
+    let mut share: SignatureShare = RoleContext::payload(&envelope).unwrap();
+    let mut bytes = share.share.to_vec();
+    bytes[31] ^= 1;
+    share.share = ByteBuf::from(bytes);
+    parties[1].publish(
+        Kind::SignatureShare,
+        REFERENCE,
+        signed.envelope.prev,
+        &share,
+    )
+}
+
+/// Fiduciary 1 restarts before the first package reaches it: its nonces are gone.
+fn restart_before_the_package(
+    parties: &[Party],
+    to: usize,
+    block: Vec<u8>,
+    restarted: &mut bool,
+) -> Vec<u8> {
+    let kind = SignedEnvelope::decode(&block).unwrap().envelope.kind;
+    if to == 1 && kind == Kind::SignPackage && !*restarted {
+        *restarted = true;
+        parties[1].ctx.nonces.clear();
+    }
+    block
+}
+
 #[tokio::test]
 async fn two_of_three_sign_and_the_signature_is_bip340_under_the_orders_key() {
     let parties = certified_key().await;
@@ -74,10 +114,113 @@ async fn two_of_three_sign_and_the_signature_is_bip340_under_the_orders_key() {
     assert_eq!(signature.shares.len(), 2);
     let run = runs(&parties)[0].clone();
     assert_eq!((run.attempt, run.excluded.len()), (1, 0));
-    // Every fiduciary forgot its nonces for the request once the signature was made.
+    // Each fiduciary keeps the nonces no package used: the signers' next ones, the other's
+    // first; the principal keeps their commitments as spares.
     for fiduciary in &parties[1..] {
-        assert!(fiduciary.ctx.nonces.lock().unwrap().is_empty());
+        assert_eq!(fiduciary.ctx.nonces.len(), 1);
     }
+    assert_eq!(parties[0].ctx.spare_commitments.count(REFERENCE), 3);
+}
+
+/// Signs `MESSAGE` once more; what went to whom, by party index and kind.
+async fn sign_again(parties: &[Party], tamper: super::rig::Tamper<'_>) -> Vec<(usize, Kind)> {
+    let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    run(parties, deliveries, &mut |parties, to, block| {
+        let block = tamper(parties, to, block)?;
+        seen.push((to, SignedEnvelope::decode(&block).unwrap().envelope.kind));
+        Some(block)
+    })
+    .await;
+    seen
+}
+
+/// The indices of the fiduciaries whose shares made a signature.
+fn signers(parties: &[Party], signature: &Signature) -> Vec<u32> {
+    let mut signers: Vec<u32> = signature
+        .shares
+        .iter()
+        .map(|s| signer_of(parties, s))
+        .collect();
+    signers.sort_unstable();
+    signers
+}
+
+#[tokio::test]
+async fn later_signatures_use_spare_commitments_and_go_to_their_signers_alone() {
+    let parties = certified_key().await;
+    let first = sign_again(&parties, &mut |_, _, b| Some(b)).await;
+    signature_made(&parties);
+    assert_eq!(
+        first
+            .iter()
+            .filter(|(_, k)| *k == Kind::SignCommitment)
+            .count(),
+        3
+    );
+    for _ in 0..3 {
+        let seen = sign_again(&parties, &mut |_, _, b| Some(b)).await;
+        let signature = signature_made(&parties);
+        // No round of commitments: the request, its package and the signature go to the two
+        // signers of spares; their shares come back. 2 x (request, package) + 2 shares + 2
+        // signatures.
+        assert!(
+            !seen.iter().any(|(_, k)| *k == Kind::SignCommitment),
+            "{seen:?}"
+        );
+        let asked: Vec<usize> = seen
+            .iter()
+            .filter(|(_, k)| *k == Kind::SignRequest)
+            .map(|(to, _)| *to)
+            .collect();
+        assert_eq!(asked, vec![1, 2], "{seen:?}");
+        assert_eq!(seen.len(), 8, "{seen:?}");
+        assert_eq!(signers(&parties, &signature), vec![1, 2]);
+        assert_eq!(runs(&parties).last().unwrap().attempt, 1);
+    }
+    // Spares do not pile up: the signers' next ones replace those used.
+    assert_eq!(parties[0].ctx.spare_commitments.count(REFERENCE), 3);
+    for fiduciary in &parties[1..] {
+        assert_eq!(fiduciary.ctx.nonces.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_signer_that_lost_the_nonces_of_its_spares_gets_the_others_asked_and_signs_anew() {
+    let parties = certified_key().await;
+    sign_again(&parties, &mut |_, _, b| Some(b)).await;
+    let mut restarted = false;
+    let seen = sign_again(&parties, &mut |p, to, b| {
+        Some(restart_before_the_package(p, to, b, &mut restarted))
+    })
+    .await;
+    assert!(restarted);
+    signature_made(&parties);
+    assert_eq!(runs(&parties).last().unwrap().attempt, 2);
+    // Fiduciary 3, not named by the request, was asked once the package failed.
+    assert!(seen.contains(&(3, Kind::SignRequest)), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_signer_of_spares_whose_share_fails_is_left_out_and_its_spares_forgotten() {
+    let parties = certified_key().await;
+    sign_again(&parties, &mut |_, _, b| Some(b)).await;
+    let mut cheated = 0;
+    sign_again(&parties, &mut |parties, to, block| {
+        Some(cheat_with_shares(parties, to, block, &mut cheated))
+    })
+    .await;
+    assert_eq!(cheated, 1);
+    let signature = signature_made(&parties);
+    let run = runs(&parties).pop().unwrap();
+    assert_eq!((run.attempt, run.excluded[0].0), (2, 1));
+    assert_eq!(signers(&parties, &signature), vec![2, 3]);
+    // The next signature does without the cheat's spares.
+    sign_again(&parties, &mut |_, _, b| Some(b)).await;
+    let signature = signature_made(&parties);
+    assert_eq!(signers(&parties, &signature), vec![2, 3]);
 }
 
 #[tokio::test]
@@ -86,29 +229,9 @@ async fn a_signer_whose_share_fails_is_named_and_the_signature_is_made_without_i
     let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
         .await
         .unwrap();
-    let cheat = parties[1].cid();
     let mut cheated = 0;
     run(&parties, deliveries, &mut |parties, to, block| {
-        let signed = SignedEnvelope::decode(&block).unwrap();
-        if to != 0
-            || signed.envelope.kind != Kind::SignatureShare
-            || signed.envelope.sender != cheat
-        {
-            return Some(block);
-        }
-        // Fiduciary 1 sends a share that is not its share of the package, signed as itself.
-        cheated += 1;
-        let envelope = parties[0].ctx.verify(&block).unwrap();
-        let mut share: SignatureShare = RoleContext::payload(&envelope).unwrap();
-        let mut bytes = share.share.to_vec();
-        bytes[31] ^= 1;
-        share.share = ByteBuf::from(bytes);
-        Some(parties[1].publish(
-            Kind::SignatureShare,
-            REFERENCE,
-            signed.envelope.prev,
-            &share,
-        ))
+        Some(cheat_with_shares(parties, to, block, &mut cheated))
     })
     .await;
     assert_eq!(cheated, 1);
@@ -119,30 +242,15 @@ async fn a_signer_whose_share_fails_is_named_and_the_signature_is_made_without_i
         run.excluded.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
         vec![1]
     );
-    let mut signers: Vec<u32> = signature
-        .shares
-        .iter()
-        .map(|s| signer_of(&parties, s))
-        .collect();
-    signers.sort_unstable();
-    assert_eq!(signers, vec![2, 3]);
+    assert_eq!(signers(&parties, &signature), vec![2, 3]);
 }
 
 #[tokio::test]
 async fn a_signer_that_lost_its_nonces_sends_fresh_commitments_and_a_new_package_is_signed() {
     let parties = certified_key().await;
-    let (_, deliveries) = signing::create_sign(&parties[0].ctx, REFERENCE, MESSAGE.to_vec())
-        .await
-        .unwrap();
     let mut restarted = false;
-    run(&parties, deliveries, &mut |parties, to, block| {
-        let kind = SignedEnvelope::decode(&block).unwrap().envelope.kind;
-        if to == 1 && kind == Kind::SignPackage && !restarted {
-            // Fiduciary 1 restarts before the package arrives: its nonces are gone.
-            restarted = true;
-            parties[1].ctx.nonces.lock().unwrap().clear();
-        }
-        Some(block)
+    sign_again(&parties, &mut |p, to, b| {
+        Some(restart_before_the_package(p, to, b, &mut restarted))
     })
     .await;
     assert!(restarted);
@@ -276,4 +384,31 @@ async fn records_do_not_grow_with_the_signatures_made_and_a_signed_number_is_not
         refused.to_string().contains("asked for already"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn a_package_whose_signer_says_nothing_gives_way_to_others_once_the_request_is_asked_again() {
+    let parties = certified_key().await;
+    sign_again(&parties, &mut |_, _, b| Some(b)).await;
+    // Fiduciary 1, a signer of spares, is gone without a word.
+    let silent = &mut |_: &[Party], to: usize, b: Vec<u8>| (to != 1).then_some(b);
+    sign_again(&parties, silent).await;
+    assert!(runs(&parties).last().unwrap().signature.is_none());
+    // Asked again soon, nothing changes: the package may yet be signed.
+    let again = super::resume::resume(&parties[0].ctx, std::time::Duration::ZERO).unwrap();
+    run(&parties, again, silent).await;
+    assert!(runs(&parties).last().unwrap().signature.is_none());
+    // Long after the package went, the others' commitments replace it.
+    let mut record = record(&parties);
+    record.signing.last_mut().unwrap().package_at_ms = 1;
+    parties[0]
+        .ctx
+        .save(crate::role::Role::Principal, &record)
+        .await
+        .unwrap();
+    let again = super::resume::resume(&parties[0].ctx, std::time::Duration::ZERO).unwrap();
+    run(&parties, again, silent).await;
+    let signature = signature_made(&parties);
+    assert_eq!(signers(&parties, &signature), vec![2, 3]);
+    assert_eq!(runs(&parties).last().unwrap().attempt, 2);
 }

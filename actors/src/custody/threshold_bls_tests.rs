@@ -260,6 +260,7 @@ async fn each_fiduciary_refuses_a_request_the_signing_policy_forbids() {
             certificate: record.certificate.unwrap(),
             message: ByteBuf::from(message.to_vec()),
             sequence,
+            signers: Vec::new(),
         };
         parties[0].publish(Kind::SignRequest, REFERENCE, Some(record.head), &request)
     };

@@ -319,6 +319,12 @@ impl NetworkHandle {
         self.snapshot.borrow().clone()
     }
 
+    /// Whether `peer` is this node or one it has a connection with now.
+    pub fn reaches(&self, peer: &PeerId) -> bool {
+        let snapshot = self.snapshot.borrow();
+        snapshot.peer_id.as_ref() == Some(peer) || snapshot.connected.contains(peer)
+    }
+
     /// A receiver to wait for snapshot changes.
     pub fn watch(&self) -> watch::Receiver<NetworkSnapshot> {
         self.snapshot.clone()
@@ -356,6 +362,14 @@ pub struct NetworkChannels {
 }
 
 impl NetworkChannels {
+    /// Has the handle say that `peers` are connected, as a swarm would: for tests with no
+    /// swarm.
+    #[cfg(test)]
+    pub(crate) fn pretend_connected(&self, peers: impl IntoIterator<Item = PeerId>) {
+        self.snapshot
+            .send_modify(|snapshot| snapshot.connected.extend(peers));
+    }
+
     /// New channels and the handle that reads them.
     pub fn new() -> (Self, NetworkHandle) {
         // A placeholder sender whose receiver is dropped: commands fail until the actor runs.
