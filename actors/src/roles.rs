@@ -276,7 +276,8 @@ impl RoleActor {
     /// kept it yet. Blocks are only ever stored after their signature was verified, so a kept
     /// block needs no second look.
     fn wants(args: &RoleArgs, block: &[u8]) -> Option<(bool, Kind)> {
-        let Ok(envelope) = SignedEnvelope::decode(block) else {
+        // Only routes the block: what a role acts on is decoded strictly when verified.
+        let Ok(envelope) = SignedEnvelope::decode_seen(block) else {
             return None;
         };
         let kind = envelope.envelope.kind;
@@ -365,26 +366,33 @@ impl RoleActor {
         }
         let role = args.role.name();
         let steps = &args.context.metrics.custody_steps;
-        if args.role == Role::Principal
-            && let [block] = blocks.as_slice()
-            && let Ok(signed) = SignedEnvelope::decode(block)
+        // A custody signature comes alone, to the principal.
+        let custody_signature = match (args.role, blocks.as_slice()) {
+            (Role::Principal, [block]) => wanted
+                .first()
+                .and_then(Option::as_ref)
+                .filter(|(_, kind)| {
+                    matches!(kind, Kind::BatchSignature | Kind::CommitmentSignature)
+                })
+                .and_then(|_| SignedEnvelope::decode(block).ok()),
+            _ => None,
+        };
+        if let Some(signed) = &custody_signature
             && signed.envelope.kind == Kind::BatchSignature
         {
             let started = std::time::Instant::now();
-            let outcome = custody::batching::on_batch_signature(&args.context, peer, &signed).await;
+            let outcome = custody::batching::on_batch_signature(&args.context, peer, signed).await;
             steps.observe(&[role, Kind::BatchSignature.name()], started.elapsed());
             if let Err(reason) = outcome {
                 rejected(args, peer, &reason, "batch signature");
             }
             return;
         }
-        if args.role == Role::Principal
-            && let [block] = blocks.as_slice()
-            && let Ok(signed) = SignedEnvelope::decode(block)
+        if let Some(signed) = &custody_signature
             && signed.envelope.kind == Kind::CommitmentSignature
         {
             let started = std::time::Instant::now();
-            let outcome = custody::on_commitment_signature(&args.context, peer, &signed).await;
+            let outcome = custody::on_commitment_signature(&args.context, peer, signed).await;
             steps.observe(&[role, Kind::CommitmentSignature.name()], started.elapsed());
             match outcome {
                 Ok(None) => {}
@@ -554,11 +562,8 @@ impl RoleActor {
     ) -> Result<(), CustodyError> {
         let ctx = &args.context;
         let started = std::time::Instant::now();
-        let kind = SignedEnvelope::decode(&block)
-            .map_err(|e| CustodyError::Invalid(e.to_string()))?
-            .envelope
-            .kind;
         let envelope = ctx.verify(&block)?;
+        let kind = envelope.envelope().kind;
         let cid = custody::keep_block(ctx, &block).await?;
         let me = ctx.local.cid();
         match (args.role, kind) {

@@ -557,7 +557,22 @@ impl SignedEnvelope {
             max_size: MAX_ENVELOPE_SIZE,
             ..Limits::default()
         };
-        let signed: Self = dagcbor::decode(bytes, limits)?;
+        Self::checked(dagcbor::decode(bytes, limits)?)
+    }
+
+    /// Decodes an envelope as [`SignedEnvelope::decode`] does, but without encoding it again
+    /// to see that the bytes are its one encoding (the costliest part of a decode). Only for
+    /// bytes a strict decode saw before (a block this node kept), or whose decode only routes
+    /// them to a step that decodes them strictly.
+    pub fn decode_seen(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let limits = Limits {
+            max_size: MAX_ENVELOPE_SIZE,
+            ..Limits::default()
+        };
+        Self::checked(dagcbor::decode_lenient(bytes, limits)?)
+    }
+
+    fn checked(signed: Self) -> Result<Self, EnvelopeError> {
         signed.check_structure()?;
         let lengths: &[usize] = match signed.envelope.kind {
             Kind::CommitmentSignature | Kind::BatchSignature => &[bls::SIGNATURE_LEN],

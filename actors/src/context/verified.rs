@@ -44,6 +44,15 @@ impl VerifiedCache {
         Some(envelope)
     }
 
+    /// Whether `cid` is known good, without a copy of its envelope.
+    pub(crate) fn contains(&self, cid: &Cid) -> bool {
+        let cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.newer.contains_key(cid) || cache.older.contains_key(cid)
+    }
+
     /// Runs `check` for `cid` once: callers that come while it runs wait for its result
     /// (a signature check, well under a millisecond) and share it.
     pub(crate) fn once(
