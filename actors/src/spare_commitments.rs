@@ -28,6 +28,9 @@ pub struct SpareCommitments(Mutex<HashMap<String, Spares>>);
 #[derive(Debug)]
 struct Spares {
     commitment: Cid,
+    /// The signer index the next choice starts from.
+    turn: u32,
+    /// Each signer's spares, oldest first.
     by_signer: BTreeMap<u32, VecDeque<Cid>>,
 }
 
@@ -51,6 +54,7 @@ impl SpareCommitments {
         }
         let fresh = || Spares {
             commitment,
+            turn: 0,
             by_signer: BTreeMap::new(),
         };
         let kept = orders.entry(order.to_owned()).or_insert_with(fresh);
@@ -68,8 +72,9 @@ impl SpareCommitments {
         }
     }
 
-    /// One spare of each of `threshold` signers of `order` under `commitment` for whom `usable` says
-    /// yes, by index; those with the most spares first, so every signer's stock is used. None,
+    /// One spare of each of `threshold` signers of `order` under `commitment` for whom
+    /// `usable` says yes, by index, each its oldest. The choice goes round the committee, from
+    /// where the last one ended, so every signer signs in turn and no spare waits long. None,
     /// and nothing taken, if fewer than `threshold` signers have one.
     pub fn take(
         &self,
@@ -82,20 +87,25 @@ impl SpareCommitments {
         let kept = orders
             .get_mut(order)
             .filter(|k| k.commitment == commitment)?;
-        let mut candidates: Vec<(usize, u32)> = kept
+        let turn = kept.turn;
+        let mut candidates: Vec<u32> = kept
             .by_signer
             .iter()
             .filter(|(index, queue)| !queue.is_empty() && usable(**index))
-            .map(|(index, queue)| (queue.len(), *index))
+            .map(|(index, _)| *index)
             .collect();
         if candidates.len() < threshold || threshold == 0 {
             return None;
         }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // From `turn` up, then from the lowest.
+        candidates.sort_unstable_by_key(|index| (*index < turn, *index));
+        candidates.truncate(threshold);
+        if let Some(last) = candidates.last() {
+            kept.turn = last + 1;
+        }
         let mut chosen: Vec<(u32, Cid)> = candidates
             .into_iter()
-            .take(threshold)
-            .filter_map(|(_, index)| {
+            .filter_map(|index| {
                 let envelope = kept.by_signer.get_mut(&index)?.pop_front()?;
                 Some((index, envelope))
             })
@@ -128,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn t_usable_signers_with_the_most_spares_are_taken_once() {
+    fn t_usable_signers_are_taken_in_turn_each_spare_once() {
         let spares = SpareCommitments::default();
         let commitment = cid(1000);
         spares.add(
@@ -136,19 +146,22 @@ mod tests {
             commitment,
             [(1, cid(1)), (2, cid(2)), (2, cid(3)), (3, cid(4))],
         );
-        // Signer 2 has two; signer 3 cannot be used; 1 is next.
+        // Signer 3 cannot be used: 1 and 2, each its oldest.
         let taken = spares.take("o", commitment, 2, |i| i != 3).unwrap();
         assert_eq!(taken, vec![(1, cid(1)), (2, cid(2))]);
         // Signer 1 has none left and 3 is unusable: not two signers.
         assert_eq!(spares.take("o", commitment, 2, |i| i != 3), None);
         assert_eq!(spares.count("o"), 2, "nothing taken when too few");
+        spares.add("o", commitment, [(1, cid(5))]);
+        // The turn goes on from 3, then back to 1.
         assert_eq!(
             spares.take("o", commitment, 2, |_| true).unwrap(),
-            vec![(2, cid(3)), (3, cid(4))]
+            vec![(1, cid(5)), (3, cid(4))]
         );
-        spares.add("o", commitment, [(1, cid(5)), (3, cid(6))]);
-        spares.forget_signer("o", 3);
         assert_eq!(spares.count("o"), 1);
+        spares.add("o", commitment, [(1, cid(6)), (3, cid(7))]);
+        spares.forget_signer("o", 3);
+        assert_eq!(spares.count("o"), 2);
     }
 
     #[test]

@@ -160,6 +160,7 @@ async fn later_signatures_use_spare_commitments_and_go_to_their_signers_alone() 
             .count(),
         3
     );
+    let mut turns = Vec::new();
     for _ in 0..3 {
         let seen = sign_again(&parties, &mut |_, _, b| Some(b)).await;
         let signature = signature_made(&parties);
@@ -170,16 +171,18 @@ async fn later_signatures_use_spare_commitments_and_go_to_their_signers_alone() 
             !seen.iter().any(|(_, k)| *k == Kind::SignCommitment),
             "{seen:?}"
         );
-        let asked: Vec<usize> = seen
+        let asked: Vec<u32> = seen
             .iter()
             .filter(|(_, k)| *k == Kind::SignRequest)
-            .map(|(to, _)| *to)
+            .map(|(to, _)| *to as u32)
             .collect();
-        assert_eq!(asked, vec![1, 2], "{seen:?}");
+        assert_eq!(asked, signers(&parties, &signature), "{seen:?}");
         assert_eq!(seen.len(), 8, "{seen:?}");
-        assert_eq!(signers(&parties, &signature), vec![1, 2]);
         assert_eq!(runs(&parties).last().unwrap().attempt, 1);
+        turns.push(asked);
     }
+    // The signers take turns.
+    assert_eq!(turns, vec![vec![1, 2], vec![1, 3], vec![2, 3]]);
     // Spares do not pile up: the signers' next ones replace those used.
     assert_eq!(parties[0].ctx.spare_commitments.count(REFERENCE), 3);
     for fiduciary in &parties[1..] {
