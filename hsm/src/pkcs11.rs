@@ -349,25 +349,53 @@ fn context(module: &Path) -> Result<Pkcs11, KeystoreError> {
     Ok(context)
 }
 
+/// How often the tokens are listed before a failure of the module in general is final, and
+/// the pause after the first such failure (it grows by as much each time).
+///
+/// SoftHSM2 rewrites a token's file in place when a process logs in to the token; another
+/// process that lists the tokens meanwhile reads half a file and gets `CKR_GENERAL_ERROR`, and
+/// a moment later reads the whole one. Two nodes on one module that start together meet this.
+const LISTING_ATTEMPTS: u32 = 8;
+const LISTING_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
 fn find_token(context: &Pkcs11, label: &str) -> Result<Slot, KeystoreError> {
+    let mut attempt = 1;
+    loop {
+        match list_tokens(context, label) {
+            Ok(found) => return found,
+            Err((_, CkError::Pkcs11(RvError::GeneralError, _))) if attempt < LISTING_ATTEMPTS => {
+                std::thread::sleep(LISTING_PAUSE * attempt);
+                attempt += 1;
+            }
+            Err((operation, error)) => return Err(token_error(operation, &error)),
+        }
+    }
+}
+
+/// The slot of the token labelled `label`, or which tokens there are; the module's error and
+/// what it was doing when a call failed.
+fn list_tokens(
+    context: &Pkcs11,
+    label: &str,
+) -> Result<Result<Slot, KeystoreError>, (&'static str, CkError)> {
     let mut seen = Vec::new();
     for slot in context
         .get_slots_with_initialized_token()
-        .map_err(|e| token_error("listing slots", &e))?
+        .map_err(|e| ("listing slots", e))?
     {
         let info = context
             .get_token_info(slot)
-            .map_err(|e| token_error("reading token information", &e))?;
+            .map_err(|e| ("reading token information", e))?;
         let found = info.label().trim_end();
         if found == label {
-            return Ok(slot);
+            return Ok(Ok(slot));
         }
         seen.push(found.to_owned());
     }
-    Err(KeystoreError::TokenNotFound {
+    Ok(Err(KeystoreError::TokenNotFound {
         token: label.to_owned(),
         available: seen,
-    })
+    }))
 }
 
 fn open_session(

@@ -239,3 +239,50 @@ fn pkcs11_a_different_kek_fails_the_key_check() {
     );
     assert_eq!(keystore.token(), Some(config.token.as_str()));
 }
+
+/// The token the helper below logs in to, when a test runs it as a process of its own.
+const LOGIN_TOKEN: &str = "DTA_TEST_LOGIN_TOKEN";
+
+/// Opens a keystore on a token again and again for two seconds: each open logs in anew, and
+/// SoftHSM2 rewrites the token's file on each login. A helper process for the test below (its
+/// name leaves it out of `--ignored pkcs11`); run alone, it uses a token of its own.
+#[test]
+#[ignore = "a helper process of pkcs11_a_token_is_found_while_another_process_logs_in_to_its_own"]
+fn helper_logs_in_again_and_again() {
+    let config = match std::env::var(LOGIN_TOKEN) {
+        Ok(label) => Pkcs11Config::new(module(), label, Zeroizing::new(USER_PIN.to_owned())),
+        Err(_) => fresh_token("helper"),
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut opened = 0;
+    while std::time::Instant::now() < until {
+        Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing)
+            .unwrap_or_else(|e| panic!("open {opened}: {e}"));
+        opened += 1;
+    }
+    assert!(opened > 0);
+}
+
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_a_token_is_found_while_another_process_logs_in_to_its_own() {
+    let busy = fresh_token("busy");
+    let config = fresh_token("found");
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "helper_logs_in_again_and_again"])
+        .env(LOGIN_TOKEN, &busy.token)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Each open lists the tokens, and reads the busy one's file while the helper rewrites it.
+    let mut opened = 0;
+    while helper.try_wait().unwrap().is_none() {
+        if let Err(e) = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing) {
+            let _ = helper.kill();
+            panic!("open {opened}, while another process logs in: {e}");
+        }
+        opened += 1;
+    }
+    assert!(helper.wait().unwrap().success(), "the helper failed");
+    assert!(opened > 10, "only {opened} opens");
+}

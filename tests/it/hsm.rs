@@ -140,10 +140,76 @@ async fn custody_with_every_fiduciary_on_pkcs11_leaves_no_share_in_plaintext() {
     net.stop().await;
 }
 
+/// A SoftHSM2 token directory of one test's own, for the `dta` processes that test starts.
+///
+/// SoftHSM2 keeps processes that share a token directory apart only while none of them makes
+/// tokens: one that lists the slots while another process creates a token can fail with a
+/// general error, or hang at start. An operator's HSM does not gain tokens under its running
+/// nodes, but tests running side by side do; so the tokens of a test's processes live in a
+/// directory of its own, made with `softhsm2-util` as an operator makes them, and only the
+/// tests that stay in this process share the directory `scripts/test` set up.
+struct TokenDir {
+    dir: tempfile::TempDir,
+}
+
+impl TokenDir {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    /// `dta` for `home`, on this directory's tokens.
+    fn dta(&self, home: &Path) -> std::process::Command {
+        let mut command = dta(home);
+        command.env("SOFTHSM2_CONF", self.conf());
+        command
+    }
+
+    /// The `dta` client, on this directory's tokens.
+    fn client(&self, args: &[&str]) -> std::process::Command {
+        let mut command = crate::process::dta_client(args);
+        command.env("SOFTHSM2_CONF", self.conf());
+        command
+    }
+
+    /// A token on the first free slot, as `softhsm2-util --init-token --free` makes it.
+    fn init_token(&self, label: &str, so_pin: &str, pin: &str) {
+        let output = std::process::Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", self.conf())
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", so_pin, "--pin", pin])
+            .output()
+            .expect("softhsm2-util (scripts/test installs SoftHSM2)");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 /// `dta run` on 127.0.0.1 with the PIN given, until node.json appears; the process and its
 /// API. `passphrase` false runs it without `DTA_PASSPHRASE`.
-async fn run_node(home: &Path, pin: &str, passphrase: bool) -> (Running, String) {
-    let mut command = dta(home);
+async fn run_node(
+    tokens: &TokenDir,
+    home: &Path,
+    pin: &str,
+    passphrase: bool,
+) -> (Running, String) {
+    let mut command = tokens.dta(home);
     if !passphrase {
         command.env_remove("DTA_PASSPHRASE");
     }
@@ -198,12 +264,14 @@ fn snapshot(home: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 async fn a_node_on_a_token_runs_reports_its_keystore_and_refuses_a_wrong_pin() {
     let module = module();
     let token = unique_label("cli");
-    dta_hsm::pkcs11::init_token(&module, &token, "so-pin-0000", "right-pin-1234").unwrap();
+    let tokens = TokenDir::new();
+    tokens.init_token(&token, "so-pin-0000", "right-pin-1234");
     let root = tempfile::tempdir().unwrap();
     let home_dir = root.path().join("node");
     let module_arg = module.to_str().unwrap();
     let (ok, stderr) = run_to_end(
-        dta(&home_dir)
+        tokens
+            .dta(&home_dir)
             .env("DTA_PKCS11_PIN", "right-pin-1234")
             .args([
                 "init",
@@ -225,8 +293,12 @@ async fn a_node_on_a_token_runs_reports_its_keystore_and_refuses_a_wrong_pin() {
     );
     assert!(!keystore_toml.contains("right-pin"), "no PIN in the home");
 
-    let (running, api) = run_node(&home_dir, "right-pin-1234", true).await;
-    let stdout = succeed(dta(&home_dir).args(["keystore", "status", "--json", "--api", &api]));
+    let (running, api) = run_node(&tokens, &home_dir, "right-pin-1234", true).await;
+    let stdout = succeed(
+        tokens
+            .dta(&home_dir)
+            .args(["keystore", "status", "--json", "--api", &api]),
+    );
     let status: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(status["backend"], "pkcs11");
     assert_eq!(status["token"], token.as_str());
@@ -235,19 +307,19 @@ async fn a_node_on_a_token_runs_reports_its_keystore_and_refuses_a_wrong_pin() {
 
     // A wrong PIN, a missing token, a missing module: clear errors, nothing changed.
     let before = snapshot(&home_dir);
-    let (ok, stderr) = run_to_end(dta(&home_dir).env("DTA_PKCS11_PIN", "wrong-pin").args([
-        "run",
-        "--api",
-        "127.0.0.1:0",
-        "--no-mdns",
-    ]));
+    let (ok, stderr) = run_to_end(
+        tokens
+            .dta(&home_dir)
+            .env("DTA_PKCS11_PIN", "wrong-pin")
+            .args(["run", "--api", "127.0.0.1:0", "--no-mdns"]),
+    );
     assert!(!ok);
     assert!(stderr.contains("wrong PIN for token"), "{stderr}");
     assert!(
         !stderr.contains("wrong-pin"),
         "the PIN is never printed: {stderr}"
     );
-    let (ok, stderr) = run_to_end(dta(&home_dir).env_remove("DTA_PKCS11_PIN").args([
+    let (ok, stderr) = run_to_end(tokens.dta(&home_dir).env_remove("DTA_PKCS11_PIN").args([
         "run",
         "--api",
         "127.0.0.1:0",
@@ -256,7 +328,8 @@ async fn a_node_on_a_token_runs_reports_its_keystore_and_refuses_a_wrong_pin() {
     assert!(!ok);
     assert!(stderr.contains("DTA_PKCS11_PIN"), "{stderr}");
     let (ok, stderr) = run_to_end(
-        dta(&root.path().join("other"))
+        tokens
+            .dta(&root.path().join("other"))
             .env("DTA_PKCS11_PIN", "x")
             .args([
                 "init",
@@ -274,7 +347,7 @@ async fn a_node_on_a_token_runs_reports_its_keystore_and_refuses_a_wrong_pin() {
     assert_eq!(snapshot(&home_dir), before, "the failures changed nothing");
 
     // And the right PIN still runs it.
-    let (running, _) = run_node(&home_dir, "right-pin-1234", true).await;
+    let (running, _) = run_node(&tokens, &home_dir, "right-pin-1234", true).await;
     stop_node(running).await;
 }
 
@@ -283,14 +356,24 @@ async fn a_node_on_a_token_runs_reports_its_keystore_and_refuses_a_wrong_pin() {
 async fn a_soft_keystore_migrates_to_a_token_and_its_old_blobs_are_gone() {
     let module = module();
     let token = unique_label("migrate");
-    dta_hsm::pkcs11::init_token(&module, &token, "so-pin-0000", "migrate-pin-99").unwrap();
+    let tokens = TokenDir::new();
+    tokens.init_token(&token, "so-pin-0000", "migrate-pin-99");
     let root = tempfile::tempdir().unwrap();
     let home_dir = root.path().join("node");
-    let (ok, stderr) = run_to_end(dta(&home_dir).args(["init", "--name", "migrating", "--json"]));
+    let (ok, stderr) =
+        run_to_end(
+            tokens
+                .dta(&home_dir)
+                .args(["init", "--name", "migrating", "--json"]),
+        );
     assert!(ok, "{stderr}");
     // A hosted identity: a second secret.
-    let (running, api) = run_node(&home_dir, "unused", true).await;
-    let carol = succeed(dta(&home_dir).args(["identity", "create", "carol", "--api", &api]));
+    let (running, api) = run_node(&tokens, &home_dir, "unused", true).await;
+    let carol = succeed(
+        tokens
+            .dta(&home_dir)
+            .args(["identity", "create", "carol", "--api", &api]),
+    );
     assert!(String::from_utf8_lossy(&carol).trim().starts_with("bafy"));
     let identity_before = wait_for_node_file(&home_dir).await.identity;
     stop_node(running).await;
@@ -312,7 +395,8 @@ async fn a_soft_keystore_migrates_to_a_token_and_its_old_blobs_are_gone() {
     }
 
     let stdout = succeed(
-        dta(&home_dir)
+        tokens
+            .dta(&home_dir)
             .env("DTA_PKCS11_PIN", "migrate-pin-99")
             .args([
                 "keystore",
@@ -336,7 +420,7 @@ async fn a_soft_keystore_migrates_to_a_token_and_its_old_blobs_are_gone() {
         assert_eq!(files_containing(&home_dir, blob), Vec::<PathBuf>::new());
     }
     // The node runs on the token, same identity, without its old passphrase.
-    let (running, api) = run_node(&home_dir, "migrate-pin-99", false).await;
+    let (running, api) = run_node(&tokens, &home_dir, "migrate-pin-99", false).await;
     assert_eq!(
         wait_for_node_file(&home_dir).await.identity,
         identity_before
@@ -354,12 +438,13 @@ async fn a_soft_keystore_migrates_to_a_token_and_its_old_blobs_are_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
+    let tokens = TokenDir::new();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let dir_arg = dir.to_str().unwrap().to_owned();
     let module = module();
     let module_arg = module.to_str().unwrap().to_owned();
-    let mut up_command = crate::process::dta_client(&[
+    let mut up_command = tokens.client(&[
         "testnet",
         "up",
         "--dir",
@@ -375,24 +460,24 @@ async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
     up_command.env_remove("DTA_PKCS11_PIN");
     let up = crate::process::succeed_blocking(up_command).await;
     let testnet: Value = serde_json::from_slice(&up).unwrap();
-    let mut tokens = std::collections::BTreeSet::new();
+    let mut labels = std::collections::BTreeSet::new();
     for node in testnet["nodes"].as_array().unwrap() {
         let home = PathBuf::from(node["home"].as_str().unwrap());
         let keystore = crate::process::home_client(&home, node["api"].as_str().unwrap());
         let keystore = keystore.get("/v2/keystore").await.unwrap();
         assert_eq!(keystore["backend"], "pkcs11", "{keystore}");
-        tokens.insert(keystore["token"].as_str().unwrap().to_owned());
+        labels.insert(keystore["token"].as_str().unwrap().to_owned());
     }
-    assert_eq!(tokens.len(), 3, "a token per node: {tokens:?}");
+    assert_eq!(labels.len(), 3, "a token per node: {labels:?}");
     // No PIN in any home: it is in the testnet's own pin file.
     for node in testnet["nodes"].as_array().unwrap() {
         let home_dir = Path::new(node["home"].as_str().unwrap());
         let pin = std::fs::read_to_string(dir.join("pkcs11-pin")).unwrap();
         assert!(files_containing(home_dir, pin.as_bytes()).is_empty());
     }
-    let down: Value = serde_json::from_slice(&succeed(&mut crate::process::dta_client(&[
-        "testnet", "down", "--dir", &dir_arg, "--json",
-    ])))
+    let down: Value = serde_json::from_slice(&succeed(
+        &mut tokens.client(&["testnet", "down", "--dir", &dir_arg, "--json"]),
+    ))
     .unwrap();
     assert_eq!(down["stopped"], 3, "{down}");
     assert!(!dir.join("pkcs11-pin").exists());

@@ -810,6 +810,52 @@ async fn a_failed_testnet_up_removes_what_it_made_and_nothing_else() {
     assert_eq!(listing(&theirs), before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_fails_to_start_is_named_at_once_with_how_its_log_ends() {
+    let root = tempfile::tempdir().unwrap();
+    // A `dta` whose node-1 cannot start: it says why and exits, as a node does that cannot
+    // open its keystore.
+    let binary = root.path().join("dta-but-node-1");
+    std::fs::write(
+        &binary,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\"/node-1 \"*) \
+             echo 'error: this node cannot start' >&2; exit 1;; esac\nexec {} \"$@\"\n",
+            dta_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = root.path().join("net");
+    let config = dta_testnet::process::UpConfig {
+        dir: dir.clone(),
+        nodes: 3,
+        principals: 1,
+        fiduciaries: 1,
+        beneficiaries: 1,
+        threshold: None,
+        binary,
+        pkcs11_module: None,
+        placement: dta_testnet::process::Placement::Loopback,
+        misbehave: Default::default(),
+    };
+    let err = dta_testnet::process::up(config, |_| {}).await.unwrap_err();
+    let dta_testnet::process::TestnetError::NotStarted {
+        name,
+        seconds,
+        ending,
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(name, "node-1");
+    // Its process ended at once: waiting out the whole start time would say nothing more.
+    assert!(*seconds < 30, "{err}");
+    assert!(ending.contains("this node cannot start"), "{err}");
+    assert!(!dir.join("testnet.json").exists());
+}
+
 #[test]
 fn the_testnet_benchmark_launches_measures_and_cleans_up() {
     let root = tempfile::tempdir().unwrap();

@@ -232,15 +232,8 @@ pub async fn run(
         binary: config.binary.clone(),
         timeout: Duration::from_secs(30),
     });
+    // A node that did not come back says how its log ended in the error itself.
     let outcome = campaign(&config, &net, progress.clone()).await;
-    // A node that did not come back: its log says why (the homes go with the network).
-    if let Err(ChaosError::Testnet(TestnetError::NotStarted { log, .. })) = &outcome
-        && let Ok(text) = std::fs::read_to_string(log)
-    {
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        progress(&format!("{log} ends with:\n{tail}"));
-    }
     let _ = process::down(&config.dir, process::Logs::Keep).await;
     outcome
 }

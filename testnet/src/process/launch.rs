@@ -401,7 +401,7 @@ async fn launch(
         Ok(pid)
     };
     let mut pids = vec![start(0, None)?];
-    let first = wait_for_node_file(&homes[0], "node-0", None).await?;
+    let first = wait_for_node_file(&homes[0], "node-0", Some(pids[0])).await?;
     let bootstrap = format!("{}/p2p/{}", first.listen_addrs[0], first.peer_id);
     // A node takes at most `max_connections` at once: in a large testnet the first nodes
     // bootstrap from node-0 and the others from one of them each, so that no node is dialed
@@ -414,7 +414,8 @@ async fn launch(
     let mut seed_addresses = Vec::with_capacity(seeds);
     if config.nodes > seeds + 1 {
         for (index, home) in homes.iter().enumerate().take(seeds + 1).skip(1) {
-            let seed = wait_for_node_file(home, &format!("node-{index}"), None).await?;
+            let seed =
+                wait_for_node_file(home, &format!("node-{index}"), Some(pids[index])).await?;
             seed_addresses.push(format!("{}/p2p/{}", seed.listen_addrs[0], seed.peer_id));
         }
     }
@@ -424,14 +425,15 @@ async fn launch(
     for index in seeds + 1..config.nodes {
         while index - files.len() > STARTING_AT_ONCE {
             let up = files.len();
-            files.push(wait_for_node_file(&homes[up], &format!("node-{up}"), None).await?);
+            files
+                .push(wait_for_node_file(&homes[up], &format!("node-{up}"), Some(pids[up])).await?);
         }
         let seed = &seed_addresses[index % seeds];
         pids.push(start(index, Some(seed))?);
     }
     while files.len() < config.nodes {
         let up = files.len();
-        files.push(wait_for_node_file(&homes[up], &format!("node-{up}"), None).await?);
+        files.push(wait_for_node_file(&homes[up], &format!("node-{up}"), Some(pids[up])).await?);
     }
     // A node started again must be found where it was, and must find others even when the
     // one it bootstrapped from is down: on loopback its recorded command line keeps the ports
@@ -589,6 +591,9 @@ pub async fn restart_node(dir: &Path, name: &str) -> Result<TestnetNode, Testnet
     Ok(updated)
 }
 
+/// How many of its last log lines an error shows for a node that did not start.
+const LOG_ENDING_LINES: usize = 8;
+
 /// Waits for the node of `home_dir` to write its `node.json`; with the `pid` it runs as, stops
 /// waiting as soon as that process is gone (it failed to start: its log says why).
 async fn wait_for_node_file(
@@ -619,6 +624,7 @@ async fn wait_for_node_file(
         name: name.to_owned(),
         seconds: started.elapsed().as_secs(),
         log: log.display().to_string(),
+        ending: super::logs::ending(name, &home_dir.join("log"), LOG_ENDING_LINES),
     })
 }
 

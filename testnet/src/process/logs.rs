@@ -109,6 +109,36 @@ fn sort_key(timestamp: Option<&str>) -> (String, u64) {
     (seconds.to_owned(), nanos)
 }
 
+/// How a node's log ends, for an error that says a node did not start: its last `count` lines,
+/// one per line and indented, or a word that it is empty or missing.
+pub(super) fn ending(node: &str, path: &Path, count: usize) -> String {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(_) => return "it wrote no log".to_owned(),
+    };
+    let raw: Vec<&str> = text.lines().filter(|raw| !raw.trim().is_empty()).collect();
+    if raw.is_empty() {
+        return "its log is empty".to_owned();
+    }
+    let mut ending = String::from("its log ends with:");
+    for raw in &raw[raw.len().saturating_sub(count)..] {
+        let line = LogLine {
+            node: node.to_owned(),
+            line: parse(raw),
+        };
+        ending.push_str(&format!("\n  {line}"));
+    }
+    ending
+}
+
+/// A line as a JSON object, or `{"text": ...}` for one that is none.
+fn parse(raw: &str) -> Value {
+    serde_json::from_str::<Value>(raw)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({ "text": raw }))
+}
+
 /// Every node's log lines in time order (lines of one node keep their order; lines without a
 /// time come first), only those about order `reference` when one is given.
 pub fn merged(dir: &Path, reference: Option<&str>) -> Result<Vec<LogLine>, TestnetError> {
@@ -126,13 +156,9 @@ pub fn merged(dir: &Path, reference: Option<&str>) -> Result<Vec<LogLine>, Testn
             }
         };
         for raw in text.lines().filter(|raw| !raw.trim().is_empty()) {
-            let line = serde_json::from_str::<Value>(raw)
-                .ok()
-                .filter(Value::is_object)
-                .unwrap_or_else(|| serde_json::json!({ "text": raw }));
             let line = LogLine {
                 node: node.clone(),
-                line,
+                line: parse(raw),
             };
             if reference.is_none_or(|reference| line.is_about(reference)) {
                 lines.push(line);
@@ -194,6 +220,26 @@ mod tests {
         assert_eq!(alpha.len(), 3);
         assert!(alpha.iter().all(|line| line.is_about("alpha")));
         assert!(merged(dir.path(), Some("gamma")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_ending_of_a_log_shows_its_last_lines_or_says_there_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        assert_eq!(ending("node-1", &path, 2), "it wrote no log");
+        std::fs::write(&path, "\n").unwrap();
+        assert_eq!(ending("node-1", &path, 2), "its log is empty");
+        let lines = [
+            r#"{"timestamp":"2026-12-07T01:00:00Z","level":"INFO","fields":{"message":"first"}}"#,
+            r#"{"timestamp":"2026-12-07T01:00:01Z","level":"WARN","fields":{"message":"opening","token":"t"}}"#,
+            "error: the token is gone",
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        assert_eq!(
+            ending("node-1", &path, 2),
+            "its log ends with:\n  node-1 2026-12-07T01:00:01Z  WARN opening token=t\n  \
+             node-1 error: the token is gone"
+        );
     }
 
     #[test]

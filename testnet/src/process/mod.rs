@@ -169,7 +169,7 @@ pub enum TestnetError {
         source: home::HomeError,
     },
     /// A node did not come up.
-    #[error("node {name} did not start (after {seconds} s); see {log}")]
+    #[error("node {name} did not start (after {seconds} s); see {log}; {ending}")]
     NotStarted {
         /// The node.
         name: String,
@@ -177,6 +177,8 @@ pub enum TestnetError {
         seconds: u64,
         /// Its log.
         log: String,
+        /// Its log's last lines, or that it wrote none.
+        ending: String,
     },
     /// Not every node was ready in time.
     #[error(
