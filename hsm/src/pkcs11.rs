@@ -13,7 +13,9 @@
 //! Known token behaviour handled here: SoftHSM2 reports a GCM tag mismatch as
 //! `CKR_GENERAL_ERROR` (mapped to [`KeystoreError::Integrity`] for a blob that decrypts under
 //! the right key); `C_Initialize` may only run once per process, so contexts are shared per
-//! module path and never finalized.
+//! module path and never finalized; SoftHSM2 rewrites a token's file in place at each login,
+//! so another process listing the tokens at that moment gets `CKR_GENERAL_ERROR`, and finding
+//! a token lists them again a few times before that error stands.
 
 use std::collections::HashMap;
 use std::fmt;
