@@ -271,6 +271,10 @@ pub enum StepSpec {
         /// The offences the audit must find, each by culprit (a node name) and offence name.
         #[serde(default)]
         misconduct: Vec<ExpectedMisconduct>,
+        /// Seconds to keep auditing until it proves exactly those (default 30): evidence that
+        /// another node sends, such as a beneficiary's receipt, may arrive a moment after the
+        /// step before saw that node done.
+        timeout: Option<u64>,
     },
     /// A node counted at least one offence of a culprit's (its `dta_misconduct_total`).
     AssertMisconduct {

@@ -449,9 +449,11 @@ impl Runner {
                 node,
                 reference,
                 misconduct,
+                timeout,
             } => (
                 format!("the log of {reference} audits on {node}"),
-                self.assert_audit(node, reference, misconduct).await,
+                self.assert_audit(node, reference, misconduct, timeout.unwrap_or(30))
+                    .await,
             ),
             StepSpec::AssertMisconduct {
                 node,
@@ -753,7 +755,26 @@ impl Runner {
         }
     }
 
+    /// Audits `reference` on `node` until the audit passes and proves exactly `expected`, or
+    /// `timeout` seconds passed; then the last audit's result.
     async fn assert_audit(
+        &self,
+        node: &str,
+        reference: &str,
+        expected: &[ExpectedMisconduct],
+        timeout: u64,
+    ) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let audited = self.audit_once(node, reference, expected).await;
+            if audited.is_ok() || started.elapsed() >= Duration::from_secs(timeout) {
+                return audited;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn audit_once(
         &self,
         node: &str,
         reference: &str,
