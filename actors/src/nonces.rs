@@ -82,17 +82,20 @@ impl NonceStore {
     }
 
     /// How many are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.kept().by_envelope.len()
     }
 
     /// Whether none are.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Forgets them all, as a restart does.
-    pub fn clear(&self) {
+    #[cfg(test)]
+    pub(crate) fn clear(&self) {
         let mut kept = self.kept();
         kept.by_envelope.clear();
         kept.arrival.clear();

@@ -167,9 +167,10 @@ pub(crate) fn waits_for_fiduciaries(state: OrderState) -> bool {
     }
 }
 
-/// Principal: whether a signature of the order was asked for and not made.
+/// Principal: whether a signature of the order was asked for and not made (a made one
+/// leaves the record, see `RoleContext::keep_made`).
 pub(crate) fn signing_open(record: &OrderRecord) -> bool {
-    record.signing.iter().any(|run| run.signature.is_none())
+    !record.signing.is_empty()
 }
 
 /// Principal: what to send again so that stalled orders (no progress for `quiet_for`) move
@@ -219,7 +220,7 @@ pub fn resume(
         // A signature asked for and not made: the request again, with the certificate. Each
         // fiduciary answers with what it sent for it (FROST: fresh commitments if it lost its
         // nonces), so a principal that restarted, or fiduciaries that were down, carry on.
-        for run in record.signing.iter().filter(|r| r.signature.is_none()) {
+        for run in &record.signing {
             for fiduciary in &record.fiduciaries {
                 send(fiduciary, &[record.certificate, Some(run.request)]);
             }

@@ -307,9 +307,6 @@ pub async fn on_request(
     let request: SignRequest = RoleContext::payload(envelope)?;
     let peer = ctx.known_peer(&principal)?;
     if let Some(run) = record.signing.iter().find(|r| r.request == cid) {
-        if run.signature.is_some() {
-            return Ok(None);
-        }
         // Asked again: a partial BLS signature (a share with no package) as it was; FROST's
         // share or commitments the same while the nonces they commit to are unused, else
         // fresh commitments.
@@ -481,7 +478,7 @@ pub async fn on_commitment(
         return Ok(Vec::new());
     };
     let run = &mut record.signing[at];
-    if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
+    if run.excluded.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
     }
     // A signer of the package under way that sends fresh commitments has lost the nonces it
@@ -746,7 +743,7 @@ pub async fn on_share(
         return Ok(Vec::new());
     };
     let run = &mut record.signing[at];
-    if run.signature.is_some() || run.excluded.iter().any(|(i, _)| *i == payload.index) {
+    if run.excluded.iter().any(|(i, _)| *i == payload.index) {
         return Ok(Vec::new());
     }
     if run.package != Some(payload.package) {

@@ -86,7 +86,7 @@ pub async fn on_partial(
     };
     let run = &mut record.signing[at];
     let seen = |list: &[(u32, Cid)]| list.iter().any(|(i, _)| *i == payload.index);
-    if run.signature.is_some() || seen(&run.excluded) || seen(&run.shares) {
+    if seen(&run.excluded) || seen(&run.shares) {
         return Ok(Vec::new());
     }
     run.shares.push((payload.index, cid));
