@@ -128,18 +128,25 @@ fn sealing(c: &mut Criterion) {
         let keys: Vec<KemSecretKey> = (0..n).map(|_| KemSecretKey::random()).collect();
         let publics: Vec<KemPublicKey> = keys.iter().map(KemSecretKey::public_key).collect();
         let refs: Vec<&KemPublicKey> = publics.iter().collect();
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| {
-                let sealed = seal::seal(b"header", black_box(&body), &refs).unwrap();
-                seal::open(
-                    b"header",
-                    &sealed.ciphertext,
-                    &sealed.encapsulations[0],
-                    &keys[0],
-                )
-                .unwrap()
-            })
-        });
+        // A fresh encapsulation per envelope (a lone envelope), and one kept for many (a
+        // sender that seals to the same recipients again within a session's bounds).
+        let in_session = seal::Sessions::default();
+        for (name, sessions) in [("fresh", None), ("in_session", Some(&in_session))] {
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    let fresh = seal::Sessions::default();
+                    let sessions = sessions.unwrap_or(&fresh);
+                    let sealed = seal::seal(b"header", black_box(&body), &refs, sessions).unwrap();
+                    seal::open(
+                        b"header",
+                        &sealed.ciphertext,
+                        &sealed.encapsulations[0],
+                        &keys[0],
+                    )
+                    .unwrap()
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -461,7 +461,7 @@ impl SignedEnvelope {
             let cids: Vec<Cid> = draft.recipients.iter().map(|r| r.cid()).collect();
             let header = envelope.header(cids.iter().collect())?;
             let keys: Vec<&KemPublicKey> = draft.recipients.iter().map(|r| r.kem_key()).collect();
-            let sealed = seal::seal(&header, secret, &keys)?;
+            let sealed = seal::seal(&header, secret, &keys, sender.seal_sessions())?;
             envelope.recipients = cids
                 .into_iter()
                 .zip(sealed.encapsulations)
@@ -631,7 +631,8 @@ impl SignedEnvelope {
                 ));
             }
             if recipient.kem_ciphertext.len() != seal::KEM_CIPHERTEXT_LEN
-                || recipient.wrapped_key.len() != seal::WRAPPED_KEY_LEN
+                || ![seal::SALTED_WRAPPED_KEY_LEN, seal::WRAPPED_KEY_LEN]
+                    .contains(&recipient.wrapped_key.len())
             {
                 return Err(EnvelopeError::MalformedRecipient(
                     recipient.identity.to_string(),

@@ -62,6 +62,50 @@ fn recipients_open_and_outsiders_cannot() {
 }
 
 #[test]
+fn envelopes_from_one_sender_share_an_encapsulation_yet_each_opens_alone() {
+    let w = world();
+    let first = sealed_envelope(&w, b"first share", None);
+    let second = sealed_envelope(&w, b"second share", None);
+    for (a, b) in first
+        .envelope
+        .recipients
+        .iter()
+        .zip(&second.envelope.recipients)
+    {
+        assert_eq!(
+            a.kem_ciphertext, b.kem_ciphertext,
+            "one encapsulation per recipient"
+        );
+        assert_eq!(a.wrapped_key.len(), seal::SALTED_WRAPPED_KEY_LEN);
+        assert_ne!(
+            a.wrapped_key, b.wrapped_key,
+            "each content key wrapped on its own"
+        );
+    }
+    let (first, second) = (
+        first.verify(w.principal.identity()).unwrap(),
+        second.verify(w.principal.identity()).unwrap(),
+    );
+    for fiduciary in &w.fiduciaries {
+        assert_eq!(first.open(fiduciary).unwrap().as_slice(), b"first share");
+        assert_eq!(second.open(fiduciary).unwrap().as_slice(), b"second share");
+        // Revealing one envelope's content key opens that envelope and not the other.
+        let key = second.content_key(fiduciary).unwrap();
+        assert!(first.signed().open_with_content_key(&key).is_err());
+    }
+    // The same node made again (a restart) has no session and encapsulates afresh.
+    let restarted = World {
+        principal: node("principal", 1),
+        ..world()
+    };
+    let third = sealed_envelope(&restarted, b"third share", None);
+    assert_ne!(
+        third.envelope.recipients[0].kem_ciphertext,
+        first.envelope().recipients[0].kem_ciphertext
+    );
+}
+
+#[test]
 fn a_recipient_list_that_was_rewritten_does_not_open() {
     // An attacker with a valid signature cannot relabel an encapsulation to another node:
     // the signature breaks, and even a re-signed copy fails the AEAD header check.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use cid::Cid;
 use dta_crypto::bls::{self, PopVerifiedKey, ProofOfPossession};
-use dta_crypto::seal::{KemPublicKey, KemSecretKey};
+use dta_crypto::seal::{self, KemPublicKey, KemSecretKey};
 use dta_crypto::{Secret, derive_key_material, ed25519, secp256k1};
 use serde::{Deserialize, Serialize};
 
@@ -498,6 +498,9 @@ pub struct LocalIdentity {
     /// The keys of the states a rotation replaced, newest first: they open envelopes sealed
     /// to them before peers heard of the rotation, and sign nothing.
     retired: Vec<IdentityKeys>,
+    /// The encapsulations this node seals with again, per recipient ([`seal::reuse`]);
+    /// shared by the clones every role holds.
+    seal_sessions: Arc<seal::Sessions>,
 }
 
 impl LocalIdentity {
@@ -517,6 +520,7 @@ impl LocalIdentity {
             keys,
             identity,
             retired: Vec::new(),
+            seal_sessions: Default::default(),
         })
     }
 
@@ -551,6 +555,7 @@ impl LocalIdentity {
             keys,
             identity,
             retired,
+            seal_sessions: Default::default(),
         })
     }
 
@@ -586,12 +591,18 @@ impl LocalIdentity {
             keys,
             identity,
             retired,
+            seal_sessions: self.seal_sessions.clone(),
         })
     }
 
     /// The secret keys.
     pub fn keys(&self) -> &IdentityKeys {
         &self.keys
+    }
+
+    /// The encapsulations this node seals with again, per recipient.
+    pub fn seal_sessions(&self) -> &seal::Sessions {
+        &self.seal_sessions
     }
 
     /// The keys of the states a rotation replaced, newest first.

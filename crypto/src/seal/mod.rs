@@ -5,16 +5,25 @@
 //!    caller's header bytes are the associated data, so the body cannot be moved under another
 //!    header.
 //! 2. For each recipient, X-Wing (ML-KEM-768 + X25519, the combiner of
-//!    draft-connolly-cfrg-xwing-kem) encapsulates a shared secret `ss`, and `K` is wrapped
-//!    with ChaCha20-Poly1305 under `ss`, the same header again as associated data.
+//!    draft-connolly-cfrg-xwing-kem) gives a shared secret `ss` and its ciphertext. A sender
+//!    uses one encapsulation per recipient for many envelopes, within short bounds
+//!    ([`reuse`]), so `ss` is not a key: each envelope draws a 16-byte salt and wraps `K`
+//!    with ChaCha20-Poly1305 under `W = HKDF-SHA256(salt, ss, "dta seal: wrap content key")`,
+//!    the same header again as associated data. The wrapped key is the salt, then `K` under
+//!    `W` ([`SALTED_WRAPPED_KEY_LEN`] bytes).
 //!
-//! Both AEAD keys are used exactly once (`K` is fresh per envelope, `ss` fresh per
-//! encapsulation), which is why a fixed all-zero nonce is safe here.
+//! Both AEAD keys are used exactly once (`K` is fresh per envelope, `W` is fresh per salt),
+//! which is why a fixed all-zero nonce is safe here.
+//!
+//! Envelopes sealed before salts existed wrap `K` under `ss` itself ([`WRAPPED_KEY_LEN`]
+//! bytes, one encapsulation each); they still open, and nothing seals that way any more.
 //!
 //! Sealing only hides the body. Who sent it is proven by the envelope's BLS signature, which
 //! the caller must check before calling [`open`].
 
 use std::fmt;
+
+pub mod reuse;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -23,13 +32,20 @@ use zeroize::Zeroizing;
 
 use crate::Secret;
 use crate::meter::{Operation, measure};
+pub use reuse::Sessions;
+use reuse::{Decapsulations, Fingerprint, fingerprint};
 
 /// Length of an encoded X-Wing public (encapsulation) key.
 pub const KEM_PUBLIC_KEY_LEN: usize = x_wing::ENCAPSULATION_KEY_SIZE;
 /// Length of an X-Wing ciphertext.
 pub const KEM_CIPHERTEXT_LEN: usize = x_wing::CIPHERTEXT_SIZE;
-/// Length of the wrapped content key (32 bytes plus a 16-byte tag).
+/// Length of a content key wrapped under the shared secret itself (32 bytes plus a 16-byte
+/// tag): how envelopes sealed before salts were wrapped.
 pub const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
+/// Length of the salt that makes each envelope's wrapping key its own.
+pub const SALT_LEN: usize = 16;
+/// Length of a salted wrapped content key: the salt, then the key and its tag.
+pub const SALTED_WRAPPED_KEY_LEN: usize = SALT_LEN + WRAPPED_KEY_LEN;
 /// Length of the AEAD tag the ciphertext carries after the body.
 pub const TAG_LEN: usize = 16;
 /// Most recipients of one sealed body.
@@ -78,7 +94,8 @@ pub struct KemKeyError {
 /// multiplication: about 0.14 ms, as much as the decapsulation proper). A node opens every
 /// envelope sealed to it with one key, so the expansion is kept here and decapsulation is
 /// done from its parts, with X-Wing's combiner; the draft's vectors and the crate itself
-/// check that both give the same secret. Every part is zeroized on drop; `Debug` prints
+/// check that both give the same secret. The key also remembers its latest decapsulations
+/// ([`reuse`]), shared by its clones. Every part is zeroized on drop; `Debug` prints
 /// nothing.
 #[derive(Clone)]
 pub struct KemSecretKey {
@@ -86,6 +103,7 @@ pub struct KemSecretKey {
     ml_kem: ml_kem::ml_kem_768::DecapsulationKey,
     x25519: x25519_dalek::StaticSecret,
     x25519_public: x25519_dalek::PublicKey,
+    decapsulations: std::sync::Arc<Decapsulations>,
 }
 
 /// X-Wing's domain-separation label, the last input of its combiner.
@@ -114,6 +132,7 @@ impl KemSecretKey {
                 ml_kem,
                 x25519,
                 x25519_public,
+                decapsulations: Default::default(),
             }
         })
     }
@@ -130,7 +149,7 @@ impl KemSecretKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> KemPublicKey {
-        KemPublicKey(self.seed.encapsulation_key().clone())
+        KemPublicKey::new(self.seed.encapsulation_key().clone())
     }
 
     /// X-Wing decapsulation of a [`KEM_CIPHERTEXT_LEN`]-byte ciphertext:
@@ -165,23 +184,38 @@ impl fmt::Debug for KemSecretKey {
     }
 }
 
-/// An X-Wing encapsulation key.
+/// An X-Wing encapsulation key, with the digest of its encoding that senders' sessions are
+/// kept under.
 #[derive(Clone, PartialEq, Eq)]
-pub struct KemPublicKey(x_wing::EncapsulationKey);
+pub struct KemPublicKey {
+    key: x_wing::EncapsulationKey,
+    fingerprint: Fingerprint,
+}
 
 impl KemPublicKey {
+    fn new(key: x_wing::EncapsulationKey) -> Self {
+        let fingerprint = fingerprint(&key.to_bytes());
+        Self { key, fingerprint }
+    }
+
     /// Decodes the 1216-byte encoding (ML-KEM-768 key then X25519 key).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KemKeyError> {
         measure(Operation::KemKey, || {
             x_wing::EncapsulationKey::try_from(bytes)
-                .map(Self)
+                .map(Self::new)
                 .map_err(|_| KemKeyError { len: bytes.len() })
         })
     }
 
     /// The 1216-byte encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes().to_vec()
+        self.key.to_bytes().to_vec()
+    }
+
+    /// A fresh encapsulation to this key and its shared secret.
+    fn encapsulate(&self) -> (Vec<u8>, Secret<32>) {
+        let (kem_ciphertext, shared) = self.key.encapsulate();
+        (kem_ciphertext.to_vec(), Secret::new(shared.into()))
     }
 }
 
@@ -190,7 +224,7 @@ impl fmt::Debug for KemPublicKey {
         write!(
             f,
             "KemPublicKey({})",
-            crate::bls::hex_prefix(&self.0.to_bytes())
+            crate::bls::hex_prefix(&self.to_bytes())
         )
     }
 }
@@ -200,7 +234,9 @@ impl fmt::Debug for KemPublicKey {
 pub struct Encapsulation {
     /// The X-Wing ciphertext ([`KEM_CIPHERTEXT_LEN`] bytes).
     pub kem_ciphertext: Vec<u8>,
-    /// The content key under the encapsulated secret ([`WRAPPED_KEY_LEN`] bytes).
+    /// The content key wrapped for this recipient: a salt, then the key under the secret and
+    /// the salt ([`SALTED_WRAPPED_KEY_LEN`] bytes); or, in envelopes sealed before salts, the
+    /// key under the secret itself ([`WRAPPED_KEY_LEN`] bytes).
     pub wrapped_key: Vec<u8>,
 }
 
@@ -224,8 +260,14 @@ pub struct Sealed {
 
 const ZERO_NONCE: [u8; 12] = [0; 12];
 
-/// Encrypts `body` once and seals the content key to each recipient.
-pub fn seal(header: &[u8], body: &[u8], recipients: &[&KemPublicKey]) -> Result<Sealed, SealError> {
+/// Encrypts `body` once and seals the content key to each recipient, with the sender's open
+/// encapsulation to it where `sessions` has one within its bounds.
+pub fn seal(
+    header: &[u8],
+    body: &[u8],
+    recipients: &[&KemPublicKey],
+    sessions: &Sessions,
+) -> Result<Sealed, SealError> {
     measure(Operation::Seal, || {
         if recipients.is_empty() {
             return Err(SealError::NoRecipients);
@@ -238,11 +280,18 @@ pub fn seal(header: &[u8], body: &[u8], recipients: &[&KemPublicKey]) -> Result<
         let encapsulations = recipients
             .iter()
             .map(|recipient| {
-                let (kem_ciphertext, shared) = recipient.0.encapsulate();
-                let shared = Secret::new(shared.into());
+                let (kem_ciphertext, shared) =
+                    sessions.encapsulation(recipient.fingerprint, || recipient.encapsulate());
+                let mut salt = [0u8; SALT_LEN];
+                crate::random_bytes(&mut salt);
+                let wrapped =
+                    aead_seal(&wrapping_key(&shared, &salt), header, content_key.expose())?;
+                let mut wrapped_key = Vec::with_capacity(SALTED_WRAPPED_KEY_LEN);
+                wrapped_key.extend_from_slice(&salt);
+                wrapped_key.extend_from_slice(&wrapped);
                 Ok(Encapsulation {
-                    kem_ciphertext: kem_ciphertext.to_vec(),
-                    wrapped_key: aead_seal(&shared, header, content_key.expose())?,
+                    kem_ciphertext,
+                    wrapped_key,
                 })
             })
             .collect::<Result<_, SealError>>()?;
@@ -275,19 +324,35 @@ pub fn content_key(
     key: &KemSecretKey,
 ) -> Result<Secret<32>, OpenError> {
     measure(Operation::Open, || {
-        if encapsulation.kem_ciphertext.len() != KEM_CIPHERTEXT_LEN
-            || encapsulation.wrapped_key.len() != WRAPPED_KEY_LEN
-        {
-            return Err(OpenError::MalformedEncapsulation);
-        }
         let kem_ciphertext: &[u8; KEM_CIPHERTEXT_LEN] = encapsulation
             .kem_ciphertext
             .as_slice()
             .try_into()
             .map_err(|_| OpenError::MalformedEncapsulation)?;
-        let shared = key.decapsulate(kem_ciphertext);
-        let unwrapped = aead_open(&shared, header, &encapsulation.wrapped_key)
-            .map_err(|()| OpenError::NotForThisKey)?;
+        let wrapped_key = &encapsulation.wrapped_key;
+        let (salt, wrapped) = match wrapped_key.len() {
+            SALTED_WRAPPED_KEY_LEN => {
+                let (salt, wrapped) = wrapped_key.split_at(SALT_LEN);
+                (Some(salt), wrapped)
+            }
+            WRAPPED_KEY_LEN => (None, wrapped_key.as_slice()),
+            _ => return Err(OpenError::MalformedEncapsulation),
+        };
+        let ciphertext_digest = fingerprint(kem_ciphertext);
+        let remembered = key.decapsulations.get(&ciphertext_digest);
+        let shared = match &remembered {
+            Some(shared) => shared.clone(),
+            None => key.decapsulate(kem_ciphertext),
+        };
+        let unwrapped = match salt {
+            Some(salt) => aead_open(&wrapping_key(&shared, salt), header, wrapped),
+            None => aead_open(&shared, header, wrapped),
+        }
+        .map_err(|()| OpenError::NotForThisKey)?;
+        if remembered.is_none() && salt.is_some() {
+            // Only a salted wrap can share its encapsulation with other envelopes.
+            key.decapsulations.remember(ciphertext_digest, &shared);
+        }
         let mut content_key = Secret::<32>::zero();
         if unwrapped.len() != 32 {
             return Err(OpenError::NotForThisKey);
@@ -323,6 +388,18 @@ pub fn open_with_single_use_key(
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     aead_open(key, header, sealed).map_err(|()| OpenError::BodyAltered)
+}
+
+/// The key that wraps one envelope's content key: HKDF-SHA256 of the shared secret, salted
+/// with the envelope's own salt.
+fn wrapping_key(shared: &Secret<32>, salt: &[u8]) -> Secret<32> {
+    let mut key = Secret::<32>::zero();
+    match hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), shared.expose())
+        .expand(b"dta seal: wrap content key", key.expose_mut())
+    {
+        Ok(()) => key,
+        Err(_) => unreachable!("32 bytes is a valid HKDF-SHA256 output length"),
+    }
 }
 
 fn cipher(key: &Secret<32>) -> ChaCha20Poly1305 {

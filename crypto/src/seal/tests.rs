@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use super::reuse::{REMEMBERED_DECAPSULATIONS, SESSION_MAX_USES};
 use super::*;
 
 fn keys(n: usize) -> Vec<KemSecretKey> {
@@ -9,7 +10,7 @@ fn keys(n: usize) -> Vec<KemSecretKey> {
 fn seal_to(keys: &[KemSecretKey], header: &[u8], body: &[u8]) -> Sealed {
     let publics: Vec<KemPublicKey> = keys.iter().map(KemSecretKey::public_key).collect();
     let refs: Vec<&KemPublicKey> = publics.iter().collect();
-    seal(header, body, &refs).unwrap()
+    seal(header, body, &refs, &Sessions::default()).unwrap()
 }
 
 #[test]
@@ -22,7 +23,7 @@ fn every_recipient_opens_the_same_body() {
         assert_eq!(sealed.ciphertext.len(), body.len() + TAG_LEN);
         for (key, encapsulation) in recipients.iter().zip(&sealed.encapsulations) {
             assert_eq!(encapsulation.kem_ciphertext.len(), KEM_CIPHERTEXT_LEN);
-            assert_eq!(encapsulation.wrapped_key.len(), WRAPPED_KEY_LEN);
+            assert_eq!(encapsulation.wrapped_key.len(), SALTED_WRAPPED_KEY_LEN);
             let opened = open(b"header", &sealed.ciphertext, encapsulation, key).unwrap();
             assert_eq!(opened.as_slice(), body.as_slice());
         }
@@ -83,13 +84,115 @@ fn header_and_body_are_authenticated() {
 
 #[test]
 fn recipient_counts_are_bounded() {
-    assert_eq!(seal(b"", b"x", &[]), Err(SealError::NoRecipients));
+    let sessions = Sessions::default();
+    assert_eq!(
+        seal(b"", b"x", &[], &sessions),
+        Err(SealError::NoRecipients)
+    );
     let one = KemSecretKey::random().public_key();
     let many = vec![&one; MAX_RECIPIENTS + 1];
     assert_eq!(
-        seal(b"", b"x", &many),
+        seal(b"", b"x", &many, &sessions),
         Err(SealError::TooManyRecipients(MAX_RECIPIENTS + 1))
     );
+}
+
+#[test]
+fn one_encapsulation_seals_many_envelopes_each_under_a_wrapping_key_of_its_own() {
+    let recipients = keys(2);
+    let publics: Vec<KemPublicKey> = recipients.iter().map(KemSecretKey::public_key).collect();
+    let sessions = Sessions::default();
+    let first = seal(b"h1", b"one", &[&publics[0], &publics[1]], &sessions).unwrap();
+    let second = seal(b"h2", b"two", &[&publics[0]], &sessions).unwrap();
+    assert_eq!(sessions.len(), 2, "one session per recipient");
+    let (a, b) = (&first.encapsulations[0], &second.encapsulations[0]);
+    assert_eq!(
+        a.kem_ciphertext, b.kem_ciphertext,
+        "the encapsulation is used again"
+    );
+    assert_ne!(
+        first.encapsulations[1].kem_ciphertext, a.kem_ciphertext,
+        "each recipient has its own"
+    );
+    assert_ne!(
+        a.wrapped_key[..SALT_LEN],
+        b.wrapped_key[..SALT_LEN],
+        "fresh salts"
+    );
+    assert_ne!(a.wrapped_key[SALT_LEN..], b.wrapped_key[SALT_LEN..]);
+    let key = &recipients[0];
+    assert_eq!(
+        open(b"h1", &first.ciphertext, a, key).unwrap().as_slice(),
+        b"one"
+    );
+    assert_eq!(key.decapsulations.len(), 1);
+    assert_eq!(
+        open(b"h2", &second.ciphertext, b, key).unwrap().as_slice(),
+        b"two"
+    );
+    assert_eq!(key.decapsulations.len(), 1, "the second open used the memo");
+    // The same secret under another envelope's salt wraps another key: swapping the salts of
+    // the two envelopes opens neither.
+    let mut swapped = b.clone();
+    swapped.wrapped_key[..SALT_LEN].copy_from_slice(&a.wrapped_key[..SALT_LEN]);
+    assert_eq!(
+        open(b"h2", &second.ciphertext, &swapped, key),
+        Err(OpenError::NotForThisKey)
+    );
+    // Another sender (another set of sessions) encapsulates afresh.
+    let elsewhere = seal(b"h3", b"three", &[&publics[0]], &Sessions::default()).unwrap();
+    assert_ne!(elsewhere.encapsulations[0].kem_ciphertext, a.kem_ciphertext);
+}
+
+#[test]
+fn a_session_ends_after_its_uses_and_the_memo_after_its_size() {
+    let recipient = KemSecretKey::random();
+    let public = recipient.public_key();
+    let sessions = Sessions::default();
+    let ciphertext = |n: usize| {
+        (0..n)
+            .map(|_| {
+                seal(b"h", b"x", &[&public], &sessions)
+                    .unwrap()
+                    .encapsulations[0]
+                    .kem_ciphertext
+                    .clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let sealed = ciphertext(SESSION_MAX_USES as usize + 1);
+    assert!(
+        sealed[..SESSION_MAX_USES as usize]
+            .iter()
+            .all(|ct| *ct == sealed[0])
+    );
+    assert_ne!(
+        sealed[SESSION_MAX_USES as usize], sealed[0],
+        "a fresh one after the last use"
+    );
+
+    // The memo keeps only the latest decapsulations, and only those that unwrapped a key.
+    let opens = |sealed: &Sealed| {
+        open(
+            b"h",
+            &sealed.ciphertext,
+            &sealed.encapsulations[0],
+            &recipient,
+        )
+        .is_ok()
+    };
+    let opened: Vec<Sealed> = (0..REMEMBERED_DECAPSULATIONS + 3)
+        .map(|_| seal(b"h", b"x", &[&public], &Sessions::default()).unwrap())
+        .collect();
+    assert!(opened.iter().all(opens));
+    assert_eq!(recipient.decapsulations.len(), REMEMBERED_DECAPSULATIONS);
+    let stranger = KemSecretKey::random().public_key();
+    let foreign = seal(b"h", b"x", &[&stranger], &sessions).unwrap();
+    assert!(!opens(&foreign));
+    let digest = fingerprint(&foreign.encapsulations[0].kem_ciphertext);
+    assert!(recipient.decapsulations.get(&digest).is_none());
+    // Forgotten or not, every envelope still opens.
+    assert!(opened.iter().all(opens));
 }
 
 #[test]
@@ -169,12 +272,13 @@ fn x_wing_official_vectors() {
 
         // Encapsulation with the vector's randomness gives its ciphertext and shared secret.
         let eseed = x_wing::kem::common::array::Array::try_from(field("eseed").as_slice()).unwrap();
-        let (ct, ss) = key.public_key().0.encapsulate_deterministic(&eseed);
+        let (ct, ss) = key.public_key().key.encapsulate_deterministic(&eseed);
         assert_eq!(ct.as_slice(), field("ct"), "vector {i} ct");
         assert_eq!(ss.as_slice(), field("ss"), "vector {i} ss");
 
         // Our open path decapsulates the vector's ciphertext to the vector's shared secret:
-        // a key wrapped under that secret unwraps.
+        // a key wrapped under that secret unwraps. (Wrapped under the secret itself, as
+        // envelopes were before salts: that form still opens.)
         let shared = Secret::new(field("ss").try_into().unwrap());
         let content_key = Secret::<32>::random();
         let body = aead_seal(&content_key, b"h", b"payload").unwrap();
@@ -194,7 +298,7 @@ fn decapsulation_from_the_kept_expansion_matches_x_wing() {
     use x_wing::Decapsulate;
     for _ in 0..8 {
         let key = KemSecretKey::random();
-        let (valid, shared) = key.public_key().0.encapsulate();
+        let (valid, shared) = key.public_key().key.encapsulate();
         let mut garbage = [0u8; KEM_CIPHERTEXT_LEN];
         crate::random_bytes(&mut garbage);
         for ciphertext in [valid.as_slice(), &garbage[..]] {
