@@ -374,7 +374,8 @@ impl RoleActor {
                 .filter(|(_, kind)| {
                     matches!(kind, Kind::BatchSignature | Kind::CommitmentSignature)
                 })
-                .and_then(|_| SignedEnvelope::decode(block).ok()),
+                // Decoded strictly by the network loop already.
+                .and_then(|_| SignedEnvelope::decode_seen(block).ok()),
             _ => None,
         };
         if let Some(signed) = &custody_signature

@@ -369,6 +369,20 @@ pub struct Bundle {
 impl Bundle {
     /// Decodes blocks and checks their structure and links (no signature check yet).
     pub fn decode(blocks: &[impl AsRef<[u8]>]) -> Result<Self, EnvelopeError> {
+        Self::decode_with(blocks, SignedEnvelope::decode)
+    }
+
+    /// Decodes blocks as [`Bundle::decode`] does, each with [`SignedEnvelope::decode_seen`]:
+    /// only for blocks a strict decode saw before (a delivery the network loop checked, or
+    /// blocks this node kept).
+    pub fn decode_seen(blocks: &[impl AsRef<[u8]>]) -> Result<Self, EnvelopeError> {
+        Self::decode_with(blocks, SignedEnvelope::decode_seen)
+    }
+
+    fn decode_with(
+        blocks: &[impl AsRef<[u8]>],
+        decode: fn(&[u8]) -> Result<SignedEnvelope, EnvelopeError>,
+    ) -> Result<Self, EnvelopeError> {
         if blocks.is_empty() || blocks.len() > MAX_BUNDLE {
             return Err(EnvelopeError::Bundle("1 to 8 envelopes"));
         }
@@ -378,7 +392,7 @@ impl Bundle {
                 let bytes = bytes.as_ref();
                 Ok((
                     crate::block::cid_of(crate::block::DAG_CBOR, bytes),
-                    SignedEnvelope::decode(bytes)?,
+                    decode(bytes)?,
                 ))
             })
             .collect::<Result<Vec<_>, EnvelopeError>>()?;
@@ -397,10 +411,14 @@ impl Bundle {
         Ok(Self { envelopes })
     }
 
-    /// Whether `newer` extends a bundle whose newest envelope is `older` (block bytes).
+    /// Whether `newer` extends a bundle whose newest envelope is `older` (block bytes a
+    /// strict decode saw before: this node's own or kept blocks, which it is about to send).
     pub fn links(older: &[u8], newer: &[u8]) -> bool {
         let older_cid = crate::block::cid_of(crate::block::DAG_CBOR, older);
-        match (SignedEnvelope::decode(older), SignedEnvelope::decode(newer)) {
+        match (
+            SignedEnvelope::decode_seen(older),
+            SignedEnvelope::decode_seen(newer),
+        ) {
             (Ok(older), Ok(newer)) => {
                 newer.envelope.prev == Some(older_cid)
                     && newer.envelope.sender == older.envelope.sender

@@ -214,41 +214,73 @@ async fn a_restarted_node_dials_the_peers_it_met_before() {
     net.stop().await;
 }
 
+/// A well-signed order request, encoded with one more key (`"zz": 0`) at the top: DAG-CBOR
+/// sorts keys by length, so it goes first in a map of three.
+fn an_envelope_with_a_key_added() -> Vec<u8> {
+    use dta_protocol::envelope::{Draft, Kind, SignedEnvelope};
+    let sender =
+        dta_protocol::identity::LocalIdentity::create(&Secret::new([7; 32]), "padder", b"p", 1)
+            .unwrap();
+    let bytes = SignedEnvelope::create(
+        &sender,
+        Draft {
+            kind: Kind::OrderRequest,
+            order: "padded",
+            prev: None,
+            timestamp: 1,
+            public: Some(vec![0xa0]),
+            secret: None,
+            recipients: &[],
+        },
+    )
+    .unwrap()
+    .to_block()
+    .unwrap()
+    .into_bytes();
+    assert_eq!(bytes[0], 0xa2, "a map of two: envelope and signature");
+    let mut padded = vec![0xa3, 0x62, b'z', b'z', 0x00];
+    padded.extend_from_slice(&bytes[1..]);
+    SignedEnvelope::decode(&bytes).unwrap();
+    assert!(SignedEnvelope::decode_seen(&padded).is_ok());
+    padded
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_refused_and_the_receiver_survives() {
     let net = Testnet::builder().nodes(2).build().await.expect("testnet");
     let receiver: PeerId = net.node(1).info().peer_id.parse().unwrap();
-    let block = vec![0u8; MAX_REQUEST_SIZE as usize + 1024];
-    let result = tokio::time::timeout(
-        TIMEOUT,
-        net.node(0).network().request(
-            receiver,
-            Request::Deliver {
-                blocks: vec![block.into()],
-            },
-        ),
-    )
-    .await
-    .expect("answer in time");
+    let deliver = |block: Vec<u8>| {
+        tokio::time::timeout(
+            TIMEOUT,
+            net.node(0).network().request(
+                receiver,
+                Request::Deliver {
+                    blocks: vec![block.into()],
+                },
+            ),
+        )
+    };
+    let result = deliver(vec![0u8; MAX_REQUEST_SIZE as usize + 1024])
+        .await
+        .expect("answer in time");
     // Read no further than the limit, and answered with the reason.
     assert!(
         matches!(&result, Ok(Response::Rejected { reason }) if reason.contains("more than")),
         "an oversized request must be refused: {result:?}"
     );
     // A garbage envelope within the limit is answered with a reason.
-    let rejected = net
-        .node(0)
-        .network()
-        .request(
-            receiver,
-            Request::Deliver {
-                blocks: vec![vec![0xff; 16].into()],
-            },
-        )
-        .await
-        .expect("answered");
+    let rejected = deliver(vec![0xff; 16]).await.expect("answer in time");
     assert!(
-        matches!(rejected, Response::Rejected { .. }),
+        matches!(rejected, Ok(Response::Rejected { .. })),
+        "{rejected:?}"
+    );
+    // A signed envelope with a key added is not its one encoding: refused here, since the
+    // roles decode deliveries without checking that again.
+    let rejected = deliver(an_envelope_with_a_key_added())
+        .await
+        .expect("answer in time");
+    assert!(
+        matches!(&rejected, Ok(Response::Rejected { reason }) if reason.contains("encodes to")),
         "{rejected:?}"
     );
     // The receiver still serves requests.
@@ -262,12 +294,12 @@ async fn oversized_requests_are_refused_and_the_receiver_survives() {
         matches!(answer, Ok(Response::Identity { .. })),
         "{answer:?}"
     );
-    // Both offences are counted against the sender's identity (by the identity directory,
+    // Every offence is counted against the sender's identity (by the identity directory,
     // which hears of them after the answers went out).
     let sender = net.node(0).info().identity.clone();
-    for offence in ["oversized-message", "malformed-message"] {
+    for (offence, times) in [("oversized-message", 1), ("malformed-message", 2)] {
         let series =
-            format!("dta_misconduct_total{{offence=\"{offence}\",culprit=\"{sender}\"}} 1");
+            format!("dta_misconduct_total{{offence=\"{offence}\",culprit=\"{sender}\"}} {times}");
         let counted = tokio::time::timeout(TIMEOUT, async {
             loop {
                 let metrics = net.node(1).client().get_bytes("/metrics").await.unwrap();

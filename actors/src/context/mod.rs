@@ -457,7 +457,10 @@ impl RoleContext {
     }
 
     /// Verifies a delivered bundle with one signature check (none if its newest envelope was
-    /// verified before) and remembers every envelope in it as verified.
+    /// verified before) and remembers every envelope in it as verified. The blocks are those
+    /// of a [`crate::network::NetworkEvent::EnvelopesReceived`]: the network loop decoded them
+    /// strictly before handing them over (or this node kept them), so they are not encoded
+    /// again to check that.
     pub fn verify_bundle(&self, blocks: &[Vec<u8>]) -> Result<(), CustodyError> {
         // Another role of this node verified the same delivery already: each block is known
         // good on its own.
@@ -467,7 +470,8 @@ impl RoleContext {
         }) {
             return Ok(());
         }
-        let bundle = Bundle::decode(blocks).map_err(|e| CustodyError::Invalid(e.to_string()))?;
+        let bundle =
+            Bundle::decode_seen(blocks).map_err(|e| CustodyError::Invalid(e.to_string()))?;
         let newest = bundle.newest().0;
         // Several role actors of this node get the same delivery at the same time: the first
         // checks the signature, the others wait for its answer instead of checking it again.

@@ -178,7 +178,10 @@ pub enum NetworkEvent {
         /// The request.
         request: Request,
     },
-    /// A peer delivered a bundle of envelopes that passed the structural and link checks.
+    /// A peer delivered a bundle of envelopes that passed the structural and link checks of a
+    /// strict decode ([`dta_protocol::envelope::Bundle::decode`]), so subscribers decode its
+    /// blocks again with the lenient, cheaper decode. Roles that hand a delivery to themselves
+    /// again send only blocks that came this way or that they kept.
     EnvelopesReceived {
         /// Who delivered it.
         peer: PeerId,
