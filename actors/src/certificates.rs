@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use dta_protocol::Cid;
 use dta_protocol::identity::VerifiedIdentity;
-use dta_protocol::order::{CertificateCheck, CertificateError, PreparedCertificateCheck};
+use dta_protocol::order::{
+    CertificateCheck, CertificateError, CheckDigest, PreparedCertificateCheck,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -28,9 +30,11 @@ pub const QUEUE_LEN: usize = 1024;
 /// batch saves little more, while one bad certificate makes the whole batch be checked again
 /// one by one.
 pub const MAX_BATCH: usize = 64;
-/// Checks that passed lately, kept so that the same check made again costs no pairing: every
-/// order of a batch makes its batch's check, and each release of an order checks its
-/// certificate again. A check's outcome depends on nothing but the check.
+/// Checks that passed lately, kept (by digest) so that the same check made again costs no
+/// pairing, and a step that finds its check among them ([`CertificateChecks::passed_lately`])
+/// need not even decode the signature or wait: every order of a batch makes its batch's check,
+/// and each release of an order checks its certificate again. A check's outcome depends on
+/// nothing but the check.
 pub const REMEMBERED: usize = 64;
 /// Prepared halves kept at most. Only a principal with one order on its way prepares one, so
 /// more are only the leftovers of orders that stalled; the oldest goes first.
@@ -39,6 +43,7 @@ pub const MAX_PREPARED: usize = 4;
 type Then = Box<dyn FnOnce() + Send>;
 type Job = (Cid, CertificateCheck, Then);
 type Prepared = VecDeque<(Cid, JoinHandle<Option<PreparedCertificateCheck>>)>;
+type Passed = Arc<Mutex<VecDeque<CheckDigest>>>;
 
 /// A handle on the task that runs the checks; the task ends when the last handle is dropped.
 #[derive(Clone)]
@@ -47,6 +52,8 @@ pub struct CertificateChecks {
     outcomes: Arc<Mutex<HashMap<Cid, bool>>>,
     /// Halves of single checks being made or made ahead, by commitment, oldest first.
     prepared: Arc<Mutex<Prepared>>,
+    /// The digests of the last [`REMEMBERED`] different checks that passed, oldest first.
+    passed: Passed,
 }
 
 impl std::fmt::Debug for CertificateChecks {
@@ -62,12 +69,22 @@ impl CertificateChecks {
     pub fn start() -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE_LEN);
         let outcomes = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(run(jobs, outcomes.clone()));
+        let passed = Passed::default();
+        tokio::spawn(run(jobs, outcomes.clone(), passed.clone()));
         Self {
             queue,
             outcomes,
             prepared: Arc::default(),
+            passed,
         }
+    }
+
+    /// Whether the check with this digest passed lately: if so, it passes again.
+    pub fn passed_lately(&self, digest: &CheckDigest) -> bool {
+        self.passed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(digest)
     }
 
     /// Starts making, off the async workers, the half of the check of a certificate over
@@ -150,8 +167,11 @@ fn record(into: &Mutex<HashMap<Cid, bool>>, outcomes: &[(Cid, bool)]) {
     kept.extend(outcomes.iter().copied());
 }
 
-async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, bool>>>) {
-    let mut passed_lately = VecDeque::with_capacity(REMEMBERED);
+async fn run(
+    mut jobs: mpsc::Receiver<Job>,
+    outcomes: Arc<Mutex<HashMap<Cid, bool>>>,
+    passed: Passed,
+) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -164,10 +184,10 @@ async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, boo
             .into_iter()
             .map(|(key, check, then)| ((key, then), check))
             .unzip();
-        let passed = check_new(checks, &mut passed_lately).await;
+        let outcome = check_new(checks, &passed).await;
         let results: Vec<(Cid, bool)> = waiting
             .iter()
-            .zip(&passed)
+            .zip(&outcome)
             .map(|((key, _), ok)| (*key, *ok))
             .collect();
         record(&outcomes, &results);
@@ -178,41 +198,46 @@ async fn run(mut jobs: mpsc::Receiver<Job>, outcomes: Arc<Mutex<HashMap<Cid, boo
 }
 
 /// Whether each check passes, making each different check not passed lately once.
-async fn check_new(
-    checks: Vec<CertificateCheck>,
-    passed_lately: &mut VecDeque<CertificateCheck>,
-) -> Vec<bool> {
-    let mut new: Vec<CertificateCheck> = Vec::new();
+async fn check_new(checks: Vec<CertificateCheck>, passed: &Passed) -> Vec<bool> {
+    let mut new: Vec<(CheckDigest, CertificateCheck)> = Vec::new();
     // Where each check's outcome is: passed lately, or the new check it is the same as.
-    let places: Vec<Option<usize>> = checks
-        .iter()
-        .map(|check| {
-            if passed_lately.contains(check) {
-                return None;
-            }
-            Some(new.iter().position(|n| n == check).unwrap_or_else(|| {
-                new.push(check.clone());
-                new.len() - 1
-            }))
-        })
-        .collect();
+    let places: Vec<Option<usize>> = {
+        let passed = passed.lock().unwrap_or_else(PoisonError::into_inner);
+        checks
+            .into_iter()
+            .map(|check| {
+                let digest = check.digest();
+                if passed.contains(&digest) {
+                    return None;
+                }
+                Some(
+                    new.iter()
+                        .position(|(d, _)| *d == digest)
+                        .unwrap_or_else(|| {
+                            new.push((digest, check));
+                            new.len() - 1
+                        }),
+                )
+            })
+            .collect()
+    };
+    let count = places.len();
     if new.is_empty() {
-        return vec![true; checks.len()];
+        return vec![true; count];
     }
-    let count = new.len();
+    let (digests, new): (Vec<CheckDigest>, Vec<CertificateCheck>) = new.into_iter().unzip();
+    let new_count = new.len();
     // Pairings are milliseconds of CPU: keep them off the async workers.
-    let (new, outcomes) = tokio::task::spawn_blocking(move || {
-        let outcomes = check_all(&new);
-        (new, outcomes)
-    })
-    .await
-    .unwrap_or_else(|_| (Vec::new(), vec![false; count]));
-    for (check, passed) in new.into_iter().zip(&outcomes) {
-        if *passed {
-            if passed_lately.len() == REMEMBERED {
-                passed_lately.pop_front();
+    let outcomes = tokio::task::spawn_blocking(move || check_all(&new))
+        .await
+        .unwrap_or_else(|_| vec![false; new_count]);
+    let mut passed = passed.lock().unwrap_or_else(PoisonError::into_inner);
+    for (digest, ok) in digests.into_iter().zip(&outcomes) {
+        if *ok && !passed.contains(&digest) {
+            if passed.len() == REMEMBERED {
+                passed.pop_front();
             }
-            passed_lately.push_back(check);
+            passed.push_back(digest);
         }
     }
     places
@@ -301,20 +326,18 @@ mod tests {
         let commitment = Block::raw(vec![1]).cid();
         let good = check(&nodes, commitment, true);
         let bad = check(&nodes, commitment, false);
-        let mut lately = VecDeque::new();
+        let lately = Passed::default();
         let burst = vec![good.clone(), bad.clone(), good.clone(), bad.clone()];
+        assert_eq!(check_new(burst, &lately).await, [true, false, true, false]);
         assert_eq!(
-            check_new(burst, &mut lately).await,
-            [true, false, true, false]
-        );
-        assert!(
-            lately.len() == 1 && lately[0] == good,
+            *lately.lock().unwrap(),
+            [good.digest()],
             "the passed check, once"
         );
         // One remembered is not made again: shown with a check that would fail if it were.
-        let mut lately = VecDeque::from([bad.clone()]);
-        assert_eq!(check_new(vec![bad, good], &mut lately).await, [true, true]);
-        assert_eq!(lately.len(), 2);
+        let lately = Passed::new(Mutex::new(VecDeque::from([bad.digest()])));
+        assert_eq!(check_new(vec![bad, good], &lately).await, [true, true]);
+        assert_eq!(lately.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

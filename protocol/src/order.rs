@@ -382,14 +382,7 @@ impl Certificate {
         commitment: Cid,
         signers: &[&VerifiedIdentity],
     ) -> Result<CertificateCheck, CertificateError> {
-        if self.commitment != commitment {
-            return Err(CertificateError::Commitment(self.commitment.to_string()));
-        }
-        if self.signers.len() != signers.len()
-            || self.signers.iter().zip(signers).any(|(c, i)| *c != i.cid())
-        {
-            return Err(CertificateError::Signers);
-        }
+        self.check_signers(commitment, signers)?;
         let signature =
             bls::Signature::from_bytes(&self.signature).map_err(|_| CertificateError::Signature)?;
         Ok(CertificateCheck {
@@ -398,6 +391,58 @@ impl Certificate {
             signature,
         })
     }
+
+    /// The digest of the check [`Certificate::prepare_check`] makes, after the same cheap
+    /// checks but without decoding the signature (a G2 point, with its subgroup check): a
+    /// check with this digest that passed before passes again.
+    pub fn check_digest(
+        &self,
+        commitment: Cid,
+        signers: &[&VerifiedIdentity],
+    ) -> Result<CheckDigest, CertificateError> {
+        self.check_signers(commitment, signers)?;
+        Ok(check_digest(
+            &self.message()?,
+            signers.iter().map(|i| i.bls_key()),
+            &self.signature,
+        ))
+    }
+
+    fn check_signers(
+        &self,
+        commitment: Cid,
+        signers: &[&VerifiedIdentity],
+    ) -> Result<(), CertificateError> {
+        if self.commitment != commitment {
+            return Err(CertificateError::Commitment(self.commitment.to_string()));
+        }
+        if self.signers.len() != signers.len()
+            || self.signers.iter().zip(signers).any(|(c, i)| *c != i.cid())
+        {
+            return Err(CertificateError::Signers);
+        }
+        Ok(())
+    }
+}
+
+/// What identifies a certificate check: SHA-256 of its message (length first), its signers'
+/// keys and its signature, each as encoded. Two checks with one digest are one check.
+pub type CheckDigest = [u8; 32];
+
+fn check_digest<'a>(
+    message: &[u8],
+    keys: impl Iterator<Item = &'a PopVerifiedKey>,
+    signature: &[u8],
+) -> CheckDigest {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update((message.len() as u64).to_be_bytes());
+    digest.update(message);
+    for key in keys {
+        digest.update(key.public_key().to_bytes());
+    }
+    digest.update(signature);
+    digest.finalize().into()
 }
 
 /// A certificate's pairing check, ready to run alone or with others. The certificates of one
@@ -424,6 +469,12 @@ impl CertificateCheck {
             message,
             signature,
         })
+    }
+
+    /// What identifies this check ([`Certificate::check_digest`] gives the same without
+    /// decoding the signature).
+    pub fn digest(&self) -> CheckDigest {
+        check_digest(&self.message, self.keys.iter(), &self.signature.to_bytes())
     }
 
     /// One pairing check (a fast aggregate verification).

@@ -203,6 +203,25 @@ fn certificates_of_several_orders_check_in_one_batch() {
         CertificateCheck::verify_batch(&[&checks[0], &forged, &checks[2]]),
         Err(CertificateError::Signature)
     );
+
+    // A check's digest is the same whether or not its signature was decoded, and tells
+    // checks apart.
+    for (c, check) in commitments.iter().zip(&checks) {
+        let certificate = certify(*c, &custody_message(c)).unwrap();
+        assert_eq!(
+            certificate.check_digest(*c, &signers).unwrap(),
+            check.digest()
+        );
+    }
+    assert_ne!(checks[0].digest(), checks[1].digest());
+    assert_ne!(forged.digest(), checks[0].digest());
+    assert_ne!(forged.digest(), checks[1].digest());
+    assert_eq!(
+        certify(commitments[0], &custody_message(&commitments[0]))
+            .unwrap()
+            .check_digest(commitments[1], &signers),
+        Err(CertificateError::Commitment(commitments[0].to_string()))
+    );
 }
 
 #[test]

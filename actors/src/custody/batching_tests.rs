@@ -10,8 +10,8 @@ use dta_protocol::envelope::{Kind, SignedEnvelope};
 use dta_protocol::order::{Certificate, Commitment, SecretBytes, ShareDeal};
 
 use super::batching::{self, Held};
-use super::rig::{Party, addressed, parties, run};
-use super::{NewOrder, create_order, on_commitment, on_order_request, on_share_deal};
+use super::rig::{Party, addressed, parties, party_of, run};
+use super::{NewOrder, ReleaseStep, create_order, on_commitment, on_order_request, on_share_deal};
 use crate::context::{CustodyError, Delivery, RoleContext};
 use crate::states::OrderState;
 
@@ -119,6 +119,61 @@ async fn orders_held_together_are_certified_by_one_signature_of_each_fiduciary()
         aggregates.push(certificate.signature);
     }
     assert!(aggregates.iter().all(|a| *a == aggregates[0]));
+}
+
+/// Releases of a batch's orders make one check: once it passed for the first, a fiduciary
+/// releases the others at once, without decoding their signature or waiting for the checker.
+#[tokio::test]
+async fn once_a_batchs_certificate_check_passed_its_other_orders_release_without_one() {
+    let (parties, deliveries) = dealt_together().await;
+    run(&parties, deliveries, &mut |_, _, block| Some(block)).await;
+    let fiduciary = &parties[1];
+    let mut requests = Vec::new();
+    for i in 0..ORDERS {
+        let plan = super::create_release(&parties[0].ctx, &reference(i), None)
+            .await
+            .unwrap();
+        let (_, blocks) = plan
+            .fiduciaries
+            .into_iter()
+            .find(|(peer, _)| party_of(&parties, *peer) == 1)
+            .expect("a delivery to the fiduciary");
+        // The certificate comes with the first release that relies on it.
+        let (request, before) = blocks.split_last().unwrap();
+        for block in before {
+            let (envelope, cid) = fiduciary.take(block).await.unwrap();
+            if envelope.envelope().kind == Kind::Certificate {
+                super::on_certificate(&fiduciary.ctx, &envelope, cid)
+                    .await
+                    .unwrap();
+            }
+        }
+        requests.push(request.clone());
+    }
+    let release = |block: Vec<u8>| async move {
+        let (envelope, cid) = fiduciary.take(&block).await.unwrap();
+        super::on_release_request(&fiduciary.ctx, &envelope, cid).await
+    };
+    let first = release(requests[0].clone()).await;
+    let Ok(ReleaseStep::CheckCertificate(pending)) = first else {
+        panic!("the first release has its certificate checked: {first:?}");
+    };
+    let (done, mut finished) = tokio::sync::mpsc::channel(1);
+    fiduciary
+        .ctx
+        .certificate_checks
+        .submit(pending.key, pending.check, move || {
+            let _ = done.try_send(());
+        })
+        .await;
+    finished.recv().await.unwrap();
+    for (i, request) in requests.into_iter().enumerate() {
+        let step = release(request).await;
+        assert!(
+            matches!(step, Ok(ReleaseStep::Deliver(_))),
+            "order {i}: {step:?}"
+        );
+    }
 }
 
 #[tokio::test]

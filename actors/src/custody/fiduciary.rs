@@ -445,25 +445,18 @@ pub async fn on_certificate(
     ctx.save_buffered(Role::Fiduciary, &record).await
 }
 
-/// The pairing check of an order's certificate, after its cheap checks, with the keys the
-/// fiduciaries had when the certificate was made (`at`, its envelope's time: a fiduciary may
-/// have rotated its keys since).
-pub(crate) fn prepare_certificate_check(
+/// The identities that certified an order, with the keys they had when the certificate was
+/// made (`at`, its envelope's time: a fiduciary may have rotated its keys since).
+fn certificate_signers(
     ctx: &RoleContext,
     record: &OrderRecord,
-    certificate: &Certificate,
     at: u64,
-) -> Result<CertificateCheck, CustodyError> {
-    let identities: Vec<VerifiedIdentity> = ctx
+) -> Result<Vec<VerifiedIdentity>, CustodyError> {
+    Ok(ctx
         .known_identities(&record.fiduciaries)?
         .iter()
         .map(|identity| identity.as_of(at).clone())
-        .collect();
-    let refs: Vec<&VerifiedIdentity> = identities.iter().collect();
-    let commitment = record.commitment.ok_or_else(|| internal("no commitment"))?;
-    certificate
-        .prepare_check(commitment, &refs)
-        .map_err(|e| CustodyError::Invalid(e.to_string()))
+        .collect())
 }
 
 /// A certificate's pairing check that a step waits for. The role has it run off its queue,
@@ -675,26 +668,36 @@ pub async fn on_release_request(
         }
     }
     let certificate: Certificate = ctx.stored_payload(&certificate_cid)?;
-    match ctx.certificate_checks.take_outcome(&certificate_cid) {
-        Some(true) => {}
-        Some(false) => {
-            return Err(CustodyError::Invalid(
-                CertificateError::Signature.to_string(),
-            ));
-        }
+    let passed = match ctx.certificate_checks.take_outcome(&certificate_cid) {
+        Some(outcome) => outcome,
         None => {
-            return Ok(ReleaseStep::CheckCertificate(Box::new(PendingCheck {
-                key: certificate_cid,
-                check: prepare_certificate_check(
-                    ctx,
-                    &record,
-                    &certificate,
-                    ctx.block(&certificate_cid)
-                        .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
-                        .map_or(u64::MAX, |signed| signed.envelope.timestamp),
-                )?,
-            })));
+            let at = ctx
+                .block(&certificate_cid)
+                .and_then(|bytes| SignedEnvelope::decode_seen(&bytes).ok())
+                .map_or(u64::MAX, |signed| signed.envelope.timestamp);
+            let signers = certificate_signers(ctx, &record, at)?;
+            let signers: Vec<&VerifiedIdentity> = signers.iter().collect();
+            let invalid = |e: CertificateError| CustodyError::Invalid(e.to_string());
+            // The batch's check passed for another of its orders a moment ago: no need to
+            // decode the signature or to wait for the checker.
+            let digest = certificate
+                .check_digest(commitment_cid, &signers)
+                .map_err(invalid)?;
+            if !ctx.certificate_checks.passed_lately(&digest) {
+                return Ok(ReleaseStep::CheckCertificate(Box::new(PendingCheck {
+                    key: certificate_cid,
+                    check: certificate
+                        .prepare_check(commitment_cid, &signers)
+                        .map_err(invalid)?,
+                })));
+            }
+            true
         }
+    };
+    if !passed {
+        return Err(CustodyError::Invalid(
+            CertificateError::Signature.to_string(),
+        ));
     }
     let beneficiary_peer = ctx
         .peer_of(&request.beneficiary)
