@@ -184,14 +184,22 @@ impl KeystoreChoice {
     }
 
     /// Opens (creating the token key if needed) the keystore and describes it for
-    /// `keystore.toml`.
-    fn create(&self, config: &Config) -> Result<(Arc<dyn Keystore>, KeystoreFile), HomeError> {
+    /// `keystore.toml`. A passphrase or PIN file in `given` is read before the environment:
+    /// the command named it for this keystore, and the nodes it starts read that file alone.
+    fn create(
+        &self,
+        config: &Config,
+        given: &SecretFiles,
+    ) -> Result<(Arc<dyn Keystore>, KeystoreFile), HomeError> {
         match self {
             Self::Soft {
                 kdf,
                 insecure_passphrase,
             } => {
-                let passphrase = passphrase(config.passphrase_file.as_deref())?;
+                let passphrase = match &given.passphrase_file {
+                    Some(file) => passphrase_from_file(file)?,
+                    None => passphrase(config.passphrase_file.as_deref())?,
+                };
                 let length = String::from_utf8_lossy(&passphrase).chars().count();
                 if length < MIN_PASSPHRASE_CHARS && !insecure_passphrase {
                     return Err(HomeError::ShortPassphrase { length });
@@ -212,8 +220,12 @@ impl KeystoreChoice {
                 token,
                 kek_label,
             } => {
+                let pin = match &given.pin_file {
+                    Some(file) => pin_from_file(file)?,
+                    None => pin(config.pkcs11_pin_file.as_deref())?,
+                };
                 let keystore =
-                    open_token(config, module, token, kek_label, KekPolicy::CreateIfMissing)?;
+                    open_token(module, token, kek_label, pin, KekPolicy::CreateIfMissing)?;
                 let file = KeystoreFile::Pkcs11 {
                     version: HOME_VERSION,
                     module: module.clone(),
@@ -247,6 +259,11 @@ pub fn passphrase(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, HomeError> 
     let Some(file) = file else {
         return Err(HomeError::NoPassphrase);
     };
+    passphrase_from_file(file)
+}
+
+/// Reads a passphrase file.
+fn passphrase_from_file(file: &Path) -> Result<Zeroizing<Vec<u8>>, HomeError> {
     let text = Zeroizing::new(std::fs::read(file).map_err(io(file))?);
     // A trailing newline from `echo pass > file` is not part of the passphrase.
     let end = text
@@ -256,15 +273,15 @@ pub fn passphrase(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, HomeError> 
     Ok(Zeroizing::new(text[..end].to_vec()))
 }
 
-/// Opens a PKCS#11 keystore with the PIN from the environment or the configured file.
+/// Opens a PKCS#11 keystore.
 fn open_token(
-    config: &Config,
     module: &Path,
     token: &str,
     kek_label: &str,
+    pin: Zeroizing<String>,
     policy: KekPolicy,
 ) -> Result<Pkcs11Keystore, HomeError> {
-    let mut settings = Pkcs11Config::new(module, token, pin(config.pkcs11_pin_file.as_deref())?);
+    let mut settings = Pkcs11Config::new(module, token, pin);
     settings.kek_label = kek_label.to_owned();
     Ok(Pkcs11Keystore::open(&settings, policy)?)
 }
@@ -280,6 +297,11 @@ pub fn pin(file: Option<&Path>) -> Result<Zeroizing<String>, HomeError> {
     let Some(file) = file else {
         return Err(HomeError::NoPin);
     };
+    pin_from_file(file)
+}
+
+/// Reads a PIN file.
+fn pin_from_file(file: &Path) -> Result<Zeroizing<String>, HomeError> {
     let text = Zeroizing::new(std::fs::read_to_string(file).map_err(io(file))?);
     Ok(Zeroizing::new(
         text.trim_end_matches(['\n', '\r']).to_owned(),
@@ -313,9 +335,9 @@ pub fn init(
     }
     create_private_dir(home)?;
     let mut config = Config::new(name);
+    let (keystore, keystore_file) = keystore.create(&config, &secrets)?;
     config.passphrase_file = secrets.passphrase_file;
     config.pkcs11_pin_file = secrets.pin_file;
-    let (keystore, keystore_file) = keystore.create(&config)?;
 
     let keypair = Keypair::generate_ed25519();
     let key_path = home.join("node.key");
@@ -380,7 +402,8 @@ pub fn enable_api_tls(home: &Path, hosts: &[String]) -> Result<String, HomeError
     Ok(fingerprint)
 }
 
-/// Where a new home's passphrase or PIN is read from (else the environment).
+/// Where a new keystore's passphrase or PIN is read from: a file named here comes before the
+/// environment (`DTA_PASSPHRASE`, `DTA_PKCS11_PIN`), which comes before the home's config.
 #[derive(Debug, Clone, Default)]
 pub struct SecretFiles {
     /// The keystore passphrase (soft keystores).
@@ -446,7 +469,8 @@ pub fn open_keystore(home: &Path, config: &Config) -> Result<Arc<dyn Keystore>, 
             ..
         } => {
             // The key must already be there: a new one would open none of the secrets.
-            let keystore = open_token(config, module, token, kek_label, KekPolicy::MustExist)?;
+            let pin = pin(config.pkcs11_pin_file.as_deref())?;
+            let keystore = open_token(module, token, kek_label, pin, KekPolicy::MustExist)?;
             (Arc::new(keystore), check)
         }
     };
@@ -608,13 +632,13 @@ pub fn migrate(
     let mut config = Config::load(home)?;
     let store = open_store(home)?;
     let old = open_keystore(home, &config)?;
+    let (new, new_file) = to.create(&config, &secrets)?;
     if let Some(file) = secrets.passphrase_file {
         config.passphrase_file = Some(file);
     }
     if let Some(file) = secrets.pin_file {
         config.pkcs11_pin_file = Some(file);
     }
-    let (new, new_file) = to.create(&config)?;
     let mut replaced = Vec::new();
     let entries = store.scan(Column::Keystore)?;
     for (key, blob) in &entries {

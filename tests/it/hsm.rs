@@ -457,7 +457,9 @@ async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
         &module_arg,
         "--json",
     ]);
-    up_command.env_remove("DTA_PKCS11_PIN");
+    // An operator's own PIN in the environment is not the tokens': they take the one the
+    // testnet writes for them.
+    up_command.env("DTA_PKCS11_PIN", "an operator's own PIN");
     let up = crate::process::succeed_blocking(up_command).await;
     let testnet: Value = serde_json::from_slice(&up).unwrap();
     let mut labels = std::collections::BTreeSet::new();
