@@ -1,7 +1,9 @@
-//! Gives the memory the allocator holds free back to the kernel, every [`INTERVAL`].
+//! Gives the memory glibc's malloc holds free back to the kernel, every [`INTERVAL`].
 //!
-//! glibc's malloc keeps what a process frees for its own reuse, and returns to the kernel only
-//! what lies at the very top of its heaps. A node joining a large network briefly holds dozens
+//! The `dta` command allocates with jemalloc, which returns free pages itself; glibc's malloc
+//! still serves the C and C++ libraries (RocksDB's memtables and caches) and any program that
+//! embeds a node without choosing an allocator. It keeps what a process frees for its own
+//! reuse, and returns to the kernel only what lies at the very top of its heaps. A node joining a large network briefly holds dozens
 //! of connections (each Kademlia query reaches about twenty peers) and then closes most of
 //! them; what those connections used stays in the process, scattered between live blocks.
 //! `malloc_trim` hands every whole free page of every arena back. It costs about a

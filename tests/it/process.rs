@@ -642,6 +642,27 @@ fn a_usage_error_of_dta_run_leaves_the_home_untouched() {
     }
 }
 
+#[test]
+fn the_dta_command_allocates_with_jemalloc_in_one_arena() {
+    // jemalloc prints its options when asked to print its statistics at exit; the ones the
+    // binary embeds must be there, read as one string (a pointer of the wrong shape would
+    // leave jemalloc's defaults: four arenas per core, ten seconds before pages go back).
+    let output = Command::new(dta_bin())
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stats = String::from_utf8_lossy(&output.stderr);
+    for option in [
+        "opt.narenas: 1\n",
+        "opt.dirty_decay_ms: 1000 ",
+        "opt.muzzy_decay_ms: 0 ",
+    ] {
+        assert!(stats.contains(option), "{option:?} not in:\n{stats}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let root = tempfile::tempdir().unwrap();
