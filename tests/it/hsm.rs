@@ -442,6 +442,7 @@ async fn a_process_testnet_runs_every_node_on_a_token_of_its_own() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let dir_arg = dir.to_str().unwrap().to_owned();
+    let _down = crate::lan::Down(dir_arg.clone());
     let module = module();
     let module_arg = module.to_str().unwrap().to_owned();
     let mut up_command = tokens.client(&[

@@ -678,6 +678,7 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let dir_arg = dir.to_str().unwrap();
+    let _down = crate::lan::Down(dir_arg.to_owned());
     let cli = dta_client;
     let up = succeed_blocking(cli(&[
         "testnet", "up", "--dir", dir_arg, "--nodes", "4", "--json",

@@ -126,6 +126,7 @@ async fn a_hundred_node_testnet_comes_up_orders_between_strangers_and_goes_down(
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let dir_arg = dir.to_str().unwrap().to_owned();
+    let _down = crate::lan::Down(dir_arg.clone());
     let nodes = HUNDRED.to_string();
     let up = succeed_blocking(dta_client(&[
         "testnet", "up", "--dir", &dir_arg, "--nodes", &nodes, "--json",
