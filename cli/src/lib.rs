@@ -718,8 +718,10 @@ enum IdentityCommand {
     },
 }
 
-/// Runs the command line this process was given.
-pub fn main() -> std::process::ExitCode {
+/// Runs the command line this process was given. `on_worker_idle` runs on a runtime worker
+/// thread each time that thread runs out of work: the `dta` binary hands its allocator's
+/// thread cache back there (see its `main.rs`).
+pub fn main(on_worker_idle: fn()) -> std::process::ExitCode {
     let cli = Cli::parse();
     // A home holds the node's secrets, and RocksDB keeps creating files in it while the node
     // runs: whatever these commands create is for the owner alone.
@@ -751,7 +753,11 @@ pub fn main() -> std::process::ExitCode {
         },
         default_level,
     );
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(on_worker_idle)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");

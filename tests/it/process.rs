@@ -666,7 +666,7 @@ fn the_dta_command_allocates_with_jemalloc_in_one_arena() {
     let stats = String::from_utf8_lossy(&output.stderr);
     for option in [
         "opt.narenas: 1\n",
-        "opt.dirty_decay_ms: 1000 ",
+        "opt.dirty_decay_ms: 0 ",
         "opt.muzzy_decay_ms: 0 ",
     ] {
         assert!(stats.contains(option), "{option:?} not in:\n{stats}");

@@ -2,5 +2,5 @@
 //! plays a role dishonestly. For tests only; never shipped.
 
 fn main() -> std::process::ExitCode {
-    dta_cli::main()
+    dta_cli::main(|| {})
 }
