@@ -652,6 +652,18 @@ fn main_stack_kib(pid: u32) -> u64 {
         .expect("a [stack] mapping with its Rss")
 }
 
+/// The value of `name` in the environment process `pid` started with.
+fn environment_value(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ.split(|byte| *byte == 0).find_map(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        entry
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
+
 #[test]
 fn the_dta_command_allocates_with_jemalloc_in_one_arena() {
     // jemalloc prints its options when asked to print its statistics at exit; the ones the
@@ -722,6 +734,14 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
         assert!(
             kib < 1536,
             "node {pid}: its main thread's stack holds {kib} KiB"
+        );
+        // Nodes that share a machine run one runtime worker each, not one per core (tokio
+        // reads the number from its environment; its blocking threads bear the same name, so
+        // the threads are not counted).
+        assert_eq!(
+            environment_value(*pid, "TOKIO_WORKER_THREADS").as_deref(),
+            Some("1"),
+            "node {pid}: runtime worker threads"
         );
     }
     let log = succeed(&mut cli(&["testnet", "logs", "--dir", dir_arg, "node-1"]));

@@ -525,15 +525,32 @@ fn pinned_command(command: &[String], running: &NodeFile, bootstrap: &[String]) 
     pinned
 }
 
-/// Starts a node's command line, its output appended to `HOME/log`; its pid.
+/// Starts a node's command line, its output appended to `HOME/log`, with one runtime worker
+/// thread; its pid.
+///
+/// The nodes of a testnet share one machine's cores, so a worker per core in each (tokio's
+/// default) only adds threads to switch between and their stacks and allocator caches. With
+/// one, `dta bench testnet` (three alternating pairs, at 100 and 250 nodes) used 2 to 10 %
+/// less CPU to get ready, and its nodes settled with 0.3 to 0.5 MiB less anonymous memory.
 fn spawn_node(command: &[String], home_dir: &Path) -> Result<u32, TestnetError> {
-    spawn_detached(command, &home_dir.join("log"))
+    spawn_detached(
+        command,
+        &home_dir.join("log"),
+        &[("TOKIO_WORKER_THREADS", NODE_WORKER_THREADS)],
+    )
 }
 
-/// Starts a command line, its output appended to `log_path` (mode 0600 like every file of a
-/// home), in a process group of its own (so it outlives this command and its terminal); its
-/// pid.
-pub(super) fn spawn_detached(command: &[String], log_path: &Path) -> Result<u32, TestnetError> {
+/// Runtime worker threads of each node of a testnet (see [`spawn_node`]).
+const NODE_WORKER_THREADS: &str = "1";
+
+/// Starts a command line with `env` added to its environment, its output appended to
+/// `log_path` (mode 0600 like every file of a home), in a process group of its own (so it
+/// outlives this command and its terminal); its pid.
+pub(super) fn spawn_detached(
+    command: &[String],
+    log_path: &Path,
+    env: &[(&str, &str)],
+) -> Result<u32, TestnetError> {
     use std::os::unix::fs::OpenOptionsExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -552,6 +569,7 @@ pub(super) fn spawn_detached(command: &[String], log_path: &Path) -> Result<u32,
         .env_remove("DTA_HOME")
         .env_remove("DTA_PASSPHRASE")
         .env_remove("DTA_PKCS11_PIN")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err);

@@ -83,7 +83,7 @@ pub async fn start(
         .chain([settings_path.display().to_string()])
         .collect();
     let router = RouterProcess {
-        pid: spawn_detached(&command, &log_path)?,
+        pid: spawn_detached(&command, &log_path, &[])?,
         namespace: namespace.to_owned(),
         settings: settings_path,
     };
