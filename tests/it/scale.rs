@@ -82,6 +82,27 @@ async fn an_order_between_nodes_that_never_met_finds_their_identities_in_the_dht
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["secret"], "met in the DHT");
 
+    // The connections the order made in passing close once idle: the principal keeps the
+    // peer that dialed it (node 1) and at most one more (its target is one), not the seven
+    // peers it met. A node used to close connections only past three times its target, and
+    // none of the gossip mesh's, so the principal stayed connected to most of the seven.
+    let mut snapshot = net.node(PRINCIPAL).network().watch();
+    let idle = dta_actors::network::GRACE + dta_actors::network::RECENT_USE;
+    let closed = tokio::time::timeout(
+        idle + Duration::from_secs(10),
+        snapshot.wait_for(|s| s.connected.len() <= 2),
+    )
+    .await
+    .is_ok_and(|seen| seen.is_ok());
+    let connected = net.node(PRINCIPAL).network().snapshot().connected.clone();
+    let nodes: Vec<usize> = (0..NODES)
+        .filter(|i| {
+            let peer: libp2p::PeerId = net.node(*i).info().peer_id.parse().unwrap();
+            connected.contains(&peer)
+        })
+        .collect();
+    assert!(closed, "still connected to nodes {nodes:?}");
+
     // The lookups show in the principal's metrics.
     let metrics = net.node(PRINCIPAL).client().get_bytes("/metrics").await;
     let metrics = String::from_utf8(metrics.unwrap()).unwrap();

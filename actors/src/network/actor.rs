@@ -130,6 +130,7 @@ impl Actor for NetworkActor {
                 identity_requests: HashSet::new(),
                 identity_retries: HashSet::new(),
                 pending_heads: Vec::new(),
+                heads_window: Default::default(),
                 seen_identities: HashSet::new(),
                 identity_budget: crate::network::budget::Budget::identity_requests(),
                 awaiting: HashMap::new(),

@@ -14,6 +14,40 @@ pub const HEAD_BATCH_INTERVAL: Duration = Duration::from_millis(250);
 /// Most heads in one gossip message (about 170 bytes each, well under the gossip size cap).
 pub const MAX_HEADS_PER_MESSAGE: usize = 256;
 
+/// When announced heads are gossiped: those announced after a quiet spell at once, those
+/// announced in the [`HEAD_BATCH_INTERVAL`] after a message went out together at its end, and
+/// so on while heads keep coming. An idle node arms no timer at all: a fixed 250 ms tick woke
+/// every node of a testnet four times a second for nothing.
+#[derive(Debug, Default)]
+pub(super) struct HeadWindow {
+    /// When the window opened by the last message closes, if one is open.
+    open_until: Option<tokio::time::Instant>,
+}
+
+impl HeadWindow {
+    /// Heads are pending at `now`: whether to gossip them at once (no window is open; one
+    /// opens).
+    pub(super) fn on_pending(&mut self, now: tokio::time::Instant) -> bool {
+        if self.open_until.is_some() {
+            return false;
+        }
+        self.open_until = Some(now + HEAD_BATCH_INTERVAL);
+        true
+    }
+
+    /// The window closed at `now`: whether to gossip what gathered in it (`pending`), which
+    /// opens the next window; with nothing pending, none is open any more.
+    pub(super) fn on_close(&mut self, pending: bool, now: tokio::time::Instant) -> bool {
+        self.open_until = pending.then_some(now + HEAD_BATCH_INTERVAL);
+        pending
+    }
+
+    /// When the open window closes, if one is open.
+    pub(super) fn open_until(&self) -> Option<tokio::time::Instant> {
+        self.open_until
+    }
+}
+
 /// A gossiped batch of heads, or a single announcement from a node that sends them one by one.
 pub(super) fn decode_heads(
     data: &[u8],
@@ -76,6 +110,27 @@ mod tests {
         assert_eq!(decode_heads(&single).unwrap(), vec![head("c")]);
         assert!(decode_heads(b"\xa1junk").is_err());
         assert!(decode_heads(&dta_protocol::dagcbor::encode(&7u64).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_head_after_a_quiet_spell_goes_at_once_the_next_ones_at_the_windows_end() {
+        let start = tokio::time::Instant::now();
+        let mut window = HeadWindow::default();
+        assert_eq!(window.open_until(), None, "an idle node waits for nothing");
+        assert!(window.on_pending(start), "the first head goes at once");
+        assert_eq!(window.open_until(), Some(start + HEAD_BATCH_INTERVAL));
+        let soon = start + HEAD_BATCH_INTERVAL / 2;
+        assert!(!window.on_pending(soon), "the next ones gather");
+        let closed = start + HEAD_BATCH_INTERVAL;
+        assert!(
+            window.on_close(true, closed),
+            "what gathered goes at the end"
+        );
+        assert_eq!(window.open_until(), Some(closed + HEAD_BATCH_INTERVAL));
+        let quiet = closed + HEAD_BATCH_INTERVAL;
+        assert!(!window.on_close(false, quiet));
+        assert_eq!(window.open_until(), None, "nothing came: no timer");
+        assert!(window.on_pending(quiet + HEAD_BATCH_INTERVAL * 4));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub use heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, OwnHeads};
 pub use health::{
     HEADS_REMEMBERED, HeadSeen, HeadSource, MAX_PROBES, ProbeError, ProbeReport, SeenHeads,
 };
+pub use peers::{GRACE, RECENT_USE};
 
 /// Requests to one peer in flight at once; more wait in a queue. Below the per-connection
 /// stream limit of the request-response protocol, so a busy peer is never asked to drop one.

@@ -1,19 +1,23 @@
 //! Connection management: a node keeps connections with about a target number of peers
 //! rather than with every peer it learns of. It dials peers it knows of (from Kademlia, mDNS,
-//! its peer book) only while it has fewer than the target; once it has three times as many
-//! (peers that dialed it, peers it asked something), it closes the idlest down to twice the
-//! target. Peers in the gossip mesh, peers with requests under way and peers met or used in
-//! the last few seconds are spared. A hard cap on connections (refused past it) is the
+//! its peer book) only while it has fewer than the target, and keeps those connections and
+//! the ones peers dialed. The others it made in passing (a Kademlia query's, a request to a
+//! peer it does not keep) it closes once idle while it has more than the target: the peer at
+//! the other end did not dial them to keep them either, so no one dials again for them. Once
+//! it has three times the target of peers, it closes the idlest of any kind down to twice the
+//! target. Peers with requests under way and peers met or used in the last few seconds are
+//! spared, and so are the gossip mesh's from the second rule. A hard cap on connections (refused past it) is the
 //! swarm's, see `dta_protocol::network::max_connections`. Kademlia's table takes a new peer
 //! only where a bucket has room ([`add_to_table`]).
 //!
 //! Here: the bookkeeping and the choice of whom to close (pure, tested alone), what enters
 //! the table, and the loop's side of it. Finding a peer that is not connected is in `lookup`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, DialError};
 use libp2p::{Multiaddr, PeerId, kad};
 use tracing::{debug, warn};
 
@@ -99,11 +103,13 @@ impl Bootstrap {
     }
 }
 
-/// When a connected peer came and when it was last used.
+/// When a connected peer came, when it was last used, and whether it is kept.
 #[derive(Debug, Clone, Copy)]
 struct Activity {
     since: Instant,
     last_used: Instant,
+    /// One of its connections was dialed by the peer, or by this node to keep it.
+    kept: bool,
 }
 
 /// The connected peers' activity and the target.
@@ -111,6 +117,8 @@ struct Activity {
 pub(super) struct Connections {
     target: usize,
     peers: HashMap<PeerId, Activity>,
+    /// Dials under way of connections to keep.
+    dials_to_keep: HashSet<ConnectionId>,
 }
 
 impl Connections {
@@ -118,7 +126,18 @@ impl Connections {
         Self {
             target: target.max(1),
             peers: HashMap::new(),
+            dials_to_keep: HashSet::new(),
         }
+    }
+
+    /// The connection of this dial is one to keep.
+    pub(super) fn keep_dial(&mut self, connection: ConnectionId) {
+        self.dials_to_keep.insert(connection);
+    }
+
+    /// A connection came up or its dial failed: whether it was dialed to be kept.
+    pub(super) fn dial_ended(&mut self, connection: &ConnectionId) -> bool {
+        self.dials_to_keep.remove(connection)
     }
 
     /// The number of peers to keep connections with.
@@ -140,15 +159,17 @@ impl Connections {
         2 * self.target
     }
 
-    /// A peer's first connection came up.
-    pub(super) fn connected(&mut self, peer: PeerId, now: Instant) {
-        self.peers.insert(
-            peer,
-            Activity {
+    /// A connection with a peer came up; `kept` if the peer dialed it or this node did to
+    /// keep it.
+    pub(super) fn connected(&mut self, peer: PeerId, now: Instant, kept: bool) {
+        self.peers
+            .entry(peer)
+            .and_modify(|activity| activity.kept |= kept)
+            .or_insert(Activity {
                 since: now,
                 last_used: now,
-            },
-        );
+                kept,
+            });
     }
 
     /// A peer's last connection closed.
@@ -168,39 +189,67 @@ impl Connections {
         self.target.saturating_sub(connected + dialing)
     }
 
-    /// The peers to disconnect, idlest first, so that the low water mark remains, when more
-    /// than the high water mark are connected; none of those `spared` says to keep, none
-    /// within its grace and none used recently.
-    pub(super) fn to_trim(&self, now: Instant, spared: impl Fn(&PeerId) -> bool) -> Vec<PeerId> {
-        if self.peers.len() <= self.high_water() {
-            return Vec::new();
-        }
-        let mut idle: Vec<(Instant, PeerId)> = self
+    /// The peers to disconnect, idlest first, none within its grace, none used recently and
+    /// none `busy`: those not kept, while more than the target are connected; then, while
+    /// more than the high water mark still are, any but those `in_mesh`, down to the low
+    /// water mark.
+    pub(super) fn to_trim(
+        &self,
+        now: Instant,
+        busy: impl Fn(&PeerId) -> bool,
+        in_mesh: impl Fn(&PeerId) -> bool,
+    ) -> Vec<PeerId> {
+        let mut idle: Vec<(Instant, PeerId, bool)> = self
             .peers
             .iter()
             .filter(|(peer, activity)| {
                 now.duration_since(activity.since) >= GRACE
                     && now.duration_since(activity.last_used) >= RECENT_USE
-                    && !spared(peer)
+                    && !busy(peer)
             })
-            .map(|(peer, activity)| (activity.last_used, *peer))
+            .map(|(peer, activity)| (activity.last_used, *peer, activity.kept))
             .collect();
         idle.sort();
-        let excess = self.peers.len() - self.low_water();
-        idle.into_iter()
-            .take(excess)
-            .map(|(_, peer)| peer)
-            .collect()
+        let mut left = self.peers.len();
+        let mut trimmed = Vec::new();
+        idle.retain(|(_, peer, kept)| {
+            let goes = !kept && left > self.target;
+            if goes {
+                trimmed.push(*peer);
+                left -= 1;
+            }
+            !goes
+        });
+        if left > self.high_water() {
+            for (_, peer, _) in idle {
+                if left <= self.low_water() {
+                    break;
+                }
+                if !in_mesh(&peer) {
+                    trimmed.push(peer);
+                    left -= 1;
+                }
+            }
+        }
+        trimmed
     }
 }
 
 impl SwarmLoop {
+    /// Dials a connection to keep (see [`Connections::to_trim`]).
+    pub(super) fn dial_to_keep(&mut self, dial: DialOpts) -> Result<(), DialError> {
+        let connection = dial.connection_id();
+        self.swarm.dial(dial)?;
+        self.connections.keep_dial(connection);
+        Ok(())
+    }
+
     /// Dials every bootstrap address.
     pub(super) fn dial_bootstrap(&mut self) {
         for address in self.bootstrap.addresses.clone() {
             let dial = dial_of_address(address.clone());
             let connection = dial.connection_id();
-            match self.swarm.dial(dial) {
+            match self.dial_to_keep(dial) {
                 Ok(()) => {
                     self.bootstrap_dials.insert(connection, address);
                 }
@@ -263,12 +312,10 @@ impl SwarmLoop {
             .all_mesh_peers()
             .copied()
             .collect();
-        let busy = |peer: &PeerId| {
-            mesh.contains(peer)
-                || self.in_flight.contains_key(peer)
-                || self.queued.contains_key(peer)
-        };
-        let trimmed = self.connections.to_trim(Instant::now(), busy);
+        let busy =
+            |peer: &PeerId| self.in_flight.contains_key(peer) || self.queued.contains_key(peer);
+        let in_mesh = |peer: &PeerId| mesh.contains(peer);
+        let trimmed = self.connections.to_trim(Instant::now(), busy, in_mesh);
         for peer in trimmed {
             debug!(%peer, "idle connection closed: more peers than needed");
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -305,7 +352,7 @@ impl SwarmLoop {
             .take(wanted)
         {
             debug!(%peer, "dialing a peer of the table: fewer peers than the target");
-            if let Err(err) = self.swarm.dial(dial_of(peer, Vec::new())) {
+            if let Err(err) = self.dial_to_keep(dial_of(peer, Vec::new())) {
                 debug!(%peer, %err, "cannot dial a peer from the table");
             }
         }
@@ -321,17 +368,73 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_trimmed_up_to_three_times_the_target() {
+    fn no_kept_peer_is_trimmed_up_to_three_times_the_target() {
         let start = Instant::now();
         let mut connections = Connections::new(3);
         for peer in peers(9) {
-            connections.connected(peer, start);
+            connections.connected(peer, start, true);
         }
         assert!(
             connections
-                .to_trim(start + GRACE * 10, |_| false)
+                .to_trim(start + GRACE * 10, |_| false, |_| false)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn past_the_target_the_idle_peers_not_kept_go_mesh_or_not_busy_ones_stay() {
+        let start = Instant::now();
+        let mut connections = Connections::new(2);
+        let all = peers(6);
+        // all[0] and all[1] are kept; all[2..] were met in passing, and all[2] became kept
+        // through a second connection.
+        for (index, peer) in all.iter().enumerate() {
+            connections.connected(*peer, start, index < 2);
+        }
+        connections.connected(all[2], start, true);
+        let later = start + GRACE + RECENT_USE;
+        assert!(
+            connections.to_trim(start, |_| false, |_| false).is_empty(),
+            "new connections have their grace"
+        );
+        // all[3] is busy; all[4] is in the mesh, which spares no peer that is not kept.
+        let trimmed = connections.to_trim(later, |peer| *peer == all[3], |peer| *peer == all[4]);
+        let mut expected = vec![all[4], all[5]];
+        expected.sort();
+        let mut trimmed = trimmed;
+        trimmed.sort();
+        assert_eq!(trimmed, expected);
+        // At the target, nothing goes.
+        connections.disconnected(&all[4]);
+        connections.disconnected(&all[5]);
+        connections.disconnected(&all[3]);
+        assert_eq!(connections.to_trim(later, |_| false, |_| false), Vec::new());
+    }
+
+    #[test]
+    fn far_past_the_target_the_peers_not_kept_go_first_even_from_the_mesh() {
+        let start = Instant::now();
+        let mut connections = Connections::new(1);
+        let all = peers(5);
+        for (index, peer) in all.iter().enumerate() {
+            connections.connected(*peer, start, index == 0);
+        }
+        let later = start + GRACE + RECENT_USE;
+        let mut trimmed = connections.to_trim(later, |_| false, |_| true);
+        trimmed.sort();
+        let mut expected = all[1..].to_vec();
+        expected.sort();
+        assert_eq!(trimmed, expected, "all but the kept one, mesh or not");
+    }
+
+    #[test]
+    fn a_connection_is_kept_when_dialed_to_be_and_only_once() {
+        let mut connections = Connections::new(2);
+        let kept = ConnectionId::new_unchecked(1);
+        connections.keep_dial(kept);
+        assert!(connections.dial_ended(&kept));
+        assert!(!connections.dial_ended(&kept));
+        assert!(!connections.dial_ended(&ConnectionId::new_unchecked(2)));
     }
 
     #[test]
@@ -340,16 +443,16 @@ mod tests {
         let mut connections = Connections::new(1);
         let all = peers(7);
         for peer in &all {
-            connections.connected(*peer, start);
+            connections.connected(*peer, start, true);
         }
         let later = start + GRACE + RECENT_USE;
         // all[0] was used recently, all[1] is in the mesh, all[6] just connected.
         connections.used(&all[0], later - Duration::from_secs(1));
         connections.disconnected(&all[6]);
-        connections.connected(all[6], later);
+        connections.connected(all[6], later, true);
         // all[5] is the least idle of the rest.
         connections.used(&all[5], start + Duration::from_secs(5));
-        let trimmed = connections.to_trim(later, |peer| *peer == all[1]);
+        let trimmed = connections.to_trim(later, |_| false, |peer| *peer == all[1]);
         // Five would go to leave two (twice the target of one), but three are spared: the four
         // others go, idlest first.
         assert_eq!(trimmed.len(), 4);

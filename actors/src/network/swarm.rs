@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::budget::Spend;
-use super::heads::{HEAD_BATCH_INTERVAL, MAX_HEADS_PER_MESSAGE, decode_heads};
+use super::heads::{MAX_HEADS_PER_MESSAGE, decode_heads};
 use super::{
     ANSWER_TIMEOUT, LOOK_AROUND_INTERVAL, MAX_AWAITING, MAX_IN_FLIGHT_PER_PEER,
     MAX_QUEUED_PER_PEER, MAX_UNACKNOWLEDGED, NetworkCommand, NetworkEvent, NetworkSnapshot,
@@ -77,6 +77,8 @@ pub(super) struct SwarmLoop {
     pub(super) queued: HashMap<PeerId, VecDeque<(Request, Reply)>>,
     /// Heads announced since the last batch went out.
     pub(super) pending_heads: Vec<HeadAnnouncement>,
+    /// When they go out (see [`super::heads::HeadWindow`]).
+    pub(super) heads_window: super::heads::HeadWindow,
     /// When each head was first seen here (see [`super::health`]).
     pub(super) seen_heads: super::SeenHeads,
     /// Probes of the DHT under way, with where their reports go.
@@ -132,7 +134,9 @@ impl SwarmLoop {
         self.dial_bootstrap();
         self.dial_known_peers().await;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut flush_heads = tokio::time::interval(HEAD_BATCH_INTERVAL);
+        // Armed only while a window of head announcements is open (see `HeadWindow`).
+        let heads_window_closes = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(heads_window_closes);
         let mut ticks = 0u64;
         loop {
             tokio::select! {
@@ -144,7 +148,12 @@ impl SwarmLoop {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some((id, claimed)) = self.acknowledged.recv() => self.acknowledge(id, claimed),
-                _ = flush_heads.tick() => self.publish_heads(),
+                () = &mut heads_window_closes, if self.heads_window.open_until().is_some() => {
+                    let pending = !self.pending_heads.is_empty();
+                    if self.heads_window.on_close(pending, tokio::time::Instant::now()) {
+                        self.publish_heads();
+                    }
+                }
                 _ = tick.tick() => {
                     ticks += 1;
                     // A small table looks around again (see `table_is_small`).
@@ -162,6 +171,16 @@ impl SwarmLoop {
                         self.announce();
                     }
                 }
+            }
+            if !self.pending_heads.is_empty()
+                && self.heads_window.on_pending(tokio::time::Instant::now())
+            {
+                self.publish_heads();
+            }
+            if let Some(closes) = self.heads_window.open_until()
+                && heads_window_closes.deadline() != closes
+            {
+                heads_window_closes.as_mut().reset(closes);
             }
         }
         // Every pending command is answered, even on the way out.
@@ -274,9 +293,7 @@ impl SwarmLoop {
     fn on_command(&mut self, command: NetworkCommand) {
         match command {
             NetworkCommand::Dial(address) => {
-                if let Err(err) = self
-                    .swarm
-                    .dial(super::peers::dial_of_address(address.clone()))
+                if let Err(err) = self.dial_to_keep(super::peers::dial_of_address(address.clone()))
                 {
                     warn!(%address, %err, "dial failed");
                 }
@@ -351,7 +368,7 @@ impl SwarmLoop {
                 if self.swarm.behaviour_mut().block.unblock_peer(peer) {
                     // Addresses come from Kademlia and mDNS; a peer that cannot be reached
                     // now is found again by them later.
-                    if let Err(err) = self.swarm.dial(super::peers::dial_of(peer, Vec::new())) {
+                    if let Err(err) = self.dial_to_keep(super::peers::dial_of(peer, Vec::new())) {
                         debug!(%peer, %err, "unblocked peer not dialled");
                     }
                 }
@@ -521,7 +538,8 @@ impl SwarmLoop {
 
     /// Hands an inbound Bitswap stream to the engine. The swarm task never waits: a full
     /// queue drops the stream, and the peer's unanswered wants come again.
-    fn on_bitswap_stream(&self, peer: PeerId, stream: libp2p::Stream) {
+    fn on_bitswap_stream(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        self.connections.used(&peer, Instant::now());
         if self.bitswap_streams.try_send((peer, stream)).is_err() {
             warn!(%peer, "bitswap engine busy; inbound stream dropped");
         }
@@ -556,6 +574,8 @@ impl SwarmLoop {
                 ..
             } => {
                 self.bootstrap_dials.remove(&connection_id);
+                let kept = self.connections.dial_ended(&connection_id) || endpoint.is_listener();
+                self.connections.connected(peer_id, Instant::now(), kept);
                 Metrics::bump(if endpoint.is_dialer() {
                     &self.metrics.connections_dialed
                 } else {
@@ -563,8 +583,7 @@ impl SwarmLoop {
                 });
                 self.publish_snapshot();
                 if num_established.get() == 1 {
-                    debug!(peer = %peer_id, dialed = endpoint.is_dialer(), "connected");
-                    self.connections.connected(peer_id, Instant::now());
+                    debug!(peer = %peer_id, dialed = endpoint.is_dialer(), kept, "connected");
                     // The node learns the identities of the peers it keeps, up to its target;
                     // not of every peer a DHT query touches (each document costs a pairing
                     // check). The others it looks up when it needs them.
@@ -589,6 +608,7 @@ impl SwarmLoop {
                 error,
                 peer_id,
             } => {
+                self.connections.dial_ended(&connection_id);
                 // A warning once per address and start; the retries (see `retry_bootstrap`)
                 // only in the debug log.
                 if let Some(address) = self.bootstrap_dials.remove(&connection_id) {
@@ -674,7 +694,7 @@ impl SwarmLoop {
                         address.clone(),
                     );
                     if !self.swarm.is_connected(&peer) && self.wants_peers() {
-                        let _ = self.swarm.dial(super::peers::dial_of(peer, vec![address]));
+                        let _ = self.dial_to_keep(super::peers::dial_of(peer, vec![address]));
                     }
                 }
             }
@@ -686,7 +706,7 @@ impl SwarmLoop {
                 if !self.swarm.is_connected(&peer) && self.wants_peers() =>
             {
                 debug!(%peer, "dialing a peer new in the table: fewer peers than the target");
-                let _ = self.swarm.dial(super::peers::dial_of(peer, Vec::new()));
+                let _ = self.dial_to_keep(super::peers::dial_of(peer, Vec::new()));
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
