@@ -119,6 +119,8 @@ pub(super) struct Connections {
     peers: HashMap<PeerId, Activity>,
     /// Dials under way of connections to keep.
     dials_to_keep: HashSet<ConnectionId>,
+    /// When the node's last DHT query ended.
+    last_query_ended: Option<Instant>,
 }
 
 impl Connections {
@@ -127,7 +129,25 @@ impl Connections {
             target: target.max(1),
             peers: HashMap::new(),
             dials_to_keep: HashSet::new(),
+            last_query_ended: None,
         }
+    }
+
+    /// One of the node's DHT queries ended.
+    pub(super) fn query_ended(&mut self, now: Instant) {
+        self.last_query_ended = Some(now);
+    }
+
+    /// Whether the connections made in passing may close: no DHT query of the node is under
+    /// way (`querying`) or ended in the last [`RECENT_USE`]. Kademlia sends its requests over
+    /// the connections its queries made, and a provider record to the closest peers it found
+    /// only as the query ends; closed under it, they were lost, and a 1,000-node testnet's
+    /// orders between strangers failed to find identities.
+    fn dht_quiet(&self, now: Instant, querying: bool) -> bool {
+        !querying
+            && self
+                .last_query_ended
+                .is_none_or(|ended| now.duration_since(ended) >= RECENT_USE)
     }
 
     /// The connection of this dial is one to keep.
@@ -190,15 +210,18 @@ impl Connections {
     }
 
     /// The peers to disconnect, idlest first, none within its grace, none used recently and
-    /// none `busy`: those not kept, while more than the target are connected; then, while
-    /// more than the high water mark still are, any but those `in_mesh`, down to the low
-    /// water mark.
+    /// none `busy`: those not kept, while more than the target are connected and the DHT is
+    /// quiet (see [`Self::dht_quiet`]; `querying` says whether a query is under way); then,
+    /// while more than the high water mark still are, any but those `in_mesh`, down to the
+    /// low water mark.
     pub(super) fn to_trim(
         &self,
         now: Instant,
+        querying: bool,
         busy: impl Fn(&PeerId) -> bool,
         in_mesh: impl Fn(&PeerId) -> bool,
     ) -> Vec<PeerId> {
+        let passing_may_go = self.dht_quiet(now, querying);
         let mut idle: Vec<(Instant, PeerId, bool)> = self
             .peers
             .iter()
@@ -213,7 +236,7 @@ impl Connections {
         let mut left = self.peers.len();
         let mut trimmed = Vec::new();
         idle.retain(|(_, peer, kept)| {
-            let goes = !kept && left > self.target;
+            let goes = passing_may_go && !kept && left > self.target;
             if goes {
                 trimmed.push(*peer);
                 left -= 1;
@@ -315,7 +338,16 @@ impl SwarmLoop {
         let busy =
             |peer: &PeerId| self.in_flight.contains_key(peer) || self.queued.contains_key(peer);
         let in_mesh = |peer: &PeerId| mesh.contains(peer);
-        let trimmed = self.connections.to_trim(Instant::now(), busy, in_mesh);
+        let querying = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .iter_queries()
+            .next()
+            .is_some();
+        let trimmed = self
+            .connections
+            .to_trim(Instant::now(), querying, busy, in_mesh);
         for peer in trimmed {
             debug!(%peer, "idle connection closed: more peers than needed");
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -376,7 +408,7 @@ mod tests {
         }
         assert!(
             connections
-                .to_trim(start + GRACE * 10, |_| false, |_| false)
+                .to_trim(start + GRACE * 10, false, |_| false, |_| false)
                 .is_empty()
         );
     }
@@ -394,11 +426,14 @@ mod tests {
         connections.connected(all[2], start, true);
         let later = start + GRACE + RECENT_USE;
         assert!(
-            connections.to_trim(start, |_| false, |_| false).is_empty(),
+            connections
+                .to_trim(start, false, |_| false, |_| false)
+                .is_empty(),
             "new connections have their grace"
         );
         // all[3] is busy; all[4] is in the mesh, which spares no peer that is not kept.
-        let trimmed = connections.to_trim(later, |peer| *peer == all[3], |peer| *peer == all[4]);
+        let trimmed =
+            connections.to_trim(later, false, |peer| *peer == all[3], |peer| *peer == all[4]);
         let mut expected = vec![all[4], all[5]];
         expected.sort();
         let mut trimmed = trimmed;
@@ -408,7 +443,10 @@ mod tests {
         connections.disconnected(&all[4]);
         connections.disconnected(&all[5]);
         connections.disconnected(&all[3]);
-        assert_eq!(connections.to_trim(later, |_| false, |_| false), Vec::new());
+        assert_eq!(
+            connections.to_trim(later, false, |_| false, |_| false),
+            Vec::new()
+        );
     }
 
     #[test]
@@ -420,11 +458,28 @@ mod tests {
             connections.connected(*peer, start, index == 0);
         }
         let later = start + GRACE + RECENT_USE;
-        let mut trimmed = connections.to_trim(later, |_| false, |_| true);
+        let mut trimmed = connections.to_trim(later, false, |_| false, |_| true);
         trimmed.sort();
         let mut expected = all[1..].to_vec();
         expected.sort();
         assert_eq!(trimmed, expected, "all but the kept one, mesh or not");
+    }
+
+    #[test]
+    fn the_peers_not_kept_stay_while_a_dht_query_runs_and_just_after() {
+        let start = Instant::now();
+        let mut connections = Connections::new(1);
+        let all = peers(3);
+        for (index, peer) in all.iter().enumerate() {
+            connections.connected(*peer, start, index == 0);
+        }
+        let later = start + GRACE + RECENT_USE;
+        let none = |_: &PeerId| false;
+        assert!(connections.to_trim(later, true, none, none).is_empty());
+        connections.query_ended(later);
+        assert!(connections.to_trim(later, false, none, none).is_empty());
+        let quiet = later + RECENT_USE;
+        assert_eq!(connections.to_trim(quiet, false, none, none).len(), 2);
     }
 
     #[test]
@@ -452,7 +507,7 @@ mod tests {
         connections.connected(all[6], later, true);
         // all[5] is the least idle of the rest.
         connections.used(&all[5], start + Duration::from_secs(5));
-        let trimmed = connections.to_trim(later, |_| false, |peer| *peer == all[1]);
+        let trimmed = connections.to_trim(later, false, |_| false, |peer| *peer == all[1]);
         // Five would go to leave two (twice the target of one), but three are spared: the four
         // others go, idlest first.
         assert_eq!(trimmed.len(), 4);

@@ -724,6 +724,7 @@ impl SwarmLoop {
                     query.finish();
                 }
                 if step.last {
+                    self.connections.query_ended(Instant::now());
                     self.probe_ended(id, &result, &stats);
                     debug!(
                         kind = super::lookup::query_kind(&result),
