@@ -2,11 +2,12 @@
 //! rather than with every peer it learns of. It dials peers it knows of (from Kademlia, mDNS,
 //! its peer book) only while it has fewer than the target, and keeps those connections and
 //! the ones peers dialed. The others it made in passing (a Kademlia query's, a request to a
-//! peer it does not keep) it closes once idle while it has more than the target: the peer at
-//! the other end did not dial them to keep them either, so no one dials again for them. Once
-//! it has three times the target of peers, it closes the idlest of any kind down to twice the
-//! target. Peers with requests under way and peers met or used in the last few seconds are
-//! spared, and so are the gossip mesh's from the second rule. A hard cap on connections (refused past it) is the
+//! peer it does not keep) it closes once idle while it has more than the target and no DHT
+//! query of its own is under way or just ended: the peer at the other end did not dial them to
+//! keep them either, so no one dials again for them. Once it has three times the target of
+//! peers, it closes the idlest of any kind down to twice the target. Peers with requests under
+//! way and peers met or used in the last few seconds are spared, and so are the gossip mesh's
+//! from the second rule. A hard cap on connections (refused past it) is the
 //! swarm's, see `dta_protocol::network::max_connections`. Kademlia's table takes a new peer
 //! only where a bucket has room ([`add_to_table`]).
 //!
