@@ -685,6 +685,31 @@ fn the_dta_command_allocates_with_jemalloc_in_one_arena() {
     }
 }
 
+#[test]
+fn testnet_nodes_allocator_options_are_all_taken_by_jemalloc() {
+    // jemalloc skips an option it does not know with a warning on stderr and goes on with
+    // its default: a misspelt one would silently undo the saving.
+    let options = dta_testnet::process::NODE_ALLOCATOR_OPTIONS;
+    let output = Command::new(dta_bin())
+        .arg("--version")
+        .env(
+            dta_testnet::process::ALLOCATOR_OPTIONS_VARIABLE,
+            format!("{options},stats_print:true"),
+        )
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stats = String::from_utf8_lossy(&output.stderr);
+    assert!(!stats.contains("Invalid conf"), "{stats}");
+    assert!(
+        stats.contains(&format!("MALLOC_CONF: \"{options},")),
+        "{stats}"
+    );
+    for option in ["opt.narenas: 1\n", "opt.lg_tcache_nslots_mul: -2\n"] {
+        assert!(stats.contains(option), "{option:?} not in:\n{stats}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
     let root = tempfile::tempdir().unwrap();
@@ -742,6 +767,13 @@ async fn a_testnet_of_processes_comes_up_reports_its_status_and_goes_down() {
             environment_value(*pid, "TOKIO_WORKER_THREADS").as_deref(),
             Some("1"),
             "node {pid}: runtime worker threads"
+        );
+        // And their allocator keeps small slabs and thread caches (what jemalloc makes of
+        // the options: `testnet_nodes_allocator_options_are_all_taken_by_jemalloc`).
+        assert_eq!(
+            environment_value(*pid, dta_testnet::process::ALLOCATOR_OPTIONS_VARIABLE).as_deref(),
+            Some(dta_testnet::process::NODE_ALLOCATOR_OPTIONS),
+            "node {pid}: allocator options"
         );
     }
     let log = succeed(&mut cli(&["testnet", "logs", "--dir", dir_arg, "node-1"]));

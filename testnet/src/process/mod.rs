@@ -44,7 +44,10 @@ pub mod router;
 pub mod sites;
 mod stop;
 
-pub use launch::{BOOTSTRAP_PEERS, READY_TIMEOUT, UpConfig, restart_node, up};
+pub use launch::{
+    ALLOCATOR_OPTIONS_VARIABLE, BOOTSTRAP_PEERS, NODE_ALLOCATOR_OPTIONS, READY_TIMEOUT, UpConfig,
+    restart_node, up,
+};
 pub use router::RouterProcess;
 
 /// Where a testnet's nodes run.
