@@ -58,12 +58,17 @@ pub enum KeystoreError {
         reason: String,
     },
     /// No token has this label.
-    #[error("no PKCS#11 token is labelled {token:?} (tokens present: {available:?})")]
+    #[error(
+        "no PKCS#11 token is labelled {token:?} (tokens present: {available:?}{})",
+        unreadable_tokens(*unreadable)
+    )]
     TokenNotFound {
         /// The label asked for.
         token: String,
         /// The labels present.
         available: Vec<String>,
+        /// Tokens present whose information the module could not read (their labels unknown).
+        unreadable: usize,
     },
     /// The token refused the PIN.
     #[error("wrong PIN for token {token:?}")]
@@ -117,6 +122,15 @@ pub enum KeystoreError {
         /// Whether the session is gone (a new one is opened next time).
         lost_session: bool,
     },
+}
+
+/// The tail of [`KeystoreError::TokenNotFound`]'s message for tokens that could not be read.
+fn unreadable_tokens(count: usize) -> String {
+    match count {
+        0 => String::new(),
+        1 => "; one more could not be read".into(),
+        n => format!("; {n} more could not be read"),
+    }
 }
 
 /// Wraps and unwraps named secrets.

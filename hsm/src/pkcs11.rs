@@ -14,8 +14,14 @@
 //! `CKR_GENERAL_ERROR` (mapped to [`KeystoreError::Integrity`] for a blob that decrypts under
 //! the right key); `C_Initialize` may only run once per process, so contexts are shared per
 //! module path and never finalized; SoftHSM2 rewrites a token's file in place at each login,
-//! so another process listing the tokens at that moment gets `CKR_GENERAL_ERROR`, and finding
-//! a token lists them again a few times before that error stands.
+//! so another process reading that token's information at that moment gets
+//! `CKR_GENERAL_ERROR`, and may keep getting it for as long as it runs (SoftHSM2 2.6 marks
+//! the token invalid in that process for good). Finding a token by label therefore passes
+//! over tokens it cannot read, and lists the tokens again a few times only when the label is
+//! not among those it could. SoftHSM2 changes its slot table while listing slots without a
+//! lock, so listings and token creation here take one process-wide lock; a key-encryption key
+//! is looked for and created under another, so that keystores opened at once on a new token
+//! make one (two processes doing so at once are not covered).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -131,7 +137,11 @@ impl Pkcs11Keystore {
         let handle = match find_kek(&first, &config.kek_label)? {
             Some(handle) => handle,
             None if kek == KekPolicy::CreateIfMissing => {
-                create_kek(&first, &config.kek_label, &config.token)?
+                let _creation = KEK_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+                match find_kek(&first, &config.kek_label)? {
+                    Some(handle) => handle,
+                    None => create_kek(&first, &config.kek_label, &config.token)?,
+                }
             }
             None => {
                 return Err(KeystoreError::KeyNotFound {
@@ -288,9 +298,8 @@ pub fn init_token(
     so_pin: &str,
     user_pin: &str,
 ) -> Result<(), KeystoreError> {
-    // Serialised: two callers must not pick the same free slot.
-    static INIT: Mutex<()> = Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    // Serialised with every listing: two callers must not pick the same free slot.
+    let _slot_table = SLOT_TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let context = context(module)?;
     let free = context
         .get_all_slots()
@@ -325,6 +334,17 @@ pub fn init_token(
     Ok(())
 }
 
+/// Held by every call here that lists the slots or creates a token. SoftHSM2 (2.6) adds an
+/// empty slot to its table at the first listing after a token is created, and takes no lock of
+/// its own for it: two threads listing at once then abort the process (an assertion in its slot
+/// manager) or find no free slot.
+static SLOT_TABLE: Mutex<()> = Mutex::new(());
+
+/// Held while a keystore looks for its key-encryption key and creates it if missing, so that
+/// two keystores opened at once on a new token make one key, not one each (a token with two
+/// keys of the label opens neither). Processes other than this one are not held back.
+static KEK_CREATION: Mutex<()> = Mutex::new(());
+
 /// The module's process-wide context: loaded and initialised once, never finalized.
 fn context(module: &Path) -> Result<Pkcs11, KeystoreError> {
     static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
@@ -351,53 +371,86 @@ fn context(module: &Path) -> Result<Pkcs11, KeystoreError> {
     Ok(context)
 }
 
-/// How often the tokens are listed before a failure of the module in general is final, and
-/// the pause after the first such failure (it grows by as much each time).
+/// How often the tokens are listed while some cannot be read and none of the others has the
+/// label, and the pause after the first listing (it grows by as much each time).
 ///
 /// SoftHSM2 rewrites a token's file in place when a process logs in to the token; another
-/// process that lists the tokens meanwhile reads half a file and gets `CKR_GENERAL_ERROR`, and
-/// a moment later reads the whole one. Two nodes on one module that start together meet this.
+/// process that reads that token's information meanwhile gets `CKR_GENERAL_ERROR`. The token
+/// asked for may be the one being rewritten, and a moment later reads whole. Two nodes on one
+/// module that start together meet this.
 const LISTING_ATTEMPTS: u32 = 8;
 const LISTING_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 fn find_token(context: &Pkcs11, label: &str) -> Result<Slot, KeystoreError> {
     let mut attempt = 1;
     loop {
-        match list_tokens(context, label) {
-            Ok(found) => return found,
-            Err((_, CkError::Pkcs11(RvError::GeneralError, _))) if attempt < LISTING_ATTEMPTS => {
+        match list_tokens(context, label).map_err(|(operation, e)| token_error(operation, &e))? {
+            Listing::Found(slot) => return Ok(slot),
+            Listing::NotFound { unreadable, .. }
+                if unreadable > 0 && attempt < LISTING_ATTEMPTS =>
+            {
                 std::thread::sleep(LISTING_PAUSE * attempt);
                 attempt += 1;
             }
-            Err((operation, error)) => return Err(token_error(operation, &error)),
+            Listing::NotFound {
+                available,
+                unreadable,
+            } => {
+                return Err(KeystoreError::TokenNotFound {
+                    token: label.to_owned(),
+                    available,
+                    unreadable,
+                });
+            }
         }
     }
 }
 
-/// The slot of the token labelled `label`, or which tokens there are; the module's error and
-/// what it was doing when a call failed.
-fn list_tokens(
-    context: &Pkcs11,
-    label: &str,
-) -> Result<Result<Slot, KeystoreError>, (&'static str, CkError)> {
-    let mut seen = Vec::new();
+/// What one listing of the tokens found.
+enum Listing {
+    /// The slot of the token asked for.
+    Found(Slot),
+    /// The labels of the tokens read, none the one asked for, and how many could not be read.
+    NotFound {
+        available: Vec<String>,
+        unreadable: usize,
+    },
+}
+
+/// Looks for the token labelled `label`; on failure, what was being done and the module's error.
+///
+/// A token whose information fails with `CKR_GENERAL_ERROR` is passed over and counted: it is
+/// another process's token being rewritten (or one this process can no longer read), and must
+/// not hide the token asked for.
+fn list_tokens(context: &Pkcs11, label: &str) -> Result<Listing, (&'static str, CkError)> {
+    let _slot_table = SLOT_TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut available = Vec::new();
+    let mut unreadable = 0;
     for slot in context
-        .get_slots_with_initialized_token()
+        .get_slots_with_token()
         .map_err(|e| ("listing slots", e))?
     {
-        let info = context
-            .get_token_info(slot)
-            .map_err(|e| ("reading token information", e))?;
+        let info = match context.get_token_info(slot) {
+            Ok(info) => info,
+            Err(CkError::Pkcs11(RvError::GeneralError, _)) => {
+                unreadable += 1;
+                continue;
+            }
+            Err(e) => return Err(("reading token information", e)),
+        };
+        if !info.token_initialized() {
+            continue;
+        }
         let found = info.label().trim_end();
         if found == label {
-            return Ok(Ok(slot));
+            return Ok(Listing::Found(slot));
         }
-        seen.push(found.to_owned());
+        available.push(found.to_owned());
     }
-    Ok(Err(KeystoreError::TokenNotFound {
-        token: label.to_owned(),
-        available: seen,
-    }))
+    Ok(Listing::NotFound {
+        available,
+        unreadable,
+    })
 }
 
 fn open_session(

@@ -206,7 +206,7 @@ fn pkcs11_bad_settings_fail_with_clear_errors() {
     missing.token = "no-such-token".into();
     let error = Pkcs11Keystore::open(&missing, KekPolicy::CreateIfMissing).unwrap_err();
     assert!(
-        matches!(&error, KeystoreError::TokenNotFound { token, available }
+        matches!(&error, KeystoreError::TokenNotFound { token, available, .. }
             if token == "no-such-token" && available.contains(&config.token)),
         "{error:?}"
     );
@@ -285,4 +285,138 @@ fn pkcs11_a_token_is_found_while_another_process_logs_in_to_its_own() {
     }
     assert!(helper.wait().unwrap().success(), "the helper failed");
     assert!(opened > 10, "only {opened} opens");
+}
+
+/// The file of the token labelled `label` in SoftHSM2's token directory (`SOFTHSM2_CONF`).
+fn token_file(label: &str) -> PathBuf {
+    let conf = std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF (scripts/test sets it)");
+    let conf = std::fs::read_to_string(conf).unwrap();
+    let directory = conf
+        .lines()
+        .find_map(|line| line.strip_prefix("directories.tokendir"))
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .expect("a token directory in SOFTHSM2_CONF")
+        .trim();
+    std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("token.object"))
+        .find(|file| {
+            std::fs::read(file).is_ok_and(|bytes| {
+                bytes
+                    .windows(label.len())
+                    .any(|window| window == label.as_bytes())
+            })
+        })
+        .unwrap_or_else(|| panic!("no token file holds the label {label}"))
+}
+
+/// Another token that this process cannot read (its file cut short, as another process's
+/// rewrite leaves it for a moment) does not hide the token asked for, and a label that is not
+/// there is reported as such. Run as a process of its own: SoftHSM2 may go on failing the
+/// damaged token in the process that read it cut short, for as long as it runs.
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_a_token_is_found_while_another_token_cannot_be_read() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_finds_a_token_beside_one_it_cannot_read",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The body of the test above, in a process of its own (its name leaves it out of `--ignored
+/// pkcs11`).
+#[test]
+#[ignore = "a helper process of pkcs11_a_token_is_found_while_another_token_cannot_be_read"]
+fn helper_finds_a_token_beside_one_it_cannot_read() {
+    let damaged = fresh_token("damaged");
+    let config = fresh_token("beside");
+    let file = token_file(&damaged.token);
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..4]).unwrap();
+    let while_cut = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).map(|_| ());
+    let damaged_open = Pkcs11Keystore::open(&damaged, KekPolicy::CreateIfMissing).map(|_| ());
+    std::fs::write(&file, &whole).unwrap();
+    while_cut.unwrap();
+    assert!(
+        matches!(&damaged_open, Err(KeystoreError::TokenNotFound { token, unreadable, .. })
+            if *token == damaged.token && *unreadable >= 1),
+        "{damaged_open:?}"
+    );
+    let message = damaged_open.unwrap_err().to_string();
+    assert!(message.contains("could not be read"), "{message}");
+    // Whether or not the module reads it again, the other token still opens and works.
+    let keystore = Pkcs11Keystore::open(&config, KekPolicy::MustExist).unwrap();
+    let blob = keystore.wrap("s", b"found").unwrap();
+    assert_eq!(keystore.unwrap("s", &blob).unwrap().as_slice(), b"found");
+}
+
+/// Threads open a keystore (each open lists the slots) right after each of a series of tokens
+/// is created. SoftHSM2 adds a fresh empty slot at the first listing after a token is created,
+/// without a lock of its own: two threads doing so at once abort the process, or find no free
+/// slot, unless listings are serialised.
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_threads_list_the_slots_while_tokens_are_created() {
+    const OPENERS: usize = 4;
+    const ROUNDS: usize = 40;
+    let config = fresh_token("listed");
+    Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
+    // Each round: a token is created, then every opener opens the keystore at once.
+    let created = Arc::new(std::sync::Barrier::new(OPENERS + 1));
+    let openers: Vec<_> = (0..OPENERS)
+        .map(|_| {
+            let (config, created) = (config.clone(), created.clone());
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    created.wait();
+                    Pkcs11Keystore::open(&config, KekPolicy::MustExist)
+                        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        fresh_token(&format!("round{round}"));
+        created.wait();
+    }
+    for opener in openers {
+        opener.join().unwrap();
+    }
+}
+
+/// Keystores opened at once on a new token make one key-encryption key between them, and each
+/// opens what another wrapped.
+#[test]
+#[ignore = "needs SoftHSM2: scripts/test runs it"]
+fn pkcs11_keystores_opened_at_once_on_a_new_token_share_one_key() {
+    const OPENERS: usize = 4;
+    let config = fresh_token("together");
+    let start = Arc::new(std::sync::Barrier::new(OPENERS));
+    let keystores: Vec<_> = (0..OPENERS)
+        .map(|_| {
+            let (config, start) = (config.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|opener| opener.join().unwrap().unwrap())
+        .collect();
+    let blob = keystores[0].wrap("s", b"one key").unwrap();
+    for keystore in &keystores {
+        assert_eq!(keystore.unwrap("s", &blob).unwrap().as_slice(), b"one key");
+    }
+    Pkcs11Keystore::open(&config, KekPolicy::MustExist).unwrap();
 }
