@@ -1,7 +1,7 @@
 //! Networks without a full mesh: nodes keep connections with a target number of peers and
 //! look up the identities they need in the DHT.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dta_actors::roles::Role;
 use dta_testnet::harness::Testnet;
@@ -39,10 +39,6 @@ async fn an_order_between_nodes_that_never_met_finds_their_identities_in_the_dht
         .build()
         .await
         .expect("testnet");
-    // Every node in the DHT with its identity provided (in a table this small, the first
-    // announcement goes out `FIRST_PROVIDE_WAIT` after a node first knows a peer).
-    let first_provide = dta_actors::network::lookup::FIRST_PROVIDE_WAIT;
-    tokio::time::sleep(first_provide + Duration::from_secs(1)).await;
     let strangers: Vec<usize> = FIDUCIARIES
         .into_iter()
         .chain([BENEFICIARY])
@@ -63,8 +59,19 @@ async fn an_order_between_nodes_that_never_met_finds_their_identities_in_the_dht
         "beneficiary": identity(&net, BENEFICIARY),
         "secret": "met in the DHT",
     });
-    let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body).await;
-    assert_eq!(status, 201, "{created}");
+    // A node announces its identity in the DHT once a lookup of its own key ended (at most
+    // `FIRST_PROVIDE_WAIT` after it first knows a peer): until every party has, the order is
+    // refused, and nothing of it is kept.
+    let deadline = Instant::now() + dta_actors::network::lookup::FIRST_PROVIDE_WAIT * 2;
+    loop {
+        let (status, created) = api.post(&net, PRINCIPAL, "/v2/orders", body.clone()).await;
+        if status == 201 {
+            break;
+        }
+        let unknown = created.to_string().contains("unknown");
+        assert!(unknown && Instant::now() < deadline, "{status}: {created}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     api.wait_state(&net, PRINCIPAL, "strangers", "principal", "certified")
         .await;
     for party in FIDUCIARIES.into_iter().chain([BENEFICIARY]) {

@@ -28,12 +28,14 @@ pub const MAX_IDENTITY_LOOKUPS: usize = 64;
 pub const MAX_PEER_LOOKUPS: usize = 64;
 /// Providers of one identity sent the identity request.
 pub const PROVIDERS_ASKED: usize = 3;
-/// The first announcement of the node's identities in the DHT waits this long after the node
-/// first knows a peer, unless its table holds a bucket's worth of peers before: an
-/// announcement made while the table holds a few peers reaches peers that are not the closest
-/// to the key, and has to be made again (each is a lookup of some eighty requests in a
-/// network of 250).
-pub const FIRST_PROVIDE_WAIT: Duration = Duration::from_secs(5);
+/// The first announcement of the node's identities in the DHT waits until its table holds a
+/// bucket's worth of peers or a lookup of its own key has ended (the table then holds the
+/// peers closest to it that the network told of), and at most this long after the node first
+/// knows a peer. An announcement made while the table holds a few peers reaches peers that are
+/// not the closest to the key and has to be made again: each is a lookup of some sixty-five
+/// requests, most of them connections, in a network of 1,000, where a fixed wait of 5 s had
+/// every node announce twice while the network formed.
+pub const FIRST_PROVIDE_WAIT: Duration = Duration::from_secs(30);
 /// The second announcement of the node's identities in the DHT comes this long after the
 /// first, or as soon as the node's table holds a bucket's worth of peers; the node repeats it
 /// every [`dta_protocol::network::PROVIDE_INTERVAL`] after that.
@@ -79,6 +81,9 @@ pub(super) struct Lookups {
     provided_to_many: bool,
     /// When the node first knew a peer.
     first_peer_at: Option<Instant>,
+    /// Whether a lookup of the node's own key ended with an answer (Kademlia's bootstrap or
+    /// the loop's `look_around`).
+    looked_around: bool,
     /// Announcements that failed since the last that went out.
     provide_failures: u32,
 }
@@ -101,6 +106,60 @@ impl Lookups {
             self.next_provide = Some(retry);
             self.provide_failures += 1;
         }
+    }
+
+    /// A DHT query ended: one that looked up the node's own key (`local`) and had an answer
+    /// (`answered`) lets the first announcement go out.
+    pub(super) fn query_ended(
+        &mut self,
+        local: &PeerId,
+        result: &kad::QueryResult,
+        answered: bool,
+    ) {
+        let own_key = match result {
+            kad::QueryResult::Bootstrap(_) => true,
+            kad::QueryResult::GetClosestPeers(Ok(kad::GetClosestPeersOk { key, .. }))
+            | kad::QueryResult::GetClosestPeers(Err(kad::GetClosestPeersError::Timeout {
+                key,
+                ..
+            })) => *key == local.to_bytes(),
+            _ => false,
+        };
+        self.looked_around |= own_key && answered;
+    }
+
+    /// Whether the node's identities are to be announced now, its table holding `table`
+    /// peers; records that they are. The first announcement waits for a full bucket or a
+    /// lookup of the node's own key (see [`FIRST_PROVIDE_WAIT`]); one made before the table
+    /// held a bucket's worth is made again as soon as it does (or [`SECOND_PROVIDE`] later).
+    fn provide_due(&mut self, now: Instant, table: usize) -> bool {
+        if table == 0 {
+            return false;
+        }
+        let full = table >= kad::K_VALUE.get();
+        let table_grew = !self.provided_to_many && full;
+        let first_peer_at = *self.first_peer_at.get_or_insert(now);
+        let due = match self.next_provide {
+            Some(at) => now >= at,
+            None => {
+                self.provided > 0 || self.looked_around || now >= first_peer_at + FIRST_PROVIDE_WAIT
+            }
+        };
+        if !(due || table_grew) {
+            return false;
+        }
+        self.provided_to_many |= full;
+        self.provided += 1;
+        // Each announcement is a DHT query that connects to about twenty peers, and in a
+        // network that forms at once every peer it reaches is a connection made again:
+        // after the one that reaches a full table, every 10 minutes.
+        let first_only = self.provided == 1 && !self.provided_to_many;
+        self.next_provide = Some(if first_only {
+            now + SECOND_PROVIDE
+        } else {
+            now + dta_protocol::network::PROVIDE_INTERVAL
+        });
+        true
     }
 
     /// An announcement went out: the next failure waits [`PROVIDE_RETRY`] again.
@@ -272,26 +331,12 @@ impl SwarmLoop {
     }
 
     /// Announces the node's identities (its own and those it hosts) as provided by it, when
-    /// that is due and the node knows a peer to tell.
+    /// that is due (see [`Lookups::provide_due`]).
     pub(super) fn provide_if_due(&mut self) {
-        let now = Instant::now();
-        let known = self.table_size();
-        // The first announcement reaches only the few peers the node knew then, which may not
-        // be the ones closest to its key once the network has formed: it goes out again as soon
-        // as the table holds a bucket's worth of peers.
-        if known == 0 {
+        let table = self.table_size();
+        if !self.lookups.provide_due(Instant::now(), table) {
             return;
         }
-        let table_grew = !self.lookups.provided_to_many && known >= kad::K_VALUE.get();
-        let first_peer_at = *self.lookups.first_peer_at.get_or_insert(now);
-        let due = match self.lookups.next_provide {
-            Some(at) => now >= at,
-            None => self.lookups.provided > 0 || now >= first_peer_at + FIRST_PROVIDE_WAIT,
-        };
-        if !(due || table_grew) {
-            return;
-        }
-        self.lookups.provided_to_many |= known >= kad::K_VALUE.get();
         let own = dta_protocol::identity::claimed_identity(&self.identity_document);
         let identities = std::iter::once(own).chain(self.hosted.cids());
         for identity in identities {
@@ -300,16 +345,6 @@ impl SwarmLoop {
                 debug!(%identity, %err, "identity not announced in the DHT");
             }
         }
-        self.lookups.provided += 1;
-        // Each announcement is a DHT query that connects to about twenty peers, and in a
-        // network that forms at once every peer it reaches is a connection made again:
-        // after the one that reaches a full table, every 10 minutes.
-        let first_only = self.lookups.provided == 1 && !self.lookups.provided_to_many;
-        self.lookups.next_provide = Some(if first_only {
-            now + SECOND_PROVIDE
-        } else {
-            now + dta_protocol::network::PROVIDE_INTERVAL
-        });
     }
 }
 
@@ -337,6 +372,51 @@ fn fail(peer: PeerId, waiting: Waiting) {
 mod tests {
     use super::*;
     use dta_protocol::network::PROVIDE_INTERVAL;
+
+    /// A closest-peers query's result for `key`.
+    fn closest_peers(key: &PeerId) -> kad::QueryResult {
+        kad::QueryResult::GetClosestPeers(Ok(kad::GetClosestPeersOk {
+            key: key.to_bytes(),
+            peers: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn the_first_announcement_waits_for_a_lookup_of_the_node_s_own_key_or_a_full_bucket() {
+        let local = PeerId::random();
+        let start = Instant::now();
+        let mut lookups = Lookups::default();
+        // No peer, nothing to tell; a few peers: not yet, however long they have been known
+        // (short of the longest wait).
+        assert!(!lookups.provide_due(start, 0));
+        assert!(!lookups.provide_due(start, 3));
+        let later = start + FIRST_PROVIDE_WAIT / 2;
+        assert!(!lookups.provide_due(later, 3));
+        // Lookups of other keys, or of its own that nobody answered, do not count.
+        lookups.query_ended(&local, &closest_peers(&PeerId::random()), true);
+        lookups.query_ended(&local, &closest_peers(&local), false);
+        assert!(!lookups.provide_due(later, 3));
+        // Its own key looked up: it goes out, and again once the table holds a bucket's worth.
+        lookups.query_ended(&local, &closest_peers(&local), true);
+        assert!(lookups.provide_due(later, 3));
+        assert!(!lookups.provide_due(later, 3));
+        assert!(lookups.provide_due(later, kad::K_VALUE.get()));
+        assert_eq!(lookups.next_provide, Some(later + PROVIDE_INTERVAL));
+        assert!(!lookups.provide_due(later, kad::K_VALUE.get()));
+
+        // A full bucket lets the first go out at once, and no second follows.
+        let mut lookups = Lookups::default();
+        assert!(lookups.provide_due(start, kad::K_VALUE.get()));
+        assert_eq!(lookups.next_provide, Some(start + PROVIDE_INTERVAL));
+        // Neither a lookup nor a full bucket: the longest wait, then a second in a while.
+        let mut lookups = Lookups::default();
+        assert!(!lookups.provide_due(start, 3));
+        assert!(lookups.provide_due(start + FIRST_PROVIDE_WAIT, 3));
+        assert_eq!(
+            lookups.next_provide,
+            Some(start + FIRST_PROVIDE_WAIT + SECOND_PROVIDE)
+        );
+    }
 
     #[test]
     fn a_failed_announcement_is_made_again_within_seconds_then_less_and_less_often() {

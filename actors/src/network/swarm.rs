@@ -725,6 +725,9 @@ impl SwarmLoop {
                 }
                 if step.last {
                     self.connections.query_ended(Instant::now());
+                    let local = *self.swarm.local_peer_id();
+                    let answered = stats.num_successes() > 0;
+                    self.lookups.query_ended(&local, &result, answered);
                     self.probe_ended(id, &result, &stats);
                     debug!(
                         kind = super::lookup::query_kind(&result),
