@@ -16,6 +16,7 @@
 //! - [`archive`]: the audit of a whole order from a CAR archive alone, identities included.
 //! - [`links`]: the links of a DAG-CBOR block, and every block reachable from a root.
 //! - [`network`]: the libp2p behaviour, the request-response protocol and the size limits.
+//! - [`new_port`]: TCP dials from a new local port, so that two dials that cross stay two.
 //! - [`rpc_codec`]: the request-response codec, which tells a malformed or oversized request
 //!   from a broken connection.
 //! - [`bitswap`]: Bitswap 1.2.0 messages as IPFS peers exchange them, checked (no I/O).
@@ -49,6 +50,7 @@ pub mod links;
 pub mod misconduct;
 pub mod mpin;
 pub mod network;
+pub mod new_port;
 pub mod order;
 pub mod policy;
 pub mod reshare;

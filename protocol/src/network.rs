@@ -6,12 +6,15 @@
 use std::time::Duration;
 
 use libp2p::allow_block_list::{self, AllowedPeers};
+use libp2p::core::Transport;
 use libp2p::identity::Keypair;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns, noise, ping,
 };
 use libp2p::{request_response, tcp, yamux};
 use serde::{Deserialize, Serialize};
+
+use crate::new_port::NewPortDials;
 
 /// Gossipsub topic for identity news: revocations, identities a node starts hosting, and a
 /// node's rotated document. First documents are not gossiped: peers ask for them when they
@@ -294,17 +297,23 @@ pub enum SwarmError {
     Behaviour(String),
 }
 
-/// Builds the swarm: TCP and QUIC, noise, yamux, and [`Behaviour`].
+/// Builds the swarm: QUIC, and TCP dialing from new ports ([`crate::new_port`]) with noise and
+/// yamux; and [`Behaviour`].
 pub fn build_swarm(keypair: Keypair, config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
+        .with_quic()
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+                // What `SwarmBuilder::with_tcp` builds, on the wrapped transport.
+                Ok(NewPortDials::new(tcp)
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()))
+            },
         )
         .map_err(|e| SwarmError::Transport(e.to_string()))?
-        .with_quic()
         .with_behaviour(|key| behaviour(key, config))
         .map_err(|e| SwarmError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| {

@@ -399,6 +399,62 @@ async fn nodes_that_cannot_connect_find_each_others_identity_through_a_shared_pe
     net.stop().await;
 }
 
+/// A node's swarm dials from a new local port even when the dial asks to reuse the listening
+/// port, as Kademlia's and request-response's dials do: two such dials that crossed on a slow
+/// link became one TCP connection on which both ends failed the handshake, and two sites of
+/// a WAN testnet stayed unconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_asking_for_the_listening_port_goes_out_from_a_new_one() {
+    use libp2p::futures::StreamExt as _;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::swarm::dial_opts::DialOpts;
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let config = dta_protocol::network::SwarmConfig::default();
+    let mut swarm = dta_protocol::network::build_swarm(keypair, &config).unwrap();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let listening = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("listening");
+    let listening_port = listening
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    let other_end = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = other_end.local_addr().unwrap().port();
+    // A dial like Kademlia's: by peer id, with the default port policy (reuse).
+    let dial = DialOpts::peer_id(libp2p::PeerId::random())
+        .addresses(vec![
+            format!("/ip4/127.0.0.1/tcp/{other_port}").parse().unwrap(),
+        ])
+        .build();
+    swarm.dial(dial).unwrap();
+    let (_, from) = tokio::time::timeout(TIMEOUT, async {
+        tokio::select! {
+            accepted = other_end.accept() => accepted.unwrap(),
+            () = async { loop { swarm.select_next_some().await; } } => unreachable!(),
+        }
+    })
+    .await
+    .expect("the dial arrives");
+    assert_ne!(
+        from.port(),
+        listening_port,
+        "the dial went out from the listening port"
+    );
+}
+
 /// What a bare libp2p peer announcing `protocol` sees of node 0: whether its connection was
 /// still open 2 s after the two exchanged identify. A node that refuses the peer may close the
 /// connection as soon as it reads the peer's identify, before its own has arrived: that is

@@ -60,30 +60,20 @@ pub(super) fn add_to_table(
     admitted
 }
 
-/// A dial of `peer` from a new local port, at `addresses` or wherever the behaviours know.
-///
-/// libp2p dials from the listening port by default (it helps hole punching), which gives a
-/// node's dial of a peer and that peer's dial back the same two ends. When the two cross on
-/// a slow link, TCP's simultaneous open makes them one connection on which both sides start
-/// the security handshake as its initiator, and it fails. Two nodes that dial each other once
-/// a second in step (both unblocked each other at once, across a WAN) failed so for half a
-/// minute. From a new port the two dials are two connections, and both succeed.
+/// A dial of `peer`, at `addresses` or wherever the behaviours know. Like every dial of the
+/// swarm, it goes out from a new local port (`dta_protocol::new_port`).
 pub(super) fn dial_of(peer: PeerId, addresses: Vec<Multiaddr>) -> DialOpts {
     let dial = DialOpts::peer_id(peer);
     if addresses.is_empty() {
-        dial.allocate_new_port().build()
+        dial.build()
     } else {
-        dial.addresses(addresses).allocate_new_port().build()
+        dial.addresses(addresses).build()
     }
 }
 
-/// A dial of an address whose peer is not known yet, from a new local port (see
-/// [`dial_of`]).
+/// A dial of an address whose peer is not known yet.
 pub(super) fn dial_of_address(address: Multiaddr) -> DialOpts {
-    DialOpts::unknown_peer_id()
-        .address(address)
-        .allocate_new_port()
-        .build()
+    DialOpts::unknown_peer_id().address(address).build()
 }
 
 /// The bootstrap addresses and when to dial them again. A bootstrap peer that was full or
