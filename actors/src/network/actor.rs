@@ -74,6 +74,7 @@ impl Actor for NetworkActor {
         args: NetworkArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut swarm = network::build_swarm(args.keypair.clone(), &args.swarm)?;
+        let local = *swarm.local_peer_id();
         // Blocks outlive a restart of this actor and of the node: they are the operator's,
         // not the swarm's.
         let mut blocked = args.channels.snapshot.borrow().blocked.clone();
@@ -145,7 +146,7 @@ impl Actor for NetworkActor {
                 hosted_added: false,
                 connections: crate::network::peers::Connections::new(args.swarm.target_peers),
                 connections_round: 0,
-                lookups: crate::network::lookup::Lookups::default(),
+                lookups: crate::network::lookup::Lookups::new(&local),
                 bootstrap_dials: HashMap::new(),
                 bootstrap: crate::network::peers::Bootstrap::default(),
             }

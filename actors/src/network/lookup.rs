@@ -38,14 +38,32 @@ pub const PROVIDERS_ASKED: usize = 3;
 pub const FIRST_PROVIDE_WAIT: Duration = Duration::from_secs(30);
 /// The second announcement of the node's identities in the DHT comes this long after the
 /// first, or as soon as the node's table holds a bucket's worth of peers; the node repeats it
-/// every [`dta_protocol::network::PROVIDE_INTERVAL`] after that.
+/// about every [`dta_protocol::network::PROVIDE_INTERVAL`] after that (see
+/// [`provide_interval`]).
 pub const SECOND_PROVIDE: Duration = Duration::from_secs(30);
 /// An announcement that failed is made again this long after, twice as long after each
-/// further failure in a row, up to [`dta_protocol::network::PROVIDE_INTERVAL`]. Kademlia
-/// sends no provider record at all when its search for the closest peers times out (a busy
-/// network): waiting the full interval left a node that started last unknown for ten
-/// minutes, and every order naming it refused.
+/// further failure in a row, up to [`PROVIDE_RETRY_MAX`]. Kademlia sends no provider record
+/// at all when its search for the closest peers times out (a busy network): waiting the full
+/// interval left a node that started last unknown for ten minutes, and every order naming it
+/// refused.
 pub const PROVIDE_RETRY: Duration = Duration::from_secs(15);
+/// The longest wait before an announcement that failed is made again.
+pub const PROVIDE_RETRY_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// How long after an announcement of its identities the node makes the next:
+/// [`dta_protocol::network::PROVIDE_INTERVAL`] less up to a tenth of it, the amount set by the
+/// node's peer id. Nodes started together would otherwise announce together for as long as
+/// they run, each announcement a lookup of some sixty-five requests.
+pub fn provide_interval(local: &PeerId) -> Duration {
+    let interval = dta_protocol::network::PROVIDE_INTERVAL;
+    // The last bytes of a peer id are those of its public key: as good as random.
+    let bytes = local.to_bytes();
+    let share = match bytes.as_slice() {
+        [.., a, b] => u32::from(u16::from_le_bytes([*a, *b])),
+        _ => 0,
+    };
+    interval - interval / 10 * share / 65_536
+}
 
 /// What waits for a peer's address.
 pub(super) enum Waiting {
@@ -86,9 +104,29 @@ pub(super) struct Lookups {
     looked_around: bool,
     /// Announcements that failed since the last that went out.
     provide_failures: u32,
+    /// How long after an announcement the next goes out (see [`provide_interval`]); zero:
+    /// [`dta_protocol::network::PROVIDE_INTERVAL`].
+    interval: Duration,
 }
 
 impl Lookups {
+    /// The bookkeeping of the node of peer id `local`.
+    pub(super) fn new(local: &PeerId) -> Self {
+        Self {
+            interval: provide_interval(local),
+            ..Self::default()
+        }
+    }
+
+    /// How long after an announcement the next goes out.
+    fn interval(&self) -> Duration {
+        if self.interval.is_zero() {
+            dta_protocol::network::PROVIDE_INTERVAL
+        } else {
+            self.interval
+        }
+    }
+
     /// Has the node's identities announced again at the next chance (one was added).
     pub(super) fn provide_soon(&mut self) {
         self.next_provide = None;
@@ -99,7 +137,7 @@ impl Lookups {
     pub(super) fn provide_failed(&mut self, now: Instant) {
         let wait = PROVIDE_RETRY
             .saturating_mul(1 << self.provide_failures.min(8))
-            .min(dta_protocol::network::PROVIDE_INTERVAL);
+            .min(PROVIDE_RETRY_MAX);
         let retry = now + wait;
         // Several identities announced at once fail together: they count as one failure.
         if self.next_provide.is_none_or(|at| at > retry) {
@@ -152,12 +190,12 @@ impl Lookups {
         self.provided += 1;
         // Each announcement is a DHT query that connects to about twenty peers, and in a
         // network that forms at once every peer it reaches is a connection made again:
-        // after the one that reaches a full table, every 10 minutes.
+        // after the one that reaches a full table, about every hour.
         let first_only = self.provided == 1 && !self.provided_to_many;
         self.next_provide = Some(if first_only {
             now + SECOND_PROVIDE
         } else {
-            now + dta_protocol::network::PROVIDE_INTERVAL
+            now + self.interval()
         });
         true
     }
@@ -419,6 +457,39 @@ mod tests {
     }
 
     #[test]
+    fn nodes_started_together_announce_again_at_moments_of_their_own() {
+        let start = Instant::now();
+        let next: Vec<Duration> = (0..50)
+            .map(|_| {
+                let mut lookups = Lookups::new(&PeerId::random());
+                assert!(lookups.provide_due(start, kad::K_VALUE.get()));
+                lookups.next_provide.unwrap() - start
+            })
+            .collect();
+        let earliest = PROVIDE_INTERVAL - PROVIDE_INTERVAL / 10;
+        for wait in &next {
+            assert!(
+                (earliest..=PROVIDE_INTERVAL).contains(wait),
+                "{wait:?} is not within a tenth below {PROVIDE_INTERVAL:?}"
+            );
+        }
+        // Spread over the tenth: no two minutes hold more than a few of the fifty.
+        let mut per_minute = std::collections::HashMap::new();
+        for wait in &next {
+            *per_minute.entry(wait.as_secs() / 60).or_insert(0) += 1;
+        }
+        let crowded = per_minute.values().max().copied().unwrap_or(0);
+        assert!(
+            per_minute.len() >= 4 && crowded <= 25,
+            "the fifty fall in {} minutes, {crowded} in one",
+            per_minute.len()
+        );
+        // A node keeps its moment: the same peer id, the same wait.
+        let peer = PeerId::random();
+        assert_eq!(provide_interval(&peer), provide_interval(&peer));
+    }
+
+    #[test]
     fn a_failed_announcement_is_made_again_within_seconds_then_less_and_less_often() {
         let now = Instant::now();
         let mut lookups = Lookups {
@@ -440,7 +511,7 @@ mod tests {
             lookups.next_provide = None;
             lookups.provide_failed(later);
         }
-        assert_eq!(lookups.next_provide, Some(later + PROVIDE_INTERVAL));
+        assert_eq!(lookups.next_provide, Some(later + PROVIDE_RETRY_MAX));
         // One that goes out starts the count again.
         lookups.provide_succeeded();
         lookups.next_provide = Some(later + PROVIDE_INTERVAL);
