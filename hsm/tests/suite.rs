@@ -6,13 +6,31 @@
 //! configuration whose token directory it made. Each test creates tokens of its own.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use dta_hsm::pkcs11::init_token;
 use dta_hsm::{
     KdfParams, KekPolicy, Keystore, KeystoreError, Pkcs11Config, Pkcs11Keystore, SoftKeystore,
 };
 use zeroize::Zeroizing;
+
+/// Taken by every test here: shared by most, whole by those whose helper process reads the
+/// token directory while this one works in it. SoftHSM2 (2.6) aborts a process that lists
+/// the slots while two tokens of the directory cannot be read (an assertion in its slot
+/// manager): the helper's damaged token and one another process is logging in to (SoftHSM2
+/// rewrites its file in place) or creating, at the same moment. Those two tests together
+/// failed 2 times in 40.
+static TOKEN_DIRECTORY: RwLock<()> = RwLock::new(());
+
+/// A turn beside the other tests.
+fn alongside_others() -> RwLockReadGuard<'static, ()> {
+    TOKEN_DIRECTORY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The token directory to this test and its helper process alone.
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    TOKEN_DIRECTORY.write().unwrap_or_else(|e| e.into_inner())
+}
 
 const SO_PIN: &str = "so-pin-1234";
 const USER_PIN: &str = "user-pin-5678";
@@ -146,6 +164,7 @@ fn fresh_token(name: &str) -> Pkcs11Config {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_the_token_keystore_passes_the_suite() {
+    let _turn = alongside_others();
     let config = fresh_token("suite");
     let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
     let mut other_config = config.clone();
@@ -158,6 +177,7 @@ fn pkcs11_the_token_keystore_passes_the_suite() {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_the_kek_is_found_again_and_never_leaves_the_token() {
+    let _turn = alongside_others();
     let config = fresh_token("kek");
     let blob = {
         let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
@@ -183,6 +203,7 @@ fn pkcs11_the_kek_is_found_again_and_never_leaves_the_token() {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_bad_settings_fail_with_clear_errors() {
+    let _turn = alongside_others();
     let config = fresh_token("errors");
     // Wrong PIN: refused before anything is created.
     let mut wrong = config.clone();
@@ -226,6 +247,7 @@ fn pkcs11_bad_settings_fail_with_clear_errors() {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_a_different_kek_fails_the_key_check() {
+    let _turn = alongside_others();
     let config = fresh_token("check");
     let keystore = Pkcs11Keystore::open(&config, KekPolicy::CreateIfMissing).unwrap();
     let check = dta_hsm::check_blob(&keystore).unwrap();
@@ -266,6 +288,7 @@ fn helper_logs_in_again_and_again() {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_a_token_is_found_while_another_process_logs_in_to_its_own() {
+    let _turn = alone();
     let busy = fresh_token("busy");
     let config = fresh_token("found");
     let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
@@ -317,6 +340,7 @@ fn token_file(label: &str) -> PathBuf {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_a_token_is_found_while_another_token_cannot_be_read() {
+    let _turn = alone();
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -367,6 +391,7 @@ fn helper_finds_a_token_beside_one_it_cannot_read() {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_threads_list_the_slots_while_tokens_are_created() {
+    let _turn = alongside_others();
     const OPENERS: usize = 4;
     const ROUNDS: usize = 40;
     let config = fresh_token("listed");
@@ -399,6 +424,7 @@ fn pkcs11_threads_list_the_slots_while_tokens_are_created() {
 #[test]
 #[ignore = "needs SoftHSM2: scripts/test runs it"]
 fn pkcs11_keystores_opened_at_once_on_a_new_token_share_one_key() {
+    let _turn = alongside_others();
     const OPENERS: usize = 4;
     let config = fresh_token("together");
     let start = Arc::new(std::sync::Barrier::new(OPENERS));
