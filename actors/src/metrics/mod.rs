@@ -62,6 +62,8 @@ pub struct Metrics {
     pub identity_lookups: AtomicU64,
     /// DHT lookups of a peer's addresses started (a request to a peer of no known address).
     pub peer_lookups: AtomicU64,
+    /// Kademlia bootstraps (lookups of the node's own key that asked at least one peer).
+    pub bootstraps: AtomicU64,
     /// Connections established that this node dialed (each a transport handshake).
     pub connections_dialed: AtomicU64,
     /// Connections established that a peer dialed.

@@ -107,6 +107,9 @@ pub(super) struct Lookups {
     /// How long after an announcement the next goes out (see [`provide_interval`]); zero:
     /// [`dta_protocol::network::PROVIDE_INTERVAL`].
     interval: Duration,
+    /// Bootstraps started only to clear the one Kademlia had scheduled (see
+    /// [`SwarmLoop::bootstrap_progressed`]).
+    forgone_bootstraps: HashSet<kad::QueryId>,
 }
 
 impl Lookups {
@@ -146,21 +149,25 @@ impl Lookups {
         }
     }
 
-    /// A DHT query ended: one that looked up the node's own key (`local`) and had an answer
-    /// (`answered`) lets the first announcement go out.
-    pub(super) fn query_ended(
+    /// A DHT query made progress (`step`): a lookup of the node's own key (`local`) that had
+    /// an answer (`answered`, in that step) lets the first announcement go out. Kademlia's
+    /// bootstrap looks up the node's own key in its first step (the rest, a lookup per bucket
+    /// farther out, the loop cuts short: its last step asks no one); a closest-peers query
+    /// has its answer in its last.
+    pub(super) fn query_progressed(
         &mut self,
         local: &PeerId,
         result: &kad::QueryResult,
+        step: &kad::ProgressStep,
         answered: bool,
     ) {
         let own_key = match result {
-            kad::QueryResult::Bootstrap(_) => true,
+            kad::QueryResult::Bootstrap(_) => step.count.get() == 1,
             kad::QueryResult::GetClosestPeers(Ok(kad::GetClosestPeersOk { key, .. }))
             | kad::QueryResult::GetClosestPeers(Err(kad::GetClosestPeersError::Timeout {
                 key,
                 ..
-            })) => *key == local.to_bytes(),
+            })) => step.last && *key == local.to_bytes(),
             _ => false,
         };
         self.looked_around |= own_key && answered;
@@ -212,6 +219,40 @@ pub fn provider_key(identity: &Cid) -> kad::RecordKey {
 }
 
 impl SwarmLoop {
+    /// A bootstrap made progress: its first step is the lookup of the node's own key (the
+    /// rest, a lookup per bucket farther out, the loop cuts short), and it ends with its last.
+    ///
+    /// Kademlia schedules the next bootstrap whenever a peer enters a table of fewer than a
+    /// bucket's worth, and starts it as soon as the one under way ends, without looking at
+    /// the table again; the peers a bootstrap meets enter the table while it runs, so every
+    /// node bootstrapped twice while a network formed, the second time with a full table,
+    /// asking again the peers it had just asked. Once the table holds a bucket's worth, the
+    /// one scheduled is dropped: starting a bootstrap clears the schedule, and one ended
+    /// before Kademlia polls it asks no one.
+    pub(super) fn bootstrap_progressed(
+        &mut self,
+        query: kad::QueryId,
+        step: &kad::ProgressStep,
+        stats: &kad::QueryStats,
+    ) {
+        if step.count.get() == 1 && stats.num_requests() > 0 {
+            Metrics::bump(&self.metrics.bootstraps);
+        }
+        if !step.last || self.lookups.forgone_bootstraps.remove(&query) {
+            return;
+        }
+        if self.table_size() < kad::K_VALUE.get() {
+            return;
+        }
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if let Ok(forgone) = kad.bootstrap() {
+            if let Some(mut query) = kad.query_mut(&forgone) {
+                query.finish();
+            }
+            self.lookups.forgone_bootstraps.insert(forgone);
+        }
+    }
+
     /// Starts a lookup of `identity`'s providers, unless one is under way; `reply` hears how
     /// many providers were asked when it ends (none at once when too many are under way).
     pub(super) fn find_identity(&mut self, identity: Cid, reply: oneshot::Sender<usize>) {
@@ -313,7 +354,14 @@ impl SwarmLoop {
                 debug!(%err, "identity not announced in the DHT; announcing again soon");
                 self.lookups.provide_failed(Instant::now());
             }
-            kad::QueryResult::StartProviding(Ok(_)) => self.lookups.provide_succeeded(),
+            kad::QueryResult::StartProviding(Ok(announced)) => {
+                self.lookups.provide_succeeded();
+                let own = dta_protocol::identity::claimed_identity(&self.identity_document);
+                if announced.key == provider_key(&own) {
+                    self.snapshot
+                        .send_if_modified(|s| !std::mem::replace(&mut s.announced, true));
+                }
+            }
             _ => {}
         }
         if last && let Some(lookup) = self.lookups.identities.remove(&query) {
@@ -410,6 +458,13 @@ fn fail(peer: PeerId, waiting: Waiting) {
 mod tests {
     use super::*;
     use dta_protocol::network::PROVIDE_INTERVAL;
+    use std::num::NonZeroUsize;
+
+    /// The only step of a query.
+    const ONLY_STEP: kad::ProgressStep = kad::ProgressStep {
+        count: NonZeroUsize::MIN,
+        last: true,
+    };
 
     /// A closest-peers query's result for `key`.
     fn closest_peers(key: &PeerId) -> kad::QueryResult {
@@ -431,11 +486,11 @@ mod tests {
         let later = start + FIRST_PROVIDE_WAIT / 2;
         assert!(!lookups.provide_due(later, 3));
         // Lookups of other keys, or of its own that nobody answered, do not count.
-        lookups.query_ended(&local, &closest_peers(&PeerId::random()), true);
-        lookups.query_ended(&local, &closest_peers(&local), false);
+        lookups.query_progressed(&local, &closest_peers(&PeerId::random()), &ONLY_STEP, true);
+        lookups.query_progressed(&local, &closest_peers(&local), &ONLY_STEP, false);
         assert!(!lookups.provide_due(later, 3));
         // Its own key looked up: it goes out, and again once the table holds a bucket's worth.
-        lookups.query_ended(&local, &closest_peers(&local), true);
+        lookups.query_progressed(&local, &closest_peers(&local), &ONLY_STEP, true);
         assert!(lookups.provide_due(later, 3));
         assert!(!lookups.provide_due(later, 3));
         assert!(lookups.provide_due(later, kad::K_VALUE.get()));
@@ -454,6 +509,34 @@ mod tests {
             lookups.next_provide,
             Some(start + FIRST_PROVIDE_WAIT + SECOND_PROVIDE)
         );
+    }
+
+    #[test]
+    fn a_bootstrap_answered_in_its_first_step_lets_the_first_announcement_go_out() {
+        let local = PeerId::random();
+        let start = Instant::now();
+        let mut lookups = Lookups::default();
+        assert!(!lookups.provide_due(start, 3));
+        let bootstrap = kad::QueryResult::Bootstrap(Ok(kad::BootstrapOk {
+            peer: local,
+            num_remaining: 2,
+        }));
+        let step = |count: usize, last: bool| kad::ProgressStep {
+            count: NonZeroUsize::new(count).unwrap(),
+            last,
+        };
+        // The lookup of its own key, answered; then the bucket refreshes, cut short, the last
+        // one asking no one.
+        lookups.query_progressed(&local, &bootstrap, &step(1, false), true);
+        lookups.query_progressed(&local, &bootstrap, &step(2, false), false);
+        lookups.query_progressed(&local, &bootstrap, &step(3, true), false);
+        assert!(lookups.provide_due(start, 3));
+        // A bootstrap whose own-key lookup nobody answered does not count, whatever follows.
+        let mut lookups = Lookups::default();
+        assert!(!lookups.provide_due(start, 3));
+        lookups.query_progressed(&local, &bootstrap, &step(1, false), false);
+        lookups.query_progressed(&local, &bootstrap, &step(2, true), true);
+        assert!(!lookups.provide_due(start, 3));
     }
 
     #[test]

@@ -219,6 +219,10 @@ pub struct NetworkSnapshot {
     pub roles: Vec<Role>,
     /// What connected peers said of themselves when they answered the identity request.
     pub peer_roles: BTreeMap<PeerId, PeerRoles>,
+    /// Whether an announcement of the node's own identity in the DHT went out since the
+    /// network started: its provider record sent to the peers closest to its key, so that a
+    /// node that never met it can find it.
+    pub announced: bool,
 }
 
 /// A peer's own identity and the roles its node plays, as it answered the identity request.

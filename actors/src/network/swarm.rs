@@ -723,11 +723,15 @@ impl SwarmLoop {
                 {
                     query.finish();
                 }
+                if matches!(result, kad::QueryResult::Bootstrap(_)) {
+                    self.bootstrap_progressed(id, &step, &stats);
+                }
+                let local = *self.swarm.local_peer_id();
+                let answered = stats.num_successes() > 0;
+                self.lookups
+                    .query_progressed(&local, &result, &step, answered);
                 if step.last {
                     self.connections.query_ended(Instant::now());
-                    let local = *self.swarm.local_peer_id();
-                    let answered = stats.num_successes() > 0;
-                    self.lookups.query_ended(&local, &result, answered);
                     self.probe_ended(id, &result, &stats);
                     debug!(
                         kind = super::lookup::query_kind(&result),

@@ -27,6 +27,9 @@ pub struct HealthAnswer {
     pub peers: usize,
     /// Known identities.
     pub identities: usize,
+    /// Whether this node's identity was announced in the DHT since it started: nodes that
+    /// never met it can find it from then on.
+    pub announced: bool,
 }
 
 /// `GET /v2/node`.

@@ -55,5 +55,6 @@ pub(super) async fn health(
         listening: snapshot.listen_addrs.len(),
         peers: snapshot.connected.len(),
         identities,
+        announced: snapshot.announced,
     }))
 }

@@ -230,11 +230,12 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     }
     let _ = writeln!(
         out,
-        "# HELP dta_dht_lookups_total Kademlia lookups started for what this node needed and did not know: an identity's providers, or a peer's addresses.\n# TYPE dta_dht_lookups_total counter"
+        "# HELP dta_dht_lookups_total Kademlia lookups for what this node needed and did not know: an identity's providers or a peer's addresses (counted as they start), or the peers closest to the node itself (bootstrap, counted as they end, those that asked any peer).\n# TYPE dta_dht_lookups_total counter"
     );
     for (kind, value) in [
         ("identity", load(&m.identity_lookups)),
         ("peer", load(&m.peer_lookups)),
+        ("bootstrap", load(&m.bootstraps)),
     ] {
         let _ = writeln!(out, "dta_dht_lookups_total{{kind=\"{kind}\"}} {value}");
     }

@@ -1,6 +1,7 @@
 //! `dta bench testnet`: launches process testnets of N nodes on 127.0.0.1, one after the other,
 //! and measures the time from the first process start until every node is ready (connected to
-//! its target number of peers and knowing their identities) and each node's memory then: resident (RSS), its
+//! its target number of peers and knowing their identities; in a testnet larger than that
+//! target, with its identity announced in the DHT) and each node's memory then: resident (RSS), its
 //! proportional share (PSS) and anonymous memory, the part that is the node's alone (heap,
 //! stacks, rocksdb's buffers), which is what a thousand nodes on one machine multiply.
 //!

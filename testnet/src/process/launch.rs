@@ -15,8 +15,8 @@ use futures::StreamExt;
 
 use super::stop::{STOP_TIMEOUT, has_exited, keep_log, signal};
 use super::{
-    Placement, RouterProcess, TESTNET_FILE, TestnetError, TestnetFile, TestnetNode, count, find,
-    io, is_our_node, kept_log, lan, load, logs_dir, router, save, sites,
+    Placement, RouterProcess, TESTNET_FILE, TestnetError, TestnetFile, TestnetNode, find, io,
+    is_our_node, kept_log, lan, load, logs_dir, router, save, sites,
 };
 
 /// How long `up` waits for every node to be ready (see `wait_until_ready`), at least; a
@@ -672,58 +672,43 @@ async fn wait_for_node_file(
 
 /// Waits until every node is ready: connected to its target number of peers, or in a testnet
 /// no larger than that to every other node and knowing every identity. Nodes do not learn
-/// every identity of a larger network; they look them up when they need them.
+/// every identity of a larger network; they look them up when they need them, so there a node
+/// is ready once it has announced its own identity in the DHT as well: until then an order
+/// naming it is refused as unknown (the last nodes of a 250-node testnet were, in two of five
+/// benchmark runs, for as long as their first announcement took under load).
 async fn wait_until_ready(
     dir: &Path,
     testnet: &TestnetFile,
     progress: &mut impl FnMut(&str),
 ) -> Result<(), TestnetError> {
-    let others = testnet.nodes.len() - 1;
-    let target = dta_protocol::network::DEFAULT_TARGET_PEERS;
-    let peers_wanted = others.min(target);
-    // A small testnet is a full mesh where every node knows every identity, as before; in a
-    // larger one a node knows those of the peers it kept, and looks up the others.
-    let identities_wanted = if others <= target { others + 1 } else { 1 };
+    let wanted = Wanted::of(testnet.nodes.len());
     let started = Instant::now();
     let timeout = ready_timeout(testnet.nodes.len());
     let mut last = usize::MAX;
     // What each node said last; a node found ready is not asked again.
-    let mut counts: Vec<Counts> = testnet
+    let mut said: Vec<Said> = testnet
         .nodes
         .iter()
-        .map(|_| {
-            (
-                Err("not asked yet".to_owned()),
-                Err("not asked yet".to_owned()),
-            )
-        })
+        .map(|_| Err("not asked yet".to_owned()))
         .collect();
     while started.elapsed() < timeout {
         // A bounded number of nodes at once: one after the other, a round over 50 busy nodes
         // took seconds, and readiness was seen that much later than it happened.
-        let waiting: Vec<usize> = (0..counts.len())
-            .filter(|i| !is_ready_counts(&counts[*i], identities_wanted, peers_wanted))
+        let waiting: Vec<usize> = (0..said.len())
+            .filter(|i| !wanted.met_by(&said[*i]))
             .collect();
-        let answers: Vec<(usize, Counts)> = futures::stream::iter(waiting)
-            .map(|index| async move {
-                let node = &testnet.nodes[index];
-                let identities = count(&testnet.binary, node, "identities").await;
-                let peers = match &identities {
-                    Ok(_) => count(&testnet.binary, node, "peers").await,
-                    Err(why) => Err(why.clone()),
-                };
-                (index, (identities, peers))
-            })
-            .buffer_unordered(READINESS_CALLS_IN_FLIGHT)
-            .collect()
-            .await;
+        let answers: Vec<(usize, Said)> =
+            futures::stream::iter(waiting)
+                .map(|index| async move {
+                    (index, health(&testnet.binary, &testnet.nodes[index]).await)
+                })
+                .buffer_unordered(READINESS_CALLS_IN_FLIGHT)
+                .collect()
+                .await;
         for (index, answer) in answers {
-            counts[index] = answer;
+            said[index] = answer;
         }
-        let ready = counts
-            .iter()
-            .filter(|c| is_ready_counts(c, identities_wanted, peers_wanted))
-            .count();
+        let ready = said.iter().filter(|s| wanted.met_by(s)).count();
         if ready != last {
             progress(&format!(
                 "{ready}/{} nodes ready ({:.1} s)",
@@ -740,39 +725,140 @@ async fn wait_until_ready(
     let lagging: Vec<String> = testnet
         .nodes
         .iter()
-        .zip(&counts)
-        .filter(|(_, counts)| !is_ready_counts(counts, identities_wanted, peers_wanted))
-        .map(|(node, counts)| match counts {
-            (Ok(identities), Ok(peers)) => format!(
-                "{} knows {identities} identities and has {peers} peers",
-                node.name
+        .zip(&said)
+        .filter(|(_, said)| !wanted.met_by(said))
+        .map(|(node, said)| match said {
+            Ok(health) => format!(
+                "{} knows {} identities and has {} peers{}",
+                node.name,
+                health.identities,
+                health.peers,
+                if wanted.announced && !health.announced {
+                    ", its identity not announced in the DHT yet"
+                } else {
+                    ""
+                }
             ),
-            (Err(why), _) | (_, Err(why)) => format!("{} does not answer ({why})", node.name),
+            Err(why) => format!("{} does not answer ({why})", node.name),
         })
         .collect();
     Err(TestnetError::NotReady {
         waited: timeout,
-        wanted: format!("{peers_wanted} peers and {identities_wanted} identities"),
+        wanted: wanted.to_string(),
         lagging: lagging.join(", "),
         logs: logs_dir(dir).display().to_string(),
     })
 }
 
-/// What a node said it knows: identities and peers, or why it did not say.
-type Counts = (Result<usize, String>, Result<usize, String>);
+/// What readiness asks of a node's `/v2/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Health {
+    identities: usize,
+    peers: usize,
+    announced: bool,
+}
 
-fn is_ready_counts(
-    (identities, peers): &Counts,
-    identities_wanted: usize,
-    peers_wanted: usize,
-) -> bool {
-    identities.as_ref().is_ok_and(|n| *n >= identities_wanted)
-        && peers.as_ref().is_ok_and(|n| *n >= peers_wanted)
+/// What a node said of itself, or why it did not say.
+type Said = Result<Health, String>;
+
+/// A node's `/v2/health`, asked with a 5 s limit.
+async fn health(binary: &Path, node: &TestnetNode) -> Said {
+    let client = node.client(binary).with_timeout(Duration::from_secs(5));
+    let body = client
+        .get("/v2/health")
+        .await
+        .map_err(|err| super::error_chain(&err))?;
+    let count = |field: &str| {
+        body[field]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| format!("/v2/health has no {field} count"))
+    };
+    Ok(Health {
+        identities: count("identities")?,
+        peers: count("peers")?,
+        announced: body["announced"]
+            .as_bool()
+            .ok_or_else(|| "/v2/health does not say whether it announced".to_owned())?,
+    })
+}
+
+/// What makes a node of a testnet ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wanted {
+    identities: usize,
+    peers: usize,
+    /// Its identity announced in the DHT.
+    announced: bool,
+}
+
+impl Wanted {
+    /// For a testnet of `nodes`.
+    fn of(nodes: usize) -> Self {
+        let others = nodes.saturating_sub(1);
+        let target = dta_protocol::network::DEFAULT_TARGET_PEERS;
+        // A small testnet is a full mesh where every node knows every identity, as before; in
+        // a larger one a node knows those of the peers it kept, and others find it in the DHT.
+        let mesh = others <= target;
+        Self {
+            identities: if mesh { others + 1 } else { 1 },
+            peers: others.min(target),
+            announced: !mesh,
+        }
+    }
+
+    fn met_by(&self, said: &Said) -> bool {
+        said.as_ref().is_ok_and(|health| {
+            health.identities >= self.identities
+                && health.peers >= self.peers
+                && (health.announced || !self.announced)
+        })
+    }
+}
+
+impl std::fmt::Display for Wanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} peers and {} identities", self.peers, self.identities)?;
+        if self.announced {
+            write!(f, ", its identity announced in the DHT")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_of_a_larger_testnet_is_ready_once_others_can_find_it_in_the_dht() {
+        let health = |peers: usize, announced: bool| -> Said {
+            Ok(Health {
+                identities: 1,
+                peers,
+                announced,
+            })
+        };
+        let target = dta_protocol::network::DEFAULT_TARGET_PEERS;
+        // A full mesh: every identity known, and nothing to look up.
+        let small = Wanted::of(3);
+        assert!(small.met_by(&Ok(Health {
+            identities: 3,
+            peers: 2,
+            announced: false,
+        })));
+        assert!(
+            !small.met_by(&health(2, true)),
+            "knows one identity of three"
+        );
+        // A larger one: its target number of peers, and its identity in the DHT.
+        let large = Wanted::of(target + 2);
+        assert!(large.met_by(&health(target, true)));
+        assert!(!large.met_by(&health(target, false)));
+        assert!(!large.met_by(&health(target - 1, true)));
+        assert!(!large.met_by(&Err("refused".into())));
+        assert!(large.to_string().contains("announced"), "{large}");
+    }
 
     #[test]
     fn a_restart_command_keeps_the_ports_and_bootstraps_from_the_others() {
