@@ -674,8 +674,8 @@ async fn wait_for_node_file(
 /// no larger than that to every other node and knowing every identity. Nodes do not learn
 /// every identity of a larger network; they look them up when they need them, so there a node
 /// is ready once it has announced its own identity in the DHT as well: until then an order
-/// naming it is refused as unknown (the last nodes of a 250-node testnet were, in two of five
-/// benchmark runs, for as long as their first announcement took under load).
+/// naming it is refused as unknown (the last nodes of a 250-node testnet were, in two of
+/// eleven benchmark runs, for as long as their first announcement took under load).
 async fn wait_until_ready(
     dir: &Path,
     testnet: &TestnetFile,
